@@ -1,0 +1,24 @@
+import type { Registry } from 'prom-client';
+import type { Component } from '../../lib/component.ts';
+import type { RouteGroup } from '../server.ts';
+
+/** /health/live (the process answers), /health/ready (every component healthy) and /metrics. */
+export function healthRoutes(deps: { components: () => Component[]; metrics: Registry }): RouteGroup {
+  return (app) => {
+    app.get('/health/live', async () => ({ status: 'live' }));
+    app.get('/health/ready', async (_req, reply) => {
+      const checks: Record<string, { ok: boolean; detail?: string }> = {};
+      let ready = true;
+      for (const c of deps.components()) {
+        const h = c.health();
+        checks[c.name] = h;
+        ready &&= h.ok;
+      }
+      return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks });
+    });
+    app.get('/metrics', async (_req, reply) => {
+      reply.header('Content-Type', deps.metrics.contentType);
+      return deps.metrics.metrics();
+    });
+  };
+}

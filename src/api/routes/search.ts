@@ -1,0 +1,74 @@
+import type { Registry } from 'prom-client';
+import { InputError } from '../../lib/errors.ts';
+import { histogram } from '../../lib/metrics.ts';
+import { compileQuery } from '../../query/index.ts';
+import { type EventRow, type EventStore, rowToEvent } from '../../store/index.ts';
+import { principalOf, type RouteGroup } from '../server.ts';
+import { parseTimeParam } from '../time.ts';
+
+/** Default search window when `from` is not given, as in Splunk's "last 24 hours". */
+const DEFAULT_WINDOW_MS = 24 * 3600e3;
+
+/** The answer of a search: events, or a table after stats/timechart. */
+export type SearchAnswer =
+  | { total: number; events: Record<string, unknown>[]; took_ms: number }
+  | { columns: string[]; rows: unknown[][]; took_ms: number };
+
+/** Runs a query for a set of tenants; shared by the HTTP route and other components (hunting). */
+export async function runSearch(
+  store: EventStore,
+  q: string,
+  opts: { from: number; to: number; limit: number; tenants: string[] },
+): Promise<SearchAnswer> {
+  const started = performance.now();
+  const compiled = compileQuery(q, opts);
+  if (compiled.kind === 'events') {
+    const [rows, counted] = await Promise.all([
+      store.query<EventRow>(compiled.sql, compiled.params),
+      store.query<{ total: string | number }>(compiled.countSql, compiled.params),
+    ]);
+    let events = rows.map(rowToEvent);
+    if (compiled.fields) {
+      const keep = compiled.fields;
+      events = events.map((e) => Object.fromEntries(keep.filter((f) => f in e).map((f) => [f, e[f]])));
+    }
+    const total = Number(Object.values(counted[0] ?? { total: 0 })[0]);
+    return { total, events, took_ms: Math.round(performance.now() - started) };
+  }
+  const rows = await store.query<Record<string, unknown>>(compiled.sql, compiled.params);
+  return {
+    columns: compiled.columns,
+    rows: rows.map((r) => compiled.columns.map((c) => normalizeCell(r[c]))),
+    took_ms: Math.round(performance.now() - started),
+  };
+}
+
+/** 64-bit counts come back as strings (precision-safe); small ones are numbers for the client. */
+function normalizeCell(v: unknown): unknown {
+  if (typeof v === 'string' && /^-?\d{1,15}$/.test(v)) return Number(v);
+  return v;
+}
+
+/** GET /api/v1/search?q=&from=&to=&limit= */
+export function searchRoutes(deps: { store: EventStore; metrics: Registry; maxLimit: number }): RouteGroup {
+  const latency = histogram(deps.metrics, 'vigil_search_seconds', 'Search latency.', ['kind']);
+  return (app) => {
+    app.get<{ Querystring: Record<string, string | undefined> }>('/api/v1/search', async (req) => {
+      const principal = principalOf(req);
+      const { q, from, to, limit } = req.query;
+      if (q === undefined) throw new InputError('missing_query', 'q is required (use * to match every event)');
+      const now = Date.now();
+      const toMs = to === undefined ? now + 1 : parseTimeParam(to, 'to', now);
+      const fromMs = from === undefined ? toMs - DEFAULT_WINDOW_MS : parseTimeParam(from, 'from', now);
+      if (fromMs >= toMs) throw new InputError('bad_time_range', 'from must be earlier than to');
+      const lim = limit === undefined ? 100 : Number(limit);
+      if (!Number.isInteger(lim) || lim < 0 || lim > deps.maxLimit) {
+        throw new InputError('bad_limit', `limit must be an integer from 0 to ${deps.maxLimit}`);
+      }
+      const end = latency.startTimer();
+      const answer = await runSearch(deps.store, q, { from: fromMs, to: toMs, limit: lim, tenants: principal.tenants });
+      end({ kind: 'events' in answer ? 'events' : 'table' });
+      return answer;
+    });
+  };
+}

@@ -1,0 +1,131 @@
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { Component, ComponentHealth } from '../lib/component.ts';
+import { OverloadError, VigilError } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import { counter } from '../lib/metrics.ts';
+import type { Authenticator, Principal } from './auth.ts';
+import { type HttpConfig, splitAddr } from './config.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+/** A group of routes for one resource, mounted by the API server. */
+export type RouteGroup = (app: FastifyInstance) => void;
+
+/** The HTTP server: authentication, error mapping, request limits; resources bring their routes. */
+export interface ApiServer extends Component {
+  /** The address actually bound (the port is real even when configured as 0). */
+  address(): { host: string; port: number };
+  readonly app: FastifyInstance;
+}
+
+/** Paths served without a token. */
+const OPEN_PATHS = new Set(['/health/live', '/health/ready']);
+
+/** Returns the authenticated principal of a request (set by the server's auth hook). */
+export function principalOf(req: FastifyRequest): Principal {
+  if (!req.principal) throw new VigilError('unauthorized', 'not authenticated', { status: 401 });
+  return req.principal;
+}
+
+/** Creates the API server; it listens on start() and closes (refusing new requests first) on stop(). */
+export function createApiServer(
+  config: HttpConfig,
+  deps: { auth: Authenticator; metrics: Registry; logger: Logger; routes: RouteGroup[] },
+): ApiServer {
+  const app = Fastify({ loggerInstance: deps.logger.child({ component: 'http' }), bodyLimit: config.max_body_bytes });
+  const requests = counter(deps.metrics, 'vigil_http_requests_total', 'HTTP requests answered.', ['route', 'status']);
+  const refusedAuth = counter(deps.metrics, 'vigil_http_auth_failures_total', 'Requests refused for their token.');
+  let inflight = 0;
+  let listening = false;
+  let bound = splitAddr(config.addr);
+
+  app.removeAllContentTypeParsers();
+  // Bodies stay text: the ingest route splits NDJSON itself (a JSON object per line, not one document).
+  app.addContentTypeParser(
+    ['application/json', 'application/x-ndjson', 'application/ndjson', 'text/plain'],
+    { parseAs: 'string' },
+    (_req, body, done) => done(null, body),
+  );
+
+  app.addHook('onRequest', async (req, reply) => {
+    if (inflight >= config.max_inflight_requests) {
+      reply.header('Retry-After', '1');
+      throw new VigilError('too_many_requests', `more than ${config.max_inflight_requests} requests in flight`, {
+        status: 429,
+        retryable: true,
+      });
+    }
+    inflight++;
+    const path = req.url.split('?')[0];
+    if (OPEN_PATHS.has(path) || (path === '/metrics' && !config.metrics_auth)) return;
+    try {
+      req.principal = deps.auth.authenticate(req.headers.authorization);
+    } catch (err) {
+      refusedAuth.inc();
+      throw err;
+    }
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    inflight--;
+    requests.inc({ route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    if (err instanceof OverloadError) reply.header('Retry-After', String(err.retryAfterSeconds));
+    if (err instanceof VigilError) {
+      if (err.status >= 500) req.log.error({ code: err.code, err: err.message }, 'A request failed.');
+      return reply
+        .status(err.status)
+        .send({ error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) } });
+    }
+    const fe = err as { statusCode?: number; code?: string; message: string };
+    if (fe.statusCode && fe.statusCode < 500) {
+      return reply.status(fe.statusCode).send({ error: { code: fastifyCode(fe.code), message: fe.message } });
+    }
+    req.log.error({ err }, 'A request failed unexpectedly.');
+    return reply.status(500).send({ error: { code: 'internal', message: 'internal error' } });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.status(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
+  });
+
+  for (const group of deps.routes) group(app);
+
+  return {
+    name: 'api',
+    app,
+    async start() {
+      const { host, port } = splitAddr(config.addr);
+      await app.listen({ host, port });
+      const addr = app.server.address();
+      if (addr && typeof addr === 'object') bound = { host: addr.address, port: addr.port };
+      listening = true;
+    },
+    async stop() {
+      listening = false;
+      await app.close();
+    },
+    health(): ComponentHealth {
+      return listening ? { ok: true } : { ok: false, detail: 'not listening' };
+    },
+    address: () => bound,
+  };
+}
+
+function fastifyCode(code: string | undefined): string {
+  switch (code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return 'request_too_large';
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return 'unsupported_media_type';
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return 'empty_body';
+    default:
+      return (code ?? 'bad_request').replace(/^FST_ERR_/, '').toLowerCase();
+  }
+}

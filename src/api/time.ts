@@ -1,0 +1,22 @@
+import { InputError } from '../lib/errors.ts';
+
+const UNIT_MS: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 };
+
+/**
+ * Parses a time parameter: `now`, `now-15m` (s, m, h, d, w), epoch milliseconds, or an ISO 8601 date.
+ * `name` is the parameter, for the error message.
+ */
+export function parseTimeParam(value: string, name: string, now = Date.now()): number {
+  const v = value.trim();
+  const rel = /^now(?:([+-])(\d+)([smhdw]))?$/.exec(v);
+  if (rel) return rel[1] ? now + (rel[1] === '-' ? -1 : 1) * Number(rel[2]) * UNIT_MS[rel[3]] : now;
+  if (/^\d{10,16}$/.test(v)) return Number(v);
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) {
+    throw new InputError('bad_time', `${name}: cannot read "${value}" as a time`, {
+      parameter: name,
+      hint: 'use now, now-15m, epoch milliseconds or an ISO 8601 date such as 2026-11-22T10:00:00Z',
+    });
+  }
+  return t;
+}

@@ -1,0 +1,167 @@
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { createAuthenticator, resolveAdminToken } from '../api/auth.ts';
+import { healthRoutes } from '../api/routes/health.ts';
+import { ingestRoutes } from '../api/routes/ingest.ts';
+import { searchRoutes } from '../api/routes/search.ts';
+import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.ts';
+import { type Bus, createMemoryBus } from '../bus/index.ts';
+import type { VigilConfig } from '../config/schema.ts';
+import { createHttpIntake, type HttpIntake } from '../intake/http/index.ts';
+import { createSyslogIntake } from '../intake/syslog/index.ts';
+import type { Component } from '../lib/component.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import { createNormalizer } from '../parse/index.ts';
+import { createEventStore, type EventStore } from '../store/index.ts';
+import { type ModuleDef, resolveModules } from './registry.ts';
+
+/** What modules share while the app is built: config, telemetry, and the components built so far. */
+interface Ctx {
+  config: Readonly<VigilConfig>;
+  logger: Logger;
+  metrics: Registry;
+  adminToken: string;
+  routes: RouteGroup[];
+  components: Component[];
+  normalizer: ReturnType<typeof createNormalizer>;
+  store?: EventStore;
+  bus?: Bus;
+  httpIntake?: HttpIntake;
+}
+
+/** Every module of Vigil and how they depend on each other: the one place that knows the whole. */
+const MODULES: ModuleDef<Ctx>[] = [
+  {
+    name: 'store',
+    deps: [],
+    roles: ['store', 'api'],
+    init(ctx) {
+      ctx.store = createEventStore(ctx.config.store, {
+        dataDir: ctx.config.data_dir,
+        metrics: ctx.metrics,
+        logger: ctx.logger,
+      });
+      ctx.routes.push(searchRoutes({ store: ctx.store, metrics: ctx.metrics, maxLimit: 10000 }));
+      return ctx.store;
+    },
+  },
+  {
+    name: 'bus',
+    deps: ['store'],
+    roles: ['ingest', 'store', 'detect'],
+    init(ctx) {
+      const bus = createMemoryBus(ctx.config.bus, { metrics: ctx.metrics, logger: ctx.logger });
+      const store = ctx.store!;
+      bus.subscribe('store', (events) => store.write(events), { durable: true });
+      ctx.bus = bus;
+      return bus;
+    },
+  },
+  {
+    name: 'intake-http',
+    deps: ['bus'],
+    roles: ['ingest'],
+    init(ctx) {
+      const bus = ctx.bus!;
+      ctx.httpIntake = createHttpIntake(ctx.config.ingest, {
+        normalizer: ctx.normalizer,
+        publish: (events) => bus.publish(events),
+        metrics: ctx.metrics,
+      });
+      ctx.routes.push(ingestRoutes({ intake: ctx.httpIntake, metrics: ctx.metrics }));
+      return ctx.httpIntake;
+    },
+  },
+  {
+    name: 'intake-syslog',
+    deps: ['bus'],
+    roles: ['ingest'],
+    init(ctx) {
+      const bus = ctx.bus!;
+      return createSyslogIntake(ctx.config.syslog, {
+        publish: (events) => bus.publish(events),
+        parse: (line, pctx) => ctx.normalizer.fromSyslog(line, pctx),
+        metrics: ctx.metrics,
+        logger: ctx.logger.child({ component: 'syslog' }),
+      });
+    },
+  },
+  {
+    name: 'api',
+    deps: [],
+    roles: ['api', 'ingest'],
+    init(ctx) {
+      const auth = createAuthenticator(ctx.adminToken, adminTenants(ctx.config));
+      ctx.routes.unshift(healthRoutes({ components: () => ctx.components, metrics: ctx.metrics }));
+      return createApiServer(ctx.config.http, { auth, metrics: ctx.metrics, logger: ctx.logger, routes: ctx.routes });
+    },
+  },
+];
+
+function adminTenants(config: Readonly<VigilConfig>): string[] {
+  return [...new Set([config.ingest.tenant, config.syslog.tenant])];
+}
+
+/** A running Vigil process: its components in start order. */
+export interface App {
+  components: Component[];
+  api?: ApiServer;
+  start(): Promise<void>;
+  stop(deadline: number): Promise<void>;
+}
+
+/**
+ * Builds the modules for the configured roles (nothing is opened yet). The api module is built last so
+ * that every route group is known, and started last so that ready means every component is up.
+ */
+export function createApp(config: Readonly<VigilConfig>, logger: Logger): App {
+  const metrics = new Registry();
+  collectDefaultMetrics({ register: metrics, prefix: 'vigil_process_' });
+  const { token, generated } = resolveAdminToken(config.data_dir, config.auth.admin_token);
+  if (generated) {
+    // Printed once, on the first start; afterwards it is only in <data_dir>/admin-token (mode 0600).
+    process.stdout.write(`Vigil admin token (saved in ${config.data_dir}/admin-token): ${token}\n`);
+  }
+  const ctx: Ctx = {
+    config,
+    logger,
+    metrics,
+    adminToken: token,
+    routes: [],
+    components: [],
+    normalizer: createNormalizer(config.parse),
+  };
+  const ordered = resolveModules(MODULES, config.roles);
+  const api = ordered.find((m) => m.name === 'api');
+  for (const def of ordered) if (def !== api) ctx.components.push(def.init(ctx));
+  const apiServer = api ? (api.init(ctx) as ApiServer) : undefined;
+  if (apiServer) ctx.components.push(apiServer);
+
+  const started: Component[] = [];
+  return {
+    components: ctx.components,
+    api: apiServer,
+    async start() {
+      for (const c of ctx.components) {
+        try {
+          await c.start();
+        } catch (err) {
+          throw new Error(`component ${c.name} failed to start: ${errorMessage(err)}`, { cause: err });
+        }
+        started.push(c);
+      }
+      logger.info({ roles: config.roles, components: started.map((c) => c.name) }, 'Vigil is running.');
+    },
+    async stop(deadline) {
+      // Reverse order: intake stops taking work before the bus drains and the store closes.
+      for (const c of started.reverse()) {
+        try {
+          await c.stop(deadline);
+        } catch (err) {
+          logger.error({ component: c.name, err: errorMessage(err) }, 'A component failed to stop cleanly.');
+        }
+      }
+      started.length = 0;
+    },
+  };
+}

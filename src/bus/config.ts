@@ -1,0 +1,13 @@
+import { z } from 'zod';
+
+/** Settings of the in-process bus (`bus:` in the config file). */
+export const busConfigSchema = z
+  .object({
+    /** Events accepted but not yet committed, at most; beyond it publishers get 503 / TCP pauses. */
+    max_pending_events: z.number().int().min(100).default(200000),
+    /** Most events committed to the store in one write (group commit across concurrent publishers). */
+    batch_max_events: z.number().int().min(1).default(20000),
+  })
+  .strict();
+
+export type BusConfig = z.infer<typeof busConfigSchema>;

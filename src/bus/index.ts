@@ -1,0 +1,24 @@
+import type { Component } from '../lib/component.ts';
+import type { NormalizedEvent } from '../lib/event.ts';
+
+/** Handles one batch of events; resolving means the batch is done with (committed, for a durable one). */
+export type BatchHandler = (events: NormalizedEvent[]) => Promise<void>;
+
+/**
+ * The event log between intake and its consumers. `publish` resolves only once the batch is durable:
+ * for the in-process bus, once every durable subscriber (the store) has committed it.
+ */
+export interface Bus extends Component {
+  /** Rejects with OverloadError when the bus is full: the caller pushes back on its client. */
+  publish(events: NormalizedEvent[]): Promise<void>;
+  /**
+   * Adds a consumer. A durable one commits before publishers are answered (the store); the others
+   * (detection) receive each batch after it is committed, one batch at a time, in order.
+   */
+  subscribe(name: string, handler: BatchHandler, opts?: { durable?: boolean }): void;
+  /** Events accepted and not yet committed. */
+  pending(): number;
+}
+
+export { busConfigSchema, type BusConfig } from './config.ts';
+export { createMemoryBus } from './memory.ts';

@@ -1,0 +1,132 @@
+import type { Registry } from 'prom-client';
+import type { ComponentHealth } from '../lib/component.ts';
+import { errorMessage, OverloadError, VigilError } from '../lib/errors.ts';
+import type { NormalizedEvent } from '../lib/event.ts';
+import type { Logger } from '../lib/logger.ts';
+import { counter, gauge } from '../lib/metrics.ts';
+import type { BusConfig } from './config.ts';
+import type { BatchHandler, Bus } from './index.ts';
+
+interface Waiting {
+  events: NormalizedEvent[];
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+interface Subscriber {
+  name: string;
+  handler: BatchHandler;
+  durable: boolean;
+}
+
+/**
+ * The in-process bus of the embedded default: a bounded queue whose single writer loop commits batches
+ * to the durable subscribers (group commit: concurrent publishers share one write), answers the
+ * publishers, then hands the batch to the other subscribers before taking the next one, so a slow
+ * consumer slows intake instead of growing memory.
+ */
+export function createMemoryBus(config: BusConfig, deps: { metrics: Registry; logger: Logger }): Bus {
+  const queue: Waiting[] = [];
+  const subscribers: Subscriber[] = [];
+  let pendingEvents = 0;
+  let running = false;
+  let stopping = false;
+  let loop: Promise<void> | undefined;
+  let wake: (() => void) | undefined;
+  let lastError: string | undefined;
+
+  const pendingGauge = gauge(deps.metrics, 'vigil_bus_pending_events', 'Events accepted by the bus, not yet committed.');
+  const batches = counter(deps.metrics, 'vigil_bus_batches_total', 'Batches committed by the bus.');
+  const failures = counter(deps.metrics, 'vigil_bus_consumer_failures_total', 'Batches a consumer failed.', [
+    'consumer',
+  ]);
+
+  async function run(): Promise<void> {
+    while (running || queue.length > 0) {
+      if (queue.length === 0) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+        continue;
+      }
+      const taken: Waiting[] = [];
+      let size = 0;
+      while (queue.length > 0 && (taken.length === 0 || size + queue[0].events.length <= config.batch_max_events)) {
+        const next = queue.shift()!;
+        taken.push(next);
+        size += next.events.length;
+      }
+      const batch = taken.length === 1 ? taken[0].events : taken.flatMap((w) => w.events);
+      try {
+        for (const sub of subscribers) if (sub.durable) await sub.handler(batch);
+        lastError = undefined;
+        batches.inc();
+        for (const w of taken) w.resolve();
+      } catch (err) {
+        lastError = errorMessage(err);
+        failures.inc({ consumer: 'store' });
+        deps.logger.error({ err: lastError, events: size }, 'The store failed to commit a batch; its publishers are told to retry.');
+        const wrapped = new VigilError('store_unavailable', `the event store did not commit the batch: ${lastError}`, {
+          status: 503,
+          retryable: true,
+          cause: err,
+        });
+        for (const w of taken) w.reject(wrapped);
+        pendingEvents -= size;
+        pendingGauge.set(pendingEvents);
+        continue;
+      }
+      pendingEvents -= size;
+      pendingGauge.set(pendingEvents);
+      for (const sub of subscribers) {
+        if (sub.durable) continue;
+        try {
+          await sub.handler(batch);
+        } catch (err) {
+          failures.inc({ consumer: sub.name });
+          deps.logger.error({ consumer: sub.name, err: errorMessage(err) }, 'A bus consumer failed a batch.');
+        }
+      }
+    }
+  }
+
+  return {
+    name: 'bus',
+    async start() {
+      running = true;
+      loop = run();
+    },
+    async stop(deadline) {
+      stopping = true;
+      running = false;
+      wake?.();
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref());
+      await Promise.race([loop, timeout]);
+      for (const w of queue.splice(0)) w.reject(new OverloadError('Vigil is shutting down', 5));
+    },
+    health(): ComponentHealth {
+      if (!running) return { ok: false, detail: 'stopped' };
+      return lastError ? { ok: false, detail: `last commit failed: ${lastError}` } : { ok: true };
+    },
+    publish(events) {
+      if (events.length === 0) return Promise.resolve();
+      if (stopping || !running) return Promise.reject(new OverloadError('Vigil is shutting down', 5));
+      if (pendingEvents + events.length > config.max_pending_events && pendingEvents > 0) {
+        return Promise.reject(
+          new OverloadError(`the intake queue is full (${pendingEvents} events waiting to be committed)`, 1),
+        );
+      }
+      pendingEvents += events.length;
+      pendingGauge.set(pendingEvents);
+      return new Promise<void>((resolve, reject) => {
+        queue.push({ events, resolve, reject });
+        wake?.();
+      });
+    },
+    subscribe(name, handler, opts = {}) {
+      subscribers.push({ name, handler, durable: opts.durable ?? false });
+    },
+    pending: () => pendingEvents,
+  };
+}

@@ -1,0 +1,113 @@
+import type { Registry } from 'prom-client';
+import type { Component } from '../../lib/component.ts';
+import { InputError } from '../../lib/errors.ts';
+import type { Logsource, NormalizedEvent } from '../../lib/event.ts';
+import { counter } from '../../lib/metrics.ts';
+import { type createNormalizer, splitJson } from '../../parse/index.ts';
+import type { HttpIntakeConfig } from './config.ts';
+
+/** What an ingest request answers: accepted count and, per rejected element, its line and reason. */
+export interface IngestResult {
+  accepted: number;
+  rejected: { line: number; error: string }[];
+}
+
+export interface IngestRequest {
+  body: string;
+  tenant: string;
+  logsource?: Logsource;
+  /** The request's Idempotency-Key: a retry with the same key and body stores nothing twice. */
+  idempotencyKey?: string;
+}
+
+/** The HTTP/JSON intake: NDJSON or a JSON array in, normalized events published, answered after commit. */
+export interface HttpIntake extends Component {
+  ingest(req: IngestRequest): Promise<IngestResult>;
+}
+
+export { type HttpIntakeConfig, httpIntakeConfigSchema } from './config.ts';
+
+const SOURCE = 'http';
+
+/** Creates the HTTP intake; it publishes through `publish`, which resolves once the events are durable. */
+export function createHttpIntake(
+  config: HttpIntakeConfig,
+  deps: {
+    normalizer: ReturnType<typeof createNormalizer>;
+    publish: (events: NormalizedEvent[]) => Promise<void>;
+    metrics: Registry;
+  },
+): HttpIntake {
+  const received = counter(deps.metrics, 'vigil_intake_events_received_total', 'Events received.', ['source']);
+  const accepted = counter(deps.metrics, 'vigil_intake_events_accepted_total', 'Events committed.', ['source']);
+  const rejected = counter(deps.metrics, 'vigil_intake_events_rejected_total', 'Events refused.', [
+    'source',
+    'reason',
+  ]);
+  let running = false;
+
+  return {
+    name: 'intake-http',
+    async start() {
+      running = true;
+    },
+    async stop() {
+      running = false;
+    },
+    health: () => (running ? { ok: true } : { ok: false, detail: 'stopped' }),
+    async ingest(req) {
+      if (req.idempotencyKey !== undefined && !/^[\x21-\x7e]{1,255}$/.test(req.idempotencyKey)) {
+        throw new InputError('bad_idempotency_key', 'Idempotency-Key must be 1 to 255 printable ASCII characters');
+      }
+      const receivedAt = Date.now();
+      const events: NormalizedEvent[] = [];
+      const refused: IngestResult['rejected'] = [];
+      const refuse = (line: number, reason: string, error: string) => {
+        refused.push({ line, error });
+        rejected.inc({ source: SOURCE, reason });
+      };
+      let index = 0;
+      for (const element of splitJson(req.body)) {
+        index++;
+        received.inc({ source: SOURCE });
+        if (index > config.max_events_per_request) {
+          refuse(element.line, 'too_many_events', `more than ${config.max_events_per_request} events in one request`);
+          continue;
+        }
+        if ('error' in element) {
+          refuse(element.line, 'malformed_json', element.error);
+          continue;
+        }
+        if (Buffer.byteLength(element.raw) > config.max_event_bytes) {
+          refuse(element.line, 'oversize', `event is larger than ${config.max_event_bytes} bytes`);
+          continue;
+        }
+        try {
+          events.push(
+            deps.normalizer.fromJson(element.value, element.raw, {
+              source: SOURCE,
+              receivedAt,
+              tenant: req.tenant,
+              logsource: req.logsource,
+              idSeed: req.idempotencyKey === undefined ? undefined : `${req.idempotencyKey}:${index}`,
+            }),
+          );
+        } catch (err) {
+          refuse(element.line, 'invalid_event', (err as Error).message);
+        }
+      }
+      if (index === 0) {
+        rejected.inc({ source: SOURCE, reason: 'empty' });
+        throw new InputError('empty_body', 'the request has no events: send NDJSON lines or a JSON array');
+      }
+      try {
+        await deps.publish(events);
+      } catch (err) {
+        rejected.inc({ source: SOURCE, reason: 'overloaded' }, events.length);
+        throw err;
+      }
+      accepted.inc({ source: SOURCE }, events.length);
+      return { accepted: events.length, rejected: refused };
+    },
+  };
+}

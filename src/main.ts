@@ -1,0 +1,74 @@
+import { parseArgs } from 'node:util';
+import { SEARCH_USAGE, searchCommand } from './cli/search.ts';
+import { START_USAGE, startCommand } from './cli/start.ts';
+import { ConfigError } from './config/load.ts';
+import { errorMessage } from './lib/errors.ts';
+
+const USAGE = `Usage: vigil <command> [options]
+
+Commands:
+  start            run a Vigil node (all roles by default)
+  search <query>   search events on a running node
+
+Run 'vigil <command> --help' for a command's options.
+`;
+
+/** A CLI command: its usage text, its flags, and what it runs. */
+interface Command {
+  usage: string;
+  options: Parameters<typeof parseArgs>[0]['options'];
+  run(positionals: string[], values: Record<string, string | boolean | undefined>): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  start: {
+    usage: START_USAGE,
+    options: { config: { type: 'string' }, roles: { type: 'string' } },
+    run: (_p, v) => startCommand(v as { config?: string; roles?: string }),
+  },
+  search: {
+    usage: SEARCH_USAGE,
+    options: {
+      from: { type: 'string' },
+      to: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean' },
+      url: { type: 'string' },
+      token: { type: 'string' },
+    },
+    run: (p, v) => searchCommand(p[0], v),
+  },
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(USAGE);
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`vigil: unknown command '${name}'\n\n${USAGE}`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(command.usage);
+    return 0;
+  }
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+  } catch (err) {
+    process.stderr.write(`vigil ${name}: ${errorMessage(err)}\n\n${command.usage}`);
+    return 2;
+  }
+  return command.run(parsed.positionals, parsed.values as Record<string, string | boolean | undefined>);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(err instanceof ConfigError ? `vigil: ${err.message}\n` : `vigil: ${errorMessage(err)}\n`);
+    process.exit(1);
+  },
+);

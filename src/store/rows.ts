@@ -1,0 +1,107 @@
+import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
+
+/** Fields carried by typed columns; they are not repeated in the `fields` JSON column. */
+const COLUMN_KEYS = new Set(['host.name', 'message']);
+
+/** Serializes events as JSONEachRow lines for the events table. */
+export function eventsToRows(events: readonly NormalizedEvent[]): Buffer {
+  const lines: string[] = new Array(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i];
+    const fields: Record<string, string> = {};
+    for (const key in e.fields) {
+      if (COLUMN_KEYS.has(key)) continue;
+      const value = storedValue(e.fields[key]);
+      if (value !== undefined) fields[safePath(key)] = value;
+    }
+    if (e.logsource) {
+      for (const k of ['product', 'service', 'category'] as const) {
+        const v = e.logsource[k];
+        if (v) fields[`vigil.logsource.${k}`] = v;
+      }
+    }
+    lines[i] = JSON.stringify({
+      ts: e.timestamp,
+      ingested: e.ingested,
+      id: e.id,
+      tenant: e.tenant,
+      source: e.source,
+      layout: e.layout,
+      host: stringOr(e.fields['host.name']),
+      message: stringOr(e.fields.message),
+      raw: e.raw,
+      parse_error: e.parseError ?? '',
+      fields,
+    });
+  }
+  return Buffer.from(lines.join('\n'));
+}
+
+function stringOr(v: FieldValue | undefined): string {
+  if (v === undefined || v === null) return '';
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
+/** Stored values are strings: scalars as their text, arrays as a JSON array of strings; null is not stored. */
+function storedValue(v: FieldValue): string | undefined {
+  if (v === null) return undefined;
+  if (typeof v === 'string') return v;
+  if (Array.isArray(v)) return JSON.stringify(v.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))));
+  return String(v);
+}
+
+/** The JSON column splits keys on dots; empty segments (`a..b`, `.a`) are not valid paths there. */
+function safePath(key: string): string {
+  if (key !== '' && !key.startsWith('.') && !key.endsWith('.') && !key.includes('..')) return key;
+  return key
+    .split('.')
+    .map((s) => s || '_')
+    .join('.');
+}
+
+/** A stored row as read back by a search. */
+export interface EventRow {
+  ts: string;
+  ingested: string;
+  id: string;
+  tenant: string;
+  source: string;
+  layout: string;
+  host: string;
+  message: string;
+  raw: string;
+  parse_error: string;
+  fields?: Record<string, unknown>;
+}
+
+/** Turns a stored row into the flat event a search answers with: ECS names, dotted keys. */
+export function rowToEvent(row: EventRow): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    '@timestamp': engineTimeToIso(row.ts),
+    'event.id': row.id,
+    'event.ingested': engineTimeToIso(row.ingested),
+    'tenant.id': row.tenant,
+    'input.type': row.source,
+    'vigil.layout': row.layout,
+  };
+  if (row.host) out['host.name'] = row.host;
+  if (row.message) out.message = row.message;
+  if (row.parse_error) out['error.message'] = row.parse_error;
+  if (row.fields) flattenInto(out, row.fields, '');
+  out['event.original'] = row.raw;
+  return out;
+}
+
+function flattenInto(out: Record<string, unknown>, value: Record<string, unknown>, prefix: string): void {
+  for (const key in value) {
+    const v = value[key];
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) flattenInto(out, v as Record<string, unknown>, path);
+    else if (v !== null) out[path] = v;
+  }
+}
+
+/** The engine prints DateTime64 as `YYYY-MM-DD HH:MM:SS.sss` in UTC. */
+export function engineTimeToIso(text: string): string {
+  return text.includes('T') ? text : `${text.replace(' ', 'T')}Z`;
+}
