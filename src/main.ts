@@ -16,7 +16,7 @@ Run 'vigil <command> --help' for a command's options.
 /** A CLI command: its usage text, its flags, and what it runs. */
 interface Command {
   usage: string;
-  options: Parameters<typeof parseArgs>[0]['options'];
+  options: NonNullable<Parameters<typeof parseArgs>[0]>['options'];
   run(positionals: string[], values: Record<string, string | boolean | undefined>): Promise<number>;
 }
 

@@ -1,5 +1,6 @@
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
+import { intakeMetrics, type RejectReason } from '../intake/metrics.ts';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { OverloadError, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -23,6 +24,12 @@ export interface ApiServer extends Component {
   readonly app: FastifyInstance;
 }
 
+/** Fastify's body refusals, as intake rejection reasons. */
+const INGEST_REFUSALS: Record<string, RejectReason> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'request_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+};
+
 /** Paths served without a token. */
 const OPEN_PATHS = new Set(['/health/live', '/health/ready']);
 
@@ -37,9 +44,12 @@ export function createApiServer(
   config: HttpConfig,
   deps: { auth: Authenticator; metrics: Registry; logger: Logger; routes: RouteGroup[] },
 ): ApiServer {
-  const app = Fastify({ loggerInstance: deps.logger.child({ component: 'http' }), bodyLimit: config.max_body_bytes });
+  // Our pino is newer than Fastify's; the logger interface Fastify uses is the same.
+  const loggerInstance = deps.logger.child({ component: 'http' }) as unknown as FastifyBaseLogger;
+  const app = Fastify({ loggerInstance, bodyLimit: config.max_body_bytes });
   const requests = counter(deps.metrics, 'vigil_http_requests_total', 'HTTP requests answered.', ['route', 'status']);
   const refusedAuth = counter(deps.metrics, 'vigil_http_auth_failures_total', 'Requests refused for their token.');
+  const intake = intakeMetrics(deps.metrics);
   let inflight = 0;
   let listening = false;
   let bound = splitAddr(config.addr);
@@ -84,6 +94,9 @@ export function createApiServer(
         .send({ error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) } });
     }
     const fe = err as { statusCode?: number; code?: string; message: string };
+    const refusal = INGEST_REFUSALS[fe.code ?? ''];
+    // Refused before any route code ran; still an intake rejection to count.
+    if (refusal && req.url.startsWith('/api/v1/ingest')) intake.rejected.inc({ source: 'http', reason: refusal });
     if (fe.statusCode && fe.statusCode < 500) {
       return reply.status(fe.statusCode).send({ error: { code: fastifyCode(fe.code), message: fe.message } });
     }
@@ -91,7 +104,9 @@ export function createApiServer(
     return reply.status(500).send({ error: { code: 'internal', message: 'internal error' } });
   });
   app.setNotFoundHandler((req, reply) => {
-    reply.status(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
+    reply
+      .status(404)
+      .send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
   });
 
   for (const group of deps.routes) group(app);

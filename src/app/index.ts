@@ -6,7 +6,7 @@ import { searchRoutes } from '../api/routes/search.ts';
 import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.ts';
 import { type Bus, createMemoryBus } from '../bus/index.ts';
 import type { VigilConfig } from '../config/schema.ts';
-import { createHttpIntake, type HttpIntake } from '../intake/http/index.ts';
+import { createHttpIntake, createIdempotencyKeys, type HttpIntake } from '../intake/http/index.ts';
 import { createSyslogIntake } from '../intake/syslog/index.ts';
 import type { Component } from '../lib/component.ts';
 import { errorMessage } from '../lib/errors.ts';
@@ -67,6 +67,7 @@ const MODULES: ModuleDef<Ctx>[] = [
         normalizer: ctx.normalizer,
         publish: (events) => bus.publish(events),
         metrics: ctx.metrics,
+        keys: createIdempotencyKeys(ctx.store!),
       });
       ctx.routes.push(ingestRoutes({ intake: ctx.httpIntake, metrics: ctx.metrics }));
       return ctx.httpIntake;

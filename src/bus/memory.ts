@@ -35,7 +35,11 @@ export function createMemoryBus(config: BusConfig, deps: { metrics: Registry; lo
   let wake: (() => void) | undefined;
   let lastError: string | undefined;
 
-  const pendingGauge = gauge(deps.metrics, 'vigil_bus_pending_events', 'Events accepted by the bus, not yet committed.');
+  const pendingGauge = gauge(
+    deps.metrics,
+    'vigil_bus_pending_events',
+    'Events accepted by the bus, not yet committed.',
+  );
   const batches = counter(deps.metrics, 'vigil_bus_batches_total', 'Batches committed by the bus.');
   const failures = counter(deps.metrics, 'vigil_bus_consumer_failures_total', 'Batches a consumer failed.', [
     'consumer',
@@ -66,7 +70,10 @@ export function createMemoryBus(config: BusConfig, deps: { metrics: Registry; lo
       } catch (err) {
         lastError = errorMessage(err);
         failures.inc({ consumer: 'store' });
-        deps.logger.error({ err: lastError, events: size }, 'The store failed to commit a batch; its publishers are told to retry.');
+        deps.logger.error(
+          { err: lastError, events: size },
+          'The store failed to commit a batch; its publishers are told to retry.',
+        );
         const wrapped = new VigilError('store_unavailable', `the event store did not commit the batch: ${lastError}`, {
           status: 503,
           retryable: true,

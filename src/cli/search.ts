@@ -51,7 +51,11 @@ export async function searchCommand(
 export function printTable(columns: string[], rows: unknown[][]): void {
   const cells = rows.map((r) => r.map((c) => (typeof c === 'string' ? c : JSON.stringify(c))));
   const widths = columns.map((c, i) => Math.min(60, Math.max(c.length, ...cells.map((r) => r[i]?.length ?? 0))));
-  const line = (r: string[]) => r.map((c, i) => c.slice(0, 60).padEnd(widths[i])).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => c.slice(0, 60).padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
   process.stdout.write(`${line(columns)}\n`);
   for (const r of cells) process.stdout.write(`${line(r)}\n`);
 }

@@ -42,7 +42,8 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
     try {
       const doc = parseYaml(readFileSync(file, 'utf8'));
       if (doc !== null && doc !== undefined) {
-        if (typeof doc !== 'object' || Array.isArray(doc)) problems.push(`${file}: expected a mapping at the top level`);
+        if (typeof doc !== 'object' || Array.isArray(doc))
+          problems.push(`${file}: expected a mapping at the top level`);
         else raw = doc as Record<string, unknown>;
       }
     } catch (err) {

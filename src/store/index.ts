@@ -39,7 +39,8 @@ export function createEventStore(
   const errors = counter(deps.metrics, 'vigil_store_errors_total', 'Failed store operations.', ['op']);
 
   function open(): Session {
-    if (!session) throw new VigilError('store_closed', 'the event store is not running', { status: 503, retryable: true });
+    if (!session)
+      throw new VigilError('store_closed', 'the event store is not running', { status: 503, retryable: true });
     return session;
   }
 
@@ -54,7 +55,7 @@ export function createEventStore(
       const fsync = config.fsync ? 1 : 0;
       // The retention and durability settings follow the config on every start, not only at creation.
       await session.queryAsync(
-        `ALTER TABLE ${EVENTS_TABLE} MODIFY TTL toDateTime(ts) + INTERVAL ${config.retention_days} DAY`,
+        `ALTER TABLE ${EVENTS_TABLE} MODIFY TTL toDateTime(ingested) + INTERVAL ${config.retention_days} DAY`,
       );
       await session.queryAsync(
         `ALTER TABLE ${EVENTS_TABLE} MODIFY SETTING fsync_after_insert = ${fsync}, fsync_part_directory = ${fsync}`,
@@ -97,7 +98,10 @@ export function createEventStore(
           .map((line) => JSON.parse(line) as T);
       } catch (err) {
         errors.inc({ op: 'query' });
-        throw new VigilError('store_query_failed', `the query failed: ${errorMessage(err)}`, { status: 500, cause: err });
+        throw new VigilError('store_query_failed', `the query failed: ${errorMessage(err)}`, {
+          status: 500,
+          cause: err,
+        });
       }
     },
     async exec(sql, params = {}) {

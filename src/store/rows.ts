@@ -97,7 +97,18 @@ function flattenInto(out: Record<string, unknown>, value: Record<string, unknown
     const v = value[key];
     const path = prefix ? `${prefix}.${key}` : key;
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) flattenInto(out, v as Record<string, unknown>, path);
+    else if (typeof v === 'string' && v.startsWith('[') && v.endsWith(']')) out[path] = storedArray(v);
     else if (v !== null) out[path] = v;
+  }
+}
+
+/** Arrays are stored as JSON text; give them back as arrays (a string that only looks like one stays). */
+function storedArray(v: string): unknown {
+  try {
+    const parsed: unknown = JSON.parse(v);
+    return Array.isArray(parsed) ? parsed : v;
+  } catch {
+    return v;
   }
 }
 

@@ -6,6 +6,7 @@
  * booleans are stored as their JSON text, arrays as a JSON array of strings (text beginning with `[`).
  * ReplacingMergeTree keyed on (tenant, ts, id) plus `FINAL` in every read makes a re-stored event.id
  * invisible; the same event always has the same ts, so both copies share a partition and a sort key.
+ * Retention counts from ingestion (as Elastic ILM does), so historical logs loaded today are kept.
  */
 export const DATABASE = 'vigil';
 export const EVENTS_TABLE = `${DATABASE}.events`;
@@ -46,6 +47,6 @@ export function eventsTableDdl(ttlDays: number): string {
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toDate(ts)
 ORDER BY (tenant, ts, id)
-TTL toDateTime(ts) + INTERVAL ${Math.trunc(ttlDays)} DAY
+TTL toDateTime(ingested) + INTERVAL ${Math.trunc(ttlDays)} DAY
 SETTINGS non_replicated_deduplication_window = 10000`;
 }

@@ -47,12 +47,12 @@ export async function startVigil(opts: { env?: Record<string, string>; dataDir?:
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    proc.stdout?.on('data', (d) => {
+    const collect = (d: Buffer) => {
       out += d;
-    });
-    proc.stderr?.on('data', (d) => {
-      out += d;
-    });
+      if (process.env.DEBUG_VIGIL_TESTS) process.stderr.write(d);
+    };
+    proc.stdout?.on('data', collect);
+    proc.stderr?.on('data', collect);
     const deadline = Date.now() + 60000;
     while (Date.now() < deadline) {
       if (proc.exitCode !== null) throw new Error(`vigil exited with ${proc.exitCode}:\n${out}`);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startVigil } from '../harness/vigil.ts';
 
-const BATCH = 200;
+const BATCH = 500;
 const CLIENTS = 4;
 
 test('kill -9 during steady HTTP ingest: every acknowledged event is searchable exactly once after restart', async () => {
@@ -18,7 +18,8 @@ test('kill -9 during steady HTTP ingest: every acknowledged event is searchable 
       const first = next;
       next += BATCH;
       const lines: string[] = [];
-      for (let i = first; i < first + BATCH; i++) lines.push(JSON.stringify({ message: `crash ${run}`, 'test.run': run, 'test.seq': i }));
+      for (let i = first; i < first + BATCH; i++)
+        lines.push(JSON.stringify({ message: `crash ${run}`, 'test.run': run, 'test.seq': i }));
       try {
         const res = await fetch(`${node.url}/api/v1/ingest`, {
           method: 'POST',
@@ -39,7 +40,7 @@ test('kill -9 during steady HTTP ingest: every acknowledged event is searchable 
     }
   };
   const clients = Array.from({ length: CLIENTS }, client);
-  while (acked.size < 20 * BATCH) await new Promise((r) => setTimeout(r, 50));
+  while (acked.size < 50 * BATCH) await new Promise((r) => setTimeout(r, 50));
   const killedAt = Date.now();
   await node.kill('SIGKILL');
   await new Promise((r) => setTimeout(r, 300));
@@ -50,14 +51,21 @@ test('kill -9 during steady HTTP ingest: every acknowledged event is searchable 
   await node.restart();
   const restartMs = Date.now() - killedAt;
   const res = await node.get(
-    `/api/v1/search?q=${encodeURIComponent(`test.run:${run} | stats count() by test.seq | head 1000000`)}&from=now-1h`,
+    `/api/v1/search?q=${encodeURIComponent(`test.run:${run} | stats count() by test.seq`)}&from=now-1h&limit=10000`,
   );
   assert.equal(res.status, 200, JSON.stringify(res.body));
   const counts = new Map<number, number>(res.body.rows.map((r: [string, number]) => [Number(r[0]), Number(r[1])]));
   const lost = [...acked].filter((s) => !counts.has(s));
   const duplicated = [...counts].filter(([, c]) => c > 1);
   console.log(
-    JSON.stringify({ acknowledged: ackedBeforeKill, stored: counts.size, lost: lost.length, duplicated: duplicated.length, requestErrors, restartMs }),
+    JSON.stringify({
+      acknowledged: ackedBeforeKill,
+      stored: counts.size,
+      lost: lost.length,
+      duplicated: duplicated.length,
+      requestErrors,
+      restartMs,
+    }),
   );
   assert.equal(lost.length, 0, `lost acknowledged events: ${lost.slice(0, 10)}`);
   assert.equal(duplicated.length, 0, `duplicated events: ${JSON.stringify(duplicated.slice(0, 10))}`);

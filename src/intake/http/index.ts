@@ -1,10 +1,11 @@
 import type { Registry } from 'prom-client';
 import type { Component } from '../../lib/component.ts';
-import { InputError } from '../../lib/errors.ts';
+import { InputError, OverloadError } from '../../lib/errors.ts';
 import type { Logsource, NormalizedEvent } from '../../lib/event.ts';
-import { counter } from '../../lib/metrics.ts';
 import { type createNormalizer, splitJson } from '../../parse/index.ts';
+import { intakeMetrics, type RejectReason } from '../metrics.ts';
 import type { HttpIntakeConfig } from './config.ts';
+import type { IdempotencyKeys } from './idempotency.ts';
 
 /** What an ingest request answers: accepted count and, per rejected element, its line and reason. */
 export interface IngestResult {
@@ -26,6 +27,7 @@ export interface HttpIntake extends Component {
 }
 
 export { type HttpIntakeConfig, httpIntakeConfigSchema } from './config.ts';
+export { createIdempotencyKeys, type IdempotencyKeys } from './idempotency.ts';
 
 const SOURCE = 'http';
 
@@ -36,19 +38,16 @@ export function createHttpIntake(
     normalizer: ReturnType<typeof createNormalizer>;
     publish: (events: NormalizedEvent[]) => Promise<void>;
     metrics: Registry;
+    keys: IdempotencyKeys;
   },
 ): HttpIntake {
-  const received = counter(deps.metrics, 'vigil_intake_events_received_total', 'Events received.', ['source']);
-  const accepted = counter(deps.metrics, 'vigil_intake_events_accepted_total', 'Events committed.', ['source']);
-  const rejected = counter(deps.metrics, 'vigil_intake_events_rejected_total', 'Events refused.', [
-    'source',
-    'reason',
-  ]);
+  const m = intakeMetrics(deps.metrics);
   let running = false;
 
   return {
     name: 'intake-http',
     async start() {
+      await deps.keys.start();
       running = true;
     },
     async stop() {
@@ -59,17 +58,20 @@ export function createHttpIntake(
       if (req.idempotencyKey !== undefined && !/^[\x21-\x7e]{1,255}$/.test(req.idempotencyKey)) {
         throw new InputError('bad_idempotency_key', 'Idempotency-Key must be 1 to 255 printable ASCII characters');
       }
-      const receivedAt = Date.now();
+      const receivedAt =
+        req.idempotencyKey === undefined
+          ? Date.now()
+          : await deps.keys.firstReceipt(req.tenant, req.idempotencyKey, Date.now());
       const events: NormalizedEvent[] = [];
       const refused: IngestResult['rejected'] = [];
-      const refuse = (line: number, reason: string, error: string) => {
+      const refuse = (line: number, reason: RejectReason, error: string) => {
         refused.push({ line, error });
-        rejected.inc({ source: SOURCE, reason });
+        m.rejected.inc({ source: SOURCE, reason });
       };
       let index = 0;
       for (const element of splitJson(req.body)) {
         index++;
-        received.inc({ source: SOURCE });
+        m.received.inc({ source: SOURCE });
         if (index > config.max_events_per_request) {
           refuse(element.line, 'too_many_events', `more than ${config.max_events_per_request} events in one request`);
           continue;
@@ -97,16 +99,19 @@ export function createHttpIntake(
         }
       }
       if (index === 0) {
-        rejected.inc({ source: SOURCE, reason: 'empty' });
+        m.rejected.inc({ source: SOURCE, reason: 'empty' });
         throw new InputError('empty_body', 'the request has no events: send NDJSON lines or a JSON array');
       }
       try {
         await deps.publish(events);
       } catch (err) {
-        rejected.inc({ source: SOURCE, reason: 'overloaded' }, events.length);
+        m.rejected.inc(
+          { source: SOURCE, reason: err instanceof OverloadError ? 'overloaded' : 'publish_error' },
+          events.length,
+        );
         throw err;
       }
-      accepted.inc({ source: SOURCE }, events.length);
+      m.accepted.inc({ source: SOURCE }, events.length);
       return { accepted: events.length, rejected: refused };
     },
   };

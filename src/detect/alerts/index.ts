@@ -1,0 +1,236 @@
+import { createHash } from 'node:crypto';
+import type { Registry } from 'prom-client';
+import { VigilError } from '../../lib/errors.ts';
+import type { FieldValue } from '../../lib/event.ts';
+import { counter } from '../../lib/metrics.ts';
+import type { EventStore } from '../../store/index.ts';
+import { engineTimeToIso } from '../../store/rows.ts';
+import { ALERTS_DDL, ALERTS_TABLE } from './schema.ts';
+
+export const ALERT_STATUSES = ['new', 'acknowledged', 'closed'] as const;
+export type AlertStatus = (typeof ALERT_STATUSES)[number];
+
+/** An alert: a rule (or correlation) that fired, on which events, with what it saw. */
+export interface Alert {
+  id: string;
+  /** Time of the (last) triggering event, epoch ms. */
+  timestamp: number;
+  created: number;
+  tenant: string;
+  kind: 'rule' | 'correlation';
+  rule: { id: string; title: string; level: string; tags: string[] };
+  host: string;
+  status: AlertStatus;
+  matched: Record<string, FieldValue>;
+  eventIds: string[];
+  /** Correlation partition that produced it and its owner's fencing token (0 in a single node). */
+  partition: string;
+  fencingToken: number;
+}
+
+/** Filters of GET /api/v1/alerts. */
+export interface AlertFilter {
+  tenants: string[];
+  from?: number;
+  to?: number;
+  rule?: string;
+  level?: string;
+  host?: string;
+  status?: string;
+  limit: number;
+}
+
+/** Alert ids are deterministic: the same rule on the same events is the same alert, on any node. */
+export function alertId(parts: readonly string[]): string {
+  return createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 32);
+}
+
+/** A token lower than one already seen for its partition: the writer is a stale owner. */
+export class StaleFencingTokenError extends VigilError {
+  constructor(partition: string, token: number, highest: number) {
+    super('stale_fencing_token', `partition ${partition}: fencing token ${token} is older than ${highest}`, {
+      status: 409,
+    });
+    this.name = 'StaleFencingTokenError';
+  }
+}
+
+/** Stores alerts once each, answers alert queries, and streams new alerts to listeners. */
+export interface AlertStore {
+  start(): Promise<void>;
+  /** Stores the alerts not stored before; returns those, after telling the listeners. */
+  save(alerts: Alert[]): Promise<Alert[]>;
+  list(filter: AlertFilter): Promise<Alert[]>;
+  get(id: string, tenants: string[]): Promise<Alert | undefined>;
+  setStatus(id: string, tenants: string[], status: AlertStatus): Promise<Alert>;
+  onAlert(listener: (alerts: Alert[]) => void): void;
+}
+
+const RECENT_IDS = 100000;
+
+interface AlertRow {
+  id: string;
+  ts: string;
+  created: string;
+  tenant: string;
+  kind: string;
+  rule_id: string;
+  rule_title: string;
+  level: string;
+  tags: string[];
+  host: string;
+  status: string;
+  matched: string;
+  event_ids: string[];
+  partition: string;
+  fencing_token: string | number;
+}
+
+/** Creates the alert store on the event store's engine. */
+export function createAlertStore(store: EventStore, deps: { metrics: Registry }): AlertStore {
+  const recent = new Set<string>();
+  const highestToken = new Map<string, number>();
+  const listeners: ((alerts: Alert[]) => void)[] = [];
+  const stored = counter(deps.metrics, 'vigil_alerts_stored_total', 'Alerts stored.', ['level']);
+  const duplicates = counter(deps.metrics, 'vigil_alerts_duplicates_total', 'Alerts dropped as already stored.');
+  const stale = counter(deps.metrics, 'vigil_alerts_stale_token_total', 'Alerts refused for a stale fencing token.');
+
+  const remember = (id: string) => {
+    recent.add(id);
+    if (recent.size > RECENT_IDS) recent.delete(recent.values().next().value as string);
+  };
+
+  const toRow = (a: Alert, updated: number) =>
+    JSON.stringify({
+      id: a.id,
+      ts: a.timestamp,
+      created: a.created,
+      updated,
+      tenant: a.tenant,
+      kind: a.kind,
+      rule_id: a.rule.id,
+      rule_title: a.rule.title,
+      level: a.rule.level,
+      tags: a.rule.tags,
+      host: a.host,
+      status: a.status,
+      matched: JSON.stringify(a.matched),
+      event_ids: a.eventIds,
+      partition: a.partition,
+      fencing_token: a.fencingToken,
+    });
+
+  const fromRow = (r: AlertRow): Alert => ({
+    id: r.id,
+    timestamp: Date.parse(engineTimeToIso(r.ts)),
+    created: Date.parse(engineTimeToIso(r.created)),
+    tenant: r.tenant,
+    kind: r.kind === 'correlation' ? 'correlation' : 'rule',
+    rule: { id: r.rule_id, title: r.rule_title, level: r.level, tags: r.tags },
+    host: r.host,
+    status: r.status as AlertStatus,
+    matched: JSON.parse(r.matched),
+    eventIds: r.event_ids,
+    partition: r.partition,
+    fencingToken: Number(r.fencing_token),
+  });
+
+  return {
+    async start() {
+      await store.exec(ALERTS_DDL);
+      const rows = await store.query<{ partition: string; t: string }>(
+        `SELECT partition, max(fencing_token) AS t FROM vigil.${ALERTS_TABLE} GROUP BY partition`,
+        {},
+      );
+      for (const r of rows) highestToken.set(r.partition, Number(r.t));
+    },
+    async save(alerts) {
+      const fresh: Alert[] = [];
+      const seenInBatch = new Set<string>();
+      for (const a of alerts) {
+        const highest = highestToken.get(a.partition) ?? 0;
+        if (a.fencingToken < highest) {
+          stale.inc();
+          throw new StaleFencingTokenError(a.partition, a.fencingToken, highest);
+        }
+        if (recent.has(a.id) || seenInBatch.has(a.id)) {
+          duplicates.inc();
+          continue;
+        }
+        seenInBatch.add(a.id);
+        fresh.push(a);
+      }
+      if (fresh.length === 0) return [];
+      // Ids evicted from memory (or stored before a restart) are checked in the table itself.
+      const existing = await store.query<{ id: string }>(
+        `SELECT id FROM vigil.${ALERTS_TABLE} WHERE id IN {ids:Array(String)}`,
+        { ids: fresh.map((a) => a.id) },
+      );
+      const known = new Set(existing.map((r) => r.id));
+      const toStore = fresh.filter((a) => !known.has(a.id));
+      duplicates.inc(fresh.length - toStore.length);
+      for (const a of fresh) remember(a.id);
+      if (toStore.length === 0) return [];
+      await store.insertRows(ALERTS_TABLE, Buffer.from(toStore.map((a) => toRow(a, a.created)).join('\n')));
+      for (const a of toStore) {
+        stored.inc({ level: a.rule.level });
+        highestToken.set(a.partition, Math.max(highestToken.get(a.partition) ?? 0, a.fencingToken));
+      }
+      for (const l of listeners) l(toStore);
+      return toStore;
+    },
+    async list(f) {
+      const where = ['tenant IN {tenants:Array(String)}'];
+      const params: Record<string, unknown> = { tenants: f.tenants, limit: f.limit };
+      if (f.from !== undefined) {
+        where.push('ts >= fromUnixTimestamp64Milli({from:Int64})');
+        params.from = f.from;
+      }
+      if (f.to !== undefined) {
+        where.push('ts < fromUnixTimestamp64Milli({to:Int64})');
+        params.to = f.to;
+      }
+      for (const [key, column] of [
+        ['rule', 'rule_id'],
+        ['level', 'level'],
+        ['host', 'host'],
+        ['status', 'status'],
+      ] as const) {
+        const v = f[key];
+        if (v !== undefined) {
+          where.push(
+            key === 'rule'
+              ? `(rule_id = {${key}:String} OR rule_title = {${key}:String})`
+              : `${column} = {${key}:String}`,
+          );
+          params[key] = v;
+        }
+      }
+      const rows = await store.query<AlertRow>(
+        `SELECT * FROM vigil.${ALERTS_TABLE} FINAL WHERE ${where.join(' AND ')} ORDER BY ts DESC LIMIT {limit:UInt32}`,
+        params,
+      );
+      return rows.map(fromRow);
+    },
+    async get(id, tenants) {
+      const rows = await store.query<AlertRow>(
+        `SELECT * FROM vigil.${ALERTS_TABLE} FINAL WHERE id = {id:String} AND tenant IN {tenants:Array(String)}`,
+        { id, tenants },
+      );
+      return rows[0] ? fromRow(rows[0]) : undefined;
+    },
+    async setStatus(id, tenants, status) {
+      const rows = await store.query<AlertRow>(
+        `SELECT * FROM vigil.${ALERTS_TABLE} FINAL WHERE id = {id:String} AND tenant IN {tenants:Array(String)}`,
+        { id, tenants },
+      );
+      if (!rows[0]) throw new VigilError('not_found', `no alert ${id}`, { status: 404 });
+      const alert = { ...fromRow(rows[0]), status };
+      await store.insertRows(ALERTS_TABLE, Buffer.from(toRow(alert, Date.now())));
+      return alert;
+    },
+    onAlert(listener) {
+      listeners.push(listener);
+    },
+  };
+}

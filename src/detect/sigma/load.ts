@@ -1,0 +1,303 @@
+/**
+ * Loading Sigma files: folders recursively, multi-document files (collections: `action: global`, `reset`,
+ * `repeat`, and later documents without a title inheriting from the first), rules, filters and correlations.
+ * A document that cannot be loaded is reported with its place and reason and never stops the others.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseAllDocuments } from 'yaml';
+import type { Logsource } from '../../lib/event.ts';
+import { type DocPath, NumLit, type Placeholders, parseDetection, RuleError } from './detection.ts';
+import type { RejectedRule, SigmaFilter, SigmaLoadResult, SigmaRule } from './types.ts';
+
+export interface LoadOptions {
+  /**
+   * Values of `%placeholder%`s for the `expand` modifier. Rules whose placeholders have no values are rejected.
+   * The engine can be given other values later (`createSigmaEngine({ placeholders })`).
+   */
+  placeholders?: Placeholders;
+}
+
+/** Lists the .yml/.yaml files under the given files and folders, recursively, in a stable order. */
+export function listRuleFiles(paths: string | readonly string[]): string[] {
+  const out: string[] = [];
+  const visit = (p: string): void => {
+    const st = statSync(p);
+    if (st.isDirectory()) {
+      for (const name of readdirSync(p).sort()) {
+        if (name.startsWith('.')) continue;
+        visit(join(p, name));
+      }
+    } else if (/\.ya?ml$/i.test(p)) {
+      out.push(p);
+    }
+  };
+  for (const p of typeof paths === 'string' ? [paths] : paths) visit(p);
+  return out;
+}
+
+/** Loads every rule, filter and correlation document under the given files and folders. */
+export function loadSigmaRules(paths: string | readonly string[], opts: LoadOptions = {}): SigmaLoadResult {
+  const result: SigmaLoadResult = { rules: [], filters: [], correlations: [], rejected: [] };
+  let files: string[];
+  try {
+    files = listRuleFiles(paths);
+  } catch (err) {
+    result.rejected.push({ file: String(paths), reason: `cannot list rule files: ${(err as Error).message}` });
+    return result;
+  }
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      result.rejected.push({ file, reason: `cannot read the file: ${(err as Error).message}` });
+      continue;
+    }
+    const one = loadSigmaText(text, file, opts);
+    result.rules.push(...one.rules);
+    result.filters.push(...one.filters);
+    result.correlations.push(...one.correlations);
+    result.rejected.push(...one.rejected);
+  }
+  return result;
+}
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof NumLit);
+}
+
+/** Converts a YAML node to plain data; numbers inside detections keep their source text (`0x17`). */
+function toData(node: unknown, doc: Document, keepNumbers: boolean, depth = 0): unknown {
+  if (depth > 64) throw new RuleError('the document is nested too deeply');
+  if (isAlias(node)) return toData(node.resolve(doc), doc, keepNumbers, depth + 1);
+  if (isMap(node)) {
+    const out: Obj = {};
+    for (const pair of node.items) {
+      const k = isScalar(pair.key) ? pair.key.value : pair.key;
+      const key = k === null || k === undefined ? '' : String(k);
+      const inner = keepNumbers || (depth === 0 && (key === 'detection' || key === 'filter'));
+      out[key] = toData(pair.value, doc, inner, depth + 1);
+    }
+    return out;
+  }
+  if (isSeq(node)) return node.items.map((x) => toData(x, doc, keepNumbers, depth + 1));
+  if (isScalar(node)) {
+    const v = node.value;
+    if (typeof v === 'number' && keepNumbers) return new NumLit(v, node.source ?? String(v));
+    if (v instanceof Date) return v.toISOString().slice(0, 10);
+    if (typeof v === 'bigint') return keepNumbers ? new NumLit(Number(v), node.source ?? String(v)) : Number(v);
+    return v;
+  }
+  return node ?? null;
+}
+
+function deepMerge(base: unknown, over: unknown): unknown {
+  if (isObj(base) && isObj(over)) {
+    const out: Obj = { ...base };
+    for (const [k, v] of Object.entries(over)) out[k] = k in base ? deepMerge(base[k], v) : v;
+    return out;
+  }
+  return over;
+}
+
+/** The 1-based line and column of the node at `path` (or of the nearest parent that exists). */
+function locate(doc: Document, path: DocPath, lc: LineCounter): { line: number; column: number } | undefined {
+  let node: unknown = doc.contents;
+  let offset = (doc.contents as Node | null)?.range?.[0];
+  for (const seg of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
+      if (!pair) break;
+      offset = (pair.key as Node).range?.[0] ?? offset;
+      node = pair.value;
+    } else if (isSeq(node) && typeof seg === 'number' && node.items[seg]) {
+      node = node.items[seg];
+      offset = (node as Node).range?.[0] ?? offset;
+    } else {
+      break;
+    }
+  }
+  if (offset === undefined) return undefined;
+  const pos = lc.linePos(offset);
+  return { line: pos.line, column: pos.col };
+}
+
+function text(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (v instanceof NumLit) return v.text;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return undefined;
+}
+
+function parseLogsource(v: unknown): Logsource {
+  if (!isObj(v)) throw new RuleError('the logsource must be a map', ['logsource']);
+  const ls: { product?: string; service?: string; category?: string } = {};
+  for (const k of ['product', 'service', 'category'] as const) {
+    const x = v[k];
+    if (x === undefined || x === null) continue;
+    if (typeof x !== 'string') throw new RuleError(`logsource ${k} must be a string`, ['logsource', k]);
+    ls[k] = x.toLowerCase();
+  }
+  return ls;
+}
+
+function stringList(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  const list = Array.isArray(v) ? v : [v];
+  return list.map((x) => text(x)).filter((x): x is string => x !== undefined);
+}
+
+/** Loads the documents of one file's text. */
+export function loadSigmaText(source: string, file: string, opts: LoadOptions = {}): SigmaLoadResult {
+  const result: SigmaLoadResult = { rules: [], filters: [], correlations: [], rejected: [] };
+  const lc = new LineCounter();
+  let docs: Document[];
+  try {
+    docs = parseAllDocuments(source, { lineCounter: lc }) as unknown as Document[];
+    if (!Array.isArray(docs)) docs = [];
+  } catch (err) {
+    result.rejected.push({ file, reason: `YAML error: ${(err as Error).message}` });
+    return result;
+  }
+  let global: Obj | undefined;
+  let globalDoc: Document | undefined;
+  let first: Obj | undefined;
+  let firstDoc: Document | undefined;
+  let previous: Obj | undefined;
+
+  for (let index = 0; index < docs.length; index++) {
+    const doc = docs[index];
+    const docStart = locate(doc, [], lc);
+    if (doc.errors.length > 0) {
+      const e = doc.errors[0];
+      const pos = e.linePos?.[0];
+      result.rejected.push({
+        file,
+        line: pos?.line ?? docStart?.line,
+        column: pos?.col ?? docStart?.column,
+        reason: `YAML error: ${e.message.split('\n')[0]}`,
+      });
+      continue;
+    }
+    let data: unknown;
+    try {
+      data = toData(doc.contents, doc, false);
+    } catch (err) {
+      result.rejected.push({ file, line: docStart?.line, reason: (err as Error).message });
+      continue;
+    }
+    if (data === null || data === undefined) continue;
+    if (!isObj(data)) {
+      result.rejected.push({ file, line: docStart?.line, reason: 'a Sigma document must be a map' });
+      continue;
+    }
+    let obj: Obj = data;
+    let baseDoc: Document | undefined;
+    const action = obj.action;
+    if (action !== undefined) {
+      const { action: _, ...rest } = obj;
+      if (action === 'global') {
+        global = rest;
+        globalDoc = doc;
+        continue;
+      }
+      if (action === 'reset') {
+        global = undefined;
+        globalDoc = undefined;
+        continue;
+      }
+      if (action === 'repeat') {
+        if (!previous) {
+          result.rejected.push({ file, line: docStart?.line, reason: "'action: repeat' without a previous document" });
+          continue;
+        }
+        obj = deepMerge(previous, rest) as Obj;
+      } else {
+        result.rejected.push({ file, line: docStart?.line, reason: `unknown collection action '${String(action)}'` });
+        continue;
+      }
+    } else if (global) {
+      obj = deepMerge(global, obj) as Obj;
+      baseDoc = globalDoc;
+    } else if (first && !('title' in obj) && !('correlation' in obj) && !('filter' in obj)) {
+      obj = deepMerge(first, obj) as Obj;
+      baseDoc = firstDoc;
+    }
+    if (!first) {
+      first = obj;
+      firstDoc = doc;
+    }
+    previous = obj;
+
+    const where = (path: DocPath | undefined): { line?: number; column?: number } => {
+      const p = path ?? [];
+      const here = locate(doc, p, lc);
+      // A path that exists only in the inherited document is reported there.
+      if (baseDoc && p.length > 0) {
+        const own = doc.contents && isMap(doc.contents) ? doc.hasIn(p) : false;
+        if (!own) {
+          const there = locate(baseDoc, p, lc);
+          if (there) return { line: there.line, column: there.column };
+        }
+      }
+      return { line: here?.line, column: here?.column };
+    };
+    const ruleId = text(obj.id);
+    const title = text(obj.title);
+
+    try {
+      if ('correlation' in obj) {
+        result.correlations.push({ file, line: docStart?.line, doc: obj });
+        continue;
+      }
+      if (title === undefined) throw new RuleError('the document has no title', []);
+      const logsource = parseLogsource(obj.logsource);
+      if ('filter' in obj) {
+        const f = obj.filter;
+        if (!isObj(f)) throw new RuleError('filter must be a map', ['filter']);
+        const rules = stringList(f.rules);
+        if (rules.length === 0) throw new RuleError('filter.rules must name at least one rule', ['filter']);
+        const filter: SigmaFilter = {
+          id: ruleId,
+          title,
+          logsource,
+          rules,
+          detection: parseDetection(f, ['filter'], opts.placeholders),
+          file,
+          line: docStart?.line,
+        };
+        result.filters.push(filter);
+        continue;
+      }
+      if (!('detection' in obj)) throw new RuleError('the rule has no detection section', []);
+      if (!('logsource' in obj)) throw new RuleError('the rule has no logsource section', []);
+      const detection = parseDetection(obj.detection, ['detection'], opts.placeholders ?? {});
+      const status = (text(obj.status) ?? 'test').toLowerCase();
+      const rule: SigmaRule = {
+        id: ruleId ?? `${file}#${index + 1}`,
+        name: text(obj.name),
+        title,
+        level: (text(obj.level) ?? 'medium').toLowerCase(),
+        tags: stringList(obj.tags),
+        status,
+        file,
+        logsource,
+        detection,
+        line: docStart?.line,
+        deprecated: status === 'deprecated',
+        unsupported: status === 'unsupported',
+        doc: obj,
+      };
+      result.rules.push(rule);
+    } catch (err) {
+      if (!(err instanceof RuleError)) throw err;
+      const pos = where(err.path);
+      const rejected: RejectedRule = { file, ...pos, ruleId, title, reason: err.message };
+      result.rejected.push(rejected);
+    }
+  }
+  return result;
+}

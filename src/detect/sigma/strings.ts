@@ -1,0 +1,282 @@
+/**
+ * Sigma string values: escape handling, wildcards, the string transformations of the modifiers appendix
+ * (windash, base64, base64offset, utf16*), and compilation of a pattern into the cheapest string test.
+ */
+
+/** `*` in a Sigma string: any number of characters. */
+export const ANY = Symbol('*');
+/** `?` in a Sigma string: exactly one character. */
+export const ONE = Symbol('?');
+/** A position the `windash` modifier may fill with any of `-`, `/`, en dash, em dash or horizontal bar. */
+export const DASH = Symbol('windash');
+
+export type Part = string | typeof ANY | typeof ONE | typeof DASH;
+
+/** A Sigma string after escape processing: literal runs and wildcard tokens. */
+export type Pattern = Part[];
+
+/** The characters that `windash` makes interchangeable. */
+export const WINDASH_CHARS = ['-', '/', '\u2013', '\u2014', '\u2015'] as const;
+
+/**
+ * Parses a Sigma string value into literals and wildcards, per "Escape Character" of the specification:
+ * `\*`, `\?` and `\\` are escapes; a backslash before anything else is a plain backslash (so `C:\Windows`
+ * keeps its backslash and `\\\\` means two backslashes).
+ */
+export function parseSigmaString(s: string): Pattern {
+  const out: Pattern = [];
+  let lit = '';
+  let escaped = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (escaped) {
+      if (c === '*' || c === '?' || c === '\\') lit += c;
+      else lit += '\\' + c;
+      escaped = false;
+    } else if (c === '\\') {
+      escaped = true;
+    } else if (c === '*' || c === '?') {
+      if (lit) out.push(lit);
+      lit = '';
+      out.push(c === '*' ? ANY : ONE);
+    } else {
+      lit += c;
+    }
+  }
+  if (escaped) lit += '\\';
+  if (lit) out.push(lit);
+  return out;
+}
+
+/** A pattern holding exactly this text, with no wildcards. */
+export function literalPattern(s: string): Pattern {
+  return s ? [s] : [];
+}
+
+export function hasWildcards(p: Pattern): boolean {
+  return p.some((x) => typeof x !== 'string');
+}
+
+/** The literal text of a pattern; throws when it holds wildcards (encodings cannot carry them). */
+export function patternText(p: Pattern, modifier: string): string {
+  let s = '';
+  for (const x of p) {
+    if (typeof x !== 'string') throw new Error(`the ${modifier} modifier cannot be applied to a value with wildcards`);
+    s += x;
+  }
+  return s;
+}
+
+function isWordChar(c: string | undefined): boolean {
+  return c !== undefined && /[A-Za-z0-9_]/.test(c);
+}
+
+/**
+ * `windash`: marks each `-` or `/` that begins a word (pySigma's `\B[-/]\b`: preceded by a non-word character
+ * or the start, followed by a word character) as a DASH position. A wildcard counts as a non-word neighbour.
+ */
+export function windash(p: Pattern): Pattern {
+  const out: Pattern = [];
+  for (let k = 0; k < p.length; k++) {
+    const x = p[k];
+    if (typeof x !== 'string') {
+      out.push(x);
+      continue;
+    }
+    let lit = '';
+    for (let i = 0; i < x.length; i++) {
+      const c = x[i];
+      if ((c === '-' || c === '/') && !isWordChar(x[i - 1]) && isWordChar(x[i + 1])) {
+        if (lit) out.push(lit);
+        lit = '';
+        out.push(DASH);
+      } else {
+        lit += c;
+      }
+    }
+    if (lit) out.push(lit);
+  }
+  return out;
+}
+
+/** Replaces DASH positions by each of the windash characters: every permutation, as plain patterns. */
+export function expandDashes(p: Pattern): Pattern[] {
+  let acc: Pattern[] = [[]];
+  for (const x of p) {
+    if (x === DASH) {
+      const next: Pattern[] = [];
+      for (const a of acc) for (const d of WINDASH_CHARS) next.push([...a, d]);
+      acc = next;
+    } else {
+      for (const a of acc) a.push(x);
+    }
+  }
+  return acc.map(mergeLiterals);
+}
+
+function mergeLiterals(p: Pattern): Pattern {
+  const out: Pattern = [];
+  for (const x of p) {
+    const last = out[out.length - 1];
+    if (typeof x === 'string' && typeof last === 'string') out[out.length - 1] = last + x;
+    else if (x !== '') out.push(x);
+  }
+  return out;
+}
+
+export function countDashes(p: Pattern): number {
+  let n = 0;
+  for (const x of p) if (x === DASH) n++;
+  return n;
+}
+
+/** UTF-16 encodings of the `utf16le`/`wide`, `utf16be` and `utf16` (with byte order mark) modifiers. */
+export function utf16(text: string, variant: 'le' | 'be' | 'bom'): Buffer {
+  const le = Buffer.from(text, 'utf16le');
+  if (variant === 'le') return le;
+  if (variant === 'bom') return Buffer.concat([Buffer.from([0xff, 0xfe]), le]);
+  const be = Buffer.alloc(le.length);
+  for (let i = 0; i + 1 < le.length; i += 2) {
+    be[i] = le[i + 1];
+    be[i + 1] = le[i];
+  }
+  return be;
+}
+
+/** `base64`: the standard encoding with padding. */
+export function base64(bytes: Buffer): string {
+  return bytes.toString('base64');
+}
+
+/**
+ * `base64offset`: the three encodings of the value at byte offsets 0, 1 and 2 of a longer base64 string,
+ * cut to the part that does not depend on the neighbouring bytes (pySigma's algorithm).
+ */
+export function base64Offsets(bytes: Buffer): string[] {
+  const starts = [0, 2, 3];
+  const ends = [undefined, -3, -2];
+  const out: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const enc = Buffer.concat([Buffer.alloc(i, 0x20), bytes]).toString('base64');
+    out.push(enc.slice(starts[i], ends[(bytes.length + i) % 3]));
+  }
+  return out;
+}
+
+/** A test of one string value; patterns are compiled once into the cheapest form that implements them. */
+export type StrTest = (s: string) => boolean;
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}
+
+/** The regular expression source of a pattern, anchored at both ends. */
+export function patternRegExpSource(p: Pattern): string {
+  let src = '^';
+  for (const x of p) {
+    if (x === ANY) src += '[\\s\\S]*';
+    else if (x === ONE) src += '[\\s\\S]';
+    else if (x === DASH) src += '[-/\u2013\u2014\u2015]';
+    else src += escapeRegExp(x);
+  }
+  return src + '$';
+}
+
+/**
+ * Compiles a pattern into a string test. `lower`: the pattern is lowercased here and the tested value must be
+ * lowercased by the caller (case-insensitive matching with one lowercase per field per event).
+ * Shapes `lit`, `*lit`, `lit*`, `*lit*` and `a*b` use string methods; other shapes use a RegExp.
+ */
+export function compilePattern(p: Pattern, lower: boolean): StrTest {
+  const parts = lower ? p.map((x) => (typeof x === 'string' ? x.toLowerCase() : x)) : p;
+  if (parts.includes(DASH)) {
+    if (countDashes(parts) <= 2) return anyOf(expandDashes(parts).map((e) => compilePattern(e, false)));
+    const re = new RegExp(patternRegExpSource(parts));
+    return (s) => re.test(s);
+  }
+  const n = parts.length;
+  if (n === 0) return (s) => s === '';
+  const onlyAny = parts.every((x) => x === ANY);
+  if (onlyAny) return () => true;
+  const a = parts[0];
+  const b = parts[n - 1];
+  if (n === 1 && typeof a === 'string') return (s) => s === a;
+  if (n === 2 && a === ANY && typeof b === 'string') return (s) => s.endsWith(b);
+  if (n === 2 && typeof a === 'string' && b === ANY) return (s) => s.startsWith(a);
+  if (n === 3 && a === ANY && b === ANY && typeof parts[1] === 'string') {
+    const m = parts[1];
+    return (s) => s.includes(m);
+  }
+  if (n === 3 && typeof a === 'string' && parts[1] === ANY && typeof b === 'string') {
+    const min = a.length + b.length;
+    return (s) => s.length >= min && s.startsWith(a) && s.endsWith(b);
+  }
+  const re = new RegExp(patternRegExpSource(parts));
+  return (s) => re.test(s);
+}
+
+/** OR of tests; exact-equality literals are gathered in one Set lookup. */
+export function anyOf(tests: StrTest[]): StrTest {
+  if (tests.length === 1) return tests[0];
+  return (s) => {
+    for (let i = 0; i < tests.length; i++) if (tests[i](s)) return true;
+    return false;
+  };
+}
+
+/**
+ * Translates the PCRE flavour of the specification into a JavaScript RegExp: leading inline flags `(?i)`,
+ * `(?m)`, `(?s)` become RegExp flags, `(?P<name>` becomes `(?<name>`, `\A` and `\Z`/`\z` become `^`/`$`.
+ * Throws on constructs JavaScript does not have (possessive quantifiers, atomic groups, inline flags elsewhere).
+ */
+export function translateRegex(pattern: string, flags: string): RegExp {
+  let src = pattern;
+  let fl = flags;
+  const lead = /^\(\?([imsx]+)\)/.exec(src);
+  if (lead) {
+    if (lead[1].includes('x')) throw new Error('the x (extended) regex flag is not supported');
+    for (const f of lead[1]) if (!fl.includes(f)) fl += f;
+    src = src.slice(lead[0].length);
+  }
+  let out = '';
+  let inClass = false;
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i];
+    if (c === '\\') {
+      const n = src[i + 1];
+      if (n === undefined) throw new Error('the regex ends with a lone backslash');
+      if (!inClass && n === 'A') out += '^';
+      else if (!inClass && (n === 'Z' || n === 'z')) out += '$';
+      else out += c + n;
+      i++;
+      continue;
+    }
+    if (inClass) {
+      if (c === ']') inClass = false;
+      out += c;
+      continue;
+    }
+    if (c === '[') {
+      inClass = true;
+      out += c;
+      if (src[i + 1] === '^') out += src[++i];
+      if (src[i + 1] === ']') out += '\\' + src[++i];
+      continue;
+    }
+    if (c === '(' && src[i + 1] === '?') {
+      const rest = src.slice(i + 2);
+      if (rest.startsWith('P<')) {
+        out += '(?<';
+        i += 3;
+        continue;
+      }
+      if (rest.startsWith('>')) throw new Error('atomic groups are not supported in regexes');
+      if (/^[imsx-]+[):]/.test(rest)) throw new Error('inline regex flags are only supported at the start');
+    }
+    if ((c === '+' || c === '?' || c === '*' || c === '}') && src[i + 1] === '+') {
+      throw new Error('possessive quantifiers are not supported in regexes');
+    }
+    out += c;
+  }
+  return new RegExp(out, fl);
+}

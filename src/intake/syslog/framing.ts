@@ -1,0 +1,200 @@
+/**
+ * What a syslog TCP stream yields: a message, an oversize frame that was dropped, or, at the end of the
+ * stream, an octet-counted frame cut short by the peer.
+ */
+export type Frame =
+  | { kind: 'line'; line: Buffer }
+  | { kind: 'oversize'; bytes: number; framing: 'octet-counting' | 'non-transparent' }
+  | { kind: 'truncated'; bytes: number };
+
+const LF = 0x0a;
+const CR = 0x0d;
+const NUL = 0x00;
+const SP = 0x20;
+const ZERO = 0x30;
+const ONE = 0x31;
+const NINE = 0x39;
+/** A longer length prefix is not a length (it would be a gigabyte or more): the frame is read as a line. */
+const MAX_LENGTH_DIGITS = 9;
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Splits a syslog TCP byte stream into frames (RFC 6587), choosing the framing per frame: a frame that
+ * starts with `<digits> ` is octet-counted, any other is ended by LF (CRLF and NUL accepted too). Frames
+ * longer than `maxLineBytes` are reported once and skipped: by their declared length when octet-counted,
+ * up to the next delimiter otherwise. Pull-based, so that a paused reader leaves frames in the decoder.
+ */
+export class FrameDecoder {
+  readonly maxLineBytes: number;
+  /** The unread bytes are `#buf[#off..]`; `#buf` is either the last chunk pushed or a view of `#store`. */
+  #buf: Buffer = EMPTY;
+  #store: Buffer | undefined;
+  #off = 0;
+  /** Where the delimiter search of the pending non-transparent frame resumes, so no byte is scanned twice. */
+  #scanFrom = 0;
+  /** Bytes of an oversize octet-counted frame still to be skipped. */
+  #skip = 0;
+  /** Inside an oversize non-transparent frame: drop bytes up to the next delimiter. */
+  #discarding = false;
+
+  constructor(maxLineBytes: number) {
+    this.maxLineBytes = maxLineBytes;
+  }
+
+  /** Bytes held for frames not returned yet. */
+  get buffered(): number {
+    return this.#buf.length - this.#off;
+  }
+
+  /** Adds bytes read from the stream. Bytes of a frame being skipped are dropped here, never buffered. */
+  push(chunk: Buffer): void {
+    // While skipping or discarding, the buffer is empty: both states are entered only after consuming it all.
+    if (this.#skip > 0) {
+      const n = Math.min(this.#skip, chunk.length);
+      this.#skip -= n;
+      chunk = chunk.subarray(n);
+    }
+    if (this.#discarding && chunk.length > 0) {
+      const end = findDelimiter(chunk, 0);
+      if (end < 0) return;
+      this.#discarding = false;
+      chunk = chunk.subarray(end + 1);
+    }
+    if (chunk.length === 0) return;
+    const rest = this.#buf.length - this.#off;
+    if (rest === 0) {
+      this.#buf = chunk;
+      this.#store = undefined;
+      this.#off = 0;
+      this.#scanFrom = 0;
+      return;
+    }
+    // A frame arriving in pieces: gather them in a buffer of our own that grows geometrically, so that a
+    // frame sent one byte at a time costs linear time, not a copy of everything so far per piece.
+    let store = this.#store;
+    if (store === undefined || rest + chunk.length > store.length) {
+      store = Buffer.allocUnsafe(Math.max(4096, 2 * (rest + chunk.length)));
+      this.#buf.copy(store, 0, this.#off);
+      this.#rebase(store);
+    } else if (this.#buf.length + chunk.length > store.length) {
+      store.copyWithin(0, this.#off, this.#buf.length);
+      this.#rebase(store);
+    }
+    chunk.copy(store, this.#buf.length);
+    this.#buf = store.subarray(0, this.#buf.length + chunk.length);
+  }
+
+  /** Moves the unread bytes' bookkeeping to the start of `store`, where they were just copied. */
+  #rebase(store: Buffer): void {
+    const rest = this.#buf.length - this.#off;
+    this.#store = store;
+    this.#scanFrom -= this.#off;
+    this.#off = 0;
+    this.#buf = store.subarray(0, rest);
+  }
+
+  /**
+   * Returns the next complete frame, or undefined until more bytes arrive. Empty frames are skipped. A
+   * line may share memory with the decoder: use it before the next `push()`.
+   */
+  next(): Frame | undefined {
+    for (;;) {
+      const buf = this.#buf;
+      const end = buf.length;
+      const off = this.#off;
+      if (off >= end) {
+        this.#clear();
+        return undefined;
+      }
+      const first = buf[off];
+      if (first === LF || first === NUL) {
+        this.#off = off + 1;
+        continue;
+      }
+      if (first >= ONE && first <= NINE) {
+        const limit = Math.min(end, off + MAX_LENGTH_DIGITS + 1);
+        let i = off + 1;
+        while (i < limit && buf[i] >= ZERO && buf[i] <= NINE) i++;
+        const digits = i - off;
+        if (digits <= MAX_LENGTH_DIGITS && i === end) return undefined;
+        if (digits <= MAX_LENGTH_DIGITS && buf[i] === SP) {
+          const length = Number(buf.toString('latin1', off, i));
+          const start = i + 1;
+          if (length > this.maxLineBytes) {
+            const available = Math.min(length, end - start);
+            this.#off = start + available;
+            this.#skip = length - available;
+            this.#scanFrom = this.#off;
+            return { kind: 'oversize', bytes: length, framing: 'octet-counting' };
+          }
+          if (end - start < length) return undefined;
+          this.#off = start + length;
+          this.#scanFrom = this.#off;
+          const line = trimEol(buf.subarray(start, start + length));
+          if (line.length === 0) continue;
+          return { kind: 'line', line };
+        }
+        // Digits not followed by a space: an ordinary line that happens to start with a number.
+      }
+      const delimiter = findDelimiter(buf, Math.max(off, this.#scanFrom));
+      if (delimiter < 0) {
+        // One more byte than the limit is allowed for the CR of a CRLF still to come.
+        if (end - off > this.maxLineBytes + 1) {
+          this.#discarding = true;
+          this.#clear();
+          return { kind: 'oversize', bytes: end - off, framing: 'non-transparent' };
+        }
+        this.#scanFrom = end;
+        return undefined;
+      }
+      this.#off = delimiter + 1;
+      this.#scanFrom = this.#off;
+      const line = trimEol(buf.subarray(off, delimiter));
+      if (line.length > this.maxLineBytes) {
+        return { kind: 'oversize', bytes: line.length, framing: 'non-transparent' };
+      }
+      if (line.length === 0) continue;
+      return { kind: 'line', line };
+    }
+  }
+
+  /**
+   * Ends the stream: returns what is left after the last complete frame (call `next()` until undefined
+   * first). An unterminated line is still a line; a partial octet-counted frame is reported truncated.
+   */
+  finish(): Frame | undefined {
+    const buf = this.#buf.subarray(this.#off);
+    const wasDiscarding = this.#discarding;
+    this.#clear();
+    this.#skip = 0;
+    this.#discarding = false;
+    if (buf.length === 0 || wasDiscarding) return undefined;
+    const header = /^[1-9][0-9]{0,8} /.exec(buf.toString('latin1', 0, Math.min(buf.length, MAX_LENGTH_DIGITS + 1)));
+    if (header) return { kind: 'truncated', bytes: buf.length };
+    const line = trimEol(buf);
+    if (line.length > this.maxLineBytes) return { kind: 'oversize', bytes: line.length, framing: 'non-transparent' };
+    return line.length === 0 ? undefined : { kind: 'line', line };
+  }
+
+  #clear(): void {
+    this.#buf = EMPTY;
+    this.#store = undefined;
+    this.#off = 0;
+    this.#scanFrom = 0;
+  }
+}
+
+/** Index of the first LF or NUL at or after `from`, or -1. */
+function findDelimiter(buf: Buffer, from: number): number {
+  const lf = buf.indexOf(LF, from);
+  // NUL is rare: look for it only before the LF, so that each byte is scanned once per frame.
+  const nul = buf.subarray(from, lf < 0 ? buf.length : lf).indexOf(NUL);
+  return nul >= 0 ? from + nul : lf;
+}
+
+/** Drops trailing CR, LF and NUL bytes (CRLF framing, a newline ending a datagram or an octet-counted frame). */
+export function trimEol(line: Buffer): Buffer {
+  let end = line.length;
+  while (end > 0 && (line[end - 1] === LF || line[end - 1] === CR || line[end - 1] === NUL)) end--;
+  return end === line.length ? line : line.subarray(0, end);
+}

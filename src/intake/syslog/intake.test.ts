@@ -1,0 +1,514 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import dgram from 'node:dgram';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import tls from 'node:tls';
+import { Registry } from 'prom-client';
+import { OverloadError, VigilError } from '../../lib/errors.ts';
+import type { NormalizedEvent } from '../../lib/event.ts';
+import { silentLogger } from '../../lib/logger.ts';
+import { createSyslogIntake, type SyslogConfigInput, type SyslogIntake, type SyslogParseContext } from './index.ts';
+
+// Helpers -------------------------------------------------------------------------------------------------
+
+function parse(line: string, ctx: SyslogParseContext): NormalizedEvent {
+  return {
+    id: randomUUID(),
+    timestamp: ctx.receivedAt,
+    ingested: ctx.receivedAt,
+    tenant: ctx.tenant,
+    source: ctx.source,
+    layout: 'syslog',
+    raw: line,
+    fields: { message: line },
+  };
+}
+
+/** A publisher that records committed batches; `fail` decides per call whether to reject, `gate` holds calls. */
+class FakePublisher {
+  readonly batches: NormalizedEvent[][] = [];
+  calls = 0;
+  delayMs = 0;
+  fail: ((call: number) => Error | undefined) | undefined;
+  gate: Promise<void> | undefined;
+  /** Called at each publish, before it commits (to sample metrics while the pipeline is busy). */
+  onCall: (() => Promise<void>) | undefined;
+
+  get events(): NormalizedEvent[] {
+    return this.batches.flat();
+  }
+
+  get messages(): string[] {
+    return this.events.map((e) => e.fields.message as string);
+  }
+
+  publish = async (events: NormalizedEvent[]): Promise<void> => {
+    const call = ++this.calls;
+    await this.onCall?.();
+    if (this.gate) await this.gate;
+    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+    const err = this.fail?.(call);
+    if (err) throw err;
+    this.batches.push([...events]);
+  };
+}
+
+interface Harness {
+  intake: SyslogIntake;
+  registry: Registry;
+  publisher: FakePublisher;
+  udp: number;
+  tcp: number;
+  tls?: number;
+}
+
+const running: SyslogIntake[] = [];
+
+async function startIntake(
+  config: SyslogConfigInput = {},
+  publisher = new FakePublisher(),
+  deps: { parse?: typeof parse } = {},
+): Promise<Harness> {
+  const registry = new Registry();
+  const intake = createSyslogIntake(
+    { udp_port: 0, tcp_port: 0, tls_port: 0, batch_max_wait_ms: 5, ...config },
+    { publish: publisher.publish, parse: deps.parse ?? parse, metrics: registry, logger: silentLogger },
+  );
+  await intake.start();
+  running.push(intake);
+  const ports = intake.addresses();
+  return { intake, registry, publisher, udp: ports.udp!, tcp: ports.tcp!, tls: ports.tls };
+}
+
+after(async () => {
+  await Promise.all(running.map((i) => i.stop(Date.now() + 1000)));
+});
+
+async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+async function metric(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {
+  const m = registry.getSingleMetric(name);
+  assert.ok(m, `metric ${name} is registered`);
+  const { values } = await m.get();
+  const found = values.find((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val));
+  return found?.value ?? 0;
+}
+
+function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: '127.0.0.1' }, () => resolve(socket));
+    socket.setNoDelay(true);
+    socket.once('error', reject);
+  });
+}
+
+/** Writes each chunk as its own TCP write, pausing between them so they arrive as separate segments. */
+async function writeChunks(socket: net.Socket, chunks: (string | Buffer)[], pauseMs = 0): Promise<void> {
+  for (const chunk of chunks) {
+    await new Promise<void>((resolve, reject) => socket.write(chunk, (err) => (err ? reject(err) : resolve())));
+    if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+  }
+}
+
+function closed(socket: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    if (socket.destroyed) resolve();
+    else socket.once('close', () => resolve());
+  });
+}
+
+async function sendUdp(port: number, messages: (string | Buffer)[]): Promise<void> {
+  const socket = dgram.createSocket('udp4');
+  for (const m of messages) {
+    await new Promise<void>((resolve, reject) =>
+      socket.send(m, port, '127.0.0.1', (err) => (err ? reject(err) : resolve())),
+    );
+  }
+  socket.close();
+}
+
+/** An octet-counted frame (RFC 6587): `<length> <message>`. */
+const octet = (msg: string): string => `${Buffer.byteLength(msg)} ${msg}`;
+
+// UDP -----------------------------------------------------------------------------------------------------
+
+test('UDP: each datagram is one event, trailing newlines stripped, tenant and logsource applied', async () => {
+  const h = await startIntake({ tenant: 'acme', logsource: { product: 'linux', service: 'sshd' } });
+  await sendUdp(h.udp, ['<13>one\n', '<13>two', '<13>three\r\n', '<13>multi\nline']);
+  await waitFor('4 events', () => h.publisher.events.length === 4);
+  assert.deepEqual(h.publisher.messages.sort(), ['<13>multi\nline', '<13>one', '<13>three', '<13>two']);
+  for (const e of h.publisher.events) {
+    assert.equal(e.source, 'syslog-udp');
+    assert.equal(e.tenant, 'acme');
+    assert.deepEqual(e.logsource, { product: 'linux', service: 'sshd' });
+  }
+  await waitFor(
+    'accepted metric',
+    async () => (await metric(h.registry, 'vigil_intake_events_accepted_total', { source: 'syslog-udp' })) === 4,
+  );
+});
+
+test('UDP: an oversize datagram is counted and dropped; binary garbage is still an event', async () => {
+  const h = await startIntake({ max_line_bytes: 100 });
+  const garbage = randomBytes(64);
+  await sendUdp(h.udp, ['x'.repeat(101), garbage, '<13>after']);
+  await waitFor('2 events', () => h.publisher.events.length === 2);
+  assert.equal(h.publisher.messages.includes('<13>after'), true);
+  const labels = { source: 'syslog-udp' };
+  assert.equal(await metric(h.registry, 'vigil_intake_events_received_total', labels), 3);
+  assert.equal(await metric(h.registry, 'vigil_intake_events_rejected_total', { ...labels, reason: 'oversize' }), 1);
+});
+
+// TCP framing ---------------------------------------------------------------------------------------------
+
+const framings: { name: string; chunks: string[]; pauseMs?: number; want: string[] }[] = [
+  { name: 'LF framing', chunks: ['<13>a\n<13>b\n'], want: ['<13>a', '<13>b'] },
+  { name: 'CRLF framing', chunks: ['<13>a\r\n<13>b\r\n'], want: ['<13>a', '<13>b'] },
+  { name: 'NUL framing', chunks: ['<13>a\0<13>b\0'], want: ['<13>a', '<13>b'] },
+  { name: 'octet counting', chunks: [octet('<13>a') + octet('<13>b\nmore')], want: ['<13>a', '<13>b\nmore'] },
+  {
+    name: 'octet counting and LF mixed in one connection',
+    chunks: ['5 <13>a', '<13>b\n', '6 <13>cd<13>e\r\n'],
+    pauseMs: 10,
+    want: ['<13>a', '<13>b', '<13>cd', '<13>e'],
+  },
+  {
+    name: 'a frame split across many TCP writes',
+    chunks: ['2', '3', ' <13>split', ' across', ' wri', 'tes', '<13>lf split', ' too', '\r', '\n'],
+    pauseMs: 10,
+    want: ['<13>split across writes', '<13>lf split too'],
+  },
+  {
+    name: 'several frames in one write',
+    chunks: [Array.from({ length: 50 }, (_, i) => `<13>line ${i}\n`).join('')],
+    want: Array.from({ length: 50 }, (_, i) => `<13>line ${i}`),
+  },
+  { name: 'an unterminated last line before close', chunks: ['<13>a\n<13>tail'], want: ['<13>a', '<13>tail'] },
+];
+
+for (const c of framings) {
+  test(`TCP: ${c.name}`, async () => {
+    const h = await startIntake();
+    const socket = await connect(h.tcp);
+    await writeChunks(socket, c.chunks, c.pauseMs);
+    socket.end();
+    await waitFor(`${c.want.length} events`, () => h.publisher.events.length >= c.want.length);
+    assert.deepEqual(h.publisher.messages, c.want);
+    assert.ok(h.publisher.events.every((e) => e.source === 'syslog-tcp'));
+  });
+}
+
+test('TCP: an oversize line is counted, logged and skipped; the connection continues', async () => {
+  const h = await startIntake({ max_line_bytes: 100 });
+  const socket = await connect(h.tcp);
+  await writeChunks(socket, ['<13>before\n', 'y'.repeat(60), 'y'.repeat(60), 'y'.repeat(500), '\n<13>after\n'], 5);
+  await writeChunks(socket, ['500 ', 'z'.repeat(500), '<13>after octets\n']);
+  await waitFor('3 events', () => h.publisher.events.length === 3);
+  assert.deepEqual(h.publisher.messages, ['<13>before', '<13>after', '<13>after octets']);
+  const labels = { source: 'syslog-tcp' };
+  assert.equal(await metric(h.registry, 'vigil_intake_events_received_total', labels), 5);
+  assert.equal(await metric(h.registry, 'vigil_intake_events_rejected_total', { ...labels, reason: 'oversize' }), 2);
+  assert.equal(socket.destroyed, false);
+  socket.destroy();
+});
+
+test('TCP: binary garbage is a line like any other and crashes nothing', async () => {
+  const h = await startIntake();
+  const socket = await connect(h.tcp);
+  const garbage = Buffer.concat([randomBytes(4096), Buffer.from('\xff\xfe\x80\x01', 'latin1')]);
+  await writeChunks(socket, [garbage, '\n<13>after\n']);
+  socket.end();
+  await waitFor('the line after the garbage', () => h.publisher.messages.includes('<13>after'));
+  assert.ok(h.publisher.events.length >= 2);
+  assert.equal(h.intake.health().ok, true);
+});
+
+// TLS -----------------------------------------------------------------------------------------------------
+
+let certDir = '';
+let cert: Buffer;
+let key: Buffer;
+
+before(() => {
+  certDir = mkdtempSync(join(tmpdir(), 'vigil-syslog-tls-'));
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1'].concat([
+      '-keyout',
+      join(certDir, 'k.pem'),
+      '-out',
+      join(certDir, 'c.pem'),
+    ]),
+    { stdio: 'ignore' },
+  );
+  cert = readFileSync(join(certDir, 'c.pem'));
+  key = readFileSync(join(certDir, 'k.pem'));
+});
+
+after(() => rmSync(certDir, { recursive: true, force: true }));
+
+function connectTls(port: number, opts: tls.ConnectionOptions = {}): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: cert, ...opts }, () =>
+      resolve(socket),
+    );
+    socket.once('error', reject);
+  });
+}
+
+test('TLS: lines arrive over TLS with a certificate and key configured', async () => {
+  const h = await startIntake({ tls_cert_file: join(certDir, 'c.pem'), tls_key_file: join(certDir, 'k.pem') });
+  assert.ok(h.tls !== undefined && h.tls > 0 && h.tls !== h.tcp);
+  const socket = await connectTls(h.tls!);
+  await writeChunks(socket as net.Socket, [`<13>secure one\n${octet('<13>secure2')}`, '<13>three\r\n']);
+  socket.end();
+  await waitFor('3 events', () => h.publisher.events.length === 3);
+  assert.deepEqual(h.publisher.messages, ['<13>secure one', '<13>secure2', '<13>three']);
+  assert.ok(h.publisher.events.every((e) => e.source === 'syslog-tls'));
+});
+
+test('TLS: with a CA configured, a client without a certificate is refused', async () => {
+  const h = await startIntake({
+    tls_cert_file: join(certDir, 'c.pem'),
+    tls_key_file: join(certDir, 'k.pem'),
+    tls_ca_file: join(certDir, 'c.pem'),
+  });
+  // TLS 1.3 reports a refused client certificate after the handshake, on the first read.
+  const anonymous = await connectTls(h.tls!).catch(() => undefined);
+  if (anonymous) {
+    anonymous.on('error', () => {});
+    anonymous.write('<13>anonymous\n');
+    await closed(anonymous as net.Socket);
+  }
+  const trusted = await connectTls(h.tls!, { cert, key });
+  await writeChunks(trusted as net.Socket, ['<13>trusted\n']);
+  trusted.end();
+  await waitFor('the trusted event', () => h.publisher.events.length === 1);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(h.publisher.messages, ['<13>trusted']);
+});
+
+test('TLS: no TLS listener without a certificate', async () => {
+  const h = await startIntake();
+  assert.equal(h.tls, undefined);
+});
+
+// Backpressure --------------------------------------------------------------------------------------------
+
+test('backpressure: a slow publisher pauses the socket; every line arrives once, in order', async () => {
+  const publisher = new FakePublisher();
+  publisher.delayMs = 10;
+  let peakPending = 0;
+  const h = await startIntake({ batch_max_events: 20, max_pending_events: 100 }, publisher);
+  publisher.onCall = async () => {
+    const pending = await metric(h.registry, 'vigil_intake_pending_events', { source: 'syslog-tcp' });
+    peakPending = Math.max(peakPending, pending);
+  };
+  const socket = await connect(h.tcp);
+  const want = Array.from({ length: 3000 }, (_, i) => `<13>event ${i}`);
+  await writeChunks(socket, [want.map((l) => `${l}\n`).join('')]);
+  socket.end();
+  await waitFor('3000 events', () => h.publisher.events.length === 3000, 20000);
+  assert.deepEqual(h.publisher.messages, want);
+  assert.ok(peakPending <= 100, `pending stayed under the cap (peak ${peakPending})`);
+  assert.ok(h.publisher.batches.every((b) => b.length <= 20));
+});
+
+test('backpressure: OverloadError pauses and retries the batch until it commits; nothing is lost', async () => {
+  const publisher = new FakePublisher();
+  publisher.fail = (call) => (call <= 6 ? new OverloadError('bus full') : undefined);
+  const h = await startIntake({ batch_max_events: 10 }, publisher);
+  const socket = await connect(h.tcp);
+  const want = Array.from({ length: 100 }, (_, i) => `<13>event ${i}`);
+  await writeChunks(socket, [want.map((l) => `${l}\n`).join('')]);
+  await waitFor('the pipeline to report failing', () => h.intake.health().detail !== undefined);
+  assert.equal(h.intake.health().ok, true);
+  socket.end();
+  await waitFor('100 events', () => h.publisher.events.length === 100);
+  assert.deepEqual(h.publisher.messages, want);
+  assert.ok(publisher.calls >= 16);
+  const labels = { source: 'syslog-tcp' };
+  assert.equal(await metric(h.registry, 'vigil_intake_events_accepted_total', labels), 100);
+  assert.equal(await metric(h.registry, 'vigil_intake_events_rejected_total', { ...labels, reason: 'overloaded' }), 0);
+  assert.equal(h.intake.health().detail, undefined);
+});
+
+test('backpressure: UDP datagrams beyond the pending cap are counted as overloaded', async () => {
+  const publisher = new FakePublisher();
+  let release!: () => void;
+  publisher.gate = new Promise((r) => {
+    release = r;
+  });
+  const h = await startIntake({ batch_max_events: 5, max_pending_events: 10 }, publisher);
+  await sendUdp(
+    h.udp,
+    Array.from({ length: 30 }, (_, i) => `<13>udp ${i}`),
+  );
+  const labels = { source: 'syslog-udp' };
+  await waitFor(
+    '30 received',
+    async () => (await metric(h.registry, 'vigil_intake_events_received_total', labels)) === 30,
+  );
+  assert.equal(await metric(h.registry, 'vigil_intake_events_rejected_total', { ...labels, reason: 'overloaded' }), 20);
+  assert.equal(await metric(h.registry, 'vigil_intake_pending_events', labels), 10);
+  publisher.gate = undefined;
+  release();
+  await waitFor('10 events', () => h.publisher.events.length === 10);
+  await waitFor('pending drained', async () => (await metric(h.registry, 'vigil_intake_pending_events', labels)) === 0);
+  assert.equal(await metric(h.registry, 'vigil_intake_events_accepted_total', labels), 10);
+});
+
+test('a batch refused for good (non-retryable error) is dropped as publish_error; later batches flow', async () => {
+  const publisher = new FakePublisher();
+  publisher.fail = (call) => (call === 1 ? new VigilError('bad_batch', 'refused') : undefined);
+  const h = await startIntake({ batch_max_wait_ms: 0 }, publisher);
+  await sendUdp(h.udp, ['<13>lost']);
+  const labels = { source: 'syslog-udp' };
+  await waitFor(
+    'the rejection',
+    async () =>
+      (await metric(h.registry, 'vigil_intake_events_rejected_total', { ...labels, reason: 'publish_error' })) === 1,
+  );
+  await sendUdp(h.udp, ['<13>kept']);
+  await waitFor('the next event', () => h.publisher.events.length === 1);
+  assert.deepEqual(h.publisher.messages, ['<13>kept']);
+});
+
+test('a parser that throws still yields an event, flagged with parseError', async () => {
+  const h = await startIntake({}, new FakePublisher(), {
+    parse: () => {
+      throw new Error('boom');
+    },
+  });
+  await sendUdp(h.udp, ['<13>x']);
+  await waitFor('the event', () => h.publisher.events.length === 1);
+  const [event] = h.publisher.events;
+  assert.equal(event.raw, '<13>x');
+  assert.match(event.parseError ?? '', /boom/);
+});
+
+// Lifecycle -----------------------------------------------------------------------------------------------
+
+test('stop: stops accepting, flushes the pending batch, then closes connections', async () => {
+  const h = await startIntake({ batch_max_wait_ms: 60000, batch_max_events: 1000 });
+  const socket = await connect(h.tcp);
+  socket.on('error', () => {});
+  await writeChunks(socket, ['<13>a\n<13>b\n5 <13>c']);
+  await sendUdp(h.udp, ['<13>d']);
+  await waitFor('4 received', async () => {
+    const tcp = await metric(h.registry, 'vigil_intake_events_received_total', { source: 'syslog-tcp' });
+    const udp = await metric(h.registry, 'vigil_intake_events_received_total', { source: 'syslog-udp' });
+    return tcp + udp === 4;
+  });
+  assert.equal(h.publisher.events.length, 0);
+  await h.intake.stop(Date.now() + 2000);
+  assert.deepEqual(h.publisher.messages.sort(), ['<13>a', '<13>b', '<13>c', '<13>d']);
+  assert.equal(h.intake.health().ok, false);
+  await closed(socket);
+  await assert.rejects(connect(h.tcp));
+});
+
+test('stop: gives up at the deadline when publishing keeps failing, counting the loss', async () => {
+  const publisher = new FakePublisher();
+  publisher.fail = () => new OverloadError('bus full');
+  const h = await startIntake({}, publisher);
+  await sendUdp(h.udp, ['<13>a', '<13>b', '<13>c']);
+  const labels = { source: 'syslog-udp' };
+  await waitFor(
+    '3 received',
+    async () => (await metric(h.registry, 'vigil_intake_events_received_total', labels)) === 3,
+  );
+  const started = Date.now();
+  await h.intake.stop(started + 200);
+  assert.ok(Date.now() - started < 1000, 'stop returned near its deadline');
+  assert.equal(
+    await metric(h.registry, 'vigil_intake_events_rejected_total', { ...labels, reason: 'publish_error' }),
+    3,
+  );
+  assert.equal(await metric(h.registry, 'vigil_intake_pending_events', labels), 0);
+});
+
+test('health and addresses: ok only while listening, real ports reported for port 0', async () => {
+  const registry = new Registry();
+  const publisher = new FakePublisher();
+  const intake = createSyslogIntake(
+    { udp_port: 0, tcp_port: 0 },
+    { publish: publisher.publish, parse, metrics: registry, logger: silentLogger },
+  );
+  assert.equal(intake.health().ok, false);
+  assert.deepEqual(intake.addresses(), {});
+  await intake.start();
+  assert.equal(intake.health().ok, true);
+  const { udp, tcp } = intake.addresses();
+  assert.ok(udp! > 0 && tcp! > 0);
+  await intake.stop(Date.now() + 1000);
+  assert.equal(intake.health().ok, false);
+
+  const disabled = createSyslogIntake(
+    { enabled: false },
+    { publish: publisher.publish, parse, metrics: registry, logger: silentLogger },
+  );
+  await disabled.start();
+  assert.deepEqual(disabled.health(), { ok: true, detail: 'disabled' });
+  assert.deepEqual(disabled.addresses(), {});
+  await disabled.stop(Date.now() + 1000);
+});
+
+test('start fails with a stable code when a port is taken', async () => {
+  const h = await startIntake();
+  const registry = new Registry();
+  const second = createSyslogIntake(
+    { udp_port: 0, tcp_port: h.tcp },
+    { publish: h.publisher.publish, parse, metrics: registry, logger: silentLogger },
+  );
+  await assert.rejects(second.start(), { code: 'syslog_listen_failed' });
+  assert.equal(second.health().ok, false);
+});
+
+test('an invalid config is refused by the factory', () => {
+  assert.throws(
+    () =>
+      createSyslogIntake({ udp_port: -1 } as SyslogConfigInput, {
+        publish: async () => {},
+        parse,
+        metrics: new Registry(),
+        logger: silentLogger,
+      }),
+    { code: 'config_invalid' },
+  );
+});
+
+test('connections: the gauge follows open connections; the cap refuses extra ones', async () => {
+  const h = await startIntake({ max_connections: 2 });
+  const gauge = () => metric(h.registry, 'vigil_intake_connections', { source: 'syslog-tcp' });
+  const a = await connect(h.tcp);
+  const b = await connect(h.tcp);
+  await waitFor('2 connections', async () => (await gauge()) === 2);
+  const c = await connect(h.tcp);
+  c.on('error', () => {});
+  await closed(c);
+  await writeChunks(a, ['<13>still works\n']);
+  await waitFor('the event', () => h.publisher.events.length === 1);
+  a.destroy();
+  b.end();
+  await waitFor('0 connections', async () => (await gauge()) === 0);
+});
+
+test('connections: an idle connection is closed after idle_timeout_ms', async () => {
+  const h = await startIntake({ idle_timeout_ms: 100 });
+  const socket = await connect(h.tcp);
+  const started = Date.now();
+  await closed(socket);
+  assert.ok(Date.now() - started >= 80);
+});

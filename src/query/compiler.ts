@@ -1,0 +1,614 @@
+import { InputError } from '../lib/errors.ts';
+import { COLUMN_FIELDS, EVENTS_TABLE, FULL_TEXT_COLUMN } from '../store/schema.ts';
+import type { Aggregate, Bound, FilterNode, Pipe, QueryAst, SortKey, Value } from './ast.ts';
+import { QuerySyntaxError } from './errors.ts';
+import { isFieldName, parseQuery } from './parser.ts';
+import { fullTextTokens, likePattern, parseNumber, parseTime } from './values.ts';
+
+/** The columns of an `events` result, in order. */
+export const EVENT_COLUMNS = [
+  'ts',
+  'ingested',
+  'id',
+  'tenant',
+  'source',
+  'layout',
+  'host',
+  'message',
+  'raw',
+  'parse_error',
+  'fields',
+] as const;
+
+/** The cap on `limit` (and on `head N`) when the caller gives no `maxLimit`. */
+export const DEFAULT_MAX_LIMIT = 10_000;
+
+/** The most distinct values `values(f)` keeps per row. */
+export const MAX_VALUES = 1_000;
+
+/** Timechart buckets aimed at when the query names no span (the span is the first nice width that fits). */
+const TARGET_BUCKETS = 100;
+const NICE_SPANS_S = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 10_800, 43_200, 86_400, 604_800];
+const DEFAULT_SPAN_S = 3600;
+
+export interface CompileOptions {
+  /** Start of the time range (inclusive), epoch ms; none means unbounded. */
+  from?: number;
+  /** End of the time range (exclusive), epoch ms; none means unbounded. */
+  to?: number;
+  /** The most rows to return; capped by `maxLimit` and by `head N`. */
+  limit: number;
+  /** The tenants the caller may read; an empty list matches nothing. */
+  tenants: string[];
+  /** Default DEFAULT_MAX_LIMIT (10,000). */
+  maxLimit?: number;
+  /** The instant `now` in relative times (`now-15m`) means, epoch ms; default Date.now(). */
+  now?: number;
+}
+
+/** Bound parameter values, by name, for `queryBind`: strings, numbers and arrays of strings. */
+export type QueryParams = Record<string, string | number | string[]>;
+
+/**
+ * A compiled query. `events`: whole events (EVENT_COLUMNS), newest first unless sorted, and `countSql`
+ * counting every event the filter matches; `fields` is the projection a `fields` pipe asked for (the SQL
+ * still returns whole events). `table`: rows keyed by `columns` (from `stats` or `timechart`).
+ */
+export type CompiledQuery =
+  | { kind: 'events'; sql: string; countSql: string; params: QueryParams; fields?: string[] }
+  | { kind: 'table'; sql: string; params: QueryParams; columns: string[] };
+
+/**
+ * Compiles query text to parameterized ClickHouse SQL over the events table (`FROM vigil.events FINAL`),
+ * always restricted to `opts.tenants` and the time range. Throws QuerySyntaxError for a bad query.
+ */
+export function compileQuery(text: string, opts: CompileOptions): CompiledQuery {
+  return compileAst(parseQuery(text), opts);
+}
+
+/** Compiles an already parsed query; see compileQuery. */
+export function compileAst(ast: QueryAst, opts: CompileOptions): CompiledQuery {
+  return new Compiler(opts).compile(ast);
+}
+
+/**
+ * What a field name resolves to. `string` is a non-null String where '' means missing; `json` is a path
+ * of the `fields` column (`dyn` Dynamic, NULL when missing; `str` its String, '' when missing) whose text
+ * may be a JSON array; `number` may be NULL; `array` is Array(String).
+ */
+type Operand =
+  | { kind: 'time'; sql: string }
+  | { kind: 'string'; sql: string }
+  | { kind: 'json'; dyn: string; str: string }
+  | { kind: 'number'; sql: string }
+  | { kind: 'array'; sql: string };
+
+/** Resolves a field name at a position of the query to an operand, or throws. */
+type Resolver = (name: string, position: number) => Operand;
+
+/** A column of a table result: its name for the client, and its internal alias as an operand. */
+interface OutputColumn {
+  name: string;
+  operand: Operand;
+}
+
+/** One SELECT being built. */
+class Select {
+  columns = '*';
+  where: string[] = [];
+  groupBy: string[] = [];
+  orderBy: string[] = [];
+  /** Rows kept by `head N`, bound to a placeholder in `limit` when the SELECT is wrapped or finished. */
+  head?: number;
+  limit?: string;
+  fill?: string;
+
+  constructor(readonly from: string) {}
+
+  toSql(): string {
+    const lines = [`SELECT ${this.columns}`, `FROM ${this.from}`];
+    if (this.where.length > 0) lines.push(`WHERE ${this.where.join('\n  AND ')}`);
+    if (this.groupBy.length > 0) lines.push(`GROUP BY ${this.groupBy.join(', ')}`);
+    if (this.orderBy.length > 0) lines.push(`ORDER BY ${this.orderBy.join(', ')}${this.fill ?? ''}`);
+    if (this.limit !== undefined) lines.push(`LIMIT ${this.limit}`);
+    return lines.join('\n');
+  }
+
+  /** A new SELECT over this one (whose LIMIT must be bound already), for a pipe that runs after it. */
+  wrap(): Select {
+    return new Select(`(\n${indent(this.toSql())}\n)`);
+  }
+}
+
+class Compiler {
+  private readonly params: QueryParams = {};
+  private paramCount = 0;
+  private readonly paths = new Map<string, string>();
+  private readonly limit: number;
+  private readonly maxLimit: number;
+  private readonly now: number;
+
+  constructor(private readonly opts: CompileOptions) {
+    const maxLimit = opts.maxLimit ?? DEFAULT_MAX_LIMIT;
+    if (!Number.isFinite(opts.limit) || !Number.isFinite(maxLimit)) {
+      throw new InputError('query_options', 'limit and maxLimit must be numbers', { limit: opts.limit, maxLimit });
+    }
+    for (const [key, v] of [
+      ['from', opts.from],
+      ['to', opts.to],
+    ] as const) {
+      if (v !== undefined && !Number.isFinite(v)) {
+        throw new InputError('query_options', `${key} must be epoch milliseconds`, { [key]: v });
+      }
+    }
+    if (!Array.isArray(opts.tenants) || opts.tenants.some((t) => typeof t !== 'string')) {
+      throw new InputError('query_options', 'tenants must be a list of strings');
+    }
+    this.maxLimit = Math.max(1, Math.trunc(maxLimit));
+    this.limit = Math.max(1, Math.min(Math.trunc(opts.limit), this.maxLimit));
+    this.now = opts.now ?? Date.now();
+  }
+
+  compile(ast: QueryAst): CompiledQuery {
+    let events = new Select(`${EVENTS_TABLE} FINAL`);
+    events.columns = EVENT_COLUMNS.join(', ');
+    this.params.tenants = [...this.opts.tenants];
+    events.where.push('tenant IN {tenants:Array(String)}');
+    if (this.opts.from !== undefined) {
+      this.params.from = Math.trunc(this.opts.from);
+      events.where.push('ts >= fromUnixTimestamp64Milli({from:Int64})');
+    }
+    if (this.opts.to !== undefined) {
+      this.params.to = Math.trunc(this.opts.to);
+      events.where.push('ts < fromUnixTimestamp64Milli({to:Int64})');
+    }
+    const eventField: Resolver = (name, position) => this.eventField(name, position);
+    if (ast.filter !== null && ast.filter.type !== 'all') events.where.push(this.filter(ast.filter, eventField, true));
+
+    let projection: string[] | undefined;
+    let table: { select: Select; columns: OutputColumn[] } | undefined;
+    for (const pipe of ast.pipes) {
+      if (table !== undefined) {
+        this.tablePipe(pipe, table);
+        continue;
+      }
+      switch (pipe.type) {
+        case 'where':
+          if (events.head !== undefined) events = this.wrapEvents(events);
+          events.where.push(this.filter(pipe.filter, eventField, true));
+          break;
+        case 'sort':
+          if (events.head !== undefined) events = this.wrapEvents(events);
+          events.orderBy = [...pipe.keys.flatMap((k) => this.eventSortKey(k)), 'ts DESC'];
+          break;
+        case 'head':
+          this.applyHead(events, pipe.count);
+          break;
+        case 'fields':
+          pipe.fields.forEach((f, i) => {
+            this.eventField(f, pipe.fieldPositions[i]);
+          });
+          projection = pipe.fields;
+          break;
+        case 'stats':
+        case 'timechart':
+          table = this.aggregate(pipe, events);
+          break;
+      }
+    }
+
+    if (table !== undefined) {
+      const { select, columns } = table;
+      select.columns = columns.map((c) => `${sqlOf(c.operand)} AS ${quote(c.name)}`).join(', ');
+      this.finishLimit(select);
+      return { kind: 'table', sql: select.toSql(), params: this.params, columns: columns.map((c) => c.name) };
+    }
+    if (events.orderBy.length === 0) events.orderBy = ['ts DESC'];
+    const count = new Select(events.from);
+    count.columns = 'count() AS count';
+    count.where = events.where;
+    this.finishLimit(events);
+    const compiled: CompiledQuery = {
+      kind: 'events',
+      sql: events.toSql(),
+      countSql: count.toSql(),
+      params: this.params,
+    };
+    if (projection !== undefined) compiled.fields = projection;
+    return compiled;
+  }
+
+  // ---- pipes ----
+
+  private wrapEvents(events: Select): Select {
+    const outer = this.wrap(events);
+    outer.columns = events.columns;
+    return outer;
+  }
+
+  /**
+   * Binds the `head` of a SELECT (events newest first unless sorted) and selects from it. An inner head is
+   * capped by maxLimit, not by the page size: `head 500 | sort x` sorts 500 events.
+   */
+  private wrap(select: Select): Select {
+    if (select.head !== undefined) select.limit = this.param(Math.min(select.head, this.maxLimit), 'UInt32');
+    if (select.head !== undefined && select.orderBy.length === 0 && select.groupBy.length === 0) {
+      select.orderBy = ['ts DESC'];
+    }
+    return select.wrap();
+  }
+
+  private applyHead(select: Select, count: number): void {
+    select.head = Math.min(count, select.head ?? count);
+  }
+
+  private finishLimit(select: Select): void {
+    this.params.limit = Math.min(this.limit, select.head ?? this.limit);
+    select.limit = '{limit:UInt32}';
+  }
+
+  private aggregate(
+    pipe: Extract<Pipe, { type: 'stats' | 'timechart' }>,
+    events: Select,
+  ): { select: Select; columns: OutputColumn[] } {
+    let agg: Select;
+    if (events.head !== undefined) {
+      // `head N | stats ...` aggregates the first N events only.
+      agg = this.wrap(events);
+    } else {
+      agg = new Select(events.from);
+      agg.where = [...events.where];
+    }
+    const columns: OutputColumn[] = [];
+    const selectList: string[] = [];
+    const keys: string[] = [];
+    const add = (name: string, position: number, sql: string, operand: Operand) => {
+      if (columns.some((c) => c.name === name)) throw new QuerySyntaxError(`duplicate column name '${name}'`, position);
+      columns.push({ name, operand });
+      selectList.push(`${sql} AS ${sqlOf(operand)}`);
+    };
+
+    const spanSeconds = pipe.type === 'timechart' ? (pipe.span?.seconds ?? this.defaultSpan()) : 0;
+    const span = pipe.type === 'timechart' ? this.param(spanSeconds, 'UInt32') : '';
+    if (pipe.type === 'timechart') {
+      const bucket = `toDateTime64(toStartOfInterval(ts, toIntervalSecond(${span})), 3, 'UTC')`;
+      add('_time', pipe.position, bucket, { kind: 'time', sql: '`$t`' });
+      keys.push('`$t`');
+    }
+    pipe.by.forEach((name, i) => {
+      const position = pipe.byPositions[i];
+      const field = this.eventField(name, position);
+      const alias = `\`$g${i}\``;
+      let sql: string;
+      if (field.kind === 'time') sql = field.sql;
+      else if (field.kind === 'string') {
+        // Splunk drops events without the by-field; an empty typed column is a missing field.
+        agg.where.push(`${field.sql} != ''`);
+        sql = `toString(${field.sql})`;
+      } else {
+        // One row per value of a multi-valued field, as Splunk and Elasticsearch terms do; none when missing.
+        sql = `arrayJoin(${this.valuesOf(field)})`;
+      }
+      add(name, position, sql, field.kind === 'time' ? { kind: 'time', sql: alias } : { kind: 'string', sql: alias });
+      keys.push(alias);
+    });
+    pipe.aggregates.forEach((a, i) => {
+      const { sql, kind } = this.aggregateSql(a);
+      const alias = `\`$a${i}\``;
+      add(a.name, a.position, sql, { kind, sql: alias });
+    });
+
+    agg.columns = selectList.join(', ');
+    agg.groupBy = keys;
+    const table = agg.wrap();
+    table.orderBy = [...keys];
+    const { from, to } = this.opts;
+    // Empty buckets come back as zero rows so a chart has no holes; not when that would be a flood of rows.
+    if (
+      pipe.type === 'timechart' &&
+      pipe.by.length === 0 &&
+      from !== undefined &&
+      to !== undefined &&
+      to > from &&
+      (to - from) / 1000 / spanSeconds <= this.maxLimit
+    ) {
+      table.fill =
+        ` WITH FILL FROM toDateTime64(toStartOfInterval(fromUnixTimestamp64Milli({from:Int64}), toIntervalSecond(${span})), 3, 'UTC')` +
+        ` TO fromUnixTimestamp64Milli({to:Int64}) STEP toIntervalSecond(${span})`;
+    }
+    return { select: table, columns };
+  }
+
+  private aggregateSql(a: Aggregate): { sql: string; kind: 'number' | 'time' | 'array' } {
+    if (a.field === undefined) return { sql: 'count()', kind: 'number' };
+    const field = this.eventField(a.field, a.position);
+    const values = this.valuesOf(field);
+    const numbers = `arrayMap(__v -> toFloat64OrNull(__v), ${values})`;
+    switch (a.fn) {
+      case 'count':
+        return { sql: `countIf(${this.exists(field)})`, kind: 'number' };
+      case 'dc':
+        return { sql: `uniqExactArray(${values})`, kind: 'number' };
+      case 'values':
+        return { sql: `arraySort(groupUniqArrayArray(${MAX_VALUES})(${values}))`, kind: 'array' };
+      case 'min':
+      case 'max':
+        if (field.kind === 'time') return { sql: `${a.fn}(${field.sql})`, kind: 'time' };
+        return { sql: `${a.fn}Array(${numbers})`, kind: 'number' };
+      case 'sum':
+      case 'avg':
+        return { sql: `${a.fn}Array(${numbers})`, kind: 'number' };
+    }
+  }
+
+  private tablePipe(pipe: Pipe, table: { select: Select; columns: OutputColumn[] }): void {
+    const resolve: Resolver = (name, position) => {
+      const column = table.columns.find((c) => c.name === name);
+      if (column === undefined) {
+        const names = table.columns.map((c) => c.name).join(', ');
+        throw new QuerySyntaxError(`unknown column '${name}' after stats, expected one of ${names}`, position);
+      }
+      return column.operand;
+    };
+    const rewrap = () => {
+      if (table.select.head !== undefined) table.select = this.wrap(table.select);
+      table.select.fill = undefined;
+    };
+    switch (pipe.type) {
+      case 'where':
+        rewrap();
+        table.select.where.push(this.filter(pipe.filter, resolve, false));
+        break;
+      case 'sort':
+        rewrap();
+        table.select.orderBy = pipe.keys.map((k) => `${sqlOf(resolve(k.field, k.position))} ${dir(k)}`);
+        break;
+      case 'head':
+        this.applyHead(table.select, pipe.count);
+        break;
+      case 'fields':
+        table.columns = pipe.fields.map((name, i) => {
+          resolve(name, pipe.fieldPositions[i]);
+          return table.columns.find((c) => c.name === name)!;
+        });
+        break;
+      case 'stats':
+      case 'timechart':
+        throw new QuerySyntaxError('only one stats or timechart per query', pipe.position);
+    }
+  }
+
+  private defaultSpan(): number {
+    const { from, to } = this.opts;
+    if (from === undefined || to === undefined || to <= from) return DEFAULT_SPAN_S;
+    const seconds = (to - from) / 1000;
+    return NICE_SPANS_S.find((s) => seconds / s <= TARGET_BUCKETS) ?? NICE_SPANS_S[NICE_SPANS_S.length - 1];
+  }
+
+  private eventSortKey(key: SortKey): string[] {
+    const field = this.eventField(key.field, key.position);
+    const d = dir(key);
+    if (field.kind !== 'json') return [`${field.sql} ${d}`];
+    // Missing last, numbers numerically, then text: how Splunk's sort orders mixed values.
+    return [`isNull(${field.dyn})`, `toFloat64OrNull(${field.str}) ${d} NULLS LAST`, `${field.str} ${d}`];
+  }
+
+  // ---- fields ----
+
+  private eventField(name: string, position: number): Operand {
+    const column = COLUMN_FIELDS[name];
+    if (column !== undefined) {
+      return column.type === 'time' ? { kind: 'time', sql: column.column } : { kind: 'string', sql: column.column };
+    }
+    if (!isFieldName(name)) throw new QuerySyntaxError(`'${name}' is not a field name`, position);
+    let path = this.paths.get(name);
+    if (path === undefined) {
+      path = this.param(name, 'String');
+      this.paths.set(name, path);
+    }
+    const dyn = `getSubcolumn(fields, ${path})`;
+    return { kind: 'json', dyn, str: `${dyn}::String` };
+  }
+
+  /** Every value of a field as Array(String): empty when missing, the elements of a JSON array. */
+  private valuesOf(field: Operand): string {
+    switch (field.kind) {
+      case 'time':
+      case 'number':
+        return `[toString(${field.sql})]`;
+      case 'string':
+        return `if(${field.sql} = '', [], [toString(${field.sql})])`;
+      case 'array':
+        return field.sql;
+      case 'json':
+        return (
+          `if(isNull(${field.dyn}), [], if(startsWith(${field.str}, '[') AND isValidJSON(${field.str}), ` +
+          `JSONExtract(${field.str}, 'Array(String)'), [${field.str}]))`
+        );
+    }
+  }
+
+  private exists(field: Operand): string {
+    switch (field.kind) {
+      case 'time':
+        return '1';
+      case 'string':
+        return `${field.sql} != ''`;
+      case 'json':
+        return `isNotNull(${field.dyn})`;
+      case 'number':
+        return `isNotNull(${field.sql})`;
+      case 'array':
+        return `notEmpty(${field.sql})`;
+    }
+  }
+
+  // ---- filter ----
+
+  /**
+   * A filter as a SQL boolean that is never NULL (so NOT keeps events whose field is missing, as in
+   * Elasticsearch). `fullText` says whether bare words may search event.original.
+   */
+  private filter(node: FilterNode, resolve: Resolver, fullText: boolean): string {
+    switch (node.type) {
+      case 'and':
+      case 'or':
+        return `(${node.children.map((c) => this.filter(c, resolve, fullText)).join(node.type === 'and' ? ' AND ' : ' OR ')})`;
+      case 'not':
+        return `NOT ${this.filter(node.child, resolve, fullText)}`;
+      case 'all':
+        return '1';
+      case 'text':
+        if (!fullText) {
+          throw new QuerySyntaxError('full-text search is not available after stats; name a column', node.position);
+        }
+        return this.fullText(node.value);
+      case 'exists':
+        return `(${this.exists(resolve(node.field, node.position))})`;
+      case 'match':
+        return this.match(resolve(node.field, node.position), node.value, node.field, node.position);
+      case 'range':
+        return this.range(resolve(node.field, node.position), node.lower, node.upper, node.position);
+      case 'cidr': {
+        const field = resolve(node.field, node.position);
+        if (field.kind === 'time' || field.kind === 'number') {
+          throw new QuerySyntaxError(`'${node.field}' holds no IP addresses`, node.position);
+        }
+        const cidr = this.param(node.cidr, 'String');
+        // isIPAddressInRange throws on a value that is not an address (even ''): feed it '::' instead,
+        // which is in no IPv4 range, and require a valid address as well.
+        return this.anyValue(field, (x) => {
+          const isIp = `(isIPv4String(${x}) OR isIPv6String(${x}))`;
+          return `(${isIp} AND isIPAddressInRange(if(${isIp}, ${x}, '::'), ${cidr}))`;
+        });
+      }
+    }
+  }
+
+  private fullText(value: Value): string {
+    const raw = FULL_TEXT_COLUMN;
+    const clauses: string[] = [];
+    const tokens = new Set<string>();
+    if (value.parts !== undefined) {
+      for (const p of value.parts) if ('text' in p) for (const t of fullTextTokens(p.text, true)) tokens.add(t);
+    } else {
+      for (const t of fullTextTokens(value.text)) tokens.add(t);
+    }
+    // hasToken on lower(raw) lets the tokenbf_v1 index skip granules; the second clause decides exactly.
+    for (const t of tokens) clauses.push(`hasToken(lower(${raw}), ${this.param(t, 'String')})`);
+    if (value.parts !== undefined) clauses.push(`${raw} ILIKE ${this.param(likePattern(value, true), 'String')}`);
+    else clauses.push(`positionCaseInsensitiveUTF8(${raw}, ${this.param(value.text, 'String')}) > 0`);
+    return `(${clauses.join(' AND ')})`;
+  }
+
+  private match(field: Operand, value: Value, name: string, position: number): string {
+    if (field.kind === 'time') {
+      if (value.parts !== undefined) {
+        throw new QuerySyntaxError(`wildcards are not supported on time field '${name}'`, position);
+      }
+      const t = this.time(value.text, position);
+      if (t.durationMs === 1) return `(${field.sql} = ${this.ms(t.ms)})`;
+      return `(${field.sql} >= ${this.ms(t.ms)} AND ${field.sql} < ${this.ms(t.ms + t.durationMs)})`;
+    }
+    if (field.kind === 'number' && value.parts === undefined) {
+      const n = parseNumber(value.text);
+      if (n !== undefined) return `ifNull(${field.sql} = ${this.param(n, 'Float64')}, 0)`;
+    }
+    if (value.parts !== undefined) {
+      const pattern = this.param(likePattern(value), 'String');
+      return this.anyValue(field, (x) => `${x} ILIKE ${pattern}`);
+    }
+    const p = this.param(value.text, 'String');
+    return this.anyValue(field, (x) => `lowerUTF8(${x}) = lowerUTF8(${p})`);
+  }
+
+  private range(field: Operand, lower: Bound | undefined, upper: Bound | undefined, position: number): string {
+    if (field.kind === 'time') {
+      const parts: string[] = [];
+      // A date alone spans its day: [2024-01-01 TO 2024-01-31] includes all of the 31st.
+      if (lower?.value !== undefined) {
+        const t = this.time(lower.value, position);
+        parts.push(`${field.sql} >= ${this.ms(lower.inclusive ? t.ms : t.ms + t.durationMs)}`);
+      }
+      if (upper?.value !== undefined) {
+        const t = this.time(upper.value, position);
+        parts.push(`${field.sql} < ${this.ms(upper.inclusive ? t.ms + t.durationMs : t.ms)}`);
+      }
+      return `(${parts.join(' AND ')})`;
+    }
+    const ends = [
+      { bound: lower, op: lower?.inclusive ? '>=' : '>' },
+      { bound: upper, op: upper?.inclusive ? '<=' : '<' },
+    ].flatMap(({ bound, op }) => (bound?.value === undefined ? [] : [{ value: bound.value, op }]));
+    if (ends.every((e) => parseNumber(e.value) !== undefined)) {
+      const ps = ends.map((e) => ({ op: e.op, p: this.param(parseNumber(e.value)!, 'Float64') }));
+      const conds = (x: string) => ps.map((e) => `${x} ${e.op} ${e.p}`).join(' AND ');
+      if (field.kind === 'number') return `ifNull(${conds(field.sql)}, 0)`;
+      return this.anyValue(field, (x) => `ifNull(${conds(`toFloat64OrNull(${x})`)}, 0)`);
+    }
+    // Not numbers: compare as text, case-insensitively like every other string match.
+    const ps = ends.map((e) => ({ op: e.op, p: this.param(e.value, 'String') }));
+    return this.anyValue(field, (x) => ps.map((e) => `lowerUTF8(${x}) ${e.op} lowerUTF8(${e.p})`).join(' AND '));
+  }
+
+  /** `pred` holds for the field's value or, for a multi-valued field, for any of its values; never NULL. */
+  private anyValue(field: Operand, pred: (x: string) => string): string {
+    switch (field.kind) {
+      case 'string':
+        return `(${pred(field.sql)})`;
+      case 'number':
+        return `(${pred(`ifNull(toString(${field.sql}), '')`)})`;
+      case 'time':
+        return `(${pred(`toString(${field.sql})`)})`;
+      case 'array':
+        return `arrayExists(__v -> ${pred('__v')}, ${field.sql})`;
+      case 'json':
+        return (
+          `(isNotNull(${field.dyn}) AND (${pred(field.str)} OR (startsWith(${field.str}, '[') AND ` +
+          `arrayExists(__v -> ${pred('__v')}, JSONExtract(${field.str}, 'Array(String)')))))`
+        );
+    }
+  }
+
+  private time(text: string, position: number): { ms: number; durationMs: number } {
+    const t = parseTime(text, this.now);
+    if (t === undefined) {
+      throw new QuerySyntaxError(
+        `invalid time '${text}', expected an ISO 8601 date, epoch milliseconds or now-15m`,
+        position,
+      );
+    }
+    return t;
+  }
+
+  private ms(value: number): string {
+    return `fromUnixTimestamp64Milli(${this.param(value, 'Int64')})`;
+  }
+
+  private param(value: string | number, type: string): string {
+    const name = `p${this.paramCount++}`;
+    this.params[name] = value;
+    return `{${name}:${type}}`;
+  }
+}
+
+function sqlOf(operand: Operand): string {
+  return operand.kind === 'json' ? operand.str : operand.sql;
+}
+
+function dir(key: SortKey): string {
+  return key.descending ? 'DESC' : 'ASC';
+}
+
+/**
+ * An output column name as a SQL identifier. Safe without escaping: names come from the field grammar
+ * (no backtick, no backslash) or from `fn(field)`; the check guards that promise against future edits.
+ */
+function quote(name: string): string {
+  if (!/^[A-Za-z0-9_@#.()-]+$/.test(name)) throw new Error(`unsafe column name ${JSON.stringify(name)}`);
+  return `\`${name}\``;
+}
+
+function indent(sql: string): string {
+  return sql.replace(/^/gm, '  ');
+}

@@ -1,0 +1,20 @@
+/**
+ * The Vigil query language: a Lucene/KQL-style filter, then SPL-style pipes, compiled to parameterized
+ * ClickHouse SQL over the events table. Syntax and semantics: README.md in this folder.
+ */
+export type {
+  Aggregate,
+  AggregateFn,
+  Bound,
+  FilterNode,
+  Pipe,
+  QueryAst,
+  SortKey,
+  Span,
+  Value,
+  ValuePart,
+} from './ast.ts';
+export type { CompiledQuery, CompileOptions, QueryParams } from './compiler.ts';
+export { compileAst, compileQuery, DEFAULT_MAX_LIMIT, EVENT_COLUMNS } from './compiler.ts';
+export { QuerySyntaxError } from './errors.ts';
+export { MAX_QUERY_LENGTH, MAX_TERMS, PIPE_COMMANDS, parseQuery } from './parser.ts';
