@@ -1,5 +1,7 @@
 import { parseArgs } from 'node:util';
+import { RULES_USAGE, rulesCommand } from './cli/rules.ts';
 import { SEARCH_USAGE, searchCommand } from './cli/search.ts';
+import { SIGMA_USAGE, sigmaCommand } from './cli/sigma-scan.ts';
 import { START_USAGE, startCommand } from './cli/start.ts';
 import { ConfigError } from './config/load.ts';
 import { errorMessage } from './lib/errors.ts';
@@ -9,6 +11,8 @@ const USAGE = `Usage: vigil <command> [options]
 Commands:
   start            run a Vigil node (all roles by default)
   search <query>   search events on a running node
+  rules check DIR  load Sigma rules and report every rejected one
+  sigma scan ...   run Sigma rules over event files, without a server
 
 Run 'vigil <command> --help' for a command's options.
 `;
@@ -37,6 +41,16 @@ const COMMANDS: Record<string, Command> = {
       token: { type: 'string' },
     },
     run: (p, v) => searchCommand(p[0], v),
+  },
+  rules: {
+    usage: RULES_USAGE,
+    options: { json: { type: 'boolean' } },
+    run: (p, v) => rulesCommand(p, v as { json?: boolean }),
+  },
+  sigma: {
+    usage: SIGMA_USAGE,
+    options: { rules: { type: 'string', multiple: true }, format: { type: 'string' } },
+    run: (p, v) => sigmaCommand(p, v as { rules?: string[]; format?: string }),
   },
 };
 

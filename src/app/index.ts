@@ -6,6 +6,10 @@ import { searchRoutes } from '../api/routes/search.ts';
 import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.ts';
 import { type Bus, createMemoryBus } from '../bus/index.ts';
 import type { VigilConfig } from '../config/schema.ts';
+import { alertRoutes } from '../api/routes/alerts.ts';
+import { huntRoutes } from '../api/routes/hunt.ts';
+import { ruleRoutes } from '../api/routes/rules.ts';
+import { createAlertStore, createDetector } from '../detect/index.ts';
 import { createHttpIntake, createIdempotencyKeys, type HttpIntake } from '../intake/http/index.ts';
 import { createSyslogIntake } from '../intake/syslog/index.ts';
 import type { Component } from '../lib/component.ts';
@@ -55,6 +59,33 @@ const MODULES: ModuleDef<Ctx>[] = [
       bus.subscribe('store', (events) => store.write(events), { durable: true });
       ctx.bus = bus;
       return bus;
+    },
+  },
+  {
+    name: 'detect',
+    deps: ['bus', 'store'],
+    roles: ['detect'],
+    init(ctx) {
+      const store = ctx.store!;
+      const alerts = createAlertStore(store, { metrics: ctx.metrics });
+      const detector = createDetector(ctx.config.detect, {
+        dataDir: ctx.config.data_dir,
+        alerts,
+        metrics: ctx.metrics,
+        logger: ctx.logger.child({ component: 'detect' }),
+      });
+      ctx.bus!.subscribe('detect', (events) => detector.handle(events));
+      ctx.routes.push(
+        alertRoutes({ alerts }),
+        ruleRoutes({ detector }),
+        huntRoutes({
+          detector,
+          store,
+          maxEvents: ctx.config.detect.hunt_max_events,
+          placeholders: ctx.config.detect.placeholders,
+        }),
+      );
+      return detector;
     },
   },
   {

@@ -76,6 +76,14 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
 
 function envValue(name: string, value: string): unknown {
   if (name === 'VIGIL_ROLES') return value.split(',').map((r) => r.trim());
+  // Lists and maps are given as JSON: VIGIL_DETECT__RULES_DIRS='["./rules"]'.
+  if (/^\s*[[{]/.test(value)) {
+    try {
+      return JSON.parse(value);
+    } catch {
+      return value;
+    }
+  }
   if (/^-?\d+(\.\d+)?$/.test(value)) return Number(value);
   if (value === 'true' || value === 'false') return value === 'true';
   return value;

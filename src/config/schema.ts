@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { httpConfigSchema } from '../api/config.ts';
 import { busConfigSchema } from '../bus/config.ts';
+import { detectConfigSchema } from '../detect/config.ts';
 import { httpIntakeConfigSchema } from '../intake/http/config.ts';
 import { syslogConfigSchema } from '../intake/syslog/config.ts';
 import { parseConfigSchema } from '../parse/index.ts';
@@ -32,6 +33,7 @@ export const configSchema = z
     parse: parseConfigSchema.prefault({}),
     bus: busConfigSchema.prefault({}),
     store: storeConfigSchema.prefault({}),
+    detect: detectConfigSchema.prefault({}),
   })
   .strict();
 

@@ -24,7 +24,7 @@ export interface EventStore extends Component {
 }
 
 export { type StoreConfig, storeConfigSchema } from './config.ts';
-export { type EventRow, rowToEvent } from './rows.ts';
+export { type EventRow, rowToEvent, rowToNormalized } from './rows.ts';
 export { DATABASE, EVENTS_TABLE } from './schema.ts';
 
 /** Creates the store over `<dataDir>/events`; nothing is opened until start(). */
@@ -112,3 +112,4 @@ export function createEventStore(
     },
   };
 }
+export { scanEvents } from './scan.ts';

@@ -116,3 +116,28 @@ function storedArray(v: string): unknown {
 export function engineTimeToIso(text: string): string {
   return text.includes('T') ? text : `${text.replace(' ', 'T')}Z`;
 }
+
+/** Rebuilds the normalized event a stored row came from (for retro-hunts): values come back as strings. */
+export function rowToNormalized(row: EventRow): NormalizedEvent {
+  const fields: Record<string, FieldValue> = {};
+  if (row.fields) flattenInto(fields as Record<string, unknown>, row.fields, '');
+  if (row.host) fields['host.name'] = row.host;
+  if (row.message) fields.message = row.message;
+  const logsource: NonNullable<NormalizedEvent['logsource']> = {};
+  for (const k of ['product', 'service', 'category'] as const) {
+    const v = fields[`vigil.logsource.${k}`];
+    if (typeof v === 'string') logsource[k] = v;
+  }
+  return {
+    id: row.id,
+    timestamp: Date.parse(engineTimeToIso(row.ts)),
+    ingested: Date.parse(engineTimeToIso(row.ingested)),
+    tenant: row.tenant,
+    source: row.source,
+    layout: row.layout as NormalizedEvent['layout'],
+    logsource: Object.keys(logsource).length > 0 ? logsource : undefined,
+    raw: row.raw,
+    parseError: row.parse_error || undefined,
+    fields,
+  };
+}

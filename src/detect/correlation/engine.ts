@@ -104,6 +104,11 @@ export interface CorrelationEngineOptions {
   now?: () => number;
   /** How far ahead of now() event time may move the watermark. Default 300000 (5 min). */
   maxFutureSkewMs?: number;
+  /**
+   * Reads a group-by field of an event. Default: `event.fields[name]`. Vigil passes the Sigma engine's
+   * layout mapping, so `TargetUserName` is found in flat Windows, evtx and ECS events alike.
+   */
+  fieldValue?: (event: NormalizedEvent, field: string) => FieldValue | undefined;
 }
 
 /** A running correlation engine. Single-threaded; not safe to share across replicas (each rebuilds by replay). */
@@ -165,6 +170,7 @@ export function createCorrelationEngine(
   }
   const now = opts.now ?? Date.now;
   const maxFutureSkewMs = opts.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS;
+  const fieldValue = opts.fieldValue ?? ((event: NormalizedEvent, f: string) => event.fields[f]);
   const metrics = createMetrics(opts.metrics);
 
   const runtimes = correlations.map(
@@ -364,7 +370,7 @@ export function createCorrelationEngine(
             t: event.timestamp,
             refs,
             eventIds: [event.id],
-            get: (f) => event.fields[f],
+            get: (f) => fieldValue(event, f),
           },
           out,
         );

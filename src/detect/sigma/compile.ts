@@ -110,8 +110,6 @@ export class EvalCtx {
   private strVal: Lowered[] = new Array(256);
   private kwGen = [0, 0];
   private kwVal: string[][] = [[], []];
-  private kwJoinGen = [0, 0];
-  private kwJoinVal = ['', ''];
   private derivedGen = 0;
   private derivedVal: Record<string, FieldValue> = {};
   private deepGen = 0;
@@ -262,15 +260,23 @@ export class EvalCtx {
     return out;
   }
 
-  /** The keyword texts joined by newlines: one `includes` per literal instead of one per text. */
-  keywordJoined(lower: boolean): string {
-    const slot = lower ? 0 : 1;
-    if (this.kwJoinGen[slot] === this.gen) return this.kwJoinVal[slot];
-    // Lowercasing the joined text once is cheaper than lowercasing each value.
-    const joined = lower ? this.keywordTexts(false).join('\n').toLowerCase() : this.keywordTexts(false).join('\n');
-    this.kwJoinGen[slot] = this.gen;
-    this.kwJoinVal[slot] = joined;
-    return joined;
+  /** Whether a test holds for some text of the event (the keyword texts, not lowercased), without copying. */
+  someText(test: StrTest): boolean {
+    const f = this.fields;
+    let any = false;
+    for (const k in f) {
+      const v = f[k];
+      if (v === null || v === undefined || typeof v === 'function') continue;
+      any = true;
+      if (typeof v === 'string') {
+        if (test(v)) return true;
+      } else if (Array.isArray(v)) {
+        const texts: string[] = [];
+        pushText(v, false, texts);
+        if (texts.some(test)) return true;
+      } else if (test(String(v))) return true;
+    }
+    return !any && !!this.event.raw && test(this.event.raw);
   }
 }
 
@@ -288,23 +294,16 @@ function someText(v: string[], t: StrTest): boolean {
 function bindStr(item: Extract<CompiledItem, { kind: 'str' }>, acc: Accessor | undefined): Pred {
   const { raw, all, negate, nullMatches, tests, literals } = item;
   if (!acc && literals) {
-    // A literal never holds a newline here unless the rule wrote one, so joined texts do not create matches.
-    const groups = literals;
-    const hasNewline = groups.some((g) => g.some((l) => l.includes('\n')));
-    if (!hasNewline) {
-      const hit = (text: string, g: string[]): boolean => {
-        for (let i = 0; i < g.length; i++) if (text.includes(g[i])) return true;
-        return false;
-      };
-      if (groups.length === 1) {
-        const g = groups[0];
-        return (ctx) => hit(ctx.keywordJoined(!raw), g) !== negate;
-      }
-      return (ctx) => {
-        const text = ctx.keywordJoined(!raw);
-        return groups.every((g) => hit(text, g)) !== negate;
-      };
+    // One alternation per value over each text of the event, case-insensitive unless cased: no lowercased copy
+    // of the event is needed.
+    const res = literals.map(
+      (g) => new RegExp(g.map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), raw ? '' : 'i'),
+    );
+    if (res.length === 1) {
+      const re = res[0];
+      return (ctx) => ctx.someText((s) => re.test(s)) !== negate;
     }
+    return (ctx) => res.every((re) => ctx.someText((s) => re.test(s))) !== negate;
   }
   if (!acc) {
     // Keyword search: any text of the event (every value needs one text under `all`).

@@ -15,6 +15,7 @@ import {
   type Pattern,
   parseSigmaString,
   patternText,
+  regexNeedles,
   type StrTest,
   translateRegex,
   utf16,
@@ -359,6 +360,7 @@ export function compileItem(item: FieldItemDef, placeholders: Placeholders = {})
   const keyword = field === null;
   const tests: StrTest[] = [];
   let raw = false;
+  let reNeedles: string[][] | undefined;
 
   const timeMod = mods.find((m) => TIME_PARTS.has(m));
   const cmp = mods.find((m) => COMPARE.has(m));
@@ -370,7 +372,11 @@ export function compileItem(item: FieldItemDef, placeholders: Placeholders = {})
     }
     let flags = '';
     for (const m of mods) if (m in REGEX_FLAGS && !flags.includes(REGEX_FLAGS[m])) flags += REGEX_FLAGS[m];
+    reNeedles = [];
     for (const v of values) {
+      const n = regexNeedles(scalarText(v));
+      if (n && reNeedles) reNeedles.push(n);
+      else reNeedles = undefined;
       let re: RegExp;
       try {
         re = translateRegex(scalarText(v), flags);
@@ -478,7 +484,17 @@ export function compileItem(item: FieldItemDef, placeholders: Placeholders = {})
       needles: keyword || negate || nullMatches ? undefined : needles,
     };
   }
-  return { kind: 'str', field, raw, all, negate, nullMatches, tests: all ? tests : [anyOf(tests)], keyword };
+  return {
+    kind: 'str',
+    field,
+    raw,
+    all,
+    negate,
+    nullMatches,
+    tests: all ? tests : [anyOf(tests)],
+    keyword,
+    needles: keyword || negate || nullMatches ? undefined : reNeedles,
+  };
 }
 
 /** The longest literal run of a pattern, lowercased ('' when it has none). */

@@ -89,9 +89,12 @@ interface FieldScan {
   readonly byKey: Map<number, NeedleEntry[]>;
   /** Set where some needle's key has these low 16 bits: most text positions are skipped on one load. */
   readonly bloom: Uint8Array;
-  /** Needles shorter than three characters, tested with `includes`. */
+  /** Needles shorter than three characters, or all needles when they are few: tested with `includes`. */
   readonly short: NeedleEntry[];
 }
+
+/** Up to this many needles a field is searched with `includes` per needle (native and fast), past it by hashing. */
+const INCLUDES_MAX = 48;
 
 /**
  * A route's candidates split for evaluation: those without a needle are always evaluated; the others only when
@@ -130,9 +133,10 @@ function buildRouteIndex(list: readonly Candidate[]): RouteIndex {
     const byKey = new Map<number, NeedleEntry[]>();
     const bloom = new Uint8Array(65536);
     const short: NeedleEntry[] = [];
+    const few = texts.size <= INCLUDES_MAX;
     for (const [text, candidates] of texts) {
       const entry = { text, candidates };
-      if (text.length < 3) {
+      if (few || text.length < 3) {
         short.push(entry);
         continue;
       }
@@ -142,7 +146,7 @@ function buildRouteIndex(list: readonly Candidate[]): RouteIndex {
       if (es) es.push(entry);
       else byKey.set(k, [entry]);
     }
-    scans.push({ acc, byKey, bloom, short });
+    scans.push({ acc, byKey: byKey, bloom, short });
   }
   return { always, scans };
 }
@@ -503,8 +507,14 @@ class Engine implements SigmaEngine {
 
   private scanText(scan: FieldScan, s: string): void {
     const { bloom, byKey, short } = scan;
-    for (let i = 0; i + 2 < s.length; i++) {
-      const k = key3(s, i);
+    const n = byKey.size === 0 ? 0 : s.length;
+    let c1 = s.charCodeAt(0);
+    let c2 = s.charCodeAt(1);
+    for (let i = 0; i + 2 < n; i++) {
+      const c0 = c1;
+      c1 = c2;
+      c2 = s.charCodeAt(i + 2);
+      const k = ((c0 << 20) ^ (c1 << 10) ^ c2) & 0x3fffffff;
       if (bloom[k & 0xffff] === 0) continue;
       const entries = byKey.get(k);
       if (!entries) continue;

@@ -280,3 +280,121 @@ export function translateRegex(pattern: string, flags: string): RegExp {
   }
   return new RegExp(out, fl);
 }
+
+/**
+ * Literal text one of which every match of a regular expression contains (one per top-level alternative,
+ * lowercased), for prefiltering; undefined when some alternative has no mandatory literal.
+ */
+export function regexNeedles(pattern: string): string[] | undefined {
+  const src = pattern.replace(/^\(\?[imsx]+\)/, '');
+  const branches: string[] = [];
+  let depth = 0;
+  let inClass = false;
+  let start = 0;
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i];
+    if (c === '\\') {
+      i++;
+      continue;
+    }
+    if (inClass) {
+      if (c === ']') inClass = false;
+      continue;
+    }
+    if (c === '[') inClass = true;
+    else if (c === '(') depth++;
+    else if (c === ')') depth--;
+    else if (c === '|' && depth === 0) {
+      branches.push(src.slice(start, i));
+      start = i + 1;
+    }
+  }
+  branches.push(src.slice(start));
+  const out: string[] = [];
+  for (const b of branches) {
+    const n = branchLiteral(b);
+    if (!n) return undefined;
+    out.push(n.toLowerCase());
+  }
+  return [...new Set(out)];
+}
+
+const LITERAL_ESCAPES: Record<string, string> = { t: '\t', n: '\n', r: '\r', f: '\f', v: '\v' };
+
+/** The longest run of mandatory literal characters of one alternative (no `|` at its top level). */
+function branchLiteral(src: string): string {
+  let best = '';
+  let run = '';
+  const flush = (): void => {
+    if (run.length > best.length) best = run;
+    run = '';
+  };
+  let i = 0;
+  while (i < src.length) {
+    const c = src[i];
+    let lit: string | undefined;
+    let next = i + 1;
+    if (c === '\\') {
+      const e = src[i + 1];
+      if (e === undefined) break;
+      if (LITERAL_ESCAPES[e]) lit = LITERAL_ESCAPES[e];
+      else if (!/[A-Za-z0-9]/.test(e)) lit = e;
+      next = i + 2;
+    } else if (c === '[') {
+      let j = i + 1;
+      if (src[j] === '^') j++;
+      if (src[j] === ']') j++;
+      while (j < src.length && src[j] !== ']') j += src[j] === '\\' ? 2 : 1;
+      next = j + 1;
+    } else if (c === '(') {
+      let depth = 0;
+      let j = i;
+      let inClass = false;
+      for (; j < src.length; j++) {
+        const d = src[j];
+        if (d === '\\') {
+          j++;
+          continue;
+        }
+        if (inClass) {
+          if (d === ']') inClass = false;
+          continue;
+        }
+        if (d === '[') inClass = true;
+        else if (d === '(') depth++;
+        else if (d === ')' && --depth === 0) break;
+      }
+      next = j + 1;
+    } else if (!'.^$|)*+?{'.includes(c)) {
+      lit = c;
+    }
+    // A quantifier after the atom: optional atoms end the run; `+` and `{n,}` with n >= 1 keep one copy.
+    const q = src[next];
+    let optional = false;
+    let repeated = false;
+    if (q === '?' || q === '*') {
+      optional = true;
+      next++;
+    } else if (q === '+') {
+      repeated = true;
+      next++;
+    } else if (q === '{') {
+      const m = /^\{(\d*)(,\d*)?\}/.exec(src.slice(next));
+      if (m) {
+        if (m[1] === '' || m[1] === '0') optional = true;
+        else repeated = m[2] !== undefined || m[1] !== '1';
+        next += m[0].length;
+      }
+    }
+    if (src[next] === '?' || src[next] === '+') next++;
+    if (lit === undefined || optional) {
+      flush();
+    } else {
+      run += lit;
+      if (repeated) flush();
+    }
+    i = next;
+  }
+  flush();
+  return best;
+}

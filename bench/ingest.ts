@@ -1,0 +1,395 @@
+/**
+ * Durable ingest rate through the whole pipeline (HTTP NDJSON and syslog over TCP into a real `vigil start`),
+ * the peak resident memory of the Vigil process, and the raw chdb insert rate of the same rows for scale.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Session } from 'chdb';
+import { createNormalizer, splitJson } from '../src/parse/index.ts';
+import { eventsToRows } from '../src/store/rows.ts';
+import { DATABASE, EVENTS_TABLE, eventsTableDdl } from '../src/store/schema.ts';
+import { startVigil, type VigilNode } from '../test/harness/vigil.ts';
+import {
+  type Benchmark,
+  type BenchOptions,
+  boolOption,
+  intOption,
+  procCmdline,
+  procCpuSeconds,
+  procStatusKb,
+  progress,
+  round,
+  sleep,
+  summarize,
+} from './common.ts';
+import { mordorLines } from './mordor.ts';
+
+const TARGET_EVENTS_PER_S = 100_000;
+const TARGET_RSS_GB = 1.5;
+
+/** A time range that holds every Mordor event time (2019-2021) and receipt times. */
+const ALL_TIME = { from: '2000-01-01T00:00:00Z', to: '2100-01-01T00:00:00Z' };
+
+/** One pipeline run against a fresh Vigil: what it took and what the Vigil process used. */
+interface PhaseFigures {
+  events_per_s: number;
+  wall_s: number;
+  vigil_peak_rss_mb: number | undefined;
+  vigil_rss_at_end_mb: number | undefined;
+  vigil_cpu_s: number;
+  vigil_cpu_cores_busy: number;
+  [key: string]: unknown;
+}
+
+export const ingestBenchmark: Benchmark = {
+  name: 'ingest',
+  description: 'HTTP and syslog-TCP ingest into a real Vigil; raw chdb insert of the same rows',
+  async run(opts) {
+    const params = {
+      events: intOption(opts, 'events', 300_000),
+      clients: intOption(opts, 'clients', 4),
+      batch: intOption(opts, 'batch', 5_000),
+      syslog_connections: intOption(opts, 'syslog-connections', 2),
+      syslog: boolOption(opts, 'syslog', true),
+      fsync_compare: boolOption(opts, 'fsync-compare', true),
+      raw: boolOption(opts, 'raw', true),
+    };
+    progress(`loading ${params.events} Mordor events`);
+    const lines = [...mordorLines(params.events)];
+    const bodies = httpBodies(lines, params.batch);
+    const inputBytes = bodies.reduce((n, b) => n + b.length, 0);
+    progress(`${lines.length} events, ${round(inputBytes / 2 ** 20)} MiB of NDJSON in ${bodies.length} requests`);
+
+    const results: Record<string, unknown> = {
+      events_loaded: lines.length,
+      ndjson_mib: round(inputBytes / 2 ** 20),
+      mean_event_bytes: Math.round(inputBytes / lines.length),
+    };
+
+    progress('HTTP NDJSON, store.fsync=true');
+    const http = await httpPhase(bodies, params.clients, {});
+    results.http = http;
+
+    if (params.fsync_compare) {
+      progress('HTTP NDJSON, store.fsync=false');
+      results.http_no_fsync = await httpPhase(bodies, params.clients, { VIGIL_STORE__FSYNC: 'false' });
+    }
+    if (params.syslog) {
+      progress(`syslog RFC 5424 over ${params.syslog_connections} TCP connections`);
+      results.syslog_tcp = await syslogPhase(lines, params.syslog_connections);
+    }
+    if (params.raw) {
+      progress('raw chdb inserts of the same rows, in this process');
+      const raw = await rawInsertPhase(bodies);
+      results.raw_chdb = raw;
+      results.pipeline_to_raw_ratio = round(http.events_per_s / raw.fsync.events_per_s, 3);
+      if (results.http_no_fsync) {
+        const noFsync = results.http_no_fsync as PhaseFigures;
+        results.pipeline_to_raw_ratio_no_fsync = round(noFsync.events_per_s / raw.no_fsync.events_per_s, 3);
+      }
+    }
+
+    const peakGb = http.vigil_peak_rss_mb === undefined ? undefined : http.vigil_peak_rss_mb / 1024;
+    return {
+      params,
+      results,
+      targets: { http_events_per_s: TARGET_EVENTS_PER_S, vigil_peak_rss_gb: TARGET_RSS_GB },
+      met: {
+        http_events_per_s: http.events_per_s >= TARGET_EVENTS_PER_S,
+        vigil_peak_rss_gb: peakGb === undefined ? null : peakGb <= TARGET_RSS_GB,
+      },
+    };
+  },
+};
+
+/** NDJSON request bodies of `batch` events each, built before the clock starts. */
+function httpBodies(lines: readonly Buffer[], batch: number): Buffer[] {
+  const nl = Buffer.from('\n');
+  const bodies: Buffer[] = [];
+  for (let i = 0; i < lines.length; i += batch) {
+    bodies.push(Buffer.concat(lines.slice(i, i + batch).flatMap((l) => [l, nl])));
+  }
+  return bodies;
+}
+
+/** Starts Vigil on a fresh data folder and checks that `proc.pid` is the node process itself (bin/vigil execs). */
+async function startMeasuredVigil(env: Record<string, string>): Promise<{ vigil: VigilNode; pid: number }> {
+  const vigil = await startVigil({ env });
+  const pid = vigil.proc.pid!;
+  const cmdline = procCmdline(pid);
+  if (!/\bnode\b/.test(cmdline) || !cmdline.includes('src/main.ts')) {
+    await vigil.close();
+    throw new Error(`pid ${pid} is not the Vigil node process: ${cmdline}`);
+  }
+  return { vigil, pid };
+}
+
+function memoryFigures(pid: number): {
+  vigil_peak_rss_mb: number | undefined;
+  vigil_rss_at_end_mb: number | undefined;
+} {
+  const hwm = procStatusKb(pid, 'VmHWM');
+  const rss = procStatusKb(pid, 'VmRSS');
+  return {
+    vigil_peak_rss_mb: hwm === undefined ? undefined : Math.round(hwm / 1024),
+    vigil_rss_at_end_mb: rss === undefined ? undefined : Math.round(rss / 1024),
+  };
+}
+
+/** `q | stats count()` over all time, through the API. */
+async function storedCount(vigil: VigilNode, q: string): Promise<number> {
+  const qs = new URLSearchParams({ q: `${q} | stats count()`, ...ALL_TIME });
+  const res = await vigil.get(`/api/v1/search?${qs}`);
+  if (res.status !== 200) throw new Error(`count search answered ${res.status}: ${JSON.stringify(res.body)}`);
+  return Number(res.body.rows[0]?.[0] ?? 0);
+}
+
+/**
+ * `clients` concurrent clients post the prepared bodies, each taking the next one when its previous request
+ * is answered; 429/503 are retried after Retry-After. Only events answered `accepted` count.
+ */
+async function httpPhase(bodies: readonly Buffer[], clients: number, env: Record<string, string>) {
+  const { vigil, pid } = await startMeasuredVigil(env);
+  try {
+    let next = 0;
+    let accepted = 0;
+    let rejected = 0;
+    let retries = 0;
+    const latencies: number[] = [];
+    const cpu0 = procCpuSeconds(pid);
+    const client0 = process.cpuUsage();
+    const t0 = performance.now();
+    const client = async () => {
+      for (let i = next++; i < bodies.length; i = next++) {
+        for (;;) {
+          const started = performance.now();
+          const res = await fetch(`${vigil.url}/api/v1/ingest`, {
+            method: 'POST',
+            body: bodies[i],
+            headers: { authorization: `Bearer ${vigil.token}`, 'content-type': 'application/x-ndjson' },
+          });
+          const text = await res.text();
+          if (res.status === 429 || res.status === 503) {
+            retries++;
+            await sleep(Number(res.headers.get('retry-after') ?? '1') * 1000);
+            continue;
+          }
+          if (res.status !== 200) throw new Error(`ingest answered ${res.status}: ${text.slice(0, 500)}`);
+          latencies.push(performance.now() - started);
+          const answer = JSON.parse(text) as { accepted: number; rejected: unknown[] };
+          accepted += answer.accepted;
+          rejected += answer.rejected.length;
+          break;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: clients }, client));
+    const wallS = (performance.now() - t0) / 1000;
+    const clientCpu = process.cpuUsage(client0);
+    const vigilCpu = procCpuSeconds(pid) - cpu0;
+    const memory = memoryFigures(pid);
+    const stored = await storedCount(vigil, 'input.type:http');
+    const figures: PhaseFigures = {
+      events_per_s: Math.round(accepted / wallS),
+      wall_s: round(wallS, 2),
+      accepted,
+      rejected,
+      retried_requests: retries,
+      stored_distinct_after: stored,
+      request_latency: summarize(latencies),
+      ...memory,
+      vigil_cpu_s: round(vigilCpu, 1),
+      vigil_cpu_cores_busy: round(vigilCpu / wallS, 2),
+      client_cpu_s: round((clientCpu.user + clientCpu.system) / 1e6, 1),
+    };
+    progress(`HTTP: ${figures.events_per_s} events/s, peak RSS ${figures.vigil_peak_rss_mb} MB`);
+    return figures;
+  } finally {
+    await vigil.close();
+  }
+}
+
+/** An RFC 5424 header: the event's time and host when it has usable ones, NILVALUE otherwise. */
+function syslogLine(line: Buffer): Buffer {
+  let ts = '-';
+  let host = '-';
+  try {
+    const e = JSON.parse(line.toString('utf8')) as Record<string, unknown>;
+    const t = e['@timestamp'];
+    if (typeof t === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/.test(t)) ts = t;
+    const h = e.Hostname ?? e.Computer;
+    if (typeof h === 'string' && /^[\x21-\x7e]{1,255}$/.test(h)) host = h;
+  } catch {
+    // Sent with NILVALUE time and host; the body is whatever the line is.
+  }
+  return Buffer.concat([Buffer.from(`<14>1 ${ts} ${host} mordor - - - `), line, Buffer.from('\n')]);
+}
+
+/** Writes the chunks to a socket, waiting for 'drain' when the kernel buffer is full, then ends it. */
+async function sendAll(socket: Socket, chunks: readonly Buffer[]): Promise<void> {
+  for (const chunk of chunks) {
+    if (!socket.write(chunk)) {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('drain', resolve);
+        socket.once('error', reject);
+      });
+    }
+  }
+  await new Promise<void>((resolve) => socket.end(resolve));
+}
+
+/**
+ * The same events as RFC 5424 lines (LF framing) over several TCP connections. Syslog has no ack: the
+ * rate is events sent over the time until a search counts them all (polled every 250 ms).
+ */
+async function syslogPhase(lines: readonly Buffer[], connections: number) {
+  const perConnection: Buffer[][] = Array.from({ length: connections }, () => []);
+  lines.forEach((l, i) => {
+    perConnection[i % connections].push(syslogLine(l));
+  });
+  // About 1 MiB per write: few syscalls, and the client stays cheap next to the server on 2 cores.
+  const chunks = perConnection.map((ls) => {
+    const out: Buffer[] = [];
+    for (let i = 0; i < ls.length; ) {
+      const group: Buffer[] = [];
+      let size = 0;
+      while (i < ls.length && size < 1 << 20) {
+        group.push(ls[i]);
+        size += ls[i++].length;
+      }
+      out.push(Buffer.concat(group));
+    }
+    return out;
+  });
+  const sent = lines.length;
+  const { vigil, pid } = await startMeasuredVigil({});
+  try {
+    const cpu0 = procCpuSeconds(pid);
+    const t0 = performance.now();
+    let sendDoneS = 0;
+    const sockets: Socket[] = [];
+    const sending = Promise.all(
+      chunks.map(async (cs) => {
+        const socket = connect({ host: '127.0.0.1', port: vigil.syslogPort });
+        sockets.push(socket);
+        socket.setNoDelay(true);
+        await new Promise<void>((resolve, reject) => {
+          socket.once('connect', resolve);
+          socket.once('error', reject);
+        });
+        await sendAll(socket, cs);
+      }),
+    ).then(() => {
+      sendDoneS = (performance.now() - t0) / 1000;
+    });
+    let stored = 0;
+    let lastChange = performance.now();
+    let polls = 0;
+    while (stored < sent) {
+      await sleep(250);
+      const n = await storedCount(vigil, 'input.type:syslog-tcp');
+      polls++;
+      if (n !== stored) lastChange = performance.now();
+      stored = n;
+      if (performance.now() - lastChange > 60_000) {
+        progress(`syslog: stuck at ${stored} of ${sent} stored for 60 s; giving up`);
+        break;
+      }
+    }
+    const storedS = (performance.now() - t0) / 1000;
+    if (stored >= sent) await sending;
+    else {
+      sending.catch(() => {});
+      for (const s of sockets) s.destroy();
+    }
+    const vigilCpu = procCpuSeconds(pid) - cpu0;
+    const figures: PhaseFigures = {
+      events_per_s: Math.round(stored / storedS),
+      wall_s: round(storedS, 2),
+      sent,
+      stored,
+      complete: stored >= sent,
+      send_done_s: round(sendDoneS, 2),
+      count_polls: polls,
+      poll_resolution_s: 0.25,
+      ...memoryFigures(pid),
+      vigil_cpu_s: round(vigilCpu, 1),
+      vigil_cpu_cores_busy: round(vigilCpu / storedS, 2),
+    };
+    progress(`syslog: ${figures.events_per_s} events/s, peak RSS ${figures.vigil_peak_rss_mb} MB`);
+    return figures;
+  } finally {
+    await vigil.close();
+  }
+}
+
+/**
+ * Normalizes the same request bodies as the HTTP intake does, builds the store's rows, and times only the
+ * `session.insert` calls into a table made with the store's DDL: once with the store's fsync settings on,
+ * once with them off.
+ */
+async function rawInsertPhase(bodies: readonly Buffer[]) {
+  const normalizer = createNormalizer();
+  const rows: Buffer[] = [];
+  let events = 0;
+  const tn = performance.now();
+  for (const body of bodies) {
+    const receivedAt = Date.now();
+    const batch = [];
+    for (const element of splitJson(body.toString('utf8'))) {
+      if ('error' in element) continue;
+      try {
+        batch.push(normalizer.fromJson(element.value, element.raw, { source: 'http', receivedAt, tenant: 'default' }));
+      } catch {
+        // Not an object: the intake rejects it too.
+      }
+    }
+    events += batch.length;
+    rows.push(eventsToRows(batch));
+  }
+  const normalizeS = (performance.now() - tn) / 1000;
+  const rowBytes = rows.reduce((n, r) => n + r.length, 0);
+
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-raw-'));
+  const session = new Session(dir);
+  try {
+    await session.queryAsync(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
+    await session.queryAsync(eventsTableDdl(30));
+    const pass = async (fsync: 0 | 1) => {
+      await session.queryAsync(`TRUNCATE TABLE ${EVENTS_TABLE}`);
+      await session.queryAsync(
+        `ALTER TABLE ${EVENTS_TABLE} MODIFY SETTING fsync_after_insert = ${fsync}, fsync_part_directory = ${fsync}`,
+      );
+      let insertMs = 0;
+      const perInsert: number[] = [];
+      for (const r of rows) {
+        const t = performance.now();
+        await session.insert({ table: EVENTS_TABLE, values: r, format: 'JSONEachRow' });
+        const ms = performance.now() - t;
+        perInsert.push(ms);
+        insertMs += ms;
+      }
+      return {
+        events_per_s: Math.round(events / (insertMs / 1000)),
+        insert_s: round(insertMs / 1000, 2),
+        per_insert: summarize(perInsert),
+      };
+    };
+    const fsync = await pass(1);
+    progress(`raw chdb (fsync): ${fsync.events_per_s} events/s`);
+    const noFsync = await pass(0);
+    progress(`raw chdb (no fsync): ${noFsync.events_per_s} events/s`);
+    return {
+      events,
+      row_mib: round(rowBytes / 2 ** 20),
+      normalize_and_rows_events_per_s: Math.round(events / normalizeS),
+      fsync,
+      no_fsync: noFsync,
+    };
+  } finally {
+    session.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

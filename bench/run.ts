@@ -1,0 +1,127 @@
+/**
+ * `npm run bench [-- name ...] [--option value ...]`: runs the named benchmarks (all by default). Each prints
+ * one JSON object to stdout, `{ benchmark, machine, params, results, targets, met }`, and writes it to
+ * `.bench/results/<name>.json`; progress goes to stderr.
+ *
+ * The registry below is the one place that knows every benchmark: add a module exporting a `Benchmark`
+ * and list it here. Several benchmarks run one child process each, because chdb allows one Session data
+ * path per process and because each should start with a clean heap.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BENCH_DIR, type Benchmark, type BenchOptions, machine, progress } from './common.ts';
+import { ingestBenchmark } from './ingest.ts';
+import { searchBenchmark } from './search.ts';
+
+const BENCHMARKS: readonly Benchmark[] = [ingestBenchmark, searchBenchmark];
+
+const USAGE = `usage: npm run bench -- [name ...] [--option value ...]
+
+benchmarks:
+${BENCHMARKS.map((b) => `  ${b.name.padEnd(10)} ${b.description}`).join('\n')}
+
+options (each benchmark reads the ones it knows):
+  --events N             Mordor events used (ingest: 300000; search: all, as the base set)
+  --clients N            ingest: concurrent HTTP clients (4)
+  --batch N              ingest: events per request and per raw insert (5000)
+  --syslog-connections N ingest: TCP connections (2)
+  --syslog false         ingest: skip syslog
+  --fsync-compare false  ingest: skip the second HTTP run with store.fsync=false
+  --raw false            ingest: skip the raw chdb insert comparison
+  --rows N               search: stored events to search over (10000000)
+  --runs N               search: timed runs per query (30), after --warmups N (3)
+  --rebuild              search: rebuild the cached data set`;
+
+function parseArgs(argv: readonly string[]): {
+  names: string[];
+  opts: Record<string, string | boolean>;
+  rest: string[];
+} {
+  const names: string[] = [];
+  const opts: Record<string, string | boolean> = {};
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) {
+      names.push(a);
+      continue;
+    }
+    rest.push(a);
+    const eq = a.indexOf('=');
+    if (eq > 0) opts[a.slice(2, eq)] = a.slice(eq + 1);
+    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--') && !isBenchmark(argv[i + 1])) {
+      opts[a.slice(2)] = argv[++i];
+      rest.push(argv[i]);
+    } else opts[a.slice(2)] = true;
+  }
+  return { names, opts, rest };
+}
+
+function isBenchmark(name: string): boolean {
+  return BENCHMARKS.some((b) => b.name === name);
+}
+
+/** Runs one benchmark in this process; prints and saves its result. */
+async function runOne(bench: Benchmark, opts: BenchOptions): Promise<void> {
+  const machineInfo = machine();
+  const started = Date.now();
+  progress(`${bench.name}: started`);
+  const outcome = await bench.run(opts);
+  const report = {
+    benchmark: bench.name,
+    machine: machineInfo,
+    params: outcome.params,
+    results: outcome.results,
+    targets: outcome.targets,
+    met: outcome.met,
+    measured_at: new Date(started).toISOString(),
+    duration_s: Math.round((Date.now() - started) / 1000),
+  };
+  const text = JSON.stringify(report, null, 2);
+  const dir = join(BENCH_DIR, 'results');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, `${bench.name}.json`), `${text}\n`);
+  process.stdout.write(`${text}\n`);
+  progress(`${bench.name}: done in ${report.duration_s} s, saved to ${join(dir, `${bench.name}.json`)}`);
+}
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const { names, opts, rest } = parseArgs(argv);
+  const unknown = names.filter((n) => !isBenchmark(n));
+  if (unknown.length > 0) {
+    process.stderr.write(`unknown benchmark ${unknown.join(', ')}\n\n${USAGE}\n`);
+    return 2;
+  }
+  const selected = names.length === 0 ? BENCHMARKS : BENCHMARKS.filter((b) => names.includes(b.name));
+  if (selected.length === 1) {
+    await runOne(selected[0], Object.freeze(opts));
+    return 0;
+  }
+  let failed = 0;
+  for (const bench of selected) {
+    const child = spawnSync(process.execPath, [...process.execArgv, import.meta.filename, bench.name, ...rest], {
+      stdio: 'inherit',
+    });
+    if (child.status !== 0) {
+      failed++;
+      progress(`${bench.name}: failed (exit ${child.status ?? child.signal})`);
+    }
+  }
+  return failed === 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,69 @@
+import type { Detector } from '../../detect/index.ts';
+import { compileRuleText } from '../../detect/rule-set.ts';
+import type { Placeholders } from '../../detect/sigma/index.ts';
+import { InputError, VigilError } from '../../lib/errors.ts';
+import { type EventStore, scanEvents } from '../../store/index.ts';
+import { principalOf, type RouteGroup } from '../server.ts';
+import { parseTimeParam } from '../time.ts';
+import { parseJsonBody } from './alerts.ts';
+
+/**
+ * POST /api/v1/hunt {rule_id | rule (Sigma YAML), from, to, limit}: runs rules over stored events of a
+ * time range and answers the matches. Nothing is stored; live correlation state is not touched.
+ */
+export function huntRoutes(deps: {
+  detector: Detector;
+  store: EventStore;
+  maxEvents: number;
+  placeholders: Placeholders;
+}): RouteGroup {
+  return (app) => {
+    app.post<{ Body: unknown }>('/api/v1/hunt', async (req) => {
+      const principal = principalOf(req);
+      const body = parseJsonBody(req.body);
+      const started = performance.now();
+      if (typeof body.from !== 'string' || typeof body.to !== 'string') {
+        throw new InputError('bad_time_range', 'from and to are required (now-24h, ISO 8601 or epoch ms)');
+      }
+      const from = parseTimeParam(body.from, 'from');
+      const to = parseTimeParam(body.to, 'to');
+      const limit = body.limit === undefined ? 1000 : Number(body.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 100000) {
+        throw new InputError('bad_limit', 'limit must be an integer from 1 to 100000');
+      }
+      let set = deps.detector.ruleSet();
+      let ruleIds: Set<string> | undefined;
+      if (typeof body.rule === 'string') {
+        // A rule under test: compiled on its own, never saved.
+        const v = deps.detector.repository.validate(body.rule);
+        set = compileRuleText(body.rule, deps.placeholders);
+        ruleIds = new Set([v.id]);
+      } else if (typeof body.rule_id === 'string') {
+        if (!set.rules.some((r) => r.id === body.rule_id)) {
+          throw new VigilError('not_found', `no rule ${body.rule_id}`, { status: 404 });
+        }
+        ruleIds = new Set([body.rule_id]);
+      }
+      const matches = [];
+      let scanned = 0;
+      for await (const event of scanEvents(deps.store, { tenants: principal.tenants, from, to, max: deps.maxEvents })) {
+        scanned++;
+        for (const alert of deps.detector.evaluate([event], set)) {
+          if (ruleIds && !ruleIds.has(alert.rule.id)) continue;
+          if (matches.length < limit)
+            matches.push({
+              ...alert,
+              event: { '@timestamp': new Date(event.timestamp).toISOString(), 'event.id': event.id, ...event.fields },
+            });
+        }
+      }
+      return {
+        scanned,
+        truncated: scanned >= deps.maxEvents,
+        total: matches.length,
+        matches,
+        took_ms: Math.round(performance.now() - started),
+      };
+    });
+  };
+}

@@ -1,0 +1,19 @@
+import { z } from 'zod';
+
+/** Settings of detection (`detect:` in the config file). */
+export const detectConfigSchema = z
+  .object({
+    /** Run Sigma rules on the live stream. */
+    enabled: z.boolean().default(true),
+    /** Folders (or files) of Sigma rules loaded at start, read-only; rules added by the API live in <data_dir>/rules. */
+    rules_dirs: z.array(z.string().min(1)).default([]),
+    /** Values of %placeholders% for the `expand` modifier: name -> list of values. */
+    placeholders: z.record(z.string(), z.array(z.string())).default({}),
+    /** Correlation matches kept in memory across all windows, per tenant, before the oldest groups are evicted. */
+    max_correlation_state: z.number().int().min(100).default(100000),
+    /** Most stored events one retro-hunt reads. */
+    hunt_max_events: z.number().int().min(1).default(1000000),
+  })
+  .strict();
+
+export type DetectConfig = z.infer<typeof detectConfigSchema>;

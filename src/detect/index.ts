@@ -1,0 +1,119 @@
+import type { Registry } from 'prom-client';
+import type { Component, ComponentHealth } from '../lib/component.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { NormalizedEvent } from '../lib/event.ts';
+import type { Logger } from '../lib/logger.ts';
+import { counter, gauge, histogram } from '../lib/metrics.ts';
+import type { Alert, AlertStore } from './alerts/index.ts';
+import type { DetectConfig } from './config.ts';
+import type { CorrelationEngine } from './correlation/index.ts';
+import { evaluateEvents } from './evaluate.ts';
+import { type CompiledRuleSet, RuleRepository } from './rule-set.ts';
+
+export { type Alert, type AlertStore, createAlertStore } from './alerts/index.ts';
+export { type DetectConfig, detectConfigSchema } from './config.ts';
+export { evaluateEvents, ruleAlert } from './evaluate.ts';
+export {
+  type CompiledRuleSet,
+  compileRuleFolders,
+  compileRuleText,
+  type RuleInfo,
+  RuleRepository,
+} from './rule-set.ts';
+
+/** The live detection of a node: runs the rule set on every committed batch and stores the alerts. */
+export interface Detector extends Component {
+  /** Evaluates a batch (a bus consumer). */
+  handle(events: NormalizedEvent[]): Promise<void>;
+  /** Evaluates events without storing alerts (retro-hunt, tests): the alerts they would raise. */
+  evaluate(events: Iterable<NormalizedEvent>, ruleSet?: CompiledRuleSet): Alert[];
+  /** The current rule set. */
+  ruleSet(): CompiledRuleSet;
+  /** Recompiles after a change to the rules; the new set applies to the next batch. */
+  reload(): CompiledRuleSet;
+  readonly repository: RuleRepository;
+}
+
+/** Creates the detector; rules are loaded on start. */
+export function createDetector(
+  config: DetectConfig,
+  deps: { dataDir: string; alerts: AlertStore; metrics: Registry; logger: Logger },
+): Detector {
+  const repository = new RuleRepository(deps.dataDir, config.rules_dirs, config.placeholders);
+  let current: CompiledRuleSet | undefined;
+  /** Correlation state per tenant, so one tenant's events never complete another's window. */
+  let correlators = new Map<string, CorrelationEngine>();
+  let lastError: string | undefined;
+  const events = counter(deps.metrics, 'vigil_detect_events_total', 'Events evaluated by detection.');
+  const matches = counter(deps.metrics, 'vigil_detect_matches_total', 'Sigma rule matches.');
+  const rulesLoaded = gauge(deps.metrics, 'vigil_detect_rules_loaded', 'Rules in the running rule set.', ['kind']);
+  const rulesRejected = gauge(deps.metrics, 'vigil_detect_rules_rejected', 'Rule documents that could not be loaded.');
+  const batchSeconds = histogram(deps.metrics, 'vigil_detect_batch_seconds', 'Time to evaluate one batch.');
+
+  const evaluate = (batch: Iterable<NormalizedEvent>, set: CompiledRuleSet, map: Map<string, CorrelationEngine>) => {
+    const result = evaluateEvents(batch, set, map, {
+      maxCorrelationState: config.max_correlation_state,
+      metrics: deps.metrics,
+    });
+    events.inc(result.events);
+    matches.inc(result.matches);
+    return result.alerts;
+  };
+
+  const install = (set: CompiledRuleSet) => {
+    if (!current || current.correlationDigest !== set.correlationDigest) correlators = new Map();
+    current = set;
+    const count = (k: string) => set.rules.filter((r) => r.kind === k && r.enabled).length;
+    rulesLoaded.set({ kind: 'rule' }, count('rule'));
+    rulesLoaded.set({ kind: 'correlation' }, count('correlation'));
+    rulesLoaded.set({ kind: 'filter' }, count('filter'));
+    rulesRejected.set(set.rejected.length);
+    deps.logger.info(
+      { version: set.version, rules: count('rule'), correlations: count('correlation'), rejected: set.rejected.length },
+      'The detection rule set is loaded.',
+    );
+  };
+
+  const ruleSet = () => {
+    if (!current) throw new Error('detection is not started');
+    return current;
+  };
+
+  return {
+    name: 'detect',
+    repository,
+    async start() {
+      await deps.alerts.start();
+      install(repository.compile());
+    },
+    async stop() {},
+    health(): ComponentHealth {
+      if (!current) return { ok: false, detail: 'rules not loaded' };
+      return lastError ? { ok: false, detail: lastError } : { ok: true };
+    },
+    async handle(batch) {
+      if (!config.enabled || !current) return;
+      const end = batchSeconds.startTimer();
+      try {
+        const alerts = evaluate(batch, current, correlators);
+        if (alerts.length > 0) await deps.alerts.save(alerts);
+        lastError = undefined;
+      } catch (err) {
+        lastError = `detection failed: ${errorMessage(err)}`;
+        throw err;
+      } finally {
+        end();
+      }
+    },
+    evaluate(batch, set) {
+      // A private correlation state: hunting must not disturb the live windows.
+      return evaluate(batch, set ?? ruleSet(), new Map());
+    },
+    ruleSet,
+    reload() {
+      const set = repository.compile();
+      install(set);
+      return set;
+    },
+  };
+}
