@@ -94,7 +94,7 @@ interface FieldScan {
 }
 
 /** Up to this many needles a field is searched with `includes` per needle (native and fast), past it by hashing. */
-const INCLUDES_MAX = 48;
+const INCLUDES_MAX = 16;
 
 /**
  * A route's candidates split for evaluation: those without a needle are always evaluated; the others only when
