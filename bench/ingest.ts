@@ -13,7 +13,6 @@ import { DATABASE, EVENTS_TABLE, eventsTableDdl } from '../src/store/schema.ts';
 import { startVigil, type VigilNode } from '../test/harness/vigil.ts';
 import {
   type Benchmark,
-  type BenchOptions,
   boolOption,
   intOption,
   procCmdline,
@@ -105,9 +104,9 @@ export const ingestBenchmark: Benchmark = {
 };
 
 /** NDJSON request bodies of `batch` events each, built before the clock starts. */
-function httpBodies(lines: readonly Buffer[], batch: number): Buffer[] {
+function httpBodies(lines: readonly Buffer[], batch: number): Buffer<ArrayBuffer>[] {
   const nl = Buffer.from('\n');
-  const bodies: Buffer[] = [];
+  const bodies: Buffer<ArrayBuffer>[] = [];
   for (let i = 0; i < lines.length; i += batch) {
     bodies.push(Buffer.concat(lines.slice(i, i + batch).flatMap((l) => [l, nl])));
   }
@@ -150,7 +149,7 @@ async function storedCount(vigil: VigilNode, q: string): Promise<number> {
  * `clients` concurrent clients post the prepared bodies, each taking the next one when its previous request
  * is answered; 429/503 are retried after Retry-After. Only events answered `accepted` count.
  */
-async function httpPhase(bodies: readonly Buffer[], clients: number, env: Record<string, string>) {
+async function httpPhase(bodies: readonly Buffer<ArrayBuffer>[], clients: number, env: Record<string, string>) {
   const { vigil, pid } = await startMeasuredVigil(env);
   try {
     let next = 0;

@@ -116,12 +116,11 @@ async function main(): Promise<number> {
   return failed === 0 ? 0 : 1;
 }
 
+// Exit explicitly: an embedded chdb engine may keep native threads that hold the event loop open.
 main().then(
-  (code) => {
-    process.exitCode = code;
-  },
+  (code) => process.exit(code),
   (err: unknown) => {
     process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
+    process.exit(1);
   },
 );

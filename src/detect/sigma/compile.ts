@@ -17,7 +17,10 @@ import {
 import type { FieldResolver, WhenCond } from './mapping.ts';
 import type { StrTest } from './strings.ts';
 
-/** The event keys a Sigma field is read from. `@name` keys are derived fields; `P.**.leaf` searches under P. */
+/**
+ * The event keys a Sigma field is read from. `$name` keys are derived fields (`$event.timestamp` is the event
+ * time, `$auditd.<key>` a field of an auditd record in the message); `P.**.leaf` searches the keys under P.
+ */
 export interface Accessor {
   readonly id: number;
   readonly plain: readonly string[];
@@ -38,8 +41,8 @@ export class AccessorTable {
       const plain: string[] = [];
       const special: SpecialKey[] = [];
       for (const k of keys) {
-        if (k === '@event.timestamp') special.push({ t: 'timestamp' });
-        else if (k.startsWith('@')) special.push({ t: 'derived', name: k.slice(1) });
+        if (k === '$event.timestamp') special.push({ t: 'timestamp' });
+        else if (k.startsWith('$')) special.push({ t: 'derived', name: k.slice(1) });
         else if (k.includes('.**.')) {
           const at = k.indexOf('.**.');
           special.push({ t: 'deep', prefix: k.slice(0, at + 1), leaf: k.slice(at + 4) });
@@ -299,11 +302,16 @@ function bindStr(item: Extract<CompiledItem, { kind: 'str' }>, acc: Accessor | u
     const res = literals.map(
       (g) => new RegExp(g.map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), raw ? '' : 'i'),
     );
-    if (res.length === 1) {
-      const re = res[0];
-      return (ctx) => ctx.someText((s) => re.test(s)) !== negate;
+    // Texts shorter than the shortest literal cannot hold any: most field values are skipped on their length.
+    const tests = res.map((re, i): StrTest => {
+      const min = Math.min(...literals[i].map((l) => l.length));
+      return (s) => s.length >= min && re.test(s);
+    });
+    if (tests.length === 1) {
+      const t = tests[0];
+      return (ctx) => ctx.someText(t) !== negate;
     }
-    return (ctx) => res.every((re) => ctx.someText((s) => re.test(s))) !== negate;
+    return (ctx) => tests.every((t) => ctx.someText(t)) !== negate;
   }
   if (!acc) {
     // Keyword search: any text of the event (every value needs one text under `all`).
@@ -380,12 +388,13 @@ export class Binder {
   accessor(field: string): Accessor {
     const keys = this.resolve(field);
     const lf = field.toLowerCase();
-    if (lf === '@timestamp' || lf === 'timestamp') keys.push('@event.timestamp');
+    if (lf === '@timestamp' || lf === 'timestamp') keys.push('$event.timestamp');
     return this.table.get(keys);
   }
 
   item(def: FieldItemDef): Pred {
-    const c = def.compiled && !def.expand ? def.compiled : compileItem(def, this.placeholders ?? {});
+    // Items with placeholders are compiled again when the engine has its own placeholder values.
+    const c = def.compiled && !(def.expand && this.placeholders) ? def.compiled : compileItem(def, this.placeholders ?? {});
     switch (c.kind) {
       case 'str':
         return bindStr(c, c.field === null ? undefined : this.accessor(c.field));

@@ -99,7 +99,7 @@ export interface FieldItemDef {
   readonly path: DocPath;
   /** The item uses `expand`: it can only be compiled once placeholder values are known. */
   readonly expand: boolean;
-  /** The compiled form when the item does not depend on placeholders. */
+  /** The compiled form (for `expand` items, with the placeholder values given when loading). */
   compiled?: CompiledItem;
 }
 
@@ -654,7 +654,7 @@ function compileSearch(s: SearchDef, placeholders: Placeholders | undefined): vo
   const items = s.t === 'and' ? s.items : [s.item];
   for (const it of items) {
     if (!it.expand) it.compiled = compileItem(it);
-    else if (placeholders) compileItem(it, placeholders);
+    else if (placeholders) it.compiled = compileItem(it, placeholders);
   }
 }
 

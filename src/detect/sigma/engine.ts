@@ -226,6 +226,7 @@ class Engine implements SigmaEngine {
   private readonly counters = { events: 0, evaluations: 0, matches: 0 };
   private readonly indexes = new WeakMap<readonly Candidate[], RouteIndex>();
   private slots = 0;
+  private lastCached = true;
   private out: SigmaMatch[] | undefined;
 
   constructor(opts: SigmaEngineOptions) {
@@ -325,6 +326,9 @@ class Engine implements SigmaEngine {
       return { index, slot, ref: this.refs[index], pred, explain, needles: binder.prefilter(rule.detection) };
     } catch (err) {
       if (!(err instanceof RuleError)) throw err;
+      if (!this.rejected.some((r) => r.ruleId === rule.id && r.file === rule.file)) {
+        this.rejected.push({ file: rule.file, line: rule.line, ruleId: rule.id, title: rule.title, reason: err.message });
+      }
       return undefined;
     }
   }
@@ -396,13 +400,15 @@ class Engine implements SigmaEngine {
     return routes;
   }
 
-  private windowsCandidates(routes: WindowsRoutes): { list: Candidate[]; cached: boolean } {
+  /** The candidates of the current Windows event; `lastCached` tells whether the list is kept (and indexed). */
+  private windowsCandidates(routes: WindowsRoutes): Candidate[] {
     const ctx = this.ctx;
     const channel = lowerText(ctx.raw(routes.channelAcc));
     const eventId = lowerText(ctx.raw(routes.eventIdAcc));
     let byId = routes.merged.get(channel);
     const hit = byId?.get(eventId);
-    if (hit) return { list: hit, cached: true };
+    this.lastCached = true;
+    if (hit) return hit;
     const ch = routes.byChannel.get(channel);
     const w = routes.wildcard;
     const list = [
@@ -411,14 +417,17 @@ class Engine implements SigmaEngine {
       ...(w.byEventId.get(eventId) ?? EMPTY),
       ...w.any,
     ];
-    if (routes.mergedSize >= MAX_MERGED_ROUTES) return { list, cached: false };
+    if (routes.mergedSize >= MAX_MERGED_ROUTES) {
+      this.lastCached = false;
+      return list;
+    }
     if (!byId) {
       byId = new Map();
       routes.merged.set(channel, byId);
     }
     byId.set(eventId, list);
     routes.mergedSize++;
-    return { list, cached: true };
+    return list;
   }
 
   /** The resolver for a rule routed by a declared logsource in a layout. */
@@ -546,8 +555,8 @@ class Engine implements SigmaEngine {
       const routes = this.windowsRoutes(layout);
       // ECS events are Windows events only when they carry a channel.
       if (routes && (layout !== 'ecs' || ctx.raw(routes.channelAcc) !== undefined)) {
-        const { list, cached } = this.windowsCandidates(routes);
-        this.run(list, cached);
+        const list = this.windowsCandidates(routes);
+        this.run(list, this.lastCached);
         routed = true;
       }
     }
@@ -568,7 +577,7 @@ class Engine implements SigmaEngine {
     const lm = this.mappings.windows.layouts[event.layout as 'windows' | 'evtx' | 'ecs'];
     const keys = lm ? windowsResolver(lm, undefined, undefined)(sigmaField) : [sigmaField];
     for (const k of keys) {
-      if (k.startsWith('@') || k.includes('.**.')) continue;
+      if (k.startsWith('$') || k.includes('.**.')) continue;
       const v = event.fields[k];
       if (v !== undefined && typeof v !== 'function') return v;
     }
