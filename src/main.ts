@@ -79,10 +79,13 @@ async function main(argv: string[]): Promise<number> {
   return command.run(parsed.positionals, parsed.values as Record<string, string | boolean | undefined>);
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stderr.write(err instanceof ConfigError ? `vigil: ${err.message}\n` : `vigil: ${errorMessage(err)}\n`);
-    process.exit(1);
-  },
-);
+/** Exits once stdout has drained (process.exit would cut piped output short), forcing it after a grace period. */
+function exitWith(code: number): void {
+  process.exitCode = code;
+  process.stdout.write('', () => setTimeout(() => process.exit(code), 2000).unref());
+}
+
+main(process.argv.slice(2)).then(exitWith, (err) => {
+  process.stderr.write(err instanceof ConfigError ? `vigil: ${err.message}\n` : `vigil: ${errorMessage(err)}\n`);
+  exitWith(1);
+});

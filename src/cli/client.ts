@@ -15,7 +15,15 @@ export function apiTarget(opts: { url?: string; token?: string }): { url: string
 
 /** Calls the API and returns the parsed JSON, or throws with the server's error message. */
 export async function apiGet(target: { url: string; token: string }, path: string): Promise<unknown> {
-  const res = await fetch(`${target.url}${path}`, { headers: { authorization: `Bearer ${target.token}` } });
+  let res: Response;
+  try {
+    res = await fetch(`${target.url}${path}`, { headers: { authorization: `Bearer ${target.token}` } });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new Error(
+      `cannot reach Vigil at ${target.url} (${cause?.code ?? cause?.message ?? 'network error'}): is it running? set --url or VIGIL_URL`,
+    );
+  }
   const body = (await res.json()) as { error?: { message: string; details?: { hint?: string } } };
   if (!res.ok) {
     const hint = body.error?.details?.hint ? ` (${body.error.details.hint})` : '';

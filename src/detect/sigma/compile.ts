@@ -394,7 +394,8 @@ export class Binder {
 
   item(def: FieldItemDef): Pred {
     // Items with placeholders are compiled again when the engine has its own placeholder values.
-    const c = def.compiled && !(def.expand && this.placeholders) ? def.compiled : compileItem(def, this.placeholders ?? {});
+    const c =
+      def.compiled && !(def.expand && this.placeholders) ? def.compiled : compileItem(def, this.placeholders ?? {});
     switch (c.kind) {
       case 'str':
         return bindStr(c, c.field === null ? undefined : this.accessor(c.field));
@@ -452,7 +453,7 @@ export class Binder {
   prefilter(d: ParsedDetection): Needle[] | undefined {
     const fromItem = (it: FieldItemDef): Needle[] | undefined => {
       const c = it.compiled;
-      if (!c || c.kind !== 'str' || c.field === null || !c.needles || it.expand) return undefined;
+      if (c?.kind !== 'str' || c.field === null || !c.needles || it.expand) return undefined;
       const acc = this.accessor(c.field);
       const groups = c.all ? [bestGroup(c.needles)] : [c.needles.flat()];
       return [...new Set(groups[0])].map((text) => ({ acc, text }));

@@ -34,8 +34,16 @@ describe('condition: operators and precedence (or < and < not < x of < parenthes
     { cond: '1 of them', truth: { keywords: true }, want: true },
     // `them` leaves out identifiers starting with an underscore
     { cond: '1 of them', truth: { _hidden: true }, want: false },
-    { cond: 'all of them', truth: { sel: true, sel_a: true, sel_b: true, filter: true, filter_x: true, keywords: true }, want: true },
-    { cond: 'all of *', truth: { sel: true, sel_a: true, sel_b: true, filter: true, filter_x: true, keywords: true }, want: false },
+    {
+      cond: 'all of them',
+      truth: { sel: true, sel_a: true, sel_b: true, filter: true, filter_x: true, keywords: true },
+      want: true,
+    },
+    {
+      cond: 'all of *',
+      truth: { sel: true, sel_a: true, sel_b: true, filter: true, filter_x: true, keywords: true },
+      want: false,
+    },
     { cond: 'SEL_A AND Sel_b', truth: {}, want: false },
     { cond: 'sel_a AND sel_b', truth: { sel_a: true, sel_b: true }, want: true },
     { cond: '2 of sel*', truth: { sel: true, sel_b: true }, want: true },

@@ -327,7 +327,13 @@ class Engine implements SigmaEngine {
     } catch (err) {
       if (!(err instanceof RuleError)) throw err;
       if (!this.rejected.some((r) => r.ruleId === rule.id && r.file === rule.file)) {
-        this.rejected.push({ file: rule.file, line: rule.line, ruleId: rule.id, title: rule.title, reason: err.message });
+        this.rejected.push({
+          file: rule.file,
+          line: rule.line,
+          ruleId: rule.id,
+          title: rule.title,
+          reason: err.message,
+        });
       }
       return undefined;
     }
@@ -488,7 +494,9 @@ class Engine implements SigmaEngine {
     if (!ctx.firstEval(c.slot)) return;
     this.counters.evaluations++;
     if (!c.pred(ctx) || !ctx.firstVisit(c.index)) return;
-    (this.out ??= []).push({ rule: c.ref, matchedFields: c.explain(ctx) });
+    const match: SigmaMatch = { rule: c.ref, matchedFields: c.explain(ctx) };
+    if (this.out) this.out.push(match);
+    else this.out = [match];
   }
 
   /** Evaluates the candidates of a route: those without needles, then those whose needles the scans find. */

@@ -187,9 +187,11 @@ const cases: Case[] = [
   },
   {
     name: 'utf16be and utf16 (with byte order mark)',
-    selection:
-      "selection:\n    - Blob|utf16be|base64: 'ab'\n    - Blob|utf16|base64: 'ab'",
-    yes: [{ Blob: Buffer.from([0, 0x61, 0, 0x62]).toString('base64') }, { Blob: Buffer.from([0xff, 0xfe, 0x61, 0, 0x62, 0]).toString('base64') }],
+    selection: "selection:\n    - Blob|utf16be|base64: 'ab'\n    - Blob|utf16|base64: 'ab'",
+    yes: [
+      { Blob: Buffer.from([0, 0x61, 0, 0x62]).toString('base64') },
+      { Blob: Buffer.from([0xff, 0xfe, 0x61, 0, 0x62, 0]).toString('base64') },
+    ],
     no: [{ Blob: Buffer.from('ab').toString('base64') }],
   },
   {
@@ -304,8 +306,7 @@ const cases: Case[] = [
   },
   {
     name: 'minute, day, month, year, week',
-    selection:
-      'selection:\n    T|minute: 15\n    T|day: 10\n    T|month: 3\n    T|year: 2024\n    T|week: 10',
+    selection: 'selection:\n    T|minute: 15\n    T|day: 10\n    T|month: 3\n    T|year: 2024\n    T|week: 10',
     yes: [{ T: '2024-03-10T22:15:00Z' }],
     no: [{ T: '2024-03-11T22:15:00Z' }],
   },
@@ -322,7 +323,7 @@ const cases: Case[] = [
     no: [{ OriginalFileName: '' }, { OriginalFileName: 'x' }],
   },
   {
-    name: "empty string: present and empty",
+    name: 'empty string: present and empty',
     selection: "selection:\n    OriginalFileName: ''",
     yes: [{ OriginalFileName: '' }],
     no: [{}, { OriginalFileName: 'x' }],
@@ -341,12 +342,20 @@ describe('modifiers and value types', () => {
 
 describe('modifier errors reject the rule with a reason', () => {
   const bad: { name: string; selection: string; reason: RegExp }[] = [
-    { name: 'unknown modifier', selection: 'selection:\n    Image|sometimes: x', reason: /unknown modifier 'sometimes'/ },
+    {
+      name: 'unknown modifier',
+      selection: 'selection:\n    Image|sometimes: x',
+      reason: /unknown modifier 'sometimes'/,
+    },
     { name: 'bad regex', selection: "selection:\n    Image|re: '(unclosed'", reason: /invalid regular expression/ },
     { name: 'bad cidr', selection: "selection:\n    Ip|cidr: '10.0.0.0/40'", reason: /prefix length/ },
     { name: 'gt needs a number', selection: 'selection:\n    Size|gt: big', reason: /needs a number/ },
     { name: 'exists needs a boolean', selection: 'selection:\n    X|exists: maybe', reason: /true or false/ },
-    { name: 'contains and endswith together', selection: 'selection:\n    X|contains|endswith: a', reason: /cannot be combined/ },
+    {
+      name: 'contains and endswith together',
+      selection: 'selection:\n    X|contains|endswith: a',
+      reason: /cannot be combined/,
+    },
     { name: 're sub-modifier without re', selection: 'selection:\n    X|i: a', reason: /only valid after re/ },
     { name: 'base64 of a wildcard', selection: "selection:\n    X|base64: 'a*'", reason: /wildcards/ },
     { name: 'unresolvable placeholder', selection: "selection:\n    X|expand: '%nope%'", reason: /placeholder %nope%/ },
@@ -371,7 +380,9 @@ describe('keywords', () => {
     assert.equal(m({ b: 'nothing' }), false);
   });
   it("'|all' keywords need every value", () => {
-    const m = matcher(rule("keywords:\n    '|all':\n        - 'OabVirtualDirectory'\n        - ' -ExternalUrl '", 'keywords'));
+    const m = matcher(
+      rule("keywords:\n    '|all':\n        - 'OabVirtualDirectory'\n        - ' -ExternalUrl '", 'keywords'),
+    );
     assert.equal(m({ a: 'Set-OabVirtualDirectory -ExternalUrl http://x' }), true);
     assert.equal(m({ a: 'Set-OabVirtualDirectory', b: ' -ExternalUrl ' }), true);
     assert.equal(m({ a: 'Set-OabVirtualDirectory' }), false);

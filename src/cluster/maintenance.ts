@@ -1,0 +1,116 @@
+import type { Component, ComponentHealth } from '../lib/component.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import type { ClusterConfig } from './config.ts';
+import type { MaintenanceState, Membership } from './membership.ts';
+import type { PartitionManager } from './partitions.ts';
+
+/** Answer of GET /admin/maintenance/status. */
+export interface MaintenanceStatus {
+  status: MaintenanceState;
+  partitions_remaining: number;
+}
+
+/**
+ * Maintenance mode of this node, for rolling upgrades. `enable()` marks the node draining in its
+ * registration, stops intake (`accepting()` turns false, health turns not-ok so /health/ready answers 503),
+ * hands its partitions over one at a time, waits for in-flight batches, then reports drained. `disable()`
+ * rejoins: intake resumes and partitions are taken again by the balancing rule.
+ */
+export interface Maintenance extends Component {
+  /** Starts draining (if active) and answers the status at once; the drain goes on in the background. */
+  enable(): Promise<MaintenanceStatus>;
+  /** Rejoins the cluster (cancels a drain in progress). */
+  disable(): Promise<MaintenanceStatus>;
+  status(): MaintenanceStatus;
+  /** Whether intake should take new work. */
+  accepting(): boolean;
+  /** Resolves once the node is drained (rejects if the drain is cancelled by disable()). */
+  drained(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Creates maintenance mode for this node. */
+export function createMaintenance(
+  config: ClusterConfig,
+  deps: {
+    membership: Membership;
+    /** Absent on nodes that own no partitions. */
+    partitions?: PartitionManager;
+    /** Batches in flight (accepted, not yet committed); the drain waits for 0. */
+    inflight?: () => number;
+    /** Told when intake should stop (false) or resume (true). */
+    onIntakeChange?: (accepting: boolean) => void;
+    logger: Logger;
+  },
+): Maintenance {
+  const log = deps.logger.child({ component: 'cluster-maintenance' });
+  let state: MaintenanceState = 'active';
+  let run = 0;
+  let waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+
+  const remaining = () => deps.partitions?.owned().size ?? 0;
+  const status = (): MaintenanceStatus => ({ status: state, partitions_remaining: remaining() });
+
+  const setState = async (s: MaintenanceState) => {
+    state = s;
+    await deps.membership
+      .update({ state: s })
+      .catch((err) => log.warn({ err: errorMessage(err) }, 'Could not publish the maintenance state.'));
+  };
+
+  const drain = async (id: number) => {
+    await deps.partitions?.drain();
+    if (id !== run) return;
+    const until = Date.now() + config.drain_timeout_ms;
+    while (deps.inflight && deps.inflight() > 0 && Date.now() < until && id === run) await sleep(50);
+    if (id !== run) return;
+    if (deps.inflight && deps.inflight() > 0) {
+      log.warn({ inflight: deps.inflight() }, 'In-flight batches did not finish within drain_timeout_ms.');
+    }
+    await setState('drained');
+    log.info('This node is drained: it owns no partition and takes no intake.');
+    for (const w of waiters.splice(0)) w.resolve();
+  };
+
+  return {
+    name: 'cluster-maintenance',
+    async enable() {
+      if (state !== 'active') return status();
+      const id = ++run;
+      log.info({ partitions: remaining() }, 'Maintenance enabled: draining this node.');
+      deps.onIntakeChange?.(false);
+      await setState('draining');
+      void drain(id).catch((err) => log.error({ err: errorMessage(err) }, 'The drain failed.'));
+      return status();
+    },
+    async disable() {
+      if (state === 'active') return status();
+      run++;
+      for (const w of waiters.splice(0)) w.reject(new Error('maintenance was disabled before the drain finished'));
+      await setState('active');
+      deps.partitions?.resume();
+      deps.onIntakeChange?.(true);
+      log.info('Maintenance disabled: this node rejoins the cluster.');
+      return status();
+    },
+    status,
+    accepting: () => state === 'active',
+    drained() {
+      if (state === 'drained') return Promise.resolve();
+      if (state === 'active') return Promise.reject(new Error('maintenance is not enabled'));
+      return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
+    },
+    async start() {},
+    async stop() {
+      run++;
+      const pending = waiters;
+      waiters = [];
+      for (const w of pending) w.reject(new Error('the node is stopping'));
+    },
+    health(): ComponentHealth {
+      return state === 'active' ? { ok: true } : { ok: false, detail: `maintenance: ${state}` };
+    },
+  };
+}

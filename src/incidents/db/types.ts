@@ -1,0 +1,81 @@
+import { VigilError } from '../../lib/errors.ts';
+
+/** What runs SQL: the database itself, or a transaction of it. Parameters are `$1, $2...`, never spliced. */
+export interface Queryable {
+  /** Runs one statement and returns its rows (use RETURNING to learn what an INSERT/UPDATE touched). */
+  query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<R[]>;
+}
+
+/**
+ * The one SQL interface of Vigil's state (incidents, users, audit, notifications): PGlite or PostgreSQL
+ * behind it, one dialect and one code path. `bigint` columns come back as JS numbers on both.
+ */
+export interface Db extends Queryable {
+  readonly kind: 'pglite' | 'postgres';
+  /**
+   * Runs `fn` in a transaction: committed when it resolves, rolled back when it throws. Inside `fn`, use
+   * only `tx` (on PGlite, a query on the Db itself would wait for the transaction forever).
+   */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** A database failure, with the SQLSTATE when the server sent one; `retryable` when a retry can help. */
+export class DbError extends VigilError {
+  readonly sqlState?: string;
+  constructor(message: string, opts: { cause?: unknown; sqlState?: string; retryable?: boolean }) {
+    super('database_error', message, { status: opts.retryable ? 503 : 500, retryable: opts.retryable, cause: opts.cause });
+    this.name = 'DbError';
+    this.sqlState = opts.sqlState;
+  }
+}
+
+/** SQLSTATE classes and codes a retry can cure: lost connections, failover, serialization, deadlock. */
+const RETRYABLE_STATES = new Set(['40001', '40P01', '25006', '57P01', '57P02', '57P03', '53300', '55P03']);
+const RETRYABLE_NET = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH']);
+
+/** Whether an error from a driver is worth retrying (a connection failed, or the server asked for it). */
+export function isRetryableDbError(err: unknown): boolean {
+  if (err instanceof DbError) return err.retryable;
+  const e = err as { code?: unknown; message?: unknown } | undefined;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (code.startsWith('08') || RETRYABLE_STATES.has(code) || RETRYABLE_NET.has(code)) return true;
+  const message = typeof e?.message === 'string' ? e.message : '';
+  // node-postgres reports a socket closed under it with these messages and no code.
+  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
+}
+
+/** Wraps a driver error with the statement's first words (never its parameters) and whether to retry. */
+export function wrapDbError(err: unknown, sql: string): DbError {
+  if (err instanceof DbError) return err;
+  const e = err as { code?: unknown; message?: unknown };
+  const sqlState = typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined;
+  const what = sql.trim().split(/\s+/).slice(0, 4).join(' ');
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  return new DbError(`${what}...: ${message}`, { cause: err, sqlState, retryable: isRetryableDbError(err) });
+}
+
+/** Runs `fn`, retrying retryable database errors with exponential backoff and full jitter until `deadline`. */
+export async function withDbRetry<T>(
+  fn: () => Promise<T>,
+  opts: {
+    initialMs: number;
+    maxMs: number;
+    /** Epoch ms after which the last error is thrown. */
+    deadline: () => number;
+    onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+  },
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isRetryableDbError(err)) throw err;
+      const cap = Math.min(opts.maxMs, opts.initialMs * 2 ** (attempt - 1));
+      const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
+      if (Date.now() + delay > opts.deadline()) throw err;
+      opts.onRetry?.(err, attempt, delay);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}

@@ -1,0 +1,65 @@
+import type { Principal } from '../api/auth.ts';
+import { VigilError } from '../lib/errors.ts';
+
+export type Role = Principal['role'];
+export const ROLES: readonly Role[] = ['viewer', 'analyst', 'admin'];
+
+/** API key scopes; a key acts with the lower of its user's role and its highest scope's role. */
+export const SCOPES = ['read', 'write', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+const SCOPE_ROLE: Record<Scope, Role> = { read: 'viewer', write: 'analyst', admin: 'admin' };
+
+/** viewer 0 < analyst 1 < admin 2. */
+export function roleRank(role: Role): number {
+  return ROLES.indexOf(role);
+}
+
+/** The role an API key with `scopes` acts with for a user of `userRole`. */
+export function keyRole(userRole: Role, scopes: readonly Scope[]): Role {
+  const scopeRank = Math.max(-1, ...scopes.map((s) => roleRank(SCOPE_ROLE[s])));
+  if (scopeRank < 0) return 'viewer';
+  return ROLES[Math.min(roleRank(userRole), scopeRank)];
+}
+
+/** The highest scope a user of `role` may put on a key. */
+export function maxScope(role: Role): Scope {
+  return role === 'admin' ? 'admin' : role === 'analyst' ? 'write' : 'read';
+}
+
+/** A principal as Vigil's user authenticator builds it: who, and through which credential. */
+export interface UserPrincipal extends Principal {
+  /** The user's id; absent for the bootstrap admin token, which is no user. */
+  userId?: string;
+  via: 'admin_token' | 'session' | 'api_key';
+  /** The scopes of the API key used, when via is api_key. */
+  scopes?: Scope[];
+  /** The API key's id, when via is api_key. */
+  keyId?: string;
+}
+
+/** The user fields of a principal, when the user authenticator made it (undefined otherwise). */
+export function userPrincipal(p: Principal): UserPrincipal | undefined {
+  const via = (p as Partial<UserPrincipal>).via;
+  return via ? (p as UserPrincipal) : undefined;
+}
+
+/**
+ * Refuses (403) a principal whose role is below `min`. Viewers read; analysts search, work incidents and
+ * manage rules; admins do everything, users included.
+ */
+export function requireRole(principal: Principal, min: Role): void {
+  if (roleRank(principal.role) < roleRank(min)) {
+    throw new VigilError('forbidden', `this needs the ${min} role; ${principal.name} acts as ${principal.role}`, {
+      status: 403,
+      details: { required: min, role: principal.role },
+    });
+  }
+}
+
+/** Refuses (403) acting in a tenant the principal is not given (to create something there). */
+export function requireTenant(principal: Principal, tenant: string): void {
+  if (!principal.tenants.includes(tenant)) {
+    throw new VigilError('forbidden_tenant', `tenant ${tenant} is not one of yours`, { status: 403 });
+  }
+}

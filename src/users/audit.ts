@@ -1,0 +1,86 @@
+import type { Db, Queryable } from '../incidents/index.ts';
+
+/** One audit entry: who did what to which object, when, with what (never secrets). */
+export interface AuditEntry {
+  id: number;
+  at: number;
+  actor: string;
+  action: string;
+  target: string;
+  tenant: string | null;
+  details: Record<string, unknown> | null;
+}
+
+/** Filters of GET /api/v1/audit; entries come newest first, `before` pages by id. */
+export interface AuditFilter {
+  tenants: string[];
+  actor?: string;
+  action?: string;
+  target?: string;
+  from?: number;
+  to?: number;
+  before?: number;
+  limit: number;
+}
+
+/**
+ * The append-only audit log of every change (incidents, users, API keys, rules). The code has no update
+ * or delete path, and the table refuses UPDATE, DELETE and TRUNCATE itself (a trigger).
+ */
+export interface AuditLog {
+  /**
+   * Appends an entry. Pass `opts.tx` to write it in the same transaction as the change it records;
+   * `opts.tenant` makes it visible to that tenant's admins only (no tenant: every admin).
+   */
+  record(
+    actor: string,
+    action: string,
+    target: string,
+    details?: Record<string, unknown>,
+    opts?: { tenant?: string; tx?: Queryable },
+  ): Promise<void>;
+  list(filter: AuditFilter): Promise<AuditEntry[]>;
+}
+
+interface AuditRow {
+  id: number;
+  at: number;
+  actor: string;
+  action: string;
+  target: string;
+  tenant: string | null;
+  details: Record<string, unknown> | null;
+}
+
+/** Creates the audit log on `db`. */
+export function createAuditLog(db: Db): AuditLog {
+  return {
+    async record(actor, action, target, details, opts = {}) {
+      await (opts.tx ?? db).query(
+        'INSERT INTO audit_log (at, actor, action, target, tenant, details) VALUES ($1, $2, $3, $4, $5, $6::jsonb)',
+        [Date.now(), actor, action, target, opts.tenant ?? null, details === undefined ? null : JSON.stringify(details)],
+      );
+    },
+    async list(f) {
+      const where = ['(tenant IS NULL OR tenant = ANY($1::text[]))'];
+      const params: unknown[] = [f.tenants];
+      const add = (clause: string, value: unknown) => {
+        params.push(value);
+        where.push(clause.replace('?', `$${params.length}`));
+      };
+      if (f.actor !== undefined) add('actor = ?', f.actor);
+      if (f.action !== undefined) add('action = ?', f.action);
+      if (f.target !== undefined) add('target = ?', f.target);
+      if (f.from !== undefined) add('at >= ?', f.from);
+      if (f.to !== undefined) add('at < ?', f.to);
+      if (f.before !== undefined) add('id < ?', f.before);
+      params.push(f.limit);
+      const rows = await db.query<AuditRow>(
+        `SELECT id, at, actor, action, target, tenant, details FROM audit_log
+         WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT $${params.length}`,
+        params,
+      );
+      return rows.map((r) => ({ ...r, id: Number(r.id), at: Number(r.at) }));
+    },
+  };
+}
