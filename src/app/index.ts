@@ -5,7 +5,9 @@ import { ingestRoutes } from '../api/routes/ingest.ts';
 import { searchRoutes } from '../api/routes/search.ts';
 import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.ts';
 import { type Bus, createMemoryBus } from '../bus/index.ts';
+import { type Cluster, createCluster } from '../cluster/index.ts';
 import type { VigilConfig } from '../config/schema.ts';
+import { adminRoutes } from '../api/routes/admin.ts';
 import { alertRoutes } from '../api/routes/alerts.ts';
 import { huntRoutes } from '../api/routes/hunt.ts';
 import { ruleRoutes } from '../api/routes/rules.ts';
@@ -15,6 +17,7 @@ import { createSyslogIntake } from '../intake/syslog/index.ts';
 import type { Component } from '../lib/component.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
+import { VERSION } from '../lib/version.ts';
 import { createNormalizer } from '../parse/index.ts';
 import { createEventStore, type EventStore } from '../store/index.ts';
 import { type ModuleDef, resolveModules } from './registry.ts';
@@ -31,10 +34,30 @@ interface Ctx {
   store?: EventStore;
   bus?: Bus;
   httpIntake?: HttpIntake;
+  cluster?: Cluster;
 }
 
 /** Every module of Vigil and how they depend on each other: the one place that knows the whole. */
 const MODULES: ModuleDef<Ctx>[] = [
+  {
+    // Runs only when cluster.enabled: membership, partition leases and maintenance on etcd.
+    name: 'cluster',
+    deps: [],
+    roles: ['ingest', 'store', 'detect', 'api'],
+    init(ctx) {
+      const cluster = createCluster(ctx.config.cluster, {
+        roles: ctx.config.roles,
+        version: VERSION,
+        httpAddr: ctx.config.http.addr,
+        metrics: ctx.metrics,
+        logger: ctx.logger.child({ component: 'cluster' }),
+        inflight: () => ctx.bus?.pending() ?? 0,
+      });
+      ctx.cluster = cluster;
+      ctx.routes.push(adminRoutes({ cluster }));
+      return cluster;
+    },
+  },
   {
     name: 'store',
     deps: [],
@@ -163,7 +186,8 @@ export function createApp(config: Readonly<VigilConfig>, logger: Logger): App {
     components: [],
     normalizer: createNormalizer(config.parse),
   };
-  const ordered = resolveModules(MODULES, config.roles);
+  const modules = config.cluster.enabled ? MODULES : MODULES.filter((m) => m.name !== 'cluster');
+  const ordered = resolveModules(modules, config.roles);
   const api = ordered.find((m) => m.name === 'api');
   for (const def of ordered) if (def !== api) ctx.components.push(def.init(ctx));
   const apiServer = api ? (api.init(ctx) as ApiServer) : undefined;

@@ -11,8 +11,11 @@ export const clusterConfigSchema = z
     enabled: z.boolean().default(false),
     /** This node's unique name; the host name when unset. */
     node_id: z
-      .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'letters, digits, ".", "_" and "-", at most 128')
+      // VIGIL_CLUSTER__NODE_ID=7 arrives as a number.
+      .preprocess(
+        (v) => (typeof v === 'number' ? String(v) : v),
+        z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'letters, digits, ".", "_" and "-", at most 128'),
+      )
       .optional(),
     /** host:port where other nodes and operators reach this node's HTTP API; `http.addr` when unset. */
     advertise_addr: z

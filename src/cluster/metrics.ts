@@ -16,9 +16,7 @@ export function clusterMetrics(registry: Registry) {
       'vigil_cluster_failovers_total',
       'Partitions this node took over from an owner whose lease had expired.',
     ),
-    etcdErrors: counter(registry, 'vigil_cluster_etcd_errors_total', 'etcd calls that failed, by operation.', [
-      'op',
-    ]),
+    etcdErrors: counter(registry, 'vigil_cluster_etcd_errors_total', 'etcd calls that failed, by operation.', ['op']),
   };
 }
 

@@ -180,14 +180,17 @@ export function createPartitionManager(
   const quota = () => (draining ? 0 : partitionQuota(P, membership.nodes(), self, deps.participate));
 
   const release = async (p: number, token: number, why: string) => {
-    log.info({ partition: p, token, why }, 'Handing over a partition.');
+    log.info({ partition: p, fencing_token: token, why }, 'Handing over a partition.');
     const flushed = dropLocal(p);
     await withTimeout(flushed, Math.max(1, config.handover_timeout_ms), `partition ${p} handover`).catch((err) =>
       log.warn({ partition: p, err: errorMessage(err) }, 'A partition owner did not finish in time; releasing anyway.'),
     );
     // Delete only our own incarnation of the key (same create revision = same token).
     await session.run('partition_release', (e) =>
-      e.if(keyOf(p), 'Create', '==', token).then(e.delete().key(keyOf(p))).commit(),
+      e
+        .if(keyOf(p), 'Create', '==', token)
+        .then(e.delete().key(keyOf(p)))
+        .commit(),
     );
   };
 
@@ -216,7 +219,7 @@ export function createPartitionManager(
       // The previous owner's registration is gone or belongs to a newer lease: its lease expired.
       if (!node || node.lease !== prev.lease) metrics.failovers.inc();
     }
-    log.info({ partition: p, token }, 'Acquired a partition.');
+    log.info({ partition: p, fencing_token: token }, 'Acquired a partition.');
     tellAcquire(p, token);
     publishOwned();
     return true;
@@ -240,7 +243,10 @@ export function createPartitionManager(
     for (const [p, token] of [...owned]) {
       const k = keys.get(p);
       if (!k || k.token !== token) {
-        log.warn({ partition: p, token }, 'A partition key of this node changed in etcd; no longer its owner.');
+        log.warn(
+          { partition: p, fencing_token: token },
+          'A partition key of this node changed in etcd; no longer its owner.',
+        );
         void dropLocal(p);
       }
     }
@@ -257,7 +263,10 @@ export function createPartitionManager(
         // (listeners already told): free it for the next owner now.
         await session
           .run('partition_release', (e) =>
-            e.if(keyOf(p), 'Create', '==', k.token).then(e.delete().key(keyOf(p))).commit(),
+            e
+              .if(keyOf(p), 'Create', '==', k.token)
+              .then(e.delete().key(keyOf(p)))
+              .commit(),
           )
           .catch(() => undefined);
         keys.delete(p);

@@ -184,11 +184,13 @@ export function createEtcdSession(
     }
   };
 
-  const keepaliveLoop = (g: number) => {
+  /** Renews every keepalive_interval_ms; after a failure, retries sooner (another member may answer). */
+  const keepaliveLoop = (g: number, delayMs = config.keepalive_interval_ms) => {
     keepaliveTimer = setTimeout(async () => {
       if (g !== gen || stopped || lease === undefined) return;
       const id = lease;
       const sentAt = now();
+      let next = config.keepalive_interval_ms;
       try {
         const ttl = await keepaliveOnce(id);
         lastContact = now();
@@ -197,14 +199,15 @@ export function createEtcdSession(
         extend(sentAt, ttl);
       } catch (err) {
         metrics.etcdErrors.inc({ op: 'keepalive' });
-        // One line per second at most: an outage would otherwise log at the keepalive rate.
+        next = Math.min(100, config.keepalive_interval_ms);
+        // One line per second at most: an outage would otherwise log at the retry rate.
         if (now() - lastKeepaliveError > 1000) {
           lastKeepaliveError = now();
           log.warn({ err: errorMessage(err), remaining_ms: Math.round(validUntil - now()) }, 'A lease renewal failed.');
         }
       }
-      if (g === gen && !stopped) keepaliveLoop(g);
-    }, config.keepalive_interval_ms);
+      if (g === gen && !stopped) keepaliveLoop(g, next);
+    }, delayMs);
   };
 
   const grantLoop = async (g: number) => {
@@ -289,10 +292,11 @@ export function createEtcdSession(
         faultHandling: { watchBackoff: cappedBackoff(100, config.refresh_interval_ms) },
       });
       const first = new Promise<void>((resolve) => {
-        const off = this.onUp(() => {
-          off();
+        const once = () => {
+          upListeners.delete(once);
           resolve();
-        });
+        };
+        upListeners.add(once);
       });
       void grantLoop(gen);
       try {

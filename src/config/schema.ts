@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { httpConfigSchema } from '../api/config.ts';
 import { busConfigSchema } from '../bus/config.ts';
+import { clusterConfigSchema } from '../cluster/config.ts';
 import { detectConfigSchema } from '../detect/config.ts';
 import { httpIntakeConfigSchema } from '../intake/http/config.ts';
 import { syslogConfigSchema } from '../intake/syslog/config.ts';
@@ -34,6 +35,7 @@ export const configSchema = z
     bus: busConfigSchema.prefault({}),
     store: storeConfigSchema.prefault({}),
     detect: detectConfigSchema.prefault({}),
+    cluster: clusterConfigSchema.prefault({}),
   })
   .strict();
 

@@ -1,0 +1,121 @@
+import { hostname } from 'node:os';
+import type { Registry } from 'prom-client';
+import type { Component, ComponentHealth } from '../lib/component.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import type { ClusterConfig } from './config.ts';
+import { createMaintenance, type Maintenance } from './maintenance.ts';
+import { createMembership, type Membership } from './membership.ts';
+import { createPartitionManager, type PartitionManager, runsDetect } from './partitions.ts';
+import { createEtcdSession, type EtcdSession } from './session.ts';
+
+export { type ClusterConfig, clusterConfigSchema } from './config.ts';
+export { ClusterError, type ClusterErrorCode } from './errors.ts';
+export type { Maintenance, MaintenanceStatus } from './maintenance.ts';
+export { createMaintenance } from './maintenance.ts';
+export type { MaintenanceState, Membership, NodeRegistration, NodeState, NodeView } from './membership.ts';
+export { createMembership } from './membership.ts';
+export type { OwnershipListener, PartitionManager, PartitionOwner } from './partitions.ts';
+export { createPartitionManager, partitionOf, partitionQuota, runsDetect } from './partitions.ts';
+export type { EtcdSession } from './session.ts';
+export { createEtcdSession } from './session.ts';
+
+/**
+ * Cluster mode of one node: its etcd session, membership, partition ownership and maintenance mode, as one
+ * component that starts them in that order and stops them in reverse. Each part is a component of its own
+ * and is reachable here for routes and for the components that act on ownership.
+ */
+export interface Cluster extends Component {
+  readonly nodeId: string;
+  readonly session: EtcdSession;
+  readonly membership: Membership;
+  readonly partitions: PartitionManager;
+  readonly maintenance: Maintenance;
+}
+
+/** What the cluster needs from the app. */
+export interface ClusterDeps {
+  /** The node's roles (`roles` in the config); nodes that run detect take partitions. */
+  roles: string[];
+  /** Vigil's version, shown in the status API. */
+  version: string;
+  /** host:port of this node's HTTP API when `cluster.advertise_addr` is unset (`http.addr`). */
+  httpAddr: string;
+  metrics: Registry;
+  logger: Logger;
+  /** Batches in flight; maintenance waits for 0 before reporting drained. */
+  inflight?: () => number;
+  /** Told when intake should stop (maintenance) or resume. */
+  onIntakeChange?: (accepting: boolean) => void;
+}
+
+/** Creates cluster mode for this node; opens nothing until start(). */
+export function createCluster(config: ClusterConfig, deps: ClusterDeps): Cluster {
+  const nodeId = config.node_id ?? hostname();
+  const logger = deps.logger.child({ node: nodeId });
+  const session = createEtcdSession(config, { nodeId, metrics: deps.metrics, logger });
+  const membership = createMembership(config, {
+    session,
+    roles: deps.roles,
+    version: deps.version,
+    httpAddr: config.advertise_addr ?? deps.httpAddr,
+    metrics: deps.metrics,
+    logger,
+  });
+  const partitions = createPartitionManager(config, {
+    session,
+    membership,
+    participate: runsDetect(deps.roles),
+    metrics: deps.metrics,
+    logger,
+  });
+  const maintenance = createMaintenance(config, {
+    membership,
+    partitions,
+    inflight: deps.inflight,
+    onIntakeChange: deps.onIntakeChange,
+    logger,
+  });
+  const parts: Component[] = [session, membership, partitions, maintenance];
+  const started: Component[] = [];
+
+  const stop = async (deadline: number) => {
+    for (const part of started.reverse()) {
+      try {
+        await part.stop(deadline);
+      } catch (err) {
+        logger.error({ component: part.name, err: errorMessage(err) }, 'A cluster component failed to stop.');
+      }
+    }
+    started.length = 0;
+  };
+
+  return {
+    name: 'cluster',
+    nodeId,
+    session,
+    membership,
+    partitions,
+    maintenance,
+    async start() {
+      for (const part of parts) {
+        try {
+          await part.start();
+        } catch (err) {
+          await stop(Date.now() + config.etcd_timeout_ms);
+          throw new Error(`${part.name} failed to start: ${errorMessage(err)}`, { cause: err });
+        }
+        started.push(part);
+      }
+    },
+    stop,
+    health(): ComponentHealth {
+      const m = maintenance.health();
+      if (!m.ok) return m;
+      // An etcd outage must not take intake out of the load balancer: ready stays true, the detail says why
+      // this node owns nothing.
+      if (!session.isUp()) return { ok: true, detail: 'etcd unreachable: this node owns no partition' };
+      return { ok: true };
+    },
+  };
+}
