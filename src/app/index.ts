@@ -1,10 +1,11 @@
+import { hostname } from 'node:os';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { createAuthenticator, resolveAdminToken } from '../api/auth.ts';
 import { healthRoutes } from '../api/routes/health.ts';
 import { ingestRoutes } from '../api/routes/ingest.ts';
 import { searchRoutes } from '../api/routes/search.ts';
 import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.ts';
-import { type Bus, createMemoryBus } from '../bus/index.ts';
+import { type Bus, createJetStreamBus, createMemoryBus, type EventStream, type JetStreamBus } from '../bus/index.ts';
 import { type Cluster, createCluster } from '../cluster/index.ts';
 import type { VigilConfig } from '../config/schema.ts';
 import { adminRoutes } from '../api/routes/admin.ts';
@@ -20,6 +21,7 @@ import type { Logger } from '../lib/logger.ts';
 import { VERSION } from '../lib/version.ts';
 import { createNormalizer } from '../parse/index.ts';
 import { createEventStore, type EventStore } from '../store/index.ts';
+import { createMaterializer, type Materializer } from '../store/materialize/index.ts';
 import { type ModuleDef, resolveModules } from './registry.ts';
 
 /** What modules share while the app is built: config, telemetry, and the components built so far. */
@@ -35,6 +37,8 @@ interface Ctx {
   bus?: Bus;
   httpIntake?: HttpIntake;
   cluster?: Cluster;
+  stream?: EventStream;
+  materializer?: Materializer;
 }
 
 /** Every module of Vigil and how they depend on each other: the one place that knows the whole. */
@@ -54,7 +58,15 @@ const MODULES: ModuleDef<Ctx>[] = [
         inflight: () => ctx.bus?.pending() ?? 0,
       });
       ctx.cluster = cluster;
-      ctx.routes.push(adminRoutes({ cluster }));
+      ctx.routes.push(
+        adminRoutes({
+          cluster,
+          providers: {
+            replicas: () => (ctx.materializer ? [{ node: cluster.nodeId, ...ctx.materializer.lag() }] : []),
+            streams: () => (ctx.config.bus.kind === 'jetstream' ? { bus: (ctx.bus as JetStreamBus).stats() } : null),
+          },
+        }),
+      );
       return cluster;
     },
   },
@@ -74,14 +86,41 @@ const MODULES: ModuleDef<Ctx>[] = [
   },
   {
     name: 'bus',
-    deps: ['store'],
+    deps: [],
     roles: ['ingest', 'store', 'detect'],
     init(ctx) {
+      if (ctx.config.bus.kind === 'jetstream') {
+        // The replicated log: publishes are acknowledged by JetStream (or the local spool); store
+        // nodes materialize the stream into their own replica (the materialize module).
+        const bus = createJetStreamBus(ctx.config.bus.jetstream, {
+          dataDir: ctx.config.data_dir,
+          metrics: ctx.metrics,
+          logger: ctx.logger.child({ component: 'bus' }),
+        });
+        ctx.bus = bus;
+        ctx.stream = bus;
+        return bus;
+      }
       const bus = createMemoryBus(ctx.config.bus, { metrics: ctx.metrics, logger: ctx.logger });
-      const store = ctx.store!;
-      bus.subscribe('store', (events) => store.write(events), { durable: true });
+      const store = ctx.store;
+      if (store) bus.subscribe('store', (events) => store.write(events), { durable: true });
       ctx.bus = bus;
       return bus;
+    },
+  },
+  {
+    name: 'materialize',
+    deps: ['bus', 'store'],
+    roles: ['store'],
+    init(ctx) {
+      ctx.materializer = createMaterializer(ctx.config.store.materialize, {
+        stream: ctx.stream!,
+        store: ctx.store!,
+        nodeId: ctx.config.cluster.node_id ?? hostname(),
+        metrics: ctx.metrics,
+        logger: ctx.logger.child({ component: 'materialize' }),
+      });
+      return ctx.materializer;
     },
   },
   {
@@ -97,7 +136,10 @@ const MODULES: ModuleDef<Ctx>[] = [
         metrics: ctx.metrics,
         logger: ctx.logger.child({ component: 'detect' }),
       });
-      ctx.bus!.subscribe('detect', (events) => detector.handle(events));
+      // In a cluster every detect node shares the durable `detect` consumer; in-process it runs after commit.
+      ctx.bus!.subscribe('detect', (events) => detector.handle(events), {
+        durable: ctx.config.bus.kind === 'jetstream',
+      });
       ctx.routes.push(
         alertRoutes({ alerts }),
         ruleRoutes({ detector }),
@@ -121,7 +163,7 @@ const MODULES: ModuleDef<Ctx>[] = [
         normalizer: ctx.normalizer,
         publish: (events) => bus.publish(events),
         metrics: ctx.metrics,
-        keys: createIdempotencyKeys(ctx.store!),
+        keys: createIdempotencyKeys(ctx.store),
       });
       ctx.routes.push(ingestRoutes({ intake: ctx.httpIntake, metrics: ctx.metrics }));
       return ctx.httpIntake;
@@ -186,7 +228,10 @@ export function createApp(config: Readonly<VigilConfig>, logger: Logger): App {
     components: [],
     normalizer: createNormalizer(config.parse),
   };
-  const modules = config.cluster.enabled ? MODULES : MODULES.filter((m) => m.name !== 'cluster');
+  const modules = MODULES.filter(
+    (m) =>
+      (m.name !== 'cluster' || config.cluster.enabled) && (m.name !== 'materialize' || config.bus.kind === 'jetstream'),
+  );
   const ordered = resolveModules(modules, config.roles);
   const api = ordered.find((m) => m.name === 'api');
   for (const def of ordered) if (def !== api) ctx.components.push(def.init(ctx));

@@ -1,8 +1,12 @@
 import { z } from 'zod';
+import { jetStreamBusConfigSchema } from './jetstream/config.ts';
 
-/** Settings of the in-process bus (`bus:` in the config file). */
+/** Settings of the bus (`bus:` in the config file): in-process (embedded default) or NATS JetStream. */
 export const busConfigSchema = z
   .object({
+    /** `memory`: the in-process bus; `jetstream`: the replicated log of a cluster. */
+    kind: z.enum(['memory', 'jetstream']).default('memory'),
+    jetstream: jetStreamBusConfigSchema.prefault({}),
     /** Events accepted but not yet committed, at most; beyond it publishers get 503 / TCP pauses. */
     max_pending_events: z.number().int().min(100).default(200000),
     /** Most events committed to the store in one write (group commit across concurrent publishers). */

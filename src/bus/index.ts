@@ -12,8 +12,9 @@ export interface Bus extends Component {
   /** Rejects with OverloadError when the bus is full: the caller pushes back on its client. */
   publish(events: NormalizedEvent[]): Promise<void>;
   /**
-   * Adds a consumer. A durable one commits before publishers are answered (the store); the others
-   * (detection) receive each batch after it is committed, one batch at a time, in order.
+   * Adds a consumer. In-process bus: a durable one commits before publishers are answered (the store);
+   * the others (detection) receive each batch after it is committed, one batch at a time, in order.
+   * JetStream bus: a durable consumer survives restarts and is shared by every node subscribing by its name.
    */
   subscribe(name: string, handler: BatchHandler, opts?: { durable?: boolean }): void;
   /** Events accepted and not yet committed. */
@@ -21,4 +22,5 @@ export interface Bus extends Component {
 }
 
 export { busConfigSchema, type BusConfig } from './config.ts';
+export { createJetStreamBus, type EventStream, type JetStreamBus } from './jetstream/index.ts';
 export { createMemoryBus } from './memory.ts';

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { materializeConfigSchema } from './materialize/config.ts';
 
 /** Settings of the event store (`store:` in the config file). */
 export const storeConfigSchema = z
@@ -9,6 +10,8 @@ export const storeConfigSchema = z
     fsync: z.boolean().default(true),
     /** Longest a search may run before it is cancelled. */
     query_timeout_ms: z.number().int().min(100).default(30000),
+    /** Cluster mode: how this node's replica follows the replicated log. */
+    materialize: materializeConfigSchema.prefault({}),
   })
   .strict();
 

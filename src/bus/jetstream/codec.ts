@@ -85,7 +85,13 @@ function pushChunk(
   const body = opts.compress ? gzipSync(json, { level: 1 }) : json;
   if (body.length <= opts.maxBytes) {
     const slice = events.slice(from, to);
-    out.push({ subject, id: batchId(slice), encoding: opts.compress ? 'json+gzip' : 'json', events: slice.length, body });
+    out.push({
+      subject,
+      id: batchId(slice),
+      encoding: opts.compress ? 'json+gzip' : 'json',
+      events: slice.length,
+      body,
+    });
     return;
   }
   if (to - from === 1) {

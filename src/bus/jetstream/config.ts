@@ -20,7 +20,11 @@ export const jetStreamBusConfigSchema = z
     /** Copies of the stream (1, 3 or 5 in practice); a publish is acknowledged once a majority has it. */
     replicas: z.number().int().min(1).max(5).default(3),
     /** Messages older than this are removed from the stream (every consumer must have read them by then). */
-    max_age_seconds: z.number().int().min(60).default(7 * 86400),
+    max_age_seconds: z
+      .number()
+      .int()
+      .min(60)
+      .default(7 * 86400),
     /** Largest stream size; the oldest messages go beyond it. -1: no limit but the server's. */
     max_bytes: z.number().int().min(-1).default(-1),
     /** A publish retried with the same Nats-Msg-Id within this window is stored once. */
@@ -36,7 +40,7 @@ export const jetStreamBusConfigSchema = z
     /** Longest wait for one PubAck. */
     publish_timeout_ms: z.number().int().min(100).default(2000),
     /** Longest a publish retries through leader elections and reconnects before it goes to the spool. */
-    publish_max_wait_ms: z.number().int().min(0).default(5000),
+    publish_max_wait_ms: z.number().int().min(0).default(3000),
     /** Events accepted and not yet acknowledged by JetStream or the spool; beyond it publishers get 503. */
     max_pending_events: z.number().int().min(100).default(200000),
     /** Keepalive ping period: a silent dead server is noticed after two missed pings. */
@@ -49,6 +53,11 @@ export const jetStreamBusConfigSchema = z
         ack_wait_ms: z.number().int().min(1000).default(30000),
         /** Messages pulled at a time. */
         pull_max_messages: z.number().int().min(1).default(64),
+        /**
+         * How long one pull request lives; heartbeats come at half of it, so a consumer whose server died
+         * notices within about this time (the client's default is 30 s).
+         */
+        pull_expires_ms: z.number().int().min(1000).default(5000),
         /** Most events handed to a handler in one call (messages are never split). */
         batch_max_events: z.number().int().min(1).default(20000),
       })

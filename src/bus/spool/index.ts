@@ -6,7 +6,15 @@ import { errorMessage, OverloadError, VigilError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { counter, gauge } from '../../lib/metrics.ts';
 import type { SpoolConfig } from './config.ts';
-import { crc32, decodePayload, encodeRecord, HEADER_BYTES, readHeader, type SpooledEntry, type SpoolEntry } from './format.ts';
+import {
+  crc32,
+  decodePayload,
+  encodeRecord,
+  HEADER_BYTES,
+  readHeader,
+  type SpooledEntry,
+  type SpoolEntry,
+} from './format.ts';
 
 export { type SpoolConfig, spoolConfigSchema } from './config.ts';
 export type { SpooledEntry, SpoolEntry } from './format.ts';
@@ -41,8 +49,8 @@ export interface Spool {
   /** True when nothing waits to be forwarded and no append is in progress. */
   isEmpty(): boolean;
   stats(): SpoolStats;
-  /** Resolves on the next append (the forwarder waits on it when the spool is empty). */
-  appended(): Promise<void>;
+  /** Resolves once something waits to be forwarded (at once if it does), or on close. */
+  appended(signal?: AbortSignal): Promise<void>;
   /** Finishes pending appends and closes the files. */
   close(): Promise<void>;
 }
@@ -94,14 +102,18 @@ export function createSpool(config: SpoolConfig, deps: { dir: string; metrics: R
   let nextSegment = 1;
   let active: { no: number; fh: FileHandle; size: number } | undefined;
   let reader: { no: number; fh: FileHandle } | undefined;
-  let appends: PendingAppend[] = [];
+  const appends: PendingAppend[] = [];
   let writing: Promise<void> | undefined;
   let opened = false;
   let closed = false;
-  let waiters: (() => void)[] = [];
+  const waiters = new Set<() => void>();
   let ageTimer: NodeJS.Timeout | undefined;
 
-  const bytesGauge = gauge(deps.metrics, 'vigil_spool_bytes', 'Bytes in the local spool not yet forwarded to JetStream.');
+  const bytesGauge = gauge(
+    deps.metrics,
+    'vigil_spool_bytes',
+    'Bytes in the local spool not yet forwarded to JetStream.',
+  );
   const batchesGauge = gauge(deps.metrics, 'vigil_spool_batches', 'Batches in the local spool not yet forwarded.');
   const ageGauge = gauge(
     deps.metrics,
@@ -199,10 +211,10 @@ export function createSpool(config: SpoolConfig, deps: { dir: string; metrics: R
   }
 
   async function writeBatch(batch: PendingAppend[]): Promise<void> {
-    if (!active || active.size >= config.segment_bytes) await rotate();
-    const seg = active!;
     const buffers = batch.flatMap((p) => p.buffers);
     const total = buffers.reduce((n, b) => n + b.length, 0);
+    if (!active || (active.size > 0 && active.size + total > config.segment_bytes)) await rotate();
+    const seg = active!;
     const start = seg.size;
     try {
       let written = 0;
@@ -236,9 +248,11 @@ export function createSpool(config: SpoolConfig, deps: { dir: string; metrics: R
 
   async function drainAppends(): Promise<void> {
     while (appends.length > 0) {
-      const batch = appends;
-      appends = [];
-      const size = batch.reduce((n, p) => n + p.bytes, 0);
+      // One group commit per write, no bigger than a segment, so that segments rotate near their size.
+      let take = 1;
+      let size = appends[0].bytes;
+      while (take < appends.length && size + appends[take].bytes <= config.segment_bytes) size += appends[take++].bytes;
+      const batch = appends.splice(0, take);
       try {
         await writeBatch(batch);
         pendingBytes -= size;
@@ -248,9 +262,7 @@ export function createSpool(config: SpoolConfig, deps: { dir: string; metrics: R
         for (const p of batch) p.reject(err);
       }
       updateGauges();
-      const w = waiters;
-      waiters = [];
-      for (const wake of w) wake();
+      for (const wake of [...waiters]) wake();
     }
     writing = undefined;
   }
@@ -403,8 +415,17 @@ export function createSpool(config: SpoolConfig, deps: { dir: string; metrics: R
       oldestAt: pending() > 0 ? queue[head].createdAt : undefined,
     }),
 
-    appended() {
-      return new Promise<void>((resolve) => waiters.push(resolve));
+    appended(signal) {
+      if (pending() > 0 || closed || signal?.aborted) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const done = () => {
+          signal?.removeEventListener('abort', done);
+          waiters.delete(done);
+          resolve();
+        };
+        waiters.add(done);
+        signal?.addEventListener('abort', done);
+      });
     },
 
     async close() {
@@ -415,9 +436,7 @@ export function createSpool(config: SpoolConfig, deps: { dir: string; metrics: R
       await reader?.fh.close();
       active = undefined;
       reader = undefined;
-      const w = waiters;
-      waiters = [];
-      for (const wake of w) wake();
+      for (const wake of [...waiters]) wake();
     },
   };
 }

@@ -15,11 +15,16 @@ export interface IdempotencyKeys {
   firstReceipt(tenant: string, key: string, now: number): Promise<number>;
 }
 
-/** Creates the key registry on the event store's engine. */
-export function createIdempotencyKeys(store: EventStore): IdempotencyKeys {
+/**
+ * Creates the key registry on the event store's engine. A node without a store (an ingest-only cluster
+ * node) remembers keys in memory only: a retry that reaches another node, or comes after a restart,
+ * gets a new receipt time.
+ */
+export function createIdempotencyKeys(store: EventStore | undefined): IdempotencyKeys {
   const cache = new Map<string, number>();
   return {
     async start() {
+      if (!store) return;
       await store.exec(`CREATE TABLE IF NOT EXISTS vigil.ingest_keys (
         tenant LowCardinality(String), key String, received_at DateTime64(3, 'UTC')
       ) ENGINE = ReplacingMergeTree ORDER BY (tenant, key)
@@ -29,6 +34,11 @@ export function createIdempotencyKeys(store: EventStore): IdempotencyKeys {
       const id = `${tenant}\u0000${key}`;
       const cached = cache.get(id);
       if (cached !== undefined) return cached;
+      if (!store) {
+        cache.set(id, now);
+        if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+        return now;
+      }
       const rows = await store.query<{ t: string | number }>(
         `SELECT toUnixTimestamp64Milli(min(received_at)) AS t, count() AS n FROM vigil.ingest_keys
          WHERE tenant = {tenant:String} AND key = {key:String} HAVING n > 0`,

@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { InputError } from '../../lib/errors.ts';
+import type { NormalizedEvent } from '../../lib/event.ts';
+import { batchId, decodeBatch, encodeBatches, tenantToken } from './codec.ts';
+
+function ev(i: number, tenant = 'default', rawBytes = 200): NormalizedEvent {
+  return {
+    id: `id-${i}`,
+    timestamp: 1700000000000 + i,
+    ingested: 1700000000000 + i,
+    tenant,
+    source: 'http',
+    layout: 'json',
+    raw: `${i} `.padEnd(rawBytes, String.fromCharCode(97 + (i % 26))),
+    fields: { 'host.name': `h${i % 5}`, n: i, tags: ['a', i], ok: true, nothing: null },
+  };
+}
+
+test('a batch round-trips through both encodings, one subject per tenant, order kept within a tenant', () => {
+  const events = [ev(0, 'a'), ev(1, 'b'), ev(2, 'a'), ev(3, 'acme.corp *')];
+  for (const compress of [false, true]) {
+    const out = encodeBatches(events, { subjectPrefix: 'vigil.events', maxBytes: 1024 * 1024, compress });
+    assert.deepEqual(
+      out.map((b) => [b.subject, b.events]),
+      [
+        ['vigil.events.a', 2],
+        ['vigil.events.b', 1],
+        [`vigil.events.${tenantToken('acme.corp *')}`, 1],
+      ],
+    );
+    assert.equal(out[0].encoding, compress ? 'json+gzip' : 'json');
+    assert.deepEqual(decodeBatch(out[0].encoding, out[0].body), [events[0], events[2]]);
+    assert.deepEqual(decodeBatch(out[2].encoding, out[2].body), [events[3]]);
+  }
+  assert.match(tenantToken('acme.corp *'), /^~[0-9a-f]+$/);
+});
+
+test('the message id depends only on the event ids: a retried publish gets the same ids', () => {
+  const events = Array.from({ length: 50 }, (_, i) => ev(i));
+  const a = encodeBatches(events, { subjectPrefix: 'p', maxBytes: 4096, compress: false });
+  const b = encodeBatches(
+    events.map((e) => ({ ...e, ingested: e.ingested + 1 })),
+    { subjectPrefix: 'p', maxBytes: 4096, compress: false },
+  );
+  assert.ok(a.length > 1);
+  assert.deepEqual(
+    a.map((x) => x.id),
+    b.map((x) => x.id),
+  );
+  assert.equal(new Set(a.map((x) => x.id)).size, a.length);
+  assert.notEqual(batchId([ev(1)]), batchId([ev(2)]));
+});
+
+test('big batches are split under the message limit, compressed or not, and nothing is lost', () => {
+  const events = Array.from({ length: 3000 }, (_, i) => ev(i, 'default', 600));
+  for (const compress of [false, true]) {
+    const maxBytes = 64 * 1024;
+    const out = encodeBatches(events, { subjectPrefix: 'p', maxBytes, compress });
+    assert.ok(out.length > 1, `split (${compress})`);
+    for (const b of out) assert.ok(b.body.length <= maxBytes, `${b.body.length} <= ${maxBytes}`);
+    const back = out.flatMap((b) => decodeBatch(b.encoding, b.body));
+    assert.deepEqual(
+      back.map((e) => e.id),
+      events.map((e) => e.id),
+    );
+  }
+});
+
+test('an event larger than the message limit on its own is refused with event_too_large', () => {
+  const big = { ...ev(0), raw: Buffer.alloc(200000).toString('base64') };
+  assert.throws(
+    () => encodeBatches([ev(1), big], { subjectPrefix: 'p', maxBytes: 64 * 1024, compress: false }),
+    (err: unknown) => err instanceof InputError && err.code === 'event_too_large',
+  );
+});
+
+test('an unknown encoding or a body that is not an array is a bus_bad_message error', () => {
+  assert.throws(() => decodeBatch('zstd', Buffer.from('[]')), /unknown message encoding/);
+  assert.throws(() => decodeBatch('json', Buffer.from('{}')), /not a JSON array/);
+});

@@ -1,0 +1,266 @@
+import type { Registry } from 'prom-client';
+import type { EventStream, StreamBatch, StreamSubscription } from '../../bus/jetstream/index.ts';
+import type { Component, ComponentHealth } from '../../lib/component.ts';
+import { errorMessage } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import { counter, gauge, histogram } from '../../lib/metrics.ts';
+import type { EventStore } from '../index.ts';
+import { eventsToRows } from '../rows.ts';
+import { DATABASE, EVENTS_TABLE } from '../schema.ts';
+import type { MaterializeConfig } from './config.ts';
+
+export { type MaterializeConfig, materializeConfigSchema } from './config.ts';
+
+/** Table of applied stream positions, in the store's own database (written right after the events). */
+export const POSITIONS_TABLE = `${DATABASE}.positions`;
+
+const POSITIONS_DDL = `CREATE TABLE IF NOT EXISTS ${POSITIONS_TABLE} (
+  stream String,
+  consumer String,
+  seq UInt64,
+  ack_floor UInt64,
+  updated DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(updated)
+ORDER BY (stream, consumer)`;
+
+/** How far this store replica is behind the stream (the admin API shows it). */
+export interface ReplicaLag {
+  /** `<stream name>@<creation time>`: a stream deleted and made again is another stream. */
+  stream: string;
+  consumer: string;
+  /** Highest stream sequence written to this replica. */
+  appliedSeq: number;
+  /** Every message up to here is acknowledged (the safe resume point). */
+  ackFloor: number;
+  /** The stream's last sequence, as last seen. */
+  streamLastSeq: number;
+  /**
+   * Messages this replica has not acknowledged yet: the consumer's num_pending + num_ack_pending, about
+   * streamLastSeq - ackFloor. Not streamLastSeq - appliedSeq: after a crash, messages delivered to the dead
+   * process come again only after ack_wait, while later ones are already applied.
+   */
+  lagMessages: number;
+  /** When the figures were last refreshed (epoch ms); 0 before the stream was first reached. */
+  updatedAt: number;
+}
+
+/** The store node's consumer: writes the replicated log into this node's chdb replica. */
+export interface Materializer extends Component {
+  lag(): ReplicaLag;
+}
+
+/**
+ * Creates the materializer of one store replica. Each batch of messages is inserted with
+ * `insert_deduplication_token = <stream>:<first seq>-<last seq>` (the events table keeps a
+ * non-replicated de-duplication window, so a batch redelivered whole is dropped by the engine), and any
+ * other duplicate (a batch redelivered cut differently) is hidden by ReplacingMergeTree + FINAL on the
+ * event id. The position row follows the events; the consumer is acknowledged last. On start the durable
+ * consumer resumes from its own ack floor; it is made again from the recorded ack floor when it is gone, or
+ * when its floor is ahead of what this replica holds (a replica restored from an older copy or wiped).
+ */
+export function createMaterializer(
+  config: MaterializeConfig,
+  deps: { stream: EventStream; store: EventStore; nodeId: string; metrics: Registry; logger: Logger },
+): Materializer {
+  const log = deps.logger;
+  const consumer = config.consumer || `store-${deps.nodeId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+  let streamId = '';
+  let appliedSeq = 0;
+  let ackFloor = 0;
+  let streamLastSeq = 0;
+  let updatedAt = 0;
+  let lagMessages = 0;
+  let subscription: StreamSubscription | undefined;
+  let running = false;
+  let setup: Promise<void> | undefined;
+  let poller: NodeJS.Timeout | undefined;
+  let lastError: string | undefined;
+  const halt = new AbortController();
+
+  const lagGauge = gauge(
+    deps.metrics,
+    'vigil_store_replica_lag_messages',
+    'Stream messages not yet written to this store replica (stream last seq - applied seq).',
+  );
+  const appliedGauge = gauge(
+    deps.metrics,
+    'vigil_store_applied_sequence',
+    'Last stream sequence written to this replica.',
+  );
+  const materialized = counter(
+    deps.metrics,
+    'vigil_store_materialized_events_total',
+    'Events written to this replica from the stream (redeliveries included).',
+  );
+  const written = counter(deps.metrics, 'vigil_store_events_written_total', 'Events committed to the store.');
+  const seconds = histogram(
+    deps.metrics,
+    'vigil_store_materialize_seconds',
+    'Time to write one batch from the stream.',
+  );
+
+  function updateLag(): void {
+    lagGauge.set(lagMessages);
+    appliedGauge.set(appliedSeq);
+  }
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        halt.signal.removeEventListener('abort', done);
+        resolve();
+      }
+      halt.signal.addEventListener('abort', done);
+    });
+
+  async function readPosition(id: string): Promise<{ seq: number; ackFloor: number }> {
+    const rows = await deps.store.query<{ seq: string | number; ack_floor: string | number }>(
+      `SELECT max(seq) AS seq, max(ack_floor) AS ack_floor FROM ${POSITIONS_TABLE} WHERE stream = {stream:String} AND consumer = {consumer:String}`,
+      { stream: id, consumer },
+    );
+    return { seq: Number(rows[0]?.seq ?? 0), ackFloor: Number(rows[0]?.ack_floor ?? 0) };
+  }
+
+  async function apply(batch: StreamBatch): Promise<void> {
+    const end = seconds.startTimer();
+    try {
+      if (batch.events.length > 0) {
+        // The token lets the engine drop a batch redelivered exactly as it was; the rows follow FORMAT.
+        await deps.store.exec(
+          `INSERT INTO ${EVENTS_TABLE} SETTINGS insert_deduplication_token = {token:String} FORMAT JSONEachRow\n${eventsToRows(batch.events).toString('utf8')}`,
+          { token: `${streamId}:${batch.firstSeq}-${batch.lastSeq}` },
+        );
+      }
+      const seq = Math.max(appliedSeq, batch.lastSeq);
+      await deps.store.insertRows(
+        'positions',
+        Buffer.from(JSON.stringify({ stream: streamId, consumer, seq, ack_floor: ackFloor, updated: Date.now() })),
+      );
+      appliedSeq = seq;
+      streamLastSeq = Math.max(streamLastSeq, batch.lastSeq + batch.pending);
+      materialized.inc(batch.events.length);
+      written.inc(batch.events.length);
+      lastError = undefined;
+      updateLag();
+      log.trace(
+        { first_seq: batch.firstSeq, last_seq: batch.lastSeq, events: batch.events.length },
+        'Stream batch written.',
+      );
+    } catch (err) {
+      lastError = `writing stream messages ${batch.firstSeq}-${batch.lastSeq} failed: ${errorMessage(err)}`;
+      throw err;
+    } finally {
+      end();
+    }
+  }
+
+  async function poll(): Promise<void> {
+    try {
+      const [s, c] = await Promise.all([deps.stream.streamPosition(), deps.stream.consumerPosition(consumer)]);
+      if (!streamId) return;
+      streamLastSeq = s.lastSeq;
+      if (c) ackFloor = c.ackFloor;
+      lagMessages = c ? c.numPending + c.numAckPending : Math.max(0, s.lastSeq - ackFloor);
+      updatedAt = Date.now();
+      updateLag();
+    } catch (err) {
+      log.debug({ err: errorMessage(err) }, 'The replica lag could not be refreshed.');
+    }
+  }
+
+  /** Finds the stream, decides where the consumer starts, and subscribes; retries until the stream answers. */
+  async function begin(): Promise<void> {
+    for (let attempt = 1; running; attempt++) {
+      try {
+        const s = await deps.stream.streamPosition();
+        streamId = `${s.stream}@${s.created}`;
+        const stored = await readPosition(streamId);
+        appliedSeq = stored.seq;
+        ackFloor = stored.ackFloor;
+        streamLastSeq = s.lastSeq;
+        const existing = await deps.stream.consumerPosition(consumer);
+        lagMessages = Math.max(0, s.lastSeq - stored.ackFloor);
+        if (existing && existing.ackFloor > stored.seq) {
+          // The consumer says more was written than this replica holds: it lost data, so read it again.
+          log.warn(
+            {
+              consumer,
+              consumer_ack_floor: existing.ackFloor,
+              applied_seq: stored.seq,
+              resume_seq: stored.ackFloor + 1,
+            },
+            'This store replica is behind its consumer (restored or wiped); the consumer is made again.',
+          );
+          await deps.stream.deleteConsumer(consumer);
+        } else if (existing) {
+          ackFloor = Math.max(ackFloor, Math.min(existing.ackFloor, stored.seq));
+          lagMessages = existing.numPending + existing.numAckPending;
+        }
+        if (stored.ackFloor + 1 < s.firstSeq && (!existing || existing.ackFloor > stored.seq)) {
+          log.error(
+            { consumer, resume_seq: stored.ackFloor + 1, stream_first_seq: s.firstSeq },
+            'Messages this replica never wrote have aged out of the stream; the replica misses them.',
+          );
+        }
+        subscription = deps.stream.subscribeStream(consumer, apply, {
+          durable: true,
+          startSequence: stored.ackFloor + 1,
+        });
+        updatedAt = Date.now();
+        updateLag();
+        void poll();
+        log.info(
+          { consumer, stream: streamId, applied_seq: appliedSeq, stream_last_seq: s.lastSeq },
+          'The store replica follows the event stream.',
+        );
+        return;
+      } catch (err) {
+        lastError = `event stream not reachable: ${errorMessage(err)}`;
+        if (attempt === 1 || attempt % 20 === 0) {
+          log.warn(
+            { err: errorMessage(err), attempt },
+            'The store replica cannot reach the event stream yet; retrying.',
+          );
+        }
+        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
+      }
+    }
+  }
+
+  return {
+    name: 'materialize',
+    async start() {
+      await deps.store.exec(POSITIONS_DDL);
+      running = true;
+      setup = begin();
+      poller = setInterval(() => void poll(), config.lag_poll_interval_ms);
+      poller.unref();
+    },
+    async stop(deadline) {
+      running = false;
+      halt.abort();
+      if (poller) clearInterval(poller);
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref());
+      await Promise.race([setup, timeout]);
+      await Promise.race([subscription?.stop(), timeout]);
+      subscription = undefined;
+    },
+    health(): ComponentHealth {
+      if (!running) return { ok: false, detail: 'stopped' };
+      // Searches still work on what this replica holds: lagging is reported, not a reason to leave the pool.
+      const behind = `${lagMessages} messages behind the stream`;
+      return { ok: true, detail: lastError ? `${lastError}; ${behind}` : behind };
+    },
+    lag: () => ({
+      stream: streamId,
+      consumer,
+      appliedSeq,
+      ackFloor,
+      streamLastSeq,
+      lagMessages,
+      updatedAt,
+    }),
+  };
+}

@@ -1,0 +1,180 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { Registry } from 'prom-client';
+import type {
+  ConsumerPosition,
+  EventStream,
+  StreamBatchHandler,
+  StreamConsumeOptions,
+  StreamPosition,
+} from '../../bus/jetstream/index.ts';
+import type { NormalizedEvent } from '../../lib/event.ts';
+import { silentLogger } from '../../lib/logger.ts';
+import { createEventStore, type EventStore, storeConfigSchema } from '../index.ts';
+import { createMaterializer, type Materializer, materializeConfigSchema } from './index.ts';
+
+// One chdb session per process: every test here shares this store and uses its own tenant and stream id.
+let store: EventStore;
+let dir: string;
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'vigil-mat-'));
+  store = createEventStore(storeConfigSchema.parse({ fsync: false }), {
+    dataDir: dir,
+    metrics: new Registry(),
+    logger: silentLogger,
+  });
+  await store.start();
+});
+after(async () => {
+  await store.stop(Date.now() + 1000);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** An EventStream whose batches the test hands over by hand. */
+function fakeStream(init: { created: string; lastSeq: number; consumer?: ConsumerPosition }) {
+  const calls = { deleted: [] as string[], subscribed: [] as { name: string; opts?: StreamConsumeOptions }[] };
+  let handler: StreamBatchHandler | undefined;
+  let consumer = init.consumer;
+  const stream: EventStream = {
+    subscribeStream(name, h, opts) {
+      handler = h;
+      calls.subscribed.push({ name, opts });
+      return { name, stop: async () => undefined };
+    },
+    async streamPosition(): Promise<StreamPosition> {
+      return { stream: 'S', created: init.created, firstSeq: 1, lastSeq: init.lastSeq, messages: init.lastSeq };
+    },
+    async consumerPosition() {
+      return consumer;
+    },
+    async deleteConsumer(name) {
+      calls.deleted.push(name);
+      consumer = undefined;
+    },
+  };
+  return {
+    stream,
+    calls,
+    async deliver(firstSeq: number, lastSeq: number, events: NormalizedEvent[], pending = 0) {
+      assert.ok(handler, 'subscribed');
+      await handler({ events, firstSeq, lastSeq, messages: lastSeq - firstSeq + 1, pending });
+    },
+  };
+}
+
+function ev(tenant: string, i: number): NormalizedEvent {
+  return {
+    id: `${tenant}-${i}`,
+    timestamp: 1700000000000 + i,
+    ingested: Date.now(),
+    tenant,
+    source: 'http',
+    layout: 'json',
+    raw: `event ${i}`,
+    fields: { message: `event ${i}` },
+  };
+}
+
+async function started(stream: EventStream, nodeId: string): Promise<Materializer> {
+  const m = createMaterializer(materializeConfigSchema.parse({ lag_poll_interval_ms: 60000 }), {
+    stream,
+    store,
+    nodeId,
+    metrics: new Registry(),
+    logger: silentLogger,
+  });
+  await m.start();
+  for (let i = 0; i < 100 && m.lag().updatedAt === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  return m;
+}
+
+async function counts(tenant: string): Promise<{ final: number; physical: number; distinct: number }> {
+  const [r] = await store.query<{ f: string; p: string; d: string }>(
+    `SELECT (SELECT count() FROM vigil.events FINAL WHERE tenant = {t:String}) AS f,
+            (SELECT count() FROM vigil.events WHERE tenant = {t:String}) AS p,
+            (SELECT uniqExact(id) FROM vigil.events WHERE tenant = {t:String}) AS d`,
+    { t: tenant },
+  );
+  return { final: Number(r.f), physical: Number(r.p), distinct: Number(r.d) };
+}
+
+test('a batch delivered twice is written once; one cut differently is hidden by FINAL; positions follow', async () => {
+  const tenant = 'redeliver';
+  const f = fakeStream({ created: 't1', lastSeq: 10 });
+  const m = await started(f.stream, 'a');
+  assert.deepEqual(f.calls.subscribed, [{ name: 'store-a', opts: { durable: true, startSequence: 1 } }]);
+  const first = [ev(tenant, 1), ev(tenant, 2), ev(tenant, 3)];
+  await f.deliver(1, 2, first, 8);
+  await f.deliver(1, 2, first, 8);
+  assert.deepEqual(
+    await counts(tenant),
+    { final: 3, physical: 3, distinct: 3 },
+    'the same token is dropped by the engine',
+  );
+  await f.deliver(2, 3, [ev(tenant, 3), ev(tenant, 4)], 7);
+  const c = await counts(tenant);
+  assert.equal(c.final, 4, 'FINAL shows each event once');
+  assert.equal(c.distinct, 4);
+  assert.deepEqual(
+    { applied: m.lag().appliedSeq, lag: m.lag().lagMessages, consumer: m.lag().consumer, stream: m.lag().stream },
+    // Lag counts from the consumer's ack floor (0 here: the fake never acknowledges), not from the applied seq.
+    { applied: 3, lag: 10, consumer: 'store-a', stream: 'S@t1' },
+  );
+  const [pos] = await store.query<{ seq: string }>(
+    `SELECT max(seq) AS seq FROM vigil.positions WHERE stream = 'S@t1' AND consumer = 'store-a'`,
+    {},
+  );
+  assert.equal(Number(pos.seq), 3);
+  await m.stop(Date.now() + 1000);
+});
+
+test('on restart the consumer resumes by itself; when it is gone it is made again from the recorded ack floor', async () => {
+  const tenant = 'resume';
+  let f = fakeStream({ created: 't2', lastSeq: 5 });
+  let m = await started(f.stream, 'b');
+  await f.deliver(1, 5, [ev(tenant, 1)], 0);
+  await m.stop(Date.now() + 1000);
+
+  // The consumer exists and is not ahead of the replica: nothing to do, it resumes from its own ack floor.
+  f = fakeStream({
+    created: 't2',
+    lastSeq: 9,
+    consumer: { ackFloor: 5, delivered: 5, numPending: 4, numAckPending: 0 },
+  });
+  m = await started(f.stream, 'b');
+  assert.deepEqual(f.calls.deleted, []);
+  assert.equal(m.lag().appliedSeq, 5);
+  assert.equal(m.lag().lagMessages, 4);
+  await f.deliver(6, 9, [ev(tenant, 2)], 0);
+  await m.stop(Date.now() + 1000);
+
+  // The consumer is gone (deleted by an operator): made again from the recorded ack floor (5), not from 9.
+  f = fakeStream({ created: 't2', lastSeq: 9 });
+  m = await started(f.stream, 'b');
+  assert.deepEqual(f.calls.subscribed[0].opts, { durable: true, startSequence: 6 });
+  await m.stop(Date.now() + 1000);
+});
+
+test('a consumer ahead of the replica (wiped or restored store) is deleted and made again; a new stream starts at 1', async () => {
+  const f = fakeStream({
+    created: 't3',
+    lastSeq: 50,
+    consumer: { ackFloor: 40, delivered: 40, numPending: 10, numAckPending: 0 },
+  });
+  const m = await started(f.stream, 'c');
+  assert.deepEqual(f.calls.deleted, ['store-c']);
+  assert.deepEqual(f.calls.subscribed[0].opts, { durable: true, startSequence: 1 });
+  assert.equal(m.lag().lagMessages, 50);
+  await m.stop(Date.now() + 1000);
+
+  // The same consumer name on a stream made again (another creation time) knows nothing of the old one.
+  const g = fakeStream({ created: 't4', lastSeq: 3 });
+  const m2 = await started(g.stream, 'a');
+  assert.equal(m2.lag().stream, 'S@t4');
+  assert.equal(m2.lag().appliedSeq, 0);
+  assert.deepEqual(g.calls.subscribed[0].opts, { durable: true, startSequence: 1 });
+  await m2.stop(Date.now() + 1000);
+});
