@@ -1,3 +1,5 @@
+import { gzipSync } from 'node:zlib';
+import type { Plugin } from 'vite';
 import { defineConfig } from 'vitest/config';
 
 /**
@@ -6,9 +8,25 @@ import { defineConfig } from 'vitest/config';
  */
 const api = process.env.VIGIL_URL ?? 'http://127.0.0.1:8080';
 
+/** Writes `name.gz` beside each script and stylesheet; the server sends it to clients that take gzip. */
+function precompress(): Plugin {
+  return {
+    name: 'vigil-precompress',
+    apply: 'build',
+    generateBundle(_options, bundle) {
+      for (const [name, out] of Object.entries(bundle)) {
+        if (!/\.(js|css|svg)$/.test(name)) continue;
+        const source = out.type === 'chunk' ? out.code : out.source;
+        this.emitFile({ type: 'asset', fileName: `${name}.gz`, source: gzipSync(source, { level: 9 }) });
+      }
+    },
+  };
+}
+
 export default defineConfig({
   base: '/',
   oxc: { jsx: { runtime: 'automatic' } },
+  plugins: [precompress()],
   build: {
     outDir: 'dist',
     assetsDir: 'assets',

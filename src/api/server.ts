@@ -7,6 +7,7 @@ import type { Logger } from '../lib/logger.ts';
 import { counter } from '../lib/metrics.ts';
 import type { Authenticator, Principal } from './auth.ts';
 import { type HttpConfig, splitAddr } from './config.ts';
+import { isConsolePath } from './routes/console.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -72,7 +73,8 @@ export function createApiServer(
     }
     inflight++;
     const path = req.url.split('?')[0];
-    if (OPEN_PATHS.has(path) || (path === '/metrics' && !config.metrics_auth)) return;
+    // The console's page and assets are open: the app itself signs in and sends a token with every call.
+    if (OPEN_PATHS.has(path) || isConsolePath(path) || (path === '/metrics' && !config.metrics_auth)) return;
     try {
       req.principal = deps.auth.authenticate(req.headers.authorization);
     } catch (err) {

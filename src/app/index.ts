@@ -10,6 +10,7 @@ import { type Cluster, createCluster } from '../cluster/index.ts';
 import type { VigilConfig } from '../config/schema.ts';
 import { adminRoutes } from '../api/routes/admin.ts';
 import { alertRoutes } from '../api/routes/alerts.ts';
+import { consoleRoutes } from '../api/routes/console.ts';
 import { huntRoutes } from '../api/routes/hunt.ts';
 import { ruleRoutes } from '../api/routes/rules.ts';
 import { createAlertStore, createDetector } from '../detect/index.ts';
@@ -190,6 +191,7 @@ const MODULES: ModuleDef<Ctx>[] = [
     init(ctx) {
       const auth = createAuthenticator(ctx.adminToken, adminTenants(ctx.config));
       ctx.routes.unshift(healthRoutes({ components: () => ctx.components, metrics: ctx.metrics }));
+      ctx.routes.push(consoleRoutes());
       return createApiServer(ctx.config.http, { auth, metrics: ctx.metrics, logger: ctx.logger, routes: ctx.routes });
     },
   },

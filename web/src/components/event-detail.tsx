@@ -26,16 +26,18 @@ export function EventDetail({
   });
   const raw = event['event.original'];
   return (
-    <div className="row-detail" role="gridcell" aria-colspan={5}>
-      <div className="detail-grid">
-        <section aria-label="Normalized fields">
-          <h3>Fields</h3>
-          <table className="kv">
-            <tbody>
-              {names.map((k) => (
-                <tr key={k}>
-                  <th scope="row">{k}</th>
-                  <td>
+    <div className="detail-grid">
+      <section aria-label="Normalized fields">
+        <h3>Fields</h3>
+        <table className="kv">
+          <tbody>
+            {names.map((k) => (
+              <tr key={k}>
+                <th scope="row" className="kv-key">
+                  {k}
+                </th>
+                <td>
+                  <div className="kv-cell">
                     <span className="kv-value">{fieldText(event[k])}</span>
                     {onFilter && isQueryableField(k) && !Array.isArray(event[k]) && (
                       <span className="value-actions">
@@ -59,19 +61,19 @@ export function EventDetail({
                         </button>
                       </span>
                     )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+                  </div>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </section>
+      {raw !== undefined && (
+        <section aria-label="Raw event">
+          <h3>Raw event</h3>
+          <pre className="raw">{prettyRaw(fieldText(raw))}</pre>
         </section>
-        {raw !== undefined && (
-          <section aria-label="Raw event">
-            <h3>Raw event</h3>
-            <pre className="raw">{prettyRaw(fieldText(raw))}</pre>
-          </section>
-        )}
-      </div>
+      )}
     </div>
   );
 }

@@ -18,6 +18,8 @@ export interface FieldSummary {
 /** Fields that say little in a sidebar: ids unique per event, and the raw text. */
 const HIDDEN = new Set(['event.original', 'event.id', 'event.ingested']);
 const MAX_DISTINCT = 1000;
+/** Events summarized at most (about 50 ms). */
+const SAMPLE = 10000;
 
 /** Summarizes fields over events: presence, distinct values (capped) and the top `topN` values. */
 export function summarizeFields(events: EventRecord[], topN = 5): FieldSummary[] {
@@ -56,27 +58,33 @@ export function summarizeFields(events: EventRecord[], topN = 5): FieldSummary[]
 export interface FieldSidebarProps {
   events: EventRecord[];
   onFilter(field: string, value: unknown, exclude: boolean): void;
+  /** Fields whose values are shown. */
+  open: Set<string>;
+  onOpenChange(open: Set<string>): void;
 }
 
-export function FieldSidebar({ events, onFilter }: FieldSidebarProps) {
-  const fields = useMemo(() => summarizeFields(events), [events]);
-  const [open, setOpen] = useState<Set<string>>(() => new Set(['host.name']));
+export function FieldSidebar({ events, onFilter, open, onOpenChange }: FieldSidebarProps) {
+  // Past this many events the summary would cost more than a frame budget per page loaded: the newest
+  // ones are a fair sample (results come newest first), and the sidebar says so.
+  const sample = useMemo(() => (events.length > SAMPLE ? events.slice(0, SAMPLE) : events), [events]);
+  const fields = useMemo(() => summarizeFields(sample), [sample]);
   const [filter, setFilter] = useState('');
   const shown = fields.filter((f) => f.name.toLowerCase().includes(filter.trim().toLowerCase()));
 
-  const toggle = (name: string) =>
-    setOpen((s) => {
-      const n = new Set(s);
-      if (n.has(name)) n.delete(name);
-      else n.add(name);
-      return n;
-    });
+  const toggle = (name: string) => {
+    const n = new Set(open);
+    if (n.has(name)) n.delete(name);
+    else n.add(name);
+    onOpenChange(n);
+  };
 
   return (
     <aside className="field-sidebar" aria-labelledby="fields-heading">
       <h2 id="fields-heading">Fields</h2>
       <p className="muted small">
-        In the {events.length.toLocaleString()} loaded event{events.length === 1 ? '' : 's'}
+        {events.length > SAMPLE
+          ? `In the newest ${SAMPLE.toLocaleString()} of ${events.length.toLocaleString()} loaded events`
+          : `In the ${events.length.toLocaleString()} loaded event${events.length === 1 ? '' : 's'}`}
       </p>
       <label className="visually-hidden" htmlFor="field-filter">
         Filter fields
@@ -106,7 +114,7 @@ export function FieldSidebar({ events, onFilter }: FieldSidebarProps) {
                 </span>
                 <span className="name">{f.name}</span>
                 <span className="count" title={`${f.present} events have this field`}>
-                  {Math.round((f.present / Math.max(1, events.length)) * 100)}%
+                  {percent(f.present, sample.length)}
                 </span>
               </button>
               {isOpen && (
@@ -117,9 +125,6 @@ export function FieldSidebar({ events, onFilter }: FieldSidebarProps) {
                         {v.text === '' ? <em>(empty)</em> : v.text}
                       </span>
                       <span className="value-count">{v.count.toLocaleString()}</span>
-                      <span className="value-bar" aria-hidden="true">
-                        <span style={{ width: `${(v.count / Math.max(1, f.present)) * 100}%` }} />
-                      </span>
                       {queryable && (
                         <span className="value-actions">
                           <button
@@ -142,6 +147,9 @@ export function FieldSidebar({ events, onFilter }: FieldSidebarProps) {
                           </button>
                         </span>
                       )}
+                      <span className="value-bar" aria-hidden="true">
+                        <span style={{ width: `${(v.count / Math.max(1, f.present)) * 100}%` }} />
+                      </span>
                     </li>
                   ))}
                   {f.distinct > f.top.length && (
@@ -158,4 +166,11 @@ export function FieldSidebar({ events, onFilter }: FieldSidebarProps) {
       </ul>
     </aside>
   );
+}
+
+/** A share as a whole percent; a small non-zero share is "<1%", not "0%". */
+function percent(n: number, of: number): string {
+  if (n === 0 || of === 0) return '0%';
+  const p = Math.round((n / of) * 100);
+  return p === 0 ? '<1%' : `${p}%`;
 }

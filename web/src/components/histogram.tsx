@@ -122,6 +122,7 @@ export function Histogram({ buckets, spanMs, fromMs, toMs, onSelect, utc = false
           viewBox={`0 0 ${VIEW_W} ${VIEW_H}`}
           preserveAspectRatio="none"
           role="img"
+          // biome-ignore lint/a11y/noNoninteractiveTabindex: focusable so the keyboard can pick a bucket (arrows, Enter), as its label says.
           tabIndex={0}
           aria-label={`Histogram: ${total.toLocaleString()} ${unit} in ${buckets.length} buckets. Drag to zoom, or use the arrow keys and Enter.`}
           aria-describedby={descId}
@@ -147,7 +148,9 @@ export function Histogram({ buckets, spanMs, fromMs, toMs, onSelect, utc = false
               <title>{`${formatTime(b.bucket.t, utc)}: ${b.bucket.count.toLocaleString()} ${unit}`}</title>
             </rect>
           ))}
-          {sel && <rect className="histogram-selection" x={selX0} y={0} width={Math.max(0, selX1 - selX0)} height={VIEW_H} />}
+          {sel && (
+            <rect className="histogram-selection" x={selX0} y={0} width={Math.max(0, selX1 - selX0)} height={VIEW_H} />
+          )}
         </svg>
       </div>
       <div className="histogram-axis" aria-hidden="true">

@@ -62,71 +62,75 @@ export function QueryBar({ value, onSubmit, error, busy, children }: QueryBarPro
   const [before, at, after] = shown ? splitAt(shown.query, shown.position) : [text, '', ''];
 
   return (
-    <form className="query-bar" role="search" onSubmit={submit} aria-busy={busy || undefined}>
-      <label htmlFor="query-input" className="visually-hidden">
-        Query
-      </label>
-      <div className={`query-field${shown ? ' has-error' : ''}`}>
-        <div className="query-mirror" ref={mirrorRef} aria-hidden="true" data-testid="query-mirror">
-          {before}
-          {shown && <mark className="query-error-mark">{at}</mark>}
-          {after}
+    <search>
+      <form className="query-bar" onSubmit={submit} aria-busy={busy || undefined}>
+        <label htmlFor="query-input" className="visually-hidden">
+          Query
+        </label>
+        <div className={`query-field${shown ? ' has-error' : ''}`}>
+          <div className="query-mirror" ref={mirrorRef} aria-hidden="true" data-testid="query-mirror">
+            {before}
+            {shown && <mark className="query-error-mark">{at}</mark>}
+            {after}
+          </div>
+          <input
+            id="query-input"
+            ref={inputRef}
+            className="query-input"
+            type="text"
+            spellCheck={false}
+            autoComplete="off"
+            autoCapitalize="off"
+            value={text}
+            placeholder="user.name:bob AND event.outcome:failure | stats count() by host.name"
+            aria-invalid={shown ? true : undefined}
+            aria-describedby={shown ? `${errorId} ${helpId}` : helpId}
+            onChange={(e) => setText(e.target.value)}
+            onScroll={syncScroll}
+            onKeyUp={syncScroll}
+            onSelect={syncScroll}
+          />
         </div>
-        <input
-          id="query-input"
-          ref={inputRef}
-          className="query-input"
-          type="text"
-          spellCheck={false}
-          autoComplete="off"
-          autoCapitalize="off"
-          value={text}
-          placeholder='user.name:bob AND event.outcome:failure | stats count() by host.name'
-          aria-invalid={shown ? true : undefined}
-          aria-describedby={shown ? `${errorId} ${helpId}` : helpId}
-          onChange={(e) => setText(e.target.value)}
-          onScroll={syncScroll}
-          onKeyUp={syncScroll}
-          onSelect={syncScroll}
-        />
-      </div>
-      {children}
-      <button type="submit" className="primary" disabled={busy}>
-        {busy ? 'Searching…' : 'Search'}
-      </button>
-      {shown && (
-        <div className="query-error" id={errorId} role="alert">
-          <p>
-            <strong>Syntax error at column {shown.position}:</strong> {shown.hint}
-          </p>
-          <pre className="query-error-context" aria-hidden="true">
-            {splitAt(shown.query, shown.position)[0]}
-            <mark>{splitAt(shown.query, shown.position)[1]}</mark>
-            {splitAt(shown.query, shown.position)[2]}
-            {'\n'}
-            {' '.repeat(Math.max(0, Math.min(shown.position - 1, shown.query.length)))}^
-          </pre>
-        </div>
-      )}
-      <details className="query-help" id={helpId}>
-        <summary>Query syntax</summary>
-        <ul>
-          <li>
-            <code>field:value</code>, <code>field:"a phrase"</code>, <code>field:adm*</code>, <code>word</code> (full text)
-          </li>
-          <li>
-            <code>AND</code>, <code>OR</code>, <code>NOT</code>, <code>( )</code>; <code>source.ip:10.0.0.0/8</code>;{' '}
-            <code>field:[1 TO 5]</code>, <code>field&gt;=3</code>, <code>field:*</code>
-          </li>
-          <li>
-            <code>| stats count() by host.name</code>, <code>| timechart span=5m count()</code>, <code>| sort -count</code>,{' '}
-            <code>| head 20</code>, <code>| fields a, b</code>
-          </li>
-          <li>
-            Press <kbd>/</kbd> anywhere on this page to jump to the query.
-          </li>
-        </ul>
-      </details>
-    </form>
+        {children}
+        {/* Never disabled: a disabled default button blocks Enter, and a new search replaces a running one. */}
+        <button type="submit" className="primary">
+          {busy ? 'Searching…' : 'Search'}
+        </button>
+        {shown && (
+          <div className="query-error" id={errorId} role="alert">
+            <p>
+              <strong>Syntax error at column {shown.position}:</strong> {shown.hint}
+            </p>
+            <pre className="query-error-context" aria-hidden="true">
+              {splitAt(shown.query, shown.position)[0]}
+              <mark>{splitAt(shown.query, shown.position)[1]}</mark>
+              {splitAt(shown.query, shown.position)[2]}
+              {'\n'}
+              {' '.repeat(Math.max(0, Math.min(shown.position - 1, shown.query.length)))}^
+            </pre>
+          </div>
+        )}
+        <details className="query-help" id={helpId}>
+          <summary>Query syntax</summary>
+          <ul>
+            <li>
+              <code>field:value</code>, <code>field:"a phrase"</code>, <code>field:adm*</code>, <code>word</code> (full
+              text)
+            </li>
+            <li>
+              <code>AND</code>, <code>OR</code>, <code>NOT</code>, <code>( )</code>; <code>source.ip:10.0.0.0/8</code>;{' '}
+              <code>field:[1 TO 5]</code>, <code>field&gt;=3</code>, <code>field:*</code>
+            </li>
+            <li>
+              <code>| stats count() by host.name</code>, <code>| timechart span=5m count()</code>,{' '}
+              <code>| sort -count</code>, <code>| head 20</code>, <code>| fields a, b</code>
+            </li>
+            <li>
+              Press <kbd>/</kbd> anywhere on this page to jump to the query.
+            </li>
+          </ul>
+        </details>
+      </form>
+    </search>
   );
 }

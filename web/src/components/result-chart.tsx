@@ -19,7 +19,9 @@ const isNum = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
 /** Decides how to draw a table answer. */
 export function chartModel(columns: string[], rows: unknown[][]): ChartModel {
   if (rows.length === 0) return { kind: 'none' };
-  const numeric = columns.map((_, c) => rows.every((r) => r[c] === null || isNum(r[c])) && rows.some((r) => isNum(r[c])));
+  const numeric = columns.map(
+    (_, c) => rows.every((r) => r[c] === null || isNum(r[c])) && rows.some((r) => isNum(r[c])),
+  );
   const ti = columns.indexOf('_time');
   if (ti >= 0) {
     const others = columns.map((_, c) => c).filter((c) => c !== ti);
@@ -74,7 +76,6 @@ export function ResultChart({ columns, rows, utc }: { columns: string[]; rows: u
       <figure className="result-chart" aria-label={`Bar chart of ${model.valueName}`}>
         <ul className="hbars">
           {model.bars.map((b, i) => (
-            // biome-ignore lint/suspicious/noArrayIndexKey: rows of one answer, in the server's order.
             <li key={i}>
               <span className="hbar-label" title={b.label}>
                 {b.label}
@@ -86,7 +87,9 @@ export function ResultChart({ columns, rows, utc }: { columns: string[]; rows: u
             </li>
           ))}
         </ul>
-        {rows.length > MAX_BARS && <figcaption className="muted small">The first {MAX_BARS} rows are drawn.</figcaption>}
+        {rows.length > MAX_BARS && (
+          <figcaption className="muted small">The first {MAX_BARS} rows are drawn.</figcaption>
+        )}
       </figure>
     );
   }

@@ -16,17 +16,25 @@ import {
   useState,
 } from 'react';
 
+/** A column: its header and the class of its cells (widths come from the CSS grid of the rows). */
+export interface VirtualColumn {
+  id: string;
+  header: ReactNode;
+  className?: string;
+}
+
 export interface VirtualListProps {
   count: number;
   /** Height of a collapsed row, px (the CSS must give rows this height). */
   rowHeight: number;
+  columns: VirtualColumn[];
   rowKey(index: number): string;
   isExpanded(index: number): boolean;
   onToggle(index: number): void;
-  /** The cells of a row (and its expanded part). */
-  renderRow(index: number): ReactNode;
-  /** The header row's cells. */
-  header: ReactNode;
+  /** The content of one cell. */
+  renderCell(index: number, column: string): ReactNode;
+  /** The expanded part of a row, under its cells. */
+  renderDetail?(index: number): ReactNode;
   label: string;
   /** Called when the rows near the end come into view (to load the next page). */
   onEndReached?(): void;
@@ -162,10 +170,14 @@ export function VirtualList(props: VirtualListProps) {
     scrollIntoView(next);
   };
 
+  // An ARIA grid over divs: rows are absolutely positioned for virtualization, which table layout does
+  // not allow. The grid keeps focus (aria-activedescendant), so rows and cells are not tab stops.
   const rows: ReactNode[] = [];
   for (let i = first; i <= last; i++) {
     const expanded = props.isExpanded(i);
     rows.push(
+      // biome-ignore lint/a11y/useSemanticElements: a virtualized ARIA grid row (see above).
+      // biome-ignore lint/a11y/useFocusableInteractive: the grid holds focus and points at the active row.
       // biome-ignore lint/a11y/useKeyWithClickEvents: the grid handles the keyboard for all its rows.
       <div
         key={props.rowKey(i)}
@@ -187,27 +199,51 @@ export function VirtualList(props: VirtualListProps) {
           props.onToggle(i);
         }}
       >
-        {props.renderRow(i)}
+        {props.columns.map((c) => (
+          // biome-ignore lint/a11y/useSemanticElements: a cell of the virtualized ARIA grid (see above).
+          // biome-ignore lint/a11y/useFocusableInteractive: the grid holds focus, not its cells.
+          <div key={c.id} role="gridcell" className={c.className}>
+            {props.renderCell(i, c.id)}
+          </div>
+        ))}
+        {expanded && props.renderDetail && (
+          // biome-ignore lint/a11y/useSemanticElements: a cell of the virtualized ARIA grid (see above).
+          // biome-ignore lint/a11y/useFocusableInteractive: the grid holds focus, not its cells.
+          <div role="gridcell" className="row-detail" aria-colspan={props.columns.length}>
+            {props.renderDetail(i)}
+          </div>
+        )}
       </div>,
     );
   }
 
   return (
+    // biome-ignore lint/a11y/useSemanticElements: a virtualized ARIA grid (see above).
     <div
       ref={scrollRef}
       className={`vlist ${props.className ?? ''}`}
       role="grid"
       aria-label={props.label}
       aria-rowcount={count + 1}
+      aria-colcount={props.columns.length}
       aria-activedescendant={active !== null && active >= first && active <= last ? `${id}-row-${active}` : undefined}
       tabIndex={0}
       onKeyDown={key}
       onScroll={(e) => setScrollTop(e.currentTarget.scrollTop)}
       data-testid="vlist"
     >
+      {/* biome-ignore lint/a11y/useSemanticElements: the header row of the ARIA grid. */}
+      {/* biome-ignore lint/a11y/useFocusableInteractive: the grid holds focus. */}
       <div ref={headerRef} className="vrow vheader" role="row" aria-rowindex={1}>
-        {props.header}
+        {props.columns.map((c) => (
+          // biome-ignore lint/a11y/useSemanticElements: a header cell of the ARIA grid.
+          // biome-ignore lint/a11y/useFocusableInteractive: the grid holds focus.
+          <div key={c.id} role="columnheader" className={c.className}>
+            {c.header}
+          </div>
+        ))}
       </div>
+      {/* biome-ignore lint/a11y/useSemanticElements: the body of the ARIA grid. */}
       <div className="vbody" role="rowgroup" style={{ height: offsets[count] }}>
         {rows}
       </div>

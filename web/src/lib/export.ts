@@ -16,9 +16,19 @@ export function eventColumns(events: EventRecord[]): string[] {
  */
 export function csvCell(value: unknown): string {
   if (value === undefined || value === null) return '';
-  let s = typeof value === 'string' ? value : typeof value === 'number' || typeof value === 'boolean' ? String(value) : JSON.stringify(value);
-  if (typeof value === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  let s =
+    typeof value === 'string'
+      ? value
+      : typeof value === 'number' || typeof value === 'boolean'
+        ? String(value)
+        : JSON.stringify(value);
+  if (typeof value === 'string' && isFormula(s)) s = `'${s}`;
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** `@name` alone (`@timestamp`) is a plain name; `@` before anything else starts a formula in some programs. */
+function isFormula(s: string): boolean {
+  return /^[=+\-\t\r]/.test(s) || (s.startsWith('@') && !/^@[\w.]*$/.test(s));
 }
 
 /** A CSV document (RFC 4180, CRLF line ends) from a header and rows. */

@@ -63,12 +63,16 @@ export function href(path: string, params: Record<string, string | undefined | n
 
 /** A link that navigates inside the console; modified clicks behave as for any link. */
 export function Link(props: AnchorHTMLAttributes<HTMLAnchorElement> & { href: string; replace?: boolean }) {
-  const { replace, onClick, ...rest } = props;
+  const { replace, onClick, href: to, children, ...rest } = props;
   const click = (e: MouseEvent<HTMLAnchorElement>) => {
     onClick?.(e);
     if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
     e.preventDefault();
-    navigate(props.href, { replace });
+    navigate(to, { replace });
   };
-  return <a {...rest} onClick={click} />;
+  return (
+    <a href={to} {...rest} onClick={click}>
+      {children}
+    </a>
+  );
 }

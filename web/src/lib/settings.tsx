@@ -12,7 +12,8 @@ export interface Settings {
 
 const KEY = 'vigil.settings';
 
-function load(): { theme: Theme; utc: boolean } {
+/** The stored preferences (defaults when none or unreadable). */
+export function loadSettings(): { theme: Theme; utc: boolean } {
   try {
     const v = JSON.parse(localStorage.getItem(KEY) ?? '{}') as { theme?: Theme; utc?: boolean };
     return { theme: v.theme === 'light' || v.theme === 'dark' ? v.theme : 'system', utc: v.utc === true };
@@ -30,7 +31,7 @@ export function applyTheme(theme: Theme): void {
 const SettingsContext = createContext<Settings | null>(null);
 
 export function SettingsProvider({ children }: { children: ReactNode }) {
-  const [state, setState] = useState(load);
+  const [state, setState] = useState(loadSettings);
   useEffect(() => {
     applyTheme(state.theme);
     try {

@@ -25,7 +25,7 @@ export function useApi<T>(path: string | null, opts: { pollMs?: number } = {}): 
   const [tick, setTick] = useState(0);
   const pathRef = useRef(path);
 
-  // biome-ignore lint/correctness/useExhaustiveDependencies: tick asks for a reload of the same path.
+  // tick asks for a reload of the same path.
   useEffect(() => {
     if (path === null) {
       setLoading(false);

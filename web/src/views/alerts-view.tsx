@@ -49,7 +49,7 @@ export function AlertsView({ location, id }: { location: Location; id?: string }
     document.title = 'Alerts · Vigil';
   }, []);
 
-  // biome-ignore lint/correctness/useExhaustiveDependencies: a new filter starts a new "known" set.
+  // a new filter starts a new "known" set.
   useEffect(() => {
     known.current = null;
     setFresh(new Set());
@@ -89,8 +89,7 @@ export function AlertsView({ location, id }: { location: Location; id?: string }
       <div className="view-head">
         <h1 id="alerts-heading">Alerts</h1>
         <p className="muted small" aria-live="polite">
-          {announce}{' '}
-          {list.updated && `Updated every ${POLL_MS / 1000} s; last ${formatTime(list.updated, utc)}.`}
+          {announce} {list.updated && `Updated every ${POLL_MS / 1000} s; last ${formatTime(list.updated, utc)}.`}
         </p>
       </div>
       <form className="filters" onSubmit={submitText} aria-label="Filter alerts">
@@ -197,7 +196,8 @@ export function AlertsView({ location, id }: { location: Location; id?: string }
               id={id}
               closeHref={href('/ui/alerts', listParams)}
               onChanged={(a) => {
-                if (list.data) list.setData({ ...list.data, alerts: list.data.alerts.map((x) => (x.id === a.id ? a : x)) });
+                if (list.data)
+                  list.setData({ ...list.data, alerts: list.data.alerts.map((x) => (x.id === a.id ? a : x)) });
               }}
             />
           )}
@@ -224,7 +224,10 @@ function AlertDetail({ id, closeHref, onChanged }: { id: string; closeHref: stri
     setSaving(true);
     setActionError(null);
     try {
-      const a = await api<Alert>(`/api/v1/alerts/${encodeURIComponent(id)}`, { method: 'PATCH', body: { status: next } });
+      const a = await api<Alert>(`/api/v1/alerts/${encodeURIComponent(id)}`, {
+        method: 'PATCH',
+        body: { status: next },
+      });
       detail.setData(a);
       onChanged(a);
       setStatus(`Alert ${next === 'new' ? 'reopened' : next}.`);
@@ -274,26 +277,32 @@ function AlertDetail({ id, closeHref, onChanged }: { id: string; closeHref: stri
             <dt>Alert id</dt>
             <dd className="mono">{a.id}</dd>
           </dl>
-          <div className="actions" role="group" aria-label="Change status">
+          <fieldset className="actions">
+            <legend className="visually-hidden">Change the status</legend>
             {a.status === 'new' && (
-              <button type="button" className="primary" disabled={saving} onClick={() => setAlertStatus('acknowledged')}>
+              <button
+                type="button"
+                className="primary"
+                disabled={saving}
+                onClick={() => setAlertStatus('acknowledged')}
+              >
                 Acknowledge
               </button>
             )}
             {a.status !== 'closed' && (
               <button type="button" disabled={saving} onClick={() => setAlertStatus('closed')}>
-                Close
+                Close alert
               </button>
             )}
             {a.status !== 'new' && (
               <button type="button" disabled={saving} onClick={() => setAlertStatus('new')}>
-                Reopen
+                Reopen alert
               </button>
             )}
             <span role="status" className="muted small">
               {status}
             </span>
-          </div>
+          </fieldset>
           {actionError !== null && <ErrorBox error={actionError} title="The status was not changed" />}
           <h3>Matched fields</h3>
           {Object.keys(a.matched).length === 0 ? (
@@ -303,7 +312,9 @@ function AlertDetail({ id, closeHref, onChanged }: { id: string; closeHref: stri
               <tbody>
                 {Object.entries(a.matched).map(([k, v]) => (
                   <tr key={k}>
-                    <th scope="row">{k}</th>
+                    <th scope="row" className="kv-key">
+                      {k}
+                    </th>
                     <td>{typeof v === 'string' ? v : JSON.stringify(v)}</td>
                   </tr>
                 ))}

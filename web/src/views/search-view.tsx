@@ -66,6 +66,8 @@ export function SearchView({ location }: { location: Location }) {
   const [busy, setBusy] = useState(false);
   const [loadingMore, setLoadingMore] = useState(false);
   const [expanded, setExpanded] = useState<Set<string>>(() => new Set());
+  // Kept here so the sidebar remembers what is open while results come and go.
+  const [openFields, setOpenFields] = useState<Set<string>>(() => new Set(['host.name']));
   const [status, setStatus] = useState('');
   const run = useRef<{ abort: AbortController; fromMs: number; toMs: number; seen: Set<string> } | null>(null);
 
@@ -86,7 +88,7 @@ export function SearchView({ location }: { location: Location }) {
     return () => document.removeEventListener('keydown', onKey);
   }, []);
 
-  // biome-ignore lint/correctness/useExhaustiveDependencies: runId re-runs the same URL on demand.
+  // runId re-runs the same URL on demand.
   useEffect(() => {
     run.current?.abort.abort();
     const abort = new AbortController();
@@ -104,13 +106,16 @@ export function SearchView({ location }: { location: Location }) {
       return;
     }
     const table = isTableQuery(q);
+    // A query that cannot be paged by time gets the API's largest page at once.
+    const pageable = isTimeOrdered(q);
+    const firstLimit = pageable ? FIRST_PAGE : PAGE;
     const main = api<{
       total?: number;
       events?: EventRecord[];
       columns?: string[];
       rows?: unknown[][];
       took_ms: number;
-    }>(`/api/v1/search${qs({ q, from: fromMs, to: toMs, limit: table ? undefined : FIRST_PAGE })}`, {
+    }>(`/api/v1/search${qs({ q, from: fromMs, to: toMs, limit: table ? undefined : firstLimit })}`, {
       signal: abort.signal,
     })
       .then((a) => {
@@ -127,7 +132,7 @@ export function SearchView({ location }: { location: Location }) {
           events,
           total,
           tookMs: a.took_ms,
-          complete: events.length >= total || !isTimeOrdered(q) || events.length < FIRST_PAGE,
+          complete: events.length >= total || !pageable || events.length < firstLimit,
         });
       })
       .catch((err) => {
@@ -216,7 +221,8 @@ export function SearchView({ location }: { location: Location }) {
     else navigate(searchHref(nq, nr));
   };
 
-  const onFilter = (field: string, value: unknown, exclude: boolean) => go({ q: addFilterTerm(q, field, value, exclude) });
+  const onFilter = (field: string, value: unknown, exclude: boolean) =>
+    go({ q: addFilterTerm(q, field, value, exclude) });
 
   const events = results?.kind === 'events' ? results.events : [];
   const rowKey = useCallback((i: number) => String(events[i]?.['event.id'] ?? i), [events]);
@@ -231,6 +237,17 @@ export function SearchView({ location }: { location: Location }) {
         return n;
       }),
     [rowKey],
+  );
+
+  const columns = useMemo(
+    () => [
+      { id: 'expand', header: <span className="visually-hidden">Expand</span>, className: 'cell-expand' },
+      { id: 'time', header: `Time${utc ? ' (UTC)' : ''}`, className: 'cell-time' },
+      { id: 'host', header: 'Host', className: 'cell-host' },
+      { id: 'source', header: 'Source', className: 'cell-source' },
+      { id: 'event', header: 'Event', className: 'cell-summary' },
+    ],
+    [utc],
   );
 
   const copyLink = async () => {
@@ -253,7 +270,9 @@ export function SearchView({ location }: { location: Location }) {
       const objs = results.rows.map((r) => Object.fromEntries(results.columns.map((c, i) => [c, r[i]])));
       download(exportName('stats', 'ndjson'), toNdjson(objs), 'application/x-ndjson');
     }
-    setStatus(`Exported ${results.kind === 'events' ? results.events.length : results.rows.length} rows as ${format.toUpperCase()}.`);
+    setStatus(
+      `Exported ${results.kind === 'events' ? results.events.length : results.rows.length} rows as ${format.toUpperCase()}.`,
+    );
   };
 
   const zoomOut = () => {
@@ -273,10 +292,10 @@ export function SearchView({ location }: { location: Location }) {
       </QueryBar>
       <div className="search-body">
         {results?.kind === 'events' && results.events.length > 0 && (
-          <FieldSidebar events={results.events} onFilter={onFilter} />
+          <FieldSidebar events={results.events} onFilter={onFilter} open={openFields} onOpenChange={setOpenFields} />
         )}
         <div className="search-main">
-          {results?.kind !== 'table' && (
+          {results?.kind !== 'table' && !queryError && (
             <div className="card histogram-card">
               <div className="card-head">
                 <h2>Events over time</h2>
@@ -308,13 +327,13 @@ export function SearchView({ location }: { location: Location }) {
                   {results.kind === 'events' ? (
                     <>
                       <strong>{results.total.toLocaleString()}</strong> matching event{results.total === 1 ? '' : 's'}
-                      {results.events.length < results.total && <> · {results.events.length.toLocaleString()} loaded</>} ·{' '}
-                      {results.tookMs} ms
+                      {results.events.length < results.total && <> · {results.events.length.toLocaleString()} loaded</>}{' '}
+                      · {results.tookMs} ms
                     </>
                   ) : (
                     <>
-                      <strong>{results.rows.length.toLocaleString()}</strong> row{results.rows.length === 1 ? '' : 's'} ·{' '}
-                      {results.tookMs} ms
+                      <strong>{results.rows.length.toLocaleString()}</strong> row{results.rows.length === 1 ? '' : 's'}{' '}
+                      · {results.tookMs} ms
                     </>
                   )}
                 </p>
@@ -350,41 +369,23 @@ export function SearchView({ location }: { location: Location }) {
                       isExpanded={isExpanded}
                       onToggle={toggle}
                       onEndReached={results.complete ? undefined : loadMore}
-                      header={
-                        <>
-                          <span role="columnheader" className="cell-expand">
-                            <span className="visually-hidden">Expand</span>
-                          </span>
-                          <span role="columnheader">Time{utc ? ' (UTC)' : ''}</span>
-                          <span role="columnheader">Host</span>
-                          <span role="columnheader">Source</span>
-                          <span role="columnheader">Event</span>
-                        </>
-                      }
-                      renderRow={(i) => {
+                      columns={columns}
+                      renderCell={(i, col) => {
                         const e = results.events[i];
-                        const open = expanded.has(rowKey(i));
-                        return (
-                          <>
-                            <span role="gridcell" className="cell-expand" aria-hidden="true">
-                              {open ? '▾' : '▸'}
-                            </span>
-                            <span role="gridcell" className="cell-time">
-                              {formatTime(Date.parse(String(e['@timestamp'])), utc, true)}
-                            </span>
-                            <span role="gridcell" className="cell-host">
-                              {fieldText(e['host.name'])}
-                            </span>
-                            <span role="gridcell" className="cell-source">
-                              {fieldText(e['input.type'])}
-                            </span>
-                            <span role="gridcell" className="cell-summary">
-                              {summary(e)}
-                            </span>
-                            {open && <EventDetail event={e} onFilter={onFilter} />}
-                          </>
-                        );
+                        switch (col) {
+                          case 'expand':
+                            return <span aria-hidden="true">{expanded.has(rowKey(i)) ? '▾' : '▸'}</span>;
+                          case 'time':
+                            return formatTime(Date.parse(String(e['@timestamp'])), utc, true);
+                          case 'host':
+                            return fieldText(e['host.name']);
+                          case 'source':
+                            return fieldText(e['input.type']);
+                          default:
+                            return summary(e);
+                        }
                       }}
+                      renderDetail={(i) => <EventDetail event={results.events[i]} onFilter={onFilter} />}
                     />
                     <p className="muted small" role="status">
                       {loadingMore
@@ -438,7 +439,6 @@ function TableResult({ columns, rows, utc }: { columns: string[]; rows: unknown[
           </thead>
           <tbody>
             {shown.map((r, i) => (
-              // biome-ignore lint/suspicious/noArrayIndexKey: rows of one answer, in the server's order.
               <tr key={i}>
                 {r.map((v, j) => (
                   <td key={columns[j]} className={typeof v === 'number' ? 'num' : undefined}>

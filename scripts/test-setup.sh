@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs before `npm test`: installs the Debian packages the tests start for real (etcd, nats-server,
+# chromium; unzip and openssl for fixtures) when they are missing, and builds the web console.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+missing=()
+command -v unzip >/dev/null || missing+=(unzip)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v nats-server >/dev/null || missing+=(nats-server)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test setup: installing ${missing[*]} (Debian packages)"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test setup: run as root, or install them yourself: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# The console's dependencies live in web/package.json; build it when its sources are newer than the build.
+if [ ! -f web/dist/index.html ] || [ -n "$(find web/src web/index.html web/package.json -newer web/dist/index.html 2>/dev/null | head -1)" ]; then
+  npm run build:web
+fi
