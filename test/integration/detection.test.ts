@@ -117,7 +117,11 @@ describe('detection on the live stream', () => {
         headers: { authorization: `Bearer ${node.token}`, 'content-type': type },
       }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
     const before = (await node.get('/api/v1/rules')).body;
-    const bad = await send('POST', '/api/v1/rules', 'title: x\nid: bad-rule\nlogsource: {product: windows}\ndetection:\n  sel:\n    Image|nosuchmodifier: a\n  condition: sel\n');
+    const bad = await send(
+      'POST',
+      '/api/v1/rules',
+      'title: x\nid: bad-rule\nlogsource: {product: windows}\ndetection:\n  sel:\n    Image|nosuchmodifier: a\n  condition: sel\n',
+    );
     assert.equal(bad.status, 400);
     assert.match(bad.body.error.message, /nosuchmodifier/);
     const rule = `title: Whoami
@@ -147,7 +151,12 @@ detection:
     await node.post('/api/v1/ingest', sysmon('C:\\Windows\\System32\\whoami.exe', 1));
     const fired = await waitFor((a) => a.some((x) => x.rule.title === 'Whoami'));
     assert.equal(fired.filter((x) => x.rule.title === 'Whoami').length, 1);
-    const disabled = await send('PATCH', '/api/v1/rules/0f5e1a40-0000-4000-8000-00000000a003', '{"enabled":false}', 'application/json');
+    const disabled = await send(
+      'PATCH',
+      '/api/v1/rules/0f5e1a40-0000-4000-8000-00000000a003',
+      '{"enabled":false}',
+      'application/json',
+    );
     assert.equal(disabled.status, 200);
     await node.post('/api/v1/ingest', sysmon('C:\\Windows\\System32\\whoami.exe', 2));
     await new Promise((r) => setTimeout(r, 500));
@@ -183,10 +192,17 @@ detection:
 
 test('vigil sigma scan prints matches of evtx_dump files as JSON lines', () => {
   const dir = join(SHARED, 'sigma/regression/rules-emerging-threats/2026/Exploits/CVE-2026-33829');
-  const out = execFileSync(BIN, ['sigma', 'scan', '--rules', join(SHARED, 'sigma/rules-emerging-threats/2026'), dir, '--format', 'jsonl'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  }).toString();
-  const lines = out.trim().split('\n').map((l) => JSON.parse(l));
+  const out = execFileSync(
+    BIN,
+    ['sigma', 'scan', '--rules', join(SHARED, 'sigma/rules-emerging-threats/2026'), dir, '--format', 'jsonl'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  ).toString();
+  const lines = out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const hits = lines.filter((l) => l.rule_id === '7c3a5b1d-9e2f-4a8c-b5d7-1e0f3c6a9b2d');
   assert.equal(hits.length, 2);
   assert.ok(hits.every((h) => h.rule_title && h.level === 'high' && h.event['Event.System.EventID'] !== undefined));
@@ -195,7 +211,13 @@ test('vigil sigma scan prints matches of evtx_dump files as JSON lines', () => {
 test('vigil rules check reports loaded and rejected rules', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-check-'));
   writeFileSync(join(dir, 'ok.yml'), FAILED_LOGON);
-  writeFileSync(join(dir, 'legacy.yml'), FAILED_LOGON.replace('condition: selection', 'condition: selection | count() by TargetUserName > 5').replace('a001', 'a0ff'));
+  writeFileSync(
+    join(dir, 'legacy.yml'),
+    FAILED_LOGON.replace('condition: selection', 'condition: selection | count() by TargetUserName > 5').replace(
+      'a001',
+      'a0ff',
+    ),
+  );
   let out = '';
   try {
     execFileSync(BIN, ['rules', 'check', dir], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -17,7 +17,9 @@ test('SIGTERM stops intake, commits what it acknowledged, and exits 0', async ()
     for (;;) {
       const first = seq;
       seq += 300;
-      const body = Array.from({ length: 300 }, (_, i) => JSON.stringify({ message: run, 'test.run': run, 'test.seq': first + i })).join('\n');
+      const body = Array.from({ length: 300 }, (_, i) =>
+        JSON.stringify({ message: run, 'test.run': run, 'test.seq': first + i }),
+      ).join('\n');
       try {
         const res = await fetch(`${node.url}/api/v1/ingest`, {
           method: 'POST',
@@ -37,7 +39,9 @@ test('SIGTERM stops intake, commits what it acknowledged, and exits 0', async ()
   await Promise.all(clients);
   assert.equal(code, 0, node.output());
   await node.restart();
-  const res = await node.get(`/api/v1/search?q=${encodeURIComponent(`test.run:${run} | stats count() by test.seq`)}&from=now-1h&limit=10000`);
+  const res = await node.get(
+    `/api/v1/search?q=${encodeURIComponent(`test.run:${run} | stats count() by test.seq`)}&from=now-1h&limit=10000`,
+  );
   const stored = new Map<number, number>(res.body.rows.map((r: [string, number]) => [Number(r[0]), r[1]]));
   const lost = acked.filter((s) => !stored.has(s));
   console.log(JSON.stringify({ acknowledged: acked.length, stored: stored.size, lost: lost.length }));
@@ -48,10 +52,31 @@ test('SIGTERM stops intake, commits what it acknowledged, and exits 0', async ()
 
 test('syslog over TLS is received when a certificate is configured', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-tls-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-subj',
+      '/CN=localhost',
+      '-days',
+      '1',
+      '-keyout',
+      join(dir, 'k.pem'),
+      '-out',
+      join(dir, 'c.pem'),
+    ],
+    { stdio: 'ignore' },
+  );
   const tlsPort = await freePort();
   const config = join(dir, 'vigil.yml');
-  writeFileSync(config, `syslog:\n  tls_port: ${tlsPort}\n  tls_cert_file: ${join(dir, 'c.pem')}\n  tls_key_file: ${join(dir, 'k.pem')}\n`);
+  writeFileSync(
+    config,
+    `syslog:\n  tls_port: ${tlsPort}\n  tls_cert_file: ${join(dir, 'c.pem')}\n  tls_key_file: ${join(dir, 'k.pem')}\n`,
+  );
   const node = await startVigil({ env: { VIGIL_CONFIG: config } });
   try {
     await new Promise<void>((resolve, reject) => {
