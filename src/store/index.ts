@@ -9,7 +9,7 @@ import type { Logger } from '../lib/logger.ts';
 import { counter, histogram } from '../lib/metrics.ts';
 import type { StoreConfig } from './config.ts';
 import { eventsToRows } from './rows.ts';
-import { DATABASE, EVENTS_TABLE, eventsTableDdl } from './schema.ts';
+import { DATABASE, EVENTS_TABLE, eventsTableDdl, WIDE_PART_BYTES } from './schema.ts';
 
 /** The ClickHouse-engine event store, embedded in the process through chdb. */
 export interface EventStore extends Component {
@@ -58,7 +58,7 @@ export function createEventStore(
         `ALTER TABLE ${EVENTS_TABLE} MODIFY TTL toDateTime(ingested) + INTERVAL ${config.retention_days} DAY`,
       );
       await session.queryAsync(
-        `ALTER TABLE ${EVENTS_TABLE} MODIFY SETTING fsync_after_insert = ${fsync}, fsync_part_directory = ${fsync}`,
+        `ALTER TABLE ${EVENTS_TABLE} MODIFY SETTING fsync_after_insert = ${fsync}, fsync_part_directory = ${fsync}, min_bytes_for_wide_part = ${WIDE_PART_BYTES}`,
       );
       deps.logger.info({ dir, retention_days: config.retention_days, fsync: config.fsync }, 'The event store is open.');
     },

@@ -28,6 +28,13 @@ export const COLUMN_FIELDS: Readonly<Record<string, { column: string; type: 'tim
 /** The column searched by bare words; its token bloom filter index is on `lower(raw)`. */
 export const FULL_TEXT_COLUMN = 'raw';
 
+/**
+ * Inserted parts stay "compact" (one data file) below this size. A wide part writes (and fsyncs) one file
+ * per column and per JSON path, hundreds for Windows events: measured 2.6x slower inserts, and fsync
+ * became nearly free with compact parts. Merges still produce wide parts for large, long-lived data.
+ */
+export const WIDE_PART_BYTES = 256 * 1024 * 1024;
+
 /** DDL for the event table; `ttlDays` is the retention by age. */
 export function eventsTableDdl(ttlDays: number): string {
   return `CREATE TABLE IF NOT EXISTS ${EVENTS_TABLE} (
@@ -48,5 +55,5 @@ export function eventsTableDdl(ttlDays: number): string {
 PARTITION BY toDate(ts)
 ORDER BY (tenant, ts, id)
 TTL toDateTime(ingested) + INTERVAL ${Math.trunc(ttlDays)} DAY
-SETTINGS non_replicated_deduplication_window = 10000`;
+SETTINGS non_replicated_deduplication_window = 10000, min_bytes_for_wide_part = ${WIDE_PART_BYTES}`;
 }

@@ -15,11 +15,13 @@ import {
   type SearchDef,
 } from './detection.ts';
 import type { FieldResolver, WhenCond } from './mapping.ts';
+import { MultiSearch } from './multisearch.ts';
 import type { StrTest } from './strings.ts';
 
 /**
- * The event keys a Sigma field is read from. `$name` keys are derived fields (`$event.timestamp` is the event
- * time, `$auditd.<key>` a field of an auditd record in the message); `P.**.leaf` searches the keys under P.
+ * The event keys a Sigma field is read from, plain keys first in their order, then the special ones: `$name`
+ * keys are derived fields (`$event.timestamp` is the event time, `$auditd.<key>` a field of an auditd record
+ * in the message) and `P.**.leaf` finds `leaf` under P.
  */
 export interface Accessor {
   readonly id: number;
@@ -169,6 +171,16 @@ export class EvalCtx {
     return true;
   }
 
+  /** The event key holding a field (its first key present), or undefined when only a derived key has it. */
+  keyOf(acc: Accessor): string | undefined {
+    const f = this.fields;
+    for (const k of acc.plain) {
+      const v = f[k];
+      if (v !== undefined && typeof v !== 'function') return k;
+    }
+    return undefined;
+  }
+
   /** The raw value of a field: the first of its keys present in the event. */
   raw(acc: Accessor): FieldValue | undefined {
     const f = this.fields;
@@ -263,8 +275,11 @@ export class EvalCtx {
     return out;
   }
 
-  /** Whether a test holds for some text of the event (the keyword texts, not lowercased), without copying. */
-  someText(test: StrTest): boolean {
+  /**
+   * Whether a test holds for some text of the event (the keyword texts, not lowercased), without copying.
+   * Texts shorter than `minLength` are skipped.
+   */
+  someText(test: StrTest, minLength = 0): boolean {
     const f = this.fields;
     let any = false;
     for (const k in f) {
@@ -272,12 +287,15 @@ export class EvalCtx {
       if (v === null || v === undefined || typeof v === 'function') continue;
       any = true;
       if (typeof v === 'string') {
-        if (test(v)) return true;
+        if (v.length >= minLength && test(v)) return true;
       } else if (Array.isArray(v)) {
         const texts: string[] = [];
         pushText(v, false, texts);
-        if (texts.some(test)) return true;
-      } else if (test(String(v))) return true;
+        if (texts.some((t) => t.length >= minLength && test(t))) return true;
+      } else {
+        const t = String(v);
+        if (t.length >= minLength && test(t)) return true;
+      }
     }
     return !any && !!this.event.raw && test(this.event.raw);
   }
@@ -297,21 +315,36 @@ function someText(v: string[], t: StrTest): boolean {
 function bindStr(item: Extract<CompiledItem, { kind: 'str' }>, acc: Accessor | undefined): Pred {
   const { raw, all, negate, nullMatches, tests, literals } = item;
   if (!acc && literals) {
-    // One alternation per value over each text of the event, case-insensitive unless cased: no lowercased copy
-    // of the event is needed.
-    const res = literals.map(
-      (g) => new RegExp(g.map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), raw ? '' : 'i'),
-    );
-    // Texts shorter than the shortest literal cannot hold any: most field values are skipped on their length.
-    const tests = res.map((re, i): StrTest => {
-      const min = Math.min(...literals[i].map((l) => l.length));
-      return (s) => s.length >= min && re.test(s);
+    // Literal keywords search the event as received (`raw`), like a search of the raw log: one pass over one
+    // text, also matching values that JSON escaped (a `\\` in a path). An event without raw text is searched
+    // field by field. ASCII literals use the sampled multi-needle search; others one alternation per value.
+    const tests = literals.map((g): { inRaw: StrTest; inField: StrTest; min: number } => {
+      const min = Math.min(...g.map((l) => l.length));
+      if (min >= 3 && g.every((l) => /^[\x00-\x7f]*$/.test(l))) {
+        const forms = [...new Set(g.flatMap((l) => [l, JSON.stringify(l).slice(1, -1)]))];
+        const inRaw = new MultiSearch(
+          forms.map((text) => ({ text, value: true })),
+          !raw,
+        );
+        const inField = new MultiSearch(
+          g.map((text) => ({ text, value: true })),
+          !raw,
+        );
+        return { inRaw: (s) => inRaw.some(s), inField: (s) => inField.some(s), min };
+      }
+      const re = new RegExp(g.map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), raw ? '' : 'i');
+      const test = (s: string): boolean => re.test(s);
+      return { inRaw: test, inField: test, min };
     });
+    const one = (ctx: EvalCtx, t: { inRaw: StrTest; inField: StrTest; min: number }): boolean => {
+      const text = ctx.event.raw;
+      return text ? text.length >= t.min && t.inRaw(text) : ctx.someText(t.inField, t.min);
+    };
     if (tests.length === 1) {
       const t = tests[0];
-      return (ctx) => ctx.someText(t) !== negate;
+      return (ctx) => one(ctx, t) !== negate;
     }
-    return (ctx) => tests.every((t) => ctx.someText(t)) !== negate;
+    return (ctx) => tests.every((t) => one(ctx, t)) !== negate;
   }
   if (!acc) {
     // Keyword search: any text of the event (every value needs one text under `all`).
@@ -433,14 +466,14 @@ export class Binder {
     return { pred: bindCondition(d.condition, searches), searches };
   }
 
-  /** The fields (accessors) a search tests, for reporting what matched. */
-  searchAccessors(s: SearchDef, out: Accessor[] = []): Accessor[] {
-    if (s.t === 'or') for (const a of s.alts) this.searchAccessors(a, out);
+  /** The fields a search tests (Sigma name and accessor), for reporting what matched. */
+  searchFields(s: SearchDef, out: { field: string; acc: Accessor }[] = []): { field: string; acc: Accessor }[] {
+    if (s.t === 'or') for (const a of s.alts) this.searchFields(a, out);
     else if (s.t === 'and') {
       for (const i of s.items) {
-        if (i.field !== null) out.push(this.accessor(i.field));
+        if (i.field !== null) out.push({ field: i.field, acc: this.accessor(i.field) });
         const c = i.compiled;
-        if (c?.kind === 'fieldref') for (const r of c.refs) out.push(this.accessor(r));
+        if (c?.kind === 'fieldref') for (const r of c.refs) out.push({ field: r, acc: this.accessor(r) });
       }
     }
     return out;

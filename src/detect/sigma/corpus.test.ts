@@ -3,6 +3,7 @@
  * positive regression tests of SigmaHQ pass with the whole corpus loaded at the same time.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -37,10 +38,18 @@ const ACCEPTED_LEGACY: RegExp[] = [
   /^invalid condition: the condition references an undefined search identifier …$/,
 ];
 
+let corpus: SigmaLoadResult | undefined;
+
+/** The corpus, loaded once for every suite of this file. */
+function loadCorpus(): SigmaLoadResult {
+  corpus ??= loadSigmaRules(CORPUS.map((d) => join(SIGMA, d)));
+  return corpus;
+}
+
 describe('the SigmaHQ corpus', () => {
   let loaded: SigmaLoadResult;
   before(() => {
-    loaded = loadSigmaRules(CORPUS.map((d) => join(SIGMA, d)));
+    loaded = loadCorpus();
   });
 
   it('loads every rule of the rules* folders but those with an accepted reason', (t) => {
@@ -110,6 +119,37 @@ describe('the SigmaHQ corpus', () => {
   });
 });
 
+describe('the needle prefilter', () => {
+  it('changes no result on Mordor events and the regression events', (t) => {
+    const loaded = loadCorpus();
+    const fast = createSigmaEngine({ rules: loaded.rules, filters: loaded.filters });
+    const slow = createSigmaEngine({ rules: loaded.rules, filters: loaded.filters, prefilter: false });
+    const zip = join(SIGMA, '../datasets/mordor-windows/execution/cmd_sharpview_pcre_net.zip');
+    const events = execFileSync('unzip', ['-p', zip], { maxBuffer: 1 << 28 })
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => eventFromJson(l, 'windows'));
+    for (const f of listRuleFiles(join(SIGMA, 'regression')).filter((x) => x.endsWith('/info.yml'))) {
+      const dir = f.slice(0, -'/info.yml'.length);
+      const info = parse(readFileSync(f, 'utf8')) as RegressionInfo;
+      const json = join(dir, `${info.rule_metadata[0].id}.json`);
+      for (const text of splitJsonObjects(readFileSync(json, 'utf8'))) events.push(eventFromJson(text, 'evtx'));
+    }
+    let matches = 0;
+    for (const e of events) {
+      const a = fast.match(e).map((m) => m.rule.id);
+      const b = slow.match(e).map((m) => m.rule.id);
+      assert.deepEqual(a, b, e.raw.slice(0, 200));
+      matches += a.length;
+    }
+    t.diagnostic(
+      `${events.length} events, ${matches} matches, evaluations ${fast.stats().evaluations} vs ${slow.stats().evaluations}`,
+    );
+    assert.ok(fast.stats().evaluations * 5 < slow.stats().evaluations);
+  });
+});
+
 interface RegressionInfo {
   rule_metadata: { id: string; title: string }[];
   regression_tests_info: { name: string; type: string; match_count?: number; path: string }[];
@@ -119,7 +159,7 @@ describe('the SigmaHQ regression tests (positive, evtx_dump JSON)', () => {
   let engine: SigmaEngine;
   let infos: string[];
   before(() => {
-    const loaded = loadSigmaRules(CORPUS.map((d) => join(SIGMA, d)));
+    const loaded = loadCorpus();
     engine = createSigmaEngine({ rules: loaded.rules, filters: loaded.filters });
     infos = listRuleFiles(join(SIGMA, 'regression')).filter((f) => f.endsWith('/info.yml'));
   });

@@ -62,6 +62,15 @@ detection:
         Signature|startswith: 'HackTool:'
     condition: selection
 ---
+title: Defender exclusion added
+id: 00000000-0000-0000-0000-000000000016
+logsource: { product: windows, service: windefend }
+detection:
+    selection:
+        EventID: 5007
+        NewValue|contains: '\\Exclusions\\Paths\\'
+    condition: selection
+---
 title: Cloudtrail delete trail
 id: 00000000-0000-0000-0000-000000000010
 logsource: { product: aws, service: cloudtrail }
@@ -220,6 +229,23 @@ describe('engine routing and field mapping', () => {
       }),
     );
     assert.deepEqual(titles(cleared), ['Log cleared']);
+    // A field found under UserData is reported under its Sigma name.
+    assert.deepEqual(engine.match(cleared)[0].matchedFields, { 'Event.System.EventID': 1102, SubjectUserName: 'bob' });
+  });
+
+  it('a Windows event without a channel is routed by the service it declares', () => {
+    const e = ev('windows', { EventID: 1102, SubjectUserName: 'bob' }, { product: 'windows', service: 'security' });
+    assert.deepEqual(titles(e), ['Log cleared']);
+    assert.deepEqual(titles({ ...e, logsource: undefined }), []);
+  });
+
+  it('field names Sigma wrote without spaces match event names with spaces (Defender)', () => {
+    const e = ev('evtx', {
+      'Event.System.EventID': 5007,
+      'Event.System.Channel': 'Microsoft-Windows-Windows Defender/Operational',
+      'Event.EventData.New Value': 'HKLM\\SOFTWARE\\Microsoft\\Windows Defender\\Exclusions\\Paths\\C:\\x = 0x0',
+    });
+    assert.deepEqual(titles(e), ['Defender exclusion added']);
   });
 
   it('ecs layout: ECS names first, winlog.event_data as fallback', () => {

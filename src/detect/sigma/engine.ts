@@ -29,6 +29,7 @@ import {
   type WindowsVariant,
   windowsResolver,
 } from './mapping.ts';
+import { MultiSearch } from './multisearch.ts';
 import type { RejectedRule, SigmaFilter, SigmaMatch, SigmaRule, SigmaRuleRef } from './types.ts';
 
 export interface SigmaEngineOptions {
@@ -40,6 +41,11 @@ export interface SigmaEngineOptions {
   placeholders?: Placeholders;
   /** Logsource and field mappings; the shipped ones (src/detect/mappings) by default. */
   mappings?: SigmaMappings;
+  /**
+   * Skip rules whose required text is absent from the event (default true). Turning it off evaluates every
+   * rule of the route: same results, slower; for tests and diagnosis.
+   */
+  prefilter?: boolean;
 }
 
 /** Counters for operators and benchmarks. */
@@ -55,7 +61,7 @@ export interface SigmaEngineStats {
 
 /** The engine: `match` is synchronous and evaluates one event at a time. */
 export interface SigmaEngine {
-  /** The rules that fired on the event, in rule order within each route. */
+  /** The rules that fired on the event (each once), in the order of `rules`. */
   match(event: NormalizedEvent): SigmaMatch[];
   /** Rules accepted by the engine. */
   readonly rules: readonly SigmaRule[];
@@ -83,12 +89,11 @@ interface NeedleEntry {
   readonly candidates: Candidate[];
 }
 
-/** The needles of one field in a route, indexed by a hash of their first three characters. */
+/** The needles of one field in a route. */
 interface FieldScan {
   readonly acc: Accessor;
-  readonly byKey: Map<number, NeedleEntry[]>;
-  /** Set where some needle's key has these low 16 bits: most text positions are skipped on one load. */
-  readonly bloom: Uint8Array;
+  /** Needles searched together in one sampled pass over the text. */
+  readonly hashed: MultiSearch<NeedleEntry>;
   /** Needles shorter than three characters, or all needles when they are few: tested with `includes`. */
   readonly short: NeedleEntry[];
 }
@@ -103,10 +108,6 @@ const INCLUDES_MAX = 16;
 interface RouteIndex {
   readonly always: Candidate[];
   readonly scans: FieldScan[];
-}
-
-function key3(s: string, i: number): number {
-  return ((s.charCodeAt(i) << 20) ^ (s.charCodeAt(i + 1) << 10) ^ s.charCodeAt(i + 2)) & 0x3fffffff;
 }
 
 function buildRouteIndex(list: readonly Candidate[]): RouteIndex {
@@ -130,23 +131,15 @@ function buildRouteIndex(list: readonly Candidate[]): RouteIndex {
   }
   const scans: FieldScan[] = [];
   for (const { acc, texts } of byAcc.values()) {
-    const byKey = new Map<number, NeedleEntry[]>();
-    const bloom = new Uint8Array(65536);
-    const short: NeedleEntry[] = [];
     const few = texts.size <= INCLUDES_MAX;
+    const hashed: { text: string; value: NeedleEntry }[] = [];
+    const short: NeedleEntry[] = [];
     for (const [text, candidates] of texts) {
       const entry = { text, candidates };
-      if (few || text.length < 3) {
-        short.push(entry);
-        continue;
-      }
-      const k = key3(text, 0);
-      bloom[k & 0xffff] = 1;
-      const es = byKey.get(k);
-      if (es) es.push(entry);
-      else byKey.set(k, [entry]);
+      if (few || text.length < 3) short.push(entry);
+      else hashed.push({ text, value: entry });
     }
-    scans.push({ acc, byKey: byKey, bloom, short });
+    scans.push({ acc, hashed: new MultiSearch(hashed), short });
   }
   return { always, scans };
 }
@@ -218,6 +211,7 @@ class Engine implements SigmaEngine {
   private readonly positives: Set<string>[] = [];
   private readonly mappings: SigmaMappings;
   private readonly placeholders: Placeholders | undefined;
+  private readonly prefilter: boolean;
   private readonly table = new AccessorTable();
   private readonly ctx = new EvalCtx();
   private readonly windows = new Map<EventLayout, WindowsRoutes>();
@@ -227,11 +221,19 @@ class Engine implements SigmaEngine {
   private readonly indexes = new WeakMap<readonly Candidate[], RouteIndex>();
   private slots = 0;
   private lastCached = true;
+  private readonly lastRoute: {
+    routes?: WindowsRoutes;
+    channel?: FieldValue;
+    eventId?: FieldValue;
+    list?: Candidate[];
+  } = {};
   private out: SigmaMatch[] | undefined;
+  private readonly fieldKeys = new Map<string, string[]>();
 
   constructor(opts: SigmaEngineOptions) {
     this.mappings = opts.mappings ?? defaultSigmaMappings();
     this.placeholders = opts.placeholders;
+    this.prefilter = opts.prefilter ?? true;
     const filters = opts.filters ?? [];
     for (const rule of opts.rules) {
       try {
@@ -299,31 +301,28 @@ class Engine implements SigmaEngine {
         const inner = pred;
         pred = (ctx) => guards.every((g) => g(ctx)) && inner(ctx);
       }
-      const explainers: { pred: Pred; accs: ReturnType<AccessorTable['get']>[] }[] = [];
+      const explainers: { pred: Pred; fields: { field: string; acc: Accessor }[] }[] = [];
       for (const id of this.positives[index]) {
         const def = rule.detection.searches.get(id);
         const sp = searches.get(id);
-        if (def && sp) explainers.push({ pred: sp, accs: binder.searchAccessors(def) });
+        if (def && sp) explainers.push({ pred: sp, fields: binder.searchFields(def) });
       }
+      // Runs only for matches: re-evaluates the positive searches to report the fields of those that hold.
       const explain = (ctx: EvalCtx): Record<string, FieldValue> => {
         const out: Record<string, FieldValue> = {};
         for (const e of explainers) {
           if (!e.pred(ctx)) continue;
-          for (const acc of e.accs) {
-            for (const k of acc.plain) {
-              const v = ctx.fields[k];
-              if (v !== undefined && typeof v !== 'function') {
-                out[k] = v;
-                break;
-              }
-            }
+          for (const { field, acc } of e.fields) {
+            const v = ctx.raw(acc);
+            if (v !== undefined) out[ctx.keyOf(acc) ?? field] = v;
           }
         }
         return out;
       };
+      const needles = this.prefilter ? binder.prefilter(rule.detection) : undefined;
       const slot = this.slots++;
       this.ctx.ensure(this.table.size, this.rules.length, this.slots);
-      return { index, slot, ref: this.refs[index], pred, explain, needles: binder.prefilter(rule.detection) };
+      return { index, slot, ref: this.refs[index], pred, explain, needles };
     } catch (err) {
       if (!(err instanceof RuleError)) throw err;
       if (!this.rejected.some((r) => r.ruleId === rule.id && r.file === rule.file)) {
@@ -409,8 +408,23 @@ class Engine implements SigmaEngine {
   /** The candidates of the current Windows event; `lastCached` tells whether the list is kept (and indexed). */
   private windowsCandidates(routes: WindowsRoutes): Candidate[] {
     const ctx = this.ctx;
-    const channel = lowerText(ctx.raw(routes.channelAcc));
-    const eventId = lowerText(ctx.raw(routes.eventIdAcc));
+    const rawChannel = ctx.raw(routes.channelAcc);
+    const rawEventId = ctx.raw(routes.eventIdAcc);
+    // Consecutive events mostly share their route: compare the raw values before lowercasing and looking up.
+    const last = this.lastRoute;
+    if (last.routes === routes && last.channel === rawChannel && last.eventId === rawEventId && last.list) {
+      this.lastCached = true;
+      return last.list;
+    }
+    const list = this.lookupWindows(routes, lowerText(rawChannel), lowerText(rawEventId));
+    last.routes = routes;
+    last.channel = rawChannel;
+    last.eventId = rawEventId;
+    last.list = this.lastCached ? list : undefined;
+    return list;
+  }
+
+  private lookupWindows(routes: WindowsRoutes, channel: string, eventId: string): Candidate[] {
     let byId = routes.merged.get(channel);
     const hit = byId?.get(eventId);
     this.lastCached = true;
@@ -523,32 +537,19 @@ class Engine implements SigmaEngine {
   }
 
   private scanText(scan: FieldScan, s: string): void {
-    const { bloom, byKey, short } = scan;
-    const n = byKey.size === 0 ? 0 : s.length;
-    let c1 = s.charCodeAt(0);
-    let c2 = s.charCodeAt(1);
-    for (let i = 0; i + 2 < n; i++) {
-      const c0 = c1;
-      c1 = c2;
-      c2 = s.charCodeAt(i + 2);
-      const k = ((c0 << 20) ^ (c1 << 10) ^ c2) & 0x3fffffff;
-      if (bloom[k & 0xffff] === 0) continue;
-      const entries = byKey.get(k);
-      if (!entries) continue;
-      for (let e = 0; e < entries.length; e++) {
-        const entry = entries[e];
-        if (!s.startsWith(entry.text, i)) continue;
-        const cs = entry.candidates;
-        for (let j = 0; j < cs.length; j++) this.evaluate(cs[j]);
-      }
-    }
+    scan.hashed.forEach(s, this.fire);
+    const short = scan.short;
     for (let e = 0; e < short.length; e++) {
       const entry = short[e];
-      if (!s.includes(entry.text)) continue;
-      const cs = entry.candidates;
-      for (let j = 0; j < cs.length; j++) this.evaluate(cs[j]);
+      if (s.includes(entry.text)) this.fire(entry);
     }
   }
+
+  /** Evaluates the candidates of a needle found in the event. */
+  private readonly fire = (entry: NeedleEntry): void => {
+    const cs = entry.candidates;
+    for (let j = 0; j < cs.length; j++) this.evaluate(cs[j]);
+  };
 
   match(event: NormalizedEvent): SigmaMatch[] {
     const ctx = this.ctx;
@@ -561,11 +562,14 @@ class Engine implements SigmaEngine {
     let routed = false;
     if (WINDOWS_LAYOUTS.has(layout) && (!lsProduct || lsProduct === 'windows')) {
       const routes = this.windowsRoutes(layout);
-      // ECS events are Windows events only when they carry a channel.
-      if (routes && (layout !== 'ecs' || ctx.raw(routes.channelAcc) !== undefined)) {
-        const list = this.windowsCandidates(routes);
-        this.run(list, this.lastCached);
-        routed = true;
+      if (routes) {
+        const hasChannel = ctx.raw(routes.channelAcc) !== undefined;
+        // Without a channel, a declared service or category routes the event; an ECS event without either is
+        // not a Windows event log record (Elastic Defend, auditbeat...) and goes to the mapping sources.
+        if (hasChannel || (layout !== 'ecs' && !ls?.service && !ls?.category)) {
+          this.run(this.windowsCandidates(routes), this.lastCached);
+          routed = true;
+        }
       }
     }
     if (!routed) {
@@ -582,8 +586,13 @@ class Engine implements SigmaEngine {
   }
 
   fieldValue(event: NormalizedEvent, sigmaField: string): FieldValue | undefined {
-    const lm = this.mappings.windows.layouts[event.layout as 'windows' | 'evtx' | 'ecs'];
-    const keys = lm ? windowsResolver(lm, undefined, undefined)(sigmaField) : [sigmaField];
+    const cacheKey = `${event.layout}\u0000${sigmaField}`;
+    let keys = this.fieldKeys.get(cacheKey);
+    if (!keys) {
+      const lm = this.mappings.windows.layouts[event.layout as 'windows' | 'evtx' | 'ecs'];
+      keys = lm ? windowsResolver(lm, undefined, undefined)(sigmaField) : [sigmaField];
+      if (this.fieldKeys.size < 10_000) this.fieldKeys.set(cacheKey, keys);
+    }
     for (const k of keys) {
       if (k.startsWith('$') || k.includes('.**.')) continue;
       const v = event.fields[k];

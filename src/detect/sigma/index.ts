@@ -11,7 +11,7 @@ export type { LoadOptions } from './load.ts';
 export { listRuleFiles, loadSigmaRules, loadSigmaText } from './load.ts';
 export type { SigmaMappings } from './mapping.ts';
 export { DEFAULT_MAPPINGS_DIR, defaultSigmaMappings, loadMappings } from './mapping.ts';
-export type { RulesCheckReport } from './rules-check.ts';
+export type { RulesCheckOptions, RulesCheckReport } from './rules-check.ts';
 export { checkRules, formatRulesCheck } from './rules-check.ts';
 export type {
   RejectedRule,

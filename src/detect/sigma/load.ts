@@ -39,12 +39,13 @@ export function listRuleFiles(paths: string | readonly string[]): string[] {
 /** Loads every rule, filter and correlation document under the given files and folders. */
 export function loadSigmaRules(paths: string | readonly string[], opts: LoadOptions = {}): SigmaLoadResult {
   const result: SigmaLoadResult = { rules: [], filters: [], correlations: [], rejected: [] };
-  let files: string[];
-  try {
-    files = listRuleFiles(paths);
-  } catch (err) {
-    result.rejected.push({ file: String(paths), reason: `cannot list rule files: ${(err as Error).message}` });
-    return result;
+  const files: string[] = [];
+  for (const p of typeof paths === 'string' ? [paths] : paths) {
+    try {
+      files.push(...listRuleFiles(p));
+    } catch (err) {
+      result.rejected.push({ file: p, reason: `cannot list rule files: ${(err as Error).message}` });
+    }
   }
   for (const file of files) {
     let text: string;

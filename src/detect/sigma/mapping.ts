@@ -55,7 +55,10 @@ const windowsLayoutSchema = z.strictObject({
   fields: fieldMap.default({}),
   /** Per Sigma category: Windows field name -> event keys (ECS names differ per event type). */
   categoryFields: z.record(z.string(), fieldMap).default({}),
-  /** Key templates tried last; `{field}` is the field name, `**` any run of nested elements. */
+  /**
+   * Key templates tried last; `{field}` is the field name, `{field:spaced}` the name with the spaces Sigma
+   * strips (`NewValue` -> `New Value`), `**` any run of nested elements.
+   */
   default: keyList,
 });
 
@@ -183,7 +186,18 @@ function eqi(a: string, b: string | undefined): boolean {
   return b !== undefined && a.toLowerCase() === b.toLowerCase();
 }
 
-/** Expands key templates for one field: `{field}` is replaced; duplicates are dropped, order kept. */
+/**
+ * A field name as Windows displays it when the event's own name has spaces: Sigma strips them (rules
+ * specification, "Field Usage"), so `NewValue` is `New Value`, `Feature_Name` is `Feature Name`.
+ */
+export function spacedName(field: string): string {
+  return field.replace(/_/g, ' ').replace(/([a-z])([A-Z])/g, '$1 $2');
+}
+
+/**
+ * Expands key templates for one field: `{field}` is the name, `{field:spaced}` its spaced form; duplicates are
+ * dropped, order kept.
+ */
 export function expandKeys(
   explicit: readonly string[] | undefined,
   templates: readonly string[],
@@ -194,7 +208,8 @@ export function expandKeys(
     if (!out.includes(k)) out.push(k);
   };
   for (const k of explicit ?? []) add(k);
-  for (const t of templates) add(t.replaceAll('{field}', field));
+  const spaced = spacedName(field);
+  for (const t of templates) add(t.replaceAll('{field:spaced}', spaced).replaceAll('{field}', field));
   return out;
 }
 

@@ -392,6 +392,15 @@ describe('keywords', () => {
     assert.equal(m({ message: 'auth failed for root' }), true);
     assert.equal(m({ message: 'root failed' }), false);
   });
+  it('literal keywords search the raw text, JSON escapes included', () => {
+    const loaded = loadSigmaText(rule("keywords:\n    - '\\mimilib.dll'\n    - 'sekurlsa::'", 'keywords'), 't.yml');
+    const engine = createSigmaEngine({ rules: loaded.rules });
+    const raw = JSON.stringify({ ImageLoaded: 'C:\\Temp\\MIMILIB.dll' });
+    assert.equal(engine.match(event({ ImageLoaded: 'C:\\Temp\\MIMILIB.dll' }, raw)).length, 1);
+    assert.equal(engine.match(event({ a: 'x' }, 'privilege::debug SEKURLSA::logonpasswords')).length, 1);
+    assert.equal(engine.match(event({ a: 'sekurlsa::' }, 'no keyword in the raw text')).length, 0);
+  });
+
   it('the raw text is searched when the event has no fields', () => {
     const loaded = loadSigmaText(rule("keywords:\n    - 'panic'", 'keywords'), 't.yml');
     const engine = createSigmaEngine({ rules: loaded.rules });

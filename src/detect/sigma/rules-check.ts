@@ -60,7 +60,14 @@ export function isMapped(rule: SigmaRule, mappings: SigmaMappings): boolean {
 
 /** Loads every rule file under `paths` and reports the result; never throws for a bad rule. */
 export function checkRules(paths: string | readonly string[], opts: RulesCheckOptions = {}): RulesCheckReport {
-  const files = listRuleFiles(paths).length;
+  let files = 0;
+  for (const p of typeof paths === 'string' ? [paths] : paths) {
+    try {
+      files += listRuleFiles(p).length;
+    } catch {
+      // Reported by loadSigmaRules as a rejection of that path.
+    }
+  }
   const result = loadSigmaRules(paths, { placeholders: opts.placeholders });
   const mappings = opts.mappings ?? defaultSigmaMappings();
   const byReason: Record<string, number> = {};
