@@ -9,6 +9,10 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v etcd >/dev/null || missing+=(etcd-server)
 command -v nats-server >/dev/null || missing+=(nats-server)
 command -v chromium >/dev/null || missing+=(chromium)
+# PostgreSQL 15 for the state tests (test/harness/postgres.ts); Patroni and HAProxy for the failover test.
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
+command -v patroni >/dev/null || missing+=(patroni)
+command -v haproxy >/dev/null || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test setup: installing ${missing[*]} (Debian packages)"
   if [ "$(id -u)" -ne 0 ]; then

@@ -12,7 +12,7 @@ export interface Principal {
 
 /** Resolves bearer tokens to principals; the admin token is the bootstrap credential. */
 export interface Authenticator {
-  authenticate(header: string | undefined): Principal;
+  authenticate(header: string | undefined): Principal | Promise<Principal>;
 }
 
 /** A missing or wrong token; the message never repeats the token. */

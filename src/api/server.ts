@@ -32,7 +32,7 @@ const INGEST_REFUSALS: Record<string, RejectReason> = {
 };
 
 /** Paths served without a token. */
-const OPEN_PATHS = new Set(['/health/live', '/health/ready']);
+const OPEN_PATHS = new Set(['/health/live', '/health/ready', '/api/v1/auth/login']);
 
 /** Returns the authenticated principal of a request (set by the server's auth hook). */
 export function principalOf(req: FastifyRequest): Principal {
@@ -76,7 +76,7 @@ export function createApiServer(
     // The console's page and assets are open: the app itself signs in and sends a token with every call.
     if (OPEN_PATHS.has(path) || isConsolePath(path) || (path === '/metrics' && !config.metrics_auth)) return;
     try {
-      req.principal = deps.auth.authenticate(req.headers.authorization);
+      req.principal = await deps.auth.authenticate(req.headers.authorization);
     } catch (err) {
       refusedAuth.inc();
       throw err;

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { createAuthenticator, resolveAdminToken } from '../api/auth.ts';
+import { resolveAdminToken } from '../api/auth.ts';
 import { healthRoutes } from '../api/routes/health.ts';
 import { ingestRoutes } from '../api/routes/ingest.ts';
 import { searchRoutes } from '../api/routes/search.ts';
@@ -13,6 +13,23 @@ import { alertRoutes } from '../api/routes/alerts.ts';
 import { consoleRoutes } from '../api/routes/console.ts';
 import { huntRoutes } from '../api/routes/hunt.ts';
 import { ruleRoutes } from '../api/routes/rules.ts';
+import { incidentRoutes, notificationRoutes } from '../api/routes/incidents.ts';
+import { userRoutes } from '../api/routes/users.ts';
+import {
+  createDatabase,
+  createIncidentService,
+  type Database,
+  INCIDENT_MIGRATIONS,
+  type IncidentComponent,
+} from '../incidents/index.ts';
+import { createNotifier, NOTIFY_MIGRATIONS, type Notifier } from '../notify/index.ts';
+import {
+  type AuditLog,
+  createAuditLog,
+  createUserAuthenticator,
+  createUserService,
+  USER_MIGRATIONS,
+} from '../users/index.ts';
 import { createAlertStore, createDetector } from '../detect/index.ts';
 import { createHttpIntake, createIdempotencyKeys, type HttpIntake } from '../intake/http/index.ts';
 import { createSyslogIntake } from '../intake/syslog/index.ts';
@@ -40,6 +57,10 @@ interface Ctx {
   cluster?: Cluster;
   stream?: EventStream;
   materializer?: Materializer;
+  database?: Database;
+  audit?: AuditLog;
+  incidents?: IncidentComponent;
+  notifier?: Notifier;
 }
 
 /** Every module of Vigil and how they depend on each other: the one place that knows the whole. */
@@ -125,8 +146,54 @@ const MODULES: ModuleDef<Ctx>[] = [
     },
   },
   {
+    // Incidents, users, the audit log and the notification outbox: PGlite in <data_dir>/pg, or
+    // PostgreSQL at postgres.url (VIGIL_POSTGRES_URL). Migrations run at start under an advisory lock.
+    name: 'postgres',
+    deps: [],
+    roles: ['detect', 'api'],
+    init(ctx) {
+      ctx.database = createDatabase(ctx.config.postgres, {
+        dataDir: ctx.config.data_dir,
+        logger: ctx.logger,
+        migrations: [...INCIDENT_MIGRATIONS, ...USER_MIGRATIONS, ...NOTIFY_MIGRATIONS],
+      });
+      ctx.audit = createAuditLog(ctx.database.db);
+      return ctx.database;
+    },
+  },
+  {
+    name: 'incidents',
+    deps: ['postgres'],
+    roles: ['detect', 'api'],
+    init(ctx) {
+      ctx.incidents = createIncidentService(ctx.config.incidents, {
+        db: ctx.database!.db,
+        metrics: ctx.metrics,
+        logger: ctx.logger,
+        audit: ctx.audit,
+      });
+      ctx.routes.push(incidentRoutes({ incidents: ctx.incidents }));
+      return ctx.incidents;
+    },
+  },
+  {
+    name: 'notify',
+    deps: ['postgres'],
+    roles: ['detect', 'api'],
+    init(ctx) {
+      ctx.notifier = createNotifier(ctx.config.notify, {
+        db: ctx.database!.db,
+        metrics: ctx.metrics,
+        logger: ctx.logger,
+        audit: ctx.audit,
+      });
+      ctx.routes.push(notificationRoutes({ notifier: ctx.notifier }));
+      return ctx.notifier;
+    },
+  },
+  {
     name: 'detect',
-    deps: ['bus', 'store'],
+    deps: ['bus', 'store', 'incidents', 'notify'],
     roles: ['detect'],
     init(ctx) {
       const store = ctx.store!;
@@ -137,13 +204,19 @@ const MODULES: ModuleDef<Ctx>[] = [
         metrics: ctx.metrics,
         logger: ctx.logger.child({ component: 'detect' }),
       });
+      const { incidents, notifier } = ctx;
+      // New alerts become incidents and notifications; both log and count their own failures.
+      alerts.onAlert((batch) => {
+        incidents?.ingestAlerts(batch).catch(() => {});
+        notifier?.enqueue(batch).catch(() => {});
+      });
       // In a cluster every detect node shares the durable `detect` consumer; in-process it runs after commit.
       ctx.bus!.subscribe('detect', (events) => detector.handle(events), {
         durable: ctx.config.bus.kind === 'jetstream',
       });
       ctx.routes.push(
         alertRoutes({ alerts }),
-        ruleRoutes({ detector }),
+        ruleRoutes({ detector, audit: ctx.audit }),
         huntRoutes({
           detector,
           store,
@@ -186,10 +259,18 @@ const MODULES: ModuleDef<Ctx>[] = [
   },
   {
     name: 'api',
-    deps: [],
+    deps: ['postgres'],
     roles: ['api', 'ingest'],
     init(ctx) {
-      const auth = createAuthenticator(ctx.adminToken, adminTenants(ctx.config));
+      const db = ctx.database!.db;
+      const audit = ctx.audit!;
+      const auth = createUserAuthenticator(db, {
+        adminToken: ctx.adminToken,
+        adminTenants: adminTenants(ctx.config),
+        logger: ctx.logger,
+      });
+      const users = createUserService(ctx.config.users, { db, audit, metrics: ctx.metrics, logger: ctx.logger });
+      ctx.routes.push(userRoutes({ users, audit }));
       ctx.routes.unshift(healthRoutes({ components: () => ctx.components, metrics: ctx.metrics }));
       ctx.routes.push(consoleRoutes());
       return createApiServer(ctx.config.http, { auth, metrics: ctx.metrics, logger: ctx.logger, routes: ctx.routes });

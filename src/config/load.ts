@@ -14,6 +14,7 @@ const NAMED_ENV: Record<string, string[][]> = {
   VIGIL_ADMIN_TOKEN: [['auth', 'admin_token']],
   VIGIL_LOG_LEVEL: [['log', 'level']],
   VIGIL_ROLES: [['roles']],
+  VIGIL_POSTGRES_URL: [['postgres', 'url']],
 };
 
 /** Variables read elsewhere, never config keys. */

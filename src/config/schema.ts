@@ -6,7 +6,11 @@ import { detectConfigSchema } from '../detect/config.ts';
 import { httpIntakeConfigSchema } from '../intake/http/config.ts';
 import { syslogConfigSchema } from '../intake/syslog/config.ts';
 import { parseConfigSchema } from '../parse/index.ts';
+import { incidentsConfigSchema } from '../incidents/config.ts';
+import { postgresConfigSchema } from '../incidents/db/config.ts';
+import { notifyConfigSchema } from '../notify/config.ts';
 import { storeConfigSchema } from '../store/config.ts';
+import { usersConfigSchema } from '../users/config.ts';
 
 /** The root configuration: one section per component, each validated by the component's own schema. */
 export const configSchema = z
@@ -36,6 +40,10 @@ export const configSchema = z
     store: storeConfigSchema.prefault({}),
     detect: detectConfigSchema.prefault({}),
     cluster: clusterConfigSchema.prefault({}),
+    postgres: postgresConfigSchema.prefault({}),
+    incidents: incidentsConfigSchema.prefault({}),
+    users: usersConfigSchema.prefault({}),
+    notify: notifyConfigSchema.prefault({}),
   })
   .strict();
 

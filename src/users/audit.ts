@@ -58,7 +58,14 @@ export function createAuditLog(db: Db): AuditLog {
     async record(actor, action, target, details, opts = {}) {
       await (opts.tx ?? db).query(
         'INSERT INTO audit_log (at, actor, action, target, tenant, details) VALUES ($1, $2, $3, $4, $5, $6::jsonb)',
-        [Date.now(), actor, action, target, opts.tenant ?? null, details === undefined ? null : JSON.stringify(details)],
+        [
+          Date.now(),
+          actor,
+          action,
+          target,
+          opts.tenant ?? null,
+          details === undefined ? null : JSON.stringify(details),
+        ],
       );
     },
     async list(f) {

@@ -4,7 +4,11 @@ import { z } from 'zod';
 export const usersConfigSchema = z
   .object({
     /** Lifetime of a console session token from POST /api/v1/auth/login. */
-    session_ttl_ms: z.number().int().min(60_000).default(8 * 3_600_000),
+    session_ttl_ms: z
+      .number()
+      .int()
+      .min(60_000)
+      .default(8 * 3_600_000),
     /** Failed logins allowed per username and client address within `login_window_ms`; then 429. */
     login_max_failures: z.number().int().min(1).default(5),
     /** The window of `login_max_failures`. */

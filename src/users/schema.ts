@@ -44,16 +44,14 @@ export const USER_MIGRATIONS: readonly Migration[] = [
          details jsonb
        )`,
       'CREATE INDEX audit_log_by_at ON audit_log (at)',
-      // Append-only in the database itself, for every role (the owner included), on PGlite and PostgreSQL
+      // Append-only in the database itself (a statement trigger: even an UPDATE matching no row fails), for every role (the owner included), on PGlite and PostgreSQL
       // alike: a REVOKE would not bind the table's owner, which is the role Vigil migrates with.
       `CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
        BEGIN
          RAISE EXCEPTION 'audit_log is append-only: % is not allowed', TG_OP USING ERRCODE = '42501';
        END
        $$`,
-      `CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
-         FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()`,
-      `CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+      `CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
          FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()`,
     ],
   },

@@ -82,11 +82,7 @@ export interface UserService {
   getApiKey(id: string): Promise<ApiKeyInfo | undefined>;
   revokeApiKey(id: string, actor: Actor): Promise<ApiKeyInfo>;
   /** Checks a password (rate-limited per username and address) and opens a session. */
-  login(
-    username: string,
-    password: string,
-    address: string,
-  ): Promise<{ token: string; expiresAt: number; user: User }>;
+  login(username: string, password: string, address: string): Promise<{ token: string; expiresAt: number; user: User }>;
   /** Ends the session of `token` (a no-op for other tokens). */
   logout(token: string, actor: Actor): Promise<void>;
 }
@@ -175,7 +171,11 @@ export function createUserService(
     return role as Role;
   };
   const checkTenants = (tenants: unknown, actor: Actor): string[] => {
-    if (!Array.isArray(tenants) || tenants.length === 0 || !tenants.every((t) => typeof t === 'string' && TENANT.test(t))) {
+    if (
+      !Array.isArray(tenants) ||
+      tenants.length === 0 ||
+      !tenants.every((t) => typeof t === 'string' && TENANT.test(t))
+    ) {
       throw new InputError('bad_tenants', 'tenants must be a non-empty list of tenant names');
     }
     // An admin hands out only tenants it has itself: no widening of access through user management.
@@ -219,7 +219,13 @@ export function createUserService(
         );
         if (!rows[0]) throw new VigilError('user_exists', `user ${input.username} exists`, { status: 409 });
         const user = toUser(rows[0]);
-        await audit.record(actor.name, 'user.create', `user:${user.id}`, { username: user.username, role, tenants }, { tx });
+        await audit.record(
+          actor.name,
+          'user.create',
+          `user:${user.id}`,
+          { username: user.username, role, tenants },
+          { tx },
+        );
         return user;
       });
     },
@@ -237,20 +243,22 @@ export function createUserService(
       const set = (column: string, value: unknown) => {
         params.push(value);
         sets.push(`${column} = $${params.length}`);
+        changes[column === 'password_hash' ? 'password' : column] = column === 'password_hash' ? 'changed' : value;
       };
       if (patch.password !== undefined) {
         checkPassword(patch.password);
         set('password_hash', await hashPassword(patch.password, config.scrypt_log_n));
-        changes.password = 'changed';
       }
-      if (patch.role !== undefined) set('role', (changes.role = checkRole(patch.role)));
-      if (patch.tenants !== undefined) set('tenants', (changes.tenants = checkTenants(patch.tenants, actor)));
+      if (patch.role !== undefined) set('role', checkRole(patch.role));
+      if (patch.tenants !== undefined) set('tenants', checkTenants(patch.tenants, actor));
       if (patch.disabled !== undefined) {
         if (typeof patch.disabled !== 'boolean') throw new InputError('bad_disabled', 'disabled must be true or false');
-        set('disabled', (changes.disabled = patch.disabled));
+        set('disabled', patch.disabled);
       }
-      if (sets.length === 0) throw new InputError('empty_patch', 'nothing to change: give password, role, tenants or disabled');
-      set('updated_at', now());
+      if (sets.length === 0)
+        throw new InputError('empty_patch', 'nothing to change: give password, role, tenants or disabled');
+      params.push(now());
+      sets.push(`updated_at = $${params.length}`);
       return db.transaction(async (tx) => {
         const rows = await tx.query<UserRow>(`UPDATE users SET ${sets.join(', ')} WHERE id = $1 RETURNING *`, params);
         if (!rows[0]) throw notFound(`user ${id}`);
@@ -279,7 +287,10 @@ export function createUserService(
       const allowed = maxScope(user.role);
       const tooWide = input.scopes.filter((s) => SCOPES.indexOf(s) > SCOPES.indexOf(allowed));
       if (tooWide.length > 0) {
-        throw new InputError('scope_too_wide', `a ${user.role} may have keys up to the ${allowed} scope, not ${tooWide.join(', ')}`);
+        throw new InputError(
+          'scope_too_wide',
+          `a ${user.role} may have keys up to the ${allowed} scope, not ${tooWide.join(', ')}`,
+        );
       }
       const days = input.expiresInDays ?? config.api_key_default_ttl_days;
       if (!(typeof days === 'number' && days > 0 && days <= config.api_key_max_ttl_days)) {
@@ -297,7 +308,13 @@ export function createUserService(
           [id, userId, input.name, tokenHash(token), scopes, t, Math.round(t + days * DAY_MS)],
         );
         const key = toKey(rows[0]);
-        await audit.record(actor.name, 'api_key.create', `api_key:${id}`, { user: user.username, scopes, expiresAt: key.expiresAt }, { tx });
+        await audit.record(
+          actor.name,
+          'api_key.create',
+          `api_key:${id}`,
+          { user: user.username, scopes, expiresAt: key.expiresAt },
+          { tx },
+        );
         return { key, token };
       });
     },
@@ -365,9 +382,10 @@ export function createUserService(
     },
     async logout(token, actor) {
       await db.transaction(async (tx) => {
-        const rows = await tx.query<{ user_id: string }>('DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id', [
-          tokenHash(token),
-        ]);
+        const rows = await tx.query<{ user_id: string }>(
+          'DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id',
+          [tokenHash(token)],
+        );
         if (rows[0]) await audit.record(actor.name, 'auth.logout', `user:${rows[0].user_id}`, {}, { tx });
       });
     },

@@ -1,12 +1,42 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import pg from 'pg';
+import type { Alert } from '../../src/detect/alerts/index.ts';
+import { PGlite } from '@electric-sql/pglite';
+import { type Db, INCIDENT_MIGRATIONS, migrate, openPostgres, wrapPglite } from '../../src/incidents/index.ts';
+import { silentLogger } from '../../src/lib/logger.ts';
+import { NOTIFY_MIGRATIONS } from '../../src/notify/index.ts';
+import { USER_MIGRATIONS } from '../../src/users/index.ts';
 import { freePort } from './ports.ts';
 
-/** Where Debian's postgresql package puts the server binaries (override with VIGIL_TEST_PG_BIN). */
-const PG_BIN = process.env.VIGIL_TEST_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+/**
+ * Where Debian's postgresql package puts the server binaries: VIGIL_TEST_PG_BIN, else version 15 (the
+ * one the tests target), else the newest installed; a missing one fails in startPostgres.
+ */
+const PG_BIN = process.env.VIGIL_TEST_PG_BIN ?? pgBin();
+
+function pgBin(): string {
+  const root = '/usr/lib/postgresql';
+  if (existsSync(join(root, '15/bin/postgres')) || !existsSync(root)) return join(root, '15/bin');
+  const versions = readdirSync(root)
+    .filter((v) => /^\d+$/.test(v) && existsSync(join(root, v, 'bin/postgres')))
+    .sort((a, b) => Number(b) - Number(a));
+  return join(root, versions[0] ?? '15', 'bin');
+}
 
 /** A throwaway PostgreSQL cluster on 127.0.0.1, started by a test. */
 export interface PostgresServer {
@@ -32,7 +62,9 @@ function runAs(): { uid: number; gid: number } | undefined {
     .split('\n')
     .find((l) => l.startsWith('postgres:'));
   if (!line) {
-    throw new Error('running as root and there is no postgres user: install the postgresql package (apt-get install -y postgresql)');
+    throw new Error(
+      'running as root and there is no postgres user: install the postgresql package (apt-get install -y postgresql)',
+    );
   }
   const [, , uid, gid] = line.split(':');
   return { uid: Number(uid), gid: Number(gid) };
@@ -80,8 +112,6 @@ export async function startPostgres(): Promise<PostgresServer> {
         'unix_socket_directories=',
         '-c',
         'fsync=off',
-        '-c',
-        'synchronous_commit=off',
         '-c',
         'full_page_writes=off',
         '-c',
@@ -132,10 +162,11 @@ export async function startPostgres(): Promise<PostgresServer> {
       return proc?.pid ?? -1;
     },
     async createDatabase(name = `t${process.pid}_${++n}`) {
+      if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`bad database name ${name}`);
       const client = new pg.Client({ connectionString: url() });
       await client.connect();
       try {
-        await client.query(`CREATE DATABASE ${pg.Client.prototype.escapeIdentifier(name)}`);
+        await client.query(`CREATE DATABASE "${name}"`);
       } finally {
         await client.end();
       }
@@ -150,5 +181,108 @@ export async function startPostgres(): Promise<PostgresServer> {
     kill: () => signal('SIGKILL'),
     start,
     output: () => out,
+  };
+}
+
+/** Every migration of the state database, in the order the app applies them. */
+export const ALL_MIGRATIONS = [...INCIDENT_MIGRATIONS, ...USER_MIGRATIONS, ...NOTIFY_MIGRATIONS];
+
+/**
+ * An in-memory PGlite, already migrated, loaded from a dump cached in the temp folder: creating PGlite
+ * from nothing runs initdb in WebAssembly (seconds, tens of seconds on a busy machine); loading a dump
+ * takes a fraction. The cache is keyed by the migrations, so a changed schema makes a new one.
+ */
+export async function openPgliteFromTemplate(): Promise<Db> {
+  const key = createHash('sha256').update(JSON.stringify(ALL_MIGRATIONS)).digest('hex').slice(0, 16);
+  const file = join(tmpdir(), `vigil-pglite-template-${key}.tar`);
+  if (existsSync(file)) {
+    const pg = await PGlite.create({ loadDataDir: new Blob([readFileSync(file)]) });
+    return wrapPglite(pg);
+  }
+  const pg = await PGlite.create();
+  const db = wrapPglite(pg);
+  await migrate(db, ALL_MIGRATIONS);
+  const dump = await pg.dumpDataDir('none');
+  // Written aside and renamed: test files running in parallel never read a half-written template.
+  const tmp = `${file}.${process.pid}`;
+  writeFileSync(tmp, Buffer.from(await dump.arrayBuffer()));
+  renameSync(tmp, file);
+  return db;
+}
+
+/** A database backend the state suites run on: embedded PGlite, and a real PostgreSQL 15 server. */
+export interface Backend {
+  name: string;
+  /** A migrated database: a fresh one on PostgreSQL, the file's shared one on PGlite. */
+  open(): Promise<Db>;
+  /** The PostgreSQL server (undefined for PGlite), for fault tests. */
+  server(): PostgresServer | undefined;
+}
+
+/**
+ * The two backends, with `before`/`after` hooks registered in the calling file: the PostgreSQL server
+ * starts once per file and a missing binary fails the suite (CI installs the postgresql package).
+ */
+export function backends(): Backend[] {
+  let server: PostgresServer | undefined;
+  const opened: Db[] = [];
+  let pglite: Promise<Db> | undefined;
+  before(async () => {
+    server = await startPostgres();
+  });
+  after(async () => {
+    for (const db of opened) await db.close().catch(() => {});
+    await server?.stop();
+  });
+  const track = async (db: Db) => {
+    opened.push(db);
+    await migrate(db, ALL_MIGRATIONS);
+    return db;
+  };
+  return [
+    {
+      name: 'PGlite',
+      // One in-memory PGlite per file: creating one costs seconds (it runs initdb), so suites share it
+      // and keep apart by tenant, partition and ids.
+      open: () => {
+        pglite ??= openPgliteFromTemplate().then(track);
+        return pglite;
+      },
+      server: () => undefined,
+    },
+    {
+      name: 'PostgreSQL 15',
+      open: async () => {
+        if (!server) throw new Error('the PostgreSQL server did not start');
+        const url = await server.createDatabase();
+        return track(
+          openPostgres({ url, poolMax: 10, connectTimeoutMs: 2000, statementTimeoutMs: 10000 }, silentLogger),
+        );
+      },
+      server: () => server,
+    },
+  ];
+}
+
+let seq = 0;
+
+/** An alert as detection makes it; override what a test cares about. */
+export function makeAlert(over: Omit<Partial<Alert>, 'rule'> & { rule?: Partial<Alert['rule']> } = {}): Alert {
+  seq++;
+  const { rule, ...rest } = over;
+  return {
+    id: `alert-${process.pid}-${seq}-${Math.random().toString(36).slice(2)}`,
+    timestamp: Date.now(),
+    created: Date.now(),
+    tenant: 'default',
+    kind: 'rule',
+    host: 'web-1',
+    status: 'new',
+    matched: {},
+    eventIds: [`ev-${seq}`],
+    partition: 'p0',
+    fencingToken: 0,
+    ...rest,
+    rule: { id: 'rule-1', title: 'Failed logon', level: 'medium', tags: ['attack.t1110'], ...rule },
   };
 }

@@ -1,4 +1,6 @@
+import type { FastifyRequest } from 'fastify';
 import type { Detector } from '../../detect/index.ts';
+import type { AuditLog } from '../../users/index.ts';
 import { VigilError } from '../../lib/errors.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseJsonBody } from './alerts.ts';
@@ -7,8 +9,10 @@ import { parseJsonBody } from './alerts.ts';
  * Rules at runtime: list, read, add (POST), replace (PUT), delete, enable/disable (PATCH). Bodies of
  * POST and PUT are Sigma YAML; every change bumps the rule set version and applies without restart.
  */
-export function ruleRoutes(deps: { detector: Detector }): RouteGroup {
+export function ruleRoutes(deps: { detector: Detector; audit?: AuditLog }): RouteGroup {
   const { detector } = deps;
+  const audit = (req: FastifyRequest, action: string, id: string, details: Record<string, unknown> = {}) =>
+    deps.audit?.record(principalOf(req).name, action, `rule:${id}`, details);
   const mustEdit = (role: string) => {
     if (role === 'viewer') throw new VigilError('forbidden', 'viewers cannot change rules', { status: 403 });
   };
@@ -36,17 +40,22 @@ export function ruleRoutes(deps: { detector: Detector }): RouteGroup {
       mustEdit(principalOf(req).role);
       const saved = detector.repository.save(String(req.body ?? ''), { create: true });
       const set = detector.reload();
+      await audit(req, 'rule.create', saved.id, { version: set.version });
       return reply.status(201).send({ ...saved, version: set.version });
     });
     app.put<{ Params: { id: string }; Body: unknown }>('/api/v1/rules/:id', async (req) => {
       mustEdit(principalOf(req).role);
       const saved = detector.repository.save(String(req.body ?? ''), { create: false, expectedId: req.params.id });
-      return { ...saved, version: detector.reload().version };
+      const version = detector.reload().version;
+      await audit(req, 'rule.update', req.params.id, { version });
+      return { ...saved, version };
     });
     app.delete<{ Params: { id: string } }>('/api/v1/rules/:id', async (req) => {
       mustEdit(principalOf(req).role);
       detector.repository.remove(req.params.id);
-      return { id: req.params.id, deleted: true, version: detector.reload().version };
+      const version = detector.reload().version;
+      await audit(req, 'rule.delete', req.params.id, { version });
+      return { id: req.params.id, deleted: true, version };
     });
     app.patch<{ Params: { id: string }; Body: unknown }>('/api/v1/rules/:id', async (req) => {
       mustEdit(principalOf(req).role);
@@ -56,7 +65,9 @@ export function ruleRoutes(deps: { detector: Detector }): RouteGroup {
         throw new VigilError('bad_request', 'expected {"enabled": true|false}', { status: 400 });
       }
       detector.repository.setEnabled(req.params.id, body.enabled);
-      return { id: req.params.id, enabled: body.enabled, version: detector.reload().version };
+      const version = detector.reload().version;
+      await audit(req, body.enabled ? 'rule.enable' : 'rule.disable', req.params.id, { version });
+      return { id: req.params.id, enabled: body.enabled, version };
     });
   };
 }

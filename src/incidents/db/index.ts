@@ -10,7 +10,7 @@ import { type Db, DbError, isRetryableDbError, type Queryable } from './types.ts
 
 export { type PostgresConfig, postgresConfigSchema } from './config.ts';
 export { type Migration, migrate } from './migrate.ts';
-export { openPglite } from './pglite.ts';
+export { openPglite, wrapPglite } from './pglite.ts';
 export { openPostgres } from './postgres.ts';
 export { type Db, DbError, isRetryableDbError, type Queryable, withDbRetry, wrapDbError } from './types.ts';
 
@@ -20,20 +20,83 @@ export interface Database extends Component {
 }
 
 /**
- * Creates the database component: start() opens PGlite in `<dataDir>/pg` (or the pool to `config.url`)
- * and applies `migrations` in order; stop() closes it. Health turns bad while queries fail to connect.
+ * Creates the database component. The database opens in the background, never blocking start or
+ * readiness: alert intake and search must not wait for it. PostgreSQL (`config.url`) connects and
+ * migrates at start, retrying while it cannot connect; PGlite (`<dataDir>/pg`) opens on first use,
+ * because compiling and starting it costs seconds of CPU that a node without incidents need not spend.
+ * Queries made meanwhile wait for the open. Health stays ok with a `degraded` detail while the database
+ * cannot be reached, and turns bad when opening fails for good (a migration refused, a broken data dir).
  */
 export function createDatabase(
   config: PostgresConfig,
   deps: { dataDir: string; logger: Logger; migrations: readonly Migration[] },
 ): Database {
   let inner: Db | undefined;
+  let opening: Promise<Db> | undefined;
   let lastFailure: string | undefined;
+  let fatal: string | undefined;
+  let started = false;
+  let stopping = false;
   const logger = deps.logger.child({ component: 'postgres' });
-  const current = (): Db => {
-    if (!inner) throw new DbError('the database is not open (the postgres component has not started)', {});
-    return inner;
+
+  const openOnce = async (): Promise<Db> => {
+    const d = config.url
+      ? openPostgres(
+          {
+            url: config.url,
+            poolMax: config.pool_max,
+            connectTimeoutMs: config.connect_timeout_ms,
+            statementTimeoutMs: config.statement_timeout_ms,
+          },
+          logger,
+        )
+      : await openPglite(join(deps.dataDir, 'pg'));
+    try {
+      const applied = await migrate(d, deps.migrations);
+      if (applied.length > 0) logger.info({ applied, kind: d.kind }, 'Database migrations applied.');
+      return d;
+    } catch (err) {
+      await d.close().catch(() => {});
+      throw err;
+    }
   };
+
+  /** Opens with retries (connection errors only); one attempt runs at a time. */
+  const open = (): Promise<Db> => {
+    if (inner) return Promise.resolve(inner);
+    if (!started || stopping)
+      return Promise.reject(new DbError('the database is not open (the postgres component is not running)', {}));
+    opening ??= (async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const d = await openOnce();
+          if (stopping) {
+            await d.close();
+            throw new DbError('the postgres component stopped while the database was opening', {});
+          }
+          inner = d;
+          lastFailure = undefined;
+          fatal = undefined;
+          logger.info({ kind: d.kind }, 'The database is open.');
+          return d;
+        } catch (err) {
+          if (stopping || !isRetryableDbError(err)) {
+            fatal = errorMessage(err);
+            logger.error({ err: fatal }, 'The database could not be opened.');
+            throw err;
+          }
+          lastFailure = errorMessage(err);
+          const delay = Math.min(5000, 100 * 2 ** attempt);
+          logger.warn({ err: lastFailure, attempt, delayMs: delay }, 'The database cannot be reached yet; retrying.');
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
+    })().finally(() => {
+      opening = undefined;
+    });
+    return opening;
+  };
+
   const watch = async <T>(p: Promise<T>): Promise<T> => {
     try {
       const result = await p;
@@ -48,42 +111,37 @@ export function createDatabase(
     get kind() {
       return config.url ? 'postgres' : 'pglite';
     },
-    query: (sql, params) => watch(current().query(sql, params)),
-    transaction: <T>(fn: (tx: Queryable) => Promise<T>) => watch(current().transaction(fn)),
+    query: (sql, params) => watch(open().then((d) => d.query(sql, params))),
+    transaction: <T>(fn: (tx: Queryable) => Promise<T>) => watch(open().then((d) => d.transaction(fn))),
     close: async () => {},
   };
   return {
     name: 'postgres',
     db,
     async start() {
-      inner = config.url
-        ? openPostgres(
-            {
-              url: config.url,
-              poolMax: config.pool_max,
-              connectTimeoutMs: config.connect_timeout_ms,
-              statementTimeoutMs: config.statement_timeout_ms,
-            },
-            logger,
-          )
-        : await openPglite(join(deps.dataDir, 'pg'));
-      try {
-        const applied = await migrate(inner, deps.migrations);
-        if (applied.length > 0) logger.info({ applied, kind: inner.kind }, 'Database migrations applied.');
-      } catch (err) {
-        await inner.close().catch(() => {});
-        inner = undefined;
-        throw err;
-      }
+      started = true;
+      stopping = false;
+      // Failures are reported by health and by the queries that wait for the open.
+      if (config.url) open().catch(() => {});
     },
-    async stop() {
+    async stop(deadline) {
+      stopping = true;
+      const pending = opening;
+      if (pending) {
+        const timeout = new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref());
+        await Promise.race([pending.catch(() => {}), timeout]);
+      }
       const d = inner;
       inner = undefined;
+      started = false;
       await d?.close();
     },
     health(): ComponentHealth {
-      if (!inner) return { ok: false, detail: 'not open' };
-      return lastFailure ? { ok: false, detail: `cannot reach the database: ${lastFailure}` } : { ok: true };
+      if (!started) return { ok: false, detail: 'stopped' };
+      if (fatal && !inner) return { ok: false, detail: `cannot open the database: ${fatal}` };
+      if (lastFailure) return { ok: true, detail: `degraded: cannot reach the database: ${lastFailure}` };
+      if (!inner) return { ok: true, detail: opening ? 'opening the database' : 'opens on first use' };
+      return { ok: true };
     },
   };
 }

@@ -24,7 +24,9 @@ export function openPostgres(opts: PostgresOptions, logger: Logger): Db {
     statement_timeout: opts.statementTimeoutMs,
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-        oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+        oid === INT8_OID
+          ? (v: string) => Number(v)
+          : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
     },
   });
   // Without a listener an idle client's error (the server restarted, a failover) would crash the process.
@@ -47,6 +49,13 @@ export function openPostgres(opts: PostgresOptions, logger: Logger): Db {
         throw wrapDbError(err, 'CONNECT');
       }
       let broken: unknown;
+      // A connection that dies between two statements emits 'error' on the client, which has no listener
+      // while checked out: without this one the process would crash. The next statement fails instead.
+      const onError = (err: Error) => {
+        broken = err;
+        logger.warn({ err: err.message }, 'A PostgreSQL connection failed inside a transaction.');
+      };
+      client.on('error', onError);
       try {
         await run(client, 'BEGIN');
         const q: Queryable = { query: (sql, params) => run(client, sql, params) };
@@ -62,6 +71,7 @@ export function openPostgres(opts: PostgresOptions, logger: Logger): Db {
         }
         throw err;
       } finally {
+        client.off('error', onError);
         client.release(broken instanceof Error ? broken : undefined);
       }
     },

@@ -24,7 +24,11 @@ export interface Db extends Queryable {
 export class DbError extends VigilError {
   readonly sqlState?: string;
   constructor(message: string, opts: { cause?: unknown; sqlState?: string; retryable?: boolean }) {
-    super('database_error', message, { status: opts.retryable ? 503 : 500, retryable: opts.retryable, cause: opts.cause });
+    super('database_error', message, {
+      status: opts.retryable ? 503 : 500,
+      retryable: opts.retryable,
+      cause: opts.cause,
+    });
     this.name = 'DbError';
     this.sqlState = opts.sqlState;
   }

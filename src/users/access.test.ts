@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { keyRole, maxScope, requireRole, type Role, type Scope } from './access.ts';
+import { hashPassword, verifyPassword } from './password.ts';
+
+test('an API key acts with the lower of its user role and its highest scope', () => {
+  const cases: [Role, Scope[], Role][] = [
+    ['admin', ['read'], 'viewer'],
+    ['admin', ['read', 'write'], 'analyst'],
+    ['admin', ['admin'], 'admin'],
+    ['analyst', ['admin'], 'analyst'],
+    ['viewer', ['write'], 'viewer'],
+    ['analyst', [], 'viewer'],
+  ];
+  for (const [role, scopes, want] of cases) assert.equal(keyRole(role, scopes), want, `${role} ${scopes}`);
+  assert.deepEqual((['viewer', 'analyst', 'admin'] as const).map(maxScope), ['read', 'write', 'admin']);
+});
+
+test('requireRole lets a role at or above the minimum through and refuses the others with 403', () => {
+  const roles: Role[] = ['viewer', 'analyst', 'admin'];
+  for (const [i, role] of roles.entries()) {
+    for (const [j, min] of roles.entries()) {
+      const p = { name: 'p', role, tenants: [] };
+      if (i >= j) assert.doesNotThrow(() => requireRole(p, min));
+      else
+        assert.throws(
+          () => requireRole(p, min),
+          (err: any) => err.status === 403 && err.code === 'forbidden',
+        );
+    }
+  }
+});
+
+test('passwords are hashed with scrypt and a per-hash salt, and verified', async () => {
+  const a = await hashPassword('open sesame 123', 12);
+  const b = await hashPassword('open sesame 123', 12);
+  assert.notEqual(a, b, 'a fresh salt each time');
+  assert.match(a, /^scrypt\$12\$8\$1\$[\w-]+\$[\w-]+$/);
+  assert.equal(await verifyPassword('open sesame 123', a), true);
+  assert.equal(await verifyPassword('open sesame 124', a), false);
+  assert.equal(await verifyPassword('x', 'not-a-hash'), false);
+  const strong = await hashPassword('pw', 15);
+  assert.equal(await verifyPassword('pw', strong), true, 'N = 2^15 fits the memory limit');
+});

@@ -1,0 +1,311 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { type DevCluster, type MemberRecord, openDevCluster, upDevCluster } from '../../src/devcluster/index.ts';
+import { freePort } from './ports.ts';
+
+/**
+ * A dev cluster (`vigil dev-cluster`'s internals: 3 nats-server, 3 etcd, N Vigil nodes, each a process of
+ * its own on loopback) started by a test, with what fault tests need on top: API calls with the admin
+ * token, the JetStream stream leader, the etcd leader, and a network partition of chosen nodes.
+ */
+export interface TestDevCluster {
+  /** The CLI's cluster object: kill, restart, signal, stop by member name. */
+  cluster: DevCluster;
+  dir: string;
+  token: string;
+  /** The Vigil nodes, `vigil-1..N`, with their HTTP base URL. */
+  nodes: { name: string; url: string }[];
+  /** A member's record (PID, addresses). */
+  member(name: string): MemberRecord;
+  /** Calls a node's API with the admin token; the body is parsed JSON (or text). */
+  api(node: string, method: 'GET' | 'POST', path: string, body?: string): Promise<{ status: number; body: any }>;
+  /** The name (`nats-2`) of the nats-server leading `stream` now. */
+  streamLeader(stream?: string): Promise<string>;
+  /** The stream's replicas as the leader sees them: name, current, lag (messages behind). */
+  streamReplicas(stream?: string): Promise<{ name: string; current: boolean; lag: number; leader: boolean }[]>;
+  /** The stream's last sequence now. */
+  streamLastSeq(stream?: string): Promise<number>;
+  /** The name (`etcd-1`) of the etcd member that is the raft leader now. */
+  etcdLeader(): Promise<string>;
+  /**
+   * Cuts a node (one given in `partitionable`) from NATS and etcd: its connections stay open but carry
+   * nothing, new ones hang, as when packets are dropped. Its HTTP API stays reachable.
+   */
+  partition(node: string): void;
+  /** Heals the partition: held traffic flows again, in order. */
+  heal(node: string): void;
+  /** Stops every member by PID (SIGKILL when `hard`), closes proxies and removes the folder unless keepDir. */
+  down(opts?: { hard?: boolean }): Promise<void>;
+}
+
+/** A loopback TCP proxy that can silently stop carrying traffic (a partition) and carry it again (heal). */
+interface PartitionProxy {
+  url: string;
+  cut(): void;
+  heal(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Unlike test/harness/etcd.ts's startTcpProxy (which refuses connections: a fast, visible failure), this
+ * one models dropped packets: while cut, bytes are held in both directions and new connections are
+ * accepted but not forwarded; nobody sees an error until its own timeouts fire. On heal, held bytes are
+ * delivered in order, as TCP retransmission would after a partition.
+ */
+async function startPartitionProxy(target: string): Promise<PartitionProxy> {
+  const { hostname, port: targetPort, protocol } = new URL(target);
+  let cut = false;
+  const conns = new Set<{ flush(): void; destroy(): void }>();
+  const server: Server = createServer((client) => {
+    let upstream: Socket | undefined;
+    let clientGone = false;
+    const toUp: Buffer[] = [];
+    const toClient: Buffer[] = [];
+    const conn = {
+      flush() {
+        if (upstream?.destroyed || (clientGone && !upstream)) return conn.destroy();
+        if (!upstream) openUpstream();
+        for (const b of toClient.splice(0)) client.write(b);
+        if (upstream?.readyState === 'open') for (const b of toUp.splice(0)) upstream.write(b);
+        if (clientGone) upstream?.end();
+      },
+      destroy() {
+        client.destroy();
+        upstream?.destroy();
+        conns.delete(conn);
+      },
+    };
+    const openUpstream = () => {
+      const up = new Socket();
+      upstream = up;
+      up.on('error', () => conn.destroy());
+      up.on('close', () => (cut ? undefined : conn.destroy()));
+      up.on('data', (d: Buffer) => (cut ? toClient.push(d) : client.write(d)));
+      up.connect(Number(targetPort), hostname, () => {
+        if (!cut) for (const b of toUp.splice(0)) up.write(b);
+      });
+    };
+    conns.add(conn);
+    client.on('error', () => conn.destroy());
+    client.on('data', (d: Buffer) => {
+      if (cut || upstream?.readyState !== 'open') toUp.push(d);
+      else upstream.write(d);
+    });
+    client.on('close', () => {
+      clientGone = true;
+      if (!cut) {
+        upstream?.end();
+        conns.delete(conn);
+      }
+    });
+    if (!cut) openUpstream();
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return {
+    url: `${protocol}//127.0.0.1:${port}`,
+    cut() {
+      cut = true;
+    },
+    heal() {
+      cut = false;
+      for (const c of [...conns]) c.flush();
+    },
+    async close() {
+      for (const c of [...conns]) c.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+const started = new Set<DevCluster>();
+// A test process that dies half-way must not leave members running: SIGKILL every recorded PID.
+process.once('exit', () => {
+  for (const c of started) {
+    for (const m of c.status()) {
+      try {
+        if (m.state === 'running') c.signal(m.name, 'SIGKILL');
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
+});
+
+/**
+ * Starts a dev cluster of `nodes` Vigil nodes (3 by default) in a temporary folder and waits until every
+ * node is ready. Nodes listed in `partitionable` reach NATS and etcd through partition proxies.
+ */
+export async function startDevCluster(
+  opts: {
+    nodes?: number;
+    vigilConfig?: Record<string, unknown>;
+    partitionable?: string[];
+    logLevel?: string;
+    keepDir?: boolean;
+    readyTimeoutMs?: number;
+  } = {},
+): Promise<TestDevCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-devcluster-'));
+  const proxies = new Map<string, PartitionProxy[]>();
+  let cluster: DevCluster | undefined;
+  const closeProxies = async () => {
+    for (const list of proxies.values()) await Promise.all(list.map((p) => p.close()));
+    proxies.clear();
+  };
+  try {
+    cluster = await upDevCluster({
+      dir,
+      nodes: opts.nodes ?? 3,
+      logLevel: opts.logLevel ?? 'warn',
+      vigilConfig: opts.vigilConfig,
+      readyTimeoutMs: opts.readyTimeoutMs ?? 120000,
+      async endpointsFor(node, all) {
+        if (!opts.partitionable?.includes(node)) return all;
+        const nats = await Promise.all(all.nats.map(startPartitionProxy));
+        const etcd = await Promise.all(all.etcd.map(startPartitionProxy));
+        proxies.set(node, [...nats, ...etcd]);
+        return { nats: nats.map((p) => p.url), etcd: etcd.map((p) => p.url) };
+      },
+    });
+  } catch (err) {
+    // upDevCluster stopped what it started; a cluster whose planning failed has nothing running.
+    await closeProxies();
+    try {
+      await openDevCluster(dir).stop(undefined, { signal: 'SIGKILL' });
+    } catch {
+      // no state.json: nothing was started
+    }
+    if (!opts.keepDir) rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const c = cluster;
+  started.add(c);
+  const token = c.adminToken();
+  const nodes = c
+    .state()
+    .members.filter((m) => m.kind === 'vigil')
+    .map((m) => ({ name: m.name, url: m.addresses.http }));
+  const natsMembers = c.state().members.filter((m) => m.kind === 'nats');
+  const etcdMembers = c.state().members.filter((m) => m.kind === 'etcd');
+
+  let admin: NatsConnection | undefined;
+  const jsm = async () => {
+    if (!admin || admin.isClosed()) {
+      admin = await connect({
+        servers: natsMembers.map((m) => m.addresses.client),
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 100,
+        timeout: 2000,
+      });
+    }
+    return jetstreamManager(admin, { timeout: 2000 });
+  };
+  const retry = async <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30000): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    for (;;) {
+      try {
+        const v = await fn();
+        if (v !== undefined) return v;
+      } catch (err) {
+        last = err;
+      }
+      if (Date.now() > deadline) throw new Error(`${what} within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  const proxiesOf = (node: string) => {
+    const list = proxies.get(node);
+    if (!list) throw new Error(`${node} was not started as partitionable`);
+    return list;
+  };
+
+  return {
+    cluster: c,
+    dir,
+    token,
+    nodes,
+    member: (name) => c.member(name),
+    async api(node, method, path, body) {
+      const url = nodes.find((n) => n.name === node)?.url;
+      if (!url) throw new Error(`no Vigil node ${node}`);
+      const res = await fetch(`${url}${path}`, {
+        method,
+        body,
+        headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        signal: AbortSignal.timeout(30000),
+      });
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // not JSON
+      }
+      return { status: res.status, body: parsed as any };
+    },
+    streamLeader: (stream = 'VIGIL_EVENTS') =>
+      retry(`stream ${stream} has no leader`, async () => {
+        const leader = (await (await jsm()).streams.info(stream)).cluster?.leader;
+        const m = natsMembers.find((x) => x.name === leader);
+        return m && c.status().find((s) => s.name === m.name)?.state === 'running' ? m.name : undefined;
+      }),
+    async streamReplicas(stream = 'VIGIL_EVENTS') {
+      const info = await (await jsm()).streams.info(stream);
+      const leader = info.cluster?.leader;
+      const out = (info.cluster?.replicas ?? []).map((r) => ({
+        name: r.name,
+        current: r.current,
+        lag: r.lag ?? 0,
+        leader: false,
+      }));
+      if (leader) out.push({ name: leader, current: true, lag: 0, leader: true });
+      return out;
+    },
+    streamLastSeq: async (stream = 'VIGIL_EVENTS') => (await (await jsm()).streams.info(stream)).state.last_seq,
+    etcdLeader: () =>
+      retry('no etcd member reports itself as leader', async () => {
+        for (const m of etcdMembers) {
+          try {
+            // The gRPC gateway answers Maintenance.Status over HTTP/JSON; ids are decimal strings.
+            const res = await fetch(`${m.addresses.client}/v3/maintenance/status`, {
+              method: 'POST',
+              body: '{}',
+              signal: AbortSignal.timeout(1000),
+            });
+            const body = (await res.json()) as { header?: { member_id?: string }; leader?: string };
+            if (body.leader && body.header?.member_id === body.leader) return m.name;
+          } catch {
+            // down or not answering: ask the next
+          }
+        }
+        return undefined;
+      }),
+    partition(node) {
+      for (const p of proxiesOf(node)) p.cut();
+    },
+    heal(node) {
+      for (const p of proxiesOf(node)) p.heal();
+    },
+    async down(o = {}) {
+      const conn = admin;
+      admin = undefined;
+      await conn?.close().catch(() => undefined);
+      try {
+        await c.stop(undefined, o.hard ? { signal: 'SIGKILL' } : {});
+      } finally {
+        started.delete(c);
+        await closeProxies();
+        if (!opts.keepDir) rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
