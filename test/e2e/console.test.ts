@@ -392,9 +392,17 @@ describe('web console', { timeout: 180000 }, () => {
     await shot('11-cluster');
   });
 
-  test('incidents say clearly that this server does not have them', async () => {
+  test('an incident grouped from the alerts is acknowledged, then resolved', async () => {
     await page.getByRole('link', { name: 'Incidents', exact: true }).click();
-    await page.getByText('Incident management is not available on this server').waitFor();
+    const incident = page.getByRole('link', { name: /Failed login for mallory/ }).first();
+    await incident.waitFor({ timeout: 20000 });
+    await incident.click();
+    const detail = page.locator('article.split-detail');
+    await detail.waitFor();
+    await detail.getByLabel('Status').selectOption('acknowledged');
+    await page.getByText(/Status set to Acknowledged/i).waitFor();
+    await detail.getByLabel('Status').selectOption('resolved');
+    await page.getByText(/Status set to Resolved/i).waitFor();
     await shot('12-incidents');
   });
 
