@@ -28,13 +28,13 @@ export interface Benchmark {
   run(opts: BenchOptions): Promise<BenchOutcome>;
 }
 
-/** A numeric option, or its default; throws on a value that is not a positive integer. */
-export function intOption(opts: BenchOptions, name: string, fallback: number): number {
+/** An integer option, or its default; throws on a value that is not an integer of at least `min`. */
+export function intOption(opts: BenchOptions, name: string, fallback: number, min = 1): number {
   const v = opts[name];
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (typeof v !== 'string' || !Number.isInteger(n) || n <= 0) {
-    throw new Error(`--${name} must be a positive integer, not ${JSON.stringify(v)}`);
+  if (typeof v !== 'string' || !Number.isInteger(n) || n < min) {
+    throw new Error(`--${name} must be an integer of at least ${min}, not ${JSON.stringify(v)}`);
   }
   return n;
 }
@@ -114,9 +114,12 @@ export function procCmdline(pid: number): string {
   return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
 }
 
-/** Bytes a folder holds on disk (`du -sb`). */
-export function diskBytes(path: string): number {
-  return Number(execFileSync('du', ['-sb', path]).toString().split('\t')[0]);
+/** What a folder holds on disk: apparent bytes (`du -sb`), allocated bytes (`du -sk`), and its file count. */
+export function diskUsage(path: string): { apparent_mb: number; allocated_mb: number; files: number } {
+  const apparent = Number(execFileSync('du', ['-sb', path]).toString().split('\t')[0]);
+  const allocatedKb = Number(execFileSync('du', ['-sk', path]).toString().split('\t')[0]);
+  const files = Number(execFileSync('sh', ['-c', 'find "$1" -type f | wc -l', 'sh', path]).toString().trim());
+  return { apparent_mb: Math.round(apparent / 2 ** 20), allocated_mb: Math.round(allocatedKb / 1024), files };
 }
 
 export function sleep(ms: number): Promise<void> {

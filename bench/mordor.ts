@@ -5,10 +5,10 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { BENCH_DIR, progress } from './common.ts';
+import { BENCH_DIR, progress, ROOT } from './common.ts';
 
 /** Where the zips are; `VIGIL_BENCH_MORDOR` overrides it. */
-export const MORDOR_ZIPS = process.env.VIGIL_BENCH_MORDOR ?? '/work/shared/datasets/mordor-windows';
+export const MORDOR_ZIPS = process.env.VIGIL_BENCH_MORDOR ?? join(ROOT, '../shared/datasets/mordor-windows');
 
 /** Where they are unpacked: one folder per zip, marked complete by a `.unpacked` file. */
 export const MORDOR_DIR = join(BENCH_DIR, 'mordor');

@@ -9,12 +9,14 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { BENCH_DIR, type Benchmark, type BenchOptions, machine, progress } from './common.ts';
 import { ingestBenchmark } from './ingest.ts';
 import { searchBenchmark } from './search.ts';
+import { sigmaBenchmark } from './sigma.ts';
 
-const BENCHMARKS: readonly Benchmark[] = [ingestBenchmark, searchBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [ingestBenchmark, searchBenchmark, sigmaBenchmark];
 
 const USAGE = `usage: npm run bench -- [name ...] [--option value ...]
 
@@ -30,7 +32,10 @@ options (each benchmark reads the ones it knows):
   --fsync-compare false  ingest: skip the second HTTP run with store.fsync=false
   --raw false            ingest: skip the raw chdb insert comparison
   --rows N               search: stored events to search over (10000000)
+  --build-minutes N      search: time the build may take in this run (15); a later run resumes it
   --runs N               search: timed runs per query (30), after --warmups N (3)
+  --query-budget-s N     search: stop a query's timed runs after N seconds (180)
+  --token W, --host H    search: the word of query (a) (whoami), the host of query (d)
   --rebuild              search: rebuild the cached data set`;
 
 function parseArgs(argv: readonly string[]): {
@@ -70,7 +75,8 @@ async function runOne(bench: Benchmark, opts: BenchOptions): Promise<void> {
   const outcome = await bench.run(opts);
   const report = {
     benchmark: bench.name,
-    machine: machineInfo,
+    // The machine is shared: the load at the end says how much of it the benchmark really had.
+    machine: { ...machineInfo, loadavg_1m_at_end: Math.round(loadavg()[0] * 100) / 100 },
     params: outcome.params,
     results: outcome.results,
     targets: outcome.targets,
