@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { DEV_CLUSTER_USAGE, type DevClusterFlags, devClusterCommand } from './cli/dev-cluster.ts';
 import { RULES_USAGE, rulesCommand } from './cli/rules.ts';
 import { SEARCH_USAGE, searchCommand } from './cli/search.ts';
 import { SIGMA_USAGE, sigmaCommand } from './cli/sigma-scan.ts';
@@ -13,6 +14,7 @@ Commands:
   search <query>   search events on a running node
   rules check DIR  load Sigma rules and report every rejected one
   sigma scan ...   run Sigma rules over event files, without a server
+  dev-cluster ...  a cluster on this machine: up, status, kill, restart, down
 
 Run 'vigil <command> --help' for a command's options.
 `;
@@ -51,6 +53,16 @@ const COMMANDS: Record<string, Command> = {
     usage: SIGMA_USAGE,
     options: { rules: { type: 'string', multiple: true }, format: { type: 'string' } },
     run: (p, v) => sigmaCommand(p, v as { rules?: string[]; format?: string }),
+  },
+  'dev-cluster': {
+    usage: DEV_CLUSTER_USAGE,
+    options: {
+      dir: { type: 'string' },
+      nodes: { type: 'string' },
+      json: { type: 'boolean' },
+      timeout: { type: 'string' },
+    },
+    run: (p, v) => devClusterCommand(p, v as DevClusterFlags),
   },
 };
 

@@ -126,8 +126,8 @@ async function startPartitionProxy(target: string): Promise<PartitionProxy> {
 }
 
 const started = new Set<DevCluster>();
-// A test process that dies half-way must not leave members running: SIGKILL every recorded PID.
-process.once('exit', () => {
+
+function killAll(): void {
   for (const c of started) {
     for (const m of c.status()) {
       try {
@@ -137,7 +137,17 @@ process.once('exit', () => {
       }
     }
   }
-});
+}
+
+// A test process that dies half-way must not leave members running (they are detached): SIGKILL every
+// recorded PID on exit, and on SIGINT/SIGTERM before dying of the signal as it would have.
+process.once('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.kill(process.pid, signal);
+  });
+}
 
 /**
  * Starts a dev cluster of `nodes` Vigil nodes (3 by default) in a temporary folder and waits until every

@@ -1,0 +1,155 @@
+import { type DevCluster, type MemberStatus, openDevCluster, upDevCluster } from '../devcluster/index.ts';
+import { errorMessage } from '../lib/errors.ts';
+
+export const DEV_CLUSTER_USAGE = `Usage: vigil dev-cluster <command> [options]
+
+Runs a Vigil cluster on this machine, on loopback: 3 nats-server (one JetStream cluster), 3 etcd and
+N Vigil nodes (vigil-1..N, every role, cluster mode, the JetStream bus). Configs, data, logs
+(<dir>/logs/<member>.log) and state.json (PIDs, addresses) live in one folder. The processes are
+detached: they keep running after the command returns. Needs nats-server and etcd on PATH
+(Debian/Ubuntu: sudo apt-get install nats-server etcd-server).
+
+Commands:
+  up [--nodes N]     create the cluster (or start its stopped members again) and wait until
+                     every Vigil node answers /health/ready
+  status [--json]    every member: kind, name, PID, running or stopped, addresses
+  kill <member>      SIGKILL one member by PID (nats-2, etcd-1, vigil-3, ...)
+  restart <member>   stop it if it runs, start it again with the same config, ports and data
+  down               SIGTERM every member (Vigil nodes first), SIGKILL after a grace period
+
+Options:
+  --dir DIR          the cluster's folder; default ./dev-cluster
+  --nodes N          Vigil nodes (1 to 9) for a new cluster; default 3
+  --json             status as JSON
+  --timeout SECONDS  how long up and restart wait for readiness; default 180
+
+Every API call needs the admin token in <dir>/admin-token, for example:
+  curl -H "Authorization: Bearer $(cat dev-cluster/admin-token)" http://<vigil http>/admin/cluster/status
+`;
+
+/** Flags of `vigil dev-cluster`. */
+export interface DevClusterFlags {
+  dir?: string;
+  nodes?: string;
+  json?: boolean;
+  timeout?: string;
+}
+
+const DEFAULT_DIR = './dev-cluster';
+
+function positiveInt(name: string, value: string | undefined, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`--${name} must be an integer from 1 to ${max}`);
+  return n;
+}
+
+class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** The status table: one line per member. */
+export function formatStatus(members: MemberStatus[]): string {
+  const rows = members.map((m) => [
+    m.kind,
+    m.name,
+    m.pid === null ? '-' : String(m.pid),
+    m.state,
+    Object.entries(m.addresses)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' '),
+  ]);
+  const head = ['KIND', 'NAME', 'PID', 'STATE', 'ADDRESSES'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+function printStatus(cluster: DevCluster, json: boolean | undefined): void {
+  const members = cluster.status();
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ dir: cluster.dir, members }, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(`${formatStatus(members)}\n`);
+}
+
+/** `vigil dev-cluster up|status|kill|restart|down`. */
+export async function devClusterCommand(positionals: string[], opts: DevClusterFlags): Promise<number> {
+  const [sub, ...args] = positionals;
+  const dir = opts.dir ?? DEFAULT_DIR;
+  try {
+    const timeoutS = positiveInt('timeout', opts.timeout, 3600);
+    const start = { readyTimeoutMs: timeoutS === undefined ? undefined : timeoutS * 1000 };
+    const one = () => {
+      if (args.length !== 1) throw new UsageError(`${sub} takes one member name (see status)`);
+      return args[0];
+    };
+    switch (sub) {
+      case 'up': {
+        const nodes = positiveInt('nodes', opts.nodes, 9);
+        process.stderr.write(`Starting the dev cluster in ${dir} (logs in ${dir}/logs)...\n`);
+        const cluster = await upDevCluster({ dir, nodes, ...start });
+        printStatus(cluster, opts.json);
+        if (!opts.json) {
+          const first = cluster.state().members.find((m) => m.kind === 'vigil');
+          process.stdout.write(
+            `\nEvery Vigil node is ready. Admin token: ${cluster.state().admin_token_file}\n` +
+              `  TOKEN=$(cat ${cluster.state().admin_token_file})\n` +
+              `  curl -s -H "Authorization: Bearer $TOKEN" ${first?.addresses.http}/admin/cluster/status\n`,
+          );
+        }
+        return 0;
+      }
+      case 'status':
+        if (args.length > 0) throw new UsageError('status takes no argument');
+        printStatus(openDevCluster(dir), opts.json);
+        return 0;
+      case 'kill': {
+        const name = one();
+        const cluster = openDevCluster(dir);
+        const pid = cluster.member(name).pid;
+        await cluster.kill(name, 'SIGKILL');
+        process.stdout.write(`${name} (PID ${pid ?? '-'}) killed.\n`);
+        return 0;
+      }
+      case 'restart': {
+        const name = one();
+        const cluster = openDevCluster(dir);
+        const outcome = await cluster.restart(name, start);
+        const how = outcome === 'killed' ? ' (it did not stop within its grace period: SIGKILL)' : '';
+        process.stdout.write(`${name} restarted (PID ${cluster.member(name).pid})${how}.\n`);
+        return 0;
+      }
+      case 'down': {
+        if (args.length > 0) throw new UsageError('down takes no argument');
+        const cluster = openDevCluster(dir);
+        const outcomes = await cluster.stop();
+        const killed = Object.entries(outcomes).filter(([, o]) => o === 'killed');
+        for (const [name] of killed) {
+          process.stderr.write(`${name} did not stop within its grace period after SIGTERM: it was sent SIGKILL.\n`);
+        }
+        process.stdout.write(`Every member of ${cluster.dir} is stopped; configs, data and logs are kept.\n`);
+        return 0;
+      }
+      default:
+        process.stderr.write(sub ? `vigil dev-cluster: unknown command '${sub}'\n\n` : '');
+        process.stderr.write(DEV_CLUSTER_USAGE);
+        return 2;
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`vigil dev-cluster: ${err.message}\n\n${DEV_CLUSTER_USAGE}`);
+      return 2;
+    }
+    process.stderr.write(`vigil dev-cluster ${sub}: ${errorMessage(err)}\n`);
+    return 1;
+  }
+}

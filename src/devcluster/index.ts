@@ -1,0 +1,340 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadConfig } from '../config/load.ts';
+import { errorMessage } from '../lib/errors.ts';
+import { findBinaries } from './binaries.ts';
+import { DevClusterError } from './errors.ts';
+import {
+  type DevClusterOptions,
+  type DevClusterState,
+  type MemberKind,
+  type MemberRecord,
+  planDevCluster,
+} from './plan.ts';
+import {
+  isRunning,
+  type ProcessRef,
+  type StopOutcome,
+  signalProcess,
+  spawnDetached,
+  stopProcess,
+  waitExit,
+} from './process.ts';
+
+export { BINARIES, findBinaries, findBinary } from './binaries.ts';
+export { DevClusterError } from './errors.ts';
+export type { DevClusterOptions, DevClusterState, MemberKind, MemberRecord, NodeEndpoints } from './plan.ts';
+export type { StopOutcome } from './process.ts';
+
+/** A member as `status` shows it: its record with `state` read from its PID now. */
+export interface MemberStatus {
+  kind: MemberKind;
+  name: string;
+  pid: number | null;
+  state: 'running' | 'stopped';
+  addresses: Record<string, string>;
+  log: string;
+}
+
+/** Options of start and restart. */
+export interface StartOptions {
+  /** How long to wait for each member's readiness; default 180 s. */
+  readyTimeoutMs?: number;
+  /** Wait for readiness (default true). A nats-server alone cannot be ready while its peers are down. */
+  wait?: boolean;
+}
+
+/** A dev cluster on disk (`<dir>/state.json`) and the processes it records, acted on by PID. */
+export interface DevCluster {
+  readonly dir: string;
+  /** The recorded state (the live one after each action of this object). */
+  state(): DevClusterState;
+  /** One member by name; throws `unknown_member` listing the names. */
+  member(name: string): MemberRecord;
+  /** Every member, its state read from its PID now (a member killed outside this tool shows stopped). */
+  status(): MemberStatus[];
+  /** The shared admin token. */
+  adminToken(): string;
+  /**
+   * Starts the stopped members among `names` (all by default): etcd and NATS first, then the Vigil nodes,
+   * each waited for until ready. PIDs are recorded as soon as they are known.
+   */
+  start(names?: string[], opts?: StartOptions): Promise<void>;
+  /** Sends `signal` (SIGKILL by default) to a member's PID and waits for it to exit. */
+  kill(name: string, signal?: NodeJS.Signals): Promise<void>;
+  /** Sends a signal without waiting or changing the record (SIGSTOP/SIGCONT). */
+  signal(name: string, signal: NodeJS.Signals): void;
+  /**
+   * Stops a member if it runs (SIGTERM, then SIGKILL), then starts it with the same config and ports.
+   * Resolves to how the stop ended.
+   */
+  restart(name: string, opts?: StartOptions): Promise<StopOutcome>;
+  /**
+   * Stops the members among `names` (all by default): SIGTERM, then SIGKILL after the grace period (25 s for
+   * Vigil nodes, whose graceful stop commits pending events; 10 s for the others). Vigil nodes go first.
+   * Resolves to how each member's stop ended (`killed`: it needed SIGKILL, or was sent it).
+   */
+  stop(names?: string[], opts?: { signal?: NodeJS.Signals }): Promise<Record<string, StopOutcome>>;
+}
+
+const STATE_FILE = 'state.json';
+/** Vigil's own stop budget is 20 s (src/cli/start.ts); SIGKILL only after it. */
+const VIGIL_GRACE_MS = 25000;
+const OTHER_GRACE_MS = 10000;
+
+/** The state file of a dev cluster folder. */
+export function stateFile(dir: string): string {
+  return join(resolve(dir), STATE_FILE);
+}
+
+function readState(dir: string): DevClusterState {
+  const file = stateFile(dir);
+  if (!existsSync(file)) {
+    throw new DevClusterError('no_cluster', `no dev cluster in ${resolve(dir)} (no ${STATE_FILE}): run up first`);
+  }
+  let state: DevClusterState;
+  try {
+    state = JSON.parse(readFileSync(file, 'utf8')) as DevClusterState;
+  } catch (err) {
+    throw new DevClusterError('state_invalid', `${file} is not valid JSON`, { cause: err });
+  }
+  if (state.version !== 1 || !Array.isArray(state.members)) {
+    throw new DevClusterError('state_invalid', `${file} is not a dev cluster state (version ${state.version})`);
+  }
+  return state;
+}
+
+function writeState(state: DevClusterState): void {
+  // Write then rename: a reader (or a crash) never sees half a file.
+  const file = join(state.dir, STATE_FILE);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(state, null, 2)}\n`);
+  renameSync(`${file}.tmp`, file);
+}
+
+const refOf = (m: MemberRecord): ProcessRef | undefined =>
+  m.pid === null ? undefined : { pid: m.pid, startTicks: m.pid_start ?? undefined };
+
+/** The environment of a member: this one without VIGIL_* (they would override the generated config). */
+function memberEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VIGIL_')));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function probe(m: MemberRecord): Promise<boolean> {
+  try {
+    const res = await fetch(m.ready_url, { signal: AbortSignal.timeout(2000) });
+    if (m.kind !== 'etcd') {
+      await res.arrayBuffer();
+      return res.status === 200;
+    }
+    const body = (await res.json()) as { health?: string };
+    return res.status === 200 && body.health === 'true';
+  } catch {
+    return false;
+  }
+}
+
+/** The last lines of a member's log, for error messages. */
+export function logTail(m: MemberRecord, lines = 30): string {
+  try {
+    return readFileSync(m.log, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+async function waitReady(m: MemberRecord, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe(m))) {
+    if (!isRunning(refOf(m))) {
+      throw new DevClusterError('not_ready', `${m.name} exited before it was ready; log ${m.log}:\n${logTail(m)}`);
+    }
+    if (Date.now() > deadline) {
+      throw new DevClusterError(
+        'not_ready',
+        `${m.name} was not ready within ${Math.round(timeoutMs / 1000)} s (${m.ready_url}); log ${m.log}:\n${logTail(m)}`,
+      );
+    }
+    await sleep(200);
+  }
+}
+
+/** Opens the dev cluster recorded in `dir`. */
+export function openDevCluster(dir: string): DevCluster {
+  const state = readState(dir);
+  const byName = (name: string) => {
+    const m = state.members.find((x) => x.name === name);
+    if (!m) {
+      throw new DevClusterError(
+        'unknown_member',
+        `no member ${name}: the members are ${state.members.map((x) => x.name).join(', ')}`,
+      );
+    }
+    return m;
+  };
+  const selected = (names?: string[]) => (names ? names.map(byName) : state.members);
+
+  const launch = async (m: MemberRecord) => {
+    if (isRunning(refOf(m))) return;
+    const ref = await spawnDetached({
+      command: m.command,
+      args: m.args,
+      cwd: m.cwd,
+      env: memberEnv(),
+      logFile: m.log,
+      name: m.name,
+    });
+    m.pid = ref.pid;
+    m.pid_start = ref.startTicks ?? null;
+    m.state = 'running';
+    m.started_at = new Date().toISOString();
+    m.stopped_at = null;
+    writeState(state);
+  };
+
+  const markStopped = (m: MemberRecord) => {
+    m.state = 'stopped';
+    m.stopped_at = new Date().toISOString();
+  };
+
+  const cluster: DevCluster = {
+    dir: state.dir,
+    state: () => state,
+    member: byName,
+    status: () =>
+      state.members.map((m) => ({
+        kind: m.kind,
+        name: m.name,
+        pid: m.pid,
+        state: isRunning(refOf(m)) ? 'running' : 'stopped',
+        addresses: m.addresses,
+        log: m.log,
+      })),
+    adminToken: () => readFileSync(state.admin_token_file, 'utf8').trim(),
+
+    async start(names, opts = {}) {
+      const timeout = opts.readyTimeoutMs ?? 180000;
+      const members = selected(names);
+      const wait = async (group: MemberRecord[]) => {
+        if (opts.wait !== false) await Promise.all(group.map((m) => waitReady(m, timeout)));
+      };
+      // Vigil nodes connect to etcd and NATS at start: those come first.
+      const infra = members.filter((m) => m.kind !== 'vigil');
+      for (const m of infra) await launch(m);
+      await wait(infra);
+      const nodes = members.filter((m) => m.kind === 'vigil');
+      for (const m of nodes) await launch(m);
+      await wait(nodes);
+    },
+
+    async kill(name, signal = 'SIGKILL') {
+      const m = byName(name);
+      const ref = refOf(m);
+      if (signalProcess(ref, signal) && ref && !(await waitExit(ref, Date.now() + 15000))) {
+        throw new DevClusterError('stop_failed', `${name} (PID ${ref.pid}) did not exit after ${signal}`);
+      }
+      markStopped(m);
+      writeState(state);
+    },
+
+    signal(name, signal) {
+      const m = byName(name);
+      if (!signalProcess(refOf(m), signal)) {
+        throw new DevClusterError('not_running', `${name} is not running`);
+      }
+    },
+
+    async restart(name, opts = {}) {
+      const m = byName(name);
+      const outcome = await stopProcess(refOf(m), { graceMs: m.kind === 'vigil' ? VIGIL_GRACE_MS : OTHER_GRACE_MS });
+      markStopped(m);
+      writeState(state);
+      await cluster.start([name], opts);
+      return outcome;
+    },
+
+    async stop(names, opts = {}) {
+      const members = selected(names);
+      const outcomes: Record<string, StopOutcome> = {};
+      const group = async (list: MemberRecord[], graceMs: number) => {
+        await Promise.all(
+          list.map(async (m) => {
+            outcomes[m.name] = await stopProcess(refOf(m), { signal: opts.signal ?? 'SIGTERM', graceMs });
+          }),
+        );
+        for (const m of list) markStopped(m);
+        writeState(state);
+      };
+      // Vigil nodes first: their graceful stop hands pending events to NATS and partitions over in etcd.
+      await group(
+        members.filter((m) => m.kind === 'vigil'),
+        VIGIL_GRACE_MS,
+      );
+      await group(
+        members.filter((m) => m.kind !== 'vigil'),
+        OTHER_GRACE_MS,
+      );
+      return outcomes;
+    },
+  };
+  return cluster;
+}
+
+/**
+ * Plans and writes a new dev cluster in `opts.dir` (configs, token, state.json with every member stopped)
+ * without starting it. Each generated Vigil config is validated as `vigil start` would. Throws `already_up`
+ * when the folder already holds a cluster.
+ */
+export async function createDevCluster(opts: DevClusterOptions): Promise<DevCluster> {
+  const dir = resolve(opts.dir);
+  if (existsSync(stateFile(dir))) {
+    throw new DevClusterError('already_up', `${dir} already holds a dev cluster (${STATE_FILE})`);
+  }
+  const plan = await planDevCluster(opts, findBinaries());
+  mkdirSync(dir, { recursive: true });
+  for (const d of plan.dirs) mkdirSync(d, { recursive: true });
+  for (const f of plan.files) {
+    mkdirSync(resolve(f.path, '..'), { recursive: true });
+    writeFileSync(f.path, f.content, { mode: f.mode });
+  }
+  const problems: string[] = [];
+  for (const m of plan.state.members.filter((x) => x.kind === 'vigil')) {
+    try {
+      loadConfig({ file: m.files.config, env: {} });
+    } catch (err) {
+      problems.push(`${m.name}: ${errorMessage(err)}`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new DevClusterError('config_invalid', `a generated configuration is invalid:\n${problems.join('\n')}`);
+  }
+  writeState(plan.state);
+  return openDevCluster(dir);
+}
+
+/**
+ * `up`: creates the cluster in `opts.dir` unless it exists (then its stopped members start again with the
+ * same configs, ports and data), and starts every member, waiting until each is ready. If a member does not
+ * become ready, every member is stopped before the error is thrown; the logs stay.
+ */
+export async function upDevCluster(opts: DevClusterOptions & StartOptions): Promise<DevCluster> {
+  const existing = existsSync(stateFile(opts.dir));
+  const cluster = existing ? openDevCluster(opts.dir) : await createDevCluster(opts);
+  if (existing && opts.nodes !== undefined) {
+    const have = cluster.state().members.filter((m) => m.kind === 'vigil').length;
+    if (have !== opts.nodes) {
+      throw new DevClusterError(
+        'already_up',
+        `${cluster.dir} holds a cluster of ${have} Vigil nodes, not ${opts.nodes}: run down and remove the folder first`,
+      );
+    }
+  }
+  try {
+    await cluster.start(undefined, opts);
+  } catch (err) {
+    await cluster.stop(undefined, { signal: 'SIGKILL' }).catch(() => undefined);
+    throw err;
+  }
+  return cluster;
+}
