@@ -1,0 +1,470 @@
+/**
+ * Fault suite: a dev cluster of 3 Vigil nodes (3 nats-server, 3 etcd) under a steady HTTP load, through
+ * five faults in turn. After each, every store replica must return every acknowledged event exactly once.
+ * Measured figures (rate, longest intake gap, catch-up and takeover times) are printed and written to
+ * test/faults/results/summary.json; only loss and duplication fail the suite, the targets are reported.
+ *
+ * One cluster for the whole sequence: starting it costs more than a fault, and each fault starts from the
+ * healed state the previous one left (its checks say so when it did not heal).
+ */
+import assert from 'node:assert/strict';
+import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { startDevCluster, type TestDevCluster } from '../harness/dev-cluster.ts';
+import { createLoadGen, type LoadGen, type LoadWindow } from './load.ts';
+import { checkReplicas, type ReplicaCheck } from './verify.ts';
+
+const RUN = `faults${Date.now().toString(36)}`;
+const TARGET_RATE = 10000;
+const BATCH = 500;
+/** How long a killed or cut component stays down: longer than the 5 s lease TTL, so failover happens. */
+const HOLD_MS = 6000;
+/** Load before a fault and after it heals, so that both sides of it are measured. */
+const STEADY_MS = 3000;
+/** Targets reported (not asserted): the longest intake gap and the replica catch-up speed. */
+const TARGET_GAP_MS = 1000;
+const TARGET_CATCHUP_FACTOR = 5;
+const PARTITION_NODE = 'vigil-3';
+/** Longest a returning replica is watched catching up (the suite has an 8-minute budget). */
+const CATCHUP_WAIT_MS = 40000;
+const RESULTS = join(import.meta.dirname, 'results');
+
+/** One fault's measured figures, as written to summary.json. */
+interface FaultResult {
+  fault: string;
+  events_acknowledged: number;
+  events_acknowledged_total: number;
+  rate_events_per_s: number;
+  lost: number;
+  duplicated: number;
+  unacknowledged_requests: number;
+  longest_intake_gap_ms: number;
+  intake_gap_target_met: boolean;
+  failed_attempts: Record<string, number>;
+  replicas: Pick<ReplicaCheck, 'node' | 'stored' | 'lost' | 'duplicated' | 'caughtUpMs'>[];
+  correlation: string;
+  [figure: string]: unknown;
+}
+
+let dc: TestDevCluster;
+let gen: LoadGen;
+const results: FaultResult[] = [];
+const startedAt = new Date();
+const loadAtStart = loadavg();
+let clusterStartMs = 0;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns something other than undefined; resolves to it and the time it took. */
+async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  fn: () => Promise<T | undefined>,
+  intervalMs = 250,
+): Promise<{ value: T; ms: number }> {
+  const start = Date.now();
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return { value: v, ms: Date.now() - start };
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() - start > timeoutMs) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+async function clusterStatus(node: string): Promise<any> {
+  const res = await dc.api(node, 'GET', '/admin/cluster/status');
+  return res.status === 200 ? res.body : undefined;
+}
+
+/** Every partition owned, none by `excluded` (as `observer` reads etcd). */
+async function partitionsOwnedWithout(observer: string, excluded: string): Promise<true | undefined> {
+  const s = await clusterStatus(observer);
+  const owners: { node: string }[] | undefined = s?.partitions?.owners;
+  if (!owners || s.partitions.unowned?.length !== 0 || owners.length !== s.partitions.count) return undefined;
+  return owners.every((o) => o.node !== excluded) ? true : undefined;
+}
+
+/** `node` owns at least one partition again (the balance gave it its share back). */
+async function ownsPartitions(observer: string, node: string): Promise<true | undefined> {
+  const s = await clusterStatus(observer);
+  return s?.partitions?.owners?.some((o: { node: string }) => o.node === node) ? true : undefined;
+}
+
+/** What a replica's catch-up measured: see replicaCatchUp. */
+interface CatchUp {
+  /** Messages behind the stream at the first reading after `since`. */
+  replica_backlog_messages: number;
+  /** From `since` until the lag was at most one second's worth of messages; null if not within the wait. */
+  replica_catchup_ms: number | null;
+  /**
+   * Stream time covered per second of catching up: (outage + catch-up) / catch-up when it caught up, else
+   * the replica's progress over the stream's growth (both in messages) while it was behind.
+   */
+  replica_catchup_factor: number | null;
+  replica_catchup_target_met: boolean;
+}
+
+/**
+ * Measures how fast a replica that was away for `awayMs` catches up, from `since` (its return), for at most
+ * CATCHUP_WAIT_MS. Under a steady load a replica is never exactly 0 behind: caught up means at most one
+ * second's worth of messages behind.
+ */
+async function replicaCatchUp(node: string, since: number, awayMs: number): Promise<CatchUp> {
+  const perSecond = Math.max(5, Math.ceil(gen.window(Date.now() - 5000).rate / BATCH));
+  const sample = async () => {
+    const lag = (await clusterStatus(node).catch(() => undefined))?.replicas?.[0];
+    return lag && lag.updatedAt >= since && lag.streamLastSeq > 0 ? lag : undefined;
+  };
+  const first = (await waitFor(`a fresh replica lag reading from ${node}`, 60000, sample)).value;
+  let last = first;
+  let caughtAt: number | undefined;
+  const deadline = Date.now() + CATCHUP_WAIT_MS;
+  while (Date.now() < deadline) {
+    const lag = await sample();
+    if (lag) last = lag;
+    if (lag && lag.lagMessages <= perSecond) {
+      caughtAt = Date.now();
+      break;
+    }
+    await sleep(500);
+  }
+  let factor: number | null = null;
+  if (caughtAt !== undefined) {
+    const ms = Math.max(1, caughtAt - since);
+    factor = (awayMs + ms) / ms;
+  } else if (last.streamLastSeq > first.streamLastSeq) {
+    factor = (last.appliedSeq - first.appliedSeq) / (last.streamLastSeq - first.streamLastSeq);
+  }
+  if (factor !== null) factor = Math.round(factor * 10) / 10;
+  return {
+    replica_backlog_messages: first.lagMessages,
+    replica_catchup_ms: caughtAt === undefined ? null : caughtAt - since,
+    replica_catchup_factor: factor,
+    replica_catchup_target_met: factor !== null && factor >= TARGET_CATCHUP_FACTOR,
+  };
+}
+
+/**
+ * Runs one fault under load: STEADY_MS of load, the fault script (load going on), STEADY_MS more, then the
+ * load stops (every request in flight acknowledged) and every replica is checked. Asserts 0 lost and 0
+ * duplicated on every replica; everything else is recorded.
+ */
+async function underLoad(fault: string, script: () => Promise<Record<string, unknown>>): Promise<FaultResult> {
+  // Each fault starts from a whole cluster, even when the one before failed half-way.
+  dc.heal(PARTITION_NODE);
+  await dc.cluster.start(undefined, { readyTimeoutMs: 120000 });
+  for (const n of dc.nodes) gen.setInRotation(n.name, true);
+  const from = gen.mark();
+  gen.start();
+  await sleep(STEADY_MS);
+  let figures: Record<string, unknown> = {};
+  let scriptError: unknown;
+  try {
+    figures = await script();
+    await sleep(STEADY_MS);
+  } catch (err) {
+    scriptError = err;
+  }
+  const to = gen.mark();
+  const unacked = await gen.pause(120000);
+  const win: LoadWindow = gen.window(from, to);
+  const checks = await checkReplicas(dc, gen, RUN, { since: to, timeoutMs: 120000 });
+  const result: FaultResult = {
+    fault,
+    events_acknowledged: win.acked,
+    events_acknowledged_total: gen.acked(),
+    rate_events_per_s: win.rate,
+    lost: Math.max(0, ...checks.map((c) => c.lost)),
+    duplicated: Math.max(0, ...checks.map((c) => c.duplicated)),
+    unacknowledged_requests: unacked,
+    longest_intake_gap_ms: win.longestGapMs,
+    longest_intake_gap_at_s: Math.round((win.longestGapAt - from) / 100) / 10,
+    intake_gap_target_met: win.longestGapMs <= TARGET_GAP_MS,
+    failed_attempts: win.failures,
+    replicas: checks.map((c) => ({
+      node: c.node,
+      stored: c.stored,
+      lost: c.lost,
+      duplicated: c.duplicated,
+      caughtUpMs: c.caughtUpMs,
+    })),
+    // src/app/index.ts does not subscribe the detector to cluster.partitions (no onAcquire/onLose):
+    // partition ownership is measured instead. Replace with the time until correlation resumed once wired.
+    correlation: 'not wired',
+    ...figures,
+  };
+  if (scriptError) result.script_error = String(scriptError);
+  results.push(result);
+  process.stdout.write(`# fault ${fault}: ${JSON.stringify(result)}\n`);
+  writeSummary();
+  for (const c of checks) {
+    assert.equal(c.lost, 0, `${fault}: ${c.node} lost ${c.lost} acknowledged events, e.g. ${c.lostSample.join(', ')}`);
+    assert.equal(
+      c.duplicated,
+      0,
+      `${fault}: ${c.node} returns ${c.duplicated} duplicates, e.g. ${c.duplicatedSample.join(', ')}`,
+    );
+  }
+  assert.equal(unacked, 0, `${fault}: ${unacked} requests were never acknowledged by any node`);
+  if (scriptError) throw scriptError;
+  return result;
+}
+
+function writeSummary(): void {
+  mkdirSync(RESULTS, { recursive: true });
+  const total = results.at(-1)?.events_acknowledged_total ?? 0;
+  const summary = {
+    run: RUN,
+    started_at: startedAt.toISOString(),
+    machine: { cpus: cpus().length, loadavg_at_start: loadAtStart.map((l) => Math.round(l * 10) / 10) },
+    cluster: { vigil_nodes: 3, nats_servers: 3, etcd_members: 3, start_ms: clusterStartMs },
+    load: { target_rate_events_per_s: TARGET_RATE, batch_events: BATCH },
+    targets: { longest_intake_gap_ms: TARGET_GAP_MS, replica_catchup_factor: TARGET_CATCHUP_FACTOR },
+    events_acknowledged: total,
+    lost: Math.max(0, ...results.map((r) => r.lost)),
+    duplicated: Math.max(0, ...results.map((r) => r.duplicated)),
+    correlation: 'not wired',
+    faults: results,
+  };
+  writeFileSync(join(RESULTS, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+}
+
+describe('cluster faults under load: every acknowledged event on every replica, once', { timeout: 540000 }, () => {
+  before(
+    async () => {
+      const t0 = Date.now();
+      dc = await startDevCluster({ nodes: 3, partitionable: [PARTITION_NODE] });
+      clusterStartMs = Date.now() - t0;
+      gen = createLoadGen({ targets: dc.nodes, token: dc.token, run: RUN, rate: TARGET_RATE, batch: BATCH });
+      // Every partition owned before the first fault, so that takeovers are measured from a settled state.
+      await waitFor('every partition to be owned', 60000, () => partitionsOwnedWithout('vigil-1', '-'));
+    },
+    { timeout: 180000 },
+  );
+
+  after(async () => {
+    await gen?.close();
+    if (results.length > 0) writeSummary();
+    if (dc) {
+      // The members' logs are the evidence when a figure looks wrong: kept beside the summary.
+      const logs = join(RESULTS, 'logs');
+      rmSync(logs, { recursive: true, force: true });
+      cpSync(join(dc.dir, 'logs'), logs, { recursive: true });
+    }
+    // By PID, SIGKILL: the data is thrown away, nothing to shut down gracefully.
+    await dc?.down({ hard: true });
+  });
+
+  test('kill -9 a nats-server follower, then the stream leader; restart each', { timeout: 150000 }, async () => {
+    await underLoad('nats', async () => {
+      const figures: Record<string, unknown> = {};
+      const leader = await dc.streamLeader();
+      const follower = ['nats-1', 'nats-2', 'nats-3'].find((n) => n !== leader)!;
+      for (const [role, victim] of [
+        ['follower', follower],
+        ['leader', ''],
+      ] as const) {
+        const name = victim || (await dc.streamLeader());
+        const killedAt = Date.now();
+        await dc.cluster.kill(name);
+        if (role === 'leader') {
+          const elected = await waitFor('a new stream leader', 30000, async () => {
+            const l = await dc.streamLeader();
+            return l !== name ? l : undefined;
+          });
+          figures.stream_leader_elected_ms = Date.now() - killedAt;
+          figures.new_stream_leader = elected.value;
+        }
+        await sleep(Math.max(0, killedAt + HOLD_MS - Date.now()));
+        const restartAt = Date.now();
+        await dc.cluster.restart(name, { readyTimeoutMs: 60000 });
+        const current = await waitFor(`${name} to be a current stream replica`, 60000, async () => {
+          const r = (await dc.streamReplicas()).find((x) => x.name === name);
+          return r?.current ? true : undefined;
+        });
+        figures[`nats_${role}`] = name;
+        figures[`nats_${role}_down_ms`] = restartAt - killedAt;
+        figures[`nats_${role}_restart_to_current_ms`] = Date.now() - restartAt;
+        figures[`nats_${role}_caught_up_after_healthy_ms`] = current.ms;
+        await sleep(STEADY_MS);
+      }
+      return figures;
+    });
+  });
+
+  test('kill -9 a Vigil node that owns correlation partitions; restart it', { timeout: 180000 }, async () => {
+    const status = await clusterStatus('vigil-1');
+    const count = new Map<string, number>();
+    for (const o of status.partitions.owners) count.set(o.node, (count.get(o.node) ?? 0) + 1);
+    const victim = ['vigil-1', 'vigil-2'].sort((a, b) => (count.get(b) ?? 0) - (count.get(a) ?? 0))[0];
+    const observer = victim === 'vigil-1' ? 'vigil-2' : 'vigil-1';
+    assert.ok((count.get(victim) ?? 0) > 0, `${victim} owns no partition: ${JSON.stringify(status.partitions)}`);
+    await underLoad('vigil-node', async () => {
+      const killedAt = Date.now();
+      await dc.cluster.kill(victim);
+      const takeover = await waitFor('the partitions of the killed node to be taken over', 60000, () =>
+        partitionsOwnedWithout(observer, victim),
+      );
+      await sleep(Math.max(0, killedAt + HOLD_MS - Date.now()));
+      await dc.cluster.start([victim], { readyTimeoutMs: 120000 });
+      const readyAt = Date.now();
+      const [catchUp, rejoin] = await Promise.all([
+        replicaCatchUp(victim, readyAt, readyAt - killedAt),
+        waitFor('the restarted node to own partitions again', 60000, () => ownsPartitions(observer, victim)),
+      ]);
+      return {
+        node: victim,
+        partitions_owned_before: count.get(victim),
+        partitions_taken_over_ms: takeover.ms,
+        down_until_ready_ms: readyAt - killedAt,
+        ...catchUp,
+        partitions_rejoined_after_ready_ms: rejoin.ms,
+      };
+    });
+  });
+
+  test('kill -9 the etcd leader; restart it', { timeout: 120000 }, async () => {
+    await underLoad('etcd', async () => {
+      const before = (await clusterStatus('vigil-1')).partitions.owners as { partition: number; node: string }[];
+      const leader = await dc.etcdLeader();
+      const killedAt = Date.now();
+      await dc.cluster.kill(leader);
+      const elected = await waitFor('a new etcd leader', 30000, async () => {
+        const l = await dc.etcdLeader();
+        return l !== leader ? l : undefined;
+      });
+      await sleep(Math.max(0, killedAt + HOLD_MS - Date.now()));
+      await dc.cluster.restart(leader, { readyTimeoutMs: 60000 });
+      const after = (await clusterStatus('vigil-1')).partitions.owners as { partition: number; node: string }[];
+      const moved = after.filter((o) => before.find((b) => b.partition === o.partition)?.node !== o.node).length;
+      const alive = (await clusterStatus('vigil-1')).nodes.alive;
+      return {
+        etcd_member: leader,
+        etcd_leader_elected_ms: elected.ms,
+        partitions_moved: moved,
+        vigil_nodes_alive_after: alive,
+      };
+    });
+  });
+
+  test(`network partition of ${PARTITION_NODE} from NATS and etcd; heal`, { timeout: 180000 }, async () => {
+    const observer = 'vigil-1';
+    await underLoad('partition', async () => {
+      const ownedBefore = ((await clusterStatus(observer)).partitions.owners as { partition: number; node: string }[])
+        .filter((o) => o.node === PARTITION_NODE)
+        .map((o) => o.partition);
+      const cutAt = Date.now();
+      dc.partition(PARTITION_NODE);
+      // The cut node must stop acting as owner (its local deadline) before anyone else acquires its
+      // partitions. Its own view is read from /admin/maintenance/status, which answers without etcd; the
+      // time an answer of 0 arrives is an upper bound of when it let go.
+      let droppedAt: number | undefined;
+      const watchOwn = (async () => {
+        while (droppedAt === undefined && Date.now() - cutAt < 60000) {
+          const s = await dc.api(PARTITION_NODE, 'GET', '/admin/maintenance/status').catch(() => undefined);
+          if (s?.status === 200 && s.body.partitions_remaining === 0) droppedAt = Date.now();
+          else await sleep(50);
+        }
+      })();
+      const takeover = await waitFor('the partitions of the cut node to be taken over', 60000, () =>
+        partitionsOwnedWithout(observer, PARTITION_NODE),
+      );
+      await watchOwn;
+      // When the first of them was acquired, as the acquiring node recorded it (same machine, same clock).
+      const owners = (await clusterStatus(observer)).partitions.owners as { partition: number; acquired_at: string }[];
+      const firstAcquiredAt = Math.min(
+        ...owners.filter((o) => ownedBefore.includes(o.partition)).map((o) => Date.parse(o.acquired_at)),
+      );
+      await sleep(Math.max(0, cutAt + HOLD_MS + 2000 - Date.now()));
+      const spoolAtHeal = (await clusterStatus(PARTITION_NODE))?.streams?.bus?.spool;
+      const healedAt = Date.now();
+      dc.heal(PARTITION_NODE);
+      const spoolEmpty = await waitFor('the cut node to forward its spool', 120000, async () => {
+        const s = await clusterStatus(PARTITION_NODE);
+        return s?.streams?.bus?.spool?.batches === 0 && s.streams.bus.connected ? true : undefined;
+      });
+      const [catchUp, rejoin] = await Promise.all([
+        replicaCatchUp(PARTITION_NODE, healedAt, healedAt - cutAt),
+        waitFor('the healed node to own partitions again', 60000, () => ownsPartitions(observer, PARTITION_NODE)),
+      ]);
+      return {
+        node: PARTITION_NODE,
+        model:
+          'TCP proxies between the node and every nats-server and etcd member stop carrying bytes (held, not refused); its HTTP API stays reachable',
+        partitioned_ms: healedAt - cutAt,
+        partitions_owned_before: ownedBefore.length,
+        cut_node_dropped_partitions_ms: droppedAt === undefined ? null : droppedAt - cutAt,
+        first_partition_acquired_elsewhere_ms: firstAcquiredAt - cutAt,
+        // Positive: the cut node had let go before another node acquired one of its partitions (fencing
+        // held even without the token check); droppedAt is an upper bound, so the margin is a lower bound.
+        drop_to_takeover_margin_ms: droppedAt === undefined ? null : firstAcquiredAt - droppedAt,
+        all_partitions_taken_over_ms: takeover.ms,
+        spool_at_heal: spoolAtHeal ?? null,
+        spool_forwarded_after_heal_ms: spoolEmpty.ms,
+        ...catchUp,
+        partitions_rejoined_after_heal_ms: rejoin.ms,
+      };
+    });
+  });
+
+  test('drain a node (maintenance), restart it as an upgrade would, rejoin', { timeout: 180000 }, async () => {
+    const node = 'vigil-2';
+    const observer = 'vigil-1';
+    await underLoad('maintenance', async () => {
+      const enabledAt = Date.now();
+      const enable = await dc.api(node, 'POST', '/admin/maintenance/enable');
+      assert.ok([200, 202].includes(enable.status), `enable answered ${enable.status}: ${JSON.stringify(enable.body)}`);
+      const readyWhileDraining = (await fetch(`${dc.nodes.find((n) => n.name === node)!.url}/health/ready`)).status;
+      // A load balancer takes the node out once /health/ready fails.
+      gen.setInRotation(node, false);
+      const drained = await waitFor('the node to be drained', 90000, async () => {
+        const s = await dc.api(node, 'GET', '/admin/maintenance/status');
+        return s.body?.status === 'drained' ? s.body : undefined;
+      });
+      // Does the drained node still take intake? (A load balancer no longer sends it any; this probes it.)
+      const probe = await fetch(`${dc.nodes.find((n) => n.name === node)!.url}/api/v1/ingest`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${dc.token}`, 'content-type': 'application/x-ndjson' },
+        body: '{"message":"probe of a drained node"}\n',
+      });
+      const stoppedAt = Date.now();
+      const stopOutcome = (await dc.cluster.stop([node]))[node];
+      const startedAt = Date.now();
+      await dc.cluster.start([node], { readyTimeoutMs: 120000 });
+      const readyAt = Date.now();
+      const afterRestart = (await dc.api(node, 'GET', '/admin/maintenance/status')).body;
+      const disable = await dc.api(node, 'POST', '/admin/maintenance/disable');
+      gen.setInRotation(node, true);
+      const [catchUp, rejoin] = await Promise.all([
+        replicaCatchUp(node, readyAt, readyAt - stoppedAt),
+        waitFor('the node to own partitions again', 60000, () => ownsPartitions(observer, node)),
+      ]);
+      return {
+        node,
+        health_ready_while_draining: readyWhileDraining,
+        drained_ms: drained.ms,
+        drained_status: drained.value,
+        drained_node_ingest_probe_status: probe.status,
+        graceful_stop_ms: startedAt - stoppedAt,
+        // 'killed': SIGTERM did not stop it within the dev cluster's 25 s grace (Vigil's budget is 20 s).
+        graceful_stop_outcome: stopOutcome,
+        start_until_ready_ms: readyAt - startedAt,
+        maintenance_status_after_restart: afterRestart,
+        disable_status: disable.status,
+        disable_answer: disable.body,
+        ...catchUp,
+        partitions_rejoined_after_disable_ms: rejoin.ms,
+        out_of_rotation_ms: Date.now() - enabledAt,
+      };
+    });
+  });
+});

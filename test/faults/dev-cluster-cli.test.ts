@@ -1,0 +1,123 @@
+/**
+ * `vigil dev-cluster` end to end, as an operator runs it: up (1 Vigil node, 3 nats-server, 3 etcd), status,
+ * kill, restart on the same ports, down; every process is acted on by the PID in state.json.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { isRunning } from '../../src/devcluster/process.ts';
+import { openDevCluster } from '../../src/devcluster/index.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const BIN = join(ROOT, 'bin/vigil');
+const TSX = join(ROOT, 'node_modules/tsx/dist/esm/index.mjs');
+let dir: string;
+
+/**
+ * Runs `vigil dev-cluster ...`: through bin/vigil once the command is registered in src/main.ts, else
+ * through the command's module directly (same code, same output).
+ */
+let registered: boolean | undefined;
+function cli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  registered ??= spawnSync(BIN, ['dev-cluster', '--help'], { encoding: 'utf8' }).status === 0;
+  const env = { ...process.env, VIGIL_LOG_LEVEL: undefined };
+  const res = registered
+    ? spawnSync(BIN, ['dev-cluster', ...args], { encoding: 'utf8', env, timeout: 240000 })
+    : spawnSync(
+        process.execPath,
+        [
+          '--import',
+          TSX,
+          '--input-type=module',
+          '-e',
+          `import { parseArgs } from 'node:util';
+           const { devClusterCommand } = await import(${JSON.stringify(join(ROOT, 'src/cli/dev-cluster.ts'))});
+           const p = parseArgs({ args: process.argv.slice(1), allowPositionals: true, strict: true, options: {
+             dir: { type: 'string' }, nodes: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' } } });
+           process.exitCode = await devClusterCommand(p.positionals, p.values);`,
+          ...args,
+        ],
+        { encoding: 'utf8', env, timeout: 240000 },
+      );
+  return { status: res.status, stdout: res.stdout, stderr: res.stderr };
+}
+
+type Member = { kind: string; name: string; pid: number; state: string; addresses: Record<string, string> };
+
+/** `status --json` through the CLI. */
+function statusCli(): Member[] {
+  const res = cli('status', '--json', '--dir', dir);
+  assert.equal(res.status, 0, res.stderr);
+  return JSON.parse(res.stdout).members;
+}
+
+/** The same answer read in this process (each CLI run costs a Node start on a busy machine). */
+const status = (): Member[] => openDevCluster(dir).status() as Member[];
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'vigil-devcluster-cli-'));
+});
+
+after(async () => {
+  // Whatever the test left running is stopped by the PIDs in state.json.
+  if (existsSync(join(dir, 'state.json'))) await openDevCluster(dir).stop(undefined, { signal: 'SIGKILL' });
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('up, status, kill, restart, down: every member by PID, same ports after a restart', {
+  timeout: 300000,
+}, async () => {
+  const up = cli('up', '--nodes', '1', '--dir', dir);
+  assert.equal(up.status, 0, `${up.stdout}\n${up.stderr}`);
+  assert.match(up.stdout, /Every Vigil node is ready/);
+  assert.equal(statSync(join(dir, 'admin-token')).mode & 0o777, 0o600);
+  const token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
+
+  let members = statusCli();
+  assert.deepEqual(
+    members.map((m) => `${m.kind}:${m.name}:${m.state}`),
+    [
+      'nats:nats-1:running',
+      'nats:nats-2:running',
+      'nats:nats-3:running',
+      'etcd:etcd-1:running',
+      'etcd:etcd-2:running',
+      'etcd:etcd-3:running',
+      'vigil:vigil-1:running',
+    ],
+  );
+  const vigil = members.find((m) => m.name === 'vigil-1')!;
+  assert.equal(vigil.addresses.admin_token_file, join(dir, 'admin-token'));
+  const cluster = await fetch(`${vigil.addresses.http}/admin/cluster/status`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  assert.equal(cluster.status, 200);
+  assert.equal(((await cluster.json()) as { node_id: string }).node_id, 'vigil-1');
+  assert.match(cli('status', '--dir', dir).stdout, /^KIND\s+NAME\s+PID\s+STATE\s+ADDRESSES\n/);
+
+  for (const name of ['vigil-1']) {
+    const before = members.find((m) => m.name === name)!;
+    const killed = cli('kill', name, '--dir', dir);
+    assert.equal(killed.status, 0, killed.stderr);
+    assert.equal(isRunning({ pid: before.pid }), false, `${name}'s PID is gone`);
+    assert.equal(status().find((m) => m.name === name)?.state, 'stopped');
+    const restarted = cli('restart', name, '--dir', dir);
+    assert.equal(restarted.status, 0, restarted.stderr);
+    const now = status().find((m) => m.name === name)!;
+    assert.equal(now.state, 'running');
+    assert.notEqual(now.pid, before.pid);
+    assert.deepEqual(now.addresses, before.addresses, 'same ports');
+  }
+  const ready = await fetch(`${vigil.addresses.http}/health/ready`);
+  assert.equal(ready.status, 200);
+
+  assert.equal(cli('kill', 'vigil-9', '--dir', dir).status, 1);
+  members = status();
+  const down = cli('down', '--dir', dir);
+  assert.equal(down.status, 0, down.stderr);
+  assert.ok(statusCli().every((m) => m.state === 'stopped'));
+  for (const m of members) assert.equal(isRunning({ pid: m.pid }), false, `${m.name} (PID ${m.pid}) stopped`);
+});
