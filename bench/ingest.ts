@@ -14,6 +14,7 @@ import { DATABASE, EVENTS_TABLE, eventsTableDdl } from '../src/store/schema.ts';
 import { startVigil, type VigilNode } from '../test/harness/vigil.ts';
 import {
   type Benchmark,
+  type BenchOptions,
   boolOption,
   intOption,
   procCmdline,
@@ -55,6 +56,7 @@ export const ingestBenchmark: Benchmark = {
       syslog: boolOption(opts, 'syslog', true),
       fsync_compare: boolOption(opts, 'fsync-compare', true),
       raw: boolOption(opts, 'raw', true),
+      vigil_env: envOption(opts),
     };
     progress(`loading ${params.events} Mordor events`);
     const lines = [...mordorLines(params.events)];
@@ -69,16 +71,19 @@ export const ingestBenchmark: Benchmark = {
     };
 
     progress('HTTP NDJSON, store.fsync=true');
-    const http = await httpPhase(bodies, params.clients, {});
+    const http = await httpPhase(bodies, params.clients, params.vigil_env);
     results.http = http;
 
     if (params.fsync_compare) {
       progress('HTTP NDJSON, store.fsync=false');
-      results.http_no_fsync = await httpPhase(bodies, params.clients, { VIGIL_STORE__FSYNC: 'false' });
+      results.http_no_fsync = await httpPhase(bodies, params.clients, {
+        ...params.vigil_env,
+        VIGIL_STORE__FSYNC: 'false',
+      });
     }
     if (params.syslog) {
       progress(`syslog RFC 5424 over ${params.syslog_connections} TCP connections`);
-      results.syslog_tcp = await syslogPhase(lines, params.syslog_connections);
+      results.syslog_tcp = await syslogPhase(lines, params.syslog_connections, params.vigil_env);
     }
     if (params.raw) {
       progress('raw chdb inserts of the same rows, in this process');
@@ -103,6 +108,20 @@ export const ingestBenchmark: Benchmark = {
     };
   },
 };
+
+/** `--vigil-env K=V,K=V`: settings for every Vigil this benchmark starts (`VIGIL_BUS__BATCH_MAX_EVENTS=5000`). */
+function envOption(opts: BenchOptions): Record<string, string> {
+  const v = opts['vigil-env'];
+  if (v === undefined) return {};
+  if (typeof v !== 'string') throw new Error('--vigil-env needs K=V[,K=V...]');
+  const env: Record<string, string> = {};
+  for (const pair of v.split(',')) {
+    const eq = pair.indexOf('=');
+    if (!/^VIGIL_[A-Z0-9_]+$/.test(pair.slice(0, eq))) throw new Error(`--vigil-env: ${pair} is not VIGIL_X=value`);
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return env;
+}
 
 /** NDJSON request bodies of `batch` events each, built before the clock starts. */
 function httpBodies(lines: readonly Buffer[], batch: number): Buffer<ArrayBuffer>[] {
@@ -241,7 +260,7 @@ async function sendAll(socket: Socket, chunks: readonly Buffer[]): Promise<void>
  * The same events as RFC 5424 lines (LF framing) over several TCP connections. Syslog has no ack: the
  * rate is events sent over the time until a search counts them all (polled every 250 ms).
  */
-async function syslogPhase(lines: readonly Buffer[], connections: number) {
+async function syslogPhase(lines: readonly Buffer[], connections: number, env: Record<string, string>) {
   const perConnection: Buffer[][] = Array.from({ length: connections }, () => []);
   lines.forEach((l, i) => {
     perConnection[i % connections].push(syslogLine(l));
@@ -261,7 +280,7 @@ async function syslogPhase(lines: readonly Buffer[], connections: number) {
     return out;
   });
   const sent = lines.length;
-  const { vigil, pid } = await startMeasuredVigil({});
+  const { vigil, pid } = await startMeasuredVigil(env);
   try {
     const cpu0 = procCpuSeconds(pid);
     const t0 = performance.now();

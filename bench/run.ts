@@ -31,6 +31,7 @@ options (each benchmark reads the ones it knows):
   --syslog false         ingest: skip syslog
   --fsync-compare false  ingest: skip the second HTTP run with store.fsync=false
   --raw false            ingest: skip the raw chdb insert comparison
+  --vigil-env K=V,...    ingest: settings for every Vigil started (VIGIL_BUS__BATCH_MAX_EVENTS=5000)
   --rows N               search: stored events to search over (10000000)
   --build-minutes N      search: time the build may take in this run (15); a later run resumes it
   --runs N               search: timed runs per query (30), after --warmups N (3)

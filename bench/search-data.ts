@@ -22,6 +22,8 @@ import { mordorLines } from './mordor.ts';
 export const DAY_MS = 86_400_000;
 const SPAN_DAYS = 30;
 const SPAN_MS = SPAN_DAYS * DAY_MS;
+/** Target days written by one INSERT of a copy (see copyBase). */
+const CHUNK_DAYS = 1;
 /** Events per insert while loading the base set. */
 const LOAD_BATCH = 20_000;
 /** A build older than this is redone: TTL counts from `ingested`, which is the build time. */
@@ -34,6 +36,8 @@ export interface BuildState {
   rows_target: number;
   base_events: number;
   copies_done: number;
+  /** Target days of the current copy already written (a copy interrupted midway resumes there). */
+  copy_days_done?: number;
   rows: number;
   complete: boolean;
   window_from: string;
@@ -44,6 +48,8 @@ export interface BuildState {
   copy_s: number;
   build_runs: number;
   merge_settle_s?: number;
+  /** Files the engine could not open (EMFILE in merges) during this run's build and settling. */
+  cannot_open_file_errors_this_run?: number;
   active_parts?: number;
   partitions?: number;
   table_bytes_on_disk_mb?: number;
@@ -104,7 +110,12 @@ async function ensureDataSet(opts: BuildOptions): Promise<BuildState> {
       save(state);
     }
     state.build_runs++;
+    // Merges of wide parts hold a dozen files per JSON path for every part they read and write: next to
+    // the copies they exhaust the descriptor limit (EMFILE at 20,000). Stopped while copying (for this
+    // session only; Vigil merges as usual), then given time to run.
+    await session.queryAsync(`SYSTEM STOP MERGES ${EVENTS_TABLE}`);
     await copyBase(session, state, deadline, save);
+    await session.queryAsync(`SYSTEM START MERGES ${EVENTS_TABLE}`);
     if (state.rows >= state.rows_target) {
       await session.queryAsync(`DROP DATABASE IF EXISTS ${BASE_TABLE.split('.')[0]} SYNC`);
       state.complete = true;
@@ -113,10 +124,16 @@ async function ensureDataSet(opts: BuildOptions): Promise<BuildState> {
     }
     const settleStarted = performance.now();
     const settleDeadline = Date.now() + 5 * 60_000;
-    while (Date.now() < settleDeadline && (await scalar(session, 'SELECT count() FROM system.merges')) > 0) {
+    // Settled: no merge running at three checks in a row (merges start a few seconds apart).
+    for (let idle = 0; idle < 3 && Date.now() < settleDeadline; ) {
       await sleep(2000);
+      idle = (await scalar(session, 'SELECT count() FROM system.merges')) === 0 ? idle + 1 : 0;
     }
     state.merge_settle_s = round((performance.now() - settleStarted) / 1000, 1);
+    state.cannot_open_file_errors_this_run = await scalar(
+      session,
+      "SELECT sum(value) FROM system.errors WHERE name = 'CANNOT_OPEN_FILE'",
+    );
     const [parts, partitions, bytes, uncompressed] = (
       await session.queryAsync(
         `SELECT count(), uniqExact(partition), sum(bytes_on_disk), sum(data_uncompressed_bytes) FROM system.parts
@@ -212,6 +229,9 @@ async function loadBase(session: Session, target: number, events: number | undef
 /**
  * Copies the base into the events table until it holds the target or the deadline passes: copy k has its
  * times shifted by a golden-ratio step around the window (distinct offsets, spread evenly) and ids `id#k`.
+ * Each copy goes in chunks of CHUNK_DAYS target days: one INSERT writes a part per day it touches, and a
+ * wide part of this table holds a dozen files per JSON path (6,696 with all of Mordor's 554 paths), so an
+ * INSERT touching 3 days already needs more descriptors than this machine's limit (EMFILE at 20,000).
  */
 async function copyBase(
   session: Session,
@@ -223,21 +243,30 @@ async function copyBase(
   while (state.rows < state.rows_target && Date.now() < deadline) {
     const k = state.copies_done;
     const shift = Math.round(SPAN_MS * ((k * 0.6180339887) % 1));
-    const remaining = state.rows_target - state.rows;
+    const offset = `((toUnixTimestamp64Milli(ts) - ${windowFrom} + ${shift}) % ${SPAN_MS})`;
+    // The last copy takes a hashed sample of the base, about the rows still missing.
+    const share = Math.min(1, (state.rows_target - state.rows) / state.base_events);
+    const sample = share < 1 ? ` AND cityHash64(id) % 1000000 < ${Math.ceil(share * 1_000_000)}` : '';
     const t = performance.now();
-    await session.queryAsync(
-      `INSERT INTO ${EVENTS_TABLE}
-SELECT fromUnixTimestamp64Milli(${windowFrom} + ((toUnixTimestamp64Milli(ts) - ${windowFrom} + ${shift}) % ${SPAN_MS}), 'UTC') AS ts,
+    for (let day = state.copy_days_done ?? 0; day < SPAN_DAYS; day += CHUNK_DAYS) {
+      await session.queryAsync(
+        `INSERT INTO ${EVENTS_TABLE}
+SELECT fromUnixTimestamp64Milli(${windowFrom} + ${offset}, 'UTC') AS ts,
   ingested, ${k === 0 ? 'id' : `concat(id, '#${k}')`} AS id, tenant, source, layout, host, message, raw, parse_error, fields
-FROM ${BASE_TABLE}${remaining < state.base_events ? ` LIMIT ${remaining}` : ''}`,
-    );
+FROM ${BASE_TABLE}
+WHERE ${offset} >= ${day * DAY_MS} AND ${offset} < ${(day + CHUNK_DAYS) * DAY_MS}${sample}`,
+      );
+      state.copy_days_done = day + CHUNK_DAYS;
+      save(state);
+    }
     const s = (performance.now() - t) / 1000;
     state.copies_done++;
+    state.copy_days_done = 0;
     state.copy_s = round(state.copy_s + s, 1);
     state.rows = await scalar(session, `SELECT count() FROM ${EVENTS_TABLE}`);
     save(state);
     progress(
-      `  copy ${k}: ${state.rows} rows (${round(s, 1)} s, ${Math.round((state.rows_target - state.rows) / 1000)}k to go)`,
+      `  copy ${k}: ${state.rows} rows (${round(s, 1)} s, ${Math.max(0, Math.round((state.rows_target - state.rows) / 1000))}k to go)`,
     );
   }
 }

@@ -85,6 +85,7 @@ export const searchBenchmark: Benchmark = {
         build_s_this_run: buildThisRunS,
         build_runs: build.build_runs,
         merge_settle_s: build.merge_settle_s,
+        cannot_open_file_errors_while_settling: build.cannot_open_file_errors_this_run,
         active_parts: build.active_parts,
         partitions: build.partitions,
         note: 'no OPTIMIZE FINAL; merges left up to 5 min to settle after the build, then measured as they are',
