@@ -123,9 +123,28 @@ export function createApiServer(
       if (addr && typeof addr === 'object') bound = { host: addr.address, port: addr.port };
       listening = true;
     },
-    async stop() {
+    async stop(deadline) {
       listening = false;
-      await app.close();
+      // close() refuses new requests and waits for those in flight; at the deadline, whatever is still open
+      // (a slow client, a keep-alive connection mid-request) is cut so that shutdown stays bounded. Half of the
+      // budget: the components behind the API (bus, store) need the rest to flush.
+      const cutAt = Date.now() + Math.max(0, deadline - Date.now()) / 2;
+      let timer: NodeJS.Timeout | undefined;
+      const cut = new Promise<void>((resolve) => {
+        timer = setTimeout(
+          () => {
+            deps.logger.warn({ inflight }, 'Closing the HTTP connections still open at the stop deadline.');
+            app.server.closeAllConnections();
+            resolve();
+          },
+          Math.max(0, cutAt - Date.now()),
+        );
+      });
+      try {
+        await Promise.race([app.close(), cut]);
+      } finally {
+        clearTimeout(timer);
+      }
     },
     health(): ComponentHealth {
       return listening ? { ok: true } : { ok: false, detail: 'not listening' };

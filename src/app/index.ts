@@ -34,7 +34,7 @@ import { createAlertStore, createDetector } from '../detect/index.ts';
 import { createHttpIntake, createIdempotencyKeys, type HttpIntake } from '../intake/http/index.ts';
 import { createSyslogIntake } from '../intake/syslog/index.ts';
 import type { Component } from '../lib/component.ts';
-import { errorMessage } from '../lib/errors.ts';
+import { errorMessage, OverloadError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { VERSION } from '../lib/version.ts';
 import { createNormalizer } from '../parse/index.ts';
@@ -78,6 +78,7 @@ const MODULES: ModuleDef<Ctx>[] = [
         metrics: ctx.metrics,
         logger: ctx.logger.child({ component: 'cluster' }),
         inflight: () => ctx.bus?.pending() ?? 0,
+        dataDir: ctx.config.data_dir,
       });
       ctx.cluster = cluster;
       ctx.routes.push(
@@ -235,7 +236,13 @@ const MODULES: ModuleDef<Ctx>[] = [
       const bus = ctx.bus!;
       ctx.httpIntake = createHttpIntake(ctx.config.ingest, {
         normalizer: ctx.normalizer,
-        publish: (events) => bus.publish(events),
+        publish: (events) => {
+          // A node in maintenance takes no intake: 503 `draining` sends the client (or its balancer) elsewhere.
+          if (ctx.cluster && !ctx.cluster.maintenance.accepting()) {
+            throw new OverloadError('this node is in maintenance; send to another node', 1, 503, 'draining');
+          }
+          return bus.publish(events);
+        },
         metrics: ctx.metrics,
         keys: createIdempotencyKeys(ctx.store),
       });
@@ -252,6 +259,7 @@ const MODULES: ModuleDef<Ctx>[] = [
       return createSyslogIntake(ctx.config.syslog, {
         publish: (events) => bus.publish(events),
         parse: (line, pctx) => ctx.normalizer.fromSyslog(line, pctx),
+        admitting: () => !ctx.cluster || ctx.cluster.maintenance.accepting(),
         metrics: ctx.metrics,
         logger: ctx.logger.child({ component: 'syslog' }),
       });

@@ -1,10 +1,11 @@
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import type { Registry } from 'prom-client';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { ClusterConfig } from './config.ts';
-import { createMaintenance, type Maintenance } from './maintenance.ts';
+import { createMaintenance, type Maintenance, wasInMaintenance } from './maintenance.ts';
 import { createMembership, type Membership } from './membership.ts';
 import { createPartitionManager, type PartitionManager, runsDetect } from './partitions.ts';
 import { createEtcdSession, type EtcdSession } from './session.ts';
@@ -47,6 +48,8 @@ export interface ClusterDeps {
   inflight?: () => number;
   /** Told when intake should stop (maintenance) or resume. */
   onIntakeChange?: (accepting: boolean) => void;
+  /** The node's data folder: the maintenance state is kept there across restarts. */
+  dataDir?: string;
 }
 
 /** Creates cluster mode for this node; opens nothing until start(). */
@@ -54,11 +57,16 @@ export function createCluster(config: ClusterConfig, deps: ClusterDeps): Cluster
   const nodeId = config.node_id ?? hostname();
   const logger = deps.logger.child({ node: nodeId });
   const session = createEtcdSession(config, { nodeId, metrics: deps.metrics, logger });
+  const stateFile = deps.dataDir ? join(deps.dataDir, 'maintenance.json') : undefined;
+  // A node restarted in maintenance registers as draining and takes no partition, so that the others do
+  // not hand it partitions only to take them back.
+  const inMaintenance = stateFile !== undefined && wasInMaintenance(stateFile);
   const membership = createMembership(config, {
     session,
     roles: deps.roles,
     version: deps.version,
     httpAddr: config.advertise_addr ?? deps.httpAddr,
+    initialState: inMaintenance ? 'draining' : 'active',
     metrics: deps.metrics,
     logger,
   });
@@ -74,8 +82,10 @@ export function createCluster(config: ClusterConfig, deps: ClusterDeps): Cluster
     partitions,
     inflight: deps.inflight,
     onIntakeChange: deps.onIntakeChange,
+    stateFile,
     logger,
   });
+  if (inMaintenance) void partitions.drain();
   const parts: Component[] = [session, membership, partitions, maintenance];
   const started: Component[] = [];
 

@@ -1,3 +1,4 @@
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -29,6 +30,15 @@ export interface Maintenance extends Component {
   drained(): Promise<void>;
 }
 
+/** Whether the node was in maintenance when it stopped (the state file says so). */
+export function wasInMaintenance(stateFile: string): boolean {
+  try {
+    return (JSON.parse(readFileSync(stateFile, 'utf8')) as { state?: string }).state === 'maintenance';
+  } catch {
+    return false;
+  }
+}
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Creates maintenance mode for this node. */
@@ -42,6 +52,11 @@ export function createMaintenance(
     inflight?: () => number;
     /** Told when intake should stop (false) or resume (true). */
     onIntakeChange?: (accepting: boolean) => void;
+    /**
+     * Where the maintenance state is kept across restarts (`<data dir>/maintenance.json`): a node drained for
+     * an upgrade comes back drained, and rejoins only when an operator disables maintenance.
+     */
+    stateFile?: string;
     logger: Logger;
   },
 ): Maintenance {
@@ -53,8 +68,20 @@ export function createMaintenance(
   const remaining = () => deps.partitions?.owned().size ?? 0;
   const status = (): MaintenanceStatus => ({ status: state, partitions_remaining: remaining() });
 
+  const persist = (s: MaintenanceState) => {
+    if (!deps.stateFile) return;
+    try {
+      const tmp = `${deps.stateFile}.tmp`;
+      writeFileSync(tmp, `${JSON.stringify({ state: s === 'active' ? 'active' : 'maintenance' })}\n`, { mode: 0o600 });
+      renameSync(tmp, deps.stateFile);
+    } catch (err) {
+      log.error({ err: errorMessage(err), file: deps.stateFile }, 'Could not save the maintenance state.');
+    }
+  };
+
   const setState = async (s: MaintenanceState) => {
     state = s;
+    if (s !== 'drained') persist(s);
     await deps.membership
       .update({ state: s })
       .catch((err) => log.warn({ err: errorMessage(err) }, 'Could not publish the maintenance state.'));
@@ -74,7 +101,7 @@ export function createMaintenance(
     for (const w of waiters.splice(0)) w.resolve();
   };
 
-  return {
+  const maintenance: Maintenance = {
     name: 'cluster-maintenance',
     async enable() {
       if (state !== 'active') return status();
@@ -102,7 +129,12 @@ export function createMaintenance(
       if (state === 'active') return Promise.reject(new Error('maintenance is not enabled'));
       return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
     },
-    async start() {},
+    async start() {
+      if (deps.stateFile && wasInMaintenance(deps.stateFile)) {
+        log.info('This node was in maintenance when it stopped; it stays drained until maintenance is disabled.');
+        await maintenance.enable();
+      }
+    },
     async stop() {
       run++;
       const pending = waiters;
@@ -113,4 +145,5 @@ export function createMaintenance(
       return state === 'active' ? { ok: true } : { ok: false, detail: `maintenance: ${state}` };
     },
   };
+  return maintenance;
 }

@@ -103,6 +103,8 @@ export function createMembership(
     roles: string[];
     version: string;
     httpAddr: string;
+    /** The state to register with: `draining` when the node restarts in maintenance. */
+    initialState?: MaintenanceState;
     metrics: Registry;
     logger: Logger;
   },
@@ -120,7 +122,7 @@ export function createMembership(
     roles: [...deps.roles],
     version: deps.version,
     http_addr: deps.httpAddr,
-    state: 'active',
+    state: deps.initialState ?? 'active',
     started_at: new Date().toISOString(),
     partitions: [],
   };

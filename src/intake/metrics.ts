@@ -5,6 +5,7 @@ import { counter, gauge } from '../lib/metrics.ts';
 export type RejectReason =
   | 'oversize'
   | 'overloaded'
+  | 'draining'
   | 'publish_error'
   | 'malformed_json'
   | 'invalid_event'

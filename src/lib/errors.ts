@@ -34,8 +34,8 @@ export class InputError extends VigilError {
 /** A bounded queue or limit is full; the client should retry after `retryAfterSeconds`. */
 export class OverloadError extends VigilError {
   readonly retryAfterSeconds: number;
-  constructor(message: string, retryAfterSeconds = 1, status = 503) {
-    super('overloaded', message, { status, retryable: true });
+  constructor(message: string, retryAfterSeconds = 1, status = 503, code = 'overloaded') {
+    super(code, message, { status, retryable: true });
     this.name = 'OverloadError';
     this.retryAfterSeconds = retryAfterSeconds;
   }

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
@@ -66,7 +69,7 @@ async function startNode(
   id: string,
   prefix: string,
   journal: OwnershipEvent[],
-  opts: { endpoints?: string[]; roles?: string[]; config?: Record<string, unknown> } = {},
+  opts: { endpoints?: string[]; roles?: string[]; config?: Record<string, unknown>; dataDir?: string } = {},
 ): Promise<TestNode> {
   const metrics = new Registry();
   const cluster = createCluster(testConfig(prefix, opts.endpoints ?? etcd.endpoints, id, opts.config), {
@@ -75,6 +78,7 @@ async function startNode(
     httpAddr: `127.0.0.1:${8000 + Number(id.replace(/\D/g, '') || 0)}`,
     metrics,
     logger: silentLogger,
+    dataDir: opts.dataDir,
   });
   cluster.partitions.subscribe({
     onAcquire: (partition, token) => {
@@ -344,6 +348,46 @@ test('maintenance: drain hands every partition over, reports drained with 0 rema
     assert.deepEqual(intake, [false]);
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
+  }
+});
+
+test('maintenance survives a restart: a drained node comes back drained, takes nothing, and rejoins on disable', async () => {
+  const prefix = `t${++prefixes}-${Date.now()}/`;
+  const journal: OwnershipEvent[] = [];
+  const dataDir = mkdtempSync(join(tmpdir(), 'vigil-maint-'));
+  let a = await startNode('a6', prefix, journal, { dataDir });
+  const b = await startNode('b6', prefix, journal);
+  try {
+    await waitFor('balanced', () => balanced([a, b], P / 2));
+    await a.cluster.maintenance.enable();
+    await a.cluster.maintenance.drained();
+    await a.stop();
+    const mark = journal.length;
+    a = await startNode('a6', prefix, journal, { dataDir });
+    assert.notEqual(a.cluster.maintenance.status().status, 'active', 'restarted in maintenance');
+    await a.cluster.maintenance.drained();
+    assert.equal(a.cluster.maintenance.accepting(), false);
+    assert.equal(a.cluster.health().ok, false, 'not ready after the restart');
+    await waitFor('b6 to see a6 drained', () => stateOf(b, 'a6')?.maintenance === 'drained');
+    // Give a wrong rebalance time to happen: nothing may move while a6 stays in maintenance.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(a.cluster.partitions.owned().size, 0);
+    assert.deepEqual(
+      journal.slice(mark).filter((e) => e.kind === 'acquire' || e.node === 'b6'),
+      [],
+      'no partition moved because of the restart',
+    );
+    await a.cluster.maintenance.disable();
+    await waitFor('a6 to take its share again', () => {
+      const m = balanced([a, b], P / 2);
+      return m && m.get('a6')!.size === P / 2 ? m : undefined;
+    });
+    await a.stop();
+    a = await startNode('a6', prefix, journal, { dataDir });
+    assert.equal(a.cluster.maintenance.status().status, 'active', 'disable is kept across a restart too');
+  } finally {
+    await Promise.all([a, b].map((n) => n.stop()));
+    rmSync(dataDir, { recursive: true, force: true });
   }
 });
 

@@ -106,7 +106,7 @@ export function createHttpIntake(
         await deps.publish(events);
       } catch (err) {
         m.rejected.inc(
-          { source: SOURCE, reason: err instanceof OverloadError ? 'overloaded' : 'publish_error' },
+          { source: SOURCE, reason: err instanceof OverloadError ? rejectReason(err) : 'publish_error' },
           events.length,
         );
         throw err;
@@ -115,4 +115,9 @@ export function createHttpIntake(
       return { accepted: events.length, rejected: refused };
     },
   };
+}
+
+/** A node in maintenance refuses with code `draining`; other overloads are `overloaded`. */
+function rejectReason(err: OverloadError): 'draining' | 'overloaded' {
+  return err.code === 'draining' ? 'draining' : 'overloaded';
 }

@@ -34,6 +34,8 @@ export interface SyslogIntakeDeps {
   parse(line: string, ctx: SyslogParseContext): NormalizedEvent;
   metrics: Registry;
   logger: Logger;
+  /** False while the node is in maintenance: new TCP/TLS connections are refused (clients move elsewhere). */
+  admitting?: () => boolean;
 }
 
 /** The ports the intake listens on; a listener that is not bound has none. */
@@ -243,6 +245,11 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
 
   /** Applies the connection cap to a new TCP-level socket; returns whether it was kept. */
   #admit(socket: net.Socket): boolean {
+    if (this.#deps.admitting?.() === false) {
+      // Maintenance: the load balancer sees /health/ready fail and sends the client's reconnect elsewhere.
+      socket.destroy();
+      return false;
+    }
     if (!this.#accepting() || this.#sockets.size >= this.#config.max_connections) {
       socket.destroy();
       this.#refused++;
