@@ -30,7 +30,10 @@ import {
   createUserService,
   USER_MIGRATIONS,
 } from '../users/index.ts';
-import { createAlertStore, createDetector } from '../detect/index.ts';
+import { createAlertLog } from '../detect/cluster/alert-log.ts';
+import { createPartitionedCorrelation } from '../detect/cluster/correlator.ts';
+import { createRecordStream } from '../detect/cluster/records.ts';
+import { type AlertStore, type CompiledRuleSet, createAlertStore, createDetector } from '../detect/index.ts';
 import { createHttpIntake, createIdempotencyKeys, type HttpIntake } from '../intake/http/index.ts';
 import { createSyslogIntake } from '../intake/syslog/index.ts';
 import type { Component } from '../lib/component.ts';
@@ -198,12 +201,15 @@ const MODULES: ModuleDef<Ctx>[] = [
     roles: ['detect'],
     init(ctx) {
       const store = ctx.store!;
-      const alerts = createAlertStore(store, { metrics: ctx.metrics });
+      const logger = ctx.logger.child({ component: 'detect' });
+      const local = createAlertStore(store, { metrics: ctx.metrics, logger });
+      const { alerts, correlation } = clusterDetection(ctx, local, logger, () => detector.ruleSet());
       const detector = createDetector(ctx.config.detect, {
         dataDir: ctx.config.data_dir,
         alerts,
         metrics: ctx.metrics,
-        logger: ctx.logger.child({ component: 'detect' }),
+        logger,
+        correlation,
       });
       const { incidents, notifier } = ctx;
       // New alerts become incidents and notifications; both log and count their own failures.
@@ -285,6 +291,49 @@ const MODULES: ModuleDef<Ctx>[] = [
     },
   },
 ];
+
+/**
+ * Detection over JetStream: alerts go through the replicated alert log, so every node stores and serves
+ * the same alerts; with cluster mode on as well, correlations run on the owners of their partitions.
+ */
+function clusterDetection(ctx: Ctx, local: AlertStore, logger: Logger, ruleSet: () => CompiledRuleSet) {
+  if (ctx.config.bus.kind !== 'jetstream') return { alerts: local, correlation: undefined };
+  const bus = ctx.bus as JetStreamBus;
+  const js = ctx.config.bus.jetstream;
+  // VIGIL_EVENTS / vigil.events -> VIGIL_ALERTS / vigil.alerts, so that test clusters with their own
+  // stream names keep their own alert logs too.
+  const base = js.stream.replace(/_EVENTS$/, '');
+  const subjectBase = js.subject_prefix.replace(/\.events$/, '');
+  const stream = (kind: string, maxAgeMs: number) =>
+    createRecordStream(
+      bus,
+      {
+        name: `${base}_${kind.toUpperCase()}`,
+        subject: `${subjectBase}.${kind}`,
+        maxAgeMs,
+        duplicateWindowMs: js.duplicate_window_ms,
+        publishMaxWaitMs: Math.max(10_000, js.publish_max_wait_ms),
+      },
+      logger,
+    );
+  const alerts = createAlertLog(local, {
+    records: stream('alerts', js.max_age_seconds * 1000),
+    nodeId: ctx.config.cluster.node_id ?? hostname(),
+    logger,
+  });
+  const cluster = ctx.cluster;
+  if (!cluster) return { alerts, correlation: undefined };
+  const correlation = createPartitionedCorrelation({
+    records: stream('matches', ctx.config.detect.match_retention_hours * 3_600_000),
+    alerts,
+    partitions: cluster.partitions,
+    ruleSet,
+    maxCorrelationState: ctx.config.detect.max_correlation_state,
+    metrics: ctx.metrics,
+    logger,
+  });
+  return { alerts, correlation };
+}
 
 function adminTenants(config: Readonly<VigilConfig>): string[] {
   return [...new Set([config.ingest.tenant, config.syslog.tenant])];

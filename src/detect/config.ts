@@ -11,6 +11,11 @@ export const detectConfigSchema = z
     placeholders: z.record(z.string(), z.array(z.string())).default({}),
     /** Correlation matches kept in memory across all windows, per tenant, before the oldest groups are evicted. */
     max_correlation_state: z.number().int().min(100).default(100000),
+    /**
+     * Cluster: how long Sigma matches routed to correlation partitions stay in their stream. It bounds how
+     * far back a new partition owner can replay, so keep it above the longest correlation timespan x 2.
+     */
+    match_retention_hours: z.number().int().min(1).default(24),
     /** Most stored events one retro-hunt reads. */
     hunt_max_events: z.number().int().min(1).default(1000000),
   })

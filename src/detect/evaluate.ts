@@ -1,7 +1,12 @@
 import type { Registry } from 'prom-client';
 import type { NormalizedEvent } from '../lib/event.ts';
 import { type Alert, alertId } from './alerts/index.ts';
-import { type CorrelationAlert, type CorrelationEngine, createCorrelationEngine } from './correlation/index.ts';
+import {
+  type CorrelationAlert,
+  type CorrelationEngine,
+  type SigmaMatch as CorrelationMatch,
+  createCorrelationEngine,
+} from './correlation/index.ts';
 import type { CompiledRuleSet } from './rule-set.ts';
 import type { SigmaMatch } from './sigma/index.ts';
 
@@ -23,7 +28,7 @@ export function ruleAlert(event: NormalizedEvent, m: SigmaMatch, created: number
   };
 }
 
-function correlationAlert(tenant: string, a: CorrelationAlert, created: number, host: string): Alert {
+export function correlationAlert(tenant: string, a: CorrelationAlert, created: number, host: string): Alert {
   return {
     id: alertId(['correlation', tenant, a.id]),
     timestamp: a.lastTimestamp,
@@ -60,7 +65,15 @@ export function evaluateEvents(
   batch: Iterable<NormalizedEvent>,
   set: CompiledRuleSet,
   correlators: Map<string, CorrelationEngine>,
-  opts: { maxCorrelationState: number; metrics?: Registry },
+  opts: {
+    maxCorrelationState: number;
+    metrics?: Registry;
+    /**
+     * Cluster mode: matches of rules that correlations reference go here (to their partition's owner)
+     * instead of into `correlators`; standalone alerts are still withheld per `generate: false`.
+     */
+    route?: (match: CorrelationMatch) => void;
+  },
 ): Evaluation {
   const created = Date.now();
   const alerts: Alert[] = [];
@@ -83,6 +96,14 @@ export function evaluateEvents(
     const found = set.engine.match(event);
     if (found.length === 0) continue;
     matches += found.length;
+    if (opts.route) {
+      const suppressor = set.correlations.length > 0 ? suppressorOf(set) : undefined;
+      for (const m of found) {
+        if (!suppressor?.suppresses(m.rule)) alerts.push(ruleAlert(event, m, created));
+        if (suppressor) opts.route({ rule: m.rule, event });
+      }
+      continue;
+    }
     const corr = set.correlations.length > 0 ? correlator(event.tenant) : undefined;
     for (const m of found) {
       if (!corr?.suppresses(m.rule)) alerts.push(ruleAlert(event, m, created));
@@ -95,7 +116,18 @@ export function evaluateEvents(
   return { alerts, events, matches };
 }
 
-function hostOf(event: NormalizedEvent): string {
+/** A stateless engine of a rule set, asked only which standalone alerts `generate: false` withholds. */
+const suppressors = new WeakMap<CompiledRuleSet, CorrelationEngine>();
+export function suppressorOf(set: CompiledRuleSet): CorrelationEngine {
+  let engine = suppressors.get(set);
+  if (!engine) {
+    engine = createCorrelationEngine(set.correlations);
+    suppressors.set(set, engine);
+  }
+  return engine;
+}
+
+export function hostOf(event: NormalizedEvent): string {
   const host = event.fields['host.name'];
   return typeof host === 'string' ? host : '';
 }

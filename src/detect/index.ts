@@ -6,7 +6,8 @@ import type { Logger } from '../lib/logger.ts';
 import { counter, gauge, histogram } from '../lib/metrics.ts';
 import type { Alert, AlertStore } from './alerts/index.ts';
 import type { DetectConfig } from './config.ts';
-import type { CorrelationEngine } from './correlation/index.ts';
+import type { PartitionedCorrelation } from './cluster/correlator.ts';
+import type { CorrelationEngine, SigmaMatch as CorrelationMatch } from './correlation/index.ts';
 import { evaluateEvents } from './evaluate.ts';
 import { type CompiledRuleSet, RuleRepository } from './rule-set.ts';
 
@@ -37,7 +38,14 @@ export interface Detector extends Component {
 /** Creates the detector; rules are loaded on start. */
 export function createDetector(
   config: DetectConfig,
-  deps: { dataDir: string; alerts: AlertStore; metrics: Registry; logger: Logger },
+  deps: {
+    dataDir: string;
+    alerts: AlertStore & { stop?(): Promise<void> };
+    metrics: Registry;
+    logger: Logger;
+    /** Cluster mode: correlation runs on the owners of partitions, fed through the matches stream. */
+    correlation?: PartitionedCorrelation;
+  },
 ): Detector {
   const repository = new RuleRepository(deps.dataDir, config.rules_dirs, config.placeholders);
   let current: CompiledRuleSet | undefined;
@@ -50,10 +58,16 @@ export function createDetector(
   const rulesRejected = gauge(deps.metrics, 'vigil_detect_rules_rejected', 'Rule documents that could not be loaded.');
   const batchSeconds = histogram(deps.metrics, 'vigil_detect_batch_seconds', 'Time to evaluate one batch.');
 
-  const evaluate = (batch: Iterable<NormalizedEvent>, set: CompiledRuleSet, map: Map<string, CorrelationEngine>) => {
+  const evaluate = (
+    batch: Iterable<NormalizedEvent>,
+    set: CompiledRuleSet,
+    map: Map<string, CorrelationEngine>,
+    route?: (m: CorrelationMatch) => void,
+  ) => {
     const result = evaluateEvents(batch, set, map, {
       maxCorrelationState: config.max_correlation_state,
       metrics: deps.metrics,
+      route,
     });
     events.inc(result.events);
     matches.inc(result.matches);
@@ -85,8 +99,12 @@ export function createDetector(
     async start() {
       await deps.alerts.start();
       install(repository.compile());
+      await deps.correlation?.start();
     },
-    async stop() {},
+    async stop() {
+      await deps.correlation?.stop();
+      await deps.alerts.stop?.();
+    },
     health(): ComponentHealth {
       if (!current) return { ok: false, detail: 'rules not loaded' };
       return lastError ? { ok: false, detail: lastError } : { ok: true };
@@ -95,7 +113,11 @@ export function createDetector(
       if (!config.enabled || !current) return;
       const end = batchSeconds.startTimer();
       try {
-        const alerts = evaluate(batch, current, correlators);
+        const routed: CorrelationMatch[] = [];
+        const alerts = evaluate(batch, current, correlators, deps.correlation && ((m) => routed.push(m)));
+        // Matches reach their partitions before the batch is acknowledged: a crash redelivers it, and the
+        // matches stream and the alert log drop the copies by id.
+        await deps.correlation?.publish(routed);
         if (alerts.length > 0) await deps.alerts.save(alerts);
         lastError = undefined;
       } catch (err) {

@@ -112,6 +112,11 @@ export interface JetStreamBus extends Bus, EventStream {
   /** Resolves once connected and the stream exists (tests and the admin API; publish does not need it). */
   ready(): Promise<void>;
   stats(): JetStreamBusStats;
+  /**
+   * The JetStream client and manager of this bus's connection while it is ready (undefined otherwise), and
+   * the replica count streams of this cluster use: other replicated logs (matches, alerts) share them.
+   */
+  jetstream(): { js: JetStreamClient; jsm: JetStreamManager; replicas: number } | undefined;
 }
 
 /** A pulled message and its events (none when it could not be decoded). */
@@ -786,6 +791,8 @@ export function createJetStreamBus(
     },
 
     stats: () => ({ connected: isReady(), mode, spool: spool.stats(), longestPublishMs }),
+
+    jetstream: () => (isReady() && js && jsm ? { js, jsm, replicas: config.replicas } : undefined),
 
     async streamPosition() {
       if (!jsm) throw new VigilError('bus_disconnected', 'not connected to NATS', { status: 503, retryable: true });

@@ -5,7 +5,8 @@ import type { FieldValue } from '../../lib/event.ts';
 import { counter } from '../../lib/metrics.ts';
 import type { EventStore } from '../../store/index.ts';
 import { engineTimeToIso } from '../../store/rows.ts';
-import { ALERTS_DDL, ALERTS_TABLE } from './schema.ts';
+import type { Logger } from '../../lib/logger.ts';
+import { ALERTS_DDL, ALERTS_TABLE, FENCES_DDL, FENCES_TABLE } from './schema.ts';
 
 export const ALERT_STATUSES = ['new', 'acknowledged', 'closed'] as const;
 export type AlertStatus = (typeof ALERT_STATUSES)[number];
@@ -58,11 +59,18 @@ export class StaleFencingTokenError extends VigilError {
 /** Stores alerts once each, answers alert queries, and streams new alerts to listeners. */
 export interface AlertStore {
   start(): Promise<void>;
-  /** Stores the alerts not stored before; returns those, after telling the listeners. */
+  /**
+   * Stores the alerts not stored before; returns those, after telling the listeners. An alert whose fencing
+   * token is lower than the highest seen for its partition comes from a stale owner: it is refused (counted
+   * in vigil_alerts_stale_token_total), the others are stored.
+   */
   save(alerts: Alert[]): Promise<Alert[]>;
+  /** Raises the partition's highest fencing token (a new owner announces itself before its first alert). */
+  fence(partition: string, token: number): Promise<void>;
   list(filter: AlertFilter): Promise<Alert[]>;
   get(id: string, tenants: string[]): Promise<Alert | undefined>;
-  setStatus(id: string, tenants: string[], status: AlertStatus): Promise<Alert>;
+  /** Sets the status; `updated` (epoch ms, default now) orders concurrent changes the same on every replica. */
+  setStatus(id: string, tenants: string[], status: AlertStatus, updated?: number): Promise<Alert>;
   onAlert(listener: (alerts: Alert[]) => void): void;
 }
 
@@ -87,7 +95,7 @@ interface AlertRow {
 }
 
 /** Creates the alert store on the event store's engine. */
-export function createAlertStore(store: EventStore, deps: { metrics: Registry }): AlertStore {
+export function createAlertStore(store: EventStore, deps: { metrics: Registry; logger?: Logger }): AlertStore {
   const recent = new Set<string>();
   const highestToken = new Map<string, number>();
   const listeners: ((alerts: Alert[]) => void)[] = [];
@@ -138,11 +146,20 @@ export function createAlertStore(store: EventStore, deps: { metrics: Registry })
   return {
     async start() {
       await store.exec(ALERTS_DDL);
+      await store.exec(FENCES_DDL);
       const rows = await store.query<{ partition: string; t: string }>(
-        `SELECT partition, max(fencing_token) AS t FROM vigil.${ALERTS_TABLE} GROUP BY partition`,
+        `SELECT partition, max(t) AS t FROM (
+           SELECT partition, max(fencing_token) AS t FROM vigil.${ALERTS_TABLE} GROUP BY partition
+           UNION ALL SELECT partition, max(token) AS t FROM vigil.${FENCES_TABLE} GROUP BY partition
+         ) GROUP BY partition`,
         {},
       );
       for (const r of rows) highestToken.set(r.partition, Number(r.t));
+    },
+    async fence(partition, token) {
+      if (token <= (highestToken.get(partition) ?? 0)) return;
+      await store.insertRows(FENCES_TABLE, Buffer.from(JSON.stringify({ partition, token })));
+      highestToken.set(partition, token);
     },
     async save(alerts) {
       const fresh: Alert[] = [];
@@ -151,7 +168,11 @@ export function createAlertStore(store: EventStore, deps: { metrics: Registry })
         const highest = highestToken.get(a.partition) ?? 0;
         if (a.fencingToken < highest) {
           stale.inc();
-          throw new StaleFencingTokenError(a.partition, a.fencingToken, highest);
+          deps.logger?.warn(
+            { alert: a.id, partition: a.partition, fencing_token: a.fencingToken, highest },
+            'An alert from a stale partition owner was refused.',
+          );
+          continue;
         }
         if (recent.has(a.id) || seenInBatch.has(a.id)) {
           duplicates.inc();
@@ -219,14 +240,14 @@ export function createAlertStore(store: EventStore, deps: { metrics: Registry })
       );
       return rows[0] ? fromRow(rows[0]) : undefined;
     },
-    async setStatus(id, tenants, status) {
+    async setStatus(id, tenants, status, updated = Date.now()) {
       const rows = await store.query<AlertRow>(
         `SELECT * FROM vigil.${ALERTS_TABLE} FINAL WHERE id = {id:String} AND tenant IN {tenants:Array(String)}`,
         { id, tenants },
       );
       if (!rows[0]) throw new VigilError('not_found', `no alert ${id}`, { status: 404 });
       const alert = { ...fromRow(rows[0]), status };
-      await store.insertRows(ALERTS_TABLE, Buffer.from(toRow(alert, Date.now())));
+      await store.insertRows(ALERTS_TABLE, Buffer.from(toRow(alert, updated)));
       return alert;
     },
     onAlert(listener) {

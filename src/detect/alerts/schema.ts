@@ -25,3 +25,12 @@ export const ALERTS_DDL = `CREATE TABLE IF NOT EXISTS vigil.${ALERTS_TABLE} (
 ) ENGINE = ReplacingMergeTree(updated)
 PARTITION BY toYYYYMM(created)
 ORDER BY (tenant, id)`;
+
+/** The highest fencing token announced per partition (a new owner's fence comes before its first alert). */
+export const FENCES_TABLE = 'alert_fences';
+
+export const FENCES_DDL = `CREATE TABLE IF NOT EXISTS vigil.${FENCES_TABLE} (
+  partition String,
+  token UInt64
+) ENGINE = ReplacingMergeTree(token)
+ORDER BY partition`;

@@ -1,0 +1,120 @@
+/**
+ * The alert store of a cluster: alerts, fences and status changes are records of one replicated stream
+ * (VIGIL_ALERTS), and every node applies them in stream order to its own alert table. The stream is the
+ * single order all replicas agree on, so they all refuse the same stale alerts: a new partition owner
+ * publishes a fence with its token before its first alert, and an alert with a lower token published after
+ * it is refused everywhere. `Nats-Msg-Id` is the alert id (a replayed alert is stored once in the stream's
+ * duplicate window, and once in the table after it: ids are deterministic).
+ */
+import type { Logger } from '../../lib/logger.ts';
+import type { Alert, AlertStatus, AlertStore } from '../alerts/index.ts';
+import type { RecordConsumer, RecordStream, StreamRecord } from './records.ts';
+
+type AlertRecord =
+  | { type: 'alert'; alert: Alert }
+  | { type: 'fence'; partition: string; token: number }
+  | { type: 'status'; id: string; tenants: string[]; status: AlertStatus; updated: number };
+
+/** The replicated alert store: writes go to the stream, reads to this node's table. */
+export interface AlertLog extends AlertStore {
+  stop(): Promise<void>;
+  /** Stream sequence applied to this node's table. */
+  applied(): number;
+}
+
+/** Creates it over the node's local alert table (`local`), consumed as `alerts-<nodeId>`. */
+export function createAlertLog(
+  local: AlertStore,
+  deps: { records: RecordStream; nodeId: string; logger: Logger; applyTimeoutMs?: number },
+): AlertLog {
+  const { records } = deps;
+  let consumer: RecordConsumer | undefined;
+  let applied = 0;
+  const waiters = new Set<{ seq: number; resolve: () => void }>();
+
+  const apply = async (batch: StreamRecord<AlertRecord>[]) => {
+    // Consecutive alerts go to the table together; fences and status changes apply in their place.
+    let run: Alert[] = [];
+    const flush = async () => {
+      if (run.length > 0) await local.save(run);
+      run = [];
+    };
+    for (const r of batch) {
+      const v = r.value;
+      if (v.type === 'alert') {
+        run.push(v.alert);
+        continue;
+      }
+      await flush();
+      if (v.type === 'fence') await local.fence(v.partition, v.token);
+      else if (v.type === 'status') {
+        await local.setStatus(v.id, v.tenants, v.status, v.updated).catch((err: unknown) => {
+          // An alert this replica never stored (removed by retention) cannot change status; nothing to do.
+          deps.logger.warn({ alert: v.id, err: String(err) }, 'A status change names an unknown alert.');
+        });
+      }
+    }
+    await flush();
+    applied = batch[batch.length - 1].seq;
+    for (const w of [...waiters]) {
+      if (w.seq <= applied) {
+        waiters.delete(w);
+        w.resolve();
+      }
+    }
+  };
+
+  /** Resolves once this node applied `seq` (or after the timeout: the caller answers with what it has). */
+  const appliedUpTo = (seq: number) =>
+    new Promise<void>((resolve) => {
+      if (applied >= seq) return resolve();
+      const w = { seq, resolve };
+      waiters.add(w);
+      setTimeout(() => {
+        waiters.delete(w);
+        resolve();
+      }, deps.applyTimeoutMs ?? 5000).unref();
+    });
+
+  return {
+    async start() {
+      await local.start();
+      consumer = records.consume<AlertRecord>(`alerts-${deps.nodeId}`, apply, { filterSubject: records.subject });
+    },
+    async stop() {
+      await consumer?.stop();
+      consumer = undefined;
+    },
+    applied: () => applied,
+    async save(alerts) {
+      // Concurrent publishes: their order does not matter, a fence was acknowledged before any of them.
+      for (let i = 0; i < alerts.length; i += 256) {
+        await Promise.all(
+          alerts
+            .slice(i, i + 256)
+            .map((a) => records.publish(records.subject, { type: 'alert', alert: a }, `alert:${a.id}`)),
+        );
+      }
+      return alerts;
+    },
+    async fence(partition, token) {
+      await records.publish(records.subject, { type: 'fence', partition, token }, `fence:${partition}:${token}`);
+    },
+    list: (filter) => local.list(filter),
+    get: (id, tenants) => local.get(id, tenants),
+    async setStatus(id, tenants, status) {
+      // Checked here so that an unknown id answers 404 rather than a record nobody can apply.
+      const current = await local.get(id, tenants);
+      if (!current) return local.setStatus(id, tenants, status);
+      const updated = Date.now();
+      const seq = await records.publish(
+        records.subject,
+        { type: 'status', id, tenants, status, updated },
+        `status:${id}:${status}:${updated}`,
+      );
+      await appliedUpTo(seq);
+      return { ...current, status };
+    },
+    onAlert: (listener) => local.onAlert(listener),
+  };
+}
