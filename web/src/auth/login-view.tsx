@@ -48,7 +48,15 @@ export function LoginView({ onLogin, notice }: { onLogin(token: string): void; n
           <div className="tabs" role="radiogroup" aria-label="Sign in with">
             {LOGIN_METHODS.map((mid) => (
               <label key={mid} className={mid === method ? 'tab selected' : 'tab'}>
-                <input type="radio" name="method" checked={mid === method} onChange={() => setMethod(mid)} />
+                <input
+                  type="radio"
+                  name="method"
+                  checked={mid === method}
+                  onChange={() => {
+                    setMethod(mid);
+                    setError(null);
+                  }}
+                />
                 {METHODS[mid].label}
               </label>
             ))}
@@ -81,6 +89,11 @@ export function LoginView({ onLogin, notice }: { onLogin(token: string): void; n
             The server refused this {method === 'token' ? 'token' : 'username or password'} ({error.message}). Check it
             and try again.
           </p>
+        ) : error instanceof ApiError && error.code === 'too_many_logins' ? (
+          <p className="notice notice-error" role="alert">
+            Too many failed sign-ins for this username. Wait {error.retryAfter ? `${error.retryAfter} s` : 'a minute'}{' '}
+            and try again.
+          </p>
         ) : (
           error !== null && <ErrorBox error={error} title="Could not sign in" />
         )}
@@ -88,7 +101,9 @@ export function LoginView({ onLogin, notice }: { onLogin(token: string): void; n
           {busy ? 'Checking…' : 'Sign in'}
         </button>
         <p className="muted small">
-          The token is kept in this tab only (session storage) and is sent to this server only.
+          {method === 'password'
+            ? 'The session lasts until you sign out or it expires; its token is kept in this tab only.'
+            : 'The token is kept in this tab only (session storage) and is sent to this server only.'}
         </p>
       </form>
     </main>

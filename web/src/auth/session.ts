@@ -1,16 +1,18 @@
 /**
- * Signing in. Each way of signing in is a LoginMethod that ends with a bearer token; the token lives in
- * sessionStorage (gone when the tab closes, never in localStorage or a cookie).
+ * Signing in and out. Each way of signing in is a LoginMethod that ends with a bearer token; the token
+ * lives in sessionStorage (gone when the tab closes, never in localStorage or a cookie).
  *
- * Today only the token method is on. When the server has `POST /api/v1/auth/login` ({username,
- * password} -> {token}), add 'password' to LOGIN_METHODS: the login view shows a form per method.
+ * A user signs in with a username and password (`POST /api/v1/auth/login` -> a session token that
+ * expires); the bootstrap admin token or an API key is pasted as a token. Signing out of a session ends
+ * it on the server too (`POST /api/v1/auth/logout`).
  */
 import { ApiError, api } from '../lib/api.ts';
+import type { Me } from './access.tsx';
 
 const KEY = 'vigil.token';
 
-/** The methods offered on the login view, in order. */
-export const LOGIN_METHODS: LoginMethodId[] = ['token'];
+/** The methods offered on the login view, in order; the first is shown first. */
+export const LOGIN_METHODS: LoginMethodId[] = ['password', 'token'];
 
 export type LoginMethodId = 'token' | 'password';
 
@@ -36,14 +38,14 @@ async function checkToken(token: string): Promise<void> {
 export const METHODS: Record<LoginMethodId, LoginMethod> = {
   token: {
     id: 'token',
-    label: 'API token',
+    label: 'Token',
     fields: [
       {
         name: 'token',
         label: 'API token',
         type: 'password',
         autoComplete: 'off',
-        hint: 'The admin token is printed at the first start and kept in <data_dir>/admin-token.',
+        hint: 'An API key, or the admin token printed at the first start and kept in <data_dir>/admin-token.',
       },
     ],
     async login(values) {
@@ -87,4 +89,23 @@ export function storeToken(token: string | null): void {
   } catch {
     // Without storage the session lasts until the page reloads.
   }
+}
+
+/** Who the token belongs to; undefined when the server has no /api/v1/auth/me (an older version). */
+export async function fetchMe(): Promise<Me | undefined> {
+  try {
+    return await api<Me>('/api/v1/auth/me');
+  } catch (err) {
+    if (err instanceof ApiError && err.missingRoute) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Ends a console session on the server. Other tokens (the admin token, API keys) are not sessions and
+ * stay valid: forgetting them in this tab is all signing out does.
+ */
+export async function endSession(me: Me | undefined): Promise<void> {
+  if (me?.via !== 'session') return;
+  await api('/api/v1/auth/logout', { method: 'POST', body: {}, keepSessionOn401: true });
 }

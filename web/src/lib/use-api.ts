@@ -1,6 +1,6 @@
 /** Loading API data into a view: once, or polled every few seconds while the page is visible. */
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { api } from './api.ts';
+import { ApiError, api } from './api.ts';
 
 export interface ApiState<T> {
   data: T | undefined;
@@ -15,7 +15,8 @@ export interface ApiState<T> {
 
 /**
  * GETs `path` (null: nothing to load) and again when it changes; with `pollMs`, again every `pollMs`
- * while the tab is visible. A failed poll keeps the last data and reports the error beside it.
+ * while the tab is visible. A failed poll keeps the last data and reports the error beside it. A 403
+ * stops the polling: a refusal for the role does not change by asking again (reload() still asks).
  */
 export function useApi<T>(path: string | null, opts: { pollMs?: number } = {}): ApiState<T> {
   const [data, setData] = useState<T>();
@@ -24,6 +25,7 @@ export function useApi<T>(path: string | null, opts: { pollMs?: number } = {}): 
   const [updated, setUpdated] = useState<number>();
   const [tick, setTick] = useState(0);
   const pathRef = useRef(path);
+  const forbidden = useRef(false);
 
   // tick asks for a reload of the same path.
   useEffect(() => {
@@ -39,12 +41,15 @@ export function useApi<T>(path: string | null, opts: { pollMs?: number } = {}): 
     setLoading(true);
     api<T>(path, { signal: abort.signal })
       .then((d) => {
+        forbidden.current = false;
         setData(d);
         setError(null);
         setUpdated(Date.now());
       })
       .catch((err) => {
-        if (!abort.signal.aborted) setError(err);
+        if (abort.signal.aborted) return;
+        forbidden.current = err instanceof ApiError && err.status === 403;
+        setError(err);
       })
       .finally(() => {
         if (!abort.signal.aborted) setLoading(false);
@@ -55,7 +60,7 @@ export function useApi<T>(path: string | null, opts: { pollMs?: number } = {}): 
   useEffect(() => {
     if (!opts.pollMs || path === null) return;
     const timer = setInterval(() => {
-      if (document.visibilityState !== 'hidden') setTick((n) => n + 1);
+      if (document.visibilityState !== 'hidden' && !forbidden.current) setTick((n) => n + 1);
     }, opts.pollMs);
     return () => clearInterval(timer);
   }, [opts.pollMs, path]);

@@ -3,6 +3,7 @@
  * one alert with its matched fields, links to its events, and acknowledge/close/reopen.
  */
 import { type FormEvent, useEffect, useRef, useState } from 'react';
+import { ReadOnlyNote, useAccess } from '../auth/access.tsx';
 import { Badge, Empty, ErrorBox, Loading, NotAvailable } from '../components/feedback.tsx';
 import { ApiError, api, describeError, qs } from '../lib/api.ts';
 import { quoteValue } from '../lib/query.ts';
@@ -209,6 +210,7 @@ export function AlertsView({ location, id }: { location: Location; id?: string }
 
 function AlertDetail({ id, closeHref, onChanged }: { id: string; closeHref: string; onChanged(a: Alert): void }) {
   const { utc } = useSettings();
+  const { can } = useAccess();
   const detail = useApi<Alert>(`/api/v1/alerts/${encodeURIComponent(id)}`);
   const [saving, setSaving] = useState(false);
   const [actionError, setActionError] = useState<unknown>(null);
@@ -277,32 +279,35 @@ function AlertDetail({ id, closeHref, onChanged }: { id: string; closeHref: stri
             <dt>Alert id</dt>
             <dd className="mono">{a.id}</dd>
           </dl>
-          <fieldset className="actions">
-            <legend className="visually-hidden">Change the status</legend>
-            {a.status === 'new' && (
-              <button
-                type="button"
-                className="primary"
-                disabled={saving}
-                onClick={() => setAlertStatus('acknowledged')}
-              >
-                Acknowledge
-              </button>
-            )}
-            {a.status !== 'closed' && (
-              <button type="button" disabled={saving} onClick={() => setAlertStatus('closed')}>
-                Close alert
-              </button>
-            )}
-            {a.status !== 'new' && (
-              <button type="button" disabled={saving} onClick={() => setAlertStatus('new')}>
-                Reopen alert
-              </button>
-            )}
-            <span role="status" className="muted small">
-              {status}
-            </span>
-          </fieldset>
+          <ReadOnlyNote action="alerts.change" what="acknowledging and closing alerts" />
+          {can('alerts.change') && (
+            <fieldset className="actions">
+              <legend className="visually-hidden">Change the status</legend>
+              {a.status === 'new' && (
+                <button
+                  type="button"
+                  className="primary"
+                  disabled={saving}
+                  onClick={() => setAlertStatus('acknowledged')}
+                >
+                  Acknowledge
+                </button>
+              )}
+              {a.status !== 'closed' && (
+                <button type="button" disabled={saving} onClick={() => setAlertStatus('closed')}>
+                  Close alert
+                </button>
+              )}
+              {a.status !== 'new' && (
+                <button type="button" disabled={saving} onClick={() => setAlertStatus('new')}>
+                  Reopen alert
+                </button>
+              )}
+              <span role="status" className="muted small">
+                {status}
+              </span>
+            </fieldset>
+          )}
           {actionError !== null && <ErrorBox error={actionError} title="The status was not changed" />}
           <h3>Matched fields</h3>
           {Object.keys(a.matched).length === 0 ? (

@@ -1,10 +1,12 @@
 /**
  * Cluster: nodes, replica lag and partitions from /admin/cluster/status and /admin/cluster/nodes, and
- * maintenance mode. A node without the cluster API is shown as a single node from /health/ready. The
- * cluster answers are drawn generically (scalars as facts, lists of objects as tables), so fields added
- * later show up without a console change.
+ * maintenance mode of the node that serves the console (drain, then rejoin; the API acts on the node that
+ * answers). A node without the cluster API is shown as a single node from /health/ready. The cluster
+ * answers are drawn generically (scalars as facts, lists of objects as tables), so fields added later show
+ * up without a console change. The cluster API is for admins: others see the server's refusal once.
  */
 import { useEffect, useState } from 'react';
+import { roleNote, useAccess } from '../auth/access.tsx';
 import { Badge, ConfirmDialog, ErrorBox, Loading, NotAvailable } from '../components/feedback.tsx';
 import { ApiError, api } from '../lib/api.ts';
 import { useApi } from '../lib/use-api.ts';
@@ -17,16 +19,21 @@ interface Ready {
 }
 
 export function ClusterView() {
+  const { can, me } = useAccess();
+  const admin = can('cluster.admin');
+  // Asked even without the admin role: the server's answer (a 403, or "no route" on a single node) is shown.
   const status = useApi<Record<string, unknown>>('/admin/cluster/status', { pollMs: POLL_MS });
-  const nodes = useApi<unknown>('/admin/cluster/nodes', { pollMs: POLL_MS });
+  const nodes = useApi<unknown>(admin ? '/admin/cluster/nodes' : null, { pollMs: POLL_MS });
   const ready = useHealth();
   useEffect(() => {
     document.title = 'Cluster · Vigil';
   }, []);
 
   const missing = (e: unknown) => e instanceof ApiError && e.missingRoute;
-  const single = missing(status.error) && missing(nodes.error);
+  const forbidden = status.error instanceof ApiError && status.error.status === 403;
+  const single = missing(status.error) && (!admin || missing(nodes.error));
   const nodeRows = nodes.data === undefined ? undefined : listOf(nodes.data, 'nodes');
+  const nodeId = typeof status.data?.node_id === 'string' ? status.data.node_id : undefined;
 
   return (
     <section className="view cluster-view" aria-labelledby="cluster-heading">
@@ -41,6 +48,12 @@ export function ClusterView() {
             This Vigil node runs on its own: it has no cluster API (<code>/admin/cluster/status</code> answered “no
             route”). Its health is below.
           </p>
+        </div>
+      ) : forbidden ? (
+        <div className="notice notice-error" role="alert">
+          <p className="notice-title">Cluster status is for administrators</p>
+          <p>The server refused it: {(status.error as ApiError).message}.</p>
+          <p>{roleNote('cluster.admin', me)} Ask an administrator if you need it. This node’s health is below.</p>
         </div>
       ) : (
         <>
@@ -58,7 +71,7 @@ export function ClusterView() {
             {nodes.error !== null && !missing(nodes.error) && <ErrorBox error={nodes.error} onRetry={nodes.reload} />}
             {missing(nodes.error) && <NotAvailable feature="The node list" />}
             {!nodes.data && nodes.loading && <Loading />}
-            {nodeRows && <ObjectTable rows={nodeRows} label="Nodes" />}
+            {nodeRows && <ObjectTable rows={nodeRows} label="Nodes" current={nodeId} />}
             {nodes.data !== undefined && !nodeRows && <Generic value={nodes.data} />}
           </div>
         </>
@@ -94,7 +107,23 @@ export function ClusterView() {
           </>
         )}
       </div>
-      <Maintenance onChanged={status.reload} />
+      {!single && !forbidden && admin && (
+        <Maintenance
+          nodeId={nodeId}
+          onChanged={() => {
+            status.reload();
+            nodes.reload();
+          }}
+        />
+      )}
+      {single && (
+        <div className="card">
+          <h2>Maintenance mode</h2>
+          <NotAvailable feature="Maintenance mode">
+            <p>It drains a node of a cluster (cluster.enabled); a single node has nothing to hand its work to.</p>
+          </NotAvailable>
+        </div>
+      )}
     </section>
   );
 }
@@ -127,59 +156,78 @@ function useHealth() {
   return { data, error };
 }
 
-function Maintenance({ onChanged }: { onChanged(): void }) {
-  const current = useApi<Record<string, unknown>>('/admin/maintenance/status', { pollMs: POLL_MS });
+type MaintenanceStatus = { status?: string; partitions_remaining?: number } & Record<string, unknown>;
+
+const STATE_TEXT: Record<string, string> = {
+  active: 'Active: this node takes work and owns partitions.',
+  draining: 'Draining: this node takes no new work and is handing its partitions over.',
+  drained: 'Drained: this node owns no partition and takes no work. It can be restarted or upgraded safely.',
+};
+
+/** Drain (enable maintenance) and rejoin (disable) the node serving the console, each after a confirmation. */
+function Maintenance({ nodeId, onChanged }: { nodeId?: string; onChanged(): void }) {
+  const current = useApi<MaintenanceStatus>('/admin/maintenance/status', { pollMs: POLL_MS });
   const [confirm, setConfirm] = useState<'enable' | 'disable' | null>(null);
   const [error, setError] = useState<unknown>(null);
-  const [result, setResult] = useState<unknown>(undefined);
+  const [done, setDone] = useState('');
   const [busy, setBusy] = useState(false);
+  const state = current.data?.status;
   const act = async (what: 'enable' | 'disable') => {
     setConfirm(null);
     setBusy(true);
     setError(null);
+    setDone('');
     try {
-      setResult(await api(`/admin/maintenance/${what}`, { method: 'POST', body: {} }));
+      const answer = await api<MaintenanceStatus>(`/admin/maintenance/${what}`, { method: 'POST', body: {} });
+      current.setData(answer);
+      setDone(
+        what === 'enable'
+          ? `Maintenance enabled: the node is ${answer.status ?? 'draining'}.`
+          : 'Maintenance disabled: the node rejoined the cluster.',
+      );
       onChanged();
       current.reload();
     } catch (err) {
       setError(err);
-      setResult(undefined);
     } finally {
       setBusy(false);
     }
   };
+  const node = nodeId ? `node ${nodeId}` : 'this node';
   return (
-    <div className="card">
-      <h2>Maintenance mode</h2>
+    <div className="card maintenance">
+      <h2>Maintenance mode{nodeId ? ` of ${nodeId}` : ''}</h2>
       <p className="muted">
-        In maintenance, this node hands its partitions to the others and stops taking new work, so it can be restarted
-        or upgraded safely.
+        In maintenance, the node serving this console ({node}) hands its partitions to the others and stops taking new
+        work, so it can be restarted or upgraded safely. Other nodes are put in maintenance from their own console.
       </p>
+      {current.error !== null && <ErrorBox error={current.error} onRetry={current.reload} />}
+      {!current.data && current.loading && <Loading />}
       {current.data && (
         <div className="maintenance-now">
-          <h3>Now</h3>
+          <p>
+            <Badge kind={state === 'active' ? 'ok' : state === 'drained' ? 'bad' : 'warn'}>{state ?? 'unknown'}</Badge>{' '}
+            <span data-testid="maintenance-state">{STATE_TEXT[state ?? ''] ?? ''}</span>
+          </p>
           <Generic value={current.data} />
         </div>
       )}
       <div className="actions">
-        <button type="button" onClick={() => setConfirm('enable')} disabled={busy}>
-          Enable maintenance…
-        </button>
-        <button type="button" onClick={() => setConfirm('disable')} disabled={busy}>
-          Disable maintenance…
-        </button>
+        {(state === undefined || state === 'active') && (
+          <button type="button" className="danger" onClick={() => setConfirm('enable')} disabled={busy}>
+            Enable maintenance…
+          </button>
+        )}
+        {(state === undefined || state !== 'active') && (
+          <button type="button" className="primary" onClick={() => setConfirm('disable')} disabled={busy}>
+            Disable maintenance…
+          </button>
+        )}
       </div>
-      {error instanceof ApiError && error.missingRoute ? (
-        <NotAvailable feature="Maintenance mode" />
-      ) : error !== null ? (
-        <ErrorBox error={error} title="Maintenance mode was not changed" />
-      ) : null}
-      {result !== undefined && (
-        <div role="status" className="notice notice-ok">
-          <p className="notice-title">Done.</p>
-          {result !== '' && <Generic value={result} />}
-        </div>
-      )}
+      {error !== null && <ErrorBox error={error} title="Maintenance mode was not changed" />}
+      <p role="status" className="muted small">
+        {done}
+      </p>
       <ConfirmDialog
         open={confirm !== null}
         title={confirm === 'enable' ? 'Enable maintenance mode?' : 'Disable maintenance mode?'}
@@ -190,8 +238,8 @@ function Maintenance({ onChanged }: { onChanged(): void }) {
       >
         <p>
           {confirm === 'enable'
-            ? 'This node will stop taking new work and hand over its partitions until maintenance is disabled.'
-            : 'This node will take work and partitions again.'}
+            ? `${node[0].toUpperCase()}${node.slice(1)} will stop taking new work and hand over its partitions until maintenance is disabled.`
+            : `${node[0].toUpperCase()}${node.slice(1)} will take work and partitions again.`}
         </p>
       </ConfirmDialog>
     </div>
@@ -210,7 +258,8 @@ function listOf(value: unknown, key: string): Record<string, unknown>[] | undefi
 const cell = (v: unknown) =>
   v === null || v === undefined ? '—' : typeof v === 'object' ? JSON.stringify(v) : String(v);
 
-function ObjectTable({ rows, label }: { rows: Record<string, unknown>[]; label: string }) {
+/** `current`: the id of the row to mark as this node. */
+function ObjectTable({ rows, label, current }: { rows: Record<string, unknown>[]; label: string; current?: string }) {
   const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
   if (rows.length === 0) return <p className="muted">None.</p>;
   return (
@@ -228,7 +277,11 @@ function ObjectTable({ rows, label }: { rows: Record<string, unknown>[]; label: 
         </thead>
         <tbody>
           {rows.map((r, i) => (
-            <tr key={i}>
+            <tr
+              key={i}
+              className={current !== undefined && r.id === current ? 'current' : undefined}
+              aria-current={current !== undefined && r.id === current ? 'true' : undefined}
+            >
               {cols.map((c) => (
                 <td key={c} className={/lag/i.test(c) ? 'num emphasis' : typeof r[c] === 'number' ? 'num' : undefined}>
                   {cell(r[c])}

@@ -4,6 +4,7 @@
  * rule against stored events of a time range (retro-hunt, nothing stored).
  */
 import { useEffect, useId, useState } from 'react';
+import { ReadOnlyNote, roleNote, useAccess } from '../auth/access.tsx';
 import { CodeEditor, problemLines } from '../components/code-editor.tsx';
 import { Badge, ConfirmDialog, Empty, ErrorBox, Loading, NotAvailable } from '../components/feedback.tsx';
 import { ApiError, api } from '../lib/api.ts';
@@ -49,6 +50,7 @@ detection:
 
 /** The list, or the editor of one rule (`id`; "new" for a new one). */
 export function RulesView({ id }: { id?: string }) {
+  const { can } = useAccess();
   const rules = useApi<RuleList>('/api/v1/rules');
   useEffect(() => {
     document.title = 'Rules · Vigil';
@@ -73,10 +75,13 @@ export function RulesView({ id }: { id?: string }) {
             {rules.data.total} rules · rule set version {rules.data.version}
           </p>
         )}
-        <Link href="/ui/rules/new" className="button primary">
-          New rule
-        </Link>
+        {can('rules.change') && (
+          <Link href="/ui/rules/new" className="button primary">
+            New rule
+          </Link>
+        )}
       </div>
+      <ReadOnlyNote action="rules.change" what="adding, editing and switching rules" />
       {rules.error !== null && <ErrorBox error={rules.error} onRetry={rules.reload} />}
       {!rules.data && rules.loading && <Loading label="Loading rules…" />}
       {rules.data && rules.data.rejected.length > 0 && (
@@ -174,6 +179,8 @@ function EnabledSwitch({
   /** "Enabled"/"Disabled" instead of "On"/"Off" (outside the table's Enabled column). */
   verbose?: boolean;
 }) {
+  const { can, me } = useAccess();
+  const allowed = can('rules.change');
   const [busy, setBusy] = useState(false);
   const [on, setOn] = useState(rule.enabled);
   useEffect(() => setOn(rule.enabled), [rule.enabled]);
@@ -197,7 +204,8 @@ function EnabledSwitch({
       aria-checked={on}
       aria-label={`${rule.title} enabled`}
       className="switch"
-      disabled={busy}
+      disabled={busy || !allowed}
+      title={allowed ? undefined : roleNote('rules.change', me)}
       onClick={flip}
     >
       <span className="switch-track" aria-hidden="true">
@@ -209,6 +217,8 @@ function EnabledSwitch({
 }
 
 function RuleEditor({ id, list, reloadList }: { id: string; list?: RuleList; reloadList(): void }) {
+  const { can } = useAccess();
+  const mayEdit = can('rules.change');
   const isNew = id === 'new';
   const info = list?.rules.find((r) => r.id === id);
   const source = useApi<string>(isNew ? null : `/api/v1/rules/${encodeURIComponent(id)}`);
@@ -294,7 +304,8 @@ function RuleEditor({ id, list, reloadList }: { id: string; list?: RuleList; rel
       {(isNew || typeof source.data === 'string') && (
         <div className="editor-layout">
           <div className="editor-main">
-            {readOnly && (
+            <ReadOnlyNote action="rules.change" what="saving, deleting and switching rules" />
+            {readOnly && mayEdit && (
               <p className="notice notice-info">
                 This rule comes from a configured folder and is read-only here: disable it, or change its{' '}
                 <code>id</code> and save a copy as a new API rule.
@@ -304,6 +315,7 @@ function RuleEditor({ id, list, reloadList }: { id: string; list?: RuleList; rel
               value={text}
               onChange={setText}
               label="Sigma rule (YAML)"
+              readOnly={!mayEdit}
               problems={lines}
               describedBy={problems.length ? problemsId : undefined}
             />
@@ -320,10 +332,12 @@ function RuleEditor({ id, list, reloadList }: { id: string; list?: RuleList; rel
             )}
             {saveError !== null && <ErrorBox error={saveError} title="The rule was not saved" />}
             <div className="actions">
-              <button type="button" className="primary" onClick={save} disabled={busy || (!dirty && !isNew)}>
-                {busy ? 'Saving…' : isNew || readOnly ? 'Save as new rule' : 'Save'}
-              </button>
-              {!isNew && info?.origin === 'api' && (
+              {mayEdit && (
+                <button type="button" className="primary" onClick={save} disabled={busy || (!dirty && !isNew)}>
+                  {busy ? 'Saving…' : isNew || readOnly ? 'Save as new rule' : 'Save'}
+                </button>
+              )}
+              {mayEdit && !isNew && info?.origin === 'api' && (
                 <button type="button" className="danger" onClick={() => setConfirmDelete(true)} disabled={busy}>
                   Delete
                 </button>

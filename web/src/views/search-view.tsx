@@ -149,6 +149,8 @@ export function SearchView({ location }: { location: Location }) {
       });
 
     setHistError(null);
+    // The last query's histogram must not pass for this one's while it loads.
+    setHistogram(null);
     if (!table) {
       const span = chooseSpan(toMs - fromMs);
       api<{ columns: string[]; rows: unknown[][] }>(
@@ -172,7 +174,7 @@ export function SearchView({ location }: { location: Location }) {
           // A syntax error is reported once, by the main query.
           if (!(err instanceof ApiError && err.code === 'query_syntax')) setHistError(err);
         });
-    } else setHistogram(null);
+    }
 
     main.finally(() => {
       if (!abort.signal.aborted) setBusy(false);

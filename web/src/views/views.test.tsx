@@ -1,25 +1,8 @@
 import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/react';
 import { afterEach, describe, expect, test, vi } from 'vitest';
+import { serve } from '../lib/fake-server.ts';
 import { ClusterView } from './cluster-view.tsx';
 import { IncidentsView } from './incidents-view.tsx';
-
-/** A fake server: path (without query) -> [status, body]; anything else is a 404 "no route". */
-function serve(routes: Record<string, [number, unknown]>) {
-  const calls: { method: string; path: string; body?: string }[] = [];
-  vi.stubGlobal(
-    'fetch',
-    vi.fn(async (url: string, init: RequestInit = {}) => {
-      const path = url.split('?')[0];
-      calls.push({ method: init.method ?? 'GET', path, body: init.body as string | undefined });
-      const [status, body] = routes[`${init.method ?? 'GET'} ${path}`] ?? [
-        404,
-        { error: { code: 'not_found', message: `no route ${init.method ?? 'GET'} ${path}` } },
-      ];
-      return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
-    }),
-  );
-  return calls;
-}
 
 const location = (search = '') => ({ path: '/ui/incidents', params: new URLSearchParams(search) });
 
