@@ -3,7 +3,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { resolveAdminToken } from '../api/auth.ts';
 import { healthRoutes } from '../api/routes/health.ts';
 import { ingestRoutes } from '../api/routes/ingest.ts';
-import { searchRoutes } from '../api/routes/search.ts';
+import { type SearchReplicas, searchRoutes } from '../api/routes/search.ts';
 import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.ts';
 import { type Bus, createJetStreamBus, createMemoryBus, type EventStream, type JetStreamBus } from '../bus/index.ts';
 import { type Cluster, createCluster } from '../cluster/index.ts';
@@ -106,7 +106,9 @@ const MODULES: ModuleDef<Ctx>[] = [
         metrics: ctx.metrics,
         logger: ctx.logger,
       });
-      ctx.routes.push(searchRoutes({ store: ctx.store, metrics: ctx.metrics, maxLimit: 10000 }));
+      ctx.routes.push(
+        searchRoutes({ store: ctx.store, metrics: ctx.metrics, maxLimit: 10000, replicas: searchReplicas(ctx) }),
+      );
       return ctx.store;
     },
   },
@@ -291,6 +293,32 @@ const MODULES: ModuleDef<Ctx>[] = [
     },
   },
 ];
+
+/** In a cluster: this node's replica (with its lag) and the other live store nodes to retry a search on. */
+function searchReplicas(ctx: Ctx): SearchReplicas | undefined {
+  const cluster = ctx.cluster;
+  if (!cluster || ctx.config.bus.kind !== 'jetstream') return undefined;
+  return {
+    self: () => {
+      const m = ctx.materializer;
+      if (!m) return undefined;
+      const lag = m.lag();
+      return { node: cluster.nodeId, lag_messages: lag.lagMessages };
+    },
+    peers: () =>
+      cluster.membership
+        .nodes()
+        .filter(
+          (n) =>
+            n.id !== cluster.nodeId &&
+            n.state === 'Alive' &&
+            n.maintenance === 'active' &&
+            n.address &&
+            (n.roles.includes('store') || n.roles.includes('all')),
+        )
+        .map((n) => `http://${n.address}`),
+  };
+}
 
 /**
  * Detection over JetStream: alerts go through the replicated alert log, so every node stores and serves

@@ -159,6 +159,16 @@ describe('detection in a 3-node cluster', { timeout: 300000 }, () => {
     await ingest('vigil-2', failedLogons('alice', 1) + failedLogons('bob', 2));
     await ingest('vigil-3', failedLogons('bob', 1));
     for (const n of dc.nodes) await waitForAlerts(n.name, 6, ['alice', 'bob']);
+    // Searches answer from the node's own replica and say so, with its lag.
+    const found = await dc.api(
+      'vigil-2',
+      'GET',
+      `/api/v1/search?q=${encodeURIComponent('TargetUserName:alice')}&from=now-1d`,
+    );
+    assert.equal(found.status, 200, JSON.stringify(found.body));
+    assert.equal(found.body.total, 3);
+    assert.equal(found.body.replica.node, 'vigil-2');
+    assert.equal(typeof found.body.replica.lag_messages, 'number');
     const p = partitionOf('default', CORRELATION_ID, PARTITIONS);
     const owner = await ownerOf(p);
     const corr = (await alertsOn('vigil-3')).filter((a) => a.kind === 'correlation');

@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
-import { InputError } from '../../lib/errors.ts';
-import { histogram } from '../../lib/metrics.ts';
+import { InputError, VigilError } from '../../lib/errors.ts';
+import { counter, histogram } from '../../lib/metrics.ts';
 import { compileQuery } from '../../query/index.ts';
 import { type EventRow, type EventStore, rowToEvent } from '../../store/index.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
@@ -49,11 +49,59 @@ function normalizeCell(v: unknown): unknown {
   return v;
 }
 
-/** GET /api/v1/search?q=&from=&to=&limit= */
-export function searchRoutes(deps: { store: EventStore; metrics: Registry; maxLimit: number }): RouteGroup {
+/** The replicas a clustered search can use: this node's and the other store nodes'. */
+export interface SearchReplicas {
+  /** This node's replica and how far behind the stream it is (undefined: this node holds none). */
+  self(): { node: string; lag_messages: number } | undefined;
+  /** Base URLs (`http://host:port`) of the other live store nodes, in the order to try them. */
+  peers(): string[];
+}
+
+/** Marks a search forwarded by another node: it is answered locally, never forwarded again. */
+const FORWARDED_HEADER = 'x-vigil-forwarded';
+
+/**
+ * GET /api/v1/search?q=&from=&to=&limit=. In a cluster the answer says which replica answered and its lag;
+ * when this node's replica fails the query (or it holds none), the same request goes to the other store
+ * nodes in turn, with the caller's credentials, and the first answer is returned.
+ */
+export function searchRoutes(deps: {
+  store: EventStore;
+  metrics: Registry;
+  maxLimit: number;
+  replicas?: SearchReplicas;
+  forwardTimeoutMs?: number;
+}): RouteGroup {
   const latency = histogram(deps.metrics, 'vigil_search_seconds', 'Search latency.', ['kind']);
+  const forwarded = counter(
+    deps.metrics,
+    'vigil_search_forwarded_total',
+    'Searches sent to another replica because this one failed, by outcome.',
+    ['outcome'],
+  );
+
+  const forward = async (url: string, authorization: string | undefined, firstError: unknown) => {
+    for (const peer of deps.replicas?.peers() ?? []) {
+      try {
+        const res = await fetch(`${peer}${url}`, {
+          headers: { ...(authorization ? { authorization } : {}), [FORWARDED_HEADER]: '1' },
+          signal: AbortSignal.timeout(deps.forwardTimeoutMs ?? 30000),
+        });
+        // A 4xx is the query's fault, the same everywhere: it is the answer.
+        if (res.status < 500) {
+          forwarded.inc({ outcome: 'answered' });
+          return { status: res.status, body: await res.json() };
+        }
+      } catch {
+        // The next replica.
+      }
+    }
+    forwarded.inc({ outcome: 'failed' });
+    throw firstError;
+  };
+
   return (app) => {
-    app.get<{ Querystring: Record<string, string | undefined> }>('/api/v1/search', async (req) => {
+    app.get<{ Querystring: Record<string, string | undefined> }>('/api/v1/search', async (req, reply) => {
       const principal = principalOf(req);
       for (const [name, value] of Object.entries(req.query)) {
         if (Array.isArray(value)) throw new InputError('repeated_parameter', `${name} is given more than once`);
@@ -69,9 +117,25 @@ export function searchRoutes(deps: { store: EventStore; metrics: Registry; maxLi
         throw new InputError('bad_limit', `limit must be an integer from 0 to ${deps.maxLimit}`);
       }
       const end = latency.startTimer();
-      const answer = await runSearch(deps.store, q, { from: fromMs, to: toMs, limit: lim, tenants: principal.tenants });
-      end({ kind: 'events' in answer ? 'events' : 'table' });
-      return answer;
+      const local = deps.replicas?.self();
+      const mayForward = deps.replicas !== undefined && req.headers[FORWARDED_HEADER] === undefined;
+      try {
+        if (!local && deps.replicas) {
+          throw new VigilError('no_replica', 'this node holds no replica', { status: 503, retryable: true });
+        }
+        const answer = await runSearch(deps.store, q, {
+          from: fromMs,
+          to: toMs,
+          limit: lim,
+          tenants: principal.tenants,
+        });
+        end({ kind: 'events' in answer ? 'events' : 'table' });
+        return local ? { ...answer, replica: local } : answer;
+      } catch (err) {
+        if (!mayForward || !(err instanceof VigilError) || err.status < 500) throw err;
+        const answer = await forward(req.url, req.headers.authorization, err);
+        return reply.status(answer.status).send(answer.body);
+      }
     });
   };
 }

@@ -39,8 +39,12 @@ export const jetStreamBusConfigSchema = z
     compress: z.boolean().default(true),
     /** Longest wait for one PubAck. */
     publish_timeout_ms: z.number().int().min(100).default(2000),
-    /** Longest a publish retries through leader elections and reconnects before it goes to the spool. */
-    publish_max_wait_ms: z.number().int().min(0).default(3000),
+    /**
+     * Longest a publish retries through leader elections and reconnects before it goes to the spool. A
+     * stream leader election takes seconds on 2.9: past this wait the client is answered from the spool
+     * (fsynced here, forwarded in order later), which keeps the intake gap near this value.
+     */
+    publish_max_wait_ms: z.number().int().min(0).default(750),
     /** Events accepted and not yet acknowledged by JetStream or the spool; beyond it publishers get 503. */
     max_pending_events: z.number().int().min(100).default(200000),
     /** Keepalive ping period: a silent dead server is noticed after two missed pings. */
