@@ -328,16 +328,19 @@ function clusterDetection(ctx: Ctx, local: AlertStore, logger: Logger, ruleSet: 
   if (ctx.config.bus.kind !== 'jetstream') return { alerts: local, correlation: undefined };
   const bus = ctx.bus as JetStreamBus;
   const js = ctx.config.bus.jetstream;
-  // VIGIL_EVENTS / vigil.events -> VIGIL_ALERTS / vigil.alerts, so that test clusters with their own
-  // stream names keep their own alert logs too.
+  // VIGIL_EVENTS -> VIGIL_ALERTS, so that test clusters with their own stream names keep their own logs.
   const base = js.stream.replace(/_EVENTS$/, '');
-  const subjectBase = js.subject_prefix.replace(/\.events$/, '');
+  // Outside the events stream's `<prefix>.>` either way: `vigil.events` -> `vigil.alerts`, `x` -> `x_alerts`.
+  const subjectOf = (kind: string) =>
+    js.subject_prefix.endsWith('.events')
+      ? `${js.subject_prefix.slice(0, -7)}.${kind}`
+      : `${js.subject_prefix}_${kind}`;
   const stream = (kind: string, maxAgeMs: number) =>
     createRecordStream(
       bus,
       {
         name: `${base}_${kind.toUpperCase()}`,
-        subject: `${subjectBase}.${kind}`,
+        subject: subjectOf(kind),
         maxAgeMs,
         duplicateWindowMs: js.duplicate_window_ms,
         publishMaxWaitMs: Math.max(10_000, js.publish_max_wait_ms),

@@ -124,12 +124,34 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function probe(m: MemberRecord): Promise<boolean> {
   try {
     const res = await fetch(m.ready_url, { signal: AbortSignal.timeout(2000) });
+    if (m.kind === 'vigil') return res.status === 200 || inMaintenance(res.status, await res.text());
     if (m.kind !== 'etcd') {
       await res.arrayBuffer();
       return res.status === 200;
     }
     const body = (await res.json()) as { health?: string };
     return res.status === 200 && body.health === 'true';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A node restarted in maintenance (a rolling upgrade) is up but deliberately not ready until an operator
+ * disables maintenance: it counts as started when the cluster's maintenance check is all that fails.
+ */
+function inMaintenance(status: number, body: string): boolean {
+  if (status !== 503) return false;
+  try {
+    const checks = Object.entries(
+      (JSON.parse(body) as { checks?: Record<string, { ok: boolean; detail?: string }> }).checks ?? {},
+    );
+    const failing = checks.filter(([, c]) => !c.ok);
+    return (
+      failing.length === 1 &&
+      failing[0][0] === 'cluster' &&
+      /^maintenance: drain(ed|ing)$/.test(failing[0][1].detail ?? '')
+    );
   } catch {
     return false;
   }

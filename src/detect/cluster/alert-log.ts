@@ -79,7 +79,10 @@ export function createAlertLog(
   return {
     async start() {
       await local.start();
-      consumer = records.consume<AlertRecord>(`alerts-${deps.nodeId}`, apply, { filterSubject: records.subject });
+      // Consumer names allow letters, digits, - and _ only; a node id may be a dotted host name.
+      consumer = records.consume<AlertRecord>(`alerts-${deps.nodeId.replace(/[^A-Za-z0-9_-]/g, '_')}`, apply, {
+        filterSubject: records.subject,
+      });
     },
     async stop() {
       await consumer?.stop();
