@@ -66,6 +66,11 @@ export interface DevClusterOptions {
    * one node through proxies it can cut, to partition that node from the rest.
    */
   endpointsFor?: (node: string, all: NodeEndpoints) => NodeEndpoints | Promise<NodeEndpoints>;
+  /**
+   * Runs a node inside a network namespace (`ip netns exec <netns>`), its HTTP API and syslog bound to
+   * `host` there. The fault harness places the node it partitions this way.
+   */
+  placementFor?: (node: string) => { netns: string; host: string } | undefined;
 }
 
 /** The Vigil CLI of this checkout. */
@@ -261,15 +266,17 @@ export async function planDevCluster(opts: DevClusterOptions, binaries: Record<B
     const dataDir = join(m.cwd, 'data');
     const configFile = join(m.cwd, 'vigil.yml');
     const endpoints = opts.endpointsFor ? await opts.endpointsFor(name, all) : all;
+    const placed = opts.placementFor?.(name);
+    const host = placed?.host ?? '127.0.0.1';
     const config = deepMerge(
       {
         data_dir: dataDir,
         log: { level: opts.logLevel ?? 'info' },
         roles: ['all'],
-        http: { addr: `127.0.0.1:${http}` },
-        syslog: { host: '127.0.0.1', udp_port: syslog, tcp_port: syslog },
+        http: { addr: `${host}:${http}` },
+        syslog: { host, udp_port: syslog, tcp_port: syslog },
         bus: { kind: 'jetstream', jetstream: { servers: endpoints.nats, client_name: name } },
-        cluster: { enabled: true, node_id: name, etcd_endpoints: endpoints.etcd, advertise_addr: `127.0.0.1:${http}` },
+        cluster: { enabled: true, node_id: name, etcd_endpoints: endpoints.etcd, advertise_addr: `${host}:${http}` },
       },
       opts.vigilConfig ?? {},
     );
@@ -284,12 +291,13 @@ export async function planDevCluster(opts: DevClusterOptions, binaries: Record<B
     files.push({ path: join(dataDir, 'admin-token'), content: `${token}\n`, mode: 0o600 });
     members.push({
       ...m,
-      command: VIGIL_BIN,
-      args: ['start', '--config', configFile],
-      ready_url: `http://127.0.0.1:${http}/health/ready`,
+      // `ip netns exec` execs the CLI, which execs node: the recorded PID is the node's.
+      command: placed ? 'ip' : VIGIL_BIN,
+      args: [...(placed ? ['netns', 'exec', placed.netns, VIGIL_BIN] : []), 'start', '--config', configFile],
+      ready_url: `http://${host}:${http}/health/ready`,
       addresses: {
-        http: `http://127.0.0.1:${http}`,
-        syslog: `127.0.0.1:${syslog} (udp+tcp)`,
+        http: `http://${host}:${http}`,
+        syslog: `${host}:${syslog} (udp+tcp)`,
         admin_token_file: tokenFile,
       },
       files: { config: configFile, data: dataDir },

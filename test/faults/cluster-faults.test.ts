@@ -8,10 +8,11 @@
  * healed state the previous one left (its checks say so when it did not heal).
  */
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { partitionOf } from '../../src/cluster/index.ts';
 import { startDevCluster, type TestDevCluster } from '../harness/dev-cluster.ts';
 import { createLoadGen, type LoadGen, type LoadWindow } from './load.ts';
 import { checkReplicas, type ReplicaCheck } from './verify.ts';
@@ -30,6 +31,44 @@ const PARTITION_NODE = 'vigil-3';
 /** Longest a returning replica is watched catching up (the suite has an 8-minute budget). */
 const CATCHUP_WAIT_MS = 40000;
 const RESULTS = join(import.meta.dirname, 'results');
+/** Target: correlation resumes within this long after its partition's owner is lost. */
+const TARGET_CORRELATION_MS = 10000;
+
+// The planted correlation: three failed logons of one user within 10 minutes. Each fault sends two before
+// it and the third right after it, so the window spans the fault, then checks the alert fired once.
+const CORRELATION_ID = '0f5e1a40-0000-4000-8000-00000000f002';
+const PLANTED_RULES = {
+  'failed-logon.yml': `title: Failed logon
+id: 0f5e1a40-0000-4000-8000-00000000f001
+name: failed_logon
+status: test
+level: low
+logsource:
+  product: windows
+  service: security
+detection:
+  selection:
+    EventID: 4625
+  condition: selection
+`,
+  'brute-force.yml': `title: Three failed logons for one user
+id: ${CORRELATION_ID}
+status: test
+level: high
+correlation:
+  type: event_count
+  rules: [failed_logon]
+  group-by: [TargetUserName]
+  timespan: 10m
+  condition:
+    gte: 3
+  generate: true
+`,
+};
+const PARTITIONS = 16;
+const PLANTED_PARTITION = partitionOf('default', CORRELATION_ID, PARTITIONS);
+let plantedRecord = 0;
+const plantedUsers: string[] = [];
 
 /** One fault's measured figures, as written to summary.json. */
 interface FaultResult {
@@ -99,6 +138,104 @@ async function ownsPartitions(observer: string, node: string): Promise<true | un
   return s?.partitions?.owners?.some((o: { node: string }) => o.node === node) ? true : undefined;
 }
 
+/** Sends `n` failed logons of `user` to `node` (answered after commit). */
+async function sendFailedLogons(node: string, user: string, n: number): Promise<void> {
+  const lines = Array.from({ length: n }, () =>
+    JSON.stringify({
+      '@timestamp': new Date().toISOString(),
+      EventID: 4625,
+      Channel: 'Security',
+      Hostname: 'dc-1',
+      RecordNumber: ++plantedRecord,
+      TargetUserName: user,
+    }),
+  );
+  const res = await dc.api(node, 'POST', '/api/v1/ingest', `[${lines.join(',')}]`);
+  assert.equal(res.status, 200, `planted events refused by ${node}: ${JSON.stringify(res.body)}`);
+}
+
+interface AlertJson {
+  id: string;
+  kind: string;
+  matched: Record<string, unknown>;
+  partition: string;
+  fencingToken: number;
+}
+
+async function correlationAlerts(node: string): Promise<AlertJson[]> {
+  const res = await dc.api(node, 'GET', `/api/v1/alerts?rule=${CORRELATION_ID}&limit=1000`);
+  if (res.status !== 200) throw new Error(`${node} answered ${res.status} for its alerts`);
+  return res.body.alerts;
+}
+
+/** The planted partition's owner and token, as etcd says. */
+async function plantedOwner(observer: string): Promise<{ node: string; fencing_token: number } | undefined> {
+  const owners = (await clusterStatus(observer))?.partitions?.owners as
+    | { partition: number; node: string; fencing_token: number }[]
+    | undefined;
+  return owners?.find((o) => o.partition === PLANTED_PARTITION);
+}
+
+/**
+ * Starts the planted pattern for a fault: two matches now through `via`. `complete()` (called by the fault
+ * script right after the fault) sends the third and resolves with the time from `faultAt` until a
+ * correlation alert for the user is visible on `via`.
+ */
+async function plant(fault: string, via: string) {
+  const user = `${fault}-user`;
+  plantedUsers.push(user);
+  await sendFailedLogons(via, user, 2);
+  return {
+    user,
+    async complete(faultAt: number, sendVia = via): Promise<number> {
+      await waitFor('the third planted event to be accepted', 60000, () =>
+        sendFailedLogons(sendVia, user, 1).then(
+          () => true,
+          () => undefined,
+        ),
+      );
+      await waitFor(`the correlation alert for ${user}`, 60000, async () =>
+        (await correlationAlerts(sendVia)).some((a) => a.matched.TargetUserName === user) ? true : undefined,
+      );
+      return Date.now() - faultAt;
+    },
+  };
+}
+
+/**
+ * Every node has exactly one correlation alert per planted user so far, the same ones (ids and tokens), and
+ * each alert's token is at least the partition owner's token before the fault that completed it.
+ */
+async function checkCorrelations(minTokens: Map<string, number>): Promise<Record<string, unknown>> {
+  const views = await Promise.all(
+    dc.nodes.map(async (n) => {
+      const deadline = Date.now() + 60000;
+      for (;;) {
+        const alerts = await correlationAlerts(n.name).catch(() => [] as AlertJson[]);
+        const users = alerts.map((a) => String(a.matched.TargetUserName));
+        if (plantedUsers.every((u) => users.includes(u)) || Date.now() > deadline) return { node: n.name, alerts };
+        await sleep(500);
+      }
+    }),
+  );
+  const reference = views[0].alerts.map((a) => `${a.id}:${a.fencingToken}`).sort();
+  for (const v of views) {
+    const per = new Map<string, number>();
+    for (const a of v.alerts)
+      per.set(String(a.matched.TargetUserName), (per.get(String(a.matched.TargetUserName)) ?? 0) + 1);
+    for (const u of plantedUsers) assert.equal(per.get(u) ?? 0, 1, `${v.node}: correlation alerts for ${u}`);
+    assert.equal(per.size, plantedUsers.length, `${v.node}: no correlation alert for anyone else`);
+    assert.deepEqual(v.alerts.map((a) => `${a.id}:${a.fencingToken}`).sort(), reference, `${v.node}: same alerts`);
+    for (const a of v.alerts) {
+      const min = minTokens.get(String(a.matched.TargetUserName)) ?? 0;
+      assert.ok(a.fencingToken >= min, `${v.node}: ${a.id} carries token ${a.fencingToken} < ${min} (stale owner)`);
+    }
+  }
+  return { correlation_alerts_per_node: views[0].alerts.length, correlation_users: plantedUsers.length };
+}
+
+const minTokens = new Map<string, number>();
+
 /** What a replica's catch-up measured: see replicaCatchUp. */
 interface CatchUp {
   /** Messages behind the stream at the first reading after `since`. */
@@ -158,18 +295,24 @@ async function replicaCatchUp(node: string, since: number, awayMs: number): Prom
  * load stops (every request in flight acknowledged) and every replica is checked. Asserts 0 lost and 0
  * duplicated on every replica; everything else is recorded.
  */
-async function underLoad(fault: string, script: () => Promise<Record<string, unknown>>): Promise<FaultResult> {
+async function underLoad(
+  fault: string,
+  script: (pattern: Awaited<ReturnType<typeof plant>>) => Promise<Record<string, unknown>>,
+  plantVia = 'vigil-1',
+): Promise<FaultResult> {
   // Each fault starts from a whole cluster, even when the one before failed half-way.
   dc.heal(PARTITION_NODE);
   await dc.cluster.start(undefined, { readyTimeoutMs: 120000 });
   for (const n of dc.nodes) gen.setInRotation(n.name, true);
   const from = gen.mark();
   gen.start();
+  const pattern = await plant(fault, plantVia);
+  minTokens.set(pattern.user, (await plantedOwner(plantVia))?.fencing_token ?? 0);
   await sleep(STEADY_MS);
   let figures: Record<string, unknown> = {};
   let scriptError: unknown;
   try {
-    figures = await script();
+    figures = await script(pattern);
     await sleep(STEADY_MS);
   } catch (err) {
     scriptError = err;
@@ -178,6 +321,13 @@ async function underLoad(fault: string, script: () => Promise<Record<string, unk
   const unacked = await gen.pause(120000);
   const win: LoadWindow = gen.window(from, to);
   const checks = await checkReplicas(dc, gen, RUN, { since: to, timeoutMs: 120000 });
+  let correlation: Record<string, unknown> = {};
+  let correlationError: unknown;
+  try {
+    correlation = await checkCorrelations(minTokens);
+  } catch (err) {
+    correlationError = err;
+  }
   const result: FaultResult = {
     fault,
     events_acknowledged: win.acked,
@@ -197,11 +347,13 @@ async function underLoad(fault: string, script: () => Promise<Record<string, unk
       duplicated: c.duplicated,
       caughtUpMs: c.caughtUpMs,
     })),
-    // src/app/index.ts does not subscribe the detector to cluster.partitions (no onAcquire/onLose):
-    // partition ownership is measured instead. Replace with the time until correlation resumed once wired.
-    correlation: 'not wired',
+    correlation: correlationError ? `failed: ${String(correlationError)}` : 'each planted pattern fired once',
+    ...correlation,
     ...figures,
   };
+  if (typeof result.correlation_resumed_ms === 'number') {
+    result.correlation_target_met = result.correlation_resumed_ms <= TARGET_CORRELATION_MS;
+  }
   if (scriptError) result.script_error = String(scriptError);
   results.push(result);
   process.stdout.write(`# fault ${fault}: ${JSON.stringify(result)}\n`);
@@ -216,6 +368,7 @@ async function underLoad(fault: string, script: () => Promise<Record<string, unk
   }
   assert.equal(unacked, 0, `${fault}: ${unacked} requests were never acknowledged by any node`);
   if (scriptError) throw scriptError;
+  if (correlationError) throw correlationError;
   return result;
 }
 
@@ -232,7 +385,8 @@ function writeSummary(): void {
     events_acknowledged: total,
     lost: Math.max(0, ...results.map((r) => r.lost)),
     duplicated: Math.max(0, ...results.map((r) => r.duplicated)),
-    correlation: 'not wired',
+    targets_correlation_resumed_ms: TARGET_CORRELATION_MS,
+    planted_correlation: { id: CORRELATION_ID, partition: PLANTED_PARTITION, users: plantedUsers },
     faults: results,
   };
   writeFileSync(join(RESULTS, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
@@ -242,7 +396,13 @@ describe('cluster faults under load: every acknowledged event on every replica, 
   before(
     async () => {
       const t0 = Date.now();
-      dc = await startDevCluster({ nodes: 3, partitionable: [PARTITION_NODE] });
+      const rulesDir = mkdtempSync(join(tmpdir(), 'vigil-fault-rules-'));
+      for (const [name, text] of Object.entries(PLANTED_RULES)) writeFileSync(join(rulesDir, name), text);
+      dc = await startDevCluster({
+        nodes: 3,
+        partitionable: [PARTITION_NODE],
+        vigilConfig: { detect: { rules_dirs: [rulesDir] } },
+      });
       clusterStartMs = Date.now() - t0;
       gen = createLoadGen({ targets: dc.nodes, token: dc.token, run: RUN, rate: TARGET_RATE, batch: BATCH });
       // Every partition owned before the first fault, so that takeovers are measured from a settled state.
@@ -265,8 +425,9 @@ describe('cluster faults under load: every acknowledged event on every replica, 
   });
 
   test('kill -9 a nats-server follower, then the stream leader; restart each', { timeout: 150000 }, async () => {
-    await underLoad('nats', async () => {
+    await underLoad('nats', async (pattern) => {
       const figures: Record<string, unknown> = {};
+      let resumed: Promise<number> | undefined;
       const leader = await dc.streamLeader();
       const follower = ['nats-1', 'nats-2', 'nats-3'].find((n) => n !== leader)!;
       for (const [role, victim] of [
@@ -276,6 +437,7 @@ describe('cluster faults under load: every acknowledged event on every replica, 
         const name = victim || (await dc.streamLeader());
         const killedAt = Date.now();
         await dc.cluster.kill(name);
+        if (role === 'leader') resumed = pattern.complete(killedAt);
         if (role === 'leader') {
           const elected = await waitFor('a new stream leader', 30000, async () => {
             const l = await dc.streamLeader();
@@ -297,6 +459,7 @@ describe('cluster faults under load: every acknowledged event on every replica, 
         figures[`nats_${role}_caught_up_after_healthy_ms`] = current.ms;
         await sleep(STEADY_MS);
       }
+      figures.correlation_resumed_ms = await resumed;
       return figures;
     });
   });
@@ -305,39 +468,52 @@ describe('cluster faults under load: every acknowledged event on every replica, 
     const status = await clusterStatus('vigil-1');
     const count = new Map<string, number>();
     for (const o of status.partitions.owners) count.set(o.node, (count.get(o.node) ?? 0) + 1);
-    const victim = ['vigil-1', 'vigil-2'].sort((a, b) => (count.get(b) ?? 0) - (count.get(a) ?? 0))[0];
+    // The owner of the planted correlation's partition when it is one of these two (vigil-3 is the one the
+    // network partition test cuts), else the one owning most partitions.
+    const plantedOwnerNode = (await plantedOwner('vigil-1'))?.node ?? '';
+    const victim = ['vigil-1', 'vigil-2'].includes(plantedOwnerNode)
+      ? plantedOwnerNode
+      : ['vigil-1', 'vigil-2'].sort((a, b) => (count.get(b) ?? 0) - (count.get(a) ?? 0))[0];
     const observer = victim === 'vigil-1' ? 'vigil-2' : 'vigil-1';
     assert.ok((count.get(victim) ?? 0) > 0, `${victim} owns no partition: ${JSON.stringify(status.partitions)}`);
-    await underLoad('vigil-node', async () => {
-      const killedAt = Date.now();
-      await dc.cluster.kill(victim);
-      const takeover = await waitFor('the partitions of the killed node to be taken over', 60000, () =>
-        partitionsOwnedWithout(observer, victim),
-      );
-      await sleep(Math.max(0, killedAt + HOLD_MS - Date.now()));
-      await dc.cluster.start([victim], { readyTimeoutMs: 120000 });
-      const readyAt = Date.now();
-      const [catchUp, rejoin] = await Promise.all([
-        replicaCatchUp(victim, readyAt, readyAt - killedAt),
-        waitFor('the restarted node to own partitions again', 60000, () => ownsPartitions(observer, victim)),
-      ]);
-      return {
-        node: victim,
-        partitions_owned_before: count.get(victim),
-        partitions_taken_over_ms: takeover.ms,
-        down_until_ready_ms: readyAt - killedAt,
-        ...catchUp,
-        partitions_rejoined_after_ready_ms: rejoin.ms,
-      };
-    });
+    await underLoad(
+      'vigil-node',
+      async (pattern) => {
+        const killedAt = Date.now();
+        await dc.cluster.kill(victim);
+        const resumed = pattern.complete(killedAt, observer);
+        const takeover = await waitFor('the partitions of the killed node to be taken over', 60000, () =>
+          partitionsOwnedWithout(observer, victim),
+        );
+        await sleep(Math.max(0, killedAt + HOLD_MS - Date.now()));
+        await dc.cluster.start([victim], { readyTimeoutMs: 120000 });
+        const readyAt = Date.now();
+        const [catchUp, rejoin] = await Promise.all([
+          replicaCatchUp(victim, readyAt, readyAt - killedAt),
+          waitFor('the restarted node to own partitions again', 60000, () => ownsPartitions(observer, victim)),
+        ]);
+        return {
+          node: victim,
+          victim_owned_planted_partition: victim === plantedOwnerNode,
+          correlation_resumed_ms: await resumed,
+          partitions_owned_before: count.get(victim),
+          partitions_taken_over_ms: takeover.ms,
+          down_until_ready_ms: readyAt - killedAt,
+          ...catchUp,
+          partitions_rejoined_after_ready_ms: rejoin.ms,
+        };
+      },
+      observer,
+    );
   });
 
   test('kill -9 the etcd leader; restart it', { timeout: 120000 }, async () => {
-    await underLoad('etcd', async () => {
+    await underLoad('etcd', async (pattern) => {
       const before = (await clusterStatus('vigil-1')).partitions.owners as { partition: number; node: string }[];
       const leader = await dc.etcdLeader();
       const killedAt = Date.now();
       await dc.cluster.kill(leader);
+      const resumed = pattern.complete(killedAt);
       const elected = await waitFor('a new etcd leader', 30000, async () => {
         const l = await dc.etcdLeader();
         return l !== leader ? l : undefined;
@@ -352,18 +528,20 @@ describe('cluster faults under load: every acknowledged event on every replica, 
         etcd_leader_elected_ms: elected.ms,
         partitions_moved: moved,
         vigil_nodes_alive_after: alive,
+        correlation_resumed_ms: await resumed,
       };
     });
   });
 
   test(`network partition of ${PARTITION_NODE} from NATS and etcd; heal`, { timeout: 180000 }, async () => {
     const observer = 'vigil-1';
-    await underLoad('partition', async () => {
+    await underLoad('partition', async (pattern) => {
       const ownedBefore = ((await clusterStatus(observer)).partitions.owners as { partition: number; node: string }[])
         .filter((o) => o.node === PARTITION_NODE)
         .map((o) => o.partition);
       const cutAt = Date.now();
       dc.partition(PARTITION_NODE);
+      const resumed = pattern.complete(cutAt, observer);
       // The cut node must stop acting as owner (its local deadline) before anyone else acquires its
       // partitions. Its own view is read from /admin/maintenance/status, which answers without etcd; the
       // time an answer of 0 arrives is an upper bound of when it let go.
@@ -399,7 +577,7 @@ describe('cluster faults under load: every acknowledged event on every replica, 
       return {
         node: PARTITION_NODE,
         model:
-          'TCP proxies between the node and every nats-server and etcd member stop carrying bytes (held, not refused); its HTTP API stays reachable',
+          'the node runs in a network namespace; its data link (to NATS and etcd) goes down: packets dropped, nobody told; its HTTP API stays reachable over a management link',
         partitioned_ms: healedAt - cutAt,
         partitions_owned_before: ownedBefore.length,
         cut_node_dropped_partitions_ms: droppedAt === undefined ? null : droppedAt - cutAt,
@@ -412,6 +590,8 @@ describe('cluster faults under load: every acknowledged event on every replica, 
         spool_forwarded_after_heal_ms: spoolEmpty.ms,
         ...catchUp,
         partitions_rejoined_after_heal_ms: rejoin.ms,
+        cut_node_owned_planted_partition: ownedBefore.includes(PLANTED_PARTITION),
+        correlation_resumed_ms: await resumed,
       };
     });
   });
@@ -419,9 +599,10 @@ describe('cluster faults under load: every acknowledged event on every replica, 
   test('drain a node (maintenance), restart it as an upgrade would, rejoin', { timeout: 180000 }, async () => {
     const node = 'vigil-2';
     const observer = 'vigil-1';
-    await underLoad('maintenance', async () => {
+    await underLoad('maintenance', async (pattern) => {
       const enabledAt = Date.now();
       const enable = await dc.api(node, 'POST', '/admin/maintenance/enable');
+      const resumed = pattern.complete(enabledAt, observer);
       assert.ok([200, 202].includes(enable.status), `enable answered ${enable.status}: ${JSON.stringify(enable.body)}`);
       const readyWhileDraining = (await fetch(`${dc.nodes.find((n) => n.name === node)!.url}/health/ready`)).status;
       // A load balancer takes the node out once /health/ready fails.
@@ -436,12 +617,14 @@ describe('cluster faults under load: every acknowledged event on every replica, 
         headers: { authorization: `Bearer ${dc.token}`, 'content-type': 'application/x-ndjson' },
         body: '{"message":"probe of a drained node"}\n',
       });
+      assert.equal(probe.status, 503, 'a drained node refuses intake');
       const stoppedAt = Date.now();
       const stopOutcome = (await dc.cluster.stop([node]))[node];
       const startedAt = Date.now();
       await dc.cluster.start([node], { readyTimeoutMs: 120000 });
       const readyAt = Date.now();
       const afterRestart = (await dc.api(node, 'GET', '/admin/maintenance/status')).body;
+      assert.notEqual(afterRestart?.status, 'active', 'the node comes back still in maintenance');
       const disable = await dc.api(node, 'POST', '/admin/maintenance/disable');
       gen.setInRotation(node, true);
       const [catchUp, rejoin] = await Promise.all([
@@ -464,6 +647,8 @@ describe('cluster faults under load: every acknowledged event on every replica, 
         ...catchUp,
         partitions_rejoined_after_disable_ms: rejoin.ms,
         out_of_rotation_ms: Date.now() - enabledAt,
+        correlation_resumed_ms: await resumed,
+        checks: { probe: probe.status, after_restart: afterRestart?.status },
       };
     });
   });

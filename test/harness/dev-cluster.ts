@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { type DevCluster, type MemberRecord, openDevCluster, upDevCluster } from '../../src/devcluster/index.ts';
+import { createNodeNamespace, type NodeNamespace } from './netns.ts';
 import { freePort } from './ports.ts';
 
 /**
@@ -32,8 +33,9 @@ export interface TestDevCluster {
   /** The name (`etcd-1`) of the etcd member that is the raft leader now. */
   etcdLeader(): Promise<string>;
   /**
-   * Cuts a node (one given in `partitionable`) from NATS and etcd: its connections stay open but carry
-   * nothing, new ones hang, as when packets are dropped. Its HTTP API stays reachable.
+   * Cuts a node (one given in `partitionable`, which runs in a network namespace of its own) from NATS
+   * and etcd: its data link goes down, packets are dropped, nobody is told. Its HTTP API stays reachable
+   * over the namespace's management link.
    */
   partition(node: string): void;
   /** Heals the partition: held traffic flows again, in order. */
@@ -42,84 +44,38 @@ export interface TestDevCluster {
   down(opts?: { hard?: boolean }): Promise<void>;
 }
 
-/** A loopback TCP proxy that can silently stop carrying traffic (a partition) and carry it again (heal). */
-interface PartitionProxy {
+/** A TCP forwarder on the host end of a namespace's data link, to one NATS or etcd member on loopback. */
+interface Forwarder {
   url: string;
-  cut(): void;
-  heal(): void;
   close(): Promise<void>;
 }
 
-/**
- * Unlike test/harness/etcd.ts's startTcpProxy (which refuses connections: a fast, visible failure), this
- * one models dropped packets: while cut, bytes are held in both directions and new connections are
- * accepted but not forwarded; nobody sees an error until its own timeouts fire. On heal, held bytes are
- * delivered in order, as TCP retransmission would after a partition.
- */
-async function startPartitionProxy(target: string): Promise<PartitionProxy> {
+async function startForwarder(target: string, bindHost: string): Promise<Forwarder> {
   const { hostname, port: targetPort, protocol } = new URL(target);
-  let cut = false;
-  const conns = new Set<{ flush(): void; destroy(): void }>();
+  const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
-    let upstream: Socket | undefined;
-    let clientGone = false;
-    const toUp: Buffer[] = [];
-    const toClient: Buffer[] = [];
-    const conn = {
-      flush() {
-        if (upstream?.destroyed || (clientGone && !upstream)) return conn.destroy();
-        if (!upstream) openUpstream();
-        for (const b of toClient.splice(0)) client.write(b);
-        if (upstream?.readyState === 'open') for (const b of toUp.splice(0)) upstream.write(b);
-        if (clientGone) upstream?.end();
-      },
-      destroy() {
+    const upstream = new Socket();
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {
         client.destroy();
-        upstream?.destroy();
-        conns.delete(conn);
-      },
-    };
-    const openUpstream = () => {
-      const up = new Socket();
-      upstream = up;
-      up.on('error', () => conn.destroy());
-      up.on('close', () => (cut ? undefined : conn.destroy()));
-      up.on('data', (d: Buffer) => (cut ? toClient.push(d) : client.write(d)));
-      up.connect(Number(targetPort), hostname, () => {
-        if (!cut) for (const b of toUp.splice(0)) up.write(b);
+        upstream.destroy();
       });
-    };
-    conns.add(conn);
-    client.on('error', () => conn.destroy());
-    client.on('data', (d: Buffer) => {
-      if (cut || upstream?.readyState !== 'open') toUp.push(d);
-      else upstream.write(d);
-    });
-    client.on('close', () => {
-      clientGone = true;
-      if (!cut) {
-        upstream?.end();
-        conns.delete(conn);
-      }
-    });
-    if (!cut) openUpstream();
+    }
+    upstream.connect(Number(targetPort), hostname);
+    client.pipe(upstream);
+    upstream.pipe(client);
   });
   const port = await freePort();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
+    server.listen(port, bindHost, () => resolve());
   });
   return {
-    url: `${protocol}//127.0.0.1:${port}`,
-    cut() {
-      cut = true;
-    },
-    heal() {
-      cut = false;
-      for (const c of [...conns]) c.flush();
-    },
+    url: `${protocol}//${bindHost}:${port}`,
     async close() {
-      for (const c of [...conns]) c.destroy();
+      for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
@@ -151,7 +107,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 /**
  * Starts a dev cluster of `nodes` Vigil nodes (3 by default) in a temporary folder and waits until every
- * node is ready. Nodes listed in `partitionable` reach NATS and etcd through partition proxies.
+ * node is ready. Nodes listed in `partitionable` run in network namespaces (test/harness/netns.ts) and reach
+ * NATS and etcd over a link the test can take down.
  */
 export async function startDevCluster(
   opts: {
@@ -164,13 +121,16 @@ export async function startDevCluster(
   } = {},
 ): Promise<TestDevCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-devcluster-'));
-  const proxies = new Map<string, PartitionProxy[]>();
+  const forwarders: Forwarder[] = [];
+  const namespaces = new Map<string, NodeNamespace>();
   let cluster: DevCluster | undefined;
-  const closeProxies = async () => {
-    for (const list of proxies.values()) await Promise.all(list.map((p) => p.close()));
-    proxies.clear();
+  const closeNetwork = async () => {
+    await Promise.all(forwarders.splice(0).map((f) => f.close()));
+    for (const ns of namespaces.values()) ns.destroy();
+    namespaces.clear();
   };
   try {
+    for (const node of opts.partitionable ?? []) namespaces.set(node, createNodeNamespace());
     cluster = await upDevCluster({
       dir,
       nodes: opts.nodes ?? 3,
@@ -178,21 +138,28 @@ export async function startDevCluster(
       vigilConfig: opts.vigilConfig,
       readyTimeoutMs: opts.readyTimeoutMs ?? 120000,
       async endpointsFor(node, all) {
-        if (!opts.partitionable?.includes(node)) return all;
-        const nats = await Promise.all(all.nats.map(startPartitionProxy));
-        const etcd = await Promise.all(all.etcd.map(startPartitionProxy));
-        proxies.set(node, [...nats, ...etcd]);
-        return { nats: nats.map((p) => p.url), etcd: etcd.map((p) => p.url) };
+        const ns = namespaces.get(node);
+        if (!ns) return all;
+        const via = async (urls: string[]) => {
+          const list = await Promise.all(urls.map((u) => startForwarder(u, ns.hostDataIp)));
+          forwarders.push(...list);
+          return list.map((f) => f.url);
+        };
+        return { nats: await via(all.nats), etcd: await via(all.etcd) };
+      },
+      placementFor(node) {
+        const ns = namespaces.get(node);
+        return ns && { netns: ns.name, host: ns.nodeMgmtIp };
       },
     });
   } catch (err) {
     // upDevCluster stopped what it started; a cluster whose planning failed has nothing running.
-    await closeProxies();
     try {
       await openDevCluster(dir).stop(undefined, { signal: 'SIGKILL' });
     } catch {
       // no state.json: nothing was started
     }
+    await closeNetwork();
     if (!opts.keepDir) rmSync(dir, { recursive: true, force: true });
     throw err;
   }
@@ -232,10 +199,10 @@ export async function startDevCluster(
       await new Promise((r) => setTimeout(r, 200));
     }
   };
-  const proxiesOf = (node: string) => {
-    const list = proxies.get(node);
-    if (!list) throw new Error(`${node} was not started as partitionable`);
-    return list;
+  const namespaceOf = (node: string) => {
+    const ns = namespaces.get(node);
+    if (!ns) throw new Error(`${node} was not started as partitionable`);
+    return ns;
   };
 
   return {
@@ -300,10 +267,10 @@ export async function startDevCluster(
         return undefined;
       }),
     partition(node) {
-      for (const p of proxiesOf(node)) p.cut();
+      namespaceOf(node).cut();
     },
     heal(node) {
-      for (const p of proxiesOf(node)) p.heal();
+      namespaceOf(node).heal();
     },
     async down(o = {}) {
       const conn = admin;
@@ -313,7 +280,7 @@ export async function startDevCluster(
         await c.stop(undefined, o.hard ? { signal: 'SIGKILL' } : {});
       } finally {
         started.delete(c);
-        await closeProxies();
+        await closeNetwork();
         if (!opts.keepDir) rmSync(dir, { recursive: true, force: true });
       }
     },
