@@ -13,6 +13,8 @@ command -v chromium >/dev/null || missing+=(chromium)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
 command -v patroni >/dev/null || missing+=(patroni)
 command -v haproxy >/dev/null || missing+=(haproxy)
+# iproute2 (`ip netns`) for the network partition fault (test/harness/netns.ts).
+command -v ip >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test setup: installing ${missing[*]} (Debian packages)"
   if [ "$(id -u)" -ne 0 ]; then
