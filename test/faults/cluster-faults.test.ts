@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { partitionOf } from '../../src/cluster/index.ts';
 import { startDevCluster, type TestDevCluster } from '../harness/dev-cluster.ts';
+import { failedLogons, plantedRules } from '../harness/planted-rules.ts';
 import { createLoadGen, type LoadGen, type LoadWindow } from './load.ts';
 import { checkReplicas, type ReplicaCheck } from './verify.ts';
 
@@ -36,38 +37,9 @@ const TARGET_CORRELATION_MS = 10000;
 
 // The planted correlation: three failed logons of one user within 10 minutes. Each fault sends two before
 // it and the third right after it, so the window spans the fault, then checks the alert fired once.
-const CORRELATION_ID = '0f5e1a40-0000-4000-8000-00000000f002';
-const PLANTED_RULES = {
-  'failed-logon.yml': `title: Failed logon
-id: 0f5e1a40-0000-4000-8000-00000000f001
-name: failed_logon
-status: test
-level: low
-logsource:
-  product: windows
-  service: security
-detection:
-  selection:
-    EventID: 4625
-  condition: selection
-`,
-  'brute-force.yml': `title: Three failed logons for one user
-id: ${CORRELATION_ID}
-status: test
-level: high
-correlation:
-  type: event_count
-  rules: [failed_logon]
-  group-by: [TargetUserName]
-  timespan: 10m
-  condition:
-    gte: 3
-  generate: true
-`,
-};
+const { correlationId: CORRELATION_ID, files: PLANTED_RULES } = plantedRules('f');
 const PARTITIONS = 16;
 const PLANTED_PARTITION = partitionOf('default', CORRELATION_ID, PARTITIONS);
-let plantedRecord = 0;
 const plantedUsers: string[] = [];
 
 /** One fault's measured figures, as written to summary.json. */
@@ -140,16 +112,7 @@ async function ownsPartitions(observer: string, node: string): Promise<true | un
 
 /** Sends `n` failed logons of `user` to `node` (answered after commit). */
 async function sendFailedLogons(node: string, user: string, n: number): Promise<void> {
-  const lines = Array.from({ length: n }, () =>
-    JSON.stringify({
-      '@timestamp': new Date().toISOString(),
-      EventID: 4625,
-      Channel: 'Security',
-      Hostname: 'dc-1',
-      RecordNumber: ++plantedRecord,
-      TargetUserName: user,
-    }),
-  );
+  const lines = failedLogons(user, n).map((e) => JSON.stringify(e));
   const res = await dc.api(node, 'POST', '/api/v1/ingest', `[${lines.join(',')}]`);
   assert.equal(res.status, 200, `planted events refused by ${node}: ${JSON.stringify(res.body)}`);
 }

@@ -11,56 +11,16 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { partitionOf } from '../../src/cluster/index.ts';
 import { startDevCluster, type TestDevCluster } from '../harness/dev-cluster.ts';
+import { failedLogons, plantedRules } from '../harness/planted-rules.ts';
 
-const FAILED_LOGON = `title: Failed logon
-id: 0f5e1a40-0000-4000-8000-00000000c001
-name: failed_logon
-status: test
-level: low
-logsource:
-  product: windows
-  service: security
-detection:
-  selection:
-    EventID: 4625
-  condition: selection
-`;
-
-const CORRELATION_ID = '0f5e1a40-0000-4000-8000-00000000c002';
-const BRUTE_FORCE = `title: Three failed logons for one user
-id: ${CORRELATION_ID}
-status: test
-level: high
-correlation:
-  type: event_count
-  rules: [failed_logon]
-  group-by: [TargetUserName]
-  timespan: 10m
-  condition:
-    gte: 3
-  generate: true
-`;
-
+const { correlationId: CORRELATION_ID, files: RULES } = plantedRules('c');
 const PARTITIONS = 16;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let record = 0;
-function failedLogons(user: string, n: number): string {
-  const lines: string[] = [];
-  for (let i = 0; i < n; i++) {
-    record++;
-    lines.push(
-      JSON.stringify({
-        '@timestamp': new Date(Date.now() - 120000 + record * 100).toISOString(),
-        EventID: 4625,
-        Channel: 'Security',
-        Hostname: 'dc-1',
-        RecordNumber: record,
-        TargetUserName: user,
-      }),
-    );
-  }
-  return `${lines.join('\n')}\n`;
+function failedLogonLines(user: string, n: number): string {
+  return `${failedLogons(user, n, 60000)
+    .map((e) => JSON.stringify(e))
+    .join('\n')}\n`;
 }
 
 interface AlertJson {
@@ -77,8 +37,7 @@ describe('detection in a 3-node cluster', { timeout: 300000 }, () => {
 
   before(async () => {
     rulesDir = mkdtempSync(join(tmpdir(), 'vigil-cluster-rules-'));
-    writeFileSync(join(rulesDir, 'failed-logon.yml'), FAILED_LOGON);
-    writeFileSync(join(rulesDir, 'brute-force.yml'), BRUTE_FORCE);
+    for (const [name, text] of Object.entries(RULES)) writeFileSync(join(rulesDir, name), text);
     dc = await startDevCluster({
       nodes: 3,
       vigilConfig: { detect: { rules_dirs: [rulesDir] } },
@@ -155,9 +114,9 @@ describe('detection in a 3-node cluster', { timeout: 300000 }, () => {
   const survivorOf = (except?: string) => dc.nodes.map((n) => n.name).find((n) => n !== except)!;
 
   test('alerts are the same on every node; a correlation fires once, from matches ingested on several nodes', async () => {
-    await ingest('vigil-1', failedLogons('alice', 2));
-    await ingest('vigil-2', failedLogons('alice', 1) + failedLogons('bob', 2));
-    await ingest('vigil-3', failedLogons('bob', 1));
+    await ingest('vigil-1', failedLogonLines('alice', 2));
+    await ingest('vigil-2', failedLogonLines('alice', 1) + failedLogonLines('bob', 2));
+    await ingest('vigil-3', failedLogonLines('bob', 1));
     for (const n of dc.nodes) await waitForAlerts(n.name, 6, ['alice', 'bob']);
     // Searches answer from the node's own replica and say so, with its lag.
     const found = await dc.api(
@@ -184,19 +143,19 @@ describe('detection in a 3-node cluster', { timeout: 300000 }, () => {
     const before = await ownerOf(p);
     const survivor = survivorOf(before.node);
     // Two of three matches reach the owner, then it dies.
-    await ingest(survivor, failedLogons('carol', 2));
+    await ingest(survivor, failedLogonLines('carol', 2));
     await sleep(2000);
     const t0 = Date.now();
     await dc.cluster.kill(before.node);
     const after = await ownerOf(p, before.node);
     assert.ok(after.fencing_token > before.fencing_token, 'the new owner has a higher fencing token');
-    await ingest(survivor, failedLogons('carol', 1));
+    await ingest(survivor, failedLogonLines('carol', 1));
     const alerts = await waitForAlerts(survivor, 9, ['alice', 'bob', 'carol']);
     console.log(`correlation resumed ${Date.now() - t0} ms after the owner's kill -9 (takeover + replay + alert)`);
     const carol = alerts.find((a) => a.kind === 'correlation' && a.matched.TargetUserName === 'carol')!;
     assert.equal(carol.fencingToken, after.fencing_token);
     // A burst after the takeover must not fire carol again (the window was rebuilt, not restarted).
-    await ingest(survivor, failedLogons('carol', 1));
+    await ingest(survivor, failedLogonLines('carol', 1));
     await sleep(3000);
     const others = dc.nodes.map((n) => n.name).filter((n) => n !== before.node);
     for (const n of others) await waitForAlerts(n, 10, ['alice', 'bob', 'carol']);
