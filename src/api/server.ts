@@ -90,7 +90,10 @@ export function createApiServer(
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof OverloadError) reply.header('Retry-After', String(err.retryAfterSeconds));
     if (err instanceof VigilError) {
-      if (err.status >= 500) req.log.error({ code: err.code, err: err.message }, 'A request failed.');
+      // Overload and maintenance refusals are expected answers (counted by the intake), not failures.
+      if (err.status >= 500 && !(err instanceof OverloadError)) {
+        req.log.error({ code: err.code, err: err.message }, 'A request failed.');
+      }
       return reply
         .status(err.status)
         .send({ error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) } });

@@ -53,8 +53,12 @@ export const jetStreamBusConfigSchema = z
       .object({
         /** Messages delivered and not yet acknowledged, at most, per consumer. */
         max_ack_pending: z.number().int().min(1).default(1000),
-        /** A message not acknowledged within this time is delivered again. */
-        ack_wait_ms: z.number().int().min(1000).default(30000),
+        /**
+         * A message not acknowledged within this time is delivered again. Short, because it is how long the
+         * shared `detect` consumer waits before a batch held by a dead or cut node (or whose ack was lost in a
+         * consumer leader election) goes to another node; a handler that runs longer extends it as it works.
+         */
+        ack_wait_ms: z.number().int().min(1000).default(5000),
         /** Messages pulled at a time. */
         pull_max_messages: z.number().int().min(1).default(64),
         /**
