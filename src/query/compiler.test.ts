@@ -390,6 +390,21 @@ describe('stats', () => {
     );
   });
 
+  test('every aggregation by a stored field equals the same aggregation over each group alone', async () => {
+    // By a stored field the events are grouped by stored text with aggregate states, then expanded and merged.
+    const aggs =
+      'count, count(bytes), dc(host.name), sum(bytes), avg(bytes), min(bytes), max(bytes), values(EventID), min(@timestamp)';
+    for (const by of ['user.name', 'tags', 'event.category']) {
+      const grouped = await table(`* | stats ${aggs} by ${by}`);
+      assert.ok(grouped.length > 0, by);
+      for (const row of grouped) {
+        const { [by]: value, ...rest } = row;
+        const [alone] = await table(`${by}:"${value}" | stats ${aggs}`);
+        assert.deepEqual(rest, alone, `${by}=${value}`);
+      }
+    }
+  });
+
   test('head before stats aggregates the newest events only', async () => {
     assert.deepEqual(await table('* | head 3 | stats count, min(@timestamp)'), [
       { count: 3, 'min(@timestamp)': '2024-01-15 12:08:00.000' },

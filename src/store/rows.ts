@@ -1,6 +1,6 @@
 import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
 
-/** Fields carried by typed columns; they are not repeated in the `fields` JSON column. */
+/** Fields carried by typed columns; they are not repeated in the `fields` map. */
 const COLUMN_KEYS = new Set(['host.name', 'message']);
 
 /** Serializes events as JSONEachRow lines for the events table. */
@@ -12,7 +12,10 @@ export function eventsToRows(events: readonly NormalizedEvent[]): Buffer {
     for (const key in e.fields) {
       if (COLUMN_KEYS.has(key)) continue;
       const value = storedValue(e.fields[key]);
-      if (value !== undefined) fields[safePath(key)] = value;
+      // A map key is any string: `__proto__` must become an own key, not the object's prototype.
+      if (value === undefined) continue;
+      if (key === '__proto__') Object.defineProperty(fields, key, { value, enumerable: true, writable: true });
+      else fields[key] = value;
     }
     if (e.logsource) {
       for (const k of ['product', 'service', 'category'] as const) {
@@ -20,6 +23,8 @@ export function eventsToRows(events: readonly NormalizedEvent[]): Buffer {
         if (v) fields[`vigil.logsource.${k}`] = v;
       }
     }
+    // One JSON.stringify of the row: measured faster than building the line from pieces, and than
+    // writing `raw` as a JSON object (which the engine would store as its text) to spare its escaping.
     lines[i] = JSON.stringify({
       ts: e.timestamp,
       ingested: e.ingested,
@@ -48,15 +53,6 @@ function storedValue(v: FieldValue): string | undefined {
   if (typeof v === 'string') return v;
   if (Array.isArray(v)) return JSON.stringify(v.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))));
   return String(v);
-}
-
-/** The JSON column splits keys on dots; empty segments (`a..b`, `.a`) are not valid paths there. */
-function safePath(key: string): string {
-  if (key !== '' && !key.startsWith('.') && !key.endsWith('.') && !key.includes('..')) return key;
-  return key
-    .split('.')
-    .map((s) => s || '_')
-    .join('.');
 }
 
 /** A stored row as read back by a search. */

@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { Session } from 'chdb';
+import { Registry } from 'prom-client';
+import { silentLogger } from '../lib/logger.ts';
+import { createEventStore, type EventRow, type EventStore, rowToEvent, storeConfigSchema } from './index.ts';
+
+// chdb binds one data directory per process: every test here works on this one, in order.
+const dataDir = mkdtempSync(join(tmpdir(), 'vigil-store-'));
+after(() => rmSync(dataDir, { recursive: true, force: true }));
+
+/** The events table as schema 1 made it (JSON `fields`, no comment). */
+const V1_DDL = `CREATE TABLE vigil.events (
+  ts DateTime64(3, 'UTC'), ingested DateTime64(3, 'UTC'), id String, tenant LowCardinality(String),
+  source LowCardinality(String), layout LowCardinality(String), host LowCardinality(String), message String,
+  raw String CODEC(ZSTD(1)), parse_error String, fields JSON(max_dynamic_paths = 1024),
+  INDEX idx_raw_tokens lower(raw) TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 1
+) ENGINE = ReplacingMergeTree PARTITION BY toDate(ts) ORDER BY (tenant, ts, id)
+SETTINGS non_replicated_deduplication_window = 10000`;
+
+const NOW = Date.now();
+
+function openStore(): EventStore {
+  return createEventStore(storeConfigSchema.parse({ fsync: false }), {
+    dataDir,
+    metrics: new Registry(),
+    logger: silentLogger,
+  });
+}
+
+async function withSession(fn: (s: Session) => Promise<void>): Promise<void> {
+  const s = new Session(join(dataDir, 'events'));
+  try {
+    await fn(s);
+  } finally {
+    s.close();
+  }
+}
+
+test('a data directory made by schema 1 (JSON fields) is migrated at start, every field kept', async () => {
+  await withSession(async (s) => {
+    await s.queryAsync('CREATE DATABASE IF NOT EXISTS vigil');
+    await s.queryAsync(V1_DDL);
+    const row = (id: string, fields: Record<string, string>) =>
+      JSON.stringify({
+        // Recent: retention (TTL) counts from `ingested`.
+        ts: NOW - 60_000,
+        ingested: NOW,
+        id,
+        tenant: 'default',
+        source: 'http',
+        layout: 'windows',
+        host: 'dc01',
+        message: 'm',
+        raw: `{"EventID":4688,"id":"${id}"}`,
+        parse_error: '',
+        fields,
+      });
+    await s.insert({
+      table: 'vigil.events',
+      values: Buffer.from(
+        [
+          row('a', { EventID: '4688', 'process.name': 'cmd.exe', 'event.category': '["process"]', 'a._.b': 'x' }),
+          row('b', {}),
+        ].join('\n'),
+      ),
+      format: 'JSONEachRow',
+    });
+  });
+  const store = openStore();
+  await store.start();
+  try {
+    const rows = await store.query<EventRow>('SELECT * FROM vigil.events FINAL ORDER BY id', {});
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      ['a', 'b'],
+    );
+    const a = rowToEvent(rows[0]);
+    assert.equal(a.EventID, '4688');
+    assert.equal(a['process.name'], 'cmd.exe');
+    assert.deepEqual(a['event.category'], ['process']);
+    assert.equal(a['a._.b'], 'x');
+    // The promoted columns are computed for migrated rows too.
+    const [promoted] = await store.query<{ e: string | null; p: string | null }>(
+      "SELECT f_EventID AS e, f_process_name AS p FROM vigil.events FINAL WHERE id = 'a'",
+      {},
+    );
+    assert.deepEqual(promoted, { e: '4688', p: 'cmd.exe' });
+    const [missing] = await store.query<{ e: string | null }>(
+      "SELECT f_EventID AS e FROM vigil.events FINAL WHERE id = 'b'",
+      {},
+    );
+    assert.equal(missing.e, null);
+  } finally {
+    await store.stop(Date.now() + 1000);
+  }
+  // Started again, the migrated table is used as it is.
+  const again = openStore();
+  await again.start();
+  await again.stop(Date.now() + 1000);
+});
+
+test('an events table of a layout this Vigil does not know stops the start with a clear error', async () => {
+  await withSession(async (s) => {
+    await s.queryAsync(`ALTER TABLE vigil.events MODIFY COMMENT 'vigil events schema 99'`);
+  });
+  const store = openStore();
+  await assert.rejects(store.start(), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'store_schema');
+    assert.match(err.message, /layout 99, newer than this Vigil's/);
+    return true;
+  });
+  await store.stop(Date.now() + 1000);
+});
