@@ -29,8 +29,11 @@ export const INSERT_CHUNK_EVENTS = 2500;
 
 /** The ClickHouse-engine event store, embedded in the process through chdb. */
 export interface EventStore extends Component {
-  /** Commits the events; resolves once the engine has written them (and fsynced them when configured). */
-  write(events: readonly NormalizedEvent[]): Promise<void>;
+  /**
+   * Commits the events; resolves once the engine has written them (and fsynced them when configured).
+   * `dedupToken` names the batch: written again with the same token (a redelivery), the engine drops it.
+   */
+  write(events: readonly NormalizedEvent[], opts?: { dedupToken?: string }): Promise<void>;
   /** Runs a parameterized read and returns its JSONEachRow rows. */
   query<T = Record<string, unknown>>(sql: string, params: Record<string, unknown>): Promise<T[]>;
   /** Runs a parameterized statement (DDL, inserts built by other components) with no result. */
@@ -109,7 +112,7 @@ export function createEventStore(
       if (!session) return { ok: false, detail: 'not open' };
       return lastError ? { ok: false, detail: lastError } : { ok: true };
     },
-    async write(events) {
+    async write(events, opts = {}) {
       if (events.length === 0) return;
       const s = open();
       const end = writeSeconds.startTimer();
@@ -122,7 +125,9 @@ export function createEventStore(
         for (let i = 0; i < events.length; i += INSERT_CHUNK_EVENTS) {
           const values = eventsToRows(events.slice(i, i + INSERT_CHUNK_EVENTS));
           await inserting;
-          inserting = s.insert({ table: EVENTS_TABLE, values, format: 'JSONEachRow' });
+          // Chunks are cut the same way every time, so each has a token of its own.
+          const settings = opts.dedupToken ? { insert_deduplication_token: `${opts.dedupToken}#${i}` } : undefined;
+          inserting = s.insert({ table: EVENTS_TABLE, values, format: 'JSONEachRow', settings });
         }
         await inserting;
         lastError = undefined;

@@ -5,8 +5,7 @@ import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { counter, gauge, histogram } from '../../lib/metrics.ts';
 import type { EventStore } from '../index.ts';
-import { eventsToRows } from '../rows.ts';
-import { DATABASE, EVENTS_TABLE } from '../schema.ts';
+import { DATABASE } from '../schema.ts';
 import type { MaterializeConfig } from './config.ts';
 
 export { type MaterializeConfig, materializeConfigSchema } from './config.ts';
@@ -51,7 +50,7 @@ export interface Materializer extends Component {
 
 /**
  * Creates the materializer of one store replica. Each batch of messages is inserted with
- * `insert_deduplication_token = <stream>:<first seq>-<last seq>` (the events table keeps a
+ * `insert_deduplication_token = <stream>:<first seq>-<last seq>#<chunk>` on each of its inserts (the events table keeps a
  * non-replicated de-duplication window, so a batch redelivered whole is dropped by the engine), and any
  * other duplicate (a batch redelivered cut differently) is hidden by ReplacingMergeTree + FINAL on the
  * event id. The position row follows the events; the consumer is acknowledged last. On start the durable
@@ -92,7 +91,6 @@ export function createMaterializer(
     'vigil_store_materialized_events_total',
     'Events written to this replica from the stream (redeliveries included).',
   );
-  const written = counter(deps.metrics, 'vigil_store_events_written_total', 'Events committed to the store.');
   const seconds = histogram(
     deps.metrics,
     'vigil_store_materialize_seconds',
@@ -127,11 +125,8 @@ export function createMaterializer(
     const end = seconds.startTimer();
     try {
       if (batch.events.length > 0) {
-        // The token lets the engine drop a batch redelivered exactly as it was; the rows follow FORMAT.
-        await deps.store.exec(
-          `INSERT INTO ${EVENTS_TABLE} SETTINGS insert_deduplication_token = {token:String} FORMAT JSONEachRow\n${eventsToRows(batch.events).toString('utf8')}`,
-          { token: `${streamId}:${batch.firstSeq}-${batch.lastSeq}` },
-        );
+        // The token lets the engine drop a batch redelivered exactly as it was.
+        await deps.store.write(batch.events, { dedupToken: `${streamId}:${batch.firstSeq}-${batch.lastSeq}` });
       }
       const seq = Math.max(appliedSeq, batch.lastSeq);
       await deps.store.insertRows(
@@ -141,7 +136,6 @@ export function createMaterializer(
       appliedSeq = seq;
       streamLastSeq = Math.max(streamLastSeq, batch.lastSeq + batch.pending);
       materialized.inc(batch.events.length);
-      written.inc(batch.events.length);
       lastError = undefined;
       updateLag();
       log.trace(
