@@ -27,6 +27,29 @@ import {
  */
 export const INSERT_CHUNK_EVENTS = 2500;
 
+/**
+ * Raw text an INSERT may carry before it is cut, about INSERT_CHUNK_EVENTS Mordor events: small events
+ * (syslog lines) go many more to an INSERT, since every INSERT is a part, an fsync and later a merge.
+ */
+export const INSERT_CHUNK_RAW_BYTES = 6 * 1024 * 1024;
+
+/** Where a batch is cut into INSERTs: by raw size, at most 8x INSERT_CHUNK_EVENTS each; the same cut for the same batch. */
+export function insertChunks(events: readonly NormalizedEvent[]): [number, number][] {
+  const out: [number, number][] = [];
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < events.length; i++) {
+    bytes += events[i].raw.length;
+    if (bytes >= INSERT_CHUNK_RAW_BYTES || i + 1 - start >= 8 * INSERT_CHUNK_EVENTS) {
+      out.push([start, i + 1]);
+      start = i + 1;
+      bytes = 0;
+    }
+  }
+  if (start < events.length) out.push([start, events.length]);
+  return out;
+}
+
 /** The ClickHouse-engine event store, embedded in the process through chdb. */
 export interface EventStore extends Component {
   /**
@@ -122,8 +145,8 @@ export function createEventStore(
         // Acknowledged only when all are committed; a retry after a partial failure rewrites rows that
         // FINAL collapses.
         let inserting: Promise<unknown> | undefined;
-        for (let i = 0; i < events.length; i += INSERT_CHUNK_EVENTS) {
-          const values = eventsToRows(events.slice(i, i + INSERT_CHUNK_EVENTS));
+        for (const [i, end] of insertChunks(events)) {
+          const values = eventsToRows(events.slice(i, end));
           await inserting;
           // Chunks are cut the same way every time, so each has a token of its own.
           const settings = opts.dedupToken ? { insert_deduplication_token: `${opts.dedupToken}#${i}` } : undefined;

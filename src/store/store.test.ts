@@ -5,8 +5,17 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { Session } from 'chdb';
 import { Registry } from 'prom-client';
+import type { NormalizedEvent } from '../lib/event.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { createEventStore, type EventRow, type EventStore, rowToEvent, storeConfigSchema } from './index.ts';
+import {
+  createEventStore,
+  type EventRow,
+  type EventStore,
+  INSERT_CHUNK_EVENTS,
+  insertChunks,
+  rowToEvent,
+  storeConfigSchema,
+} from './index.ts';
 
 // chdb binds one data directory per process: every test here works on this one, in order.
 const dataDir = mkdtempSync(join(tmpdir(), 'vigil-store-'));
@@ -114,4 +123,19 @@ test('an events table of a layout this Vigil does not know stops the start with 
     return true;
   });
   await store.stop(Date.now() + 1000);
+});
+
+test('a batch is cut into INSERTs by raw size, the same way every time', () => {
+  const ev = (raw: number) => ({ raw: 'x'.repeat(raw) }) as unknown as NormalizedEvent;
+  const big = Array.from({ length: 10 }, () => ev(1024 * 1024));
+  assert.deepEqual(insertChunks(big), [
+    [0, 6],
+    [6, 10],
+  ]);
+  const small = Array.from({ length: 8 * INSERT_CHUNK_EVENTS + 5 }, () => ev(200));
+  assert.deepEqual(insertChunks(small), [
+    [0, 8 * INSERT_CHUNK_EVENTS],
+    [8 * INSERT_CHUNK_EVENTS, 8 * INSERT_CHUNK_EVENTS + 5],
+  ]);
+  assert.deepEqual(insertChunks([]), []);
 });
