@@ -135,6 +135,7 @@ export function createRecordStream(bus: JetStreamBus, opts: RecordStreamOptions,
   ): RecordConsumer => {
     let stopped = false;
     let wake: (() => void) | undefined;
+    let halt: (() => void) | undefined;
     const handleWithRetry = async (msgs: JsMsg[], records: StreamRecord<T>[]) => {
       for (let attempt = 0; ; attempt++) {
         const keepAlive = setInterval(() => {
@@ -167,11 +168,37 @@ export function createRecordStream(bus: JetStreamBus, opts: RecordStreamOptions,
           await ensureConsumer(jsm, durable, o);
           const consumer = await js.consumers.get(opts.name, durable);
           attempt = 0;
+          // Messages are handled as they arrive (a fetch would hold them until it is full or expires, a
+          // second or more per hop): a reader fills the buffer, each turn takes what it holds.
+          const messages = await consumer.consume({ max_messages: o.batch ?? 256, expires: 5000 });
+          const buffer: JsMsg[] = [];
+          let arrived: (() => void) | undefined;
+          let ended = false;
+          let readError: unknown;
+          halt = () => messages.stop();
+          const reader = (async () => {
+            try {
+              for await (const m of messages) {
+                buffer.push(m);
+                arrived?.();
+              }
+            } catch (err) {
+              readError = err;
+            } finally {
+              ended = true;
+              arrived?.();
+            }
+          })();
           while (!stopped) {
-            const batch = await consumer.fetch({ max_messages: o.batch ?? 256, expires: 2000 });
-            const msgs: JsMsg[] = [];
-            for await (const m of batch) msgs.push(m);
-            if (msgs.length === 0) continue;
+            if (buffer.length === 0) {
+              if (ended) break;
+              await new Promise<void>((r) => {
+                arrived = r;
+              });
+              arrived = undefined;
+              continue;
+            }
+            const msgs = buffer.splice(0, o.batch ?? 256);
             const records: StreamRecord<T>[] = [];
             for (const m of msgs) {
               try {
@@ -182,6 +209,12 @@ export function createRecordStream(bus: JetStreamBus, opts: RecordStreamOptions,
             }
             await handleWithRetry(msgs, records);
           }
+          messages.stop();
+          await reader;
+          // Delivered and not handled (stopping): handed back now rather than after ack_wait.
+          for (const m of buffer.splice(0)) m.nak();
+          if (readError) throw readError;
+          if (!stopped) throw new Error('the consumer ended');
         } catch (err) {
           if (stopped) break;
           attempt++;
@@ -199,6 +232,7 @@ export function createRecordStream(bus: JetStreamBus, opts: RecordStreamOptions,
       async stop() {
         stopped = true;
         wake?.();
+        halt?.();
         await loop;
       },
     };
