@@ -209,7 +209,11 @@ export async function planDevCluster(opts: DevClusterOptions, binaries: Record<B
       ...m,
       command: binaries['nats-server'],
       args: ['-c', configFile],
-      ready_url: `http://127.0.0.1:${s.monitor}/healthz`,
+      // The server and its JetStream meta group, not every stream and consumer replica: on 2.9 a consumer
+      // deleted and made again under the same name while this server was down can stay "not current" here
+      // for minutes, though its leader elsewhere serves it. Callers that need a stream's replicas current
+      // check them (the fault suite does for the event stream).
+      ready_url: `http://127.0.0.1:${s.monitor}/healthz?js-server-only=true`,
       addresses: {
         client: `nats://127.0.0.1:${s.client}`,
         cluster: `nats-route://127.0.0.1:${s.route}`,
