@@ -96,6 +96,20 @@ async function clusterStatus(node: string): Promise<any> {
   return res.status === 200 ? res.body : undefined;
 }
 
+/**
+ * The partition owners as `observer` reads them from etcd, waiting out a moment when it cannot (an etcd
+ * election right after a member restarts answers the status with an error in place of the owners).
+ */
+async function owners(observer: string): Promise<{ partition: number; node: string; acquired_at: string }[]> {
+  return (
+    await waitFor(
+      `partition owners from ${observer}`,
+      30000,
+      async () => (await clusterStatus(observer))?.partitions?.owners,
+    )
+  ).value;
+}
+
 /** Every partition owned, none by `excluded` (as `observer` reads etcd). */
 async function partitionsOwnedWithout(observer: string, excluded: string): Promise<true | undefined> {
   const s = await clusterStatus(observer);
@@ -428,9 +442,9 @@ describe('cluster faults under load: every acknowledged event on every replica, 
   });
 
   test('kill -9 a Vigil node that owns correlation partitions; restart it', { timeout: 180000 }, async () => {
-    const status = await clusterStatus('vigil-1');
+    const current = await owners('vigil-1');
     const count = new Map<string, number>();
-    for (const o of status.partitions.owners) count.set(o.node, (count.get(o.node) ?? 0) + 1);
+    for (const o of current) count.set(o.node, (count.get(o.node) ?? 0) + 1);
     // The owner of the planted correlation's partition when it is one of these two (vigil-3 is the one the
     // network partition test cuts), else the one owning most partitions.
     const plantedOwnerNode = (await plantedOwner('vigil-1'))?.node ?? '';
@@ -438,7 +452,7 @@ describe('cluster faults under load: every acknowledged event on every replica, 
       ? plantedOwnerNode
       : ['vigil-1', 'vigil-2'].sort((a, b) => (count.get(b) ?? 0) - (count.get(a) ?? 0))[0];
     const observer = victim === 'vigil-1' ? 'vigil-2' : 'vigil-1';
-    assert.ok((count.get(victim) ?? 0) > 0, `${victim} owns no partition: ${JSON.stringify(status.partitions)}`);
+    assert.ok((count.get(victim) ?? 0) > 0, `${victim} owns no partition: ${JSON.stringify(current)}`);
     await underLoad(
       'vigil-node',
       async (pattern) => {
@@ -472,7 +486,7 @@ describe('cluster faults under load: every acknowledged event on every replica, 
 
   test('kill -9 the etcd leader; restart it', { timeout: 120000 }, async () => {
     await underLoad('etcd', async (pattern) => {
-      const before = (await clusterStatus('vigil-1')).partitions.owners as { partition: number; node: string }[];
+      const before = await owners('vigil-1');
       const leader = await dc.etcdLeader();
       const killedAt = Date.now();
       await dc.cluster.kill(leader);
@@ -483,9 +497,9 @@ describe('cluster faults under load: every acknowledged event on every replica, 
       });
       await sleep(Math.max(0, killedAt + HOLD_MS - Date.now()));
       await dc.cluster.restart(leader, { readyTimeoutMs: 60000 });
-      const after = (await clusterStatus('vigil-1')).partitions.owners as { partition: number; node: string }[];
+      const after = await owners('vigil-1');
       const moved = after.filter((o) => before.find((b) => b.partition === o.partition)?.node !== o.node).length;
-      const alive = (await clusterStatus('vigil-1')).nodes.alive;
+      const alive = (await clusterStatus('vigil-1'))?.nodes?.alive ?? null;
       return {
         etcd_member: leader,
         etcd_leader_elected_ms: elected.ms,
@@ -499,9 +513,7 @@ describe('cluster faults under load: every acknowledged event on every replica, 
   test(`network partition of ${PARTITION_NODE} from NATS and etcd; heal`, { timeout: 180000 }, async () => {
     const observer = 'vigil-1';
     await underLoad('partition', async (pattern) => {
-      const ownedBefore = ((await clusterStatus(observer)).partitions.owners as { partition: number; node: string }[])
-        .filter((o) => o.node === PARTITION_NODE)
-        .map((o) => o.partition);
+      const ownedBefore = (await owners(observer)).filter((o) => o.node === PARTITION_NODE).map((o) => o.partition);
       const cutAt = Date.now();
       dc.partition(PARTITION_NODE);
       const resumed = pattern.complete(cutAt, observer);
@@ -521,9 +533,9 @@ describe('cluster faults under load: every acknowledged event on every replica, 
       );
       await watchOwn;
       // When the first of them was acquired, as the acquiring node recorded it (same machine, same clock).
-      const owners = (await clusterStatus(observer)).partitions.owners as { partition: number; acquired_at: string }[];
+      const ownersAfter = await owners(observer);
       const firstAcquiredAt = Math.min(
-        ...owners.filter((o) => ownedBefore.includes(o.partition)).map((o) => Date.parse(o.acquired_at)),
+        ...ownersAfter.filter((o) => ownedBefore.includes(o.partition)).map((o) => Date.parse(o.acquired_at)),
       );
       await sleep(Math.max(0, cutAt + HOLD_MS + 2000 - Date.now()));
       const spoolAtHeal = (await clusterStatus(PARTITION_NODE))?.streams?.bus?.spool;
