@@ -1,24 +1,12 @@
 import { InputError } from '../lib/errors.ts';
-import { COLUMN_FIELDS, EVENTS_TABLE, FULL_TEXT_COLUMN, PROMOTED_FIELDS } from '../store/schema.ts';
+import { COLUMN_FIELDS, EVENTS_TABLE, FULL_TEXT_COLUMN, PROMOTED_FIELDS, STORED_COLUMNS } from '../store/schema.ts';
 import type { Aggregate, Bound, FilterNode, Pipe, QueryAst, SortKey, Value } from './ast.ts';
 import { QuerySyntaxError } from './errors.ts';
 import { isFieldName, parseQuery } from './parser.ts';
 import { fullTextTokens, likePattern, parseNumber, parseTime } from './values.ts';
 
-/** The columns of an `events` result, in order. */
-export const EVENT_COLUMNS = [
-  'ts',
-  'ingested',
-  'id',
-  'tenant',
-  'source',
-  'layout',
-  'host',
-  'message',
-  'raw',
-  'parse_error',
-  'fields',
-] as const;
+/** The columns of an `events` result, in order: the stored columns of the events table. */
+export const EVENT_COLUMNS = STORED_COLUMNS;
 
 const EVENT_SELECT = EVENT_COLUMNS.join(', ');
 

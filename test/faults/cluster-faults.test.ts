@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { partitionOf } from '../../src/cluster/index.ts';
 import { startDevCluster, type TestDevCluster } from '../harness/dev-cluster.ts';
-import { failedLogons, plantedRules } from '../harness/planted-rules.ts';
+import { type AlertJson, failedLogons, plantedRules } from '../harness/planted-rules.ts';
 import { createLoadGen, type LoadGen, type LoadWindow } from './load.ts';
 import { checkReplicas, type ReplicaCheck } from './verify.ts';
 
@@ -129,14 +129,6 @@ async function sendFailedLogons(node: string, user: string, n: number): Promise<
   const lines = failedLogons(user, n).map((e) => JSON.stringify(e));
   const res = await dc.api(node, 'POST', '/api/v1/ingest', `[${lines.join(',')}]`);
   assert.equal(res.status, 200, `planted events refused by ${node}: ${JSON.stringify(res.body)}`);
-}
-
-interface AlertJson {
-  id: string;
-  kind: string;
-  matched: Record<string, unknown>;
-  partition: string;
-  fencingToken: number;
 }
 
 async function correlationAlerts(node: string): Promise<AlertJson[]> {

@@ -52,3 +52,12 @@ export function failedLogons(user: string, n: number, ageMs = 0): Record<string,
     TargetUserName: user,
   }));
 }
+
+/** An alert as GET /api/v1/alerts answers it (the fields these tests read). */
+export interface AlertJson {
+  id: string;
+  kind: string;
+  matched: Record<string, unknown>;
+  partition: string;
+  fencingToken: number;
+}

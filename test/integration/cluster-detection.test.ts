@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { partitionOf } from '../../src/cluster/index.ts';
 import { startDevCluster, type TestDevCluster } from '../harness/dev-cluster.ts';
-import { failedLogons, plantedRules } from '../harness/planted-rules.ts';
+import { type AlertJson, failedLogons, plantedRules } from '../harness/planted-rules.ts';
 
 const { correlationId: CORRELATION_ID, files: RULES } = plantedRules('c');
 const PARTITIONS = 16;
@@ -21,14 +21,6 @@ function failedLogonLines(user: string, n: number): string {
   return `${failedLogons(user, n, 60000)
     .map((e) => JSON.stringify(e))
     .join('\n')}\n`;
-}
-
-interface AlertJson {
-  id: string;
-  kind: string;
-  matched: Record<string, unknown>;
-  partition: string;
-  fencingToken: number;
 }
 
 describe('detection in a 3-node cluster', { timeout: 300000 }, () => {

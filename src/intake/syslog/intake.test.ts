@@ -72,12 +72,18 @@ const running: SyslogIntake[] = [];
 async function startIntake(
   config: SyslogConfigInput = {},
   publisher = new FakePublisher(),
-  deps: { parse?: typeof parse } = {},
+  deps: { parse?: typeof parse; admitting?: () => boolean } = {},
 ): Promise<Harness> {
   const registry = new Registry();
   const intake = createSyslogIntake(
     { udp_port: 0, tcp_port: 0, tls_port: 0, batch_max_wait_ms: 5, ...config },
-    { publish: publisher.publish, parse: deps.parse ?? parse, metrics: registry, logger: silentLogger },
+    {
+      publish: publisher.publish,
+      parse: deps.parse ?? parse,
+      metrics: registry,
+      logger: silentLogger,
+      admitting: deps.admitting,
+    },
   );
   await intake.start();
   running.push(intake);
@@ -511,4 +517,20 @@ test('connections: an idle connection is closed after idle_timeout_ms', async ()
   const started = Date.now();
   await closed(socket);
   assert.ok(Date.now() - started >= 80);
+});
+
+test('TCP: in maintenance, new connections are closed at once; they are taken again after it', async () => {
+  let admitting = false;
+  const h = await startIntake({}, new FakePublisher(), { admitting: () => admitting });
+  const refused = await connect(h.tcp);
+  const closed = await new Promise<boolean>((resolve) => {
+    refused.once('close', () => resolve(true));
+    setTimeout(() => resolve(false), 2000);
+  });
+  assert.equal(closed, true, 'a connection made while draining is closed by the node');
+  admitting = true;
+  const socket = await connect(h.tcp);
+  socket.write('<13>after maintenance\n');
+  await waitFor('1 event', () => h.publisher.events.length === 1);
+  socket.destroy();
 });
