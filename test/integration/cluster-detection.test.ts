@@ -145,7 +145,10 @@ describe('detection in a 3-node cluster', { timeout: 300000 }, () => {
     const alerts = await waitForAlerts(survivor, 9, ['alice', 'bob', 'carol']);
     console.log(`correlation resumed ${Date.now() - t0} ms after the owner's kill -9 (takeover + replay + alert)`);
     const carol = alerts.find((a) => a.kind === 'correlation' && a.matched.TargetUserName === 'carol')!;
-    assert.equal(carol.fencingToken, after.fencing_token);
+    // Stamped by the owner that took over, or by a later one if the partition moved again meanwhile (a loaded
+    // machine can lose a lease); never by the dead owner.
+    assert.ok(carol.fencingToken >= after.fencing_token, `token ${carol.fencingToken} >= ${after.fencing_token}`);
+    if (carol.fencingToken !== after.fencing_token) console.log(`partition ${p} moved again after the takeover`);
     // A burst after the takeover must not fire carol again (the window was rebuilt, not restarted).
     await ingest(survivor, failedLogonLines('carol', 1));
     await sleep(3000);
