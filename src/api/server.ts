@@ -4,7 +4,7 @@ import { intakeMetrics, type RejectReason } from '../intake/metrics.ts';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { OverloadError, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
-import { counter } from '../lib/metrics.ts';
+import { counter, histogram } from '../lib/metrics.ts';
 import type { Authenticator, Principal } from './auth.ts';
 import { type HttpConfig, splitAddr } from './config.ts';
 import { isConsolePath } from './routes/console.ts';
@@ -49,6 +49,13 @@ export function createApiServer(
   const loggerInstance = deps.logger.child({ component: 'http' }) as unknown as FastifyBaseLogger;
   const app = Fastify({ loggerInstance, bodyLimit: config.max_body_bytes });
   const requests = counter(deps.metrics, 'vigil_http_requests_total', 'HTTP requests answered.', ['route', 'status']);
+  const duration = histogram(
+    deps.metrics,
+    'vigil_http_request_duration_seconds',
+    'Time from request to answer, by route (an ingest answer waits for the event log or the spool).',
+    ['route'],
+    [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  );
   const refusedAuth = counter(deps.metrics, 'vigil_http_auth_failures_total', 'Requests refused for their token.');
   const intake = intakeMetrics(deps.metrics);
   let inflight = 0;
@@ -84,7 +91,9 @@ export function createApiServer(
   });
   app.addHook('onResponse', async (req, reply) => {
     inflight--;
-    requests.inc({ route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
+    const route = req.routeOptions.url ?? 'unknown';
+    requests.inc({ route, status: String(reply.statusCode) });
+    duration.observe({ route }, reply.elapsedTime / 1000);
   });
 
   app.setErrorHandler((err, req, reply) => {

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { resolveAdminToken } from '../api/auth.ts';
@@ -252,7 +253,13 @@ const MODULES: ModuleDef<Ctx>[] = [
           return bus.publish(events);
         },
         metrics: ctx.metrics,
-        keys: createIdempotencyKeys(ctx.store),
+        keys: createIdempotencyKeys({
+          dir: join(ctx.config.data_dir, 'ingest-keys'),
+          maxKeys: ctx.config.ingest.idempotency_max_keys,
+          metrics: ctx.metrics,
+          logger: ctx.logger,
+          store: ctx.store,
+        }),
       });
       ctx.routes.push(ingestRoutes({ intake: ctx.httpIntake, metrics: ctx.metrics }));
       return ctx.httpIntake;

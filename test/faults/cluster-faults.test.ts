@@ -16,6 +16,8 @@ import { partitionOf } from '../../src/cluster/index.ts';
 import { startDevCluster, type TestDevCluster } from '../harness/dev-cluster.ts';
 import { type AlertJson, failedLogons, plantedRules } from '../harness/planted-rules.ts';
 import { createLoadGen, type LoadGen, type LoadWindow } from './load.ts';
+import { createPressureSampler } from './pressure.ts';
+import { readSlowCounts, slowBetween } from './slow-answers.ts';
 import { checkReplicas, type ReplicaCheck } from './verify.ts';
 
 const RUN = `faults${Date.now().toString(36)}`;
@@ -65,6 +67,7 @@ const results: FaultResult[] = [];
 const startedAt = new Date();
 const loadAtStart = loadavg();
 let clusterStartMs = 0;
+const pressure = createPressureSampler();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -163,10 +166,19 @@ async function plant(fault: string, via: string) {
           () => undefined,
         ),
       );
-      await waitFor(`the correlation alert for ${user}`, 60000, async () =>
-        (await correlationAlerts(sendVia)).some((a) => a.matched.TargetUserName === user) ? true : undefined,
+      const acceptedAt = Date.now();
+      const alert = await waitFor(`the correlation alert for ${user}`, 60000, async () =>
+        (await correlationAlerts(sendVia)).find((a) => a.matched.TargetUserName === user),
       );
-      return Date.now() - faultAt;
+      const visibleAt = Date.now();
+      // Where the time went: intake of the third event, then detection and the owner's takeover, then the
+      // alert log's hop to the observing node.
+      resumeBreakdown.set(user, {
+        third_event_accepted_ms: acceptedAt - faultAt,
+        alert_created_ms: Date.parse(alert.value.created) - faultAt,
+        alert_visible_ms: visibleAt - faultAt,
+      });
+      return visibleAt - faultAt;
     },
   };
 }
@@ -204,6 +216,7 @@ async function checkCorrelations(minTokens: Map<string, number>): Promise<Record
 }
 
 const minTokens = new Map<string, number>();
+const resumeBreakdown = new Map<string, Record<string, number>>();
 
 /** What a replica's catch-up measured: see replicaCatchUp. */
 interface CatchUp {
@@ -273,6 +286,7 @@ async function underLoad(
   dc.heal(PARTITION_NODE);
   await dc.cluster.start(undefined, { readyTimeoutMs: 120000 });
   for (const n of dc.nodes) gen.setInRotation(n.name, true);
+  const slowBefore = await readSlowCounts(dc);
   const from = gen.mark();
   gen.start();
   const pattern = await plant(fault, plantVia);
@@ -289,6 +303,7 @@ async function underLoad(
   const to = gen.mark();
   const unacked = await gen.pause(120000);
   const win: LoadWindow = gen.window(from, to);
+  const slow = slowBetween(slowBefore, await readSlowCounts(dc));
   const checks = await checkReplicas(dc, gen, RUN, { since: to, timeoutMs: 120000 });
   let correlation: Record<string, unknown> = {};
   let correlationError: unknown;
@@ -309,6 +324,10 @@ async function underLoad(
     longest_intake_gap_at_s: Math.round((win.longestGapAt - from) / 100) / 10,
     intake_gap_target_met: win.longestGapMs <= TARGET_GAP_MS,
     failed_attempts: win.failures,
+    // Was the whole machine stalled (CPU or disk) during the fault, and during the longest gap?
+    machine_pressure: pressure.window(from, to),
+    pressure_during_longest_gap: pressure.window(win.longestGapAt, win.longestGapAt + win.longestGapMs),
+    answers_over_1s_by_node: slow,
     replicas: checks.map((c) => ({
       node: c.node,
       stored: c.stored,
@@ -320,6 +339,8 @@ async function underLoad(
     ...correlation,
     ...figures,
   };
+  const breakdown = resumeBreakdown.get(pattern.user);
+  if (breakdown) result.correlation_resumed_breakdown = breakdown;
   if (typeof result.correlation_resumed_ms === 'number') {
     result.correlation_target_met = result.correlation_resumed_ms <= TARGET_CORRELATION_MS;
   }
@@ -373,6 +394,7 @@ describe('cluster faults under load: every acknowledged event on every replica, 
         vigilConfig: { detect: { rules_dirs: [rulesDir] } },
       });
       clusterStartMs = Date.now() - t0;
+      pressure.start();
       gen = createLoadGen({ targets: dc.nodes, token: dc.token, run: RUN, rate: TARGET_RATE, batch: BATCH });
       // Every partition owned before the first fault, so that takeovers are measured from a settled state.
       await waitFor('every partition to be owned', 60000, () => partitionsOwnedWithout('vigil-1', '-'));
@@ -381,6 +403,7 @@ describe('cluster faults under load: every acknowledged event on every replica, 
   );
 
   after(async () => {
+    pressure.stop();
     await gen?.close();
     if (results.length > 0) writeSummary();
     if (dc) {

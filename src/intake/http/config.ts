@@ -11,6 +11,11 @@ export const httpIntakeConfigSchema = z
       .default(1024 * 1024),
     /** Most events in one request. */
     max_events_per_request: z.number().int().min(1).default(100000),
+    /**
+     * Most Idempotency-Keys remembered (24 hours each, in memory and in `<data_dir>/ingest-keys`); past it
+     * the oldest are forgotten, counted by `vigil_ingest_idempotency_keys_evicted_total`. About 150 bytes each.
+     */
+    idempotency_max_keys: z.number().int().min(1000).default(1000000),
     /** Tenant of events sent with the admin token or a token without a tenant. */
     tenant: z.string().min(1).default('default'),
   })

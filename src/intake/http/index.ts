@@ -52,6 +52,7 @@ export function createHttpIntake(
     },
     async stop() {
       running = false;
+      await deps.keys.stop();
     },
     health: () => (running ? { ok: true } : { ok: false, detail: 'stopped' }),
     async ingest(req) {
