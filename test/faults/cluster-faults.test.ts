@@ -175,7 +175,7 @@ async function plant(fault: string, via: string) {
       // alert log's hop to the observing node.
       resumeBreakdown.set(user, {
         third_event_accepted_ms: acceptedAt - faultAt,
-        alert_created_ms: Date.parse(alert.value.created) - faultAt,
+        alert_created_ms: alert.value.created - faultAt,
         alert_visible_ms: visibleAt - faultAt,
       });
       return visibleAt - faultAt;

@@ -60,6 +60,6 @@ export interface AlertJson {
   matched: Record<string, unknown>;
   partition: string;
   fencingToken: number;
-  /** When the alert was made (ISO 8601). */
-  created: string;
+  /** When the alert was made (epoch ms). */
+  created: number;
 }

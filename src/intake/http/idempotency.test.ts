@@ -123,6 +123,6 @@ test("keys of an older version's table in the event store are taken over, and th
     assert.equal(await reopened.firstReceipt('default', 'legacy', Date.now()), then, 'now in the log');
     await reopened.stop();
   } finally {
-    await store.stop();
+    await store.stop(Date.now() + 10000);
   }
 });
