@@ -11,6 +11,8 @@ export interface SlowCounts {
   ingest_answers_over_1s: number;
   publishes_over_1s_jetstream: number;
   publishes_over_1s_spool: number;
+  /** Longest event-loop stall of the node between the two readings (the histogram resets on each scrape). */
+  event_loop_delay_max_ms: number;
 }
 
 type Reading = Map<string, SlowCounts>;
@@ -19,12 +21,16 @@ type Reading = Map<string, SlowCounts>;
 const metric = (text: string, name: string, want: Record<string, string>): number => {
   let sum = 0;
   for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
     const close = line.lastIndexOf('}');
     const labels = new Map(
-      [...line.slice(name.length + 1, close).matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]),
+      [...line.slice(name.length + 1, Math.max(close, name.length)).matchAll(/(\w+)="([^"]*)"/g)].map((m) => [
+        m[1],
+        m[2],
+      ]),
     );
-    if (Object.entries(want).every(([k, v]) => labels.get(k) === v)) sum += Number(line.slice(close + 1).trim()) || 0;
+    if (Object.entries(want).every(([k, v]) => labels.get(k) === v))
+      sum += Number(line.slice(Math.max(close + 1, name.length)).trim()) || 0;
   }
   return sum;
 };
@@ -40,6 +46,7 @@ function countsOf(text: string): SlowCounts {
     ingest_answers_over_1s: total - metric(text, 'vigil_http_request_duration_seconds_bucket', { ...ingest, le: '1' }),
     publishes_over_1s_jetstream: published('jetstream'),
     publishes_over_1s_spool: published('spool'),
+    event_loop_delay_max_ms: Math.round(metric(text, 'vigil_process_nodejs_eventloop_lag_max_seconds', {}) * 1000),
   };
 }
 
@@ -67,6 +74,7 @@ export function slowBetween(before: Reading, after: Reading): Record<string, Slo
       ingest_answers_over_1s: delta('ingest_answers_over_1s'),
       publishes_over_1s_jetstream: delta('publishes_over_1s_jetstream'),
       publishes_over_1s_spool: delta('publishes_over_1s_spool'),
+      event_loop_delay_max_ms: a.event_loop_delay_max_ms,
     };
   }
   return out;
