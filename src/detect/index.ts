@@ -119,11 +119,11 @@ export function createDetector(
         const routed: CorrelationMatch[] = [];
         const set = current;
         const alerts: Alert[] = [];
-        // A backlog arrives in batches of up to 20,000 events: evaluated in one go, that held the event loop
-        // (HTTP answers, lease renewals) for 12 s on a loaded machine. Slices with a yield between them.
+        // A backlog comes in batches of up to 20,000 events; evaluated in one go, such a batch would hold HTTP
+        // answers and lease renewals for its whole duration. Slices, with a turn of the event loop between.
         for (let i = 0; i < batch.length; i += EVALUATE_SLICE) {
           if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-          const slice = batch.slice(i, i + EVALUATE_SLICE);
+          const slice = batch.length <= EVALUATE_SLICE ? batch : batch.slice(i, i + EVALUATE_SLICE);
           alerts.push(...evaluate(slice, set, correlators, deps.correlation && ((m) => routed.push(m))));
         }
         // Matches reach their partitions before the batch is acknowledged: a crash redelivers it, and the

@@ -87,7 +87,7 @@ export function createPressureSampler(): PressureSampler {
         cpu_some_max_pct: worst.cpu,
         io_some_max_pct: worst.ioSome,
         io_full_max_pct: worst.ioFull,
-        io_worst_at_s: Math.round((worst.ioAt - from) / 100) / 10,
+        io_worst_at_s: Math.max(0, Math.round((worst.ioAt - from) / 100) / 10),
       };
     },
   };

@@ -15,7 +15,12 @@ export interface SlowCounts {
   event_loop_delay_max_ms: number;
 }
 
-type Reading = Map<string, SlowCounts>;
+/** A reading of one node: its counts and when its process started (a restart zeroes the counters). */
+interface NodeReading extends SlowCounts {
+  started: number;
+}
+
+type Reading = Map<string, NodeReading>;
 
 /** Sum of the samples of `name` whose labels include every one of `want`. */
 const metric = (text: string, name: string, want: Record<string, string>): number => {
@@ -35,7 +40,7 @@ const metric = (text: string, name: string, want: Record<string, string>): numbe
   return sum;
 };
 
-function countsOf(text: string): SlowCounts {
+function countsOf(text: string): NodeReading {
   const ingest = { route: '/api/v1/ingest' };
   const total = metric(text, 'vigil_http_request_duration_seconds_count', ingest);
   const published = (via: string) =>
@@ -47,6 +52,7 @@ function countsOf(text: string): SlowCounts {
     publishes_over_1s_jetstream: published('jetstream'),
     publishes_over_1s_spool: published('spool'),
     event_loop_delay_max_ms: Math.round(metric(text, 'vigil_process_nodejs_eventloop_lag_max_seconds', {}) * 1000),
+    started: metric(text, 'vigil_process_process_start_time_seconds', {}),
   };
 }
 
@@ -67,7 +73,7 @@ export function slowBetween(before: Reading, after: Reading): Record<string, Slo
   const out: Record<string, SlowCounts> = {};
   for (const [node, a] of after) {
     const b = before.get(node);
-    const restarted = !b || a.ingest_answers < b.ingest_answers;
+    const restarted = !b || a.started !== b.started;
     const delta = (k: keyof SlowCounts) => (restarted ? a[k] : a[k] - b[k]);
     out[node] = {
       ingest_answers: delta('ingest_answers'),

@@ -171,6 +171,9 @@ describe('single node, embedded default', () => {
     for (const reason of ['malformed_json', 'invalid_event', 'oversize', 'empty', 'unsupported_media_type']) {
       assert.match(text, new RegExp(`vigil_intake_events_rejected_total\\{source="http",reason="${reason}"\\} [1-9]`));
     }
+    // Answer times by route: every ingest request above was timed.
+    const timed = /vigil_http_request_duration_seconds_count\{route="\/api\/v1\/ingest"\} (\d+)/.exec(text);
+    assert.ok(timed && Number(timed[1]) >= 5, 'ingest answer times are recorded');
     assert.equal((await fetch(`${node.url}/health/ready`)).status, 200);
   });
 

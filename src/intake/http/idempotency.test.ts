@@ -66,8 +66,15 @@ test('a torn last line (a crash mid-write) is skipped; keys older than 24 hours 
   assert.equal(await keys.firstReceipt('t', 'kept', now), now - 1000);
   assert.equal(await keys.firstReceipt('t', 'old', now), now, 'expired: a new request');
   assert.equal(await keys.firstReceipt('t', 'torn', now), now, 'never answered: a new request');
+  assert.equal(await keys.firstReceipt('t', 'after-crash', now + 1), now + 1);
   await keys.stop();
   assert.ok(!readdirSync(dir).includes(`keys-${oldSpan}.ndjson`), 'the expired file is deleted');
+  // A key appended after the torn line is read back (not glued to the cut line).
+  const again = createIdempotencyKeys({ dir, maxKeys: 1000, metrics: new Registry(), logger: silentLogger });
+  await again.start();
+  assert.equal(await again.firstReceipt('t', 'after-crash', now + 5000), now + 1);
+  assert.equal(await again.firstReceipt('t', 'torn', now + 5000), now);
+  await again.stop();
 });
 
 test('past the configured most keys the oldest are forgotten, and counted', async () => {

@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
@@ -126,14 +126,23 @@ export function createIdempotencyKeys(deps: {
       .sort((a, b) => Number(a[1]) - Number(b[1]));
     let torn = 0;
     for (const m of names) {
-      for (const line of readFileSync(join(deps.dir, m[0]), 'utf8').split('\n')) {
+      const path = join(deps.dir, m[0]);
+      const text = readFileSync(path, 'utf8');
+      // A line cut by a crash (its request was never answered) is cut from the file too: the next key
+      // appended to this hour's file would otherwise be glued to it and lost on the next read.
+      const end = text.lastIndexOf('\n') + 1;
+      if (end < text.length) {
+        truncateSync(path, Buffer.byteLength(text.slice(0, end)));
+        torn++;
+      }
+      for (const line of text.slice(0, end).split('\n')) {
         if (line === '') continue;
         try {
           const [tenant, key, at] = JSON.parse(line) as [string, string, number];
           const id = idOf(tenant, key);
           if (at > now - TTL_MS && !keys.has(id)) remember(id, { at, durable: Promise.resolve() });
         } catch {
-          // The last line of a file written when the process died: its request was never answered.
+          // Not written by this log (edited by hand?): skipped, counted in the warning below.
           torn++;
         }
       }
@@ -169,6 +178,23 @@ export function createIdempotencyKeys(deps: {
     log.info({ keys: rows.length }, 'Moved the idempotency keys out of the event store.');
   };
 
+  /** Waits until a key is on disk; a failed write forgets it, so that a retry records it again. */
+  const recorded = async (id: string, durable: Promise<void>) => {
+    try {
+      await durable;
+    } catch (err) {
+      if (keys.get(id)?.durable === durable) keys.delete(id);
+      throw new VigilError(
+        'idempotency_key_not_recorded',
+        `the Idempotency-Key could not be recorded: ${errorMessage(err)}`,
+        {
+          status: 503,
+          retryable: true,
+        },
+      );
+    }
+  };
+
   return {
     async start() {
       mkdirSync(deps.dir, { recursive: true, mode: 0o700 });
@@ -184,25 +210,12 @@ export function createIdempotencyKeys(deps: {
       const id = idOf(tenant, key);
       const known = keys.get(id);
       if (known && known.at > now - TTL_MS) {
-        await known.durable;
+        await recorded(id, known.durable);
         return known.at;
       }
       const durable = append(`${JSON.stringify([tenant, key, now])}\n`);
       remember(id, { at: now, durable });
-      try {
-        await durable;
-      } catch (err) {
-        // Not recorded: forget it, so that a retry records it again rather than trusting a lost write.
-        if (keys.get(id)?.durable === durable) keys.delete(id);
-        throw new VigilError(
-          'idempotency_key_not_recorded',
-          `the Idempotency-Key could not be recorded: ${errorMessage(err)}`,
-          {
-            status: 503,
-            retryable: true,
-          },
-        );
-      }
+      await recorded(id, durable);
       return now;
     },
   };
