@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { openPglite } from './pglite.ts';
+import { DbError } from './types.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'vigil-pglite-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+test('creating the data folder leaves the event loop free (PGlite runs in its own thread)', async () => {
+  let maxGapMs = 0;
+  let ticks = 0;
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    maxGapMs = Math.max(maxGapMs, now - last);
+    last = now;
+    ticks++;
+  }, 10);
+  const started = performance.now();
+  const db = await openPglite(join(root, 'fresh'));
+  const openMs = performance.now() - started;
+  clearInterval(timer);
+  try {
+    assert.ok(existsSync(join(root, 'fresh', 'PG_VERSION')), 'initdb made the data folder');
+    assert.ok(!existsSync(join(root, 'fresh.init')), 'the temporary folder was renamed');
+    // initdb is seconds of WebAssembly: in the main thread, no timer fired until it ended.
+    assert.ok(
+      maxGapMs < 1000,
+      `the event loop stopped for ${Math.round(maxGapMs)} ms of a ${Math.round(openMs)} ms open`,
+    );
+    assert.ok(ticks > openMs / 100, `${ticks} timer ticks in ${Math.round(openMs)} ms`);
+  } finally {
+    await db.close();
+  }
+});
+
+test('queries, transactions, errors and reopening through the thread', async () => {
+  const dir = join(root, 'data');
+  let db = await openPglite(dir);
+  await db.query('CREATE TABLE t (id int PRIMARY KEY, at timestamptz, n bigint)');
+  const at = new Date('2026-11-22T10:00:00Z');
+  await db.query('INSERT INTO t VALUES ($1, $2, $3)', [1, at, 5]);
+  assert.deepEqual(await db.query('SELECT id, at FROM t'), [{ id: 1, at }]);
+
+  // Committed when fn resolves; a query outside the transaction waits for it.
+  let outsideSaw: unknown;
+  const result = await db.transaction(async (tx) => {
+    await tx.query('INSERT INTO t VALUES (2, now(), 1)');
+    const outside = db.query<{ c: number }>('SELECT count(*)::int AS c FROM t').then((r) => {
+      outsideSaw = r[0].c;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(outsideSaw, undefined, 'the outside query waited for the transaction');
+    await tx.query('INSERT INTO t VALUES (3, now(), 1)');
+    return { outside };
+  });
+  await result.outside;
+  assert.equal(outsideSaw, 3);
+
+  // Rolled back when fn throws; the error reaches the caller.
+  await assert.rejects(
+    db.transaction(async (tx) => {
+      await tx.query('INSERT INTO t VALUES (4, now(), 1)');
+      throw new Error('changed my mind');
+    }),
+    /changed my mind/,
+  );
+  // A constraint violation keeps its SQLSTATE and names the statement.
+  const err = await db.query('INSERT INTO t VALUES (1, now(), 1)').catch((e: unknown) => e);
+  assert.ok(err instanceof DbError);
+  assert.equal(err.sqlState, '23505');
+  assert.match(err.message, /^INSERT INTO t VALUES/);
+  // A failed statement inside a transaction rolls it back too.
+  await assert.rejects(
+    db.transaction(async (tx) => {
+      await tx.query('INSERT INTO t VALUES (5, now(), 1)');
+      await tx.query('INSERT INTO t VALUES (1, now(), 1)');
+    }),
+    (e: unknown) => e instanceof DbError && e.sqlState === '23505',
+  );
+  assert.deepEqual(
+    (await db.query<{ id: number }>('SELECT id FROM t ORDER BY id')).map((r) => r.id),
+    [1, 2, 3],
+  );
+
+  await db.close();
+  await assert.rejects(db.query('SELECT 1'), /closed/);
+  db = await openPglite(dir);
+  assert.deepEqual(
+    (await db.query<{ id: number }>('SELECT id FROM t ORDER BY id')).map((r) => r.id),
+    [1, 2, 3],
+  );
+  await db.close();
+});
