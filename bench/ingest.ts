@@ -369,6 +369,18 @@ async function rawInsertPhase(bodies: readonly Buffer[]) {
   }
   const normalizeS = (performance.now() - tn) / 1000;
   const rowBytes = rows.reduce((n, r) => n + r.length, 0);
+  // The least any JSON intake does with these bodies: parse each line, on one core.
+  const tp = performance.now();
+  let parsed = 0;
+  for (const body of bodies) {
+    for (const line of body.toString('utf8').split('\n')) {
+      if (line.length > 0) {
+        JSON.parse(line);
+        parsed++;
+      }
+    }
+  }
+  const parseS = (performance.now() - tp) / 1000;
 
   const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-raw-'));
   const session = new Session(dir);
@@ -399,12 +411,43 @@ async function rawInsertPhase(bodies: readonly Buffer[]) {
     progress(`raw chdb (fsync): ${fsync.events_per_s} events/s`);
     const noFsync = await pass(0);
     progress(`raw chdb (no fsync): ${noFsync.events_per_s} events/s`);
+    // The least the engine does with these rows: read them into a table that keeps nothing (the Null
+    // engine), with the events table's columns. The engine runs one query at a time per process.
+    await session.queryAsync(`CREATE TABLE ${DATABASE}.events_null AS ${EVENTS_TABLE} ENGINE = Null`);
+    let nullMs = 0;
+    for (const r of rows) {
+      const t = performance.now();
+      await session.insert({ table: `${DATABASE}.events_null`, values: r, format: 'JSONEachRow' });
+      nullMs += performance.now() - t;
+    }
+    const engineParseOnly = Math.round(events / (nullMs / 1000));
+    progress(`engine, rows read and dropped (Null table): ${engineParseOnly} events/s`);
+    // Less still: only the received text of each event, one String column (TSV, escaped), dropped.
+    await session.queryAsync(`CREATE TABLE ${DATABASE}.raw_null (raw String) ENGINE = Null`);
+    const rawTsv = bodies.map((b) =>
+      Buffer.from(b.toString('utf8').replace(/[\\\t]/g, (c) => (c === '\t' ? '\\t' : '\\\\'))),
+    );
+    let rawNullMs = 0;
+    for (const r of rawTsv) {
+      const t = performance.now();
+      await session.insert({ table: `${DATABASE}.raw_null`, values: r, format: 'TSV' });
+      rawNullMs += performance.now() - t;
+    }
+    const rawTextOnly = Math.round(events / (rawNullMs / 1000));
+    progress(`engine, received text only, read and dropped: ${rawTextOnly} events/s`);
     return {
       events,
       row_mib: round(rowBytes / 2 ** 20),
       normalize_and_rows_events_per_s: Math.round(events / normalizeS),
       fsync,
       no_fsync: noFsync,
+      ceilings: {
+        note: 'one core each: V8 parsing the request lines and nothing else; the engine reading the rows into a table that keeps nothing',
+        json_parse_only_events_per_s: Math.round(parsed / parseS),
+        json_parse_only_mib_per_s: round(bodies.reduce((n, b) => n + b.length, 0) / 2 ** 20 / parseS),
+        engine_null_table_events_per_s: engineParseOnly,
+        engine_null_table_received_text_only_events_per_s: rawTextOnly,
+      },
     };
   } finally {
     session.close();

@@ -22,8 +22,8 @@ export interface Database extends Component {
 /**
  * Creates the database component. The database opens in the background, never blocking start or
  * readiness: alert intake and search must not wait for it. PostgreSQL (`config.url`) connects and
- * migrates at start, retrying while it cannot connect; PGlite (`<dataDir>/pg`) opens on first use,
- * because compiling and starting it costs seconds of CPU that a node without incidents need not spend.
+ * migrates at start, retrying while it cannot connect; PGlite (`<dataDir>/pg`, in a worker thread) opens on
+ * first use, because compiling and starting it costs seconds of CPU that a node without incidents need not spend.
  * Queries made meanwhile wait for the open. Health stays ok with a `degraded` detail while the database
  * cannot be reached, and turns bad when opening fails for good (a migration refused, a broken data dir).
  */
