@@ -351,6 +351,10 @@ async function underLoad(
   if (breakdown) result.correlation_resumed_breakdown = breakdown;
   if (typeof result.correlation_resumed_ms === 'number') {
     result.correlation_target_met = result.correlation_resumed_ms <= TARGET_CORRELATION_MS;
+    // The target counts from losing the partition's owner; other faults delay correlation otherwise
+    // (a stream election holds the events it needs), and are reported against the same 10 s.
+    result.correlation_owner_lost =
+      figures.victim_owned_planted_partition === true || figures.cut_node_owned_planted_partition === true;
   }
   if (scriptError) result.script_error = String(scriptError);
   results.push(result);

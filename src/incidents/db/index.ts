@@ -29,7 +29,13 @@ export interface Database extends Component {
  */
 export function createDatabase(
   config: PostgresConfig,
-  deps: { dataDir: string; logger: Logger; migrations: readonly Migration[] },
+  deps: {
+    dataDir: string;
+    logger: Logger;
+    migrations: readonly Migration[];
+    /** Opens PGlite (tests replace it); openPglite by default. */
+    openPglite?: (dataDir: string) => Promise<Db>;
+  },
 ): Database {
   let inner: Db | undefined;
   let opening: Promise<Db> | undefined;
@@ -50,7 +56,7 @@ export function createDatabase(
           },
           logger,
         )
-      : await openPglite(join(deps.dataDir, 'pg'));
+      : await (deps.openPglite ?? openPglite)(join(deps.dataDir, 'pg'));
     try {
       const applied = await migrate(d, deps.migrations);
       if (applied.length > 0) logger.info({ applied, kind: d.kind }, 'Database migrations applied.');
@@ -63,6 +69,13 @@ export function createDatabase(
 
   /** Opens with retries (connection errors only); one attempt runs at a time. */
   const open = (): Promise<Db> => {
+    const lost = inner?.lost?.();
+    if (inner && lost) {
+      // PGlite's thread died (out of memory, a WebAssembly abort): a new one opens the same data folder.
+      logger.warn({ err: lost }, 'The database connection is lost; opening it again.');
+      inner.close().catch(() => {});
+      inner = undefined;
+    }
     if (inner) return Promise.resolve(inner);
     if (!started || stopping)
       return Promise.reject(new DbError('the database is not open (the postgres component is not running)', {}));

@@ -3,8 +3,10 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { createLogger } from '../../lib/logger.ts';
+import { createDatabase } from './index.ts';
 import { openPglite } from './pglite.ts';
-import { DbError } from './types.ts';
+import { type Db, DbError } from './types.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'vigil-pglite-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -94,4 +96,37 @@ test('queries, transactions, errors and reopening through the thread', async () 
     [1, 2, 3],
   );
   await db.close();
+});
+
+const CRASHING_WORKER = new URL('../../../test/harness/pglite-crashing-worker.mjs', import.meta.url);
+
+test('a dead PGlite thread fails its queries as retryable, and the database component opens a new one', async () => {
+  const dataDir = join(root, 'crash');
+  const opened: Db[] = [];
+  const database = createDatabase(
+    { url: undefined, pool_max: 1, connect_timeout_ms: 1000, statement_timeout_ms: 1000 },
+    {
+      dataDir,
+      logger: createLogger('silent'),
+      migrations: [{ id: 'table', statements: ['CREATE TABLE t (id int PRIMARY KEY)'] }],
+      openPglite: async (dir) => {
+        const db = await openPglite(dir, { workerUrl: CRASHING_WORKER });
+        opened.push(db);
+        return db;
+      },
+    },
+  );
+  await database.start();
+  try {
+    await database.db.query('INSERT INTO t VALUES (1)');
+    const err = await database.db.query("SELECT 'crash'").catch((e: unknown) => e);
+    assert.ok(err instanceof DbError && err.retryable, `a retryable DbError: ${String(err)}`);
+    assert.match(String(opened[0].lost?.()), /PGlite thread stopped \(exit code 70\)/);
+    // The next query opens a new thread on the same data folder: what was committed is there.
+    assert.deepEqual(await database.db.query('SELECT id FROM t'), [{ id: 1 }]);
+    assert.equal(opened.length, 2);
+    assert.equal(opened[1].lost?.(), undefined);
+  } finally {
+    await database.stop(Date.now() + 10000);
+  }
 });

@@ -16,12 +16,13 @@ interface Reply {
  * 14.6 s (its HTTP answers and its lease renewals with it). One process only: PGlite has a single connection
  * and no locking between processes, so transactions run one at a time.
  */
-export async function openPglite(dataDir: string | undefined): Promise<Db> {
-  const worker = new Worker(new URL('./pglite-worker.mjs', import.meta.url));
+export async function openPglite(dataDir: string | undefined, opts: { workerUrl?: URL } = {}): Promise<Db> {
+  const worker = new Worker(opts.workerUrl ?? new URL('./pglite-worker.mjs', import.meta.url));
   const pending = new Map<number, { resolve: (rows: unknown[]) => void; reject: (err: unknown) => void }>();
   let nextId = 1;
   let nextTx = 1;
   let failure: DbError | undefined;
+  let closed = false;
   // The thread keeps the process alive only while a request waits on it, so a forgotten close never
   // holds a stopping process open.
   worker.unref();
@@ -38,8 +39,11 @@ export async function openPglite(dataDir: string | undefined): Promise<Db> {
     if (reply.ok) p.resolve(reply.rows ?? []);
     else p.reject(Object.assign(new Error(reply.error?.message), { code: reply.error?.code }));
   });
-  worker.on('error', (err) => fail(new DbError(`the PGlite thread failed: ${err.message}`, { cause: err })));
-  worker.on('exit', (code) => fail(new DbError(`the PGlite thread stopped (exit code ${code})`, {})));
+  // Retryable: the database component opens a new thread for the next attempt (see `lost`).
+  worker.on('error', (err) =>
+    fail(new DbError(`the PGlite thread failed: ${err.message}`, { cause: err, retryable: true })),
+  );
+  worker.on('exit', (code) => fail(new DbError(`the PGlite thread stopped (exit code ${code})`, { retryable: true })));
 
   const call = (sql: string, message: Record<string, unknown>): Promise<unknown[]> => {
     if (failure) return Promise.reject(failure);
@@ -78,11 +82,13 @@ export async function openPglite(dataDir: string | undefined): Promise<Db> {
       return result;
     },
     async close() {
-      if (failure) return;
-      await call('CLOSE', { op: 'close' }).catch(() => {});
-      failure = new DbError('the database is closed', {});
+      if (closed) return;
+      closed = true;
+      if (!failure) await call('CLOSE', { op: 'close' }).catch(() => {});
+      failure ??= new DbError('the database is closed', {});
       await worker.terminate();
     },
+    lost: () => (closed ? undefined : failure?.message),
   };
 }
 

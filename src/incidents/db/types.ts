@@ -18,6 +18,8 @@ export interface Db extends Queryable {
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   close(): Promise<void>;
+  /** Why this Db can answer no more (PGlite's thread died), when it is so: it must be opened again. */
+  lost?(): string | undefined;
 }
 
 /** A database failure, with the SQLSTATE when the server sent one; `retryable` when a retry can help. */
