@@ -159,6 +159,12 @@ const MODULES: ModuleDef<Ctx>[] = [
     deps: [],
     roles: ['detect', 'api'],
     init(ctx) {
+      if (ctx.config.cluster.enabled && !ctx.config.postgres.url) {
+        // Each node's PGlite is its own: behind a balancer, analysts would see one node's incidents at a time.
+        ctx.logger.warn(
+          'Cluster mode with the embedded PGlite: incidents, users, sessions and notifications stay on this node. Set postgres.url (VIGIL_POSTGRES_URL) on every node to share them.',
+        );
+      }
       ctx.database = createDatabase(ctx.config.postgres, {
         dataDir: ctx.config.data_dir,
         logger: ctx.logger,
@@ -351,6 +357,7 @@ function clusterDetection(ctx: Ctx, local: AlertStore, logger: Logger, ruleSet: 
         maxAgeMs,
         duplicateWindowMs: js.duplicate_window_ms,
         publishMaxWaitMs: Math.max(10_000, js.publish_max_wait_ms),
+        pullExpiresMs: js.consumer.pull_expires_ms,
       },
       logger,
     );

@@ -97,6 +97,8 @@ test('up, status, kill, restart, down: every member by PID, same ports after a r
   assert.equal(cluster.status, 200);
   assert.equal(((await cluster.json()) as { node_id: string }).node_id, 'vigil-1');
   assert.match(cli('status', '--dir', dir).stdout, /^KIND\s+NAME\s+PID\s+STATE\s+ADDRESSES\n/);
+  // Without postgres.url each node's incidents and users are its own: the node says so.
+  assert.match(readFileSync(join(dir, 'logs', 'vigil-1.log'), 'utf8'), /Cluster mode with the embedded PGlite/);
 
   for (const name of ['vigil-1']) {
     const before = members.find((m) => m.name === name)!;

@@ -75,6 +75,7 @@ test('a fence refuses older tokens on the replica; copies are stored once; statu
         maxAgeMs: 3_600_000,
         duplicateWindowMs: 120_000,
         publishMaxWaitMs: 10_000,
+        pullExpiresMs: 5000,
       },
       silentLogger,
     ),

@@ -37,6 +37,8 @@ export interface RecordStreamOptions {
   duplicateWindowMs: number;
   /** Longest one publish retries (elections take seconds on nats-server 2.9). */
   publishMaxWaitMs: number;
+  /** How long one pull request lives: a consumer whose server died notices within about this time. */
+  pullExpiresMs: number;
 }
 
 /** Options of one durable consumer. */
@@ -170,7 +172,7 @@ export function createRecordStream(bus: JetStreamBus, opts: RecordStreamOptions,
           attempt = 0;
           // Messages are handled as they arrive (a fetch would hold them until it is full or expires, a
           // second or more per hop): a reader fills the buffer, each turn takes what it holds.
-          const messages = await consumer.consume({ max_messages: o.batch ?? 256, expires: 5000 });
+          const messages = await consumer.consume({ max_messages: o.batch ?? 256, expires: opts.pullExpiresMs });
           const buffer: JsMsg[] = [];
           let arrived: (() => void) | undefined;
           let ended = false;
