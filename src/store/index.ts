@@ -8,7 +8,7 @@ import type { NormalizedEvent } from '../lib/event.ts';
 import type { Logger } from '../lib/logger.ts';
 import { counter, histogram } from '../lib/metrics.ts';
 import type { StoreConfig } from './config.ts';
-import { eventsToRows } from './rows.ts';
+import { eventsToRowsSliced } from './rows.ts';
 import {
   DATABASE,
   EVENTS_TABLE,
@@ -146,7 +146,7 @@ export function createEventStore(
         // FINAL collapses.
         let inserting: Promise<unknown> | undefined;
         for (const [i, end] of insertChunks(events)) {
-          const values = eventsToRows(events.slice(i, end));
+          const values = await eventsToRowsSliced(events.slice(i, end));
           await inserting;
           // Chunks are cut the same way every time, so each has a token of its own.
           const settings = opts.dedupToken ? { insert_deduplication_token: `${opts.dedupToken}#${i}` } : undefined;

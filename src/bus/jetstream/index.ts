@@ -137,6 +137,9 @@ interface ConsumerSlot {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
+/** Events a consumer decodes before it lets the event loop turn (tens of milliseconds of gunzip and JSON). */
+export const DECODE_SLICE_EVENTS = 2000;
+
 function isNotFound(err: unknown, code: number): boolean {
   return err instanceof JetStreamApiError && err.code === code;
 }
@@ -522,12 +525,21 @@ export function createJetStreamBus(
     let space: (() => void) | undefined;
     let ended = false;
     let readError: unknown;
+    let decodedSinceYield = 0;
     const reader = (async () => {
       try {
         for await (const m of messages) {
           // Decoded here, so that decoding the next messages overlaps the handler's (asynchronous) write.
-          buffer.push(decode(slot, m));
+          const pulled = decode(slot, m);
+          buffer.push(pulled);
           wake?.();
+          // Messages the client already holds come without a turn of the event loop in between: a backlog
+          // (after a failover) would be decoded in one go, holding HTTP answers and lease renewals.
+          decodedSinceYield += pulled.events?.length ?? 1;
+          if (decodedSinceYield >= DECODE_SLICE_EVENTS) {
+            decodedSinceYield = 0;
+            await new Promise<void>((resolve) => setImmediate(resolve));
+          }
           if (buffer.length >= limit) {
             await new Promise<void>((resolve) => {
               space = resolve;
