@@ -8,6 +8,7 @@ import type { NormalizedEvent } from '../lib/event.ts';
 import type { Logger } from '../lib/logger.ts';
 import { counter, histogram } from '../lib/metrics.ts';
 import type { StoreConfig } from './config.ts';
+import { createEngineGate } from './engine-gate.ts';
 import { eventsToRowsSliced } from './rows.ts';
 import {
   DATABASE,
@@ -32,6 +33,9 @@ export const INSERT_CHUNK_EVENTS = 2500;
  * (syslog lines) go many more to an INSERT, since every INSERT is a part, an fsync and later a merge.
  */
 export const INSERT_CHUNK_RAW_BYTES = 6 * 1024 * 1024;
+
+/** Engine calls let out at once (see engine-gate.ts); the others wait in JavaScript. */
+const ENGINE_CALLS_OUTSTANDING = 2;
 
 /** Where a batch is cut into INSERTs: by raw size, at most 8x INSERT_CHUNK_EVENTS each; the same cut for the same batch. */
 export function insertChunks(events: readonly NormalizedEvent[]): [number, number][] {
@@ -80,6 +84,7 @@ export function createEventStore(
   const written = counter(deps.metrics, 'vigil_store_events_written_total', 'Events committed to the store.');
   const errors = counter(deps.metrics, 'vigil_store_errors_total', 'Failed store operations.', ['op']);
 
+  const engine = createEngineGate(ENGINE_CALLS_OUTSTANDING);
   let purging = false;
   /**
    * Hands the engine's freed memory back to the system after a write. The engine's allocator (jemalloc)
@@ -91,7 +96,7 @@ export function createEventStore(
   function releaseMemory(s: Session): void {
     if (purging) return;
     purging = true;
-    s.queryAsync('SYSTEM JEMALLOC PURGE').then(
+    engine(() => s.queryAsync('SYSTEM JEMALLOC PURGE')).then(
       () => {
         purging = false;
       },
@@ -150,7 +155,10 @@ export function createEventStore(
           await inserting;
           // Chunks are cut the same way every time, so each has a token of its own.
           const settings = opts.dedupToken ? { insert_deduplication_token: `${opts.dedupToken}#${i}` } : undefined;
-          inserting = s.insert({ table: EVENTS_TABLE, values, format: 'JSONEachRow', settings });
+          inserting = engine(() => s.insert({ table: EVENTS_TABLE, values, format: 'JSONEachRow', settings }));
+          // Awaited below, after the next chunk's rows are built (turns of the event loop): a failure meanwhile
+          // must not count as an unhandled rejection, which would end the process.
+          inserting.catch(() => {});
         }
         await inserting;
         lastError = undefined;
@@ -167,7 +175,9 @@ export function createEventStore(
     async query<T>(sql: string, params: Record<string, unknown>) {
       const s = open();
       try {
-        const result = await s.queryBindAsync(sql, params, { format: 'JSONEachRow', timeout: config.query_timeout_ms });
+        const result = await engine(() =>
+          s.queryBindAsync(sql, params, { format: 'JSONEachRow', timeout: config.query_timeout_ms }),
+        );
         const text = result.text();
         if (text.length === 0) return [];
         return text
@@ -183,10 +193,12 @@ export function createEventStore(
       }
     },
     async exec(sql, params = {}) {
-      await open().queryBindAsync(sql, params, { format: 'JSONEachRow' });
+      const s = open();
+      await engine(() => s.queryBindAsync(sql, params, { format: 'JSONEachRow' }));
     },
     async insertRows(table, rows) {
-      await open().insert({ table: `${DATABASE}.${table}`, values: rows, format: 'JSONEachRow' });
+      const s = open();
+      await engine(() => s.insert({ table: `${DATABASE}.${table}`, values: rows, format: 'JSONEachRow' }));
     },
   };
 }

@@ -526,6 +526,8 @@ export function createJetStreamBus(
     let ended = false;
     let readError: unknown;
     let decodedSinceYield = 0;
+    // Set once the handler loop is done: the reader then stops at its next step instead of waiting for room.
+    let closing = false;
     const reader = (async () => {
       try {
         for await (const m of messages) {
@@ -540,6 +542,8 @@ export function createJetStreamBus(
             decodedSinceYield = 0;
             await new Promise<void>((resolve) => setImmediate(resolve));
           }
+          // Pushed ones are handed back by the handler loop's `finally`.
+          if (closing) break;
           if (buffer.length >= limit) {
             await new Promise<void>((resolve) => {
               space = resolve;
@@ -575,6 +579,7 @@ export function createJetStreamBus(
       }
     } finally {
       slot.active = undefined;
+      closing = true;
       messages.stop();
       space?.();
       await reader;

@@ -151,6 +151,8 @@ export function createDatabase(
     },
     health(): ComponentHealth {
       if (!started) return { ok: false, detail: 'stopped' };
+      const lost = inner?.lost?.();
+      if (lost) return { ok: true, detail: `degraded: ${lost}; the next query opens the database again` };
       if (fatal && !inner) return { ok: false, detail: `cannot open the database: ${fatal}` };
       if (lastFailure) return { ok: true, detail: `degraded: cannot reach the database: ${lastFailure}` };
       if (!inner) return { ok: true, detail: opening ? 'opening the database' : 'opens on first use' };

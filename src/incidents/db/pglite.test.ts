@@ -122,6 +122,7 @@ test('a dead PGlite thread fails its queries as retryable, and the database comp
     const err = await database.db.query("SELECT 'crash'").catch((e: unknown) => e);
     assert.ok(err instanceof DbError && err.retryable, `a retryable DbError: ${String(err)}`);
     assert.match(String(opened[0].lost?.()), /PGlite thread stopped \(exit code 70\)/);
+    assert.match(String(database.health().detail), /^degraded: the PGlite thread stopped/);
     // The next query opens a new thread on the same data folder: what was committed is there.
     assert.deepEqual(await database.db.query('SELECT id FROM t'), [{ id: 1 }]);
     assert.equal(opened.length, 2);

@@ -23,6 +23,7 @@ export async function openPglite(dataDir: string | undefined, opts: { workerUrl?
   let nextTx = 1;
   let failure: DbError | undefined;
   let closed = false;
+  let opened = false;
   // The thread keeps the process alive only while a request waits on it, so a forgotten close never
   // holds a stopping process open.
   worker.unref();
@@ -39,11 +40,15 @@ export async function openPglite(dataDir: string | undefined, opts: { workerUrl?
     if (reply.ok) p.resolve(reply.rows ?? []);
     else p.reject(Object.assign(new Error(reply.error?.message), { code: reply.error?.code }));
   });
-  // Retryable: the database component opens a new thread for the next attempt (see `lost`).
+  // Retryable once open: the database component opens a new thread for the next attempt (see `lost`). A
+  // thread that dies before the open answered (its script missing or broken) would die again. A statement
+  // whose thread died may have been committed all the same: a retry must be idempotent, as every one is.
   worker.on('error', (err) =>
-    fail(new DbError(`the PGlite thread failed: ${err.message}`, { cause: err, retryable: true })),
+    fail(new DbError(`the PGlite thread failed: ${err.message}`, { cause: err, retryable: opened })),
   );
-  worker.on('exit', (code) => fail(new DbError(`the PGlite thread stopped (exit code ${code})`, { retryable: true })));
+  worker.on('exit', (code) =>
+    fail(new DbError(`the PGlite thread stopped (exit code ${code})`, { retryable: opened })),
+  );
 
   const call = (sql: string, message: Record<string, unknown>): Promise<unknown[]> => {
     if (failure) return Promise.reject(failure);
@@ -51,7 +56,14 @@ export async function openPglite(dataDir: string | undefined, opts: { workerUrl?
     if (pending.size === 0) worker.ref();
     return new Promise<unknown[]>((resolve, reject) => {
       pending.set(id, { resolve, reject });
-      worker.postMessage({ ...message, id });
+      try {
+        worker.postMessage({ ...message, id });
+      } catch (err) {
+        // A parameter that cannot be copied to the thread (a function, a symbol).
+        pending.delete(id);
+        if (pending.size === 0) worker.unref();
+        reject(err);
+      }
     }).catch((err: unknown) => {
       throw wrapDbError(err, sql);
     });
@@ -59,6 +71,7 @@ export async function openPglite(dataDir: string | undefined, opts: { workerUrl?
 
   try {
     await call(`OPEN PGlite ${dataDir ?? 'memory'}`, { op: 'open', dataDir });
+    opened = true;
   } catch (err) {
     await worker.terminate();
     throw err;
