@@ -11,12 +11,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { clusterBenchmark } from './cluster.ts';
 import { BENCH_DIR, type Benchmark, type BenchOptions, machine, progress } from './common.ts';
 import { ingestBenchmark } from './ingest.ts';
 import { searchBenchmark } from './search.ts';
 import { sigmaBenchmark } from './sigma.ts';
 
-const BENCHMARKS: readonly Benchmark[] = [ingestBenchmark, searchBenchmark, sigmaBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [ingestBenchmark, searchBenchmark, sigmaBenchmark, clusterBenchmark];
 
 const USAGE = `usage: npm run bench -- [name ...] [--option value ...]
 
@@ -37,7 +38,8 @@ options (each benchmark reads the ones it knows):
   --runs N               search: timed runs per query (30), after --warmups N (3)
   --query-budget-s N     search: stop a query's timed runs after N seconds (180)
   --token W, --host H    search: the word of query (a) (whoami), the host of query (d)
-  --rebuild              search: rebuild the cached data set`;
+  --rebuild              search: rebuild the cached data set
+  --rate N, --seconds N  cluster: events/s offered (3000), seconds measured after a 10 s warm-up (20)`;
 
 function parseArgs(argv: readonly string[]): {
   names: string[];
