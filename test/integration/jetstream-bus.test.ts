@@ -261,3 +261,30 @@ test('NATS fully down, and the publisher restarted meanwhile: the spool acknowle
   await second.bus.publish([ev(run, next, tenant)]);
   await c.until(() => c.ids().includes(`${run}-${next}`));
 });
+
+test('a consumer with lingerMs gets messages that arrive within the linger in one batch', async () => {
+  const { bus } = await startBus();
+  const run = `linger${Date.now()}`;
+  const tenant = `t${run}`;
+  const batches = { lingering: [] as number[], direct: [] as number[] };
+  const count = (into: number[]) => async (b: StreamBatch) => {
+    const mine = b.events.filter((e) => e.tenant === tenant).length;
+    if (mine > 0) into.push(mine);
+  };
+  bus.subscribeStream(`lingering-${run}`, count(batches.lingering), { durable: false, lingerMs: 1500 });
+  bus.subscribeStream(`direct-${run}`, count(batches.direct), { durable: false });
+  await new Promise((r) => setTimeout(r, 1000));
+  // Ten messages 50 ms apart: one batch after the linger, against about one batch each without it.
+  for (let i = 0; i < 10; i++) {
+    await bus.publish([ev(run, i, tenant)]);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const deadline = Date.now() + 20000;
+  const total = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  while (total(batches.lingering) < 10 || total(batches.direct) < 10) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${JSON.stringify(batches)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(batches.lingering.length <= 2, `lingering batches: ${JSON.stringify(batches.lingering)}`);
+  assert.ok(batches.direct.length >= 5, `direct batches: ${JSON.stringify(batches.direct)}`);
+});

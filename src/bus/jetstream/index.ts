@@ -55,6 +55,11 @@ export interface StreamConsumeOptions {
   durable?: boolean;
   /** Where a durable consumer starts when it is created (it exists already: ignored). Default: the first message. */
   startSequence?: number;
+  /**
+   * How long a batch may wait for more messages before the handler gets it (0: at once), while it holds
+   * fewer than `batch_max_events`: fewer, larger writes for a handler whose cost is per call.
+   */
+  lingerMs?: number;
 }
 
 /** A running consumer. */
@@ -123,6 +128,8 @@ export interface JetStreamBus extends Bus, EventStream {
 interface Pulled {
   msg: JsMsg;
   events?: NormalizedEvent[];
+  /** When it was pulled (epoch ms). */
+  at: number;
 }
 
 interface ConsumerSlot {
@@ -567,6 +574,23 @@ export function createJetStreamBus(
           wake = undefined;
           continue;
         }
+        const linger = slot.opts.lingerMs ?? 0;
+        if (linger > 0 && !ended && buffer.length < limit) {
+          const waitMs = buffer[0].at + linger - Date.now();
+          const buffered = buffer.reduce((n, p) => n + (p.events?.length ?? 0), 0);
+          if (waitMs > 0 && buffered < config.consumer.batch_max_events) {
+            // Woken by the next message pulled, or when the oldest has waited long enough.
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, waitMs);
+              wake = () => {
+                clearTimeout(timer);
+                resolve();
+              };
+            });
+            wake = undefined;
+            continue;
+          }
+        }
         let take = 0;
         let count = 0;
         while (take < buffer.length && (take === 0 || count < config.consumer.batch_max_events)) {
@@ -591,7 +615,7 @@ export function createJetStreamBus(
 
   function decode(slot: ConsumerSlot, m: JsMsg): Pulled {
     try {
-      return { msg: m, events: decodeBatch(m.headers?.get(ENCODING_HEADER) || undefined, m.data) };
+      return { msg: m, events: decodeBatch(m.headers?.get(ENCODING_HEADER) || undefined, m.data), at: Date.now() };
     } catch (err) {
       // A message nobody can read would block the consumer forever: it is reported and set aside.
       failures.inc({ consumer: slot.name });
@@ -600,7 +624,7 @@ export function createJetStreamBus(
         'A bus message cannot be decoded; it is skipped.',
       );
       m.term(`undecodable: ${errorMessage(err)}`);
-      return { msg: m };
+      return { msg: m, at: Date.now() };
     }
   }
 

@@ -201,6 +201,7 @@ export function createMaterializer(
         subscription = deps.stream.subscribeStream(consumer, apply, {
           durable: true,
           startSequence: stored.ackFloor + 1,
+          lingerMs: config.linger_ms,
         });
         updatedAt = Date.now();
         updateLag();

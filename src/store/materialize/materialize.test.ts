@@ -105,7 +105,7 @@ test('a batch delivered twice is written once; one cut differently is hidden by 
   const tenant = 'redeliver';
   const f = fakeStream({ created: 't1', lastSeq: 10 });
   const m = await started(f.stream, 'a');
-  assert.deepEqual(f.calls.subscribed, [{ name: 'store-a', opts: { durable: true, startSequence: 1 } }]);
+  assert.deepEqual(f.calls.subscribed, [{ name: 'store-a', opts: { durable: true, startSequence: 1, lingerMs: 1000 } }]);
   const first = [ev(tenant, 1), ev(tenant, 2), ev(tenant, 3)];
   await f.deliver(1, 2, first, 8);
   await f.deliver(1, 2, first, 8);
@@ -154,7 +154,7 @@ test('on restart the consumer resumes by itself; when it is gone it is made agai
   // The consumer is gone (deleted by an operator): made again from the recorded ack floor (5), not from 9.
   f = fakeStream({ created: 't2', lastSeq: 9 });
   m = await started(f.stream, 'b');
-  assert.deepEqual(f.calls.subscribed[0].opts, { durable: true, startSequence: 6 });
+  assert.deepEqual(f.calls.subscribed[0].opts, { durable: true, startSequence: 6, lingerMs: 1000 });
   await m.stop(Date.now() + 1000);
 });
 
@@ -166,7 +166,7 @@ test('a consumer ahead of the replica (wiped or restored store) is deleted and m
   });
   const m = await started(f.stream, 'c');
   assert.deepEqual(f.calls.deleted, ['store-c']);
-  assert.deepEqual(f.calls.subscribed[0].opts, { durable: true, startSequence: 1 });
+  assert.deepEqual(f.calls.subscribed[0].opts, { durable: true, startSequence: 1, lingerMs: 1000 });
   assert.equal(m.lag().lagMessages, 50);
   await m.stop(Date.now() + 1000);
 
@@ -175,6 +175,6 @@ test('a consumer ahead of the replica (wiped or restored store) is deleted and m
   const m2 = await started(g.stream, 'a');
   assert.equal(m2.lag().stream, 'S@t4');
   assert.equal(m2.lag().appliedSeq, 0);
-  assert.deepEqual(g.calls.subscribed[0].opts, { durable: true, startSequence: 1 });
+  assert.deepEqual(g.calls.subscribed[0].opts, { durable: true, startSequence: 1, lingerMs: 1000 });
   await m2.stop(Date.now() + 1000);
 });
