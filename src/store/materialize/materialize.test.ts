@@ -105,7 +105,9 @@ test('a batch delivered twice is written once; one cut differently is hidden by 
   const tenant = 'redeliver';
   const f = fakeStream({ created: 't1', lastSeq: 10 });
   const m = await started(f.stream, 'a');
-  assert.deepEqual(f.calls.subscribed, [{ name: 'store-a', opts: { durable: true, startSequence: 1, lingerMs: 1000 } }]);
+  assert.deepEqual(f.calls.subscribed, [
+    { name: 'store-a', opts: { durable: true, startSequence: 1, lingerMs: 1000 } },
+  ]);
   const first = [ev(tenant, 1), ev(tenant, 2), ev(tenant, 3)];
   await f.deliver(1, 2, first, 8);
   await f.deliver(1, 2, first, 8);
