@@ -7,22 +7,11 @@ import { Registry } from 'prom-client';
 import type { NormalizedEvent } from '../lib/event.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { type Alert, type AlertStore, createDetector, detectConfigSchema } from './index.ts';
+import { eventLoopTurnsDuring } from '../../test/harness/event-loop.ts';
+import { plantedRules } from '../../test/harness/planted-rules.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'vigil-detector-'));
 after(() => rmSync(root, { recursive: true, force: true }));
-
-const RULE = `title: Failed logon
-id: 0f5e1a40-0000-4000-8000-0000000d0001
-status: test
-level: low
-logsource:
-  product: windows
-  service: security
-detection:
-  selection:
-    EventID: 4625
-  condition: selection
-`;
 
 function event(i: number): NormalizedEvent {
   return {
@@ -41,7 +30,7 @@ function event(i: number): NormalizedEvent {
 test('a large batch is evaluated in slices: the event loop runs between them, and every match is alerted', async () => {
   const rules = join(root, 'rules');
   mkdirSync(rules);
-  writeFileSync(join(rules, 'failed-logon.yml'), RULE);
+  writeFileSync(join(rules, 'failed-logon.yml'), plantedRules('d').files['failed-logon.yml']);
   const saved: Alert[] = [];
   const alerts = {
     start: async () => {},
@@ -57,17 +46,7 @@ test('a large batch is evaluated in slices: the event loop runs between them, an
     logger: silentLogger,
   });
   await detector.start();
-  // A ticker that re-arms itself on every turn of the event loop counts the turns the batch left to others.
-  let turns = 0;
-  let ticking = true;
-  const tick = () => {
-    if (!ticking) return;
-    turns++;
-    setImmediate(tick);
-  };
-  setImmediate(tick);
-  await detector.handle(Array.from({ length: 5000 }, (_, i) => event(i)));
-  ticking = false;
+  const { turns } = await eventLoopTurnsDuring(() => detector.handle(Array.from({ length: 5000 }, (_, i) => event(i))));
   assert.equal(saved.length, 500, 'one alert per failed logon');
   assert.ok(turns >= 9, `the event loop turned ${turns} times during 10 slices`);
   await detector.stop(Date.now() + 1000);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { eventLoopTurnsDuring } from '../../test/harness/event-loop.ts';
 import type { NormalizedEvent } from '../lib/event.ts';
 import { eventsToRows, eventsToRowsSliced, ROWS_SLICE_EVENTS } from './rows.ts';
 
@@ -18,16 +19,7 @@ function events(n: number): NormalizedEvent[] {
 
 test('rows built in slices are the same bytes as in one go, and the event loop turns between slices', async () => {
   const batch = events(2 * ROWS_SLICE_EVENTS + 17);
-  let turns = 0;
-  let running = true;
-  const spin = () => {
-    if (!running) return;
-    turns++;
-    setImmediate(spin);
-  };
-  setImmediate(spin);
-  const sliced = await eventsToRowsSliced(batch);
-  running = false;
+  const { result: sliced, turns } = await eventLoopTurnsDuring(() => eventsToRowsSliced(batch));
   assert.ok(sliced.equals(eventsToRows(batch)), 'same JSONEachRow text');
   assert.equal(sliced.toString().split('\n').length, batch.length);
   // Three slices: the loop turned between them (in one go, it would not have turned at all).
