@@ -81,7 +81,9 @@ test('syslog over TLS is received when a certificate is configured', async () =>
   try {
     await new Promise<void>((resolve, reject) => {
       const s = connect({ host: '127.0.0.1', port: tlsPort, rejectUnauthorized: false }, () => {
-        s.end('<38>1 2026-11-21T08:00:00Z tls-host app - - - tls-marker over tls\n');
+        // Stamped relative to now: a fixed date falls out of the now-7d window a week later.
+        const at = new Date(Date.now() - 3_600_000).toISOString();
+        s.end(`<38>1 ${at} tls-host app - - - tls-marker over tls\n`);
       });
       s.on('error', reject);
       s.on('close', () => resolve());
