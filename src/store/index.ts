@@ -16,6 +16,7 @@ import {
   eventsTableDdl,
   FORCE_MERGE_SETTINGS,
   migrateFromV1Sql,
+  migrateFromV2Sql,
   SCHEMA_VERSION,
   WIDE_PART_BYTES,
 } from './schema.ts';
@@ -221,6 +222,11 @@ async function ensureEventsTable(session: Session, retentionDays: number, logger
     return;
   }
   if (version === SCHEMA_VERSION) return;
+  if (version === 2) {
+    await session.queryAsync(migrateFromV2Sql());
+    logger.info({ from: 2, to: SCHEMA_VERSION }, 'The events table keys rows by their content too.');
+    return;
+  }
   if (version !== 1) {
     throw new VigilError(
       'store_schema',

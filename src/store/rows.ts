@@ -1,4 +1,5 @@
 import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
+import { contentHash } from './schema.ts';
 
 /** Fields carried by typed columns; they are not repeated in the `fields` map. */
 const COLUMN_KEYS = new Set(['host.name', 'message']);
@@ -50,6 +51,7 @@ export function eventsToRows(events: readonly NormalizedEvent[]): Buffer {
       ts: e.timestamp,
       ingested: e.ingested,
       id: e.id,
+      content_hash: contentHash(e.raw),
       tenant: e.tenant,
       source: e.source,
       layout: e.layout,

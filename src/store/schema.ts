@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * The event table of the ClickHouse-engine store, and the names of its columns as search fields.
  *
@@ -6,8 +8,10 @@
  * numbers and booleans are stored as their JSON text, arrays as a JSON array of strings (text beginning
  * with `[`). The hottest fields of Windows and ECS events (PROMOTED_FIELDS) are also computed at insert
  * into typed columns of their own, so that a filter or a group-by on them reads one small column.
- * ReplacingMergeTree keyed on (tenant, ts, id) plus `FINAL` in every read makes a re-stored event.id
- * invisible; the same event always has the same ts, so both copies share a partition and a sort key.
+ * ReplacingMergeTree sorted on (tenant, ts, id, content_hash) plus `FINAL` in every read makes a re-stored
+ * event invisible; the same event always has the same ts, so both copies share a partition and a sort key.
+ * `content_hash` (see {@link contentHash}) keeps stored evidence immutable: an event.id and @timestamp a
+ * client chose again with other content is a row of its own, never a replacement of the first.
  * Retention counts from ingestion (as Elastic ILM does), so historical logs loaded today are kept.
  *
  * Why a map and not the JSON type (measured in bench and .scratch, 20k Mordor events, 5,000-row inserts,
@@ -23,12 +27,21 @@ export const EVENTS_TABLE = `${DATABASE}.events`;
 /**
  * The version of the events table layout, kept in the table's comment. 1 (no comment): `fields` was
  * JSON(max_dynamic_paths = 1024). 2: `fields` is Map(LowCardinality(String), String) with promoted columns.
+ * 3: `content_hash` ends the sort key, so a replayed event.id with other content no longer replaces a row.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 export const SCHEMA_COMMENT = `vigil events schema ${SCHEMA_VERSION}`;
 
+/**
+ * A frozen lookup table without a prototype: indexed by field names users write, where `constructor` or
+ * `__proto__` must find nothing rather than Object.prototype's members.
+ */
+export function lookup<T>(entries: Record<string, T>): Readonly<Record<string, T>> {
+  return Object.freeze(Object.assign(Object.create(null) as Record<string, T>, entries));
+}
+
 /** Search field name -> typed column. Anything else is a key of `fields` (or a promoted column). */
-export const COLUMN_FIELDS: Readonly<Record<string, { column: string; type: 'time' | 'string' }>> = {
+export const COLUMN_FIELDS: Readonly<Record<string, { column: string; type: 'time' | 'string' }>> = lookup({
   '@timestamp': { column: 'ts', type: 'time' },
   'event.ingested': { column: 'ingested', type: 'time' },
   'event.id': { column: 'id', type: 'string' },
@@ -39,7 +52,7 @@ export const COLUMN_FIELDS: Readonly<Record<string, { column: string; type: 'tim
   message: { column: 'message', type: 'string' },
   'event.original': { column: 'raw', type: 'string' },
   'error.message': { column: 'parse_error', type: 'string' },
-};
+});
 
 /**
  * Fields of `fields` that are also stored, at insert, in a LowCardinality(Nullable(String)) column (NULL
@@ -48,7 +61,7 @@ export const COLUMN_FIELDS: Readonly<Record<string, { column: string; type: 'tim
  * in the Mordor data. Field name -> column name. The map keeps them too (a few bytes an event), so every
  * writer of rows, and every row read back, needs nothing but `fields`.
  */
-export const PROMOTED_FIELDS: Readonly<Record<string, string>> = {
+export const PROMOTED_FIELDS: Readonly<Record<string, string>> = lookup({
   EventID: 'f_EventID',
   Channel: 'f_Channel',
   'event.code': 'f_event_code',
@@ -66,7 +79,7 @@ export const PROMOTED_FIELDS: Readonly<Record<string, string>> = {
   'source.ip': 'f_source_ip',
   'destination.ip': 'f_destination_ip',
   'log.syslog.appname': 'f_log_syslog_appname',
-};
+});
 
 /**
  * The column searched by bare words. Its text (inverted) index on `lower(raw)` splits on what `hasToken`
@@ -77,7 +90,10 @@ export const PROMOTED_FIELDS: Readonly<Record<string, string>> = {
  */
 export const FULL_TEXT_COLUMN = 'raw';
 
-/** The columns every writer gives (the promoted ones are computed by the engine), in table order. */
+/**
+ * The columns every writer gives (the promoted ones are computed by the engine), in table order, and that a
+ * search reads; writers of events (rows.ts) give `content_hash` as well.
+ */
 export const STORED_COLUMNS = [
   'ts',
   'ingested',
@@ -108,9 +124,30 @@ export const WIDE_PART_BYTES = 256 * 1024 * 1024;
 export const FORCE_MERGE_SETTINGS =
   'min_age_to_force_merge_seconds = 1800, min_age_to_force_merge_on_partition_only = 1';
 
+/**
+ * The identity of an event's content among rows of the same (tenant, @timestamp, event.id): SHA-256 of the
+ * text the client sent (`event.original`), truncated to 128 bits, as 32 lowercase hex digits. Only what the
+ * client sent counts, never what Vigil adds on receipt (`event.ingested`, the receiving node), so a
+ * collector's resend after a failover is the same row and collapses into one, while the same id and time
+ * with other text is a second row. Why a second row and not a refusal: refusing would need a read of the
+ * table before every insert (on every replica), and a refused event is evidence lost; a second row keeps
+ * both versions, each found by its id and by its words alike. CONTENT_HASH_SQL computes the same in the
+ * engine (for migrated rows).
+ */
+export function contentHash(raw: string): string {
+  return createHash('sha256').update(raw).digest('hex').slice(0, 32);
+}
+
+/** {@link contentHash} of the `raw` column, as an engine expression. */
+export const CONTENT_HASH_SQL = 'lower(hex(substring(SHA256(raw), 1, 16)))';
+
 function sqlString(text: string): string {
   return `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
+
+const PRIMARY_KEY = '(tenant, ts, id)';
+/** The index stays (tenant, ts, id); the hash only tells rows of the same id apart. */
+const SORT_KEY = '(tenant, ts, id, content_hash)';
 
 /** DDL for the event table (named `table`, the events table by default); `ttlDays` is the retention by age. */
 export function eventsTableDdl(ttlDays: number, table: string = EVENTS_TABLE): string {
@@ -122,6 +159,7 @@ export function eventsTableDdl(ttlDays: number, table: string = EVENTS_TABLE): s
   ts DateTime64(3, 'UTC'),
   ingested DateTime64(3, 'UTC'),
   id String,
+  content_hash String,
   tenant LowCardinality(String),
   source LowCardinality(String),
   layout LowCardinality(String),
@@ -135,7 +173,8 @@ ${promoted.join('\n')}
   INDEX idx_host host TYPE set(1000) GRANULARITY 4
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toDate(ts)
-ORDER BY (tenant, ts, id)
+PRIMARY KEY ${PRIMARY_KEY}
+ORDER BY ${SORT_KEY}
 TTL toDateTime(ingested) + INTERVAL ${Math.trunc(ttlDays)} DAY
 SETTINGS non_replicated_deduplication_window = 10000, min_bytes_for_wide_part = ${WIDE_PART_BYTES}, ${FORCE_MERGE_SETTINGS}
 COMMENT ${sqlString(SCHEMA_COMMENT)}`;
@@ -147,7 +186,18 @@ COMMENT ${sqlString(SCHEMA_COMMENT)}`;
  */
 export function migrateFromV1Sql(source: string, target: string): string {
   const plain = STORED_COLUMNS.filter((c) => c !== 'fields').join(', ');
-  return `INSERT INTO ${target} (${STORED_COLUMNS.join(', ')})
-SELECT ${plain}, mapFromArrays(JSONAllPaths(fields), arrayMap(v -> toString(v), JSONAllValues(fields))) AS fields
+  return `INSERT INTO ${target} (${STORED_COLUMNS.join(', ')}, content_hash)
+SELECT ${plain}, mapFromArrays(JSONAllPaths(fields), arrayMap(v -> toString(v), JSONAllValues(fields))) AS fields,
+  ${CONTENT_HASH_SQL} AS content_hash
 FROM ${source}`;
+}
+
+/**
+ * Turns a version-2 table into version 3 in place, in one metadata-only ALTER (no row is copied): the
+ * engine lets a sort key grow by a column added in the same ALTER, without a default. Rows stored before
+ * have an empty `content_hash`; they were already one row per (tenant, ts, id), and a later resend of
+ * one of them is stored beside it once (the one duplicate the migration can leave).
+ */
+export function migrateFromV2Sql(table: string = EVENTS_TABLE): string {
+  return `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS content_hash String AFTER id, MODIFY ORDER BY ${SORT_KEY}, MODIFY COMMENT ${sqlString(SCHEMA_COMMENT)}`;
 }
