@@ -1,4 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
+import { lookup } from '../lib/lookup.ts';
 import type {
   Aggregate,
   AggregateFn,
@@ -23,7 +24,7 @@ export const MAX_DEPTH = 64;
 /** The pipe commands, in the order the error hint lists them. */
 export const PIPE_COMMANDS = ['stats', 'timechart', 'where', 'sort', 'head', 'limit', 'fields'] as const;
 
-const AGGREGATES: Readonly<Record<string, AggregateFn>> = {
+const AGGREGATES: Readonly<Record<string, AggregateFn>> = lookup({
   count: 'count',
   dc: 'dc',
   distinct_count: 'dc',
@@ -32,7 +33,7 @@ const AGGREGATES: Readonly<Record<string, AggregateFn>> = {
   min: 'min',
   max: 'max',
   values: 'values',
-};
+});
 
 /** A field name: letters, digits, `_`, `@`, `#`, `.`, `-`, starting with a letter, `_`, `@` or `#`. */
 const FIELD = /[A-Za-z_@#][A-Za-z0-9_@#.-]*/y;

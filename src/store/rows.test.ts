@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { eventLoopTurnsDuring } from '../../test/harness/event-loop.ts';
 import type { NormalizedEvent } from '../lib/event.ts';
-import { eventsToRows, eventsToRowsSliced, ROWS_SLICE_EVENTS } from './rows.ts';
+import { eventsToRows, eventsToRowsSliced, ROWS_SLICE_EVENTS, rowToEvent } from './rows.ts';
 
 function events(n: number): NormalizedEvent[] {
   return Array.from({ length: n }, (_, i) => ({
@@ -29,4 +29,49 @@ test('rows built in slices are the same bytes as in one go, and the event loop t
 test('a small batch is built in one go', async () => {
   const batch = events(10);
   assert.ok((await eventsToRowsSliced(batch)).equals(eventsToRows(batch)));
+});
+
+test("an event's own tenant.id, input.type or event.ingested fields never change what is shown for them", () => {
+  const event = rowToEvent({
+    ts: '2026-12-01 10:00:00.000',
+    ingested: '2026-12-01 10:00:01.000',
+    id: 'e-1',
+    tenant: 'acme',
+    source: 'syslog-tcp',
+    layout: 'json',
+    host: '',
+    message: '',
+    raw: '{"tenant.id":"globex","input.type":"http","event.ingested":"2001-01-01"}',
+    parse_error: '',
+    fields: { 'tenant.id': 'globex', 'input.type': 'http', 'event.ingested': '2001-01-01', 'user.name': 'bob' },
+  });
+  assert.equal(event['tenant.id'], 'acme');
+  assert.equal(event['input.type'], 'syslog-tcp');
+  assert.equal(event['event.ingested'], '2026-12-01T10:00:01.000Z');
+  assert.equal(event['user.name'], 'bob');
+  assert.match(String(event['event.original']), /"tenant.id":"globex"/, "the client's value stays in event.original");
+});
+
+test('fields named like Object members are fields of the shown event, not its prototype', () => {
+  const row = (fields: Record<string, unknown>) => ({
+    ts: '2026-12-01 10:00:00.000',
+    ingested: '2026-12-01 10:00:00.000',
+    id: 'e-2',
+    tenant: 'acme',
+    source: 'http',
+    layout: 'json',
+    host: '',
+    message: '',
+    raw: '{}',
+    parse_error: '',
+    fields,
+  });
+  const event = rowToEvent(row({ constructor: 'c', toString: 't' }));
+  assert.equal(event.constructor, 'c');
+  assert.equal(event.toString, 't');
+  // JSON.parse makes `__proto__` an own key, as the engine's map does.
+  const withProto = rowToEvent(row(JSON.parse('{"__proto__":"p"}')));
+  assert.equal(Object.getOwnPropertyDescriptor(withProto, '__proto__')?.value, 'p');
+  assert.equal(Object.getPrototypeOf(withProto), null);
+  assert.match(JSON.stringify(withProto), /"__proto__":"p"/);
 });

@@ -1,5 +1,5 @@
 import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
-import { contentHash } from './schema.ts';
+import { COLUMN_FIELDS, contentHash } from './schema.ts';
 
 /** Fields carried by typed columns; they are not repeated in the `fields` map. */
 const COLUMN_KEYS = new Set(['host.name', 'message']);
@@ -93,32 +93,50 @@ export interface EventRow {
   fields?: Record<string, unknown>;
 }
 
-/** Turns a stored row into the flat event a search answers with: ECS names, dotted keys. */
+/**
+ * Turns a stored row into the flat event a search answers with: ECS names, dotted keys, in an object without
+ * a prototype (field names are the client's: `constructor` is a field like any other). The names of Vigil's
+ * own columns (COLUMN_FIELDS: `tenant.id`, `input.type`, `event.ingested`, ...) always show the column, as a
+ * search on them filters the column: an event that carries its own `tenant.id` or `input.type` cannot
+ * change where it appears to come from. The client's value of such a field stays in `event.original`.
+ */
 export function rowToEvent(row: EventRow): Record<string, unknown> {
-  const out: Record<string, unknown> = {
-    '@timestamp': engineTimeToIso(row.ts),
-    'event.id': row.id,
-    'event.ingested': engineTimeToIso(row.ingested),
-    'tenant.id': row.tenant,
-    'input.type': row.source,
-    'vigil.layout': row.layout,
-  };
+  const out: Record<string, unknown> = Object.create(null);
+  out['@timestamp'] = engineTimeToIso(row.ts);
+  out['event.id'] = row.id;
+  out['event.ingested'] = engineTimeToIso(row.ingested);
+  out['tenant.id'] = row.tenant;
+  out['input.type'] = row.source;
+  out['vigil.layout'] = row.layout;
   if (row.host) out['host.name'] = row.host;
   if (row.message) out.message = row.message;
   if (row.parse_error) out['error.message'] = row.parse_error;
-  if (row.fields) flattenInto(out, row.fields, '');
+  if (row.fields) flattenInto(out, row.fields, '', COLUMN_FIELDS);
   out['event.original'] = row.raw;
   return out;
 }
 
-function flattenInto(out: Record<string, unknown>, value: Record<string, unknown>, prefix: string): void {
+function flattenInto(
+  out: Record<string, unknown>,
+  value: Record<string, unknown>,
+  prefix: string,
+  skip?: Readonly<Record<string, unknown>>,
+): void {
   for (const key in value) {
     const v = value[key];
     const path = prefix ? `${prefix}.${key}` : key;
-    if (v !== null && typeof v === 'object' && !Array.isArray(v)) flattenInto(out, v as Record<string, unknown>, path);
-    else if (typeof v === 'string' && v.startsWith('[') && v.endsWith(']')) out[path] = storedArray(v);
-    else if (v !== null) out[path] = v;
+    if (skip?.[path] !== undefined) continue;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v))
+      flattenInto(out, v as Record<string, unknown>, path, skip);
+    else if (typeof v === 'string' && v.startsWith('[') && v.endsWith(']')) setField(out, path, storedArray(v));
+    else if (v !== null) setField(out, path, v);
   }
+}
+
+/** `out[path] = v`, where a path `__proto__` is an own field like any other, not the object's prototype. */
+function setField(out: Record<string, unknown>, path: string, v: unknown): void {
+  if (path === '__proto__') Object.defineProperty(out, path, { value: v, enumerable: true, writable: true });
+  else out[path] = v;
 }
 
 /** Arrays are stored as JSON text; give them back as arrays (a string that only looks like one stays). */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { lookup } from '../lib/lookup.ts';
 
 /**
  * The event table of the ClickHouse-engine store, and the names of its columns as search fields.
@@ -31,14 +32,6 @@ export const EVENTS_TABLE = `${DATABASE}.events`;
  */
 export const SCHEMA_VERSION = 3;
 export const SCHEMA_COMMENT = `vigil events schema ${SCHEMA_VERSION}`;
-
-/**
- * A frozen lookup table without a prototype: indexed by field names users write, where `constructor` or
- * `__proto__` must find nothing rather than Object.prototype's members.
- */
-export function lookup<T>(entries: Record<string, T>): Readonly<Record<string, T>> {
-  return Object.freeze(Object.assign(Object.create(null) as Record<string, T>, entries));
-}
 
 /** Search field name -> typed column. Anything else is a key of `fields` (or a promoted column). */
 export const COLUMN_FIELDS: Readonly<Record<string, { column: string; type: 'time' | 'string' }>> = lookup({
