@@ -459,6 +459,12 @@ describe('compile errors name the position and a hint', () => {
     ['fields of a non-field', '| fields a dc(x)', 12, "'dc(x)' is not a field name"],
     ['a by-field twice', '| stats count by a, a', 21, "duplicate column name 'a'"],
     ['an alias equal to a by-field', '| stats count as a by a', 9, "duplicate column name 'a'"],
+    ['a number past 2^53', 'bytes>=1e20', 1, "number '1e20' is out of range"],
+    ['a number past a double', 'bytes:[0 TO 1e400]', 1, "number '1e400' is out of range"],
+    ['a compared count past 2^53', '| stats count as n | where n:-1e20', 28, "number '-1e20' is out of range"],
+    ['an epoch time past 2^53', '@timestamp>=9999999999999999', 1, "time '9999999999999999' is out of range"],
+    ['a relative time past 2^53', '@timestamp>=now-999999999w', 1, "time 'now-999999999w' is out of range"],
+    ['an Object member as aggregate', '| stats constructor(a)', 9, "unknown aggregation 'constructor'"],
   ];
   for (const [name, query, position, hint] of cases) {
     test(`${name}: ${query}`, () => {
@@ -477,7 +483,25 @@ describe('compile errors name the position and a hint', () => {
   test('bad options are a 400 input error', () => {
     assert.throws(() => compileQuery('a', { ...BASE, limit: Number.NaN }), { code: 'query_options', status: 400 });
     assert.throws(() => compileQuery('a', { ...BASE, from: Number.POSITIVE_INFINITY }), { code: 'query_options' });
+    assert.throws(() => compileQuery('a', { ...BASE, to: 1e20 }), {
+      code: 'query_options',
+      message: /^to \d+ is out of range/,
+    });
   });
+});
+
+describe('field names that are members of Object.prototype are plain field names', () => {
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+    test(`${name}:x matches no event, ${name}:* neither, and the SQL names the field as a parameter`, async () => {
+      const compiled = compileQuery(`${name}:x`, BASE);
+      assert.ok(!compiled.sql.includes('undefined'), compiled.sql);
+      assert.ok(Object.values(compiled.params).includes(name), 'the field is a map key parameter');
+      assert.deepEqual(await search(`${name}:x`), { ids: [], count: 0 });
+      assert.deepEqual(await search(`${name}:*`), { ids: [], count: 0 });
+      // No event has the field: a group-by on it has no group (as any missing field).
+      assert.deepEqual(await table(`* | stats count by ${name}`), []);
+    });
+  }
 });
 
 describe('injection attempts are matched literally or rejected, never executed', () => {

@@ -3,7 +3,7 @@ import { COLUMN_FIELDS, EVENTS_TABLE, FULL_TEXT_COLUMN, PROMOTED_FIELDS, STORED_
 import type { Aggregate, Bound, FilterNode, Pipe, QueryAst, SortKey, Value } from './ast.ts';
 import { QuerySyntaxError } from './errors.ts';
 import { isFieldName, parseQuery } from './parser.ts';
-import { fullTextTokens, likePattern, parseNumber, parseTime } from './values.ts';
+import { fullTextTokens, isNumberText, likePattern, MAX_QUERY_NUMBER, parseNumber, parseTime } from './values.ts';
 
 /** The columns of an `events` result, in order: the stored columns of the events table. */
 export const EVENT_COLUMNS = STORED_COLUMNS;
@@ -143,6 +143,9 @@ class Compiler {
     ] as const) {
       if (v !== undefined && !Number.isFinite(v)) {
         throw new InputError('query_options', `${key} must be epoch milliseconds`, { [key]: v });
+      }
+      if (v !== undefined && Math.abs(v) > MAX_QUERY_NUMBER) {
+        throw new InputError('query_options', `${key} ${v} is out of range (epoch milliseconds)`, { [key]: v });
       }
     }
     if (!Array.isArray(opts.tenants) || opts.tenants.some((t) => typeof t !== 'string')) {
@@ -567,7 +570,7 @@ class Compiler {
       return `(${field.sql} >= ${this.ms(t.ms)} AND ${field.sql} < ${this.ms(t.ms + t.durationMs)})`;
     }
     if (field.kind === 'number' && value.parts === undefined) {
-      const n = parseNumber(value.text);
+      const n = this.number(value.text, position);
       if (n !== undefined) return `ifNull(${field.sql} = ${this.param(n, 'Float64')}, 0)`;
     }
     if (value.parts !== undefined) {
@@ -596,8 +599,9 @@ class Compiler {
       { bound: lower, op: lower?.inclusive ? '>=' : '>' },
       { bound: upper, op: upper?.inclusive ? '<=' : '<' },
     ].flatMap(({ bound, op }) => (bound?.value === undefined ? [] : [{ value: bound.value, op }]));
-    if (ends.every((e) => parseNumber(e.value) !== undefined)) {
-      const ps = ends.map((e) => ({ op: e.op, p: this.param(parseNumber(e.value)!, 'Float64') }));
+    const numbers = ends.map((e) => this.number(e.value, position));
+    if (numbers.every((n) => n !== undefined)) {
+      const ps = ends.map((e, i) => ({ op: e.op, p: this.param(numbers[i]!, 'Float64') }));
       const conds = (x: string) => ps.map((e) => `${x} ${e.op} ${e.p}`).join(' AND ');
       if (field.kind === 'number') return `ifNull(${conds(field.sql)}, 0)`;
       return this.anyValue(field, (x) => `ifNull(${conds(`toFloat64OrNull(${x})`)}, 0)`);
@@ -634,7 +638,27 @@ class Compiler {
         position,
       );
     }
+    if (Math.abs(t.ms) + t.durationMs > MAX_QUERY_NUMBER) {
+      throw new QuerySyntaxError(`time '${text}' is out of range`, position);
+    }
     return t;
+  }
+
+  /**
+   * The number a value spells, for a numeric comparison; undefined when it is not spelled as a number (it
+   * is then compared as text). A number beyond ±MAX_QUERY_NUMBER (or beyond a double, `1e400`) is refused
+   * by name: the engine could not be given it exactly.
+   */
+  private number(text: string, position: number): number | undefined {
+    if (!isNumberText(text)) return undefined;
+    const n = parseNumber(text);
+    if (n === undefined || Math.abs(n) > MAX_QUERY_NUMBER) {
+      throw new QuerySyntaxError(
+        `number '${text}' is out of range: numbers compared lie within ±${MAX_QUERY_NUMBER}`,
+        position,
+      );
+    }
+    return n;
   }
 
   private ms(value: number): string {

@@ -7,6 +7,17 @@ const DATE_TIME = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:\.(\d{1,9}
 const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
 const DAY_MS = 86_400_000;
 
+/**
+ * The largest magnitude of a number a query compares: parameters carry numbers to the engine exactly only
+ * within ±2^53 (the driver refuses to send larger integers rather than round them).
+ */
+export const MAX_QUERY_NUMBER = Number.MAX_SAFE_INTEGER;
+
+/** Whether a value is spelled as a number (`42`, `-1.5`, `1e3`, `1e400`), whatever its magnitude. */
+export function isNumberText(text: string): boolean {
+  return NUMBER.test(text);
+}
+
 /** The number a value spells (`42`, `-1.5`, `1e3`), or undefined. */
 export function parseNumber(text: string): number | undefined {
   if (!NUMBER.test(text)) return undefined;
