@@ -3,6 +3,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
 import type { Alert } from '../detect/alerts/index.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
+import { redactedErrorMessage, redactUrl } from '../lib/redact.ts';
 import { formatCef, formatSyslog5424 } from './cef.ts';
 import type { Destination, SyslogDestination, WebhookDestination } from './config.ts';
 
@@ -37,17 +38,48 @@ export function signBody(secret: string, body: string): string {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
 }
 
+/**
+ * Where a webhook posts, and the headers it adds: user info in the URL (`https://user:pass@host/...`)
+ * becomes a Basic Authorization header (unless `headers` has one), as curl does, because fetch refuses a
+ * URL with credentials (and would put the whole URL, password included, in its error).
+ */
+export function webhookTarget(d: Pick<WebhookDestination, 'url' | 'headers'>): {
+  url: string;
+  headers: Record<string, string>;
+  shown: string;
+} {
+  const headers = { ...d.headers };
+  const shown = redactUrl(d.url);
+  let u: URL;
+  try {
+    u = new URL(d.url);
+  } catch {
+    return { url: d.url, headers, shown };
+  }
+  if (u.username || u.password) {
+    const hasAuth = Object.keys(headers).some((h) => h.toLowerCase() === 'authorization');
+    if (!hasAuth) {
+      const basic = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`;
+      headers.authorization = `Basic ${Buffer.from(basic).toString('base64')}`;
+    }
+    u.username = '';
+    u.password = '';
+  }
+  return { url: u.href, headers, shown };
+}
+
 function webhookSender(d: WebhookDestination): Sender {
+  const target = webhookTarget(d);
   return {
     async send(msg, signal) {
       const body = webhookBody(msg, d.name);
       let res: Response;
       try {
-        res = await fetch(d.url, {
+        res = await fetch(target.url, {
           method: 'POST',
           body,
           headers: {
-            ...d.headers,
+            ...target.headers,
             'content-type': 'application/json',
             'user-agent': 'Vigil/0.1',
             'x-vigil-delivery': msg.deliveryId,
@@ -59,12 +91,18 @@ function webhookSender(d: WebhookDestination): Sender {
         });
         await res.arrayBuffer().catch(() => undefined);
       } catch (err) {
-        throw new DeliveryError(`POST to webhook ${d.name} failed: ${errorMessage(err)}`, true, err);
+        // The cause is redacted too: fetch's errors carry the URL, and a cause ends up in logs.
+        const reason = redactedErrorMessage(err);
+        throw new DeliveryError(
+          `POST to webhook ${d.name} (${target.shown}) failed: ${reason}`,
+          true,
+          new Error(reason),
+        );
       }
       if (res.ok) return;
       // 4xx but timeout/too-many/conflict means the receiver refuses this message for good.
       const retryable = res.status >= 500 || [408, 409, 425, 429].includes(res.status);
-      throw new DeliveryError(`webhook ${d.name} answered ${res.status}`, retryable);
+      throw new DeliveryError(`webhook ${d.name} (${target.shown}) answered ${res.status}`, retryable);
     },
     async close() {},
   };

@@ -5,6 +5,7 @@ import { type Db, severityRank, withDbRetry } from '../incidents/index.ts';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
+import { redactedErrorMessage, redactUrls } from '../lib/redact.ts';
 import { counter, histogram } from '../lib/metrics.ts';
 import type { AuditLog } from '../users/index.ts';
 import type { Destination, NotifyConfig } from './config.ts';
@@ -67,7 +68,8 @@ const toInfo = (r: DeliveryRow): DeliveryInfo => ({
   status: r.status,
   attempts: Number(r.attempts),
   nextAttemptAt: Number(r.next_attempt_at),
-  lastError: r.last_error,
+  // Redacted on the way out too: rows written before URLs were redacted on the way in.
+  lastError: r.last_error === null ? null : redactUrls(r.last_error),
   createdAt: Number(r.created_at),
   updatedAt: Number(r.updated_at),
   deliveredAt: r.delivered_at === null ? null : Number(r.delivered_at),
@@ -163,7 +165,12 @@ export function createNotifier(
         return;
       }
       const dead = !retryable || Number(row.attempts) >= config.max_attempts;
-      outcome = { status: dead ? 'dead' : 'pending', error: errorMessage(err), delay: backoff(Number(row.attempts)) };
+      // lastError is read by analysts and logged: no URL in it keeps credentials or query values.
+      outcome = {
+        status: dead ? 'dead' : 'pending',
+        error: redactedErrorMessage(err),
+        delay: backoff(Number(row.attempts)),
+      };
     } finally {
       inflight.delete(row.id);
       seconds.observe({ destination: row.destination }, Number(process.hrtime.bigint() - started) / 1e9);

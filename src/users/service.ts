@@ -7,7 +7,11 @@ import { counter } from '../lib/metrics.ts';
 import { maxScope, ROLES, type Role, SCOPES, type Scope } from './access.ts';
 import type { AuditLog } from './audit.ts';
 import type { UsersConfig } from './config.ts';
+import { createLoginLimiter, type LoginAttempt, LoginRateLimitedError } from './login-limiter.ts';
 import { decoyHash, hashPassword, verifyPassword } from './password.ts';
+import { checkPasswordPolicy } from './password-policy.ts';
+
+export { LoginRateLimitedError } from './login-limiter.ts';
 
 /** A user as the API shows it (never the password hash). */
 export interface User {
@@ -54,16 +58,6 @@ export interface Actor {
   tenants: string[];
 }
 
-/** Too many failed logins for one username from one address. */
-export class LoginRateLimitedError extends VigilError {
-  readonly retryAfterSeconds: number;
-  constructor(retryAfterSeconds: number) {
-    super('too_many_logins', 'too many failed logins; wait before trying again', { status: 429, retryable: true });
-    this.name = 'LoginRateLimitedError';
-    this.retryAfterSeconds = retryAfterSeconds;
-  }
-}
-
 /** Users, their API keys and console sessions; every change is audited in the same transaction. */
 export interface UserService {
   create(input: NewUser, actor: Actor): Promise<User>;
@@ -81,7 +75,10 @@ export interface UserService {
   listApiKeys(userId?: string): Promise<ApiKeyInfo[]>;
   getApiKey(id: string): Promise<ApiKeyInfo | undefined>;
   revokeApiKey(id: string, actor: Actor): Promise<ApiKeyInfo>;
-  /** Checks a password (rate-limited per username and address) and opens a session. */
+  /**
+   * Checks a password and opens a session. Attempts are counted before the check, per account, per address
+   * and per both; a locked or full key answers LoginRateLimitedError without checking the password.
+   */
   login(username: string, password: string, address: string): Promise<{ token: string; expiresAt: number; user: User }>;
   /** Ends the session of `token` (a no-op for other tokens). */
   logout(token: string, actor: Actor): Promise<void>;
@@ -157,15 +154,32 @@ export function createUserService(
     ['reason'],
   );
   const logins = counter(deps.metrics, 'vigil_auth_logins_total', 'Successful logins.');
-  const failures = new Map<string, number[]>();
+  const passwordRejections = counter(
+    deps.metrics,
+    'vigil_users_password_rejections_total',
+    'Passwords refused when a user is created or changes one, by rule.',
+    ['rule'],
+  );
+  const limiter = createLoginLimiter(
+    {
+      windowMs: config.login_window_ms,
+      accountAddressMax: config.login_max_failures,
+      accountMax: config.login_account_max_failures,
+      addressMax: config.login_address_max_failures,
+      lockoutMs: config.login_lockout_ms,
+      lockoutMaxMs: Math.max(config.login_lockout_ms, config.login_lockout_max_ms),
+      maxKeys: config.login_tracked_keys_max,
+    },
+    { metrics: deps.metrics, now },
+  );
   let decoy: Promise<string> | undefined;
 
-  const checkPassword = (password: string) => {
-    if (password.length < config.min_password_length) {
-      throw new InputError('weak_password', `a password needs at least ${config.min_password_length} characters`);
-    }
-    if (password.length > 1024) throw new InputError('bad_password', 'a password has at most 1024 characters');
-  };
+  const checkPassword = (password: unknown, username: string | undefined) =>
+    checkPasswordPolicy(password, {
+      minLength: config.min_password_length,
+      username,
+      refused: (rule) => passwordRejections.inc({ rule }),
+    });
   const checkRole = (role: unknown): Role => {
     if (!ROLES.includes(role as Role)) throw new InputError('bad_role', `role must be one of ${ROLES.join(', ')}`);
     return role as Role;
@@ -188,25 +202,12 @@ export function createUserService(
   const userRow = async (id: string) =>
     (await db.query<UserRow>('SELECT * FROM users WHERE id = $1', [id]))[0] as UserRow | undefined;
 
-  /** Failures of `key` still in the window, oldest first (also forgets entries out of it). */
-  const recentFailures = (key: string, t: number): number[] => {
-    const list = (failures.get(key) ?? []).filter((at) => at > t - config.login_window_ms);
-    if (list.length === 0) failures.delete(key);
-    else failures.set(key, list);
-    return list;
-  };
-  const noteFailure = (key: string, t: number) => {
-    // Bounded: past 100k keys, the oldest (in insertion order) are forgotten first.
-    if (failures.size >= 100_000 && !failures.has(key)) failures.delete(failures.keys().next().value as string);
-    failures.set(key, [...recentFailures(key, t), t]);
-  };
-
   return {
     async create(input, actor) {
       if (typeof input.username !== 'string' || !USERNAME.test(input.username)) {
         throw new InputError('bad_username', 'username: 1 to 64 letters, digits, dot, dash, underscore or @');
       }
-      checkPassword(input.password);
+      checkPassword(input.password, input.username);
       const role = checkRole(input.role);
       const tenants = checkTenants(input.tenants, actor);
       const hash = await hashPassword(input.password, config.scrypt_log_n);
@@ -246,7 +247,9 @@ export function createUserService(
         changes[column === 'password_hash' ? 'password' : column] = column === 'password_hash' ? 'changed' : value;
       };
       if (patch.password !== undefined) {
-        checkPassword(patch.password);
+        const current = await userRow(id);
+        if (!current) throw notFound(`user ${id}`);
+        checkPassword(patch.password, current.username);
         set('password_hash', await hashPassword(patch.password, config.scrypt_log_n));
       }
       if (patch.role !== undefined) set('role', checkRole(patch.role));
@@ -347,23 +350,38 @@ export function createUserService(
     },
     async login(username, password, address) {
       const t = now();
-      const key = `${username}\u0000${address}`;
-      const recent = recentFailures(key, t);
-      if (recent.length >= config.login_max_failures) {
-        loginFailures.inc({ reason: 'rate_limited' });
-        deps.logger.warn({ username, address }, 'A login was refused: too many failed attempts.');
-        throw new LoginRateLimitedError(Math.max(1, Math.ceil((recent[0] + config.login_window_ms - t) / 1000)));
+      // Counted before the first await: parallel attempts see each other, and a locked account or address
+      // is refused without its password being checked, right or wrong.
+      let attempt: LoginAttempt;
+      try {
+        attempt = limiter.begin(username, address);
+      } catch (err) {
+        if (err instanceof LoginRateLimitedError) {
+          loginFailures.inc({ reason: 'rate_limited' });
+          deps.logger.warn(
+            { username, address, retryAfterSeconds: err.retryAfterSeconds },
+            'A login was refused: too many failed attempts.',
+          );
+        }
+        throw err;
       }
-      const row = (await db.query<UserRow>('SELECT * FROM users WHERE username = $1', [username]))[0];
-      decoy ??= decoyHash(config.scrypt_log_n);
-      const ok = await verifyPassword(String(password), row ? row.password_hash : await decoy);
+      let row: UserRow | undefined;
+      let ok = false;
+      try {
+        row = (await db.query<UserRow>('SELECT * FROM users WHERE username = $1', [username]))[0];
+        decoy ??= decoyHash(config.scrypt_log_n);
+        ok = await verifyPassword(String(password), row ? row.password_hash : await decoy);
+      } catch (err) {
+        attempt.abandoned();
+        throw err;
+      }
       if (!row || !ok || row.disabled) {
-        noteFailure(key, t);
+        attempt.failed();
         loginFailures.inc({ reason: 'bad_credentials' });
         deps.logger.info({ username, address }, 'A login failed.');
         throw new VigilError('bad_credentials', 'wrong username or password', { status: 401 });
       }
-      failures.delete(key);
+      attempt.succeeded();
       const token = `vgs_${randomBytes(32).toString('base64url')}`;
       const expiresAt = t + config.session_ttl_ms;
       await db.transaction(async (tx) => {
