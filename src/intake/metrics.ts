@@ -4,6 +4,8 @@ import { counter, gauge } from '../lib/metrics.ts';
 /** Why an intake refused an event; a parse failure is not one (the event is stored raw, flagged). */
 export type RejectReason =
   | 'oversize'
+  /** An octet-counted syslog frame cut short: the client closed its connection before the frame's end. */
+  | 'truncated'
   | 'overloaded'
   | 'draining'
   | 'publish_error'
@@ -29,6 +31,11 @@ export interface IntakeMetrics {
   connections: Gauge<'source'>;
   /** `vigil_intake_pending_events{source}`: events read but not yet committed. */
   pending: Gauge<'source'>;
+  /**
+   * `vigil_intake_connections_refused_total{source,reason}`: stream connections closed at once, by reason
+   * (`max_connections`, `maintenance`, `stopping`).
+   */
+  refusedConnections: Counter<'source' | 'reason'>;
 }
 
 /** Returns the intake metrics of `registry`, shared by every intake of the process. */
@@ -46,5 +53,11 @@ export function intakeMetrics(registry: Registry): IntakeMetrics {
     pending: gauge(registry, 'vigil_intake_pending_events', 'Events an intake read and has not seen committed yet.', [
       'source',
     ]),
+    refusedConnections: counter(
+      registry,
+      'vigil_intake_connections_refused_total',
+      'Stream connections an intake closed at once, by reason (max_connections, maintenance, stopping).',
+      ['source', 'reason'],
+    ),
   };
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { OverloadError, VigilError } from '../../lib/errors.ts';
 import type { NormalizedEvent } from '../../lib/event.ts';
 import { silentLogger } from '../../lib/logger.ts';
 import { createSyslogIntake, type SyslogConfigInput, type SyslogIntake, type SyslogParseContext } from './index.ts';
+import { readUdpKernelDrops } from './udp-drops.ts';
 
 // Helpers -------------------------------------------------------------------------------------------------
 
@@ -533,4 +534,76 @@ test('TCP: in maintenance, new connections are closed at once; they are taken ag
   socket.write('<13>after maintenance\n');
   await waitFor('1 event', () => h.publisher.events.length === 1);
   socket.destroy();
+});
+
+// Loss counted in /metrics (issue 16) ---------------------------------------------------------------------
+
+test('TCP: an octet-counted frame cut off by the client is counted as read and rejected (truncated)', async () => {
+  const h = await startIntake();
+  const socket = await connect(h.tcp);
+  // A whole frame, then a frame announcing 100 bytes of which 11 arrive before the client closes.
+  await writeChunks(socket, [octet('<13>whole frame'), '100 <13>partial']);
+  socket.end();
+  await closed(socket);
+  await waitFor('the whole frame', () => h.publisher.events.length === 1);
+  await waitFor('the cut frame counted', async () => {
+    return (await metric(h.registry, 'vigil_intake_events_rejected_total', { reason: 'truncated' })) === 1;
+  });
+  assert.equal(await metric(h.registry, 'vigil_intake_events_received_total', { source: 'syslog-tcp' }), 2);
+  const text = await h.registry.metrics();
+  assert.match(text, /vigil_intake_events_rejected_total\{source="syslog-tcp",reason="truncated"\} 1/);
+});
+
+test('TCP: refused connections are counted by reason (max_connections, maintenance)', async () => {
+  let admitting = true;
+  const h = await startIntake({ max_connections: 1 }, new FakePublisher(), { admitting: () => admitting });
+  const refused = (reason: string) =>
+    metric(h.registry, 'vigil_intake_connections_refused_total', { source: 'syslog-tcp', reason });
+  const kept = await connect(h.tcp);
+  await waitFor('1 connection', async () => (await metric(h.registry, 'vigil_intake_connections', {})) === 1);
+  const extra = await connect(h.tcp);
+  extra.on('error', () => {});
+  await closed(extra);
+  await waitFor('the refusal counted', async () => (await refused('max_connections')) === 1);
+  kept.destroy();
+  await waitFor('0 connections', async () => (await metric(h.registry, 'vigil_intake_connections', {})) === 0);
+  admitting = false;
+  const draining = await connect(h.tcp);
+  draining.on('error', () => {});
+  await closed(draining);
+  await waitFor('the maintenance refusal counted', async () => (await refused('maintenance')) === 1);
+  assert.equal(await refused('max_connections'), 1);
+});
+
+test('UDP: datagrams the kernel drops while the event loop is busy are counted from /proc/net/udp', async (t) => {
+  if (readUdpKernelDrops(1) === undefined) return t.skip('no /proc/net/udp here');
+  const h = await startIntake();
+  const drops = () => metric(h.registry, 'vigil_intake_udp_kernel_drops_total', { source: 'syslog-udp' });
+  assert.equal(await drops(), 0);
+  // spawnSync blocks this event loop while the child floods the port: 20 MB against a receive buffer of a
+  // few hundred KB, so the kernel must drop most of it.
+  const flood = `const s=require('dgram').createSocket('udp4');const b=Buffer.alloc(1000,120);let n=0;
+    (function go(){for(let i=0;i<500&&n<20000;i++,n++)s.send(b,${h.udp},'127.0.0.1');if(n<20000)setImmediate(go);else setTimeout(()=>s.close(),200);})();`;
+  execFileSync(process.execPath, ['-e', flood], { timeout: 15_000 });
+  const counted = await drops();
+  assert.ok(counted > 0, `kernel drops counted: ${counted}`);
+  assert.equal(counted, readUdpKernelDrops(h.udp), 'the metric is the kernel count for this socket');
+});
+
+test('UDP: kernel drops are read from the drops column of the rows of the socket port', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-udp-'));
+  try {
+    const table = join(dir, 'udp');
+    const header =
+      '   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops';
+    const row = (port: string, drops: number) =>
+      `  1: 0100007F:${port} 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000  0 1234 2 0000000000000000 ${drops}`;
+    writeFileSync(table, [header, row('0202', 7), row('1F90', 5), row('0202', 1), ''].join('\n'));
+    assert.equal(readUdpKernelDrops(514, [table]), 8);
+    assert.equal(readUdpKernelDrops(8080, [table]), 5);
+    assert.equal(readUdpKernelDrops(9999, [table]), 0);
+    assert.equal(readUdpKernelDrops(514, [join(dir, 'missing')]), undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

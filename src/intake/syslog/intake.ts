@@ -13,6 +13,7 @@ import { Connection, type ConnectionHost } from './connection.ts';
 import { type Frame, trimEol } from './framing.ts';
 import { type IntakeMetrics, intakeMetrics } from '../metrics.ts';
 import { BatchPipeline } from './pipeline.ts';
+import { countUdpKernelDrops } from './udp-drops.ts';
 
 /** The `source` of events by the listener that received them. */
 export type SyslogSource = 'syslog-udp' | 'syslog-tcp' | 'syslog-tls';
@@ -96,6 +97,9 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
   #refused = 0;
   #refusalLoggedAt = 0;
   #udpDropped = 0;
+  /** The UDP socket's port while it is bound, for the kernel drop counter. */
+  #udpPort: number | undefined;
+  #stopCountingDrops: (() => void) | undefined;
 
   constructor(config: Readonly<SyslogConfig>, deps: SyslogIntakeDeps) {
     this.#config = config;
@@ -157,14 +161,16 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
     try {
       const tlsOptions = this.#tlsEnabled ? await this.#readTlsOptions() : undefined;
       this.#udp = await this.#listenUdp();
+      this.#udpPort = this.#udp.address().port;
+      this.#stopCountingDrops = countUdpKernelDrops(this.#deps.metrics, { source: UDP, port: () => this.#udpPort });
       this.#tcp = net.createServer();
       this.#tcp.on('connection', (socket) => {
-        if (this.#admit(socket)) this.#handle(socket, TCP);
+        if (this.#admit(socket, TCP)) this.#handle(socket, TCP);
       });
       await this.#listen(this.#tcp, c.tcp_port, TCP);
       if (tlsOptions) {
         this.#tls = tls.createServer(tlsOptions);
-        this.#tls.on('connection', (socket) => this.#admit(socket));
+        this.#tls.on('connection', (socket) => this.#admit(socket, TLS));
         this.#tls.on('secureConnection', (socket) => this.#handle(socket, TLS));
         this.#tls.on('tlsClientError', (err, socket) => {
           this.#log.info(
@@ -244,14 +250,16 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
   }
 
   /** Applies the connection cap to a new TCP-level socket; returns whether it was kept. */
-  #admit(socket: net.Socket): boolean {
+  #admit(socket: net.Socket, source: SyslogSource): boolean {
     if (this.#deps.admitting?.() === false) {
       // Maintenance: the load balancer sees /health/ready fail and sends the client's reconnect elsewhere.
       socket.destroy();
+      this.#metrics.refusedConnections.inc({ source, reason: 'maintenance' });
       return false;
     }
     if (!this.#accepting() || this.#sockets.size >= this.#config.max_connections) {
       socket.destroy();
+      this.#metrics.refusedConnections.inc({ source, reason: this.#accepting() ? 'max_connections' : 'stopping' });
       this.#refused++;
       const now = Date.now();
       if (this.#accepting() && now - this.#refusalLoggedAt >= REFUSAL_LOG_INTERVAL_MS) {
@@ -356,6 +364,9 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
         this.#reject(source, 'oversize', conn.peer, frame.bytes, frame.framing);
         return;
       case 'truncated':
+        // Counted as read and refused, so that received = accepted + rejected + pending still holds.
+        this.#metrics.received.inc({ source });
+        this.#metrics.rejected.inc({ source, reason: 'truncated' });
         this.#log.warn(
           { source, peer: conn.peer, bytes: frame.bytes },
           'A syslog client closed its connection in the middle of an octet-counted frame; the partial frame is dropped.',
@@ -425,6 +436,9 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
       if (server?.listening) closing.push(new Promise((resolve) => server.close(() => resolve())));
     }
     const udp = this.#udp;
+    // The port may be bound again by another socket: its kernel drops are not this intake's.
+    this.#udpPort = undefined;
+    this.#stopCountingDrops?.();
     if (udp) {
       closing.push(
         new Promise((resolve) => {
