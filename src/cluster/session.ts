@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
+import { redactUrl } from '../lib/redact.ts';
 import type { ClusterConfig } from './config.ts';
 import { ClusterError } from './errors.ts';
 import { type ClusterMetrics, clusterMetrics } from './metrics.ts';
@@ -300,7 +301,11 @@ export function createEtcdSession(
       });
       void grantLoop(gen);
       try {
-        await withTimeout(first, config.connect_timeout_ms, `etcd at ${config.etcd_endpoints.join(', ')}`);
+        await withTimeout(
+          first,
+          config.connect_timeout_ms,
+          `etcd at ${config.etcd_endpoints.map(redactUrl).join(', ')}`,
+        );
       } catch (err) {
         stopped = true;
         gen++;
@@ -308,7 +313,7 @@ export function createEtcdSession(
         etcd = undefined;
         throw new ClusterError(
           'etcd_unavailable',
-          `no etcd lease within ${config.connect_timeout_ms} ms from ${config.etcd_endpoints.join(', ')}`,
+          `no etcd lease within ${config.connect_timeout_ms} ms from ${config.etcd_endpoints.map(redactUrl).join(', ')}`,
           { cause: err },
         );
       }

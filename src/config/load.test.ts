@@ -61,3 +61,17 @@ test('the README configuration table lists every setting', () => {
     .filter((k) => !readme.includes(`\`${k}\``));
   assert.deepEqual(missing, [], 'settings missing from the README table');
 });
+
+test('a YAML error quoting a line with a credentialed URL shows the URL redacted', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-config-'));
+  const file = join(dir, 'vigil.yml');
+  writeFileSync(file, 'notify:\n  destinations:\n    - name: a\n      url: http://u:hunter2@h/x?token=abc: [\n');
+  assert.throws(
+    () => loadConfig({ file, env: {} }),
+    (err: Error) => {
+      assert.match(err.message, /http:\/\/redacted@h\/x\?token=redacted/);
+      assert.ok(!err.message.includes('hunter2') && !err.message.includes('abc'), err.message);
+      return true;
+    },
+  );
+});

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { InputError } from '../lib/errors.ts';
+import { redactUrls } from '../lib/redact.ts';
 import { configSchema, type VigilConfig } from './schema.ts';
 
 /** Environment variables with a fixed meaning; any other `VIGIL_<SECTION>__<KEY>` sets `section.key`. */
@@ -48,7 +49,8 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
         else raw = doc as Record<string, unknown>;
       }
     } catch (err) {
-      problems.push(`${file}: ${(err as Error).message}`);
+      // A YAML error quotes the offending line, which may hold a URL with credentials.
+      problems.push(`${file}: ${redactUrls((err as Error).message)}`);
     }
   }
   for (const [name, value] of Object.entries(env)) {

@@ -24,6 +24,7 @@ import { errorMessage, OverloadError, VigilError } from '../../lib/errors.ts';
 import type { NormalizedEvent } from '../../lib/event.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { counter, gauge, histogram } from '../../lib/metrics.ts';
+import { redactUrl, redactUrls } from '../../lib/redact.ts';
 import type { BatchHandler, Bus } from '../index.ts';
 import { createSpool, type SpoolEntry, type SpoolStats } from '../spool/index.ts';
 import { decodeBatch, type EncodedBatch, ENCODING_HEADER, EVENTS_HEADER, encodeBatches } from './codec.ts';
@@ -315,11 +316,12 @@ export function createJetStreamBus(
         attempt++;
         if (attempt === 1 || attempt % 20 === 0) {
           log.warn(
-            { err: errorMessage(err), servers: config.servers, attempt },
+            // A server URL may carry credentials (nats://user:pass@host): logged redacted.
+            { err: redactUrls(errorMessage(err)), servers: config.servers.map(redactUrl), attempt },
             'NATS is unreachable; publishes go to the local spool.',
           );
         }
-        lastError = `NATS unreachable: ${errorMessage(err)}`;
+        lastError = `NATS unreachable: ${redactUrls(errorMessage(err))}`;
         await pause(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
       }
     }
