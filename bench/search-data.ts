@@ -253,9 +253,9 @@ async function copyBase(
     const t = performance.now();
     for (let day = state.copy_days_done ?? 0; day < SPAN_DAYS; day += CHUNK_DAYS) {
       await session.queryAsync(
-        `INSERT INTO ${EVENTS_TABLE}
+        `INSERT INTO ${EVENTS_TABLE} (ts, ingested, id, content_hash, tenant, source, layout, host, message, raw, parse_error, fields)
 SELECT fromUnixTimestamp64Milli(${windowFrom} + ${offset}, 'UTC') AS ts,
-  ingested, ${k === 0 ? 'id' : `concat(id, '#${k}')`} AS id, tenant, source, layout, host, message, raw, parse_error, fields
+  ingested, ${k === 0 ? 'id' : `concat(id, '#${k}')`} AS id, content_hash, tenant, source, layout, host, message, raw, parse_error, fields
 FROM ${BASE_TABLE}
 WHERE ${offset} >= ${day * DAY_MS} AND ${offset} < ${(day + CHUNK_DAYS) * DAY_MS}${sample}`,
       );
