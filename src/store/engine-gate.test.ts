@@ -28,3 +28,59 @@ test('at most `limit` calls run at once, in order of arrival, and a failure free
   assert.deepEqual(await Promise.all([call(5), call(6), call(7)]), [5, 6, 7]);
   assert.equal(running, 0);
 });
+
+test('a waiting write goes before every waiting search, and searches leave one place to writes', async () => {
+  const gate = createEngineGate(2);
+  const order: string[] = [];
+  let searchesRunning = 0;
+  let mostSearches = 0;
+  const release: (() => void)[] = [];
+  const call = (name: string, lane: 'write' | 'search') =>
+    gate(
+      async () => {
+        order.push(name);
+        if (lane === 'search') mostSearches = Math.max(mostSearches, ++searchesRunning);
+        await new Promise<void>((r) => release.push(r));
+        if (lane === 'search') searchesRunning--;
+      },
+      { lane },
+    );
+  const calls = [call('s1', 'search'), call('s2', 'search'), call('s3', 'search'), call('w1', 'write')];
+  await new Promise((r) => setImmediate(r));
+  // The second place stays free for a write: w1 starts at once, though s2 and s3 arrived first.
+  assert.deepEqual(order, ['s1', 'w1']);
+  calls.push(call('w2', 'write'));
+  release.shift()?.(); // s1 ends: w2, which waited less than s2, takes its place.
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, ['s1', 'w1', 'w2']);
+  while (release.length > 0) {
+    release.shift()?.();
+    await new Promise((r) => setImmediate(r));
+  }
+  await Promise.all(calls);
+  assert.deepEqual(order, ['s1', 'w1', 'w2', 's2', 's3']);
+  assert.equal(mostSearches, 1);
+});
+
+test('a search still waiting at its deadline leaves with query_timeout and never runs', async () => {
+  const gate = createEngineGate(2);
+  let release!: () => void;
+  const running = gate(() => new Promise<void>((r) => (release = r)), { lane: 'search' });
+  let ran = false;
+  const started = Date.now();
+  await assert.rejects(
+    gate(
+      async () => {
+        ran = true;
+      },
+      { lane: 'search', deadline: Date.now() + 50 },
+    ),
+    (err: Error & { code?: string; status?: number }) => err.code === 'query_timeout' && err.status === 503,
+  );
+  assert.ok(Date.now() - started < 1000);
+  release();
+  await running;
+  assert.equal(ran, false);
+  // The line goes on without it.
+  assert.equal(await gate(async () => 7, { lane: 'search' }), 7);
+});

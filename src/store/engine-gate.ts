@@ -1,3 +1,45 @@
+import { VigilError } from '../lib/errors.ts';
+
+/**
+ * What a call into the engine is for. `write`: inserts and the store's own statements (alerts, bookkeeping),
+ * which intake and detection wait on. `search`: a user's search, which waits behind every queued write.
+ */
+export type EngineLane = 'write' | 'search';
+
+/** Options of one engine call. */
+export interface EngineCallOptions {
+  /** The call's lane; `write` by default. */
+  lane?: EngineLane;
+  /** Epoch ms: a call still waiting for its turn then is refused with `query_timeout` and never runs. */
+  deadline?: number;
+}
+
+/** Runs `fn` when the engine has a place for it (see {@link createEngineGate}). */
+export type EngineGate = <T>(fn: () => Promise<T>, opts?: EngineCallOptions) => Promise<T>;
+
+/** The error of a search that did not get its turn at the engine before its deadline. */
+export function queryTimeoutError(timeoutMs: number, cause?: unknown): VigilError {
+  return new VigilError(
+    'query_timeout',
+    `the search did not finish within ${timeoutMs} ms (store.query_timeout_ms, time waiting for the engine included)`,
+    {
+      status: 503,
+      retryable: true,
+      cause,
+      details: {
+        timeout_ms: timeoutMs,
+        hint: 'narrow the time range or add filters, or retry when fewer searches run',
+      },
+    },
+  );
+}
+
+interface Waiter {
+  lane: EngineLane;
+  start: () => void;
+  timer?: NodeJS.Timeout;
+}
+
 /**
  * Holds calls into the embedded engine in JavaScript, at most `limit` outstanding at once. chdb runs one
  * statement at a time per process, and each insert or plain query waiting its turn inside chdb holds one of
@@ -5,20 +47,67 @@
  * with six one-second inserts waiting, a write and fdatasync took 2.9 s instead of milliseconds
  * (engine-gate-pool.test.ts), and the disk spool and the ingest key log fdatasync every acknowledged batch.
  * Two outstanding keeps the next call ready when the engine frees up.
+ *
+ * Writes go first: a freed place goes to the oldest waiting write, and only then to the oldest search; and
+ * searches hold at most `searchPlaces` places (`limit - 1` by default), so one place is always left for a
+ * write. The engine cannot stop a statement to let an insert in, so an insert waits at most for the one
+ * search the engine is running (itself bounded by max_execution_time), never for the searches queued
+ * behind it: with 200 heavy searches queued in one line with the inserts, an ingest answer waited up to
+ * 59.6 s. A search waiting past its `deadline` leaves the line with `query_timeout`.
  */
-export function createEngineGate(limit: number): <T>(fn: () => Promise<T>) => Promise<T> {
+export function createEngineGate(limit: number, opts: { searchPlaces?: number } = {}): EngineGate {
+  const searchPlaces = Math.max(1, Math.min(limit, opts.searchPlaces ?? limit - 1));
   let active = 0;
-  const waiting: (() => void)[] = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active < limit) active++;
-    // A finished call hands its place straight to the first waiter, so no newcomer slips in between.
-    else await new Promise<void>((resolve) => waiting.push(resolve));
+  let activeSearches = 0;
+  const writes: Waiter[] = [];
+  const searches: Waiter[] = [];
+
+  /** Hands a freed place to the next waiter that may take it, if any. */
+  function next(): void {
+    while (active < limit) {
+      const w = writes.length > 0 ? writes.shift() : activeSearches < searchPlaces ? searches.shift() : undefined;
+      if (!w) return;
+      if (w.timer) clearTimeout(w.timer);
+      active++;
+      if (w.lane === 'search') activeSearches++;
+      w.start();
+    }
+  }
+
+  return async <T>(fn: () => Promise<T>, call: EngineCallOptions = {}): Promise<T> => {
+    const lane = call.lane ?? 'write';
+    const queue = lane === 'search' ? searches : writes;
+    // A newcomer never slips in ahead of a waiter of its lane (or, for a search, of a write).
+    const mayStart =
+      active < limit &&
+      queue.length === 0 &&
+      (lane === 'write' || (writes.length === 0 && activeSearches < searchPlaces));
+    if (mayStart) {
+      active++;
+      if (lane === 'search') activeSearches++;
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        const w: Waiter = { lane, start: resolve };
+        if (call.deadline !== undefined) {
+          const wait = call.deadline - Date.now();
+          w.timer = setTimeout(
+            () => {
+              const i = queue.indexOf(w);
+              if (i >= 0) queue.splice(i, 1);
+              reject(queryTimeoutError(Math.max(0, wait)));
+            },
+            Math.max(0, wait),
+          );
+        }
+        queue.push(w);
+      });
+    }
     try {
       return await fn();
     } finally {
-      const next = waiting.shift();
-      if (next) next();
-      else active--;
+      active--;
+      if (lane === 'search') activeSearches--;
+      next();
     }
   };
 }

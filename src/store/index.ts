@@ -7,8 +7,9 @@ import { errorMessage, VigilError } from '../lib/errors.ts';
 import type { NormalizedEvent } from '../lib/event.ts';
 import type { Logger } from '../lib/logger.ts';
 import { counter, histogram } from '../lib/metrics.ts';
+import { createSearchAdmission } from './admission.ts';
 import type { StoreConfig } from './config.ts';
-import { createEngineGate } from './engine-gate.ts';
+import { createEngineGate, queryTimeoutError } from './engine-gate.ts';
 import { eventsToRowsSliced } from './rows.ts';
 import {
   DATABASE,
@@ -38,6 +39,23 @@ export const INSERT_CHUNK_RAW_BYTES = 6 * 1024 * 1024;
 /** Engine calls let out at once (see engine-gate.ts); the others wait in JavaScript. */
 const ENGINE_CALLS_OUTSTANDING = 2;
 
+/** The engine's answer to a statement stopped by max_execution_time (TIMEOUT_EXCEEDED). */
+const ENGINE_TIMEOUT = /\bCode: 159\b|TIMEOUT_EXCEEDED/;
+
+/** A SETTINGS clause ending a statement (the query compiler ends its statements with one). */
+const TRAILING_SETTINGS = /\sSETTINGS\s[^()']*$/i;
+
+/**
+ * The statement with the engine's own time limit added: the engine stops it after `ms` (rounded up to a
+ * millisecond) and fails it with TIMEOUT_EXCEEDED. chdb's `timeout` option only rejects the promise while
+ * the engine goes on: 10 timed-out searches went on using 0.8 CPU-seconds after their answers.
+ */
+export function withTimeLimit(sql: string, ms: number): string {
+  const limit = `max_execution_time = ${Math.max(1, Math.ceil(ms)) / 1000}, timeout_overflow_mode = 'throw'`;
+  const trimmed = sql.trimEnd();
+  return TRAILING_SETTINGS.test(trimmed) ? `${trimmed}, ${limit}` : `${trimmed}\nSETTINGS ${limit}`;
+}
+
 /** Where a batch is cut into INSERTs: by raw size, at most 8x INSERT_CHUNK_EVENTS each; the same cut for the same batch. */
 export function insertChunks(events: readonly NormalizedEvent[]): [number, number][] {
   const out: [number, number][] = [];
@@ -62,12 +80,25 @@ export interface EventStore extends Component {
    * `dedupToken` names the batch: written again with the same token (a redelivery), the engine drops it.
    */
   write(events: readonly NormalizedEvent[], opts?: { dedupToken?: string }): Promise<void>;
-  /** Runs a parameterized read and returns its JSONEachRow rows. */
+  /** Runs a parameterized read for the store's own users (alerts, bookkeeping) and returns its JSONEachRow rows. */
   query<T = Record<string, unknown>>(sql: string, params: Record<string, unknown>): Promise<T[]>;
+  /**
+   * Runs a user's search: `fn` gets a place among `user`'s searches (store.search_concurrency_per_user; more
+   * wait in a bounded queue, and past it answer 429 `too_many_searches`), and its reads wait behind every
+   * write and stop at the deadline (store.query_timeout_ms from the call, waiting included; per read with
+   * `perQuery`, for hunts that read page after page) with 503 `query_timeout`, the engine's work included.
+   */
+  search<T>(user: string, fn: (scope: SearchScope) => Promise<T>, opts?: { perQuery?: boolean }): Promise<T>;
   /** Runs a parameterized statement (DDL, inserts built by other components) with no result. */
   exec(sql: string, params?: Record<string, unknown>): Promise<void>;
   /** Inserts JSONEachRow rows into a table of the store's database (alerts, bookkeeping). */
   insertRows(table: string, rows: Buffer): Promise<void>;
+}
+
+/** The reads of one admitted search (see {@link EventStore.search}). */
+export interface SearchScope {
+  /** Runs a parameterized read within the search's deadline and returns its JSONEachRow rows. */
+  query<T = Record<string, unknown>>(sql: string, params: Record<string, unknown>): Promise<T[]>;
 }
 
 export { type StoreConfig, storeConfigSchema } from './config.ts';
@@ -84,6 +115,20 @@ export function createEventStore(
   const writeSeconds = histogram(deps.metrics, 'vigil_store_write_seconds', 'Latency of one committed batch.');
   const written = counter(deps.metrics, 'vigil_store_events_written_total', 'Events committed to the store.');
   const errors = counter(deps.metrics, 'vigil_store_errors_total', 'Failed store operations.', ['op']);
+  const timeouts = counter(
+    deps.metrics,
+    'vigil_store_search_timeouts_total',
+    'Searches stopped at store.query_timeout_ms, by where: waiting for the engine (queue) or in it (engine).',
+    ['where'],
+  );
+  const admission = createSearchAdmission(
+    {
+      concurrency: config.search_concurrency_per_user,
+      queue: config.search_queue_per_user,
+      queueTimeoutMs: config.search_queue_timeout_ms,
+    },
+    deps.metrics,
+  );
 
   const engine = createEngineGate(ENGINE_CALLS_OUTSTANDING);
   let purging = false;
@@ -107,6 +152,52 @@ export function createEventStore(
         deps.logger.warn({ err: errorMessage(err) }, 'Releasing the engine memory failed.');
       },
     );
+  }
+
+  /**
+   * Runs a read. A search's read (`search` given) waits behind writes, leaves the line at its deadline, and
+   * runs with the engine's time limit set to what is left of it.
+   */
+  async function read<T>(
+    sql: string,
+    params: Record<string, unknown>,
+    search?: { deadline: number; timeoutMs: number },
+  ): Promise<T[]> {
+    const s = open();
+    let text: string;
+    try {
+      const result = await engine(
+        () => {
+          if (!search) return s.queryBindAsync(sql, params, { format: 'JSONEachRow' });
+          const left = search.deadline - Date.now();
+          if (left <= 0) throw queryTimeoutError(search.timeoutMs);
+          return s.queryBindAsync(withTimeLimit(sql, left), params, { format: 'JSONEachRow' });
+        },
+        search ? { lane: 'search', deadline: search.deadline } : undefined,
+      );
+      text = result.text();
+    } catch (err) {
+      if (search && err instanceof VigilError && err.code === 'query_timeout') {
+        timeouts.inc({ where: 'queue' });
+        throw queryTimeoutError(search.timeoutMs, err);
+      }
+      if (search && ENGINE_TIMEOUT.test(errorMessage(err))) {
+        timeouts.inc({ where: 'engine' });
+        throw queryTimeoutError(search.timeoutMs, err);
+      }
+      errors.inc({ op: 'query' });
+      // The engine's reason quotes the statement: it goes to the log, never to the client.
+      deps.logger.warn({ err: errorMessage(err) }, 'The engine failed a query.');
+      throw new VigilError('store_query_failed', 'the engine failed the query (its reason is in the node log)', {
+        status: 500,
+        cause: err,
+      });
+    }
+    if (text.length === 0) return [];
+    return text
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as T);
   }
 
   function open(): Session {
@@ -173,24 +264,22 @@ export function createEventStore(
       }
       written.inc(events.length);
     },
-    async query<T>(sql: string, params: Record<string, unknown>) {
-      const s = open();
+    query: <T>(sql: string, params: Record<string, unknown>) => read<T>(sql, params),
+    async search(user, fn, opts = {}) {
+      const timeoutMs = config.query_timeout_ms;
+      const deadline = Date.now() + timeoutMs;
+      const release = await admission.admit(user, opts.perQuery ? undefined : deadline).catch((err: unknown) => {
+        if (!(err instanceof VigilError) || err.code !== 'query_timeout') throw err;
+        timeouts.inc({ where: 'queue' });
+        throw queryTimeoutError(timeoutMs, err);
+      });
       try {
-        const result = await engine(() =>
-          s.queryBindAsync(sql, params, { format: 'JSONEachRow', timeout: config.query_timeout_ms }),
-        );
-        const text = result.text();
-        if (text.length === 0) return [];
-        return text
-          .trimEnd()
-          .split('\n')
-          .map((line) => JSON.parse(line) as T);
-      } catch (err) {
-        errors.inc({ op: 'query' });
-        throw new VigilError('store_query_failed', `the query failed: ${errorMessage(err)}`, {
-          status: 500,
-          cause: err,
+        return await fn({
+          query: (sql, params) =>
+            read(sql, params, { deadline: opts.perQuery ? Date.now() + timeoutMs : deadline, timeoutMs }),
         });
+      } finally {
+        release();
       }
     },
     async exec(sql, params = {}) {

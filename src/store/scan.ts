@@ -1,5 +1,5 @@
 import type { NormalizedEvent } from '../lib/event.ts';
-import type { EventStore } from './index.ts';
+import type { SearchScope } from './index.ts';
 import { type EventRow, rowToNormalized } from './rows.ts';
 import { EVENTS_TABLE } from './schema.ts';
 
@@ -10,7 +10,7 @@ const PAGE = 5000;
  * for retro-hunts and replays. Stops after `max` events.
  */
 export async function* scanEvents(
-  store: EventStore,
+  store: SearchScope,
   opts: { tenants: string[]; from: number; to: number; max: number },
 ): AsyncGenerator<NormalizedEvent> {
   let afterTs = opts.from - 1;

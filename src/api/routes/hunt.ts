@@ -1,11 +1,12 @@
 import type { Detector } from '../../detect/index.ts';
 import { compileRuleText } from '../../detect/rule-set.ts';
 import type { Placeholders } from '../../detect/sigma/index.ts';
-import { InputError, VigilError } from '../../lib/errors.ts';
+import { InputError, NotFoundError } from '../../lib/errors.ts';
 import { type EventStore, scanEvents } from '../../store/index.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 import { parseJsonBody } from './alerts.ts';
+import { visibleRules } from './rules.ts';
 
 /**
  * POST /api/v1/hunt {rule_id | rule (Sigma YAML), from, to, limit}: runs rules over stored events of a
@@ -39,24 +40,36 @@ export function huntRoutes(deps: {
         set = compileRuleText(body.rule, deps.placeholders);
         ruleIds = new Set([v.id]);
       } else if (typeof body.rule_id === 'string') {
-        if (!set.rules.some((r) => r.id === body.rule_id)) {
-          throw new VigilError('not_found', `no rule ${body.rule_id}`, { status: 404 });
+        if (!visibleRules(set, principal).rules.some((r) => r.id === body.rule_id)) {
+          throw new NotFoundError('rule', body.rule_id);
         }
         ruleIds = new Set([body.rule_id]);
       }
-      const matches = [];
+      const matches: Record<string, unknown>[] = [];
       let scanned = 0;
-      for await (const event of scanEvents(deps.store, { tenants: principal.tenants, from, to, max: deps.maxEvents })) {
-        scanned++;
-        for (const alert of deps.detector.evaluate([event], set)) {
-          if (ruleIds && !ruleIds.has(alert.rule.id)) continue;
-          if (matches.length < limit)
-            matches.push({
-              ...alert,
-              event: { '@timestamp': new Date(event.timestamp).toISOString(), 'event.id': event.id, ...event.fields },
-            });
-        }
-      }
+      // A hunt is a search: it takes a place among the user's searches, and each page read waits behind
+      // writes and has store.query_timeout_ms of its own.
+      await deps.store.search(
+        principal.name,
+        async (scope) => {
+          for await (const event of scanEvents(scope, { tenants: principal.tenants, from, to, max: deps.maxEvents })) {
+            scanned++;
+            for (const alert of deps.detector.evaluate([event], set)) {
+              if (ruleIds && !ruleIds.has(alert.rule.id)) continue;
+              if (matches.length < limit)
+                matches.push({
+                  ...alert,
+                  event: {
+                    '@timestamp': new Date(event.timestamp).toISOString(),
+                    'event.id': event.id,
+                    ...event.fields,
+                  },
+                });
+            }
+          }
+        },
+        { perQuery: true },
+      );
       return {
         scanned,
         truncated: scanned >= deps.maxEvents,

@@ -30,12 +30,13 @@ after(() => peer.close());
 
 /** A store whose queries answer no rows, or fail as a broken replica does. */
 function fakeStore(fail: boolean): EventStore {
-  return {
+  const scope = {
     async query() {
       if (fail) throw new VigilError('store_query_failed', 'the query failed: disk error', { status: 500 });
       return [];
     },
-  } as unknown as EventStore;
+  };
+  return { ...scope, search: (_user: string, fn: (s: typeof scope) => unknown) => fn(scope) } as unknown as EventStore;
 }
 
 async function app(store: EventStore, peers: string[], self = { node: 'here', lag_messages: 0 }) {

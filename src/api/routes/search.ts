@@ -2,7 +2,7 @@ import type { Registry } from 'prom-client';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import { counter, histogram } from '../../lib/metrics.ts';
 import { compileQuery } from '../../query/index.ts';
-import { type EventRow, type EventStore, rowToEvent } from '../../store/index.ts';
+import { type EventRow, type EventStore, rowToEvent, type SearchScope } from '../../store/index.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 
@@ -14,9 +14,12 @@ export type SearchAnswer =
   | { total: number; events: Record<string, unknown>[]; took_ms: number }
   | { columns: string[]; rows: unknown[][]; took_ms: number };
 
-/** Runs a query for a set of tenants; shared by the HTTP route and other components (hunting). */
+/**
+ * Runs a query for a set of tenants within one admitted search (`EventStore.search`); shared by the HTTP
+ * route and other components (hunting).
+ */
 export async function runSearch(
-  store: EventStore,
+  store: SearchScope,
   q: string,
   opts: { from: number; to: number; limit: number; tenants: string[] },
 ): Promise<SearchAnswer> {
@@ -123,16 +126,14 @@ export function searchRoutes(deps: {
         if (!local && deps.replicas) {
           throw new VigilError('no_replica', 'this node holds no replica', { status: 503, retryable: true });
         }
-        const answer = await runSearch(deps.store, q, {
-          from: fromMs,
-          to: toMs,
-          limit: lim,
-          tenants: principal.tenants,
-        });
+        const answer = await deps.store.search(principal.name, (scope) =>
+          runSearch(scope, q, { from: fromMs, to: toMs, limit: lim, tenants: principal.tenants }),
+        );
         end({ kind: 'events' in answer ? 'events' : 'table' });
         return local ? { ...answer, replica: local } : answer;
       } catch (err) {
-        if (!mayForward || !(err instanceof VigilError) || err.status < 500) throw err;
+        // A timed-out search is as heavy on every replica: it is answered here, not sent on.
+        if (!mayForward || !(err instanceof VigilError) || err.status < 500 || err.code === 'query_timeout') throw err;
         const answer = await forward(req.url, req.headers.authorization, err);
         return reply.status(answer.status).send(answer.body);
       }
