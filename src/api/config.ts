@@ -14,12 +14,42 @@ export const httpConfigSchema = z
       .int()
       .min(1024)
       .default(64 * 1024 * 1024),
-    /** Requests handled at once; more are answered 429 with Retry-After. */
+    /**
+     * Requests handled at once; more are answered 429 with Retry-After. A request holds its slot from its
+     * first byte until its answer is sent or its connection closes, whichever comes first.
+     */
     max_inflight_requests: z.number().int().min(1).default(256),
     /** Whether /metrics needs a token (health endpoints never do). */
     metrics_auth: z.boolean().default(false),
+    /**
+     * Time a client has to send a request's headers, from its first byte; past it the connection gets 408
+     * and is closed (Node's `headersTimeout`). Ten seconds is ample for any client that is not stalling.
+     */
+    headers_timeout_ms: z.number().int().min(100).max(300_000).default(10_000),
+    /**
+     * Time a client has to send a whole request, headers and body, from its first byte; past it the
+     * connection gets 408 and is closed (Node's `requestTimeout`). It ends when the body has arrived, so a
+     * long search is not cut by it. 60 s moves a `max_body_bytes` body (64 MiB) at 9 Mbit/s.
+     */
+    request_timeout_ms: z.number().int().min(100).max(3_600_000).default(60_000),
+    /**
+     * How long an idle keep-alive connection is kept between requests. Longer than the 60 s idle timeout
+     * of common load balancers, so that the balancer, not Vigil, closes an idle connection and never sends
+     * a request on one Vigil is closing.
+     */
+    keep_alive_timeout_ms: z.number().int().min(100).max(600_000).default(72_000),
+    /**
+     * A connection on which nothing moves for this long (a client that stops reading its answer, a
+     * handler that never answers) is closed. Longer than the slowest search (`store.query_timeout_ms`,
+     * 30 s, plus its queue), so that only a stuck connection is cut.
+     */
+    idle_timeout_ms: z.number().int().min(100).max(3_600_000).default(120_000),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.headers_timeout_ms <= c.request_timeout_ms, {
+    message: 'headers_timeout_ms must not be longer than request_timeout_ms',
+    path: ['headers_timeout_ms'],
+  });
 
 export type HttpConfig = z.infer<typeof httpConfigSchema>;
 

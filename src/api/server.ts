@@ -1,10 +1,12 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { intakeMetrics, type RejectReason } from '../intake/metrics.ts';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { OverloadError, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
-import { counter, histogram } from '../lib/metrics.ts';
+import { counter, gauge, histogram } from '../lib/metrics.ts';
 import type { Authenticator, Principal } from './auth.ts';
 import { type HttpConfig, splitAddr } from './config.ts';
 import { isConsolePath } from './routes/console.ts';
@@ -31,6 +33,9 @@ const INGEST_REFUSALS: Record<string, RejectReason> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
 };
 
+/** Why a connection was cut before its request was answered (`vigil_http_requests_cut_total{reason}`). */
+export type CutReason = 'header_timeout' | 'body_timeout' | 'idle_timeout' | 'header_too_large' | 'malformed';
+
 /** Paths served without a token. */
 const OPEN_PATHS = new Set(['/health/live', '/health/ready', '/api/v1/auth/login']);
 
@@ -47,7 +52,18 @@ export function createApiServer(
 ): ApiServer {
   // Our pino is newer than Fastify's; the logger interface Fastify uses is the same.
   const loggerInstance = deps.logger.child({ component: 'http' }) as unknown as FastifyBaseLogger;
-  const app = Fastify({ loggerInstance, bodyLimit: config.max_body_bytes });
+  // Node checks the header and request timeouts of every open connection once per interval, so a stalled
+  // client is cut up to one interval late; a tenth of the shorter timeout, at most a second, keeps that small.
+  const checkEveryMs = Math.min(1000, Math.max(50, Math.floor(config.headers_timeout_ms / 10)));
+  const app = Fastify({
+    loggerInstance,
+    bodyLimit: config.max_body_bytes,
+    http: { headersTimeout: config.headers_timeout_ms, connectionsCheckingInterval: checkEveryMs },
+    requestTimeout: config.request_timeout_ms,
+    keepAliveTimeout: config.keep_alive_timeout_ms,
+    connectionTimeout: config.idle_timeout_ms,
+    clientErrorHandler: (err, socket) => onClientError(err as NodeJS.ErrnoException, socket),
+  });
   const requests = counter(deps.metrics, 'vigil_http_requests_total', 'HTTP requests answered.', ['route', 'status']);
   const duration = histogram(
     deps.metrics,
@@ -57,8 +73,94 @@ export function createApiServer(
     [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
   );
   const refusedAuth = counter(deps.metrics, 'vigil_http_auth_failures_total', 'Requests refused for their token.');
+  const cuts = counter(
+    deps.metrics,
+    'vigil_http_requests_cut_total',
+    'Connections closed before their request was answered: headers or body not sent in time, idle, malformed.',
+    ['reason'],
+  );
+  const inflightGauge = gauge(
+    deps.metrics,
+    'vigil_http_inflight_requests',
+    `Requests holding one of the http.max_inflight_requests slots (${config.max_inflight_requests}).`,
+  );
   const intake = intakeMetrics(deps.metrics);
   let inflight = 0;
+  /**
+   * Slots held per connection. A request timeout on a busy connection is a body timeout (its headers were
+   * read), and an idle timeout on one that holds none is only the keep-alive timeout.
+   */
+  const busy = new WeakMap<Socket, number>();
+
+  /**
+   * Takes an in-flight slot for a request, to be given back exactly once, on the first of: the answer is
+   * sent or the response is abandoned (its 'close'), or the connection closes (a pipelined request whose
+   * response never got the socket sees only this). A request refused for capacity never takes a slot, so
+   * it gives none back.
+   */
+  const takeSlot = (raw: IncomingMessage, res: ServerResponse): boolean => {
+    const socket = raw.socket;
+    if (inflight >= config.max_inflight_requests || socket.destroyed) return false;
+    inflight++;
+    inflightGauge.set(inflight);
+    busy.set(socket, (busy.get(socket) ?? 0) + 1);
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      inflight--;
+      inflightGauge.set(inflight);
+      busy.set(socket, (busy.get(socket) ?? 1) - 1);
+      res.off('close', release);
+      socket.off('close', release);
+    };
+    res.once('close', release);
+    socket.once('close', release);
+    return true;
+  };
+
+  /** Node's refusals of a connection (timeouts, malformed requests): answered in our error shape and counted. */
+  const onClientError = (err: NodeJS.ErrnoException, socket: Socket) => {
+    // The client hung up: there is nobody to answer.
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    let status: number;
+    let code: string;
+    let message: string;
+    let reason: CutReason;
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      status = 408;
+      code = 'request_timeout';
+      if (busy.get(socket)) {
+        reason = 'body_timeout';
+        message = `the request body did not arrive within http.request_timeout_ms (${config.request_timeout_ms} ms)`;
+      } else {
+        reason = 'header_timeout';
+        message = `the request headers did not arrive within http.headers_timeout_ms (${config.headers_timeout_ms} ms)`;
+      }
+    } else if (err.code === 'HPE_HEADER_OVERFLOW') {
+      status = 431;
+      code = 'headers_too_large';
+      message = 'the request headers are larger than 16 KiB';
+      reason = 'header_too_large';
+    } else {
+      status = 400;
+      code = 'malformed_request';
+      message = 'the request is not valid HTTP/1.1';
+      reason = 'malformed';
+    }
+    cuts.inc({ reason });
+    deps.logger.debug({ reason, err: err.message, remote: socket.remoteAddress }, 'Closed a client connection.');
+    // As Node does: answer only if no answer has begun on this connection, else the client would read a mix.
+    const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (socket.writable && !current?.headersSent) {
+      const body = JSON.stringify({ error: { code, message } });
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    }
+    socket.destroy();
+  };
   let listening = false;
   let bound = splitAddr(config.addr);
 
@@ -70,15 +172,21 @@ export function createApiServer(
     (_req, body, done) => done(null, body),
   );
 
+  // A connection idle past idle_timeout_ms (or, holding no request, past keep_alive_timeout_ms: Node uses
+  // the same event); with a listener here Node leaves the closing to us.
+  app.server.on('timeout', (socket: Socket) => {
+    if (busy.get(socket)) cuts.inc({ reason: 'idle_timeout' });
+    socket.destroy();
+  });
+
   app.addHook('onRequest', async (req, reply) => {
-    if (inflight >= config.max_inflight_requests) {
+    if (!takeSlot(req.raw, reply.raw)) {
       reply.header('Retry-After', '1');
       throw new VigilError('too_many_requests', `more than ${config.max_inflight_requests} requests in flight`, {
         status: 429,
         retryable: true,
       });
     }
-    inflight++;
     const path = req.url.split('?')[0];
     // The console's page and assets are open: the app itself signs in and sends a token with every call.
     if (OPEN_PATHS.has(path) || isConsolePath(path) || (path === '/metrics' && !config.metrics_auth)) return;
@@ -90,7 +198,6 @@ export function createApiServer(
     }
   });
   app.addHook('onResponse', async (req, reply) => {
-    inflight--;
     const route = req.routeOptions.url ?? 'unknown';
     requests.inc({ route, status: String(reply.statusCode) });
     duration.observe({ route }, reply.elapsedTime / 1000);
@@ -164,6 +271,12 @@ export function createApiServer(
     address: () => bound,
   };
 }
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+};
 
 function fastifyCode(code: string | undefined): string {
   switch (code) {
