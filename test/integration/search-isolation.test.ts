@@ -126,19 +126,50 @@ test("a user's searches beyond its running and waiting places answer 429 with Re
   assert.match(metrics, /vigil_store_search_queue_wait_seconds_count [1-9]/);
 });
 
-test('a search past its timeout answers 503 query_timeout with a hint, and the engine stops its work', async (t) => {
+test('searches past their timeout answer 503 query_timeout with a hint and no SQL, counted from arrival', async (t) => {
+  // Each takes about half a second alone or more: queued behind each other, most of the ten time out.
   const answers = await Promise.all(Array.from({ length: 10 }, () => search(HEAVIER)));
-  for (const a of answers) {
+  t.diagnostic(`answers ${answers.map((a) => `${a.status}@${Math.round(a.ms)}`).join(',')}`);
+  const timedOut = answers.filter((a) => a.status !== 200);
+  assert.ok(timedOut.length >= 5, `${timedOut.length} of 10 timed out`);
+  for (const a of timedOut) {
     assert.equal(a.status, 503, JSON.stringify(a.body));
     assert.equal(a.body.error.code, 'query_timeout');
     assert.match(a.body.error.details.hint, /narrow the time range/);
     assert.doesNotMatch(JSON.stringify(a.body), /SELECT|FROM|SETTINGS/);
-    // The timeout counts from arrival: waiting behind the other nine included.
-    assert.ok(a.ms < QUERY_TIMEOUT_MS + 1000, `answered after ${Math.round(a.ms)} ms`);
   }
-  // Nothing of the ten goes on in the engine: a quick search is answered at once.
+  // The timeout counts from arrival: waiting behind the others included.
+  for (const a of answers) assert.ok(a.ms < QUERY_TIMEOUT_MS + 1000, `answered after ${Math.round(a.ms)} ms`);
   const quick = await search('host.name:h1 | stats count()');
-  t.diagnostic(`a quick search after 10 timeouts answered in ${Math.round(quick.ms)} ms`);
+  t.diagnostic(`a quick search after them answered in ${Math.round(quick.ms)} ms`);
   assert.equal(quick.status, 200);
   assert.ok(quick.ms < 400, `the quick search took ${Math.round(quick.ms)} ms`);
+});
+
+test('the engine stops a timed-out statement: nothing of ten timed-out searches goes on after their answers', async (t) => {
+  const store = app.components.find((c) => c.name === 'store') as EventStore;
+  // Ten seconds each if nothing stopped them (200 one-row blocks of 50 ms).
+  const sleeper = 'SELECT sum(sleepEachRow(0.05)) AS slept FROM numbers(200) SETTINGS max_block_size = 1';
+  const started = performance.now();
+  const results = await Promise.allSettled(
+    Array.from({ length: 10 }, () => store.search('sleeper', (scope) => scope.query(sleeper, {}))),
+  );
+  const took = performance.now() - started;
+  for (const r of results) {
+    assert.equal(r.status, 'rejected');
+    const err = (r as PromiseRejectedResult).reason;
+    assert.equal(err.code, 'query_timeout');
+    assert.equal(err.status, 503);
+  }
+  assert.ok(took < QUERY_TIMEOUT_MS + 500, `the ten answered after ${Math.round(took)} ms`);
+  const quickStarted = performance.now();
+  assert.deepEqual(await store.search('other', (scope) => scope.query('SELECT 1 AS one', {})), [{ one: 1 }]);
+  const quick = performance.now() - quickStarted;
+  t.diagnostic(
+    `ten sleeping searches answered in ${Math.round(took)} ms; a quick read after them in ${Math.round(quick)} ms`,
+  );
+  assert.ok(quick < 200, `a quick read after the timeouts took ${Math.round(quick)} ms`);
+  const metrics = await (await fetch(`${url}/metrics`, { headers: auth })).text();
+  assert.match(metrics, /vigil_store_search_timeouts_total\{where="engine"\} [1-9]/);
+  assert.match(metrics, /vigil_store_search_timeouts_total\{where="queue"\} [1-9]/);
 });
