@@ -60,6 +60,13 @@ export function createDetector(
   const rulesLoaded = gauge(deps.metrics, 'vigil_detect_rules_loaded', 'Rules in the running rule set.', ['kind']);
   const rulesRejected = gauge(deps.metrics, 'vigil_detect_rules_rejected', 'Rule documents that could not be loaded.');
   const batchSeconds = histogram(deps.metrics, 'vigil_detect_batch_seconds', 'Time to evaluate one batch.');
+  const rulesRefused = counter(
+    deps.metrics,
+    'vigil_detect_rules_refused_total',
+    'Rule documents refused for a size bound (max_bytes, max_nodes, max_depth, max_aliases), sent or stored.',
+    ['limit', 'source'],
+  );
+  repository.onLimit = (limit, source) => rulesRefused.inc({ limit, source });
 
   const evaluate = (
     batch: Iterable<NormalizedEvent>,
@@ -85,6 +92,14 @@ export function createDetector(
     rulesLoaded.set({ kind: 'correlation' }, count('correlation'));
     rulesLoaded.set({ kind: 'filter' }, count('filter'));
     rulesRejected.set(set.rejected.length);
+    for (const r of set.rejected) {
+      if (!r.limit) continue;
+      rulesRefused.inc({ limit: r.limit, source: 'stored' });
+      deps.logger.warn(
+        { file: r.file, limit: r.limit, reason: r.reason },
+        'A stored rule file passes a bound and is skipped.',
+      );
+    }
     deps.logger.info(
       { version: set.version, rules: count('rule'), correlations: count('correlation'), rejected: set.rejected.length },
       'The detection rule set is loaded.',

@@ -8,6 +8,7 @@ import {
   loadSigmaRules,
   loadSigmaText,
   type Placeholders,
+  REQUEST_LIMITS,
   type RejectedRule,
   type SigmaEngine,
   type SigmaFilter,
@@ -75,14 +76,22 @@ export class RuleRepository {
       : { version: 1, disabled: [] };
   }
 
+  /** Told of each document refused for a bound of SigmaLoadLimits (the detector counts them). */
+  onLimit?: (limit: string, source: 'request' | 'stored') => void;
+
   get version(): number {
     return this.state.version;
   }
 
   /** Validates one Sigma YAML document (a rule, correlation or filter) without storing it. */
   validate(yaml: string): ValidatedRule {
-    const loaded = loadSigmaText(yaml, 'request', { placeholders: this.placeholders });
+    const loaded = loadSigmaText(yaml, 'request', { placeholders: this.placeholders, limits: REQUEST_LIMITS });
     const problems = loaded.rejected.map((r) => `${r.line ? `line ${r.line}: ` : ''}${r.reason}`);
+    const limit = loaded.rejected.find((r) => r.limit)?.limit;
+    if (limit) {
+      this.onLimit?.(limit, 'request');
+      throw new InputError('rule_too_large', problems.join('; '), { problems, limit });
+    }
     const count = loaded.rules.length + loaded.correlations.length + loaded.filters.length;
     if (problems.length === 0 && count !== 1) problems.push(`expected exactly one rule document, found ${count}`);
     if (problems.length > 0) throw new InputError('invalid_rule', problems.join('; '), { problems });
@@ -195,7 +204,7 @@ export function compileRuleFolders(paths: readonly string[], placeholders: Place
 
 /** Compiles one YAML text (a rule under test) into a rule set of its own, without storing it. */
 export function compileRuleText(yaml: string, placeholders: Placeholders): CompiledRuleSet {
-  return buildRuleSet(loadSigmaText(yaml, 'request', { placeholders }), {
+  return buildRuleSet(loadSigmaText(yaml, 'request', { placeholders, limits: REQUEST_LIMITS }), {
     disabled: new Set(),
     origin: () => 'api',
     version: 0,

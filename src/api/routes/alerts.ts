@@ -1,5 +1,6 @@
 import { ALERT_STATUSES, type AlertStatus, type AlertStore } from '../../detect/alerts/index.ts';
 import { InputError, VigilError } from '../../lib/errors.ts';
+import { parseIntParam } from '../params.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 
@@ -11,10 +12,7 @@ export function alertRoutes(deps: { alerts: AlertStore }): RouteGroup {
     app.get<{ Querystring: Query }>('/api/v1/alerts', async (req) => {
       const principal = principalOf(req);
       const q = req.query;
-      const limit = q.limit === undefined ? 100 : Number(q.limit);
-      if (!Number.isInteger(limit) || limit < 1 || limit > 10000) {
-        throw new InputError('bad_limit', 'limit must be an integer from 1 to 10000');
-      }
+      const limit = q.limit === undefined ? 100 : parseIntParam(q.limit, 'limit', 1, 10000);
       if (q.status !== undefined && !ALERT_STATUSES.includes(q.status as AlertStatus)) {
         throw new InputError('bad_status', `status must be one of ${ALERT_STATUSES.join(', ')}`);
       }

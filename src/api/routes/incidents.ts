@@ -11,6 +11,7 @@ import {
 import { InputError, VigilError } from '../../lib/errors.ts';
 import type { Notifier } from '../../notify/index.ts';
 import { requireRole, requireTenant } from '../../users/index.ts';
+import { parseIntParam } from '../params.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 import { parseJsonBody } from './alerts.ts';
@@ -33,11 +34,7 @@ export function onlyKeys(body: Record<string, unknown>, allowed: readonly string
 export function intParam(q: Query, name: string, fallback: number, min: number, max: number): number {
   const raw = q[name];
   if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new InputError(`bad_${name}`, `${name} must be an integer from ${min} to ${max}`);
-  }
-  return n;
+  return parseIntParam(raw, name, min, max);
 }
 
 function listParam<T extends string>(q: Query, name: string, allowed: readonly T[]): T[] | undefined {

@@ -3,6 +3,7 @@ import { InputError, VigilError } from '../../lib/errors.ts';
 import { counter, histogram } from '../../lib/metrics.ts';
 import { compileQuery } from '../../query/index.ts';
 import { type EventRow, type EventStore, rowToEvent, type SearchScope } from '../../store/index.ts';
+import { parseIntParam } from '../params.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 
@@ -115,10 +116,7 @@ export function searchRoutes(deps: {
       const toMs = to === undefined ? now + 1 : parseTimeParam(to, 'to', now);
       const fromMs = from === undefined ? toMs - DEFAULT_WINDOW_MS : parseTimeParam(from, 'from', now);
       if (fromMs >= toMs) throw new InputError('bad_time_range', 'from must be earlier than to');
-      const lim = limit === undefined ? 100 : Number(limit);
-      if (!Number.isInteger(lim) || lim < 0 || lim > deps.maxLimit) {
-        throw new InputError('bad_limit', `limit must be an integer from 0 to ${deps.maxLimit}`);
-      }
+      const lim = limit === undefined ? 100 : parseIntParam(limit, 'limit', 0, deps.maxLimit);
       const end = latency.startTimer();
       const local = deps.replicas?.self();
       const mayForward = deps.replicas !== undefined && req.headers[FORWARDED_HEADER] === undefined;

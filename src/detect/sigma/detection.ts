@@ -5,6 +5,7 @@
  */
 import { compileCidr } from './cidr.ts';
 import { type CondNode, ConditionError, parseCondition } from './condition.ts';
+import { compileRegex, type RegexTest } from './regex.ts';
 import {
   ANY,
   anyOf,
@@ -17,7 +18,6 @@ import {
   patternText,
   regexNeedles,
   type StrTest,
-  translateRegex,
   utf16,
   windash,
 } from './strings.ts';
@@ -374,15 +374,18 @@ export function compileItem(item: FieldItemDef, placeholders: Placeholders = {})
     for (const m of mods) if (m in REGEX_FLAGS && !flags.includes(REGEX_FLAGS[m])) flags += REGEX_FLAGS[m];
     reNeedles = [];
     for (const v of values) {
-      const n = regexNeedles(scalarText(v));
+      const src = scalarText(v);
+      let re: RegexTest;
+      try {
+        re = compileRegex(src, flags);
+      } catch (err) {
+        const shown = src.length > 80 ? `${src.slice(0, 80)}…` : src;
+        throw new RuleError(`invalid regular expression '${shown}': ${(err as Error).message}`, path);
+      }
+      // After compiling, which bounds the pattern's length.
+      const n = regexNeedles(src);
       if (n && reNeedles) reNeedles.push(n);
       else reNeedles = undefined;
-      let re: RegExp;
-      try {
-        re = translateRegex(scalarText(v), flags);
-      } catch (err) {
-        throw new RuleError(`invalid regular expression '${scalarText(v)}': ${(err as Error).message}`, path);
-      }
       tests.push((s) => re.test(s));
     }
     raw = true;

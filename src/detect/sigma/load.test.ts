@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { FieldValue, NormalizedEvent } from '../../lib/event.ts';
 import { createSigmaEngine } from './engine.ts';
-import { loadSigmaRules, loadSigmaText } from './load.ts';
+import { FILE_LIMITS, loadSigmaRules, loadSigmaText, REQUEST_LIMITS } from './load.ts';
 
 const SPEC = '/work/shared/sigma/spec';
 
@@ -271,5 +271,89 @@ filter:
       engine.match(ev('bob')).map((m) => m.rule.title),
       ['Rar', 'Other'],
     );
+  });
+});
+
+/** A rule whose YAML is small but whose aliases expand to 9^levels strings ("billion laughs"). */
+export function aliasBomb(levels = 9): string {
+  const lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+  for (let i = 1; i <= levels; i++)
+    lines.push(
+      `a${i}: &a${i} [${Array(9)
+        .fill(`*a${i - 1}`)
+        .join(',')}]`,
+    );
+  return `${lines.join('\n')}
+title: bomb
+id: 00000000-0000-0000-0000-0000000b0b0b
+logsource:
+    product: test
+detection:
+    selection:
+        CommandLine: *a${levels}
+    condition: selection
+`;
+}
+
+describe('limits on the YAML of a rule file', () => {
+  it('refuses an alias bomb of a few hundred bytes in milliseconds, naming max_nodes', () => {
+    const text = aliasBomb();
+    assert.ok(text.length < 1024, `${text.length} bytes`);
+    const t0 = performance.now();
+    const r = loadSigmaText(text, 'bomb.yml');
+    const ms = performance.now() - t0;
+    assert.ok(ms < 1000, `${ms.toFixed(0)} ms`);
+    assert.equal(r.rules.length, 0);
+    assert.equal(r.rejected.length, 1);
+    assert.equal(r.rejected[0].limit, 'max_nodes');
+    assert.match(r.rejected[0].reason, /more than 100000 nodes, aliases included \(limit max_nodes\)/);
+  });
+
+  it('applies the stricter limits given for requests', () => {
+    const r = loadSigmaText(aliasBomb(4), 'request', { limits: REQUEST_LIMITS });
+    assert.equal(r.rejected[0]?.limit, 'max_nodes');
+    assert.equal(loadSigmaText(aliasBomb(3), 'file.yml').rejected[0]?.limit, undefined, '9^3 strings fit');
+    const big = `title: big\nlogsource: { product: test }\ndetection:\n    s: { a: '${'x'.repeat(70_000)}' }\n    condition: s\n`;
+    const r2 = loadSigmaText(big, 'request', { limits: REQUEST_LIMITS });
+    assert.equal(r2.rejected[0]?.limit, 'max_bytes');
+    assert.match(r2.rejected[0].reason, /more than 65536 \(limit max_bytes\)/);
+  });
+
+  it('refuses more than max_aliases aliases in a document', () => {
+    const many = `base: &b x\nvalues: [${Array(101).fill('*b').join(',')}]\ntitle: t\n`;
+    const r = loadSigmaText(many, 'aliases.yml');
+    assert.equal(r.rejected[0]?.limit, 'max_aliases');
+    assert.match(r.rejected[0].reason, /more than 100 aliases \(limit max_aliases\)/);
+  });
+
+  it('refuses nesting past max_depth', () => {
+    const deep = `title: deep\nlogsource: { product: test }\nx: ${'['.repeat(100)}${']'.repeat(100)}\n`;
+    const r = loadSigmaText(deep, 'deep.yml');
+    assert.equal(r.rejected[0]?.limit, 'max_depth');
+  });
+
+  it('a stored file past a limit is skipped, the others load', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigil-limits-'));
+    try {
+      writeFileSync(join(dir, 'a-bomb.yml'), aliasBomb());
+      writeFileSync(join(dir, 'b-huge.yml'), `# ${'x'.repeat(FILE_LIMITS.max_bytes)}\n`);
+      writeFileSync(
+        join(dir, 'c-good.yml'),
+        'title: good\nlogsource: { product: test }\ndetection:\n    s: { a: 1 }\n    condition: s\n',
+      );
+      const t0 = performance.now();
+      const r = loadSigmaRules(dir);
+      assert.ok(performance.now() - t0 < 1000);
+      assert.deepEqual(
+        r.rules.map((x) => x.title),
+        ['good'],
+      );
+      assert.deepEqual(
+        r.rejected.map((x) => x.limit),
+        ['max_nodes', 'max_bytes'],
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

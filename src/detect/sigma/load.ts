@@ -16,6 +16,55 @@ export interface LoadOptions {
    * The engine can be given other values later (`createSigmaEngine({ placeholders })`).
    */
   placeholders?: Placeholders;
+  /** Bounds on each file or text; `FILE_LIMITS` by default. */
+  limits?: SigmaLoadLimits;
+}
+
+/**
+ * Bounds on the YAML of one file or request, so that no document costs more than a bounded time to load:
+ * rules are user input (the rules API, hunts), and a few hundred bytes of nested YAML aliases expand to
+ * billions of nodes. Each rejection names the limit it passed.
+ */
+export interface SigmaLoadLimits {
+  /** The size of the text in bytes (UTF-8). */
+  readonly max_bytes: number;
+  /** YAML nodes (map entries, list items, scalars) of all documents together, every alias expanded. */
+  readonly max_nodes: number;
+  /** Nesting of maps and lists, aliases followed. */
+  readonly max_depth: number;
+  /** Aliases (`*name`) written in one document; each is resolved once, by a walk of its document. */
+  readonly max_aliases: number;
+}
+
+/**
+ * For rule files from folders and the rules API's store. The SigmaHQ corpus (2026-12) peaks at 295 KB and
+ * 4,475 nodes in one file, a depth of 5 and no alias.
+ */
+export const FILE_LIMITS: SigmaLoadLimits = Object.freeze({
+  max_bytes: 1 << 20,
+  max_nodes: 100_000,
+  max_depth: 64,
+  max_aliases: 100,
+});
+
+/**
+ * For a rule sent to the API (`POST /api/v1/rules`, hunts). Parsing is about 5 µs per byte on the worst
+ * nesting, so 64 KiB bounds a request to about 0.3 s; one SigmaHQ file of 4,100 is larger.
+ */
+export const REQUEST_LIMITS: SigmaLoadLimits = Object.freeze({
+  max_bytes: 64 << 10,
+  max_nodes: 20_000,
+  max_depth: 64,
+  max_aliases: 100,
+});
+
+/** A document that passes a bound of SigmaLoadLimits: the whole file or text is rejected. */
+class LimitError extends RuleError {
+  readonly limit: keyof SigmaLoadLimits;
+  constructor(limit: keyof SigmaLoadLimits, message: string) {
+    super(`${message} (limit ${limit})`);
+    this.limit = limit;
+  }
 }
 
 /** Lists the .yml/.yaml files under the given files and folders, recursively, in a stable order. */
@@ -47,9 +96,19 @@ export function loadSigmaRules(paths: string | readonly string[], opts: LoadOpti
       result.rejected.push({ file: p, reason: `cannot list rule files: ${(err as Error).message}` });
     }
   }
+  const limits = opts.limits ?? FILE_LIMITS;
   for (const file of files) {
     let text: string;
     try {
+      const size = statSync(file).size;
+      if (size > limits.max_bytes) {
+        result.rejected.push({
+          file,
+          reason: `the file has ${size} bytes, more than ${limits.max_bytes} (limit max_bytes)`,
+          limit: 'max_bytes',
+        });
+        continue;
+      }
       text = readFileSync(file, 'utf8');
     } catch (err) {
       result.rejected.push({ file, reason: `cannot read the file: ${(err as Error).message}` });
@@ -70,21 +129,56 @@ function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof NumLit);
 }
 
-/** Converts a YAML node to plain data; numbers inside detections keep their source text (`0x17`). */
-function toData(node: unknown, doc: Document, keepNumbers: boolean, depth = 0): unknown {
-  if (depth > 64) throw new RuleError('the document is nested too deeply');
-  if (isAlias(node)) return toData(node.resolve(doc), doc, keepNumbers, depth + 1);
+/** Nodes converted so far in one file or text, against `limits.max_nodes`. */
+interface Budget {
+  nodes: number;
+  readonly limits: SigmaLoadLimits;
+  /** The node each alias of the current document stands for. */
+  aliases: Map<object, unknown>;
+}
+
+function spend(budget: Budget): void {
+  if (++budget.nodes > budget.limits.max_nodes) {
+    throw new LimitError(
+      'max_nodes',
+      `the YAML expands to more than ${budget.limits.max_nodes} nodes, aliases included`,
+    );
+  }
+}
+
+/**
+ * Converts a YAML node to plain data; numbers inside detections keep their source text (`0x17`). Aliases are
+ * expanded here (the yaml library's own alias limit applies only to its `toJS`), so every node, aliased or
+ * not, is counted against the budget.
+ */
+function toData(node: unknown, doc: Document, keepNumbers: boolean, budget: Budget, depth = 0): unknown {
+  if (depth > budget.limits.max_depth) {
+    throw new LimitError('max_depth', `the document is nested more than ${budget.limits.max_depth} levels deep`);
+  }
+  spend(budget);
+  if (isAlias(node)) {
+    let target = budget.aliases.get(node);
+    if (target === undefined) {
+      if (budget.aliases.size >= budget.limits.max_aliases) {
+        throw new LimitError('max_aliases', `the document has more than ${budget.limits.max_aliases} aliases`);
+      }
+      target = node.resolve(doc) ?? null;
+      budget.aliases.set(node, target);
+    }
+    return toData(target, doc, keepNumbers, budget, depth + 1);
+  }
   if (isMap(node)) {
     const out: Obj = {};
     for (const pair of node.items) {
+      spend(budget);
       const k = isScalar(pair.key) ? pair.key.value : pair.key;
       const key = k === null || k === undefined ? '' : String(k);
       const inner = keepNumbers || (depth === 0 && (key === 'detection' || key === 'filter'));
-      out[key] = toData(pair.value, doc, inner, depth + 1);
+      out[key] = toData(pair.value, doc, inner, budget, depth + 1);
     }
     return out;
   }
-  if (isSeq(node)) return node.items.map((x) => toData(x, doc, keepNumbers, depth + 1));
+  if (isSeq(node)) return node.items.map((x) => toData(x, doc, keepNumbers, budget, depth + 1));
   if (isScalar(node)) {
     const v = node.value;
     if (typeof v === 'number' && keepNumbers) return new NumLit(v, node.source ?? String(v));
@@ -154,6 +248,17 @@ function stringList(v: unknown): string[] {
 /** Loads the documents of one file's text. */
 export function loadSigmaText(source: string, file: string, opts: LoadOptions = {}): SigmaLoadResult {
   const result: SigmaLoadResult = { rules: [], filters: [], correlations: [], rejected: [] };
+  const limits = opts.limits ?? FILE_LIMITS;
+  const bytes = Buffer.byteLength(source, 'utf8');
+  if (bytes > limits.max_bytes) {
+    result.rejected.push({
+      file,
+      reason: `the text has ${bytes} bytes, more than ${limits.max_bytes} (limit max_bytes)`,
+      limit: 'max_bytes',
+    });
+    return result;
+  }
+  const budget: Budget = { nodes: 0, limits, aliases: new Map() };
   const lc = new LineCounter();
   let docs: Document[];
   try {
@@ -185,10 +290,16 @@ export function loadSigmaText(source: string, file: string, opts: LoadOptions = 
     }
     let data: unknown;
     try {
-      data = toData(doc.contents, doc, false);
+      budget.aliases = new Map();
+      data = toData(doc.contents, doc, false, budget);
     } catch (err) {
-      result.rejected.push({ file, line: docStart?.line, reason: (err as Error).message });
-      continue;
+      if (!(err instanceof LimitError)) {
+        result.rejected.push({ file, line: docStart?.line, reason: (err as Error).message });
+        continue;
+      }
+      // The budget is the file's: the documents after this one are not even tried.
+      result.rejected.push({ file, line: docStart?.line, reason: err.message, limit: err.limit });
+      break;
     }
     if (data === null || data === undefined) continue;
     if (!isObj(data)) {

@@ -10,7 +10,6 @@ import {
   ONE,
   parseSigmaString,
   regexNeedles,
-  translateRegex,
   utf16,
   windash,
 } from './strings.ts';
@@ -92,28 +91,6 @@ describe('encodings', () => {
     assert.deepEqual([...utf16('cmd', 'be')], [0, 0x63, 0, 0x6d, 0, 0x64]);
     assert.deepEqual([...utf16('cmd', 'bom')], [0xff, 0xfe, 0x63, 0, 0x6d, 0, 0x64, 0]);
   });
-});
-
-describe('translateRegex: the PCRE subset of the specification in JavaScript', () => {
-  const cases: { re: string; flags?: string; yes: string[]; no: string[] }[] = [
-    { re: '(?i)^evil', yes: ['EVIL thing'], no: ['not evil'] },
-    { re: 'a.b', flags: 's', yes: ['a\nb'], no: ['ab'] },
-    { re: '^x$', flags: 'm', yes: ['a\nx\nb'], no: ['ax'] },
-    { re: '(?P<n>ab)+c', yes: ['ababc'], no: ['ac'] },
-    { re: '\\Afoo\\Z', yes: ['foo'], no: ['xfoo'] },
-    { re: '[]a]+', yes: [']'], no: ['b'] },
-    { re: 'Evil', yes: ['Evil'], no: ['evil'] },
-  ];
-  for (const c of cases) {
-    it(`/${c.re}/${c.flags ?? ''}`, () => {
-      const re = translateRegex(c.re, c.flags ?? '');
-      for (const s of c.yes) assert.equal(re.test(s), true, s);
-      for (const s of c.no) assert.equal(re.test(s), false, s);
-    });
-  }
-  for (const bad of ['a++', '(?>a)', 'a(?i)b', '(unclosed']) {
-    it(`rejects ${bad}`, () => assert.throws(() => translateRegex(bad, '')));
-  }
 });
 
 describe('regexNeedles: mandatory literals of a regex, for prefiltering', () => {

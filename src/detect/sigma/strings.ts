@@ -225,63 +225,6 @@ export function anyOf(tests: StrTest[]): StrTest {
 }
 
 /**
- * Translates the PCRE flavour of the specification into a JavaScript RegExp: leading inline flags `(?i)`,
- * `(?m)`, `(?s)` become RegExp flags, `(?P<name>` becomes `(?<name>`, `\A` and `\Z`/`\z` become `^`/`$`.
- * Throws on constructs JavaScript does not have (possessive quantifiers, atomic groups, inline flags elsewhere).
- */
-export function translateRegex(pattern: string, flags: string): RegExp {
-  let src = pattern;
-  let fl = flags;
-  const lead = /^\(\?([imsx]+)\)/.exec(src);
-  if (lead) {
-    if (lead[1].includes('x')) throw new Error('the x (extended) regex flag is not supported');
-    for (const f of lead[1]) if (!fl.includes(f)) fl += f;
-    src = src.slice(lead[0].length);
-  }
-  let out = '';
-  let inClass = false;
-  for (let i = 0; i < src.length; i++) {
-    const c = src[i];
-    if (c === '\\') {
-      const n = src[i + 1];
-      if (n === undefined) throw new Error('the regex ends with a lone backslash');
-      if (!inClass && n === 'A') out += '^';
-      else if (!inClass && (n === 'Z' || n === 'z')) out += '$';
-      else out += c + n;
-      i++;
-      continue;
-    }
-    if (inClass) {
-      if (c === ']') inClass = false;
-      out += c;
-      continue;
-    }
-    if (c === '[') {
-      inClass = true;
-      out += c;
-      if (src[i + 1] === '^') out += src[++i];
-      if (src[i + 1] === ']') out += '\\' + src[++i];
-      continue;
-    }
-    if (c === '(' && src[i + 1] === '?') {
-      const rest = src.slice(i + 2);
-      if (rest.startsWith('P<')) {
-        out += '(?<';
-        i += 3;
-        continue;
-      }
-      if (rest.startsWith('>')) throw new Error('atomic groups are not supported in regexes');
-      if (/^[imsx-]+[):]/.test(rest)) throw new Error('inline regex flags are only supported at the start');
-    }
-    if ((c === '+' || c === '?' || c === '*' || c === '}') && src[i + 1] === '+') {
-      throw new Error('possessive quantifiers are not supported in regexes');
-    }
-    out += c;
-  }
-  return new RegExp(out, fl);
-}
-
-/**
  * Literal text one of which every match of a regular expression contains (one per top-level alternative,
  * lowercased), for prefiltering; undefined when some alternative has no mandatory literal.
  */

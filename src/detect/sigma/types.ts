@@ -58,6 +58,8 @@ export interface RejectedRule {
   readonly ruleId?: string;
   readonly title?: string;
   readonly reason: string;
+  /** The bound of `SigmaLoadLimits` that the file or text passed, when that is the reason. */
+  readonly limit?: 'max_bytes' | 'max_nodes' | 'max_depth' | 'max_aliases';
 }
 
 /** Everything found under the loaded paths. */
