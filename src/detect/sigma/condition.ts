@@ -3,6 +3,8 @@
  * `all of them`. Precedence, least to most binding: or, and, not, `x of`, parentheses.
  */
 
+import { RE2JS } from 're2js';
+
 export type CondNode =
   | { t: 'id'; name: string }
   | { t: 'and'; items: CondNode[] }
@@ -39,9 +41,10 @@ function tokenize(text: string): string[] {
   return tokens;
 }
 
-function globToRegExp(pattern: string): RegExp {
+/** RE2, so that a glob of many `*`s costs linear time against a long identifier (a RegExp backtracks). */
+function globToRegExp(pattern: string): RE2JS {
   const src = pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
-  return new RegExp(`^${src}$`);
+  return RE2JS.compile(`^${src}$`, RE2JS.DOTALL);
 }
 
 /**

@@ -79,3 +79,24 @@ export function eventFromJson(raw: string, layout: EventLayout, parsed: unknown 
     fields,
   };
 }
+
+/** A rule whose YAML is small but whose aliases expand to 9^levels strings ("billion laughs"). */
+export function aliasBomb(levels = 9): string {
+  const lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+  for (let i = 1; i <= levels; i++)
+    lines.push(
+      `a${i}: &a${i} [${Array(9)
+        .fill(`*a${i - 1}`)
+        .join(',')}]`,
+    );
+  return `${lines.join('\n')}
+title: bomb
+id: 00000000-0000-0000-0000-0000000b0b0b
+logsource:
+    product: test
+detection:
+    selection:
+        CommandLine: *a${levels}
+    condition: selection
+`;
+}

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { FieldValue, NormalizedEvent } from '../../lib/event.ts';
 import { createSigmaEngine } from './engine.ts';
+import { aliasBomb } from './fixtures.ts';
 import { FILE_LIMITS, loadSigmaRules, loadSigmaText, REQUEST_LIMITS } from './load.ts';
 
 const SPEC = '/work/shared/sigma/spec';
@@ -273,27 +274,6 @@ filter:
     );
   });
 });
-
-/** A rule whose YAML is small but whose aliases expand to 9^levels strings ("billion laughs"). */
-export function aliasBomb(levels = 9): string {
-  const lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
-  for (let i = 1; i <= levels; i++)
-    lines.push(
-      `a${i}: &a${i} [${Array(9)
-        .fill(`*a${i - 1}`)
-        .join(',')}]`,
-    );
-  return `${lines.join('\n')}
-title: bomb
-id: 00000000-0000-0000-0000-0000000b0b0b
-logsource:
-    product: test
-detection:
-    selection:
-        CommandLine: *a${levels}
-    condition: selection
-`;
-}
 
 describe('limits on the YAML of a rule file', () => {
   it('refuses an alias bomb of a few hundred bytes in milliseconds, naming max_nodes', () => {
