@@ -3,11 +3,12 @@ import { type ParseConfigInput, parseConfigSchema } from './config.ts';
 import { acceptedEventId, newEventId, seededEventId, windowsEventId } from './event-id.ts';
 import { normalizeJson } from './json.ts';
 import { ParseError } from './parse-error.ts';
-import { parseSyslog } from './syslog.ts';
+import { parseSyslog, type SyslogTimeOptions } from './syslog.ts';
 
 export { NORMALIZER_DEFAULTS, type ParseConfig, type ParseConfigInput, parseConfigSchema } from './config.ts';
 export { type JsonElement, type JsonErrorElement, type JsonValueElement, splitJson } from './json-stream.ts';
 export { ParseError } from './parse-error.ts';
+export { DEFAULT_MAX_FUTURE_MS, type SyslogTimeOptions } from './syslog.ts';
 
 /** Where and when an input was received, and under which tenant it is stored. */
 export interface NormalizeContext {
@@ -22,6 +23,8 @@ export interface NormalizeContext {
    * (tenant, seed, raw text), so a retried request stores nothing twice.
    */
   idSeed?: string;
+  /** Syslog only: the zone of times that name none, and the bound on future times. */
+  syslogTime?: SyslogTimeOptions;
 }
 
 /** Turns received input into normalized events. Stateless and synchronous; one instance serves every intake. */
@@ -62,7 +65,7 @@ export function createNormalizer(config: ParseConfigInput = {}): Normalizer {
       return finish(id, n.timestamp, n.layout, raw, n.error, fields, ctx);
     },
     fromSyslog(line, ctx) {
-      const p = parseSyslog(line, ctx.receivedAt);
+      const p = parseSyslog(line, ctx.receivedAt, ctx.syslogTime);
       const id = ctx.idSeed !== undefined ? seededEventId(ctx.tenant, ctx.idSeed, line) : newEventId(ctx.receivedAt);
       return finish(id, p.timestamp, 'syslog', line, p.error, p.fields, ctx);
     },

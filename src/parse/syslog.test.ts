@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { FieldValue } from '../lib/event.ts';
-import { parseSyslog } from './syslog.ts';
+import { parseSyslog, type SyslogTimeOptions } from './syslog.ts';
 
 /** Receipt time of every case: 2026-01-02T12:00:00Z. */
 const RECEIVED = Date.UTC(2026, 0, 2, 12);
@@ -20,6 +20,7 @@ describe('RFC 3164 (BSD) messages', () => {
     line: string;
     time: string | undefined;
     fields: Record<string, FieldValue | undefined>;
+    opts?: SyslogTimeOptions;
   }[] = [
     {
       name: 'the RFC example: PRI, time, host, tag without pid',
@@ -99,6 +100,7 @@ describe('RFC 3164 (BSD) messages', () => {
       line: '<13>Jan  2 20:00:00 h app: skewed',
       time: '2026-01-02T20:00:00.000Z',
       fields: {},
+      opts: { maxFutureMs: 86400000 },
     },
     {
       name: 'a year written after the day (Cisco style) is used as sent',
@@ -121,12 +123,105 @@ describe('RFC 3164 (BSD) messages', () => {
   ];
   for (const c of cases) {
     test(c.name, () => {
-      const r = parseSyslog(c.line, RECEIVED);
+      const r = parseSyslog(c.line, RECEIVED, c.opts);
       assert.equal(r.error, undefined);
       assert.equal(r.timestamp === undefined ? undefined : new Date(r.timestamp).toISOString(), c.time);
       assertFields(r.fields, c.fields);
     });
   }
+});
+
+describe('RFC 3164 tags without a colon (issue 17, defect 5)', () => {
+  const cases: { line: string; tag: string | undefined; pid?: number; message: string }[] = [
+    { line: '<13>Dec  6 02:13:39 web1 prog started the job', tag: 'prog', message: 'started the job' },
+    { line: '<13>Dec  6 02:13:39 web1 nginx[812] GET / 200', tag: 'nginx', pid: 812, message: 'GET / 200' },
+    { line: '<13>Dec  6 02:13:39 web1 CRON[9] (root) CMD', tag: 'CRON', pid: 9, message: '(root) CMD' },
+    { line: '<13>Dec  6 02:13:39 web1 sshd: with a colon', tag: 'sshd', message: 'with a colon' },
+    { line: '<13>Feb  5 17:32:18 10.0.0.99 Use the BFG!', tag: undefined, message: 'Use the BFG!' },
+    { line: '<13>Dec  6 02:13:39 web1 lonely', tag: undefined, message: 'lonely' },
+  ];
+  for (const c of cases) {
+    test(`${c.line} has tag ${c.tag}`, () => {
+      const r = parseSyslog(c.line, RECEIVED);
+      assert.equal(r.fields['process.name'], c.tag);
+      assert.equal(r.fields['process.pid'], c.pid);
+      assert.equal(r.fields.message, c.message);
+      assert.equal(r.fields['host.name'], c.line.includes('10.0.0.99') ? '10.0.0.99' : 'web1');
+    });
+  }
+});
+
+describe('time zones and future times (issue 17, defect 3)', () => {
+  /** Receipt at 07:14:00Z on 6 December 2026: 02:14 in New York (EST, UTC-5). */
+  const received = Date.UTC(2026, 11, 6, 7, 14);
+  const ny: SyslogTimeOptions = { zoneFor: () => 'America/New_York' };
+  const iso = (t: number | undefined) => (t === undefined ? undefined : new Date(t).toISOString());
+
+  test('an RFC 3164 time is read in the zone of its sender and flagged as assumed', () => {
+    const r = parseSyslog('<13>Dec  6 02:13:39 nyhost app: hi', received, ny);
+    assert.equal(iso(r.timestamp), '2026-12-06T07:13:39.000Z');
+    assert.equal(r.fields['event.timezone'], 'America/New_York');
+    assert.equal(r.fields['vigil.time_assumed'], true);
+  });
+
+  test('without a configured zone it is read as UTC, still flagged, and 5 hours ahead is refused', () => {
+    const r = parseSyslog('<13>Dec  6 02:13:39 nyhost app: hi', received);
+    assert.equal(iso(r.timestamp), '2026-12-06T02:13:39.000Z');
+    assert.equal(r.fields['event.timezone'], 'UTC');
+    assert.equal(r.fields['vigil.time_assumed'], true);
+    const tokyo = parseSyslog('<13>Dec  6 16:13:39 tkhost app: hi', received);
+    assert.equal(tokyo.timestamp, undefined, 'nine hours ahead: the receipt time applies');
+    assert.equal(tokyo.fields['vigil.future_timestamp'], '2026-12-06T16:13:39.000Z');
+  });
+
+  test('the zone is looked up by the host the message names', () => {
+    const seen: (string | undefined)[] = [];
+    const opts: SyslogTimeOptions = {
+      zoneFor: (h) => {
+        seen.push(h);
+        return h === 'tokyo1' ? 'Asia/Tokyo' : undefined;
+      },
+    };
+    const r = parseSyslog('<13>Dec  6 16:13:39 tokyo1 app: hi', received, opts);
+    assert.equal(iso(r.timestamp), '2026-12-06T07:13:39.000Z');
+    assert.ok(seen.includes('tokyo1'));
+  });
+
+  test('a time that names its offset is neither moved nor flagged', () => {
+    const r = parseSyslog('<13>1 2026-12-06T02:13:39-05:00 h app - - - hi', received, ny);
+    assert.equal(iso(r.timestamp), '2026-12-06T07:13:39.000Z');
+    assert.equal(r.fields['vigil.time_assumed'], undefined);
+    const z = parseSyslog('<13>2026-12-06T07:13:39Z h app: hi', received, ny);
+    assert.equal(iso(z.timestamp), '2026-12-06T07:13:39.000Z');
+    assert.equal(z.fields['event.timezone'], undefined);
+  });
+
+  test('an RFC 3339 time without an offset is read in the zone too', () => {
+    const r = parseSyslog('<13>2026-12-06T02:13:39 h app: hi', received, ny);
+    assert.equal(iso(r.timestamp), '2026-12-06T07:13:39.000Z');
+    assert.equal(r.fields['vigil.time_assumed'], true);
+  });
+
+  test('summer time: a July time in New York is UTC-4, the hour skipped in March moves forward', () => {
+    const july = Date.UTC(2026, 6, 1, 16);
+    assert.equal(iso(parseSyslog('<13>Jul  1 12:00:00 h a: x', july, ny).timestamp), '2026-07-01T16:00:00.000Z');
+    const march = Date.UTC(2026, 2, 8, 12);
+    assert.equal(iso(parseSyslog('<13>Mar  8 02:30:00 h a: x', march, ny).timestamp), '2026-03-08T07:30:00.000Z');
+  });
+
+  test('New Year: a December 31 time received on January 1 in the sender zone keeps last year', () => {
+    const jan1 = Date.UTC(2027, 0, 1, 5, 30); // 00:30 in New York
+    const r = parseSyslog('<13>Dec 31 23:59:00 h a: x', jan1, ny);
+    assert.equal(iso(r.timestamp), '2027-01-01T04:59:00.000Z');
+  });
+
+  test('max_future_ms bounds accepted times; a time just inside it is kept', () => {
+    const r = parseSyslog('<13>1 2026-12-06T07:18:00Z h a - - - x', received, { maxFutureMs: 300000 });
+    assert.equal(iso(r.timestamp), '2026-12-06T07:18:00.000Z');
+    const late = parseSyslog('<13>1 2026-12-06T07:20:00Z h a - - - x', received, { maxFutureMs: 300000 });
+    assert.equal(late.timestamp, undefined);
+    assert.equal(late.fields['vigil.future_timestamp'], '2026-12-06T07:20:00.000Z');
+  });
 });
 
 describe('RFC 5424 messages', () => {

@@ -1,6 +1,6 @@
 import type { FieldValue } from '../lib/event.ts';
 import { addAuthFields } from './syslog-auth.ts';
-import { bsdTime, parseTime } from './time.ts';
+import { bsdTime, parseTime, zonedTime } from './time.ts';
 
 /** What one syslog line parsed into: flat ECS fields, the event time when the line had one, or why it failed. */
 export interface SyslogParse {
@@ -10,6 +10,28 @@ export interface SyslogParse {
   /** Why the line is not syslog; `fields` then holds only `message` (the whole line). */
   error?: string;
 }
+
+/** How a syslog parser reads times that carry no zone, and how far ahead of receipt a time may lie. */
+export interface SyslogTimeOptions {
+  /**
+   * The IANA time zone of a sender, given the host name the message names (undefined when it names none).
+   * Times without a zone (RFC 3164's `Mmm dd hh:mm:ss`) are read in it; UTC when it answers undefined.
+   */
+  zoneFor?: (hostname: string | undefined) => string | undefined;
+  /**
+   * Latest accepted event time, in milliseconds after receipt (default {@link DEFAULT_MAX_FUTURE_MS}). A
+   * later time is not used: `@timestamp` is the receipt time and `vigil.future_timestamp` keeps the claim.
+   */
+  maxFutureMs?: number;
+}
+
+/** Five minutes: clocks a little ahead are tolerated, a zone read wrong (hours ahead) is not. */
+export const DEFAULT_MAX_FUTURE_MS = 300000;
+
+/** Set when the event time carried no zone (and, for RFC 3164, no year): the zone it was read in was assumed. */
+const TIME_ASSUMED = 'vigil.time_assumed';
+/** ECS: the zone the event time was read in, when the time itself did not say. */
+const EVENT_TIMEZONE = 'event.timezone';
 
 /** Facility names by code (RFC 5424 table 1), as the `syslog.conf` keywords. */
 export const FACILITY_NAMES: readonly string[] = [
@@ -56,6 +78,14 @@ const VERSION_5424 = /^([1-9]\d{0,2}) /;
 const BSD_TIME = /^([A-Za-z]{3}) {1,2}(\d{1,2}) (?:(\d{4}) )?(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?: +|$)/;
 const ISO_TIME = /^(\d{4}-\d{2}-\d{2}T\S+)(?: +|$)/;
 const TAG = /^([^\s[\]:]{1,64}?)(?:\[([^\]\s]*)\])?:(?: |$)/;
+/**
+ * RFC 3164's TAG ends at the first character that is not alphanumeric, so `host prog msg` and
+ * `host prog[42] msg` have one too. Without a colon only a word that looks like a program is taken: with a
+ * pid, or all lower case (the RFC's own `10.0.0.99 Use the BFG!` is a message without a tag).
+ */
+const BARE_TAG = /^(?:([A-Za-z][\w./-]{0,47})\[(\d{1,10})\]|([a-z][a-z0-9_./-]{0,47})) (?=\S)/;
+/** An RFC 3339 time that names its offset. */
+const ZONED_ISO = /(?:[Zz]|[+-]\d{2}:?\d{2})$/;
 const HOSTNAME = /^[^\s[\]]+$/;
 const DIGITS = /^\d+$/;
 const BOM = '\uFEFF';
@@ -65,7 +95,7 @@ const BOM = '\uFEFF';
  * senders write it: the PRI, the hostname and the tag may be missing, and the time may be rsyslog's
  * RFC 3339 instead of `Mmm dd hh:mm:ss`. A line that is neither yields `error` and `message` = the line.
  */
-export function parseSyslog(line: string, receivedAt: number): SyslogParse {
+export function parseSyslog(line: string, receivedAt: number, opts: SyslogTimeOptions = {}): SyslogParse {
   const text = trimLineEnd(line);
   if (text.trim() === '') return failed(line, 'empty syslog message');
   const fields: Record<string, FieldValue> = {};
@@ -86,9 +116,15 @@ export function parseSyslog(line: string, receivedAt: number): SyslogParse {
   }
   const v = hasPri ? VERSION_5424.exec(rest) : null;
   const result = v
-    ? parse5424(rest, Number(v[1]), v[0].length, text.length - rest.length, fields)
-    : parse3164(rest, hasPri, receivedAt, fields);
+    ? parse5424(rest, Number(v[1]), v[0].length, text.length - rest.length, fields, opts)
+    : parse3164(rest, hasPri, receivedAt, fields, opts);
   if (typeof result === 'string') return failed(line, result);
+  let timestamp = result.timestamp;
+  const maxFutureMs = opts.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS;
+  if (timestamp !== undefined && timestamp > receivedAt + maxFutureMs) {
+    fields['vigil.future_timestamp'] = new Date(timestamp).toISOString();
+    timestamp = undefined;
+  }
   const message = fields.message;
   if (typeof message === 'string') {
     const app = fields['process.name'];
@@ -96,7 +132,20 @@ export function parseSyslog(line: string, receivedAt: number): SyslogParse {
       if (!Object.hasOwn(fields, k)) fields[k] = val;
     });
   }
-  return { fields, timestamp: result.timestamp };
+  return { fields, timestamp };
+}
+
+/** Reads a zoneless time (as wall clock written as UTC) in the sender's zone and flags it as assumed. */
+function assumeZone(
+  wall: number,
+  hostname: string | undefined,
+  fields: Record<string, FieldValue>,
+  opts: SyslogTimeOptions,
+): number {
+  const zone = opts.zoneFor?.(hostname) ?? 'UTC';
+  fields[EVENT_TIMEZONE] = zone;
+  fields[TIME_ASSUMED] = true;
+  return zonedTime(wall, zone);
 }
 
 function failed(line: string, error: string): SyslogParse {
@@ -110,6 +159,7 @@ function parse5424(
   start: number,
   offset: number,
   fields: Record<string, FieldValue>,
+  opts: SyslogTimeOptions,
 ): { timestamp: number | undefined } | string {
   fields['log.syslog.version'] = version;
   let pos = start;
@@ -127,6 +177,8 @@ function parse5424(
   if (ts !== '-') {
     timestamp = ts.includes('T') ? parseTime(ts) : undefined;
     if (timestamp === undefined) return `invalid RFC 5424 TIMESTAMP ${quote(ts)}: expected RFC 3339 or "-"`;
+    // RFC 5424 requires the offset; a sender that leaves it out is read like RFC 3164.
+    if (!ZONED_ISO.test(ts)) timestamp = assumeZone(timestamp, host === '-' ? undefined : host, fields, opts);
   }
   if (host !== '-') {
     fields['log.syslog.hostname'] = host;
@@ -237,8 +289,11 @@ function parse3164(
   hasPri: boolean,
   receivedAt: number,
   fields: Record<string, FieldValue>,
+  opts: SyslogTimeOptions,
 ): { timestamp: number | undefined } | string {
   let timestamp: number | undefined;
+  /** The time was read as UTC wall clock and must still be put in the sender's zone. */
+  let zoneless = false;
   let body = rest;
   const b = BSD_TIME.exec(rest);
   if (b) {
@@ -252,27 +307,60 @@ function parse3164(
       b[3] === undefined ? undefined : Number(b[3]),
       receivedAt,
     );
-    if (timestamp !== undefined) body = rest.slice(b[0].length);
+    if (timestamp !== undefined) {
+      body = rest.slice(b[0].length);
+      zoneless = true;
+    }
   }
   if (timestamp === undefined) {
     const iso = ISO_TIME.exec(rest);
     if (iso) {
       timestamp = parseTime(iso[1]);
-      if (timestamp !== undefined) body = rest.slice(iso[0].length);
+      if (timestamp !== undefined) {
+        body = rest.slice(iso[0].length);
+        zoneless = !ZONED_ISO.test(iso[1]);
+      }
     }
   }
   if (timestamp === undefined && !hasPri) return 'not a syslog message: no PRI and no timestamp';
+  let hostname: string | undefined;
   // Without a timestamp RFC 3164 says the whole remainder is CONTENT: there is no HOSTNAME to look for.
   if (timestamp !== undefined) {
     const sp = body.indexOf(' ');
     const first = sp < 0 ? body : body.slice(0, sp);
     if (first !== '' && !TAG.test(body) && HOSTNAME.test(first)) {
+      hostname = first;
       fields['log.syslog.hostname'] = first;
       fields['host.name'] = first;
       body = sp < 0 ? '' : body.slice(sp + 1);
     }
   }
-  const t = TAG.exec(body);
+  if (timestamp !== undefined && zoneless) {
+    const zone = opts.zoneFor?.(hostname);
+    if (b && zone !== undefined && zone !== 'UTC') {
+      // The year is chosen again in the sender's zone: near New Year the UTC reading may pick the wrong one.
+      timestamp = bsdTime(
+        b[1],
+        Number(b[2]),
+        Number(b[4]),
+        Number(b[5]),
+        Number(b[6]),
+        b[7],
+        b[3] === undefined ? undefined : Number(b[3]),
+        receivedAt,
+        zone,
+      );
+      fields[EVENT_TIMEZONE] = zone;
+      fields[TIME_ASSUMED] = true;
+    } else {
+      timestamp = assumeZone(timestamp, hostname, fields, opts);
+    }
+  }
+  let t = TAG.exec(body);
+  if (t === null && hostname !== undefined) {
+    const bare = BARE_TAG.exec(body);
+    if (bare) t = Object.assign([bare[0], bare[1] ?? bare[3], bare[2]], { index: 0, input: body }) as RegExpExecArray;
+  }
   if (t) {
     fields['log.syslog.appname'] = t[1];
     fields['process.name'] = t[1];

@@ -83,9 +83,10 @@ const MONTHS: Readonly<Record<string, number>> = {
 const FUTURE_TOLERANCE_MS = 86400000;
 
 /**
- * Reads an RFC 3164 time (`Mmm dd hh:mm:ss`, no year, no zone) as UTC in the year of receipt, or of the
- * year before when that would put it more than a day after receipt (a December message read in January).
- * `year` is given when the sender included one (`Mmm dd yyyy hh:mm:ss`).
+ * Reads an RFC 3164 time (`Mmm dd hh:mm:ss`, no year, no zone) as wall-clock time in `zone` (an IANA name;
+ * UTC when undefined) in the year of receipt, or of the year before when that would put it more than a day
+ * after receipt (a December message read in January). `year` is given when the sender included one
+ * (`Mmm dd yyyy hh:mm:ss`).
  */
 export function bsdTime(
   month: string,
@@ -96,13 +97,77 @@ export function bsdTime(
   fraction: string | undefined,
   year: number | undefined,
   receivedAt: number,
+  zone?: string,
 ): number | undefined {
   const mon = MONTHS[month.toLowerCase()];
   if (mon === undefined || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return undefined;
   const ms = fraction === undefined ? 0 : Number(fraction.slice(0, 3).padEnd(3, '0'));
-  const at = (y: number) => Date.UTC(y, mon, day, hour, minute, second, ms);
+  const at = (y: number) => zonedTime(Date.UTC(y, mon, day, hour, minute, second, ms), zone);
   if (year !== undefined) return at(year);
   const receiptYear = new Date(receivedAt).getUTCFullYear();
   const t = at(receiptYear);
   return t > receivedAt + FUTURE_TOLERANCE_MS ? at(receiptYear - 1) : t;
+}
+
+/** Whether `zone` is a time zone name this runtime knows (an IANA name such as `America/New_York`, or `UTC`). */
+export function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The instant at which the clocks of `zone` showed `wall` (a wall-clock time written as if it were UTC
+ * epoch milliseconds). In the hour skipped by a change to summer time the offset from before the change
+ * applies (02:30 on a spring-forward night is 03:30 summer time); in the hour repeated in autumn, the
+ * first (summer time) reading is taken, as `date -d` and java.time do.
+ */
+export function zonedTime(wall: number, zone: string | undefined): number {
+  if (zone === undefined || zone === 'UTC') return wall;
+  const before = offsetAt(wall - 86400000, zone);
+  const after = offsetAt(wall + 86400000, zone);
+  // The offsets a day apart bracket any single transition; the one from before it is tried first.
+  for (const offset of [before, after]) {
+    const t = wall - offset;
+    if (offsetAt(t, zone) === offset) return t;
+  }
+  return wall - before;
+}
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+/** Offsets by zone and quarter hour: every transition of today's rules falls on a quarter hour. */
+const offsets = new Map<string, number>();
+const MAX_CACHED_OFFSETS = 100000;
+const QUARTER_HOUR_MS = 900000;
+
+/** The offset of `zone` from UTC at instant `t`, in milliseconds (New York in winter: -18000000). */
+export function offsetAt(t: number, zone: string): number {
+  const key = `${zone} ${Math.floor(t / QUARTER_HOUR_MS)}`;
+  const cached = offsets.get(key);
+  if (cached !== undefined) return cached;
+  let f = formatters.get(zone);
+  if (f === undefined) {
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone: zone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    });
+    formatters.set(zone, f);
+  }
+  const parts: Record<string, number> = {};
+  for (const p of f.formatToParts(t)) if (p.type !== 'literal') parts[p.type] = Number(p.value);
+  const base = t - (((t % 1000) + 1000) % 1000);
+  const wall = Date.UTC(parts.year, parts.month - 1, parts.day, parts.hour, parts.minute, parts.second);
+  const offset = wall - base;
+  if (offsets.size >= MAX_CACHED_OFFSETS) offsets.clear();
+  offsets.set(key, offset);
+  return offset;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type Frame, FrameDecoder, trimEol } from './framing.ts';
+import { type Frame, FrameDecoder, type Framing, trimEol } from './framing.ts';
 
 function show(frame: Frame): string {
   if (frame.kind === 'line') return frame.line.toString('latin1');
@@ -9,8 +9,8 @@ function show(frame: Frame): string {
 }
 
 /** Feeds the chunks one by one, draining after each, then ends the stream. */
-function decode(chunks: (string | Buffer)[], maxLineBytes = 64): string[] {
-  const decoder = new FrameDecoder(maxLineBytes);
+function decode(chunks: (string | Buffer)[], maxLineBytes = 64, framing: Framing = 'auto'): string[] {
+  const decoder = new FrameDecoder(maxLineBytes, framing);
   const out: string[] = [];
   for (const chunk of chunks) {
     decoder.push(typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk);
@@ -82,7 +82,7 @@ const cases: { name: string; chunks: string[]; max?: number; want: string[] }[] 
   },
   {
     name: 'an oversize octet-counted frame is skipped by its length, even with delimiters inside',
-    chunks: ['20 xxxx\nxxxx\nxx', 'xxxxxxxx', '5 <13>a'],
+    chunks: ['20 <13>x\nxxxx\nxx', 'xxxxxxx', '5 <13>a'],
     max: 10,
     want: ['<oversize octet-counting 20>', '<13>a'],
   },
@@ -123,7 +123,7 @@ test('framing: holds frames until pulled, so a paused reader loses nothing', () 
 test('framing: a long frame sent one byte at a time costs linear time', () => {
   const line = `<13>${'x'.repeat(512 * 1024)}`;
   const bytes = Buffer.from(`${line}\n${line.length} ${line}`);
-  const decoder = new FrameDecoder(1024 * 1024);
+  const decoder = new FrameDecoder(1024 * 1024, 'octet-counting');
   const out: number[] = [];
   const started = performance.now();
   for (let i = 0; i < bytes.length; i++) {
@@ -140,4 +140,33 @@ test('framing: a long frame sent one byte at a time costs linear time', () => {
 test('trimEol drops trailing CR, LF and NUL only', () => {
   assert.equal(trimEol(Buffer.from(' a \r\n\0')).toString(), ' a ');
   assert.equal(trimEol(Buffer.from('\r\n')).length, 0);
+});
+
+test('framing (issue 17, defect 4): digit-led lines on a newline connection stay whole', () => {
+  const lines = Array.from({ length: 100 }, (_, i) => `${200 + i} OK line ${i} of a web log`);
+  const stream = `<13>Dec  6 02:13:39 web1 app: first\n${lines.join('\n')}\n`;
+  const want = ['<13>Dec  6 02:13:39 web1 app: first', ...lines];
+  assert.deepEqual(decode([stream]), want);
+  assert.deepEqual(decode(stream.split('')), want, 'byte by byte');
+  // A connection whose very first line starts with digits and a space is newline-framed too.
+  assert.deepEqual(decode([`${lines.join('\n')}\n`]), lines);
+});
+
+test('framing: the first frame decides for the connection and it is kept', () => {
+  const tests: { chunks: string[]; framing?: Framing; want: string[] }[] = [
+    // Octet counting decided by `<count> <`: a later message may contain LFs.
+    { chunks: ['9 <13>a\nb c', '5 <13>d'], want: ['<13>a\nb c', '<13>d'] },
+    // The count arrives split from its PRI: nothing is decided until the `<` (or its absence) is seen.
+    { chunks: ['1', '1', ' ', '<13>hello\nx', '5 <13>y'], want: ['<13>hello\nx', '<13>y'] },
+    { chunks: ['12 ', 'monkeys\n'], want: ['12 monkeys'] },
+    // A count without a PRI is read as a line unless the listener says octet-counting.
+    { chunks: ['5 hello'], want: ['5 hello'] },
+    { chunks: ['5 hello'], framing: 'octet-counting', want: ['hello'] },
+    { chunks: ['5 <13>a'], framing: 'non-transparent', want: ['5 <13>a'] },
+    { chunks: ['5 <13>a'], framing: 'octet-counting', want: ['<13>a'] },
+    // Cut off in the count of the very first frame: kept as a line, nothing is invented.
+    { chunks: ['42'], want: ['42'] },
+    { chunks: ['8 <13>a'], want: ['<truncated 7>'] },
+  ];
+  for (const t of tests) assert.deepEqual(decode(t.chunks, 64, t.framing), t.want, JSON.stringify(t));
 });

@@ -11,6 +11,7 @@ const LF = 0x0a;
 const CR = 0x0d;
 const NUL = 0x00;
 const SP = 0x20;
+const LT = 0x3c;
 const ZERO = 0x30;
 const ONE = 0x31;
 const NINE = 0x39;
@@ -18,9 +19,16 @@ const NINE = 0x39;
 const MAX_LENGTH_DIGITS = 9;
 const EMPTY = Buffer.alloc(0);
 
+/** How a stream is framed (RFC 6587 names); `auto` decides from the first frame. */
+export type Framing = 'auto' | 'octet-counting' | 'non-transparent';
+
 /**
- * Splits a syslog TCP byte stream into frames (RFC 6587), choosing the framing per frame: a frame that
- * starts with `<digits> ` is octet-counted, any other is ended by LF (CRLF and NUL accepted too). Frames
+ * Splits a syslog TCP byte stream into frames (RFC 6587). With `auto` the first frame of the stream decides
+ * for the whole connection: octet counting when it starts `<digits> <` (a count, then a PRI), otherwise
+ * non-transparent framing, where each frame ends with LF (CRLF and NUL accepted too) and a line that starts
+ * with digits and a space (`200 OK`) is just a line. Deciding per frame instead once read such lines as
+ * counts and garbled the rest of the stream. Under octet counting a frame without a count is read up to
+ * its LF, as a line. Frames
  * longer than `maxLineBytes` are reported once and skipped: by their declared length when octet-counted,
  * up to the next delimiter otherwise. Pull-based, so that a paused reader leaves frames in the decoder.
  */
@@ -36,9 +44,16 @@ export class FrameDecoder {
   #skip = 0;
   /** Inside an oversize non-transparent frame: drop bytes up to the next delimiter. */
   #discarding = false;
+  #framing: Framing;
 
-  constructor(maxLineBytes: number) {
+  constructor(maxLineBytes: number, framing: Framing = 'auto') {
     this.maxLineBytes = maxLineBytes;
+    this.#framing = framing;
+  }
+
+  /** The framing in use: `auto` until the first frame has decided it. */
+  get framing(): Framing {
+    return this.#framing;
   }
 
   /** Bytes held for frames not returned yet. */
@@ -111,7 +126,12 @@ export class FrameDecoder {
         this.#off = off + 1;
         continue;
       }
-      if (first >= ONE && first <= NINE) {
+      if (this.#framing === 'auto') {
+        const decided = decideFraming(buf, off, end);
+        if (decided === undefined) return undefined;
+        this.#framing = decided;
+      }
+      if (this.#framing === 'octet-counting' && first >= ONE && first <= NINE) {
         const limit = Math.min(end, off + MAX_LENGTH_DIGITS + 1);
         let i = off + 1;
         while (i < limit && buf[i] >= ZERO && buf[i] <= NINE) i++;
@@ -169,7 +189,9 @@ export class FrameDecoder {
     this.#skip = 0;
     this.#discarding = false;
     if (buf.length === 0 || wasDiscarding) return undefined;
-    const header = /^[1-9][0-9]{0,8} /.exec(buf.toString('latin1', 0, Math.min(buf.length, MAX_LENGTH_DIGITS + 1)));
+    const header =
+      this.#framing === 'octet-counting' &&
+      /^[1-9][0-9]{0,8} /.test(buf.toString('latin1', 0, Math.min(buf.length, MAX_LENGTH_DIGITS + 1)));
     if (header) return { kind: 'truncated', bytes: buf.length };
     const line = trimEol(buf);
     if (line.length > this.maxLineBytes) return { kind: 'oversize', bytes: line.length, framing: 'non-transparent' };
@@ -182,6 +204,17 @@ export class FrameDecoder {
     this.#off = 0;
     this.#scanFrom = 0;
   }
+}
+
+/** The framing the frame at `off` asks for, or undefined until enough of it has arrived to tell. */
+function decideFraming(buf: Buffer, off: number, end: number): Framing | undefined {
+  if (buf[off] < ONE || buf[off] > NINE) return 'non-transparent';
+  const limit = Math.min(end, off + MAX_LENGTH_DIGITS + 1);
+  let i = off + 1;
+  while (i < limit && buf[i] >= ZERO && buf[i] <= NINE) i++;
+  if (i - off > MAX_LENGTH_DIGITS) return 'non-transparent';
+  if (i === end || (buf[i] === SP && i + 1 === end)) return undefined;
+  return buf[i] === SP && buf[i + 1] === LT ? 'octet-counting' : 'non-transparent';
 }
 
 /** Index of the first LF or NUL at or after `from`, or -1. */
