@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { BACKUP_USAGE, type BackupFlags, backupCommand } from './cli/backup.ts';
 import { DEV_CLUSTER_USAGE, type DevClusterFlags, devClusterCommand } from './cli/dev-cluster.ts';
 import { RULES_USAGE, rulesCommand } from './cli/rules.ts';
 import { SEARCH_USAGE, searchCommand } from './cli/search.ts';
@@ -15,6 +16,7 @@ Commands:
   rules check DIR  load Sigma rules and report every rejected one
   sigma scan ...   run Sigma rules over event files, without a server
   dev-cluster ...  a cluster on this machine: up, status, kill, restart, down
+  backup ...      create, list, verify and restore backups
 
 Run 'vigil <command> --help' for a command's options.
 `;
@@ -53,6 +55,20 @@ const COMMANDS: Record<string, Command> = {
     usage: SIGMA_USAGE,
     options: { rules: { type: 'string', multiple: true }, format: { type: 'string' } },
     run: (p, v) => sigmaCommand(p, v as { rules?: string[]; format?: string }),
+  },
+  backup: {
+    usage: BACKUP_USAGE,
+    options: {
+      full: { type: 'boolean' },
+      json: { type: 'boolean' },
+      force: { type: 'boolean' },
+      dir: { type: 'string' },
+      config: { type: 'string' },
+      'data-dir': { type: 'string' },
+      url: { type: 'string' },
+      token: { type: 'string' },
+    },
+    run: (p, v) => backupCommand(p, v as BackupFlags),
   },
   'dev-cluster': {
     usage: DEV_CLUSTER_USAGE,

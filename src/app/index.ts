@@ -6,6 +6,8 @@ import { healthRoutes } from '../api/routes/health.ts';
 import { ingestRoutes } from '../api/routes/ingest.ts';
 import { type SearchReplicas, searchRoutes } from '../api/routes/search.ts';
 import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.ts';
+import { backupRoutes } from '../api/routes/backups.ts';
+import { createBackups, engineBackupArgs } from '../backup/index.ts';
 import { type Bus, createJetStreamBus, createMemoryBus, type EventStream, type JetStreamBus } from '../bus/index.ts';
 import { type Cluster, createCluster } from '../cluster/index.ts';
 import type { VigilConfig } from '../config/schema.ts';
@@ -106,6 +108,7 @@ const MODULES: ModuleDef<Ctx>[] = [
         dataDir: ctx.config.data_dir,
         metrics: ctx.metrics,
         logger: ctx.logger,
+        engineArgs: engineBackupArgs(ctx.config.backup.dir),
       });
       ctx.routes.push(
         searchRoutes({ store: ctx.store, metrics: ctx.metrics, maxLimit: 10000, replicas: searchReplicas(ctx) }),
@@ -284,6 +287,26 @@ const MODULES: ModuleDef<Ctx>[] = [
         metrics: ctx.metrics,
         logger: ctx.logger.child({ component: 'syslog' }),
       });
+    },
+  },
+  {
+    // Backups of this node's replica and of the SQL state (when this node runs the postgres module, which
+    // is listed before it): on request (POST /admin/backups) and on backup.schedule.
+    name: 'backup',
+    deps: ['store'],
+    roles: ['store'],
+    init(ctx) {
+      const backups = createBackups(ctx.config.backup, {
+        dataDir: ctx.config.data_dir,
+        nodeId: ctx.config.cluster.node_id ?? hostname(),
+        store: ctx.store!,
+        db: ctx.database?.db,
+        vigilConfig: ctx.config,
+        metrics: ctx.metrics,
+        logger: ctx.logger,
+      });
+      ctx.routes.push(backupRoutes({ backups }));
+      return backups;
     },
   },
   {

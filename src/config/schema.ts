@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { httpConfigSchema } from '../api/config.ts';
+import { backupConfigSchema } from '../backup/config.ts';
 import { busConfigSchema } from '../bus/config.ts';
 import { clusterConfigSchema } from '../cluster/config.ts';
 import { detectConfigSchema } from '../detect/config.ts';
@@ -44,6 +45,7 @@ export const configSchema = z
     incidents: incidentsConfigSchema.prefault({}),
     users: usersConfigSchema.prefault({}),
     notify: notifyConfigSchema.prefault({}),
+    backup: backupConfigSchema.prefault({}),
   })
   .strict();
 

@@ -103,12 +103,18 @@ export interface SearchScope {
 
 export { type StoreConfig, storeConfigSchema } from './config.ts';
 export { type EventRow, rowToEvent, rowToNormalized } from './rows.ts';
-export { DATABASE, EVENTS_TABLE } from './schema.ts';
+export { DATABASE, EVENTS_TABLE, SCHEMA_VERSION } from './schema.ts';
 
 /** Creates the store over `<dataDir>/events`; nothing is opened until start(). */
 export function createEventStore(
   config: StoreConfig,
-  deps: { dataDir: string; metrics: Registry; logger: Logger },
+  deps: {
+    dataDir: string;
+    metrics: Registry;
+    logger: Logger;
+    /** Server settings the engine takes at open, in `clickhouse local` form (`--backups.allowed_path=...`). */
+    engineArgs?: readonly string[];
+  },
 ): EventStore {
   let session: Session | undefined;
   let lastError: string | undefined;
@@ -211,7 +217,7 @@ export function createEventStore(
     async start() {
       const dir = join(deps.dataDir, 'events');
       mkdirSync(dir, { recursive: true });
-      session = new Session(dir);
+      session = new Session(dir, deps.engineArgs ? { connectionArgs: deps.engineArgs } : undefined);
       await session.queryAsync(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
       await ensureEventsTable(session, config.retention_days, deps.logger);
       const fsync = config.fsync ? 1 : 0;

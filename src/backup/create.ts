@@ -1,0 +1,241 @@
+import { existsSync } from 'node:fs';
+import { cp, mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import type { VigilConfig } from '../config/schema.ts';
+import type { Db } from '../incidents/db/index.ts';
+import { errorMessage, VigilError } from '../lib/errors.ts';
+import { redactUrl } from '../lib/redact.ts';
+import { VERSION } from '../lib/version.ts';
+import { DATABASE, type EventStore, SCHEMA_VERSION } from '../store/index.ts';
+import {
+  type BackupEntry,
+  checksumFiles,
+  ENGINE_FOLDER,
+  MANIFEST_FILE,
+  MANIFEST_FORMAT,
+  type Manifest,
+  newBackupId,
+  writeFileDurably,
+} from './manifest.ts';
+import { exportDatabase } from './postgres.ts';
+
+/** Folders of the data directory a backup copies as they are: API-managed rules and the ingest keys. */
+export const COPIED_FOLDERS = ['rules', 'ingest-keys'] as const;
+/** The backup's copy of the node's configuration (secrets redacted unless backup.include_secrets). */
+export const CONFIG_FILE = 'config.yaml';
+
+/** Why a backup failed, as counted in vigil_backup_failures_total{reason}. */
+export type FailureReason = 'engine' | 'postgres' | 'files' | 'disk';
+
+/** A failed backup: what failed, for the failure counter. */
+export class BackupError extends VigilError {
+  readonly reason: FailureReason;
+  constructor(reason: FailureReason, message: string, cause: unknown) {
+    super('backup_failed', message, { status: 500, retryable: true, cause });
+    this.name = 'BackupError';
+    this.reason = reason;
+  }
+}
+
+/** What a backup reads from the running node. */
+export interface CreateDeps {
+  dir: string;
+  dataDir: string;
+  nodeId: string;
+  store: EventStore;
+  db?: Db;
+  config: Readonly<VigilConfig>;
+  includeSecrets: boolean;
+  maxChain: number;
+  /** The backups in `dir` now (the base is chosen among them). */
+  existing: readonly BackupEntry[];
+}
+
+/** How often the engine's progress is read while it writes the backup in the background. */
+const POLL_MS = 100;
+
+/**
+ * The base of the next backup: the newest complete backup of this node whose chain is shorter than
+ * `maxChain + 1`, or none (a full backup).
+ */
+export function chooseBase(existing: readonly BackupEntry[], nodeId: string, maxChain: number): Manifest | undefined {
+  for (let i = existing.length - 1; i >= 0; i--) {
+    const m = existing[i].manifest;
+    if (!m || m.node !== nodeId || m.schema.events !== SCHEMA_VERSION) continue;
+    return m.chain.length <= maxChain ? m : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Takes a backup of the running node into `<dir>/<id>`. The engine writes its own backup (BACKUP DATABASE
+ * ... ASYNC: the parts committed when it starts, copied in the engine's background threads, so intake and
+ * searches go on). The cut is taken just before the statement: every acknowledged write is a committed part
+ * by then (the bus acknowledges after the store commits), so it is in the backup. The manifest is written
+ * last: a folder without one is a partial backup that nothing restores. On failure the folder is removed.
+ */
+export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now?: number } = {}): Promise<Manifest> {
+  const startedAt = opts.now ?? Date.now();
+  const base = opts.full ? undefined : chooseBase(deps.existing, deps.nodeId, deps.maxChain);
+  const id = newBackupId(startedAt);
+  const folder = join(deps.dir, id);
+  const step = async <T>(reason: FailureReason, what: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof BackupError) throw err;
+      throw new BackupError(reason, `backup ${id}: ${what} failed: ${errorMessage(err)}`, err);
+    }
+  };
+  try {
+    await step('disk', `creating ${folder}`, () => mkdir(folder, { recursive: true }));
+    const cutAt = Date.now();
+    await step('engine', 'the engine backup', () => engineBackup(deps.store, id, base?.id));
+    const postgres = deps.db
+      ? await step('postgres', 'the database export', () => exportDatabase(deps.db as Db, folder))
+      : undefined;
+    await step('files', 'copying the rules and ingest keys', async () => {
+      for (const name of COPIED_FOLDERS) {
+        const from = join(deps.dataDir, name);
+        if (existsSync(from)) await cp(from, join(folder, name), { recursive: true });
+      }
+      const config = redactConfig(deps.config, deps.includeSecrets);
+      await writeFileDurably(join(folder, CONFIG_FILE), stringify(config));
+    });
+    const engine = await step('engine', 'counting the backup', () => engineContents(deps.store, id));
+    const files = await step('disk', 'computing checksums', () => checksumFiles(folder));
+    const finishedAt = Date.now();
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      id,
+      kind: base ? 'incremental' : 'full',
+      base: base?.id ?? null,
+      chain: [...(base?.chain ?? []), id],
+      node: deps.nodeId,
+      vigil_version: VERSION,
+      cut_at: new Date(cutAt).toISOString(),
+      finished_at: new Date(finishedAt).toISOString(),
+      duration_ms: finishedAt - startedAt,
+      schema: { events: SCHEMA_VERSION, postgres: postgres?.migrations ?? [] },
+      engine,
+      postgres: { kind: deps.db?.kind ?? 'none', tables: postgres?.tables ?? {} },
+      files,
+      size_bytes: files.reduce((n, f) => n + f.size, 0),
+    };
+    await step('disk', 'writing the manifest', () =>
+      writeFileDurably(join(folder, MANIFEST_FILE), `${JSON.stringify(manifest, null, 1)}\n`),
+    );
+    return manifest;
+  } catch (err) {
+    await rm(folder, { recursive: true, force: true }).catch(() => {});
+    throw err;
+  }
+}
+
+/** Runs BACKUP DATABASE in the engine's background and waits for it (ids are checked, never user text). */
+async function engineBackup(store: EventStore, id: string, base: string | undefined): Promise<void> {
+  const settings = [`id = '${id}'`];
+  if (base) settings.push(`base_backup = File('${base}/${ENGINE_FOLDER}')`);
+  await store.exec(
+    `BACKUP DATABASE ${DATABASE} TO File('${id}/${ENGINE_FOLDER}') SETTINGS ${settings.join(', ')} ASYNC`,
+  );
+  for (;;) {
+    const [row] = await store.query<{ status: string; error: string }>(
+      'SELECT status, error FROM system.backups WHERE id = {id:String}',
+      { id },
+    );
+    if (row?.status === 'BACKUP_CREATED') return;
+    if (row && row.status !== 'CREATING_BACKUP') {
+      throw new Error(`the engine reports ${row.status}: ${row.error.split('\n')[0]}`);
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/**
+ * What the engine's backup holds, read from the backup itself (a read-only Backup database over it), so
+ * the counts are those of the backup and not of the live tables, which have moved on since the cut.
+ */
+async function engineContents(store: EventStore, id: string): Promise<Manifest['engine']> {
+  const check = `vigil_backup_${id.replace(/[^0-9a-zA-Z]/g, '_')}`;
+  await store.exec(`CREATE DATABASE ${check} ENGINE = Backup('${DATABASE}', File('${id}/${ENGINE_FOLDER}'))`);
+  try {
+    const names = (
+      await store.query<{ name: string }>('SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name', {
+        db: check,
+      })
+    ).map((r) => r.name);
+    const tables: Record<string, number> = {};
+    for (const name of names) {
+      const [row] = await store.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${check}.\`${name}\``, {});
+      tables[name] = Number(row.n);
+    }
+    let events: Manifest['engine']['events'] = { count: 0, first_ts: null, last_ts: null, id_sum: '0' };
+    if (names.includes('events')) {
+      const [row] = await store.query<{ n: string; first: string; last: string; id_sum: string }>(
+        `SELECT toString(count()) AS n, toString(toUnixTimestamp64Milli(min(ts))) AS first,
+                toString(toUnixTimestamp64Milli(max(ts))) AS last, toString(${EVENT_ID_SUM}) AS id_sum
+           FROM ${check}.events FINAL`,
+        {},
+      );
+      const n = Number(row.n);
+      events = {
+        count: n,
+        first_ts: n > 0 ? new Date(Number(row.first)).toISOString() : null,
+        last_ts: n > 0 ? new Date(Number(row.last)).toISOString() : null,
+        id_sum: row.id_sum,
+      };
+    }
+    const positions = names.includes('positions')
+      ? (
+          await store.query<{ stream: string; consumer: string; seq: string; ack_floor: string }>(
+            `SELECT stream, consumer, toString(max(seq)) AS seq, toString(max(ack_floor)) AS ack_floor
+               FROM ${check}.positions GROUP BY stream, consumer ORDER BY stream, consumer`,
+            {},
+          )
+        ).map((p) => ({ stream: p.stream, consumer: p.consumer, seq: Number(p.seq), ack_floor: Number(p.ack_floor) }))
+      : [];
+    return { tables, events, positions };
+  } finally {
+    await store.exec(`DROP DATABASE IF EXISTS ${check}`);
+  }
+}
+
+/**
+ * The manifest's `id_sum`: the sum modulo 2^64 of the first 8 bytes, read little-endian, of
+ * SHA-256(tenant + "\0" + event.id) over every event (as searches see them). Any client can compute it
+ * from a search's answers (see {@link eventIdSum}); it is the same whatever the order of the events.
+ */
+const EVENT_ID_SUM = `sum(reinterpretAsUInt64(substring(SHA256(concat(tenant, '\\0', id)), 1, 8)))`;
+
+/** `id_sum` (see the manifest) of events given as (tenant, event.id) pairs. */
+export async function eventIdSum(events: Iterable<{ tenant: string; id: string }>): Promise<string> {
+  const { createHash } = await import('node:crypto');
+  let sum = 0n;
+  for (const e of events) {
+    const digest = createHash('sha256').update(`${e.tenant}\0${e.id}`).digest();
+    sum = (sum + digest.readBigUInt64LE(0)) & 0xffff_ffff_ffff_ffffn;
+  }
+  return sum.toString();
+}
+
+/** Keys whose values are secrets wherever they appear in the configuration. */
+const SECRET_KEY = /(token|secret|password|passphrase|private_key|api_key|credentials|authorization)$/i;
+
+/** The configuration with secrets replaced by `redacted` and credentials cut out of URLs. */
+export function redactConfig(config: unknown, includeSecrets: boolean): unknown {
+  if (includeSecrets) return config;
+  const walk = (value: unknown, key: string): unknown => {
+    if (typeof value === 'string') {
+      if (SECRET_KEY.test(key) && value !== '') return 'redacted';
+      return /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? redactUrl(value) : value;
+    }
+    if (Array.isArray(value)) return value.map((v) => walk(v, key));
+    if (value && typeof value === 'object') {
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, walk(v, k)]));
+    }
+    return value;
+  };
+  return walk(config, '');
+}

@@ -1,0 +1,188 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { open, readdir, rename, stat, writeFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { InputError, NotFoundError, VigilError } from '../lib/errors.ts';
+
+/** The version of the manifest's layout; a restore refuses a manifest newer than it knows. */
+export const MANIFEST_FORMAT = 1;
+/** The manifest's file name in a backup's folder; a folder without it is a partial backup. */
+export const MANIFEST_FILE = 'manifest.json';
+/** Written by `vigil backup verify` beside the manifest (not part of the checksummed content). */
+export const VERIFIED_FILE = 'verified.json';
+/** The engine's backup inside a backup's folder (BACKUP DATABASE ... TO File('<id>/engine')). */
+export const ENGINE_FOLDER = 'engine';
+
+/** One file of a backup, as the manifest lists it. */
+export interface ManifestFile {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/** What a backup holds and how to check it (`<backup.dir>/<id>/manifest.json`). */
+export interface Manifest {
+  format: number;
+  id: string;
+  kind: 'full' | 'incremental';
+  /** The backup this one is incremental on (its engine files it does not repeat), or null. */
+  base: string | null;
+  /** Every backup this one needs, itself last: [full, incremental, ..., this]. */
+  chain: string[];
+  node: string;
+  vigil_version: string;
+  /** ISO time of the cut: every event acknowledged before it is in the backup. */
+  cut_at: string;
+  finished_at: string;
+  duration_ms: number;
+  schema: { events: number; postgres: string[] };
+  engine: {
+    /** Rows of each table of the engine's database, as the backup holds them. */
+    tables: Record<string, number>;
+    /** Events as searches see them (duplicates collapsed): count, time range, and a sum of their ids. */
+    events: { count: number; first_ts: string | null; last_ts: string | null; id_sum: string };
+    /** The event stream positions this replica had applied (cluster mode), from which a restore catches up. */
+    positions: { stream: string; consumer: string; seq: number; ack_floor: number }[];
+  };
+  postgres: { kind: 'pglite' | 'postgres' | 'none'; tables: Record<string, number> };
+  files: ManifestFile[];
+  /** Bytes of this backup's own files (what it adds to backup.dir). */
+  size_bytes: number;
+}
+
+/** Ids are made by Vigil (`20261206T033300123Z-1a2b`); anything else, such as a path, is refused. */
+const ID = /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{4}$/;
+
+/** Checks a backup id given by a user; a path or a name of another form is refused before any file is read. */
+export function checkBackupId(id: string | undefined): string {
+  if (!id || !ID.test(id)) {
+    throw new InputError(
+      'backup_id',
+      `'${id ?? ''}' is not a backup id (ids look like 20261206T033300123Z-1a2b; vigil backup list shows them)`,
+    );
+  }
+  return id;
+}
+
+/** A new id: the creation time (sorts in time order) and 16 random bits. */
+export function newBackupId(now: number): string {
+  const iso = new Date(now).toISOString().replace(/[-:.]/g, '');
+  const rand = Math.floor(Math.random() * 0x10000)
+    .toString(16)
+    .padStart(4, '0');
+  return `${iso}-${rand}`;
+}
+
+/** A backup folder found in backup.dir: its manifest, or none when it is partial. */
+export interface BackupEntry {
+  id: string;
+  manifest?: Manifest;
+  verified?: { at: string; ok: boolean; problem?: string };
+}
+
+/** Reads the manifest of `id`, refusing a missing backup and a partial one (a folder without manifest). */
+export function readManifest(dir: string, id: string): Manifest {
+  const folder = join(dir, id);
+  if (!existsSync(folder)) throw new NotFoundError('backup', `${id} in ${dir}`);
+  const file = join(folder, MANIFEST_FILE);
+  if (!existsSync(file)) {
+    throw new VigilError(
+      'backup_partial',
+      `backup ${id} is partial: ${file} is missing (the backup did not finish, or the file was removed)`,
+      { status: 409 },
+    );
+  }
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+  } catch (err) {
+    throw new VigilError('backup_corrupt', `backup ${id}: ${file} is not a readable manifest`, {
+      status: 409,
+      cause: err,
+    });
+  }
+}
+
+/** Every backup folder in `dir`, oldest first; partial ones have no manifest. */
+export function listBackups(dir: string): BackupEntry[] {
+  if (!existsSync(dir)) return [];
+  const out: BackupEntry[] = [];
+  for (const name of readdirSync(dir).sort()) {
+    if (!ID.test(name) || !statSync(join(dir, name)).isDirectory()) continue;
+    const entry: BackupEntry = { id: name };
+    try {
+      entry.manifest = readManifest(dir, name);
+    } catch {
+      // Partial or unreadable: listed without a manifest.
+    }
+    const verified = join(dir, name, VERIFIED_FILE);
+    if (existsSync(verified)) {
+      try {
+        entry.verified = JSON.parse(readFileSync(verified, 'utf8'));
+      } catch {
+        entry.verified = { at: '', ok: false, problem: `${VERIFIED_FILE} is unreadable` };
+      }
+    }
+    out.push(entry);
+  }
+  return out;
+}
+
+/** SHA-256 of a file, read as a stream. */
+export function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(path)
+      .on('data', (chunk) => hash.update(chunk))
+      .on('error', reject)
+      .on('end', () => resolve(hash.digest('hex')));
+  });
+}
+
+/** Every file under `folder` (relative paths with `/`), the manifest and the verify record left out. */
+export async function filesUnder(folder: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string) => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else out.push(relative(folder, p).split(sep).join('/'));
+    }
+  };
+  await walk(folder);
+  return out.filter((f) => f !== MANIFEST_FILE && f !== VERIFIED_FILE).sort();
+}
+
+/** Size and SHA-256 of every file under `folder`, a few at a time. */
+export async function checksumFiles(folder: string): Promise<ManifestFile[]> {
+  const paths = await filesUnder(folder);
+  const out: ManifestFile[] = new Array(paths.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < paths.length) {
+      const i = next++;
+      const full = join(folder, paths[i]);
+      out[i] = { path: paths[i], size: (await stat(full)).size, sha256: await sha256File(full) };
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  return out;
+}
+
+/** Writes `text` to `path` durably: a temporary file, fsync, rename, then fsync of the folder. */
+export async function writeFileDurably(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, text);
+  const f = await open(tmp, 'r+');
+  try {
+    await f.sync();
+  } finally {
+    await f.close();
+  }
+  await rename(tmp, path);
+  const d = await open(join(path, '..'), 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}

@@ -1,0 +1,176 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { cp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { Session } from 'chdb';
+import { INCIDENT_MIGRATIONS } from '../incidents/index.ts';
+import { migrate, openPglite } from '../incidents/db/index.ts';
+import { VigilError } from '../lib/errors.ts';
+import { NOTIFY_MIGRATIONS } from '../notify/index.ts';
+import { DATABASE, SCHEMA_VERSION } from '../store/index.ts';
+import { USER_MIGRATIONS } from '../users/index.ts';
+import { COPIED_FOLDERS } from './create.ts';
+import { ENGINE_FOLDER, MANIFEST_FORMAT, type Manifest, readManifest } from './manifest.ts';
+import { countRows, importDatabase } from './postgres.ts';
+import { assertVerified, verifyBackup } from './verify.ts';
+
+/** Every migration this Vigil knows, in the order the app applies them. */
+export const ALL_MIGRATIONS = [...INCIDENT_MIGRATIONS, ...USER_MIGRATIONS, ...NOTIFY_MIGRATIONS];
+
+/** The engine server setting that lets BACKUP and RESTORE use `dir` (and only it) through File(). */
+export function engineBackupArgs(dir: string): string[] {
+  return [`--backups.allowed_path=${resolve(dir)}/`];
+}
+
+/** What a restore did. */
+export interface RestoreResult {
+  id: string;
+  dataDir: string;
+  events: number;
+  tables: Record<string, number>;
+  postgres: Record<string, number>;
+  duration_ms: number;
+}
+
+/**
+ * Checks that backup `id` can be restored by this Vigil, and the target folder: each refusal a clear
+ * error, before anything is written.
+ */
+export async function checkRestore(dir: string, id: string, dataDir: string, force: boolean): Promise<Manifest> {
+  const manifest = readManifest(dir, id);
+  if (manifest.format > MANIFEST_FORMAT) {
+    throw new VigilError(
+      'backup_schema_newer',
+      `backup ${id} has manifest format ${manifest.format}, newer than this Vigil's (${MANIFEST_FORMAT}): restore it with Vigil ${manifest.vigil_version} or later`,
+      { status: 409 },
+    );
+  }
+  if (manifest.schema.events > SCHEMA_VERSION) {
+    throw new VigilError(
+      'backup_schema_newer',
+      `backup ${id} holds events of schema ${manifest.schema.events}, newer than this Vigil's (${SCHEMA_VERSION}): restore it with Vigil ${manifest.vigil_version} or later`,
+      { status: 409 },
+    );
+  }
+  const known = new Set(ALL_MIGRATIONS.map((m) => m.id));
+  const unknown = manifest.schema.postgres.filter((m) => !known.has(m));
+  if (unknown.length > 0) {
+    throw new VigilError(
+      'backup_schema_newer',
+      `backup ${id} holds a database migrated by a newer Vigil (${unknown.join(', ')} unknown here): restore it with Vigil ${manifest.vigil_version} or later`,
+      { status: 409 },
+    );
+  }
+  assertVerified(await verifyBackup(dir, id));
+  const target = resolve(dataDir);
+  if (existsSync(target) && readdirSync(target).length > 0 && !force) {
+    throw new VigilError(
+      'backup_target_not_empty',
+      `${target} is not empty: restore into a new or empty folder, or pass --force to replace the events, database, rules and ingest keys in it`,
+      { status: 409 },
+    );
+  }
+  return manifest;
+}
+
+/**
+ * Rebuilds a node's data folder from backup `id` (offline: no Vigil may run on `dataDir`). Everything is
+ * built in a folder beside the target and moved in at the end, so a failure leaves the target as it was.
+ */
+export async function restoreBackup(
+  dir: string,
+  id: string,
+  dataDir: string,
+  opts: { force?: boolean } = {},
+): Promise<RestoreResult> {
+  const started = Date.now();
+  const manifest = await checkRestore(dir, id, dataDir, opts.force ?? false);
+  const target = resolve(dataDir);
+  const staging = join(dirname(target), `.${basename(target)}.restoring-${id}`);
+  await rm(staging, { recursive: true, force: true });
+  await mkdir(staging, { recursive: true });
+  try {
+    const tables = await restoreEngine(dir, id, join(staging, 'events'));
+    const postgres =
+      manifest.postgres.kind === 'none' ? {} : await restorePostgres(join(dir, id), join(staging, 'pg'), manifest);
+    for (const name of COPIED_FOLDERS) {
+      const from = join(dir, id, name);
+      if (existsSync(from)) await cp(from, join(staging, name), { recursive: true });
+    }
+    for (const [table, rows] of Object.entries(manifest.engine.tables)) {
+      if (tables[table] !== rows) {
+        throw new VigilError(
+          'backup_restore_mismatch',
+          `restoring ${id}: table ${table} has ${tables[table] ?? 0} rows where the manifest says ${rows}`,
+        );
+      }
+    }
+    await mkdir(target, { recursive: true });
+    for (const name of readdirSync(staging)) {
+      await rm(join(target, name), { recursive: true, force: true });
+      await rename(join(staging, name), join(target, name));
+    }
+    await writeFile(
+      join(target, 'restored-from.json'),
+      `${JSON.stringify({ backup: id, cut_at: manifest.cut_at, restored_at: new Date().toISOString() })}\n`,
+    );
+    return {
+      id,
+      dataDir: target,
+      events: manifest.engine.events.count,
+      tables,
+      postgres,
+      duration_ms: Date.now() - started,
+    };
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+/** RESTORE DATABASE into a new engine folder; returns the rows of each restored table. */
+async function restoreEngine(dir: string, id: string, eventsDir: string): Promise<Record<string, number>> {
+  await mkdir(eventsDir, { recursive: true });
+  const session = new Session(eventsDir, { connectionArgs: engineBackupArgs(dir) });
+  try {
+    await session.queryAsync(`RESTORE DATABASE ${DATABASE} FROM File('${id}/${ENGINE_FOLDER}')`);
+    const text = (
+      await session.queryAsync(`SELECT name FROM system.tables WHERE database = '${DATABASE}'`, {
+        format: 'JSONEachRow',
+      })
+    ).text();
+    const out: Record<string, number> = {};
+    for (const line of text.trim().split('\n').filter(Boolean)) {
+      const { name } = JSON.parse(line) as { name: string };
+      const n = (await session.queryAsync(`SELECT count() FROM ${DATABASE}.\`${name}\``, { format: 'CSV' })).text();
+      out[name] = Number(n.trim());
+    }
+    return out;
+  } finally {
+    session.close();
+  }
+}
+
+/** A new PGlite folder, migrated as the backup's database was, loaded with its rows. */
+async function restorePostgres(folder: string, pgDir: string, manifest: Manifest): Promise<Record<string, number>> {
+  const had = new Set(manifest.schema.postgres);
+  const db = await openPglite(pgDir);
+  try {
+    await migrate(
+      db,
+      ALL_MIGRATIONS.filter((m) => had.has(m.id)),
+    );
+    const tables = Object.keys(manifest.postgres.tables).sort();
+    await importDatabase(db, folder, tables);
+    const counts = await countRows(db, tables);
+    for (const t of tables) {
+      if (counts[t] !== manifest.postgres.tables[t]) {
+        throw new VigilError(
+          'backup_restore_mismatch',
+          `restoring ${manifest.id}: database table ${t} has ${counts[t]} rows where the manifest says ${manifest.postgres.tables[t]}`,
+        );
+      }
+    }
+    return counts;
+  } finally {
+    await db.close();
+  }
+}
