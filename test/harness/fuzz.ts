@@ -1,0 +1,23 @@
+/**
+ * Settings shared by the fuzz tests (`*.fuzz.test.ts`, fast-check). In `npm test` each runs a small number of
+ * cases so the file stays well under 30 s on CI's two cores; `npm run fuzz` sets VIGIL_FUZZ_RUNS high for a
+ * run by hand. A failure prints fast-check's seed and path: VIGIL_FUZZ_SEED (and VIGIL_FUZZ_PATH) replay it.
+ */
+import type { Parameters } from 'fast-check';
+
+/** The number of cases of a property: VIGIL_FUZZ_RUNS, or `ciRuns` when unset. */
+export function fuzzRuns(ciRuns: number): number {
+  const env = process.env.VIGIL_FUZZ_RUNS;
+  if (env === undefined || env === '') return ciRuns;
+  const n = Number(env);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`VIGIL_FUZZ_RUNS must be a positive integer, not ${env}`);
+  return n;
+}
+
+/** fast-check parameters: the run count, and the seed and path of a failure to replay when given. */
+export function fuzzParams<T>(ciRuns: number, extra: Parameters<T> = {}): Parameters<T> {
+  const params: Parameters<T> = { numRuns: fuzzRuns(ciRuns), ...extra };
+  if (process.env.VIGIL_FUZZ_SEED) params.seed = Number(process.env.VIGIL_FUZZ_SEED);
+  if (process.env.VIGIL_FUZZ_PATH) params.path = process.env.VIGIL_FUZZ_PATH;
+  return params;
+}
