@@ -22,6 +22,8 @@ import {
   createDatabase,
   createIncidentService,
   type Database,
+  dbPositionStore,
+  POSITION_MIGRATIONS,
   INCIDENT_MIGRATIONS,
   type IncidentComponent,
 } from '../incidents/index.ts';
@@ -33,13 +35,21 @@ import {
   createUserService,
   USER_MIGRATIONS,
 } from '../users/index.ts';
-import { createAlertLog } from '../detect/cluster/alert-log.ts';
+import { createAlertConsumer } from '../detect/alerts/consumer.ts';
+import { createAlertLog, createAlertStreamConsumer } from '../detect/cluster/alert-log.ts';
+import { createLocalDetectionFeed } from '../detect/position.ts';
 import { createPartitionedCorrelation } from '../detect/cluster/correlator.ts';
 import { createRecordStream } from '../detect/cluster/records.ts';
-import { type AlertStore, type CompiledRuleSet, createAlertStore, createDetector } from '../detect/index.ts';
+import {
+  type Alert,
+  type AlertStore,
+  type CompiledRuleSet,
+  createAlertStore,
+  createDetector,
+} from '../detect/index.ts';
 import { createHttpIntake, createIdempotencyKeys, type HttpIntake } from '../intake/http/index.ts';
 import { createSyslogIntake } from '../intake/syslog/index.ts';
-import type { Component } from '../lib/component.ts';
+import { type Component, componentGroup } from '../lib/component.ts';
 import { errorMessage, OverloadError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { VERSION } from '../lib/version.ts';
@@ -67,6 +77,12 @@ interface Ctx {
   audit?: AuditLog;
   incidents?: IncidentComponent;
   notifier?: Notifier;
+  /** Built by the detect module for the alert-path module: the local alert table and the alert stream. */
+  detection?: {
+    detector: ReturnType<typeof createDetector>;
+    local: ReturnType<typeof createAlertStore>;
+    records?: ReturnType<typeof createRecordStream>;
+  };
 }
 
 /** Every module of Vigil and how they depend on each other: the one place that knows the whole. */
@@ -171,7 +187,7 @@ const MODULES: ModuleDef<Ctx>[] = [
       ctx.database = createDatabase(ctx.config.postgres, {
         dataDir: ctx.config.data_dir,
         logger: ctx.logger,
-        migrations: [...INCIDENT_MIGRATIONS, ...USER_MIGRATIONS, ...NOTIFY_MIGRATIONS],
+        migrations: [...INCIDENT_MIGRATIONS, ...USER_MIGRATIONS, ...NOTIFY_MIGRATIONS, ...POSITION_MIGRATIONS],
       });
       ctx.audit = createAuditLog(ctx.database.db);
       return ctx.database;
@@ -214,8 +230,10 @@ const MODULES: ModuleDef<Ctx>[] = [
     init(ctx) {
       const store = ctx.store!;
       const logger = ctx.logger.child({ component: 'detect' });
-      const local = createAlertStore(store, { metrics: ctx.metrics, logger });
-      const { alerts, correlation } = clusterDetection(ctx, local, logger, () => detector.ruleSet());
+      const jetstream = ctx.config.bus.kind === 'jetstream';
+      // On a single node the local alert table is the alert log that incidents and notify consume.
+      const local = createAlertStore(store, { metrics: ctx.metrics, logger, outbox: !jetstream });
+      const { alerts, correlation, records } = clusterDetection(ctx, local, logger, () => detector.ruleSet());
       const detector = createDetector(ctx.config.detect, {
         dataDir: ctx.config.data_dir,
         alerts,
@@ -223,16 +241,10 @@ const MODULES: ModuleDef<Ctx>[] = [
         logger,
         correlation,
       });
-      const { incidents, notifier } = ctx;
-      // New alerts become incidents and notifications; both log and count their own failures.
-      alerts.onAlert((batch) => {
-        incidents?.ingestAlerts(batch).catch(() => {});
-        notifier?.enqueue(batch).catch(() => {});
-      });
-      // In a cluster every detect node shares the durable `detect` consumer; in-process it runs after commit.
-      ctx.bus!.subscribe('detect', (events) => detector.handle(events), {
-        durable: ctx.config.bus.kind === 'jetstream',
-      });
+      // In a cluster every detect node shares the durable `detect` consumer, acknowledged once the alerts are
+      // in the alert stream; in-process, the alert-path module subscribes it with a committed position.
+      if (jetstream) ctx.bus!.subscribe('detect', (events) => detector.handle(events), { durable: true });
+      ctx.detection = { detector, local, records };
       ctx.routes.push(
         alertRoutes({ alerts }),
         ruleRoutes({ detector, audit: ctx.audit }),
@@ -244,6 +256,54 @@ const MODULES: ModuleDef<Ctx>[] = [
         }),
       );
       return detector;
+    },
+  },
+  {
+    // Alerts reach incidents and notifications as consumers of the alert log with committed positions, and
+    // detection (single node) consumes the event log with its own (ADR 0004). Started before any intake.
+    name: 'alert-path',
+    deps: ['detect', 'incidents', 'notify'],
+    roles: ['detect'],
+    init(ctx) {
+      const { detector, local, records } = ctx.detection!;
+      const logger = ctx.logger.child({ component: 'alert-path' });
+      const db = ctx.database!.db;
+      const { incidents, notifier } = ctx;
+      const targets = [
+        { name: 'incidents', handle: (alerts: Alert[]) => incidents!.ingestAlerts(alerts) },
+        { name: 'notify', handle: (alerts: Alert[]) => notifier!.enqueue(alerts) },
+      ];
+      if (records) {
+        // One durable consumer per database: shared by the nodes of one PostgreSQL, per node with PGlite.
+        const suffix = ctx.config.postgres.url ? '' : `-${ctx.config.cluster.node_id ?? hostname()}`;
+        return componentGroup(
+          'alert-path',
+          targets.map((t) => createAlertStreamConsumer({ records, durable: `${t.name}${suffix}`, handle: t.handle })),
+        );
+      }
+      const inc = ctx.config.incidents;
+      const consumers = targets.map((t) =>
+        createAlertConsumer({
+          name: t.name,
+          outbox: local,
+          positions: dbPositionStore(db, t.name),
+          handle: t.handle,
+          batchMaxAlerts: Math.min(inc.batch_max_alerts, inc.max_pending_alerts),
+          retryInitialMs: inc.retry_initial_ms,
+          retryMaxMs: inc.retry_max_ms,
+          metrics: ctx.metrics,
+          logger,
+        }),
+      );
+      const feed = createLocalDetectionFeed({
+        dataDir: ctx.config.data_dir,
+        bus: ctx.bus!,
+        store: ctx.store!,
+        handle: (events) => detector.handle(events),
+        metrics: ctx.metrics,
+        logger,
+      });
+      return componentGroup('alert-path', [...consumers, feed]);
     },
   },
   {
@@ -361,7 +421,7 @@ function searchReplicas(ctx: Ctx): SearchReplicas | undefined {
  * the same alerts; with cluster mode on as well, correlations run on the owners of their partitions.
  */
 function clusterDetection(ctx: Ctx, local: AlertStore, logger: Logger, ruleSet: () => CompiledRuleSet) {
-  if (ctx.config.bus.kind !== 'jetstream') return { alerts: local, correlation: undefined };
+  if (ctx.config.bus.kind !== 'jetstream') return { alerts: local, correlation: undefined, records: undefined };
   const bus = ctx.bus as JetStreamBus;
   const js = ctx.config.bus.jetstream;
   // VIGIL_EVENTS -> VIGIL_ALERTS, so that test clusters with their own stream names keep their own logs.
@@ -384,13 +444,14 @@ function clusterDetection(ctx: Ctx, local: AlertStore, logger: Logger, ruleSet: 
       },
       logger,
     );
+  const records = stream('alerts', js.max_age_seconds * 1000);
   const alerts = createAlertLog(local, {
-    records: stream('alerts', js.max_age_seconds * 1000),
+    records,
     nodeId: ctx.config.cluster.node_id ?? hostname(),
     logger,
   });
   const cluster = ctx.cluster;
-  if (!cluster) return { alerts, correlation: undefined };
+  if (!cluster) return { alerts, correlation: undefined, records };
   const correlation = createPartitionedCorrelation({
     records: stream('matches', ctx.config.detect.match_retention_hours * 3_600_000),
     alerts,
@@ -400,7 +461,7 @@ function clusterDetection(ctx: Ctx, local: AlertStore, logger: Logger, ruleSet: 
     metrics: ctx.metrics,
     logger,
   });
-  return { alerts, correlation };
+  return { alerts, correlation, records };
 }
 
 function adminTenants(config: Readonly<VigilConfig>): string[] {

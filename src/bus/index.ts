@@ -15,8 +15,10 @@ export interface Bus extends Component {
    * Adds a consumer. In-process bus: a durable one commits before publishers are answered (the store);
    * the others (detection) receive each batch after it is committed, one batch at a time, in order.
    * JetStream bus: a durable consumer survives restarts and is shared by every node subscribing by its name.
+   * `first` (in-process bus): runs before the consumers subscribed earlier, e.g. detection recording where it
+   * stands before the store commits a batch.
    */
-  subscribe(name: string, handler: BatchHandler, opts?: { durable?: boolean }): void;
+  subscribe(name: string, handler: BatchHandler, opts?: { durable?: boolean; first?: boolean }): void;
   /** Events accepted and not yet committed. */
   pending(): number;
 }

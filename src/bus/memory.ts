@@ -132,7 +132,9 @@ export function createMemoryBus(config: BusConfig, deps: { metrics: Registry; lo
       });
     },
     subscribe(name, handler, opts = {}) {
-      subscribers.push({ name, handler, durable: opts.durable ?? false });
+      const sub = { name, handler, durable: opts.durable ?? false };
+      if (opts.first) subscribers.unshift(sub);
+      else subscribers.push(sub);
     },
     pending: () => pendingEvents,
   };

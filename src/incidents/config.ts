@@ -33,7 +33,10 @@ export const incidentsConfigSchema = z
     retry_initial_ms: z.number().int().min(1).default(100),
     /** Longest wait between two retries. */
     retry_max_ms: z.number().int().min(1).default(5000),
-    /** A batch that still fails after this long is given up (logged, counted); alerts are never dropped silently. */
+    /**
+     * A batch still failing after this long is logged as an error (health says degraded from the first
+     * failure). It is never given up: the alert log hands it over until it is committed (ADR 0004).
+     */
     retry_max_elapsed_ms: z.number().int().min(0).default(300_000),
   })
   .strict();

@@ -15,3 +15,25 @@ export interface Component {
   stop(deadline: number): Promise<void>;
   health(): ComponentHealth;
 }
+
+/** Components run as one: started in order, stopped in reverse; healthy when all are, with their details. */
+export function componentGroup(name: string, parts: readonly Component[]): Component {
+  const started: Component[] = [];
+  return {
+    name,
+    async start() {
+      for (const p of parts) {
+        await p.start();
+        started.push(p);
+      }
+    },
+    async stop(deadline) {
+      for (const p of started.splice(0).reverse()) await p.stop(deadline);
+    },
+    health() {
+      const all = parts.map((p) => ({ name: p.name, ...p.health() }));
+      const details = all.filter((h) => h.detail).map((h) => `${h.name}: ${h.detail}`);
+      return { ok: all.every((h) => h.ok), ...(details.length > 0 ? { detail: details.join('; ') } : {}) };
+    },
+  };
+}

@@ -74,6 +74,25 @@ export interface AlertStore {
   onAlert(listener: (alerts: Alert[]) => void): void;
 }
 
+/** A place in the alert log of a single node: alerts are read back in (created, id) order. */
+export interface AlertPosition {
+  created: number;
+  id: string;
+}
+
+/**
+ * The local alert table as a log (the outbox of a single node): every stored alert is read back after a
+ * position, in the order alerts were stored, by consumers that keep their own positions (incidents, notify).
+ */
+export interface AlertOutbox {
+  /** Up to `limit` alerts stored after `after` (all from the start when undefined), with their positions. */
+  readAfter(after: AlertPosition | undefined, limit: number): Promise<{ alert: Alert; position: AlertPosition }[]>;
+  /** Alerts stored after `after`: a consumer's backlog. */
+  countAfter(after: AlertPosition | undefined): Promise<number>;
+  /** The position of the last stored alert (undefined when there is none). */
+  head(): Promise<AlertPosition | undefined>;
+}
+
 const RECENT_IDS = 100000;
 
 interface AlertRow {
@@ -94,9 +113,17 @@ interface AlertRow {
   fencing_token: string | number;
 }
 
-/** Creates the alert store on the event store's engine. */
-export function createAlertStore(store: EventStore, deps: { metrics: Registry; logger?: Logger }): AlertStore {
+/**
+ * Creates the alert store on the event store's engine. With `outbox` (a single node, whose incidents and
+ * notifications read the table after their positions), each insert's `created` is later than every alert
+ * stored before it, so that (created, id) is the order alerts were stored in, whatever the clock does.
+ */
+export function createAlertStore(
+  store: EventStore,
+  deps: { metrics: Registry; logger?: Logger; outbox?: boolean },
+): AlertStore & AlertOutbox {
   const recent = new Set<string>();
+  let lastCreated = 0;
   const highestToken = new Map<string, number>();
   const listeners: ((alerts: Alert[]) => void)[] = [];
   const stored = counter(deps.metrics, 'vigil_alerts_stored_total', 'Alerts stored.', ['level']);
@@ -155,6 +182,13 @@ export function createAlertStore(store: EventStore, deps: { metrics: Registry; l
         {},
       );
       for (const r of rows) highestToken.set(r.partition, Number(r.t));
+      if (deps.outbox) {
+        const [last] = await store.query<{ c: string }>(
+          `SELECT toUnixTimestamp64Milli(max(created)) AS c FROM vigil.${ALERTS_TABLE}`,
+          {},
+        );
+        lastCreated = Number(last?.c ?? 0);
+      }
     },
     async fence(partition, token) {
       if (token <= (highestToken.get(partition) ?? 0)) return;
@@ -192,6 +226,14 @@ export function createAlertStore(store: EventStore, deps: { metrics: Registry; l
       duplicates.inc(fresh.length - toStore.length);
       for (const a of fresh) remember(a.id);
       if (toStore.length === 0) return [];
+      if (deps.outbox) {
+        // Strictly after the previous insert: a reader past it must not miss an alert of the same millisecond.
+        const floor = lastCreated + 1;
+        for (let i = 0; i < toStore.length; i++) {
+          if (toStore[i].created < floor) toStore[i] = { ...toStore[i], created: floor };
+          lastCreated = Math.max(lastCreated, toStore[i].created);
+        }
+      }
       await store.insertRows(ALERTS_TABLE, Buffer.from(toStore.map((a) => toRow(a, a.created)).join('\n')));
       for (const a of toStore) {
         stored.inc({ level: a.rule.level });
@@ -252,6 +294,30 @@ export function createAlertStore(store: EventStore, deps: { metrics: Registry; l
     },
     onAlert(listener) {
       listeners.push(listener);
+    },
+    async readAfter(after, limit) {
+      const rows = await store.query<AlertRow & { created_ms: string }>(
+        `SELECT *, toUnixTimestamp64Milli(created) AS created_ms FROM vigil.${ALERTS_TABLE} FINAL
+         WHERE (created, id) > (fromUnixTimestamp64Milli({c:Int64}), {id:String})
+         ORDER BY created, id LIMIT {limit:UInt32}`,
+        { c: after?.created ?? 0, id: after?.id ?? '', limit },
+      );
+      return rows.map((r) => ({ alert: fromRow(r), position: { created: Number(r.created_ms), id: r.id } }));
+    },
+    async countAfter(after) {
+      const [row] = await store.query<{ n: string }>(
+        `SELECT count() AS n FROM vigil.${ALERTS_TABLE} FINAL
+         WHERE (created, id) > (fromUnixTimestamp64Milli({c:Int64}), {id:String})`,
+        { c: after?.created ?? 0, id: after?.id ?? '' },
+      );
+      return Number(row?.n ?? 0);
+    },
+    async head() {
+      const [row] = await store.query<{ c: string; id: string }>(
+        `SELECT toUnixTimestamp64Milli(created) AS c, id FROM vigil.${ALERTS_TABLE} ORDER BY created DESC, id DESC LIMIT 1`,
+        {},
+      );
+      return row ? { created: Number(row.c), id: row.id } : undefined;
     },
   };
 }

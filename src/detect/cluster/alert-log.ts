@@ -121,3 +121,35 @@ export function createAlertLog(
     onAlert: (listener) => local.onAlert(listener),
   };
 }
+
+/**
+ * A durable consumer of the alert stream (incidents, notify in a cluster): each batch of alert records is
+ * handed to `handle` and acknowledged only after `handle` committed it; a failure or an overload is retried
+ * (the stream redelivers; nothing is skipped), and fences and status changes are passed over.
+ */
+export function createAlertStreamConsumer(opts: {
+  records: RecordStream;
+  /** The durable name: shared by every node of one database, or one per node with a database per node. */
+  durable: string;
+  handle: (alerts: Alert[]) => Promise<unknown>;
+}): { name: string; start(): Promise<void>; stop(): Promise<void>; health(): { ok: boolean } } {
+  let consumer: RecordConsumer | undefined;
+  return {
+    name: `${opts.durable}-alerts`,
+    async start() {
+      consumer = opts.records.consume<AlertRecord>(
+        opts.durable.replace(/[^A-Za-z0-9_-]/g, '_'),
+        async (batch) => {
+          const alerts = batch.flatMap((r) => (r.value.type === 'alert' ? [r.value.alert] : []));
+          if (alerts.length > 0) await opts.handle(alerts);
+        },
+        { filterSubject: opts.records.subject },
+      );
+    },
+    async stop() {
+      await consumer?.stop();
+      consumer = undefined;
+    },
+    health: () => ({ ok: true }),
+  };
+}

@@ -1,0 +1,226 @@
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Registry } from 'prom-client';
+import type { Bus } from '../bus/index.ts';
+import type { Component, ComponentHealth } from '../lib/component.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { NormalizedEvent } from '../lib/event.ts';
+import type { Logger } from '../lib/logger.ts';
+import { counter, gauge } from '../lib/metrics.ts';
+import { EVENTS_TABLE, type EventRow, type EventStore, rowToNormalized } from '../store/index.ts';
+
+/**
+ * How far behind the clock the position is raised after a batch is evaluated. The next batch then usually
+ * has nothing older (no synchronous write before its commit); a restart re-evaluates at most about this much.
+ */
+const RAISE_MARGIN_MS = 5000;
+/** The position is raised (one small fsynced file write) at most this often. */
+const RAISE_EVERY_MS = 1000;
+/** Events read from the store per page of the catch-up after a restart. */
+const CATCH_UP_PAGE = 5000;
+
+/**
+ * Detection's committed position in the event log of a single node (ADR 0004): `ingested` ms such that
+ * every stored event received before it has been evaluated and its alerts committed. Lowered (synchronously,
+ * fsynced) before the store commits an older batch, raised after the alerts of a batch are committed.
+ */
+export interface DetectionPosition {
+  /** Epoch ms; undefined before load(). */
+  value(): number | undefined;
+  load(): void;
+  /** Called before the store commits `events`: the position drops to their oldest receipt time if needed. */
+  beforeCommit(events: readonly NormalizedEvent[]): void;
+  /** Called when every committed event has been evaluated: the position may move up. */
+  evaluated(now?: number): void;
+}
+
+/** The position kept in `<dataDir>/detect-position.json` (written to a temporary file, fsynced, renamed). */
+export function createDetectionPosition(dataDir: string): DetectionPosition {
+  const file = join(dataDir, 'detect-position.json');
+  let position: number | undefined;
+  let raisedAt = 0;
+
+  const persist = (ingested: number) => {
+    const tmp = `${file}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify({ ingested_ms: ingested })}\n`);
+    const fd = openSync(tmp, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+    const dir = openSync(dirname(file), 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+    position = ingested;
+  };
+
+  return {
+    value: () => position,
+    load() {
+      try {
+        const v = JSON.parse(readFileSync(file, 'utf8')).ingested_ms;
+        if (typeof v === 'number' && Number.isFinite(v)) {
+          position = v;
+          return;
+        }
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      // No position yet (a new data folder, or one from a Vigil before positions): what is stored counts as
+      // evaluated, as it was before; from now on nothing stored goes unevaluated.
+      persist(Date.now());
+    },
+    beforeCommit(events) {
+      if (position === undefined || events.length === 0) return;
+      let oldest = events[0].ingested;
+      for (const e of events) if (e.ingested < oldest) oldest = e.ingested;
+      if (oldest < position) persist(oldest);
+    },
+    evaluated(now = Date.now()) {
+      if (position === undefined || now - raisedAt < RAISE_EVERY_MS) return;
+      const next = now - RAISE_MARGIN_MS;
+      if (next <= position) return;
+      raisedAt = now;
+      persist(next);
+    },
+  };
+}
+
+/**
+ * Detection of a single node as a consumer of the in-process event log with a committed position: the bus
+ * hands it each batch after the store committed it, a failed evaluation is retried (the bus waits, so intake
+ * pushes back) instead of skipped, and at start the events stored since the position are evaluated again
+ * (alert ids are deterministic: an alert raised before is not stored twice).
+ */
+export function createLocalDetectionFeed(deps: {
+  dataDir: string;
+  bus: Bus;
+  store: EventStore;
+  handle: (events: NormalizedEvent[]) => Promise<void>;
+  metrics: Registry;
+  logger: Logger;
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+}): Component {
+  const position = createDetectionPosition(deps.dataDir);
+  const caughtUp = counter(
+    deps.metrics,
+    'vigil_detect_catch_up_events_total',
+    'Stored events evaluated again at start, after the detection position.',
+  );
+  const retries = counter(deps.metrics, 'vigil_detect_retries_total', 'Event batches whose evaluation was retried.');
+  const positionAge = gauge(
+    deps.metrics,
+    'vigil_detect_position_age_seconds',
+    'Age of the detection position: events received after it may still need evaluating.',
+  );
+  let stopping = false;
+  let lastFailure: string | undefined;
+  /** Set when a batch was given up at stop: the position must not move past it in this process. */
+  let held = false;
+  let markReady!: () => void;
+  const ready = new Promise<void>((r) => {
+    markReady = r;
+  });
+
+  /** Runs `fn` until it succeeds or the node stops (then throws: the position was not raised). */
+  const untilDone = async (fn: () => Promise<void>, what: string) => {
+    let delay = deps.retryInitialMs ?? 100;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await fn();
+        lastFailure = undefined;
+        return;
+      } catch (err) {
+        if (stopping) throw err;
+        lastFailure = `${what} failed: ${errorMessage(err)}`;
+        retries.inc();
+        deps.logger.warn({ err: errorMessage(err), attempt, delayMs: delay }, 'Detection failed a batch; retrying it.');
+        await new Promise((r) => setTimeout(r, delay).unref());
+        delay = Math.min(deps.retryMaxMs ?? 5000, delay * 2);
+      }
+    }
+  };
+
+  const catchUp = async () => {
+    const from = position.value() ?? Date.now();
+    let after: [number, string, string] | undefined;
+    let total = 0;
+    for (;;) {
+      const rows = await deps.store.query<EventRow & { ingested_ms: string; content_hash: string }>(
+        `SELECT *, toUnixTimestamp64Milli(ingested) AS ingested_ms FROM ${EVENTS_TABLE} FINAL
+         WHERE ingested >= fromUnixTimestamp64Milli({from:Int64})
+           ${after ? 'AND (ingested, id, content_hash) > (fromUnixTimestamp64Milli({afterMs:Int64}), {afterId:String}, {afterHash:String})' : ''}
+         ORDER BY ingested, id, content_hash LIMIT {page:UInt32}`,
+        {
+          from,
+          page: CATCH_UP_PAGE,
+          ...(after ? { afterMs: after[0], afterId: after[1], afterHash: after[2] } : {}),
+        },
+      );
+      if (rows.length === 0) break;
+      const events = rows.map((r) => rowToNormalized(r));
+      await untilDone(() => deps.handle(events), 'catch-up');
+      total += events.length;
+      caughtUp.inc(events.length);
+      const last = rows[rows.length - 1];
+      after = [Number(last.ingested_ms), last.id, last.content_hash];
+      if (rows.length < CATCH_UP_PAGE) break;
+    }
+    if (total > 0) {
+      deps.logger.info(
+        { events: total, since: new Date(from).toISOString() },
+        'Detection evaluated the events stored after its position.',
+      );
+    }
+  };
+
+  // Before the store (subscribed earlier, durable too) commits a batch, the position covers it.
+  deps.bus.subscribe(
+    'detect-position',
+    async (events) => {
+      if (position.value() === undefined) position.load();
+      position.beforeCommit(events);
+    },
+    {
+      durable: true,
+      first: true,
+    },
+  );
+  deps.bus.subscribe('detect', async (events) => {
+    await ready;
+    if (stopping) held = true;
+    try {
+      await untilDone(() => deps.handle(events), 'evaluation');
+    } catch (err) {
+      held = true;
+      throw err;
+    }
+    if (!held) position.evaluated();
+  });
+
+  return {
+    name: 'detect-feed',
+    async start() {
+      stopping = false;
+      if (position.value() === undefined) position.load();
+      // Batches the bus commits meanwhile wait for the catch-up (the bus holds intake behind them).
+      await catchUp();
+      markReady();
+    },
+    async stop() {
+      stopping = true;
+      markReady();
+    },
+    health(): ComponentHealth {
+      const p = position.value();
+      if (p !== undefined) positionAge.set(Math.max(0, (Date.now() - p) / 1000));
+      return lastFailure ? { ok: true, detail: `degraded: ${lastFailure}; retrying` } : { ok: true };
+    },
+  };
+}

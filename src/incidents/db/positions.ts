@@ -1,0 +1,45 @@
+import type { Migration } from './migrate.ts';
+import type { Db } from './types.ts';
+
+/** Where each consumer of the local alert log stands (one row per consumer: incidents, notify). */
+export const POSITION_MIGRATIONS: readonly Migration[] = [
+  {
+    id: 'positions/0001_alert_consumers',
+    statements: [
+      `CREATE TABLE alert_consumer_positions (
+         consumer text PRIMARY KEY,
+         created bigint NOT NULL,
+         alert_id text NOT NULL,
+         updated_at bigint NOT NULL
+       )`,
+    ],
+  },
+];
+
+/** A consumer's committed position in the alert log, kept in the database. */
+export interface PositionStore {
+  load(): Promise<{ created: number; id: string } | undefined>;
+  /** Commits the position; called only after what came before it is committed. */
+  save(position: { created: number; id: string }): Promise<void>;
+}
+
+/** The position of consumer `name` in table alert_consumer_positions of `db`. */
+export function dbPositionStore(db: Db, name: string): PositionStore {
+  return {
+    async load() {
+      const [row] = await db.query<{ created: number; alert_id: string }>(
+        'SELECT created, alert_id FROM alert_consumer_positions WHERE consumer = $1',
+        [name],
+      );
+      return row ? { created: Number(row.created), id: row.alert_id } : undefined;
+    },
+    async save(p) {
+      await db.query(
+        `INSERT INTO alert_consumer_positions (consumer, created, alert_id, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (consumer) DO UPDATE SET created = EXCLUDED.created, alert_id = EXCLUDED.alert_id,
+           updated_at = EXCLUDED.updated_at`,
+        [name, p.created, p.id, Date.now()],
+      );
+    },
+  };
+}
