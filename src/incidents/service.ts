@@ -461,7 +461,7 @@ export function createIncidentService(
   /** Splits, retries and reports one queued call; runs only at the head of the FIFO. */
   const process = async (alerts: readonly Alert[]): Promise<IngestResult> => {
     const total: IngestResult = { opened: 0, linked: 0, duplicates: 0, rejected: [], incidentIds: [] };
-    const giveUpAt = Date.now() + config.retry_max_elapsed_ms;
+    const began = Date.now();
     for (let i = 0; i < alerts.length; i += config.batch_max_alerts) {
       const batch = alerts.slice(i, i + config.batch_max_alerts);
       let r: IngestResult;
@@ -469,11 +469,14 @@ export function createIncidentService(
         r = await withDbRetry(() => ingestBatch(batch), {
           initialMs: config.retry_initial_ms,
           maxMs: config.retry_max_ms,
-          deadline: () => Math.min(giveUpAt, stopDeadline),
+          // No deadline but the stop's: an alert is never given up (the alert log's consumer retries even after
+          // a stop). Past retry_max_elapsed_ms the failure is logged as an error and health says degraded.
+          deadline: () => stopDeadline,
           onRetry: (err, attempt, delayMs) => {
             retries.inc();
             lastFailure = errorMessage(err);
-            logger.warn(
+            (Date.now() - began > config.retry_max_elapsed_ms ? logger.error : logger.warn).call(
+              logger,
               { err: lastFailure, attempt, delayMs, alerts: batch.length },
               'Grouping alerts failed; retrying.',
             );
@@ -482,11 +485,10 @@ export function createIncidentService(
       } catch (err) {
         const rest = alerts.length - i;
         rejectedTotal.inc({ reason: 'failed' }, rest);
-        alertsTotal.inc({ result: 'rejected' }, rest);
         lastFailure = errorMessage(err);
-        logger.error(
+        logger.warn(
           { err: lastFailure, alerts: rest, alertIds: alerts.slice(i, i + 20).map((a) => a.id) },
-          'Alerts could not be grouped into incidents and were given up.',
+          'Alerts could not be grouped into incidents yet; the alert log hands them over again.',
         );
         throw err;
       }
@@ -615,7 +617,8 @@ export function createIncidentService(
     ingestAlerts(alerts) {
       if (alerts.length === 0)
         return Promise.resolve({ opened: 0, linked: 0, duplicates: 0, rejected: [], incidentIds: [] });
-      if (!accepting || pending + alerts.length > config.max_pending_alerts) {
+      // A batch larger than the queue is taken when the queue is empty: refused, it would be refused forever.
+      if (!accepting || (pending > 0 && pending + alerts.length > config.max_pending_alerts)) {
         const reason = accepting ? 'overloaded' : 'stopped';
         rejectedTotal.inc({ reason }, alerts.length);
         alertsTotal.inc({ result: 'rejected' }, alerts.length);
