@@ -10,6 +10,13 @@ test('config: an empty section gets the documented defaults', () => {
     host: '127.0.0.1',
     udp_port: 5514,
     tcp_port: 5514,
+    relp_port: 0,
+    relp_tls_port: 0,
+    framing: 'auto',
+    timezone: 'UTC',
+    timezones: {},
+    max_future_ms: 300000,
+    drain_grace_ms: 5000,
     tls_port: 6514,
     max_line_bytes: 65536,
     max_connections: 1000,
@@ -34,6 +41,16 @@ const invalid: { name: string; input: Record<string, unknown>; path: string }[] 
     path: 'tls_port',
   },
   { name: 'a zero batch size', input: { batch_max_events: 0 }, path: 'batch_max_events' },
+  { name: 'an unknown time zone', input: { timezone: 'Mars/Olympus' }, path: 'timezone' },
+  { name: 'an unknown zone of a sender', input: { timezones: { '10.0.0.0/8': 'EST5' } }, path: 'timezones.10.0.0.0/8' },
+  {
+    name: 'a sender key that is no host and no CIDR',
+    input: { timezones: { '10.0.0.0/40': 'UTC' } },
+    path: 'timezones.10.0.0.0/40',
+  },
+  { name: 'an unknown framing', input: { framing: 'lf' }, path: 'framing' },
+  { name: 'RELP over TLS without a certificate', input: { relp_tls_port: 2514 }, path: 'relp_tls_port' },
+  { name: 'RELP on the TCP port', input: { relp_port: 5514 }, path: 'relp_port' },
 ];
 
 for (const c of invalid) {

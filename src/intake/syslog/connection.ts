@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { type Frame, FrameDecoder } from './framing.ts';
+import { type Frame, FrameDecoder, type Framing } from './framing.ts';
 
 /** What a stream connection needs from its intake. */
 export interface ConnectionHost {
@@ -16,13 +16,15 @@ export interface ConnectionHost {
 /**
  * One TCP or TLS syslog connection: reads frames and hands them to the host while it has room; otherwise
  * pauses the socket (TCP flow control then slows the sender) and keeps the frames already read until
- * `resume()`. After `stop()` it reads nothing more from the socket but hands over every complete frame.
+ * `resume()`. `drain()` half-closes it and reads on until the sender closes; after `stop()` it reads
+ * nothing more from the socket but hands over every complete frame.
  */
 export class Connection {
   readonly socket: Socket;
   readonly source: string;
   /** `address:port` of the sender, for logs. */
   readonly peer: string;
+  readonly zoneFor: ((hostname: string | undefined) => string) | undefined;
   readonly #host: ConnectionHost;
   readonly #decoder: FrameDecoder;
   readonly #idleTimeoutMs: number;
@@ -35,14 +37,21 @@ export class Connection {
   constructor(
     socket: Socket,
     source: string,
-    opts: { maxLineBytes: number; idleTimeoutMs: number },
+    opts: {
+      maxLineBytes: number;
+      idleTimeoutMs: number;
+      framing?: Framing;
+      /** The sender's time zone, given the host name a message names. */
+      zoneFor?: (hostname: string | undefined) => string;
+    },
     host: ConnectionHost,
   ) {
     this.socket = socket;
     this.source = source;
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
     this.#host = host;
-    this.#decoder = new FrameDecoder(opts.maxLineBytes);
+    this.#decoder = new FrameDecoder(opts.maxLineBytes, opts.framing);
+    this.zoneFor = opts.zoneFor;
     this.#idleTimeoutMs = opts.idleTimeoutMs;
     socket.on('data', (chunk: Buffer) => {
       this.#decoder.push(chunk);
@@ -76,6 +85,14 @@ export class Connection {
   resume(): void {
     this.#waiting = false;
     this.#pump();
+  }
+
+  /**
+   * Half-closes the connection (our FIN tells the sender to stop and reconnect elsewhere) and keeps reading
+   * what it still sends until it closes its side.
+   */
+  drain(): void {
+    if (!this.#closed && !this.socket.destroyed) this.socket.end();
   }
 
   /** Stops reading the socket and hands over every complete frame already read, room or not. */

@@ -220,7 +220,10 @@ test('TCP: an oversize line is counted, logged and skipped; the connection conti
   const h = await startIntake({ max_line_bytes: 100 });
   const socket = await connect(h.tcp);
   await writeChunks(socket, ['<13>before\n', 'y'.repeat(60), 'y'.repeat(60), 'y'.repeat(500), '\n<13>after\n'], 5);
-  await writeChunks(socket, ['500 ', 'z'.repeat(500), '<13>after octets\n']);
+  // A connection is octet-counted when its first frame is: a second one for the skipped counted frame.
+  const counted = await connect(h.tcp);
+  await writeChunks(counted, ['500 <13>', 'z'.repeat(496), '16 <13>after octets']);
+  counted.destroy();
   await waitFor('3 events', () => h.publisher.events.length === 3);
   assert.deepEqual(h.publisher.messages, ['<13>before', '<13>after', '<13>after octets']);
   const labels = { source: 'syslog-tcp' };
@@ -278,7 +281,7 @@ test('TLS: lines arrive over TLS with a certificate and key configured', async (
   const h = await startIntake({ tls_cert_file: join(certDir, 'c.pem'), tls_key_file: join(certDir, 'k.pem') });
   assert.ok(h.tls !== undefined && h.tls > 0 && h.tls !== h.tcp);
   const socket = await connectTls(h.tls!);
-  await writeChunks(socket as net.Socket, [`<13>secure one\n${octet('<13>secure2')}`, '<13>three\r\n']);
+  await writeChunks(socket as net.Socket, [`${octet('<13>secure one')}${octet('<13>secure2')}`, octet('<13>three')]);
   socket.end();
   await waitFor('3 events', () => h.publisher.events.length === 3);
   assert.deepEqual(h.publisher.messages, ['<13>secure one', '<13>secure2', '<13>three']);
@@ -411,7 +414,7 @@ test('stop: stops accepting, flushes the pending batch, then closes connections'
   const h = await startIntake({ batch_max_wait_ms: 60000, batch_max_events: 1000 });
   const socket = await connect(h.tcp);
   socket.on('error', () => {});
-  await writeChunks(socket, ['<13>a\n<13>b\n5 <13>c']);
+  await writeChunks(socket, ['<13>a\n<13>b\n<13>c\n']);
   await sendUdp(h.udp, ['<13>d']);
   await waitFor('4 received', async () => {
     const tcp = await metric(h.registry, 'vigil_intake_events_received_total', { source: 'syslog-tcp' });
@@ -606,4 +609,68 @@ test('UDP: kernel drops are read from the drops column of the rows of the socket
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+// Issue 17 --------------------------------------------------------------------------------------------------
+
+test('stop drains (issue 17, defect 2): what the kernel holds for a connection at stop is still committed', async () => {
+  const publisher = new FakePublisher();
+  publisher.delayMs = 5;
+  const h = await startIntake({ batch_max_events: 50, max_pending_events: 100 }, publisher);
+  const socket = await connect(h.tcp);
+  socket.on('error', () => {});
+  const want = Array.from({ length: 5000 }, (_, i) => `<13>drain ${i} ${'x'.repeat(100)}`);
+  // The reader is paused at 100 pending: most of this sits in socket buffers when the stop begins.
+  socket.write(want.map((l) => `${l}\n`).join(''));
+  await waitFor('the reader to pause', () => h.publisher.events.length > 0);
+  const stopping = h.intake.stop(Date.now() + 15000);
+  socket.end();
+  await stopping;
+  assert.equal(h.publisher.events.length, want.length, 'every line sent before the sender closed is committed');
+  assert.deepEqual(h.publisher.messages, want);
+  assert.equal(await metric(h.registry, 'vigil_intake_connections_cut_total', { source: 'syslog-tcp' }), 0);
+});
+
+test('stop drains: a sender still connected after drain_grace_ms is cut and counted, never reported as no loss', async () => {
+  const h = await startIntake({ drain_grace_ms: 200 });
+  const socket = await new Promise<net.Socket>((resolve) => {
+    const s = net.connect({ port: h.tcp, host: '127.0.0.1', allowHalfOpen: true }, () => resolve(s));
+  });
+  socket.on('error', () => {});
+  socket.write('<13>whole\n<13>partial line without its end');
+  await waitFor(
+    'the whole line',
+    async () => (await metric(h.registry, 'vigil_intake_events_received_total', { source: 'syslog-tcp' })) === 1,
+  );
+  const started = Date.now();
+  await h.intake.stop(Date.now() + 5000);
+  assert.ok(Date.now() - started < 2000, 'the grace period bounds the stop');
+  assert.deepEqual(h.publisher.messages, ['<13>whole']);
+  assert.equal(await metric(h.registry, 'vigil_intake_connections_cut_total', { source: 'syslog-tcp' }), 1);
+  assert.equal(
+    await metric(h.registry, 'vigil_intake_events_rejected_total', { source: 'syslog-tcp', reason: 'draining' }),
+    1,
+  );
+  socket.destroy();
+});
+
+test('time zones (issue 17, defect 3): the sender address picks its zone from syslog.timezones', async () => {
+  const seen: (string | undefined)[] = [];
+  const h = await startIntake(
+    { timezone: 'Europe/Berlin', timezones: { '127.0.0.0/8': 'America/New_York', web7: 'Asia/Tokyo' } },
+    undefined,
+    {
+      parse: (line, ctx) => {
+        seen.push(ctx.syslogTime?.zoneFor?.(line.includes('web7') ? 'WEB7' : undefined));
+        assert.equal(ctx.syslogTime?.maxFutureMs, 300000);
+        return parse(line, ctx);
+      },
+    },
+  );
+  await sendUdp(h.udp, ['<13>udp']);
+  const socket = await connect(h.tcp);
+  await writeChunks(socket, ['<13>tcp\n<13>from web7\n']);
+  socket.end();
+  await waitFor('3 events', () => h.publisher.events.length === 3);
+  assert.deepEqual(seen.sort(), ['America/New_York', 'America/New_York', 'Asia/Tokyo']);
 });

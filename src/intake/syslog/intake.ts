@@ -3,20 +3,24 @@ import dgram from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
-import type { Registry } from 'prom-client';
+import type { Counter, Registry } from 'prom-client';
 import type { Component, ComponentHealth } from '../../lib/component.ts';
 import { errorMessage, InputError, VigilError } from '../../lib/errors.ts';
 import type { Logsource, NormalizedEvent } from '../../lib/event.ts';
 import type { Logger } from '../../lib/logger.ts';
+import { counter } from '../../lib/metrics.ts';
+import type { SyslogTimeOptions } from '../../parse/index.ts';
 import { type SyslogConfig, type SyslogConfigInput, syslogConfigSchema } from './config.ts';
 import { Connection, type ConnectionHost } from './connection.ts';
 import { type Frame, trimEol } from './framing.ts';
 import { type IntakeMetrics, intakeMetrics } from '../metrics.ts';
-import { BatchPipeline } from './pipeline.ts';
+import { BatchPipeline, type Outcome } from './pipeline.ts';
+import { type RelpHost, RelpSession } from './relp.ts';
+import { createZoneResolver, type ZoneResolver } from './timezones.ts';
 import { countUdpKernelDrops } from './udp-drops.ts';
 
 /** The `source` of events by the listener that received them. */
-export type SyslogSource = 'syslog-udp' | 'syslog-tcp' | 'syslog-tls';
+export type SyslogSource = 'syslog-udp' | 'syslog-tcp' | 'syslog-tls' | 'syslog-relp' | 'syslog-relp-tls';
 
 /** What the parser is told about a line besides its text. */
 export interface SyslogParseContext {
@@ -25,6 +29,8 @@ export interface SyslogParseContext {
   receivedAt: number;
   tenant: string;
   logsource?: Logsource;
+  /** The zone of times that name none (by the sender's host name and address) and the future bound. */
+  syslogTime?: SyslogTimeOptions;
 }
 
 /** What the syslog intake is given: where events go, how lines become events, telemetry. */
@@ -44,6 +50,8 @@ export interface SyslogAddresses {
   udp?: number;
   tcp?: number;
   tls?: number;
+  relp?: number;
+  relpTls?: number;
 }
 
 /** The syslog intake: UDP, TCP and, when a certificate is configured, TLS listeners feeding one batcher. */
@@ -55,6 +63,11 @@ export interface SyslogIntake extends Component {
 const UDP: SyslogSource = 'syslog-udp';
 const TCP: SyslogSource = 'syslog-tcp';
 const TLS: SyslogSource = 'syslog-tls';
+const RELP: SyslogSource = 'syslog-relp';
+const RELP_TLS: SyslogSource = 'syslog-relp-tls';
+/** After `serverclose`, how long RELP clients get to close their side before their sockets are cut. */
+const RELP_CLOSE_WAIT_MS = 1000;
+const SOFTWARE = 'vigil,0.1.0,https://github.com/vigil-siem/vigil';
 /** Refused connections are logged at most this often, with the count since the last line. */
 const REFUSAL_LOG_INTERVAL_MS = 10000;
 
@@ -93,13 +106,23 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
   readonly #sockets = new Set<net.Socket>();
   readonly #conns = new Set<Connection>();
   /** Connections paused until the pipeline has room, in the order they paused. */
-  readonly #waiting = new Set<Connection>();
+  readonly #waiting = new Set<Connection | RelpSession>();
   #refused = 0;
   #refusalLoggedAt = 0;
   #udpDropped = 0;
   /** The UDP socket's port while it is bound, for the kernel drop counter. */
   #udpPort: number | undefined;
   #stopCountingDrops: (() => void) | undefined;
+  #relp: net.Server | undefined;
+  #relpTls: tls.Server | undefined;
+  readonly #sessions = new Set<RelpSession>();
+  readonly #relpHost: RelpHost;
+  readonly #zones: ZoneResolver;
+  readonly #cut: Counter<'source'>;
+  readonly #unanswered: Counter<'source'>;
+  readonly #relpErrors: Counter<'source'>;
+  /** Wakes the stop when the last stream connection has closed. */
+  #onAllClosed: (() => void) | undefined;
 
   constructor(config: Readonly<SyslogConfig>, deps: SyslogIntakeDeps) {
     this.#config = config;
@@ -116,6 +139,26 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
       logger: deps.logger,
       onRoom: () => this.#resumeWaiting(),
     });
+    this.#zones = createZoneResolver(config.timezone, config.timezones);
+    this.#cut = counter(
+      deps.metrics,
+      'vigil_intake_connections_cut_total',
+      'Syslog stream connections still open when the stop grace period (syslog.drain_grace_ms) ended: what they still had in flight is lost.',
+      ['source'],
+    );
+    this.#unanswered = counter(
+      deps.metrics,
+      'vigil_intake_relp_unanswered_total',
+      'RELP messages committed whose answer could not be sent (the connection was gone): the sender sends them again, and they are stored twice.',
+      ['source'],
+    );
+    this.#relpErrors = counter(
+      deps.metrics,
+      'vigil_intake_relp_protocol_errors_total',
+      'RELP sessions ended because the client broke the protocol (not RELP, a command before open).',
+      ['source'],
+    );
+    this.#relpHost = this.#createRelpHost();
   }
 
   start(): Promise<void> {
@@ -148,6 +191,10 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
     if (tcp && typeof tcp === 'object') out.tcp = tcp.port;
     const secure = this.#tls?.address();
     if (secure && typeof secure === 'object') out.tls = secure.port;
+    const relp = this.#relp?.address();
+    if (relp && typeof relp === 'object') out.relp = relp.port;
+    const relpTls = this.#relpTls?.address();
+    if (relpTls && typeof relpTls === 'object') out.relpTls = relpTls.port;
     return out;
   }
 
@@ -180,6 +227,26 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
         });
         await this.#listen(this.#tls, c.tls_port, TLS);
       }
+      if (c.relp_port !== 0) {
+        this.#relp = net.createServer();
+        this.#relp.on('connection', (socket) => {
+          if (this.#admit(socket, RELP)) this.#handleRelp(socket, RELP);
+        });
+        await this.#listen(this.#relp, c.relp_port, RELP);
+      }
+      if (c.relp_tls_port !== 0 && tlsOptions) {
+        const server = tls.createServer(tlsOptions);
+        this.#relpTls = server;
+        server.on('connection', (socket) => this.#admit(socket, RELP_TLS));
+        server.on('secureConnection', (socket) => this.#handleRelp(socket, RELP_TLS));
+        server.on('tlsClientError', (err, socket) => {
+          this.#log.info(
+            { peer: `${socket.remoteAddress}:${socket.remotePort}`, error: err.message },
+            'A RELP TLS client failed its handshake.',
+          );
+        });
+        await this.#listen(server, c.relp_tls_port, RELP_TLS);
+      }
     } catch (err) {
       for (const socket of this.#sockets) socket.destroy();
       await this.#closeListeners();
@@ -190,7 +257,10 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
             cause: err,
           });
     }
-    for (const source of this.#tlsEnabled ? [UDP, TCP, TLS] : [UDP, TCP]) {
+    const sources = this.#tlsEnabled ? [UDP, TCP, TLS] : [UDP, TCP];
+    if (this.#relp) sources.push(RELP);
+    if (this.#relpTls) sources.push(RELP_TLS);
+    for (const source of sources) {
       this.#metrics.received.inc({ source }, 0);
       this.#metrics.accepted.inc({ source }, 0);
       this.#metrics.pending.inc({ source }, 0);
@@ -290,7 +360,12 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
     const conn = new Connection(
       socket,
       source,
-      { maxLineBytes: this.#config.max_line_bytes, idleTimeoutMs: this.#config.idle_timeout_ms },
+      {
+        maxLineBytes: this.#config.max_line_bytes,
+        idleTimeoutMs: this.#config.idle_timeout_ms,
+        framing: this.#config.framing,
+        zoneFor: this.#zones(socket.remoteAddress),
+      },
       this,
     );
     this.#conns.add(conn);
@@ -318,13 +393,84 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
       this.#log.info({ source: UDP, dropped: this.#udpDropped }, 'The syslog pipeline has room again for UDP.');
       this.#udpDropped = 0;
     }
-    this.#accept(line, UDP);
+    this.#accept(line, UDP, this.#zones(peer.slice(0, peer.lastIndexOf(':'))));
   }
 
-  #accept(line: Buffer, source: string): void {
+  #handleRelp(socket: net.Socket, source: SyslogSource): void {
+    if (!this.#accepting()) {
+      socket.destroy();
+      return;
+    }
+    const session = new RelpSession(
+      socket,
+      source,
+      { maxLineBytes: this.#config.max_line_bytes, idleTimeoutMs: this.#config.idle_timeout_ms, software: SOFTWARE },
+      this.#relpHost,
+    );
+    this.#sessions.add(session);
+    this.#metrics.connections.inc({ source });
+    this.#log.debug({ peer: session.peer, source }, 'A RELP client connected.');
+  }
+
+  #createRelpHost(): RelpHost {
+    const zoneFor = new WeakMap<RelpSession, (hostname: string | undefined) => string>();
+    return {
+      hasRoom: () => this.#pipeline.hasRoom(),
+      waitForRoom: (session) => this.#waiting.add(session),
+      message: (line, session, settled) => {
+        this.#metrics.received.inc({ source: session.source });
+        let zones = zoneFor.get(session);
+        if (zones === undefined) {
+          zones = this.#zones(session.socket.remoteAddress);
+          zoneFor.set(session, zones);
+        }
+        this.#accept(line, session.source, zones, settled);
+      },
+      oversize: (session, bytes) => {
+        this.#metrics.received.inc({ source: session.source });
+        this.#reject(session.source, 'oversize', session.peer, bytes, 'relp');
+      },
+      unanswered: (session, count) => this.#unanswered.inc({ source: session.source }, count),
+      protocolError: (session, err) => {
+        this.#relpErrors.inc({ source: session.source });
+        this.#log.warn(
+          { peer: session.peer, source: session.source, error: err.message },
+          'A RELP client broke the protocol; its session is closed.',
+        );
+      },
+      closed: (session) => {
+        if (this.#sessions.delete(session)) this.#metrics.connections.dec({ source: session.source });
+        this.#waiting.delete(session);
+        this.#log.debug({ peer: session.peer, source: session.source }, 'A RELP client disconnected.');
+        this.#checkAllClosed();
+      },
+      failed: (session, err) => {
+        this.#log.info({ peer: session.peer, source: session.source, error: err.message }, 'A RELP connection failed.');
+      },
+      idle: (session) => {
+        this.#log.info(
+          { peer: session.peer, source: session.source, idle_timeout_ms: this.#config.idle_timeout_ms },
+          'Closing an idle RELP connection.',
+        );
+        session.socket.destroy();
+      },
+    };
+  }
+
+  #accept(
+    line: Buffer,
+    source: string,
+    zoneFor?: (hostname: string | undefined) => string,
+    settled?: (outcome: Outcome) => void,
+  ): void {
     const text = line.toString('utf8');
     const c = this.#config;
-    const ctx: SyslogParseContext = { source, receivedAt: Date.now(), tenant: c.tenant };
+    const ctx: SyslogParseContext = {
+      source,
+      receivedAt: Date.now(),
+      tenant: c.tenant,
+      syslogTime: { maxFutureMs: c.max_future_ms, ...(zoneFor ? { zoneFor } : {}) },
+    };
     if (c.logsource) ctx.logsource = c.logsource;
     let event: NormalizedEvent;
     try {
@@ -335,7 +481,7 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
       event = unparsedEvent(text, ctx, err);
     }
     if (c.logsource && event.logsource === undefined) event.logsource = c.logsource;
-    this.#pipeline.enqueue(event, source);
+    this.#pipeline.enqueue(event, source, settled);
   }
 
   #reject(source: string, reason: 'oversize', peer: string, bytes: number, framing: string): void {
@@ -357,7 +503,7 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
     switch (frame.kind) {
       case 'line':
         this.#metrics.received.inc({ source });
-        this.#accept(frame.line, source);
+        this.#accept(frame.line, source, conn.zoneFor);
         return;
       case 'oversize':
         this.#metrics.received.inc({ source });
@@ -380,8 +526,14 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
   }
 
   closed(conn: Connection): void {
+    // A closed connection may still hold frames, waiting for room: it stays in #waiting until handed over.
     if (this.#conns.delete(conn)) this.#metrics.connections.dec({ source: conn.source });
     this.#log.debug({ peer: conn.peer, source: conn.source }, 'A syslog client disconnected.');
+    this.#checkAllClosed();
+  }
+
+  #checkAllClosed(): void {
+    if (this.#onAllClosed && this.#conns.size === 0) this.#onAllClosed();
   }
 
   failed(conn: Connection, err: Error): void {
@@ -398,7 +550,8 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
 
   #resumeWaiting(): void {
     for (const conn of [...this.#waiting]) {
-      if (!this.#pipeline.hasRoom() || !this.#accepting()) return;
+      // While stopping, draining connections still read; stopped ones ignore resume().
+      if (!this.#pipeline.hasRoom() || this.#state === 'stopped') return;
       this.#waiting.delete(conn);
       conn.resume();
     }
@@ -411,28 +564,63 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
       return;
     }
     this.#state = 'stopping';
-    // New connections are refused and no socket is read any more; frames already read are still published.
+    const c = this.#config;
+    // New connections are refused. RELP sessions take no further message: what their clients sent after
+    // this is unanswered and sent again elsewhere. Stream connections are half-closed and read on, so that
+    // what the kernel already holds for them is committed, not discarded.
     const listenersClosed = this.#closeListeners();
-    const conns = new Set([...this.#conns, ...this.#waiting]);
-    this.#waiting.clear();
-    let partial = 0;
-    for (const conn of conns) {
-      conn.stop();
-      partial += conn.buffered;
+    for (const session of this.#sessions) session.stop();
+    for (const conn of this.#conns) conn.drain();
+    const graceEnd = Math.min(Date.now() + c.drain_grace_ms, Date.now() + Math.max(0, deadline - Date.now()) / 2);
+    if (this.#conns.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          this.#onAllClosed = resolve;
+        }),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, Math.max(0, graceEnd - Date.now()));
+        }),
+      ]);
+      clearTimeout(timer);
+      this.#onAllClosed = undefined;
     }
-    if (partial > 0) {
-      this.#log.info({ bytes: partial }, 'Syslog connections held partial frames at stop; those bytes are dropped.');
+    // Frames already read are handed over now, room or not, also those of connections closed meanwhile.
+    for (const waiting of this.#waiting) if (waiting instanceof Connection) waiting.stop();
+    let cut = 0;
+    let partial = 0;
+    for (const conn of [...this.#conns]) {
+      conn.stop();
+      cut++;
+      this.#cut.inc({ source: conn.source });
+      if (conn.buffered > 0) {
+        partial++;
+        this.#metrics.rejected.inc({ source: conn.source, reason: 'draining' });
+      }
+      conn.socket.destroy();
+    }
+    this.#waiting.clear();
+    if (cut > 0) {
+      this.#log.warn(
+        { connections: cut, partial_frames: partial, drain_grace_ms: c.drain_grace_ms },
+        'Syslog senders still connected after the grace period were cut; what they still had in flight is lost, and TCP does not tell how much.',
+      );
     }
     const dropped = await this.#pipeline.flush(deadline);
+    // Every RELP message taken is now answered (or given up at the deadline, unanswered): say goodbye.
+    for (const session of this.#sessions) session.serverClose();
+    if (this.#sessions.size > 0) await sleep(Math.min(RELP_CLOSE_WAIT_MS, Math.max(0, deadline - Date.now())));
     for (const socket of this.#sockets) socket.destroy();
     await listenersClosed;
     this.#state = 'stopped';
-    this.#log.info({ dropped }, 'The syslog intake stopped.');
+    const lost = { dropped: dropped + partial, connections_cut: cut };
+    if (dropped + partial + cut > 0) this.#log.warn(lost, 'The syslog intake stopped and lost data.');
+    else this.#log.info(lost, 'The syslog intake stopped.');
   }
 
   #closeListeners(): Promise<void> {
     const closing: Promise<void>[] = [];
-    for (const server of [this.#tcp, this.#tls]) {
+    for (const server of [this.#tcp, this.#tls, this.#relp, this.#relpTls]) {
       if (server?.listening) closing.push(new Promise((resolve) => server.close(() => resolve())));
     }
     const udp = this.#udp;
@@ -467,4 +655,8 @@ function unparsedEvent(raw: string, ctx: SyslogParseContext, err: unknown): Norm
     parseError: `the parser failed: ${errorMessage(err)}`,
     fields: {},
   };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

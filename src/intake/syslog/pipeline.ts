@@ -14,10 +14,18 @@ export interface BatchPipelineOptions {
   onRoom(): void;
 }
 
+/**
+ * What became of an event: committed; dropped for good (a publish refused as not retryable); abandoned at
+ * the stop deadline, uncommitted.
+ */
+export type Outcome = 'committed' | 'dropped' | 'abandoned';
+
 interface Entry {
   event: NormalizedEvent;
   source: string;
   at: number;
+  /** Told once what became of the event (RELP answers its sender from it). */
+  settled?: (outcome: Outcome) => void;
 }
 
 const BACKOFF_FIRST_MS = 20;
@@ -64,13 +72,17 @@ export class BatchPipeline {
     return this.pending >= this.#opts.maxPendingEvents;
   }
 
-  /** Adds an event read from `source`; it is published with the next batch. */
-  enqueue(event: NormalizedEvent, source: string): void {
+  /**
+   * Adds an event read from `source`; it is published with the next batch. `settled` is called once, after
+   * the event's batch committed or was given up.
+   */
+  enqueue(event: NormalizedEvent, source: string, settled?: (outcome: Outcome) => void): void {
     if (this.#abandoned) {
       this.#opts.metrics.rejected.inc({ source, reason: 'publish_error' });
+      settled?.('abandoned');
       return;
     }
-    this.#queue.push({ event, source, at: Date.now() });
+    this.#queue.push(settled ? { event, source, at: Date.now(), settled } : { event, source, at: Date.now() });
     this.#opts.metrics.pending.inc({ source });
     if (this.#timer === undefined || this.#queue.length >= this.#opts.batchMaxEvents) this.#schedule();
   }
@@ -111,7 +123,7 @@ export class BatchPipeline {
     void this.#publish(batch).then((outcome) => this.#settle(batch, outcome));
   }
 
-  async #publish(batch: Entry[]): Promise<'committed' | 'dropped' | 'abandoned'> {
+  async #publish(batch: Entry[]): Promise<Outcome> {
     const events = batch.map((entry) => entry.event);
     const log = this.#opts.logger;
     for (let attempt = 1; ; attempt++) {
@@ -145,7 +157,7 @@ export class BatchPipeline {
     }
   }
 
-  #settle(batch: Entry[], outcome: 'committed' | 'dropped' | 'abandoned'): void {
+  #settle(batch: Entry[], outcome: Outcome): void {
     // An abandoned batch was counted by #abandon; one that commits after the deadline is not counted twice.
     if (outcome === 'abandoned' || this.#abandoned) return;
     this.#inflight = undefined;
@@ -155,6 +167,7 @@ export class BatchPipeline {
       if (outcome === 'committed') metrics.accepted.inc({ source }, count);
       else metrics.rejected.inc({ source, reason: 'publish_error' }, count);
     }
+    for (const entry of batch) entry.settled?.(outcome);
     if (this.pending === 0) {
       const waiters = this.#idleWaiters;
       this.#idleWaiters = [];
@@ -177,6 +190,7 @@ export class BatchPipeline {
       metrics.pending.dec({ source }, count);
       metrics.rejected.inc({ source, reason: 'publish_error' }, count);
     }
+    for (const entry of lost) entry.settled?.('abandoned');
     if (lost.length > 0) {
       this.#opts.logger.error(
         { events: lost.length },

@@ -1,0 +1,251 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import tls from 'node:tls';
+import { Registry } from 'prom-client';
+import type { NormalizedEvent } from '../../lib/event.ts';
+import { silentLogger } from '../../lib/logger.ts';
+import { createSyslogIntake, type SyslogConfigInput, type SyslogIntake, type SyslogParseContext } from './index.ts';
+import { RelpDecoder, type RelpFrame, RelpProtocolError, relpFrame } from './relp.ts';
+
+// The decoder -----------------------------------------------------------------------------------------------
+
+function decodeAll(chunks: string[], max = 64): string[] {
+  const d = new RelpDecoder(max);
+  const out: string[] = [];
+  const show = (f: RelpFrame) =>
+    f.kind === 'frame'
+      ? `${f.txnr} ${f.command} [${f.data.toString('latin1')}]`
+      : `${f.txnr} ${f.command} <${f.bytes}>`;
+  for (const c of chunks) {
+    d.push(Buffer.from(c, 'latin1'));
+    for (let f = d.next(); f !== undefined; f = d.next()) out.push(show(f));
+  }
+  return out;
+}
+
+test('RELP decoder: frames with and without data, split anywhere', () => {
+  const stream = '1 open 30 relp_version=0\ncommands=syslog\n2 syslog 5 <13>a\n3 close 0\n4 close 0 \n';
+  const want = ['1 open [relp_version=0\ncommands=syslog]', '2 syslog [<13>a]', '3 close []', '4 close []'];
+  assert.deepEqual(decodeAll([stream]), want);
+  assert.deepEqual(decodeAll(stream.split('')), want);
+});
+
+test('RELP decoder: data longer than allowed is skipped by its length and reported', () => {
+  assert.deepEqual(decodeAll(['1 syslog 10 0123', '456789\n2 syslog 1 x\n'], 5), ['1 syslog <10>', '2 syslog [x]']);
+});
+
+test('RELP decoder: what is not RELP is refused', () => {
+  for (const bad of [
+    '<13>Dec  6 02:13:39 host app: plain syslog\n',
+    '1 syslog 3 abcd\n',
+    '1 OPEN 0\n',
+    '1 syslog 4\n',
+  ]) {
+    assert.throws(() => decodeAll([bad]), RelpProtocolError, bad);
+  }
+});
+
+// The receiver ----------------------------------------------------------------------------------------------
+
+const running: SyslogIntake[] = [];
+after(async () => {
+  await Promise.all(running.map((i) => i.stop(Date.now() + 1000)));
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A publisher whose commits the test releases: `release()` lets every publish so far and later commit. */
+class GatedPublisher {
+  readonly events: NormalizedEvent[] = [];
+  #open = false;
+  #waiters: (() => void)[] = [];
+  publish = async (events: NormalizedEvent[]): Promise<void> => {
+    if (!this.#open) await new Promise<void>((r) => this.#waiters.push(r));
+    this.events.push(...events);
+  };
+  release(): void {
+    this.#open = true;
+    for (const w of this.#waiters.splice(0)) w();
+  }
+}
+
+async function startRelp(config: SyslogConfigInput = {}, publisher = new GatedPublisher()) {
+  const registry = new Registry();
+  const relpPort = await freePort();
+  const intake = createSyslogIntake(
+    { udp_port: 0, tcp_port: 0, tls_port: 0, relp_port: relpPort, batch_max_wait_ms: 5, ...config },
+    {
+      publish: publisher.publish,
+      parse: (line: string, ctx: SyslogParseContext) => ({
+        id: randomUUID(),
+        timestamp: ctx.receivedAt,
+        ingested: ctx.receivedAt,
+        tenant: ctx.tenant,
+        source: ctx.source,
+        layout: 'syslog',
+        raw: line,
+        fields: { message: line },
+      }),
+      metrics: registry,
+      logger: silentLogger,
+    },
+  );
+  await intake.start();
+  running.push(intake);
+  return { intake, registry, publisher, port: relpPort, addresses: intake.addresses() };
+}
+
+/** A minimal RELP client: collects every frame the server sends. */
+class Client {
+  readonly received: string[] = [];
+  readonly socket: net.Socket;
+  #buf = '';
+  constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      this.#buf += d;
+      for (;;) {
+        const m = /^(\d+) (\w+) (\d+)[ \n]/.exec(this.#buf);
+        if (!m) return;
+        const len = Number(m[3]);
+        const start = m[0].length;
+        const end = len === 0 ? start - 1 : start + len;
+        if (this.#buf.length < end + 1) return;
+        this.received.push(`${m[1]} ${m[2]} ${len === 0 ? '' : this.#buf.slice(start, end)}`.trimEnd());
+        this.#buf = this.#buf.slice(end + 1);
+      }
+    });
+    socket.on('error', () => {});
+  }
+  send(txnr: number, command: string, data = ''): void {
+    this.socket.write(relpFrame(txnr, command, data));
+  }
+  async waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+    const until = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > until) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(this.received)}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+}
+
+function connectPlain(port: number): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1' }, () => resolve(new Client(s)));
+    s.once('error', reject);
+  });
+}
+
+const OPEN = 'relp_version=0\nrelp_software=test\ncommands=syslog';
+
+test('RELP: a message is answered 200 OK only after its batch committed', async () => {
+  const h = await startRelp();
+  const c = await connectPlain(h.port);
+  c.send(1, 'open', OPEN);
+  await c.waitFor('the open answer', () => c.received.length === 1);
+  assert.match(c.received[0], /^1 rsp 200 OK\nrelp_version=0\nrelp_software=vigil,[^\n]+\ncommands=syslog$/);
+  c.send(2, 'syslog', '<13>Dec  6 02:13:39 h app: one');
+  c.send(3, 'syslog', '<13>Dec  6 02:13:39 h app: two');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(c.received.slice(1), [], 'nothing answered before the commit');
+  h.publisher.release();
+  await c.waitFor('two answers', () => c.received.length === 3);
+  assert.deepEqual(c.received.slice(1), ['2 rsp 200 OK', '3 rsp 200 OK']);
+  assert.deepEqual(
+    h.publisher.events.map((e) => e.raw),
+    ['<13>Dec  6 02:13:39 h app: one', '<13>Dec  6 02:13:39 h app: two'],
+  );
+  assert.ok(h.publisher.events.every((e) => e.source === 'syslog-relp'));
+  c.send(4, 'close');
+  await new Promise<void>((r) => c.socket.once('close', () => r()));
+  assert.equal(c.received.at(-1), '4 rsp');
+});
+
+test('RELP: plain syslog sent to the RELP port is refused, never stored as junk events', async () => {
+  const h = await startRelp();
+  h.publisher.release();
+  const c = await connectPlain(h.port);
+  c.socket.write('<13>Dec  6 02:13:39 host app: not relp\n<13>Dec  6 02:13:39 host app: again\n');
+  await new Promise<void>((r) => c.socket.once('close', () => r()));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(h.publisher.events.length, 0);
+  const m = await h.registry.getSingleMetric('vigil_intake_relp_protocol_errors_total')?.get();
+  assert.equal(m?.values.find((v) => v.labels.source === 'syslog-relp')?.value, 1);
+});
+
+test('RELP: at stop, committed messages are answered, later ones are not, then serverclose', async () => {
+  const h = await startRelp();
+  const c = await connectPlain(h.port);
+  c.send(1, 'open', OPEN);
+  await c.waitFor('the open answer', () => c.received.length === 1);
+  c.send(2, 'syslog', '<13>kept');
+  await new Promise((r) => setTimeout(r, 50));
+  const stopping = h.intake.stop(Date.now() + 3000);
+  await new Promise((r) => setTimeout(r, 20));
+  c.send(3, 'syslog', '<13>after stop');
+  h.publisher.release();
+  await stopping;
+  await c.waitFor('serverclose', () => c.received.includes('0 serverclose'));
+  assert.deepEqual(c.received.slice(1), ['2 rsp 200 OK', '0 serverclose']);
+  assert.deepEqual(
+    h.publisher.events.map((e) => e.raw),
+    ['<13>kept'],
+    'the message sent after stop is unanswered: the client sends it again',
+  );
+});
+
+test('RELP over TLS with the syslog certificate', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-relp-tls-'));
+  try {
+    execFileSync('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      join(dir, 'k.pem'),
+      '-out',
+      join(dir, 'c.pem'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+    ]);
+    const port = await freePort();
+    const h = await startRelp({
+      relp_tls_port: port,
+      tls_cert_file: join(dir, 'c.pem'),
+      tls_key_file: join(dir, 'k.pem'),
+    });
+    h.publisher.release();
+    assert.equal(h.addresses.relpTls, port);
+    const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => resolve(s));
+      s.once('error', reject);
+    });
+    const c = new Client(socket as unknown as net.Socket);
+    c.send(1, 'open', OPEN);
+    c.send(2, 'syslog', '<13>secret');
+    await c.waitFor('the answers', () => c.received.length === 2);
+    assert.equal(c.received[1], '2 rsp 200 OK');
+    assert.equal(h.publisher.events[0].source, 'syslog-relp-tls');
+    socket.destroy();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
