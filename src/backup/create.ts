@@ -20,8 +20,14 @@ import {
 } from './manifest.ts';
 import { exportDatabase } from './postgres.ts';
 
-/** Folders of the data directory a backup copies as they are: API-managed rules and the ingest keys. */
-export const COPIED_FOLDERS = ['rules', 'ingest-keys'] as const;
+/** Folders of the data directory a backup copies as they are: API-managed rules (global and per tenant) and the ingest keys. */
+export const COPIED_FOLDERS = ['rules', 'tenant-rules', 'ingest-keys'] as const;
+/**
+ * Files copied before the cut: detection's committed position (every stored event received before it is
+ * evaluated). Copied first, it is at or before the position at the cut, so the restored node evaluates
+ * again, rather than skips, what was not evaluated yet (alerts are deduplicated by id).
+ */
+export const PRE_CUT_FILES = ['detect-position.json'] as const;
 /** The backup's copy of the node's configuration (secrets redacted unless backup.include_secrets). */
 export const CONFIG_FILE = 'config.yaml';
 
@@ -90,6 +96,12 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
   };
   try {
     await step('disk', `creating ${folder}`, () => mkdir(folder, { recursive: true }));
+    await step('files', 'copying the detection position', async () => {
+      for (const name of PRE_CUT_FILES) {
+        const from = join(deps.dataDir, name);
+        if (existsSync(from)) await cp(from, join(folder, name));
+      }
+    });
     const cutAt = Date.now();
     await step('engine', 'the engine backup', () => engineBackup(deps.store, id, base?.id));
     const postgres = deps.db

@@ -2,19 +2,13 @@ import { existsSync, readdirSync } from 'node:fs';
 import { cp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Session } from 'chdb';
-import { INCIDENT_MIGRATIONS } from '../incidents/index.ts';
-import { migrate, openPglite } from '../incidents/db/index.ts';
+import { type Migration, migrate, openPglite } from '../incidents/db/index.ts';
 import { VigilError } from '../lib/errors.ts';
-import { NOTIFY_MIGRATIONS } from '../notify/index.ts';
 import { DATABASE, SCHEMA_VERSION } from '../store/index.ts';
-import { USER_MIGRATIONS } from '../users/index.ts';
-import { COPIED_FOLDERS } from './create.ts';
+import { COPIED_FOLDERS, PRE_CUT_FILES } from './create.ts';
 import { ENGINE_FOLDER, MANIFEST_FORMAT, type Manifest, readManifest } from './manifest.ts';
 import { countRows, importDatabase } from './postgres.ts';
 import { assertVerified, verifyBackup } from './verify.ts';
-
-/** Every migration this Vigil knows, in the order the app applies them. */
-export const ALL_MIGRATIONS = [...INCIDENT_MIGRATIONS, ...USER_MIGRATIONS, ...NOTIFY_MIGRATIONS];
 
 /** The engine server setting that lets BACKUP and RESTORE use `dir` (and only it) through File(). */
 export function engineBackupArgs(dir: string): string[] {
@@ -35,7 +29,12 @@ export interface RestoreResult {
  * Checks that backup `id` can be restored by this Vigil, and the target folder: each refusal a clear
  * error, before anything is written.
  */
-export async function checkRestore(dir: string, id: string, dataDir: string, force: boolean): Promise<Manifest> {
+export async function checkRestore(
+  dir: string,
+  id: string,
+  dataDir: string,
+  opts: { force: boolean; migrations: readonly Migration[] },
+): Promise<Manifest> {
   const manifest = readManifest(dir, id);
   if (manifest.format > MANIFEST_FORMAT) {
     throw new VigilError(
@@ -51,7 +50,7 @@ export async function checkRestore(dir: string, id: string, dataDir: string, for
       { status: 409 },
     );
   }
-  const known = new Set(ALL_MIGRATIONS.map((m) => m.id));
+  const known = new Set(opts.migrations.map((m) => m.id));
   const unknown = manifest.schema.postgres.filter((m) => !known.has(m));
   if (unknown.length > 0) {
     throw new VigilError(
@@ -62,7 +61,7 @@ export async function checkRestore(dir: string, id: string, dataDir: string, for
   }
   assertVerified(await verifyBackup(dir, id));
   const target = resolve(dataDir);
-  if (existsSync(target) && readdirSync(target).length > 0 && !force) {
+  if (existsSync(target) && readdirSync(target).length > 0 && !opts.force) {
     throw new VigilError(
       'backup_target_not_empty',
       `${target} is not empty: restore into a new or empty folder, or pass --force to replace the events, database, rules and ingest keys in it`,
@@ -80,10 +79,14 @@ export async function restoreBackup(
   dir: string,
   id: string,
   dataDir: string,
-  opts: { force?: boolean } = {},
+  opts: {
+    force?: boolean;
+    /** Every SQL migration this Vigil knows, in apply order (the app's list). */
+    migrations: readonly Migration[];
+  },
 ): Promise<RestoreResult> {
   const started = Date.now();
-  const manifest = await checkRestore(dir, id, dataDir, opts.force ?? false);
+  const manifest = await checkRestore(dir, id, dataDir, { force: opts.force ?? false, migrations: opts.migrations });
   const target = resolve(dataDir);
   const staging = join(dirname(target), `.${basename(target)}.restoring-${id}`);
   await rm(staging, { recursive: true, force: true });
@@ -91,8 +94,10 @@ export async function restoreBackup(
   try {
     const tables = await restoreEngine(dir, id, join(staging, 'events'));
     const postgres =
-      manifest.postgres.kind === 'none' ? {} : await restorePostgres(join(dir, id), join(staging, 'pg'), manifest);
-    for (const name of COPIED_FOLDERS) {
+      manifest.postgres.kind === 'none'
+        ? {}
+        : await restorePostgres(join(dir, id), join(staging, 'pg'), manifest, opts.migrations);
+    for (const name of [...COPIED_FOLDERS, ...PRE_CUT_FILES]) {
       const from = join(dir, id, name);
       if (existsSync(from)) await cp(from, join(staging, name), { recursive: true });
     }
@@ -150,13 +155,18 @@ async function restoreEngine(dir: string, id: string, eventsDir: string): Promis
 }
 
 /** A new PGlite folder, migrated as the backup's database was, loaded with its rows. */
-async function restorePostgres(folder: string, pgDir: string, manifest: Manifest): Promise<Record<string, number>> {
+async function restorePostgres(
+  folder: string,
+  pgDir: string,
+  manifest: Manifest,
+  migrations: readonly Migration[],
+): Promise<Record<string, number>> {
   const had = new Set(manifest.schema.postgres);
   const db = await openPglite(pgDir);
   try {
     await migrate(
       db,
-      ALL_MIGRATIONS.filter((m) => had.has(m.id)),
+      migrations.filter((m) => had.has(m.id)),
     );
     const tables = Object.keys(manifest.postgres.tables).sort();
     await importDatabase(db, folder, tables);

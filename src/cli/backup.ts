@@ -4,6 +4,7 @@ import { type BackupSummary, checkBackupId, restoreBackup, verifyBackup } from '
 import { listBackups } from '../backup/manifest.ts';
 import { summarize } from '../backup/index.ts';
 import { VERIFIED_FILE } from '../backup/manifest.ts';
+import { SQL_MIGRATIONS } from '../app/migrations.ts';
 import { loadConfig } from '../config/load.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
 import { apiTarget } from './client.ts';
@@ -61,7 +62,10 @@ export async function backupCommand(args: string[], flags: BackupFlags): Promise
       case 'restore': {
         const backupId = checkBackupId(id);
         if (!flags['data-dir']) return fail('restore needs --data-dir FOLDER (the data folder to rebuild)');
-        const r = await restoreBackup(backupDir(flags), backupId, flags['data-dir'], { force: flags.force });
+        const r = await restoreBackup(backupDir(flags), backupId, flags['data-dir'], {
+          force: flags.force,
+          migrations: SQL_MIGRATIONS,
+        });
         process.stdout.write(
           `restored ${r.id} into ${r.dataDir}: ${r.events} events, ${Object.keys(r.postgres).length} database tables, in ${r.duration_ms} ms\n`,
         );
