@@ -125,7 +125,7 @@ export const DEFAULT_MAPPINGS_DIR = fileURLToPath(new URL('../mappings/', import
  * them: later files add services, categories, layouts and sources. Throws InputError naming the file.
  */
 export function loadMappings(dirs: readonly string[] = [DEFAULT_MAPPINGS_DIR]): SigmaMappings {
-  const windows: WindowsMapping = { layouts: {}, services: {}, categories: {} };
+  const windows: WindowsMapping = { layouts: table({}), services: table({}), categories: table({}) };
   const sources: SourceMapping[] = [];
   for (const dir of dirs) {
     const files = readdirSync(dir)
@@ -147,7 +147,7 @@ export function loadMappings(dirs: readonly string[] = [DEFAULT_MAPPINGS_DIR]): 
         const reason = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
         throw new InputError('sigma_mapping_invalid', `The Sigma mapping ${file} is invalid: ${reason}`, { file });
       }
-      const m = parsed.data;
+      const m = withoutPrototypes(parsed.data);
       if (m.windows) {
         Object.assign(windows.layouts, m.windows.layouts);
         Object.assign(windows.services, m.windows.services);
@@ -159,6 +159,50 @@ export function loadMappings(dirs: readonly string[] = [DEFAULT_MAPPINGS_DIR]): 
     }
   }
   return { windows, sources };
+}
+
+/** A table indexed by names a rule writes: without a prototype, `constructor` or `toString` find nothing. */
+function table<T>(entries: Record<string, T>): Record<string, T> {
+  return Object.assign(Object.create(null) as Record<string, T>, entries);
+}
+
+/**
+ * The mapping with every table that rules index (fields, categories, services, field renames, conditions)
+ * made prototype-free: a rule naming the field `constructor` threw a TypeError for every Windows event.
+ */
+function withoutPrototypes(m: z.infer<typeof mappingFileSchema>): z.infer<typeof mappingFileSchema> {
+  const layout = <L extends { fields: Record<string, string[]> }>(l: L): L => ({ ...l, fields: table(l.fields) });
+  const windows = m.windows && {
+    layouts: table(
+      Object.fromEntries(
+        Object.entries(m.windows.layouts).map(([k, l]) => [
+          k,
+          l && {
+            ...layout(l),
+            categoryFields: table(Object.fromEntries(Object.entries(l.categoryFields).map(([c, f]) => [c, table(f)]))),
+          },
+        ]),
+      ),
+    ),
+    services: table(m.windows.services),
+    categories: table(
+      Object.fromEntries(
+        Object.entries(m.windows.categories).map(([c, vs]) => [
+          c,
+          vs.map((v) => ({
+            ...v,
+            conditions: v.conditions && table(v.conditions),
+            fieldmappings: v.fieldmappings && table(v.fieldmappings),
+          })),
+        ]),
+      ),
+    ),
+  };
+  const sources = m.sources?.map((s) => ({
+    ...s,
+    layouts: table(Object.fromEntries(Object.entries(s.layouts).map(([k, l]) => [k, l && layout(l)]))),
+  }));
+  return { ...m, windows, sources };
 }
 
 let defaultMappings: SigmaMappings | undefined;
