@@ -11,13 +11,20 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { backupBenchmark } from './backup.ts';
 import { clusterBenchmark } from './cluster.ts';
 import { BENCH_DIR, type Benchmark, type BenchOptions, machine, progress } from './common.ts';
 import { ingestBenchmark } from './ingest.ts';
 import { searchBenchmark } from './search.ts';
 import { sigmaBenchmark } from './sigma.ts';
 
-const BENCHMARKS: readonly Benchmark[] = [ingestBenchmark, searchBenchmark, sigmaBenchmark, clusterBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [
+  ingestBenchmark,
+  searchBenchmark,
+  sigmaBenchmark,
+  clusterBenchmark,
+  backupBenchmark,
+];
 
 const USAGE = `usage: npm run bench -- [name ...] [--option value ...]
 
@@ -39,7 +46,8 @@ options (each benchmark reads the ones it knows):
   --query-budget-s N     search: stop a query's timed runs after N seconds (180)
   --token W, --host H    search: the word of query (a) (whoami), the host of query (d)
   --rebuild              search: rebuild the cached data set
-  --rate N, --seconds N  cluster: events/s offered (3000), seconds measured after a 10 s warm-up (20)`;
+  --rate N, --seconds N  cluster: events/s offered (3000), seconds measured after a 10 s warm-up (20)
+  --events N, --incremental-pct N  backup: events loaded (200000), more events before the incremental (10)`;
 
 function parseArgs(argv: readonly string[]): {
   names: string[];

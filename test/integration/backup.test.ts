@@ -273,6 +273,21 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
     const notJson = await node.post('/admin/backups', '{"full":"yes"}', { 'content-type': 'application/json' });
     assert.equal(notJson.status, 400);
     assert.equal(notJson.body.error.code, 'backup_request');
+    const login = await node.post(
+      '/api/v1/auth/login',
+      JSON.stringify({ username: 'ana', password: 'correct-horse-battery-9' }),
+      { 'content-type': 'application/json' },
+    );
+    assert.equal(login.status, 200, JSON.stringify(login.body));
+    for (const method of ['POST', 'GET']) {
+      const res = await fetch(`${node.url}/admin/backups`, {
+        method,
+        headers: { authorization: `Bearer ${login.body.token}`, 'content-type': 'application/json' },
+        body: method === 'POST' ? '{}' : undefined,
+      });
+      assert.equal(res.status, 403, `${method} /admin/backups as an analyst`);
+    }
+    assert.equal(readdirSync(dir).length, manifests.length, 'no backup taken');
   });
 
   test('retention with keep_last 2 keeps every backup a kept incremental needs', async () => {

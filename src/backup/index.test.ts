@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Registry } from 'prom-client';
+import type { VigilConfig } from '../config/schema.ts';
+import { createLogger } from '../lib/logger.ts';
+import type { EventStore } from '../store/index.ts';
+import { backupConfigSchema } from './config.ts';
+import { createBackups } from './index.ts';
+import { newBackupId } from './manifest.ts';
+
+/** A backup folder with just a manifest cut at `cutAt` (what the health check and the metric read). */
+function plant(dir: string, cutAt: number): number {
+  const id = newBackupId(cutAt);
+  mkdirSync(join(dir, id), { recursive: true });
+  writeFileSync(join(dir, id, 'manifest.json'), JSON.stringify({ id, cut_at: new Date(cutAt).toISOString() }));
+  return cutAt;
+}
+
+test('health warns, and stays ok, when the last good backup is older than twice the schedule', async () => {
+  const cases: { name: string; ageMs?: number; schedule: string; warns: boolean }[] = [
+    { name: 'recent backup', ageMs: 60_000, schedule: '1h', warns: false },
+    { name: 'just under twice the period', ageMs: 119 * 60_000, schedule: '1h', warns: false },
+    { name: 'older than twice the period', ageMs: 121 * 60_000, schedule: '1h', warns: true },
+    { name: 'cron: daily, three days old', ageMs: 3 * 86_400_000, schedule: '0 3 * * *', warns: true },
+    { name: 'no schedule, old backup', ageMs: 30 * 86_400_000, schedule: '', warns: false },
+    { name: 'none yet, just started', schedule: '1h', warns: false },
+  ];
+  for (const c of cases) {
+    const dir = mkdtempSync(join(tmpdir(), 'vigil-backup-health-'));
+    try {
+      const cutAt = c.ageMs === undefined ? 0 : plant(dir, Date.now() - c.ageMs);
+      const metrics = new Registry();
+      const backups = createBackups(backupConfigSchema.parse({ dir, schedule: c.schedule }), {
+        dataDir: dir,
+        nodeId: 'n1',
+        store: {} as EventStore,
+        vigilConfig: {} as VigilConfig,
+        metrics,
+        logger: createLogger('silent'),
+      });
+      await backups.start();
+      const h = backups.health();
+      await backups.stop(Date.now());
+      assert.equal(h.ok, true, c.name);
+      assert.equal(
+        /warning: the last good backup .* is older than twice the schedule/.test(h.detail ?? ''),
+        c.warns,
+        `${c.name}: ${h.detail}`,
+      );
+      const metric = await metrics.getSingleMetric('vigil_backup_last_success_timestamp_seconds')?.get();
+      assert.equal(metric?.values[0]?.value, cutAt / 1000, c.name);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
