@@ -15,6 +15,9 @@ command -v patroni >/dev/null || missing+=(patroni)
 command -v haproxy >/dev/null || missing+=(haproxy)
 # iproute2 (`ip netns`) for the network partition fault (test/harness/netns.ts).
 command -v ip >/dev/null || missing+=(iproute2)
+# rsyslog and its RELP output (omrelp) as real syslog senders (test/harness/rsyslog.ts).
+command -v rsyslogd >/dev/null || missing+=(rsyslog)
+ls /usr/lib/*/rsyslog/omrelp.so /usr/lib/rsyslog/omrelp.so >/dev/null 2>&1 || missing+=(rsyslog-relp)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test setup: installing ${missing[*]} (Debian packages)"
   if [ "$(id -u)" -ne 0 ]; then
