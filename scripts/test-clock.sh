@@ -18,7 +18,7 @@ suites=(
 for shift in 31d 365d; do
   start=$(date +%s)
   echo "clock shift +${shift}: ${#suites[@]} suites"
-  VIGIL_TEST_CLOCK_SHIFT=$shift NODE_OPTIONS="${NODE_OPTIONS:-} --import ./test/harness/clock-shift.mjs" \
+  TEST_CLOCK_SHIFT=$shift NODE_OPTIONS="${NODE_OPTIONS:-} --import ./test/harness/clock-shift.mjs" \
     node --import tsx --test --test-concurrency=2 --test-reporter=dot "${suites[@]}"
   echo "clock shift +${shift}: passed in $(($(date +%s) - start)) s"
 done
