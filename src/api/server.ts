@@ -208,7 +208,9 @@ export function createApiServer(
     if (err instanceof VigilError) {
       // Overload and maintenance refusals are expected answers (counted by the intake), not failures.
       if (err.status >= 500 && !(err instanceof OverloadError)) {
-        req.log.error({ code: err.code, err: err.message }, 'A request failed.');
+        // A database error's statement is kept out of its message (answers show messages), logged here.
+        const statement = (err as { statement?: string }).statement;
+        req.log.error({ code: err.code, err: err.message, statement }, 'A request failed.');
       }
       return reply
         .status(err.status)

@@ -22,17 +22,25 @@ export interface Db extends Queryable {
   lost?(): string | undefined;
 }
 
-/** A database failure, with the SQLSTATE when the server sent one; `retryable` when a retry can help. */
+/**
+ * A database failure, with the SQLSTATE when the server sent one; `retryable` when a retry can help. A value
+ * the database cannot hold (SQLSTATE class 22, data exception: a NUL byte in text, a number out of range,
+ * text that is not a uuid) came from a client: `invalid_value`, 400. The message never holds SQL, since
+ * API answers show it; `statement` (the statement's first words) is for logs.
+ */
 export class DbError extends VigilError {
   readonly sqlState?: string;
-  constructor(message: string, opts: { cause?: unknown; sqlState?: string; retryable?: boolean }) {
-    super('database_error', message, {
-      status: opts.retryable ? 503 : 500,
+  readonly statement?: string;
+  constructor(message: string, opts: { cause?: unknown; sqlState?: string; retryable?: boolean; statement?: string }) {
+    const invalid = !opts.retryable && opts.sqlState?.startsWith('22') === true;
+    super(invalid ? 'invalid_value' : 'database_error', message, {
+      status: invalid ? 400 : opts.retryable ? 503 : 500,
       retryable: opts.retryable,
       cause: opts.cause,
     });
     this.name = 'DbError';
     this.sqlState = opts.sqlState;
+    this.statement = opts.statement;
   }
 }
 
@@ -51,14 +59,16 @@ export function isRetryableDbError(err: unknown): boolean {
   return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
 }
 
-/** Wraps a driver error with the statement's first words (never its parameters) and whether to retry. */
+/** Wraps a driver error with the statement's first words (never its parameters, never in the message) and whether to retry. */
 export function wrapDbError(err: unknown, sql: string): DbError {
   if (err instanceof DbError) return err;
   const e = err as { code?: unknown; message?: unknown };
   const sqlState = typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined;
   const what = sql.trim().split(/\s+/).slice(0, 4).join(' ');
   const message = typeof e?.message === 'string' ? e.message : String(err);
-  return new DbError(`${what}...: ${message}`, { cause: err, sqlState, retryable: isRetryableDbError(err) });
+  const retryable = isRetryableDbError(err);
+  const text = sqlState?.startsWith('22') && !retryable ? `a value is not valid: ${message}` : message;
+  return new DbError(text, { cause: err, sqlState, retryable, statement: what });
 }
 
 /** Runs `fn`, retrying retryable database errors with exponential backoff and full jitter until `deadline`. */
