@@ -65,6 +65,7 @@ const COMMANDS: Record<string, Command> = {
       dir: { type: 'string' },
       config: { type: 'string' },
       'data-dir': { type: 'string' },
+      'postgres-url': { type: 'string' },
       url: { type: 'string' },
       token: { type: 'string' },
     },

@@ -115,8 +115,11 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
       const config = redactConfig(deps.config, deps.includeSecrets);
       await writeFileDurably(join(folder, CONFIG_FILE), stringify(config));
     });
-    const engine = await step('engine', 'counting the backup', () => engineContents(deps.store, id));
-    const files = await step('disk', 'computing checksums', () => checksumFiles(folder));
+    // The engine reads its backup while Node hashes the files: one waits on the other's disk reads otherwise.
+    const [engine, files] = await Promise.all([
+      step('engine', 'counting the backup', () => engineContents(deps.store, id)),
+      step('disk', 'computing checksums', () => checksumFiles(folder)),
+    ]);
     const finishedAt = Date.now();
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,

@@ -2,7 +2,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { cp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Session } from 'chdb';
-import { type Migration, migrate, openPglite } from '../incidents/db/index.ts';
+import { type Db, type Migration, migrate, openPglite, openPostgres } from '../incidents/db/index.ts';
+import { createLogger } from '../lib/logger.ts';
 import { VigilError } from '../lib/errors.ts';
 import { DATABASE, SCHEMA_VERSION } from '../store/index.ts';
 import { COPIED_FOLDERS, PRE_CUT_FILES } from './create.ts';
@@ -33,7 +34,7 @@ export async function checkRestore(
   dir: string,
   id: string,
   dataDir: string,
-  opts: { force: boolean; migrations: readonly Migration[] },
+  opts: { force: boolean; migrations: readonly Migration[]; postgresUrl?: string },
 ): Promise<Manifest> {
   const manifest = readManifest(dir, id);
   if (manifest.format > MANIFEST_FORMAT) {
@@ -68,7 +69,29 @@ export async function checkRestore(
       { status: 409 },
     );
   }
+  if (opts.postgresUrl) {
+    const db = openTargetPostgres(opts.postgresUrl);
+    try {
+      const [row] = await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = current_schema()`,
+      );
+      if (Number(row.n) > 0) {
+        throw new VigilError(
+          'backup_target_not_empty',
+          `the PostgreSQL database given by --postgres-url has ${row.n} tables in its schema: restore into a new, empty database`,
+          { status: 409 },
+        );
+      }
+    } finally {
+      await db.close();
+    }
+  }
   return manifest;
+}
+
+/** A small pool to the PostgreSQL database a restore loads (its URL is never printed). */
+function openTargetPostgres(url: string): Db {
+  return openPostgres({ url, poolMax: 2, connectTimeoutMs: 10_000, statementTimeoutMs: 600_000 }, createLogger('warn'));
 }
 
 /**
@@ -83,20 +106,22 @@ export async function restoreBackup(
     force?: boolean;
     /** Every SQL migration this Vigil knows, in apply order (the app's list). */
     migrations: readonly Migration[];
+    /** Load the SQL state into this empty PostgreSQL database instead of a PGlite folder in the target. */
+    postgresUrl?: string;
   },
 ): Promise<RestoreResult> {
   const started = Date.now();
-  const manifest = await checkRestore(dir, id, dataDir, { force: opts.force ?? false, migrations: opts.migrations });
+  const manifest = await checkRestore(dir, id, dataDir, {
+    force: opts.force ?? false,
+    migrations: opts.migrations,
+    postgresUrl: opts.postgresUrl,
+  });
   const target = resolve(dataDir);
   const staging = join(dirname(target), `.${basename(target)}.restoring-${id}`);
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
   try {
     const tables = await restoreEngine(dir, id, join(staging, 'events'));
-    const postgres =
-      manifest.postgres.kind === 'none'
-        ? {}
-        : await restorePostgres(join(dir, id), join(staging, 'pg'), manifest, opts.migrations);
     for (const name of [...COPIED_FOLDERS, ...PRE_CUT_FILES]) {
       const from = join(dir, id, name);
       if (existsSync(from)) await cp(from, join(staging, name), { recursive: true });
@@ -109,6 +134,17 @@ export async function restoreBackup(
         );
       }
     }
+    // Last, since a PostgreSQL database is written in place: everything else is checked by now.
+    const url = opts.postgresUrl;
+    const postgres =
+      manifest.postgres.kind === 'none'
+        ? {}
+        : await restorePostgres(
+            join(dir, id),
+            () => (url ? Promise.resolve(openTargetPostgres(url)) : openPglite(join(staging, 'pg'))),
+            manifest,
+            opts.migrations,
+          );
     await mkdir(target, { recursive: true });
     for (const name of readdirSync(staging)) {
       await rm(join(target, name), { recursive: true, force: true });
@@ -154,15 +190,15 @@ async function restoreEngine(dir: string, id: string, eventsDir: string): Promis
   }
 }
 
-/** A new PGlite folder, migrated as the backup's database was, loaded with its rows. */
+/** A new database (a PGlite folder, or an empty PostgreSQL one), migrated as the backup's was, loaded with its rows. */
 async function restorePostgres(
   folder: string,
-  pgDir: string,
+  open: () => Promise<Db>,
   manifest: Manifest,
   migrations: readonly Migration[],
 ): Promise<Record<string, number>> {
   const had = new Set(manifest.schema.postgres);
-  const db = await openPglite(pgDir);
+  const db = await open();
   try {
     await migrate(
       db,

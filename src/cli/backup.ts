@@ -19,9 +19,11 @@ export const BACKUP_USAGE = `Usage: vigil backup <create|list|verify|restore> [o
   verify <id> [--dir DIR] [--config FILE]
       re-reads every file of the backup and of its bases against the manifests (offline);
       exits 1 naming each bad file
-  restore <id> --data-dir FOLDER [--force] [--dir DIR] [--config FILE]
+  restore <id> --data-dir FOLDER [--force] [--postgres-url URL] [--dir DIR] [--config FILE]
       rebuilds a node's data folder from the backup (offline, Vigil stopped); the folder must be new or
-      empty unless --force, which replaces the events, database, rules and ingest keys in it
+      empty unless --force, which replaces the events, database, rules and ingest keys in it;
+      --postgres-url (or VIGIL_RESTORE_POSTGRES_URL) loads the SQL state into that empty PostgreSQL
+      database instead of the folder's PGlite
 
 backup.dir comes from --dir, else VIGIL_BACKUP__DIR or the configuration file (--config or VIGIL_CONFIG).
 `;
@@ -34,6 +36,7 @@ export interface BackupFlags {
   dir?: string;
   config?: string;
   'data-dir'?: string;
+  'postgres-url'?: string;
   url?: string;
   token?: string;
 }
@@ -65,6 +68,7 @@ export async function backupCommand(args: string[], flags: BackupFlags): Promise
         const r = await restoreBackup(backupDir(flags), backupId, flags['data-dir'], {
           force: flags.force,
           migrations: SQL_MIGRATIONS,
+          postgresUrl: flags['postgres-url'] ?? process.env.VIGIL_RESTORE_POSTGRES_URL,
         });
         process.stdout.write(
           `restored ${r.id} into ${r.dataDir}: ${r.events} events, ${Object.keys(r.postgres).length} database tables, in ${r.duration_ms} ms\n`,
