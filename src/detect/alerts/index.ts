@@ -74,9 +74,13 @@ export interface AlertStore {
   onAlert(listener: (alerts: Alert[]) => void): void;
 }
 
-/** A place in the alert log of a single node: alerts are read back in (created, id) order. */
+/**
+ * A place in the alert log of a single node: alerts are read back in (created, ts, id) order, the order of
+ * storing and, within one insert, of the alerts' own times (incidents open their windows in that order).
+ */
 export interface AlertPosition {
   created: number;
+  ts: number;
   id: string;
 }
 
@@ -116,7 +120,7 @@ interface AlertRow {
 /**
  * Creates the alert store on the event store's engine. With `outbox` (a single node, whose incidents and
  * notifications read the table after their positions), each insert's `created` is later than every alert
- * stored before it, so that (created, id) is the order alerts were stored in, whatever the clock does.
+ * stored before it, so that (created, ts, id) is the order alerts were stored in, whatever the clock does.
  */
 export function createAlertStore(
   store: EventStore,
@@ -296,28 +300,33 @@ export function createAlertStore(
       listeners.push(listener);
     },
     async readAfter(after, limit) {
-      const rows = await store.query<AlertRow & { created_ms: string }>(
-        `SELECT *, toUnixTimestamp64Milli(created) AS created_ms FROM vigil.${ALERTS_TABLE} FINAL
-         WHERE (created, id) > (fromUnixTimestamp64Milli({c:Int64}), {id:String})
-         ORDER BY created, id LIMIT {limit:UInt32}`,
-        { c: after?.created ?? 0, id: after?.id ?? '', limit },
+      const rows = await store.query<AlertRow & { created_ms: string; ts_ms: string }>(
+        `SELECT *, toUnixTimestamp64Milli(created) AS created_ms, toUnixTimestamp64Milli(ts) AS ts_ms
+         FROM vigil.${ALERTS_TABLE} FINAL
+         WHERE (created, ts, id) > (fromUnixTimestamp64Milli({c:Int64}), fromUnixTimestamp64Milli({t:Int64}), {id:String})
+         ORDER BY created, ts, id LIMIT {limit:UInt32}`,
+        { c: after?.created ?? 0, t: after?.ts ?? 0, id: after?.id ?? '', limit },
       );
-      return rows.map((r) => ({ alert: fromRow(r), position: { created: Number(r.created_ms), id: r.id } }));
+      return rows.map((r) => ({
+        alert: fromRow(r),
+        position: { created: Number(r.created_ms), ts: Number(r.ts_ms), id: r.id },
+      }));
     },
     async countAfter(after) {
       const [row] = await store.query<{ n: string }>(
         `SELECT count() AS n FROM vigil.${ALERTS_TABLE} FINAL
-         WHERE (created, id) > (fromUnixTimestamp64Milli({c:Int64}), {id:String})`,
-        { c: after?.created ?? 0, id: after?.id ?? '' },
+         WHERE (created, ts, id) > (fromUnixTimestamp64Milli({c:Int64}), fromUnixTimestamp64Milli({t:Int64}), {id:String})`,
+        { c: after?.created ?? 0, t: after?.ts ?? 0, id: after?.id ?? '' },
       );
       return Number(row?.n ?? 0);
     },
     async head() {
-      const [row] = await store.query<{ c: string; id: string }>(
-        `SELECT toUnixTimestamp64Milli(created) AS c, id FROM vigil.${ALERTS_TABLE} ORDER BY created DESC, id DESC LIMIT 1`,
+      const [row] = await store.query<{ c: string; t: string; id: string }>(
+        `SELECT toUnixTimestamp64Milli(created) AS c, toUnixTimestamp64Milli(ts) AS t, id FROM vigil.${ALERTS_TABLE}
+         ORDER BY created DESC, ts DESC, id DESC LIMIT 1`,
         {},
       );
-      return row ? { created: Number(row.c), id: row.id } : undefined;
+      return row ? { created: Number(row.c), ts: Number(row.t), id: row.id } : undefined;
     },
   };
 }

@@ -9,6 +9,7 @@ export const POSITION_MIGRATIONS: readonly Migration[] = [
       `CREATE TABLE alert_consumer_positions (
          consumer text PRIMARY KEY,
          created bigint NOT NULL,
+         ts bigint NOT NULL,
          alert_id text NOT NULL,
          updated_at bigint NOT NULL
        )`,
@@ -18,27 +19,27 @@ export const POSITION_MIGRATIONS: readonly Migration[] = [
 
 /** A consumer's committed position in the alert log, kept in the database. */
 export interface PositionStore {
-  load(): Promise<{ created: number; id: string } | undefined>;
+  load(): Promise<{ created: number; ts: number; id: string } | undefined>;
   /** Commits the position; called only after what came before it is committed. */
-  save(position: { created: number; id: string }): Promise<void>;
+  save(position: { created: number; ts: number; id: string }): Promise<void>;
 }
 
 /** The position of consumer `name` in table alert_consumer_positions of `db`. */
 export function dbPositionStore(db: Db, name: string): PositionStore {
   return {
     async load() {
-      const [row] = await db.query<{ created: number; alert_id: string }>(
-        'SELECT created, alert_id FROM alert_consumer_positions WHERE consumer = $1',
+      const [row] = await db.query<{ created: number; ts: number; alert_id: string }>(
+        'SELECT created, ts, alert_id FROM alert_consumer_positions WHERE consumer = $1',
         [name],
       );
-      return row ? { created: Number(row.created), id: row.alert_id } : undefined;
+      return row ? { created: Number(row.created), ts: Number(row.ts), id: row.alert_id } : undefined;
     },
     async save(p) {
       await db.query(
-        `INSERT INTO alert_consumer_positions (consumer, created, alert_id, updated_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (consumer) DO UPDATE SET created = EXCLUDED.created, alert_id = EXCLUDED.alert_id,
+        `INSERT INTO alert_consumer_positions (consumer, created, ts, alert_id, updated_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (consumer) DO UPDATE SET created = EXCLUDED.created, ts = EXCLUDED.ts, alert_id = EXCLUDED.alert_id,
            updated_at = EXCLUDED.updated_at`,
-        [name, p.created, p.id, Date.now()],
+        [name, p.created, p.ts, p.id, Date.now()],
       );
     },
   };
