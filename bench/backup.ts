@@ -8,7 +8,7 @@
  * incremental (its chain: the full one and itself) into an empty folder. The SQL state is left out (no
  * database): its export is rows of incidents and users, small beside the events.
  */
-import { cpSync, mkdirSync, rmSync } from 'node:fs';
+import { closeSync, cpSync, fsyncSync, mkdirSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { createBackup } from '../src/backup/create.ts';
@@ -42,6 +42,27 @@ async function load(store: EventStore, lines: Buffer[]): Promise<number> {
   }
   await store.write(batch);
   return n + batch.length;
+}
+
+/** Copies `from` to `to` and flushes every copied file; returns the ms it took, and removes the copy. */
+function rawCopy(from: string, to: string): number {
+  const t = performance.now();
+  cpSync(from, to, { recursive: true });
+  const flush = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) flush(p);
+      else {
+        const fd = openSync(p, 'r');
+        fsyncSync(fd);
+        closeSync(fd);
+      }
+    }
+  };
+  flush(to);
+  const ms = performance.now() - t;
+  rmSync(to, { recursive: true, force: true });
+  return ms;
 }
 
 const mbps = (bytes: number, ms: number) => round(bytes / 2 ** 20 / (ms / 1000), 1);
@@ -85,14 +106,13 @@ export const backupBenchmark: Benchmark = {
       progress(`backup: full ${full.size_bytes} bytes in ${full.duration_ms} ms`);
 
       // The disk's limit: a plain copy of the same files (the full backup's engine folder, which holds the
-      // table's active parts), from and to the same disks as the backup.
-      const copyFrom = join(dir, full.id, 'engine');
-      const copyTo = join(root, 'raw-copy');
-      const tc = performance.now();
-      cpSync(copyFrom, copyTo, { recursive: true });
-      const copyMs = performance.now() - tc;
+      // table's active parts), from and to the same disks, each file flushed as a backup's are. Twice, the
+      // faster kept: the machine is shared.
       const copyBytes = full.files.filter((f) => f.path.startsWith('engine/')).reduce((n, f) => n + f.size, 0);
-      rmSync(copyTo, { recursive: true, force: true });
+      const copyMs = Math.min(
+        rawCopy(join(dir, full.id, 'engine'), join(root, 'raw-copy')),
+        rawCopy(join(dir, full.id, 'engine'), join(root, 'raw-copy')),
+      );
       progress(`backup: raw copy ${round(copyBytes / 2 ** 20)} MB in ${round(copyMs)} ms`);
 
       const more = await load(store, lines.slice(events));

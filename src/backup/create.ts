@@ -95,7 +95,8 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
     }
   };
   try {
-    await step('disk', `creating ${folder}`, () => mkdir(folder, { recursive: true }));
+    // Owner only: a backup holds password and API key hashes, sessions and every event.
+    await step('disk', `creating ${folder}`, () => mkdir(folder, { recursive: true, mode: 0o700 }));
     await step('files', 'copying the detection position', async () => {
       for (const name of PRE_CUT_FILES) {
         const from = join(deps.dataDir, name);

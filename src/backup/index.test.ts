@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -55,5 +55,52 @@ test('health warns, and stays ok, when the last good backup is older than twice 
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  }
+});
+
+test('the schedule runs backups by itself; a failure is counted by reason and shown in health', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-backup-schedule-'));
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: Date.parse('2026-12-06T03:00:00Z') });
+  const statements: string[] = [];
+  const store = {
+    exec: async (sql: string) => {
+      statements.push(sql);
+      throw new Error('disk full');
+    },
+  } as unknown as EventStore;
+  const metrics = new Registry();
+  const backups = createBackups(backupConfigSchema.parse({ dir, schedule: '0 * * * *' }), {
+    dataDir: dir,
+    nodeId: 'n1',
+    store,
+    vigilConfig: {} as VigilConfig,
+    metrics,
+    logger: createLogger('silent'),
+  });
+  try {
+    await backups.start();
+    t.mock.timers.tick(59 * 60_000);
+    assert.deepEqual(statements, [], 'nothing before the first run time');
+    t.mock.timers.tick(60_000);
+    // Timers are mocked; the backup's file work is real: wait for it by turns of the event loop.
+    for (let i = 0; i < 100_000 && !backups.health().detail; i++) await new Promise((r) => setImmediate(r));
+    assert.match(
+      statements[0] ?? '',
+      /^BACKUP DATABASE vigil TO File\('[0-9T]+Z-[0-9a-f]{4}\/engine'\) SETTINGS id = /,
+    );
+    const failures = await metrics.getSingleMetric('vigil_backup_failures_total')?.get();
+    assert.deepEqual(
+      failures?.values.map((v) => [v.labels.reason, v.value]),
+      [['engine', 1]],
+    );
+    const h = backups.health();
+    assert.equal(h.ok, true);
+    assert.match(h.detail ?? '', /warning: the last backup failed: backup .*: the engine backup failed: disk full/);
+    // The failed backup's folder is gone.
+    assert.deepEqual(readdirSync(dir), []);
+  } finally {
+    await backups.stop(Date.now());
+    t.mock.timers.reset();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -204,7 +204,7 @@ export function createBackups(
   return {
     name: 'backup',
     async start() {
-      mkdirSync(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       stopped = false;
       startedAt = Date.now();
       refreshLastGood();

@@ -153,7 +153,20 @@ export async function filesUnder(folder: string): Promise<string[]> {
   return out.filter((f) => f !== MANIFEST_FILE && f !== VERIFIED_FILE).sort();
 }
 
-/** Size and SHA-256 of every file under `folder`, a few at a time. */
+/** Flushes a file to disk (a read-only descriptor is enough on Linux). */
+async function syncFile(path: string): Promise<void> {
+  const f = await open(path, 'r');
+  try {
+    await f.sync();
+  } finally {
+    await f.close();
+  }
+}
+
+/**
+ * Size and SHA-256 of every file under `folder`, a few at a time, each flushed to disk: the manifest written
+ * after them must never list a file a power cut could still take away.
+ */
 export async function checksumFiles(folder: string): Promise<ManifestFile[]> {
   const paths = await filesUnder(folder);
   const out: ManifestFile[] = new Array(paths.length);
@@ -162,6 +175,7 @@ export async function checksumFiles(folder: string): Promise<ManifestFile[]> {
     while (next < paths.length) {
       const i = next++;
       const full = join(folder, paths[i]);
+      await syncFile(full);
       out[i] = { path: paths[i], size: (await stat(full)).size, sha256: await sha256File(full) };
     }
   };

@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -127,6 +137,7 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
     const manifest = read(id);
     manifests.push(manifest);
     assert.equal(manifest.kind, 'full');
+    assert.equal(statSync(join(dir, id)).mode & 0o777, 0o700, "a backup folder is its owner's only");
     assert.ok(Date.parse(manifest.cut_at) >= asked);
     const before = acked.filter((b) => b.at < asked).flatMap((b) => b.ids);
     assert.ok(before.length >= 40, `ingest ran before the backup (${before.length} events)`);
