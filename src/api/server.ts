@@ -4,7 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequ
 import type { Registry } from 'prom-client';
 import { intakeMetrics, type RejectReason } from '../intake/metrics.ts';
 import type { Component, ComponentHealth } from '../lib/component.ts';
-import { OverloadError, VigilError } from '../lib/errors.ts';
+import { InputError, OverloadError, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { counter, gauge, histogram } from '../lib/metrics.ts';
 import type { Authenticator, Principal } from './auth.ts';
@@ -195,6 +195,18 @@ export function createApiServer(
     } catch (err) {
       refusedAuth.inc();
       throw err;
+    }
+  });
+  // Every route reads its query parameters as strings; the parser makes a repeated one an array (a
+  // TypeError and a 500 in a route that splits it), so it is refused here, for all routes at once.
+  app.addHook('preValidation', async (req) => {
+    for (const [name, value] of Object.entries((req.query ?? {}) as Record<string, unknown>)) {
+      if (Array.isArray(value)) {
+        const shown = name.length > 64 ? `${name.slice(0, 64)}...` : name;
+        throw new InputError('repeated_parameter', `the query parameter ${shown} is given more than once`, {
+          parameter: shown,
+        });
+      }
     }
   });
   app.addHook('onResponse', async (req, reply) => {
