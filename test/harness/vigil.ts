@@ -37,7 +37,8 @@ export async function startVigil(opts: { env?: Record<string, string>; dataDir?:
   const launch = async () => {
     proc = spawn(BIN, ['start'], {
       env: {
-        ...process.env,
+        // The fuzz tests' settings (VIGIL_FUZZ_*) are the test's, not the node's: it refuses unknown VIGIL_ variables.
+        ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VIGIL_FUZZ_'))),
         VIGIL_HTTP_ADDR: `127.0.0.1:${httpPort}`,
         VIGIL_SYSLOG_PORT: String(syslogPort),
         VIGIL_DATA_DIR: dataDir,

@@ -21,6 +21,8 @@ interface FuzzRequest {
   path: string;
   headers: Record<string, string>;
   body?: string;
+  /** The client gives up after sending this many bytes of the body (an abandoned upload or search). */
+  abortAfter?: number;
 }
 interface Answer {
   status: number;
@@ -56,6 +58,15 @@ function send(base: URL, r: FuzzRequest): Promise<Answer> {
       },
     );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${MAX_ANSWER_MS} ms`)));
+    if (r.abortAfter !== undefined) {
+      req.on('error', () => {});
+      req.write(Buffer.from(r.body ?? '').subarray(0, r.abortAfter));
+      setTimeout(() => {
+        req.destroy();
+        resolve({ status: 0, text: '', ms: performance.now() - t0 });
+      }, 5);
+      return;
+    }
     req.on('error', reject);
     if (r.body !== undefined) req.write(r.body);
     req.end();
@@ -299,12 +310,28 @@ const ndjsonArb = fc
 const yamlBodyArb = fc.oneof(
   fc.uuid().map((id) => rule(id)),
   fc
+    .tuple(
+      fc.uuid(),
+      fc.constantFrom('constructor', 'toString', 'valueOf', '__proto__', 'hasOwnProperty', 'CommandLine'),
+      fc.constantFrom('', '|contains', '|re', '|cidr', '|exists', '|expand', '|fieldref', '|base64offset|contains'),
+      fc.constantFrom('x', "'.*'", 'true', '10.0.0.0/8', '"%foo%"', 'CommandLine'),
+      fc.constantFrom('windows', 'linux', 'constructor'),
+      fc.constantFrom('', ', category: process_creation', ', category: constructor', ', service: toString'),
+    )
+    .map(
+      ([id, field, mod, value, product, extra]) =>
+        `title: t\nid: ${id}\nlogsource: { product: ${product}${extra} }\ndetection:\n  sel: { ${field}${mod}: ${value} }\n  condition: sel\n`,
+    ),
+  fc
     .tuple(fc.uuid(), fc.constantFrom("\n      - '^(a+)+$'", ' *a', ' &a [*a]', '|re: "(?<=x)"'))
     .map(([id, x]) => rule(id, x)),
   textArb,
   fc.constant('a: &a [*a, *a]\nb: *a\n'),
 );
-const bodyArb = fc.oneof(jsonBodyArb, ndjsonArb, yamlBodyArb, fc.string({ maxLength: 200 }));
+const huntArb = fc
+  .tuple(yamlBodyArb, fc.constantFrom('now-1h', 'now-30d', '0', 'x'), fc.constantFrom('now', '9999999999999'))
+  .map(([rule, from, to]) => JSON.stringify({ rule, from, to }));
+const bodyArb = fc.oneof(jsonBodyArb, ndjsonArb, yamlBodyArb, huntArb, fc.string({ maxLength: 200 }));
 
 const CONTENT_TYPES = [
   'application/json',
@@ -435,6 +462,7 @@ describe('HTTP API fuzzing', () => {
           { nil: {}, freq: 3 },
         ),
         body: fc.option(bodyArb, { nil: undefined, freq: 3 }),
+        abortAfter: fc.option(fc.nat(100), { nil: undefined, freq: 12 }),
       })
       .map((g): FuzzRequest => {
         const [routeMethod, template] = g.route;
@@ -451,29 +479,42 @@ describe('HTTP API fuzzing', () => {
         else if (other[g.token]) headers.authorization = other[g.token];
         if (g.contentType !== undefined) headers['content-type'] = g.contentType;
         const bodyless = method === 'GET' || method === 'HEAD';
-        return { method, path: qs ? `${path}?${qs}` : path, headers, body: bodyless && g.body ? undefined : g.body };
+        const body = bodyless && g.body ? undefined : g.body;
+        return {
+          method,
+          path: qs ? `${path}?${qs}` : path,
+          headers,
+          body,
+          abortAfter: body ? g.abortAfter : undefined,
+        };
       });
 
     const statuses = new Map<number, number>();
     let slowest = 0;
+    const check = async (r: FuzzRequest) => {
+      let a: Answer;
+      try {
+        a = await send(base, r);
+      } catch (err) {
+        // The node may refuse a request line or header it cannot parse by closing the connection (counted
+        // as `malformed`); anything else, a timeout above all, is a failure.
+        if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' && node.proc.exitCode === null) return;
+        throw new Error(`${r.method} ${r.path}: ${(err as Error).message}`);
+      }
+      if (r.abortAfter !== undefined) return;
+      statuses.set(a.status, (statuses.get(a.status) ?? 0) + 1);
+      slowest = Math.max(slowest, a.ms);
+      const where = `${r.method} ${r.path.slice(0, 300)} ${JSON.stringify(r.headers).slice(0, 300)} body ${JSON.stringify(r.body?.slice(0, 300))}`;
+      assert.ok(a.status >= 100 && a.status < 500, `${where} answered ${a.status}: ${a.text.slice(0, 500)}`);
+      for (const [what, re] of LEAKS)
+        assert.doesNotMatch(a.text, re, `${where} answered ${what}: ${a.text.slice(0, 500)}`);
+      assert.ok(a.ms < MAX_ANSWER_MS, `${where} took ${a.ms.toFixed(0)} ms`);
+    };
+    // Mostly one request at a time, sometimes a few at once (with abandoned ones among them).
     await fc.assert(
-      fc.asyncProperty(requestArb, async (r) => {
-        let a: Answer;
-        try {
-          a = await send(base, r);
-        } catch (err) {
-          // The node may refuse a request line or header it cannot parse by closing the connection (counted
-          // as `malformed`); anything else, a timeout above all, is a failure.
-          if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' && node.proc.exitCode === null) return;
-          throw new Error(`${r.method} ${r.path}: ${(err as Error).message}`);
-        }
-        statuses.set(a.status, (statuses.get(a.status) ?? 0) + 1);
-        slowest = Math.max(slowest, a.ms);
-        const where = `${r.method} ${r.path.slice(0, 300)} ${JSON.stringify(r.headers).slice(0, 300)} body ${JSON.stringify(r.body?.slice(0, 300))}`;
-        assert.ok(a.status >= 100 && a.status < 500, `${where} answered ${a.status}: ${a.text.slice(0, 500)}`);
-        for (const [what, re] of LEAKS)
-          assert.doesNotMatch(a.text, re, `${where} answered ${what}: ${a.text.slice(0, 500)}`);
-        assert.ok(a.ms < MAX_ANSWER_MS, `${where} took ${a.ms.toFixed(0)} ms`);
+      fc.asyncProperty(fc.array(requestArb, { minLength: 1, maxLength: 4 }), fc.nat(3), async (batch, parallel) => {
+        if (parallel === 0) await Promise.all(batch.map(check));
+        else await check(batch[0]);
       }),
       fuzzParams(250, { interruptAfterTimeLimit: Number(process.env.VIGIL_FUZZ_TIME_MS) || undefined }),
     );
@@ -489,13 +530,19 @@ describe('HTTP API fuzzing', () => {
     const ms = performance.now() - t0;
     assert.equal(live.status, 200);
     assert.ok(ms < 1000, `/health/live answered in ${ms.toFixed(0)} ms`);
-    const metrics = await send(base, {
-      method: 'GET',
-      path: '/metrics',
-      headers: { authorization: `Bearer ${node.token}` },
-    });
-    // The scrape itself holds one slot.
-    assert.match(metrics.text, /^vigil_http_inflight_requests 1$/m);
+    // The scrape itself holds one slot; an abandoned request gives its slot back when the node sees the close.
+    let inflight = '';
+    for (let i = 0; i < 20; i++) {
+      const metrics = await send(base, {
+        method: 'GET',
+        path: '/metrics',
+        headers: { authorization: `Bearer ${node.token}` },
+      });
+      inflight = /^vigil_http_inflight_requests (\d+)$/m.exec(metrics.text)?.[1] ?? '';
+      if (inflight === '1') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(inflight, '1');
     assert.doesNotMatch(node.output(), /A request failed unexpectedly/);
   });
 });

@@ -463,7 +463,7 @@ describe('Sigma loader fuzzing', () => {
       fc.property(documentsArb, fc.array(eventArb, { maxLength: 3 }), (text, events) => {
         rules += exercise(text, events).rules.length;
       }),
-      fuzzParams(300),
+      fuzzParams(300, { maxRuns: 10_000 }),
     );
     t.diagnostic(`${rules} rules loaded`);
   });
@@ -475,7 +475,7 @@ describe('Sigma loader fuzzing', () => {
         if (loaded.rejected.length === 0) return;
         assert.ok(loaded.rejected.every((r) => r.reason.length > 0));
       }),
-      fuzzParams(150),
+      fuzzParams(150, { maxRuns: 3000 }),
     );
   });
 
@@ -484,7 +484,7 @@ describe('Sigma loader fuzzing', () => {
       fc.property(deepArb, (text) => {
         exercise(text);
       }),
-      fuzzParams(60),
+      fuzzParams(60, { maxRuns: 1500 }),
     );
   });
 
