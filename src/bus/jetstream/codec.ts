@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import type { NormalizedEvent } from '../../lib/event.ts';
+import type { LogCodec, LogMessage } from './log.ts';
 
 /** How a message body is encoded, as written in its `Vigil-Encoding` header. */
 export type BodyEncoding = 'json' | 'json+gzip';
@@ -115,4 +116,40 @@ export function decodeBatch(encoding: string | undefined, body: Uint8Array): Nor
   const events: unknown = JSON.parse(json.toString('utf8'));
   if (!Array.isArray(events)) throw new VigilError('bus_bad_message', 'a bus message is not a JSON array of events');
   return events as NormalizedEvent[];
+}
+
+/** The event log's codec: a message holds a JSON array of events (gzip'ed or not, as its header says). */
+export const eventsCodec: LogCodec<NormalizedEvent[]> = {
+  encode(events) {
+    return {
+      body: Buffer.from(JSON.stringify(events)),
+      headers: { [ENCODING_HEADER]: 'json', [EVENTS_HEADER]: String(events.length) },
+    };
+  },
+  decode: (body, header) => decodeBatch(header(ENCODING_HEADER), body),
+  weight: (events) => events.length,
+};
+
+/** The message of an encoded (or spooled) batch, with its encoding and event count as headers. */
+export function messageOf(b: {
+  subject: string;
+  id: string;
+  encoding: string;
+  events: number;
+  body: Uint8Array;
+}): LogMessage {
+  return {
+    subject: b.subject,
+    id: b.id,
+    body: b.body,
+    headers: { [ENCODING_HEADER]: b.encoding, [EVENTS_HEADER]: String(b.events) },
+  };
+}
+
+/** A log of JSON values (one value a message): the matches and alerts streams. */
+export function jsonCodec<T>(): LogCodec<T> {
+  return {
+    encode: (value) => ({ body: Buffer.from(JSON.stringify(value)) }),
+    decode: (body) => JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8')) as T,
+  };
 }
