@@ -139,11 +139,13 @@ export const backupBenchmark: Benchmark = {
           ms: full.duration_ms,
           mb_per_s: mbps(full.size_bytes, full.duration_ms),
           events_per_s: round(full.engine.events.count / (full.duration_ms / 1000)),
+          timings_ms: full.timings_ms,
         },
         incremental: {
           new_events: more,
           mb: round(inc.size_bytes / 2 ** 20, 2),
           ms: inc.duration_ms,
+          timings_ms: inc.timings_ms,
           size_vs_full: round(inc.size_bytes / full.size_bytes, 3),
           new_events_vs_full: round(more / full.engine.events.count, 3),
         },

@@ -12,6 +12,7 @@ import {
   type BackupEntry,
   checksumFiles,
   ENGINE_FOLDER,
+  flushFolder,
   MANIFEST_FILE,
   MANIFEST_FORMAT,
   type Manifest,
@@ -58,6 +59,9 @@ export interface CreateDeps {
   existing: readonly BackupEntry[];
 }
 
+/** Names of the read-only databases a backup opens over itself to count it (dropped after, and at start). */
+export const CHECK_DATABASE_PREFIX = 'vigil_backup_check_';
+
 /** How often the engine's progress is read while it writes the backup in the background. */
 const POLL_MS = 100;
 
@@ -86,9 +90,13 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
   const base = opts.full ? undefined : chooseBase(deps.existing, deps.nodeId, deps.maxChain);
   const id = newBackupId(startedAt);
   const folder = join(deps.dir, id);
-  const step = async <T>(reason: FailureReason, what: string, fn: () => Promise<T>): Promise<T> => {
+  const timings: Record<string, number> = {};
+  const step = async <T>(reason: FailureReason, what: string, fn: () => Promise<T>, phase?: string): Promise<T> => {
+    const t = performance.now();
     try {
-      return await fn();
+      const result = await fn();
+      if (phase) timings[phase] = Math.round(performance.now() - t);
+      return result;
     } catch (err) {
       if (err instanceof BackupError) throw err;
       throw new BackupError(reason, `backup ${id}: ${what} failed: ${errorMessage(err)}`, err);
@@ -104,22 +112,28 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
       }
     });
     const cutAt = Date.now();
-    await step('engine', 'the engine backup', () => engineBackup(deps.store, id, base?.id));
+    await step('engine', 'the engine backup', () => engineBackup(deps.store, id, base?.id), 'engine');
     const postgres = deps.db
-      ? await step('postgres', 'the database export', () => exportDatabase(deps.db as Db, folder))
+      ? await step('postgres', 'the database export', () => exportDatabase(deps.db as Db, folder), 'postgres')
       : undefined;
-    await step('files', 'copying the rules and ingest keys', async () => {
-      for (const name of COPIED_FOLDERS) {
-        const from = join(deps.dataDir, name);
-        if (existsSync(from)) await cp(from, join(folder, name), { recursive: true });
-      }
-      const config = redactConfig(deps.config, deps.includeSecrets);
-      await writeFileDurably(join(folder, CONFIG_FILE), stringify(config));
-    });
+    await step(
+      'files',
+      'copying the rules and ingest keys',
+      async () => {
+        for (const name of COPIED_FOLDERS) {
+          const from = join(deps.dataDir, name);
+          if (existsSync(from)) await cp(from, join(folder, name), { recursive: true });
+        }
+        const config = redactConfig(deps.config, deps.includeSecrets);
+        await writeFileDurably(join(folder, CONFIG_FILE), stringify(config));
+      },
+      'files',
+    );
+    await step('disk', 'flushing the files to disk', () => flushFolder(folder), 'flush');
     // The engine reads its backup while Node hashes the files: one waits on the other's disk reads otherwise.
     const [engine, files] = await Promise.all([
-      step('engine', 'counting the backup', () => engineContents(deps.store, id)),
-      step('disk', 'computing checksums', () => checksumFiles(folder)),
+      step('engine', 'counting the backup', () => engineContents(deps.store, id), 'count'),
+      step('disk', 'computing checksums', () => checksumFiles(folder), 'checksums'),
     ]);
     const finishedAt = Date.now();
     const manifest: Manifest = {
@@ -133,6 +147,7 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
       cut_at: new Date(cutAt).toISOString(),
       finished_at: new Date(finishedAt).toISOString(),
       duration_ms: finishedAt - startedAt,
+      timings_ms: timings,
       schema: { events: SCHEMA_VERSION, postgres: postgres?.migrations ?? [] },
       engine,
       postgres: { kind: deps.db?.kind ?? 'none', tables: postgres?.tables ?? {} },
@@ -174,7 +189,7 @@ async function engineBackup(store: EventStore, id: string, base: string | undefi
  * the counts are those of the backup and not of the live tables, which have moved on since the cut.
  */
 async function engineContents(store: EventStore, id: string): Promise<Manifest['engine']> {
-  const check = `vigil_backup_${id.replace(/[^0-9a-zA-Z]/g, '_')}`;
+  const check = `${CHECK_DATABASE_PREFIX}${id.replace(/[^0-9a-zA-Z]/g, '_')}`;
   await store.exec(`CREATE DATABASE ${check} ENGINE = Backup('${DATABASE}', File('${id}/${ENGINE_FOLDER}'))`);
   try {
     const names = (

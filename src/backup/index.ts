@@ -10,7 +10,7 @@ import type { Logger } from '../lib/logger.ts';
 import { counter, gauge } from '../lib/metrics.ts';
 import type { EventStore } from '../store/index.ts';
 import type { BackupConfig } from './config.ts';
-import { BackupError, createBackup } from './create.ts';
+import { BackupError, CHECK_DATABASE_PREFIX, createBackup } from './create.ts';
 import { type BackupEntry, listBackups, type Manifest } from './manifest.ts';
 import { planPrune } from './prune.ts';
 import { parseSchedule, type Schedule } from './schedule.ts';
@@ -112,6 +112,22 @@ export function createBackups(
     lastSuccess.set(lastGoodAt / 1000);
   };
 
+  /**
+   * Drops the read-only databases a backup opens over itself to count it (see create.ts), left behind when
+   * the process stopped during a count: the engine keeps them in its metadata across starts.
+   */
+  async function dropLeftoverChecks(): Promise<void> {
+    try {
+      const rows = await deps.store.query<{ name: string }>(
+        `SELECT name FROM system.databases WHERE startsWith(name, {prefix:String})`,
+        { prefix: CHECK_DATABASE_PREFIX },
+      );
+      for (const { name } of rows) await deps.store.exec(`DROP DATABASE IF EXISTS \`${name}\``);
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'Could not drop the databases left by an interrupted backup count.');
+    }
+  }
+
   async function prune(): Promise<void> {
     const plan = planPrune(listBackups(dir), {
       keepLast: config.keep_last,
@@ -208,6 +224,7 @@ export function createBackups(
       stopped = false;
       startedAt = Date.now();
       refreshLastGood();
+      await dropLeftoverChecks();
       arm();
       if (schedule)
         log.info({ dir, schedule: schedule.text, next: new Date(nextAt ?? 0).toISOString() }, 'Backups are scheduled.');

@@ -1,8 +1,12 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { open, readdir, rename, stat, writeFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
+import { promisify } from 'node:util';
 import { InputError, NotFoundError, VigilError } from '../lib/errors.ts';
+
+const execFileAsync = promisify(execFile);
 
 /** The version of the manifest's layout; a restore refuses a manifest newer than it knows. */
 export const MANIFEST_FORMAT = 1;
@@ -35,6 +39,8 @@ export interface Manifest {
   cut_at: string;
   finished_at: string;
   duration_ms: number;
+  /** Where the time went: engine, postgres, files, count and checksums (the last two run together). */
+  timings_ms?: Record<string, number>;
   schema: { events: number; postgres: string[] };
   engine: {
     /** Rows of each table of the engine's database, as the backup holds them. */
@@ -164,9 +170,20 @@ async function syncFile(path: string): Promise<void> {
 }
 
 /**
- * Size and SHA-256 of every file under `folder`, a few at a time, each flushed to disk: the manifest written
- * after them must never list a file a power cut could still take away.
+ * Flushes everything under `folder` to disk: the manifest written after must never list a file a power cut
+ * could still take away. One syncfs(2) of the file system (`sync -f`): with a fsync per file, the 900 files of
+ * a 242 MB backup took longer to flush than to copy. Falls back to a fsync per file.
  */
+export async function flushFolder(folder: string): Promise<void> {
+  try {
+    await execFileAsync('sync', ['-f', folder]);
+  } catch {
+    const paths = await filesUnder(folder);
+    for (const p of paths) await syncFile(join(folder, p));
+  }
+}
+
+/** Size and SHA-256 of every file under `folder`, a few at a time. */
 export async function checksumFiles(folder: string): Promise<ManifestFile[]> {
   const paths = await filesUnder(folder);
   const out: ManifestFile[] = new Array(paths.length);
@@ -175,7 +192,6 @@ export async function checksumFiles(folder: string): Promise<ManifestFile[]> {
     while (next < paths.length) {
       const i = next++;
       const full = join(folder, paths[i]);
-      await syncFile(full);
       out[i] = { path: paths[i], size: (await stat(full)).size, sha256: await sha256File(full) };
     }
   };
