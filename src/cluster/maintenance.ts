@@ -5,6 +5,7 @@ import type { Logger } from '../lib/logger.ts';
 import type { ClusterConfig } from './config.ts';
 import type { MaintenanceState, Membership } from './membership.ts';
 import type { PartitionManager } from './partitions.ts';
+import { sleep } from '../lib/retry.ts';
 
 /** Answer of GET /admin/maintenance/status. */
 export interface MaintenanceStatus {
@@ -38,8 +39,6 @@ export function wasInMaintenance(stateFile: string): boolean {
     return false;
   }
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Creates maintenance mode for this node. */
 export function createMaintenance(

@@ -23,6 +23,7 @@ import {
   type TimelineEntry,
   transitionRefusal,
 } from './model.ts';
+import { settleBy } from '../lib/deadline.ts';
 
 /** Sort keys of GET /api/v1/incidents (prefix `-` for descending). */
 export const INCIDENT_SORTS = ['created_at', 'updated_at', 'severity', 'last_alert_at'] as const;
@@ -604,8 +605,10 @@ export function createIncidentService(
       accepting = false;
       stopDeadline = deadline;
       // Queued alerts are grouped until the deadline; retries give up at it (reported, not dropped silently).
-      const timeout = new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref());
-      await Promise.race([chain.catch(() => {}), timeout]);
+      await settleBy(
+        chain.catch(() => {}),
+        deadline,
+      );
     },
     health(): ComponentHealth {
       if (!accepting) return { ok: false, detail: 'stopped' };
