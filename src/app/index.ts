@@ -1,43 +1,25 @@
-import { join } from 'node:path';
 import { hostname } from 'node:os';
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { join } from 'node:path';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { resolveAdminToken } from '../api/auth.ts';
-import { healthRoutes } from '../api/routes/health.ts';
-import { ingestRoutes } from '../api/routes/ingest.ts';
-import { type SearchReplicas, searchRoutes } from '../api/routes/search.ts';
-import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.ts';
-import { backupRoutes } from '../api/routes/backups.ts';
-import { createBackups, engineBackupArgs } from '../backup/index.ts';
-import { type Bus, createJetStreamBus, createMemoryBus, type EventStream, type JetStreamBus } from '../bus/index.ts';
-import { type Cluster, createCluster } from '../cluster/index.ts';
-import type { VigilConfig } from '../config/schema.ts';
 import { adminRoutes } from '../api/routes/admin.ts';
 import { alertRoutes } from '../api/routes/alerts.ts';
+import { backupRoutes } from '../api/routes/backups.ts';
 import { consoleRoutes } from '../api/routes/console.ts';
+import { healthRoutes } from '../api/routes/health.ts';
 import { huntRoutes } from '../api/routes/hunt.ts';
-import { ruleRoutes } from '../api/routes/rules.ts';
 import { incidentRoutes, notificationRoutes } from '../api/routes/incidents.ts';
+import { ingestRoutes } from '../api/routes/ingest.ts';
+import { ruleRoutes } from '../api/routes/rules.ts';
+import { type SearchReplicas, searchRoutes } from '../api/routes/search.ts';
 import { userRoutes } from '../api/routes/users.ts';
-import {
-  createDatabase,
-  createIncidentService,
-  type Database,
-  dbPositionStore,
-  POSITION_MIGRATIONS,
-  INCIDENT_MIGRATIONS,
-  type IncidentComponent,
-} from '../incidents/index.ts';
-import { createNotifier, NOTIFY_MIGRATIONS, type Notifier } from '../notify/index.ts';
-import {
-  type AuditLog,
-  createAuditLog,
-  createUserAuthenticator,
-  createUserService,
-  USER_MIGRATIONS,
-} from '../users/index.ts';
+import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.ts';
+import { createBackups, engineBackupArgs } from '../backup/index.ts';
+import { type Bus, createJetStreamBus, createMemoryBus, type JetStreamBus, streamNames } from '../bus/index.ts';
+import { type Cluster, createCluster, storePeers } from '../cluster/index.ts';
+import type { VigilConfig } from '../config/schema.ts';
 import { createAlertConsumer } from '../detect/alerts/consumer.ts';
 import { createAlertLog, createAlertStreamConsumer } from '../detect/cluster/alert-log.ts';
-import { createLocalDetectionFeed } from '../detect/position.ts';
 import { createPartitionedCorrelation } from '../detect/cluster/correlator.ts';
 import { createRecordStream } from '../detect/cluster/records.ts';
 import {
@@ -47,241 +29,343 @@ import {
   createAlertStore,
   createDetector,
 } from '../detect/index.ts';
-import { createHttpIntake, createIdempotencyKeys, type HttpIntake } from '../intake/http/index.ts';
+import { createLocalDetectionFeed } from '../detect/position.ts';
+import {
+  createDatabase,
+  createIncidentService,
+  type Database,
+  dbPositionStore,
+  INCIDENT_MIGRATIONS,
+  type IncidentComponent,
+  POSITION_MIGRATIONS,
+} from '../incidents/index.ts';
+import { createHttpIntake, createIdempotencyKeys } from '../intake/http/index.ts';
 import { createSyslogIntake } from '../intake/syslog/index.ts';
 import { type Component, componentGroup } from '../lib/component.ts';
-import { errorMessage, OverloadError } from '../lib/errors.ts';
+import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { VERSION } from '../lib/version.ts';
+import { createNotifier, NOTIFY_MIGRATIONS, type Notifier } from '../notify/index.ts';
 import { createNormalizer } from '../parse/index.ts';
 import { createEventStore, type EventStore } from '../store/index.ts';
 import { createMaterializer, type Materializer } from '../store/materialize/index.ts';
-import { type ModuleDef, resolveModules } from './registry.ts';
+import {
+  type AuditLog,
+  createAuditLog,
+  createUserAuthenticator,
+  createUserService,
+  USER_MIGRATIONS,
+} from '../users/index.ts';
+import { buildModules, defineModule, type ModuleDef, resolveModules } from './registry.ts';
 
-/** What modules share while the app is built: config, telemetry, and the components built so far. */
-interface Ctx {
+/** What every module may read: configuration, telemetry, and the components of the app (for health). */
+interface Base {
   config: Readonly<VigilConfig>;
   logger: Logger;
   metrics: Registry;
-  adminToken: string;
-  routes: RouteGroup[];
-  components: Component[];
-  normalizer: ReturnType<typeof createNormalizer>;
-  store?: EventStore;
-  bus?: Bus;
-  httpIntake?: HttpIntake;
-  cluster?: Cluster;
-  stream?: EventStream;
-  materializer?: Materializer;
-  database?: Database;
-  audit?: AuditLog;
-  incidents?: IncidentComponent;
-  notifier?: Notifier;
-  /** Built by the detect module for the alert-path module: the local alert table and the alert stream. */
-  detection?: {
-    detector: ReturnType<typeof createDetector>;
-    local: ReturnType<typeof createAlertStore>;
-    records?: ReturnType<typeof createRecordStream>;
-  };
+  /** The admin token, resolved (and generated on the first start) when first asked for. */
+  adminToken(): string;
+  /** Every component of the app in start order; complete once the graph is built. */
+  components(): Component[];
 }
 
-/** Every module of Vigil and how they depend on each other: the one place that knows the whole. */
-const MODULES: ModuleDef<Ctx>[] = [
-  {
-    // Runs only when cluster.enabled: membership, partition leases and maintenance on etcd.
+/** Route groups a module contributes to the HTTP API. */
+interface Routes {
+  routes: RouteGroup[];
+}
+
+/** Every module's name and the value others read from it; roles are aliases with no value. */
+interface Modules {
+  cluster: Cluster | undefined;
+  'cluster-admin': Routes;
+  'event-store': EventStore;
+  bus: Bus;
+  /** The replica's materializer on JetStream; undefined on the in-process bus (the store subscribes). */
+  materialize: Materializer | undefined;
+  search: Routes;
+  backup: Routes;
+  parse: ReturnType<typeof createNormalizer>;
+  postgres: { database: Database; audit: AuditLog };
+  incidents: Routes & { incidents: IncidentComponent };
+  notify: Routes & { notifier: Notifier };
+  users: Routes & { auth: ReturnType<typeof createUserAuthenticator> };
+  detector: Routes & {
+    detector: ReturnType<typeof createDetector>;
+    /** The local alert table (the alert log that incidents and notify consume on a single node). */
+    local: ReturnType<typeof createAlertStore>;
+    /** The replicated alert stream, on JetStream. */
+    records?: ReturnType<typeof createRecordStream>;
+  };
+  'alert-path': undefined;
+  'intake-http': Routes;
+  'intake-syslog': undefined;
+  server: ApiServer;
+  ingest: undefined;
+  store: undefined;
+  detect: undefined;
+  api: undefined;
+  all: undefined;
+}
+
+type Name = keyof Modules & string;
+const mod = <K extends Name>(def: ModuleDef<Base, Modules, K>) => defineModule(def);
+const alias = (name: Name, deps: Name[]) => mod({ name, deps });
+
+/** Modules whose routes the HTTP server serves when they run, in the order they are registered. */
+const ROUTED = [
+  'cluster-admin',
+  'search',
+  'incidents',
+  'notify',
+  'detector',
+  'intake-http',
+  'backup',
+  'users',
+] as const satisfies readonly { [K in Name]: Modules[K] extends Routes ? K : never }[Name][];
+
+const nodeId = (config: Readonly<VigilConfig>) => config.cluster.node_id ?? hostname();
+
+/** Every module of Vigil and what each reads: the one place that knows the whole. */
+const MODULES: ModuleDef<Base, Modules>[] = [
+  // Roles (Loki's Read/Write/All): aliases whose dependencies are the modules a node of that role runs.
+  alias('all', ['store', 'detect', 'ingest', 'api']),
+  alias('store', ['cluster', 'event-store', 'materialize', 'search', 'backup']),
+  alias('detect', ['cluster', 'detector', 'alert-path']),
+  alias('ingest', ['cluster', 'intake-http', 'intake-syslog', 'server']),
+  alias('api', ['cluster', 'search', 'incidents', 'notify', 'users', 'cluster-admin', 'server']),
+
+  mod({
+    // Membership, partition leases and maintenance on etcd; nothing when cluster.enabled is off.
     name: 'cluster',
-    deps: [],
-    roles: ['ingest', 'store', 'detect', 'api'],
-    init(ctx) {
-      const cluster = createCluster(ctx.config.cluster, {
-        roles: ctx.config.roles,
+    init({ config, metrics, logger }) {
+      if (!config.cluster.enabled) return { value: undefined };
+      const cluster = createCluster(config.cluster, {
+        roles: config.roles,
         version: VERSION,
-        httpAddr: ctx.config.http.addr,
-        metrics: ctx.metrics,
-        logger: ctx.logger.child({ component: 'cluster' }),
-        inflight: () => ctx.bus?.pending() ?? 0,
-        dataDir: ctx.config.data_dir,
+        httpAddr: config.http.addr,
+        metrics,
+        logger: logger.child({ component: 'cluster' }),
+        dataDir: config.data_dir,
       });
-      ctx.cluster = cluster;
-      ctx.routes.push(
-        adminRoutes({
-          cluster,
-          providers: {
-            replicas: () => (ctx.materializer ? [{ node: cluster.nodeId, ...ctx.materializer.lag() }] : []),
-            streams: () => (ctx.config.bus.kind === 'jetstream' ? { bus: (ctx.bus as JetStreamBus).stats() } : null),
-          },
-        }),
-      );
-      return cluster;
+      return { component: cluster, value: cluster };
     },
-  },
-  {
-    name: 'store',
-    deps: [],
-    roles: ['store', 'api'],
-    init(ctx) {
-      ctx.store = createEventStore(ctx.config.store, {
-        dataDir: ctx.config.data_dir,
-        metrics: ctx.metrics,
-        logger: ctx.logger,
-        engineArgs: engineBackupArgs(ctx.config.backup.dir),
+  }),
+  mod({
+    name: 'cluster-admin',
+    deps: ['cluster'],
+    optional: ['materialize', 'bus'],
+    init({ config }, view) {
+      const cluster = view.get('cluster');
+      if (!cluster) return { value: { routes: [] } };
+      const materializer = view.find('materialize');
+      const bus = config.bus.kind === 'jetstream' ? (view.find('bus') as JetStreamBus | undefined) : undefined;
+      const routes = adminRoutes({
+        cluster,
+        providers: {
+          replicas: () => (materializer ? [{ node: cluster.nodeId, ...materializer.lag() }] : []),
+          streams: () => (bus ? { bus: bus.stats() } : null),
+        },
       });
-      ctx.routes.push(
-        searchRoutes({ store: ctx.store, metrics: ctx.metrics, maxLimit: 10000, replicas: searchReplicas(ctx) }),
-      );
-      return ctx.store;
+      return { value: { routes: [routes] } };
     },
-  },
-  {
+  }),
+  mod({
+    name: 'event-store',
+    init({ config, metrics, logger }) {
+      const store = createEventStore(config.store, {
+        dataDir: config.data_dir,
+        metrics,
+        logger,
+        engineArgs: engineBackupArgs(config.backup.dir),
+      });
+      return { component: store, value: store };
+    },
+  }),
+  mod({
     name: 'bus',
-    deps: [],
-    roles: ['ingest', 'store', 'detect'],
-    init(ctx) {
-      if (ctx.config.bus.kind === 'jetstream') {
-        // The replicated log: publishes are acknowledged by JetStream (or the local spool); store
-        // nodes materialize the stream into their own replica (the materialize module).
-        const bus = createJetStreamBus(ctx.config.bus.jetstream, {
-          dataDir: ctx.config.data_dir,
-          metrics: ctx.metrics,
-          logger: ctx.logger.child({ component: 'bus' }),
-        });
-        ctx.bus = bus;
-        ctx.stream = bus;
-        return bus;
-      }
-      const bus = createMemoryBus(ctx.config.bus, { metrics: ctx.metrics, logger: ctx.logger });
-      const store = ctx.store;
-      if (store) bus.subscribe('store', (events) => store.write(events), { durable: true });
-      ctx.bus = bus;
-      return bus;
+    deps: ['cluster'],
+    refuse({ config }, runs) {
+      if (config.bus.kind === 'jetstream' || runs('materialize')) return undefined;
+      if (!runs('intake-http') && !runs('intake-syslog')) return undefined;
+      return `roles [${config.roles.join(', ')}] on the in-process bus (bus.kind: ${config.bus.kind}): events would be acknowledged to senders and then dropped, as no store runs in this process to commit them. Add the store role (or run all), or use bus.kind: jetstream.`;
     },
-  },
-  {
+    init({ config, metrics, logger }, view) {
+      // The replicated log on JetStream (publishes acknowledged by JetStream or the local spool), or the
+      // in-process bus of a single node.
+      const bus =
+        config.bus.kind === 'jetstream'
+          ? createJetStreamBus(config.bus.jetstream, {
+              dataDir: config.data_dir,
+              metrics,
+              logger: logger.child({ component: 'bus' }),
+            })
+          : createMemoryBus(config.bus, { metrics, logger });
+      view.get('cluster')?.maintenance.trackInflight(() => bus.pending());
+      return { component: bus, value: bus };
+    },
+  }),
+  mod({
+    // Store nodes commit the log into their own replica: the materializer on JetStream, a durable
+    // subscription (acknowledged after the write) on the in-process bus.
     name: 'materialize',
-    deps: ['bus', 'store'],
-    roles: ['store'],
-    init(ctx) {
-      ctx.materializer = createMaterializer(ctx.config.store.materialize, {
-        stream: ctx.stream!,
-        store: ctx.store!,
-        nodeId: ctx.config.cluster.node_id ?? hostname(),
-        metrics: ctx.metrics,
-        logger: ctx.logger.child({ component: 'materialize' }),
+    deps: ['bus', 'event-store'],
+    init({ config, metrics, logger }, view) {
+      const bus = view.get('bus');
+      const store = view.get('event-store');
+      if (config.bus.kind !== 'jetstream') {
+        bus.subscribe('store', (events) => store.write(events), { durable: true });
+        return { value: undefined };
+      }
+      const materializer = createMaterializer(config.store.materialize, {
+        stream: bus as JetStreamBus,
+        store,
+        nodeId: nodeId(config),
+        metrics,
+        logger: logger.child({ component: 'materialize' }),
       });
-      return ctx.materializer;
+      return { component: materializer, value: materializer };
     },
-  },
-  {
+  }),
+  mod({
+    // Answered by this node's replica; in a cluster, or on a node without one, by the other store nodes.
+    name: 'search',
+    deps: ['cluster'],
+    optional: ['event-store', 'materialize'],
+    init({ config, metrics }, view) {
+      const cluster = view.get('cluster');
+      const store = view.find('event-store');
+      const materializer = view.find('materialize');
+      let replicas: SearchReplicas | undefined;
+      if (cluster && (config.bus.kind === 'jetstream' || !store)) {
+        replicas = {
+          self: () => {
+            if (!materializer) return undefined;
+            return { node: cluster.nodeId, lag_messages: materializer.lag().lagMessages };
+          },
+          peers: () => storePeers(cluster),
+        };
+      }
+      return { value: { routes: [searchRoutes({ store, metrics, maxLimit: 10000, replicas })] } };
+    },
+  }),
+  mod({
+    name: 'parse',
+    init: ({ config }) => ({ value: createNormalizer(config.parse) }),
+  }),
+  mod({
     // Incidents, users, the audit log and the notification outbox: PGlite in <data_dir>/pg, or
     // PostgreSQL at postgres.url (VIGIL_POSTGRES_URL). Migrations run at start under an advisory lock.
     name: 'postgres',
-    deps: [],
-    roles: ['detect', 'api'],
-    init(ctx) {
-      if (ctx.config.cluster.enabled && !ctx.config.postgres.url) {
+    init({ config, logger }) {
+      if (config.cluster.enabled && !config.postgres.url) {
         // Each node's PGlite is its own: behind a balancer, analysts would see one node's incidents at a time.
-        ctx.logger.warn(
+        logger.warn(
           'Cluster mode with the embedded PGlite: incidents, users, sessions and notifications stay on this node. Set postgres.url (VIGIL_POSTGRES_URL) on every node to share them.',
         );
       }
-      ctx.database = createDatabase(ctx.config.postgres, {
-        dataDir: ctx.config.data_dir,
-        logger: ctx.logger,
+      const database = createDatabase(config.postgres, {
+        dataDir: config.data_dir,
+        logger,
         migrations: [...INCIDENT_MIGRATIONS, ...USER_MIGRATIONS, ...NOTIFY_MIGRATIONS, ...POSITION_MIGRATIONS],
       });
-      ctx.audit = createAuditLog(ctx.database.db);
-      return ctx.database;
+      return { component: database, value: { database, audit: createAuditLog(database.db) } };
     },
-  },
-  {
+  }),
+  mod({
     name: 'incidents',
     deps: ['postgres'],
-    roles: ['detect', 'api'],
-    init(ctx) {
-      ctx.incidents = createIncidentService(ctx.config.incidents, {
-        db: ctx.database!.db,
-        metrics: ctx.metrics,
-        logger: ctx.logger,
-        audit: ctx.audit,
-      });
-      ctx.routes.push(incidentRoutes({ incidents: ctx.incidents }));
-      return ctx.incidents;
+    init({ config, metrics, logger }, view) {
+      const { database, audit } = view.get('postgres');
+      const incidents = createIncidentService(config.incidents, { db: database.db, metrics, logger, audit });
+      return { component: incidents, value: { incidents, routes: [incidentRoutes({ incidents })] } };
     },
-  },
-  {
+  }),
+  mod({
     name: 'notify',
     deps: ['postgres'],
-    roles: ['detect', 'api'],
-    init(ctx) {
-      ctx.notifier = createNotifier(ctx.config.notify, {
-        db: ctx.database!.db,
-        metrics: ctx.metrics,
-        logger: ctx.logger,
-        audit: ctx.audit,
-      });
-      ctx.routes.push(notificationRoutes({ notifier: ctx.notifier }));
-      return ctx.notifier;
+    init({ config, metrics, logger }, view) {
+      const { database, audit } = view.get('postgres');
+      const notifier = createNotifier(config.notify, { db: database.db, metrics, logger, audit });
+      return { component: notifier, value: { notifier, routes: [notificationRoutes({ notifier })] } };
     },
-  },
-  {
-    name: 'detect',
-    deps: ['bus', 'store', 'incidents', 'notify'],
-    roles: ['detect'],
-    init(ctx) {
-      const store = ctx.store!;
-      const logger = ctx.logger.child({ component: 'detect' });
-      const jetstream = ctx.config.bus.kind === 'jetstream';
+  }),
+  mod({
+    name: 'users',
+    deps: ['postgres'],
+    init({ config, metrics, logger, adminToken }, view) {
+      const { database, audit } = view.get('postgres');
+      const db = database.db;
+      const auth = createUserAuthenticator(db, {
+        adminToken: adminToken(),
+        adminTenants: adminTenants(config),
+        logger,
+      });
+      const users = createUserService(config.users, { db, audit, metrics, logger });
+      return { value: { auth, routes: [userRoutes({ users, audit })] } };
+    },
+  }),
+  mod({
+    name: 'detector',
+    deps: ['bus', 'event-store', 'postgres', 'cluster'],
+    init({ config, metrics, logger: root }, view) {
+      const store = view.get('event-store');
+      const bus = view.get('bus');
+      const logger = root.child({ component: 'detect' });
+      const jetstream = config.bus.kind === 'jetstream';
       // On a single node the local alert table is the alert log that incidents and notify consume.
-      const local = createAlertStore(store, { metrics: ctx.metrics, logger, outbox: !jetstream });
-      const { alerts, correlation, records } = clusterDetection(ctx, local, logger, () => detector.ruleSet());
-      const detector = createDetector(ctx.config.detect, {
-        dataDir: ctx.config.data_dir,
+      const local = createAlertStore(store, { metrics, logger, outbox: !jetstream });
+      const { alerts, correlation, records } = jetstream
+        ? clusterDetection(config, bus as JetStreamBus, view.get('cluster'), local, metrics, logger, () =>
+            detector.ruleSet(),
+          )
+        : { alerts: local, correlation: undefined, records: undefined };
+      const detector = createDetector(config.detect, {
+        dataDir: config.data_dir,
         alerts,
-        metrics: ctx.metrics,
+        metrics,
         logger,
         correlation,
       });
       // In a cluster every detect node shares the durable `detect` consumer, acknowledged once the alerts are
       // in the alert stream; in-process, the alert-path module subscribes it with a committed position.
-      if (jetstream) ctx.bus!.subscribe('detect', (events) => detector.handle(events), { durable: true });
-      ctx.detection = { detector, local, records };
-      ctx.routes.push(
+      if (jetstream) bus.subscribe('detect', (events) => detector.handle(events), { durable: true });
+      const routes = [
         alertRoutes({ alerts }),
-        ruleRoutes({ detector, audit: ctx.audit }),
+        ruleRoutes({ detector, audit: view.get('postgres').audit }),
         huntRoutes({
           detector,
           store,
-          maxEvents: ctx.config.detect.hunt_max_events,
-          placeholders: ctx.config.detect.placeholders,
+          maxEvents: config.detect.hunt_max_events,
+          placeholders: config.detect.placeholders,
         }),
-      );
-      return detector;
+      ];
+      return { component: detector, value: { detector, local, records, routes } };
     },
-  },
-  {
+  }),
+  mod({
     // Alerts reach incidents and notifications as consumers of the alert log with committed positions, and
-    // detection (single node) consumes the event log with its own (ADR 0004). Started before any intake.
+    // detection (single node) consumes the event log with its own (ADR 0004).
     name: 'alert-path',
-    deps: ['detect', 'incidents', 'notify'],
-    roles: ['detect'],
-    init(ctx) {
-      const { detector, local, records } = ctx.detection!;
-      const logger = ctx.logger.child({ component: 'alert-path' });
-      const db = ctx.database!.db;
-      const { incidents, notifier } = ctx;
+    deps: ['detector', 'incidents', 'notify', 'postgres', 'bus', 'event-store'],
+    init({ config, metrics, logger: root }, view) {
+      const { detector, local, records } = view.get('detector');
+      const { incidents } = view.get('incidents');
+      const { notifier } = view.get('notify');
+      const logger = root.child({ component: 'alert-path' });
       const targets = [
-        { name: 'incidents', handle: (alerts: Alert[]) => incidents!.ingestAlerts(alerts) },
-        { name: 'notify', handle: (alerts: Alert[]) => notifier!.enqueue(alerts) },
+        { name: 'incidents', handle: (alerts: Alert[]) => incidents.ingestAlerts(alerts) },
+        { name: 'notify', handle: (alerts: Alert[]) => notifier.enqueue(alerts) },
       ];
       if (records) {
         // One durable consumer per database: shared by the nodes of one PostgreSQL, per node with PGlite.
-        const suffix = ctx.config.postgres.url ? '' : `-${ctx.config.cluster.node_id ?? hostname()}`;
-        return componentGroup(
-          'alert-path',
-          targets.map((t) => createAlertStreamConsumer({ records, durable: `${t.name}${suffix}`, handle: t.handle })),
+        const suffix = config.postgres.url ? '' : `-${nodeId(config)}`;
+        const consumers = targets.map((t) =>
+          createAlertStreamConsumer({ records, durable: `${t.name}${suffix}`, handle: t.handle }),
         );
+        return { component: componentGroup('alert-path', consumers), value: undefined };
       }
-      const inc = ctx.config.incidents;
+      const db = view.get('postgres').database.db;
+      const inc = config.incidents;
       const consumers = targets.map((t) =>
         createAlertConsumer({
           name: t.name,
@@ -291,152 +375,123 @@ const MODULES: ModuleDef<Ctx>[] = [
           batchMaxAlerts: Math.min(inc.batch_max_alerts, inc.max_pending_alerts),
           retryInitialMs: inc.retry_initial_ms,
           retryMaxMs: inc.retry_max_ms,
-          metrics: ctx.metrics,
+          metrics,
           logger,
         }),
       );
       const feed = createLocalDetectionFeed({
-        dataDir: ctx.config.data_dir,
-        bus: ctx.bus!,
-        store: ctx.store!,
+        dataDir: config.data_dir,
+        bus: view.get('bus'),
+        store: view.get('event-store'),
         handle: (events) => detector.handle(events),
-        metrics: ctx.metrics,
+        metrics,
         logger,
       });
-      return componentGroup('alert-path', [...consumers, feed]);
+      return { component: componentGroup('alert-path', [...consumers, feed]), value: undefined };
     },
-  },
-  {
+  }),
+  mod({
     name: 'intake-http',
-    deps: ['bus'],
-    roles: ['ingest'],
-    init(ctx) {
-      const bus = ctx.bus!;
-      ctx.httpIntake = createHttpIntake(ctx.config.ingest, {
-        normalizer: ctx.normalizer,
-        publish: (events) => {
-          // A node in maintenance takes no intake: 503 `draining` sends the client (or its balancer) elsewhere.
-          if (ctx.cluster && !ctx.cluster.maintenance.accepting()) {
-            throw new OverloadError('this node is in maintenance; send to another node', 1, 503, 'draining');
-          }
-          return bus.publish(events);
-        },
-        metrics: ctx.metrics,
+    deps: ['bus', 'parse', 'cluster'],
+    optional: ['event-store'],
+    // Intake opens once what it hands events to runs: the store writer and the alert path.
+    after: ['materialize', 'alert-path'],
+    init({ config, metrics, logger }, view) {
+      const bus = view.get('bus');
+      const cluster = view.get('cluster');
+      const intake = createHttpIntake(config.ingest, {
+        normalizer: view.get('parse'),
+        publish: (events) => bus.publish(events),
+        admitting: cluster ? () => cluster.maintenance.accepting() : undefined,
+        metrics,
         keys: createIdempotencyKeys({
-          dir: join(ctx.config.data_dir, 'ingest-keys'),
-          maxKeys: ctx.config.ingest.idempotency_max_keys,
-          metrics: ctx.metrics,
-          logger: ctx.logger,
-          store: ctx.store,
+          dir: join(config.data_dir, 'ingest-keys'),
+          maxKeys: config.ingest.idempotency_max_keys,
+          metrics,
+          logger,
+          store: view.find('event-store'),
         }),
       });
-      ctx.routes.push(ingestRoutes({ intake: ctx.httpIntake, metrics: ctx.metrics }));
-      return ctx.httpIntake;
+      return { component: intake, value: { routes: [ingestRoutes({ intake, metrics })] } };
     },
-  },
-  {
+  }),
+  mod({
     name: 'intake-syslog',
-    deps: ['bus'],
-    roles: ['ingest'],
-    init(ctx) {
-      const bus = ctx.bus!;
-      return createSyslogIntake(ctx.config.syslog, {
+    deps: ['bus', 'parse', 'cluster'],
+    after: ['materialize', 'alert-path'],
+    init({ config, metrics, logger }, view) {
+      const bus = view.get('bus');
+      const normalizer = view.get('parse');
+      const cluster = view.get('cluster');
+      const intake = createSyslogIntake(config.syslog, {
         publish: (events) => bus.publish(events),
-        parse: (line, pctx) => ctx.normalizer.fromSyslog(line, pctx),
-        admitting: () => !ctx.cluster || ctx.cluster.maintenance.accepting(),
-        metrics: ctx.metrics,
-        logger: ctx.logger.child({ component: 'syslog' }),
+        parse: (line, pctx) => normalizer.fromSyslog(line, pctx),
+        admitting: cluster ? () => cluster.maintenance.accepting() : undefined,
+        metrics,
+        logger: logger.child({ component: 'syslog' }),
       });
+      return { component: intake, value: undefined };
     },
-  },
-  {
-    // Backups of this node's replica and of the SQL state (when this node runs the postgres module, which
-    // is listed before it): on request (POST /admin/backups) and on backup.schedule.
+  }),
+  mod({
+    // Backups of this node's replica and of the SQL state (when this node runs the postgres module): on
+    // request (POST /admin/backups) and on backup.schedule.
     name: 'backup',
-    deps: ['store'],
-    roles: ['store'],
-    init(ctx) {
-      const backups = createBackups(ctx.config.backup, {
-        dataDir: ctx.config.data_dir,
-        nodeId: ctx.config.cluster.node_id ?? hostname(),
-        store: ctx.store!,
-        db: ctx.database?.db,
-        vigilConfig: ctx.config,
-        metrics: ctx.metrics,
-        logger: ctx.logger,
+    deps: ['event-store'],
+    optional: ['postgres'],
+    after: ['intake-http', 'intake-syslog'],
+    init(base, view) {
+      const { config } = base;
+      const backups = createBackups(config.backup, {
+        dataDir: config.data_dir,
+        nodeId: nodeId(config),
+        store: view.get('event-store'),
+        db: view.find('postgres')?.database.db,
+        vigilConfig: config,
+        metrics: base.metrics,
+        logger: base.logger,
       });
-      ctx.routes.push(backupRoutes({ backups }));
-      return backups;
+      return { component: backups, value: { routes: [backupRoutes({ backups })] } };
     },
-  },
-  {
-    name: 'api',
-    deps: ['postgres'],
-    roles: ['api', 'ingest'],
-    init(ctx) {
-      const db = ctx.database!.db;
-      const audit = ctx.audit!;
-      const auth = createUserAuthenticator(db, {
-        adminToken: ctx.adminToken,
-        adminTenants: adminTenants(ctx.config),
-        logger: ctx.logger,
-      });
-      const users = createUserService(ctx.config.users, { db, audit, metrics: ctx.metrics, logger: ctx.logger });
-      ctx.routes.push(userRoutes({ users, audit }));
-      ctx.routes.unshift(healthRoutes({ components: () => ctx.components, metrics: ctx.metrics }));
-      ctx.routes.push(consoleRoutes());
-      return createApiServer(ctx.config.http, { auth, metrics: ctx.metrics, logger: ctx.logger, routes: ctx.routes });
+  }),
+  mod({
+    // The HTTP API, started last so that ready means every component is up; it serves the routes of the
+    // modules that run on this node.
+    name: 'server',
+    deps: ['users'],
+    optional: ROUTED,
+    after: ['alert-path', 'intake-syslog'],
+    init({ config, metrics, logger, components }, view) {
+      const routes: RouteGroup[] = [healthRoutes({ components, metrics })];
+      for (const name of ROUTED) routes.push(...(view.find(name)?.routes ?? []));
+      routes.push(consoleRoutes());
+      const server = createApiServer(config.http, { auth: view.get('users').auth, metrics, logger, routes });
+      return { component: server, value: server };
     },
-  },
+  }),
 ];
-
-/** In a cluster: this node's replica (with its lag) and the other live store nodes to retry a search on. */
-function searchReplicas(ctx: Ctx): SearchReplicas | undefined {
-  const cluster = ctx.cluster;
-  if (!cluster || ctx.config.bus.kind !== 'jetstream') return undefined;
-  return {
-    self: () => {
-      const m = ctx.materializer;
-      if (!m) return undefined;
-      const lag = m.lag();
-      return { node: cluster.nodeId, lag_messages: lag.lagMessages };
-    },
-    peers: () =>
-      cluster.membership
-        .nodes()
-        .filter(
-          (n) =>
-            n.id !== cluster.nodeId &&
-            n.state === 'Alive' &&
-            n.maintenance === 'active' &&
-            n.address &&
-            (n.roles.includes('store') || n.roles.includes('all')),
-        )
-        .map((n) => `http://${n.address}`),
-  };
-}
 
 /**
  * Detection over JetStream: alerts go through the replicated alert log, so every node stores and serves
  * the same alerts; with cluster mode on as well, correlations run on the owners of their partitions.
  */
-function clusterDetection(ctx: Ctx, local: AlertStore, logger: Logger, ruleSet: () => CompiledRuleSet) {
-  if (ctx.config.bus.kind !== 'jetstream') return { alerts: local, correlation: undefined, records: undefined };
-  const bus = ctx.bus as JetStreamBus;
-  const js = ctx.config.bus.jetstream;
-  // VIGIL_EVENTS -> VIGIL_ALERTS, so that test clusters with their own stream names keep their own logs.
-  const base = js.stream.replace(/_EVENTS$/, '');
-  // Outside the events stream's `<prefix>.>` either way: `vigil.events` -> `vigil.alerts`, `x` -> `x_alerts`.
-  const subjectOf = (kind: string) =>
-    js.subject_prefix.endsWith('.events')
-      ? `${js.subject_prefix.slice(0, -7)}.${kind}`
-      : `${js.subject_prefix}_${kind}`;
-  const stream = (kind: string, maxAgeMs: number) =>
+function clusterDetection(
+  config: Readonly<VigilConfig>,
+  bus: JetStreamBus,
+  cluster: Cluster | undefined,
+  local: AlertStore,
+  metrics: Registry,
+  logger: Logger,
+  ruleSet: () => CompiledRuleSet,
+) {
+  const js = config.bus.jetstream;
+  const names = streamNames(js);
+  const stream = (kind: 'alerts' | 'matches', maxAgeMs: number) =>
     createRecordStream(
       bus,
       {
-        name: `${base}_${kind.toUpperCase()}`,
-        subject: subjectOf(kind),
+        name: names[kind].name,
+        subject: names[kind].subject,
         maxAgeMs,
         duplicateWindowMs: js.duplicate_window_ms,
         publishMaxWaitMs: Math.max(10_000, js.publish_max_wait_ms),
@@ -445,20 +500,15 @@ function clusterDetection(ctx: Ctx, local: AlertStore, logger: Logger, ruleSet: 
       logger,
     );
   const records = stream('alerts', js.max_age_seconds * 1000);
-  const alerts = createAlertLog(local, {
-    records,
-    nodeId: ctx.config.cluster.node_id ?? hostname(),
-    logger,
-  });
-  const cluster = ctx.cluster;
+  const alerts = createAlertLog(local, { records, nodeId: nodeId(config), logger });
   if (!cluster) return { alerts, correlation: undefined, records };
   const correlation = createPartitionedCorrelation({
-    records: stream('matches', ctx.config.detect.match_retention_hours * 3_600_000),
+    records: stream('matches', config.detect.match_retention_hours * 3_600_000),
     alerts,
     partitions: cluster.partitions,
     ruleSet,
-    maxCorrelationState: ctx.config.detect.max_correlation_state,
-    metrics: ctx.metrics,
+    maxCorrelationState: config.detect.max_correlation_state,
+    metrics,
     logger,
   });
   return { alerts, correlation, records };
@@ -466,6 +516,11 @@ function clusterDetection(ctx: Ctx, local: AlertStore, logger: Logger, ruleSet: 
 
 function adminTenants(config: Readonly<VigilConfig>): string[] {
   return [...new Set([config.ingest.tenant, config.syslog.tenant])];
+}
+
+/** The modules (roles included) that run for `roles`, in start order. */
+export function modulesFor(roles: readonly string[]): string[] {
+  return resolveModules(MODULES, roles).map((m) => m.name);
 }
 
 /** A running Vigil process: its components in start order. */
@@ -477,42 +532,40 @@ export interface App {
 }
 
 /**
- * Builds the modules for the configured roles (nothing is opened yet). The api module is built last so
- * that every route group is known, and started last so that ready means every component is up.
+ * Builds the modules for the configured roles (nothing is opened yet). A configuration that cannot keep
+ * Vigil's promises (events acknowledged and then dropped) is refused here with a ConfigError.
  */
 export function createApp(config: Readonly<VigilConfig>, logger: Logger): App {
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics, prefix: 'vigil_process_' });
-  const { token, generated } = resolveAdminToken(config.data_dir, config.auth.admin_token);
-  if (generated) {
-    // Printed once, on the first start; afterwards it is only in <data_dir>/admin-token (mode 0600).
-    process.stdout.write(`Vigil admin token (saved in ${config.data_dir}/admin-token): ${token}\n`);
-  }
-  const ctx: Ctx = {
+  let token: string | undefined;
+  const adminToken = () => {
+    if (token !== undefined) return token;
+    const resolved = resolveAdminToken(config.data_dir, config.auth.admin_token);
+    if (resolved.generated) {
+      // Printed once, on the first start; afterwards it is only in <data_dir>/admin-token (mode 0600).
+      process.stdout.write(`Vigil admin token (saved in ${config.data_dir}/admin-token): ${resolved.token}\n`);
+    }
+    token = resolved.token;
+    return token;
+  };
+  const components: Component[] = [];
+  const graph = buildModules(MODULES, config.roles, {
     config,
     logger,
     metrics,
-    adminToken: token,
-    routes: [],
-    components: [],
-    normalizer: createNormalizer(config.parse),
-  };
-  const modules = MODULES.filter(
-    (m) =>
-      (m.name !== 'cluster' || config.cluster.enabled) && (m.name !== 'materialize' || config.bus.kind === 'jetstream'),
-  );
-  const ordered = resolveModules(modules, config.roles);
-  const api = ordered.find((m) => m.name === 'api');
-  for (const def of ordered) if (def !== api) ctx.components.push(def.init(ctx));
-  const apiServer = api ? (api.init(ctx) as ApiServer) : undefined;
-  if (apiServer) ctx.components.push(apiServer);
+    adminToken,
+    components: () => components,
+  });
+  components.push(...graph.components);
+  const apiServer = graph.values.get('server') as ApiServer | undefined;
 
   const started: Component[] = [];
   return {
-    components: ctx.components,
+    components,
     api: apiServer,
     async start() {
-      for (const c of ctx.components) {
+      for (const c of components) {
         try {
           await c.start();
         } catch (err) {

@@ -34,6 +34,25 @@ export interface Cluster extends Component {
   readonly maintenance: Maintenance;
 }
 
+/** Whether a node with these roles holds a replica of the events (the `store` role, or `all`). */
+export function runsStore(roles: readonly string[]): boolean {
+  return roles.includes('store') || roles.includes('all');
+}
+
+/**
+ * Base URLs (`http://host:port`) of the other live store nodes that are not in maintenance, in membership
+ * order: where a search goes when this node holds no replica or its replica fails.
+ */
+export function storePeers(cluster: Pick<Cluster, 'nodeId' | 'membership'>): string[] {
+  return cluster.membership
+    .nodes()
+    .filter(
+      (n) =>
+        n.id !== cluster.nodeId && n.state === 'Alive' && n.maintenance === 'active' && n.address && runsStore(n.roles),
+    )
+    .map((n) => `http://${n.address}`);
+}
+
 /** What the cluster needs from the app. */
 export interface ClusterDeps {
   /** The node's roles (`roles` in the config); nodes that run detect take partitions. */

@@ -29,6 +29,8 @@ export interface Maintenance extends Component {
   accepting(): boolean;
   /** Resolves once the node is drained (rejects if the drain is cancelled by disable()). */
   drained(): Promise<void>;
+  /** Adds a count of batches in flight (accepted, not yet committed) that the drain waits for. */
+  trackInflight(count: () => number): void;
 }
 
 /** Whether the node was in maintenance when it stopped (the state file says so). */
@@ -63,6 +65,8 @@ export function createMaintenance(
   let state: MaintenanceState = 'active';
   let run = 0;
   let waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  const counts = deps.inflight ? [deps.inflight] : [];
+  const inflight = () => counts.reduce((sum, count) => sum + count(), 0);
 
   const remaining = () => deps.partitions?.owned().size ?? 0;
   const status = (): MaintenanceStatus => ({ status: state, partitions_remaining: remaining() });
@@ -90,10 +94,10 @@ export function createMaintenance(
     await deps.partitions?.drain();
     if (id !== run) return;
     const until = Date.now() + config.drain_timeout_ms;
-    while (deps.inflight && deps.inflight() > 0 && Date.now() < until && id === run) await sleep(50);
+    while (inflight() > 0 && Date.now() < until && id === run) await sleep(50);
     if (id !== run) return;
-    if (deps.inflight && deps.inflight() > 0) {
-      log.warn({ inflight: deps.inflight() }, 'In-flight batches did not finish within drain_timeout_ms.');
+    if (inflight() > 0) {
+      log.warn({ inflight: inflight() }, 'In-flight batches did not finish within drain_timeout_ms.');
     }
     await setState('drained');
     log.info('This node is drained: it owns no partition and takes no intake.');
@@ -123,6 +127,9 @@ export function createMaintenance(
     },
     status,
     accepting: () => state === 'active',
+    trackInflight(count) {
+      counts.push(count);
+    },
     drained() {
       if (state === 'drained') return Promise.resolve();
       if (state === 'active') return Promise.reject(new Error('maintenance is not enabled'));

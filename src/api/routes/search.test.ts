@@ -39,14 +39,19 @@ function fakeStore(fail: boolean): EventStore {
   return { ...scope, search: (_user: string, fn: (s: typeof scope) => unknown) => fn(scope) } as unknown as EventStore;
 }
 
-async function app(store: EventStore, peers: string[], self = { node: 'here', lag_messages: 0 }) {
+async function app(
+  store: EventStore | undefined,
+  peers: string[] | undefined,
+  self = { node: 'here', lag_messages: 0 },
+) {
   const a: FastifyInstance = Fastify();
   a.addHook('onRequest', async (req) => {
     (req as unknown as { principal: unknown }).principal = { name: 't', role: 'viewer', tenants: ['default'] };
   });
   a.setErrorHandler((err: VigilError, _req, reply) => reply.status(err.status ?? 500).send({ error: err.code }));
   const metrics = new Registry();
-  searchRoutes({ store, metrics, maxLimit: 100, replicas: { self: () => self, peers: () => peers } })(a);
+  const replicas = peers ? { self: () => self, peers: () => peers } : undefined;
+  searchRoutes({ store, metrics, maxLimit: 100, replicas })(a);
   return { a, metrics };
 }
 
@@ -80,4 +85,28 @@ test('a forwarded search is never forwarded again; with no replica left the erro
   assert.equal(peerSaw.length, before);
   const none = await app(fakeStore(true), []);
   assert.equal((await none.a.inject({ url: '/api/v1/search?q=*' })).statusCode, 500);
+});
+
+test('a node without the store role forwards every search to a store node, never answering from its own', async () => {
+  const before = peerSaw.length;
+  const { a } = await app(undefined, [peerUrl]);
+  const res = await a.inject({ url: '/api/v1/search?q=*', headers: { authorization: 'Bearer abc' } });
+  assert.equal(res.statusCode, 200);
+  assert.equal(res.json().replica.node, 'peer');
+  assert.equal(peerSaw.length, before + 1);
+  assert.equal(peerSaw.at(-1)?.forwarded, '1');
+});
+
+test('a node without the store role and no store node to ask answers 503 no_replica, not an empty result', async () => {
+  for (const peers of [undefined, []]) {
+    const { a } = await app(undefined, peers);
+    const res = await a.inject({ url: '/api/v1/search?q=*' });
+    assert.equal(res.statusCode, 503, `peers ${JSON.stringify(peers)}`);
+    assert.equal(res.json().error, 'no_replica');
+  }
+  const before = peerSaw.length;
+  const { a } = await app(undefined, [peerUrl]);
+  const res = await a.inject({ url: '/api/v1/search?q=*', headers: { 'x-vigil-forwarded': '1' } });
+  assert.equal(res.statusCode, 503, 'a forwarded search is not sent on again');
+  assert.equal(peerSaw.length, before);
 });

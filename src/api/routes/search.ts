@@ -67,10 +67,13 @@ const FORWARDED_HEADER = 'x-vigil-forwarded';
 /**
  * GET /api/v1/search?q=&from=&to=&limit=. In a cluster the answer says which replica answered and its lag;
  * when this node's replica fails the query (or it holds none), the same request goes to the other store
- * nodes in turn, with the caller's credentials, and the first answer is returned.
+ * nodes in turn, with the caller's credentials, and the first answer is returned. A node without a store
+ * (no `store` role) never answers from an empty engine: every search is forwarded, or refused with 503
+ * `no_replica` when no store node is known.
  */
 export function searchRoutes(deps: {
-  store: EventStore;
+  /** This node's event store; absent on a node that holds no events (no `store` role). */
+  store?: EventStore;
   metrics: Registry;
   maxLimit: number;
   replicas?: SearchReplicas;
@@ -118,13 +121,18 @@ export function searchRoutes(deps: {
       if (fromMs >= toMs) throw new InputError('bad_time_range', 'from must be earlier than to');
       const lim = limit === undefined ? 100 : parseIntParam(limit, 'limit', 0, deps.maxLimit);
       const end = latency.startTimer();
-      const local = deps.replicas?.self();
+      const store = deps.store;
+      const local = store ? deps.replicas?.self() : undefined;
       const mayForward = deps.replicas !== undefined && req.headers[FORWARDED_HEADER] === undefined;
       try {
-        if (!local && deps.replicas) {
-          throw new VigilError('no_replica', 'this node holds no replica', { status: 503, retryable: true });
+        if (!store || (!local && deps.replicas)) {
+          throw new VigilError(
+            'no_replica',
+            deps.replicas ? 'this node holds no replica' : 'this node runs no store and knows no store node',
+            { status: 503, retryable: true },
+          );
         }
-        const answer = await deps.store.search(principal.name, (scope) =>
+        const answer = await store.search(principal.name, (scope) =>
           runSearch(scope, q, { from: fromMs, to: toMs, limit: lim, tenants: principal.tenants }),
         );
         end({ kind: 'events' in answer ? 'events' : 'table' });

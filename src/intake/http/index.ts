@@ -39,6 +39,11 @@ export function createHttpIntake(
     publish: (events: NormalizedEvent[]) => Promise<void>;
     metrics: Registry;
     keys: IdempotencyKeys;
+    /**
+     * Whether this node takes intake (false during cluster maintenance): when false a request is refused
+     * with 503 `draining`, which sends the client (or its balancer) to another node. Default: always.
+     */
+    admitting?: () => boolean;
   },
 ): HttpIntake {
   const m = intakeMetrics(deps.metrics);
@@ -104,6 +109,9 @@ export function createHttpIntake(
         throw new InputError('empty_body', 'the request has no events: send NDJSON lines or a JSON array');
       }
       try {
+        if (deps.admitting && !deps.admitting()) {
+          throw new OverloadError('this node is in maintenance; send to another node', 1, 503, 'draining');
+        }
         await deps.publish(events);
       } catch (err) {
         m.rejected.inc(

@@ -1,0 +1,29 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { streamNames } from './names.ts';
+
+test('record streams are named after the event stream, with subjects outside its prefix', () => {
+  const cases = [
+    {
+      config: { stream: 'VIGIL_EVENTS', subject_prefix: 'vigil.events' },
+      alerts: { name: 'VIGIL_ALERTS', subject: 'vigil.alerts' },
+      matches: { name: 'VIGIL_MATCHES', subject: 'vigil.matches' },
+    },
+    {
+      config: { stream: 'T1_EVENTS', subject_prefix: 't1' },
+      alerts: { name: 'T1_ALERTS', subject: 't1_alerts' },
+      matches: { name: 'T1_MATCHES', subject: 't1_matches' },
+    },
+    {
+      config: { stream: 'LOG', subject_prefix: 'site.a.events' },
+      alerts: { name: 'LOG_ALERTS', subject: 'site.a.alerts' },
+      matches: { name: 'LOG_MATCHES', subject: 'site.a.matches' },
+    },
+  ];
+  for (const c of cases) {
+    const names = streamNames(c.config);
+    assert.deepEqual(names.alerts, c.alerts, JSON.stringify(c.config));
+    assert.deepEqual(names.matches, c.matches, JSON.stringify(c.config));
+    assert.ok(!names.alerts.subject.startsWith(`${c.config.subject_prefix}.`), 'alerts outside the events prefix');
+  }
+});

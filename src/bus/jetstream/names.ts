@@ -1,0 +1,26 @@
+import type { JetStreamBusConfig } from './config.ts';
+
+/** A JetStream stream's name and the one subject it holds. */
+export interface StreamName {
+  name: string;
+  subject: string;
+}
+
+/**
+ * Names of the record streams beside the event stream (`bus.jetstream.stream`), derived from its settings
+ * so that test clusters with their own stream names keep their own logs: `VIGIL_EVENTS` -> `VIGIL_ALERTS`,
+ * and subjects outside the events stream's `<prefix>.>` either way (`vigil.events` -> `vigil.alerts`,
+ * `x` -> `x_alerts`).
+ */
+export function streamNames(config: Pick<JetStreamBusConfig, 'stream' | 'subject_prefix'>): {
+  alerts: StreamName;
+  matches: StreamName;
+} {
+  const base = config.stream.replace(/_EVENTS$/, '');
+  const prefix = config.subject_prefix;
+  const named = (kind: string): StreamName => ({
+    name: `${base}_${kind.toUpperCase()}`,
+    subject: prefix.endsWith('.events') ? `${prefix.slice(0, -7)}.${kind}` : `${prefix}_${kind}`,
+  });
+  return { alerts: named('alerts'), matches: named('matches') };
+}
