@@ -546,3 +546,168 @@ describe('HTTP API fuzzing', () => {
     assert.doesNotMatch(node.output(), /A request failed unexpectedly/);
   });
 });
+
+// Two tenants on one node: whatever tenant A's principals send with an id of tenant B's rule, user or key,
+// the answer is the one for an id that does not exist (status, code and message, the id aside), and no
+// answer to A names B's objects or B itself.
+describe('HTTP API fuzzing across tenants', () => {
+  const A = 'acme';
+  const B = 'globex';
+  let node: VigilNode;
+  let base: URL;
+  const tokens: Record<string, string> = {};
+  const secrets: Record<string, string> = {};
+
+  const call = async (
+    method: string,
+    path: string,
+    token: string | undefined,
+    body?: string,
+    type = 'application/json',
+  ) => {
+    const a = await send(base, {
+      method,
+      path,
+      headers: {
+        ...(body === undefined ? {} : { 'content-type': type }),
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
+      body,
+    });
+    let parsed: any = a.text;
+    try {
+      parsed = JSON.parse(a.text);
+    } catch {
+      // YAML or text
+    }
+    return { status: a.status, body: parsed, text: a.text };
+  };
+
+  before(async () => {
+    node = await startVigil({ env: { VIGIL_INGEST__TENANT: A, VIGIL_SYSLOG__TENANT: B } });
+    base = new URL(node.url);
+    for (const tenant of [A, B]) {
+      for (const role of ['viewer', 'analyst', 'admin'] as const) {
+        const username = `x-${role}-${tenant}`;
+        const created = await call(
+          'POST',
+          '/api/v1/users',
+          node.token,
+          JSON.stringify({ username, password: PASSWORD, role, tenants: [tenant] }),
+        );
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        if (tenant === B && role === 'viewer') secrets.user = created.body.id;
+        const login = await call(
+          'POST',
+          '/api/v1/auth/login',
+          undefined,
+          JSON.stringify({ username, password: PASSWORD }),
+        );
+        assert.equal(login.status, 200, JSON.stringify(login.body));
+        tokens[`${tenant}-${role}`] = login.body.token;
+      }
+    }
+    secrets.rule = '0f5e1a40-0000-4000-8000-00000000b0b0';
+    const saved = await call('POST', '/api/v1/rules', tokens[`${B}-analyst`], rule(secrets.rule), 'application/yaml');
+    assert.equal(saved.status, 201, JSON.stringify(saved.body));
+    const key = await call(
+      'POST',
+      '/api/v1/keys',
+      tokens[`${B}-admin`],
+      JSON.stringify({ name: 'b-key', scopes: ['read'] }),
+    );
+    assert.equal(key.status, 201, JSON.stringify(key.body));
+    secrets.key = key.body.id;
+  });
+  after(async () => {
+    await node?.close();
+  });
+
+  test("another tenant's ids answer as ids that do not exist, to every method and role", async () => {
+    const ID_ROUTES: [string, string, 'rule' | 'user' | 'key'][] = [
+      ['GET', '/api/v1/rules/:id', 'rule'],
+      ['PUT', '/api/v1/rules/:id', 'rule'],
+      ['PATCH', '/api/v1/rules/:id', 'rule'],
+      ['DELETE', '/api/v1/rules/:id', 'rule'],
+      ['GET', '/api/v1/users/:id', 'user'],
+      ['PATCH', '/api/v1/users/:id', 'user'],
+      ['DELETE', '/api/v1/users/:id', 'user'],
+      ['DELETE', '/api/v1/keys/:id', 'key'],
+      ['GET', '/api/v1/keys?userId=:id', 'user'],
+      ['POST', '/api/v1/keys', 'user'],
+      ['POST', '/api/v1/hunt', 'rule'],
+    ];
+    const arb = fc.record({
+      route: fc.constantFrom(...ID_ROUTES),
+      role: fc.constantFrom('viewer', 'analyst', 'admin'),
+      query: fc.constantFrom('', '?scope=global', '?scope=tenant', `?tenant=${B}`, '?scope=x'),
+      body: fc.oneof(
+        fc.constant(undefined),
+        fc.constant('{"enabled":false}'),
+        fc.constant('{"role":"admin"}'),
+        fc.constant('{"password":"another long passphrase 1"}'),
+        fc.constant('ID'),
+        fc.constant('{"rule_id":"ID","from":"now-1h","to":"now"}'),
+        fc.constant('{"userId":"ID","name":"k","scopes":["read"]}'),
+        jsonBodyArb,
+      ),
+    });
+    await fc.assert(
+      fc.asyncProperty(arb, fc.uuid(), async ({ route: [method, template, kind], role, query, body }, fake) => {
+        const real = secrets[kind];
+        const ask = async (id: string) => {
+          const path = template.replace(':id', id) + (template.includes('?') ? query.replace('?', '&') : query);
+          const payload = body === 'ID' ? rule(id) : body?.replaceAll('ID', id);
+          const type = body === 'ID' ? 'application/yaml' : 'application/json';
+          const res = await call(method, path, tokens[`${A}-${role}`], method === 'GET' ? undefined : payload, type);
+          return {
+            status: res.status,
+            code: res.body?.error?.code,
+            message: res.body?.error?.message?.replaceAll(id, '<id>'),
+            text: res.text,
+          };
+        };
+        const absent = await ask(fake);
+        const foreign = await ask(real);
+        const where = `${A} ${role}: ${method} ${template}${query} ${body ?? ''}`.slice(0, 400);
+        assert.deepEqual(
+          { status: foreign.status, code: foreign.code, message: foreign.message },
+          { status: absent.status, code: absent.code, message: absent.message },
+          `${where}: ${foreign.text.slice(0, 300)}`,
+        );
+        assert.ok(!foreign.text.includes(B), `${where} names tenant ${B}: ${foreign.text.slice(0, 300)}`);
+      }),
+      fuzzParams(120, { maxRuns: 5000 }),
+    );
+  });
+
+  test("lists answered to a tenant never hold another tenant's objects", async () => {
+    const arb = fc.record({
+      path: fc.constantFrom(
+        '/api/v1/rules',
+        '/api/v1/audit',
+        '/api/v1/users',
+        '/api/v1/keys',
+        '/api/v1/incidents',
+        '/api/v1/alerts',
+      ),
+      role: fc.constantFrom('viewer', 'analyst', 'admin'),
+      query: fc.array(
+        fc.tuple(fc.constantFrom(...QUERY_KEYS), fc.oneof(fc.constantFrom(B, A, '*', '', 'global'), queryValueArb)),
+        { maxLength: 3 },
+      ),
+    });
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ path, role, query }) => {
+        const qs = query.map(([k, v]) => `${encode(k, false)}=${encode(v, false)}`).join('&');
+        const res = await call('GET', qs ? `${path}?${qs}` : path, tokens[`${A}-${role}`]);
+        assert.ok(res.status < 500, `${path}?${qs}: ${res.status} ${res.text.slice(0, 300)}`);
+        for (const [what, id] of Object.entries(secrets)) {
+          assert.ok(!res.text.includes(id), `${A} ${role}: GET ${path}?${qs} shows ${B}'s ${what} ${id}`);
+        }
+        assert.ok(!res.text.includes(`x-viewer-${B}`), `${A} ${role}: GET ${path}?${qs} shows a user of ${B}`);
+      }),
+      fuzzParams(120, { maxRuns: 5000 }),
+    );
+  });
+});
