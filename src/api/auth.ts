@@ -8,6 +8,11 @@ export interface Principal {
   name: string;
   role: 'admin' | 'analyst' | 'viewer';
   tenants: string[];
+  /**
+   * A global admin (only the bootstrap admin token): sees every tenant's audit entries and rules, and alone
+   * may create or change global rules (those that run on every tenant's events).
+   */
+  global?: boolean;
 }
 
 /** Resolves bearer tokens to principals; the admin token is the bootstrap credential. */
@@ -48,7 +53,7 @@ export function createAuthenticator(adminToken: string, adminTenants: string[]):
       const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
       if (!match) throw new AuthError('malformed Authorization header: expected "Bearer <token>"');
       if (timingSafeEqual(digest(match[1]), adminDigest)) {
-        return { name: 'admin', role: 'admin', tenants: adminTenants };
+        return { name: 'admin', role: 'admin', tenants: adminTenants, global: true };
       }
       throw new AuthError('invalid token');
     },

@@ -58,7 +58,8 @@ export interface Evaluation {
 }
 
 /**
- * Runs a rule set over events: Sigma matches become alerts (unless a correlation with `generate: false`
+ * Runs a rule set over events (global rules on each, a tenant's rules on its own events only; every alert
+ * carries the event's tenant): Sigma matches become alerts (unless a correlation with `generate: false`
  * withholds them) and feed the correlations of the event's tenant, kept in `correlators`.
  */
 export function evaluateEvents(
@@ -93,7 +94,9 @@ export function evaluateEvents(
   };
   for (const event of batch) {
     events++;
-    const found = set.engine.match(event);
+    // Global rules run on every event; a tenant's own rules on that tenant's events only.
+    const own = set.tenants.get(event.tenant);
+    const found = own ? [...set.engine.match(event), ...own.engine.match(event)] : set.engine.match(event);
     if (found.length === 0) continue;
     matches += found.length;
     if (opts.route) {

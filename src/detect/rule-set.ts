@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError, VigilError } from '../lib/errors.ts';
 import { type CompiledCorrelation, compileCorrelation } from './correlation/index.ts';
@@ -22,6 +22,8 @@ export type RuleOrigin = 'folder' | 'api';
 /** One rule as the rules API lists it. */
 export interface RuleInfo {
   id: string;
+  /** The tenant whose events alone it runs on; null: a global rule, run on every tenant's events. */
+  tenant: string | null;
   title: string;
   level: string;
   status: string;
@@ -31,15 +33,28 @@ export interface RuleInfo {
   file: string;
 }
 
+/** A rule document that could not be loaded, with the scope it was stored in (null: global). */
+export type ScopedRejectedRule = RejectedRule & { tenant: string | null };
+
+/** The rules of one tenant, compiled apart: they run on that tenant's events only, beside the global ones. */
+export interface TenantRuleSet {
+  engine: SigmaEngine;
+}
+
 /** A compiled, immutable rule set: what detection runs until the next change. */
 export interface CompiledRuleSet {
   version: number;
+  /** The global rules and filters (configured folders and global API rules): every tenant's events. */
   engine: SigmaEngine;
+  /** Correlations are global rules (a tenant's own correlations are not supported). */
   correlations: CompiledCorrelation[];
   /** Identifies the correlation set, so an unchanged one keeps its in-memory state across reloads. */
   correlationDigest: string;
+  /** Rules and filters of single tenants, by tenant. */
+  tenants: ReadonlyMap<string, TenantRuleSet>;
+  /** Every rule, global and of every tenant: callers show each principal only what it may see. */
   rules: RuleInfo[];
-  rejected: RejectedRule[];
+  rejected: ScopedRejectedRule[];
 }
 
 /** A rule document validated and compiled on its own, for the API's validation answers. */
@@ -51,15 +66,32 @@ export interface ValidatedRule {
 
 interface RulesState {
   version: number;
+  /** Disabled global rules. */
   disabled: string[];
+  /** Disabled rules of each tenant. */
+  tenantDisabled?: Record<string, string[]>;
+}
+
+const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Refuses (403) what only a global admin may do to global rules. */
+export class GlobalScopeError extends VigilError {
+  constructor(message: string) {
+    super('forbidden_scope', message, { status: 403 });
+    this.name = 'GlobalScopeError';
+  }
 }
 
 /**
  * The rules on disk: configured folders plus API-managed files, the disabled list and a version that
  * changes with every change. `compile()` builds the engines; callers swap them in atomically.
+ *
+ * Scopes: rules of configured folders and of `<data_dir>/rules` are global (rules stored there before rules
+ * had tenants stay there, and so became global); a tenant's rules are in `<data_dir>/tenant-rules/<tenant>`.
  */
 export class RuleRepository {
   private readonly apiDir: string;
+  private readonly tenantDir: string;
   private readonly stateFile: string;
   private state: RulesState;
 
@@ -69,8 +101,10 @@ export class RuleRepository {
     private readonly placeholders: Placeholders,
   ) {
     this.apiDir = join(dataDir, 'rules');
+    this.tenantDir = join(dataDir, 'tenant-rules');
     this.stateFile = join(this.apiDir, 'state.json');
     mkdirSync(this.apiDir, { recursive: true });
+    mkdirSync(this.tenantDir, { recursive: true });
     this.state = existsSync(this.stateFile)
       ? (JSON.parse(readFileSync(this.stateFile, 'utf8')) as RulesState)
       : { version: 1, disabled: [] };
@@ -115,13 +149,21 @@ export class RuleRepository {
     return { id: f.id, kind: 'filter', title: f.title };
   }
 
-  /** Stores a validated document under its id; `mustExist` distinguishes PUT from POST. */
-  save(yaml: string, opts: { expectedId?: string; create: boolean }): ValidatedRule {
+  /**
+   * Stores a validated document under its id in `tenant`'s scope (null: global); `create` distinguishes
+   * POST from PUT. A tenant's scope holds rules and filters; correlations are global.
+   */
+  save(yaml: string, opts: { expectedId?: string; create: boolean; tenant: string | null }): ValidatedRule {
     const v = this.validate(yaml);
     if (opts.expectedId !== undefined && v.id !== opts.expectedId) {
       throw new InputError('id_mismatch', `the document's id ${v.id} is not the id in the path, ${opts.expectedId}`);
     }
-    const file = this.apiFile(v.id);
+    if (opts.tenant !== null && v.kind === 'correlation') {
+      throw new GlobalScopeError(
+        `correlation ${v.id}: correlations are global rules, which only a global admin adds (with ?scope=global)`,
+      );
+    }
+    const file = this.apiFile(v.id, opts.tenant);
     if (opts.create && existsSync(file)) {
       throw new VigilError('conflict', `rule ${v.id} exists; use PUT /api/v1/rules/${v.id} to change it`, {
         status: 409,
@@ -135,24 +177,28 @@ export class RuleRepository {
     return v;
   }
 
-  /** Deletes an API-managed rule; folder rules are read-only (disable them instead). */
-  remove(id: string): void {
-    const file = this.apiFile(id);
+  /** Deletes an API-managed rule of `tenant` (null: global); folder rules are read-only (disable them instead). */
+  remove(id: string, tenant: string | null): void {
+    const file = this.apiFile(id, tenant);
     if (!existsSync(file)) {
       throw new VigilError('not_found', `no API-managed rule ${id} (rules from folders can only be disabled)`, {
         status: 404,
       });
     }
     rmSync(file);
-    this.state.disabled = this.state.disabled.filter((d) => d !== id);
+    this.setDisabled(
+      tenant,
+      this.disabledOf(tenant).filter((d) => d !== id),
+    );
     this.bump();
   }
 
-  setEnabled(id: string, enabled: boolean): void {
-    const disabled = new Set(this.state.disabled);
+  /** Enables or disables a rule of `tenant` (null: global). */
+  setEnabled(id: string, enabled: boolean, tenant: string | null): void {
+    const disabled = new Set(this.disabledOf(tenant));
     if (enabled) disabled.delete(id);
     else disabled.add(id);
-    this.state.disabled = [...disabled].sort();
+    this.setDisabled(tenant, [...disabled].sort());
     this.bump();
   }
 
@@ -161,23 +207,50 @@ export class RuleRepository {
     return readFileSync(file, 'utf8');
   }
 
-  /** Loads every folder and API rule and compiles the engines. */
+  /** Loads every folder and API rule, global and of each tenant, and compiles the engines. */
   compile(): CompiledRuleSet {
     const loaded = loadSigmaRules([...this.folders, this.apiDir], { placeholders: this.placeholders });
     const origin = (file: string): RuleOrigin => (file.startsWith(this.apiDir) ? 'api' : 'folder');
-    return buildRuleSet(loaded, {
+    const set = buildRuleSet(loaded, {
       disabled: new Set(this.state.disabled),
       origin,
       version: this.state.version,
       placeholders: this.placeholders,
     });
+    const globalIds = new Set(set.rules.map((r) => r.id));
+    const tenants = new Map<string, TenantRuleSet>();
+    for (const tenant of readdirSync(this.tenantDir).sort()) {
+      if (!TENANT.test(tenant)) continue;
+      const own = buildTenantRules(
+        loadSigmaRules(join(this.tenantDir, tenant), { placeholders: this.placeholders }),
+        tenant,
+        { disabled: new Set(this.disabledOf(tenant)), globalIds, placeholders: this.placeholders },
+      );
+      if (own.engine.rules.length > 0) tenants.set(tenant, { engine: own.engine });
+      set.rules.push(...own.rules);
+      set.rejected.push(...own.rejected);
+    }
+    return { ...set, tenants };
   }
 
-  private apiFile(id: string): string {
+  private apiFile(id: string, tenant: string | null): string {
     if (!/^[A-Za-z0-9._-]{1,128}$/.test(id)) {
       throw new InputError('bad_rule_id', 'rule ids managed by the API are letters, digits, ".", "_" and "-"');
     }
-    return join(this.apiDir, `${id}.yml`);
+    if (tenant === null) return join(this.apiDir, `${id}.yml`);
+    if (!TENANT.test(tenant)) throw new InputError('bad_tenant', `tenant ${tenant} is not a tenant name`);
+    const dir = join(this.tenantDir, tenant);
+    mkdirSync(dir, { recursive: true });
+    return join(dir, `${id}.yml`);
+  }
+
+  private disabledOf(tenant: string | null): string[] {
+    return tenant === null ? this.state.disabled : (this.state.tenantDisabled?.[tenant] ?? []);
+  }
+
+  private setDisabled(tenant: string | null, ids: string[]): void {
+    if (tenant === null) this.state.disabled = ids;
+    else this.state.tenantDisabled = { ...this.state.tenantDisabled, [tenant]: ids };
   }
 
   private bump(): void {
@@ -217,11 +290,11 @@ function buildRuleSet(
   opts: { disabled: Set<string>; origin: (file: string) => RuleOrigin; version: number; placeholders: Placeholders },
 ): CompiledRuleSet {
   const { disabled, origin } = opts;
-  const rejected: RejectedRule[] = [...loaded.rejected];
+  const rejected: ScopedRejectedRule[] = loaded.rejected.map((r) => ({ ...r, tenant: null }));
   const rules: SigmaRule[] = loaded.rules.filter((r) => !disabled.has(r.id));
   const filters: SigmaFilter[] = loaded.filters.filter((f) => !f.id || !disabled.has(f.id));
   const engine = createSigmaEngine({ rules, filters, placeholders: opts.placeholders });
-  rejected.push(...engine.rejected);
+  rejected.push(...engine.rejected.map((r) => ({ ...r, tenant: null })));
   const correlations: CompiledCorrelation[] = [];
   const infos: RuleInfo[] = [];
   for (const c of loaded.correlations) {
@@ -231,6 +304,7 @@ function buildRuleSet(
       if (enabled) correlations.push(compiled);
       infos.push({
         id: compiled.id,
+        tenant: null,
         title: compiled.title,
         level: compiled.level,
         status: String(c.doc.status ?? 'test'),
@@ -240,12 +314,13 @@ function buildRuleSet(
         file: c.file,
       });
     } catch (err) {
-      rejected.push({ file: c.file, line: c.line, reason: (err as Error).message });
+      rejected.push({ file: c.file, line: c.line, reason: (err as Error).message, tenant: null });
     }
   }
   for (const r of loaded.rules) {
     infos.push({
       id: r.id,
+      tenant: null,
       title: r.title,
       level: r.level,
       status: r.status,
@@ -258,6 +333,7 @@ function buildRuleSet(
   for (const f of loaded.filters) {
     infos.push({
       id: f.id ?? `${f.file}#filter`,
+      tenant: null,
       title: f.title,
       level: '',
       status: 'filter',
@@ -274,7 +350,67 @@ function buildRuleSet(
     engine,
     correlations,
     correlationDigest: digest.digest('hex'),
+    tenants: new Map(),
     rules: infos,
     rejected,
   };
+}
+
+/**
+ * Compiles the rules and filters of one tenant in an engine of their own, so that its filters touch only
+ * its rules and its rule ids never meet another tenant's. Correlations and ids of global rules are refused
+ * (an alert id is made of the rule id, tenant and event: the same id twice would be one alert).
+ */
+function buildTenantRules(
+  loaded: SigmaLoadResult,
+  tenant: string,
+  opts: { disabled: Set<string>; globalIds: ReadonlySet<string>; placeholders: Placeholders },
+): { engine: SigmaEngine; rules: RuleInfo[]; rejected: ScopedRejectedRule[] } {
+  const { disabled } = opts;
+  const rejected: ScopedRejectedRule[] = loaded.rejected.map((r) => ({ ...r, tenant }));
+  for (const c of loaded.correlations) {
+    rejected.push({ file: c.file, line: c.line, reason: 'correlations are global rules, not a tenant rule', tenant });
+  }
+  const clash = (id: string | undefined, file: string) => {
+    if (id === undefined || !opts.globalIds.has(id)) return false;
+    rejected.push({ file, reason: `rule id ${id} is taken by a global rule`, tenant });
+    return true;
+  };
+  const rules = loaded.rules.filter((r) => !clash(r.id, r.file));
+  const filters = loaded.filters.filter((f) => !clash(f.id, f.file));
+  const engine = createSigmaEngine({
+    rules: rules.filter((r) => !disabled.has(r.id)),
+    filters: filters.filter((f) => !f.id || !disabled.has(f.id)),
+    placeholders: opts.placeholders,
+  });
+  rejected.push(...engine.rejected.map((r) => ({ ...r, tenant })));
+  const infos: RuleInfo[] = [
+    ...rules.map(
+      (r): RuleInfo => ({
+        id: r.id,
+        tenant,
+        title: r.title,
+        level: r.level,
+        status: r.status,
+        kind: 'rule',
+        origin: 'api',
+        enabled: !disabled.has(r.id),
+        file: r.file,
+      }),
+    ),
+    ...filters.map(
+      (f): RuleInfo => ({
+        id: f.id ?? `${f.file}#filter`,
+        tenant,
+        title: f.title,
+        level: '',
+        status: 'filter',
+        kind: 'filter',
+        origin: 'api',
+        enabled: !f.id || !disabled.has(f.id),
+        file: f.file,
+      }),
+    ),
+  ];
+  return { engine, rules: infos, rejected };
 }

@@ -85,4 +85,14 @@ export const INCIDENT_MIGRATIONS: readonly Migration[] = [
        )`,
     ],
   },
+  {
+    // An alert id is unique within its tenant only. Keyed by the id alone, a manual incident of one tenant
+    // could hold another tenant's alert id: its answer (409 naming the incident) told that the alert
+    // existed, and the alert, once raised, was taken for a duplicate and never grouped in its own tenant.
+    id: 'incidents/0002_alert_key_per_tenant',
+    statements: [
+      'ALTER TABLE incident_alerts DROP CONSTRAINT incident_alerts_pkey',
+      'ALTER TABLE incident_alerts ADD PRIMARY KEY (tenant, alert_id)',
+    ],
+  },
 ];

@@ -331,17 +331,18 @@ export function createIncidentService(
       const result: IngestResult = { opened: 0, linked: 0, duplicates: 0, rejected: [], incidentIds: [] };
       const touched = new Set<string>();
       const ids = alerts.map((a) => a.id);
+      const alertKey = (tenant: string, id: string) => `${tenant}\u0000${id}`;
       const known = new Set(
         (
-          await tx.query<{ alert_id: string }>(
-            'SELECT alert_id FROM incident_alerts WHERE alert_id = ANY($1::text[])',
+          await tx.query<{ tenant: string; alert_id: string }>(
+            'SELECT tenant, alert_id FROM incident_alerts WHERE alert_id = ANY($1::text[])',
             [ids],
           )
-        ).map((r) => r.alert_id),
+        ).map((r) => alertKey(r.tenant, r.alert_id)),
       );
       const t = Date.now();
       for (const a of alerts) {
-        if (known.has(a.id)) {
+        if (known.has(alertKey(a.tenant, a.id))) {
           result.duplicates++;
           continue;
         }
@@ -410,7 +411,7 @@ export function createIncidentService(
         }
         const linked = await tx.query(
           `INSERT INTO incident_alerts (alert_id, incident_id, tenant, rule_id, level, partition, fencing_token, alert_at, linked_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id`,
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant, alert_id) DO NOTHING RETURNING alert_id`,
           [a.id, incidentId, a.tenant, a.rule.id, a.rule.level, a.partition, a.fencingToken, a.timestamp, t],
         );
         if (linked.length === 0) {
@@ -422,7 +423,7 @@ export function createIncidentService(
           result.duplicates++;
           continue;
         }
-        known.add(a.id);
+        known.add(alertKey(a.tenant, a.id));
         if (opened) result.opened++;
         const [before] = await tx.query<{ severity: Severity }>('SELECT severity FROM incidents WHERE id = $1', [
           incidentId,
@@ -732,10 +733,11 @@ export function createIncidentService(
         );
         await timelineAdd(tx, id, t, actor, 'created', null, 'new', { manual: true });
         if (alertIds.length > 0) {
-          // Alerts already in an incident stay where they are: an alert belongs to one incident.
+          // Alerts already in an incident stay where they are: an alert belongs to one incident. Ids are
+          // looked up in the incident's tenant only, so another tenant's alert is an unknown id here.
           const taken = await tx.query<{ alert_id: string; incident_id: string }>(
-            'SELECT alert_id, incident_id FROM incident_alerts WHERE alert_id = ANY($1::text[])',
-            [alertIds],
+            'SELECT alert_id, incident_id FROM incident_alerts WHERE tenant = $2 AND alert_id = ANY($1::text[])',
+            [alertIds, input.tenant],
           );
           if (taken.length > 0) {
             throw new VigilError(

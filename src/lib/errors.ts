@@ -31,6 +31,17 @@ export class InputError extends VigilError {
   }
 }
 
+/**
+ * No such object, or one the caller may not see: both answer the same 404 (`no <what> <id>`), so that an id
+ * of another tenant tells nothing about what exists there.
+ */
+export class NotFoundError extends VigilError {
+  constructor(what: string, id: string) {
+    super('not_found', `no ${what} ${id}`, { status: 404 });
+    this.name = 'NotFoundError';
+  }
+}
+
 /** A bounded queue or limit is full; the client should retry after `retryAfterSeconds`. */
 export class OverloadError extends VigilError {
   readonly retryAfterSeconds: number;

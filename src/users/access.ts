@@ -63,3 +63,13 @@ export function requireTenant(principal: Principal, tenant: string): void {
     throw new VigilError('forbidden_tenant', `tenant ${tenant} is not one of yours`, { status: 403 });
   }
 }
+
+/** Whether the principal is a global admin (the bootstrap admin token): every tenant, global rules. */
+export function isGlobalAdmin(principal: Principal): boolean {
+  return principal.global === true && principal.role === 'admin';
+}
+
+/** Whether `tenant` (null: global scope, visible to all) is one the principal may see. */
+export function seesTenant(principal: Principal, tenant: string | null): boolean {
+  return tenant === null || isGlobalAdmin(principal) || principal.tenants.includes(tenant);
+}

@@ -13,7 +13,10 @@ export interface AuditEntry {
 
 /** Filters of GET /api/v1/audit; entries come newest first, `before` pages by id. */
 export interface AuditFilter {
+  /** Entries of these tenants only; entries with no tenant are global (see `all`). */
   tenants: string[];
+  /** Every entry, of every tenant and global ones (a global admin). */
+  all?: boolean;
   actor?: string;
   action?: string;
   target?: string;
@@ -30,14 +33,15 @@ export interface AuditFilter {
 export interface AuditLog {
   /**
    * Appends an entry. Pass `opts.tx` to write it in the same transaction as the change it records;
-   * `opts.tenant` makes it visible to that tenant's admins only (no tenant: every admin).
+   * `opts.tenant` (or `opts.tenants`, for a user of several tenants) makes it visible to those tenants'
+   * admins; with neither, the entry is global and only a global admin sees it.
    */
   record(
     actor: string,
     action: string,
     target: string,
     details?: Record<string, unknown>,
-    opts?: { tenant?: string; tx?: Queryable },
+    opts?: { tenant?: string; tenants?: readonly string[]; tx?: Queryable },
   ): Promise<void>;
   list(filter: AuditFilter): Promise<AuditEntry[]>;
 }
@@ -57,19 +61,22 @@ export function createAuditLog(db: Db): AuditLog {
   return {
     async record(actor, action, target, details, opts = {}) {
       await (opts.tx ?? db).query(
-        'INSERT INTO audit_log (at, actor, action, target, tenant, details) VALUES ($1, $2, $3, $4, $5, $6::jsonb)',
+        `INSERT INTO audit_log (at, actor, action, target, tenant, tenants, details)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)`,
         [
           Date.now(),
           actor,
           action,
           target,
-          opts.tenant ?? null,
+          opts.tenant ?? (opts.tenants?.length === 1 ? opts.tenants[0] : null),
+          opts.tenants ? [...new Set([...(opts.tenant ? [opts.tenant] : []), ...opts.tenants])] : null,
           details === undefined ? null : JSON.stringify(details),
         ],
       );
     },
     async list(f) {
-      const where = ['(tenant IS NULL OR tenant = ANY($1::text[]))'];
+      // Global entries (no tenant) are a global admin's only: logins, users and keys name their tenants.
+      const where = [f.all ? '$1::text[] IS NOT NULL' : '(tenant = ANY($1::text[]) OR tenants && $1::text[])'];
       const params: unknown[] = [f.tenants];
       const add = (clause: string, value: unknown) => {
         params.push(value);

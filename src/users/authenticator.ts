@@ -39,7 +39,7 @@ export function createUserAuthenticator(
     async authenticate(header) {
       const token = bearerToken(header);
       if (timingSafeEqual(digest(token), adminDigest)) {
-        return { name: 'admin', role: 'admin', tenants: opts.adminTenants, via: 'admin_token' };
+        return { name: 'admin', role: 'admin', tenants: opts.adminTenants, via: 'admin_token', global: true };
       }
       const t = now();
       if (token.startsWith('vgs_')) {

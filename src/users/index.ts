@@ -3,6 +3,7 @@
  * the user authenticator, role checks for routes, and the append-only audit log.
  */
 export {
+  isGlobalAdmin,
   keyRole,
   maxScope,
   ROLES,
@@ -11,6 +12,7 @@ export {
   requireTenant,
   roleRank,
   SCOPES,
+  seesTenant,
   type Scope,
   type UserPrincipal,
   userPrincipal,

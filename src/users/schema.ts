@@ -55,4 +55,11 @@ export const USER_MIGRATIONS: readonly Migration[] = [
          FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()`,
     ],
   },
+  {
+    // Entries about users, keys and logins name every tenant of the user concerned, so that each of those
+    // tenants' admins sees them and no other tenant's does. Entries written before keep `tenants` NULL: with
+    // no `tenant` either, only a global admin sees them (the table is append-only: no backfill).
+    id: 'users/0002_audit_tenants',
+    statements: ['ALTER TABLE audit_log ADD COLUMN tenants text[]'],
+  },
 ];

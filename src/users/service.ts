@@ -225,7 +225,7 @@ export function createUserService(
           'user.create',
           `user:${user.id}`,
           { username: user.username, role, tenants },
-          { tx },
+          { tx, tenants },
         );
         return user;
       });
@@ -267,15 +267,24 @@ export function createUserService(
         if (!rows[0]) throw notFound(`user ${id}`);
         // A changed password, role or tenants, or a disabled account, ends the user's console sessions.
         await tx.query('DELETE FROM sessions WHERE user_id = $1', [id]);
-        await audit.record(actor.name, 'user.update', `user:${id}`, changes, { tx });
+        await audit.record(actor.name, 'user.update', `user:${id}`, changes, { tx, tenants: rows[0].tenants });
         return toUser(rows[0]);
       });
     },
     async remove(id, actor) {
       await db.transaction(async (tx) => {
-        const rows = await tx.query<{ username: string }>('DELETE FROM users WHERE id = $1 RETURNING username', [id]);
+        const rows = await tx.query<{ username: string; tenants: string[] }>(
+          'DELETE FROM users WHERE id = $1 RETURNING username, tenants',
+          [id],
+        );
         if (!rows[0]) throw notFound(`user ${id}`);
-        await audit.record(actor.name, 'user.delete', `user:${id}`, { username: rows[0].username }, { tx });
+        await audit.record(
+          actor.name,
+          'user.delete',
+          `user:${id}`,
+          { username: rows[0].username },
+          { tx, tenants: rows[0].tenants },
+        );
       });
     },
     async createApiKey(userId, input, actor) {
@@ -316,7 +325,7 @@ export function createUserService(
           'api_key.create',
           `api_key:${id}`,
           { user: user.username, scopes, expiresAt: key.expiresAt },
-          { tx },
+          { tx, tenants: user.tenants },
         );
         return { key, token };
       });
@@ -338,13 +347,19 @@ export function createUserService(
     },
     async revokeApiKey(id, actor) {
       return db.transaction(async (tx) => {
-        const rows = await tx.query<KeyRow>(
+        const rows = await tx.query<KeyRow & { tenants: string[] }>(
           `UPDATE api_keys k SET revoked_at = COALESCE(k.revoked_at, $2) FROM users u
-           WHERE k.id = $1 AND u.id = k.user_id RETURNING k.*, u.username`,
+           WHERE k.id = $1 AND u.id = k.user_id RETURNING k.*, u.username, u.tenants`,
           [id, now()],
         );
         if (!rows[0]) throw notFound(`API key ${id}`);
-        await audit.record(actor.name, 'api_key.revoke', `api_key:${id}`, { user: rows[0].username }, { tx });
+        await audit.record(
+          actor.name,
+          'api_key.revoke',
+          `api_key:${id}`,
+          { user: rows[0].username },
+          { tx, tenants: rows[0].tenants },
+        );
         return toKey(rows[0]);
       });
     },
@@ -393,7 +408,7 @@ export function createUserService(
           t,
           expiresAt,
         ]);
-        await audit.record(row.username, 'auth.login', `user:${row.id}`, { address }, { tx });
+        await audit.record(row.username, 'auth.login', `user:${row.id}`, { address }, { tx, tenants: row.tenants });
       });
       logins.inc();
       return { token, expiresAt, user: toUser(row) };
@@ -404,7 +419,9 @@ export function createUserService(
           'DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id',
           [tokenHash(token)],
         );
-        if (rows[0]) await audit.record(actor.name, 'auth.logout', `user:${rows[0].user_id}`, {}, { tx });
+        if (rows[0]) {
+          await audit.record(actor.name, 'auth.logout', `user:${rows[0].user_id}`, {}, { tx, tenants: actor.tenants });
+        }
       });
     },
   };

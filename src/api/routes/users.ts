@@ -1,8 +1,9 @@
-import { InputError, VigilError } from '../../lib/errors.ts';
+import { InputError, NotFoundError, VigilError } from '../../lib/errors.ts';
 import {
   type Actor,
   type AuditLog,
   bearerToken,
+  isGlobalAdmin,
   LoginRateLimitedError,
   type Role,
   requireRole,
@@ -193,10 +194,15 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
     app.delete<{ Params: { id: string } }>('/api/v1/keys/:id', async (req) => {
       const p = principalOf(req);
       const key = await users.getApiKey(req.params.id);
-      if (!key) throw new VigilError('not_found', `no API key ${req.params.id}`, { status: 404 });
-      if (key.userId !== (userPrincipal(p) as UserPrincipal | undefined)?.userId) {
+      const own = key !== undefined && key.userId === (userPrincipal(p) as UserPrincipal | undefined)?.userId;
+      // A key of a user who shares no tenant with the caller answers as a key that does not exist.
+      const owner = key && !own ? await users.get(key.userId) : undefined;
+      if (!key || (!own && !owner?.tenants.some((t) => p.tenants.includes(t)))) {
+        throw new NotFoundError('API key', req.params.id);
+      }
+      if (!own) {
         requireRole(p, 'admin');
-        requireManages(p, await users.get(key.userId), key.userId);
+        requireManages(p, owner, key.userId);
       }
       return users.revokeApiKey(req.params.id, actorOf(p));
     });
@@ -207,6 +213,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       const q = req.query;
       const entries = await audit.list({
         tenants: p.tenants,
+        all: isGlobalAdmin(p),
         actor: q.actor,
         action: q.action,
         target: q.target,
