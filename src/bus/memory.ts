@@ -6,6 +6,7 @@ import type { Logger } from '../lib/logger.ts';
 import { counter, gauge } from '../lib/metrics.ts';
 import type { BusConfig } from './config.ts';
 import type { BatchHandler, Bus } from './index.ts';
+import { settleBy } from '../lib/deadline.ts';
 
 interface Waiting {
   events: NormalizedEvent[];
@@ -108,8 +109,7 @@ export function createMemoryBus(config: BusConfig, deps: { metrics: Registry; lo
       stopping = true;
       running = false;
       wake?.();
-      const timeout = new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref());
-      await Promise.race([loop, timeout]);
+      await settleBy(loop, deadline);
       for (const w of queue.splice(0)) w.reject(new OverloadError('Vigil is shutting down', 5));
     },
     health(): ComponentHealth {

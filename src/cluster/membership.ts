@@ -6,6 +6,7 @@ import type { Logger } from '../lib/logger.ts';
 import type { ClusterConfig } from './config.ts';
 import { clusterMetrics } from './metrics.ts';
 import { type EtcdSession, withTimeout } from './session.ts';
+import { sleep } from '../lib/retry.ts';
 
 /** A node's maintenance state, as it registers it. */
 export type MaintenanceState = 'active' | 'draining' | 'drained';
@@ -72,8 +73,6 @@ interface LiveNode {
   /** The lease was reported expired (the key is about to go). */
   expired?: boolean;
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Parses a registration; undefined (and a warning) when it is not one. */
 function parseRegistration(kv: IKeyValue, log: Logger): NodeRegistration | undefined {

@@ -8,6 +8,8 @@ import { redactUrl } from '../lib/redact.ts';
 import type { ClusterConfig } from './config.ts';
 import { ClusterError } from './errors.ts';
 import { type ClusterMetrics, clusterMetrics } from './metrics.ts';
+import { withTimeout as timeout } from '../lib/deadline.ts';
+import { sleep } from '../lib/retry.ts';
 
 /** A change under a watched prefix. */
 export interface WatchHandlers {
@@ -58,15 +60,9 @@ function cappedBackoff(ms: number, max: number): WatchBackoff {
 }
 
 const now = () => performance.now();
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /** Rejects with a ClusterError when `p` takes longer than `ms`. */
 export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ClusterError('etcd_unavailable', `${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  return timeout(p, ms, () => new ClusterError('etcd_unavailable', `${what}: no answer within ${ms} ms`));
 }
 
 /** Creates the session; nothing is opened until start(). */

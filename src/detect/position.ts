@@ -8,6 +8,7 @@ import type { NormalizedEvent } from '../lib/event.ts';
 import type { Logger } from '../lib/logger.ts';
 import { counter, gauge } from '../lib/metrics.ts';
 import { EVENTS_TABLE, type EventRow, type EventStore, rowToNormalized } from '../store/index.ts';
+import { retry } from '../lib/retry.ts';
 
 /**
  * How far behind the clock the position is raised after a batch is evaluated. The next batch then usually
@@ -120,6 +121,8 @@ export function createLocalDetectionFeed(deps: {
     'Age of the detection position: events received after it may still need evaluating.',
   );
   let stopping = false;
+  /** Aborted at stop: a retry in its wait gives up at once (the position is not raised). */
+  let halt = new AbortController();
   let lastFailure: string | undefined;
   /** Set when a batch was given up at stop: the position must not move past it in this process. */
   let held = false;
@@ -130,21 +133,19 @@ export function createLocalDetectionFeed(deps: {
 
   /** Runs `fn` until it succeeds or the node stops (then throws: the position was not raised). */
   const untilDone = async (fn: () => Promise<void>, what: string) => {
-    let delay = deps.retryInitialMs ?? 100;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await fn();
-        lastFailure = undefined;
-        return;
-      } catch (err) {
-        if (stopping) throw err;
+    await retry(fn, {
+      backoff: { initialMs: deps.retryInitialMs ?? 100, maxMs: deps.retryMaxMs ?? 5000 },
+      signal: halt.signal,
+      onRetry: (err, attempt, delayMs) => {
         lastFailure = `${what} failed: ${errorMessage(err)}`;
         retries.inc();
-        deps.logger.warn({ err: errorMessage(err), attempt, delayMs: delay }, 'Detection failed a batch; retrying it.');
-        await new Promise((r) => setTimeout(r, delay).unref());
-        delay = Math.min(deps.retryMaxMs ?? 5000, delay * 2);
-      }
-    }
+        deps.logger.warn(
+          { err: errorMessage(err), attempt: attempt + 1, delayMs },
+          'Detection failed a batch; retrying it.',
+        );
+      },
+    });
+    lastFailure = undefined;
   };
 
   const catchUp = async () => {
@@ -208,6 +209,7 @@ export function createLocalDetectionFeed(deps: {
     name: 'detect-feed',
     async start() {
       stopping = false;
+      halt = new AbortController();
       if (position.value() === undefined) position.load();
       // Batches the bus commits meanwhile wait for the catch-up (the bus holds intake behind them).
       await catchUp();
@@ -215,6 +217,7 @@ export function createLocalDetectionFeed(deps: {
     },
     async stop() {
       stopping = true;
+      halt.abort();
       markReady();
     },
     health(): ComponentHealth {

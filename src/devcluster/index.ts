@@ -20,6 +20,7 @@ import {
   stopProcess,
   waitExit,
 } from './process.ts';
+import { sleep } from '../lib/retry.ts';
 
 export { BINARIES, findBinaries, findBinary } from './binaries.ts';
 export { DevClusterError } from './errors.ts';
@@ -118,8 +119,6 @@ const refOf = (m: MemberRecord): ProcessRef | undefined =>
 function memberEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VIGIL_')));
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function probe(m: MemberRecord): Promise<boolean> {
   try {

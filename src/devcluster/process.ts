@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { DevClusterError } from './errors.ts';
+import { sleep } from '../lib/retry.ts';
 
 /** A process the dev cluster started: its PID and, where /proc exists, its start time (guards PID reuse). */
 export interface ProcessRef {
@@ -87,8 +88,6 @@ export async function spawnDetached(spec: {
     closeSync(fd);
   }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls until `ref` is no longer running; false if it still runs at `deadline` (epoch ms). */
 export async function waitExit(ref: ProcessRef, deadline: number): Promise<boolean> {

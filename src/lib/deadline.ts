@@ -17,8 +17,8 @@ export async function settleBy(work: Promise<unknown> | undefined, deadline: num
   if (work === undefined) return true;
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<false>((resolve) => {
+    // Cleared as soon as the work settles, so it holds the process only while the work is pending.
     timer = setTimeout(() => resolve(false), remainingMs(deadline));
-    timer.unref();
   });
   try {
     return await Promise.race([work.then(() => true as const), late]);

@@ -52,8 +52,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 /** How `retry` goes on. */
 export interface RetryOptions {
   backoff: Backoff;
-  /** Epoch ms: no retry starts whose wait would end after it; the last error is thrown instead. */
-  deadline?: number;
+  /**
+   * Epoch ms: no retry starts whose wait would end after it; the last error is thrown instead. A function is
+   * asked before each wait (a stop may bring the deadline closer).
+   */
+  deadline?: number | (() => number);
   /** Stops the retries: the last error is thrown (the wait in progress ends at once). */
   signal?: AbortSignal;
   /** false: the error is thrown at once. Default: every error is retried. */
@@ -73,7 +76,8 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
     } catch (err) {
       if (opts.signal?.aborted || (opts.retryable && !opts.retryable(err))) throw err;
       const delay = backoffDelay(attempt, opts.backoff);
-      if (opts.deadline !== undefined && Date.now() + delay > opts.deadline) throw err;
+      const deadline = typeof opts.deadline === 'function' ? opts.deadline() : opts.deadline;
+      if (deadline !== undefined && Date.now() + delay > deadline) throw err;
       opts.onRetry?.(err, attempt, delay);
       await sleep(delay, opts.signal);
       if (opts.signal?.aborted) throw err;

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Alert } from '../detect/alerts/index.ts';
-import { type Db, severityRank, withDbRetry } from '../incidents/index.ts';
+import { type Db, withDbRetry } from '../db/index.ts';
+import { severityRank } from '../incidents/index.ts';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -10,6 +11,7 @@ import { counter, histogram } from '../lib/metrics.ts';
 import type { AuditLog } from '../users/index.ts';
 import type { Destination, NotifyConfig } from './config.ts';
 import { createSender, DeliveryError, type Sender } from './senders.ts';
+import { backoffDelay } from '../lib/retry.ts';
 
 export type DeliveryStatus = 'pending' | 'sending' | 'delivered' | 'dead';
 
@@ -135,10 +137,12 @@ export function createNotifier(
     return s;
   };
 
-  const backoff = (attempts: number) => {
-    const cap = Math.min(config.backoff_max_ms, config.backoff_initial_ms * 2 ** Math.max(0, attempts - 1));
-    return Math.round(cap / 2 + (Math.random() * cap) / 2);
-  };
+  const backoff = (attempts: number) =>
+    backoffDelay(Math.max(0, attempts - 1), {
+      initialMs: config.backoff_initial_ms,
+      maxMs: config.backoff_max_ms,
+      jitter: 'equal',
+    });
 
   /** Sends one claimed delivery and records the outcome, if this worker still holds its lease. */
   const deliver = async (row: DeliveryRow) => {

@@ -4,8 +4,10 @@ import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { counter, gauge } from '../../lib/metrics.ts';
 import type { Alert, AlertOutbox, AlertPosition } from './index.ts';
+import { settleBy } from '../../lib/deadline.ts';
+import { backoffDelay } from '../../lib/retry.ts';
 
-/** Where a consumer stands, kept by the consumer's own database (see incidents/db/positions.ts). */
+/** Where a consumer stands, kept by the consumer's own database (see db/positions.ts). */
 export interface AlertPositionStore {
   load(): Promise<AlertPosition | undefined>;
   save(position: AlertPosition): Promise<void>;
@@ -83,7 +85,6 @@ export function createAlertConsumer(opts: AlertConsumerOptions): Component {
 
   /** Runs `fn` until it succeeds; undefined when the consumer stops first. */
   const untilDone = async <T>(fn: () => Promise<T>, what: string): Promise<{ value: T } | undefined> => {
-    let delay = opts.retryInitialMs;
     for (let attempt = 1; running; attempt++) {
       try {
         const value = await fn();
@@ -92,6 +93,7 @@ export function createAlertConsumer(opts: AlertConsumerOptions): Component {
         return { value };
       } catch (err) {
         if (!running) return undefined;
+        const delay = backoffDelay(attempt - 1, { initialMs: opts.retryInitialMs, maxMs: opts.retryMaxMs });
         failingSince ??= Date.now();
         lastFailure = `${what}: ${errorMessage(err)}`;
         retries.inc({ consumer: name });
@@ -100,7 +102,6 @@ export function createAlertConsumer(opts: AlertConsumerOptions): Component {
           'An alert consumer failed; it retries the same alerts.',
         );
         await sleep(delay);
-        delay = Math.min(opts.retryMaxMs, delay * 2);
       }
     }
     return undefined;
@@ -150,8 +151,7 @@ export function createAlertConsumer(opts: AlertConsumerOptions): Component {
     async stop(deadline) {
       running = false;
       wake?.();
-      const timeout = new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref());
-      await Promise.race([loop, timeout]);
+      await settleBy(loop, deadline);
     },
     health(): ComponentHealth {
       if (!running) return { ok: false, detail: 'stopped' };

@@ -30,6 +30,7 @@ import { correlationAlert, hostOf, suppressorOf } from '../evaluate.ts';
 import type { CompiledRuleSet } from '../rule-set.ts';
 import { type CorrelationComponents, correlationComponents } from './components.ts';
 import type { RecordConsumer, RecordStream, StreamRecord } from './records.ts';
+import { retry, shouldLog } from '../../lib/retry.ts';
 
 /**
  * Stream time and event time differ (late events, queueing): the replay starts this much earlier than the
@@ -57,6 +58,8 @@ interface Worker {
   engines: Map<string, CorrelationEngine>;
   consumer?: RecordConsumer;
   lost: boolean;
+  /** Aborted when the partition is lost: a takeover waiting to retry gives up. */
+  halt: AbortController;
 }
 
 export function createPartitionedCorrelation(deps: {
@@ -188,26 +191,26 @@ export function createPartitionedCorrelation(deps: {
       await Promise.all(sends);
     },
     onAcquire(p, token) {
-      const w: Worker = { token, engines: new Map(), lost: false };
+      const w: Worker = { token, engines: new Map(), lost: false, halt: new AbortController() };
       workers.set(p, w);
       owned.set(workers.size);
-      void (async () => {
-        for (let attempt = 0; !w.lost; attempt++) {
-          try {
-            await takeOver(p, w);
-            return;
-          } catch (err) {
-            if (attempt === 0 || attempt % 20 === 0)
-              log.warn({ partition: p, err: errorMessage(err), attempt }, 'Taking over a partition failed; retrying.');
-            await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(attempt, 5))).unref());
-          }
-        }
-      })();
+      // Retried until it succeeds or the partition is lost (then a failure is the new owner's to finish).
+      retry(() => takeOver(p, w), {
+        backoff: { initialMs: 100, maxMs: 2000 },
+        signal: w.halt.signal,
+        onRetry: (err, attempt) => {
+          if (shouldLog(attempt))
+            log.warn({ partition: p, err: errorMessage(err), attempt }, 'Taking over a partition failed; retrying.');
+        },
+      }).catch((err: unknown) => {
+        if (!w.lost) log.error({ partition: p, err: errorMessage(err) }, 'Taking over a partition stopped.');
+      });
     },
     async onLose(p) {
       const w = workers.get(p);
       if (!w) return;
       w.lost = true;
+      w.halt.abort();
       workers.delete(p);
       owned.set(workers.size);
       await w.consumer?.stop();

@@ -18,6 +18,8 @@ import { BatchPipeline, type Outcome } from './pipeline.ts';
 import { type RelpHost, RelpSession } from './relp.ts';
 import { createZoneResolver, type ZoneResolver } from './timezones.ts';
 import { countUdpKernelDrops } from './udp-drops.ts';
+import { settleBy } from '../../lib/deadline.ts';
+import { sleep } from '../../lib/retry.ts';
 
 /** The `source` of events by the listener that received them. */
 export type SyslogSource = 'syslog-udp' | 'syslog-tcp' | 'syslog-tls' | 'syslog-relp' | 'syslog-relp-tls';
@@ -573,16 +575,10 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
     for (const conn of this.#conns) conn.drain();
     const graceEnd = Math.min(Date.now() + c.drain_grace_ms, Date.now() + Math.max(0, deadline - Date.now()) / 2);
     if (this.#conns.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => {
-          this.#onAllClosed = resolve;
-        }),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, Math.max(0, graceEnd - Date.now()));
-        }),
-      ]);
-      clearTimeout(timer);
+      const allClosed = new Promise<void>((resolve) => {
+        this.#onAllClosed = resolve;
+      });
+      await settleBy(allClosed, graceEnd);
       this.#onAllClosed = undefined;
     }
     // Frames already read are handed over now, room or not, also those of connections closed meanwhile.
@@ -655,8 +651,4 @@ function unparsedEvent(raw: string, ctx: SyslogParseContext, err: unknown): Norm
     parseError: `the parser failed: ${errorMessage(err)}`,
     fields: {},
   };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -2,6 +2,8 @@ import { errorMessage, OverloadError, VigilError } from '../../lib/errors.ts';
 import type { NormalizedEvent } from '../../lib/event.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { IntakeMetrics } from '../metrics.ts';
+import { settleBy } from '../../lib/deadline.ts';
+import { backoffDelay, sleep } from '../../lib/retry.ts';
 
 /** What the batch pipeline needs; `onRoom` is called when paused readers may read again. */
 export interface BatchPipelineOptions {
@@ -95,14 +97,8 @@ export class BatchPipeline {
     this.#flushing = true;
     this.#schedule();
     if (this.pending === 0) return 0;
-    let timer: NodeJS.Timeout | undefined;
-    const idle = new Promise<boolean>((resolve) => this.#idleWaiters.push(() => resolve(true)));
-    const late = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
-    });
-    const done = await Promise.race([idle, late]);
-    clearTimeout(timer);
-    return done ? 0 : this.#abandon();
+    const idle = new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    return (await settleBy(idle, deadline)) ? 0 : this.#abandon();
   }
 
   #schedule(): void {
@@ -151,7 +147,10 @@ export class BatchPipeline {
         } else {
           log.warn(fields, 'Publishing a syslog batch failed again; retrying.');
         }
-        await sleep(backoffMs(attempt), this.#abort.signal);
+        await sleep(
+          backoffDelay(attempt - 1, { initialMs: BACKOFF_FIRST_MS, maxMs: BACKOFF_MAX_MS, jitter: 'equal' }),
+          this.#abort.signal,
+        );
         if (this.#abort.signal.aborted) return 'abandoned';
       }
     }
@@ -205,25 +204,4 @@ function countBySource(entries: Entry[]): Map<string, number> {
   const counts = new Map<string, number>();
   for (const { source } of entries) counts.set(source, (counts.get(source) ?? 0) + 1);
   return counts;
-}
-
-/** Exponential backoff with jitter: about 20 ms, 40 ms, 80 ms... up to 2 s. */
-function backoffMs(attempt: number): number {
-  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** Math.min(attempt - 1, 16));
-  return ceiling / 2 + Math.random() * (ceiling / 2);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

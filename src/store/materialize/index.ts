@@ -7,6 +7,8 @@ import { counter, gauge, histogram } from '../../lib/metrics.ts';
 import type { EventStore } from '../index.ts';
 import { DATABASE } from '../schema.ts';
 import type { MaterializeConfig } from './config.ts';
+import { settleBy } from '../../lib/deadline.ts';
+import { backoffDelay, sleep } from '../../lib/retry.ts';
 
 export { type MaterializeConfig, materializeConfigSchema } from './config.ts';
 
@@ -101,17 +103,6 @@ export function createMaterializer(
     lagGauge.set(lagMessages);
     appliedGauge.set(appliedSeq);
   }
-
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        halt.signal.removeEventListener('abort', done);
-        resolve();
-      }
-      halt.signal.addEventListener('abort', done);
-    });
 
   async function readPosition(id: string): Promise<{ seq: number; ackFloor: number }> {
     const rows = await deps.store.query<{ seq: string | number; ack_floor: string | number }>(
@@ -219,7 +210,7 @@ export function createMaterializer(
             'The store replica cannot reach the event stream yet; retrying.',
           );
         }
-        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
+        await sleep(backoffDelay(attempt, { initialMs: 100, maxMs: 2000 }), halt.signal);
       }
     }
   }
@@ -237,9 +228,8 @@ export function createMaterializer(
       running = false;
       halt.abort();
       if (poller) clearInterval(poller);
-      const timeout = new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref());
-      await Promise.race([setup, timeout]);
-      await Promise.race([subscription?.stop(), timeout]);
+      await settleBy(setup, deadline);
+      await settleBy(subscription?.stop(), deadline);
       subscription = undefined;
     },
     health(): ComponentHealth {
