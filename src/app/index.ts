@@ -18,6 +18,7 @@ import { createBackups, engineBackupArgs } from '../backup/index.ts';
 import { type Bus, createJetStreamBus, createMemoryBus, type JetStreamBus, streamNames } from '../bus/index.ts';
 import { type Cluster, createCluster, storePeers } from '../cluster/index.ts';
 import type { VigilConfig } from '../config/schema.ts';
+import { createDatabase, type Database, dbPositionStore, POSITION_MIGRATIONS } from '../db/index.ts';
 import { createAlertConsumer } from '../detect/alerts/consumer.ts';
 import { createAlertLog, createAlertStreamConsumer } from '../detect/cluster/alert-log.ts';
 import { createPartitionedCorrelation } from '../detect/cluster/correlator.ts';
@@ -30,15 +31,7 @@ import {
   createDetector,
 } from '../detect/index.ts';
 import { createLocalDetectionFeed } from '../detect/position.ts';
-import {
-  createDatabase,
-  createIncidentService,
-  type Database,
-  dbPositionStore,
-  INCIDENT_MIGRATIONS,
-  type IncidentComponent,
-  POSITION_MIGRATIONS,
-} from '../incidents/index.ts';
+import { createIncidentService, INCIDENT_MIGRATIONS, type IncidentComponent } from '../incidents/index.ts';
 import { createHttpIntake, createIdempotencyKeys } from '../intake/http/index.ts';
 import { createSyslogIntake } from '../intake/syslog/index.ts';
 import { type Component, componentGroup } from '../lib/component.ts';

@@ -3,7 +3,7 @@ import { cp, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { VigilConfig } from '../config/schema.ts';
-import type { Db } from '../incidents/db/index.ts';
+import type { Db } from '../db/index.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
 import { redactUrl } from '../lib/redact.ts';
 import { VERSION } from '../lib/version.ts';

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Registry } from 'prom-client';
 import type { VigilConfig } from '../config/schema.ts';
-import type { Db } from '../incidents/db/index.ts';
+import type { Db } from '../db/index.ts';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Db, Queryable } from '../incidents/db/index.ts';
+import type { Db, Queryable } from '../db/index.ts';
 
 /** The export of Vigil's SQL state inside a backup: one JSON-lines file per table, and the sequences. */
 export const POSTGRES_FOLDER = 'postgres';

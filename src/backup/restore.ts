@@ -2,7 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { cp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Session } from 'chdb';
-import { type Db, type Migration, migrate, openPglite, openPostgres } from '../incidents/db/index.ts';
+import { type Db, type Migration, migrate, openPglite, openPostgres } from '../db/index.ts';
 import { createLogger } from '../lib/logger.ts';
 import { VigilError } from '../lib/errors.ts';
 import { DATABASE, SCHEMA_VERSION } from '../store/index.ts';

@@ -8,7 +8,7 @@ import { httpIntakeConfigSchema } from '../intake/http/config.ts';
 import { syslogConfigSchema } from '../intake/syslog/config.ts';
 import { parseConfigSchema } from '../parse/index.ts';
 import { incidentsConfigSchema } from '../incidents/config.ts';
-import { postgresConfigSchema } from '../incidents/db/config.ts';
+import { postgresConfigSchema } from '../db/config.ts';
 import { notifyConfigSchema } from '../notify/config.ts';
 import { storeConfigSchema } from '../store/config.ts';
 import { usersConfigSchema } from '../users/config.ts';

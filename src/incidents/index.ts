@@ -1,24 +1,8 @@
 /**
  * Incidents: alerts grouped into incidents that a team triages, stored in PostgreSQL (PGlite embedded by
- * default). Also home of the database layer shared by users, the audit log and notifications.
+ * default) through the shared database layer of `src/db/`.
  */
 export { GROUP_FIELDS, type IncidentsConfig, incidentsConfigSchema } from './config.ts';
-export {
-  createDatabase,
-  type Database,
-  type Db,
-  DbError,
-  isRetryableDbError,
-  type Migration,
-  migrate,
-  openPglite,
-  wrapPglite,
-  openPostgres,
-  type PostgresConfig,
-  postgresConfigSchema,
-  type Queryable,
-  withDbRetry,
-} from './db/index.ts';
 export {
   INCIDENT_STATUSES,
   type Incident,

@@ -1,4 +1,4 @@
-import type { Migration } from './db/index.ts';
+import type { Migration } from '../db/index.ts';
 
 /** Tables of incidents, applied in order by the database component (same SQL on PGlite and PostgreSQL). */
 export const INCIDENT_MIGRATIONS: readonly Migration[] = [

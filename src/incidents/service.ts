@@ -7,7 +7,7 @@ import type { Logger } from '../lib/logger.ts';
 import { counter, gauge } from '../lib/metrics.ts';
 import type { AuditLog } from '../users/index.ts';
 import type { IncidentsConfig } from './config.ts';
-import { type Db, type Queryable, withDbRetry } from './db/index.ts';
+import { type Db, type Queryable, withDbRetry } from '../db/index.ts';
 import {
   INCIDENT_STATUSES,
   type Incident,

@@ -1,4 +1,4 @@
-import type { Migration } from '../incidents/index.ts';
+import type { Migration } from '../db/index.ts';
 
 /** The outbox of notifications (same SQL on PGlite and PostgreSQL). */
 export const NOTIFY_MIGRATIONS: readonly Migration[] = [

@@ -1,4 +1,4 @@
-import type { Db, Queryable } from '../incidents/index.ts';
+import type { Db, Queryable } from '../db/index.ts';
 
 /** One audit entry: who did what to which object, when, with what (never secrets). */
 export interface AuditEntry {

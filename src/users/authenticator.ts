@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { AuthError } from '../api/auth.ts';
-import type { Db } from '../incidents/index.ts';
+import type { Db } from '../db/index.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { keyRole, type Role, type Scope, type UserPrincipal } from './access.ts';

@@ -1,4 +1,4 @@
-import type { Migration } from '../incidents/index.ts';
+import type { Migration } from '../db/index.ts';
 
 /** Tables of users, API keys, sessions and the audit log (same SQL on PGlite and PostgreSQL). */
 export const USER_MIGRATIONS: readonly Migration[] = [

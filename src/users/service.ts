@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
-import type { Db } from '../incidents/index.ts';
+import type { Db } from '../db/index.ts';
 import { InputError, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { counter } from '../lib/metrics.ts';

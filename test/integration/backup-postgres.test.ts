@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { exportDatabase, importDatabase } from '../../src/backup/postgres.ts';
-import { type Db, type Migration, migrate, openPglite, openPostgres } from '../../src/incidents/db/index.ts';
+import { type Db, type Migration, migrate, openPglite, openPostgres } from '../../src/db/index.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { type PostgresServer, startPostgres } from '../harness/postgres.ts';
 

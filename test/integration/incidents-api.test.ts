@@ -5,7 +5,8 @@ import { httpConfigSchema } from '../../src/api/config.ts';
 import { incidentRoutes, notificationRoutes } from '../../src/api/routes/incidents.ts';
 import { LOGIN_PATH, userRoutes } from '../../src/api/routes/users.ts';
 import { type ApiServer, createApiServer, type RouteGroup } from '../../src/api/server.ts';
-import { createIncidentService, type Db, incidentsConfigSchema } from '../../src/incidents/index.ts';
+import type { Db } from '../../src/db/index.ts';
+import { createIncidentService, incidentsConfigSchema } from '../../src/incidents/index.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { createNotifier, notifyConfigSchema } from '../../src/notify/index.ts';
 import {

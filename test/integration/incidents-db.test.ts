@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Registry } from 'prom-client';
+import { type Db, migrate, openPostgres } from '../../src/db/index.ts';
 import {
   createIncidentService,
-  type Db,
   INCIDENT_STATUSES,
   type IncidentComponent,
   type IncidentFilter,
   type IncidentStatus,
   incidentsConfigSchema,
-  migrate,
-  openPostgres,
   TRANSITIONS,
 } from '../../src/incidents/index.ts';
 import { silentLogger } from '../../src/lib/logger.ts';

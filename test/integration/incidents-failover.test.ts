@@ -1,14 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
-import {
-  createIncidentService,
-  type Db,
-  type IncidentComponent,
-  incidentsConfigSchema,
-  migrate,
-  openPostgres,
-} from '../../src/incidents/index.ts';
+import { type Db, migrate, openPostgres } from '../../src/db/index.ts';
+import { createIncidentService, type IncidentComponent, incidentsConfigSchema } from '../../src/incidents/index.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { type PatroniCluster, startPatroniCluster } from '../harness/patroni.ts';
 import { ALL_MIGRATIONS, makeAlert } from '../harness/postgres.ts';

@@ -6,7 +6,7 @@ import { createServer as createTcpServer } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import type { Alert } from '../../src/detect/alerts/index.ts';
-import type { Db } from '../../src/incidents/index.ts';
+import type { Db } from '../../src/db/index.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { createNotifier, deliveryId, type Notifier, notifyConfigSchema } from '../../src/notify/index.ts';
 import { createAuditLog } from '../../src/users/index.ts';

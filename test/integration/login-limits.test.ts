@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 import { httpConfigSchema } from '../../src/api/config.ts';
 import { LOGIN_PATH, userRoutes } from '../../src/api/routes/users.ts';
 import { type ApiServer, createApiServer } from '../../src/api/server.ts';
-import { type Db, migrate } from '../../src/incidents/index.ts';
+import { type Db, migrate } from '../../src/db/index.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { createAuditLog, createUserService, type UserService, usersConfigSchema } from '../../src/users/index.ts';
 import { ALL_MIGRATIONS, openPgliteFromTemplate } from '../harness/postgres.ts';

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { type Db, migrate } from '../../src/incidents/index.ts';
+import { type Db, migrate } from '../../src/db/index.ts';
 import { createNotifier, notifyConfigSchema } from '../../src/notify/index.ts';
 import { ALL_MIGRATIONS, makeAlert, openPgliteFromTemplate } from '../harness/postgres.ts';
 

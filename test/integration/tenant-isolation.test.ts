@@ -16,13 +16,8 @@ import {
   type Detector,
   detectConfigSchema,
 } from '../../src/detect/index.ts';
-import {
-  createIncidentService,
-  type Db,
-  type IncidentComponent,
-  incidentsConfigSchema,
-  migrate,
-} from '../../src/incidents/index.ts';
+import { type Db, migrate } from '../../src/db/index.ts';
+import { createIncidentService, type IncidentComponent, incidentsConfigSchema } from '../../src/incidents/index.ts';
 import type { NormalizedEvent } from '../../src/lib/event.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import {

@@ -1,12 +1,14 @@
 import { join } from 'node:path';
-import type { Component, ComponentHealth } from '../../lib/component.ts';
-import { errorMessage } from '../../lib/errors.ts';
-import type { Logger } from '../../lib/logger.ts';
+import type { Component, ComponentHealth } from '../lib/component.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
 import type { PostgresConfig } from './config.ts';
 import { type Migration, migrate } from './migrate.ts';
 import { openPglite } from './pglite.ts';
 import { openPostgres } from './postgres.ts';
 import { type Db, DbError, isRetryableDbError, type Queryable } from './types.ts';
+import { settleBy } from '../lib/deadline.ts';
+import { backoffDelay, sleep } from '../lib/retry.ts';
 
 export { type PostgresConfig, postgresConfigSchema } from './config.ts';
 export { type Migration, migrate } from './migrate.ts';
@@ -100,9 +102,9 @@ export function createDatabase(
             throw err;
           }
           lastFailure = errorMessage(err);
-          const delay = Math.min(5000, 100 * 2 ** attempt);
+          const delay = backoffDelay(attempt, { initialMs: 100, maxMs: 5000 });
           logger.warn({ err: lastFailure, attempt, delayMs: delay }, 'The database cannot be reached yet; retrying.');
-          await new Promise((r) => setTimeout(r, delay));
+          await sleep(delay);
         }
       }
     })().finally(() => {
@@ -142,8 +144,10 @@ export function createDatabase(
       stopping = true;
       const pending = opening;
       if (pending) {
-        const timeout = new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref());
-        await Promise.race([pending.catch(() => {}), timeout]);
+        await settleBy(
+          pending.catch(() => {}),
+          deadline,
+        );
       }
       const d = inner;
       inner = undefined;

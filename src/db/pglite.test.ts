@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { createLogger } from '../../lib/logger.ts';
+import { createLogger } from '../lib/logger.ts';
 import { createDatabase } from './index.ts';
 import { openPglite } from './pglite.ts';
 import { type Db, DbError } from './types.ts';
@@ -99,7 +99,7 @@ test('queries, transactions, errors and reopening through the thread', async () 
   await db.close();
 });
 
-const CRASHING_WORKER = new URL('../../../test/harness/pglite-crashing-worker.mjs', import.meta.url);
+const CRASHING_WORKER = new URL('../../test/harness/pglite-crashing-worker.mjs', import.meta.url);
 
 test('a dead PGlite thread fails its queries as retryable, and the database component opens a new one', async () => {
   const dataDir = join(root, 'crash');

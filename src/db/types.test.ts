@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { openPgliteFromTemplate } from '../../../test/harness/postgres.ts';
+import { openPgliteFromTemplate } from '../../test/harness/postgres.ts';
 import { type Db, DbError, wrapDbError } from './types.ts';
 
 // Found by test/integration/api.fuzz.test.ts: `GET /api/v1/incidents/%00` answered 500 database_error with

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { VigilError } from '../../lib/errors.ts';
+import { VigilError } from '../lib/errors.ts';
 import type { Db } from './types.ts';
 
 /**

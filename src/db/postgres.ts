@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Logger } from '../../lib/logger.ts';
+import type { Logger } from '../lib/logger.ts';
 import { type Db, type Queryable, wrapDbError } from './types.ts';
 
 const INT8_OID = 20;

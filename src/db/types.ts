@@ -1,4 +1,5 @@
-import { VigilError } from '../../lib/errors.ts';
+import { VigilError } from '../lib/errors.ts';
+import { retry } from '../lib/retry.ts';
 
 /** What runs SQL: the database itself, or a transaction of it. Parameters are `$1, $2...`, never spliced. */
 export interface Queryable {
@@ -82,16 +83,10 @@ export async function withDbRetry<T>(
     onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
   },
 ): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!isRetryableDbError(err)) throw err;
-      const cap = Math.min(opts.maxMs, opts.initialMs * 2 ** (attempt - 1));
-      const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
-      if (Date.now() + delay > opts.deadline()) throw err;
-      opts.onRetry?.(err, attempt, delay);
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  }
+  return retry(fn, {
+    backoff: { initialMs: opts.initialMs, maxMs: opts.maxMs, jitter: 'equal' },
+    deadline: opts.deadline,
+    retryable: isRetryableDbError,
+    onRetry: (err, attempt, delayMs) => opts.onRetry?.(err, attempt + 1, delayMs),
+  });
 }
