@@ -14,6 +14,7 @@ import { BackupError, CHECK_DATABASE_PREFIX, createBackup } from './create.ts';
 import { type BackupEntry, listBackups, type Manifest } from './manifest.ts';
 import { planPrune } from './prune.ts';
 import { parseSchedule, type Schedule } from './schedule.ts';
+import { settleBy } from '../lib/deadline.ts';
 
 export { type BackupConfig, backupConfigSchema } from './config.ts';
 export { eventIdSum, redactConfig } from './create.ts';
@@ -234,8 +235,10 @@ export function createBackups(
       if (timer) clearTimeout(timer);
       const pending = running;
       if (pending) {
-        const wait = new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref());
-        await Promise.race([pending.catch(() => {}), wait]);
+        await settleBy(
+          pending.catch(() => {}),
+          deadline,
+        );
       }
     },
     health(): ComponentHealth {

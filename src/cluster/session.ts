@@ -9,7 +9,7 @@ import type { ClusterConfig } from './config.ts';
 import { ClusterError } from './errors.ts';
 import { type ClusterMetrics, clusterMetrics } from './metrics.ts';
 import { withTimeout as timeout } from '../lib/deadline.ts';
-import { sleep } from '../lib/retry.ts';
+import { backoffDelay, sleep } from '../lib/retry.ts';
 
 /** A change under a watched prefix. */
 export interface WatchHandlers {
@@ -208,8 +208,8 @@ export function createEtcdSession(
   };
 
   const grantLoop = async (g: number) => {
-    let backoff = 100;
-    while (!stopped && g === gen) {
+    const backoff = { initialMs: 100, maxMs: Math.max(200, config.lease_ttl_ms / 2) };
+    for (let attempt = 0; !stopped && g === gen; attempt++) {
       const sentAt = now();
       try {
         const res = await run('lease_grant', (e) =>
@@ -229,9 +229,9 @@ export function createEtcdSession(
         emit(upListeners, lease, 'up');
         return;
       } catch (err) {
-        if (backoff >= 800) log.warn({ err: errorMessage(err) }, 'Could not get an etcd lease; retrying.');
-        await sleep(backoff);
-        backoff = Math.min(backoff * 2, Math.max(200, config.lease_ttl_ms / 2));
+        const delay = backoffDelay(attempt, backoff);
+        if (delay >= 800) log.warn({ err: errorMessage(err) }, 'Could not get an etcd lease; retrying.');
+        await sleep(delay);
       }
     }
   };

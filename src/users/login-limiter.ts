@@ -2,6 +2,7 @@ import { isIPv6 } from 'node:net';
 import type { Registry } from 'prom-client';
 import { VigilError } from '../lib/errors.ts';
 import { counter, gauge } from '../lib/metrics.ts';
+import { backoffDelay } from '../lib/retry.ts';
 
 /** Too many login attempts for an account, from an address, or both; the password was not checked. */
 export class LoginRateLimitedError extends VigilError {
@@ -176,7 +177,8 @@ export function createLoginLimiter(limits: LoginLimits, deps: { metrics: Registr
             const e = entries.get(key);
             if (!e || e.lockedUntil > at || e.attempts.length < maxOf[scope]) continue;
             e.lockouts++;
-            e.lockedUntil = at + Math.min(limits.lockoutMaxMs, limits.lockoutMs * 2 ** (e.lockouts - 1));
+            e.lockedUntil =
+              at + backoffDelay(e.lockouts - 1, { initialMs: limits.lockoutMs, maxMs: limits.lockoutMaxMs });
             e.attempts = [];
             lockouts.inc({ scope });
           }
