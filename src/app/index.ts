@@ -1,7 +1,6 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { resolveAdminToken } from '../api/auth.ts';
 import { adminRoutes } from '../api/routes/admin.ts';
 import { alertRoutes } from '../api/routes/alerts.ts';
 import { backupRoutes } from '../api/routes/backups.ts';
@@ -18,7 +17,7 @@ import { createBackups, engineBackupArgs } from '../backup/index.ts';
 import { type Bus, createJetStreamBus, createMemoryBus, type JetStreamBus, streamNames } from '../bus/index.ts';
 import { type Cluster, createCluster, storePeers } from '../cluster/index.ts';
 import type { VigilConfig } from '../config/schema.ts';
-import { createDatabase, type Database, dbPositionStore, POSITION_MIGRATIONS } from '../db/index.ts';
+import { createDatabase, type Database, dbPositionStore } from '../db/index.ts';
 import { createAlertConsumer } from '../detect/alerts/consumer.ts';
 import { createAlertLog, createAlertStreamConsumer } from '../detect/cluster/alert-log.ts';
 import { createPartitionedCorrelation } from '../detect/cluster/correlator.ts';
@@ -31,14 +30,14 @@ import {
   createDetector,
 } from '../detect/index.ts';
 import { createLocalDetectionFeed } from '../detect/position.ts';
-import { createIncidentService, INCIDENT_MIGRATIONS, type IncidentComponent } from '../incidents/index.ts';
+import { createIncidentService, type IncidentComponent } from '../incidents/index.ts';
 import { createHttpIntake, createIdempotencyKeys } from '../intake/http/index.ts';
 import { createSyslogIntake } from '../intake/syslog/index.ts';
 import { type Component, componentGroup } from '../lib/component.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { VERSION } from '../lib/version.ts';
-import { createNotifier, NOTIFY_MIGRATIONS, type Notifier } from '../notify/index.ts';
+import { createNotifier, type Notifier } from '../notify/index.ts';
 import { createNormalizer } from '../parse/index.ts';
 import { createEventStore, type EventStore } from '../store/index.ts';
 import { createMaterializer, type Materializer } from '../store/materialize/index.ts';
@@ -47,8 +46,9 @@ import {
   createAuditLog,
   createUserAuthenticator,
   createUserService,
-  USER_MIGRATIONS,
+  resolveAdminToken,
 } from '../users/index.ts';
+import { SQL_MIGRATIONS } from './migrations.ts';
 import { buildModules, defineModule, type ModuleDef, resolveModules } from './registry.ts';
 
 /** What every module may read: configuration, telemetry, and the components of the app (for health). */
@@ -259,7 +259,8 @@ const MODULES: ModuleDef<Base, Modules>[] = [
       const database = createDatabase(config.postgres, {
         dataDir: config.data_dir,
         logger,
-        migrations: [...INCIDENT_MIGRATIONS, ...USER_MIGRATIONS, ...NOTIFY_MIGRATIONS, ...POSITION_MIGRATIONS],
+        // The one list, which `vigil backup restore` replays too.
+        migrations: SQL_MIGRATIONS,
       });
       return { component: database, value: { database, audit: createAuditLog(database.db) } };
     },

@@ -1,3 +1,4 @@
+import { POSITION_MIGRATIONS } from '../db/index.ts';
 import { INCIDENT_MIGRATIONS } from '../incidents/index.ts';
 import { NOTIFY_MIGRATIONS } from '../notify/index.ts';
 import { USER_MIGRATIONS } from '../users/index.ts';
@@ -10,4 +11,5 @@ export const SQL_MIGRATIONS = [
   ...INCIDENT_MIGRATIONS,
   ...USER_MIGRATIONS,
   ...NOTIFY_MIGRATIONS,
+  ...POSITION_MIGRATIONS,
 ];
