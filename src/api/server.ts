@@ -7,7 +7,7 @@ import type { Component, ComponentHealth } from '../lib/component.ts';
 import { InputError, OverloadError, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { counter, gauge, histogram } from '../lib/metrics.ts';
-import type { Authenticator, Principal } from './auth.ts';
+import type { Authenticator, Principal } from '../users/index.ts';
 import { type HttpConfig, splitAddr } from './config.ts';
 import { isConsolePath } from './routes/console.ts';
 

@@ -15,6 +15,7 @@ import { type CompiledRuleSet, RuleRepository } from './rule-set.ts';
 const EVALUATE_SLICE = 500;
 
 export { type Alert, type AlertStore, createAlertStore } from './alerts/index.ts';
+export { SEVERITIES, type Severity, severityRank, toSeverity } from './alerts/severity.ts';
 export { type DetectConfig, detectConfigSchema } from './config.ts';
 export { evaluateEvents, ruleAlert } from './evaluate.ts';
 export {

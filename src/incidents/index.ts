@@ -12,12 +12,8 @@ export {
   type IngestResult,
   OPEN_STATUSES,
   type RejectedAlert,
-  SEVERITIES,
-  type Severity,
-  severityRank,
   TRANSITIONS,
   type TimelineEntry,
-  toSeverity,
   transitionRefusal,
 } from './model.ts';
 export { INCIDENT_MIGRATIONS } from './schema.ts';

@@ -1,17 +1,4 @@
-/** Severities, lowest first; an incident's severity is the highest of its alerts'. */
-export const SEVERITIES = ['informational', 'low', 'medium', 'high', 'critical'] as const;
-export type Severity = (typeof SEVERITIES)[number];
-
-/** The rank of a severity (informational 0 .. critical 4); an unknown level counts as medium. */
-export function severityRank(level: string): number {
-  const i = (SEVERITIES as readonly string[]).indexOf(level.toLowerCase());
-  return i < 0 ? 2 : i;
-}
-
-/** The severity of a Sigma level (unknown levels count as medium). */
-export function toSeverity(level: string): Severity {
-  return SEVERITIES[severityRank(level)];
-}
+import type { Severity } from '../detect/alerts/severity.ts';
 
 export const INCIDENT_STATUSES = ['new', 'acknowledged', 'in_progress', 'resolved', 'false_positive'] as const;
 export type IncidentStatus = (typeof INCIDENT_STATUSES)[number];

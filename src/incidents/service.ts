@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Alert } from '../detect/alerts/index.ts';
+import { SEVERITIES, type Severity, severityRank } from '../detect/alerts/severity.ts';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage, InputError, OverloadError, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -17,9 +18,6 @@ import {
   type IngestResult,
   OPEN_STATUSES,
   type RejectedAlert,
-  SEVERITIES,
-  type Severity,
-  severityRank,
   type TimelineEntry,
   transitionRefusal,
 } from './model.ts';

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { Alert } from '../detect/alerts/index.ts';
-import { severityRank } from '../incidents/index.ts';
+import { severityRank } from '../detect/alerts/severity.ts';
 
 /** CEF severity (0-10) of each level, informational to critical. */
 const CEF_SEVERITY = [1, 3, 5, 8, 10];

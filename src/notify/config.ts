@@ -1,6 +1,6 @@
 import { z } from 'zod';
 // The model module only (not the incidents index): loading the config must not load the database drivers.
-import { SEVERITIES } from '../incidents/model.ts';
+import { SEVERITIES } from '../detect/alerts/severity.ts';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Alert } from '../detect/alerts/index.ts';
+import { severityRank } from '../detect/alerts/severity.ts';
 import { type Db, withDbRetry } from '../db/index.ts';
-import { severityRank } from '../incidents/index.ts';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';

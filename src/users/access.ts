@@ -1,4 +1,4 @@
-import type { Principal } from '../api/auth.ts';
+import type { Principal } from './principal.ts';
 import { VigilError } from '../lib/errors.ts';
 
 export type Role = Principal['role'];

@@ -1,9 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { AuthError } from '../api/auth.ts';
 import type { Db } from '../db/index.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { keyRole, type Role, type Scope, type UserPrincipal } from './access.ts';
+import { AuthError } from './principal.ts';
 import { tokenHash } from './service.ts';
 
 /** Resolves bearer tokens to principals, asynchronously (it reads sessions and keys from the database). */

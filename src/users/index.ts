@@ -1,6 +1,7 @@
 /**
  * Users and access: users with roles and tenants, scrypt passwords, console sessions, scoped API keys,
- * the user authenticator, role checks for routes, and the append-only audit log.
+ * principals and the user authenticator (with the bootstrap admin token), role checks for routes, and the
+ * append-only audit log.
  */
 export {
   isGlobalAdmin,
@@ -20,6 +21,7 @@ export {
 export { type AuditEntry, type AuditFilter, type AuditLog, createAuditLog } from './audit.ts';
 export { type AsyncAuthenticator, bearerToken, createUserAuthenticator } from './authenticator.ts';
 export { type UsersConfig, usersConfigSchema } from './config.ts';
+export { type Authenticator, AuthError, type Principal, resolveAdminToken } from './principal.ts';
 export { hashPassword, verifyPassword } from './password.ts';
 export { USER_MIGRATIONS } from './schema.ts';
 export {

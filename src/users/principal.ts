@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VigilError } from '../lib/errors.ts';
@@ -15,7 +15,7 @@ export interface Principal {
   global?: boolean;
 }
 
-/** Resolves bearer tokens to principals; the admin token is the bootstrap credential. */
+/** Resolves bearer tokens to principals (see createUserAuthenticator); the admin token is the bootstrap credential. */
 export interface Authenticator {
   authenticate(header: string | undefined): Principal | Promise<Principal>;
 }
@@ -40,22 +40,4 @@ export function resolveAdminToken(dataDir: string, configured?: string): { token
   const token = `vgl_${randomBytes(24).toString('base64url')}`;
   writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
   return { token, generated: true };
-}
-
-const digest = (s: string) => createHash('sha256').update(s).digest();
-
-/** Creates the authenticator; only a hash of the admin token is kept in memory. */
-export function createAuthenticator(adminToken: string, adminTenants: string[]): Authenticator {
-  const adminDigest = digest(adminToken);
-  return {
-    authenticate(header) {
-      if (!header) throw new AuthError('missing bearer token: send Authorization: Bearer <token>');
-      const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-      if (!match) throw new AuthError('malformed Authorization header: expected "Bearer <token>"');
-      if (timingSafeEqual(digest(match[1]), adminDigest)) {
-        return { name: 'admin', role: 'admin', tenants: adminTenants, global: true };
-      }
-      throw new AuthError('invalid token');
-    },
-  };
 }

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
-import { AuthError, type Authenticator, type Principal } from '../../src/api/auth.ts';
 import { httpConfigSchema } from '../../src/api/config.ts';
 import { adminRoutes } from '../../src/api/routes/admin.ts';
 import { healthRoutes } from '../../src/api/routes/health.ts';
 import { type ApiServer, createApiServer } from '../../src/api/server.ts';
 import { type Cluster, clusterConfigSchema, createCluster } from '../../src/cluster/index.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
+import { AuthError, type Authenticator, type Principal } from '../../src/users/index.ts';
 import { type EtcdCluster, startEtcdCluster } from '../harness/etcd.ts';
 
 const PRINCIPALS: Record<string, Principal> = {

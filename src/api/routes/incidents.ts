@@ -1,3 +1,4 @@
+import { SEVERITIES, type Severity } from '../../detect/index.ts';
 import {
   INCIDENT_SORTS,
   INCIDENT_STATUSES,
@@ -5,8 +6,6 @@ import {
   type IncidentService,
   type IncidentSort,
   type IncidentStatus,
-  SEVERITIES,
-  type Severity,
 } from '../../incidents/index.ts';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import type { Notifier } from '../../notify/index.ts';

@@ -2,8 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import type { CompiledRuleSet, Detector, RuleInfo } from '../../detect/index.ts';
 import { GlobalScopeError } from '../../detect/rule-set.ts';
 import { InputError, NotFoundError, VigilError } from '../../lib/errors.ts';
-import { type AuditLog, isGlobalAdmin, seesTenant } from '../../users/index.ts';
-import type { Principal } from '../auth.ts';
+import { type AuditLog, isGlobalAdmin, type Principal, seesTenant } from '../../users/index.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseJsonBody } from './alerts.ts';
 

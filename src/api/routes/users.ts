@@ -5,6 +5,7 @@ import {
   bearerToken,
   isGlobalAdmin,
   LoginRateLimitedError,
+  type Principal,
   type Role,
   requireRole,
   type Scope,
@@ -13,7 +14,6 @@ import {
   type UserService,
   userPrincipal,
 } from '../../users/index.ts';
-import type { Principal } from '../auth.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 import { parseJsonBody } from './alerts.ts';
