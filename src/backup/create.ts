@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs';
 import { cp, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import type { VigilConfig } from '../config/schema.ts';
 import type { Db } from '../db/index.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
 import { redactUrl } from '../lib/redact.ts';
@@ -52,7 +51,8 @@ export interface CreateDeps {
   nodeId: string;
   store: EventStore;
   db?: Db;
-  config: Readonly<VigilConfig>;
+  /** The node's whole configuration, written (redacted) beside the data; backup reads nothing in it. */
+  config: Readonly<object>;
   includeSecrets: boolean;
   maxChain: number;
   /** The backups in `dir` now (the base is chosen among them). */

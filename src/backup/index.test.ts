@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
-import type { VigilConfig } from '../config/schema.ts';
 import { createLogger } from '../lib/logger.ts';
 import type { EventStore } from '../store/index.ts';
 import { backupConfigSchema } from './config.ts';
@@ -37,7 +36,7 @@ test('health warns, and stays ok, when the last good backup is older than twice 
         dataDir: dir,
         nodeId: 'n1',
         store: {} as EventStore,
-        vigilConfig: {} as VigilConfig,
+        vigilConfig: {},
         metrics,
         logger: createLogger('silent'),
       });
@@ -73,7 +72,7 @@ test('the schedule runs backups by itself; a failure is counted by reason and sh
     dataDir: dir,
     nodeId: 'n1',
     store,
-    vigilConfig: {} as VigilConfig,
+    vigilConfig: {},
     metrics,
     logger: createLogger('silent'),
   });

@@ -2,7 +2,6 @@ import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Registry } from 'prom-client';
-import type { VigilConfig } from '../config/schema.ts';
 import type { Db } from '../db/index.ts';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
@@ -77,7 +76,8 @@ export function createBackups(
     store: EventStore;
     /** The SQL state (incidents, users...), when this node runs the postgres module. */
     db?: Db;
-    vigilConfig: Readonly<VigilConfig>;
+    /** The node's whole configuration, kept in each backup (config/ cannot be imported: it imports backup/). */
+    vigilConfig: Readonly<object>;
     metrics: Registry;
     logger: Logger;
   },
