@@ -8,7 +8,7 @@
  * - `consume`: a pull consumer (durable or ephemeral) that hands consecutive messages to a handler in
  *   stream order and acknowledges them only after the handler resolved (its commit); a failing handler is
  *   retried with backoff, its messages kept with `working()`, never skipped; a message nobody can decode is
- *   terminated and reported.
+ *   reported and acknowledged (set aside).
  *
  * Delivery is at least once: every handler must be idempotent.
  */
@@ -51,7 +51,7 @@ export interface LogSpec {
 /** How values are written into message bodies and read back. */
 export interface LogCodec<T> {
   encode(value: T): { body: Uint8Array; headers?: Record<string, string> };
-  /** Throws when the message cannot be read: the message is then terminated and reported. */
+  /** Throws when the message cannot be read: the message is then reported and set aside. */
   decode(body: Uint8Array, header: (name: string) => string | undefined): T;
   /** What a value counts for in a batch's `batchMaxWeight` (events in a message); default 1. */
   weight?(value: T): number;
@@ -376,13 +376,15 @@ export function createJetStreamLog<T>(
         const value = codec.decode(m.data, (h) => m.headers?.get(h) || undefined);
         return { msg: m, value, weight: weightOf(value), at: Date.now() };
       } catch (err) {
-        // A message nobody can read would block the consumer forever: it is reported and set aside.
+        // A message nobody can read would block the consumer forever: it is reported and set aside. Acknowledged,
+        // not terminated: nats-server 2.9 does not move the ack floor past a terminated message, so a consumer
+        // that resumes from its floor (the store replica, a correlation takeover) would go back to it forever.
         failures?.inc({ consumer: name });
         log.error(
           { stream: spec.name, consumer: name, seq: m.seq, err: errorMessage(err) },
           'A log message cannot be decoded; it is skipped.',
         );
-        m.term(`undecodable: ${errorMessage(err)}`);
+        m.ack();
         return { msg: m, weight: 0, at: Date.now() };
       }
     }

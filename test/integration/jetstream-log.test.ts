@@ -1,0 +1,174 @@
+/**
+ * The typed JetStream log (src/bus/jetstream/log.ts) on a real 3-node NATS cluster: the contract every stream
+ * of Vigil relies on (events, matches, alerts). A publish with the same id is stored once; a consumer gets
+ * values in stream order, acknowledged only after its handler resolved; a failing handler gets the same
+ * batch again (never skipped); a message nobody can decode is set aside, acknowledged so that the ack floor passes it; a stopped
+ * consumer leaves the rest for its next run, which resumes at the ack floor.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Registry } from 'prom-client';
+import {
+  createJetStreamConnection,
+  createJetStreamLog,
+  type JetStreamConnection,
+  type JetStreamLog,
+  jsonCodec,
+  type LogEntry,
+  type PublishOptions,
+} from '../../src/bus/jetstream/index.ts';
+import { silentLogger } from '../../src/lib/logger.ts';
+import { type NatsCluster, startNatsCluster } from '../harness/nats.ts';
+
+interface Item {
+  n: number;
+}
+
+let nats: NatsCluster;
+let conn: JetStreamConnection;
+let log: JetStreamLog<Item>;
+const metrics = new Registry();
+
+const publishOpts = (): PublishOptions => ({
+  deadline: Date.now() + 5000,
+  maxTimeoutMs: 2000,
+  minTimeoutMs: 200,
+  backoff: { initialMs: 50, maxMs: 500 },
+  failCode: 'record_publish_failed',
+});
+
+const consumeOpts = {
+  ackWaitMs: 5000,
+  maxAckPending: 1000,
+  pullMaxMessages: 16,
+  pullExpiresMs: 2000,
+  batchMaxWeight: 16,
+  retry: { initialMs: 20, maxMs: 100 },
+};
+
+before(async () => {
+  nats = await startNatsCluster();
+  conn = createJetStreamConnection(
+    {
+      servers: nats.urls,
+      clientName: 'log-test',
+      pingIntervalMs: 5000,
+      requestTimeoutMs: 2000,
+      maxMessageBytes: 1024 * 1024,
+      replicas: 1,
+    },
+    silentLogger,
+  );
+  conn.open();
+  log = createJetStreamLog(
+    conn,
+    { name: 'LOGTEST', subjects: ['logtest', 'logtest.>'], maxAgeMs: 3_600_000, duplicateWindowMs: 120_000 },
+    jsonCodec<Item>(),
+    { logger: silentLogger, metrics },
+  );
+  await log.ensure().catch(async () => {
+    while (!conn.ready()) await conn.wait(200, conn.ready);
+    await log.ensure();
+  });
+});
+
+after(async () => {
+  await conn?.close(Date.now() + 2000);
+  await nats?.stop();
+});
+
+async function until(check: () => boolean, what: string, ms = 15000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+test('the typed log: dedupe by id, order, ack after commit, retry of a failed batch, a poison message set aside, resume at the ack floor', async () => {
+  // Same id twice: stored once.
+  const seqs: number[] = [];
+  for (let i = 1; i <= 5; i++) seqs.push(await log.publish('logtest.a', { n: i }, `item-${i}`, publishOpts()));
+  assert.equal(
+    await log.publish('logtest.a', { n: 3 }, 'item-3', publishOpts()),
+    seqs[2],
+    'a copy answers the same seq',
+  );
+  // A message that is not JSON, between the good ones.
+  await log.publishOnce({ subject: 'logtest.a', id: 'poison', body: Buffer.from('{not json') }, 2000);
+  for (let i = 6; i <= 8; i++) await log.publish('logtest.a', { n: i }, `item-${i}`, publishOpts());
+
+  const seen: number[] = [];
+  let failuresLeft = 2;
+  let calls = 0;
+  const consumer = log.consume(
+    'c1',
+    async (batch: LogEntry<Item>[]) => {
+      calls++;
+      if (failuresLeft > 0 && batch.some((e) => e.value.n === 2)) {
+        failuresLeft--;
+        throw new Error('the database is away');
+      }
+      for (const e of batch) seen.push(e.value.n);
+    },
+    consumeOpts,
+  );
+  await until(() => seen.length >= 8, 'every good value');
+  await consumer.stop();
+  assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8], 'in order, each once, the failed batch handed over again');
+  assert.ok(calls >= 3, 'the failing batch was retried');
+  const pos = await log.consumerPosition('c1');
+  assert.equal(pos?.ackFloor, (await log.streamPosition()).lastSeq, 'everything acknowledged, the poison message too');
+  const failures = (await metrics.getSingleMetric('vigil_bus_consumer_failures_total')?.get())?.values ?? [];
+  assert.equal(failures.find((v) => v.labels.consumer === 'c1')?.value, 3, 'two failed batches and one undecodable');
+
+  // A stopped consumer resumes at its ack floor: only what came after.
+  await log.publish('logtest.a', { n: 9 }, 'item-9', publishOpts());
+  const again: number[] = [];
+  const resumed = log.consume(
+    'c1',
+    async (batch: LogEntry<Item>[]) => {
+      for (const e of batch) again.push(e.value.n);
+    },
+    consumeOpts,
+  );
+  await until(() => again.length >= 1, 'the new value');
+  await new Promise((r) => setTimeout(r, 300));
+  await resumed.stop();
+  assert.deepEqual(again, [9]);
+});
+
+test('a consumer stopped while its handler fails hands the batch back (nak) instead of acknowledging it', async () => {
+  const subject = 'logtest.b';
+  await log.publish(subject, { n: 100 }, 'b-100', publishOpts());
+  let entered = false;
+  const consumer = log.consume(
+    'c2',
+    async () => {
+      entered = true;
+      throw new Error('always fails');
+    },
+    { ...consumeOpts, filterSubject: subject, retry: { initialMs: 10_000, maxMs: 10_000 } },
+  );
+  await until(() => entered, 'the handler');
+  const t0 = Date.now();
+  await consumer.stop();
+  assert.ok(Date.now() - t0 < 2000, 'the stop does not wait the retry backoff out');
+  const pos = await log.consumerPosition('c2');
+  assert.equal(pos?.ackFloor, 0, 'nothing acknowledged');
+  const got: number[] = [];
+  const next = log.consume(
+    'c2',
+    async (batch: LogEntry<Item>[]) => {
+      for (const e of batch) got.push(e.value.n);
+    },
+    { ...consumeOpts, filterSubject: subject },
+  );
+  await until(() => got.length >= 1, 'the batch again', 4000);
+  await next.stop();
+  assert.deepEqual(got, [100], 'the next run of the consumer gets it at once, not after ack_wait');
+});
+
+test('bad consumer names are refused before anything is sent', () => {
+  assert.throws(() => log.consume('a.b', async () => {}, consumeOpts), { code: 'bad_consumer_name' });
+});
