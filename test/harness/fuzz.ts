@@ -1,7 +1,8 @@
 /**
  * Settings shared by the fuzz tests (`*.fuzz.test.ts`, fast-check). In `npm test` each runs a small number of
  * cases so the file stays well under 30 s on CI's two cores; `npm run fuzz` sets VIGIL_FUZZ_RUNS high for a
- * run by hand. A failure prints fast-check's seed and path: VIGIL_FUZZ_SEED (and VIGIL_FUZZ_PATH) replay it.
+ * run by hand (VIGIL_FUZZ_TIME_MS also bounds the API fuzz by time). A failure prints fast-check's seed and
+ * path: VIGIL_FUZZ_SEED (and VIGIL_FUZZ_PATH) replay it.
  */
 import type { Parameters } from 'fast-check';
 
