@@ -10,7 +10,7 @@ import { before, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import type { EventLayout } from '../../lib/event.ts';
 import { createSigmaEngine, type SigmaEngine } from './engine.ts';
-import { eventFromJson, splitJsonObjects } from './fixtures.ts';
+import { eventFromJson, eventsFromJson } from './fixtures.ts';
 import { listRuleFiles, loadSigmaRules } from './load.ts';
 import { reasonKind } from './rules-check.ts';
 import type { SigmaLoadResult } from './types.ts';
@@ -134,7 +134,7 @@ describe('the needle prefilter', () => {
       const dir = f.slice(0, -'/info.yml'.length);
       const info = parse(readFileSync(f, 'utf8')) as RegressionInfo;
       const json = join(dir, `${info.rule_metadata[0].id}.json`);
-      for (const text of splitJsonObjects(readFileSync(json, 'utf8'))) events.push(eventFromJson(text, 'evtx'));
+      events.push(...eventsFromJson(readFileSync(json, 'utf8'), 'evtx'));
     }
     let matches = 0;
     for (const e of events) {
@@ -176,8 +176,8 @@ describe('the SigmaHQ regression tests (positive, evtx_dump JSON)', () => {
         total++;
         const json = join(SIGMA, 'regression', test.path.replace(/^regression_data\//, '').replace(/\.evtx$/, '.json'));
         let fired = 0;
-        for (const text of splitJsonObjects(readFileSync(json, 'utf8'))) {
-          for (const m of engine.match(eventFromJson(text, 'evtx'))) {
+        for (const event of eventsFromJson(readFileSync(json, 'utf8'), 'evtx')) {
+          for (const m of engine.match(event)) {
             if (ids.has(m.rule.id)) fired++;
             else {
               const key = `${m.rule.title} (${m.rule.id}) in ${info.rule_metadata[0].title}`;

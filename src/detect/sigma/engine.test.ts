@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { EventLayout, FieldValue, Logsource, NormalizedEvent } from '../../lib/event.ts';
 import { createSigmaEngine } from './engine.ts';
-import { flattenObject } from './fixtures.ts';
+import { eventFromJson } from './fixtures.ts';
 import { loadSigmaText } from './load.ts';
+
+/** An evtx_dump record as the HTTP intake stores it (through the parser of src/parse/). */
+const evtx = (record: object): NormalizedEvent => eventFromJson(JSON.stringify(record), 'evtx');
 
 function ev(layout: EventLayout, fields: Record<string, FieldValue>, logsource?: Logsource, raw = ''): NormalizedEvent {
   return { id: 'e', timestamp: 0, ingested: 0, tenant: 't', source: 's', layout, logsource, raw, fields };
@@ -195,39 +198,30 @@ describe('engine routing and field mapping', () => {
   });
 
   it('evtx layout: EventData, System fields and UserData', () => {
-    const sysmon = ev(
-      'evtx',
-      flattenObject({
-        Event: {
-          System: { EventID: 1, Channel: 'Microsoft-Windows-Sysmon/Operational' },
-          EventData: { Image: 'C:\\Windows\\System32\\whoami.exe', ParentImage: 'C:\\x.exe' },
-        },
-      }),
-    );
+    const sysmon = evtx({
+      Event: {
+        System: { EventID: 1, Channel: 'Microsoft-Windows-Sysmon/Operational' },
+        EventData: { Image: 'C:\\Windows\\System32\\whoami.exe', ParentImage: 'C:\\x.exe' },
+      },
+    });
     assert.deepEqual(titles(sysmon), ['Whoami']);
-    const scm = ev(
-      'evtx',
-      flattenObject({
-        Event: {
-          System: {
-            EventID: 7045,
-            Channel: 'System',
-            Provider: { '#attributes': { Name: 'Service Control Manager' } },
-          },
-          EventData: { ServiceName: 'EvilService' },
+    const scm = evtx({
+      Event: {
+        System: {
+          EventID: 7045,
+          Channel: 'System',
+          Provider: { '#attributes': { Name: 'Service Control Manager' } },
         },
-      }),
-    );
+        EventData: { ServiceName: 'EvilService' },
+      },
+    });
     assert.deepEqual(titles(scm), ['Service installed']);
-    const cleared = ev(
-      'evtx',
-      flattenObject({
-        Event: {
-          System: { EventID: 1102, Channel: 'Security' },
-          UserData: { LogFileCleared: { SubjectUserName: 'bob' } },
-        },
-      }),
-    );
+    const cleared = evtx({
+      Event: {
+        System: { EventID: 1102, Channel: 'Security' },
+        UserData: { LogFileCleared: { SubjectUserName: 'bob' } },
+      },
+    });
     assert.deepEqual(titles(cleared), ['Log cleared']);
     // A field found under UserData is reported under its Sigma name.
     assert.deepEqual(engine.match(cleared)[0].matchedFields, { 'Event.System.EventID': 1102, SubjectUserName: 'bob' });
