@@ -3,20 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { Session } from 'chdb';
-import { Registry } from 'prom-client';
+import type { Session } from 'chdb';
 import type { NormalizedEvent } from '../lib/event.ts';
-import { silentLogger } from '../lib/logger.ts';
-import {
-  createEventStore,
-  type EventRow,
-  type EventStore,
-  INSERT_CHUNK_EVENTS,
-  insertChunks,
-  rowToEvent,
-  storeConfigSchema,
-} from './index.ts';
+import { type EventRow, INSERT_CHUNK_EVENTS, insertChunks, rowToEvent } from './index.ts';
 import { contentHash } from './schema.ts';
+import { openTestStore, withEngineSession } from '../../test/harness/event-store.ts';
 
 // chdb binds one data directory per process: every test here works on this one, in order.
 const dataDir = mkdtempSync(join(tmpdir(), 'vigil-store-'));
@@ -33,22 +24,8 @@ SETTINGS non_replicated_deduplication_window = 10000`;
 
 const NOW = Date.now();
 
-function openStore(): EventStore {
-  return createEventStore(storeConfigSchema.parse({ fsync: false }), {
-    dataDir,
-    metrics: new Registry(),
-    logger: silentLogger,
-  });
-}
-
-async function withSession(fn: (s: Session) => Promise<void>): Promise<void> {
-  const s = new Session(join(dataDir, 'events'));
-  try {
-    await fn(s);
-  } finally {
-    s.close();
-  }
-}
+const openStore = () => openTestStore(dataDir);
+const withSession = (fn: (s: Session) => Promise<void>) => withEngineSession(dataDir, fn);
 
 test('a data directory made by schema 1 (JSON fields) is migrated at start, every field kept', async () => {
   await withSession(async (s) => {

@@ -3,14 +3,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { Session } from 'chdb';
-import { Registry } from 'prom-client';
+import type { Session } from 'chdb';
 import type { NormalizedEvent } from '../../src/lib/event.ts';
-import { silentLogger } from '../../src/lib/logger.ts';
 import { compileQuery } from '../../src/query/index.ts';
-import { createEventStore, type EventRow, type EventStore, storeConfigSchema } from '../../src/store/index.ts';
+import type { EventRow, EventStore } from '../../src/store/index.ts';
 import { eventsToRows } from '../../src/store/rows.ts';
 import { eventsTableDdl } from '../../src/store/schema.ts';
+import { openTestStore, withEngineSession } from '../harness/event-store.ts';
 
 // The store's content key seen through the query language (a search by id or by words): it lives here, not
 // beside the store, because the query language is built on the store (query/ imports store/).
@@ -20,22 +19,8 @@ after(() => rmSync(dataDir, { recursive: true, force: true }));
 
 const NOW = Date.now();
 
-function openStore(): EventStore {
-  return createEventStore(storeConfigSchema.parse({ fsync: false }), {
-    dataDir,
-    metrics: new Registry(),
-    logger: silentLogger,
-  });
-}
-
-async function withSession(fn: (s: Session) => Promise<void>): Promise<void> {
-  const s = new Session(join(dataDir, 'events'));
-  try {
-    await fn(s);
-  } finally {
-    s.close();
-  }
-}
+const openStore = () => openTestStore(dataDir);
+const withSession = (fn: (s: Session) => Promise<void>) => withEngineSession(dataDir, fn);
 
 /** The events table as schema 2 made it: sorted on (tenant, ts, id), no content_hash. */
 function v2Ddl(): string {
