@@ -3,31 +3,25 @@
  * default) through the shared database layer of `src/db/`.
  */
 export { GROUP_FIELDS, type IncidentsConfig, incidentsConfigSchema } from './config.ts';
+export { groupKeyOf } from './grouping.ts';
 export {
+  type BulkOutcome,
+  INCIDENT_SORTS,
   INCIDENT_STATUSES,
   type Incident,
   type IncidentComment,
   type IncidentDetail,
-  type IncidentStatus,
-  type IngestResult,
-  OPEN_STATUSES,
-  type RejectedAlert,
-  TRANSITIONS,
-  type TimelineEntry,
-  transitionRefusal,
-} from './model.ts';
-export { INCIDENT_MIGRATIONS } from './schema.ts';
-export {
-  type BulkOutcome,
-  createIncidentService,
-  groupKeyOf,
-  INCIDENT_SORTS,
-  type IncidentComponent,
   type IncidentFilter,
   type IncidentPage,
   type IncidentPatch,
-  type IncidentService,
   type IncidentSort,
-  InvalidTransitionError,
+  type IncidentStatus,
+  type IngestResult,
   type NewIncident,
-} from './service.ts';
+  OPEN_STATUSES,
+  type RejectedAlert,
+  type TimelineEntry,
+} from './model.ts';
+export { INCIDENT_MIGRATIONS } from './schema.ts';
+export { createIncidentService, type IncidentComponent, type IncidentService } from './service.ts';
+export { InvalidTransitionError, TRANSITIONS, transitionRefusal } from './transitions.ts';

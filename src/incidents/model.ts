@@ -6,27 +6,9 @@ export type IncidentStatus = (typeof INCIDENT_STATUSES)[number];
 /** Statuses in which an incident still takes new alerts of its key. */
 export const OPEN_STATUSES: readonly IncidentStatus[] = ['new', 'acknowledged', 'in_progress'];
 
-/**
- * Allowed status changes. An incident never goes back to `new` (it means nobody has looked at it yet);
- * reopening a resolved or false-positive incident moves it to `acknowledged` or `in_progress`. A closed
- * incident may be reclassified (resolved <-> false_positive). Setting the current status is a no-op.
- */
-export const TRANSITIONS: Readonly<Record<IncidentStatus, readonly IncidentStatus[]>> = {
-  new: ['acknowledged', 'in_progress', 'resolved', 'false_positive'],
-  acknowledged: ['in_progress', 'resolved', 'false_positive'],
-  in_progress: ['acknowledged', 'resolved', 'false_positive'],
-  resolved: ['acknowledged', 'in_progress', 'false_positive'],
-  false_positive: ['acknowledged', 'in_progress', 'resolved'],
-};
-
-/** Why `from -> to` is refused, or undefined when it is allowed (or a no-op). */
-export function transitionRefusal(from: IncidentStatus, to: IncidentStatus): string | undefined {
-  if (from === to || TRANSITIONS[from].includes(to)) return undefined;
-  if (to === 'new') {
-    return `an incident never goes back to new (${from} -> new); reopen it as acknowledged or in_progress`;
-  }
-  return `${from} -> ${to} is not allowed; from ${from} an incident may go to ${TRANSITIONS[from].join(', ')}`;
-}
+/** What an incident tag is: 1 to 64 characters without spaces or commas; an incident has at most MAX_TAGS. */
+export const TAG = /^[^\s,]{1,64}$/;
+export const MAX_TAGS = 50;
 
 /** An incident as the API shows it. Times are epoch milliseconds. */
 export interface Incident {
@@ -97,4 +79,64 @@ export interface IngestResult {
   rejected: RejectedAlert[];
   /** Incidents created or grown by this call. */
   incidentIds: string[];
+}
+
+/** Sort keys of GET /api/v1/incidents (prefix `-` for descending). */
+export const INCIDENT_SORTS = ['created_at', 'updated_at', 'severity', 'last_alert_at'] as const;
+export type IncidentSort = (typeof INCIDENT_SORTS)[number];
+
+/** Filters, order and page of a listing; `tenants` is the principal's (always applied). */
+export interface IncidentFilter {
+  tenants: string[];
+  status?: IncidentStatus[];
+  severity?: Severity[];
+  assignee?: string;
+  tag?: string;
+  rule?: string;
+  host?: string;
+  /** created_at >= from (epoch ms). */
+  from?: number;
+  /** created_at < to (epoch ms). */
+  to?: number;
+  sort: IncidentSort;
+  descending: boolean;
+  limit: number;
+  /** Either an offset or a cursor from a previous page's `nextCursor`. */
+  offset?: number;
+  cursor?: string;
+}
+
+export interface IncidentPage {
+  incidents: Incident[];
+  /** Incidents matching the filters, all pages together. */
+  total: number;
+  /** Give as `cursor` for the next page; null on the last page. */
+  nextCursor: string | null;
+}
+
+/** What PATCH and bulk may change; `null` clears the assignee. */
+export interface IncidentPatch {
+  status?: IncidentStatus;
+  assignee?: string | null;
+  tags?: string[];
+  severity?: Severity;
+  title?: string;
+}
+
+export interface NewIncident {
+  tenant: string;
+  title: string;
+  severity: Severity;
+  assignee?: string | null;
+  tags?: string[];
+  alertIds?: string[];
+  eventIds?: string[];
+}
+
+/** The outcome for one incident of a bulk change. */
+export interface BulkOutcome {
+  id: string;
+  ok: boolean;
+  incident?: Incident;
+  error?: { code: string; message: string };
 }
