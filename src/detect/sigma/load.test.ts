@@ -275,6 +275,43 @@ filter:
   });
 });
 
+describe('a YAML key __proto__ is an ordinary key', () => {
+  const hidden = 'logsource: { product: test }\n  detection: { s: { a: 1 }, condition: s }';
+  for (const [name, text] of [
+    ['in a rule', `title: shown\nid: 11111111-1111-1111-1111-111111111111\n__proto__:\n  ${hidden}\n`],
+    ['in a document merged with action: global', `action: global\ntitle: shown\n---\n__proto__:\n  ${hidden}\n`],
+    [
+      'in a document merged with its first',
+      `title: shown\nlogsource: { product: test }\ndetection: { s: { b: one }, condition: s }\n---\nid: x\n__proto__:\n  ${hidden}\n`,
+    ],
+  ] as const) {
+    it(`a rule hidden under __proto__ ${name} does not run: the rule shown is the rule run`, () => {
+      const r = loadSigmaText(text, 'proto.yml');
+      for (const rule of r.rules) {
+        assert.equal(Object.getPrototypeOf(rule.doc), Object.prototype);
+        assert.ok(Object.hasOwn(rule.doc, 'detection'), 'the detection that runs is in the document shown');
+        assert.deepEqual((rule.doc.detection as Record<string, unknown>).s, { b: 'one' });
+      }
+      const proto = r.rejected.find((x) => x.title === 'shown' && x.ruleId !== 'x');
+      if (!text.includes('---\nid: x')) assert.ok(proto, JSON.stringify(r));
+      const engine = createSigmaEngine({ rules: r.rules });
+      assert.equal(engine.match(event({ a: 1 }, { product: 'test' } as never)).length, 0);
+    });
+  }
+
+  it('keeps __proto__ as a key of the document shown, next to the others', () => {
+    const r = loadSigmaText(
+      'title: t\nlogsource: { product: test }\ndetection: { s: { a: 1 }, condition: s }\n__proto__: { x: 1 }\n',
+      'proto.yml',
+    );
+    assert.deepEqual(r.rejected, []);
+    const doc = r.rules[0].doc;
+    assert.equal(Object.getPrototypeOf(doc), Object.prototype);
+    assert.deepEqual(Object.keys(doc), ['title', 'logsource', 'detection', '__proto__']);
+    assert.match(JSON.stringify(doc), /"__proto__":\{"x":1\}\}$/);
+  });
+});
+
 describe('limits on the YAML of a rule file', () => {
   it('refuses an alias bomb of a few hundred bytes in milliseconds, naming max_nodes', () => {
     const text = aliasBomb();
@@ -310,6 +347,23 @@ describe('limits on the YAML of a rule file', () => {
     const deep = `title: deep\nlogsource: { product: test }\nx: ${'['.repeat(100)}${']'.repeat(100)}\n`;
     const r = loadSigmaText(deep, 'deep.yml');
     assert.equal(r.rejected[0]?.limit, 'max_depth');
+  });
+
+  it('refuses flow and block nesting deeper than the YAML library can compose, naming max_depth', () => {
+    for (const [name, nested] of [
+      ['flow lists', `${'['.repeat(5000)}${']'.repeat(5000)}`],
+      ['flow maps', `${'{a: '.repeat(2000)}1${'}'.repeat(2000)}`],
+      ['block lists', `\n${'- '.repeat(5000)}1`],
+    ]) {
+      const t0 = performance.now();
+      const r = loadSigmaText(`title: deep\nlogsource: { product: test }\nx: ${nested}\n`, 'request', {
+        limits: REQUEST_LIMITS,
+      });
+      assert.ok(performance.now() - t0 < 1000, name);
+      assert.equal(r.rejected.length, 1, name);
+      assert.equal(r.rejected[0].limit, 'max_depth', `${name}: ${r.rejected[0].reason}`);
+      assert.match(r.rejected[0].reason, /nested more than 64 levels deep \(limit max_depth\)/);
+    }
   });
 
   it('a stored file past a limit is skipped, the others load', () => {

@@ -5,8 +5,20 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseAllDocuments } from 'yaml';
+import {
+  type CST,
+  Composer,
+  type Document,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  Parser,
+} from 'yaml';
 import type { Logsource } from '../../lib/event.ts';
+import { setOwn } from '../../lib/lookup.ts';
 import { type DocPath, NumLit, type Placeholders, parseDetection, RuleError } from './detection.ts';
 import type { RejectedRule, SigmaFilter, SigmaLoadResult, SigmaRule } from './types.ts';
 
@@ -65,6 +77,10 @@ class LimitError extends RuleError {
     super(`${message} (limit ${limit})`);
     this.limit = limit;
   }
+}
+
+function depthError(limits: SigmaLoadLimits): LimitError {
+  return new LimitError('max_depth', `the document is nested more than ${limits.max_depth} levels deep`);
 }
 
 /** Lists the .yml/.yaml files under the given files and folders, recursively, in a stable order. */
@@ -153,7 +169,7 @@ function spend(budget: Budget): void {
  */
 function toData(node: unknown, doc: Document, keepNumbers: boolean, budget: Budget, depth = 0): unknown {
   if (depth > budget.limits.max_depth) {
-    throw new LimitError('max_depth', `the document is nested more than ${budget.limits.max_depth} levels deep`);
+    throw depthError(budget.limits);
   }
   spend(budget);
   if (isAlias(node)) {
@@ -174,7 +190,7 @@ function toData(node: unknown, doc: Document, keepNumbers: boolean, budget: Budg
       const k = isScalar(pair.key) ? pair.key.value : pair.key;
       const key = k === null || k === undefined ? '' : String(k);
       const inner = keepNumbers || (depth === 0 && (key === 'detection' || key === 'filter'));
-      out[key] = toData(pair.value, doc, inner, budget, depth + 1);
+      setOwn(out, key, toData(pair.value, doc, inner, budget, depth + 1));
     }
     return out;
   }
@@ -192,10 +208,35 @@ function toData(node: unknown, doc: Document, keepNumbers: boolean, budget: Budg
 function deepMerge(base: unknown, over: unknown): unknown {
   if (isObj(base) && isObj(over)) {
     const out: Obj = { ...base };
-    for (const [k, v] of Object.entries(over)) out[k] = k in base ? deepMerge(base[k], v) : v;
+    for (const [k, v] of Object.entries(over)) setOwn(out, k, Object.hasOwn(base, k) ? deepMerge(base[k], v) : v);
     return out;
   }
   return over;
+}
+
+/**
+ * The offset of the first document whose nodes nest deeper than `max` (counted as toData counts them, aliases
+ * aside), or undefined. It walks the parser's tokens without recursion: the yaml library composes nodes
+ * recursively and overflows the stack at about 800 levels of `[` (a few KB), which must be refused, naming
+ * max_depth, before composing.
+ */
+function tooDeep(tokens: readonly CST.Token[], max: number): number | undefined {
+  for (const token of tokens) {
+    if (token.type !== 'document') continue;
+    const stack: [CST.Token | null | undefined, number][] = [[token.value, 0]];
+    for (let top = stack.pop(); top; top = stack.pop()) {
+      const [node, depth] = top;
+      if (!node) continue;
+      if (depth > max) return token.offset;
+      if (node.type === 'block-map' || node.type === 'block-seq' || node.type === 'flow-collection') {
+        for (const item of node.items) {
+          if ('key' in item && item.key) stack.push([item.key, depth + 1]);
+          if (item.value) stack.push([item.value, depth + 1]);
+        }
+      }
+    }
+  }
+  return undefined;
 }
 
 /** The 1-based line and column of the node at `path` (or of the nearest parent that exists). */
@@ -262,8 +303,15 @@ export function loadSigmaText(source: string, file: string, opts: LoadOptions = 
   const lc = new LineCounter();
   let docs: Document[];
   try {
-    docs = parseAllDocuments(source, { lineCounter: lc }) as unknown as Document[];
-    if (!Array.isArray(docs)) docs = [];
+    // parseAllDocuments, with a look at the tokens before they are composed.
+    const tokens = Array.from(new Parser(lc.addNewLine).parse(source));
+    const deep = tooDeep(tokens, limits.max_depth);
+    if (deep !== undefined) {
+      const err = depthError(limits);
+      result.rejected.push({ file, line: lc.linePos(deep).line, reason: err.message, limit: err.limit });
+      return result;
+    }
+    docs = Array.from(new Composer().compose(tokens));
   } catch (err) {
     result.rejected.push({ file, reason: `YAML error: ${(err as Error).message}` });
     return result;
@@ -279,12 +327,12 @@ export function loadSigmaText(source: string, file: string, opts: LoadOptions = 
     const docStart = locate(doc, [], lc);
     if (doc.errors.length > 0) {
       const e = doc.errors[0];
-      const pos = e.linePos?.[0];
+      const pos = lc.linePos(e.pos[0]);
       result.rejected.push({
         file,
-        line: pos?.line ?? docStart?.line,
-        column: pos?.col ?? docStart?.column,
-        reason: `YAML error: ${e.message.split('\n')[0]}`,
+        line: pos.line,
+        column: pos.col,
+        reason: `YAML error: ${e.message.split('\n')[0]} at line ${pos.line}, column ${pos.col}`,
       });
       continue;
     }
