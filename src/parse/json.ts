@@ -1,4 +1,5 @@
 import type { EventLayout, FieldValue } from '../lib/event.ts';
+import { setOwn } from '../lib/lookup.ts';
 import { parseTime } from './time.ts';
 import { addWindowsFields, type EventData, type WindowsSystem } from './windows.ts';
 
@@ -195,8 +196,7 @@ function put(st: FlattenState, key: string, value: FieldValue): void {
     return;
   }
   st.count++;
-  if (key === '__proto__') Object.defineProperty(st.fields, key, { value, enumerable: true, writable: true });
-  else st.fields[key] = value;
+  setOwn(st.fields, key, value);
 }
 
 /** JSON values are already scalars; values built in code (bigint, undefined, functions) are coerced or left out. */

@@ -1,4 +1,5 @@
 import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
+import { setOwn } from '../lib/lookup.ts';
 import { COLUMN_FIELDS, contentHash } from './schema.ts';
 
 /** Fields carried by typed columns; they are not repeated in the `fields` map. */
@@ -35,9 +36,7 @@ export function eventsToRows(events: readonly NormalizedEvent[]): Buffer {
       if (COLUMN_KEYS.has(key)) continue;
       const value = storedValue(e.fields[key]);
       // A map key is any string: `__proto__` must become an own key, not the object's prototype.
-      if (value === undefined) continue;
-      if (key === '__proto__') Object.defineProperty(fields, key, { value, enumerable: true, writable: true });
-      else fields[key] = value;
+      if (value !== undefined) setOwn(fields, key, value);
     }
     if (e.logsource) {
       for (const k of ['product', 'service', 'category'] as const) {
@@ -128,15 +127,9 @@ function flattenInto(
     if (skip?.[path] !== undefined) continue;
     if (v !== null && typeof v === 'object' && !Array.isArray(v))
       flattenInto(out, v as Record<string, unknown>, path, skip);
-    else if (typeof v === 'string' && v.startsWith('[') && v.endsWith(']')) setField(out, path, storedArray(v));
-    else if (v !== null) setField(out, path, v);
+    else if (typeof v === 'string' && v.startsWith('[') && v.endsWith(']')) setOwn(out, path, storedArray(v));
+    else if (v !== null) setOwn(out, path, v);
   }
-}
-
-/** `out[path] = v`, where a path `__proto__` is an own field like any other, not the object's prototype. */
-function setField(out: Record<string, unknown>, path: string, v: unknown): void {
-  if (path === '__proto__') Object.defineProperty(out, path, { value: v, enumerable: true, writable: true });
-  else out[path] = v;
 }
 
 /** Arrays are stored as JSON text; give them back as arrays (a string that only looks like one stays). */

@@ -701,3 +701,21 @@ test('matches of unreferenced rules and matches with non-finite timestamps are i
   assert.deepEqual(engine.onMatch(bad), []);
   assert.equal(engine.stateSize(), 0);
 });
+
+test('a group-by field named __proto__ or constructor is shown in the alert like any other', () => {
+  const c = corr({
+    type: 'event_count',
+    rules: ['fail'],
+    'group-by': ['__proto__', 'constructor'],
+    timespan: '10s',
+    condition: { gte: 2 },
+  });
+  const fields: Record<string, FieldValue> = JSON.parse('{"__proto__": "a", "constructor": "b"}');
+  const alerts = feedAll([c], [match('fail', 0, fields), match('fail', S, fields)]);
+  assert.equal(alerts.length, 1);
+  assert.equal(Object.getPrototypeOf(alerts[0].groupBy), Object.prototype);
+  assert.deepEqual(Object.entries(alerts[0].groupBy), [
+    ['__proto__', 'a'],
+    ['constructor', 'b'],
+  ]);
+});

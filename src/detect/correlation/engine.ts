@@ -58,6 +58,7 @@ import { createHash } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import { InputError } from '../../lib/errors.ts';
 import type { FieldValue, NormalizedEvent } from '../../lib/event.ts';
+import { setOwn } from '../../lib/lookup.ts';
 import { counter, gauge } from '../../lib/metrics.ts';
 import type { CompiledCorrelation, CorrelationType } from './compile.ts';
 import { type Aggregation, type Entry, GroupIndex, GroupWindow } from './window.ts';
@@ -284,7 +285,7 @@ export function createCorrelationEngine(
 
     const groupBy: Record<string, FieldValue> = {};
     c.groupBy.forEach((name, i) => {
-      groupBy[name] = groupValues[i];
+      setOwn(groupBy, name, groupValues[i]);
     });
     return {
       id: alertId(c.id, groupKey, obs.id),

@@ -4,6 +4,7 @@
  * fields through an EvalCtx that lowercases each field value at most once per event.
  */
 import type { FieldValue, NormalizedEvent } from '../../lib/event.ts';
+import { setOwn } from '../../lib/lookup.ts';
 import type { CondNode } from './condition.ts';
 import {
   type CompiledItem,
@@ -91,11 +92,11 @@ export function parseAuditd(text: string): Record<string, FieldValue> {
     if (m[5] !== undefined && /^a\d+$/.test(key) && /^([0-9A-F]{2})+$/.test(value) && value.length >= 4) {
       value = Buffer.from(value, 'hex').toString('utf8');
     }
-    if (!(key in out)) out[key] = value;
+    if (!Object.hasOwn(out, key)) setOwn(out, key, value);
   }
   if (out.type === 'EXECVE') {
     const args: string[] = [];
-    for (let i = 0; `a${i}` in out; i++) args.push(String(out[`a${i}`]));
+    for (let i = 0; Object.hasOwn(out, `a${i}`); i++) args.push(String(out[`a${i}`]));
     out.cmdline = args.join(' ');
   }
   return out;

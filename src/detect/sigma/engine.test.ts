@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { EventLayout, FieldValue, Logsource, NormalizedEvent } from '../../lib/event.ts';
+import { parseAuditd } from './compile.ts';
 import { createSigmaEngine } from './engine.ts';
 import { eventFromJson } from './fixtures.ts';
 import { loadSigmaText } from './load.ts';
@@ -353,5 +354,31 @@ detection:
     const c = createSigmaEngine({ rules: loaded.rules, placeholders: {} });
     assert.equal(c.rules.length, 0);
     assert.match(c.rejected[0].reason, /placeholder %Administrators%/);
+  });
+});
+
+describe('field names that are members of Object.prototype', () => {
+  it('a match reports the fields __proto__ and constructor it matched on', () => {
+    const { rules } = loadSigmaText(
+      'title: t\nlogsource: { product: test }\ndetection: { s: { __proto__: a, constructor: b }, condition: s }\n',
+      'proto.yml',
+    );
+    const engine = createSigmaEngine({ rules });
+    const fields: Record<string, FieldValue> = JSON.parse('{"__proto__": "a", "constructor": "b"}');
+    const [m] = engine.match(ev('json', fields, { product: 'test' }));
+    assert.ok(m);
+    assert.deepEqual(Object.entries(m.matchedFields), [
+      ['__proto__', 'a'],
+      ['constructor', 'b'],
+    ]);
+  });
+
+  it('auditd keys named __proto__, constructor or toString are read like any other', () => {
+    assert.deepEqual(Object.entries(parseAuditd('type=USER_CMD constructor=a __proto__=b toString=c')), [
+      ['type', 'USER_CMD'],
+      ['constructor', 'a'],
+      ['__proto__', 'b'],
+      ['toString', 'c'],
+    ]);
   });
 });

@@ -7,6 +7,7 @@
  * - other events by the mapping sources whose `when` test recognizes them.
  */
 import type { EventLayout, FieldValue, Logsource, NormalizedEvent } from '../../lib/event.ts';
+import { setOwn } from '../../lib/lookup.ts';
 import {
   type Accessor,
   AccessorTable,
@@ -314,7 +315,7 @@ class Engine implements SigmaEngine {
           if (!e.pred(ctx)) continue;
           for (const { field, acc } of e.fields) {
             const v = ctx.raw(acc);
-            if (v !== undefined) out[ctx.keyOf(acc) ?? field] = v;
+            if (v !== undefined) setOwn(out, ctx.keyOf(acc) ?? field, v);
           }
         }
         return out;
