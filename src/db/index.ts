@@ -23,12 +23,21 @@ export interface Database extends Component {
 }
 
 /**
- * Creates the database component. The database opens in the background, never blocking start or
- * readiness: alert intake and search must not wait for it. PostgreSQL (`config.url`) connects and
- * migrates at start, retrying while it cannot connect; PGlite (`<dataDir>/pg`, in a worker thread) opens on
- * first use, because compiling and starting it costs seconds of CPU that a node without incidents need not spend.
- * Queries made meanwhile wait for the open. Health stays ok with a `degraded` detail while the database
- * cannot be reached, and turns bad when opening fails for good (a migration refused, a broken data dir).
+ * How long readiness waits at start for the database to open and answer `SELECT 1`. Past it the node is
+ * ready with the database reported degraded, so that a database that is down does not hold alert intake and
+ * search; queries keep waiting for the open. PGlite opens in 2 to 5 s here, and took 27 s under load.
+ */
+export const DATABASE_READY_WAIT_MS = 30_000;
+
+/**
+ * Creates the database component. The database opens in the background from start (PostgreSQL
+ * (`config.url`) connects and migrates, retrying while it cannot connect; PGlite (`<dataDir>/pg`) starts its
+ * worker thread and migrates), so start does not block the components after it or `/health/live`. Health is
+ * not ok (`opening the database`) until the database has answered a trivial query, at most
+ * DATABASE_READY_WAIT_MS: `/health/ready` means a login or an incident list answers at once, not after an
+ * open of seconds. Queries made meanwhile wait for the open. Once ready, health stays ok with a `degraded`
+ * detail while the database cannot be reached, and turns bad when opening fails for good (a migration
+ * refused, a broken data dir).
  */
 export function createDatabase(
   config: PostgresConfig,
@@ -46,6 +55,10 @@ export function createDatabase(
   let fatal: string | undefined;
   let started = false;
   let stopping = false;
+  /** The database has answered since start, or the wait for it is over: health may be ok. */
+  let answered = false;
+  let waitOver = false;
+  let waitTimer: NodeJS.Timeout | undefined;
   const logger = deps.logger.child({ component: 'postgres' });
 
   const openOnce = async (): Promise<Db> => {
@@ -137,11 +150,34 @@ export function createDatabase(
     async start() {
       started = true;
       stopping = false;
-      // Failures are reported by health and by the queries that wait for the open.
-      if (config.url) open().catch(() => {});
+      answered = false;
+      waitOver = false;
+      const startedAt = Date.now();
+      waitTimer = setTimeout(() => {
+        waitOver = true;
+        if (!answered) {
+          logger.warn(
+            { waitMs: DATABASE_READY_WAIT_MS, err: lastFailure ?? fatal },
+            'The database has not opened in time; the node is ready without it and queries wait for it.',
+          );
+        }
+      }, DATABASE_READY_WAIT_MS);
+      waitTimer.unref();
+      // Failures are reported by health and by the queries that wait for the open (which retries on its own).
+      open()
+        .then((d) => d.query('SELECT 1'))
+        .then(
+          () => {
+            answered = true;
+            clearTimeout(waitTimer);
+            logger.info({ ms: Date.now() - startedAt }, 'The database answers.');
+          },
+          () => {},
+        );
     },
     async stop(deadline) {
       stopping = true;
+      clearTimeout(waitTimer);
       const pending = opening;
       if (pending) {
         await settleBy(
@@ -159,8 +195,18 @@ export function createDatabase(
       const lost = inner?.lost?.();
       if (lost) return { ok: true, detail: `degraded: ${lost}; the next query opens the database again` };
       if (fatal && !inner) return { ok: false, detail: `cannot open the database: ${fatal}` };
+      if (!answered && !waitOver) {
+        return { ok: false, detail: lastFailure ? `opening the database: ${lastFailure}` : 'opening the database' };
+      }
       if (lastFailure) return { ok: true, detail: `degraded: cannot reach the database: ${lastFailure}` };
-      if (!inner) return { ok: true, detail: opening ? 'opening the database' : 'opens on first use' };
+      if (!inner) {
+        return {
+          ok: true,
+          detail: answered
+            ? 'degraded: opening the database again'
+            : `degraded: not open after ${DATABASE_READY_WAIT_MS} ms; queries wait for it`,
+        };
+      }
       return { ok: true };
     },
   };
