@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { startVigil } from '../harness/vigil.ts';
 
 // Found by the API fuzz pass (issue 16): /health/ready answered 200 while the embedded PGlite had not been
 // opened, so the first request that needed it (a login, an incident list) waited for the open: 27 s under load.
 test('a node is ready only once its database answers: the first database request after ready is fast', async () => {
+  // A data folder of the test's own: the node creates its PGlite cluster (seconds), as a new node does.
+  const dataDir = mkdtempSync(join(tmpdir(), 'vigil-ready-'));
   const t0 = performance.now();
-  const node = await startVigil();
+  const node = await startVigil({ dataDir });
   const readyMs = performance.now() - t0;
   try {
     const t1 = performance.now();
@@ -24,5 +29,6 @@ test('a node is ready only once its database answers: the first database request
     assert.deepEqual(ready.body.checks.postgres, { ok: true });
   } finally {
     await node.close();
+    rmSync(dataDir, { recursive: true, force: true });
   }
 });
