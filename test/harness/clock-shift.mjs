@@ -24,5 +24,7 @@ if (SHIFT) {
   ShiftedDate.UTC = RealDate.UTC;
   globalThis.Date = ShiftedDate;
 } else if (process.env.TEST_CLOCK_SHIFT) {
-  throw new Error(`TEST_CLOCK_SHIFT: expected a whole number of d, h or m (as 31d), got ${process.env.TEST_CLOCK_SHIFT}`);
+  throw new Error(
+    `TEST_CLOCK_SHIFT: expected a whole number of d, h or m (as 31d), got ${process.env.TEST_CLOCK_SHIFT}`,
+  );
 }

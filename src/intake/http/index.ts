@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
 import type { Component } from '../../lib/component.ts';
-import { InputError, OverloadError } from '../../lib/errors.ts';
+import { InputError, OverloadError, VigilError } from '../../lib/errors.ts';
 import type { Logsource, NormalizedEvent } from '../../lib/event.ts';
 import { type createNormalizer, splitJson } from '../../parse/index.ts';
 import { intakeMetrics, type RejectReason } from '../metrics.ts';
@@ -10,8 +10,14 @@ import type { IdempotencyKeys } from './idempotency.ts';
 /** What an ingest request answers: accepted count and, per rejected element, its line and reason. */
 export interface IngestResult {
   accepted: number;
+  /** The first {@link MAX_REJECTION_DETAILS} rejected elements. */
   rejected: { line: number; error: string }[];
+  /** Rejected elements past those listed (absent when none): the answer stays small whatever the body. */
+  rejected_omitted?: number;
 }
+
+/** Rejected elements listed in an answer; a body of a million bad lines answers with a count, not a list. */
+export const MAX_REJECTION_DETAILS = 1000;
 
 export interface IngestRequest {
   body: string;
@@ -70,18 +76,26 @@ export function createHttpIntake(
           : await deps.keys.firstReceipt(req.tenant, req.idempotencyKey, Date.now());
       const events: NormalizedEvent[] = [];
       const refused: IngestResult['rejected'] = [];
+      let omitted = 0;
       const refuse = (line: number, reason: RejectReason, error: string) => {
-        refused.push({ line, error });
+        if (refused.length < MAX_REJECTION_DETAILS) refused.push({ line, error });
+        else omitted++;
         m.rejected.inc({ source: SOURCE, reason });
       };
+      // One element past the limit is enough to refuse the request: the rest of the body is never split.
+      const elements = splitJson(req.body, config.max_events_per_request + 1);
+      if (elements.length > config.max_events_per_request) {
+        m.rejected.inc({ source: SOURCE, reason: 'too_many_events' });
+        throw new VigilError(
+          'too_many_events',
+          `more than ${config.max_events_per_request} events in one request (ingest.max_events_per_request); nothing was stored: send them in smaller requests`,
+          { status: 413 },
+        );
+      }
       let index = 0;
-      for (const element of splitJson(req.body)) {
+      for (const element of elements) {
         index++;
         m.received.inc({ source: SOURCE });
-        if (index > config.max_events_per_request) {
-          refuse(element.line, 'too_many_events', `more than ${config.max_events_per_request} events in one request`);
-          continue;
-        }
         if ('error' in element) {
           refuse(element.line, 'malformed_json', element.error);
           continue;
@@ -121,7 +135,7 @@ export function createHttpIntake(
         throw err;
       }
       m.accepted.inc({ source: SOURCE }, events.length);
-      return { accepted: events.length, rejected: refused };
+      return { accepted: events.length, rejected: refused, ...(omitted > 0 ? { rejected_omitted: omitted } : {}) };
     },
   };
 }
