@@ -69,6 +69,19 @@ export function isGlobalAdmin(principal: Principal): boolean {
   return principal.global === true && principal.role === 'admin';
 }
 
+/**
+ * Refuses (403) anyone but the global admin: for what acts on the whole node or holds every tenant's data
+ * (maintenance stops every tenant's intake; a backup holds every tenant's events and password hashes).
+ */
+export function requireGlobalAdmin(principal: Principal, what: string): void {
+  if (!isGlobalAdmin(principal)) {
+    throw new VigilError('forbidden', `${what} needs the global admin (the admin token): it acts for every tenant`, {
+      status: 403,
+      details: { required: 'global_admin', role: principal.role },
+    });
+  }
+}
+
 /** Whether `tenant` (null: global scope, visible to all) is one the principal may see. */
 export function seesTenant(principal: Principal, tenant: string | null): boolean {
   return tenant === null || isGlobalAdmin(principal) || principal.tenants.includes(tenant);

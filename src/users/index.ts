@@ -9,6 +9,7 @@ export {
   maxScope,
   ROLES,
   type Role,
+  requireGlobalAdmin,
   requireRole,
   requireTenant,
   roleRank,

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { Cluster, PartitionOwner } from '../../cluster/index.ts';
 import { errorMessage, VigilError } from '../../lib/errors.ts';
+import { requireGlobalAdmin } from '../../users/index.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 
 /**
@@ -13,9 +14,7 @@ export type StatusProviders = Record<string, () => unknown | Promise<unknown>>;
 const STANDARD_SECTIONS = ['replicas', 'streams'] as const;
 
 function requireAdmin(req: FastifyRequest): void {
-  if (principalOf(req).role !== 'admin') {
-    throw new VigilError('forbidden', 'the cluster admin API needs the admin role', { status: 403 });
-  }
+  requireGlobalAdmin(principalOf(req), 'the cluster admin API');
 }
 
 /**

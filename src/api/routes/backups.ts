@@ -1,12 +1,11 @@
 import type { FastifyRequest } from 'fastify';
 import type { Backups } from '../../backup/index.ts';
 import { InputError, VigilError } from '../../lib/errors.ts';
+import { requireGlobalAdmin } from '../../users/index.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 
 function requireAdmin(req: FastifyRequest): void {
-  if (principalOf(req).role !== 'admin') {
-    throw new VigilError('forbidden', 'backups need the admin role', { status: 403 });
-  }
+  requireGlobalAdmin(principalOf(req), 'a backup');
 }
 
 /**
