@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suites=(
-  $(find src -name '*.test.ts' | sort)
+  $(find src -name '*.test.ts' -not -name '*.fuzz.test.ts' | sort)
   test/integration/single-node.test.ts
   test/integration/graceful-stop.test.ts
   test/integration/detection.test.ts
