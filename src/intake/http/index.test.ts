@@ -53,14 +53,15 @@ test('a body of many bad lines is answered in linear time with a bounded list, a
     keys: createIdempotencyKeys({ dir: join(root, 'keys-bad'), maxKeys: 100, metrics, logger: silentLogger }),
   });
   await intake.start();
-  // 200,000 lines that are JSON but not events: split in quadratic time before (50,000 took 37 s).
+  // 200,000 lines that are JSON but not events. Split in quadratic time before (50,000 took 37 s, so this
+  // would take about ten minutes); linear now, about a second. The bound only tells the two apart.
   const started = performance.now();
   const answer = await intake.ingest({ body: `{"message":"ok"}\n${'1\n'.repeat(199_999)}`, tenant: 'default' });
   const ms = performance.now() - started;
   assert.equal(answer.accepted, 1);
   assert.equal(answer.rejected.length, MAX_REJECTION_DETAILS);
   assert.equal(answer.rejected_omitted, 199_999 - MAX_REJECTION_DETAILS);
-  assert.ok(ms < 5000, `200,000 bad lines took ${Math.round(ms)} ms`);
+  assert.ok(ms < 60_000, `200,000 bad lines took ${Math.round(ms)} ms`);
 
   await assert.rejects(
     intake.ingest({ body: '{"message":"x"}\n'.repeat(200_001), tenant: 'default' }),
