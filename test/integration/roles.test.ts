@@ -9,8 +9,8 @@ import { startVigil } from '../harness/vigil.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/vigil');
 
-/** Runs `vigil start` and waits (at most `ms`) for it to exit; a node still running after that is killed. */
-async function start(env: Record<string, string>, ms = 15000) {
+/** Runs `vigil start` and waits (at most `ms`, generous: a loaded CI machine took over 15 s to load the CLI) for it to exit; a node still running after that is killed. */
+async function start(env: Record<string, string>, ms = 60_000) {
   const dataDir = mkdtempSync(join(tmpdir(), 'vigil-roles-'));
   const proc = spawn(BIN, ['start'], {
     env: {
