@@ -307,4 +307,40 @@ describe('tenants are isolated: rules, detection, audit, alert and key ids', () 
     const after = await call('GET', '/api/v1/keys', tokens.globex.admin);
     assert.equal(after.body.keys.find((k: any) => k.id === key.body.id).revokedAt, null, 'the key is not revoked');
   });
+
+  test("the global admin creates and manages a new tenant's users; a tenant's admin cannot grant it", async () => {
+    // `initech` is none of the admin token's tenants (its list is the intake tenants).
+    const created = await call('POST', '/api/v1/users', ADMIN_TOKEN, {
+      username: 'admin-initech',
+      password: PASSWORD,
+      role: 'admin',
+      tenants: ['initech'],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.deepEqual(created.body.tenants, ['initech']);
+    assert.equal((await call('GET', `/api/v1/users/${created.body.id}`, ADMIN_TOKEN)).status, 200);
+    const listed = await call('GET', '/api/v1/users', ADMIN_TOKEN);
+    assert.ok(listed.body.users.some((u: any) => u.id === created.body.id));
+    const patched = await call('PATCH', `/api/v1/users/${created.body.id}`, ADMIN_TOKEN, { role: 'analyst' });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+
+    const bad = await call('POST', '/api/v1/users', ADMIN_TOKEN, {
+      username: 'bad-tenant',
+      password: PASSWORD,
+      role: 'viewer',
+      tenants: ['../etc'],
+    });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error.code, 'bad_tenants');
+
+    const widening = await call('POST', '/api/v1/users', tokens.acme.admin, {
+      username: 'sneaky',
+      password: PASSWORD,
+      role: 'viewer',
+      tenants: ['initech'],
+    });
+    assert.equal(widening.status, 403);
+    assert.equal(widening.body.error.code, 'forbidden_tenant');
+    assert.equal((await call('GET', `/api/v1/users/${created.body.id}`, tokens.acme.admin)).status, 404);
+  });
 });
