@@ -103,25 +103,7 @@ export async function startRsyslog(opts: {
     pid,
     dir,
     output: () => out,
-    async send(lines, o = {}) {
-      const perTick = o.perTick ?? 50;
-      const tickMs = o.tickMs ?? 50;
-      const socket = await new Promise<net.Socket>((resolve, reject) => {
-        const s = net.connect({ port: inputPort, host: '127.0.0.1' }, () => resolve(s));
-        s.once('error', reject);
-      });
-      for (let i = 0; i < lines.length; i += perTick) {
-        socket.write(
-          lines
-            .slice(i, i + perTick)
-            .map((l) => `${l}\n`)
-            .join(''),
-        );
-        o.onTick?.(Math.min(lines.length, i + perTick));
-        await new Promise((r) => setTimeout(r, tickMs));
-      }
-      await new Promise<void>((resolve) => socket.end(() => resolve()));
-    },
+    send: (lines, o) => sendLines(inputPort, lines, o),
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) {
         const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
@@ -135,4 +117,29 @@ export async function startRsyslog(opts: {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Writes lines to a loopback TCP port over one connection, `perTick` lines every `tickMs`; resolves when sent. */
+export async function sendLines(
+  port: number,
+  lines: string[],
+  o: { perTick?: number; tickMs?: number; onTick?: (sent: number) => void } = {},
+): Promise<void> {
+  const perTick = o.perTick ?? 50;
+  const tickMs = o.tickMs ?? 50;
+  const socket = await new Promise<net.Socket>((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1' }, () => resolve(s));
+    s.once('error', reject);
+  });
+  for (let i = 0; i < lines.length; i += perTick) {
+    socket.write(
+      lines
+        .slice(i, i + perTick)
+        .map((l) => `${l}\n`)
+        .join(''),
+    );
+    o.onTick?.(Math.min(lines.length, i + perTick));
+    await new Promise((r) => setTimeout(r, tickMs));
+  }
+  await new Promise<void>((resolve) => socket.end(() => resolve()));
 }
