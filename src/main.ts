@@ -6,6 +6,7 @@ import { SEARCH_USAGE, searchCommand } from './cli/search.ts';
 import { SIGMA_USAGE, sigmaCommand } from './cli/sigma-scan.ts';
 import { START_USAGE, startCommand } from './cli/start.ts';
 import { ConfigError } from './config/load.ts';
+import { usePrivateUmask } from './lib/data-dir.ts';
 import { errorMessage } from './lib/errors.ts';
 
 const USAGE = `Usage: vigil <command> [options]
@@ -114,6 +115,8 @@ function exitWith(code: number): void {
   process.stdout.write('', () => setTimeout(() => process.exit(code), 2000).unref());
 }
 
+// Before anything is written: data, backups and the admin token are for Vigil's user only (files 0600).
+usePrivateUmask();
 main(process.argv.slice(2)).then(exitWith, (err) => {
   process.stderr.write(err instanceof ConfigError ? `vigil: ${err.message}\n` : `vigil: ${errorMessage(err)}\n`);
   exitWith(1);
