@@ -17,6 +17,7 @@ import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.
 import { createBackups, engineBackupArgs } from '../backup/index.ts';
 import { type Bus, createJetStreamBus, createMemoryBus, type JetStreamBus, streamNames } from '../bus/index.ts';
 import { type Cluster, createCluster, storePeers } from '../cluster/index.ts';
+import { runWhileActive } from '../site/gate.ts';
 import { createSite, type Site } from '../site/index.ts';
 import type { VigilConfig } from '../config/schema.ts';
 import { createDatabase, type Database, dbPositionStore } from '../db/index.ts';
@@ -335,6 +336,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
   mod({
     name: 'detector',
     deps: ['bus', 'event-store', 'postgres', 'cluster'],
+    optional: ['site'],
     init({ config, metrics, logger: root }, view) {
       const store = view.get('event-store');
       const bus = view.get('bus');
@@ -356,7 +358,27 @@ const MODULES: ModuleDef<Base, Modules>[] = [
       });
       // In a cluster every detect node shares the durable `detect` consumer, acknowledged once the alerts are
       // in the alert stream; in-process, the alert-path module subscribes it with a committed position.
-      if (jetstream) bus.subscribe('detect', (events) => detector.handle(events), { durable: true });
+      // On a site of a two-site deployment only the active site detects: the consumer is idle on the standby.
+      // A site that never detected makes the consumer at the events that arrive from its activation on.
+      const site = view.find('site')?.site;
+      if (jetstream && site) {
+        const js = bus as JetStreamBus;
+        runWhileActive(
+          site,
+          'detect',
+          {
+            async start() {
+              await js.ready();
+              const { lastSeq } = await js.streamPosition();
+              return js.subscribeStream('detect', (batch) => detector.handle(batch.events), {
+                durable: true,
+                startSequence: lastSeq + 1,
+              });
+            },
+          },
+          logger,
+        );
+      } else if (jetstream) bus.subscribe('detect', (events) => detector.handle(events), { durable: true });
       const routes = [
         alertRoutes({ alerts }),
         ruleRoutes({ detector, audit: view.get('postgres').audit }),
@@ -513,7 +535,7 @@ function clusterDetection(
   ruleSet: () => CompiledRuleSet,
 ) {
   const js = config.bus.jetstream;
-  const names = streamNames(js);
+  const names = streamNames(js, config.cluster.enabled ? config.cluster.site : undefined);
   const stream = (kind: 'alerts' | 'matches', maxAgeMs: number) =>
     createRecordStream(
       bus,

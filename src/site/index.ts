@@ -79,6 +79,11 @@ export interface Site extends Component {
   activate(opts: { confirm: boolean }): Promise<ActivationPlan>;
   /** Makes this site standby (a planned switchover starts here). */
   demote(): Promise<SiteRecord>;
+  /**
+   * Told the role once the record is read at start, then at every change, made by any node of the site
+   * (the record is watched in etcd). Returns a function that removes the listener.
+   */
+  onRole(listener: (role: SiteRole) => void): () => void;
 }
 
 /** What the site needs from the node. */
@@ -114,12 +119,24 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     "Events received by the peer site not yet in this site's events stream.",
   );
   let record: SiteRecord | undefined;
+  let stopWatch: (() => Promise<void>) | undefined;
+  const roleListeners = new Set<(role: SiteRole) => void>();
   let answering: { unsubscribe(): void } | undefined;
   let subscribing: Promise<void> | undefined;
   let stopped = false;
 
   const remember = (r: SiteRecord) => {
+    const changed = record?.role !== r.role;
     record = r;
+    if (changed) {
+      for (const l of roleListeners) {
+        try {
+          l(r.role);
+        } catch (err) {
+          log.error({ err: errorMessage(err) }, 'A site role listener failed.');
+        }
+      }
+    }
     epochGauge.set(r.epoch);
     activeGauge.set(r.role === 'active' ? 1 : 0);
   };
@@ -239,10 +256,27 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     async start() {
       const { value } = await load();
       log.info({ role: value.role, epoch: value.epoch, peer }, 'This node belongs to a site of a two-site deployment.');
+      stopWatch = deps.session.watchPrefix(key, {
+        put(kv) {
+          try {
+            remember(JSON.parse(kv.value.toString()) as SiteRecord);
+          } catch (err) {
+            log.error({ err: errorMessage(err) }, 'The site record in etcd cannot be read.');
+          }
+        },
+        delete() {
+          log.error({ key }, 'The site record was deleted from etcd; the last role read is kept.');
+        },
+        resync() {
+          void read().catch((err) => log.warn({ err: errorMessage(err) }, 'The site record cannot be re-read.'));
+        },
+      });
       answer();
     },
     async stop() {
       stopped = true;
+      await stopWatch?.();
+      stopWatch = undefined;
       answering?.unsubscribe();
       answering = undefined;
       await subscribing;
@@ -251,6 +285,11 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
       return { ok: true, ...(record ? {} : { detail: 'site record not read yet' }) };
     },
     role: () => record?.role ?? 'standby',
+    onRole(listener) {
+      roleListeners.add(listener);
+      if (record) listener(record.role);
+      return () => roleListeners.delete(listener);
+    },
 
     async status() {
       const [{ value }, view] = await Promise.all([load(), peerView()]);

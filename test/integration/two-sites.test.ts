@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -15,6 +15,7 @@ import { connect } from '@nats-io/transport-node';
 import { stringify } from 'yaml';
 import { type EtcdCluster, startEtcdCluster } from '../harness/etcd.ts';
 import { type NatsCluster, startNatsCluster } from '../harness/nats.ts';
+import { type AlertJson, failedLogons, plantedRules } from '../harness/planted-rules.ts';
 import { startVigil, type VigilNode } from '../harness/vigil.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/vigil');
@@ -27,6 +28,9 @@ describe('two sites', { timeout: 120000 }, () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'vigil-sites-'));
+    // The single failed-logon rule: an alert per failed logon, on whichever site detects.
+    mkdirSync(join(dir, 'rules'));
+    writeFileSync(join(dir, 'rules', 'failed-logon.yml'), plantedRules('5').files['failed-logon.yml']);
     nats.a = await startNatsCluster({ size: 1, domain: 'a', leafListen: true });
     nats.b = await startNatsCluster({ size: 1, domain: 'b', leafRemotes: nats.a.leafUrls });
     [etcd.a, etcd.b] = await Promise.all([startEtcdCluster({ size: 1 }), startEtcdCluster({ size: 1 })]);
@@ -37,6 +41,7 @@ describe('two sites', { timeout: 120000 }, () => {
           file,
           stringify({
             roles: ['all'],
+            detect: { rules_dirs: [join(dir, 'rules')] },
             bus: {
               kind: 'jetstream',
               jetstream: { servers: nats[site].urls, replicas: 1, client_name: `vigil-${site}` },
@@ -50,7 +55,9 @@ describe('two sites', { timeout: 120000 }, () => {
             },
           }),
         );
-        node[site] = await startVigil({ env: { VIGIL_CONFIG: file } });
+        node[site] = await startVigil({
+          env: { VIGIL_CONFIG: file, VIGIL_LOG_LEVEL: process.env.DEBUG_VIGIL_TESTS ? 'info' : 'warn' },
+        });
       }),
     );
   });
@@ -76,16 +83,19 @@ describe('two sites', { timeout: 120000 }, () => {
     return { code: r.status, body, stderr: r.stderr };
   };
 
-  const ingest = async (site: string, marker: string, n: number) => {
-    const body = Array.from({ length: n }, (_, i) => JSON.stringify({ message: `${marker} ${i}`, marker })).join('\n');
+  const ingest = async (site: string, marker: string, n: number, events?: Record<string, unknown>[]) => {
+    const body = (events ?? Array.from({ length: n }, (_, i) => ({ message: `${marker} ${i}`, marker })))
+      .map((e) => JSON.stringify(e))
+      .join('\n');
     const res = await node[site].post('/api/v1/ingest', body);
     assert.equal(res.status, 200, JSON.stringify(res.body));
   };
 
-  const idsAt = async (site: string, marker: string, want: number): Promise<string[]> => {
+  const idsAt = async (site: string, marker: string, want: number, query = false): Promise<string[]> => {
     const deadline = Date.now() + 30000;
     for (;;) {
-      const res = await node[site].get(`/api/v1/search?q=${encodeURIComponent(`marker:${marker}`)}&from=now-1h`);
+      const q = query ? marker : `marker:${marker}`;
+      const res = await node[site].get(`/api/v1/search?q=${encodeURIComponent(q)}&from=now-1h`);
       if (res.status === 200 && res.body.total >= want) {
         assert.equal(res.body.total, want, `${marker} stored once at site ${site}`);
         return (res.body.events as Record<string, string>[]).map((e) => e['event.id']).sort();
@@ -96,6 +106,30 @@ describe('two sites', { timeout: 120000 }, () => {
       );
       await new Promise((r) => setTimeout(r, 200));
     }
+  };
+
+  const alertsFor = async (site: string, eventId: string): Promise<AlertJson[]> => {
+    const res = await node[site].get('/api/v1/alerts?limit=1000');
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    return (res.body.alerts as (AlertJson & { eventIds: string[] })[]).filter((a) => a.eventIds.includes(eventId));
+  };
+
+  /** Ingests a failed logon of a new user at `at`; it must alert once at `detects` and never at the other site. */
+  const detectedOnlyAt = async (at: string, detects: string) => {
+    const user = `u-${at}-${Date.now()}`;
+    await ingest(at, '', 0, failedLogons(user, 1));
+    // Both sites hold the event (replicated), with one id.
+    const [id] = await idsAt(at === 'a' ? 'b' : 'a', `TargetUserName:${user}`, 1, true);
+    assert.deepEqual(await idsAt(at, `TargetUserName:${user}`, 1, true), [id]);
+    const deadline = Date.now() + 30000;
+    while ((await alertsFor(detects, id)).length === 0) {
+      assert.ok(Date.now() < deadline, `site ${detects} alerts on event ${id} within 30 s`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    // The other site has had the same time, and more, to detect it.
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal((await alertsFor(detects, id)).length, 1, 'one alert on the active site');
+    assert.equal((await alertsFor(detects === 'a' ? 'b' : 'a', id)).length, 0, 'none on the standby site');
   };
 
   test('the first site starts active (epoch 1), the other standby, each seeing its peer', async () => {
@@ -157,6 +191,10 @@ describe('two sites', { timeout: 120000 }, () => {
     assert.equal(status.body.peer.lag_events, 0, JSON.stringify(status.body));
   });
 
+  test('only the active site detects: an event received at the standby alerts once, at the active site', async () => {
+    await detectedOnlyAt('b', 'a');
+  });
+
   test('activate is refused while the peer is active; demote a, then activate b bumps the epoch', async () => {
     const dry = dr('b', 'activate', '--dry-run');
     assert.equal(dry.code, 0, dry.stderr);
@@ -191,5 +229,7 @@ describe('two sites', { timeout: 120000 }, () => {
     const marker = `after-switch-${Date.now()}`;
     await ingest('a', marker, 2);
     assert.deepEqual(await idsAt('b', marker, 2), await idsAt('a', marker, 2));
+    // Detection followed the roles: b detects now, a is idle.
+    await detectedOnlyAt('a', 'b');
   });
 });
