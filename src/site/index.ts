@@ -39,6 +39,8 @@ export interface PeerView {
   lag_events: number | null;
   /** 0 when nothing is behind; else seconds since the copy from the peer last made progress. */
   lag_seconds: number | null;
+  /** The last event message copied from the peer: its sequence here and when it was stored here. */
+  last_received: { seq: number; at: string } | null;
   /** Why the peer or the lag could not be read. */
   error?: string;
 }
@@ -63,7 +65,7 @@ export interface ActivationPlan {
   epoch_after: number;
   peer: PeerView;
   /** Data received by the peer and not yet copied here, which an activation now would not hold. */
-  data_at_risk: { lag_events: number | null; lag_seconds: number | null };
+  data_at_risk: Pick<PeerView, 'lag_events' | 'lag_seconds' | 'last_received'>;
   refused?: string;
 }
 
@@ -220,17 +222,22 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     }
   }
 
-  async function lag(): Promise<{ lag_events: number | null; lag_seconds: number | null; error?: string }> {
+  type Lag = Pick<PeerView, 'lag_events' | 'lag_seconds' | 'last_received'> & { error?: string };
+  async function lag(): Promise<Lag> {
+    const none = { lag_events: null, lag_seconds: null, last_received: null };
     try {
       const src = (await deps.replication()).find((s) => s.domain === peer);
-      if (!src) return { lag_events: null, lag_seconds: null, error: 'the events stream does not source the peer' };
+      if (!src) return { ...none, error: 'the events stream does not source the peer' };
       lagGauge.set(src.lag);
       return {
         lag_events: src.lag,
         lag_seconds: src.lag === 0 ? 0 : src.activeAgoMs === undefined ? null : src.activeAgoMs / 1000,
+        last_received: src.lastReceived
+          ? { seq: src.lastReceived.seq, at: new Date(src.lastReceived.time).toISOString() }
+          : null,
       };
     } catch (err) {
-      return { lag_events: null, lag_seconds: null, error: `replication lag unavailable: ${errorMessage(err)}` };
+      return { ...none, error: `replication lag unavailable: ${errorMessage(err)}` };
     }
   }
 
@@ -243,6 +250,7 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
       ...(p.role ? { role: p.role, epoch: p.epoch } : {}),
       lag_events: l.lag_events,
       lag_seconds: l.lag_seconds,
+      last_received: l.last_received,
       ...(error ? { error } : {}),
     };
   }
@@ -309,7 +317,11 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
           epoch_before: value.epoch,
           epoch_after: value.role === 'active' ? value.epoch : epochAfter,
           peer: view,
-          data_at_risk: { lag_events: view.lag_events, lag_seconds: view.lag_seconds },
+          data_at_risk: {
+            lag_events: view.lag_events,
+            lag_seconds: view.lag_seconds,
+            last_received: view.last_received,
+          },
         };
         if (value.role === 'active') return { ...plan, refused: `site ${value.site} is active already` };
         if (view.reachable && view.role === 'active') {

@@ -17,7 +17,7 @@ const PRINCIPALS: Record<string, Principal> = {
 
 test('dr routes: 403 to a tenant admin; activate without confirm is a dry run; demote needs confirm', async () => {
   const calls: string[] = [];
-  const peer = { site: 'b', reachable: false, lag_events: 0, lag_seconds: 0 };
+  const peer = { site: 'b', reachable: false, lag_events: 0, lag_seconds: 0, last_received: null };
   const site = {
     siteName: 'a',
     peer: 'b',
@@ -33,7 +33,7 @@ test('dr routes: 403 to a tenant admin; activate without confirm is a dry run; d
         epoch_before: 1,
         epoch_after: 2,
         peer,
-        data_at_risk: { lag_events: 0, lag_seconds: 0 },
+        data_at_risk: { lag_events: 0, lag_seconds: 0, last_received: null },
       };
     },
     demote: async () => {

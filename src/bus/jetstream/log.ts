@@ -73,6 +73,8 @@ export interface SourceLag {
   lag: number;
   /** Milliseconds since the source last made progress or heard from its origin; undefined: never. */
   activeAgoMs?: number;
+  /** The last message copied from this source (its sequence and when this stream stored it); none yet: undefined. */
+  lastReceived?: { seq: number; time: number };
 }
 
 /** How values are written into message bodies and read back. */
@@ -644,12 +646,29 @@ export function createJetStreamLog<T>(
       const info = await conn.clients().jsm.streams.info(spec.name);
       // The server reports each source's `external` (seen on 2.9.10); the client's type leaves it out.
       const sources = (info.sources ?? []) as (StreamSourceInfo & { external?: { api?: string } })[];
-      return sources.map((src) => ({
-        name: src.name,
-        ...(src.external?.api ? { domain: src.external.api.replace(/^\$JS\.(.*)\.API$/, '$1') } : {}),
-        lag: src.lag,
-        ...(src.active >= 0 ? { activeAgoMs: Math.round(src.active / 1e6) } : {}),
-      }));
+      const lags: SourceLag[] = [];
+      for (const src of sources) {
+        const domain = src.external?.api?.replace(/^\$JS\.(.*)\.API$/, '$1');
+        const filter = spec.sources?.find((x) => x.name === src.name && x.domain === domain)?.filterSubject;
+        // The last message of the source's subjects (2.9 takes a wildcard in last_by_subj).
+        const last = filter
+          ? await conn
+              .clients()
+              .jsm.streams.getMessage(spec.name, { last_by_subj: filter })
+              .catch((err) => {
+                if (isApiError(err, JetStreamApiCodes.NoMessageFound)) return null;
+                throw err;
+              })
+          : null;
+        lags.push({
+          name: src.name,
+          ...(domain ? { domain } : {}),
+          lag: src.lag,
+          ...(src.active >= 0 ? { activeAgoMs: Math.round(src.active / 1e6) } : {}),
+          ...(last ? { lastReceived: { seq: last.seq, time: last.time.getTime() } } : {}),
+        });
+      }
+      return lags;
     },
 
     async consumerPosition(name) {
