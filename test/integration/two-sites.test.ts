@@ -247,4 +247,16 @@ describe('two sites', { timeout: 120000 }, () => {
     // Detection followed the roles: b detects now, a is idle.
     await detectedOnlyAt('a', 'b');
   });
+
+  test('with the peer unreachable (its node killed), status says so and activate --confirm goes through', async () => {
+    assert.equal(dr('b', 'demote', '--confirm').code, 0);
+    await node.a.kill('SIGKILL');
+    const status = dr('b', 'status');
+    assert.equal(status.code, 0, status.stderr);
+    assert.deepEqual([status.body.role, status.body.peer.reachable], ['standby', false]);
+    assert.match(status.body.peer.error, /peer site a did not answer/);
+    const activated = dr('b', 'activate', '--confirm');
+    assert.equal(activated.code, 0, activated.stderr);
+    assert.deepEqual([activated.body.changed, activated.body.epoch_after], [true, 3]);
+  });
 });
