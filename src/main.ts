@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { BACKUP_USAGE, type BackupFlags, backupCommand } from './cli/backup.ts';
+import { DR_USAGE, type DrFlags, drCommand } from './cli/dr.ts';
 import { DEV_CLUSTER_USAGE, type DevClusterFlags, devClusterCommand } from './cli/dev-cluster.ts';
 import { RULES_USAGE, rulesCommand } from './cli/rules.ts';
 import { SEARCH_USAGE, searchCommand } from './cli/search.ts';
@@ -18,6 +19,7 @@ Commands:
   sigma scan ...   run Sigma rules over event files, without a server
   dev-cluster ...  a cluster on this machine: up, status, kill, restart, down
   backup ...      create, list, verify and restore backups
+  dr ...           two sites: status, activate (guarded), demote
 
 Run 'vigil <command> --help' for a command's options.
 `;
@@ -71,6 +73,17 @@ const COMMANDS: Record<string, Command> = {
       token: { type: 'string' },
     },
     run: (p, v) => backupCommand(p, v as BackupFlags),
+  },
+  dr: {
+    usage: DR_USAGE,
+    options: {
+      json: { type: 'boolean' },
+      'dry-run': { type: 'boolean' },
+      confirm: { type: 'boolean' },
+      url: { type: 'string' },
+      token: { type: 'string' },
+    },
+    run: (p, v) => drCommand(p, v as DrFlags),
   },
   'dev-cluster': {
     usage: DEV_CLUSTER_USAGE,

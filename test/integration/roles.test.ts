@@ -58,3 +58,13 @@ test('an api node without the store role answers a search 503 no_replica, not an
     await node.close();
   }
 });
+
+test('cluster.site is refused at start without cluster mode or without the JetStream bus', async () => {
+  const site = { VIGIL_CLUSTER__SITE: 'a', VIGIL_CLUSTER__PEER_SITE: 'b' };
+  const noCluster = await start(site);
+  assert.equal(noCluster.code, 1, noCluster.out);
+  assert.match(noCluster.out, /cluster\.site needs cluster mode/);
+  const memoryBus = await start({ ...site, VIGIL_CLUSTER__ENABLED: 'true' });
+  assert.equal(memoryBus.code, 1, memoryBus.out);
+  assert.match(memoryBus.out, /cluster\.site needs bus\.kind: jetstream/);
+});
