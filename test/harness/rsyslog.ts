@@ -69,11 +69,25 @@ export async function startRsyslog(opts: {
       '',
     ].join('\n'),
   );
-  let out = '';
   const proc: ChildProcess = spawn('rsyslogd', ['-n', '-f', conf, '-i', join(dir, 'rsyslogd.pid')], {
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  return superviseSender('rsyslogd', proc, inputPort, dir);
+}
+
+/**
+ * Watches a syslog daemon a test spawned (`name` in errors): collects its output, waits up to 10 s for it to
+ * listen on `inputPort`, and returns the handle that sends to that port and stops the daemon by its PID
+ * (SIGTERM, then SIGKILL after 5 s), then removes `dir`.
+ */
+export async function superviseSender(
+  name: string,
+  proc: ChildProcess,
+  inputPort: number,
+  dir: string,
+): Promise<Rsyslog> {
+  let out = '';
   proc.stdout?.on('data', (d) => {
     out += d;
   });
@@ -82,7 +96,7 @@ export async function startRsyslog(opts: {
   });
   const deadline = Date.now() + 10000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`rsyslogd exited with ${proc.exitCode}:\n${out}`);
+    if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}:\n${out}`);
     const up = await new Promise<boolean>((resolve) => {
       const s = net.connect({ port: inputPort, host: '127.0.0.1' }, () => {
         s.destroy();
@@ -93,7 +107,7 @@ export async function startRsyslog(opts: {
     if (up) break;
     if (Date.now() > deadline) {
       proc.kill('SIGKILL');
-      throw new Error(`rsyslogd did not listen within 10 s:\n${out}`);
+      throw new Error(`${name} did not listen within 10 s:\n${out}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }

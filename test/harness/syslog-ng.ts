@@ -1,10 +1,9 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.ts';
-import { sendLines } from './rsyslog.ts';
+import { superviseSender } from './rsyslog.ts';
 
 /**
  * syslog-ng 3.38 (Debian 12) as a real sender. Its Debian package conflicts with rsyslog's (both provide
@@ -148,7 +147,6 @@ export async function startSyslogNg(opts: {
       '',
     ].join('\n'),
   );
-  let out = '';
   const proc: ChildProcess = spawn(
     inst.bin,
     [
@@ -164,47 +162,5 @@ export async function startSyslogNg(opts: {
     ],
     { env: { ...process.env, ...opts.env, LD_LIBRARY_PATH: inst.libraryPath }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  proc.stdout?.on('data', (d) => {
-    out += d;
-  });
-  proc.stderr?.on('data', (d) => {
-    out += d;
-  });
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`syslog-ng exited with ${proc.exitCode}:\n${out}`);
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ port: inputPort, host: '127.0.0.1' }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (up) break;
-    if (Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`syslog-ng did not listen within 10 s:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const pid = proc.pid!;
-  return {
-    inputPort,
-    pid,
-    dir,
-    output: () => out,
-    send: (lines, o) => sendLines(inputPort, lines, o),
-    async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-        process.kill(pid, 'SIGTERM');
-        const timer = setTimeout(() => {
-          if (proc.exitCode === null && proc.signalCode === null) process.kill(pid, 'SIGKILL');
-        }, 5000);
-        await exited;
-        clearTimeout(timer);
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return superviseSender('syslog-ng', proc, inputPort, dir);
 }
