@@ -7,6 +7,21 @@ import { freePort } from './ports.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/vigil');
 
+/** Runs `vigil <args>` (log level warn, `env` over this process's) and returns its exit code and output. */
+export function vigilCli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((res) => {
+    const p = spawn(BIN, args, { env: { ...process.env, VIGIL_LOG_LEVEL: 'warn', ...env }, stdio: 'pipe' });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('exit', (code) => res({ code, out, err }));
+  });
+}
+
 let template: Promise<string> | undefined;
 
 /**

@@ -1,25 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Manifest } from '../../src/backup/index.ts';
 import { type NatsCluster, startNatsCluster } from '../harness/nats.ts';
-import { startVigil, type VigilNode } from '../harness/vigil.ts';
-
-const BIN = resolve(import.meta.dirname, '../../bin/vigil');
-
-function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((res) => {
-    const p = spawn(BIN, args, { env: { ...process.env, VIGIL_LOG_LEVEL: 'warn', ...env }, stdio: 'pipe' });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    p.on('exit', (code) => res({ code, out, err }));
-  });
-}
+import { startVigil, type VigilNode, vigilCli } from '../harness/vigil.ts';
 
 async function ids(node: VigilNode): Promise<string[]> {
   const res = await node.get('/api/v1/search?q=*&from=now-1d&to=now%2B1h&limit=10000');
@@ -62,7 +48,7 @@ test('a replica restored from a backup catches up from the stream position in th
   try {
     assert.equal((await node.post('/api/v1/ingest', batch('before'))).status, 200);
     await until('the replica to hold the first events', async () => (await ids(node)).length === 100);
-    const created = await cli(['backup', 'create'], { VIGIL_URL: node.url, VIGIL_TOKEN: node.token });
+    const created = await vigilCli(['backup', 'create'], { VIGIL_URL: node.url, VIGIL_TOKEN: node.token });
     assert.equal(created.code, 0, created.err);
     manifest = JSON.parse(readFileSync(join(dir, created.out.trim(), 'manifest.json'), 'utf8'));
     assert.equal(manifest.engine.events.count, 100);
@@ -75,7 +61,7 @@ test('a replica restored from a backup catches up from the stream position in th
     await node.close();
   }
   const target = join(root, 'restored');
-  const restored = await cli(['backup', 'restore', manifest.id, '--data-dir', target], { VIGIL_BACKUP__DIR: dir });
+  const restored = await vigilCli(['backup', 'restore', manifest.id, '--data-dir', target], { VIGIL_BACKUP__DIR: dir });
   assert.equal(restored.code, 0, restored.err);
   const copy = await startVigil({ dataDir: target, env: { ...env, VIGIL_BACKUP__DIR: join(root, 'copy-backups') } });
   try {

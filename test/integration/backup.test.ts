@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import {
   cpSync,
   existsSync,
@@ -12,24 +11,10 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { eventIdSum, type Manifest } from '../../src/backup/index.ts';
-import { startVigil, type VigilNode } from '../harness/vigil.ts';
-
-const BIN = resolve(import.meta.dirname, '../../bin/vigil');
-
-/** Runs `vigil <args>` and returns its exit code and output. */
-function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((res) => {
-    const p = spawn(BIN, args, { env: { ...process.env, VIGIL_LOG_LEVEL: 'warn', ...env }, stdio: 'pipe' });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    p.on('exit', (code) => res({ code, out, err }));
-  });
-}
+import { startVigil, type VigilNode, vigilCli } from '../harness/vigil.ts';
 
 async function ingest(node: VigilNode, ids: string[]): Promise<void> {
   const body = ids.map((id) => JSON.stringify({ event: { id }, message: `backup test ${id}` })).join('\n');
@@ -128,7 +113,7 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
     })();
     await new Promise((r) => setTimeout(r, 800));
     const asked = Date.now();
-    const created = await cli(['backup', 'create'], env);
+    const created = await vigilCli(['backup', 'create'], env);
     assert.equal(created.code, 0, created.err);
     await new Promise((r) => setTimeout(r, 300));
     stop = true;
@@ -148,7 +133,7 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
     const sourceState = await state(node);
 
     const target = join(root, 'restored-1');
-    const restored = await cli(['backup', 'restore', id, '--data-dir', target], env);
+    const restored = await vigilCli(['backup', 'restore', id, '--data-dir', target], env);
     assert.equal(restored.code, 0, restored.err);
     const copy = await startVigil({ dataDir: target, env: { VIGIL_BACKUP__DIR: join(root, 'copy-backups') } });
     try {
@@ -175,7 +160,7 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
         node,
         Array.from({ length: 50 }, (_, i) => `round-${round}-${i}`),
       );
-      const created = await cli(['backup', 'create'], env);
+      const created = await vigilCli(['backup', 'create'], env);
       assert.equal(created.code, 0, created.err);
       manifests.push(read(created.out.trim()));
     }
@@ -191,17 +176,17 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
     assert.equal(third.engine.events.count, now.length);
     assert.equal(third.engine.events.id_sum, await eventIdSum(now));
 
-    const list = await cli(['backup', 'list', '--json'], env);
+    const list = await vigilCli(['backup', 'list', '--json'], env);
     assert.equal(list.code, 0, list.err);
     assert.deepEqual(
       JSON.parse(list.out).backups.map((b: { id: string; kind: string }) => [b.id, b.kind]),
       manifests.map((m) => [m.id, m.kind]),
     );
-    const verified = await cli(['backup', 'verify', third.id], env);
+    const verified = await vigilCli(['backup', 'verify', third.id], env);
     assert.equal(verified.code, 0, verified.err);
 
     const target = join(root, 'restored-3');
-    const restored = await cli(['backup', 'restore', third.id, '--data-dir', target], env);
+    const restored = await vigilCli(['backup', 'restore', third.id, '--data-dir', target], env);
     assert.equal(restored.code, 0, restored.err);
     const copy = await startVigil({ dataDir: target, env: { VIGIL_BACKUP__DIR: join(root, 'copy-backups') } });
     try {
@@ -227,13 +212,13 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
     const missing = join(damaged, second.id, second.files.find((f) => f.path.startsWith('engine/'))!.path);
     rmSync(missing);
 
-    const verified = await cli(['backup', 'verify', third.id], denv);
+    const verified = await vigilCli(['backup', 'verify', third.id], denv);
     assert.equal(verified.code, 1);
     assert.match(verified.err, new RegExp(`checksum ${escapeRe(flipped)}`));
     assert.match(verified.err, new RegExp(`missing ${escapeRe(missing)}`));
 
     const target = join(root, 'not-restored');
-    const restored = await cli(['backup', 'restore', third.id, '--data-dir', target], denv);
+    const restored = await vigilCli(['backup', 'restore', third.id, '--data-dir', target], denv);
     assert.equal(restored.code, 1);
     assert.match(restored.err, /backup_corrupt/);
     assert.match(restored.err, new RegExp(escapeRe(flipped)));
@@ -255,36 +240,38 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
     const newer = JSON.parse(readFileSync(join(bad, first.id, 'manifest.json'), 'utf8'));
     newer.schema.events = 99;
     writeFileSync(join(bad, first.id, 'manifest.json'), JSON.stringify(newer));
-    let r = await cli(['backup', 'restore', first.id, '--data-dir', target], benv);
+    let r = await vigilCli(['backup', 'restore', first.id, '--data-dir', target], benv);
     assert.equal(r.code, 1);
     assert.match(r.err, /schema 99, newer than this Vigil's .*backup_schema_newer/);
     assert.equal(existsSync(target), false);
 
     rmSync(join(bad, first.id, 'manifest.json'));
-    r = await cli(['backup', 'restore', first.id, '--data-dir', target], benv);
+    r = await vigilCli(['backup', 'restore', first.id, '--data-dir', target], benv);
     assert.equal(r.code, 1);
     assert.match(r.err, /is partial: .*manifest\.json is missing.*backup_partial/);
     assert.equal(existsSync(target), false);
 
     mkdirSync(target);
     writeFileSync(join(target, 'keep.txt'), 'mine');
-    r = await cli(['backup', 'restore', first.id, '--data-dir', target], { VIGIL_BACKUP__DIR: dir });
+    r = await vigilCli(['backup', 'restore', first.id, '--data-dir', target], { VIGIL_BACKUP__DIR: dir });
     assert.equal(r.code, 1);
     assert.match(r.err, /is not empty.*--force.*backup_target_not_empty/);
     assert.deepEqual(readdirSync(target), ['keep.txt']);
 
     // The running node's own data folder: refused even with --force, and the node goes on unharmed.
     const before = readdirSync(node.dataDir).sort();
-    r = await cli(['backup', 'restore', first.id, '--data-dir', node.dataDir, '--force'], { VIGIL_BACKUP__DIR: dir });
+    r = await vigilCli(['backup', 'restore', first.id, '--data-dir', node.dataDir, '--force'], {
+      VIGIL_BACKUP__DIR: dir,
+    });
     assert.equal(r.code, 1, r.err);
     assert.match(r.err, /is in use: a running Vigil holds the lock on .*events\/status.*backup_target_in_use/);
     assert.deepEqual(readdirSync(node.dataDir).sort(), before);
     assert.equal((await node.get('/health/ready')).status, 200);
 
-    r = await cli(['backup', 'restore', '../../etc', '--data-dir', join(root, 'x')], benv);
+    r = await vigilCli(['backup', 'restore', '../../etc', '--data-dir', join(root, 'x')], benv);
     assert.equal(r.code, 1);
     assert.match(r.err, /is not a backup id.*backup_id/);
-    r = await cli(['backup', 'restore', first.id], benv);
+    r = await vigilCli(['backup', 'restore', first.id], benv);
     assert.equal(r.code, 2);
     assert.match(r.err, /needs --data-dir/);
     assert.equal(existsSync(join(root, 'x')), false);
@@ -315,11 +302,11 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
       readdirSync(dir).sort(),
       manifests.map((m) => m.id),
     );
-    const full = await cli(['backup', 'create', '--full'], env);
+    const full = await vigilCli(['backup', 'create', '--full'], env);
     assert.equal(full.code, 0, full.err);
     // full2 and third are the newest two; third needs second and first.
     assert.deepEqual(readdirSync(dir).sort(), [...manifests.map((m) => m.id), full.out.trim()]);
-    const inc = await cli(['backup', 'create'], env);
+    const inc = await vigilCli(['backup', 'create'], env);
     assert.equal(inc.code, 0, inc.err);
     assert.equal(read(inc.out.trim()).base, full.out.trim());
     assert.deepEqual(readdirSync(dir).sort(), [full.out.trim(), inc.out.trim()]);
