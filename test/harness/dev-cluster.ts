@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { type DevCluster, type MemberRecord, openDevCluster, upDevCluster } from '../../src/devcluster/index.ts';
+import { readReply } from './http.ts';
 import { createNodeNamespace, type NodeNamespace } from './netns.ts';
 import { freePort } from './ports.ts';
 
@@ -220,14 +221,7 @@ export async function startDevCluster(
         headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
         signal: AbortSignal.timeout(30000),
       });
-      const text = await res.text();
-      let parsed: unknown = text;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        // not JSON
-      }
-      return { status: res.status, body: parsed as any };
+      return readReply(res);
     },
     streamLeader: (stream = 'VIGIL_EVENTS') =>
       retry(`stream ${stream} has no leader`, async () => {

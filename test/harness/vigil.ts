@@ -3,6 +3,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync } fro
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { openPglite } from '../../src/db/pglite.ts';
+import { readReply } from './http.ts';
 import { freePort } from './ports.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/vigil');
@@ -129,14 +130,7 @@ export async function startVigil(opts: { env?: Record<string, string>; dataDir?:
       body,
       headers: { authorization: `Bearer ${token}`, ...headers },
     });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      // not JSON (metrics)
-    }
-    return { status: res.status, body: parsed as any };
+    return readReply(res);
   };
 
   // A node on PostgreSQL, or on a data folder of the test's, opens its own database.

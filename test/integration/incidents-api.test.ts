@@ -17,6 +17,7 @@ import {
   type Role,
   usersConfigSchema,
 } from '../../src/users/index.ts';
+import { readReply } from '../harness/http.ts';
 import { backends } from '../harness/postgres.ts';
 
 const ADMIN_TOKEN = 'bootstrap-admin-token-0123456789';
@@ -107,14 +108,7 @@ async function startApi(db: Db, tenants: string[]): Promise<Api> {
         },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
-      const text = await res.text();
-      let parsed: unknown = text;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        // not JSON
-      }
-      return { status: res.status, body: parsed as any, headers: res.headers };
+      return { ...(await readReply(res)), headers: res.headers };
     },
   };
 }

@@ -21,6 +21,7 @@ import {
   type Role,
   usersConfigSchema,
 } from '../../src/users/index.ts';
+import { type Reply, readReply } from '../harness/http.ts';
 import { failedLogonRule, memoryAlertStore } from '../harness/planted-rules.ts';
 import { ALL_MIGRATIONS, makeAlert, openPgliteFromTemplate } from '../harness/postgres.ts';
 
@@ -43,11 +44,6 @@ const failedLogon = (tenant: string, n: number): NormalizedEvent => ({
   raw: '',
   fields: { EventID: 4625, Channel: 'Security', 'host.name': `${tenant}-dc` },
 });
-
-interface Reply {
-  status: number;
-  body: any;
-}
 
 /** The answer with `id` replaced by a marker: two answers about different ids compare equal when only the id differs. */
 const shape = (r: Reply, id: string) => ({ status: r.status, body: JSON.stringify(r.body).replaceAll(id, '<id>') });
@@ -72,14 +68,7 @@ describe('tenants are isolated: rules, detection, audit, alert and key ids', () 
       },
       body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
     });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      // YAML or plain text
-    }
-    return { status: res.status, body: parsed as any };
+    return readReply(res);
   };
   const yaml = (method: string, path: string, token: string, text: string) =>
     call(method, path, token, text, 'application/yaml');
