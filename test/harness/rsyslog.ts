@@ -5,19 +5,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.ts';
 
-/** An rsyslog started by a test: lines written to its TCP input go through `action` (a forwarder to Vigil). */
-export interface Rsyslog {
-  /** Loopback TCP port of its input (imtcp, newline-framed). */
+/** A syslog daemon started by a test (rsyslog, syslog-ng) as a sender: what it reads on its input, it forwards. */
+export interface SyslogSender {
+  /** Loopback TCP port of its input (newline-framed). */
   inputPort: number;
   pid: number;
   dir: string;
   /** Writes lines to the input over one connection, `perTick` lines every `tickMs`, and resolves when sent. */
   send(lines: string[], opts?: { perTick?: number; tickMs?: number; onTick?: (sent: number) => void }): Promise<void>;
-  /** rsyslog's own output (errors and warnings). */
+  /** The daemon's own output (errors and warnings). */
   output(): string;
-  /** Stops rsyslog by its PID (SIGTERM, then SIGKILL) and removes its folder. */
+  /** Stops the daemon by its PID (SIGTERM, then SIGKILL) and removes its folder. */
   stop(): Promise<void>;
 }
+
+/** An rsyslog started by a test: lines written to its TCP input (imtcp) go through `action` (a forwarder to Vigil). */
+export type Rsyslog = SyslogSender;
 
 /** Whether rsyslogd is installed (Debian packages rsyslog and rsyslog-relp; scripts/test-setup.sh installs them). */
 export function hasRsyslog(module = 'omrelp'): boolean {
@@ -86,7 +89,7 @@ export async function superviseSender(
   proc: ChildProcess,
   inputPort: number,
   dir: string,
-): Promise<Rsyslog> {
+): Promise<SyslogSender> {
   let out = '';
   proc.stdout?.on('data', (d) => {
     out += d;

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.ts';
-import { superviseSender } from './rsyslog.ts';
+import { type SyslogSender, superviseSender } from './rsyslog.ts';
 
 /**
  * syslog-ng 3.38 (Debian 12) as a real sender. Its Debian package conflicts with rsyslog's (both provide
@@ -107,17 +107,8 @@ export function syslogNgUnavailable(): string | false {
   }
 }
 
-export interface SyslogNg {
-  /** Loopback TCP port of its input (network(), newline-framed RFC 3164). */
-  inputPort: number;
-  pid: number;
-  dir: string;
-  send(lines: string[], opts?: { perTick?: number; tickMs?: number; onTick?: (sent: number) => void }): Promise<void>;
-  /** syslog-ng's own output (-e: its internal messages on stderr). */
-  output(): string;
-  /** Stops syslog-ng by its PID (SIGTERM, then SIGKILL) and removes its folder. */
-  stop(): Promise<void>;
-}
+/** A syslog-ng started by a test: its input is network() (newline-framed RFC 3164); output() is its -e stderr. */
+export type SyslogNg = SyslogSender;
 
 /**
  * Starts `syslog-ng -F` with a configuration of its own (persist file, PID file and control socket under a
