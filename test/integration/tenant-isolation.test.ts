@@ -122,7 +122,7 @@ describe('tenants are isolated: rules, detection, audit, alert and key ids', () 
         return list;
       },
     } as unknown as AlertStore;
-    detector = createDetector(detectConfigSchema.parse({}), {
+    detector = createDetector(detectConfigSchema.parse({ starter_rules: false }), {
       dataDir: join(root, 'data'),
       alerts,
       metrics,
