@@ -105,7 +105,14 @@ export function createDetector(
       );
     }
     deps.logger.info(
-      { version: set.version, rules: count('rule'), correlations: count('correlation'), rejected: set.rejected.length },
+      {
+        version: set.version,
+        rules: count('rule'),
+        correlations: count('correlation'),
+        // The team's starter rules among them (detect.starter_rules), so a new user sees that detection is on.
+        starter: set.rules.filter((r) => r.enabled && r.file.startsWith(STARTER_RULES_DIR)).length,
+        rejected: set.rejected.length,
+      },
       'The detection rule set is loaded.',
     );
   };
