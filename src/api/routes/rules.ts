@@ -3,7 +3,7 @@ import type { CompiledRuleSet, Detector, RuleInfo } from '../../detect/index.ts'
 import { GlobalScopeError } from '../../detect/rule-set.ts';
 import { InputError, NotFoundError, VigilError } from '../../lib/errors.ts';
 import { type AuditLog, isGlobalAdmin, type Principal, seesTenant } from '../../users/index.ts';
-import { schemas } from '../schemas.ts';
+import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseJsonBody } from './alerts.ts';
 
@@ -82,48 +82,44 @@ export function ruleRoutes(deps: { detector: Detector; audit?: AuditLog }): Rout
       { parseAs: 'string' },
       (_req, body, done) => done(null, body),
     );
-    app.get('/api/v1/rules', { schema: schemas.rules }, async (req) => {
+    app.get('/api/v1/rules', routeDocs.rules, async (req) => {
       const set = detector.ruleSet();
       const { rules, rejected } = visibleRules(set, principalOf(req));
       return { version: set.version, total: rules.length, rules, rejected };
     });
     app.get<{ Params: { id: string }; Querystring: Query }>(
       '/api/v1/rules/:id',
-      { schema: schemas.ruleSource },
+      routeDocs.ruleSource,
       async (req, reply) => {
         const info = find(principalOf(req), req.params.id, req.query);
         reply.header('Content-Type', 'application/yaml');
         return detector.repository.source(info.file);
       },
     );
-    app.post<{ Body: unknown; Querystring: Query }>(
-      '/api/v1/rules',
-      { schema: schemas.ruleCreate },
-      async (req, reply) => {
-        const p = principalOf(req);
-        mustEdit(p.role);
-        const tenant = newScope(p, req.query);
-        const yaml = String(req.body ?? '');
-        const { id } = detector.repository.validate(yaml);
-        // One id per tenant's view: a tenant rule may not take a global rule's id, nor a global rule a tenant's
-        // (the alert id is made of rule id, tenant and event). Both are visible to whoever is refused here.
-        const clash = detector
-          .ruleSet()
-          .rules.find((r) => r.id === id && r.tenant !== tenant && (tenant === null || r.tenant === null));
-        if (clash) {
-          throw new VigilError('conflict', `rule ${id} exists in ${clash.tenant ?? 'the global scope'}`, {
-            status: 409,
-          });
-        }
-        const saved = detector.repository.save(yaml, { create: true, tenant });
-        const set = detector.reload();
-        await audit(req, 'rule.create', { id: saved.id, tenant }, { version: set.version });
-        return reply.status(201).send({ ...saved, tenant, version: set.version });
-      },
-    );
+    app.post<{ Body: unknown; Querystring: Query }>('/api/v1/rules', routeDocs.ruleCreate, async (req, reply) => {
+      const p = principalOf(req);
+      mustEdit(p.role);
+      const tenant = newScope(p, req.query);
+      const yaml = String(req.body ?? '');
+      const { id } = detector.repository.validate(yaml);
+      // One id per tenant's view: a tenant rule may not take a global rule's id, nor a global rule a tenant's
+      // (the alert id is made of rule id, tenant and event). Both are visible to whoever is refused here.
+      const clash = detector
+        .ruleSet()
+        .rules.find((r) => r.id === id && r.tenant !== tenant && (tenant === null || r.tenant === null));
+      if (clash) {
+        throw new VigilError('conflict', `rule ${id} exists in ${clash.tenant ?? 'the global scope'}`, {
+          status: 409,
+        });
+      }
+      const saved = detector.repository.save(yaml, { create: true, tenant });
+      const set = detector.reload();
+      await audit(req, 'rule.create', { id: saved.id, tenant }, { version: set.version });
+      return reply.status(201).send({ ...saved, tenant, version: set.version });
+    });
     app.put<{ Params: { id: string }; Body: unknown; Querystring: Query }>(
       '/api/v1/rules/:id',
-      { schema: schemas.ruleReplace },
+      routeDocs.ruleReplace,
       async (req) => {
         const p = principalOf(req);
         mustEdit(p.role);
@@ -141,7 +137,7 @@ export function ruleRoutes(deps: { detector: Detector; audit?: AuditLog }): Rout
     );
     app.delete<{ Params: { id: string }; Querystring: Query }>(
       '/api/v1/rules/:id',
-      { schema: schemas.ruleDelete },
+      routeDocs.ruleDelete,
       async (req) => {
         const p = principalOf(req);
         mustEdit(p.role);
@@ -155,7 +151,7 @@ export function ruleRoutes(deps: { detector: Detector; audit?: AuditLog }): Rout
     );
     app.patch<{ Params: { id: string }; Body: unknown; Querystring: Query }>(
       '/api/v1/rules/:id',
-      { schema: schemas.rulePatch },
+      routeDocs.rulePatch,
       async (req) => {
         const p = principalOf(req);
         mustEdit(p.role);

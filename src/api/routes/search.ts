@@ -4,7 +4,7 @@ import { counter, histogram } from '../../lib/metrics.ts';
 import { compileQuery } from '../../query/index.ts';
 import { type EventRow, type EventStore, rowToEvent, type SearchScope } from '../../store/index.ts';
 import { parseIntParam } from '../params.ts';
-import { schemas } from '../schemas.ts';
+import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 
@@ -111,7 +111,7 @@ export function searchRoutes(deps: {
   return (app) => {
     app.get<{ Querystring: Record<string, string | undefined> }>(
       '/api/v1/search',
-      { schema: schemas.search },
+      routeDocs.search,
       async (req, reply) => {
         const principal = principalOf(req);
         for (const [name, value] of Object.entries(req.query)) {

@@ -14,7 +14,7 @@ import {
   type UserService,
   userPrincipal,
 } from '../../users/index.ts';
-import { schemas } from '../schemas.ts';
+import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 import { parseJsonBody } from './alerts.ts';
@@ -47,7 +47,7 @@ function requireManages(p: Principal, user: User | undefined, id: string): User 
 export function userRoutes(deps: { users: UserService; audit: AuditLog }): RouteGroup {
   const { users, audit } = deps;
   return (app) => {
-    app.post<{ Body: unknown }>(LOGIN_PATH, { schema: schemas.login }, async (req, reply) => {
+    app.post<{ Body: unknown }>(LOGIN_PATH, routeDocs.login, async (req, reply) => {
       const body = parseJsonBody(req.body);
       onlyKeys(body, ['username', 'password']);
       if (typeof body.username !== 'string' || typeof body.password !== 'string') {
@@ -62,7 +62,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       }
     });
 
-    app.post('/api/v1/auth/logout', { schema: schemas.logout }, async (req) => {
+    app.post('/api/v1/auth/logout', routeDocs.logout, async (req) => {
       const p = principalOf(req);
       if (userPrincipal(p)?.via !== 'session') {
         throw new InputError('not_a_session', 'logout ends a console session; this request did not use one');
@@ -71,7 +71,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       return { loggedOut: true };
     });
 
-    app.get('/api/v1/auth/me', { schema: schemas.me }, async (req) => {
+    app.get('/api/v1/auth/me', routeDocs.me, async (req) => {
       const p = principalOf(req);
       const u = userPrincipal(p);
       return {
@@ -85,14 +85,14 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       };
     });
 
-    app.get('/api/v1/users', { schema: schemas.users }, async (req) => {
+    app.get('/api/v1/users', routeDocs.users, async (req) => {
       const p = principalOf(req);
       requireRole(p, 'admin');
       const visible = (await users.list()).filter((u) => u.tenants.some((t) => p.tenants.includes(t)));
       return { total: visible.length, users: visible };
     });
 
-    app.post<{ Body: unknown }>('/api/v1/users', { schema: schemas.userCreate }, async (req, reply) => {
+    app.post<{ Body: unknown }>('/api/v1/users', routeDocs.userCreate, async (req, reply) => {
       const p = principalOf(req);
       requireRole(p, 'admin');
       const body = parseJsonBody(req.body);
@@ -110,7 +110,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       return reply.status(201).send(user);
     });
 
-    app.get<{ Params: { id: string } }>('/api/v1/users/:id', { schema: schemas.user }, async (req) => {
+    app.get<{ Params: { id: string } }>('/api/v1/users/:id', routeDocs.user, async (req) => {
       const p = principalOf(req);
       requireRole(p, 'admin');
       const user = await users.get(req.params.id);
@@ -120,29 +120,25 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       return user;
     });
 
-    app.patch<{ Params: { id: string }; Body: unknown }>(
-      '/api/v1/users/:id',
-      { schema: schemas.userPatch },
-      async (req) => {
-        const p = principalOf(req);
-        requireRole(p, 'admin');
-        requireManages(p, await users.get(req.params.id), req.params.id);
-        const body = parseJsonBody(req.body);
-        onlyKeys(body, ['password', 'role', 'tenants', 'disabled']);
-        return users.update(
-          req.params.id,
-          {
-            password: body.password as string | undefined,
-            role: body.role as Role | undefined,
-            tenants: body.tenants as string[] | undefined,
-            disabled: body.disabled as boolean | undefined,
-          },
-          actorOf(p),
-        );
-      },
-    );
+    app.patch<{ Params: { id: string }; Body: unknown }>('/api/v1/users/:id', routeDocs.userPatch, async (req) => {
+      const p = principalOf(req);
+      requireRole(p, 'admin');
+      requireManages(p, await users.get(req.params.id), req.params.id);
+      const body = parseJsonBody(req.body);
+      onlyKeys(body, ['password', 'role', 'tenants', 'disabled']);
+      return users.update(
+        req.params.id,
+        {
+          password: body.password as string | undefined,
+          role: body.role as Role | undefined,
+          tenants: body.tenants as string[] | undefined,
+          disabled: body.disabled as boolean | undefined,
+        },
+        actorOf(p),
+      );
+    });
 
-    app.delete<{ Params: { id: string } }>('/api/v1/users/:id', { schema: schemas.userDelete }, async (req) => {
+    app.delete<{ Params: { id: string } }>('/api/v1/users/:id', routeDocs.userDelete, async (req) => {
       const p = principalOf(req);
       requireRole(p, 'admin');
       const user = requireManages(p, await users.get(req.params.id), req.params.id);
