@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { Ajv } from 'ajv';
 import { type App, createApp } from '../../src/app/index.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
@@ -109,4 +110,87 @@ test('declared schemas leave answers and input errors as the routes make them', 
     body: '{',
   });
   assert.equal(((await badJson.json()) as { error: { code: string } }).error.code, 'malformed_json');
+});
+
+test('requests and answers of a session through the API validate against the document', async () => {
+  const doc = await document();
+  const ajv = new Ajv({ strict: false, allErrors: true });
+  const auth = { authorization: `Bearer ${token}` };
+  let checked = 0;
+  const call = async (method: string, template: string, opts: { path?: string; body?: string; type?: string } = {}) => {
+    const op = doc.paths[template]?.[method.toLowerCase()];
+    assert.ok(op, `${method} ${template} is documented`);
+    const type = opts.type ?? 'application/json';
+    if (opts.body !== undefined && type === 'application/json') {
+      const schema = op.requestBody?.content[type]?.schema;
+      assert.ok(schema, `${method} ${template} documents its JSON body`);
+      assert.ok(
+        ajv.validate(schema as object, JSON.parse(opts.body)),
+        `${method} ${template} request: ${ajv.errorsText()}`,
+      );
+    }
+    const res = await fetch(`${url}${opts.path ?? template}`, {
+      method,
+      headers: { ...auth, ...(opts.body === undefined ? {} : { 'content-type': type }) },
+      body: opts.body,
+    });
+    const text = await res.text();
+    const answer = op.responses[String(res.status)] ?? op.responses[`${String(res.status)[0]}XX`];
+    assert.ok(answer, `${method} ${template} documents status ${res.status}: ${text}`);
+    const schema = answer.content?.['application/json']?.schema;
+    if (schema && res.headers.get('content-type')?.startsWith('application/json')) {
+      assert.ok(
+        ajv.validate(schema, JSON.parse(text)),
+        `${method} ${template} ${res.status}: ${ajv.errorsText()}: ${text.slice(0, 300)}`,
+      );
+      checked++;
+    }
+    return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : undefined };
+  };
+  const ingest = await call('POST', '/api/v1/ingest', {
+    body: '{"EventID":1102,"Channel":"Security","Hostname":"dc-1"}\n{"message":"hello","host.name":"h"}\n',
+    type: 'application/x-ndjson',
+  });
+  assert.equal(ingest.status, 200);
+  await call('GET', '/api/v1/search', { path: '/api/v1/search?q=*&from=now-1h' });
+  await call('GET', '/api/v1/search', { path: '/api/v1/search?q=*%20%7C%20stats%20count()%20by%20host.name' });
+  assert.equal((await call('GET', '/api/v1/search')).status, 400);
+  // The starter rule on event 1102 raises an alert and an incident.
+  const deadline = Date.now() + 20000;
+  let incidents = { incidents: [] as { id: string }[] };
+  while (Date.now() < deadline) {
+    await call('GET', '/api/v1/alerts');
+    incidents = (await call('GET', '/api/v1/incidents')).body as typeof incidents;
+    if (incidents.incidents.length > 0) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.ok(incidents.incidents.length > 0);
+  await call('GET', '/api/v1/incidents/{id}', { path: `/api/v1/incidents/${incidents.incidents[0].id}` });
+  assert.equal((await call('GET', '/api/v1/alerts/{id}', { path: '/api/v1/alerts/none' })).status, 404);
+  await call('GET', '/api/v1/rules');
+  const rule = `title: Conformance
+id: 0a0a0a0a-0000-4000-8000-000000000001
+logsource: { product: windows, service: security }
+detection: { selection: { EventID: 4624 }, condition: selection }
+level: low
+`;
+  assert.equal((await call('POST', '/api/v1/rules', { body: rule, type: 'application/yaml' })).status, 201);
+  await call('PATCH', '/api/v1/rules/{id}', {
+    path: '/api/v1/rules/0a0a0a0a-0000-4000-8000-000000000001',
+    body: '{"enabled":false}',
+  });
+  await call('GET', '/api/v1/auth/me');
+  const created = await call('POST', '/api/v1/users', {
+    body: '{"username":"carol","password":"a long enough passphrase 42","role":"analyst"}',
+  });
+  assert.equal(created.status, 201);
+  await call('GET', '/api/v1/users');
+  await call('GET', '/api/v1/users/{id}', { path: `/api/v1/users/${created.body?.id}` });
+  const login = await call('POST', '/api/v1/auth/login', {
+    body: '{"username":"carol","password":"a long enough passphrase 42"}',
+  });
+  assert.equal(login.status, 200);
+  await call('GET', '/health/ready');
+  await call('GET', '/health/live');
+  assert.ok(checked >= 15, `${checked} answers validated`);
 });
