@@ -39,6 +39,8 @@ options (each benchmark reads the ones it knows):
   --syslog false         ingest: skip syslog
   --fsync-compare false  ingest: skip the second HTTP run with store.fsync=false
   --raw false            ingest: skip the raw chdb insert comparison
+  --search-during false  ingest: skip timing searches idle and while the node ingests (a third Vigil)
+  --search-runs N        ingest: timed runs of each search while idle (20)
   --vigil-env K=V,...    ingest: settings for every Vigil started (VIGIL_BUS__BATCH_MAX_EVENTS=5000)
   --rows N               search: stored events to search over (10000000)
   --build-minutes N      search: time the build may take in this run (15); a later run resumes it

@@ -1,11 +1,13 @@
 import { parseArgs } from 'node:util';
 import { BACKUP_USAGE, type BackupFlags, backupCommand } from './cli/backup.ts';
+import { DR_USAGE, type DrFlags, drCommand } from './cli/dr.ts';
 import { DEV_CLUSTER_USAGE, type DevClusterFlags, devClusterCommand } from './cli/dev-cluster.ts';
 import { RULES_USAGE, rulesCommand } from './cli/rules.ts';
 import { SEARCH_USAGE, searchCommand } from './cli/search.ts';
 import { SIGMA_USAGE, sigmaCommand } from './cli/sigma-scan.ts';
 import { START_USAGE, startCommand } from './cli/start.ts';
 import { ConfigError } from './config/load.ts';
+import { usePrivateUmask } from './lib/data-dir.ts';
 import { errorMessage } from './lib/errors.ts';
 
 const USAGE = `Usage: vigil <command> [options]
@@ -18,6 +20,7 @@ Commands:
   sigma scan ...   run Sigma rules over event files, without a server
   dev-cluster ...  a cluster on this machine: up, status, kill, restart, down
   backup ...      create, list, verify and restore backups
+  dr ...           two sites: status, activate (guarded), demote
 
 Run 'vigil <command> --help' for a command's options.
 `;
@@ -72,6 +75,17 @@ const COMMANDS: Record<string, Command> = {
     },
     run: (p, v) => backupCommand(p, v as BackupFlags),
   },
+  dr: {
+    usage: DR_USAGE,
+    options: {
+      json: { type: 'boolean' },
+      'dry-run': { type: 'boolean' },
+      confirm: { type: 'boolean' },
+      url: { type: 'string' },
+      token: { type: 'string' },
+    },
+    run: (p, v) => drCommand(p, v as DrFlags),
+  },
   'dev-cluster': {
     usage: DEV_CLUSTER_USAGE,
     options: {
@@ -115,6 +129,8 @@ function exitWith(code: number): void {
   process.stdout.write('', () => setTimeout(() => process.exit(code), 2000).unref());
 }
 
+// Before anything is written: data, backups and the admin token are for Vigil's user only (files 0600).
+usePrivateUmask();
 main(process.argv.slice(2)).then(exitWith, (err) => {
   process.stderr.write(err instanceof ConfigError ? `vigil: ${err.message}\n` : `vigil: ${errorMessage(err)}\n`);
   exitWith(1);

@@ -19,6 +19,27 @@ export const httpConfigSchema = z
      * first byte until its answer is sent or its connection closes, whichever comes first.
      */
     max_inflight_requests: z.number().int().min(1).default(256),
+    /**
+     * Requests served without a token (the login, the console's files) handled at once, in a pool of their
+     * own: however many anyone sends, they never take one of the `max_inflight_requests` slots, so they
+     * cannot starve authenticated work. More get 429. /health/* and /metrics take no slot at all.
+     */
+    max_inflight_open_requests: z.number().int().min(1).default(32),
+    /**
+     * Of those, the most from one client address (the socket's: a proxy in front shares one). 8: a browser
+     * opens up to 6 connections to a host while it loads the console.
+     */
+    max_inflight_open_requests_per_address: z.number().int().min(1).default(8),
+    /**
+     * Bytes of ingest bodies in flight at once, from their Content-Length (a body without one counts as
+     * `max_body_bytes`); a request past it is answered 503 `overloaded` with Retry-After before its body is
+     * read. Bounds the memory that concurrent large ingest bodies take.
+     */
+    max_inflight_body_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(256 * 1024 * 1024),
     /** Whether /metrics needs a token (health endpoints never do). */
     metrics_auth: z.boolean().default(false),
     /**

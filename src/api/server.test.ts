@@ -39,6 +39,8 @@ async function start(http: Record<string, unknown>): Promise<Harness> {
     routes: [
       (app) => {
         app.post('/api/v1/auth/login', async (req) => ({ got: String(req.body).length }));
+        app.post('/api/v1/ingest', async (req) => ({ got: String(req.body).length }));
+        app.get('/health/live', async () => ({ ok: true }));
         app.get('/wait', async () => {
           entered++;
           await gate;
@@ -257,4 +259,120 @@ test('the timeouts are bounded and consistent', { timeout: 10_000 }, () => {
   );
   assert.throws(() => httpConfigSchema.parse({ headers_timeout_ms: 20_000, request_timeout_ms: 10_000 }));
   assert.throws(() => httpConfigSchema.parse({ request_timeout_ms: 0 }));
+});
+
+/** Opens `n` login requests that declare `length` body bytes and send one: each holds its connection. */
+async function stalledLogins(
+  h: Harness,
+  n: number,
+  length: number,
+): Promise<{ socket: Socket; done: Promise<string> }[]> {
+  let seen = 0;
+  const count = () => seen++;
+  h.api.app.server.on('request', count);
+  const head = `POST /api/v1/auth/login HTTP/1.1\r\nHost: vigil\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n{`;
+  const conns = Array.from({ length: n }, () => raw(h.port, head));
+  await until(() => seen === n, 10_000, `the server to read ${n} request heads`);
+  h.api.app.server.off('request', count);
+  return conns;
+}
+
+test('300 slow login bodies leave /health/live answering at once and authenticated work admitted', {
+  timeout: 20_000,
+}, async () => {
+  const h = await start({ max_inflight_requests: 8, max_inflight_open_requests_per_address: 1000 });
+  const conns = await stalledLogins(h, 300, 5000);
+  const started = Date.now();
+  const live = await fetch(`http://127.0.0.1:${h.port}/health/live`, { signal: AbortSignal.timeout(1000) });
+  assert.equal(live.status, 200, 'a probe was refused while slow logins were in flight');
+  assert.ok(Date.now() - started < 1000);
+  // All 8 authenticated slots are still free: the logins hold only their own pool (32).
+  const answers = await fill(h, 8);
+  await assertFull(h);
+  assert.equal(await h.metric('vigil_http_inflight_open_requests'), 32);
+  const refused = await raw(
+    h.port,
+    'POST /api/v1/auth/login HTTP/1.1\r\nHost: vigil\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}',
+  ).done;
+  assert.match(refused, /^HTTP\/1\.1 429 /);
+  assert.match(refused, /http\.max_inflight_open_requests/);
+  h.openGate();
+  assert.deepEqual(await Promise.all(answers), Array(8).fill(200));
+  for (const c of conns) c.socket.destroy();
+});
+
+test('one client address holds at most http.max_inflight_open_requests_per_address logins', {
+  timeout: 10_000,
+}, async () => {
+  const h = await start({ max_inflight_open_requests: 32, max_inflight_open_requests_per_address: 4 });
+  const conns = await stalledLogins(h, 4, 100);
+  const login = () =>
+    fetch(`http://127.0.0.1:${h.port}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+  const fifth = await login();
+  assert.equal(fifth.status, 429);
+  assert.equal(fifth.headers.get('retry-after'), '1');
+  assert.match(
+    (await fifth.json()).error.message,
+    /from 127\.0\.0\.1 \(http\.max_inflight_open_requests_per_address\)/,
+  );
+  conns[0].socket.destroy();
+  await until(async () => (await h.metric('vigil_http_inflight_open_requests')) === 3, 2000, 'a slot to be freed');
+  assert.equal((await login()).status, 200);
+  for (const c of conns) c.socket.destroy();
+});
+
+test('a login body past 8 KiB is refused with 413 from its Content-Length, before it is sent', {
+  timeout: 10_000,
+}, async () => {
+  const h = await start({});
+  const started = Date.now();
+  const answer = await raw(
+    h.port,
+    'POST /api/v1/auth/login HTTP/1.1\r\nHost: vigil\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{',
+  ).done;
+  assert.match(answer, /^HTTP\/1\.1 413 /);
+  assert.equal(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error.code, 'request_too_large');
+  assert.ok(Date.now() - started < 1000, `answered after ${Date.now() - started} ms`);
+  const small = await fetch(`http://127.0.0.1:${h.port}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'u', password: 'p'.repeat(4000) }),
+  });
+  assert.equal(small.status, 200);
+});
+
+test('ingest bodies past http.max_inflight_body_bytes are refused with 503 overloaded, counted, until one ends', {
+  timeout: 10_000,
+}, async () => {
+  const h = await start({ max_inflight_body_bytes: 10_000 });
+  const head = (n: number) =>
+    `POST /api/v1/ingest HTTP/1.1\r\nHost: vigil\r\nAuthorization: Bearer t\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${n}\r\n\r\n`;
+  const holding = raw(h.port, `${head(8000)}{`);
+  await until(async () => (await h.metric('vigil_http_inflight_body_bytes')) === 8000, 2000, 'the bytes to be held');
+  const refused = await raw(h.port, head(4000).replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n')).done;
+  assert.match(refused, /^HTTP\/1\.1 503 /);
+  assert.match(refused, /\r\nretry-after: 1\r\n/i);
+  const body = JSON.parse(refused.slice(refused.indexOf('\r\n\r\n') + 4));
+  assert.equal(body.error.code, 'overloaded');
+  assert.match(body.error.message, /http\.max_inflight_body_bytes/);
+  assert.equal(await h.metric('vigil_intake_events_rejected_total', { source: 'http', reason: 'overloaded' }), 1);
+  // A small body still fits beside the held one.
+  const fits = await fetch(`http://127.0.0.1:${h.port}/api/v1/ingest`, {
+    method: 'POST',
+    headers: { authorization: 'Bearer t', 'content-type': 'application/x-ndjson' },
+    body: '{"a":1}',
+  });
+  assert.equal(fits.status, 200);
+  holding.socket.destroy();
+  await until(async () => (await h.metric('vigil_http_inflight_body_bytes')) === 0, 2000, 'the bytes to be freed');
+  const after = await fetch(`http://127.0.0.1:${h.port}/api/v1/ingest`, {
+    method: 'POST',
+    headers: { authorization: 'Bearer t', 'content-type': 'application/x-ndjson' },
+    body: `{"a":"${'x'.repeat(8000)}"}`,
+  });
+  assert.equal(after.status, 200);
 });

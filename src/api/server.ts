@@ -46,6 +46,20 @@ export const OPENAPI_PATH = '/api/v1/openapi.json';
 /** Paths served without a token. */
 const OPEN_PATHS = new Set(['/health/live', '/health/ready', '/api/v1/auth/login', OPENAPI_PATH]);
 
+const LOGIN_PATH = '/api/v1/auth/login';
+const INGEST_PATH = '/api/v1/ingest';
+
+/**
+ * Largest login body: a username and a password fit in far less. A slow 100 kB login body would hold its
+ * connection for minutes; this one is refused with 413 from its Content-Length, before a byte is read.
+ */
+export const LOGIN_BODY_LIMIT = 8 * 1024;
+
+/** Probes and scrapes: cheap, and must answer under attack, so they never wait for or take a slot. */
+function unslotted(path: string): boolean {
+  return path.startsWith('/health/') || path === '/metrics';
+}
+
 /** Returns the authenticated principal of a request (set by the server's auth hook). */
 export function principalOf(req: FastifyRequest): Principal {
   if (!req.principal) throw new VigilError('unauthorized', 'not authenticated', { status: 401 });
@@ -91,8 +105,22 @@ export function createApiServer(
     'vigil_http_inflight_requests',
     `Requests holding one of the http.max_inflight_requests slots (${config.max_inflight_requests}).`,
   );
+  const openGauge = gauge(
+    deps.metrics,
+    'vigil_http_inflight_open_requests',
+    `Requests without a token (login, console files) holding one of the http.max_inflight_open_requests slots (${config.max_inflight_open_requests}).`,
+  );
+  const bodyBytesGauge = gauge(
+    deps.metrics,
+    'vigil_http_inflight_body_bytes',
+    `Bytes of ingest bodies in flight, from their Content-Length (bound: http.max_inflight_body_bytes, ${config.max_inflight_body_bytes}).`,
+  );
   const intake = intakeMetrics(deps.metrics);
   let inflight = 0;
+  let inflightOpen = 0;
+  /** Open requests in flight per client address; an address is removed when its count falls to 0. */
+  const openByAddress = new Map<string, number>();
+  let inflightBodyBytes = 0;
   /**
    * Slots held per connection. A request timeout on a busy connection is a body timeout (its headers were
    * read), and an idle timeout on one that holds none is only the keep-alive timeout.
@@ -105,24 +133,79 @@ export function createApiServer(
    * response never got the socket sees only this). A request refused for capacity never takes a slot, so
    * it gives none back.
    */
-  const takeSlot = (raw: IncomingMessage, res: ServerResponse): boolean => {
+  const hold = (raw: IncomingMessage, res: ServerResponse, give: () => void): void => {
     const socket = raw.socket;
-    if (inflight >= config.max_inflight_requests || socket.destroyed) return false;
-    inflight++;
-    inflightGauge.set(inflight);
     busy.set(socket, (busy.get(socket) ?? 0) + 1);
     let held = true;
     const release = () => {
       if (!held) return;
       held = false;
-      inflight--;
-      inflightGauge.set(inflight);
+      give();
       busy.set(socket, (busy.get(socket) ?? 1) - 1);
       res.off('close', release);
       socket.off('close', release);
     };
     res.once('close', release);
     socket.once('close', release);
+  };
+  const takeSlot = (raw: IncomingMessage, res: ServerResponse): boolean => {
+    if (inflight >= config.max_inflight_requests || raw.socket.destroyed) return false;
+    inflight++;
+    inflightGauge.set(inflight);
+    hold(raw, res, () => {
+      inflight--;
+      inflightGauge.set(inflight);
+    });
+    return true;
+  };
+  /** A slot of the open pool, within both its total and its per-address bound; the refusal says which. */
+  const takeOpenSlot = (raw: IncomingMessage, res: ServerResponse): string | undefined => {
+    const address = raw.socket.remoteAddress ?? 'unknown';
+    const mine = openByAddress.get(address) ?? 0;
+    if (raw.socket.destroyed) return 'the connection is closed';
+    if (inflightOpen >= config.max_inflight_open_requests) {
+      return `more than ${config.max_inflight_open_requests} requests without a token in flight (http.max_inflight_open_requests)`;
+    }
+    if (mine >= config.max_inflight_open_requests_per_address) {
+      return `more than ${config.max_inflight_open_requests_per_address} requests without a token in flight from ${address} (http.max_inflight_open_requests_per_address)`;
+    }
+    inflightOpen++;
+    openByAddress.set(address, mine + 1);
+    openGauge.set(inflightOpen);
+    hold(raw, res, () => {
+      inflightOpen--;
+      openGauge.set(inflightOpen);
+      const left = (openByAddress.get(address) ?? 1) - 1;
+      if (left > 0) openByAddress.set(address, left);
+      else openByAddress.delete(address);
+    });
+    return undefined;
+  };
+  /**
+   * Reserves an ingest body's bytes (from Content-Length; without one, the largest body allowed) until its
+   * answer is sent or its connection closes. False when they would pass http.max_inflight_body_bytes; one
+   * body alone is always admitted, so a single body up to max_body_bytes is never refused for this.
+   */
+  const takeBodyBytes = (raw: IncomingMessage, res: ServerResponse): boolean => {
+    const declared = Number(raw.headers['content-length']);
+    const bytes =
+      Number.isSafeInteger(declared) && declared >= 0
+        ? Math.min(declared, config.max_body_bytes)
+        : config.max_body_bytes;
+    if (inflightBodyBytes > 0 && inflightBodyBytes + bytes > config.max_inflight_body_bytes) return false;
+    inflightBodyBytes += bytes;
+    bodyBytesGauge.set(inflightBodyBytes);
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      inflightBodyBytes -= bytes;
+      bodyBytesGauge.set(inflightBodyBytes);
+      res.off('close', release);
+      raw.socket.off('close', release);
+    };
+    res.once('close', release);
+    raw.socket.once('close', release);
     return true;
   };
 
@@ -186,22 +269,47 @@ export function createApiServer(
     socket.destroy();
   });
 
+  // Every login route gets the small body limit, whoever registers it.
+  app.addHook('onRoute', (route) => {
+    if (route.url === LOGIN_PATH && route.bodyLimit === undefined) route.bodyLimit = LOGIN_BODY_LIMIT;
+  });
+
   app.addHook('onRequest', async (req, reply) => {
-    if (!takeSlot(req.raw, reply.raw)) {
+    const path = req.url.split('?')[0];
+    // The console's page and assets are open: the app itself signs in and sends a token with every call.
+    const open = OPEN_PATHS.has(path) || isConsolePath(path);
+    if (unslotted(path)) {
+      // No slot: a probe must answer while every slot is held by slow clients.
+    } else if (open) {
+      // A pool of their own, bounded per address: anyone can send these, so they never take the slots that
+      // authenticated work needs (256 slow login bodies used to make every route answer 429).
+      const refusal = takeOpenSlot(req.raw, reply.raw);
+      if (refusal !== undefined) {
+        reply.header('Retry-After', '1');
+        throw new VigilError('too_many_requests', refusal, { status: 429, retryable: true });
+      }
+    } else if (!takeSlot(req.raw, reply.raw)) {
       reply.header('Retry-After', '1');
       throw new VigilError('too_many_requests', `more than ${config.max_inflight_requests} requests in flight`, {
         status: 429,
         retryable: true,
       });
     }
-    const path = req.url.split('?')[0];
-    // The console's page and assets are open: the app itself signs in and sends a token with every call.
-    if (OPEN_PATHS.has(path) || isConsolePath(path) || (path === '/metrics' && !config.metrics_auth)) return;
+    if (open || (path === '/metrics' && !config.metrics_auth)) return;
     try {
       req.principal = await deps.auth.authenticate(req.headers.authorization);
     } catch (err) {
       refusedAuth.inc();
       throw err;
+    }
+    // After authentication, before the body is read: an ingest body's bytes are reserved from its
+    // Content-Length, so concurrent large bodies are refused before they take memory.
+    if (path === INGEST_PATH && req.method === 'POST' && !takeBodyBytes(req.raw, reply.raw)) {
+      intake.rejected.inc({ source: 'http', reason: 'overloaded' });
+      throw new OverloadError(
+        `ingest bodies of more than ${config.max_inflight_body_bytes} bytes in flight (http.max_inflight_body_bytes); retry shortly`,
+        1,
+      );
     }
   });
   // Every route reads its query parameters as strings; the parser makes a repeated one an array (a

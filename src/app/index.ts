@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { registerDiskMetrics } from '../lib/disk-metrics.ts';
 import { adminRoutes } from '../api/routes/admin.ts';
+import { drRoutes } from '../api/routes/dr.ts';
 import { alertRoutes } from '../api/routes/alerts.ts';
 import { backupRoutes } from '../api/routes/backups.ts';
 import { consoleRoutes } from '../api/routes/console.ts';
@@ -17,6 +18,8 @@ import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.
 import { createBackups, engineBackupArgs } from '../backup/index.ts';
 import { type Bus, createJetStreamBus, createMemoryBus, type JetStreamBus, streamNames } from '../bus/index.ts';
 import { type Cluster, createCluster, storePeers } from '../cluster/index.ts';
+import { runWhileActive } from '../site/gate.ts';
+import { createSite, type Site } from '../site/index.ts';
 import type { VigilConfig } from '../config/schema.ts';
 import { createDatabase, type Database, dbPositionStore } from '../db/index.ts';
 import { createAlertConsumer } from '../detect/alerts/consumer.ts';
@@ -72,6 +75,8 @@ interface Routes {
 interface Modules {
   cluster: Cluster | undefined;
   'cluster-admin': Routes;
+  /** The site of a two-site deployment (`cluster.site`) and its `dr` routes. */
+  site: Routes & { site?: Site };
   'event-store': EventStore;
   bus: Bus;
   /** The replica's materializer on JetStream; undefined on the in-process bus (the store subscribes). */
@@ -108,6 +113,7 @@ const alias = (name: Name, deps: Name[]) => mod({ name, deps });
 /** Modules whose routes the HTTP server serves when they run, in the order they are registered. */
 const ROUTED = [
   'cluster-admin',
+  'site',
   'search',
   'incidents',
   'notify',
@@ -124,8 +130,8 @@ const MODULES: ModuleDef<Base, Modules>[] = [
   // Roles (Loki's Read/Write/All): aliases whose dependencies are the modules a node of that role runs.
   alias('all', ['store', 'detect', 'ingest', 'api']),
   alias('store', ['cluster', 'event-store', 'materialize', 'search', 'backup']),
-  alias('detect', ['cluster', 'detector', 'alert-path']),
-  alias('ingest', ['cluster', 'intake-http', 'intake-syslog', 'server']),
+  alias('detect', ['cluster', 'site', 'detector', 'alert-path']),
+  alias('ingest', ['cluster', 'site', 'intake-http', 'intake-syslog', 'server']),
   alias('api', ['cluster', 'search', 'incidents', 'notify', 'users', 'cluster-admin', 'server']),
 
   mod({
@@ -164,6 +170,32 @@ const MODULES: ModuleDef<Base, Modules>[] = [
     },
   }),
   mod({
+    // Site identity and role in its etcd, the peer's status over NATS; nothing without cluster.site.
+    name: 'site',
+    deps: ['cluster', 'bus'],
+    refuse({ config }) {
+      if (config.cluster.site === undefined) return undefined;
+      if (!config.cluster.enabled)
+        return 'cluster.site needs cluster mode (cluster.enabled: true): the site record is kept in etcd';
+      if (config.bus.kind !== 'jetstream')
+        return 'cluster.site needs bus.kind: jetstream: events are replicated between the sites by JetStream';
+      return undefined;
+    },
+    init({ config, metrics, logger }, view) {
+      const cluster = view.get('cluster');
+      if (!config.cluster.site || !cluster) return { value: { routes: [] } };
+      const bus = view.get('bus') as JetStreamBus;
+      const site = createSite(config.cluster, {
+        session: cluster.session,
+        connection: bus.connection,
+        replication: () => bus.replication(),
+        metrics,
+        logger,
+      });
+      return { component: site, value: { site, routes: [drRoutes({ site })] } };
+    },
+  }),
+  mod({
     name: 'event-store',
     init({ config, metrics, logger }) {
       const store = createEventStore(config.store, {
@@ -189,6 +221,9 @@ const MODULES: ModuleDef<Base, Modules>[] = [
       const bus =
         config.bus.kind === 'jetstream'
           ? createJetStreamBus(config.bus.jetstream, {
+              ...(config.cluster.enabled && config.cluster.site
+                ? { site: { name: config.cluster.site, peer: config.cluster.peer_site } }
+                : {}),
               dataDir: config.data_dir,
               metrics,
               logger: logger.child({ component: 'bus' }),
@@ -302,6 +337,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
   mod({
     name: 'detector',
     deps: ['bus', 'event-store', 'postgres', 'cluster'],
+    optional: ['site'],
     init({ config, metrics, logger: root }, view) {
       const store = view.get('event-store');
       const bus = view.get('bus');
@@ -323,7 +359,27 @@ const MODULES: ModuleDef<Base, Modules>[] = [
       });
       // In a cluster every detect node shares the durable `detect` consumer, acknowledged once the alerts are
       // in the alert stream; in-process, the alert-path module subscribes it with a committed position.
-      if (jetstream) bus.subscribe('detect', (events) => detector.handle(events), { durable: true });
+      // On a site of a two-site deployment only the active site detects: the consumer is idle on the standby.
+      // A site that never detected makes the consumer at the events that arrive from its activation on.
+      const site = view.find('site')?.site;
+      if (jetstream && site) {
+        const js = bus as JetStreamBus;
+        runWhileActive(
+          site,
+          'detect',
+          {
+            async start() {
+              await js.ready();
+              const { lastSeq } = await js.streamPosition();
+              return js.subscribeStream('detect', (batch) => detector.handle(batch.events), {
+                durable: true,
+                startSequence: lastSeq + 1,
+              });
+            },
+          },
+          logger,
+        );
+      } else if (jetstream) bus.subscribe('detect', (events) => detector.handle(events), { durable: true });
       const routes = [
         alertRoutes({ alerts }),
         ruleRoutes({ detector, audit: view.get('postgres').audit }),
@@ -480,7 +536,7 @@ function clusterDetection(
   ruleSet: () => CompiledRuleSet,
 ) {
   const js = config.bus.jetstream;
-  const names = streamNames(js);
+  const names = streamNames(js, config.cluster.enabled ? config.cluster.site : undefined);
   const stream = (kind: 'alerts' | 'matches', maxAgeMs: number) =>
     createRecordStream(
       bus,

@@ -21,6 +21,26 @@ test('the backup copy of the configuration has no secrets unless asked', () => {
   assert.deepEqual(redactConfig(config, true), config);
 });
 
+test('every header value of a notify destination is redacted, and api-key and auth keys in any case', () => {
+  const config = {
+    notify: {
+      webhooks: [
+        {
+          url: 'https://hooks.example/x',
+          headers: { 'X-Api-Key': 'k-1', 'X-Custom-Auth': 'k-2', 'X-Tenant-Signature': 'k-3', Accept: 'k-4' },
+        },
+      ],
+      slack: { API_KEY: 'k-5', apiKey: 'k-6', 'api-key': 'k-7', Auth: 'k-8', nested: { x_auth: 'k-9' } },
+    },
+    store: { retention_days: 30, engine: 'mergetree' },
+  };
+  const text = JSON.stringify(redactConfig(config, false));
+  for (let i = 1; i <= 9; i++) assert.ok(!text.includes(`k-${i}`), `k-${i} is redacted: ${text}`);
+  assert.match(text, /"X-Api-Key":"redacted"/);
+  assert.match(text, /"engine":"mergetree"/);
+  assert.match(text, /"url":"https:\/\/hooks.example\/x"/);
+});
+
 test('id_sum is the same whatever the order of the events, and differs when one is missing', async () => {
   const events = Array.from({ length: 100 }, (_, i) => ({ tenant: 'default', id: `e-${i}` }));
   const sum = await eventIdSum(events);

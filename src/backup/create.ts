@@ -251,22 +251,27 @@ export async function eventIdSum(events: Iterable<{ tenant: string; id: string }
   return sum.toString();
 }
 
-/** Keys whose values are secrets wherever they appear in the configuration. */
-const SECRET_KEY = /(token|secret|password|passphrase|private_key|api_key|credentials|authorization)$/i;
+/** Keys whose values are secrets wherever they appear in the configuration (`X-Api-Key`, `X-Custom-Auth`, ...). */
+const SECRET_KEY =
+  /(token|secret|password|passphrase|private[-_]?key|api[-_]?key|credentials?|auth|authorization|cookie)$/i;
+
+/** Maps whose every value is redacted, whatever its key: HTTP headers of notify destinations carry credentials. */
+const SECRET_MAP = /^headers$/i;
 
 /** The configuration with secrets replaced by `redacted` and credentials cut out of URLs. */
 export function redactConfig(config: unknown, includeSecrets: boolean): unknown {
   if (includeSecrets) return config;
-  const walk = (value: unknown, key: string): unknown => {
+  const walk = (value: unknown, key: string, secret: boolean): unknown => {
     if (typeof value === 'string') {
-      if (SECRET_KEY.test(key) && value !== '') return 'redacted';
+      if ((secret || SECRET_KEY.test(key)) && value !== '') return 'redacted';
       return /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? redactUrl(value) : value;
     }
-    if (Array.isArray(value)) return value.map((v) => walk(v, key));
+    if (Array.isArray(value)) return value.map((v) => walk(v, key, secret));
     if (value && typeof value === 'object') {
-      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, walk(v, k)]));
+      const inner = secret || SECRET_MAP.test(key);
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, walk(v, k, inner)]));
     }
     return value;
   };
-  return walk(config, '');
+  return walk(config, '', false);
 }

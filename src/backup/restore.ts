@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { cp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -62,6 +63,15 @@ export async function checkRestore(
   }
   assertVerified(await verifyBackup(dir, id));
   const target = resolve(dataDir);
+  // Even with --force: replacing the files under a running engine corrupts its data.
+  const status = join(target, 'events', 'status');
+  if (isLocked(status)) {
+    throw new VigilError(
+      'backup_target_in_use',
+      `${target} is in use: a running Vigil holds the lock on ${status}; stop that node before restoring into its data folder`,
+      { status: 409 },
+    );
+  }
   if (existsSync(target) && readdirSync(target).length > 0 && !opts.force) {
     throw new VigilError(
       'backup_target_not_empty',
@@ -87,6 +97,18 @@ export async function checkRestore(
     }
   }
   return manifest;
+}
+
+/**
+ * Whether another process holds the lock the event engine (ClickHouse's StatusFile) takes on
+ * `<data_dir>/events/status` for as long as it runs: flock(1) from util-linux tries the same flock(2),
+ * without waiting. Node has no flock of its own. A host without flock(1) cannot tell: restore goes on, as
+ * before this check.
+ */
+export function isLocked(file: string): boolean {
+  if (!existsSync(file)) return false;
+  const r = spawnSync('flock', ['--nonblock', '--conflict-exit-code', '75', file, 'true'], { timeout: 10_000 });
+  return r.status === 75;
 }
 
 /** A small pool to the PostgreSQL database a restore loads (its URL is never printed). */

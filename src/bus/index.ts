@@ -24,6 +24,13 @@ export interface Bus extends Component {
 }
 
 export { busConfigSchema, type BusConfig } from './config.ts';
-export { createJetStreamBus, type EventStream, type JetStreamBus } from './jetstream/index.ts';
+export {
+  type BusSite,
+  createJetStreamBus,
+  type EventStream,
+  type JetStreamBus,
+  type JetStreamConnection,
+  type SourceLag,
+} from './jetstream/index.ts';
 export { createMemoryBus } from './memory.ts';
 export { type StreamName, streamNames } from './jetstream/names.ts';

@@ -1,6 +1,7 @@
 import { createApp } from '../app/index.ts';
 import { loadConfig } from '../config/load.ts';
 import { errorMessage } from '../lib/errors.ts';
+import { secureDataDir } from '../lib/data-dir.ts';
 import { createLogger } from '../lib/logger.ts';
 
 export const START_USAGE = `Usage: vigil start [--config FILE] [--roles all|ingest,store,detect,api]
@@ -25,6 +26,12 @@ export async function startCommand(opts: { config?: string; roles?: string }): P
   if (opts.roles) env.VIGIL_ROLES = opts.roles;
   const config = loadConfig({ file: opts.config, env });
   const logger = createLogger(config.log.level);
+  try {
+    secureDataDir(config.data_dir, logger);
+  } catch (err) {
+    logger.fatal({ err: errorMessage(err), dir: config.data_dir }, 'The data directory cannot be made private.');
+    return 1;
+  }
   const app = createApp(config, logger);
   try {
     await app.start();

@@ -1,5 +1,7 @@
 import { z } from 'zod';
 
+const SITE = /^[A-Za-z0-9_-]{1,32}$/;
+
 /**
  * Settings of cluster mode (`cluster:` in the config file). etcd holds membership, partition leases and
  * fencing tokens. Times are milliseconds; etcd leases count whole seconds, so `lease_ttl_ms` is a multiple
@@ -57,6 +59,20 @@ export const clusterConfigSchema = z
     handover_timeout_ms: z.number().int().min(0).default(10000),
     /** Longest maintenance waits for in-flight batches once partitions are handed over. */
     drain_timeout_ms: z.number().int().min(0).default(60000),
+    /**
+     * This cluster's site name in a two-site deployment (`a`, `b`): also the JetStream domain of the site's
+     * NATS servers. Unset: one site, no replication, no `dr` commands.
+     */
+    site: z.string().regex(SITE, 'letters, digits, "_" and "-", at most 32').optional(),
+    /** The other site's name (its NATS servers' JetStream domain), reached over a NATS leafnode. */
+    peer_site: z.string().regex(SITE, 'letters, digits, "_" and "-", at most 32').optional(),
+    /**
+     * The role written in the site record the first time a site starts (a record in etcd is kept over
+     * restarts): `auto` makes the site whose name sorts first active and the other standby.
+     */
+    site_role_at_start: z.enum(['auto', 'active', 'standby']).default('auto'),
+    /** Longest wait for the peer site's answer to a status request over NATS. */
+    peer_timeout_ms: z.number().int().min(100).default(2000),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -66,6 +82,11 @@ export const clusterConfigSchema = z
         path: ['lease_safety_margin_ms'],
         message: 'lease_safety_margin_ms + 2 x keepalive_interval_ms must not exceed lease_ttl_ms',
       });
+    }
+    if ((c.site === undefined) !== (c.peer_site === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['peer_site'], message: 'site and peer_site are set together' });
+    } else if (c.site !== undefined && c.site === c.peer_site) {
+      ctx.addIssue({ code: 'custom', path: ['peer_site'], message: 'must differ from site' });
     }
     if (c.suspect_after_ms >= c.lease_ttl_ms) {
       ctx.addIssue({ code: 'custom', path: ['suspect_after_ms'], message: 'must be less than lease_ttl_ms' });

@@ -1,5 +1,7 @@
+import { mkdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { PGlite } from '@electric-sql/pglite';
+import { makePrivate } from '../lib/data-dir.ts';
 import { type Db, DbError, type Queryable, wrapDbError } from './types.ts';
 
 interface Reply {
@@ -70,8 +72,12 @@ export async function openPglite(dataDir: string | undefined, opts: { workerUrl?
   };
 
   try {
+    if (dataDir) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     await call(`OPEN PGlite ${dataDir ?? 'memory'}`, { op: 'open', dataDir });
     opened = true;
+    // PGlite writes its files 0666 whatever the umask (see makePrivate): they hold password, session and
+    // API key hashes. Files it creates later go through the umask.
+    if (dataDir) makePrivate(dataDir);
   } catch (err) {
     await worker.terminate();
     throw err;

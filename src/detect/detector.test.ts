@@ -6,9 +6,9 @@ import { after, test } from 'node:test';
 import { Registry } from 'prom-client';
 import type { NormalizedEvent } from '../lib/event.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { type Alert, type AlertStore, createDetector, detectConfigSchema } from './index.ts';
+import { type Alert, createDetector, detectConfigSchema } from './index.ts';
 import { eventLoopTurnsDuring } from '../../test/harness/event-loop.ts';
-import { plantedRules } from '../../test/harness/planted-rules.ts';
+import { memoryAlertStore, plantedRules } from '../../test/harness/planted-rules.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'vigil-detector-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -32,13 +32,7 @@ test('a large batch is evaluated in slices: the event loop runs between them, an
   mkdirSync(rules);
   writeFileSync(join(rules, 'failed-logon.yml'), plantedRules('d').files['failed-logon.yml']);
   const saved: Alert[] = [];
-  const alerts = {
-    start: async () => {},
-    save: async (list: Alert[]) => {
-      saved.push(...list);
-      return list;
-    },
-  } as unknown as AlertStore;
+  const alerts = memoryAlertStore(saved);
   const detector = createDetector(detectConfigSchema.parse({ rules_dirs: [rules] }), {
     dataDir: join(root, 'data'),
     alerts,

@@ -67,7 +67,7 @@ export function createDetector(
   const rulesRefused = counter(
     deps.metrics,
     'vigil_detect_rules_refused_total',
-    'Rule documents refused for a size bound (max_bytes, max_nodes, max_depth, max_aliases), sent or stored.',
+    'Rule documents refused for a size bound (max_bytes, max_nodes, max_depth, max_aliases, max_condition_depth), sent or stored, or stored and failing to load unexpectedly (load_error).',
     ['limit', 'source'],
   );
   repository.onLimit = (limit, source) => rulesRefused.inc({ limit, source });
@@ -97,12 +97,19 @@ export function createDetector(
     rulesLoaded.set({ kind: 'filter' }, count('filter'));
     rulesRejected.set(set.rejected.length);
     for (const r of set.rejected) {
-      if (!r.limit) continue;
-      rulesRefused.inc({ limit: r.limit, source: 'stored' });
-      deps.logger.warn(
-        { file: r.file, limit: r.limit, reason: r.reason },
-        'A stored rule file passes a bound and is skipped.',
-      );
+      if (r.limit) {
+        rulesRefused.inc({ limit: r.limit, source: 'stored' });
+        deps.logger.warn(
+          { file: r.file, limit: r.limit, reason: r.reason },
+          'A stored rule file passes a bound and is skipped.',
+        );
+      } else if (r.unexpected) {
+        rulesRefused.inc({ limit: 'load_error', source: 'stored' });
+        deps.logger.error(
+          { file: r.file, line: r.line, reason: r.reason },
+          'A stored rule file failed to load unexpectedly and is skipped.',
+        );
+      }
     }
     deps.logger.info(
       {

@@ -6,7 +6,13 @@ import { ParseError } from './parse-error.ts';
 import { parseSyslog, type SyslogTimeOptions } from './syslog.ts';
 
 export { NORMALIZER_DEFAULTS, type ParseConfig, type ParseConfigInput, parseConfigSchema } from './config.ts';
-export { type JsonElement, type JsonErrorElement, type JsonValueElement, splitJson } from './json-stream.ts';
+export {
+  type JsonElement,
+  type JsonErrorElement,
+  type JsonValueElement,
+  splitJson,
+  splitJsonYielding,
+} from './json-stream.ts';
 export { ParseError } from './parse-error.ts';
 export { DEFAULT_MAX_FUTURE_MS, type SyslogTimeOptions } from './syslog.ts';
 
@@ -39,6 +45,19 @@ export interface Normalizer {
   fromSyslog(line: string, ctx: NormalizeContext): NormalizedEvent;
 }
 
+/**
+ * Why a parsed JSON element cannot be an event (it is not an object), or undefined when it can. Cheap: an
+ * intake checks it before {@link Normalizer.fromJson}, whose thrown error costs ~22 µs per element.
+ */
+export function notAnEvent(value: unknown): string | undefined {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) return undefined;
+  return `an event must be a JSON object, not ${kindOf(value)}`;
+}
+
+function kindOf(value: unknown): string {
+  return value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+}
+
 /** Field that records where `@timestamp` came from when it is not the event's own time. */
 const TIMESTAMP_SOURCE = 'vigil.timestamp_source';
 
@@ -48,10 +67,8 @@ export function createNormalizer(config: ParseConfigInput = {}): Normalizer {
   const limits = { maxDepth: cfg.max_depth, maxFields: cfg.max_fields };
   return {
     fromJson(value, raw, ctx) {
-      if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-        const kind = value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
-        throw new ParseError(`an event must be a JSON object, not ${kind}`, { kind });
-      }
+      const problem = notAnEvent(value);
+      if (problem !== undefined) throw new ParseError(problem, { kind: kindOf(value) });
       const n = normalizeJson(value as Record<string, unknown>, limits);
       const fields = n.fields;
       let id = acceptedEventId(n.eventId);

@@ -63,8 +63,31 @@ export function splitJson(text: string, maxElements = Number.POSITIVE_INFINITY):
   const first = skipSpace(text, start);
   if (first >= text.length) return out;
   if (text.charCodeAt(first) === LBRACKET && splitArray(text, start, first, out, maxElements)) return out;
-  splitSequence(text, start, out, maxElements);
+  splitSequence(text, { p: start, line: 1, index: 0, failedChunkEnd: -1 }, out, maxElements);
   return out;
+}
+
+/**
+ * {@link splitJson}, letting the event loop turn after every `perTurn` elements of NDJSON or concatenated
+ * values: splitting 95,000 lines of 570 B takes about 0.8 s, which held every other request (health probes
+ * included) that long. A top-level array is still parsed in one call.
+ */
+export async function splitJsonYielding(
+  text: string,
+  maxElements = Number.POSITIVE_INFINITY,
+  perTurn = 2000,
+): Promise<JsonElement[]> {
+  const out: JsonElement[] = [];
+  const start = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  const first = skipSpace(text, start);
+  if (first >= text.length) return out;
+  if (text.charCodeAt(first) === LBRACKET && splitArray(text, start, first, out, maxElements)) return out;
+  const state: SequenceState = { p: start, line: 1, index: 0, failedChunkEnd: -1 };
+  for (;;) {
+    splitSequence(text, state, out, Math.min(maxElements, out.length + perTurn));
+    if (state.p >= text.length || out.length >= maxElements) return out;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
 }
 
 /** A top-level array: every element is one event. False when the body is more than one top-level value. */
@@ -131,13 +154,18 @@ function salvageArray(text: string, open: number, end: number, out: JsonElement[
   }
 }
 
-/** NDJSON and concatenated values, in one loop: see {@link splitJson}. */
-function splitSequence(text: string, start: number, out: JsonElement[], max: number): void {
+/** Where {@link splitSequence} stopped, to resume from. */
+interface SequenceState {
+  p: number;
+  line: number;
+  index: number;
+  failedChunkEnd: number;
+}
+
+/** NDJSON and concatenated values, in one loop: see {@link splitJson}. Stops at `max` elements in `out`. */
+function splitSequence(text: string, state: SequenceState, out: JsonElement[], max: number): void {
   const n = text.length;
-  let p = start;
-  let line = 1;
-  let index = 0;
-  let failedChunkEnd = -1;
+  let { p, line, index, failedChunkEnd } = state;
   while (p < n && out.length < max) {
     const c = text.charCodeAt(p);
     if (c === NL) {
@@ -188,6 +216,10 @@ function splitSequence(text: string, start: number, out: JsonElement[], max: num
     line += qLines;
     p = q;
   }
+  state.p = p;
+  state.line = line;
+  state.index = index;
+  state.failedChunkEnd = failedChunkEnd;
 }
 
 const FAILED: unique symbol = Symbol('failed');

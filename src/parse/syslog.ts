@@ -283,6 +283,21 @@ function isSdNameChar(c: number): boolean {
   return c > 0x20 && c < 0x7f && c !== 0x3d && c !== 0x5d && c !== 0x22;
 }
 
+/** The time a `BSD_TIME` match names, read in `zone` (UTC when undefined); see `bsdTime`. */
+function bsdMatchTime(b: RegExpExecArray, receivedAt: number, zone?: string): number | undefined {
+  return bsdTime(
+    b[1],
+    Number(b[2]),
+    Number(b[4]),
+    Number(b[5]),
+    Number(b[6]),
+    b[7],
+    b[3] === undefined ? undefined : Number(b[3]),
+    receivedAt,
+    zone,
+  );
+}
+
 /** RFC 3164, leniently: `[TIMESTAMP SP] [HOSTNAME SP] [TAG[PID]: ] MSG`. */
 function parse3164(
   rest: string,
@@ -297,16 +312,7 @@ function parse3164(
   let body = rest;
   const b = BSD_TIME.exec(rest);
   if (b) {
-    timestamp = bsdTime(
-      b[1],
-      Number(b[2]),
-      Number(b[4]),
-      Number(b[5]),
-      Number(b[6]),
-      b[7],
-      b[3] === undefined ? undefined : Number(b[3]),
-      receivedAt,
-    );
+    timestamp = bsdMatchTime(b, receivedAt);
     if (timestamp !== undefined) {
       body = rest.slice(b[0].length);
       zoneless = true;
@@ -339,17 +345,7 @@ function parse3164(
     const zone = opts.zoneFor?.(hostname);
     if (b && zone !== undefined && zone !== 'UTC') {
       // The year is chosen again in the sender's zone: near New Year the UTC reading may pick the wrong one.
-      timestamp = bsdTime(
-        b[1],
-        Number(b[2]),
-        Number(b[4]),
-        Number(b[5]),
-        Number(b[6]),
-        b[7],
-        b[3] === undefined ? undefined : Number(b[3]),
-        receivedAt,
-        zone,
-      );
+      timestamp = bsdMatchTime(b, receivedAt, zone);
       fields[EVENT_TIMEZONE] = zone;
       fields[TIME_ASSUMED] = true;
     } else {

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { eventLoopTurnsDuring } from '../../test/harness/event-loop.ts';
-import type { NormalizedEvent } from '../lib/event.ts';
+import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
 import { eventsToRows, eventsToRowsSliced, ROWS_SLICE_EVENTS, rowToEvent } from './rows.ts';
+import { contentHash } from './schema.ts';
 
 function events(n: number): NormalizedEvent[] {
   return Array.from({ length: n }, (_, i) => ({
@@ -74,4 +75,77 @@ test('fields named like Object members are fields of the shown event, not its pr
   assert.equal(Object.getOwnPropertyDescriptor(withProto, '__proto__')?.value, 'p');
   assert.equal(Object.getPrototypeOf(withProto), null);
   assert.match(JSON.stringify(withProto), /"__proto__":"p"/);
+});
+
+/** The rows as the store built them before they were written piece by piece: one JSON.stringify of the row. */
+function rowsByStringify(batch: readonly NormalizedEvent[]): string {
+  const stored = (v: unknown): string | undefined => {
+    if (v === null) return undefined;
+    if (typeof v === 'string') return v;
+    if (Array.isArray(v)) return JSON.stringify(v.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))));
+    return String(v);
+  };
+  const text = (v: unknown) => (v === undefined || v === null ? '' : typeof v === 'string' ? v : JSON.stringify(v));
+  return batch
+    .map((e) => {
+      const fields: Record<string, string> = {};
+      for (const key in e.fields) {
+        if (key === 'host.name' || key === 'message') continue;
+        const value = stored(e.fields[key]);
+        if (value === undefined) continue;
+        if (key === '__proto__') Object.defineProperty(fields, key, { value, enumerable: true, writable: true });
+        else fields[key] = value;
+      }
+      for (const k of ['product', 'service', 'category'] as const) {
+        const v = e.logsource?.[k];
+        if (v) fields[`vigil.logsource.${k}`] = v;
+      }
+      return JSON.stringify({
+        ts: e.timestamp,
+        ingested: e.ingested,
+        id: e.id,
+        content_hash: contentHash(e.raw),
+        tenant: e.tenant,
+        source: e.source,
+        layout: e.layout,
+        host: text(e.fields['host.name']),
+        message: text(e.fields.message),
+        raw: e.raw,
+        parse_error: e.parseError ?? '',
+        fields,
+      });
+    })
+    .join('\n');
+}
+
+test('rows are, byte for byte, the JSON of the row object: escaping, key order, nulls, arrays, logsource, __proto__', () => {
+  const protoFields = JSON.parse('{"__proto__":"p","x":1}') as Record<string, FieldValue>;
+  const batch: NormalizedEvent[] = [
+    ...events(5),
+    {
+      id: 'w-1\u2028"',
+      timestamp: 1_795_000_000_123,
+      ingested: 1_795_000_000_456,
+      tenant: 'acme',
+      source: 'http',
+      layout: 'windows',
+      raw: '{"a":"tab\\there \\\\ \\u0001 é 😀"}',
+      parseError: 'too deep',
+      logsource: { product: 'windows', category: 'process_creation' },
+      fields: {
+        'host.name': 42,
+        message: null,
+        'vigil.logsource.category': null,
+        'vigil.logsource.product': 'linux',
+        'vigil.logsource.service': 'own',
+        a: 'tab\there \\ \u0001 é 😀 \ud800',
+        n: null,
+        b: false,
+        f: 1.5e300,
+        arr: [1, 'x', true, null],
+      },
+    },
+    { ...events(1)[0], id: 'proto', fields: protoFields, logsource: { service: 'sysmon' } },
+  ];
+  assert.equal(eventsToRows(batch).toString(), rowsByStringify(batch));
 });

@@ -56,6 +56,8 @@ export interface Actor {
   name: string;
   role: Role;
   tenants: string[];
+  /** The global admin (the admin token): it may grant any tenant, its own list is the intake tenants only. */
+  global?: boolean;
 }
 
 /** Users, their API keys and console sessions; every change is audited in the same transaction. */
@@ -192,8 +194,9 @@ export function createUserService(
     ) {
       throw new InputError('bad_tenants', 'tenants must be a non-empty list of tenant names');
     }
-    // An admin hands out only tenants it has itself: no widening of access through user management.
-    const foreign = tenants.filter((t) => !actor.tenants.includes(t));
+    // An admin hands out only tenants it has itself: no widening of access through user management. The
+    // global admin sees every tenant, so it creates the first users of a new one.
+    const foreign = actor.global ? [] : tenants.filter((t) => !actor.tenants.includes(t));
     if (foreign.length > 0) {
       throw new VigilError('forbidden_tenant', `tenants ${foreign.join(', ')} are not yours to grant`, { status: 403 });
     }

@@ -120,7 +120,7 @@ describe('console: cluster view on a dev cluster', { timeout: 120000 }, () => {
     const refused = page.getByRole('alert').filter({ hasText: 'Cluster status is for administrators' });
     await refused.waitFor();
     const text = String(await refused.textContent());
-    assert.match(text, /the cluster admin API needs the admin role/);
+    assert.match(text, /the cluster admin API needs the global admin/);
     assert.match(text, /you are signed in as vera \(viewer\)/);
     await page.getByRole('heading', { name: 'This node' }).waitFor();
     assert.equal(await page.getByRole('button', { name: /maintenance/i }).count(), 0);

@@ -32,6 +32,8 @@ export interface NatsCluster {
   nodes: NatsNode[];
   /** Client URLs of every node (give them all to a client). */
   urls: string[];
+  /** Leafnode URLs (`nats-leaf://...`) of every node, when started with `leafListen`. */
+  leafUrls: string[];
   /** The node leading `stream` now (asks the cluster through $JS.API.STREAM.INFO). */
   streamLeader(stream: string): Promise<NatsNode>;
   /** Waits until every running node answers /healthz and the cluster has a JetStream meta leader. */
@@ -75,13 +77,30 @@ async function waitFor(what: string, timeoutMs: number, check: () => Promise<boo
  * Starts `size` nats-server processes (3 by default) as one JetStream cluster on 127.0.0.1, with free client,
  * route and monitoring ports, generated config files and per-node store folders in a temporary folder.
  */
-export async function startNatsCluster(opts: { size?: number; name?: string } = {}): Promise<NatsCluster> {
+export async function startNatsCluster(
+  opts: {
+    size?: number;
+    name?: string;
+    /** JetStream domain of the servers (a site of a two-site deployment is named like its domain). */
+    domain?: string;
+    /** Ports on which each server accepts leafnode connections (another site's servers connect there). */
+    leafListen?: boolean;
+    /** Leafnode URLs (`nats-leaf://host:port`) each server connects to: the other site's. */
+    leafRemotes?: string[];
+  } = {},
+): Promise<NatsCluster> {
   natsServerVersion();
   const size = opts.size ?? 3;
   const root = mkdtempSync(join(tmpdir(), 'vigil-nats-'));
-  const specs: { name: string; client: number; route: number; monitor: number }[] = [];
+  const specs: { name: string; client: number; route: number; monitor: number; leaf: number }[] = [];
   for (let i = 1; i <= size; i++) {
-    specs.push({ name: `n${i}`, client: await freePort(), route: await freePort(), monitor: await freePort() });
+    specs.push({
+      name: `${opts.domain ? `${opts.domain}-` : ''}n${i}`,
+      client: await freePort(),
+      route: await freePort(),
+      monitor: await freePort(),
+      leaf: opts.leafListen ? await freePort() : 0,
+    });
   }
   const routes = specs.map((s) => `"nats-route://127.0.0.1:${s.route}"`).join(', ');
 
@@ -100,12 +119,28 @@ export async function startNatsCluster(opts: { size?: number; name?: string } = 
         `  store_dir: "${storeDir}"`,
         '  max_memory_store: 64MB',
         '  max_file_store: 4GB',
+        ...(opts.domain ? [`  domain: "${opts.domain}"`] : []),
         '}',
-        'cluster {',
-        `  name: "${opts.name ?? 'vigil-test'}"`,
-        `  listen: "127.0.0.1:${s.route}"`,
-        `  routes: [${routes}]`,
-        '}',
+        // One server alone runs JetStream standalone (a cluster block would wait for peers).
+        ...(size > 1
+          ? [
+              'cluster {',
+              `  name: "${opts.name ?? 'vigil-test'}"`,
+              `  listen: "127.0.0.1:${s.route}"`,
+              `  routes: [${routes}]`,
+              '}',
+            ]
+          : []),
+        ...(s.leaf || opts.leafRemotes?.length
+          ? [
+              'leafnodes {',
+              ...(s.leaf ? [`  listen: "127.0.0.1:${s.leaf}"`] : []),
+              ...(opts.leafRemotes?.length
+                ? [`  remotes: [ { urls: [${opts.leafRemotes.map((u) => `"${u}"`).join(', ')}] } ]`]
+                : []),
+              '}',
+            ]
+          : []),
         '',
       ].join('\n'),
     );
@@ -171,6 +206,7 @@ export async function startNatsCluster(opts: { size?: number; name?: string } = 
   const cluster: NatsCluster = {
     nodes,
     urls: nodes.map((n) => n.url),
+    leafUrls: specs.filter((s) => s.leaf).map((s) => `nats-leaf://127.0.0.1:${s.leaf}`),
     async waitHealthy(timeoutMs = 30000) {
       await waitFor('the nats cluster did not become healthy', timeoutMs, async () => {
         for (const n of nodes) if (n.running() && !(await healthy(n))) return false;

@@ -1,18 +1,15 @@
+import type { Alert, AlertStore } from '../../src/detect/index.ts';
+
 /**
  * A planted detection for cluster tests: a Sigma rule on failed logons and an event_count correlation of
  * three of them for one user within 10 minutes, with the events that trigger them.
  */
 
-/** The rule (name `failed_logon`) and the correlation by file name; `tag` is one hex digit of their UUIDs. */
-export function plantedRules(tag: string): { correlationId: string; files: Record<string, string> } {
-  const correlationId = `0f5e1a40-0000-4000-8000-00000000${tag}002`;
-  return {
-    correlationId,
-    files: {
-      'failed-logon.yml': `title: Failed logon
-id: 0f5e1a40-0000-4000-8000-00000000${tag}001
-name: failed_logon
-status: test
+/** A Sigma rule matching failed Windows logons (EventID 4625), with a `name:` line when `name` is given. */
+export function failedLogonRule(id: string, title: string, name?: string): string {
+  return `title: ${title}
+id: ${id}
+${name === undefined ? '' : `name: ${name}\n`}status: test
 level: low
 logsource:
   product: windows
@@ -21,7 +18,27 @@ detection:
   selection:
     EventID: 4625
   condition: selection
-`,
+`;
+}
+
+/** An alert store kept in memory: every saved alert is pushed to `saved` (for tests not about the store). */
+export function memoryAlertStore(saved: Alert[]): AlertStore {
+  return {
+    start: async () => {},
+    save: async (list: Alert[]) => {
+      saved.push(...list);
+      return list;
+    },
+  } as unknown as AlertStore;
+}
+
+/** The rule (name `failed_logon`) and the correlation by file name; `tag` is one hex digit of their UUIDs. */
+export function plantedRules(tag: string): { correlationId: string; files: Record<string, string> } {
+  const correlationId = `0f5e1a40-0000-4000-8000-00000000${tag}002`;
+  return {
+    correlationId,
+    files: {
+      'failed-logon.yml': failedLogonRule(`0f5e1a40-0000-4000-8000-00000000${tag}001`, 'Failed logon', 'failed_logon'),
       'brute-force.yml': `title: Three failed logons for one user
 id: ${correlationId}
 status: test

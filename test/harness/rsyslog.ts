@@ -69,11 +69,25 @@ export async function startRsyslog(opts: {
       '',
     ].join('\n'),
   );
-  let out = '';
   const proc: ChildProcess = spawn('rsyslogd', ['-n', '-f', conf, '-i', join(dir, 'rsyslogd.pid')], {
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  return superviseSender('rsyslogd', proc, inputPort, dir);
+}
+
+/**
+ * Watches a syslog daemon a test spawned (`name` in errors): collects its output, waits up to 10 s for it to
+ * listen on `inputPort`, and returns the handle that sends to that port and stops the daemon by its PID
+ * (SIGTERM, then SIGKILL after 5 s), then removes `dir`.
+ */
+export async function superviseSender(
+  name: string,
+  proc: ChildProcess,
+  inputPort: number,
+  dir: string,
+): Promise<Rsyslog> {
+  let out = '';
   proc.stdout?.on('data', (d) => {
     out += d;
   });
@@ -82,7 +96,7 @@ export async function startRsyslog(opts: {
   });
   const deadline = Date.now() + 10000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`rsyslogd exited with ${proc.exitCode}:\n${out}`);
+    if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}:\n${out}`);
     const up = await new Promise<boolean>((resolve) => {
       const s = net.connect({ port: inputPort, host: '127.0.0.1' }, () => {
         s.destroy();
@@ -93,7 +107,7 @@ export async function startRsyslog(opts: {
     if (up) break;
     if (Date.now() > deadline) {
       proc.kill('SIGKILL');
-      throw new Error(`rsyslogd did not listen within 10 s:\n${out}`);
+      throw new Error(`${name} did not listen within 10 s:\n${out}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -103,25 +117,7 @@ export async function startRsyslog(opts: {
     pid,
     dir,
     output: () => out,
-    async send(lines, o = {}) {
-      const perTick = o.perTick ?? 50;
-      const tickMs = o.tickMs ?? 50;
-      const socket = await new Promise<net.Socket>((resolve, reject) => {
-        const s = net.connect({ port: inputPort, host: '127.0.0.1' }, () => resolve(s));
-        s.once('error', reject);
-      });
-      for (let i = 0; i < lines.length; i += perTick) {
-        socket.write(
-          lines
-            .slice(i, i + perTick)
-            .map((l) => `${l}\n`)
-            .join(''),
-        );
-        o.onTick?.(Math.min(lines.length, i + perTick));
-        await new Promise((r) => setTimeout(r, tickMs));
-      }
-      await new Promise<void>((resolve) => socket.end(() => resolve()));
-    },
+    send: (lines, o) => sendLines(inputPort, lines, o),
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) {
         const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
@@ -135,4 +131,29 @@ export async function startRsyslog(opts: {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Writes lines to a loopback TCP port over one connection, `perTick` lines every `tickMs`; resolves when sent. */
+export async function sendLines(
+  port: number,
+  lines: string[],
+  o: { perTick?: number; tickMs?: number; onTick?: (sent: number) => void } = {},
+): Promise<void> {
+  const perTick = o.perTick ?? 50;
+  const tickMs = o.tickMs ?? 50;
+  const socket = await new Promise<net.Socket>((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1' }, () => resolve(s));
+    s.once('error', reject);
+  });
+  for (let i = 0; i < lines.length; i += perTick) {
+    socket.write(
+      lines
+        .slice(i, i + perTick)
+        .map((l) => `${l}\n`)
+        .join(''),
+    );
+    o.onTick?.(Math.min(lines.length, i + perTick));
+    await new Promise((r) => setTimeout(r, tickMs));
+  }
+  await new Promise<void>((resolve) => socket.end(() => resolve()));
 }

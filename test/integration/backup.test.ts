@@ -244,7 +244,7 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
     );
   });
 
-  test('bad inputs: a partial backup, a newer schema, a non-empty folder, a bad id; each a clear error, nothing written', async () => {
+  test("bad inputs: a partial backup, a newer schema, a non-empty folder, a running node's folder, a bad id; each a clear error, nothing written", async () => {
     const bad = join(root, 'bad');
     mkdirSync(bad);
     const first = manifests[0];
@@ -272,6 +272,14 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
     assert.equal(r.code, 1);
     assert.match(r.err, /is not empty.*--force.*backup_target_not_empty/);
     assert.deepEqual(readdirSync(target), ['keep.txt']);
+
+    // The running node's own data folder: refused even with --force, and the node goes on unharmed.
+    const before = readdirSync(node.dataDir).sort();
+    r = await cli(['backup', 'restore', first.id, '--data-dir', node.dataDir, '--force'], { VIGIL_BACKUP__DIR: dir });
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /is in use: a running Vigil holds the lock on .*events\/status.*backup_target_in_use/);
+    assert.deepEqual(readdirSync(node.dataDir).sort(), before);
+    assert.equal((await node.get('/health/ready')).status, 200);
 
     r = await cli(['backup', 'restore', '../../etc', '--data-dir', join(root, 'x')], benv);
     assert.equal(r.code, 1);

@@ -11,7 +11,8 @@ import { AuthError, type Authenticator, type Principal } from '../../src/users/i
 import { type EtcdCluster, startEtcdCluster } from '../harness/etcd.ts';
 
 const PRINCIPALS: Record<string, Principal> = {
-  'admin-token': { name: 'admin', role: 'admin', tenants: ['default'] },
+  'admin-token': { name: 'admin', role: 'admin', tenants: ['default'], global: true },
+  'tenant-admin-token': { name: 'ada', role: 'admin', tenants: ['default'] },
   'analyst-token': { name: 'ann', role: 'analyst', tenants: ['default'] },
   'viewer-token': { name: 'vic', role: 'viewer', tenants: ['default'] },
 };
@@ -107,9 +108,9 @@ const ROUTES = [
   ['POST', '/admin/maintenance/disable'],
 ] as const;
 
-test('admin routes refuse every role but admin (403) and requests without a token (401)', async () => {
+test('admin routes refuse every role but the global admin (403), a tenant admin too, and requests without a token (401)', async () => {
   for (const [method, url] of ROUTES) {
-    for (const token of ['analyst-token', 'viewer-token']) {
+    for (const token of ['tenant-admin-token', 'analyst-token', 'viewer-token']) {
       const res = await call(method, url, token);
       assert.equal(res.status, 403, `${method} ${url} as ${token}`);
       assert.equal(res.body.error.code, 'forbidden');

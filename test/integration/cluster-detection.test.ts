@@ -110,12 +110,14 @@ describe('detection in a 3-node cluster', { timeout: 300000 }, () => {
     await ingest('vigil-2', failedLogonLines('alice', 1) + failedLogonLines('bob', 2));
     await ingest('vigil-3', failedLogonLines('bob', 1));
     for (const n of dc.nodes) await waitForAlerts(n.name, 6, ['alice', 'bob']);
-    // Searches answer from the node's own replica and say so, with its lag.
-    const found = await dc.api(
-      'vigil-2',
-      'GET',
-      `/api/v1/search?q=${encodeURIComponent('TargetUserName:alice')}&from=now-1d`,
-    );
+    // Searches answer from the node's own replica and say so, with its lag. The replica writes what it read
+    // after up to store.materialize.linger_ms (1 s), so an alert can be visible before its events are.
+    const search = () =>
+      dc.api('vigil-2', 'GET', `/api/v1/search?q=${encodeURIComponent('TargetUserName:alice')}&from=now-1d`);
+    let found = await search();
+    for (const until = Date.now() + 10_000; found.body?.total !== 3 && Date.now() < until; found = await search()) {
+      await sleep(200);
+    }
     assert.equal(found.status, 200, JSON.stringify(found.body));
     assert.equal(found.body.total, 3);
     assert.equal(found.body.replica.node, 'vigil-2');

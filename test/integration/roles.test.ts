@@ -9,8 +9,8 @@ import { startVigil } from '../harness/vigil.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/vigil');
 
-/** Runs `vigil start` and waits (at most `ms`) for it to exit; a node still running after that is killed. */
-async function start(env: Record<string, string>, ms = 15000) {
+/** Runs `vigil start` and waits (at most `ms`, generous: a loaded CI machine took over 15 s to load the CLI) for it to exit; a node still running after that is killed. */
+async function start(env: Record<string, string>, ms = 60_000) {
   const dataDir = mkdtempSync(join(tmpdir(), 'vigil-roles-'));
   const proc = spawn(BIN, ['start'], {
     env: {
@@ -57,4 +57,14 @@ test('an api node without the store role answers a search 503 no_replica, not an
   } finally {
     await node.close();
   }
+});
+
+test('cluster.site is refused at start without cluster mode or without the JetStream bus', async () => {
+  const site = { VIGIL_CLUSTER__SITE: 'a', VIGIL_CLUSTER__PEER_SITE: 'b' };
+  const noCluster = await start(site);
+  assert.equal(noCluster.code, 1, noCluster.out);
+  assert.match(noCluster.out, /cluster\.site needs cluster mode/);
+  const memoryBus = await start({ ...site, VIGIL_CLUSTER__ENABLED: 'true' });
+  assert.equal(memoryBus.code, 1, memoryBus.out);
+  assert.match(memoryBus.out, /cluster\.site needs bus\.kind: jetstream/);
 });

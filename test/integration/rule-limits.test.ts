@@ -1,7 +1,8 @@
 /**
  * A Sigma rule cannot stop a node (issue 16, defect 2): a rule of nested YAML aliases is refused in
  * milliseconds by the hunt and rules endpoints and skipped at start; a catastrophic `|re` pattern runs in
- * linear time in a hunt while /health/live keeps answering.
+ * linear time in a hunt while /health/live keeps answering. A condition nested thousands of levels deep
+ * (parentheses or `not`s) overflowed the parser's stack: a 500 on the API, a node that would not start.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,6 +22,20 @@ detection:
   condition: selection
 `;
 
+/** A rule whose condition nests `depth` parentheses, or `depth` `not`s. */
+function deepRule(kind: 'parens' | 'not', depth: number): string {
+  const cond = kind === 'parens' ? `${'('.repeat(depth)}sel${')'.repeat(depth)}` : `${'not '.repeat(depth)}sel`;
+  return `title: Deep ${kind}
+id: 0f5e1a40-0000-4000-8000-00000000dee${kind === 'parens' ? 1 : 2}
+logsource:
+  product: windows
+detection:
+  sel:
+    EventID: 1
+  condition: ${cond}
+`;
+}
+
 describe('rules cannot stop the event loop', () => {
   let node: VigilNode;
   let rulesDir: string;
@@ -28,6 +43,8 @@ describe('rules cannot stop the event loop', () => {
     rulesDir = mkdtempSync(join(tmpdir(), 'vigil-bomb-rules-'));
     // A stored rule past the limits: the node must start, skip it and count it.
     writeFileSync(join(rulesDir, 'bomb.yml'), aliasBomb());
+    writeFileSync(join(rulesDir, 'deep-parens.yml'), deepRule('parens', 3_000));
+    writeFileSync(join(rulesDir, 'deep-not.yml'), deepRule('not', 5_000));
     node = await startVigil({ env: { VIGIL_DETECT__RULES_DIRS: JSON.stringify([rulesDir]) } });
   });
   after(async () => {
@@ -44,6 +61,46 @@ describe('rules cannot stop the event loop', () => {
     assert.equal(rejected?.limit, 'max_nodes');
     const metrics = await node.get('/metrics');
     assert.match(String(metrics.body), /vigil_detect_rules_refused_total\{limit="max_nodes",source="stored"\} [1-9]/);
+  });
+
+  test('stored rules with conditions nested thousands deep are skipped at start, listed and counted', async () => {
+    const rules = await node.get('/api/v1/rules');
+    const rejected = rules.body.rejected as { file: string; limit?: string }[];
+    for (const name of ['deep-parens.yml', 'deep-not.yml']) {
+      assert.equal(rejected.find((r) => r.file.endsWith(name))?.limit, 'max_condition_depth', name);
+    }
+    const metrics = await node.get('/metrics');
+    assert.match(
+      String(metrics.body),
+      /vigil_detect_rules_refused_total\{limit="max_condition_depth",source="stored"\} [2-9]/,
+    );
+  });
+
+  for (const [method, path, kind, depth] of [
+    ['POST', '/api/v1/rules', 'parens', 3_000],
+    ['POST', '/api/v1/rules', 'not', 5_000],
+    ['POST', '/api/v1/hunt', 'parens', 3_000],
+    ['POST', '/api/v1/hunt', 'not', 5_000],
+  ] as const) {
+    test(`${method} ${path} refuses a condition of ${depth} nested ${kind} with 400 rule_too_large`, async () => {
+      const yaml = deepRule(kind, depth);
+      const body = path === '/api/v1/hunt' ? JSON.stringify({ rule: yaml, from: 'now-1h', to: 'now' }) : yaml;
+      const type = path === '/api/v1/hunt' ? 'application/json' : 'application/yaml';
+      const res = await node.post(path, body, { 'content-type': type });
+      assert.equal(res.status, 400, JSON.stringify(res.body).slice(0, 500));
+      assert.equal(res.body.error.code, 'rule_too_large');
+      assert.equal(res.body.error.details.limit, 'max_condition_depth');
+      assert.match(res.body.error.message, /more than 64 levels deep \(limit max_condition_depth\)/);
+    });
+  }
+
+  test('POST /api/v1/hunt accepts a condition nested 64 levels deep', async () => {
+    const res = await node.post(
+      '/api/v1/hunt',
+      JSON.stringify({ rule: deepRule('parens', 64), from: 'now-1h', to: 'now' }),
+      { 'content-type': 'application/json' },
+    );
+    assert.equal(res.status, 200, JSON.stringify(res.body).slice(0, 500));
   });
 
   for (const [method, path] of [

@@ -138,12 +138,15 @@ test('searches past their timeout answer 503 query_timeout with a hint and no SQ
     assert.match(a.body.error.details.hint, /narrow the time range/);
     assert.doesNotMatch(JSON.stringify(a.body), /SELECT|FROM|SETTINGS/);
   }
-  // The timeout counts from arrival: waiting behind the others included.
-  for (const a of answers) assert.ok(a.ms < QUERY_TIMEOUT_MS + 1000, `answered after ${Math.round(a.ms)} ms`);
+  // The timeout counts from arrival: waiting behind the others included. Had it counted from the start of
+  // execution, the last of ten half-second searches would answer after about 5 s; the slack is for a loaded
+  // CI machine (2.2 s seen at a load average of 15).
+  for (const a of answers) assert.ok(a.ms < QUERY_TIMEOUT_MS + 2500, `answered after ${Math.round(a.ms)} ms`);
   const quick = await search('host.name:h1 | stats count()');
   t.diagnostic(`a quick search after them answered in ${Math.round(quick.ms)} ms`);
   assert.equal(quick.status, 200);
-  assert.ok(quick.ms < 400, `the quick search took ${Math.round(quick.ms)} ms`);
+  // Behind statements still running in the engine it would wait seconds; idle it takes tens of ms.
+  assert.ok(quick.ms < 1500, `the quick search took ${Math.round(quick.ms)} ms`);
 });
 
 test('the engine stops a timed-out statement: nothing of ten timed-out searches goes on after their answers', async (t) => {

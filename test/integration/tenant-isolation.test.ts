@@ -9,13 +9,7 @@ import { incidentRoutes } from '../../src/api/routes/incidents.ts';
 import { ruleRoutes } from '../../src/api/routes/rules.ts';
 import { LOGIN_PATH, userRoutes } from '../../src/api/routes/users.ts';
 import { type ApiServer, createApiServer } from '../../src/api/server.ts';
-import {
-  type Alert,
-  type AlertStore,
-  createDetector,
-  type Detector,
-  detectConfigSchema,
-} from '../../src/detect/index.ts';
+import { type Alert, createDetector, type Detector, detectConfigSchema } from '../../src/detect/index.ts';
 import { type Db, migrate } from '../../src/db/index.ts';
 import { createIncidentService, type IncidentComponent, incidentsConfigSchema } from '../../src/incidents/index.ts';
 import type { NormalizedEvent } from '../../src/lib/event.ts';
@@ -27,6 +21,7 @@ import {
   type Role,
   usersConfigSchema,
 } from '../../src/users/index.ts';
+import { failedLogonRule, memoryAlertStore } from '../harness/planted-rules.ts';
 import { ALL_MIGRATIONS, makeAlert, openPgliteFromTemplate } from '../harness/postgres.ts';
 
 // Two tenants on one node: everything one tenant's principals do to the other's rules, audit entries, alerts
@@ -36,19 +31,6 @@ const ADMIN_TOKEN = 'bootstrap-admin-token-tenant-isolation';
 const PASSWORD = 'tenant isolation passphrase 7';
 const TENANTS = ['acme', 'globex'] as const;
 type Tenant = (typeof TENANTS)[number];
-
-const ruleYaml = (id: string, title: string) => `title: ${title}
-id: ${id}
-status: test
-level: low
-logsource:
-  product: windows
-  service: security
-detection:
-  selection:
-    EventID: 4625
-  condition: selection
-`;
 
 const failedLogon = (tenant: string, n: number): NormalizedEvent => ({
   id: `${tenant}-event-${n}`,
@@ -115,13 +97,7 @@ describe('tenants are isolated: rules, detection, audit, alert and key ids', () 
     });
     incidents = createIncidentService(incidentsConfigSchema.parse({}), { db, metrics, logger: silentLogger, audit });
     // Alerts are kept in memory: the alert store is not what these tests are about.
-    const alerts = {
-      start: async () => {},
-      save: async (list: Alert[]) => {
-        saved.push(...list);
-        return list;
-      },
-    } as unknown as AlertStore;
+    const alerts = memoryAlertStore(saved);
     detector = createDetector(detectConfigSchema.parse({ starter_rules: false }), {
       dataDir: join(root, 'data'),
       alerts,
@@ -172,7 +148,7 @@ describe('tenants are isolated: rules, detection, audit, alert and key ids', () 
 
   test("another tenant's rule answers as a rule that does not exist, to read, list, disable, change or delete", async () => {
     const id = 'acme-failed-logon';
-    const created = await yaml('POST', '/api/v1/rules', tokens.acme.analyst, ruleYaml(id, 'Acme failed logon'));
+    const created = await yaml('POST', '/api/v1/rules', tokens.acme.analyst, failedLogonRule(id, 'Acme failed logon'));
     assert.equal(created.status, 201, JSON.stringify(created.body));
 
     const missing = 'no-such-rule';
@@ -188,8 +164,8 @@ describe('tenants are isolated: rules, detection, audit, alert and key ids', () 
       assert.equal(foreign.status, 404, `${method} of another tenant's rule: ${JSON.stringify(foreign.body)}`);
       assert.deepEqual(shape(foreign, id), shape(absent, missing), `${method}: the same answer as for no rule`);
     }
-    const put = await yaml('PUT', `/api/v1/rules/${id}`, g.analyst, ruleYaml(id, 'Taken over'));
-    const putAbsent = await yaml('PUT', `/api/v1/rules/${missing}`, g.analyst, ruleYaml(missing, 'Taken over'));
+    const put = await yaml('PUT', `/api/v1/rules/${id}`, g.analyst, failedLogonRule(id, 'Taken over'));
+    const putAbsent = await yaml('PUT', `/api/v1/rules/${missing}`, g.analyst, failedLogonRule(missing, 'Taken over'));
     assert.deepEqual(shape(put, id), shape(putAbsent, missing));
     assert.equal(put.status, 404);
 
@@ -204,7 +180,7 @@ describe('tenants are isolated: rules, detection, audit, alert and key ids', () 
     assert.equal(still.enabled, true, 'the rule is still enabled after the other tenant tried to disable it');
 
     // The same id in the other tenant is a rule of its own, not a conflict that tells the first one exists.
-    const twin = await yaml('POST', '/api/v1/rules', g.analyst, ruleYaml(id, 'Globex failed logon'));
+    const twin = await yaml('POST', '/api/v1/rules', g.analyst, failedLogonRule(id, 'Globex failed logon'));
     assert.equal(twin.status, 201, JSON.stringify(twin.body));
     assert.equal((await call('DELETE', `/api/v1/rules/${id}`, g.analyst)).status, 200);
     assert.equal((await call('GET', `/api/v1/rules/${id}`, tokens.acme.viewer)).status, 200, 'acme keeps its rule');
@@ -212,7 +188,7 @@ describe('tenants are isolated: rules, detection, audit, alert and key ids', () 
 
   test('global rules: only a global admin adds or changes one; every tenant sees it', async () => {
     const id = 'global-failed-logon';
-    const text = ruleYaml(id, 'Global failed logon');
+    const text = failedLogonRule(id, 'Global failed logon');
     const byTenantAdmin = await yaml('POST', '/api/v1/rules?scope=global', tokens.acme.admin, text);
     assert.equal(byTenantAdmin.status, 403);
     assert.equal(byTenantAdmin.body.error.code, 'forbidden_scope');
@@ -225,7 +201,7 @@ describe('tenants are isolated: rules, detection, audit, alert and key ids', () 
       assert.equal(disable.status, 403, 'a tenant admin may not disable a global rule');
       assert.equal(disable.body.error.code, 'forbidden_scope');
     }
-    const clash = await yaml('POST', '/api/v1/rules', tokens.acme.analyst, ruleYaml(id, 'Shadow'));
+    const clash = await yaml('POST', '/api/v1/rules', tokens.acme.analyst, failedLogonRule(id, 'Shadow'));
     assert.equal(clash.status, 409, "a tenant rule may not take a global rule's id");
     assert.equal((await call('PATCH', `/api/v1/rules/${id}`, ADMIN_TOKEN, { enabled: true })).status, 200);
   });
@@ -306,5 +282,41 @@ describe('tenants are isolated: rules, detection, audit, alert and key ids', () 
     }
     const after = await call('GET', '/api/v1/keys', tokens.globex.admin);
     assert.equal(after.body.keys.find((k: any) => k.id === key.body.id).revokedAt, null, 'the key is not revoked');
+  });
+
+  test("the global admin creates and manages a new tenant's users; a tenant's admin cannot grant it", async () => {
+    // `initech` is none of the admin token's tenants (its list is the intake tenants).
+    const created = await call('POST', '/api/v1/users', ADMIN_TOKEN, {
+      username: 'admin-initech',
+      password: PASSWORD,
+      role: 'admin',
+      tenants: ['initech'],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.deepEqual(created.body.tenants, ['initech']);
+    assert.equal((await call('GET', `/api/v1/users/${created.body.id}`, ADMIN_TOKEN)).status, 200);
+    const listed = await call('GET', '/api/v1/users', ADMIN_TOKEN);
+    assert.ok(listed.body.users.some((u: any) => u.id === created.body.id));
+    const patched = await call('PATCH', `/api/v1/users/${created.body.id}`, ADMIN_TOKEN, { role: 'analyst' });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+
+    const bad = await call('POST', '/api/v1/users', ADMIN_TOKEN, {
+      username: 'bad-tenant',
+      password: PASSWORD,
+      role: 'viewer',
+      tenants: ['../etc'],
+    });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error.code, 'bad_tenants');
+
+    const widening = await call('POST', '/api/v1/users', tokens.acme.admin, {
+      username: 'sneaky',
+      password: PASSWORD,
+      role: 'viewer',
+      tenants: ['initech'],
+    });
+    assert.equal(widening.status, 403);
+    assert.equal(widening.body.error.code, 'forbidden_tenant');
+    assert.equal((await call('GET', `/api/v1/users/${created.body.id}`, tokens.acme.admin)).status, 404);
   });
 });

@@ -25,15 +25,22 @@ type Query = Record<string, string | undefined>;
 /** The path of the login route, which the server must serve without a token. */
 export const LOGIN_PATH = '/api/v1/auth/login';
 
-const actorOf = (p: Principal): Actor => ({ name: p.name, role: p.role, tenants: p.tenants });
+const actorOf = (p: Principal): Actor => ({
+  name: p.name,
+  role: p.role,
+  tenants: p.tenants,
+  global: isGlobalAdmin(p),
+});
+/** Whether the principal holds `tenant`: one of its own, or any for the global admin. */
+const holds = (p: Principal, tenant: string): boolean => isGlobalAdmin(p) || p.tenants.includes(tenant);
 const forbidden = (message: string) => new VigilError('forbidden', message, { status: 403 });
 
 /** An admin manages a user only when every tenant of the user is one of the admin's. */
 function requireManages(p: Principal, user: User | undefined, id: string): User {
-  if (!user?.tenants.some((t) => p.tenants.includes(t))) {
+  if (!user?.tenants.some((t) => holds(p, t))) {
     throw new VigilError('not_found', `no user ${id}`, { status: 404 });
   }
-  if (!user.tenants.every((t) => p.tenants.includes(t))) {
+  if (!user.tenants.every((t) => holds(p, t))) {
     throw forbidden(`user ${user.username} has tenants that are not yours`);
   }
   return user;
@@ -88,7 +95,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
     app.get('/api/v1/users', routeDocs.users, async (req) => {
       const p = principalOf(req);
       requireRole(p, 'admin');
-      const visible = (await users.list()).filter((u) => u.tenants.some((t) => p.tenants.includes(t)));
+      const visible = (await users.list()).filter((u) => u.tenants.some((t) => holds(p, t)));
       return { total: visible.length, users: visible };
     });
 
@@ -114,7 +121,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       const p = principalOf(req);
       requireRole(p, 'admin');
       const user = await users.get(req.params.id);
-      if (!user?.tenants.some((t) => p.tenants.includes(t))) {
+      if (!user?.tenants.some((t) => holds(p, t))) {
         throw new VigilError('not_found', `no user ${req.params.id}`, { status: 404 });
       }
       return user;
@@ -185,7 +192,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       let keys = await users.listApiKeys(userId);
       if (userId === undefined) {
         const managed = new Set(
-          (await users.list()).filter((u) => u.tenants.every((t) => p.tenants.includes(t))).map((u) => u.id),
+          (await users.list()).filter((u) => u.tenants.every((t) => holds(p, t))).map((u) => u.id),
         );
         keys = keys.filter((k) => managed.has(k.userId));
       }
@@ -198,7 +205,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       const own = key !== undefined && key.userId === (userPrincipal(p) as UserPrincipal | undefined)?.userId;
       // A key of a user who shares no tenant with the caller answers as a key that does not exist.
       const owner = key && !own ? await users.get(key.userId) : undefined;
-      if (!key || (!own && !owner?.tenants.some((t) => p.tenants.includes(t)))) {
+      if (!key || (!own && !owner?.tenants.some((t) => holds(p, t)))) {
         throw new NotFoundError('API key', req.params.id);
       }
       if (!own) {

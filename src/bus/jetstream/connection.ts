@@ -28,6 +28,8 @@ export interface JetStreamConnectionOptions {
 export interface JetStreamClients {
   js: JetStreamClient;
   jsm: JetStreamManager;
+  /** The core connection (request/reply between sites); it reconnects by itself and keeps its subscriptions. */
+  nc: NatsConnection;
 }
 
 /** A connection shared by the logs of a node. */
@@ -200,9 +202,9 @@ export function createJetStreamConnection(opts: JetStreamConnectionOptions, log:
     stopping: () => stopping,
     ready: isReady,
     clients() {
-      if (!isReady() || !js || !jsm)
+      if (!isReady() || !js || !jsm || !nc)
         throw new VigilError('bus_disconnected', 'not connected to NATS', { status: 503, retryable: true });
-      return { js, jsm };
+      return { js, jsm, nc };
     },
     maxPayload: () => maxPayload,
     lastError: () => lastError,

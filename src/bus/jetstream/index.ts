@@ -25,6 +25,7 @@ import {
   checkConsumerName,
   createJetStreamLog,
   type LogConsumer,
+  type SourceLag,
   type StreamPosition,
 } from './log.ts';
 
@@ -51,8 +52,10 @@ export {
   type LogConsumer,
   type LogEntry,
   type LogMessage,
+  type LogSource,
   type LogSpec,
   type PublishOptions,
+  type SourceLag,
   type StreamPosition,
 } from './log.ts';
 
@@ -115,6 +118,17 @@ export interface JetStreamBusStats {
   longestPublishMs: number;
 }
 
+/**
+ * The site of a two-site deployment this bus belongs to. Events received here go to
+ * `<subject_prefix>.<site>.<tenant>`, and the stream sources the peer's stream of the same name from the
+ * peer's JetStream domain (named like the peer site), only the subjects the peer received itself: each event
+ * is stored once on each site, and nothing comes back to where it came from.
+ */
+export interface BusSite {
+  name: string;
+  peer?: string;
+}
+
 /** The Bus over NATS JetStream, with a local spool for when the cluster cannot take a publish. */
 export interface JetStreamBus extends Bus, EventStream {
   /** Resolves once connected and the stream exists (tests and the admin API; publish does not need it). */
@@ -125,6 +139,8 @@ export interface JetStreamBus extends Bus, EventStream {
    * `createJetStreamLog`, with the same replica count.
    */
   readonly connection: JetStreamConnection;
+  /** How far the events stream is behind each stream it sources (the peer site's); none on one site. */
+  replication(): Promise<SourceLag[]>;
 }
 
 interface ConsumerSlot {
@@ -142,7 +158,7 @@ interface ConsumerSlot {
  */
 export function createJetStreamBus(
   config: JetStreamBusConfig,
-  deps: { dataDir: string; metrics: Registry; logger: Logger },
+  deps: { dataDir: string; metrics: Registry; logger: Logger; site?: BusSite },
 ): JetStreamBus {
   const log = deps.logger;
   const spool = createSpool(config.spool, {
@@ -161,11 +177,20 @@ export function createJetStreamBus(
     },
     log,
   );
+  const subjectPrefix = deps.site ? `${config.subject_prefix}.${deps.site.name}` : config.subject_prefix;
+  const peer = deps.site?.peer;
   const events = createJetStreamLog(
     conn,
     {
       name: config.stream,
-      subjects: [`${config.subject_prefix}.>`],
+      subjects: [`${subjectPrefix}.>`],
+      ...(deps.site
+        ? {
+            sources: peer
+              ? [{ name: config.stream, filterSubject: `${config.subject_prefix}.${peer}.>`, domain: peer }]
+              : [],
+          }
+        : {}),
       maxAgeMs: config.max_age_seconds * 1000,
       maxBytes: config.max_bytes,
       duplicateWindowMs: config.duplicate_window_ms,
@@ -346,7 +371,7 @@ export function createJetStreamBus(
         throw new OverloadError(`the intake queue is full (${inflight} events waiting for the event log)`, 1);
       }
       const batches = encodeBatches(batch, {
-        subjectPrefix: config.subject_prefix,
+        subjectPrefix,
         maxBytes: conn.maxPayload(),
         compress: config.compress,
       });
@@ -422,6 +447,11 @@ export function createJetStreamBus(
     async streamPosition() {
       if (!conn.ready()) throw disconnected();
       return events.streamPosition();
+    },
+
+    async replication() {
+      if (!conn.ready()) throw disconnected();
+      return events.sourceLags();
     },
 
     async consumerPosition(name) {

@@ -23,6 +23,8 @@ import {
   type JsMsg,
   RetentionPolicy,
   type StreamConfig,
+  type StreamSource,
+  type StreamSourceInfo,
   StorageType,
 } from '@nats-io/jetstream';
 import { headers as natsHeaders, nanos } from '@nats-io/transport-node';
@@ -46,6 +48,33 @@ export interface LogSpec {
   duplicateWindowMs: number;
   /** Copies; default the connection's replica count. */
   replicas?: number;
+  /**
+   * Streams this one sources (JetStream copies their messages in, with their subjects and headers): the
+   * second site's stream of the same name in the peer's JetStream domain, reached over a leafnode.
+   */
+  sources?: LogSource[];
+}
+
+/** A stream sourced into a log's stream. */
+export interface LogSource {
+  /** The origin stream's name. */
+  name: string;
+  /** Only messages of this subject (a site sources only what the peer received itself: no loop). */
+  filterSubject?: string;
+  /** The origin's JetStream domain (`jetstream { domain }` of its servers); its API is `$JS.<domain>.API`. */
+  domain?: string;
+}
+
+/** How far a sourced stream is behind its origin, as the server reports it. */
+export interface SourceLag {
+  name: string;
+  domain?: string;
+  /** Messages of the origin not yet copied here. */
+  lag: number;
+  /** Milliseconds since the source last made progress or heard from its origin; undefined: never. */
+  activeAgoMs?: number;
+  /** The last message copied from this source (its sequence and when this stream stored it); none yet: undefined. */
+  lastReceived?: { seq: number; time: number };
 }
 
 /** How values are written into message bodies and read back. */
@@ -171,6 +200,8 @@ export interface JetStreamLog<T> {
   /** Starts a consumer; it waits for the connection and the stream, and retries until stopped. */
   consume(name: string, handler: (batch: LogEntry<T>[]) => Promise<void>, opts: ConsumeOptions): LogConsumer;
   streamPosition(): Promise<StreamPosition>;
+  /** Lag of each source of the stream (none without `spec.sources`). */
+  sourceLags(): Promise<SourceLag[]>;
   /** A durable consumer's position; undefined when it does not exist. */
   consumerPosition(name: string): Promise<ConsumerPosition | undefined>;
   /** Deletes a durable consumer (so that it is made again from a chosen sequence); absent is fine. */
@@ -238,8 +269,21 @@ export function createJetStreamLog<T>(
       max_bytes: spec.maxBytes ?? -1,
       duplicate_window: nanos(spec.duplicateWindowMs),
       discard: DiscardPolicy.Old,
+      ...(spec.sources?.length ? { sources: spec.sources.map(sourceConfig) } : {}),
     };
   }
+
+  function sourceConfig(src: LogSource): StreamSource {
+    return {
+      name: src.name,
+      ...(src.filterSubject ? { filter_subject: src.filterSubject } : {}),
+      ...(src.domain ? { external: { api: `$JS.${src.domain}.API`, deliver: '' } } : {}),
+    } as StreamSource;
+  }
+
+  /** A comparable form of a stream's sources (the server adds fields of its own). */
+  const sourcesKey = (list: StreamSource[] | undefined) =>
+    JSON.stringify((list ?? []).map((x) => [x.name, x.filter_subject ?? '', x.external?.api ?? '']).sort());
 
   async function ensureOnce(): Promise<void> {
     const { jsm } = conn.clients();
@@ -251,7 +295,8 @@ export function createJetStreamLog<T>(
         c.max_age !== want.max_age ||
         c.max_bytes !== want.max_bytes ||
         c.duplicate_window !== want.duplicate_window ||
-        !want.subjects.every((s) => c.subjects?.includes(s));
+        !want.subjects.every((s) => c.subjects?.includes(s)) ||
+        (spec.sources !== undefined && sourcesKey(c.sources) !== sourcesKey(want.sources));
       if (differs) {
         await jsm.streams.update(spec.name, {
           ...c,
@@ -595,6 +640,35 @@ export function createJetStreamLog<T>(
         lastSeq: info.state.last_seq,
         messages: info.state.messages,
       };
+    },
+
+    async sourceLags() {
+      const info = await conn.clients().jsm.streams.info(spec.name);
+      // The server reports each source's `external` (seen on 2.9.10); the client's type leaves it out.
+      const sources = (info.sources ?? []) as (StreamSourceInfo & { external?: { api?: string } })[];
+      const lags: SourceLag[] = [];
+      for (const src of sources) {
+        const domain = src.external?.api?.replace(/^\$JS\.(.*)\.API$/, '$1');
+        const filter = spec.sources?.find((x) => x.name === src.name && x.domain === domain)?.filterSubject;
+        // The last message of the source's subjects (2.9 takes a wildcard in last_by_subj).
+        const last = filter
+          ? await conn
+              .clients()
+              .jsm.streams.getMessage(spec.name, { last_by_subj: filter })
+              .catch((err) => {
+                if (isApiError(err, JetStreamApiCodes.NoMessageFound)) return null;
+                throw err;
+              })
+          : null;
+        lags.push({
+          name: src.name,
+          ...(domain ? { domain } : {}),
+          lag: src.lag,
+          ...(src.active >= 0 ? { activeAgoMs: Math.round(src.active / 1e6) } : {}),
+          ...(last ? { lastReceived: { seq: last.seq, time: last.time.getTime() } } : {}),
+        });
+      }
+      return lags;
     },
 
     async consumerPosition(name) {

@@ -27,3 +27,10 @@ test('record streams are named after the event stream, with subjects outside its
     assert.ok(!names.alerts.subject.startsWith(`${c.config.subject_prefix}.`), 'alerts outside the events prefix');
   }
 });
+
+test("a site of a two-site deployment gets record subjects of its own, apart from the peer's", () => {
+  const a = streamNames({ stream: 'VIGIL_EVENTS', subject_prefix: 'vigil.events' }, 'a');
+  const b = streamNames({ stream: 'VIGIL_EVENTS', subject_prefix: 'vigil.events' }, 'b');
+  assert.deepEqual(a.alerts, { name: 'VIGIL_ALERTS', subject: 'vigil.alerts.a' });
+  assert.deepEqual(b.matches, { name: 'VIGIL_MATCHES', subject: 'vigil.matches.b' });
+});

@@ -12,7 +12,15 @@ export interface StreamName {
  * and subjects outside the events stream's `<prefix>.>` either way (`vigil.events` -> `vigil.alerts`,
  * `x` -> `x_alerts`).
  */
-export function streamNames(config: Pick<JetStreamBusConfig, 'stream' | 'subject_prefix'>): {
+export function streamNames(
+  config: Pick<JetStreamBusConfig, 'stream' | 'subject_prefix'>,
+  /**
+   * The site of a two-site deployment: its record subjects get `.<site>` (`vigil.alerts.a`), since the sites'
+   * NATS servers share subject interest over the leafnode and a stream of the peer on the same subject would
+   * store this site's records too (and route its matches to the peer's correlation).
+   */
+  site?: string,
+): {
   alerts: StreamName;
   matches: StreamName;
 } {
@@ -20,7 +28,7 @@ export function streamNames(config: Pick<JetStreamBusConfig, 'stream' | 'subject
   const prefix = config.subject_prefix;
   const named = (kind: string): StreamName => ({
     name: `${base}_${kind.toUpperCase()}`,
-    subject: prefix.endsWith('.events') ? `${prefix.slice(0, -7)}.${kind}` : `${prefix}_${kind}`,
+    subject: `${prefix.endsWith('.events') ? `${prefix.slice(0, -7)}.${kind}` : `${prefix}_${kind}`}${site ? `.${site}` : ''}`,
   });
   return { alerts: named('alerts'), matches: named('matches') };
 }

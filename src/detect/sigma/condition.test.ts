@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { bindCondition, type EvalCtx } from './compile.ts';
-import { ConditionError, parseCondition } from './condition.ts';
+import { ConditionError, MAX_CONDITION_DEPTH, parseCondition } from './condition.ts';
 
 const IDS = ['sel', 'sel_a', 'sel_b', 'filter', 'filter_x', 'keywords', '_hidden'];
 
@@ -75,6 +75,36 @@ describe('condition: errors', () => {
       assert.throws(
         () => parseCondition(c.cond, IDS),
         (err: unknown) => err instanceof ConditionError && err.legacy === c.legacy && c.message.test(err.message),
+      );
+    });
+  }
+});
+
+describe('condition: nesting is bounded by MAX_CONDITION_DEPTH, so no condition overflows the stack', () => {
+  const cases: { name: string; cond: string; ok: boolean }[] = [
+    { name: '64 parentheses', cond: `${'('.repeat(64)}sel${')'.repeat(64)}`, ok: true },
+    { name: '64 nots', cond: `${'not '.repeat(64)}sel`, ok: true },
+    { name: '32 nots each in parentheses', cond: `${'not ('.repeat(32)}sel${')'.repeat(32)}`, ok: true },
+    { name: '65 parentheses', cond: `${'('.repeat(65)}sel${')'.repeat(65)}`, ok: false },
+    { name: '65 nots', cond: `${'not '.repeat(65)}sel`, ok: false },
+    { name: '3,000 parentheses', cond: `${'('.repeat(3000)}sel${')'.repeat(3000)}`, ok: false },
+    { name: '5,000 nots', cond: `${'not '.repeat(5000)}sel`, ok: false },
+    { name: '100,000 unclosed parentheses', cond: `${'('.repeat(100_000)}sel`, ok: false },
+    // Depth counts open levels, not their total: many siblings stay fine.
+    { name: '1,000 sibling groups', cond: Array(1000).fill('(sel)').join(' or '), ok: true },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: ${c.ok ? 'parsed' : 'refused naming max_condition_depth'}`, () => {
+      if (c.ok) {
+        assert.ok(parseCondition(c.cond, IDS));
+        return;
+      }
+      assert.throws(
+        () => parseCondition(c.cond, IDS),
+        (err: unknown) =>
+          err instanceof ConditionError &&
+          err.limit === 'max_condition_depth' &&
+          err.message.includes(`more than ${MAX_CONDITION_DEPTH} levels deep (limit max_condition_depth)`),
       );
     });
   }

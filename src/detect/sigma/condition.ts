@@ -12,13 +12,24 @@ export type CondNode =
   | { t: 'not'; item: CondNode }
   | { t: 'of'; count: number | 'all'; pattern: string; names: string[] };
 
+/**
+ * The deepest nesting of parentheses and `not`s a condition may have. The parser and every walk of the tree
+ * recurse once per level, so a condition of 3,000 `(` or 5,000 `not`s overflowed the stack (a 500 on the
+ * rules API, a node that would not start). The SigmaHQ corpus (2026-12) nests at most 4 levels; 64 is the
+ * YAML `max_depth` of SigmaLoadLimits.
+ */
+export const MAX_CONDITION_DEPTH = 64;
+
 /** A condition that cannot be parsed; `legacy` marks v1 aggregation syntax (`| count() by`, `| near`). */
 export class ConditionError extends Error {
   readonly legacy: boolean;
-  constructor(message: string, legacy = false) {
+  /** Set when the condition passes a bound rather than being malformed. */
+  readonly limit?: 'max_condition_depth';
+  constructor(message: string, legacy = false, limit?: 'max_condition_depth') {
     super(message);
     this.name = 'ConditionError';
     this.legacy = legacy;
+    this.limit = limit;
   }
 }
 
@@ -64,6 +75,16 @@ export function parseCondition(text: string, identifiers: readonly string[]): Co
   }
   const known = new Set(identifiers);
   let i = 0;
+  let depth = 0;
+  const deeper = (): void => {
+    if (++depth > MAX_CONDITION_DEPTH) {
+      throw new ConditionError(
+        `the condition nests parentheses and 'not' more than ${MAX_CONDITION_DEPTH} levels deep (limit max_condition_depth)`,
+        false,
+        'max_condition_depth',
+      );
+    }
+  };
   const peek = (): string | undefined => tokens[i];
   const lower = (t: string | undefined): string | undefined => t?.toLowerCase();
 
@@ -86,7 +107,10 @@ export function parseCondition(text: string, identifiers: readonly string[]): Co
   const parseNot = (): CondNode => {
     if (lower(peek()) === 'not') {
       i++;
-      return { t: 'not', item: parseNot() };
+      deeper();
+      const item = parseNot();
+      depth--;
+      return { t: 'not', item };
     }
     return parsePrimary();
   };
@@ -95,9 +119,11 @@ export function parseCondition(text: string, identifiers: readonly string[]): Co
     if (tok === undefined) throw new ConditionError('the condition ends unexpectedly');
     if (tok === '(') {
       i++;
+      deeper();
       const inner = parseOr();
       if (peek() !== ')') throw new ConditionError(`expected ')' but found '${peek() ?? 'the end'}'`);
       i++;
+      depth--;
       return inner;
     }
     if (tok === ')') throw new ConditionError(`unexpected ')'`);

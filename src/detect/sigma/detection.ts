@@ -5,6 +5,7 @@
  */
 import { compileCidr } from './cidr.ts';
 import { type CondNode, ConditionError, parseCondition } from './condition.ts';
+import type { RejectedRule } from './types.ts';
 import { compileRegex, type RegexTest } from './regex.ts';
 import {
   ANY,
@@ -41,10 +42,13 @@ export type DocPath = (string | number)[];
 /** A rule that cannot be used, with the place in the document that is at fault. */
 export class RuleError extends Error {
   readonly path?: DocPath;
-  constructor(message: string, path?: DocPath) {
+  /** The bound the rule passed, when that is why it is refused. */
+  readonly limit?: RejectedRule['limit'];
+  constructor(message: string, path?: DocPath, limit?: RejectedRule['limit']) {
     super(message);
     this.name = 'RuleError';
     this.path = path;
+    this.limit = limit;
   }
 }
 
@@ -638,7 +642,7 @@ export function parseDetection(detection: unknown, pathPrefix: DocPath, placehol
     } catch (err) {
       if (err instanceof ConditionError) {
         const where = Array.isArray(cond) ? [...pathPrefix, 'condition', i] : [...pathPrefix, 'condition'];
-        throw new RuleError(`${err.legacy ? 'unsupported' : 'invalid'} condition: ${err.message}`, where);
+        throw new RuleError(`${err.legacy ? 'unsupported' : 'invalid'} condition: ${err.message}`, where, err.limit);
       }
       throw err;
     }

@@ -237,16 +237,20 @@ class Engine implements SigmaEngine {
     this.prefilter = opts.prefilter ?? true;
     const filters = opts.filters ?? [];
     for (const rule of opts.rules) {
+      let eventIds: Set<string> | undefined;
+      let positives: Set<string>;
       try {
         this.checkPlaceholders(rule);
+        eventIds = requiredValues(rule.detection, 'EventID');
+        positives = positiveIdentifiers(rule.detection.condition);
       } catch (err) {
-        if (!(err instanceof RuleError)) throw err;
         this.rejected.push({
           file: rule.file,
           line: rule.line,
           ruleId: rule.id,
           title: rule.title,
-          reason: err.message,
+          reason: err instanceof RuleError ? err.message : `the rule could not be compiled: ${(err as Error).message}`,
+          ...(err instanceof RuleError ? {} : { unexpected: true }),
         });
         continue;
       }
@@ -254,9 +258,9 @@ class Engine implements SigmaEngine {
       const ref = ruleRef(rule);
       this.refIndex.set(ref, this.refs.length);
       this.refs.push(ref);
-      this.eventIds.push(requiredValues(rule.detection, 'EventID'));
+      this.eventIds.push(eventIds);
       this.filtersOf.push(filters.filter((f) => filterApplies(f, rule)));
-      this.positives.push(positiveIdentifiers(rule.detection.condition));
+      this.positives.push(positives);
     }
   }
 
@@ -325,14 +329,15 @@ class Engine implements SigmaEngine {
       this.ctx.ensure(this.table.size, this.rules.length, this.slots);
       return { index, slot, ref: this.refs[index], pred, explain, needles };
     } catch (err) {
-      if (!(err instanceof RuleError)) throw err;
+      // Any failure, expected or not, costs this rule only.
       if (!this.rejected.some((r) => r.ruleId === rule.id && r.file === rule.file)) {
         this.rejected.push({
           file: rule.file,
           line: rule.line,
           ruleId: rule.id,
           title: rule.title,
-          reason: err.message,
+          reason: err instanceof RuleError ? err.message : `the rule could not be compiled: ${(err as Error).message}`,
+          ...(err instanceof RuleError ? {} : { unexpected: true }),
         });
       }
       return undefined;

@@ -72,7 +72,7 @@ export const REQUEST_LIMITS: SigmaLoadLimits = Object.freeze({
 
 /** A document that passes a bound of SigmaLoadLimits: the whole file or text is rejected. */
 class LimitError extends RuleError {
-  readonly limit: keyof SigmaLoadLimits;
+  override readonly limit: keyof SigmaLoadLimits;
   constructor(limit: keyof SigmaLoadLimits, message: string) {
     super(`${message} (limit ${limit})`);
     this.limit = limit;
@@ -130,7 +130,18 @@ export function loadSigmaRules(paths: string | readonly string[], opts: LoadOpti
       result.rejected.push({ file, reason: `cannot read the file: ${(err as Error).message}` });
       continue;
     }
-    const one = loadSigmaText(text, file, opts);
+    let one: SigmaLoadResult;
+    try {
+      one = loadSigmaText(text, file, opts);
+    } catch (err) {
+      // A defect of ours must cost one file, never the whole rule set (a node that cannot start).
+      result.rejected.push({
+        file,
+        reason: `the file could not be loaded: ${(err as Error).message}`,
+        unexpected: true,
+      });
+      continue;
+    }
     result.rules.push(...one.rules);
     result.filters.push(...one.filters);
     result.correlations.push(...one.correlations);
@@ -453,9 +464,21 @@ export function loadSigmaText(source: string, file: string, opts: LoadOptions = 
       };
       result.rules.push(rule);
     } catch (err) {
-      if (!(err instanceof RuleError)) throw err;
+      if (!(err instanceof RuleError)) {
+        // A defect of ours must cost one document, never the whole rule set (a node that cannot start).
+        result.rejected.push({
+          file,
+          line: docStart?.line,
+          ruleId,
+          title,
+          reason: `the document could not be loaded: ${(err as Error).message}`,
+          unexpected: true,
+        });
+        continue;
+      }
       const pos = where(err.path);
       const rejected: RejectedRule = { file, ...pos, ruleId, title, reason: err.message };
+      if (err.limit) Object.assign(rejected, { limit: err.limit });
       result.rejected.push(rejected);
     }
   }

@@ -46,6 +46,29 @@ describe('rules check', () => {
     assert.match(text, /aws\/cloudtrail\/\*/);
   });
 
+  it('a condition nested thousands deep is one rejected file, not a crash', () => {
+    const deep = mkdtempSync(join(tmpdir(), 'vigil-rules-check-deep-'));
+    try {
+      const write = (name: string, cond: string) =>
+        writeFileSync(
+          join(deep, name),
+          `title: ${name}\nlogsource: { product: windows }\ndetection:\n    sel: { EventID: 1 }\n    condition: ${cond}\n`,
+        );
+      write('parens.yml', `${'('.repeat(3000)}sel${')'.repeat(3000)}`);
+      write('not.yml', `${'not '.repeat(5000)}sel`);
+      write('ok.yml', 'sel');
+      const report = checkRules(deep);
+      assert.equal(report.loaded, 1);
+      assert.deepEqual(report.rejected.map((r) => [r.file.split('/').pop(), r.limit]).sort(), [
+        ['not.yml', 'max_condition_depth'],
+        ['parens.yml', 'max_condition_depth'],
+      ]);
+      assert.match(formatRulesCheck(report), /more than 64 levels deep \(limit max_condition_depth\)/);
+    } finally {
+      rmSync(deep, { recursive: true, force: true });
+    }
+  });
+
   it('reasonKind drops names and positions', () => {
     assert.equal(reasonKind("unknown modifier 'x'"), 'unknown modifier …');
     assert.equal(reasonKind('placeholder %abc% has no configured values'), 'placeholder %…% has no configured values');

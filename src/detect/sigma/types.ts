@@ -58,8 +58,13 @@ export interface RejectedRule {
   readonly ruleId?: string;
   readonly title?: string;
   readonly reason: string;
-  /** The bound of `SigmaLoadLimits` that the file or text passed, when that is the reason. */
-  readonly limit?: 'max_bytes' | 'max_nodes' | 'max_depth' | 'max_aliases';
+  /**
+   * The bound of `SigmaLoadLimits` (or the condition's `max_condition_depth`) that the file or text passed, when
+   * that is the reason.
+   */
+  readonly limit?: 'max_bytes' | 'max_nodes' | 'max_depth' | 'max_aliases' | 'max_condition_depth';
+  /** Set when loading or compiling the document failed unexpectedly: it is skipped, never fatal. */
+  readonly unexpected?: boolean;
 }
 
 /** Everything found under the loaded paths. */

@@ -2,7 +2,7 @@ import type { Registry } from 'prom-client';
 import type { Component } from '../../lib/component.ts';
 import { InputError, OverloadError, VigilError } from '../../lib/errors.ts';
 import type { Logsource, NormalizedEvent } from '../../lib/event.ts';
-import { type createNormalizer, splitJson } from '../../parse/index.ts';
+import { type createNormalizer, notAnEvent, splitJsonYielding } from '../../parse/index.ts';
 import { intakeMetrics, type RejectReason } from '../metrics.ts';
 import type { HttpIntakeConfig } from './config.ts';
 import type { IdempotencyKeys } from './idempotency.ts';
@@ -15,6 +15,13 @@ export interface IngestResult {
   /** Rejected elements past those listed (absent when none): the answer stays small whatever the body. */
   rejected_omitted?: number;
 }
+
+/**
+ * Elements normalized between two turns of the event loop. 100,000 events of 570 B took 1.3-2.5 s in one
+ * synchronous loop, stalling every other request (health probes included) that long; a slice of 1,000 takes
+ * about 10-25 ms.
+ */
+const ELEMENTS_PER_TURN = 1000;
 
 /** Rejected elements listed in an answer; a body of a million bad lines answers with a count, not a list. */
 export const MAX_REJECTION_DETAILS = 1000;
@@ -83,7 +90,7 @@ export function createHttpIntake(
         m.rejected.inc({ source: SOURCE, reason });
       };
       // One element past the limit is enough to refuse the request: the rest of the body is never split.
-      const elements = splitJson(req.body, config.max_events_per_request + 1);
+      const elements = await splitJsonYielding(req.body, config.max_events_per_request + 1);
       if (elements.length > config.max_events_per_request) {
         m.rejected.inc({ source: SOURCE, reason: 'too_many_events' });
         throw new VigilError(
@@ -94,6 +101,7 @@ export function createHttpIntake(
       }
       let index = 0;
       for (const element of elements) {
+        if (index > 0 && index % ELEMENTS_PER_TURN === 0) await new Promise<void>((resolve) => setImmediate(resolve));
         index++;
         m.received.inc({ source: SOURCE });
         if ('error' in element) {
@@ -102,6 +110,12 @@ export function createHttpIntake(
         }
         if (Buffer.byteLength(element.raw) > config.max_event_bytes) {
           refuse(element.line, 'oversize', `event is larger than ${config.max_event_bytes} bytes`);
+          continue;
+        }
+        // Checked here, not by the normalizer's throw: 95,000 lines `1` took 2.5 s of thrown errors.
+        const problem = notAnEvent(element.value);
+        if (problem !== undefined) {
+          refuse(element.line, 'invalid_event', problem);
           continue;
         }
         try {
