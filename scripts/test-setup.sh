@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs before `npm test`: installs the Debian packages the tests start for real (etcd, nats-server,
-# chromium; unzip and openssl for fixtures) when they are missing, and builds the web console.
+# chromium, promtool; unzip and openssl for fixtures) when they are missing, and builds the web console.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -15,6 +15,8 @@ command -v patroni >/dev/null || missing+=(patroni)
 command -v haproxy >/dev/null || missing+=(haproxy)
 # iproute2 (`ip netns`) for the network partition fault (test/harness/netns.ts).
 command -v ip >/dev/null || missing+=(iproute2)
+# promtool checks and unit-tests the Prometheus alert rules of packaging/prometheus/.
+command -v promtool >/dev/null || missing+=(prometheus)
 # rsyslog and its RELP output (omrelp) as real syslog senders (test/harness/rsyslog.ts).
 command -v rsyslogd >/dev/null || missing+=(rsyslog)
 ls /usr/lib/*/rsyslog/omrelp.so /usr/lib/rsyslog/omrelp.so >/dev/null 2>&1 || missing+=(rsyslog-relp)

@@ -16,6 +16,7 @@ Commands:
   start            run a Vigil node (all roles by default)
   search <query>   search events on a running node
   rules check DIR  load Sigma rules and report every rejected one
+  rules import DIR import a rule corpus (SigmaHQ, ...) into the data folder; report what loaded and why not
   sigma scan ...   run Sigma rules over event files, without a server
   dev-cluster ...  a cluster on this machine: up, status, kill, restart, down
   backup ...      create, list, verify and restore backups
@@ -51,8 +52,8 @@ const COMMANDS: Record<string, Command> = {
   },
   rules: {
     usage: RULES_USAGE,
-    options: { json: { type: 'boolean' } },
-    run: (p, v) => rulesCommand(p, v as { json?: boolean }),
+    options: { json: { type: 'boolean' }, 'data-dir': { type: 'string' } },
+    run: (p, v) => rulesCommand(p, v as { json?: boolean; 'data-dir'?: string }),
   },
   sigma: {
     usage: SIGMA_USAGE,

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { intakeMetrics, type RejectReason } from '../intake/metrics.ts';
@@ -9,6 +10,7 @@ import type { Logger } from '../lib/logger.ts';
 import { counter, gauge, histogram } from '../lib/metrics.ts';
 import type { Authenticator, Principal } from '../users/index.ts';
 import { type HttpConfig, splitAddr } from './config.ts';
+import { VERSION } from '../lib/version.ts';
 import { isConsolePath } from './routes/console.ts';
 
 declare module 'fastify' {
@@ -25,6 +27,8 @@ export interface ApiServer extends Component {
   /** The address actually bound (the port is real even when configured as 0). */
   address(): { host: string; port: number };
   readonly app: FastifyInstance;
+  /** Every route mounted (method and URL), as Fastify registered them: the OpenAPI test compares. */
+  routes(): { method: string; url: string }[];
 }
 
 /** Fastify's body refusals, as intake rejection reasons. */
@@ -36,8 +40,11 @@ const INGEST_REFUSALS: Record<string, RejectReason> = {
 /** Why a connection was cut before its request was answered (`vigil_http_requests_cut_total{reason}`). */
 export type CutReason = 'header_timeout' | 'body_timeout' | 'idle_timeout' | 'header_too_large' | 'malformed';
 
+/** The API document (OpenAPI 3), made by @fastify/swagger from the schemas routes declare (schemas.ts). */
+export const OPENAPI_PATH = '/api/v1/openapi.json';
+
 /** Paths served without a token. */
-const OPEN_PATHS = new Set(['/health/live', '/health/ready', '/api/v1/auth/login']);
+const OPEN_PATHS = new Set(['/health/live', '/health/ready', '/api/v1/auth/login', OPENAPI_PATH]);
 
 const LOGIN_PATH = '/api/v1/auth/login';
 const INGEST_PATH = '/api/v1/ingest';
@@ -352,7 +359,34 @@ export function createApiServer(
       .send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
   });
 
-  for (const group of deps.routes) group(app);
+  // Bodies are text (above) that routes parse with their own error codes, and query and path parameters are
+  // strings the routes parse likewise: the declared schemas document them (schemas.ts) and answers go out as
+  // routes build them, never filtered by a response schema.
+  app.setValidatorCompiler(() => () => true);
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  const mounted: { method: string; url: string }[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) if (method !== 'HEAD') mounted.push({ method, url: r.url });
+  });
+  app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Vigil API',
+        version: VERSION,
+        description: 'Vigil, a SIEM: ingest, search, detection, incidents.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  // Routes are mounted once the swagger plugin is loaded, so that it sees every one of them.
+  app.register(async (scope) => {
+    scope.get(OPENAPI_PATH, { schema: { tags: ['meta'], summary: 'This document (OpenAPI 3)', security: [] } }, () =>
+      scope.swagger(),
+    );
+    for (const group of deps.routes) group(scope);
+  });
 
   return {
     name: 'api',
@@ -391,6 +425,7 @@ export function createApiServer(
       return listening ? { ok: true } : { ok: false, detail: 'not listening' };
     },
     address: () => bound,
+    routes: () => mounted,
   };
 }
 

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { registerDiskMetrics } from '../lib/disk-metrics.ts';
 import { adminRoutes } from '../api/routes/admin.ts';
 import { drRoutes } from '../api/routes/dr.ts';
 import { alertRoutes } from '../api/routes/alerts.ts';
@@ -588,6 +589,7 @@ export interface App {
 export function createApp(config: Readonly<VigilConfig>, logger: Logger): App {
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics, prefix: 'vigil_process_' });
+  registerDiskMetrics(metrics, config.data_dir);
   let token: string | undefined;
   const adminToken = () => {
     if (token !== undefined) return token;

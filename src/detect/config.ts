@@ -7,6 +7,8 @@ export const detectConfigSchema = z
     enabled: z.boolean().default(true),
     /** Folders (or files) of Sigma rules loaded at start, read-only; rules added by the API live in <data_dir>/rules. */
     rules_dirs: z.array(z.string().min(1)).default([]),
+    /** Load the team's starter rules (src/detect/starter/) before rules_dirs. */
+    starter_rules: z.boolean().default(true),
     /** Values of %placeholders% for the `expand` modifier: name -> list of values. */
     placeholders: z.record(z.string(), z.array(z.string())).default({}),
     /** Correlation matches kept in memory across all windows, per tenant, before the oldest groups are evicted. */

@@ -33,7 +33,7 @@ test('a large batch is evaluated in slices: the event loop runs between them, an
   writeFileSync(join(rules, 'failed-logon.yml'), plantedRules('d').files['failed-logon.yml']);
   const saved: Alert[] = [];
   const alerts = memoryAlertStore(saved);
-  const detector = createDetector(detectConfigSchema.parse({ rules_dirs: [rules] }), {
+  const detector = createDetector(detectConfigSchema.parse({ rules_dirs: [rules], starter_rules: false }), {
     dataDir: join(root, 'data'),
     alerts,
     metrics: new Registry(),

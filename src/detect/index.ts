@@ -10,6 +10,7 @@ import type { PartitionedCorrelation } from './cluster/correlator.ts';
 import type { CorrelationEngine, SigmaMatch as CorrelationMatch } from './correlation/index.ts';
 import { evaluateEvents } from './evaluate.ts';
 import { type CompiledRuleSet, RuleRepository } from './rule-set.ts';
+import { STARTER_RULES_DIR } from './starter/index.ts';
 
 /** Events evaluated between two yields to the event loop. */
 const EVALUATE_SLICE = 500;
@@ -18,6 +19,7 @@ export { type Alert, type AlertStore, createAlertStore } from './alerts/index.ts
 export { SEVERITIES, type Severity, severityRank, toSeverity } from './alerts/severity.ts';
 export { type DetectConfig, detectConfigSchema } from './config.ts';
 export { evaluateEvents, ruleAlert } from './evaluate.ts';
+export { STARTER_RULES_DIR } from './starter/index.ts';
 export {
   type CompiledRuleSet,
   compileRuleFolders,
@@ -51,7 +53,8 @@ export function createDetector(
     correlation?: PartitionedCorrelation;
   },
 ): Detector {
-  const repository = new RuleRepository(deps.dataDir, config.rules_dirs, config.placeholders);
+  const folders = config.starter_rules ? [STARTER_RULES_DIR, ...config.rules_dirs] : config.rules_dirs;
+  const repository = new RuleRepository(deps.dataDir, folders, config.placeholders);
   let current: CompiledRuleSet | undefined;
   /** Correlation state per tenant, so one tenant's events never complete another's window. */
   let correlators = new Map<string, CorrelationEngine>();
@@ -109,7 +112,14 @@ export function createDetector(
       }
     }
     deps.logger.info(
-      { version: set.version, rules: count('rule'), correlations: count('correlation'), rejected: set.rejected.length },
+      {
+        version: set.version,
+        rules: count('rule'),
+        correlations: count('correlation'),
+        // The team's starter rules among them (detect.starter_rules), so a new user sees that detection is on.
+        starter: set.rules.filter((r) => r.enabled && r.file.startsWith(STARTER_RULES_DIR)).length,
+        rejected: set.rejected.length,
+      },
       'The detection rule set is loaded.',
     );
   };

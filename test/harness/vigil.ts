@@ -92,6 +92,8 @@ export async function startVigil(opts: { env?: Record<string, string>; dataDir?:
         VIGIL_DATA_DIR: dataDir,
         VIGIL_ADMIN_TOKEN: token,
         VIGIL_LOG_LEVEL: 'warn',
+        // Tests count the alerts of the rules they plant; a test of the starter rules turns them back on.
+        VIGIL_DETECT__STARTER_RULES: 'false',
         ...opts.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -87,7 +87,7 @@ describe('tenants are isolated: rules, detection, audit, alert and key ids', () 
     incidents = createIncidentService(incidentsConfigSchema.parse({}), { db, metrics, logger: silentLogger, audit });
     // Alerts are kept in memory: the alert store is not what these tests are about.
     const alerts = memoryAlertStore(saved);
-    detector = createDetector(detectConfigSchema.parse({}), {
+    detector = createDetector(detectConfigSchema.parse({ starter_rules: false }), {
       dataDir: join(root, 'data'),
       alerts,
       metrics,

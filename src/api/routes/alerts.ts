@@ -1,6 +1,7 @@
 import { ALERT_STATUSES, type AlertStatus, type AlertStore } from '../../detect/alerts/index.ts';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import { parseIntParam } from '../params.ts';
+import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 
@@ -9,7 +10,7 @@ type Query = Record<string, string | undefined>;
 /** GET /api/v1/alerts (filters: from, to, rule, level, host, status, limit), GET/PATCH /api/v1/alerts/:id. */
 export function alertRoutes(deps: { alerts: AlertStore }): RouteGroup {
   return (app) => {
-    app.get<{ Querystring: Query }>('/api/v1/alerts', async (req) => {
+    app.get<{ Querystring: Query }>('/api/v1/alerts', routeDocs.alerts, async (req) => {
       const principal = principalOf(req);
       const q = req.query;
       const limit = q.limit === undefined ? 100 : parseIntParam(q.limit, 'limit', 1, 10000);
@@ -28,12 +29,12 @@ export function alertRoutes(deps: { alerts: AlertStore }): RouteGroup {
       });
       return { total: alerts.length, alerts };
     });
-    app.get<{ Params: { id: string } }>('/api/v1/alerts/:id', async (req) => {
+    app.get<{ Params: { id: string } }>('/api/v1/alerts/:id', routeDocs.alert, async (req) => {
       const alert = await deps.alerts.get(req.params.id, principalOf(req).tenants);
       if (!alert) throw new VigilError('not_found', `no alert ${req.params.id}`, { status: 404 });
       return alert;
     });
-    app.patch<{ Params: { id: string }; Body: unknown }>('/api/v1/alerts/:id', async (req) => {
+    app.patch<{ Params: { id: string }; Body: unknown }>('/api/v1/alerts/:id', routeDocs.alertPatch, async (req) => {
       const principal = principalOf(req);
       if (principal.role === 'viewer')
         throw new VigilError('forbidden', 'viewers cannot change alerts', { status: 403 });

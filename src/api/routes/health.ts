@@ -1,12 +1,13 @@
 import type { Registry } from 'prom-client';
 import type { Component } from '../../lib/component.ts';
+import { routeDocs } from '../schemas.ts';
 import type { RouteGroup } from '../server.ts';
 
 /** /health/live (the process answers), /health/ready (every component healthy) and /metrics. */
 export function healthRoutes(deps: { components: () => Component[]; metrics: Registry }): RouteGroup {
   return (app) => {
-    app.get('/health/live', async () => ({ status: 'live' }));
-    app.get('/health/ready', async (_req, reply) => {
+    app.get('/health/live', routeDocs.live, async () => ({ status: 'live' }));
+    app.get('/health/ready', routeDocs.ready, async (_req, reply) => {
       const checks: Record<string, { ok: boolean; detail?: string }> = {};
       let ready = true;
       for (const c of deps.components()) {
@@ -16,7 +17,7 @@ export function healthRoutes(deps: { components: () => Component[]; metrics: Reg
       }
       return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks });
     });
-    app.get('/metrics', async (_req, reply) => {
+    app.get('/metrics', routeDocs.metrics, async (_req, reply) => {
       reply.header('Content-Type', deps.metrics.contentType);
       return deps.metrics.metrics();
     });

@@ -3,6 +3,7 @@ import { compileRuleText } from '../../detect/rule-set.ts';
 import type { Placeholders } from '../../detect/sigma/index.ts';
 import { InputError, NotFoundError } from '../../lib/errors.ts';
 import { type EventStore, scanEvents } from '../../store/index.ts';
+import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 import { parseJsonBody } from './alerts.ts';
@@ -19,7 +20,7 @@ export function huntRoutes(deps: {
   placeholders: Placeholders;
 }): RouteGroup {
   return (app) => {
-    app.post<{ Body: unknown }>('/api/v1/hunt', async (req) => {
+    app.post<{ Body: unknown }>('/api/v1/hunt', routeDocs.hunt, async (req) => {
       const principal = principalOf(req);
       const body = parseJsonBody(req.body);
       const started = performance.now();

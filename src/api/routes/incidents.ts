@@ -11,6 +11,7 @@ import { InputError, VigilError } from '../../lib/errors.ts';
 import type { Notifier } from '../../notify/index.ts';
 import { requireRole, requireTenant } from '../../users/index.ts';
 import { parseIntParam } from '../params.ts';
+import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 import { parseJsonBody } from './alerts.ts';
@@ -64,7 +65,7 @@ function patchOf(body: Record<string, unknown>): IncidentPatch {
 export function incidentRoutes(deps: { incidents: IncidentService }): RouteGroup {
   const { incidents } = deps;
   return (app) => {
-    app.get<{ Querystring: Query }>('/api/v1/incidents', async (req) => {
+    app.get<{ Querystring: Query }>('/api/v1/incidents', routeDocs.incidents, async (req) => {
       const p = principalOf(req);
       const q = req.query;
       const sortRaw = q.sort ?? '-created_at';
@@ -94,7 +95,7 @@ export function incidentRoutes(deps: { incidents: IncidentService }): RouteGroup
       return { total: page.total, incidents: page.incidents, nextCursor: page.nextCursor };
     });
 
-    app.post<{ Body: unknown }>('/api/v1/incidents', async (req, reply) => {
+    app.post<{ Body: unknown }>('/api/v1/incidents', routeDocs.incidentCreate, async (req, reply) => {
       const p = principalOf(req);
       requireRole(p, 'analyst');
       const body = parseJsonBody(req.body);
@@ -139,19 +140,23 @@ export function incidentRoutes(deps: { incidents: IncidentService }): RouteGroup
       return { total: rejected.length, rejected };
     });
 
-    app.get<{ Params: { id: string } }>('/api/v1/incidents/:id', async (req) => {
+    app.get<{ Params: { id: string } }>('/api/v1/incidents/:id', routeDocs.incident, async (req) => {
       const incident = await incidents.get(req.params.id, principalOf(req).tenants);
       if (!incident) throw new VigilError('not_found', `no incident ${req.params.id}`, { status: 404 });
       return incident;
     });
 
-    app.patch<{ Params: { id: string }; Body: unknown }>('/api/v1/incidents/:id', async (req) => {
-      const p = principalOf(req);
-      requireRole(p, 'analyst');
-      const body = parseJsonBody(req.body);
-      onlyKeys(body, PATCH_KEYS);
-      return incidents.update(req.params.id, p.tenants, patchOf(body), p.name);
-    });
+    app.patch<{ Params: { id: string }; Body: unknown }>(
+      '/api/v1/incidents/:id',
+      routeDocs.incidentPatch,
+      async (req) => {
+        const p = principalOf(req);
+        requireRole(p, 'analyst');
+        const body = parseJsonBody(req.body);
+        onlyKeys(body, PATCH_KEYS);
+        return incidents.update(req.params.id, p.tenants, patchOf(body), p.name);
+      },
+    );
 
     app.post<{ Params: { id: string }; Body: unknown }>('/api/v1/incidents/:id/comments', async (req, reply) => {
       const p = principalOf(req);

@@ -3,13 +3,14 @@ import type { HttpIntake } from '../../intake/http/index.ts';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import type { Logsource } from '../../lib/event.ts';
 import { intakeMetrics } from '../../intake/metrics.ts';
+import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 
 /** POST /api/v1/ingest: NDJSON or a JSON array; answers after the events are committed. */
 export function ingestRoutes(deps: { intake: HttpIntake; metrics: Registry }): RouteGroup {
   const { rejected } = intakeMetrics(deps.metrics);
   return (app) => {
-    app.post<{ Querystring: Record<string, string | undefined> }>('/api/v1/ingest', async (req) => {
+    app.post<{ Querystring: Record<string, string | undefined> }>('/api/v1/ingest', routeDocs.ingest, async (req) => {
       const principal = principalOf(req);
       if (principal.role === 'viewer') {
         throw new VigilError('forbidden', 'viewers cannot ingest events', { status: 403 });

@@ -3,6 +3,7 @@ import type { CompiledRuleSet, Detector, RuleInfo } from '../../detect/index.ts'
 import { GlobalScopeError } from '../../detect/rule-set.ts';
 import { InputError, NotFoundError, VigilError } from '../../lib/errors.ts';
 import { type AuditLog, isGlobalAdmin, type Principal, seesTenant } from '../../users/index.ts';
+import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseJsonBody } from './alerts.ts';
 
@@ -81,17 +82,21 @@ export function ruleRoutes(deps: { detector: Detector; audit?: AuditLog }): Rout
       { parseAs: 'string' },
       (_req, body, done) => done(null, body),
     );
-    app.get('/api/v1/rules', async (req) => {
+    app.get('/api/v1/rules', routeDocs.rules, async (req) => {
       const set = detector.ruleSet();
       const { rules, rejected } = visibleRules(set, principalOf(req));
       return { version: set.version, total: rules.length, rules, rejected };
     });
-    app.get<{ Params: { id: string }; Querystring: Query }>('/api/v1/rules/:id', async (req, reply) => {
-      const info = find(principalOf(req), req.params.id, req.query);
-      reply.header('Content-Type', 'application/yaml');
-      return detector.repository.source(info.file);
-    });
-    app.post<{ Body: unknown; Querystring: Query }>('/api/v1/rules', async (req, reply) => {
+    app.get<{ Params: { id: string }; Querystring: Query }>(
+      '/api/v1/rules/:id',
+      routeDocs.ruleSource,
+      async (req, reply) => {
+        const info = find(principalOf(req), req.params.id, req.query);
+        reply.header('Content-Type', 'application/yaml');
+        return detector.repository.source(info.file);
+      },
+    );
+    app.post<{ Body: unknown; Querystring: Query }>('/api/v1/rules', routeDocs.ruleCreate, async (req, reply) => {
       const p = principalOf(req);
       mustEdit(p.role);
       const tenant = newScope(p, req.query);
@@ -103,50 +108,64 @@ export function ruleRoutes(deps: { detector: Detector; audit?: AuditLog }): Rout
         .ruleSet()
         .rules.find((r) => r.id === id && r.tenant !== tenant && (tenant === null || r.tenant === null));
       if (clash) {
-        throw new VigilError('conflict', `rule ${id} exists in ${clash.tenant ?? 'the global scope'}`, { status: 409 });
+        throw new VigilError('conflict', `rule ${id} exists in ${clash.tenant ?? 'the global scope'}`, {
+          status: 409,
+        });
       }
       const saved = detector.repository.save(yaml, { create: true, tenant });
       const set = detector.reload();
       await audit(req, 'rule.create', { id: saved.id, tenant }, { version: set.version });
       return reply.status(201).send({ ...saved, tenant, version: set.version });
     });
-    app.put<{ Params: { id: string }; Body: unknown; Querystring: Query }>('/api/v1/rules/:id', async (req) => {
-      const p = principalOf(req);
-      mustEdit(p.role);
-      const info = find(p, req.params.id, req.query);
-      mustChange(p, info);
-      const saved = detector.repository.save(String(req.body ?? ''), {
-        create: false,
-        expectedId: req.params.id,
-        tenant: info.tenant,
-      });
-      const version = detector.reload().version;
-      await audit(req, 'rule.update', info, { version });
-      return { ...saved, tenant: info.tenant, version };
-    });
-    app.delete<{ Params: { id: string }; Querystring: Query }>('/api/v1/rules/:id', async (req) => {
-      const p = principalOf(req);
-      mustEdit(p.role);
-      const info = find(p, req.params.id, req.query);
-      mustChange(p, info);
-      detector.repository.remove(req.params.id, info.tenant);
-      const version = detector.reload().version;
-      await audit(req, 'rule.delete', info, { version });
-      return { id: req.params.id, tenant: info.tenant, deleted: true, version };
-    });
-    app.patch<{ Params: { id: string }; Body: unknown; Querystring: Query }>('/api/v1/rules/:id', async (req) => {
-      const p = principalOf(req);
-      mustEdit(p.role);
-      const info = find(p, req.params.id, req.query);
-      mustChange(p, info);
-      const body = parseJsonBody(req.body);
-      if (typeof body.enabled !== 'boolean') {
-        throw new VigilError('bad_request', 'expected {"enabled": true|false}', { status: 400 });
-      }
-      detector.repository.setEnabled(req.params.id, body.enabled, info.tenant);
-      const version = detector.reload().version;
-      await audit(req, body.enabled ? 'rule.enable' : 'rule.disable', info, { version });
-      return { id: req.params.id, tenant: info.tenant, enabled: body.enabled, version };
-    });
+    app.put<{ Params: { id: string }; Body: unknown; Querystring: Query }>(
+      '/api/v1/rules/:id',
+      routeDocs.ruleReplace,
+      async (req) => {
+        const p = principalOf(req);
+        mustEdit(p.role);
+        const info = find(p, req.params.id, req.query);
+        mustChange(p, info);
+        const saved = detector.repository.save(String(req.body ?? ''), {
+          create: false,
+          expectedId: req.params.id,
+          tenant: info.tenant,
+        });
+        const version = detector.reload().version;
+        await audit(req, 'rule.update', info, { version });
+        return { ...saved, tenant: info.tenant, version };
+      },
+    );
+    app.delete<{ Params: { id: string }; Querystring: Query }>(
+      '/api/v1/rules/:id',
+      routeDocs.ruleDelete,
+      async (req) => {
+        const p = principalOf(req);
+        mustEdit(p.role);
+        const info = find(p, req.params.id, req.query);
+        mustChange(p, info);
+        detector.repository.remove(req.params.id, info.tenant);
+        const version = detector.reload().version;
+        await audit(req, 'rule.delete', info, { version });
+        return { id: req.params.id, tenant: info.tenant, deleted: true, version };
+      },
+    );
+    app.patch<{ Params: { id: string }; Body: unknown; Querystring: Query }>(
+      '/api/v1/rules/:id',
+      routeDocs.rulePatch,
+      async (req) => {
+        const p = principalOf(req);
+        mustEdit(p.role);
+        const info = find(p, req.params.id, req.query);
+        mustChange(p, info);
+        const body = parseJsonBody(req.body);
+        if (typeof body.enabled !== 'boolean') {
+          throw new VigilError('bad_request', 'expected {"enabled": true|false}', { status: 400 });
+        }
+        detector.repository.setEnabled(req.params.id, body.enabled, info.tenant);
+        const version = detector.reload().version;
+        await audit(req, body.enabled ? 'rule.enable' : 'rule.disable', info, { version });
+        return { id: req.params.id, tenant: info.tenant, enabled: body.enabled, version };
+      },
+    );
   };
 }

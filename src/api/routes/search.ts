@@ -4,6 +4,7 @@ import { counter, histogram } from '../../lib/metrics.ts';
 import { compileQuery } from '../../query/index.ts';
 import { type EventRow, type EventStore, rowToEvent, type SearchScope } from '../../store/index.ts';
 import { parseIntParam } from '../params.ts';
+import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 
@@ -108,41 +109,46 @@ export function searchRoutes(deps: {
   };
 
   return (app) => {
-    app.get<{ Querystring: Record<string, string | undefined> }>('/api/v1/search', async (req, reply) => {
-      const principal = principalOf(req);
-      for (const [name, value] of Object.entries(req.query)) {
-        if (Array.isArray(value)) throw new InputError('repeated_parameter', `${name} is given more than once`);
-      }
-      const { q, from, to, limit } = req.query;
-      if (q === undefined) throw new InputError('missing_query', 'q is required (use * to match every event)');
-      const now = Date.now();
-      const toMs = to === undefined ? now + 1 : parseTimeParam(to, 'to', now);
-      const fromMs = from === undefined ? toMs - DEFAULT_WINDOW_MS : parseTimeParam(from, 'from', now);
-      if (fromMs >= toMs) throw new InputError('bad_time_range', 'from must be earlier than to');
-      const lim = limit === undefined ? 100 : parseIntParam(limit, 'limit', 0, deps.maxLimit);
-      const end = latency.startTimer();
-      const store = deps.store;
-      const local = store ? deps.replicas?.self() : undefined;
-      const mayForward = deps.replicas !== undefined && req.headers[FORWARDED_HEADER] === undefined;
-      try {
-        if (!store || (!local && deps.replicas)) {
-          throw new VigilError(
-            'no_replica',
-            deps.replicas ? 'this node holds no replica' : 'this node runs no store and knows no store node',
-            { status: 503, retryable: true },
-          );
+    app.get<{ Querystring: Record<string, string | undefined> }>(
+      '/api/v1/search',
+      routeDocs.search,
+      async (req, reply) => {
+        const principal = principalOf(req);
+        for (const [name, value] of Object.entries(req.query)) {
+          if (Array.isArray(value)) throw new InputError('repeated_parameter', `${name} is given more than once`);
         }
-        const answer = await store.search(principal.name, (scope) =>
-          runSearch(scope, q, { from: fromMs, to: toMs, limit: lim, tenants: principal.tenants }),
-        );
-        end({ kind: 'events' in answer ? 'events' : 'table' });
-        return local ? { ...answer, replica: local } : answer;
-      } catch (err) {
-        // A timed-out search is as heavy on every replica: it is answered here, not sent on.
-        if (!mayForward || !(err instanceof VigilError) || err.status < 500 || err.code === 'query_timeout') throw err;
-        const answer = await forward(req.url, req.headers.authorization, err);
-        return reply.status(answer.status).send(answer.body);
-      }
-    });
+        const { q, from, to, limit } = req.query;
+        if (q === undefined) throw new InputError('missing_query', 'q is required (use * to match every event)');
+        const now = Date.now();
+        const toMs = to === undefined ? now + 1 : parseTimeParam(to, 'to', now);
+        const fromMs = from === undefined ? toMs - DEFAULT_WINDOW_MS : parseTimeParam(from, 'from', now);
+        if (fromMs >= toMs) throw new InputError('bad_time_range', 'from must be earlier than to');
+        const lim = limit === undefined ? 100 : parseIntParam(limit, 'limit', 0, deps.maxLimit);
+        const end = latency.startTimer();
+        const store = deps.store;
+        const local = store ? deps.replicas?.self() : undefined;
+        const mayForward = deps.replicas !== undefined && req.headers[FORWARDED_HEADER] === undefined;
+        try {
+          if (!store || (!local && deps.replicas)) {
+            throw new VigilError(
+              'no_replica',
+              deps.replicas ? 'this node holds no replica' : 'this node runs no store and knows no store node',
+              { status: 503, retryable: true },
+            );
+          }
+          const answer = await store.search(principal.name, (scope) =>
+            runSearch(scope, q, { from: fromMs, to: toMs, limit: lim, tenants: principal.tenants }),
+          );
+          end({ kind: 'events' in answer ? 'events' : 'table' });
+          return local ? { ...answer, replica: local } : answer;
+        } catch (err) {
+          // A timed-out search is as heavy on every replica: it is answered here, not sent on.
+          if (!mayForward || !(err instanceof VigilError) || err.status < 500 || err.code === 'query_timeout')
+            throw err;
+          const answer = await forward(req.url, req.headers.authorization, err);
+          return reply.status(answer.status).send(answer.body);
+        }
+      },
+    );
   };
 }

@@ -14,6 +14,7 @@ import {
   type UserService,
   userPrincipal,
 } from '../../users/index.ts';
+import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 import { parseJsonBody } from './alerts.ts';
@@ -53,7 +54,7 @@ function requireManages(p: Principal, user: User | undefined, id: string): User 
 export function userRoutes(deps: { users: UserService; audit: AuditLog }): RouteGroup {
   const { users, audit } = deps;
   return (app) => {
-    app.post<{ Body: unknown }>(LOGIN_PATH, async (req, reply) => {
+    app.post<{ Body: unknown }>(LOGIN_PATH, routeDocs.login, async (req, reply) => {
       const body = parseJsonBody(req.body);
       onlyKeys(body, ['username', 'password']);
       if (typeof body.username !== 'string' || typeof body.password !== 'string') {
@@ -68,7 +69,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       }
     });
 
-    app.post('/api/v1/auth/logout', async (req) => {
+    app.post('/api/v1/auth/logout', routeDocs.logout, async (req) => {
       const p = principalOf(req);
       if (userPrincipal(p)?.via !== 'session') {
         throw new InputError('not_a_session', 'logout ends a console session; this request did not use one');
@@ -77,7 +78,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       return { loggedOut: true };
     });
 
-    app.get('/api/v1/auth/me', async (req) => {
+    app.get('/api/v1/auth/me', routeDocs.me, async (req) => {
       const p = principalOf(req);
       const u = userPrincipal(p);
       return {
@@ -91,14 +92,14 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       };
     });
 
-    app.get('/api/v1/users', async (req) => {
+    app.get('/api/v1/users', routeDocs.users, async (req) => {
       const p = principalOf(req);
       requireRole(p, 'admin');
       const visible = (await users.list()).filter((u) => u.tenants.some((t) => holds(p, t)));
       return { total: visible.length, users: visible };
     });
 
-    app.post<{ Body: unknown }>('/api/v1/users', async (req, reply) => {
+    app.post<{ Body: unknown }>('/api/v1/users', routeDocs.userCreate, async (req, reply) => {
       const p = principalOf(req);
       requireRole(p, 'admin');
       const body = parseJsonBody(req.body);
@@ -116,7 +117,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       return reply.status(201).send(user);
     });
 
-    app.get<{ Params: { id: string } }>('/api/v1/users/:id', async (req) => {
+    app.get<{ Params: { id: string } }>('/api/v1/users/:id', routeDocs.user, async (req) => {
       const p = principalOf(req);
       requireRole(p, 'admin');
       const user = await users.get(req.params.id);
@@ -126,7 +127,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       return user;
     });
 
-    app.patch<{ Params: { id: string }; Body: unknown }>('/api/v1/users/:id', async (req) => {
+    app.patch<{ Params: { id: string }; Body: unknown }>('/api/v1/users/:id', routeDocs.userPatch, async (req) => {
       const p = principalOf(req);
       requireRole(p, 'admin');
       requireManages(p, await users.get(req.params.id), req.params.id);
@@ -144,7 +145,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       );
     });
 
-    app.delete<{ Params: { id: string } }>('/api/v1/users/:id', async (req) => {
+    app.delete<{ Params: { id: string } }>('/api/v1/users/:id', routeDocs.userDelete, async (req) => {
       const p = principalOf(req);
       requireRole(p, 'admin');
       const user = requireManages(p, await users.get(req.params.id), req.params.id);

@@ -1,0 +1,326 @@
+/**
+ * The JSON schemas routes declare (`{ schema }` in their options), written in zod and converted with
+ * `z.toJSONSchema`: @fastify/swagger builds GET /api/v1/openapi.json from them.
+ *
+ * Validation: path and query parameters are checked by Fastify against these schemas (every one is a string;
+ * the routes then parse numbers and times with their own error codes); request bodies arrive as text (see
+ * server.ts) and are parsed by the routes, which answer the stable codes of docs/errors.md, so body schemas
+ * document them and are not run by Fastify. Answers are sent as the routes build them (never filtered by a
+ * response schema).
+ */
+import type { FastifySchema } from 'fastify';
+import { z } from 'zod';
+
+type Json = Record<string, unknown>;
+
+/** A zod schema as JSON Schema (draft 7 for Fastify's validator, readable by the OpenAPI 3 generator). */
+export function jsonSchema(schema: z.ZodType): Json {
+  const out = z.toJSONSchema(schema, { target: 'draft-7', io: 'input', unrepresentable: 'any' }) as Json;
+  delete out.$schema;
+  return out;
+}
+
+const str = (description: string) => z.string().describe(description);
+const time = (what: string) => str(`${what}: now, now-15m, epoch milliseconds or ISO 8601`);
+
+const error = z
+  .object({
+    error: z.object({
+      code: z.string().describe('stable code, listed in docs/errors.md'),
+      message: z.string(),
+      details: z.record(z.string(), z.unknown()).optional(),
+    }),
+  })
+  .describe('An error answer');
+
+const errors = { '4XX': jsonSchema(error), '5XX': jsonSchema(error) };
+const looseObject = (description: string) => z.looseObject({}).describe(description);
+const idParams = jsonSchema(z.object({ id: str('the id') }));
+
+interface RouteDoc {
+  tags: string[];
+  summary: string;
+  querystring?: z.ZodObject;
+  params?: Json;
+  body?: z.ZodType;
+  bodyType?: string;
+  answer?: z.ZodType;
+  status?: number;
+}
+
+/**
+ * Route options carrying the schema, with validation and serialization by the route itself wherever the
+ * route is mounted (the API server, or a test's bare Fastify): Fastify neither rejects the text bodies nor
+ * filters answers by the response schema.
+ */
+export interface DocumentedRoute {
+  schema: FastifySchema;
+  validatorCompiler: () => () => true;
+  serializerCompiler: () => (data: unknown) => string;
+}
+
+const byRoute = {
+  validatorCompiler: () => () => true as const,
+  serializerCompiler: () => (data: unknown) => JSON.stringify(data),
+};
+
+function route(doc: RouteDoc): DocumentedRoute {
+  return { schema: schemaOf(doc), ...byRoute };
+}
+
+function schemaOf(doc: RouteDoc): FastifySchema {
+  const schema: FastifySchema & Json = { tags: doc.tags, summary: doc.summary };
+  if (doc.querystring) schema.querystring = jsonSchema(doc.querystring);
+  if (doc.params) schema.params = doc.params;
+  if (doc.body) {
+    schema.body = jsonSchema(doc.body);
+    if (doc.bodyType) schema.consumes = [doc.bodyType];
+  }
+  schema.response = { [doc.status ?? 200]: jsonSchema(doc.answer ?? looseObject('the answer')), ...errors };
+  return schema;
+}
+
+const alert = z
+  .looseObject({
+    id: z.string(),
+    timestamp: z.number().describe('time of the (last) triggering event, epoch ms'),
+    created: z.number(),
+    tenant: z.string(),
+    kind: z.enum(['rule', 'correlation']),
+    rule: z.object({ id: z.string(), title: z.string(), level: z.string(), tags: z.array(z.string()) }),
+    host: z.string(),
+    status: z.string(),
+    matched: z.record(z.string(), z.unknown()),
+    eventIds: z.array(z.string()),
+  })
+  .describe('An alert');
+
+const incident = z
+  .looseObject({
+    id: z.string(),
+    tenant: z.string(),
+    title: z.string(),
+    severity: z.string(),
+    status: z.string(),
+    assignee: z.string().nullable(),
+    tags: z.array(z.string()),
+    alertCount: z.number(),
+  })
+  .describe('An incident');
+
+const rule = z.looseObject({
+  id: z.string(),
+  tenant: z.string().nullable(),
+  title: z.string(),
+  level: z.string(),
+  status: z.string(),
+  kind: z.enum(['rule', 'correlation', 'filter']),
+  origin: z.enum(['folder', 'api']),
+  enabled: z.boolean(),
+});
+
+const replica = z
+  .object({ node: z.string(), lag_messages: z.number() })
+  .describe('cluster: the store replica that answered and how far behind the stream it was');
+const user = z.looseObject({ id: z.string(), username: z.string(), role: z.string(), tenants: z.array(z.string()) });
+const scope = z.object({ scope: str('global: the global scope (global admins); default: your tenant').optional() });
+
+/** The documented routes by name: `app.get(path, routeDocs.search, handler)`. */
+export const routeDocs = {
+  ingest: route({
+    tags: ['ingest'],
+    summary: 'Store events: NDJSON or a JSON array; answers after they are committed',
+    querystring: z.object({
+      product: str('Sigma logsource product of every event').optional(),
+      service: str('Sigma logsource service').optional(),
+      category: str('Sigma logsource category').optional(),
+    }),
+    body: z.string().describe('NDJSON lines or a JSON array of event objects'),
+    bodyType: 'application/x-ndjson',
+    answer: z.looseObject({
+      accepted: z.number(),
+      rejected: z.array(z.looseObject({ index: z.number(), error: z.string() })),
+    }),
+  }),
+  search: route({
+    tags: ['search'],
+    summary: 'Search events with the query language',
+    querystring: z.object({
+      q: str('the query, e.g. user.name:bob | stats count() by host.name'),
+      from: time('start').optional(),
+      to: time('end').optional(),
+      limit: str('most events answered (1 to 10,000)').optional(),
+    }),
+    answer: z.union([
+      z.object({
+        total: z.number(),
+        events: z.array(z.record(z.string(), z.unknown())),
+        took_ms: z.number(),
+        replica: replica.optional(),
+      }),
+      z.object({
+        columns: z.array(z.string()),
+        rows: z.array(z.array(z.unknown())),
+        took_ms: z.number(),
+        replica: replica.optional(),
+      }),
+    ]),
+  }),
+  alerts: route({
+    tags: ['alerts'],
+    summary: 'List alerts, newest first',
+    querystring: z.object({
+      from: time('start').optional(),
+      to: time('end').optional(),
+      rule: str('rule id').optional(),
+      level: str('rule level').optional(),
+      host: str('host').optional(),
+      status: str('new, acknowledged or closed').optional(),
+      limit: str('1 to 10,000; default 100').optional(),
+    }),
+    answer: z.object({ total: z.number(), alerts: z.array(alert) }),
+  }),
+  alert: route({ tags: ['alerts'], summary: 'One alert', params: idParams, answer: alert }),
+  alertPatch: route({
+    tags: ['alerts'],
+    summary: 'Acknowledge or close an alert',
+    params: idParams,
+    body: z.object({ status: z.enum(['new', 'acknowledged', 'closed']) }),
+    answer: alert,
+  }),
+  incidents: route({
+    tags: ['incidents'],
+    summary: 'List incidents',
+    querystring: z.object({
+      status: str('comma-separated statuses').optional(),
+      severity: str('comma-separated severities').optional(),
+      assignee: str('assignee').optional(),
+      tag: str('tag').optional(),
+      rule: str('rule id').optional(),
+      host: str('host').optional(),
+      from: time('start').optional(),
+      to: time('end').optional(),
+      sort: str('created_at, updated_at, severity, ...; - for descending (default -created_at)').optional(),
+      limit: str('1 to 1,000; default 50').optional(),
+      offset: str('offset (or cursor)').optional(),
+      cursor: str('nextCursor of the previous page').optional(),
+    }),
+    answer: z.object({ total: z.number(), incidents: z.array(incident), nextCursor: z.string().nullish() }),
+  }),
+  incidentCreate: route({
+    tags: ['incidents'],
+    summary: 'Open an incident by hand',
+    body: looseObject('title, severity, alert ids, ...'),
+    answer: incident,
+    status: 201,
+  }),
+  incident: route({ tags: ['incidents'], summary: 'One incident with its alerts', params: idParams, answer: incident }),
+  incidentPatch: route({
+    tags: ['incidents'],
+    summary: 'Change status, severity, assignee or tags',
+    params: idParams,
+    body: looseObject('the fields to change'),
+    answer: incident,
+  }),
+  rules: route({
+    tags: ['rules'],
+    summary: 'List rules and the documents that could not be loaded',
+    answer: z.object({
+      version: z.number(),
+      total: z.number(),
+      rules: z.array(rule),
+      rejected: z.array(z.looseObject({ file: z.string(), reason: z.string() })),
+    }),
+  }),
+  ruleSource: route({
+    tags: ['rules'],
+    summary: 'The Sigma YAML of a rule',
+    params: idParams,
+    querystring: scope,
+    answer: z.string().describe('Sigma YAML'),
+  }),
+  ruleCreate: route({
+    tags: ['rules'],
+    summary: 'Add a Sigma rule, correlation or filter (YAML); applies without restart',
+    querystring: scope,
+    body: z.string().describe('one Sigma YAML document'),
+    bodyType: 'application/yaml',
+    answer: z.looseObject({ id: z.string(), kind: z.string(), title: z.string(), version: z.number() }),
+    status: 201,
+  }),
+  ruleReplace: route({
+    tags: ['rules'],
+    summary: 'Replace an API-managed rule',
+    params: idParams,
+    querystring: scope,
+    body: z.string().describe('one Sigma YAML document with the same id'),
+    bodyType: 'application/yaml',
+  }),
+  ruleDelete: route({ tags: ['rules'], summary: 'Delete an API-managed rule', params: idParams, querystring: scope }),
+  rulePatch: route({
+    tags: ['rules'],
+    summary: 'Enable or disable a rule',
+    params: idParams,
+    querystring: scope,
+    body: z.object({ enabled: z.boolean() }),
+  }),
+  hunt: route({
+    tags: ['rules'],
+    summary: 'Retro-hunt: run a rule (by id or YAML) over stored events',
+    body: z.object({
+      rule_id: z.string().optional(),
+      rule: z.string().describe('Sigma YAML under test').optional(),
+      from: z.string(),
+      to: z.string(),
+      limit: z.number().optional(),
+    }),
+  }),
+  login: route({
+    tags: ['auth'],
+    summary: 'Sign in; answers a session token',
+    body: z.object({ username: z.string(), password: z.string() }),
+    answer: z.object({ token: z.string(), expiresAt: z.number(), user }),
+  }),
+  logout: route({ tags: ['auth'], summary: 'End this console session', answer: z.object({ loggedOut: z.boolean() }) }),
+  me: route({
+    tags: ['auth'],
+    summary: 'Who the caller is',
+    answer: z.looseObject({ name: z.string(), role: z.string(), tenants: z.array(z.string()) }),
+  }),
+  users: route({
+    tags: ['users'],
+    summary: 'List users (admins)',
+    answer: z.object({ total: z.number(), users: z.array(user) }),
+  }),
+  userCreate: route({
+    tags: ['users'],
+    summary: 'Create a user (admins)',
+    body: z.object({
+      username: z.string(),
+      password: z.string(),
+      role: z.enum(['viewer', 'analyst', 'admin']),
+      tenants: z.array(z.string()).optional(),
+    }),
+    answer: user,
+    status: 201,
+  }),
+  user: route({ tags: ['users'], summary: 'One user', params: idParams, answer: user }),
+  userPatch: route({
+    tags: ['users'],
+    summary: 'Change a user',
+    params: idParams,
+    body: looseObject('password, role, tenants, disabled'),
+    answer: user,
+  }),
+  userDelete: route({ tags: ['users'], summary: 'Delete a user', params: idParams }),
+  live: route({ tags: ['health'], summary: 'The process answers', answer: z.object({ status: z.literal('live') }) }),
+  ready: route({
+    tags: ['health'],
+    summary: 'Every component is healthy (200) or not (503)',
+    answer: z.object({
+      status: z.enum(['ready', 'not_ready']),
+      checks: z.record(z.string(), z.object({ ok: z.boolean(), detail: z.string().optional() })),
+    }),
+  }),
+  metrics: route({ tags: ['health'], summary: 'Prometheus metrics', answer: z.string() }),
+} satisfies Record<string, DocumentedRoute>;

@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { startVigil, type VigilNode } from '../harness/vigil.ts';
+
+// The README tour (issue 18): a node started as `npm start` starts it (starter rules on) says it loaded the
+// starter rules, and the tour's curl line raises an alert of one of them and an incident.
+
+let node: VigilNode;
+before(async () => {
+  node = await startVigil({ env: { VIGIL_DETECT__STARTER_RULES: 'true', VIGIL_LOG_LEVEL: 'info' } });
+});
+after(() => node?.close());
+
+/** The NDJSON body of the README tour's scanner curl line. */
+function tourBody(): string {
+  const readme = readFileSync(resolve(import.meta.dirname, '../../README.md'), 'utf8');
+  const line = readme.split('\n').find((l) => l.includes('--data-binary') && l.includes('sqlmap'));
+  assert.ok(line, 'the README tour has a curl line that triggers a starter rule');
+  const m = /\$'(.*)'/.exec(line);
+  assert.ok(m);
+  return m[1].replaceAll('\\n', '\n');
+}
+
+test('npm start loads the starter rules and the tour raises an alert and an incident', async () => {
+  assert.match(node.output(), /"starter":15,/);
+  const ingest = await node.post('/api/v1/ingest', tourBody());
+  assert.equal(ingest.status, 200);
+  assert.equal(ingest.body.accepted, 1);
+  const deadline = Date.now() + 15000;
+  let alerts: { rule: { id: string } }[] = [];
+  let incidents: { ruleId: string }[] = [];
+  while (Date.now() < deadline) {
+    alerts = (await node.get('/api/v1/alerts')).body.alerts;
+    incidents = (await node.get('/api/v1/incidents')).body.incidents;
+    if (incidents.length >= 2) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const scanner = '7a1e5000-0000-4000-8000-000000000020';
+  assert.ok(
+    alerts.some((a) => a.rule.id === scanner),
+    JSON.stringify(alerts),
+  );
+  assert.ok(
+    incidents.some((i) => i.ruleId === scanner),
+    JSON.stringify(incidents),
+  );
+});
