@@ -92,7 +92,7 @@ async function longestStallDuring<T>(fn: () => Promise<T>): Promise<{ result: T;
   }
 }
 
-test('ingesting 95,000 bad lines or 95,000 events of 570 B leaves the event loop turning (longest stall under 500 ms)', {
+test('ingesting 95,000 bad lines or 95,000 events of 570 B leaves the event loop turning (longest stall under a second)', {
   timeout: 60_000,
 }, async () => {
   const metrics = new Registry();
@@ -111,7 +111,9 @@ test('ingesting 95,000 bad lines or 95,000 events of 570 B leaves the event loop
   assert.equal(bad.result.accepted, 0);
   assert.equal(bad.result.rejected.length + (bad.result.rejected_omitted ?? 0), 95_000);
   assert.equal(bad.result.rejected[0].error, 'an event must be a JSON object, not a number');
-  assert.ok(bad.stallMs < 500, `95,000 bad lines held the event loop for ${Math.round(bad.stallMs)} ms`);
+  // Quiet, the longest stall is tens of ms; the bound leaves room for a loaded machine (532 ms seen at a load
+  // average of 15) and still fails the unsliced loop (2.5 s quiet).
+  assert.ok(bad.stallMs < 1000, `95,000 bad lines held the event loop for ${Math.round(bad.stallMs)} ms`);
 
   const line = JSON.stringify({
     '@timestamp': '2026-01-01T00:00:00Z',
@@ -123,6 +125,6 @@ test('ingesting 95,000 bad lines or 95,000 events of 570 B leaves the event loop
   const good = await longestStallDuring(() => intake.ingest({ body: `${line}\n`.repeat(95_000), tenant: 'default' }));
   assert.equal(good.result.accepted, 95_000);
   assert.equal(published, 95_000);
-  assert.ok(good.stallMs < 500, `95,000 events held the event loop for ${Math.round(good.stallMs)} ms`);
+  assert.ok(good.stallMs < 1000, `95,000 events held the event loop for ${Math.round(good.stallMs)} ms`);
   await intake.stop(Date.now() + 1000);
 });
