@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { SyslogSender } from './rsyslog.ts';
 import type { VigilNode } from './vigil.ts';
 
 // Counting what a real syslog sender delivered: each line carries its sequence number as its tag (s0, s1, ...),
@@ -35,4 +36,24 @@ export function summary(counts: Map<number, number>, n: number) {
     else extra += c - 1;
   }
   return { sent: n, stored: counts.size, lost, duplicates: extra };
+}
+
+/**
+ * Sends `lines` through `sender` at about 2,000 a second (100 every 50 ms) and runs `restart` once half of
+ * them were handed over; resolves when both are done.
+ */
+export async function sendWithRestart(
+  sender: Pick<SyslogSender, 'send'>,
+  lines: string[],
+  restart: () => Promise<void>,
+): Promise<void> {
+  let restarted: Promise<void> | undefined;
+  await sender.send(lines, {
+    perTick: 100,
+    tickMs: 50,
+    onTick: (sent) => {
+      if (restarted === undefined && sent >= lines.length / 2) restarted = restart();
+    },
+  });
+  await restarted;
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startSyslogNg, syslogNgUnavailable } from '../harness/syslog-ng.ts';
-import { settle, stored, summary } from '../harness/syslog-count.ts';
+import { sendWithRestart, settle, stored, summary } from '../harness/syslog-count.ts';
 import { startVigil, type VigilNode } from '../harness/vigil.ts';
 
 // Issue 17 with syslog-ng 3.38 (Debian 12) as the sender: its package conflicts with rsyslog's, so the harness
@@ -24,22 +24,9 @@ function tcpTo(node: VigilNode): string {
   return `network("127.0.0.1" port(${node.syslogPort}) transport("tcp"))`;
 }
 
-/** Sends `n` lines at about 2,000 a second and runs `restart` once half of them were handed to syslog-ng. */
-async function sendWithRestart(
-  sng: { send: (l: string[], o: object) => Promise<void> },
-  run: string,
-  n: number,
-  restart: () => Promise<void>,
-) {
-  let restarted: Promise<void> | undefined;
-  await sng.send(lines(run, n), {
-    perTick: 100,
-    tickMs: 50,
-    onTick: (sent: number) => {
-      if (restarted === undefined && sent >= n / 2) restarted = restart();
-    },
-  });
-  await restarted;
+/** A syslog-ng in UTC, host `sngtest`, forwarding to `node` over plain TCP. */
+function startTcpSender(node: VigilNode) {
+  return startSyslogNg({ env: { TZ: 'UTC' }, sourceOptions: 'host-override("sngtest")', destination: tcpTo(node) });
 }
 
 test('syslog-ng over plain TCP: a SIGTERM restart of Vigil mid-stream loses nothing (the stop drains)', {
@@ -47,15 +34,11 @@ test('syslog-ng over plain TCP: a SIGTERM restart of Vigil mid-stream loses noth
   timeout: 90000,
 }, async () => {
   const node = await startVigil();
-  const sng = await startSyslogNg({
-    env: { TZ: 'UTC' },
-    sourceOptions: 'host-override("sngtest")',
-    destination: tcpTo(node),
-  });
+  const sng = await startTcpSender(node);
   try {
     const run = `sngterm${Date.now()}`;
     const n = 4000;
-    await sendWithRestart(sng, run, n, async () => {
+    await sendWithRestart(sng, lines(run, n), async () => {
       const code = await node.kill('SIGTERM');
       assert.equal(code, 0, node.output());
       await node.restart();
@@ -76,15 +59,11 @@ test('syslog-ng over plain TCP: after a kill -9 of Vigil it reconnects and what 
   timeout: 90000,
 }, async () => {
   const node = await startVigil();
-  const sng = await startSyslogNg({
-    env: { TZ: 'UTC' },
-    sourceOptions: 'host-override("sngtest")',
-    destination: tcpTo(node),
-  });
+  const sng = await startTcpSender(node);
   try {
     const run = `sngkill${Date.now()}`;
     const n = 4000;
-    await sendWithRestart(sng, run, n, async () => {
+    await sendWithRestart(sng, lines(run, n), async () => {
       await node.kill('SIGKILL');
       await node.restart();
     });

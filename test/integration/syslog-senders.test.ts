@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { freePort } from '../harness/ports.ts';
 import { hasRsyslog, startRsyslog } from '../harness/rsyslog.ts';
-import { settle, summary } from '../harness/syslog-count.ts';
+import { sendWithRestart, settle, summary } from '../harness/syslog-count.ts';
 import { startVigil } from '../harness/vigil.ts';
 
 // Issue 17 with a real sender: rsyslog 8 (Debian packages rsyslog and rsyslog-relp), started by each test with
@@ -32,16 +32,8 @@ test('RELP: kill -9 of Vigil mid-stream loses nothing; rsyslog resends at most i
   try {
     const run = `relp${Date.now()}`;
     const n = 4000;
-    let restarted: Promise<void> | undefined;
-    // About 2,000 lines a second; Vigil is killed once half of them were handed to rsyslog.
-    await rsyslog.send(lines(run, n), {
-      perTick: 100,
-      tickMs: 50,
-      onTick: (sent) => {
-        if (restarted === undefined && sent >= n / 2) restarted = node.kill('SIGKILL').then(() => node.restart());
-      },
-    });
-    await restarted;
+    // Vigil is killed once half of the lines were handed to rsyslog.
+    await sendWithRestart(rsyslog, lines(run, n), () => node.kill('SIGKILL').then(() => node.restart()));
     const counts = await settle(node, run, n, 45000);
     const s = summary(counts, n);
     console.log(JSON.stringify({ test: 'relp kill -9', ...s, window }));
@@ -66,20 +58,11 @@ test('plain TCP: a SIGTERM restart of Vigil mid-stream loses nothing (the stop d
   try {
     const run = `term${Date.now()}`;
     const n = 4000;
-    let restarted: Promise<void> | undefined;
-    await rsyslog.send(lines(run, n), {
-      perTick: 100,
-      tickMs: 50,
-      onTick: (sent) => {
-        if (restarted === undefined && sent >= n / 2) {
-          restarted = node.kill('SIGTERM').then((code) => {
-            assert.equal(code, 0, node.output());
-            return node.restart();
-          });
-        }
-      },
+    await sendWithRestart(rsyslog, lines(run, n), async () => {
+      const code = await node.kill('SIGTERM');
+      assert.equal(code, 0, node.output());
+      await node.restart();
     });
-    await restarted;
     const counts = await settle(node, run, n, 45000);
     const s = summary(counts, n);
     console.log(JSON.stringify({ test: 'tcp SIGTERM restart', ...s }));
