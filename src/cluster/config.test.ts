@@ -34,18 +34,3 @@ test('cluster config: refuses what cannot work, naming the key', () => {
       );
   }
 });
-
-test('cluster.site and cluster.peer_site: set together, different; the first name starts active by default', async () => {
-  const { initialRole } = await import('../site/index.ts');
-  const parse = (v: object) => clusterConfigSchema.safeParse(v);
-  assert.equal(parse({ site: 'a' }).success, false, 'site without peer_site');
-  assert.equal(parse({ peer_site: 'b' }).success, false, 'peer_site without site');
-  assert.equal(parse({ site: 'a', peer_site: 'a' }).success, false, 'a site is not its own peer');
-  assert.equal(parse({ site: 'a.b', peer_site: 'c' }).success, false, 'a site name is a JetStream domain token');
-  const a = clusterConfigSchema.parse({ site: 'a', peer_site: 'b' });
-  const b = clusterConfigSchema.parse({ site: 'b', peer_site: 'a' });
-  assert.equal(initialRole(a), 'active');
-  assert.equal(initialRole(b), 'standby');
-  assert.equal(initialRole({ ...b, site_role_at_start: 'active' }), 'active');
-  assert.equal(initialRole({ ...a, site_role_at_start: 'standby' }), 'standby');
-});
