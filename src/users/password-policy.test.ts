@@ -53,3 +53,12 @@ test('a refusal is a 400 naming the rule and never the password, and is counted'
   assert.throws(() => checkPasswordPolicy(42, { minLength: 12 }), { code: 'bad_password' });
   assert.doesNotThrow(() => checkPasswordPolicy('correct horse battery staple', { minLength: 12, username: 'ana' }));
 });
+
+test('a huge password is refused as too long before it is normalised or split', () => {
+  // 16 MiB took ~400 ms (and ~128 MB of one-character strings) when the length was checked after [...NFKC].
+  const password = 'x'.repeat(16 * 1024 * 1024);
+  const started = performance.now();
+  assert.equal(passwordWeakness(password, { minLength: 12 })?.rule, 'too_long');
+  const ms = performance.now() - started;
+  assert.ok(ms < 50, `took ${ms.toFixed(1)} ms`);
+});

@@ -5,7 +5,7 @@ import { InputError } from '../lib/errors.ts';
 export type PasswordRule = 'too_short' | 'too_long' | 'common' | 'repetitive' | 'sequence' | 'contains_username';
 
 /** The longest password accepted: scrypt takes any length, but a bound keeps a request's cost bounded. */
-export const MAX_PASSWORD_LENGTH = 1024;
+const MAX_PASSWORD_LENGTH = 1024;
 
 let commonList: Set<string> | undefined;
 
@@ -80,12 +80,13 @@ export function passwordWeakness(
   password: string,
   opts: { minLength: number; username?: string },
 ): { rule: PasswordRule; message: string } | undefined {
+  // Before normalising and splitting: a 64 MiB password would otherwise cost tens of millions of allocations.
+  if (password.length > MAX_PASSWORD_LENGTH) {
+    return { rule: 'too_long', message: `a password has at most ${MAX_PASSWORD_LENGTH} characters` };
+  }
   const chars = [...password.normalize('NFKC')];
   if (chars.length < opts.minLength) {
     return { rule: 'too_short', message: `a password needs at least ${opts.minLength} characters` };
-  }
-  if (password.length > MAX_PASSWORD_LENGTH) {
-    return { rule: 'too_long', message: `a password has at most ${MAX_PASSWORD_LENGTH} characters` };
   }
   const lower = chars.join('').toLowerCase();
   const user = opts.username?.toLowerCase();
