@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { InputError } from '../../lib/errors.ts';
+import { gzipSync } from 'node:zlib';
+import { InputError, VigilError } from '../../lib/errors.ts';
 import type { NormalizedEvent } from '../../lib/event.ts';
-import { batchId, decodeBatch, encodeBatches, tenantToken } from './codec.ts';
+import { batchId, decodeBatch, encodeBatches, MAX_DECODED_BYTES, tenantToken } from './codec.ts';
 
 function ev(i: number, tenant = 'default', rawBytes = 200): NormalizedEvent {
   return {
@@ -78,4 +79,19 @@ test('an event larger than the message limit on its own is refused with event_to
 test('an unknown encoding or a body that is not an array is a bus_bad_message error', () => {
   assert.throws(() => decodeBatch('zstd', Buffer.from('[]')), /unknown message encoding/);
   assert.throws(() => decodeBatch('json', Buffer.from('{}')), /not a JSON array/);
+});
+
+test('a gzip bomb is refused as bus_bad_message before it inflates past the bound', () => {
+  // 4 MiB of one repeated byte gzips to about 4 KiB: 1000x, far beyond any real batch.
+  const bomb = gzipSync(Buffer.alloc(4 * 1024 * 1024, 0x5b));
+  assert.ok(bomb.length < 64 * 1024);
+  assert.throws(
+    () => decodeBatch('json+gzip', bomb, 1024 * 1024),
+    (err: unknown) =>
+      err instanceof VigilError && err.code === 'bus_bad_message' && /inflates beyond/.test(err.message),
+  );
+  // Under the bound, a gzip'ed body decodes.
+  const fine = gzipSync(Buffer.from('[]'));
+  assert.deepEqual(decodeBatch('json+gzip', fine, 1024 * 1024), []);
+  assert.equal(MAX_DECODED_BYTES, 256 * 1024 * 1024);
 });

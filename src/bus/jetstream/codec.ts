@@ -107,11 +107,34 @@ function pushChunk(
   pushChunk(out, subject, events, texts, mid, to, opts);
 }
 
-/** Decodes a message body written by `encodeBatches`. */
-export function decodeBatch(encoding: string | undefined, body: Uint8Array): NormalizedEvent[] {
+/**
+ * Most bytes a gzip'ed body may inflate to. A fixed bound, not one derived from `max_message_bytes`: the events
+ * stream also holds the peer site's messages, written under the peer's own limit, and the codec is shared by
+ * every log. 256 MiB is 256x the default 1 MiB message (encodeBatches aims at 8x), far above any real batch and
+ * far below what would exhaust a node's memory: a gzip bomb stops there and is skipped as undecodable.
+ */
+export const MAX_DECODED_BYTES = 256 * 1024 * 1024;
+
+/** Decodes a message body written by `encodeBatches`; a gzip'ed body inflating beyond `maxDecodedBytes` is refused. */
+export function decodeBatch(
+  encoding: string | undefined,
+  body: Uint8Array,
+  maxDecodedBytes = MAX_DECODED_BYTES,
+): NormalizedEvent[] {
   let json: Buffer;
-  if (encoding === 'json+gzip') json = gunzipSync(body);
-  else if (encoding === 'json' || encoding === undefined) json = Buffer.from(body.buffer, body.byteOffset, body.length);
+  if (encoding === 'json+gzip') {
+    try {
+      json = gunzipSync(body, { maxOutputLength: maxDecodedBytes });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE') throw err;
+      throw new VigilError(
+        'bus_bad_message',
+        `a gzip'ed bus message inflates beyond ${maxDecodedBytes} bytes (${body.length} bytes compressed)`,
+        { cause: err },
+      );
+    }
+  } else if (encoding === 'json' || encoding === undefined)
+    json = Buffer.from(body.buffer, body.byteOffset, body.length);
   else throw new VigilError('bus_bad_message', `unknown message encoding ${JSON.stringify(encoding)}`);
   const events: unknown = JSON.parse(json.toString('utf8'));
   if (!Array.isArray(events)) throw new VigilError('bus_bad_message', 'a bus message is not a JSON array of events');
