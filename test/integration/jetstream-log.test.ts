@@ -172,3 +172,30 @@ test('a consumer stopped while its handler fails hands the batch back (nak) inst
 test('bad consumer names are refused before anything is sent', () => {
   assert.throws(() => log.consume('a.b', async () => {}, consumeOpts), { code: 'bad_consumer_name' });
 });
+
+test('replay skips a message it cannot decode, counted and logged like a consumer skip', async () => {
+  const subject = 'logtest.r';
+  const start = Date.now() - 1000;
+  await log.publish(subject, { n: 1 }, 'r-1', publishOpts());
+  await log.publishOnce({ subject, id: 'r-poison', body: Buffer.from('{not json') }, 2000);
+  const last = await log.publish(subject, { n: 2 }, 'r-2', publishOpts());
+  const got: number[] = [];
+  await log.replay(subject, start, last, (e) => got.push(e.value.n));
+  assert.deepEqual(got, [1, 2], 'the values around the undecodable message');
+  const failures = (await metrics.getSingleMetric('vigil_bus_consumer_failures_total')?.get())?.values ?? [];
+  assert.equal(failures.find((v) => v.labels.consumer === `replay:${subject}`)?.value, 1, 'the skip is counted');
+});
+
+test('timeOf: undefined for a message that is not there, an error for any other failure', async () => {
+  const seq = await log.publish('logtest.t', { n: 1 }, 't-1', publishOpts());
+  assert.equal(typeof (await log.timeOf(seq)), 'number');
+  assert.equal(await log.timeOf(seq + 1_000_000), undefined, 'no such message');
+  const missing = createJetStreamLog(
+    conn,
+    { name: 'LOGTEST_ABSENT', subjects: ['logtest-absent'], maxAgeMs: 60_000, duplicateWindowMs: 60_000 },
+    jsonCodec<Item>(),
+    { logger: silentLogger },
+  );
+  // A stream that does not exist is not "no message": the caller (a correlation takeover) must retry.
+  await assert.rejects(missing.timeOf(1));
+});

@@ -206,11 +206,12 @@ export interface JetStreamLog<T> {
   consumerPosition(name: string): Promise<ConsumerPosition | undefined>;
   /** Deletes a durable consumer (so that it is made again from a chosen sequence); absent is fine. */
   deleteConsumer(name: string): Promise<void>;
-  /** Time the stream stored message `seq`, epoch ms (undefined when it is gone). */
+  /** Time the stream stored message `seq`, epoch ms (undefined when it is gone; any other failure throws). */
   timeOf(seq: number): Promise<number | undefined>;
   /**
    * Reads the messages of `subject` from `startTime` (epoch ms) up to `untilSeq` inclusive, in order, with an
-   * ordered consumer (nothing acknowledged, nothing left behind).
+   * ordered consumer (nothing acknowledged, nothing left behind). A message that cannot be decoded is skipped,
+   * reported as `consume` reports it.
    */
   replay(subject: string, startTime: number, untilSeq: number, each: (entry: LogEntry<T>) => void): Promise<void>;
 }
@@ -367,6 +368,23 @@ export function createJetStreamLog<T>(
     }
   }
 
+  /**
+   * Decodes a message; one nobody can read is reported (counted for `consumer` in
+   * vigil_bus_consumer_failures_total, logged) and undefined is returned, so that the caller skips it.
+   */
+  function decodeOrSkip(m: JsMsg, consumer: string): T | undefined {
+    try {
+      return codec.decode(m.data, (h) => m.headers?.get(h) || undefined);
+    } catch (err) {
+      failures?.inc({ consumer });
+      log.error(
+        { stream: spec.name, consumer, seq: m.seq, err: errorMessage(err) },
+        'A log message cannot be decoded; it is skipped.',
+      );
+      return undefined;
+    }
+  }
+
   function entryOf(m: JsMsg, value: T): LogEntry<T> {
     return { seq: m.seq, subject: m.subject, time: m.time.getTime(), value, pending: m.info.pending };
   }
@@ -417,21 +435,13 @@ export function createJetStreamLog<T>(
     const stopped = () => halt.signal.aborted || conn.stopping();
 
     function decode(m: JsMsg): Pulled<T> {
-      try {
-        const value = codec.decode(m.data, (h) => m.headers?.get(h) || undefined);
-        return { msg: m, value, weight: weightOf(value), at: Date.now() };
-      } catch (err) {
-        // A message nobody can read would block the consumer forever: it is reported and set aside. Acknowledged,
-        // not terminated: nats-server 2.9 does not move the ack floor past a terminated message, so a consumer
-        // that resumes from its floor (the store replica, a correlation takeover) would go back to it forever.
-        failures?.inc({ consumer: name });
-        log.error(
-          { stream: spec.name, consumer: name, seq: m.seq, err: errorMessage(err) },
-          'A log message cannot be decoded; it is skipped.',
-        );
-        m.ack();
-        return { msg: m, weight: 0, at: Date.now() };
-      }
+      const value = decodeOrSkip(m, name);
+      if (value !== undefined) return { msg: m, value, weight: weightOf(value), at: Date.now() };
+      // A message nobody can read would block the consumer forever: it is reported and set aside. Acknowledged,
+      // not terminated: nats-server 2.9 does not move the ack floor past a terminated message, so a consumer
+      // that resumes from its floor (the store replica, a correlation takeover) would go back to it forever.
+      m.ack();
+      return { msg: m, weight: 0, at: Date.now() };
     }
 
     async function handle(pulled: Pulled<T>[]): Promise<void> {
@@ -696,10 +706,15 @@ export function createJetStreamLog<T>(
     },
 
     async timeOf(seq) {
+      // Only "no such message" (deleted, or aged out) answers undefined; any other failure is thrown, so that
+      // the caller retries instead of guessing a time.
       const m = await conn
         .clients()
         .jsm.streams.getMessage(spec.name, { seq })
-        .catch(() => null);
+        .catch((err) => {
+          if (isApiError(err, JetStreamApiCodes.NoMessageFound)) return null;
+          throw err;
+        });
       return m ? m.time.getTime() : undefined;
     },
 
@@ -715,12 +730,8 @@ export function createJetStreamLog<T>(
         for await (const m of batch) {
           got++;
           if (m.seq > untilSeq) return;
-          each(
-            entryOf(
-              m,
-              codec.decode(m.data, (h) => m.headers?.get(h) || undefined),
-            ),
-          );
+          const value = decodeOrSkip(m, `replay:${subject}`);
+          if (value !== undefined) each(entryOf(m, value));
           if (m.seq === untilSeq || m.info.pending === 0) return;
         }
         if (got === 0) return;
