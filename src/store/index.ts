@@ -80,7 +80,10 @@ export interface EventStore extends Component {
    * `dedupToken` names the batch: written again with the same token (a redelivery), the engine drops it.
    */
   write(events: readonly NormalizedEvent[], opts?: { dedupToken?: string }): Promise<void>;
-  /** Runs a parameterized read for the store's own users (alerts, bookkeeping) and returns its JSONEachRow rows. */
+  /**
+   * Runs a parameterized read for the store's own users (alerts, bookkeeping) and returns its JSONEachRow
+   * rows; the engine stops it after store.query_timeout_ms (503 `query_timeout`).
+   */
   query<T = Record<string, unknown>>(sql: string, params: Record<string, unknown>): Promise<T[]>;
   /**
    * Runs a user's search: `fn` gets a place among `user`'s searches (store.search_concurrency_per_user; more
@@ -124,7 +127,7 @@ export function createEventStore(
   const timeouts = counter(
     deps.metrics,
     'vigil_store_search_timeouts_total',
-    'Searches stopped at store.query_timeout_ms, by where: waiting for the engine (queue) or in it (engine).',
+    'Reads stopped at store.query_timeout_ms, by where: waiting for the engine (queue) or in it (engine).',
     ['where'],
   );
   const admission = createSearchAdmission(
@@ -162,7 +165,8 @@ export function createEventStore(
 
   /**
    * Runs a read. A search's read (`search` given) waits behind writes, leaves the line at its deadline, and
-   * runs with the engine's time limit set to what is left of it.
+   * runs with the engine's time limit set to what is left of it; any other read runs with the engine's time
+   * limit set to store.query_timeout_ms.
    */
   async function read<T>(
     sql: string,
@@ -170,11 +174,13 @@ export function createEventStore(
     search?: { deadline: number; timeoutMs: number },
   ): Promise<T[]> {
     const s = open();
+    const limitMs = search ? search.timeoutMs : config.query_timeout_ms;
     let text: string;
     try {
       const result = await engine(
         () => {
-          if (!search) return s.queryBindAsync(sql, params, { format: 'JSONEachRow' });
+          // A plain read (alerts, detection positions) gets the engine's time limit too, without a deadline.
+          if (!search) return s.queryBindAsync(withTimeLimit(sql, limitMs), params, { format: 'JSONEachRow' });
           const left = search.deadline - Date.now();
           if (left <= 0) throw queryTimeoutError(search.timeoutMs);
           return s.queryBindAsync(withTimeLimit(sql, left), params, { format: 'JSONEachRow' });
@@ -187,9 +193,9 @@ export function createEventStore(
         timeouts.inc({ where: 'queue' });
         throw queryTimeoutError(search.timeoutMs, err);
       }
-      if (search && ENGINE_TIMEOUT.test(errorMessage(err))) {
+      if (ENGINE_TIMEOUT.test(errorMessage(err))) {
         timeouts.inc({ where: 'engine' });
-        throw queryTimeoutError(search.timeoutMs, err);
+        throw queryTimeoutError(limitMs, err);
       }
       errors.inc({ op: 'query' });
       // The engine's reason quotes the statement: it goes to the log, never to the client.
