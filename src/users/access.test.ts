@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { keyRole, maxScope, requireRole, type Role, type Scope } from './access.ts';
+import { keyRole, maxScope, requireRole, requireTenant, type Role, type Scope } from './access.ts';
 import { hashPassword, verifyPassword } from './password.ts';
 
 test('an API key acts with the lower of its user role and its highest scope', () => {
@@ -41,4 +41,14 @@ test('passwords are hashed with scrypt and a per-hash salt, and verified', async
   assert.equal(await verifyPassword('x', 'not-a-hash'), false);
   const strong = await hashPassword('pw', 15);
   assert.equal(await verifyPassword('pw', strong), true, 'N = 2^15 fits the memory limit');
+});
+
+test('requireTenant lets a principal act in its own tenants, the global admin in any, and refuses the rest', () => {
+  const ana = { name: 'ana', role: 'admin' as const, tenants: ['a'] };
+  const root = { name: 'admin', role: 'admin' as const, tenants: ['a'], global: true };
+  assert.doesNotThrow(() => requireTenant(ana, 'a'));
+  assert.throws(() => requireTenant(ana, 'b'), { code: 'forbidden_tenant', status: 403 });
+  assert.doesNotThrow(() => requireTenant(root, 'b'));
+  // Only an admin is global: a global flag on a lower role gives no tenant.
+  assert.throws(() => requireTenant({ ...root, role: 'analyst' }, 'b'), { code: 'forbidden_tenant' });
 });

@@ -57,9 +57,12 @@ export function requireRole(principal: Principal, min: Role): void {
   }
 }
 
-/** Refuses (403) acting in a tenant the principal is not given (to create something there). */
+/**
+ * Refuses (403) acting in a tenant the principal is not given (to create something there); the global admin
+ * holds every tenant.
+ */
 export function requireTenant(principal: Principal, tenant: string): void {
-  if (!principal.tenants.includes(tenant)) {
+  if (!seesTenant(principal, tenant)) {
     throw new VigilError('forbidden_tenant', `tenant ${tenant} is not one of yours`, { status: 403 });
   }
 }

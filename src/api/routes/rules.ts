@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import type { CompiledRuleSet, Detector, RuleInfo } from '../../detect/index.ts';
 import { GlobalScopeError } from '../../detect/rule-set.ts';
 import { InputError, NotFoundError, VigilError } from '../../lib/errors.ts';
-import { type AuditLog, isGlobalAdmin, type Principal, seesTenant } from '../../users/index.ts';
+import { type AuditLog, isGlobalAdmin, type Principal, requireTenant, seesTenant } from '../../users/index.ts';
 import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseJsonBody } from './alerts.ts';
@@ -71,9 +71,7 @@ export function ruleRoutes(deps: { detector: Detector; audit?: AuditLog }): Rout
     if (tenant === undefined) {
       throw new InputError('bad_tenant', `tenant is needed: ?tenant= one of ${p.tenants.join(', ')}`);
     }
-    if (!seesTenant(p, tenant)) {
-      throw new VigilError('forbidden_tenant', `tenant ${tenant} is not one of yours`, { status: 403 });
-    }
+    requireTenant(p, tenant);
     return tenant;
   };
   return (app) => {

@@ -9,6 +9,7 @@ import {
   type Role,
   requireRole,
   type Scope,
+  seesTenant,
   type User,
   type UserPrincipal,
   type UserService,
@@ -31,16 +32,14 @@ const actorOf = (p: Principal): Actor => ({
   tenants: p.tenants,
   global: isGlobalAdmin(p),
 });
-/** Whether the principal holds `tenant`: one of its own, or any for the global admin. */
-const holds = (p: Principal, tenant: string): boolean => isGlobalAdmin(p) || p.tenants.includes(tenant);
 const forbidden = (message: string) => new VigilError('forbidden', message, { status: 403 });
 
 /** An admin manages a user only when every tenant of the user is one of the admin's. */
 function requireManages(p: Principal, user: User | undefined, id: string): User {
-  if (!user?.tenants.some((t) => holds(p, t))) {
+  if (!user?.tenants.some((t) => seesTenant(p, t))) {
     throw new VigilError('not_found', `no user ${id}`, { status: 404 });
   }
-  if (!user.tenants.every((t) => holds(p, t))) {
+  if (!user.tenants.every((t) => seesTenant(p, t))) {
     throw forbidden(`user ${user.username} has tenants that are not yours`);
   }
   return user;
@@ -95,7 +94,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
     app.get('/api/v1/users', routeDocs.users, async (req) => {
       const p = principalOf(req);
       requireRole(p, 'admin');
-      const visible = (await users.list()).filter((u) => u.tenants.some((t) => holds(p, t)));
+      const visible = (await users.list()).filter((u) => u.tenants.some((t) => seesTenant(p, t)));
       return { total: visible.length, users: visible };
     });
 
@@ -121,7 +120,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       const p = principalOf(req);
       requireRole(p, 'admin');
       const user = await users.get(req.params.id);
-      if (!user?.tenants.some((t) => holds(p, t))) {
+      if (!user?.tenants.some((t) => seesTenant(p, t))) {
         throw new VigilError('not_found', `no user ${req.params.id}`, { status: 404 });
       }
       return user;
@@ -192,7 +191,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       let keys = await users.listApiKeys(userId);
       if (userId === undefined) {
         const managed = new Set(
-          (await users.list()).filter((u) => u.tenants.every((t) => holds(p, t))).map((u) => u.id),
+          (await users.list()).filter((u) => u.tenants.every((t) => seesTenant(p, t))).map((u) => u.id),
         );
         keys = keys.filter((k) => managed.has(k.userId));
       }
@@ -205,7 +204,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       const own = key !== undefined && key.userId === (userPrincipal(p) as UserPrincipal | undefined)?.userId;
       // A key of a user who shares no tenant with the caller answers as a key that does not exist.
       const owner = key && !own ? await users.get(key.userId) : undefined;
-      if (!key || (!own && !owner?.tenants.some((t) => holds(p, t)))) {
+      if (!key || (!own && !owner?.tenants.some((t) => seesTenant(p, t)))) {
         throw new NotFoundError('API key', req.params.id);
       }
       if (!own) {
