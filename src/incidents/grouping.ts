@@ -6,7 +6,7 @@
  * again).
  */
 import { createHash, randomUUID } from 'node:crypto';
-import type { Registry } from 'prom-client';
+import type { Counter, Registry } from 'prom-client';
 import { type Db, withDbRetry } from '../db/index.ts';
 import type { Alert } from '../detect/alerts/index.ts';
 import { SEVERITIES, type Severity, severityRank } from '../detect/alerts/severity.ts';
@@ -67,7 +67,13 @@ export interface GroupingQueue {
 /** Creates the grouping queue on `db` (accepts nothing before `start`). */
 export function createGroupingQueue(
   config: IncidentsConfig,
-  deps: { db: Db; metrics: Registry; logger: Logger },
+  deps: {
+    db: Db;
+    metrics: Registry;
+    logger: Logger;
+    /** vigil_incidents_created_total, created once by the service (which also counts manual incidents). */
+    created: Counter<'origin'>;
+  },
 ): GroupingQueue {
   const { db, logger } = deps;
   const alertsTotal = counter(
@@ -88,12 +94,7 @@ export function createGroupingQueue(
     'Alert batches retried after a database error.',
   );
   const pendingGauge = gauge(deps.metrics, 'vigil_incidents_ingest_pending_alerts', 'Alerts waiting to be grouped.');
-  const created = counter(
-    deps.metrics,
-    'vigil_incidents_created_total',
-    'Incidents created, by origin (alerts, manual).',
-    ['origin'],
-  );
+  const { created } = deps;
 
   let accepting = false;
   let stopDeadline = Number.POSITIVE_INFINITY;
@@ -106,13 +107,14 @@ export function createGroupingQueue(
     db.transaction(async (tx) => {
       const result: IngestResult = { opened: 0, linked: 0, duplicates: 0, rejected: [], incidentIds: [] };
       const touched = new Set<string>();
-      const ids = alerts.map((a) => a.id);
       const alertKey = (tenant: string, id: string) => `${tenant}\u0000${id}`;
       const known = new Set(
+        // By (tenant, alert_id) pairs, so the primary key is used (an alert id alone is no index prefix).
         (
           await tx.query<{ tenant: string; alert_id: string }>(
-            'SELECT tenant, alert_id FROM incident_alerts WHERE alert_id = ANY($1::text[])',
-            [ids],
+            `SELECT tenant, alert_id FROM incident_alerts
+             WHERE (tenant, alert_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+            [alerts.map((a) => a.tenant), alerts.map((a) => a.id)],
           )
         ).map((r) => alertKey(r.tenant, r.alert_id)),
       );
