@@ -16,7 +16,7 @@ import { STARTER_RULES_DIR } from './starter/index.ts';
 const EVALUATE_SLICE = 500;
 
 export { type Alert, type AlertStore, createAlertStore } from './alerts/index.ts';
-export { SEVERITIES, type Severity, severityRank, toSeverity } from './alerts/severity.ts';
+export { SEVERITIES, type Severity, severityRank } from './alerts/severity.ts';
 export { type DetectConfig, detectConfigSchema } from './config.ts';
 export { evaluateEvents, ruleAlert } from './evaluate.ts';
 export { STARTER_RULES_DIR } from './starter/index.ts';

@@ -3,7 +3,6 @@
  * default) through the shared database layer of `src/db/`.
  */
 export { GROUP_FIELDS, type IncidentsConfig, incidentsConfigSchema } from './config.ts';
-export { groupKeyOf } from './grouping.ts';
 export {
   type BulkOutcome,
   INCIDENT_SORTS,
@@ -24,4 +23,4 @@ export {
 } from './model.ts';
 export { INCIDENT_MIGRATIONS } from './schema.ts';
 export { createIncidentService, type IncidentComponent, type IncidentService } from './service.ts';
-export { InvalidTransitionError, TRANSITIONS, transitionRefusal } from './transitions.ts';
+export { InvalidTransitionError, TRANSITIONS } from './transitions.ts';

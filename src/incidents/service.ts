@@ -74,13 +74,13 @@ export function createIncidentService(
 ): IncidentComponent {
   const { db, audit } = deps;
   const logger = deps.logger.child({ component: 'incidents' });
-  const grouping = createGroupingQueue(config, { db, metrics: deps.metrics, logger });
   const created = counter(
     deps.metrics,
     'vigil_incidents_created_total',
     'Incidents created, by origin (alerts, manual).',
     ['origin'],
   );
+  const grouping = createGroupingQueue(config, { db, metrics: deps.metrics, logger, created });
 
   return {
     name: 'incidents',

@@ -11,8 +11,3 @@ export function severityRank(level: string): number {
   const i = (SEVERITIES as readonly string[]).indexOf(level.toLowerCase());
   return i < 0 ? 2 : i;
 }
-
-/** The severity of a Sigma level (unknown levels count as medium). */
-export function toSeverity(level: string): Severity {
-  return SEVERITIES[severityRank(level)];
-}
