@@ -6,6 +6,8 @@
  * it is refused everywhere. `Nats-Msg-Id` is the alert id (a replayed alert is stored once in the stream's
  * duplicate window, and once in the table after it: ids are deterministic).
  */
+import type { ComponentHealth } from '../../lib/component.ts';
+import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { Alert, AlertStatus, AlertStore } from '../alerts/index.ts';
 import type { RecordConsumer, RecordStream, StreamRecord } from './records.ts';
@@ -132,8 +134,12 @@ export function createAlertStreamConsumer(opts: {
   /** The durable name: shared by every node of one database, or one per node with a database per node. */
   durable: string;
   handle: (alerts: Alert[]) => Promise<unknown>;
-}): { name: string; start(): Promise<void>; stop(): Promise<void>; health(): { ok: boolean } } {
+}): { name: string; start(): Promise<void>; stop(): Promise<void>; health(): ComponentHealth } {
   let consumer: RecordConsumer | undefined;
+  // The last failure of `handle` until a batch commits: health says degraded meanwhile (as the local
+  // consumer's does), and the stream redelivers the batch.
+  let failingSince: number | undefined;
+  let lastFailure: string | undefined;
   return {
     name: `${opts.durable}-alerts`,
     async start() {
@@ -141,7 +147,17 @@ export function createAlertStreamConsumer(opts: {
         opts.durable.replace(/[^A-Za-z0-9_-]/g, '_'),
         async (batch) => {
           const alerts = batch.flatMap((r) => (r.value.type === 'alert' ? [r.value.alert] : []));
-          if (alerts.length > 0) await opts.handle(alerts);
+          if (alerts.length > 0) {
+            try {
+              await opts.handle(alerts);
+            } catch (err) {
+              failingSince ??= Date.now();
+              lastFailure = errorMessage(err);
+              throw err;
+            }
+          }
+          failingSince = undefined;
+          lastFailure = undefined;
         },
         { filterSubject: opts.records.subject },
       );
@@ -150,6 +166,10 @@ export function createAlertStreamConsumer(opts: {
       await consumer?.stop();
       consumer = undefined;
     },
-    health: () => ({ ok: true }),
+    health(): ComponentHealth {
+      if (failingSince === undefined) return { ok: true };
+      const seconds = Math.round((Date.now() - failingSince) / 1000);
+      return { ok: true, detail: `degraded: committing alerts: ${lastFailure}; retrying for ${seconds} s` };
+    },
   };
 }
