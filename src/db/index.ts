@@ -14,7 +14,7 @@ export { type PostgresConfig, postgresConfigSchema } from './config.ts';
 export { type Migration, migrate } from './migrate.ts';
 export { openPglite, wrapPglite } from './pglite.ts';
 export { openPostgres } from './postgres.ts';
-export { dbPositionStore, POSITION_MIGRATIONS, type PositionStore } from './positions.ts';
+export { type AlertPosition, dbPositionStore, POSITION_MIGRATIONS, type PositionStore } from './positions.ts';
 export { type Db, DbError, isRetryableDbError, type Queryable, withDbRetry, wrapDbError } from './types.ts';
 
 /** The database as a component: `db` can be handed out at build time and works once started. */

@@ -17,11 +17,21 @@ export const POSITION_MIGRATIONS: readonly Migration[] = [
   },
 ];
 
+/**
+ * A place in the alert log of a single node: alerts are read back in (created, ts, id) order, the order of
+ * storing and, within one insert, of the alerts' own times (incidents open their windows in that order).
+ */
+export interface AlertPosition {
+  created: number;
+  ts: number;
+  id: string;
+}
+
 /** A consumer's committed position in the alert log, kept in the database. */
 export interface PositionStore {
-  load(): Promise<{ created: number; ts: number; id: string } | undefined>;
+  load(): Promise<AlertPosition | undefined>;
   /** Commits the position; called only after what came before it is committed. */
-  save(position: { created: number; ts: number; id: string }): Promise<void>;
+  save(position: AlertPosition): Promise<void>;
 }
 
 /** The position of consumer `name` in table alert_consumer_positions of `db`. */

@@ -3,22 +3,18 @@ import type { Component, ComponentHealth } from '../../lib/component.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { counter, gauge } from '../../lib/metrics.ts';
-import type { Alert, AlertOutbox, AlertPosition } from './index.ts';
+import type { AlertPosition, PositionStore } from '../../db/index.ts';
+import type { Alert, AlertOutbox } from './index.ts';
 import { settleBy } from '../../lib/deadline.ts';
 import { backoffDelay } from '../../lib/retry.ts';
-
-/** Where a consumer stands, kept by the consumer's own database (see db/positions.ts). */
-export interface AlertPositionStore {
-  load(): Promise<AlertPosition | undefined>;
-  save(position: AlertPosition): Promise<void>;
-}
 
 /** Options of one consumer of the local alert log. */
 export interface AlertConsumerOptions {
   /** incidents, notify: names its position, metrics and log lines. */
   name: string;
   outbox: AlertOutbox & { onAlert(listener: (alerts: Alert[]) => void): void };
-  positions: AlertPositionStore;
+  /** Where the consumer stands, kept by the consumer's own database. */
+  positions: PositionStore;
   /** Commits the alerts (idempotent per alert id); resolving means committed. */
   handle(alerts: Alert[]): Promise<unknown>;
   /** Alerts handed over at once. */

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Registry } from 'prom-client';
+import type { AlertPosition } from '../../db/index.ts';
 import { VigilError } from '../../lib/errors.ts';
 import type { FieldValue } from '../../lib/event.ts';
 import { counter } from '../../lib/metrics.ts';
@@ -74,15 +75,8 @@ export interface AlertStore {
   onAlert(listener: (alerts: Alert[]) => void): void;
 }
 
-/**
- * A place in the alert log of a single node: alerts are read back in (created, ts, id) order, the order of
- * storing and, within one insert, of the alerts' own times (incidents open their windows in that order).
- */
-export interface AlertPosition {
-  created: number;
-  ts: number;
-  id: string;
-}
+/** A place in the alert log of a single node: see db/positions.ts, where consumers keep theirs. */
+export type { AlertPosition };
 
 /**
  * The local alert table as a log (the outbox of a single node): every stored alert is read back after a
