@@ -35,6 +35,19 @@ test('a node that is not admitting (maintenance) refuses with 503 draining, publ
   assert.equal(published.length, 0);
   const rejected = await metrics.getSingleMetric('vigil_intake_events_rejected_total')?.get();
   assert.equal(rejected?.values.find((v) => v.labels.reason === 'draining')?.value, 2);
+  // Refused before the body is read: a body too long for a request, or of bad lines, is refused as draining too.
+  const intakeLimit = httpIntakeConfigSchema.parse({}).max_events_per_request;
+  await assert.rejects(
+    intake.ingest({ body: '{"message":"x"}\n'.repeat(intakeLimit + 1), tenant: 'default' }),
+    (err: unknown) => err instanceof OverloadError && err.code === 'draining',
+  );
+  await assert.rejects(
+    intake.ingest({ body: '{{{\n', tenant: 'default', idempotencyKey: 'k1' }),
+    (err: unknown) => err instanceof OverloadError && err.code === 'draining',
+  );
+  const total = async (name: string) =>
+    (await metrics.getSingleMetric(name)?.get())?.values.reduce((sum, v) => sum + v.value, 0);
+  assert.equal(await total('vigil_intake_events_received_total'), await total('vigil_intake_events_rejected_total'));
   admitting = true;
   assert.equal((await intake.ingest({ body, tenant: 'default' })).accepted, 2);
   assert.equal(published.length, 1);
@@ -68,6 +81,13 @@ test('a body of many bad lines is answered in linear time with a bounded list, a
     (err: unknown) => err instanceof VigilError && err.code === 'too_many_events' && err.status === 413,
   );
   assert.equal(published.length, 1, 'nothing of the refused request was published');
+  // Every element counted as received is counted as accepted or rejected, the refused request's included.
+  const total = async (name: string) =>
+    (await metrics.getSingleMetric(name)?.get())?.values.reduce((sum, v) => sum + v.value, 0) ?? 0;
+  assert.equal(
+    await total('vigil_intake_events_received_total'),
+    (await total('vigil_intake_events_accepted_total')) + (await total('vigil_intake_events_rejected_total')),
+  );
   await intake.stop(Date.now() + 1000);
 });
 

@@ -74,6 +74,14 @@ export function createHttpIntake(
     },
     health: () => (running ? { ok: true } : { ok: false, detail: 'stopped' }),
     async ingest(req) {
+      // Checked before anything is read or recorded (the Idempotency-Key included): a draining node spends
+      // nothing on a body it will not take.
+      if (deps.admitting && !deps.admitting()) {
+        const lines = countLines(req.body);
+        m.received.inc({ source: SOURCE }, lines);
+        m.rejected.inc({ source: SOURCE, reason: 'draining' }, lines);
+        throw new OverloadError('this node is in maintenance; send to another node', 1, 503, 'draining');
+      }
       if (req.idempotencyKey !== undefined && !/^[\x21-\x7e]{1,255}$/.test(req.idempotencyKey)) {
         throw new InputError('bad_idempotency_key', 'Idempotency-Key must be 1 to 255 printable ASCII characters');
       }
@@ -92,6 +100,8 @@ export function createHttpIntake(
       // One element past the limit is enough to refuse the request: the rest of the body is never split.
       const elements = await splitJsonYielding(req.body, config.max_events_per_request + 1);
       if (elements.length > config.max_events_per_request) {
+        // received = accepted + rejected: the refused element is counted on both sides.
+        m.received.inc({ source: SOURCE });
         m.rejected.inc({ source: SOURCE, reason: 'too_many_events' });
         throw new VigilError(
           'too_many_events',
@@ -137,9 +147,6 @@ export function createHttpIntake(
         throw new InputError('empty_body', 'the request has no events: send NDJSON lines or a JSON array');
       }
       try {
-        if (deps.admitting && !deps.admitting()) {
-          throw new OverloadError('this node is in maintenance; send to another node', 1, 503, 'draining');
-        }
         await deps.publish(events);
       } catch (err) {
         m.rejected.inc(
@@ -152,6 +159,28 @@ export function createHttpIntake(
       return { accepted: events.length, rejected: refused, ...(omitted > 0 ? { rejected_omitted: omitted } : {}) };
     },
   };
+}
+
+/**
+ * Non-blank lines of a body, without parsing it: what a draining node counts as refused (NDJSON has one
+ * event a line; a JSON array counts as its lines).
+ */
+function countLines(body: string): number {
+  let count = 0;
+  let start = 0;
+  while (start < body.length) {
+    let end = body.indexOf('\n', start);
+    if (end < 0) end = body.length;
+    for (let i = start; i < end; i++) {
+      const c = body.charCodeAt(i);
+      if (c !== 0x20 && c !== 0x09 && c !== 0x0d) {
+        count++;
+        break;
+      }
+    }
+    start = end + 1;
+  }
+  return count;
 }
 
 /** A node in maintenance refuses with code `draining`; other overloads are `overloaded`. */
