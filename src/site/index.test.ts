@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { Registry } from 'prom-client';
+import type { JetStreamConnection } from '../bus/index.ts';
 import { clusterConfigSchema } from '../cluster/config.ts';
-import { initialRole } from './index.ts';
+import type { EtcdSession } from '../cluster/index.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { createSite, initialRole, parsePeerAnswer, type SiteRecord } from './index.ts';
 
 test('cluster.site and cluster.peer_site: set together, different; the first name starts active by default', () => {
   const parse = (v: object) => clusterConfigSchema.safeParse(v);
@@ -15,4 +19,93 @@ test('cluster.site and cluster.peer_site: set together, different; the first nam
   assert.equal(initialRole(b), 'standby');
   assert.equal(initialRole({ ...b, site_role_at_start: 'active' }), 'active');
   assert.equal(initialRole({ ...a, site_role_at_start: 'standby' }), 'standby');
+});
+
+test('a peer answer is a site status (role active|standby, a safe integer epoch >= 0) or it is refused', () => {
+  assert.deepEqual(parsePeerAnswer('{"site":"b","role":"active","epoch":3}'), { role: 'active', epoch: 3 });
+  assert.deepEqual(parsePeerAnswer('{"role":"standby","epoch":0}'), { role: 'standby', epoch: 0 });
+  for (const bad of [
+    'not json',
+    'null',
+    '[]',
+    '{"role":"leader","epoch":1}',
+    '{"role":"active"}',
+    '{"role":"active","epoch":-1}',
+    '{"role":"active","epoch":1.5}',
+    '{"role":"active","epoch":"7"}',
+    `{"role":"active","epoch":${2 ** 60}}`,
+  ]) {
+    assert.throws(() => parsePeerAnswer(bad), { code: 'site_bad_peer_answer' }, bad);
+  }
+});
+
+/** A site over an in-memory etcd and NATS: counts the record reads, captures the status responder. */
+function fakeSite(peerAnswer: string) {
+  let stored: SiteRecord = { site: 'a', role: 'active', epoch: 4, peer_epoch: 2, changed_at: '2026-01-01T00:00:00Z' };
+  let reads = 0;
+  let watch: { put(kv: { value: Buffer }): void } | undefined;
+  let responder: ((err: Error | null, msg: { respond(text: string): void }) => void) | undefined;
+  const session = {
+    async run(name: string) {
+      if (name !== 'site_read') throw new Error(`unexpected etcd call ${name}`);
+      reads++;
+      return { kvs: [{ value: Buffer.from(JSON.stringify(stored)), mod_revision: '1' }] };
+    },
+    watchPrefix(_key: string, handlers: { put(kv: { value: Buffer }): void }) {
+      watch = handlers;
+      return async () => {};
+    },
+  };
+  const nc = {
+    subscribe(_subject: string, opts: { callback: typeof responder }) {
+      responder = opts.callback;
+      return { unsubscribe() {} };
+    },
+    async request() {
+      return { string: () => peerAnswer };
+    },
+  };
+  const connection = { ready: () => true, wait: async () => {}, clients: () => ({ nc }) };
+  const site = createSite(clusterConfigSchema.parse({ site: 'a', peer_site: 'b' }), {
+    session: session as unknown as EtcdSession,
+    connection: connection as unknown as JetStreamConnection,
+    replication: async () => [],
+    metrics: new Registry(),
+    logger: silentLogger,
+  });
+  return {
+    site,
+    reads: () => reads,
+    change(next: SiteRecord) {
+      stored = next;
+      watch?.put({ value: Buffer.from(JSON.stringify(next)) });
+    },
+    async ask(): Promise<unknown> {
+      for (let i = 0; !responder && i < 100; i++) await new Promise((r) => setTimeout(r, 5));
+      return new Promise((resolve) => responder?.(null, { respond: (text) => resolve(JSON.parse(text)) }));
+    },
+  };
+}
+
+test('a peer that answers something other than a site status counts as unreachable, with an error', async () => {
+  const f = fakeSite('{"role":"boss","epoch":"many"}');
+  await f.site.start();
+  const status = await f.site.status();
+  await f.site.stop(Date.now() + 1000);
+  assert.equal(status.peer.reachable, false);
+  assert.equal(status.peer.role, undefined);
+  assert.match(status.peer.error ?? '', /peer site b answered badly/);
+});
+
+test("the peer's status requests are answered from the watched record, without an etcd read each", async () => {
+  const f = fakeSite('{"role":"standby","epoch":2}');
+  await f.site.start();
+  const readsAtStart = f.reads();
+  for (let i = 0; i < 20; i++) assert.deepEqual(await f.ask(), { site: 'a', role: 'active', epoch: 4 });
+  assert.equal(f.reads(), readsAtStart, 'no etcd read per request');
+  // A change seen by the watch is what the next answer says.
+  f.change({ site: 'a', role: 'standby', epoch: 4, peer_epoch: 2, changed_at: '2026-01-02T00:00:00Z' });
+  assert.deepEqual(await f.ask(), { site: 'a', role: 'standby', epoch: 4 });
+  assert.equal(f.reads(), readsAtStart);
+  await f.site.stop(Date.now() + 1000);
 });

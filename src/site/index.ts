@@ -6,12 +6,13 @@
  * the sites), which is how a site knows whether its peer is reachable and active.
  */
 import type { Registry } from 'prom-client';
+import { z } from 'zod';
 import type { JetStreamConnection, SourceLag } from '../bus/index.ts';
 import type { ClusterConfig, EtcdSession } from '../cluster/index.ts';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
-import { gauge } from '../lib/metrics.ts';
+import { counter, gauge } from '../lib/metrics.ts';
 
 /** A site's role: the active site runs detection, alerting and notification; the standby does not. */
 export type SiteRole = 'active' | 'standby';
@@ -100,6 +101,31 @@ export interface SiteDeps {
 
 const statusSubject = (site: string) => `vigil.dr.${site}.status`;
 
+/** The peer's answer to a status request: anything else counts as no answer. */
+const peerAnswerSchema = z.object({
+  role: z.enum(['active', 'standby']),
+  epoch: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+});
+
+/** Reads the peer's answer to a status request; throws (with what is wrong) when it is not a valid one. */
+export function parsePeerAnswer(text: string): { role: SiteRole; epoch: number } {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new VigilError('site_bad_peer_answer', 'the answer is not JSON');
+  }
+  const parsed = peerAnswerSchema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new VigilError(
+      'site_bad_peer_answer',
+      `the answer is not a site status (${issue.path.join('.') || 'body'}: ${issue.message})`,
+    );
+  }
+  return parsed.data;
+}
+
 /** The role a site's record starts with: `auto` makes the site whose name sorts first active. */
 export function initialRole(config: Pick<ClusterConfig, 'site' | 'peer_site' | 'site_role_at_start'>): SiteRole {
   if (config.site_role_at_start !== 'auto') return config.site_role_at_start;
@@ -119,6 +145,11 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     deps.metrics,
     'vigil_site_replication_lag_events',
     "Events received by the peer site not yet in this site's events stream.",
+  );
+  const badAnswers = counter(
+    deps.metrics,
+    'vigil_site_peer_bad_answers_total',
+    'Status answers from the peer site that were not a valid site status (counted as unreachable).',
   );
   let record: SiteRecord | undefined;
   let stopWatch: (() => Promise<void>) | undefined;
@@ -186,7 +217,10 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     }
   }
 
-  /** Answers the peer's status requests with this site's record (re-read from etcd, the cached one if etcd fails). */
+  /**
+   * Answers the peer's status requests with the record kept current by the etcd watch (no etcd read per
+   * request: the peer cannot make this site's etcd busy); read from etcd only while none is known yet.
+   */
   function answer(): void {
     if (answering || subscribing || stopped) return;
     subscribing = (async () => {
@@ -196,8 +230,7 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
       answering = nc.subscribe(statusSubject(name as string), {
         callback: (err, msg) => {
           if (err) return;
-          void read()
-            .then((r) => r?.value ?? record)
+          void (record ? Promise.resolve(record) : read().then((r) => r?.value))
             .catch(() => record)
             .then((r) => {
               if (r) msg.respond(JSON.stringify({ site: r.site, role: r.role, epoch: r.epoch }));
@@ -215,9 +248,14 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     try {
       const { nc } = deps.connection.clients();
       const msg = await nc.request(statusSubject(peer as string), '', { timeout: config.peer_timeout_ms });
-      const body = JSON.parse(msg.string()) as { role: SiteRole; epoch: number };
+      const body = parsePeerAnswer(msg.string());
       return { reachable: true, role: body.role, epoch: body.epoch };
     } catch (err) {
+      if (err instanceof VigilError && err.code === 'site_bad_peer_answer') {
+        badAnswers.inc();
+        log.warn({ peer, err: err.message }, 'The peer site answered a status request with something else.');
+        return { reachable: false, error: `peer site ${peer} answered badly: ${err.message}` };
+      }
       return { reachable: false, error: `peer site ${peer} did not answer: ${errorMessage(err)}` };
     }
   }
