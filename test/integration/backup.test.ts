@@ -279,6 +279,15 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
     const notJson = await node.post('/admin/backups', '{"full":"yes"}', { 'content-type': 'application/json' });
     assert.equal(notJson.status, 400);
     assert.equal(notJson.body.error.code, 'backup_request');
+    for (const [body, code] of [
+      ['{"full":', 'malformed_json'],
+      ['[true]', 'malformed_json'],
+      ['{"ful":true}', 'unknown_field'],
+    ] as const) {
+      const bad = await node.post('/admin/backups', body, { 'content-type': 'application/json' });
+      assert.equal(bad.status, 400, body);
+      assert.equal(bad.body.error.code, code, body);
+    }
     const login = await node.post(
       '/api/v1/auth/login',
       JSON.stringify({ username: 'ana', password: 'correct-horse-battery-9' }),

@@ -1,5 +1,6 @@
 import { ALERT_STATUSES, type AlertStatus, type AlertStore } from '../../detect/alerts/index.ts';
 import { InputError, VigilError } from '../../lib/errors.ts';
+import { parseJsonBody } from '../body.ts';
 import { parseIntParam } from '../params.ts';
 import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
@@ -45,19 +46,4 @@ export function alertRoutes(deps: { alerts: AlertStore }): RouteGroup {
       return deps.alerts.setStatus(req.params.id, principal.tenants, body.status as AlertStatus);
     });
   };
-}
-
-/** Bodies arrive as text (see server.ts); JSON routes parse them here with a clear error. */
-export function parseJsonBody(body: unknown): Record<string, unknown> {
-  if (typeof body !== 'string' || body.trim() === '') throw new InputError('empty_body', 'expected a JSON object body');
-  let value: unknown;
-  try {
-    value = JSON.parse(body);
-  } catch (err) {
-    throw new InputError('malformed_json', `the body is not JSON: ${(err as Error).message}`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new InputError('malformed_json', 'expected a JSON object body');
-  }
-  return value as Record<string, unknown>;
 }

@@ -1,7 +1,7 @@
 import { VigilError } from '../../lib/errors.ts';
 import type { Site } from '../../site/index.ts';
 import { requireGlobalAdmin } from '../../users/index.ts';
-import { parseJsonBody } from './alerts.ts';
+import { parseJsonBody } from '../body.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 
 /** A POST body's `confirm` flag: only a JSON `true` confirms; no body is a dry run. */

@@ -6,7 +6,7 @@ import { type EventStore, scanEvents } from '../../store/index.ts';
 import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
-import { parseJsonBody } from './alerts.ts';
+import { parseJsonBody } from '../body.ts';
 import { visibleRules } from './rules.ts';
 
 /**

@@ -10,25 +10,15 @@ import {
 import { InputError, VigilError } from '../../lib/errors.ts';
 import type { Notifier } from '../../notify/index.ts';
 import { requireRole, requireTenant } from '../../users/index.ts';
+import { onlyKeys, parseJsonBody } from '../body.ts';
 import { parseIntParam } from '../params.ts';
 import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
-import { parseJsonBody } from './alerts.ts';
 
 type Query = Record<string, string | undefined>;
 
 const PATCH_KEYS = ['status', 'assignee', 'tags', 'severity', 'title'];
-
-/** Refuses keys a body may not have, naming them (a typo should not be silently ignored). */
-export function onlyKeys(body: Record<string, unknown>, allowed: readonly string[]): void {
-  const unknown = Object.keys(body).filter((k) => !allowed.includes(k));
-  if (unknown.length > 0) {
-    throw new InputError('unknown_field', `unknown field ${unknown.join(', ')}; expected ${allowed.join(', ')}`, {
-      fields: unknown,
-    });
-  }
-}
 
 /** An integer query parameter within bounds, or `fallback` when absent. */
 export function intParam(q: Query, name: string, fallback: number, min: number, max: number): number {

@@ -5,7 +5,7 @@ import { InputError, NotFoundError, VigilError } from '../../lib/errors.ts';
 import { type AuditLog, isGlobalAdmin, type Principal, requireTenant, seesTenant } from '../../users/index.ts';
 import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
-import { parseJsonBody } from './alerts.ts';
+import { parseJsonBody } from '../body.ts';
 
 type Query = Record<string, string | undefined>;
 

@@ -15,11 +15,11 @@ import {
   type UserService,
   userPrincipal,
 } from '../../users/index.ts';
+import { onlyKeys, parseJsonBody } from '../body.ts';
 import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
-import { parseJsonBody } from './alerts.ts';
-import { intParam, onlyKeys } from './incidents.ts';
+import { intParam } from './incidents.ts';
 
 type Query = Record<string, string | undefined>;
 
