@@ -8,6 +8,9 @@ import type { Alert, AlertOutbox } from './index.ts';
 import { settleBy } from '../../lib/deadline.ts';
 import { backoffDelay } from '../../lib/retry.ts';
 
+/** How often a consumer reads the log when no alert was announced (see pollIntervalMs). */
+export const DEFAULT_POLL_INTERVAL_MS = 30_000;
+
 /** Options of one consumer of the local alert log. */
 export interface AlertConsumerOptions {
   /** incidents, notify: names its position, metrics and log lines. */
@@ -22,7 +25,10 @@ export interface AlertConsumerOptions {
   /** First wait after a failure (doubles up to retryMaxMs). */
   retryInitialMs: number;
   retryMaxMs: number;
-  /** How often the log is read when no new alert was announced. */
+  /**
+   * How often the log is read when no new alert was announced (default 30 s): a safety net only, since the
+   * outbox's onAlert wakes the consumer as soon as an alert is stored on this node.
+   */
   pollIntervalMs?: number;
   metrics: Registry;
   logger: Logger;
@@ -63,6 +69,7 @@ export function createAlertConsumer(opts: AlertConsumerOptions): Component {
   let lastFailure: string | undefined;
   let pendingCount = 0;
   let announced = false;
+  const pollMs = opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
   outbox.onAlert(() => {
     announced = true;
     wake?.();
@@ -105,7 +112,7 @@ export function createAlertConsumer(opts: AlertConsumerOptions): Component {
 
   const run = async () => {
     // With no alert stored yet, the database (PGlite compiles for seconds) is opened with the first alert.
-    while (running && !startHead && !announced) await sleep(opts.pollIntervalMs ?? 1000);
+    while (running && !startHead && !announced) await sleep(pollMs);
     const loaded = await untilDone(() => positions.load(), 'loading the position');
     if (!loaded) return;
     // No position yet: from the first stored alert. Alerts a Vigil before positions handed over already are
@@ -118,7 +125,7 @@ export function createAlertConsumer(opts: AlertConsumerOptions): Component {
       if (batch.length === 0) {
         pendingCount = 0;
         backlog.set({ consumer: name }, 0);
-        await sleep(opts.pollIntervalMs ?? 1000);
+        await sleep(pollMs);
         continue;
       }
       if (!(await untilDone(() => opts.handle(batch.map((b) => b.alert)), 'committing alerts'))) return;
@@ -126,7 +133,14 @@ export function createAlertConsumer(opts: AlertConsumerOptions): Component {
       const next = batch[batch.length - 1].position;
       if (!(await untilDone(() => positions.save(next), 'saving the position'))) return;
       position = next;
-      const count = await outbox.countAfter(position).catch(() => undefined);
+      // A short batch read the log to its end: the backlog is 0 without counting it again.
+      const count =
+        batch.length < opts.batchMaxAlerts
+          ? 0
+          : await outbox.countAfter(position).catch((err: unknown) => {
+              logger.debug({ consumer: name, err: errorMessage(err) }, 'Counting the alert backlog failed.');
+              return undefined;
+            });
       if (count !== undefined) {
         pendingCount = count;
         backlog.set({ consumer: name }, count);

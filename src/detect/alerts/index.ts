@@ -293,11 +293,14 @@ export function createAlertStore(
     onAlert(listener) {
       listeners.push(listener);
     },
+    // `created >=` alone lets the engine prune the partitions (months of `created`) before the position; the
+    // tuple comparison does not.
     async readAfter(after, limit) {
       const rows = await store.query<AlertRow & { created_ms: string; ts_ms: string }>(
         `SELECT *, toUnixTimestamp64Milli(created) AS created_ms, toUnixTimestamp64Milli(ts) AS ts_ms
          FROM vigil.${ALERTS_TABLE} FINAL
-         WHERE (created, ts, id) > (fromUnixTimestamp64Milli({c:Int64}), fromUnixTimestamp64Milli({t:Int64}), {id:String})
+         WHERE created >= fromUnixTimestamp64Milli({c:Int64})
+           AND (created, ts, id) > (fromUnixTimestamp64Milli({c:Int64}), fromUnixTimestamp64Milli({t:Int64}), {id:String})
          ORDER BY created, ts, id LIMIT {limit:UInt32}`,
         { c: after?.created ?? 0, t: after?.ts ?? 0, id: after?.id ?? '', limit },
       );
@@ -309,7 +312,8 @@ export function createAlertStore(
     async countAfter(after) {
       const [row] = await store.query<{ n: string }>(
         `SELECT count() AS n FROM vigil.${ALERTS_TABLE} FINAL
-         WHERE (created, ts, id) > (fromUnixTimestamp64Milli({c:Int64}), fromUnixTimestamp64Milli({t:Int64}), {id:String})`,
+         WHERE created >= fromUnixTimestamp64Milli({c:Int64})
+           AND (created, ts, id) > (fromUnixTimestamp64Milli({c:Int64}), fromUnixTimestamp64Milli({t:Int64}), {id:String})`,
         { c: after?.created ?? 0, t: after?.ts ?? 0, id: after?.id ?? '' },
       );
       return Number(row?.n ?? 0);
