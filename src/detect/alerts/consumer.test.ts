@@ -167,3 +167,44 @@ test('a batch shorter than the batch max reads the log to its end: the backlog i
     await consumer.stop(Date.now() + 2000);
   }
 });
+
+test('an alert stored while the consumer reads an empty log is handed over without waiting for the poll', async () => {
+  const outbox = await freshOutbox();
+  const handed: string[] = [];
+  let stored: Alert | undefined;
+  // The alert is stored after the empty read's query ran, before the consumer goes to sleep.
+  const racing = {
+    ...outbox,
+    readAfter: async (p: AlertPosition | undefined, limit: number) => {
+      const r = await outbox.readAfter(p, limit);
+      if (r.length === 0 && !stored) [stored] = await outbox.save([alert(Date.now())]);
+      return r;
+    },
+    head: outbox.head.bind(outbox),
+    onAlert: outbox.onAlert.bind(outbox),
+    countAfter: outbox.countAfter.bind(outbox),
+  };
+  const { positions } = memoryPositions();
+  const consumer = createAlertConsumer({
+    name: 'test',
+    outbox: racing,
+    positions,
+    handle: async (alerts) => {
+      handed.push(...alerts.map((a) => a.id));
+    },
+    batchMaxAlerts: 10,
+    retryInitialMs: 5,
+    retryMaxMs: 20,
+    pollIntervalMs: 60_000,
+    metrics: new Registry(),
+    logger: silentLogger,
+  });
+  await outbox.save([alert(Date.now())]);
+  await consumer.start();
+  try {
+    await until(() => handed.length === 2, 'both alerts', 5000);
+    assert.equal(handed[1], stored?.id);
+  } finally {
+    await consumer.stop(Date.now() + 2000);
+  }
+});

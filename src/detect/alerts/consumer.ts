@@ -119,13 +119,15 @@ export function createAlertConsumer(opts: AlertConsumerOptions): Component {
     // duplicates by id (no new incident link, no second delivery); those it lost are handed over now.
     let position = loaded.value;
     while (running) {
+      // An alert announced from here on is read again at once: it may have missed this read.
+      announced = false;
       const read = await untilDone(() => outbox.readAfter(position, opts.batchMaxAlerts), 'reading alerts');
       if (!read) return;
       const batch = read.value;
       if (batch.length === 0) {
         pendingCount = 0;
         backlog.set({ consumer: name }, 0);
-        await sleep(pollMs);
+        if (!announced) await sleep(pollMs);
         continue;
       }
       if (!(await untilDone(() => opts.handle(batch.map((b) => b.alert)), 'committing alerts'))) return;
