@@ -266,11 +266,17 @@ export function createUserService(
       params.push(now());
       sets.push(`updated_at = $${params.length}`);
       return db.transaction(async (tx) => {
+        // The entry is shown to the tenants the user leaves as well as those it joins: read them first.
+        const before = await tx.query<{ tenants: string[] }>('SELECT tenants FROM users WHERE id = $1 FOR UPDATE', [
+          id,
+        ]);
+        if (!before[0]) throw notFound(`user ${id}`);
         const rows = await tx.query<UserRow>(`UPDATE users SET ${sets.join(', ')} WHERE id = $1 RETURNING *`, params);
         if (!rows[0]) throw notFound(`user ${id}`);
         // A changed password, role or tenants, or a disabled account, ends the user's console sessions.
         await tx.query('DELETE FROM sessions WHERE user_id = $1', [id]);
-        await audit.record(actor.name, 'user.update', `user:${id}`, changes, { tx, tenants: rows[0].tenants });
+        const tenants = [...new Set([...before[0].tenants, ...rows[0].tenants])];
+        await audit.record(actor.name, 'user.update', `user:${id}`, changes, { tx, tenants });
         return toUser(rows[0]);
       });
     },

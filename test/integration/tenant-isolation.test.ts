@@ -308,4 +308,24 @@ describe('tenants are isolated: rules, detection, audit, alert and key ids', () 
     assert.equal(widening.body.error.code, 'forbidden_tenant');
     assert.equal((await call('GET', `/api/v1/users/${created.body.id}`, tokens.acme.admin)).status, 404);
   });
+
+  // Last: the move's entry names globex to acme's admin, which the audit test above forbids.
+  test("moving a user from one tenant to another: the audit entry is shown to both tenants' admins", async () => {
+    const created = await call('POST', '/api/v1/users', ADMIN_TOKEN, {
+      username: 'mover',
+      password: PASSWORD,
+      role: 'viewer',
+      tenants: ['acme'],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const moved = await call('PATCH', `/api/v1/users/${created.body.id}`, ADMIN_TOKEN, { tenants: ['globex'] });
+    assert.equal(moved.status, 200, JSON.stringify(moved.body));
+    for (const tenant of ['acme', 'globex'] as const) {
+      const seen = await call('GET', '/api/v1/audit?limit=10000', tokens[tenant].admin);
+      assert.ok(
+        seen.body.entries.some((e: any) => e.action === 'user.update' && e.target === `user:${created.body.id}`),
+        `${tenant}'s admin sees the move`,
+      );
+    }
+  });
 });
