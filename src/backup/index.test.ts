@@ -14,7 +14,10 @@ import { newBackupId } from './manifest.ts';
 function plant(dir: string, cutAt: number): number {
   const id = newBackupId(cutAt);
   mkdirSync(join(dir, id), { recursive: true });
-  writeFileSync(join(dir, id, 'manifest.json'), JSON.stringify({ id, cut_at: new Date(cutAt).toISOString() }));
+  writeFileSync(
+    join(dir, id, 'manifest.json'),
+    JSON.stringify({ id, base: null, chain: [id], files: [], cut_at: new Date(cutAt).toISOString() }),
+  );
   return cutAt;
 }
 

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { open, readdir, rename, stat, writeFile } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { isAbsolute, join, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { InputError, NotFoundError, VigilError } from '../lib/errors.ts';
 
@@ -98,13 +98,52 @@ export function readManifest(dir: string, id: string): Manifest {
       { status: 409 },
     );
   }
+  let manifest: Manifest;
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+    manifest = JSON.parse(readFileSync(file, 'utf8')) as Manifest;
   } catch (err) {
     throw new VigilError('backup_corrupt', `backup ${id}: ${file} is not a readable manifest`, {
       status: 409,
       cause: err,
     });
+  }
+  checkManifestNames(manifest, id, file);
+  return manifest;
+}
+
+/** A PostgreSQL table name as Vigil's migrations make them: it names a file and goes into SQL. */
+const TABLE = /^[a-z_][a-z0-9_]*$/;
+
+/**
+ * Refuses (`backup_corrupt`) a manifest whose names could lead outside backup.dir or into SQL: the base and
+ * every chain entry must be backup ids, every file a relative path without `..`, every table a plain name.
+ * Checked before any file the manifest names is opened.
+ */
+function checkManifestNames(m: Manifest, id: string, file: string): void {
+  const refuse = (what: string): never => {
+    throw new VigilError('backup_corrupt', `backup ${id}: ${file} ${what}`, { status: 409 });
+  };
+  const isId = (v: unknown) => typeof v === 'string' && ID.test(v);
+  if (typeof m !== 'object' || m === null) refuse('is not a manifest object');
+  if (!isId(m.id)) refuse(`names the backup ${JSON.stringify(m.id)}, which is not a backup id`);
+  if (m.base !== null && !isId(m.base)) refuse(`names the base ${JSON.stringify(m.base)}, which is not a backup id`);
+  if (!Array.isArray(m.chain)) refuse('has no chain list');
+  for (const c of m.chain) if (!isId(c)) refuse(`lists ${JSON.stringify(c)} in its chain, which is not a backup id`);
+  if (!Array.isArray(m.files)) refuse('has no file list');
+  for (const f of m.files) {
+    const path: unknown = f?.path;
+    if (
+      typeof path !== 'string' ||
+      path === '' ||
+      isAbsolute(path) ||
+      path.startsWith('\\') ||
+      path.split(/[\\/]/).some((seg) => seg === '..')
+    ) {
+      refuse(`lists the file ${JSON.stringify(path)}: a file path must be relative and without '..'`);
+    }
+  }
+  for (const t of Object.keys(m.postgres?.tables ?? {})) {
+    if (!TABLE.test(t)) refuse(`lists the database table ${JSON.stringify(t)}, which is not a table name`);
   }
 }
 
