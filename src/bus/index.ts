@@ -33,4 +33,4 @@ export {
   type SourceLag,
 } from './jetstream/index.ts';
 export { createMemoryBus } from './memory.ts';
-export { type StreamName, streamNames } from './jetstream/names.ts';
+export { streamNames } from './jetstream/names.ts';

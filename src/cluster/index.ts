@@ -35,7 +35,7 @@ export interface Cluster extends Component {
 }
 
 /** Whether a node with these roles holds a replica of the events (the `store` role, or `all`). */
-export function runsStore(roles: readonly string[]): boolean {
+function runsStore(roles: readonly string[]): boolean {
   return roles.includes('store') || roles.includes('all');
 }
 

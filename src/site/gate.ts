@@ -4,7 +4,7 @@ import type { Site, SiteRole } from './index.ts';
 
 /** A consumer that runs only while its site is active. */
 export interface ActiveOnly {
-  /** Starts consuming; `startSequence` is where a durable consumer made now begins. */
+  /** Starts consuming (a durable consumer made now begins where its own options say). */
   start(): Promise<{ stop(): Promise<void> }>;
 }
 
