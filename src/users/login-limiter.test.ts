@@ -155,3 +155,36 @@ test('addresses are counted by IPv4 address, by IPv6 /64, and IPv4-mapped IPv6 a
   ];
   for (const [ip, key] of cases) assert.equal(addressKey(ip), key, ip);
 });
+
+test('guesses from elsewhere lock the account but not out an address that logged in to it within a day', () => {
+  const { l } = limiter();
+  l.begin('ana', '10.0.0.7').succeeded();
+  let counted = 0;
+  for (let i = 0; i < 50; i++) {
+    if (refusal(() => l.begin('ana', `10.9.${i}.1`).failed()) === 0) counted++;
+  }
+  assert.equal(counted, 10, 'the per-account quota still holds for other addresses');
+  assert.ok(refusal(() => l.begin('ana', '192.0.2.99')) > 0, 'a new address is locked out');
+  assert.equal(
+    refusal(() => l.begin('ana', '10.0.0.7').succeeded()),
+    0,
+    'the known address logs in',
+  );
+  assert.ok(refusal(() => l.begin('ana', '192.0.2.99')) > 0, 'and its success does not lift the lock');
+  for (let i = 0; i < LIMITS.accountAddressMax; i++) l.begin('ana', '10.0.0.7').failed();
+  assert.ok(refusal(() => l.begin('ana', '10.0.0.7')) > 0, 'the known pair keeps its own limit');
+
+  const fresh = limiter();
+  fresh.l.begin('bo', '10.0.0.8').succeeded();
+  fresh.advance(24 * 3600_000);
+  for (let i = 0; i < 10; i++) fresh.l.begin('bo', `10.8.${i}.1`).failed();
+  assert.ok(refusal(() => fresh.l.begin('bo', '10.0.0.8')) > 0, 'a day after its last login the pair is a stranger');
+});
+
+test('the known pairs are bounded like the keys, least recent forgotten first', () => {
+  const { l } = limiter({ maxKeys: 100, addressMax: 1_000_000 });
+  l.begin('cy', '10.0.0.9').succeeded();
+  for (let i = 0; i < 100; i++) l.begin(`user${i}`, '10.0.0.10').succeeded();
+  for (let i = 0; i < 10; i++) l.begin('cy', `10.7.${i}.1`).failed();
+  assert.ok(refusal(() => l.begin('cy', '10.0.0.9')) > 0, 'forgotten: held by the account lock again');
+});

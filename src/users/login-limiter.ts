@@ -15,7 +15,7 @@ export class LoginRateLimitedError extends VigilError {
 }
 
 /** What a login limiter counts against, as named in logs and in `vigil_auth_login_lockouts_total{scope}`. */
-export type LoginScope = 'account' | 'address' | 'account_address';
+type LoginScope = 'account' | 'address' | 'account_address';
 
 /** The limits of a login limiter (from the `users:` config section). */
 export interface LoginLimits {
@@ -31,9 +31,19 @@ export interface LoginLimits {
   lockoutMs: number;
   /** The longest lockout; a key quiet this long after its lockout ends starts again from `lockoutMs`. */
   lockoutMaxMs: number;
-  /** Keys tracked at most; past it the least recently used are forgotten first (locked ones last). */
+  /**
+   * Keys tracked at most; past it the least recently used are forgotten first (locked ones last). The
+   * account and address pairs that logged in lately are remembered up to the same number.
+   */
   maxKeys: number;
 }
+
+/**
+ * How long an account and address pair that logged in stays known: a known pair is not held by the
+ * account's own lock (only by the pair's and the address's), so guesses from elsewhere cannot keep its
+ * owner out.
+ */
+const KNOWN_PAIR_MS = 24 * 3600_000;
 
 /** One counted login attempt: say how it ended, once. */
 export interface LoginAttempt {
@@ -86,6 +96,8 @@ export function addressKey(address: string): string {
 export function createLoginLimiter(limits: LoginLimits, deps: { metrics: Registry; now?: () => number }): LoginLimiter {
   const now = deps.now ?? Date.now;
   const entries = new Map<string, Entry>();
+  /** Account and address pair key -> time of its last successful login, least recent first. */
+  const known = new Map<string, number>();
   const lockouts = counter(
     deps.metrics,
     'vigil_auth_login_lockouts_total',
@@ -137,10 +149,17 @@ export function createLoginLimiter(limits: LoginLimits, deps: { metrics: Registr
     begin(username, address) {
       const t = now();
       const account = username.toLowerCase().slice(0, 128);
+      const accountKey = `u\u0000${account}`;
+      const pairKey = `ua\u0000${account}\u0000${addressKey(address)}`;
+      const lastSuccess = known.get(pairKey);
+      if (lastSuccess !== undefined && lastSuccess + KNOWN_PAIR_MS <= t) known.delete(pairKey);
+      const isKnown = lastSuccess !== undefined && lastSuccess + KNOWN_PAIR_MS > t;
+      // A pair that logged in lately neither counts against the account nor waits for its lock: the
+      // per-account limit is there for guesses spread over many addresses, and anyone can fill it.
       const keys: [LoginScope, string][] = [
-        ['account', `u\u0000${account}`],
+        ...(isKnown ? [] : [['account', accountKey] as [LoginScope, string]]),
         ['address', `a\u0000${addressKey(address)}`],
-        ['account_address', `ua\u0000${account}\u0000${addressKey(address)}`],
+        ['account_address', pairKey],
       ];
       let waitMs = 0;
       const seen: Entry[] = [];
@@ -165,9 +184,14 @@ export function createLoginLimiter(limits: LoginLimits, deps: { metrics: Registr
       return {
         succeeded() {
           if (!settle()) return;
-          entries.delete(keys[0][1]);
-          entries.delete(keys[2][1]);
-          removeOne(keys[1][1], t);
+          const at = now();
+          // A known pair's success leaves a lock others earned on the account in place.
+          if (!((entries.get(accountKey)?.lockedUntil ?? 0) > at)) entries.delete(accountKey);
+          entries.delete(pairKey);
+          removeOne(`a\u0000${addressKey(address)}`, t);
+          known.delete(pairKey);
+          known.set(pairKey, at);
+          while (known.size > limits.maxKeys) known.delete(known.keys().next().value as string);
           tracked.set(entries.size);
         },
         failed() {
