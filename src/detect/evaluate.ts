@@ -96,7 +96,10 @@ export function evaluateEvents(
     events++;
     // Global rules run on every event; a tenant's own rules on that tenant's events only.
     const own = set.tenants.get(event.tenant);
-    const found = own ? [...set.engine.match(event), ...own.engine.match(event)] : set.engine.match(event);
+    // Concatenated only when both matched: most events match nothing, and this runs per event.
+    const global = set.engine.match(event);
+    const mine = own?.engine.match(event);
+    const found = !mine || mine.length === 0 ? global : global.length === 0 ? mine : global.concat(mine);
     if (found.length === 0) continue;
     matches += found.length;
     if (opts.route) {
