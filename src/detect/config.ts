@@ -18,6 +18,11 @@ export const detectConfigSchema = z
      * far back a new partition owner can replay, so keep it above the longest correlation timespan x 2.
      */
     match_retention_hours: z.number().int().min(1).default(24),
+    /**
+     * Rule and filter documents one tenant may store through the rules API; one more is refused with 409
+     * too_many_rules (counted in vigil_detect_rules_refused_total{limit="max_rules_per_tenant"}).
+     */
+    max_rules_per_tenant: z.number().int().min(1).default(1000),
     /** Most stored events one retro-hunt reads. */
     hunt_max_events: z.number().int().min(1).default(1000000),
   })

@@ -54,7 +54,7 @@ export function createDetector(
   },
 ): Detector {
   const folders = config.starter_rules ? [STARTER_RULES_DIR, ...config.rules_dirs] : config.rules_dirs;
-  const repository = new RuleRepository(deps.dataDir, folders, config.placeholders);
+  const repository = new RuleRepository(deps.dataDir, folders, config.placeholders, config.max_rules_per_tenant);
   let current: CompiledRuleSet | undefined;
   /** Correlation state per tenant, so one tenant's events never complete another's window. */
   let correlators = new Map<string, CorrelationEngine>();
@@ -67,7 +67,7 @@ export function createDetector(
   const rulesRefused = counter(
     deps.metrics,
     'vigil_detect_rules_refused_total',
-    'Rule documents refused for a size bound (max_bytes, max_nodes, max_depth, max_aliases, max_condition_depth), sent or stored, or stored and failing to load unexpectedly (load_error).',
+    "Rule documents refused for a size bound (max_bytes, max_nodes, max_depth, max_aliases, max_condition_depth), sent or stored, or stored and failing to load unexpectedly (load_error), or sent past a tenant's rule count (max_rules_per_tenant).",
     ['limit', 'source'],
   );
   repository.onLimit = (limit, source) => rulesRefused.inc({ limit, source });

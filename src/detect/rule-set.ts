@@ -74,6 +74,18 @@ interface RulesState {
 
 const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
+/** Default of detect.max_rules_per_tenant: rule and filter documents one tenant stores through the API. */
+export const DEFAULT_MAX_RULES_PER_TENANT = 1000;
+
+/** The compiled rules of one tenant, kept until that tenant's rules (or the global ids) change. */
+interface TenantCache {
+  /** Every rule and filter id the tenant's files hold (a global rule taking one of them changes the result). */
+  ids: Set<string>;
+  engine: SigmaEngine;
+  rules: RuleInfo[];
+  rejected: ScopedRejectedRule[];
+}
+
 /** Refuses (403) what only a global admin may do to global rules. */
 export class GlobalScopeError extends VigilError {
   constructor(message: string) {
@@ -94,11 +106,18 @@ export class RuleRepository {
   private readonly tenantDir: string;
   private readonly stateFile: string;
   private state: RulesState;
+  // compile() rebuilds only the scopes changed since the last one: a tenant's rules when it changes, the
+  // global rules (and the tenants whose ids a global id change touches) when they change.
+  private global: CompiledRuleSet | undefined;
+  private readonly tenantCache = new Map<string, TenantCache>();
+  private readonly staleTenants = new Set<string>();
 
   constructor(
     private readonly dataDir: string,
     private readonly folders: readonly string[],
     private readonly placeholders: Placeholders,
+    /** detect.max_rules_per_tenant: rule and filter files one tenant stores. */
+    private readonly maxRulesPerTenant = DEFAULT_MAX_RULES_PER_TENANT,
   ) {
     this.apiDir = join(dataDir, 'rules');
     this.tenantDir = join(dataDir, 'tenant-rules');
@@ -153,7 +172,16 @@ export class RuleRepository {
    * Stores a validated document under its id in `tenant`'s scope (null: global); `create` distinguishes
    * POST from PUT. A tenant's scope holds rules and filters; correlations are global.
    */
-  save(yaml: string, opts: { expectedId?: string; create: boolean; tenant: string | null }): ValidatedRule {
+  save(
+    yaml: string,
+    opts: {
+      expectedId?: string;
+      create: boolean;
+      tenant: string | null;
+      /** Runs on the validated document before it is stored (the API's id clash check); throws to refuse. */
+      check?: (v: ValidatedRule) => void;
+    },
+  ): ValidatedRule {
     const v = this.validate(yaml);
     if (opts.expectedId !== undefined && v.id !== opts.expectedId) {
       throw new InputError('id_mismatch', `the document's id ${v.id} is not the id in the path, ${opts.expectedId}`);
@@ -172,7 +200,22 @@ export class RuleRepository {
     if (!opts.create && !existsSync(file)) {
       throw new VigilError('not_found', `no API-managed rule ${v.id}`, { status: 404 });
     }
+    opts.check?.(v);
+    if (opts.create && opts.tenant !== null) {
+      const stored = this.tenantFiles(opts.tenant).length;
+      if (stored >= this.maxRulesPerTenant) {
+        this.onLimit?.('max_rules_per_tenant', 'request');
+        throw new VigilError(
+          'too_many_rules',
+          `tenant ${opts.tenant} holds ${stored} rules, the most detect.max_rules_per_tenant allows (${this.maxRulesPerTenant}); delete one first`,
+          { status: 409, details: { limit: 'max_rules_per_tenant', max: this.maxRulesPerTenant } },
+        );
+      }
+      // The folder is made for a tenant's first rule only, never by a read, PUT or DELETE.
+      mkdirSync(join(this.tenantDir, opts.tenant), { recursive: true });
+    }
     this.writeAtomic(file, yaml);
+    this.changed(opts.tenant);
     this.bump();
     return v;
   }
@@ -190,6 +233,7 @@ export class RuleRepository {
       tenant,
       this.disabledOf(tenant).filter((d) => d !== id),
     );
+    this.changed(tenant);
     this.bump();
   }
 
@@ -199,6 +243,7 @@ export class RuleRepository {
     if (enabled) disabled.delete(id);
     else disabled.add(id);
     this.setDisabled(tenant, [...disabled].sort());
+    this.changed(tenant);
     this.bump();
   }
 
@@ -207,30 +252,79 @@ export class RuleRepository {
     return readFileSync(file, 'utf8');
   }
 
-  /** Loads every folder and API rule, global and of each tenant, and compiles the engines. */
+  /**
+   * The engines of every folder and API rule, global and of each tenant. The first call loads and compiles
+   * everything; later calls rebuild only the scopes changed since (by save, remove and setEnabled), so one
+   * tenant's change does not recompile the global rules nor the other tenants'.
+   */
   compile(): CompiledRuleSet {
+    this.global ??= this.compileGlobal();
+    const globalIds = new Set(this.global.rules.map((r) => r.id));
+    const tenants = new Map<string, TenantRuleSet>();
+    const rules = [...this.global.rules];
+    const rejected = [...this.global.rejected];
+    const present = new Set<string>();
+    for (const tenant of readdirSync(this.tenantDir).sort()) {
+      if (!TENANT.test(tenant)) continue;
+      present.add(tenant);
+      let own = this.tenantCache.get(tenant);
+      if (!own || this.staleTenants.has(tenant) || this.globalIdsTouch(own, globalIds)) {
+        own = this.compileTenant(tenant, globalIds);
+        this.tenantCache.set(tenant, own);
+      }
+      if (own.engine.rules.length > 0) tenants.set(tenant, { engine: own.engine });
+      rules.push(...own.rules);
+      rejected.push(...own.rejected);
+    }
+    for (const tenant of [...this.tenantCache.keys()]) if (!present.has(tenant)) this.tenantCache.delete(tenant);
+    this.staleTenants.clear();
+    this.lastGlobalIds = globalIds;
+    return { ...this.global, version: this.state.version, tenants, rules, rejected };
+  }
+
+  private lastGlobalIds = new Set<string>();
+
+  /** Whether a global id change since the last compile touches a tenant's ids (a clash appears or goes). */
+  private globalIdsTouch(own: TenantCache, globalIds: ReadonlySet<string>): boolean {
+    for (const id of own.ids) if (globalIds.has(id) !== this.lastGlobalIds.has(id)) return true;
+    return false;
+  }
+
+  private compileGlobal(): CompiledRuleSet {
     const loaded = loadSigmaRules([...this.folders, this.apiDir], { placeholders: this.placeholders });
     const origin = (file: string): RuleOrigin => (file.startsWith(this.apiDir) ? 'api' : 'folder');
-    const set = buildRuleSet(loaded, {
+    return buildRuleSet(loaded, {
       disabled: new Set(this.state.disabled),
       origin,
       version: this.state.version,
       placeholders: this.placeholders,
     });
-    const globalIds = new Set(set.rules.map((r) => r.id));
-    const tenants = new Map<string, TenantRuleSet>();
-    for (const tenant of readdirSync(this.tenantDir).sort()) {
-      if (!TENANT.test(tenant)) continue;
-      const own = buildTenantRules(
-        loadSigmaRules(join(this.tenantDir, tenant), { placeholders: this.placeholders }),
-        tenant,
-        { disabled: new Set(this.disabledOf(tenant)), globalIds, placeholders: this.placeholders },
-      );
-      if (own.engine.rules.length > 0) tenants.set(tenant, { engine: own.engine });
-      set.rules.push(...own.rules);
-      set.rejected.push(...own.rejected);
-    }
-    return { ...set, tenants };
+  }
+
+  private compileTenant(tenant: string, globalIds: ReadonlySet<string>): TenantCache {
+    const loaded = loadSigmaRules(join(this.tenantDir, tenant), { placeholders: this.placeholders });
+    const ids = new Set<string>([
+      ...loaded.rules.map((r) => r.id),
+      ...loaded.filters.flatMap((f) => (f.id ? [f.id] : [])),
+    ]);
+    const own = buildTenantRules(loaded, tenant, {
+      disabled: new Set(this.disabledOf(tenant)),
+      globalIds,
+      placeholders: this.placeholders,
+    });
+    return { ids, ...own };
+  }
+
+  /** Marks a scope to be rebuilt by the next compile (null: the global rules). */
+  private changed(tenant: string | null): void {
+    if (tenant === null) this.global = undefined;
+    else this.staleTenants.add(tenant);
+  }
+
+  /** The rule and filter files a tenant stores. */
+  private tenantFiles(tenant: string): string[] {
+    const dir = join(this.tenantDir, tenant);
+    return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.yml')) : [];
   }
 
   private apiFile(id: string, tenant: string | null): string {
@@ -239,9 +333,7 @@ export class RuleRepository {
     }
     if (tenant === null) return join(this.apiDir, `${id}.yml`);
     if (!TENANT.test(tenant)) throw new InputError('bad_tenant', `tenant ${tenant} is not a tenant name`);
-    const dir = join(this.tenantDir, tenant);
-    mkdirSync(dir, { recursive: true });
-    return join(dir, `${id}.yml`);
+    return join(this.tenantDir, tenant, `${id}.yml`);
   }
 
   private disabledOf(tenant: string | null): string[] {

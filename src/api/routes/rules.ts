@@ -99,18 +99,22 @@ export function ruleRoutes(deps: { detector: Detector; audit?: AuditLog }): Rout
       mustEdit(p.role);
       const tenant = newScope(p, req.query);
       const yaml = String(req.body ?? '');
-      const { id } = detector.repository.validate(yaml);
-      // One id per tenant's view: a tenant rule may not take a global rule's id, nor a global rule a tenant's
-      // (the alert id is made of rule id, tenant and event). Both are visible to whoever is refused here.
-      const clash = detector
-        .ruleSet()
-        .rules.find((r) => r.id === id && r.tenant !== tenant && (tenant === null || r.tenant === null));
-      if (clash) {
-        throw new VigilError('conflict', `rule ${id} exists in ${clash.tenant ?? 'the global scope'}`, {
-          status: 409,
-        });
-      }
-      const saved = detector.repository.save(yaml, { create: true, tenant });
+      const saved = detector.repository.save(yaml, {
+        create: true,
+        tenant,
+        // One id per tenant's view: a tenant rule may not take a global rule's id, nor a global rule a tenant's
+        // (the alert id is made of rule id, tenant and event). Both are visible to whoever is refused here.
+        check: ({ id }) => {
+          const clash = detector
+            .ruleSet()
+            .rules.find((r) => r.id === id && r.tenant !== tenant && (tenant === null || r.tenant === null));
+          if (clash) {
+            throw new VigilError('conflict', `rule ${id} exists in ${clash.tenant ?? 'the global scope'}`, {
+              status: 409,
+            });
+          }
+        },
+      });
       const set = detector.reload();
       await audit(req, 'rule.create', { id: saved.id, tenant }, { version: set.version });
       return reply.status(201).send({ ...saved, tenant, version: set.version });
