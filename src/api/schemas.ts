@@ -2,18 +2,17 @@
  * The JSON schemas routes declare (`{ schema }` in their options), written in zod and converted with
  * `z.toJSONSchema`: @fastify/swagger builds GET /api/v1/openapi.json from them.
  *
- * Validation: path and query parameters are checked by Fastify against these schemas (every one is a string;
- * the routes then parse numbers and times with their own error codes); request bodies arrive as text (see
- * server.ts) and are parsed by the routes, which answer the stable codes of docs/errors.md, so body schemas
- * document them and are not run by Fastify. Answers are sent as the routes build them (never filtered by a
- * response schema).
+ * Documentation only: the API server turns Fastify's validation and serialization off (server.ts), so no
+ * schema here is run. Path and query parameters reach the routes as strings and request bodies as text, and
+ * the routes parse them and answer the stable codes of docs/errors.md; answers are sent as the routes build
+ * them (never filtered by a response schema).
  */
 import type { FastifySchema } from 'fastify';
 import { z } from 'zod';
 
 type Json = Record<string, unknown>;
 
-/** A zod schema as JSON Schema (draft 7 for Fastify's validator, readable by the OpenAPI 3 generator). */
+/** A zod schema as JSON Schema (draft 7, readable by the OpenAPI 3 generator). */
 export function jsonSchema(schema: z.ZodType): Json {
   const out = z.toJSONSchema(schema, { target: 'draft-7', io: 'input', unrepresentable: 'any' }) as Json;
   delete out.$schema;
@@ -48,24 +47,13 @@ interface RouteDoc {
   status?: number;
 }
 
-/**
- * Route options carrying the schema, with validation and serialization by the route itself wherever the
- * route is mounted (the API server, or a test's bare Fastify): Fastify neither rejects the text bodies nor
- * filters answers by the response schema.
- */
+/** Route options carrying the schema, for the OpenAPI document (never run: see the top of this file). */
 export interface DocumentedRoute {
   schema: FastifySchema;
-  validatorCompiler: () => () => true;
-  serializerCompiler: () => (data: unknown) => string;
 }
 
-const byRoute = {
-  validatorCompiler: () => () => true as const,
-  serializerCompiler: () => (data: unknown) => JSON.stringify(data),
-};
-
 function route(doc: RouteDoc): DocumentedRoute {
-  return { schema: schemaOf(doc), ...byRoute };
+  return { schema: schemaOf(doc) };
 }
 
 function schemaOf(doc: RouteDoc): FastifySchema {

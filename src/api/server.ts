@@ -22,6 +22,17 @@ declare module 'fastify' {
 /** A group of routes for one resource, mounted by the API server. */
 export type RouteGroup = (app: FastifyInstance) => void;
 
+/**
+ * Turns off Fastify's validation and response serialization on `app`, as the API server has them: bodies
+ * are text and query and path parameters strings that the routes parse with their own error codes, so the
+ * declared schemas only document them (schemas.ts), and answers go out as routes build them, never
+ * filtered by a response schema. For a test that mounts a route group on a bare Fastify.
+ */
+export function withoutSchemaChecks(app: FastifyInstance): void {
+  app.setValidatorCompiler(() => () => true);
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+}
+
 /** The HTTP server: authentication, error mapping, request limits; resources bring their routes. */
 export interface ApiServer extends Component {
   /** The address actually bound (the port is real even when configured as 0). */
@@ -38,10 +49,10 @@ const INGEST_REFUSALS: Record<string, RejectReason> = {
 };
 
 /** Why a connection was cut before its request was answered (`vigil_http_requests_cut_total{reason}`). */
-export type CutReason = 'header_timeout' | 'body_timeout' | 'idle_timeout' | 'header_too_large' | 'malformed';
+type CutReason = 'header_timeout' | 'body_timeout' | 'idle_timeout' | 'header_too_large' | 'malformed';
 
 /** The API document (OpenAPI 3), made by @fastify/swagger from the schemas routes declare (schemas.ts). */
-export const OPENAPI_PATH = '/api/v1/openapi.json';
+const OPENAPI_PATH = '/api/v1/openapi.json';
 
 /** Paths served without a token. */
 const OPEN_PATHS = new Set(['/health/live', '/health/ready', '/api/v1/auth/login', OPENAPI_PATH]);
@@ -53,7 +64,7 @@ const INGEST_PATH = '/api/v1/ingest';
  * Largest login body: a username and a password fit in far less. A slow 100 kB login body would hold its
  * connection for minutes; this one is refused with 413 from its Content-Length, before a byte is read.
  */
-export const LOGIN_BODY_LIMIT = 8 * 1024;
+const LOGIN_BODY_LIMIT = 8 * 1024;
 
 /** Probes and scrapes: cheap, and must answer under attack, so they never wait for or take a slot. */
 function unslotted(path: string): boolean {
@@ -359,11 +370,7 @@ export function createApiServer(
       .send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
   });
 
-  // Bodies are text (above) that routes parse with their own error codes, and query and path parameters are
-  // strings the routes parse likewise: the declared schemas document them (schemas.ts) and answers go out as
-  // routes build them, never filtered by a response schema.
-  app.setValidatorCompiler(() => () => true);
-  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  withoutSchemaChecks(app);
   const mounted: { method: string; url: string }[] = [];
   app.addHook('onRoute', (r) => {
     for (const method of [r.method].flat()) if (method !== 'HEAD') mounted.push({ method, url: r.url });

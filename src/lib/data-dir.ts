@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from './logger.ts';
 
 /** The umask of every Vigil process: new files are 0600 and new folders 0700 (PGlite asks for 0666, chdb 0644). */
-export const PRIVATE_UMASK = 0o077;
+const PRIVATE_UMASK = 0o077;
 
 /** What securing the data directory did. */
 export interface DataDirResult {

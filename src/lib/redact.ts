@@ -1,5 +1,5 @@
 /** What replaces a secret part of a URL (user info, a query value, a fragment). */
-export const REDACTED = 'redacted';
+const REDACTED = 'redacted';
 
 // A URL with a scheme, as it appears in free text (error messages, log lines): up to the first blank or quote.
 const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`]+/gi;
