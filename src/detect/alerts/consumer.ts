@@ -9,12 +9,10 @@ import { settleBy } from '../../lib/deadline.ts';
 import { backoffDelay } from '../../lib/retry.ts';
 
 /**
- * How often a consumer reads the log when no alert was announced (see pollIntervalMs). Kept at 1 s: with 5 s
- * or 30 s, test/integration/alert-path.test.ts (kill -9 0.3 s after the last acknowledgement) leaves
- * 30-90 alerts unnotified 30 s after the restart, for a cause not found yet (the consumer hands every alert
- * to notify within a second of the restart).
+ * How often a consumer reads the log when no alert was announced (see pollIntervalMs): a safety net only,
+ * each read a FINAL query of the current month.
  */
-export const DEFAULT_POLL_INTERVAL_MS = 1_000;
+export const DEFAULT_POLL_INTERVAL_MS = 30_000;
 
 /** Options of one consumer of the local alert log. */
 export interface AlertConsumerOptions {
