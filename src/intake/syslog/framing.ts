@@ -1,3 +1,5 @@
+import { ByteQueue } from './byte-queue.ts';
+
 /**
  * What a syslog TCP stream yields: a message, an oversize frame that was dropped, or, at the end of the
  * stream, an octet-counted frame cut short by the peer.
@@ -17,7 +19,6 @@ const ONE = 0x31;
 const NINE = 0x39;
 /** A longer length prefix is not a length (it would be a gigabyte or more): the frame is read as a line. */
 const MAX_LENGTH_DIGITS = 9;
-const EMPTY = Buffer.alloc(0);
 
 /** How a stream is framed (RFC 6587 names); `auto` decides from the first frame. */
 export type Framing = 'auto' | 'octet-counting' | 'non-transparent';
@@ -34,10 +35,7 @@ export type Framing = 'auto' | 'octet-counting' | 'non-transparent';
  */
 export class FrameDecoder {
   readonly maxLineBytes: number;
-  /** The unread bytes are `#buf[#off..]`; `#buf` is either the last chunk pushed or a view of `#store`. */
-  #buf: Buffer = EMPTY;
-  #store: Buffer | undefined;
-  #off = 0;
+  readonly #queue = new ByteQueue();
   /** Where the delimiter search of the pending non-transparent frame resumes, so no byte is scanned twice. */
   #scanFrom = 0;
   /** Bytes of an oversize octet-counted frame still to be skipped. */
@@ -51,14 +49,9 @@ export class FrameDecoder {
     this.#framing = framing;
   }
 
-  /** The framing in use: `auto` until the first frame has decided it. */
-  get framing(): Framing {
-    return this.#framing;
-  }
-
   /** Bytes held for frames not returned yet. */
   get buffered(): number {
-    return this.#buf.length - this.#off;
+    return this.#queue.length;
   }
 
   /** Adds bytes read from the stream. Bytes of a frame being skipped are dropped here, never buffered. */
@@ -75,37 +68,7 @@ export class FrameDecoder {
       this.#discarding = false;
       chunk = chunk.subarray(end + 1);
     }
-    if (chunk.length === 0) return;
-    const rest = this.#buf.length - this.#off;
-    if (rest === 0) {
-      this.#buf = chunk;
-      this.#store = undefined;
-      this.#off = 0;
-      this.#scanFrom = 0;
-      return;
-    }
-    // A frame arriving in pieces: gather them in a buffer of our own that grows geometrically, so that a
-    // frame sent one byte at a time costs linear time, not a copy of everything so far per piece.
-    let store = this.#store;
-    if (store === undefined || rest + chunk.length > store.length) {
-      store = Buffer.allocUnsafe(Math.max(4096, 2 * (rest + chunk.length)));
-      this.#buf.copy(store, 0, this.#off);
-      this.#rebase(store);
-    } else if (this.#buf.length + chunk.length > store.length) {
-      store.copyWithin(0, this.#off, this.#buf.length);
-      this.#rebase(store);
-    }
-    chunk.copy(store, this.#buf.length);
-    this.#buf = store.subarray(0, this.#buf.length + chunk.length);
-  }
-
-  /** Moves the unread bytes' bookkeeping to the start of `store`, where they were just copied. */
-  #rebase(store: Buffer): void {
-    const rest = this.#buf.length - this.#off;
-    this.#store = store;
-    this.#scanFrom -= this.#off;
-    this.#off = 0;
-    this.#buf = store.subarray(0, rest);
+    this.#scanFrom = Math.max(0, this.#scanFrom - this.#queue.push(chunk));
   }
 
   /**
@@ -114,16 +77,16 @@ export class FrameDecoder {
    */
   next(): Frame | undefined {
     for (;;) {
-      const buf = this.#buf;
+      const buf = this.#queue.bytes;
       const end = buf.length;
-      const off = this.#off;
+      const off = this.#queue.offset;
       if (off >= end) {
         this.#clear();
         return undefined;
       }
       const first = buf[off];
       if (first === LF || first === NUL) {
-        this.#off = off + 1;
+        this.#queue.consumeTo(off + 1);
         continue;
       }
       if (this.#framing === 'auto') {
@@ -142,14 +105,14 @@ export class FrameDecoder {
           const start = i + 1;
           if (length > this.maxLineBytes) {
             const available = Math.min(length, end - start);
-            this.#off = start + available;
+            this.#queue.consumeTo(start + available);
             this.#skip = length - available;
-            this.#scanFrom = this.#off;
+            this.#scanFrom = start + available;
             return { kind: 'oversize', bytes: length, framing: 'octet-counting' };
           }
           if (end - start < length) return undefined;
-          this.#off = start + length;
-          this.#scanFrom = this.#off;
+          this.#queue.consumeTo(start + length);
+          this.#scanFrom = start + length;
           const line = trimEol(buf.subarray(start, start + length));
           if (line.length === 0) continue;
           return { kind: 'line', line };
@@ -167,8 +130,8 @@ export class FrameDecoder {
         this.#scanFrom = end;
         return undefined;
       }
-      this.#off = delimiter + 1;
-      this.#scanFrom = this.#off;
+      this.#queue.consumeTo(delimiter + 1);
+      this.#scanFrom = delimiter + 1;
       const line = trimEol(buf.subarray(off, delimiter));
       if (line.length > this.maxLineBytes) {
         return { kind: 'oversize', bytes: line.length, framing: 'non-transparent' };
@@ -183,7 +146,7 @@ export class FrameDecoder {
    * first). An unterminated line is still a line; a partial octet-counted frame is reported truncated.
    */
   finish(): Frame | undefined {
-    const buf = this.#buf.subarray(this.#off);
+    const buf = this.#queue.bytes.subarray(this.#queue.offset);
     const wasDiscarding = this.#discarding;
     this.#clear();
     this.#skip = 0;
@@ -199,9 +162,7 @@ export class FrameDecoder {
   }
 
   #clear(): void {
-    this.#buf = EMPTY;
-    this.#store = undefined;
-    this.#off = 0;
+    this.#queue.clear();
     this.#scanFrom = 0;
   }
 }

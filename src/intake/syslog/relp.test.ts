@@ -11,7 +11,15 @@ import { Registry } from 'prom-client';
 import type { NormalizedEvent } from '../../lib/event.ts';
 import { silentLogger } from '../../lib/logger.ts';
 import { createSyslogIntake, type SyslogConfigInput, type SyslogIntake, type SyslogParseContext } from './index.ts';
-import { RelpDecoder, type RelpFrame, RelpProtocolError, relpFrame } from './relp.ts';
+import {
+  RELP_MAX_UNSENT_ANSWER_BYTES,
+  RelpDecoder,
+  type RelpFrame,
+  type RelpHost,
+  RelpProtocolError,
+  RelpSession,
+  relpFrame,
+} from './relp.ts';
 
 // The decoder -----------------------------------------------------------------------------------------------
 
@@ -52,6 +60,24 @@ test('RELP decoder: what is not RELP is refused', () => {
 });
 
 // The receiver ----------------------------------------------------------------------------------------------
+
+test('RELP decoder: a long frame sent one byte at a time costs linear time', () => {
+  // Copied whole per byte before (Buffer.concat): a 1 MiB frame sent so took 60 s; this one, about 15 s.
+  const data = 'x'.repeat(512 * 1024);
+  const bytes = Buffer.from(relpFrame(1, 'syslog', data) + relpFrame(2, 'syslog', data));
+  const decoder = new RelpDecoder(1024 * 1024);
+  const out: number[] = [];
+  const started = performance.now();
+  for (let i = 0; i < bytes.length; i++) {
+    decoder.push(bytes.subarray(i, i + 1));
+    for (let f = decoder.next(); f !== undefined; f = decoder.next()) {
+      assert.equal(f.kind === 'frame' && f.data.toString(), data);
+      out.push(f.txnr);
+    }
+  }
+  assert.deepEqual(out, [1, 2]);
+  assert.ok(performance.now() - started < 5000, `took ${performance.now() - started} ms`);
+});
 
 const running: SyslogIntake[] = [];
 after(async () => {
@@ -247,5 +273,87 @@ test('RELP over TLS with the syslog certificate', async () => {
     socket.destroy();
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A RELP session on a real socket whose host always has room and commits every message at once. */
+async function startSession(): Promise<{ port: number; sessions: RelpSession[]; errors: Error[]; close: () => void }> {
+  const sessions: RelpSession[] = [];
+  const errors: Error[] = [];
+  const host: RelpHost = {
+    hasRoom: () => true,
+    waitForRoom: () => {},
+    message: (_line, _session, settled) => settled('committed'),
+    oversize: () => {},
+    unanswered: () => {},
+    protocolError: (_session, err) => errors.push(err),
+    closed: () => {},
+    failed: () => {},
+    idle: () => {},
+  };
+  const server = net.createServer((socket) => {
+    sessions.push(
+      new RelpSession(socket, 'syslog-relp', { maxLineBytes: 1024, idleTimeoutMs: 0, software: 'vigil' }, host),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    port,
+    sessions,
+    errors,
+    close: () => {
+      for (const s of sessions) s.socket.destroy();
+      server.close();
+    },
+  };
+}
+
+test('RELP: a client that never reads its answers is not read either past a bounded backlog, and resumes when it reads', async () => {
+  const h = await startSession();
+  const socket = net.connect({ port: h.port, host: '127.0.0.1' });
+  socket.pause();
+  socket.on('error', () => {});
+  await new Promise<void>((resolve) => socket.once('connect', resolve));
+  // 1,000,000 messages answered `N rsp 6 200 OK`: about 18 MB the client does not read, more than loopback buffers hold.
+  const frames = 1_000_000;
+  const parts = [relpFrame(1, 'open', OPEN)];
+  for (let i = 2; i <= frames + 1; i++) parts.push(relpFrame(i, 'syslog', 'm'));
+  socket.write(parts.join(''));
+  let unsent = 0;
+  const until = Date.now() + 1500;
+  while (Date.now() < until) {
+    for (const s of h.sessions) unsent = Math.max(unsent, s.socket.writableLength);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.ok(
+    unsent <= RELP_MAX_UNSENT_ANSWER_BYTES + 1024,
+    `${unsent} answer bytes waited in the server's write buffer`,
+  );
+  // Once the client reads, the session reads on: every message is answered.
+  // Each answer is one line; the open answer, with its offers, is five.
+  const lines = frames + 5;
+  let answers = 0;
+  socket.on('data', (d: Buffer) => {
+    for (let at = d.indexOf(0x0a); at >= 0; at = d.indexOf(0x0a, at + 1)) answers++;
+  });
+  socket.resume();
+  const deadline = Date.now() + 15_000;
+  while (answers < lines && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(answers, lines);
+  socket.destroy();
+  h.close();
+});
+
+test('RELP: any command but open before open ends the session without an answer', async () => {
+  for (const command of ['close', 'rsp', 'starttls', 'syslog']) {
+    const h = await startSession();
+    const c = await connectPlain(h.port);
+    const ended = new Promise<void>((resolve) => c.socket.once('close', () => resolve()));
+    c.send(1, command, command === 'syslog' ? 'm' : '');
+    await ended;
+    assert.deepEqual(c.received, [], command);
+    assert.match(String(h.errors[0]?.message), new RegExp(`${command} frame came before open`));
+    h.close();
   }
 });

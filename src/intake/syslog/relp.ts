@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { ByteQueue } from './byte-queue.ts';
 import type { Outcome } from './pipeline.ts';
 
 /**
@@ -29,11 +30,16 @@ const MAX_TXNR = 999999999;
 /** TXNR (9 digits), COMMAND (32 letters), DATALEN (9 digits) and their separators. */
 const MAX_HEADER_BYTES = 9 + 1 + 32 + 1 + 9 + 1;
 const HEADER = /^([0-9]{1,9}) ([a-z]{1,32}) ([0-9]{1,9})$/;
+/**
+ * Answer bytes a session lets wait in its socket's write buffer before it stops reading (until `drain`): a
+ * client that sends and never reads its answers fills our memory otherwise (several MB a second).
+ */
+export const RELP_MAX_UNSENT_ANSWER_BYTES = 64 * 1024;
 
 /** Splits a RELP byte stream into frames. Pull-based, so that a paused session leaves frames here. */
 export class RelpDecoder {
   readonly #maxDataBytes: number;
-  #buf: Buffer = Buffer.alloc(0);
+  readonly #queue = new ByteQueue();
   /** Bytes of an oversize frame's data (and its trailing LF) still to be dropped. */
   #skip = 0;
 
@@ -41,11 +47,7 @@ export class RelpDecoder {
     this.#maxDataBytes = maxDataBytes;
   }
 
-  /** Bytes held for frames not returned yet. */
-  get buffered(): number {
-    return this.#buf.length;
-  }
-
+  /** Adds bytes read from the stream; a frame's data may share memory with the decoder until the next push. */
   push(chunk: Buffer): void {
     if (this.#skip > 0) {
       const n = Math.min(this.#skip, chunk.length);
@@ -53,13 +55,15 @@ export class RelpDecoder {
       chunk = chunk.subarray(n);
       if (chunk.length === 0) return;
     }
-    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    this.#queue.push(chunk);
   }
 
   /** The next complete frame, or undefined until more bytes arrive. Throws RelpProtocolError on garbage. */
   next(): RelpFrame | undefined {
-    const buf = this.#buf;
-    if (buf.length === 0 || this.#skip > 0) return undefined;
+    if (this.#queue.length === 0 || this.#skip > 0) return undefined;
+    // A view of the unread bytes: positions below are relative to the frame's start.
+    const buf = this.#queue.bytes.subarray(this.#queue.offset);
+    const base = this.#queue.offset;
     // The header ends at the space after DATALEN, or at the LF of a frame without data.
     let spaces = 0;
     let end = -1;
@@ -82,14 +86,14 @@ export class RelpDecoder {
     const length = Number(m[3]);
     if (buf[end] === LF) {
       if (length !== 0) throw new RelpProtocolError(`RELP frame ${txnr} declares ${length} bytes but has none`);
-      this.#buf = buf.subarray(end + 1);
+      this.#queue.consumeTo(base + end + 1);
       return { kind: 'frame', txnr, command, data: Buffer.alloc(0) };
     }
     const start = end + 1;
     if (length > this.#maxDataBytes) {
       const available = Math.min(buf.length - start, length + 1);
       this.#skip = length + 1 - available;
-      this.#buf = buf.subarray(start + available);
+      this.#queue.consumeTo(base + start + available);
       return { kind: 'oversize', txnr, command, bytes: length };
     }
     if (buf.length < start + length + 1) return undefined;
@@ -97,7 +101,7 @@ export class RelpDecoder {
     if (buf[start + length] !== LF) {
       throw new RelpProtocolError(`RELP frame ${txnr} does not end with LF after its ${length} data bytes`);
     }
-    this.#buf = buf.subarray(start + length + 1);
+    this.#queue.consumeTo(base + start + length + 1);
     return { kind: 'frame', txnr, command, data: buf.subarray(start, start + length) };
   }
 }
@@ -156,11 +160,12 @@ export class RelpSession {
   /** TXNR of the client's `close`, answered once every earlier message is. */
   #closeTxnr: number | undefined;
   #pausedForRoom = false;
+  /** Reading stopped until the client reads the answers waiting in the socket's write buffer. */
+  #pausedForWrite = false;
   #waiting = false;
   #stopped = false;
   #closed = false;
   #failed = false;
-  #idleFlushWaiters: (() => void)[] = [];
 
   constructor(socket: Socket, source: string, opts: RelpSessionOptions, host: RelpHost) {
     this.socket = socket;
@@ -172,13 +177,17 @@ export class RelpSession {
     this.#decoder = new RelpDecoder(opts.maxLineBytes);
     socket.on('data', (chunk: Buffer) => {
       this.#decoder.push(chunk);
-      if (!this.#pausedForRoom) this.#pump();
+      if (!this.#pausedForRoom && !this.#pausedForWrite) this.#pump();
     });
     socket.on('error', (err) => host.failed(this, err));
     socket.on('close', () => {
       this.#closed = true;
       host.closed(this);
-      this.#wakeIdle();
+    });
+    socket.on('drain', () => {
+      if (!this.#pausedForWrite) return;
+      this.#pausedForWrite = false;
+      this.#pump();
     });
     if (opts.idleTimeoutMs > 0) {
       socket.setTimeout(opts.idleTimeoutMs);
@@ -187,16 +196,6 @@ export class RelpSession {
         else host.idle(this);
       });
     }
-  }
-
-  /** Messages handed over and not yet answered. */
-  get inflight(): number {
-    return this.#inflight;
-  }
-
-  /** Bytes read and not handed over; at stop they are left unanswered, and the client sends them again. */
-  get buffered(): number {
-    return this.#decoder.buffered;
   }
 
   resume(): void {
@@ -211,12 +210,6 @@ export class RelpSession {
     this.socket.pause();
   }
 
-  /** Resolves when every message handed over is answered (or the connection is gone). */
-  settled(): Promise<void> {
-    if (this.#inflight === 0 || this.#closed) return Promise.resolve();
-    return new Promise((resolve) => this.#idleFlushWaiters.push(resolve));
-  }
-
   /** Tells the client the server goes away (`serverclose`), then ends the connection. */
   serverClose(): void {
     if (this.#closed || this.socket.destroyed) return;
@@ -228,6 +221,7 @@ export class RelpSession {
     for (;;) {
       // Frames of a closed session stay unanswered: its client sends them again on its next session.
       if (this.#stopped || this.#failed || this.#closed || this.#closeTxnr !== undefined) return;
+      if (this.#pausedForWrite) return;
       if (!this.#host.hasRoom()) {
         if (!this.#pausedForRoom) {
           this.#pausedForRoom = true;
@@ -249,10 +243,8 @@ export class RelpSession {
       if (frame === undefined) break;
       this.#handle(frame);
     }
-    if (this.#pausedForRoom) {
-      this.#pausedForRoom = false;
-      if (!this.#closed) this.socket.resume();
-    }
+    this.#pausedForRoom = false;
+    if (!this.#closed && this.socket.isPaused()) this.socket.resume();
   }
 
   #handle(frame: RelpFrame): void {
@@ -261,8 +253,13 @@ export class RelpSession {
       this.#fail(new RelpProtocolError(`RELP transaction number ${txnr} is out of range`));
       return;
     }
+    // Before `open` only `open` is understood: anything else is not a RELP client (no answer, no 500).
+    if (!this.#open && command !== 'open') {
+      this.#fail(new RelpProtocolError(`a RELP ${command} frame came before open`));
+      return;
+    }
     if (frame.kind === 'oversize') {
-      if (command === 'syslog' && this.#open) {
+      if (command === 'syslog') {
         this.#host.oversize(this, frame.bytes);
         this.#answer(txnr, `500 message of ${frame.bytes} bytes is longer than max_line_bytes`);
       } else {
@@ -288,10 +285,6 @@ export class RelpSession {
         return;
       }
       case 'syslog': {
-        if (!this.#open) {
-          this.#fail(new RelpProtocolError('a RELP syslog frame came before open'));
-          return;
-        }
         if (frame.data.length === 0) {
           this.#answer(txnr, '200 OK');
           return;
@@ -319,10 +312,7 @@ export class RelpSession {
       const answered = this.#answer(txnr, outcome === 'committed' ? '200 OK' : '500 the event could not be stored');
       if (!answered && outcome === 'committed') this.#host.unanswered(this, 1);
     }
-    if (this.#inflight === 0) {
-      this.#wakeIdle();
-      this.#closeIfSettled();
-    }
+    if (this.#inflight === 0) this.#closeIfSettled();
   }
 
   #closeIfSettled(): void {
@@ -335,6 +325,10 @@ export class RelpSession {
   #answer(txnr: number, text: string): boolean {
     if (this.#closed || !this.socket.writable) return false;
     this.socket.write(relpFrame(txnr, 'rsp', text));
+    if (this.socket.writableLength > RELP_MAX_UNSENT_ANSWER_BYTES && !this.#pausedForWrite) {
+      this.#pausedForWrite = true;
+      this.socket.pause();
+    }
     return true;
   }
 
@@ -346,12 +340,6 @@ export class RelpSession {
     this.socket.end();
     // A client that does not close after our FIN is cut: the session cannot continue anyway.
     setTimeout(() => this.socket.destroy(), 1000).unref();
-  }
-
-  #wakeIdle(): void {
-    const waiters = this.#idleFlushWaiters;
-    this.#idleFlushWaiters = [];
-    for (const wake of waiters) wake();
   }
 }
 
