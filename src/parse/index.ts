@@ -14,7 +14,7 @@ export {
   splitJsonYielding,
 } from './json-stream.ts';
 export { ParseError } from './parse-error.ts';
-export { DEFAULT_MAX_FUTURE_MS, type SyslogTimeOptions } from './syslog.ts';
+export type { SyslogTimeOptions } from './syslog.ts';
 
 /** Where and when an input was received, and under which tenant it is stored. */
 export interface NormalizeContext {

@@ -57,13 +57,11 @@ let valueClosed = true;
  * The common cases cost one JSON.parse per element; characters are walked one by one only around errors.
  * At most `maxElements` elements are read: a caller that refuses more stops there, whatever the body holds.
  */
-export function splitJson(text: string, maxElements = Number.POSITIVE_INFINITY): JsonElement[] {
+export function splitJson(text: string): JsonElement[] {
   const out: JsonElement[] = [];
-  const start = text.charCodeAt(0) === 0xfeff ? 1 : 0;
-  const first = skipSpace(text, start);
-  if (first >= text.length) return out;
-  if (text.charCodeAt(first) === LBRACKET && splitArray(text, start, first, out, maxElements)) return out;
-  splitSequence(text, { p: start, line: 1, index: 0, failedChunkEnd: -1 }, out, maxElements);
+  const start = openBody(text, out, Number.POSITIVE_INFINITY);
+  if (start !== undefined)
+    splitSequence(text, { p: start, line: 1, index: 0, failedChunkEnd: -1 }, out, Number.POSITIVE_INFINITY);
   return out;
 }
 
@@ -78,16 +76,26 @@ export async function splitJsonYielding(
   perTurn = 2000,
 ): Promise<JsonElement[]> {
   const out: JsonElement[] = [];
-  const start = text.charCodeAt(0) === 0xfeff ? 1 : 0;
-  const first = skipSpace(text, start);
-  if (first >= text.length) return out;
-  if (text.charCodeAt(first) === LBRACKET && splitArray(text, start, first, out, maxElements)) return out;
+  const start = openBody(text, out, maxElements);
+  if (start === undefined) return out;
   const state: SequenceState = { p: start, line: 1, index: 0, failedChunkEnd: -1 };
   for (;;) {
     splitSequence(text, state, out, Math.min(maxElements, out.length + perTurn));
     if (state.p >= text.length || out.length >= maxElements) return out;
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
+}
+
+/**
+ * The opening both splitters share: skips a BOM, and splits a body that is one top-level array. Returns
+ * where the sequence of values starts, or undefined when the body is done (empty, or an array).
+ */
+function openBody(text: string, out: JsonElement[], maxElements: number): number | undefined {
+  const start = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  const first = skipSpace(text, start);
+  if (first >= text.length) return undefined;
+  if (text.charCodeAt(first) === LBRACKET && splitArray(text, start, first, out, maxElements)) return undefined;
+  return start;
 }
 
 /** A top-level array: every element is one event. False when the body is more than one top-level value. */

@@ -144,7 +144,7 @@ const MAX_CACHED_OFFSETS = 100000;
 const QUARTER_HOUR_MS = 900000;
 
 /** The offset of `zone` from UTC at instant `t`, in milliseconds (New York in winter: -18000000). */
-export function offsetAt(t: number, zone: string): number {
+function offsetAt(t: number, zone: string): number {
   const key = `${zone} ${Math.floor(t / QUARTER_HOUR_MS)}`;
   const cached = offsets.get(key);
   if (cached !== undefined) return cached;

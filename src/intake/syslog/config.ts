@@ -1,5 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
+import { DEFAULT_MAX_FUTURE_MS } from '../../parse/syslog.ts';
 import { isTimeZone } from '../../parse/time.ts';
 
 const port = z.number().int().min(0).max(65535);
@@ -74,7 +75,7 @@ export const syslogConfigSchema = z
      * Latest event time accepted, in milliseconds after receipt. A later time (a zone read wrong, a clock
      * off) is not used: `@timestamp` is the receipt time and `vigil.future_timestamp` keeps the claim.
      */
-    max_future_ms: z.number().int().min(0).default(300000),
+    max_future_ms: z.number().int().min(0).default(DEFAULT_MAX_FUTURE_MS),
     /**
      * On stop, how long TCP and TLS connections are still read after the intake half-closed them, waiting
      * for the sender to close, in milliseconds; bounded by the stop deadline. Connections still open then are
