@@ -315,7 +315,13 @@ const MODULES: ModuleDef<Base, Modules>[] = [
     deps: ['postgres'],
     init({ config, metrics, logger }, view) {
       const { database, audit } = view.get('postgres');
-      const notifier = createNotifier(config.notify, { db: database.db, metrics, logger, audit });
+      const notifier = createNotifier(config.notify, {
+        db: database.db,
+        metrics,
+        logger,
+        audit,
+        nodeId: nodeId(config),
+      });
       return { component: notifier, value: { notifier, routes: [notificationRoutes({ notifier })] } };
     },
   }),

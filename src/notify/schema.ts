@@ -27,4 +27,12 @@ export const NOTIFY_MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX deliveries_dead ON deliveries (tenant, updated_at) WHERE status = 'dead'`,
     ],
   },
+  {
+    id: 'notify/0002_claimed_by',
+    statements: [
+      // Who holds a 'sending' row: `<node id>:<incarnation>`, so a restarted node takes back its own dead claims
+      // at once instead of waiting out their lease.
+      'ALTER TABLE deliveries ADD COLUMN claimed_by text',
+    ],
+  },
 ];

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Alert } from '../detect/alerts/index.ts';
 import { severityRank } from '../detect/alerts/severity.ts';
@@ -56,6 +56,7 @@ interface DeliveryRow {
   attempts: number;
   next_attempt_at: number;
   lease_until: number | null;
+  claimed_by: string | null;
   last_error: string | null;
   created_at: number;
   updated_at: number;
@@ -102,12 +103,20 @@ export function destinationMatches(d: Destination, alert: Alert): boolean {
   return d.match === 'any' ? checks.some(Boolean) : checks.every(Boolean);
 }
 
-/** Creates the notifier (opens nothing; start() runs the worker when `worker_enabled`). */
+/**
+ * Creates the notifier (opens nothing; start() runs the worker when `worker_enabled`). `nodeId` names this
+ * node across restarts (cluster.node_id or the host name): at start the worker takes back the deliveries an
+ * earlier process of the same node left in 'sending'. Without it, claims of earlier processes wait out their
+ * lease, as other nodes' claims always do.
+ */
 export function createNotifier(
   config: NotifyConfig,
-  deps: { db: Db; metrics: Registry; logger: Logger; audit?: AuditLog },
+  deps: { db: Db; metrics: Registry; logger: Logger; audit?: AuditLog; nodeId?: string },
 ): Notifier {
   const { db } = deps;
+  // One notifier is one incarnation of its node; node ids have no ':' (cluster.node_id's pattern, host names).
+  const node = deps.nodeId ?? `unnamed-${randomUUID()}`;
+  const claimer = `${node}:${randomUUID()}`;
   const logger = deps.logger.child({ component: 'notify' });
   const destinations = new Map(config.destinations.map((d) => [d.name, d]));
   const senders = new Map<string, Sender>();
@@ -121,6 +130,12 @@ export function createNotifier(
     'destination',
   ]);
   const seconds = histogram(deps.metrics, 'vigil_notify_send_seconds', 'Time to send one delivery.', ['destination']);
+  const reclaimed = counter(
+    deps.metrics,
+    'vigil_notify_reclaimed_total',
+    "Deliveries an earlier process of this node left in 'sending', taken back at start.",
+    ['destination'],
+  );
 
   let running = false;
   let loop: Promise<void> | undefined;
@@ -163,8 +178,8 @@ export function createNotifier(
         await db.query(
           `UPDATE deliveries SET status = 'pending', attempts = GREATEST(attempts - 1, 0), lease_until = NULL,
              next_attempt_at = $3, updated_at = $3
-           WHERE id = $1 AND status = 'sending' AND lease_until = $2`,
-          [row.id, lease, Date.now()],
+           WHERE id = $1 AND status = 'sending' AND lease_until = $2 AND claimed_by = $4`,
+          [row.id, lease, Date.now(), claimer],
         );
         return;
       }
@@ -183,8 +198,8 @@ export function createNotifier(
     const marked = await db.query(
       `UPDATE deliveries SET status = $3, last_error = $4, lease_until = NULL, next_attempt_at = $5, updated_at = $6,
          delivered_at = CASE WHEN $3 = 'delivered' THEN $6 ELSE delivered_at END
-       WHERE id = $1 AND status = 'sending' AND lease_until = $2 RETURNING id`,
-      [row.id, lease, outcome.status, outcome.error, t + outcome.delay, t],
+       WHERE id = $1 AND status = 'sending' AND lease_until = $2 AND claimed_by = $7 RETURNING id`,
+      [row.id, lease, outcome.status, outcome.error, t + outcome.delay, t, claimer],
     );
     if (marked.length === 0) {
       logger.warn({ delivery: row.id }, 'A delivery outlived its lease; another worker owns it now.');
@@ -222,14 +237,15 @@ export function createNotifier(
     // Due pending rows, and rows whose worker died while sending (their lease ran out), of destinations
     // this node knows: a node with an older config leaves the others' deliveries alone.
     const claimed = await db.query<DeliveryRow>(
-      `UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = $2, updated_at = $1
+      `UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = $2, claimed_by = $5,
+         updated_at = $1
        WHERE id IN (
          SELECT id FROM deliveries
          WHERE ((status = 'pending' AND next_attempt_at <= $1) OR (status = 'sending' AND lease_until <= $1))
            AND destination = ANY($4::text[])
          ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
        RETURNING *`,
-      [t, t + config.lease_ms, config.batch_size, [...destinations.keys()]],
+      [t, t + config.lease_ms, config.batch_size, [...destinations.keys()], claimer],
     );
     let next = 0;
     const worker = async () => {
@@ -239,10 +255,35 @@ export function createNotifier(
     return claimed.length;
   };
 
+  /**
+   * Gives back the deliveries an earlier process of this node claimed and never marked: that process is gone,
+   * so its sends are dead, and waiting out their lease (lease_ms, a minute by default) only delays them. Some
+   * may have reached the receiver before the process died; they are sent again under the same delivery id
+   * (at-least-once; receivers dedupe on X-Vigil-Delivery). The attempt they spent stays counted.
+   */
+  const reclaimEarlierClaims = async () => {
+    const t = Date.now();
+    const rows = await db.query<{ destination: string }>(
+      `UPDATE deliveries SET status = 'pending', lease_until = NULL, claimed_by = NULL, next_attempt_at = $3,
+         updated_at = $3
+       WHERE status = 'sending' AND left(claimed_by, length($1) + 1) = $1 || ':' AND claimed_by <> $2
+       RETURNING destination`,
+      [node, claimer, t],
+    );
+    for (const r of rows) reclaimed.inc({ destination: r.destination });
+    if (rows.length > 0)
+      logger.info({ deliveries: rows.length }, 'Deliveries an earlier process of this node was sending are due again.');
+  };
+
   const work = async () => {
+    let reclaimDone = false;
     while (running) {
       let n = 0;
       try {
+        if (!reclaimDone) {
+          await reclaimEarlierClaims();
+          reclaimDone = true;
+        }
         n = await runOnce();
         lastFailure = undefined;
       } catch (err) {

@@ -62,10 +62,10 @@ async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms
   }
 }
 
-function notifier(db: Db, over: Record<string, unknown>): Notifier {
+function notifier(db: Db, over: Record<string, unknown>, nodeId?: string): Notifier {
   return createNotifier(
     notifyConfigSchema.parse({ poll_interval_ms: 20, backoff_initial_ms: 20, backoff_max_ms: 100, ...over }),
-    { db, metrics: new Registry(), logger: silentLogger, audit: createAuditLog(db) },
+    { db, metrics: new Registry(), logger: silentLogger, audit: createAuditLog(db), nodeId },
   );
 }
 
@@ -282,6 +282,53 @@ for (const backend of backends()) {
       );
       assert.deepEqual([...new Set(rx.got.map((r) => r.delivery))].sort(), [...ids].sort());
       for (const id of ids) assert.equal((await second.get(id, [tn]))?.attempts, 1, 'the cut attempt was given back');
+    });
+
+    test("a restarted node sends at once what its killed process was sending; other nodes' claims wait out their lease", async () => {
+      const db = await backend.open();
+      const tn = tenant();
+      // The killed processes' receiver never answers: their sends are still open when the restart comes.
+      const stuck = await receiver(() => ({ status: 200, delayMs: 60_000 }));
+      const rx = await receiver(() => ({ status: 200 }));
+      cleanup.push(rx.close);
+      const name = `reclaim${n}`;
+      const config = (url: string) => ({
+        destinations: [webhook(name, url, { timeout_ms: 20_000 })],
+        lease_ms: 60_000,
+      });
+      const mine = [makeAlert({ tenant: tn }), makeAlert({ tenant: tn })];
+      const theirs = [makeAlert({ tenant: tn })];
+      const killed = notifier(db, config(stuck.url), 'node-a');
+      const other = notifier(db, config(stuck.url), 'node-b');
+      await killed.enqueue(mine);
+      const killedRound = killed.runOnce();
+      await waitFor(() => stuck.got.length === mine.length, "the killed process's sends under way");
+      await other.enqueue(theirs);
+      const otherRound = other.runOnce();
+      await waitFor(() => stuck.got.length === mine.length + theirs.length, "the other node's send under way");
+
+      const started = Date.now();
+      const restarted = notifier(db, config(rx.url), 'node-a');
+      await restarted.start();
+      try {
+        const ids = mine.map((a) => deliveryId(a.id, name));
+        await waitFor(
+          async () =>
+            (await Promise.all(ids.map((id) => restarted.get(id, [tn])))).every((d) => d?.status === 'delivered'),
+          'the earlier process of node-a re-sent',
+          5000,
+        );
+        assert.ok(Date.now() - started < 5000, 'well before lease_ms');
+        assert.deepEqual(rx.got.map((r) => r.delivery).sort(), [...ids].sort(), 'same delivery ids, once each');
+        await new Promise((r) => setTimeout(r, 300));
+        const held = await restarted.get(deliveryId(theirs[0].id, name), [tn]);
+        assert.equal(held?.status, 'sending', "node-b's claim is left to its lease");
+        assert.equal(rx.got.length, mine.length);
+      } finally {
+        await restarted.stop(Date.now() + 1000);
+        await stuck.close();
+        await Promise.all([killedRound, otherRound]);
+      }
     });
   });
 }
