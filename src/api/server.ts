@@ -9,6 +9,7 @@ import { InputError, OverloadError, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { counter, gauge, histogram } from '../lib/metrics.ts';
 import type { Authenticator, Principal } from '../users/index.ts';
+import { isCollectorKey } from '../users/access.ts';
 import { type HttpConfig, splitAddr } from './config.ts';
 import { VERSION } from '../lib/version.ts';
 import { isConsolePath } from './routes/console.ts';
@@ -59,6 +60,8 @@ const OPEN_PATHS = new Set(['/health/live', '/health/ready', '/api/v1/auth/login
 
 const LOGIN_PATH = '/api/v1/auth/login';
 const INGEST_PATH = '/api/v1/ingest';
+/** Where collectors forward (routes/ingest.ts); its bodies are reserved like ingest bodies. */
+const COLLECTED_PATH = '/api/v1/ingest/collected';
 
 /**
  * Largest login body: a username and a password fit in far less. A slow 100 kB login body would hold its
@@ -313,9 +316,18 @@ export function createApiServer(
       refusedAuth.inc();
       throw err;
     }
+    if (isCollectorKey(req.principal) && path !== COLLECTED_PATH) {
+      throw new VigilError('collector_key', 'a collector key only forwards events (POST /api/v1/ingest/collected)', {
+        status: 403,
+      });
+    }
     // After authentication, before the body is read: an ingest body's bytes are reserved from its
     // Content-Length, so concurrent large bodies are refused before they take memory.
-    if (path === INGEST_PATH && req.method === 'POST' && !takeBodyBytes(req.raw, reply.raw)) {
+    if (
+      (path === INGEST_PATH || path === COLLECTED_PATH) &&
+      req.method === 'POST' &&
+      !takeBodyBytes(req.raw, reply.raw)
+    ) {
       intake.rejected.inc({ source: 'http', reason: 'overloaded' });
       throw new OverloadError(
         `ingest bodies of more than ${config.max_inflight_body_bytes} bytes in flight (http.max_inflight_body_bytes); retry shortly`,
