@@ -107,6 +107,7 @@ export function createCollector(config: CollectConfig, ctx: { metrics: Registry;
     // Ready means "takes events": a collector with every site down still queues, so it stays ready; the
     // sites' state is told in the detail.
     const sites = forwarder.health();
+    if (queue.full()) bad.push({ name: 'queue', ok: false, detail: 'full (queue.max_bytes): new events are refused' });
     if (bad.length > 0) return { ok: false, detail: bad.map((h) => `${h.name}: ${h.detail}`).join('; ') };
     return sites.detail ? { ok: true, detail: sites.detail } : { ok: true };
   };

@@ -6,7 +6,8 @@ import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { Registry } from 'prom-client';
 import type { NormalizedEvent } from '../lib/event.ts';
-import { silentLogger } from '../lib/logger.ts';
+import { type Logger, silentLogger } from '../lib/logger.ts';
+import { pino } from 'pino';
 import { QueueFullError, createRetentionQueue, type RetentionQueueOptions } from './queue.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'vigil-collect-queue-'));
@@ -24,7 +25,11 @@ const event = (i: number, bytes = 100): NormalizedEvent => ({
   fields: { message: `event ${i}` },
 });
 
-const open = async (opts: Partial<RetentionQueueOptions> = {}, dir = join(root, `q${dirs++}`)) => {
+const open = async (
+  opts: Partial<RetentionQueueOptions> = {},
+  dir = join(root, `q${dirs++}`),
+  logger: Logger = silentLogger,
+) => {
   const metrics = new Registry();
   const queue = createRetentionQueue(
     {
@@ -37,7 +42,7 @@ const open = async (opts: Partial<RetentionQueueOptions> = {}, dir = join(root, 
       batchMaxBytes: 64 * 1024,
       ...opts,
     },
-    { metrics, logger: silentLogger },
+    { metrics, logger },
   );
   await queue.open();
   return { queue, metrics, dir };
@@ -96,14 +101,18 @@ test('past max_bytes new events are refused with collect_queue_full and counted;
   assert.match(refusal.message, /queue\.max_bytes/);
   assert.ok(queue.stats().bytes <= 1024 * 1024);
   assert.equal(await metric(metrics, 'vigil_collect_refused_events_total'), 1);
+  assert.equal(queue.full(), true, 'the collector says it takes nothing');
   assert.equal((await drain(queue)).length, appended, 'every acknowledged event is still queued');
+  assert.equal(queue.full(), false);
   await queue.append([event(9999)]);
   assert.equal(queue.stats().events, 1, 'room again once forwarded');
   await queue.close();
 });
 
-test('batches older than max_age_seconds are purged from the head, counted by reason and kept otherwise', async () => {
-  const { queue, metrics } = await open({ maxAgeSeconds: 60 });
+test('batches older than max_age_seconds are purged from the head, counted by reason, logged, and kept otherwise', async () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (l: string) => lines.push(JSON.parse(l)) });
+  const { queue, metrics } = await open({ maxAgeSeconds: 60 }, undefined, logger);
   await queue.append(Array.from({ length: 15 }, (_, i) => event(i)));
   assert.equal(await queue.purgeExpired(Date.now()), 0, 'nothing is old yet');
   const later = Date.now() + 61_000;
@@ -114,6 +123,9 @@ test('batches older than max_age_seconds are purged from the head, counted by re
     purged?.map((v) => [v.labels.reason, v.value]),
     [['max_age', 15]],
   );
+  const logged = lines.find((l) => /Purged events older than the queue retention/.test(String(l.msg)));
+  assert.equal(logged?.events, 15);
+  assert.equal(logged?.level, 40, 'a warning');
   await queue.append([event(100)]);
   assert.equal(await queue.purgeExpired(Date.now()), 0, 'a new event is kept');
   assert.deepEqual(await drain(queue), ['e100']);

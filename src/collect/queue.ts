@@ -40,6 +40,8 @@ export interface RetentionQueue {
   /** Drops every batch older than the retention (counted, logged); returns the events dropped. */
   purgeExpired(now?: number): Promise<number>;
   stats(): QueueStats;
+  /** True from a refusal for lack of room until a batch leaves the queue: the collector takes no events. */
+  full(): boolean;
   /** Resolves once something is queued (at once if it is), or when `signal` aborts. */
   appended(signal?: AbortSignal): Promise<void>;
   close(): Promise<void>;
@@ -107,6 +109,7 @@ export function createRetentionQueue(
     'Age of the oldest event in the collector queue (0 when empty).',
   );
   let timer: NodeJS.Timeout | undefined;
+  let refusing = false;
 
   const update = () => {
     const s = spool.stats();
@@ -157,6 +160,7 @@ export function createRetentionQueue(
         await spool.append(entries);
       } catch (err) {
         if (err instanceof OverloadError) {
+          refusing = true;
           refused.inc(events.length);
           const s = spool.stats();
           throw new QueueFullError(
@@ -183,6 +187,7 @@ export function createRetentionQueue(
 
     async ack() {
       await spool.commit();
+      refusing = false;
       update();
     },
 
@@ -200,6 +205,7 @@ export function createRetentionQueue(
         await spool.commit();
       }
       if (dropped > 0) {
+        refusing = false;
         purged.inc({ reason: 'max_age' }, dropped);
         log.warn(
           {
@@ -219,6 +225,8 @@ export function createRetentionQueue(
       const s = spool.stats();
       return { events: s.events, bytes: s.bytes, batches: s.batches, oldestAt: s.oldestAt };
     },
+
+    full: () => refusing,
 
     appended: (signal) => spool.appended(signal),
 

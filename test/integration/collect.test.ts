@@ -237,8 +237,9 @@ describe('vigil collect with two sites', { timeout: 600_000 }, () => {
 
   test('a collector key only forwards: every other route refuses it, and no other credential may forward', async () => {
     const collected = `${site.a.url}/api/v1/ingest/collected`;
+    const chosen = `${RUN}id1`;
     const one = JSON.stringify({
-      id: 'chosen-id-1',
+      id: chosen,
       timestamp: Date.now(),
       ingested: Date.now(),
       source: 'http',
@@ -246,6 +247,22 @@ describe('vigil collect with two sites', { timeout: 600_000 }, () => {
       raw: '{"message":"x"}',
       fields: { message: 'x' },
     });
+    // A resend (a lost answer, a failover and back) is stored once; the same id and time with other text is a
+    // row of its own: a collector key cannot replace a stored event.
+    for (let i = 0; i < 2; i++) {
+      const sent = await call(collected, 'POST', keys.a, one);
+      assert.equal(sent.status, 200, JSON.stringify(sent.body));
+      assert.equal(sent.body.accepted, 1);
+    }
+    const altered = { ...JSON.parse(one), raw: '{"message":"y"}', fields: { message: 'y' } };
+    assert.equal((await call(collected, 'POST', keys.a, JSON.stringify(altered))).status, 200);
+    const stored = await site.a.get(`/api/v1/search?q=${encodeURIComponent(`event.id:${chosen}`)}&from=now-1h`);
+    assert.equal(stored.status, 200, JSON.stringify(stored.body));
+    assert.deepEqual(
+      (stored.body.events as Record<string, unknown>[]).map((e) => e.message).sort(),
+      ['x', 'y'],
+      'the resend once, the altered text beside it',
+    );
     const search = await call(`${site.a.url}/api/v1/search?q=x`, 'GET', keys.a);
     assert.equal(search.status, 403);
     assert.equal(search.body.error.code, 'collector_key');
