@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
+import { COLLECTED_PATH } from '../intake/http/index.ts';
 import { intakeMetrics, type RejectReason } from '../intake/metrics.ts';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { InputError, OverloadError, VigilError } from '../lib/errors.ts';
@@ -60,8 +61,6 @@ const OPEN_PATHS = new Set(['/health/live', '/health/ready', '/api/v1/auth/login
 
 const LOGIN_PATH = '/api/v1/auth/login';
 const INGEST_PATH = '/api/v1/ingest';
-/** Where collectors forward (routes/ingest.ts); its bodies are reserved like ingest bodies. */
-const COLLECTED_PATH = '/api/v1/ingest/collected';
 
 /**
  * Largest login body: a username and a password fit in far less. A slow 100 kB login body would hold its

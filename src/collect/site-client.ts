@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import { COLLECTED_PATH } from '../intake/http/index.ts';
 import { VigilError } from '../lib/errors.ts';
 import type { CollectEndpointConfig } from './config.ts';
 
-/** Where collectors forward on a site (src/api/routes/ingest.ts). */
-export const COLLECTED_PATH = '/api/v1/ingest/collected';
 /** Largest answer read from a site: an ingest answer lists at most 1,000 rejections. */
 const MAX_ANSWER_BYTES = 1024 * 1024;
 

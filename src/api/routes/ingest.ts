@@ -1,14 +1,11 @@
 import type { Registry } from 'prom-client';
-import type { HttpIntake } from '../../intake/http/index.ts';
+import { COLLECTED_PATH, type HttpIntake } from '../../intake/http/index.ts';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import type { Logsource } from '../../lib/event.ts';
 import { intakeMetrics } from '../../intake/metrics.ts';
 import { userPrincipal } from '../../users/access.ts';
 import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
-
-/** Where collectors (`vigil collect`) forward the events they normalized, with the ids they gave them. */
-export const COLLECTED_PATH = '/api/v1/ingest/collected';
 
 /** POST /api/v1/ingest: NDJSON or a JSON array; answers after the events are committed. */
 export function ingestRoutes(deps: { intake: HttpIntake; metrics: Registry }): RouteGroup {

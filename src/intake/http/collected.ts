@@ -9,6 +9,9 @@ import type { EventLayout, FieldValue, Logsource, NormalizedEvent } from '../../
  */
 export type CollectedEvent = Omit<NormalizedEvent, 'tenant'>;
 
+/** The route of a site where collectors forward (served by src/api/routes/ingest.ts). */
+export const COLLECTED_PATH = '/api/v1/ingest/collected';
+
 const LAYOUTS: ReadonlySet<EventLayout> = new Set(['ecs', 'windows', 'evtx', 'syslog', 'json']);
 const KEYS: ReadonlySet<string> = new Set([
   'id',

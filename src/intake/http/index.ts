@@ -53,7 +53,7 @@ export interface HttpIntake extends Component {
 
 export { type HttpIntakeConfig, httpIntakeConfigSchema } from './config.ts';
 export { createIdempotencyKeys, type IdempotencyKeys } from './idempotency.ts';
-export { type CollectedEvent, decodeCollected, encodeCollected } from './collected.ts';
+export { COLLECTED_PATH, type CollectedEvent, decodeCollected, encodeCollected } from './collected.ts';
 
 const SOURCE = 'http';
 /** The metrics label of events forwarded by collectors (each event keeps the `source` its collector gave). */
