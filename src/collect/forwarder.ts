@@ -117,7 +117,14 @@ export function createForwarder(
       await queue.purgeExpired();
       const batch = await queue.head();
       if (!batch) {
-        await Promise.race([queue.appended(signal), sleep(TICK_MS, signal)]);
+        // A wait of its own, ended either way: the queue's waiter must not outlive the tick (one a second,
+        // kept until the next append, would pile up while the collector is idle).
+        const wait = new AbortController();
+        const onStop = () => wait.abort();
+        signal.addEventListener('abort', onStop, { once: true });
+        await Promise.race([queue.appended(wait.signal), sleep(TICK_MS, wait.signal)]);
+        wait.abort();
+        signal.removeEventListener('abort', onStop);
         continue;
       }
       let index = selector.current();
@@ -137,8 +144,9 @@ export function createForwarder(
         failure = undefined;
         if (!selector.isUp(index)) log.info({ endpoint: client.name }, 'A site endpoint takes events again.');
         selector.succeeded(index);
-        await queue.ack();
+        // Counted before the batch leaves the queue: a scrape never sees it neither queued nor forwarded.
         forwarded.inc({ endpoint: client.name }, outcome.accepted);
+        await queue.ack();
         if (outcome.rejected > 0) {
           rejected.inc(outcome.rejected);
           log.warn(

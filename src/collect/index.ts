@@ -137,7 +137,14 @@ export function createCollector(config: CollectConfig, ctx: { metrics: Registry;
       // Intake first (senders get their last answers), then the forwarder, then the queue.
       await syslog?.stop(deadline);
       await listener.stop(deadline);
-      await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
+      if (metricsServer) {
+        const server = metricsServer;
+        metricsServer = undefined;
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        // A scraper's idle keep-alive connection would hold close() open for good.
+        server.closeAllConnections();
+        await closed;
+      }
       await forwarder.stop(deadline);
       await queue.close();
       rmSync(lockFile, { force: true });
