@@ -278,6 +278,19 @@ describe('vigil collect with two sites', { timeout: 600_000 }, () => {
     );
     assert.equal(mixed.status, 400, 'the collector scope is given alone');
     assert.equal(mixed.body.error.code, 'bad_scopes');
+    const viewer = await site.a.post(
+      '/api/v1/users',
+      JSON.stringify({ username: 'watcher', password: PASSWORD, role: 'viewer' }),
+      { 'content-type': 'application/json' },
+    );
+    assert.equal(viewer.status, 201, JSON.stringify(viewer.body));
+    const viewerKey = await site.a.post(
+      '/api/v1/keys',
+      JSON.stringify({ userId: viewer.body.id, name: 'v', scopes: ['collector'] }),
+      { 'content-type': 'application/json' },
+    );
+    assert.equal(viewerKey.status, 400, 'a viewer writes no events, so gets no collector key');
+    assert.equal(viewerKey.body.error.code, 'scope_too_wide');
   });
 
   test('events reach site a; with a killed they flow to b; when a returns the collector goes back to it', async () => {
