@@ -119,7 +119,9 @@ describe('vigil collect with two sites', { timeout: 600_000 }, () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'vigil-collect-it-'));
-    [site.a, site.b] = await Promise.all([startVigil(), startVigil()]);
+    // One after the other: two nodes starting at once on a loaded 2-core machine can miss the harness's 60 s.
+    site.a = await startVigil();
+    site.b = await startVigil();
     const [ka, kb] = [await collectorKey(site.a), await collectorKey(site.b)];
     keys.a = ka.token;
     keys.b = kb.token;
