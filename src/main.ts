@@ -91,6 +91,7 @@ const COMMANDS: Record<string, Command> = {
     options: {
       dir: { type: 'string' },
       nodes: { type: 'string' },
+      lb: { type: 'boolean' },
       json: { type: 'boolean' },
       timeout: { type: 'string' },
     },

@@ -1,6 +1,7 @@
 /**
- * `vigil dev-cluster` end to end, as an operator runs it: up (1 Vigil node, 3 nats-server, 3 etcd), status,
- * kill, restart on the same ports, down; every process is acted on by the PID in state.json.
+ * `vigil dev-cluster` end to end, as an operator runs it: up (1 Vigil node, 3 nats-server, 3 etcd, HAProxy
+ * in front with --lb), status, kill, restart on the same ports, down; every process is acted on by the PID
+ * in state.json.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -36,7 +37,7 @@ function cli(...args: string[]): { status: number | null; stdout: string; stderr
           `import { parseArgs } from 'node:util';
            const { devClusterCommand } = await import(${JSON.stringify(join(ROOT, 'src/cli/dev-cluster.ts'))});
            const p = parseArgs({ args: process.argv.slice(1), allowPositionals: true, strict: true, options: {
-             dir: { type: 'string' }, nodes: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' } } });
+             dir: { type: 'string' }, nodes: { type: 'string' }, lb: { type: 'boolean' }, json: { type: 'boolean' }, timeout: { type: 'string' } } });
            process.exitCode = await devClusterCommand(p.positionals, p.values);`,
           ...args,
         ],
@@ -70,7 +71,7 @@ after(async () => {
 test('up, status, kill, restart, down: every member by PID, same ports after a restart', {
   timeout: 300000,
 }, async () => {
-  const up = cli('up', '--nodes', '1', '--dir', dir);
+  const up = cli('up', '--nodes', '1', '--lb', '--dir', dir);
   assert.equal(up.status, 0, `${up.stdout}\n${up.stderr}`);
   assert.match(up.stdout, /Every Vigil node is ready/);
   assert.equal(statSync(join(dir, 'admin-token')).mode & 0o777, 0o600);
@@ -87,6 +88,7 @@ test('up, status, kill, restart, down: every member by PID, same ports after a r
       'etcd:etcd-2:running',
       'etcd:etcd-3:running',
       'vigil:vigil-1:running',
+      'haproxy:haproxy-1:running',
     ],
   );
   const vigil = members.find((m) => m.name === 'vigil-1')!;
@@ -96,11 +98,20 @@ test('up, status, kill, restart, down: every member by PID, same ports after a r
   });
   assert.equal(cluster.status, 200);
   assert.equal(((await cluster.json()) as { node_id: string }).node_id, 'vigil-1');
+  // The same API through the balancer, whose address the up message gives.
+  const lb = members.find((m) => m.name === 'haproxy-1')!;
+  assert.match(lb.addresses.http, /^http:\/\/127\.0\.0\.1:\d+$/);
+  assert.ok(up.stdout.includes(`${lb.addresses.http}/admin/cluster/status`), up.stdout);
+  const through = await fetch(`${lb.addresses.http}/admin/cluster/status`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  assert.equal(through.status, 200);
+  assert.equal(((await through.json()) as { node_id: string }).node_id, 'vigil-1');
   assert.match(cli('status', '--dir', dir).stdout, /^KIND\s+NAME\s+PID\s+STATE\s+ADDRESSES\n/);
   // Without postgres.url each node's incidents and users are its own: the node says so.
   assert.match(readFileSync(join(dir, 'logs', 'vigil-1.log'), 'utf8'), /Cluster mode with the embedded PGlite/);
 
-  for (const name of ['vigil-1']) {
+  for (const name of ['vigil-1', 'haproxy-1']) {
     const before = members.find((m) => m.name === name)!;
     const killed = cli('kill', name, '--dir', dir);
     assert.equal(killed.status, 0, killed.stderr);
@@ -113,8 +124,14 @@ test('up, status, kill, restart, down: every member by PID, same ports after a r
     assert.notEqual(now.pid, before.pid);
     assert.deepEqual(now.addresses, before.addresses, 'same ports');
   }
+  // The loop blocked in spawnSync while the killed node's pooled keep-alive connection was closed: one turn
+  // of the event loop lets fetch see that, instead of sending on it ("other side closed").
+  await new Promise((r) => setTimeout(r, 100));
   const ready = await fetch(`${vigil.addresses.http}/health/ready`);
   assert.equal(ready.status, 200);
+  // restart waited for the balancer's readiness: a node is in rotation, so the API answers through it.
+  const again = await fetch(`${lb.addresses.http}/health/ready`);
+  assert.equal(again.status, 200);
 
   assert.equal(cli('kill', 'vigil-9', '--dir', dir).status, 1);
   members = status();

@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { test } from 'node:test';
+import { parse } from 'yaml';
+import { checkHaproxyConfig } from '../../test/harness/haproxy.ts';
+import { HAPROXY_CHECK, HAPROXY_DOC_EXAMPLE, renderHaproxyConfig } from './haproxy.ts';
+import { planDevCluster } from './plan.ts';
+
+const BINARIES = { 'nats-server': '/usr/sbin/nats-server', etcd: '/usr/bin/etcd', haproxy: '/usr/sbin/haproxy' };
+const GUIDE = resolve(import.meta.dirname, '../../docs/deployment.md');
+const MARKER = '<!-- haproxy-example: the output of renderHaproxyConfig(HAPROXY_DOC_EXAMPLE) -->';
+
+/** The fenced block right after the marker in docs/deployment.md. */
+function guideBlock(): string {
+  const text = readFileSync(GUIDE, 'utf8');
+  const at = text.indexOf(MARKER);
+  assert.ok(at >= 0, `docs/deployment.md has no ${MARKER}`);
+  const m = /^```haproxy\n([\s\S]*?)^```$/m.exec(text.slice(at + MARKER.length));
+  assert.ok(m, 'a ```haproxy block follows the marker');
+  return m[1];
+}
+
+test("the deployment guide's HAProxy example is the template's output, and haproxy -c accepts it", () => {
+  const config = renderHaproxyConfig(HAPROXY_DOC_EXAMPLE);
+  assert.equal(guideBlock(), config, 'regenerate the block in docs/deployment.md from src/devcluster/haproxy.ts');
+  const check = checkHaproxyConfig(config);
+  assert.ok(check.ok, check.output);
+  assert.match(check.output, /Configuration file is valid/);
+});
+
+test('health checks take a dead or draining node out within 2 s', () => {
+  const c = HAPROXY_CHECK;
+  // A 503 or a refused connection: seen at the next check, confirmed at the next fast one.
+  const answered = c.inter_ms + (c.fall - 1) * c.fastinter_ms;
+  // A node that hangs: each failing check lasts until its timeout.
+  const hung = c.inter_ms + c.timeout_check_ms + (c.fall - 1) * (c.fastinter_ms + c.timeout_check_ms);
+  assert.ok(answered <= 2000 && hung <= 2000, `${answered} ms, ${hung} ms`);
+  const config = renderHaproxyConfig(HAPROXY_DOC_EXAMPLE);
+  assert.match(
+    config,
+    new RegExp(
+      `default-server inter ${c.inter_ms}ms fastinter ${c.fastinter_ms}ms .*fall ${c.fall} rise ${c.rise} on-marked-down shutdown-sessions`,
+    ),
+  );
+  assert.match(config, /option httpchk GET \/health\/ready/);
+});
+
+test('a dev cluster with lb: haproxy-1 in front of every node for HTTP, syslog TCP and RELP; a valid config', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-plan-lb-'));
+  try {
+    const plan = await planDevCluster({ dir, nodes: 3, lb: true }, BINARIES);
+    const lb = plan.state.members.at(-1)!;
+    assert.equal(lb.kind, 'haproxy');
+    assert.equal(lb.name, 'haproxy-1');
+    assert.equal(lb.command, BINARIES.haproxy);
+    assert.deepEqual(lb.args, ['-f', lb.files.config, '-db']);
+    assert.match(lb.addresses.http, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(lb.ready_url, /^http:\/\/127\.0\.0\.1:\d+\/ready$/);
+    const config = plan.files.find((f) => f.path === lb.files.config)!.content;
+    const port = (url: string) => new URL(url.includes('://') ? url : `tcp://${url.split(' ')[0]}`).port;
+    assert.match(config, new RegExp(`bind 127\\.0\\.0\\.1:${port(lb.addresses.http)}\\n`));
+    assert.match(config, new RegExp(`bind 127\\.0\\.0\\.1:${port(lb.addresses.relp)}\\n`));
+    for (const node of plan.state.members.filter((m) => m.kind === 'vigil')) {
+      const yml = parse(plan.files.find((f) => f.path === node.files.config)!.content);
+      assert.ok(yml.syslog.relp_port > 0, `${node.name} listens for RELP`);
+      assert.equal(`127.0.0.1:${yml.syslog.relp_port}`, node.addresses.relp);
+      assert.ok(config.includes(`server ${node.name} ${yml.http.addr} check\n`));
+      assert.ok(config.includes(`server ${node.name} 127.0.0.1:${yml.syslog.tcp_port} track vigil_http/${node.name}`));
+      assert.ok(config.includes(`server ${node.name} 127.0.0.1:${yml.syslog.relp_port} track vigil_http/${node.name}`));
+    }
+    const check = checkHaproxyConfig(config);
+    assert.ok(check.ok, check.output);
+
+    const without = await planDevCluster({ dir, nodes: 1 }, BINARIES);
+    assert.ok(!without.state.members.some((m) => m.kind === 'haproxy'), 'no balancer unless asked');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
