@@ -8,9 +8,14 @@ import type { MemberRecord } from './plan.ts';
  */
 
 /**
- * Health check timing, chosen so that a node that dies, hangs or starts draining leaves rotation within 2 s:
- * a refused or 503 check is seen within `inter`, confirmed `fastinter` later (fall 2): 0.75 s at worst; a
- * node that hangs fails a check only after `timeout check`, so 0.5 + 0.4 + 0.25 + 0.4 = 1.55 s at worst.
+ * Health check timing, chosen so that a node that dies or starts draining leaves rotation within 2 s: a
+ * refused connection (the process is gone) or a 503 (draining, spool full) is seen within `inter` and
+ * confirmed `fastinter` later (fall 2): 0.75 s at worst. A host that vanished (no RST) fails each check at
+ * the connect timeout, which HAProxy takes as min(`timeout connect`, `inter`) = 0.5 s: 1.75 s at worst.
+ * A process that accepts connections but does not answer (a hung event loop) fails each check only after
+ * `timeout check`: 0.5 + 1 + 0.25 + 1 = 2.75 s at worst. That timeout is not shorter on purpose: with 400 and
+ * 600 ms, the rolling upgrade test saw healthy nodes, stalled while a neighbour started on the same 2
+ * loaded cores, miss two checks in a row and lose their sessions (on-marked-down shutdown-sessions).
  * `rise 2` keeps a node that flaps out for a second check. A down node is probed every `downinter`.
  */
 export const HAPROXY_CHECK = {
@@ -19,7 +24,7 @@ export const HAPROXY_CHECK = {
   downinter_ms: 1000,
   fall: 2,
   rise: 2,
-  timeout_check_ms: 400,
+  timeout_check_ms: 1000,
 } as const;
 
 /** One Vigil node behind the balancer. */
@@ -83,7 +88,7 @@ export const HAPROXY_DOC_EXAMPLE: HaproxySpec = {
   })),
 };
 
-const ms = (n: number) => `${n}ms`;
+const ms = (n: number) => (n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
 
 /** The HAProxy configuration for `spec` (HAProxy 2.6, Debian 12's). */
 export function renderHaproxyConfig(spec: HaproxySpec): string {
