@@ -81,6 +81,12 @@ test('a dev cluster with lb: haproxy-1 in front of every node for HTTP, syslog T
     const check = checkHaproxyConfig(config);
     assert.ok(check.ok, check.output);
 
+    assert.match(config, /timeout check 1s\n/);
+    const relaxed = await planDevCluster({ dir, nodes: 1, lb: true, lbCheck: { timeout_check_ms: 8000 } }, BINARIES);
+    const relaxedConfig = relaxed.files.find((f) => f.path.endsWith('haproxy.cfg'))!.content;
+    assert.match(relaxedConfig, /timeout check 8s\n/);
+    assert.match(relaxedConfig, /default-server inter 500ms fastinter 250ms/, 'only the timeout changes');
+
     const without = await planDevCluster({ dir, nodes: 1 }, BINARIES);
     assert.ok(!without.state.members.some((m) => m.kind === 'haproxy'), 'no balancer unless asked');
   } finally {

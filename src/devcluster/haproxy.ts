@@ -27,6 +27,9 @@ export const HAPROXY_CHECK = {
   timeout_check_ms: 1000,
 } as const;
 
+/** Health check timing (`HAPROXY_CHECK` by default). */
+export type HaproxyCheck = { [K in keyof typeof HAPROXY_CHECK]: number };
+
 /** One Vigil node behind the balancer. */
 export interface HaproxyServer {
   name: string;
@@ -63,6 +66,8 @@ export interface HaproxySpec {
   };
   servers: HaproxyServer[];
   postgres_servers?: HaproxyPostgresServer[];
+  /** Overrides of `HAPROXY_CHECK` (a test on an overloaded machine tolerates slower answers). */
+  check?: Partial<HaproxyCheck>;
 }
 
 /** The example in docs/deployment.md: three nodes on their default ports, three Patroni hosts. */
@@ -92,7 +97,7 @@ const ms = (n: number) => (n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
 
 /** The HAProxy configuration for `spec` (HAProxy 2.6, Debian 12's). */
 export function renderHaproxyConfig(spec: HaproxySpec): string {
-  const c = HAPROXY_CHECK;
+  const c: HaproxyCheck = { ...HAPROXY_CHECK, ...spec.check };
   const out: string[] = [...spec.comment.map((l) => `# ${l}`), ''];
   const section = (head: string, lines: string[]) => out.push(head, ...lines.map((l) => `  ${l}`), '');
   const relp = spec.bind.relp !== undefined && spec.servers.every((s) => s.relp_port !== undefined);
@@ -196,6 +201,7 @@ export async function planBalancer(opts: {
   binary: string;
   port: () => Promise<number>;
   servers: HaproxyServer[];
+  check?: Partial<HaproxyCheck>;
 }): Promise<BalancerPlan> {
   const name = 'haproxy-1';
   const cwd = join(opts.dir, name);
@@ -211,6 +217,7 @@ export async function planBalancer(opts: {
       stats: `127.0.0.1:${stats}`,
     },
     servers: opts.servers,
+    check: opts.check,
   };
   return {
     dir: cwd,

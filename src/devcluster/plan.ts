@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import type { BinaryName, CoreBinary } from './binaries.ts';
 import { DevClusterError } from './errors.ts';
-import { type HaproxyServer, planBalancer } from './haproxy.ts';
+import { type HaproxyCheck, type HaproxyServer, planBalancer } from './haproxy.ts';
 
 /** What a member of the dev cluster is. */
 export type MemberKind = 'nats' | 'etcd' | 'vigil' | 'haproxy';
@@ -78,6 +78,8 @@ export interface DevClusterOptions {
   placementFor?: (node: string) => { netns: string; host: string } | undefined;
   /** Also run HAProxy (`haproxy-1`) in front of the Vigil nodes: HTTP, syslog TCP and RELP (src/devcluster/haproxy.ts). */
   lb?: boolean;
+  /** With `lb`: overrides of the balancer's health check timing (tests on an overloaded machine). */
+  lbCheck?: Partial<HaproxyCheck>;
 }
 
 /** The Vigil CLI of this checkout. */
@@ -324,7 +326,7 @@ export async function planDevCluster(
 
   if (opts.lb) {
     if (!binaries.haproxy) throw new DevClusterError('binary_missing', 'a dev cluster with --lb needs haproxy');
-    const lb = await planBalancer({ dir, binary: binaries.haproxy, port, servers: backends });
+    const lb = await planBalancer({ dir, binary: binaries.haproxy, port, servers: backends, check: opts.lbCheck });
     members.push(lb.member);
     files.push(lb.file);
     dirs.push(lb.dir);

@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { isRunning } from '../../src/devcluster/process.ts';
 import { openDevCluster } from '../../src/devcluster/index.ts';
@@ -54,6 +55,46 @@ function statusCli(): Member[] {
   assert.equal(res.status, 0, res.stderr);
   return JSON.parse(res.stdout).members;
 }
+
+/** Writes `bytes` to host:port over TCP and resolves to what came back once `until` holds (10 s at most). */
+function tcpExchange(address: string, bytes: string, until: (got: string) => boolean): Promise<string> {
+  const [host, port] = address.split(' ')[0].split(':');
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const socket = connect(Number(port), host, () => socket.write(bytes));
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer from ${address} within 10 s; got ${JSON.stringify(got)}`));
+    }, 10000);
+    socket.on('data', (d) => {
+      got += d;
+      if (until(got)) {
+        clearTimeout(timer);
+        socket.end();
+        resolve(got);
+      }
+    });
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+/** Writes `bytes` to host:port over TCP, then closes its side and waits for the peer's close. */
+function tcpSend(address: string, bytes: string): Promise<void> {
+  const [host, port] = address.split(' ')[0].split(':');
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), host, () => socket.end(bytes));
+    socket.on('error', reject);
+    socket.on('close', () => resolve());
+    socket.resume();
+  });
+}
+
+/** A RELP frame: `txnr command datalen data\n`. */
+const relpFrame = (txnr: number, command: string, data: string) =>
+  `${txnr} ${command} ${Buffer.byteLength(data)} ${data}\n`;
 
 /** The same answer read in this process (each CLI run costs a Node start on a busy machine). */
 const status = (): Member[] => openDevCluster(dir).status() as Member[];
@@ -107,6 +148,30 @@ test('up, status, kill, restart, down: every member by PID, same ports after a r
   });
   assert.equal(through.status, 200);
   assert.equal(((await through.json()) as { node_id: string }).node_id, 'vigil-1');
+  // Syslog over TCP and RELP through the balancer: RELP answers 200 once the message is committed.
+  const marker = `lbcheck${Date.now().toString(36)}`;
+  await tcpSend(lb.addresses.syslog, `<13>1 ${new Date().toISOString()} lbhost app - - - ${marker}tcp\n`);
+  const relp = await tcpExchange(
+    lb.addresses.relp,
+    relpFrame(1, 'open', 'relp_version=0\nrelp_software=test\ncommands=syslog') +
+      relpFrame(2, 'syslog', `<13>1 ${new Date().toISOString()} lbhost app - - - ${marker}relp`),
+    (got) => /^2 rsp \d+ 200 OK/m.test(got),
+  );
+  assert.match(relp, /^1 rsp \d+ 200 OK/m);
+  const search = async (word: string) => {
+    const q = new URLSearchParams({ q: word, from: 'now-1h', to: 'now+1h' });
+    const res = await fetch(`${lb.addresses.http}/api/v1/search?${q}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    return ((await res.json()) as { rows?: unknown[] }).rows?.length ?? 0;
+  };
+  for (const word of [`${marker}tcp`, `${marker}relp`]) {
+    const deadline = Date.now() + 30000;
+    while ((await search(word)) === 0) {
+      assert.ok(Date.now() < deadline, `${word}, sent through the balancer, is not searchable within 30 s`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
   assert.match(cli('status', '--dir', dir).stdout, /^KIND\s+NAME\s+PID\s+STATE\s+ADDRESSES\n/);
   // Without postgres.url each node's incidents and users are its own: the node says so.
   assert.match(readFileSync(join(dir, 'logs', 'vigil-1.log'), 'utf8'), /Cluster mode with the embedded PGlite/);

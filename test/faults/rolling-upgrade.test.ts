@@ -11,6 +11,13 @@
  * the product. The first upgraded node applies it to the shared database while the two others still run the
  * old version and keep serving against the migrated schema.
  *
+ * HAProxy runs the template of src/devcluster/haproxy.ts with one change: `timeout check` 8 s instead of 1 s.
+ * A drain is seen by its 503 and a stop by its refused connection, which that timeout does not delay; it
+ * only decides how long a node that does not answer stays in. On this shared 2-core machine at a load
+ * average of 60, healthy nodes starved of CPU missed two 1-second checks in a row 26 times in one run, and
+ * each time HAProxy cut their requests (on-marked-down shutdown-sessions): that measures the machine, not the
+ * upgrade. Such marks are still counted (`balancer_unplanned_downs`).
+ *
  * Printed and written to test/faults/results/rolling-upgrade.json: requests sent, failed as the client saw
  * them, events lost and duplicated (every store replica read id by id), p99 answer time before and during
  * the upgrade, and per node how long HAProxy took to take it out of rotation and put it back. Asserted:
@@ -32,7 +39,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { balancerServerStates } from '../../src/devcluster/index.ts';
+import { balancerServerStates, HAPROXY_CHECK } from '../../src/devcluster/index.ts';
 import { VERSION } from '../../src/lib/version.ts';
 import { startDevCluster, type TestDevCluster } from '../harness/dev-cluster.ts';
 import { ensureHaproxy } from '../harness/haproxy.ts';
@@ -49,6 +56,8 @@ const BATCH = 50;
 const STEADY_MS = 20000;
 const RESULTS = join(import.meta.dirname, 'results');
 const MIGRATION_ID = 'upgrade_probe/0001_init';
+/** See the header: only the timeout of a check that gets no answer is relaxed. */
+const LB_CHECK = { timeout_check_ms: 8000 };
 
 let dc: TestDevCluster | undefined;
 let gen: LoadGen | undefined;
@@ -249,7 +258,7 @@ before(
     next = buildNewVersion();
     pgServer = await startPostgres();
     dbUrl = await pgServer.createDatabase('vigil_upgrade');
-    dc = await startDevCluster({ nodes: 3, lb: true, vigilConfig: { postgres: { url: dbUrl } } });
+    dc = await startDevCluster({ nodes: 3, lb: true, lbCheck: LB_CHECK, vigilConfig: { postgres: { url: dbUrl } } });
   },
   { timeout: 240000 },
 );
@@ -332,6 +341,7 @@ test('rolling upgrade through HAProxy: no failed request, no lost or duplicated 
     started_at: startedAt.toISOString(),
     machine: { cpus: cpus().length, loadavg_at_start: loadAtStart.map((l) => Math.round(l * 10) / 10) },
     cluster: { vigil_nodes: 3, nats_servers: 3, etcd_members: 3, balancer: 'haproxy', postgres: 'shared' },
+    balancer_check: { ...HAPROXY_CHECK, ...LB_CHECK },
     versions: { old: VERSION, new: next!.version, migration: MIGRATION_ID },
     load: { rate_events_per_s: RATE, batch_events: BATCH, target: 'haproxy only', duration_ms: loadTo - loadFrom },
     requests_sent: requests.length,

@@ -4,7 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { type DevCluster, type MemberRecord, openDevCluster, upDevCluster } from '../../src/devcluster/index.ts';
+import {
+  type DevCluster,
+  type DevClusterOptions,
+  type MemberRecord,
+  openDevCluster,
+  upDevCluster,
+} from '../../src/devcluster/index.ts';
 import { readReply } from './http.ts';
 import { createNodeNamespace, type NodeNamespace } from './netns.ts';
 import { freePort } from './ports.ts';
@@ -123,6 +129,8 @@ export async function startDevCluster(
     readyTimeoutMs?: number;
     /** Also start HAProxy in front of the nodes (`vigil dev-cluster up --lb`). */
     lb?: boolean;
+    /** Overrides of HAProxy's health check timing. */
+    lbCheck?: DevClusterOptions['lbCheck'];
   } = {},
 ): Promise<TestDevCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-devcluster-'));
@@ -140,6 +148,7 @@ export async function startDevCluster(
       dir,
       nodes: opts.nodes ?? 3,
       lb: opts.lb,
+      lbCheck: opts.lbCheck,
       logLevel: opts.logLevel ?? 'warn',
       // Tests count the alerts of the rules they plant: the starter rules stay off unless a test asks.
       vigilConfig: {
