@@ -56,6 +56,8 @@ const BATCH = 50;
 const STEADY_MS = 20000;
 const RESULTS = join(import.meta.dirname, 'results');
 const MIGRATION_ID = 'upgrade_probe/0001_init';
+/** Longest wait for every replica to hold the run's events before they are compared id by id. */
+const REPLICA_WAIT_MS = 240000;
 /** See the header: only the timeout of a check that gets no answer is relaxed. */
 const LB_CHECK = { timeout_check_ms: 8000 };
 
@@ -280,7 +282,7 @@ after(async () => {
 });
 
 test('rolling upgrade through HAProxy: no failed request, no lost or duplicated event', {
-  timeout: 540000,
+  timeout: 900000,
 }, async () => {
   const cluster = dc!;
   const lb = cluster.balancer!;
@@ -329,7 +331,9 @@ test('rolling upgrade through HAProxy: no failed request, no lost or duplicated 
   const unacked = await gen.pause(60000);
   const loadTo = Date.now();
 
-  const replicas = await checkReplicas(cluster, gen, RUN, { since: loadTo, timeoutMs: 120000 });
+  // A replica still catching up is not a loss: each is compared once it holds as many events as were
+  // acknowledged, or after REPLICA_WAIT_MS (seconds on an idle machine; 58 s at a load average of 70).
+  const replicas = await checkReplicas(cluster, gen, RUN, { since: loadTo, timeoutMs: REPLICA_WAIT_MS });
   const requests = gen.requests();
   const failed = requests.filter((r) => r.ackedAt === undefined || r.hardFailures.length > 0);
   const failedReasons: Record<string, number> = {};
