@@ -163,7 +163,7 @@ test('up, status, kill, restart, down: every member by PID, same ports after a r
     const res = await fetch(`${lb.addresses.http}/api/v1/search?${q}`, {
       headers: { authorization: `Bearer ${token}` },
     });
-    return ((await res.json()) as { rows?: unknown[] }).rows?.length ?? 0;
+    return ((await res.json()) as { events?: unknown[] }).events?.length ?? 0;
   };
   for (const word of [`${marker}tcp`, `${marker}relp`]) {
     const deadline = Date.now() + 30000;
