@@ -48,9 +48,7 @@ test('health checks take a dead or draining node out within 2 s', () => {
   assert.match(config, new RegExp(`timeout check ${c.timeout_check_ms / 1000}s\\n`));
   assert.match(
     config,
-    new RegExp(
-      `default-server inter ${c.inter_ms}ms fastinter ${c.fastinter_ms}ms .*fall ${c.fall} rise ${c.rise} on-marked-down shutdown-sessions`,
-    ),
+    new RegExp(`default-server inter ${c.inter_ms}ms fastinter ${c.fastinter_ms}ms .*fall ${c.fall} rise ${c.rise}\n`),
   );
   assert.match(config, /option httpchk GET \/health\/ready/);
 });
@@ -75,8 +73,11 @@ test('a dev cluster with lb: haproxy-1 in front of every node for HTTP, syslog T
       assert.ok(yml.syslog.relp_port > 0, `${node.name} listens for RELP`);
       assert.equal(`127.0.0.1:${yml.syslog.relp_port}`, node.addresses.relp);
       assert.ok(config.includes(`server ${node.name} ${yml.http.addr} check\n`));
-      assert.ok(config.includes(`server ${node.name} 127.0.0.1:${yml.syslog.tcp_port} track vigil_http/${node.name}`));
-      assert.ok(config.includes(`server ${node.name} 127.0.0.1:${yml.syslog.relp_port} track vigil_http/${node.name}`));
+      // Streams to a node marked down are cut, so that senders reconnect to another node.
+      for (const p of [yml.syslog.tcp_port, yml.syslog.relp_port]) {
+        const line = `server ${node.name} 127.0.0.1:${p} track vigil_http/${node.name} on-marked-down shutdown-sessions\n`;
+        assert.ok(config.includes(line), line);
+      }
     }
     const check = checkHaproxyConfig(config);
     assert.ok(check.ok, check.output);

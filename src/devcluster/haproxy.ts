@@ -120,7 +120,7 @@ export function renderHaproxyConfig(spec: HaproxySpec): string {
     // A connection refused by a node that just died is retried once on another node.
     'retries 2',
     'option redispatch 1',
-    `default-server inter ${ms(c.inter_ms)} fastinter ${ms(c.fastinter_ms)} downinter ${ms(c.downinter_ms)} fall ${c.fall} rise ${c.rise} on-marked-down shutdown-sessions`,
+    `default-server inter ${ms(c.inter_ms)} fastinter ${ms(c.fastinter_ms)} downinter ${ms(c.downinter_ms)} fall ${c.fall} rise ${c.rise}`,
   ]);
   section('frontend stats', [
     'mode http',
@@ -147,7 +147,11 @@ export function renderHaproxyConfig(spec: HaproxySpec): string {
     ...spec.servers.map((s) => `server ${s.name} ${s.host}:${s.http_port} check`),
   ]);
   // Syslog streams are long-lived: an idle sender keeps its connection. The TCP backends follow the HTTP
-  // check of the same node (`track`) rather than probing it again.
+  // check of the same node (`track`) rather than probing it again, and cut the streams of a node marked
+  // down (shutdown-sessions), which would otherwise stay on a hung or vanished node for `timeout server`.
+  // The HTTP backend does not: its requests are short, a drained node answers those it took (the rolling
+  // upgrade test saw shutdown-sessions cut a request the draining node was still committing), and a dead
+  // process resets its connections itself.
   const streams: [string, string, (s: HaproxyServer) => number | undefined][] = [
     ['vigil_syslog_tcp', spec.bind.syslog_tcp, (s) => s.syslog_tcp_port],
   ];
@@ -164,7 +168,9 @@ export function renderHaproxyConfig(spec: HaproxySpec): string {
       'mode tcp',
       'balance leastconn',
       'timeout server 1h',
-      ...spec.servers.map((s) => `server ${s.name} ${s.host}:${port(s)} track vigil_http/${s.name}`),
+      ...spec.servers.map(
+        (s) => `server ${s.name} ${s.host}:${port(s)} track vigil_http/${s.name} on-marked-down shutdown-sessions`,
+      ),
     ]);
   }
   if (spec.bind.postgres !== undefined && spec.postgres_servers?.length) {
@@ -178,7 +184,8 @@ export function renderHaproxyConfig(spec: HaproxySpec): string {
       'option httpchk OPTIONS /primary',
       'http-check expect status 200',
       ...spec.postgres_servers.map(
-        (s) => `server ${s.name} ${s.host}:${s.port} check port ${s.patroni_port} inter 1s fall 2 rise 1`,
+        (s) =>
+          `server ${s.name} ${s.host}:${s.port} check port ${s.patroni_port} inter 1s fall 2 rise 1 on-marked-down shutdown-sessions`,
       ),
     ]);
   }
