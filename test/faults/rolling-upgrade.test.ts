@@ -14,9 +14,9 @@
  * HAProxy runs the template of src/devcluster/haproxy.ts with one change: `timeout check` 8 s instead of 1 s.
  * A drain is seen by its 503 and a stop by its refused connection, which that timeout does not delay; it
  * only decides how long a node that does not answer stays in. On this shared 2-core machine at a load
- * average of 60, healthy nodes starved of CPU missed two 1-second checks in a row 26 times in one run, and
- * each time HAProxy cut their requests (on-marked-down shutdown-sessions): that measures the machine, not the
- * upgrade. Such marks are still counted (`balancer_unplanned_downs`).
+ * average of 60, healthy nodes starved of CPU missed two 1-second checks in a row 26 times in one run, until
+ * none was left and HAProxy answered 503 itself: that measures the machine, not the upgrade. Such marks are
+ * still counted (`balancer_unplanned_downs`).
  *
  * Printed and written to test/faults/results/rolling-upgrade.json: requests sent, failed as the client saw
  * them, events lost and duplicated (every store replica read id by id), p99 answer time before and during
