@@ -180,7 +180,6 @@ const START_PHASE: Record<MemberKind, number> = { nats: 0, etcd: 0, vigil: 1, ha
 
 /** `m` started from `bin` instead of the `bin/vigil` it had (the command, or an argument of `ip netns exec`). */
 function withVigilBin(m: MemberRecord, bin: string): void {
-  if (m.kind !== 'vigil') throw new DevClusterError('not_vigil', `${m.name} is not a Vigil node: it has no bin/vigil`);
   const isVigil = (a: string) => a.endsWith('/bin/vigil');
   if (isVigil(m.command)) m.command = bin;
   else m.args = m.args.map((a) => (isVigil(a) ? bin : a));
@@ -287,6 +286,9 @@ export function openDevCluster(dir: string): DevCluster {
 
     async restart(name, opts = {}) {
       const m = byName(name);
+      if (opts.vigilBin && m.kind !== 'vigil') {
+        throw new DevClusterError('not_vigil', `${name} is not a Vigil node: it cannot start from ${opts.vigilBin}`);
+      }
       const outcome = await stopProcess(refOf(m), { graceMs: m.kind === 'vigil' ? VIGIL_GRACE_MS : OTHER_GRACE_MS });
       markStopped(m);
       if (opts.vigilBin) withVigilBin(m, opts.vigilBin);
