@@ -98,6 +98,7 @@ const COMMANDS: Record<string, Command> = {
     options: {
       dir: { type: 'string' },
       nodes: { type: 'string' },
+      lb: { type: 'boolean' },
       json: { type: 'boolean' },
       timeout: { type: 'string' },
     },
