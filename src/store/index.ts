@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Session } from 'chdb';
+import { type ChdbResult, Session } from 'chdb';
 import type { Registry } from 'prom-client';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
@@ -36,8 +36,15 @@ export const INSERT_CHUNK_EVENTS = 2500;
  */
 export const INSERT_CHUNK_RAW_BYTES = 6 * 1024 * 1024;
 
-/** Engine calls let out at once (see engine-gate.ts); the others wait in JavaScript. */
+/** Engine calls of the writing session let out at once (see engine-gate.ts); the others wait in JavaScript. */
 const ENGINE_CALLS_OUTSTANDING = 2;
+
+/**
+ * Searches let out at once into the search session. The session runs one statement at a time, so a second
+ * would only wait inside chdb on one of libuv's pool threads, which file writes (fdatasync of the spool and
+ * the ingest key log) share with the writing session's two.
+ */
+const SEARCH_CALLS_OUTSTANDING = 1;
 
 /** The engine's answer to a statement stopped by max_execution_time (TIMEOUT_EXCEEDED). */
 const ENGINE_TIMEOUT = /\bCode: 159\b|TIMEOUT_EXCEEDED/;
@@ -87,8 +94,8 @@ export interface EventStore extends Component {
   query<T = Record<string, unknown>>(sql: string, params: Record<string, unknown>): Promise<T[]>;
   /**
    * Runs a user's search: `fn` gets a place among `user`'s searches (store.search_concurrency_per_user; more
-   * wait in a bounded queue, and past it answer 429 `too_many_searches`), and its reads wait behind every
-   * write and stop at the deadline (store.query_timeout_ms from the call, waiting included; per read with
+   * wait in a bounded queue, and past it answer 429 `too_many_searches`), and its reads run on a connection of
+   * their own (never behind a write, one search at a time) and stop at the deadline (store.query_timeout_ms from the call, waiting included; per read with
    * `perQuery`, for hunts that read page after page) with 503 `query_timeout`, the engine's work included.
    */
   search<T>(user: string, fn: (scope: SearchScope) => Promise<T>, opts?: { perQuery?: boolean }): Promise<T>;
@@ -119,7 +126,18 @@ export function createEventStore(
     engineArgs?: readonly string[];
   },
 ): EventStore {
+  /** Writes, the store's own reads and statements. */
   let session: Session | undefined;
+  /**
+   * Users' searches, on a connection of their own to the same data path. chdb runs one statement at a time
+   * per connection but the connections of one path run at once over the same tables: a 1 ms count waited
+   * 2 s behind a 2 s query on the same session, and took 2 ms beside it on a second one. So a search never
+   * waits behind an insert, and an insert never waits behind a search. Parameterized statements are the
+   * exception: chdb runs them one at a time in the whole process (its parameter state is not per
+   * connection), so a search can still wait for the writing session's own reads (detection positions,
+   * alerts), which are short, but never for an insert, which is not parameterized.
+   */
+  let searchSession: Session | undefined;
   let lastError: string | undefined;
   const writeSeconds = histogram(deps.metrics, 'vigil_store_write_seconds', 'Latency of one committed batch.');
   const written = counter(deps.metrics, 'vigil_store_events_written_total', 'Events committed to the store.');
@@ -140,6 +158,7 @@ export function createEventStore(
   );
 
   const engine = createEngineGate(ENGINE_CALLS_OUTSTANDING);
+  const searchEngine = createEngineGate(SEARCH_CALLS_OUTSTANDING, { searchPlaces: SEARCH_CALLS_OUTSTANDING });
   let purging = false;
   /**
    * Hands the engine's freed memory back to the system after a write. The engine's allocator (jemalloc)
@@ -164,29 +183,34 @@ export function createEventStore(
   }
 
   /**
-   * Runs a read. A search's read (`search` given) waits behind writes, leaves the line at its deadline, and
-   * runs with the engine's time limit set to what is left of it; any other read runs with the engine's time
-   * limit set to store.query_timeout_ms.
+   * Runs a read. A search's read (`search` given) runs on the search session, waits only behind other
+   * searches, leaves the line at its deadline, and runs with the engine's time limit set to what is left of
+   * it; any other read runs on the writing session with the engine's time limit set to store.query_timeout_ms.
    */
   async function read<T>(
     sql: string,
     params: Record<string, unknown>,
     search?: { deadline: number; timeoutMs: number },
   ): Promise<T[]> {
-    const s = open();
     const limitMs = search ? search.timeoutMs : config.query_timeout_ms;
     let text: string;
     try {
-      const result = await engine(
-        () => {
-          // A plain read (alerts, detection positions) gets the engine's time limit too, without a deadline.
-          if (!search) return s.queryBindAsync(withTimeLimit(sql, limitMs), params, { format: 'JSONEachRow' });
-          const left = search.deadline - Date.now();
-          if (left <= 0) throw queryTimeoutError(search.timeoutMs);
-          return s.queryBindAsync(withTimeLimit(sql, left), params, { format: 'JSONEachRow' });
-        },
-        search ? { lane: 'search', deadline: search.deadline } : undefined,
-      );
+      let result: ChdbResult;
+      if (!search) {
+        // A plain read (alerts, detection positions) gets the engine's time limit too, without a deadline.
+        const s = open();
+        result = await engine(() => s.queryBindAsync(withTimeLimit(sql, limitMs), params, { format: 'JSONEachRow' }));
+      } else {
+        const s = openSearch();
+        result = await searchEngine(
+          () => {
+            const left = search.deadline - Date.now();
+            if (left <= 0) throw queryTimeoutError(search.timeoutMs);
+            return s.queryBindAsync(withTimeLimit(sql, left), params, { format: 'JSONEachRow' });
+          },
+          { lane: 'search', deadline: search.deadline },
+        );
+      }
       text = result.text();
     } catch (err) {
       if (search && err instanceof VigilError && err.code === 'query_timeout') {
@@ -218,6 +242,12 @@ export function createEventStore(
     return session;
   }
 
+  function openSearch(): Session {
+    if (!searchSession)
+      throw new VigilError('store_closed', 'the event store is not running', { status: 503, retryable: true });
+    return searchSession;
+  }
+
   return {
     name: 'store',
     async start() {
@@ -234,9 +264,13 @@ export function createEventStore(
       await session.queryAsync(
         `ALTER TABLE ${EVENTS_TABLE} MODIFY SETTING fsync_after_insert = ${fsync}, fsync_part_directory = ${fsync}, min_bytes_for_wide_part = ${WIDE_PART_BYTES}, ${FORCE_MERGE_SETTINGS}`,
       );
+      // Opened once the table is in its final layout: a search never sees a migration midway.
+      searchSession = new Session(dir, deps.engineArgs ? { connectionArgs: deps.engineArgs } : undefined);
       deps.logger.info({ dir, retention_days: config.retention_days, fsync: config.fsync }, 'The event store is open.');
     },
     async stop() {
+      searchSession?.close();
+      searchSession = undefined;
       session?.close();
       session = undefined;
     },
