@@ -29,18 +29,26 @@ export const ROWS_SLICE_EVENTS = 2000;
 const LOGSOURCE_KEYS = ['product', 'service', 'category'] as const;
 const LOGSOURCE_FIELDS = LOGSOURCE_KEYS.map((k) => `vigil.logsource.${k}`);
 
+/**
+ * Buffer's own UTF-8 writer, without `write`'s argument checks: those took more CPU than the copy itself
+ * (a cpu profile of HTTP ingest: `write` 4.5 s self against `utf8Write` 3.5 s; rows built in 35 µs an event
+ * through `write`, 21 µs through this). Node has had it on every Buffer since its first versions; the space
+ * is always there (RowBinaryWriter.ensure).
+ */
+type Utf8Writer = Buffer & { utf8Write(text: string, offset: number): number };
+
 /** A growing output buffer with the few RowBinary encodings the events table needs. */
 class RowBinaryWriter {
-  buf: Buffer;
+  buf: Utf8Writer;
   at = 0;
 
   constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(Math.max(1024, size));
+    this.buf = Buffer.allocUnsafe(Math.max(1024, size)) as Utf8Writer;
   }
 
   ensure(n: number): void {
     if (this.at + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n));
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n)) as Utf8Writer;
     this.buf.copy(next, 0, 0, this.at);
     this.buf = next;
   }
@@ -73,14 +81,14 @@ class RowBinaryWriter {
     if (most < 0x80) {
       // The length fits one byte whatever the text is: written after the text, without measuring it first.
       const at = this.at++;
-      const n = this.buf.write(s, this.at);
+      const n = this.buf.utf8Write(s, this.at);
       this.buf[at] = n;
       this.at += n;
       return;
     }
     // The engine reads only the shortest varint (a padded one misreads the row), so the length comes first.
     this.varint(Buffer.byteLength(s));
-    this.at += this.buf.write(s, this.at);
+    this.at += this.buf.utf8Write(s, this.at);
   }
 
   /** Moves `[from, at)` forward by `by` bytes (room for a longer varint before it). */
