@@ -1,4 +1,5 @@
 import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
+import { createTurnTaker, TURN_BUDGET_MS } from '../lib/turns.ts';
 import { storedValue, stringOr } from './rows.ts';
 import { contentHash } from './schema.ts';
 
@@ -22,9 +23,6 @@ export const ROW_BINARY_STRUCTURE: readonly (readonly [name: string, type: strin
   ['parse_error', 'String'],
   ['fields', 'Map(LowCardinality(String), String)'],
 ];
-
-/** Events serialized between two turns of the event loop by `eventsToRowBinarySliced`. */
-export const ROWS_SLICE_EVENTS = 2000;
 
 const LOGSOURCE_KEYS = ['product', 'service', 'category'] as const;
 const LOGSOURCE_FIELDS = LOGSOURCE_KEYS.map((k) => `vigil.logsource.${k}`);
@@ -121,16 +119,23 @@ export function eventsToRowBinary(events: readonly NormalizedEvent[]): Buffer {
   return w.buf.subarray(0, w.at);
 }
 
+/** Rows written between two looks at the clock by `eventsToRowBinarySliced`. */
+const ROWS_PER_CHECK = 16;
+
 /**
- * `eventsToRowBinary`, letting the event loop turn every ROWS_SLICE_EVENTS events: an INSERT chunk holds up
- * to 20,000 small events, whose rows took a node's event loop for 0.5 s and more on a loaded host (HTTP
- * answers and lease renewals wait meanwhile).
+ * `eventsToRowBinary`, letting the event loop turn every `budgetMs` of work (TURN_BUDGET_MS): an INSERT
+ * chunk holds up to 20,000 small events, whose rows took a node's event loop for 0.5 s and more on a loaded
+ * host (HTTP answers, searches and lease renewals wait meanwhile).
  */
-export async function eventsToRowBinarySliced(events: readonly NormalizedEvent[]): Promise<Buffer> {
+export async function eventsToRowBinarySliced(
+  events: readonly NormalizedEvent[],
+  budgetMs: number = TURN_BUDGET_MS,
+): Promise<Buffer> {
   const w = new RowBinaryWriter(estimate(events, 0, events.length));
-  for (let i = 0; i < events.length; i += ROWS_SLICE_EVENTS) {
-    if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-    writeRows(w, events, i, Math.min(events.length, i + ROWS_SLICE_EVENTS));
+  const turns = createTurnTaker(budgetMs);
+  for (let i = 0; i < events.length; i += ROWS_PER_CHECK) {
+    if (i > 0 && turns.due()) await turns.take();
+    writeRows(w, events, i, Math.min(events.length, i + ROWS_PER_CHECK));
   }
   return w.buf.subarray(0, w.at);
 }
