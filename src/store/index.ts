@@ -41,9 +41,9 @@ export const INSERT_CHUNK_RAW_BYTES = 6 * 1024 * 1024;
 const ENGINE_CALLS_OUTSTANDING = 2;
 
 /**
- * Searches let out at once into the search session. The session runs one statement at a time, so a second
- * would only wait inside chdb on one of libuv's pool threads, which file writes (fdatasync of the spool and
- * the ingest key log) share with the writing session's two.
+ * Searches let out at once into the search session. The session runs one statement at a time (and chdb one
+ * parameterized statement at a time in the process), so a second would only wait inside chdb, where its
+ * deadline no longer takes it out of the line.
  */
 const SEARCH_CALLS_OUTSTANDING = 1;
 
