@@ -270,7 +270,7 @@ export function createEventStore(
   /** Inserts RowBinary rows through a file of their own (see insertFromFileSql), deleted afterwards. */
   async function insertFile(s: Session, rows: Buffer, dedupToken?: string): Promise<void> {
     const path = join(insertDir, `${process.pid}-${insertFiles++}.bin`);
-    await writeFile(path, rows);
+    await writeFile(path, rows, { mode: 0o600 });
     try {
       await engine(() => s.queryAsync(insertFromFileSql(path, dedupToken)));
     } finally {
@@ -306,7 +306,8 @@ export function createEventStore(
       }
       // Files of INSERTs a stopped process left: their rows were committed or never acknowledged.
       rmSync(insertDir, { recursive: true, force: true });
-      mkdirSync(insertDir, { recursive: true });
+      // Event data: private like the rest of data_dir (src/lib/data-dir.ts).
+      mkdirSync(insertDir, { recursive: true, mode: 0o700 });
       session = new Session(dir, deps.engineArgs ? { connectionArgs: deps.engineArgs } : undefined);
       await session.queryAsync(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
       await ensureEventsTable(session, config.retention_days, deps.logger);
