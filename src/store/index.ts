@@ -61,18 +61,26 @@ const SAFE_FILE_PATH = /^[\w/ .,:+=@%~-]+$/;
  * engine reads RowBinary at a fifth of the CPU of JSONEachRow (see row-binary.ts), and chdb 3.4 takes
  * only text formats in its insert call; binary data handed inline beside the statement lost a byte in
  * some rows of Mordor events ("Cannot read all data"). The file is written to the page cache only: the
- * table's part is what is fsynced, and the file is deleted once the INSERT ends. The dedup token goes in
- * as hex, so nothing of its text reaches the SQL.
+ * table's part is what is fsynced, and the file is deleted once the INSERT ends. A dedup token of plain
+ * characters (the store's own, `<stream>:<first>-<last>#<chunk>`) goes in as it is, the same token as the
+ * text insert gave before, so a batch redelivered across an upgrade is still dropped; any other goes in as
+ * hex, so nothing of its text reaches the SQL.
  */
 export function insertFromFileSql(path: string, dedupToken?: string): string {
   const columns = ROW_BINARY_STRUCTURE.map(([name]) => name).join(', ');
   const structure = ROW_BINARY_STRUCTURE.map(([name, type]) => `${name} ${type}`)
     .join(', ')
     .replace(/'/g, "\\'");
-  const settings = dedupToken
-    ? ` SETTINGS insert_deduplication_token = '${Buffer.from(dedupToken).toString('hex')}'`
-    : '';
+  const token = dedupToken === undefined ? undefined : PLAIN_TOKEN.test(dedupToken) ? dedupToken : hexToken(dedupToken);
+  const settings = token === undefined ? '' : ` SETTINGS insert_deduplication_token = '${token}'`;
   return `INSERT INTO ${EVENTS_TABLE} (${columns})${settings} SELECT * FROM file('${path}', 'RowBinary', '${structure}')`;
+}
+
+/** Dedup tokens written into the SQL as they are. */
+const PLAIN_TOKEN = /^[\w:.#-]{1,200}$/;
+
+function hexToken(token: string): string {
+  return `hex:${Buffer.from(token).toString('hex')}`;
 }
 
 /** The engine's answer to a statement stopped by max_execution_time (TIMEOUT_EXCEEDED). */

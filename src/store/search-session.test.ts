@@ -73,3 +73,17 @@ test('a write does not wait behind a running search, and a search then sees it',
   );
   assert.deepEqual(rows, [{ id: 'during-search' }]);
 });
+
+test('a batch written again with its dedup token is dropped by the engine, whatever characters the token has', async () => {
+  for (const token of ['events:10-12', "odd 'token' \\ with quotes"]) {
+    const batch = [event(`dedup-${token.length}-a`), event(`dedup-${token.length}-b`)];
+    await store.write(batch, { dedupToken: token });
+    await store.write(batch, { dedupToken: token });
+    // Without FINAL: a second copy would be a row of its own until a merge collapsed it.
+    const rows = await store.query<{ n: string }>(
+      'SELECT toString(count()) AS n FROM vigil.events WHERE startsWith(id, {prefix:String})',
+      { prefix: `dedup-${token.length}-` },
+    );
+    assert.deepEqual(rows, [{ n: '2' }], `token ${token}`);
+  }
+});
