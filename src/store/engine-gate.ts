@@ -44,8 +44,9 @@ interface Waiter {
 
 /**
  * Holds calls into one session of the embedded engine in JavaScript, at most `limit` outstanding at once.
- * chdb runs one statement at a time per session (connection), and each insert or plain query waiting its turn inside chdb holds one of
- * libuv's pool threads (4 by default; chdb queues parameterized queries itself), which file writes share:
+ * chdb runs one statement at a time per session (connection), and each insert or plain query waiting its
+ * turn inside chdb holds one of libuv's pool threads (4 by default; chdb queues parameterized queries
+ * itself), which file writes share:
  * with six one-second inserts waiting, a write and fdatasync took 2.9 s instead of milliseconds
  * (engine-gate-pool.test.ts), and the disk spool and the ingest key log fdatasync every acknowledged batch.
  * Two outstanding keeps the next call ready when the engine frees up.
