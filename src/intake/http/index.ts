@@ -206,9 +206,10 @@ export function createHttpIntake(
           { status: 413 },
         );
       }
+      const turns = createTurnTaker();
       let index = 0;
       for (const element of elements) {
-        if (index > 0 && index % ELEMENTS_PER_TURN === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        if (turns.due()) await turns.take();
         index++;
         m.received.inc({ source: COLLECTED_SOURCE });
         if ('error' in element) {
