@@ -6,6 +6,12 @@ import { type createNormalizer, notAnEvent, splitJsonYielding } from '../../pars
 import { intakeMetrics, type RejectReason } from '../metrics.ts';
 import type { HttpIntakeConfig } from './config.ts';
 import type { IdempotencyKeys } from './idempotency.ts';
+import {
+  claimsReservedLogsource,
+  RESERVED_LOGSOURCE_MESSAGE,
+  ReservedLogsourceError,
+  isReservedLogsource,
+} from '../reserved.ts';
 
 /** What an ingest request answers: accepted count and, per rejected element, its line and reason. */
 export interface IngestResult {
@@ -82,6 +88,13 @@ export function createHttpIntake(
         m.rejected.inc({ source: SOURCE, reason: 'draining' }, lines);
         throw new OverloadError('this node is in maintenance; send to another node', 1, 503, 'draining');
       }
+      // Vigil's own health logsource: the whole request is refused, each of its events counted.
+      if (isReservedLogsource(req.logsource)) {
+        const lines = countLines(req.body);
+        m.received.inc({ source: SOURCE }, lines);
+        m.rejected.inc({ source: SOURCE, reason: 'reserved_logsource' }, lines);
+        throw new ReservedLogsourceError();
+      }
       if (req.idempotencyKey !== undefined && !/^[\x21-\x7e]{1,255}$/.test(req.idempotencyKey)) {
         throw new InputError('bad_idempotency_key', 'Idempotency-Key must be 1 to 255 printable ASCII characters');
       }
@@ -128,19 +141,24 @@ export function createHttpIntake(
           refuse(element.line, 'invalid_event', problem);
           continue;
         }
+        let event: NormalizedEvent;
         try {
-          events.push(
-            deps.normalizer.fromJson(element.value, element.raw, {
-              source: SOURCE,
-              receivedAt,
-              tenant: req.tenant,
-              logsource: req.logsource,
-              idSeed: req.idempotencyKey === undefined ? undefined : `${req.idempotencyKey}:${index}`,
-            }),
-          );
+          event = deps.normalizer.fromJson(element.value, element.raw, {
+            source: SOURCE,
+            receivedAt,
+            tenant: req.tenant,
+            logsource: req.logsource,
+            idSeed: req.idempotencyKey === undefined ? undefined : `${req.idempotencyKey}:${index}`,
+          });
         } catch (err) {
           refuse(element.line, 'invalid_event', (err as Error).message);
+          continue;
         }
+        if (claimsReservedLogsource(event)) {
+          refuse(element.line, 'reserved_logsource', RESERVED_LOGSOURCE_MESSAGE);
+          continue;
+        }
+        events.push(event);
       }
       if (index === 0) {
         m.rejected.inc({ source: SOURCE, reason: 'empty' });
