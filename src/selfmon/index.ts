@@ -123,7 +123,14 @@ export function createSelfmon(config: SelfmonConfig, deps: SelfmonDeps): Selfmon
       }
     }
     if (due.length === 0) return 0;
-    await deps.publish(due.map((d) => d.event));
+    try {
+      await deps.publish(due.map((d) => d.event));
+    } catch (err) {
+      // Nothing is marked sent: the same samples (and counts) go again at the next check.
+      failures.inc();
+      lastFailure = `health events not published: ${errorMessage(err)}`;
+      throw err;
+    }
     for (const { sample } of due) {
       sent.set(sample.key, { at, level: sample.level });
       if (sample.counter) baseline.set(sample.key, sample.counter.total);
@@ -138,9 +145,7 @@ export function createSelfmon(config: SelfmonConfig, deps: SelfmonDeps): Selfmon
     timer = setTimeout(() => {
       current = check()
         .catch((err: unknown) => {
-          // Nothing is marked sent: the same samples (and counts) go again at the next check.
-          failures.inc();
-          lastFailure = `health events not published: ${errorMessage(err)}`;
+          // Counted and kept for health by check(); what was not sent goes again at the next check.
           log.warn(
             { err: errorMessage(err) },
             'Health events could not be published; they are sent at the next check.',
