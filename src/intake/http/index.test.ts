@@ -149,7 +149,7 @@ test('ingesting 95,000 bad lines or 95,000 events of 570 B leaves the event loop
   await intake.stop(Date.now() + 1000);
 });
 
-test('Vigil\'s own logsource product is refused: a declaring request whole, an element that claims it alone', async () => {
+test("Vigil's own logsource product is refused: a declaring request whole, an element that claims it alone", async () => {
   const metrics = new Registry();
   const published: NormalizedEvent[][] = [];
   const intake = createHttpIntake(httpIntakeConfigSchema.parse({}), {

@@ -94,7 +94,7 @@ test('metrics: refuses a name taken by another type or other labels', () => {
   assert.throws(() => intakeMetrics(other), { code: 'metric_conflict' });
 });
 
-test('config: a listener cannot declare Vigil\'s own logsource product (its health events)', () => {
+test("config: a listener cannot declare Vigil's own logsource product (its health events)", () => {
   for (const product of ['vigil', 'VIGIL', ' Vigil ']) {
     const r = syslogConfigSchema.safeParse({ logsource: { product, service: 'health' } });
     assert.equal(r.success, false, product);

@@ -363,9 +363,11 @@ test('RELP: any command but open before open ends the session without an answer'
   }
 });
 
-test('RELP: an event that claims Vigil\'s own logsource is refused with a clear answer, counted, never published', async () => {
+test("RELP: an event that claims Vigil's own logsource is refused with a clear answer, counted, never published", async () => {
   // A parser that lifts a sender's field into the stored logsource column, as a JSON-in-syslog parser could.
-  const parse = plainParse((line) => (line.includes('forged') ? { 'vigil.logsource.product': 'Vigil' } : {}));
+  const parse = plainParse((line): NormalizedEvent['fields'] =>
+    line.includes('forged') ? { 'vigil.logsource.product': 'Vigil' } : {},
+  );
   const h = await startRelp({}, undefined, parse);
   h.publisher.release();
   const c = await connectPlain(h.port);
