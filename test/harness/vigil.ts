@@ -94,6 +94,8 @@ export async function startVigil(opts: { env?: Record<string, string>; dataDir?:
         VIGIL_LOG_LEVEL: 'warn',
         // Tests count the alerts of the rules they plant; a test of the starter rules turns them back on.
         VIGIL_DETECT__STARTER_RULES: 'false',
+        // And the events they send: the node's own health events stay off unless a test asks for them.
+        VIGIL_SELFMON__ENABLED: 'false',
         ...opts.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
