@@ -61,7 +61,7 @@ after(async () => {
   rmSync(backupDir, { recursive: true, force: true });
 });
 
-async function until<T>(what: string, read: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+async function until<T>(what: string, read: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const got = await read();
