@@ -115,3 +115,33 @@ test('events sent as Vigil health are refused, and the refusal is detected as a 
   });
   assert.equal(incident.tenant, 'default');
 });
+
+test("another tenant's users see none of Vigil's health", async () => {
+  const password = 'a long enough passphrase 42';
+  const json = { 'content-type': 'application/json' };
+  const created = await node.post(
+    '/api/v1/users',
+    JSON.stringify({ username: 'acme-analyst', password, role: 'analyst', tenants: ['acme'] }),
+    json,
+  );
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const login = await fetch(`${node.url}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: json,
+    body: JSON.stringify({ username: 'acme-analyst', password }),
+  });
+  assert.equal(login.status, 200);
+  const auth = { authorization: `Bearer ${((await login.json()) as { token: string }).token}` };
+  const incidents = (await (await fetch(`${node.url}/api/v1/incidents`, { headers: auth })).json()) as {
+    incidents: Incident[];
+  };
+  assert.deepEqual(incidents.incidents, []);
+  const q = encodeURIComponent('vigil.health.check:*');
+  const found = (await (await fetch(`${node.url}/api/v1/search?q=${q}&from=now-1h`, { headers: auth })).json()) as {
+    events: unknown[];
+  };
+  assert.deepEqual(found.events, []);
+  // The admin token's tenant holds them.
+  const { body } = await node.get(`/api/v1/search?q=${q}&from=now-1h`);
+  assert.ok(body.events.length > 0);
+});
