@@ -145,6 +145,17 @@ export const routeDocs = {
       rejected_omitted: z.number().describe('refused elements past those listed').optional(),
     }),
   }),
+  ingestCollected: route({
+    tags: ['ingest'],
+    summary:
+      'Store events a collector (vigil collect) normalized, with its event ids; API keys with the collector scope only',
+    body: z.string().describe('NDJSON lines, each a normalized event without its tenant'),
+    bodyTypes: ['application/x-ndjson'],
+    answer: z.looseObject({
+      accepted: z.number(),
+      rejected: z.array(z.looseObject({ line: z.number(), error: z.string() })),
+    }),
+  }),
   search: route({
     tags: ['search'],
     summary: 'Search events with the query language',
