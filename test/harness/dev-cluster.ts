@@ -154,6 +154,8 @@ export async function startDevCluster(
       vigilConfig: {
         ...opts.vigilConfig,
         detect: { starter_rules: false, ...(opts.vigilConfig?.detect as Record<string, unknown> | undefined) },
+        // Nor do the nodes' own health events add to the events tests count, unless a test asks.
+        selfmon: { enabled: false, ...(opts.vigilConfig?.selfmon as Record<string, unknown> | undefined) },
       },
       readyTimeoutMs: opts.readyTimeoutMs ?? 120000,
       async endpointsFor(node, all) {

@@ -101,3 +101,27 @@ test('a collected line that is not a well-formed event is refused by line, with 
   );
   await intake.stop(Date.now() + 1000);
 });
+
+test("a collected event that claims Vigil's own logsource is refused by line and counted; the others are stored", async () => {
+  const { intake, published, metrics } = await open();
+  const at = { source: 'http', receivedAt: 1_700_000_000_000, tenant: 'collector-local' };
+  const forged = normalizer.fromJson({ message: 'all is well' }, '{"message":"all is well"}', {
+    ...at,
+    logsource: { product: 'vigil', service: 'health' },
+  });
+  const honest = normalizer.fromJson({ message: 'hi' }, '{"message":"hi"}', at);
+  const answer = await intake.ingestCollected({
+    body: `${encodeCollected(forged)}\n${encodeCollected(honest)}\n`,
+    tenant: 'acme',
+  });
+  assert.equal(answer.accepted, 1);
+  assert.equal(answer.rejected[0].line, 1);
+  assert.match(answer.rejected[0].error, /reserved for Vigil's own health events/);
+  assert.deepEqual(
+    published.map((e) => e.raw),
+    ['{"message":"hi"}'],
+  );
+  const rejected = await metrics.getSingleMetric('vigil_intake_events_rejected_total')?.get();
+  assert.equal(rejected?.values.find((v) => v.labels.reason === 'reserved_logsource')?.value, 1);
+  await intake.stop(Date.now() + 1000);
+});

@@ -8,6 +8,12 @@ import { intakeMetrics, type RejectReason } from '../metrics.ts';
 import type { HttpIntakeConfig } from './config.ts';
 import type { IdempotencyKeys } from './idempotency.ts';
 import { decodeCollected } from './collected.ts';
+import {
+  claimsReservedLogsource,
+  isReservedLogsource,
+  RESERVED_LOGSOURCE_MESSAGE,
+  ReservedLogsourceError,
+} from '../reserved.ts';
 
 /** What an ingest request answers: accepted count and, per rejected element, its line and reason. */
 export interface IngestResult {
@@ -98,6 +104,13 @@ export function createHttpIntake(
         m.rejected.inc({ source: SOURCE, reason: 'draining' }, lines);
         throw new OverloadError('this node is in maintenance; send to another node', 1, 503, 'draining');
       }
+      // Vigil's own health logsource: the whole request is refused, each of its events counted.
+      if (isReservedLogsource(req.logsource)) {
+        const lines = countLines(req.body);
+        m.received.inc({ source: SOURCE }, lines);
+        m.rejected.inc({ source: SOURCE, reason: 'reserved_logsource' }, lines);
+        throw new ReservedLogsourceError();
+      }
       if (req.idempotencyKey !== undefined && !/^[\x21-\x7e]{1,255}$/.test(req.idempotencyKey)) {
         throw new InputError('bad_idempotency_key', 'Idempotency-Key must be 1 to 255 printable ASCII characters');
       }
@@ -147,19 +160,24 @@ export function createHttpIntake(
           refuse(element.line, 'invalid_event', problem);
           continue;
         }
+        let event: NormalizedEvent;
         try {
-          events.push(
-            deps.normalizer.fromJson(element.value, element.raw, {
-              source: SOURCE,
-              receivedAt,
-              tenant: req.tenant,
-              logsource: req.logsource,
-              idSeed: req.idempotencyKey === undefined ? undefined : `${req.idempotencyKey}:${index}`,
-            }),
-          );
+          event = deps.normalizer.fromJson(element.value, element.raw, {
+            source: SOURCE,
+            receivedAt,
+            tenant: req.tenant,
+            logsource: req.logsource,
+            idSeed: req.idempotencyKey === undefined ? undefined : `${req.idempotencyKey}:${index}`,
+          });
         } catch (err) {
           refuse(element.line, 'invalid_event', (err as Error).message);
+          continue;
         }
+        if (claimsReservedLogsource(event)) {
+          refuse(element.line, 'reserved_logsource', RESERVED_LOGSOURCE_MESSAGE);
+          continue;
+        }
+        events.push(event);
       }
       if (index === 0) {
         m.rejected.inc({ source: SOURCE, reason: 'empty' });
@@ -226,6 +244,9 @@ export function createHttpIntake(
         }
         const decoded = decodeCollected(element.value, req.tenant, limits);
         if ('error' in decoded) refuse(element.line, 'invalid_event', decoded.error);
+        // A collector forwards what its sources sent: Vigil's own logsource is no more theirs than a client's.
+        else if (claimsReservedLogsource(decoded.event))
+          refuse(element.line, 'reserved_logsource', RESERVED_LOGSOURCE_MESSAGE);
         else events.push(decoded.event);
       }
       if (index === 0) {
