@@ -41,13 +41,46 @@ export interface ShardMap {
   assignment: ShardAssignment[];
 }
 
-/** FNV-1a, 32 bits, over UTF-8: stable across processes, versions and platforms, which a shard key must be. */
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (const b of Buffer.from(s, 'utf8')) {
-    h ^= b;
-    h = Math.imul(h, 0x01000193) >>> 0;
+/**
+ * MurmurHash3 x86 32-bit, seed 0, over the UTF-8 bytes: the same function as the engine's `murmurHash3_32`,
+ * so a store node can select or delete one shard's rows in SQL (`shardPredicate`) without a shard column,
+ * and stable across processes, versions and platforms, which a shard key must be.
+ */
+export function murmur3(s: string): number {
+  const data = Buffer.from(s, 'utf8');
+  const n = data.length;
+  const blocks = n & ~3;
+  let h = 0;
+  for (let i = 0; i < blocks; i += 4) {
+    let k = data.readUInt32LE(i);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
   }
+  let k = 0;
+  switch (n & 3) {
+    // biome-ignore lint/suspicious/noFallthroughSwitchClause: the reference algorithm falls through
+    case 3:
+      k ^= data[blocks + 2] << 16;
+    // biome-ignore lint/suspicious/noFallthroughSwitchClause: as above
+    case 2:
+      k ^= data[blocks + 1] << 8;
+    case 1:
+      k ^= data[blocks];
+      k = Math.imul(k, 0xcc9e2d51);
+      k = (k << 15) | (k >>> 17);
+      k = Math.imul(k, 0x1b873593);
+      h ^= k;
+  }
+  h ^= n;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
   return h >>> 0;
 }
 
@@ -57,5 +90,17 @@ function fnv1a(s: string): number {
  */
 export function shardOf(eventId: string, shards: number): number {
   if (shards <= 1) return 0;
-  return fnv1a(eventId) % shards;
+  return murmur3(eventId) % shards;
+}
+
+/**
+ * The SQL condition selecting shard `shard` of `shards` on a store node's events table (`id` column): what
+ * `shardOf` computes, in the engine. Both numbers are checked integers, never text from a client.
+ */
+export function shardPredicate(shard: number, shards: number, idColumn = 'id'): string {
+  if (!Number.isInteger(shard) || !Number.isInteger(shards) || shards < 1 || shard < 0 || shard >= shards) {
+    throw new RangeError(`shard ${shard} of ${shards} is not a shard`);
+  }
+  if (shards === 1) return '1';
+  return `murmurHash3_32(${idColumn}) % ${shards} = ${shard}`;
 }
