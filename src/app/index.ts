@@ -225,6 +225,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
                 ? { site: { name: config.cluster.site, peer: config.cluster.peer_site } }
                 : {}),
               dataDir: config.data_dir,
+              shards: config.cluster.enabled ? config.store.shards : 1,
               metrics,
               logger: logger.child({ component: 'bus' }),
             })
