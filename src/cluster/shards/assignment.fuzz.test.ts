@@ -113,6 +113,13 @@ test('any prior placement (random, unbalanced, on unknown nodes) yields a valid 
   );
 });
 
+/** Records a node's lag report for a shard. */
+function setLag(facts: Map<string, NodeFacts>, node: string, shard: number, lag: number): void {
+  const f = facts.get(node);
+  assert.ok(f, `no facts for ${node}`);
+  (f.lag as Map<number, number>).set(shard, lag);
+}
+
 /** Runs the rebalance to its end: lag reports come back 0 for every replica each step. */
 function settle(
   start: ShardAssignment[],
@@ -128,7 +135,7 @@ function settle(
     if (JSON.stringify(next) === JSON.stringify(cur)) return next;
     cur = next;
     // The nodes consume what they were given: they report lag 0 for it.
-    for (const a of cur) for (const r of a.replicas) (facts.get(r.node)?.lag as Map<number, number>).set(a.shard, 0);
+    for (const a of cur) for (const r of a.replicas) setLag(facts, r.node, a.shard, 0);
   }
   assert.fail('the rebalance did not settle in 10 steps');
 }
@@ -188,8 +195,8 @@ test('a replica catches up before it serves; a draining one goes only after', ()
     cur[0].replicas.map((r) => r.state),
     ['catching_up', 'catching_up'],
   );
-  facts.get('a')!.lag instanceof Map && (facts.get('a')!.lag as Map<number, number>).set(0, 500);
-  (facts.get('b')!.lag as Map<number, number>).set(0, 3);
+  setLag(facts, 'a', 0, 500);
+  setLag(facts, 'b', 0, 3);
   cur = nextAssignment(cur, facts, 1, 2, 10);
   assert.deepEqual(
     cur[0].replicas.map((r) => [r.node, r.state, r.lag_messages]),
@@ -198,12 +205,12 @@ test('a replica catches up before it serves; a draining one goes only after', ()
       ['b', 'serving', 3],
     ],
   );
-  (facts.get('a')!.lag as Map<number, number>).set(0, 0);
+  setLag(facts, 'a', 0, 0);
   cur = nextAssignment(cur, facts, 1, 2, 10);
   // b is drained: c takes its place, b stays draining until c serves.
   const f2 = factsOf(['a', 'c'], ['a', 'b', 'c']);
-  (f2.get('a')!.lag as Map<number, number>).set(0, 0);
-  (f2.get('b')!.lag as Map<number, number>).set(0, 0);
+  setLag(f2, 'a', 0, 0);
+  setLag(f2, 'b', 0, 0);
   cur = nextAssignment(cur, f2, 1, 2, 10);
   assert.deepEqual(
     cur[0].replicas.map((r) => [r.node, r.state]),
@@ -213,7 +220,7 @@ test('a replica catches up before it serves; a draining one goes only after', ()
       ['c', 'catching_up'],
     ],
   );
-  (f2.get('c')!.lag as Map<number, number>).set(0, 0);
+  setLag(f2, 'c', 0, 0);
   cur = nextAssignment(cur, f2, 1, 2, 10);
   assert.deepEqual(
     cur[0].replicas.map((r) => [r.node, r.state]),
