@@ -91,6 +91,8 @@ const COMMANDS: Record<string, Command> = {
     options: {
       dir: { type: 'string' },
       nodes: { type: 'string' },
+      shards: { type: 'string' },
+      replicas: { type: 'string' },
       json: { type: 'boolean' },
       timeout: { type: 'string' },
     },

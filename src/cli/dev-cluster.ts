@@ -1,4 +1,5 @@
 import { type DevCluster, type MemberStatus, openDevCluster, upDevCluster } from '../devcluster/index.ts';
+import { shardingConfig } from '../devcluster/sharding.ts';
 import { errorMessage } from '../lib/errors.ts';
 
 export const DEV_CLUSTER_USAGE = `Usage: vigil dev-cluster <command> [options]
@@ -10,7 +11,8 @@ detached: they keep running after the command returns. Needs nats-server and etc
 (Debian/Ubuntu: sudo apt-get install nats-server etcd-server).
 
 Commands:
-  up [--nodes N]     create the cluster (or start its stopped members again) and wait until
+  up [--nodes N] [--shards S --replicas R]
+                     create the cluster (or start its stopped members again) and wait until
                      every Vigil node answers /health/ready
   status [--json]    every member: kind, name, PID, running or stopped, addresses
   kill <member>      SIGKILL one member by PID (nats-2, etcd-1, vigil-3, ...)
@@ -20,6 +22,9 @@ Commands:
 Options:
   --dir DIR          the cluster's folder; default ./dev-cluster
   --nodes N          Vigil nodes (1 to 9) for a new cluster; default 3
+  --shards S         shards of the events (store.shards, 1 to 1024) for a new cluster; default 1
+                     (every node keeps every event)
+  --replicas R       nodes that keep each shard (store.replicas, at most N); default every node
   --json             status as JSON
   --timeout SECONDS  how long up and restart wait for readiness; default 180
 
@@ -31,6 +36,8 @@ Every API call needs the admin token in <dir>/admin-token, for example:
 export interface DevClusterFlags {
   dir?: string;
   nodes?: string;
+  shards?: string;
+  replicas?: string;
   json?: boolean;
   timeout?: string;
 }
@@ -95,8 +102,18 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
     switch (sub) {
       case 'up': {
         const nodes = positiveInt('nodes', opts.nodes, 9);
+        let sharding: Record<string, unknown> | undefined;
+        try {
+          sharding = shardingConfig(
+            { shards: positiveInt('shards', opts.shards, 1024), replicas: positiveInt('replicas', opts.replicas, 9) },
+            nodes ?? 3,
+          );
+        } catch (err) {
+          if (err instanceof UsageError) throw err;
+          throw new UsageError(errorMessage(err));
+        }
         process.stderr.write(`Starting the dev cluster in ${dir} (logs in ${dir}/logs)...\n`);
-        const cluster = await upDevCluster({ dir, nodes, ...start });
+        const cluster = await upDevCluster({ dir, nodes, ...(sharding ? { vigilConfig: sharding } : {}), ...start });
         printStatus(cluster, opts.json);
         if (!opts.json) {
           const first = cluster.state().members.find((m) => m.kind === 'vigil');
