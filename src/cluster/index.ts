@@ -20,8 +20,15 @@ export { createMembership } from './membership.ts';
 export type { OwnershipListener, PartitionManager, PartitionOwner } from './partitions.ts';
 export { createPartitionManager, partitionOf, partitionQuota, runsDetect } from './partitions.ts';
 export type { EtcdSession } from './session.ts';
-export type { ShardMap, ShardMapConfig, ShardMapService } from './shards/index.ts';
-export { createShardMap } from './shards/index.ts';
+export type {
+  ReplicaState,
+  ShardAssignment,
+  ShardMap,
+  ShardMapConfig,
+  ShardMapService,
+  ShardReplica,
+} from './shards/index.ts';
+export { createShardMap, shardOf, shardPredicate } from './shards/index.ts';
 export { createEtcdSession } from './session.ts';
 
 /**
