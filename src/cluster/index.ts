@@ -105,15 +105,6 @@ export function createCluster(config: ClusterConfig, deps: ClusterDeps): Cluster
     metrics: deps.metrics,
     logger,
   });
-  const maintenance = createMaintenance(config, {
-    membership,
-    partitions,
-    inflight: deps.inflight,
-    onIntakeChange: deps.onIntakeChange,
-    stateFile,
-    logger,
-  });
-  if (inMaintenance) void partitions.drain();
   const shards =
     deps.sharding && deps.sharding.shards > 1
       ? createShardMap(
@@ -121,6 +112,20 @@ export function createCluster(config: ClusterConfig, deps: ClusterDeps): Cluster
           { session, membership, participate: runsStore(deps.roles), metrics: deps.metrics, logger },
         )
       : undefined;
+  const maintenance = createMaintenance(config, {
+    membership,
+    partitions,
+    inflight: deps.inflight,
+    ...(shards
+      ? {
+          shardsHeld: () => shards.current().assignment.filter((a) => a.replicas.some((r) => r.node === nodeId)).length,
+        }
+      : {}),
+    onIntakeChange: deps.onIntakeChange,
+    stateFile,
+    logger,
+  });
+  if (inMaintenance) void partitions.drain();
   const parts: Component[] = [session, membership, partitions, ...(shards ? [shards] : []), maintenance];
   const started: Component[] = [];
 

@@ -230,3 +230,26 @@ test('the coordinator stops: another store node takes the role and keeps the map
     await Promise.all(nodes.map((n) => n.stop()));
   }
 });
+
+test('maintenance drain: the node reports drained only once its shards moved, never below R serving copies', async () => {
+  const prefix = `sm${++prefixes}-${Date.now()}/`;
+  const nodes = await Promise.all(['a', 'b', 'c', 'd'].map((id) => startStore(id, prefix, 600)));
+  const [a, , , d] = nodes;
+  try {
+    await waitFor('a settled map', () => settled(a.cluster.shards!.current(), ['a', 'b', 'c', 'd']));
+    const safety = watchSafety(a.cluster, R);
+    const first = await d.cluster.maintenance.enable();
+    assert.equal(first.status, 'draining');
+    assert.equal(first.shards_remaining, 4);
+    await d.cluster.maintenance.drained();
+    // Drained: the map (as d sees it) places nothing on d, and it was so before d said drained.
+    assert.equal(d.cluster.maintenance.status().shards_remaining, 0);
+    assert.ok(d.cluster.shards!.current().assignment.every((x) => !x.replicas.some((r) => r.node === 'd')));
+    await waitFor('the map settled on a, b, c', () => settled(a.cluster.shards!.current(), ['a', 'b', 'c']));
+    safety.stop();
+    assert.deepEqual(safety.violations, []);
+    assert.ok(safety.states.has('draining'), 'd kept its replicas while their successors caught up');
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+  }
+});
