@@ -29,7 +29,13 @@ interface FakeStore {
   stop(): Promise<void>;
 }
 
-async function startStore(id: string, prefix: string, catchUpMs = 300): Promise<FakeStore> {
+async function startStore(
+  id: string,
+  prefix: string,
+  catchUpMs = 300,
+  /** Reports lag 0 from revision 0 for every shard it is given, as a report left from before would. */
+  stale?: { on: boolean },
+): Promise<FakeStore> {
   const proxy = await startTcpProxy(etcd.endpoints[0]);
   const cluster = createCluster(
     clusterConfigSchema.parse({
@@ -59,17 +65,25 @@ async function startStore(id: string, prefix: string, catchUpMs = 300): Promise<
   const map = cluster.shards!;
   // A replica catches up `catchUpMs` after the map gives it the shard: until then it reports a lag.
   const since = new Map<number, number>();
+  const fromRevision = new Map<number, number>();
   const timer = setInterval(() => {
     const lags = new Map<number, number>();
-    for (const a of map.current().assignment) {
+    const current = map.current();
+    for (const a of current.assignment) {
       if (!a.replicas.some((r) => r.node === id)) {
         since.delete(a.shard);
+        fromRevision.delete(a.shard);
         continue;
       }
-      if (!since.has(a.shard)) since.set(a.shard, Date.now());
+      if (!since.has(a.shard)) {
+        since.set(a.shard, Date.now());
+        fromRevision.set(a.shard, current.revision);
+      }
       lags.set(a.shard, Date.now() - since.get(a.shard)! >= catchUpMs ? 0 : 1000);
     }
-    map.report(lags);
+    if (stale?.on)
+      map.report(new Map([...lags.keys()].map((k) => [k, 0])), new Map([...lags.keys()].map((k) => [k, 0])));
+    else map.report(lags, fromRevision);
   }, 100);
   return {
     id,
@@ -249,6 +263,29 @@ test('maintenance drain: the node reports drained only once its shards moved, ne
     safety.stop();
     assert.deepEqual(safety.violations, []);
     assert.ok(safety.states.has('draining'), 'd kept its replicas while their successors caught up');
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+  }
+});
+
+test('a lag report older than the replica (from an earlier stint on the shard) never makes it serve', async () => {
+  const prefix = `sm${++prefixes}-${Date.now()}/`;
+  const nodes = await Promise.all(['a', 'b', 'c'].map((id) => startStore(id, prefix)));
+  const stale = { on: true };
+  try {
+    await waitFor('a settled map', () => settled(nodes[0].cluster.shards!.current(), ['a', 'b', 'c']));
+    nodes.push(await startStore('d', prefix, 300, stale));
+    await waitFor('d to be given shards', () =>
+      nodes[0].cluster.shards!.current().assignment.some((a) => a.replicas.some((r) => r.node === 'd')),
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    const onD = nodes[0].cluster.shards!.current().assignment.flatMap((a) => a.replicas.filter((r) => r.node === 'd'));
+    assert.ok(onD.length > 0 && onD.every((r) => r.state === 'catching_up'), JSON.stringify(onD));
+    assert.ok(onD.every((r) => (r.added_after_revision ?? 0) > 0));
+    stale.on = false;
+    await waitFor('the map settled on 4 nodes', () =>
+      settled(nodes[0].cluster.shards!.current(), ['a', 'b', 'c', 'd']),
+    );
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
   }

@@ -134,6 +134,8 @@ export function nextAssignment(
   shards: number,
   replicas: number,
   serveLagMessages: number,
+  /** The revision of `current` (recorded on new replicas as `added_after_revision`). */
+  revision = 0,
 ): ShardAssignment[] {
   const eligible = [...facts].filter(([, f]) => f.eligible).map(([n]) => n);
   const bySlot: ShardReplica[][] = Array.from({ length: shards }, (_, s) =>
@@ -156,7 +158,9 @@ export function nextAssignment(
       let state: ReplicaState = had ? had.state : 'catching_up';
       if (state === 'draining') state = 'serving';
       if (state === 'catching_up' && lag !== undefined && lag <= serveLagMessages) state = 'serving';
-      out.push({ node, state, lag_messages: lag ?? had?.lag_messages ?? 0 });
+      const r: ShardReplica = { node, state, lag_messages: lag ?? had?.lag_messages ?? 0 };
+      if (state === 'catching_up') r.added_after_revision = had?.added_after_revision ?? revision;
+      out.push(r);
     }
     const serving = out.filter((r) => r.state === 'serving').length;
     for (const r of list) {

@@ -50,8 +50,12 @@ export interface ShardMapService extends Component {
   current(): ShardMap;
   /** Called with the new map whenever its assignment changes (not for lag reports). */
   onChange(listener: (map: ShardMap) => void): () => void;
-  /** This node's lag per shard it consumes; written to etcd when it changes (at most once per refresh). */
-  report(lags: ReadonlyMap<number, number>): void;
+  /**
+   * This node's lag per shard it consumes, and the map revision from which it consumes each (a report
+   * counts for a `catching_up` replica only when that revision is later than the replica's
+   * `added_after_revision`); written to etcd when it changes (at most once per refresh).
+   */
+  report(lags: ReadonlyMap<number, number>, since: ReadonlyMap<number, number>): void;
   /** Whether this node writes the map now. */
   isCoordinator(): boolean;
   /** Runs one coordinator pass now (tests; the pass also runs on a timer and on changes). */
@@ -84,6 +88,7 @@ function parseMap(kv: IKeyValue | undefined): (StoredMap & { revision: number })
           node: String(r.node),
           state: r.state === 'serving' || r.state === 'draining' ? r.state : 'catching_up',
           lag_messages: Number(r.lag_messages ?? 0),
+          ...(r.added_after_revision !== undefined ? { added_after_revision: Number(r.added_after_revision) } : {}),
         })),
       })),
       revision: Number(kv.mod_revision),
@@ -93,13 +98,22 @@ function parseMap(kv: IKeyValue | undefined): (StoredMap & { revision: number })
   }
 }
 
-/** Parses a lag report `{"lags": {"<shard>": n}}`. */
-function parseLags(kv: IKeyValue): Map<number, number> {
-  const out = new Map<number, number>();
+/** A node's lag report: per shard, its lag and the map revision it consumes the shard from. */
+interface LagReport {
+  lags: Map<number, number>;
+  since: Map<number, number>;
+}
+
+/** Parses a lag report `{"lags": {"<shard>": n}, "since": {"<shard>": revision}}`. */
+function parseLags(kv: IKeyValue): LagReport {
+  const out: LagReport = { lags: new Map(), since: new Map() };
   try {
-    const v = JSON.parse(kv.value.toString()) as { lags?: Record<string, number> };
+    const v = JSON.parse(kv.value.toString()) as { lags?: Record<string, number>; since?: Record<string, number> };
     for (const [k, n] of Object.entries(v.lags ?? {})) {
-      if (Number.isInteger(Number(k)) && Number.isFinite(n)) out.set(Number(k), Number(n));
+      if (Number.isInteger(Number(k)) && Number.isFinite(n)) out.lags.set(Number(k), Number(n));
+    }
+    for (const [k, n] of Object.entries(v.since ?? {})) {
+      if (Number.isInteger(Number(k)) && Number.isFinite(n)) out.since.set(Number(k), Number(n));
     }
   } catch {
     // a malformed report counts as none: its replicas stay catching_up
@@ -127,7 +141,7 @@ export function createShardMap(
   const lagPrefix = `${prefix}lag/`;
   const S = config.shards;
   const listeners = new Set<(map: ShardMap) => void>();
-  const reports = new Map<string, Map<number, number>>();
+  const reports = new Map<string, LagReport>();
   /** When a node of the map was first seen without a registration (its grace period counts from there). */
   const missingSince = new Map<string, number>();
   let stored: (StoredMap & { revision: number }) | undefined;
@@ -139,6 +153,7 @@ export function createShardMap(
   let stopWatch: (() => Promise<void>) | undefined;
   const offs: (() => void)[] = [];
   let ownLags = new Map<number, number>();
+  let ownSince = new Map<number, number>();
   let reportedKey = '';
   let lastError: string | undefined;
 
@@ -169,7 +184,7 @@ export function createShardMap(
         shard: a.shard,
         replicas: a.replicas.map((r) => ({
           ...r,
-          lag_messages: reports.get(r.node)?.get(a.shard) ?? r.lag_messages,
+          lag_messages: reports.get(r.node)?.lags.get(a.shard) ?? r.lag_messages,
         })),
       })),
     };
@@ -220,6 +235,22 @@ export function createShardMap(
     return res.kvs;
   };
 
+  /**
+   * A node's lags that count: for a shard where its replica is catching_up, only a report of a consumer
+   * started from a map later than the one the replica was added after.
+   */
+  const lagsOf = (node: string): Map<number, number> => {
+    const report = reports.get(node);
+    const out = new Map<number, number>();
+    if (!report) return out;
+    for (const [shard, lag] of report.lags) {
+      const r = stored?.assignment[shard]?.replicas.find((x) => x.node === node);
+      const after = r?.state === 'catching_up' ? (r.added_after_revision ?? 0) : -1;
+      if ((report.since.get(shard) ?? 0) > after) out.set(shard, lag);
+    }
+    return out;
+  };
+
   /** What the coordinator knows of every store node, from membership and the nodes of the map. */
   const facts = (): Map<string, NodeFacts> => {
     const now = Date.now();
@@ -237,7 +268,7 @@ export function createShardMap(
       out.set(n.id, {
         eligible: n.maintenance === 'active',
         present: true,
-        lag: reports.get(n.id) ?? new Map(),
+        lag: lagsOf(n.id),
       });
     }
     // Nodes of the map that are gone (dead, or unknown to this process since it started): kept, and still
@@ -248,7 +279,7 @@ export function createShardMap(
         if (!seen.has(r.node) && !missingSince.has(r.node)) missingSince.set(r.node, now);
         const since = missingSince.get(r.node) ?? now;
         const within = now - since < config.grace_ms;
-        out.set(r.node, { eligible: within, present: within, lag: reports.get(r.node) ?? new Map() });
+        out.set(r.node, { eligible: within, present: within, lag: lagsOf(r.node) });
       }
     }
     return out;
@@ -297,7 +328,7 @@ export function createShardMap(
     if (eligible === 0) return;
     const R = config.replicas === 0 ? eligible : config.replicas;
     const prev = stored?.assignment ?? [];
-    const next = nextAssignment(prev, f, S, R, config.serve_lag_messages);
+    const next = nextAssignment(prev, f, S, R, config.serve_lag_messages, stored?.revision ?? 0);
     const effective = Math.min(R, eligible);
     if (stored && sameAssignment(prev, next) && stored.replicas === effective) return;
     const value = JSON.stringify({ shards: S, replicas: effective, assignment: next } satisfies StoredMap);
@@ -328,7 +359,8 @@ export function createShardMap(
 
   const writeReport = async (lease: string) => {
     if (!deps.participate) return;
-    const value = JSON.stringify({ lags: Object.fromEntries([...ownLags].sort((a, b) => a[0] - b[0])) });
+    const sorted = (m: ReadonlyMap<number, number>) => Object.fromEntries([...m].sort((a, b) => a[0] - b[0]));
+    const value = JSON.stringify({ lags: sorted(ownLags), since: sorted(ownSince) });
     const key = `${lease}|${value}`;
     if (key === reportedKey) return;
     await session.run('shards_report', (e) => e.put(`${lagPrefix}${self}`).value(value).lease(lease).exec());
@@ -369,8 +401,9 @@ export function createShardMap(
       listeners.add(l);
       return () => listeners.delete(l);
     },
-    report(lags) {
+    report(lags, since) {
       ownLags = new Map(lags);
+      ownSince = new Map(since);
     },
     isCoordinator: () => coordinatorRev > 0 && session.isUp(),
     reconcile,

@@ -21,6 +21,12 @@ export interface ShardReplica {
   state: ReplicaState;
   /** Messages of the shard's subject this replica has not yet committed (as last reported by the node). */
   lag_messages: number;
+  /**
+   * For a `catching_up` replica: the map revision it was added after. Only a lag report of a consumer the
+   * node started from a later map counts, so a report left from an earlier stint of the node on the shard
+   * never makes it serve.
+   */
+  added_after_revision?: number;
 }
 
 /** The replicas of one shard. */

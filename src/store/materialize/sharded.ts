@@ -43,6 +43,8 @@ export function createShardReplicas(
   const S = deps.map.shards;
   const base = config.consumer || `store-${deps.nodeId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
   const running = new Map<number, Materializer>();
+  /** The map revision each running shard was started from (the coordinator's proof of a fresh report). */
+  const since = new Map<number, number>();
   let started = false;
   let applying: Promise<void> | undefined;
   let again = false;
@@ -71,6 +73,7 @@ export function createShardReplicas(
     const m = running.get(shard);
     if (m) await m.stop(Date.now() + 10000);
     running.delete(shard);
+    since.delete(shard);
     const consumer = shardConsumerName(base, shard);
     await deps.stream.deleteConsumer(consumer);
     // Synchronous mutation: the rows are gone when the shard is reported gone.
@@ -86,7 +89,7 @@ export function createShardReplicas(
     log.info({ shard, consumer }, 'This node no longer keeps a shard: its consumer and rows are deleted.');
   };
 
-  const add = async (shard: number) => {
+  const add = async (shard: number, revision: number) => {
     const m = createMaterializer(config, {
       stream: deps.stream,
       store: deps.store,
@@ -97,6 +100,7 @@ export function createShardReplicas(
     });
     await m.start();
     running.set(shard, m);
+    since.set(shard, revision);
     log.info({ shard, consumer: shardConsumerName(base, shard) }, 'This node keeps a shard now.');
   };
 
@@ -107,10 +111,11 @@ export function createShardReplicas(
     applying = (async () => {
       for (let attempt = 1; again && started; attempt++) {
         again = false;
-        const want = mine(deps.map.current());
+        const map = deps.map.current();
+        const want = mine(map);
         try {
           for (const s of [...running.keys()]) if (!want.has(s)) await drop(s);
-          for (const s of want) if (!running.has(s)) await add(s);
+          for (const s of want) if (!running.has(s)) await add(s, map.revision);
           held.set(running.size);
           lastError = undefined;
         } catch (err) {
@@ -143,7 +148,7 @@ export function createShardReplicas(
       poller = setInterval(() => {
         const lags = shardLags();
         for (const [s, n] of lags) shardLag.set({ shard: String(s) }, n);
-        deps.map.report(lags);
+        deps.map.report(lags, since);
       }, config.lag_poll_interval_ms);
       poller.unref();
     },
