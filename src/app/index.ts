@@ -152,6 +152,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
           replicas: config.store.replicas,
           grace_ms: config.store.shard_grace_ms,
           serve_lag_messages: config.store.shard_serve_lag_messages,
+          max_catching_up: config.store.shard_max_catching_up,
         },
       });
       return { component: cluster, value: cluster };

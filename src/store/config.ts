@@ -36,6 +36,11 @@ export const storeConfigSchema = z
     shard_grace_ms: z.number().int().min(0).default(60000),
     /** Cluster mode, S > 1: a new replica serves searches once it is at most this many messages behind. */
     shard_serve_lag_messages: z.number().int().min(0).default(10),
+    /**
+     * Cluster mode, S > 1: most replicas catching up at once in the cluster when shards move (a node joins,
+     * drains or died): each reads its whole shard from the stream, so more at once slows every node.
+     */
+    shard_max_catching_up: z.number().int().min(1).max(1024).default(4),
     /** Cluster mode: how this node's replica follows the replicated log. */
     materialize: materializeConfigSchema.prefault({}),
   })

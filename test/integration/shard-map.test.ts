@@ -58,7 +58,7 @@ async function startStore(
       httpAddr: '127.0.0.1:1',
       metrics: new Registry(),
       logger: silentLogger,
-      sharding: { shards: S, replicas: R, grace_ms: GRACE_MS, serve_lag_messages: 0 },
+      sharding: { shards: S, replicas: R, grace_ms: GRACE_MS, serve_lag_messages: 0, max_catching_up: 2 },
     },
   );
   await cluster.start();
@@ -97,7 +97,7 @@ async function startStore(
   };
 }
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 20000): Promise<T> {
+async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 40000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = fn();
@@ -128,6 +128,8 @@ function watchSafety(
   const violations: string[] = [];
   const states = new Set<string>();
   const off = watcher.shards!.onChange((map) => {
+    const moving = map.assignment.flatMap((a) => a.replicas).filter((r) => r.state === 'catching_up').length;
+    if (moving > 2) violations.push(`rev ${map.revision}: ${moving} replicas catching up at once (limit 2)`);
     for (const a of map.assignment) {
       for (const r of a.replicas) states.add(r.state);
       const n = a.replicas.filter((r) => r.state !== 'catching_up').length;

@@ -127,17 +127,18 @@ function settle(
   S: number,
   R: number,
   onStep: (a: ShardAssignment[]) => void,
+  maxCatchingUp = Number.POSITIVE_INFINITY,
 ): ShardAssignment[] {
   let cur = start;
-  for (let i = 0; i < 10; i++) {
-    const next = nextAssignment(cur, facts, S, R, 0);
+  for (let i = 0; i < 10 + S * R; i++) {
+    const next = nextAssignment(cur, facts, S, R, 0, i, maxCatchingUp);
     onStep(next);
     if (JSON.stringify(next) === JSON.stringify(cur)) return next;
     cur = next;
     // The nodes consume what they were given: they report lag 0 for it.
     for (const a of cur) for (const r of a.replicas) setLag(facts, r.node, a.shard, 0);
   }
-  assert.fail('the rebalance did not settle in 10 steps');
+  assert.fail(`the rebalance did not settle in ${10 + S * R} steps`);
 }
 
 const factsOf = (eligible: string[], present: string[]) =>
@@ -148,13 +149,14 @@ const factsOf = (eligible: string[], present: string[]) =>
     ]),
   );
 
-test('a rebalance (join, drain) never has fewer than R serving replicas of a shard that had R', () => {
+test('a rebalance (join, drain) never has fewer than R serving replicas of a shard that had R, nor more moves at once than allowed', () => {
   fc.assert(
     fc.property(
       shape.filter(({ N }) => N >= 2),
       fc.nat(),
       fc.boolean(),
-      ({ S, R, N }, k, join) => {
+      fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined }),
+      ({ S, R, N }, k, join, limit) => {
         const all = names(N);
         const facts = factsOf(all, all);
         const first = settle([], facts, S, R, () => {});
@@ -169,12 +171,22 @@ test('a rebalance (join, drain) never has fewer than R serving replicas of a sha
         const f2 = factsOf(eligible, nodes);
         for (const [n, f] of facts) if (f2.has(n)) f2.set(n, { ...f2.get(n)!, lag: f.lag });
         const wantAfter = Math.min(R, eligible.length);
-        const end = settle(first, f2, S, R, (step) => {
-          for (const a of step) {
-            const serving = a.replicas.filter((x) => x.state !== 'catching_up').length;
-            assert.ok(serving >= Math.min(r, wantAfter), `shard ${a.shard}: ${serving} serving during the move`);
-          }
-        });
+        const end = settle(
+          first,
+          f2,
+          S,
+          R,
+          (step) => {
+            for (const a of step) {
+              const serving = a.replicas.filter((x) => x.state !== 'catching_up').length;
+              assert.ok(serving >= Math.min(r, wantAfter), `shard ${a.shard}: ${serving} serving during the move`);
+            }
+            const moving = step.flatMap((a) => a.replicas).filter((x) => x.state === 'catching_up').length;
+            if (limit !== undefined)
+              assert.ok(moving <= limit, `${moving} replicas catching up at once, limit ${limit}`);
+          },
+          limit,
+        );
         checkTarget(
           end.map((a) => a.replicas.map((x) => x.node)),
           eligible,

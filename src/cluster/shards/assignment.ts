@@ -136,6 +136,12 @@ export function nextAssignment(
   serveLagMessages: number,
   /** The revision of `current` (recorded on new replicas as `added_after_revision`). */
   revision = 0,
+  /**
+   * Most replicas catching up at once in the cluster, counting only shards that have a complete replica
+   * (a move or a re-replication reads a whole shard from the stream): the rest wait for a later step. A
+   * shard without any complete replica (a new cluster) gets its replicas at once: nothing is copied.
+   */
+  maxCatchingUp = Number.POSITIVE_INFINITY,
 ): ShardAssignment[] {
   const eligible = [...facts].filter(([, f]) => f.eligible).map(([n]) => n);
   const bySlot: ShardReplica[][] = Array.from({ length: shards }, (_, s) =>
@@ -148,12 +154,19 @@ export function nextAssignment(
     replicas,
   );
   const want = Math.min(Math.max(1, replicas), eligible.length);
+  const complete = (list: readonly ShardReplica[]) => list.some((r) => r.state !== 'catching_up');
+  let moving = 0;
+  for (const list of bySlot) if (complete(list)) moving += list.filter((r) => r.state === 'catching_up').length;
   return bySlot.map((list, s) => {
     const inTarget = new Set(target[s]);
     const lagOf = (node: string) => facts.get(node)?.lag.get(s);
     const out: ShardReplica[] = [];
     for (const node of target[s]) {
       const had = list.find((r) => r.node === node);
+      if (!had && complete(list)) {
+        if (moving >= maxCatchingUp) continue;
+        moving++;
+      }
       const lag = lagOf(node);
       let state: ReplicaState = had ? had.state : 'catching_up';
       if (state === 'draining') state = 'serving';

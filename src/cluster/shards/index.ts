@@ -30,6 +30,8 @@ export interface ShardMapConfig {
   grace_ms: number;
   /** `store.shard_serve_lag_messages`. */
   serve_lag_messages: number;
+  /** `store.shard_max_catching_up`; unlimited when unset. */
+  max_catching_up?: number;
   /** `cluster.key_prefix`. */
   key_prefix: string;
   /** `cluster.refresh_interval_ms`: the coordinator's pass and the lag reports' period. */
@@ -328,7 +330,15 @@ export function createShardMap(
     if (eligible === 0) return;
     const R = config.replicas === 0 ? eligible : config.replicas;
     const prev = stored?.assignment ?? [];
-    const next = nextAssignment(prev, f, S, R, config.serve_lag_messages, stored?.revision ?? 0);
+    const next = nextAssignment(
+      prev,
+      f,
+      S,
+      R,
+      config.serve_lag_messages,
+      stored?.revision ?? 0,
+      config.max_catching_up ?? Number.POSITIVE_INFINITY,
+    );
     const effective = Math.min(R, eligible);
     if (stored && sameAssignment(prev, next) && stored.replicas === effective) return;
     const value = JSON.stringify({ shards: S, replicas: effective, assignment: next } satisfies StoredMap);
