@@ -49,7 +49,8 @@ async function startStore(
       etcd_timeout_ms: 500,
       suspect_after_ms: 1000,
       refresh_interval_ms: 200,
-      connect_timeout_ms: 5000,
+      // A fresh etcd on a loaded 2-core machine may take seconds to grant the first lease.
+      connect_timeout_ms: 20000,
       partitions: 4,
     }),
     {
