@@ -20,7 +20,8 @@ export function shardConsumerName(base: string, shard: number): string {
 /** Table of applied stream positions, in the store's own database (written right after the events). */
 export const POSITIONS_TABLE = `${DATABASE}.positions`;
 
-const POSITIONS_DDL = `CREATE TABLE IF NOT EXISTS ${POSITIONS_TABLE} (
+/** The positions table (made by the materializer at start; the shard runner may read it first). */
+export const POSITIONS_DDL = `CREATE TABLE IF NOT EXISTS ${POSITIONS_TABLE} (
   stream String,
   consumer String,
   seq UInt64,

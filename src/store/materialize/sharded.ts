@@ -9,7 +9,14 @@ import { backoffDelay, sleep } from '../../lib/retry.ts';
 import type { EventStore } from '../index.ts';
 import { EVENTS_TABLE } from '../schema.ts';
 import type { MaterializeConfig } from './config.ts';
-import { createMaterializer, type Materializer, POSITIONS_TABLE, type ReplicaLag, shardConsumerName } from './index.ts';
+import {
+  createMaterializer,
+  type Materializer,
+  POSITIONS_DDL,
+  POSITIONS_TABLE,
+  type ReplicaLag,
+  shardConsumerName,
+} from './index.ts';
 
 /** A store node's replicas of the shards the map gives it. */
 export interface ShardReplicas extends Materializer {
@@ -46,6 +53,7 @@ export function createShardReplicas(
   /** The map revision each running shard was started from (the coordinator's proof of a fresh report). */
   const since = new Map<number, number>();
   let started = false;
+  let purged = false;
   let applying: Promise<void> | undefined;
   let again = false;
   let off: (() => void) | undefined;
@@ -68,6 +76,25 @@ export function createShardReplicas(
 
   const mine = (map: ShardMap): Set<number> =>
     new Set(map.assignment.filter((a) => a.replicas.some((r) => r.node === deps.nodeId)).map((a) => a.shard));
+
+  /**
+   * Shards this replica holds rows of from an earlier run (a position row of `<consumer>-s<k>`) that the map
+   * no longer gives it: a node that was gone past the grace period, whose shards went elsewhere. Without
+   * this, its search would still answer from them and an event would be stored more than R times.
+   */
+  const leftovers = async (want: Set<number>): Promise<number[]> => {
+    const rows = await deps.store.query<{ consumer: string }>(
+      `SELECT DISTINCT consumer FROM ${POSITIONS_TABLE} WHERE startsWith(consumer, {prefix:String})`,
+      { prefix: `${base}-s` },
+    );
+    const out: number[] = [];
+    for (const { consumer } of rows) {
+      const shard = Number(consumer.slice(base.length + 2));
+      if (Number.isInteger(shard) && shard >= 0 && shard < S && !want.has(shard) && !running.has(shard))
+        out.push(shard);
+    }
+    return out;
+  };
 
   const drop = async (shard: number) => {
     const m = running.get(shard);
@@ -115,6 +142,12 @@ export function createShardReplicas(
         const want = mine(map);
         try {
           for (const s of [...running.keys()]) if (!want.has(s)) await drop(s);
+          // Once the map is known (revision > 0), and once per start.
+          if (!purged && map.revision > 0) {
+            await deps.store.exec(POSITIONS_DDL);
+            for (const s of await leftovers(want)) await drop(s);
+            purged = true;
+          }
           for (const s of want) if (!running.has(s)) await add(s, map.revision);
           held.set(running.size);
           lastError = undefined;
