@@ -9,7 +9,13 @@ import { createMaintenance, type Maintenance, wasInMaintenance } from './mainten
 import { createMembership, type Membership } from './membership.ts';
 import { createPartitionManager, type PartitionManager, runsDetect } from './partitions.ts';
 import { createEtcdSession, type EtcdSession } from './session.ts';
-import { createShardMap, runsStore, type ShardMapConfig, type ShardMapService } from './shards/index.ts';
+import {
+  createShardCountCheck,
+  createShardMap,
+  runsStore,
+  type ShardMapConfig,
+  type ShardMapService,
+} from './shards/index.ts';
 
 export { type ClusterConfig, clusterConfigSchema } from './config.ts';
 export { ClusterError, type ClusterErrorCode } from './errors.ts';
@@ -126,7 +132,10 @@ export function createCluster(config: ClusterConfig, deps: ClusterDeps): Cluster
     logger,
   });
   if (inMaintenance) void partitions.drain();
-  const parts: Component[] = [session, membership, partitions, ...(shards ? [shards] : []), maintenance];
+  const shardCheck = deps.sharding
+    ? [createShardCountCheck(deps.sharding.shards, { session, keyPrefix: config.key_prefix })]
+    : [];
+  const parts: Component[] = [session, ...shardCheck, membership, partitions, ...(shards ? [shards] : []), maintenance];
   const started: Component[] = [];
 
   const stop = async (deadline: number) => {

@@ -35,6 +35,7 @@ async function startStore(
   catchUpMs = 300,
   /** Reports lag 0 from revision 0 for every shard it is given, as a report left from before would. */
   stale?: { on: boolean },
+  shards = S,
 ): Promise<FakeStore> {
   const proxy = await startTcpProxy(etcd.endpoints[0]);
   const cluster = createCluster(
@@ -59,11 +60,17 @@ async function startStore(
       httpAddr: '127.0.0.1:1',
       metrics: new Registry(),
       logger: silentLogger,
-      sharding: { shards: S, replicas: R, grace_ms: GRACE_MS, serve_lag_messages: 0, max_catching_up: 2 },
+      sharding: { shards, replicas: R, grace_ms: GRACE_MS, serve_lag_messages: 0, max_catching_up: 2 },
     },
   );
-  await cluster.start();
-  const map = cluster.shards!;
+  try {
+    await cluster.start();
+  } catch (err) {
+    await proxy.close();
+    throw err;
+  }
+  if (!cluster.shards) return { id, cluster, proxy, stop: async () => cluster.stop(Date.now() + 3000) };
+  const map = cluster.shards;
   // A replica catches up `catchUpMs` after the map gives it the shard: until then it reports a lag.
   const since = new Map<number, number>();
   const fromRevision = new Map<number, number>();
@@ -289,6 +296,23 @@ test('a lag report older than the replica (from an earlier stint on the shard) n
     await waitFor('the map settled on 4 nodes', () =>
       settled(nodes[0].cluster.shards!.current(), ['a', 'b', 'c', 'd']),
     );
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+  }
+});
+
+test('a node whose store.shards differs from the map in etcd refuses to start (shards_mismatch)', async () => {
+  const prefix = `sm${++prefixes}-${Date.now()}/`;
+  const nodes = await Promise.all(['a', 'b'].map((id) => startStore(id, prefix)));
+  try {
+    await waitFor('a map', () => nodes[0].cluster.shards!.current().revision > 0);
+    for (const shards of [4, 1]) {
+      await assert.rejects(startStore('c', prefix, 300, undefined, shards), (err: Error) => {
+        assert.match(err.message, /has 8 shards and this node's store\.shards is/);
+        assert.equal((err.cause as { code?: string }).code, 'shards_mismatch');
+        return true;
+      });
+    }
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
   }

@@ -5,6 +5,7 @@ import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { counter, gauge } from '../../lib/metrics.ts';
 import type { Membership, NodeView } from '../membership.ts';
+import { ClusterError } from '../errors.ts';
 import type { EtcdSession } from '../session.ts';
 import { type NodeFacts, nextAssignment, sameAssignment } from './assignment.ts';
 import type { ShardAssignment, ShardMap } from './types.ts';
@@ -62,6 +63,30 @@ export interface ShardMapService extends Component {
   isCoordinator(): boolean;
   /** Runs one coordinator pass now (tests; the pass also runs on a timer and on changes). */
   reconcile(): Promise<void>;
+}
+
+/**
+ * A check run at start on every cluster node, sharded or not: refuses to start when the shard map in etcd
+ * has another shard count than this node's `store.shards` (1 included). Such a node would publish events
+ * on subjects no store node reads, or read the wrong shards: acknowledged events would never be stored.
+ */
+export function createShardCountCheck(shards: number, deps: { session: EtcdSession; keyPrefix: string }): Component {
+  return {
+    name: 'cluster-shard-check',
+    async start() {
+      const res = await deps.session.run('shards_check', (e) => e.get(`${deps.keyPrefix}shards/map`).exec());
+      const map = parseMap(res.kvs[0]);
+      if (map && map.shards !== shards) {
+        throw new ClusterError(
+          'shards_mismatch',
+          `the cluster's shard map in etcd (${deps.keyPrefix}shards/map) has ${map.shards} shards and this node's store.shards is ${shards}: every node of a cluster must have the same store.shards, which cannot change once events are stored`,
+          { retryable: false },
+        );
+      }
+    },
+    async stop() {},
+    health: () => ({ ok: true }),
+  };
 }
 
 /** Whether a node keeps events (the `store` role, or `all`). */
