@@ -99,6 +99,8 @@ const COMMANDS: Record<string, Command> = {
       dir: { type: 'string' },
       nodes: { type: 'string' },
       lb: { type: 'boolean' },
+      shards: { type: 'string' },
+      replicas: { type: 'string' },
       json: { type: 'boolean' },
       timeout: { type: 'string' },
     },

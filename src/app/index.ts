@@ -46,6 +46,7 @@ import { createSelfmon } from '../selfmon/index.ts';
 import { createNormalizer } from '../parse/index.ts';
 import { createEventStore, type EventStore } from '../store/index.ts';
 import { createMaterializer, type Materializer } from '../store/materialize/index.ts';
+import { createShardReplicas } from '../store/materialize/sharded.ts';
 import {
   type AuditLog,
   createAuditLog,
@@ -149,6 +150,13 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         metrics,
         logger: logger.child({ component: 'cluster' }),
         dataDir: config.data_dir,
+        sharding: {
+          shards: config.store.shards,
+          replicas: config.store.replicas,
+          grace_ms: config.store.shard_grace_ms,
+          serve_lag_messages: config.store.shard_serve_lag_messages,
+          max_catching_up: config.store.shard_max_catching_up,
+        },
       });
       return { component: cluster, value: cluster };
     },
@@ -167,6 +175,18 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         providers: {
           replicas: () => (materializer ? [{ node: cluster.nodeId, ...materializer.lag() }] : []),
           streams: () => (bus ? { bus: bus.stats() } : null),
+          // The shard map with each replica's last reported lag; null with one shard (every store node
+          // keeps every event: see `replicas`).
+          shards: () => (cluster.shards ? cluster.shards.current().assignment : null),
+          sharding: () =>
+            cluster.shards
+              ? {
+                  revision: cluster.shards.current().revision,
+                  shards: cluster.shards.shards,
+                  replicas: cluster.shards.current().replicas,
+                  coordinator_here: cluster.shards.isCoordinator(),
+                }
+              : null,
         },
       });
       return { value: { routes: [routes] } };
@@ -228,6 +248,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
                 ? { site: { name: config.cluster.site, peer: config.cluster.peer_site } }
                 : {}),
               dataDir: config.data_dir,
+              shards: config.cluster.enabled ? config.store.shards : 1,
               metrics,
               logger: logger.child({ component: 'bus' }),
             })
@@ -240,13 +261,26 @@ const MODULES: ModuleDef<Base, Modules>[] = [
     // Store nodes commit the log into their own replica: the materializer on JetStream, a durable
     // subscription (acknowledged after the write) on the in-process bus.
     name: 'materialize',
-    deps: ['bus', 'event-store'],
+    deps: ['bus', 'event-store', 'cluster'],
     init({ config, metrics, logger }, view) {
       const bus = view.get('bus');
       const store = view.get('event-store');
       if (config.bus.kind !== 'jetstream') {
         bus.subscribe('store', (events) => store.write(events), { durable: true });
         return { value: undefined };
+      }
+      const shardMap = view.get('cluster')?.shards;
+      if (shardMap) {
+        // Sharded events: one filtered consumer per shard the map gives this node.
+        const replicas = createShardReplicas(config.store.materialize, {
+          map: shardMap,
+          stream: bus as JetStreamBus,
+          store,
+          nodeId: nodeId(config),
+          metrics,
+          logger: logger.child({ component: 'materialize' }),
+        });
+        return { component: replicas, value: replicas };
       }
       const materializer = createMaterializer(config.store.materialize, {
         stream: bus as JetStreamBus,

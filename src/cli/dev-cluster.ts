@@ -1,4 +1,5 @@
 import { type DevCluster, type MemberStatus, openDevCluster, upDevCluster } from '../devcluster/index.ts';
+import { shardingConfig } from '../devcluster/sharding.ts';
 import { errorMessage } from '../lib/errors.ts';
 
 export const DEV_CLUSTER_USAGE = `Usage: vigil dev-cluster <command> [options]
@@ -10,7 +11,7 @@ detached: they keep running after the command returns. Needs nats-server and etc
 (Debian/Ubuntu: sudo apt-get install nats-server etcd-server; haproxy for --lb).
 
 Commands:
-  up [--nodes N] [--lb]
+  up [--nodes N] [--lb] [--shards S --replicas R]
                      create the cluster (or start its stopped members again) and wait until
                      every Vigil node answers /health/ready; --lb also runs HAProxy (haproxy-1)
                      in front of the nodes: HTTP, syslog TCP and RELP on addresses of its own
@@ -23,6 +24,9 @@ Options:
   --dir DIR          the cluster's folder; default ./dev-cluster
   --nodes N          Vigil nodes (1 to 9) for a new cluster; default 3
   --lb               a new cluster with HAProxy in front (src/devcluster/haproxy.ts)
+  --shards S         shards of the events (store.shards, 1 to 1024) for a new cluster; default 1
+                     (every node keeps every event)
+  --replicas R       nodes that keep each shard (store.replicas, at most N); default every node
   --json             status as JSON
   --timeout SECONDS  how long up and restart wait for readiness; default 180
 
@@ -35,6 +39,8 @@ export interface DevClusterFlags {
   dir?: string;
   nodes?: string;
   lb?: boolean;
+  shards?: string;
+  replicas?: string;
   json?: boolean;
   timeout?: string;
 }
@@ -99,8 +105,18 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
     switch (sub) {
       case 'up': {
         const nodes = positiveInt('nodes', opts.nodes, 9);
+        let sharding: Record<string, unknown> | undefined;
+        try {
+          sharding = shardingConfig(
+            { shards: positiveInt('shards', opts.shards, 1024), replicas: positiveInt('replicas', opts.replicas, 9) },
+            nodes ?? 3,
+          );
+        } catch (err) {
+          if (err instanceof UsageError) throw err;
+          throw new UsageError(errorMessage(err));
+        }
         process.stderr.write(`Starting the dev cluster in ${dir} (logs in ${dir}/logs)...\n`);
-        const cluster = await upDevCluster({ dir, nodes, lb: opts.lb, ...start });
+        const cluster = await upDevCluster({ dir, nodes, lb: opts.lb, ...(sharding ? { vigilConfig: sharding } : {}), ...start });
         printStatus(cluster, opts.json);
         if (!opts.json) {
           // Through the balancer when there is one: that is the address clients should use.

@@ -1,7 +1,7 @@
 import { VigilError } from '../lib/errors.ts';
 
 /** Stable codes of cluster failures (see docs/errors.md). */
-export type ClusterErrorCode = 'etcd_unavailable' | 'cluster_not_started';
+export type ClusterErrorCode = 'etcd_unavailable' | 'cluster_not_started' | 'shards_mismatch';
 
 /** A cluster coordination failure: etcd unreachable, or the cluster used outside its lifecycle. */
 export class ClusterError extends VigilError {

@@ -9,6 +9,13 @@ import { createMaintenance, type Maintenance, wasInMaintenance } from './mainten
 import { createMembership, type Membership } from './membership.ts';
 import { createPartitionManager, type PartitionManager, runsDetect } from './partitions.ts';
 import { createEtcdSession, type EtcdSession } from './session.ts';
+import {
+  createShardCountCheck,
+  createShardMap,
+  runsStore,
+  type ShardMapConfig,
+  type ShardMapService,
+} from './shards/index.ts';
 
 export { type ClusterConfig, clusterConfigSchema } from './config.ts';
 export { ClusterError, type ClusterErrorCode } from './errors.ts';
@@ -19,6 +26,15 @@ export { createMembership } from './membership.ts';
 export type { OwnershipListener, PartitionManager, PartitionOwner } from './partitions.ts';
 export { createPartitionManager, partitionOf, partitionQuota, runsDetect } from './partitions.ts';
 export type { EtcdSession } from './session.ts';
+export type {
+  ReplicaState,
+  ShardAssignment,
+  ShardMap,
+  ShardMapConfig,
+  ShardMapService,
+  ShardReplica,
+} from './shards/index.ts';
+export { createShardMap, shardOf, shardPredicate } from './shards/index.ts';
 export { createEtcdSession } from './session.ts';
 
 /**
@@ -32,11 +48,8 @@ export interface Cluster extends Component {
   readonly membership: Membership;
   readonly partitions: PartitionManager;
   readonly maintenance: Maintenance;
-}
-
-/** Whether a node with these roles holds a replica of the events (the `store` role, or `all`). */
-function runsStore(roles: readonly string[]): boolean {
-  return roles.includes('store') || roles.includes('all');
+  /** The shard map when the events are sharded (`store.shards` > 1); undefined otherwise. */
+  readonly shards: ShardMapService | undefined;
 }
 
 /**
@@ -69,6 +82,8 @@ export interface ClusterDeps {
   onIntakeChange?: (accepting: boolean) => void;
   /** The node's data folder: the maintenance state is kept there across restarts. */
   dataDir?: string;
+  /** Sharding of the events (`store.shards`, ...); a shard map runs when `shards` > 1. */
+  sharding?: Omit<ShardMapConfig, 'key_prefix' | 'refresh_interval_ms'>;
 }
 
 /** Creates cluster mode for this node; opens nothing until start(). */
@@ -96,16 +111,31 @@ export function createCluster(config: ClusterConfig, deps: ClusterDeps): Cluster
     metrics: deps.metrics,
     logger,
   });
+  const shards =
+    deps.sharding && deps.sharding.shards > 1
+      ? createShardMap(
+          { ...deps.sharding, key_prefix: config.key_prefix, refresh_interval_ms: config.refresh_interval_ms },
+          { session, membership, participate: runsStore(deps.roles), metrics: deps.metrics, logger },
+        )
+      : undefined;
   const maintenance = createMaintenance(config, {
     membership,
     partitions,
     inflight: deps.inflight,
+    ...(shards
+      ? {
+          shardsHeld: () => shards.current().assignment.filter((a) => a.replicas.some((r) => r.node === nodeId)).length,
+        }
+      : {}),
     onIntakeChange: deps.onIntakeChange,
     stateFile,
     logger,
   });
   if (inMaintenance) void partitions.drain();
-  const parts: Component[] = [session, membership, partitions, maintenance];
+  const shardCheck = deps.sharding
+    ? [createShardCountCheck(deps.sharding.shards, { session, keyPrefix: config.key_prefix })]
+    : [];
+  const parts: Component[] = [session, ...shardCheck, membership, partitions, ...(shards ? [shards] : []), maintenance];
   const started: Component[] = [];
 
   const stop = async (deadline: number) => {
@@ -126,6 +156,7 @@ export function createCluster(config: ClusterConfig, deps: ClusterDeps): Cluster
     membership,
     partitions,
     maintenance,
+    shards,
     async start() {
       for (const part of parts) {
         try {

@@ -11,6 +11,8 @@ import { sleep } from '../lib/retry.ts';
 export interface MaintenanceStatus {
   status: MaintenanceState;
   partitions_remaining: number;
+  /** With sharded events: shards the map still places on this node (the drain waits for 0). */
+  shards_remaining?: number;
 }
 
 /**
@@ -51,6 +53,13 @@ export function createMaintenance(
     partitions?: PartitionManager;
     /** Batches in flight (accepted, not yet committed); the drain waits for 0. */
     inflight?: () => number;
+    /**
+     * With sharded events: how many shards the map still places on this node. A draining node is no longer
+     * eligible, so the coordinator moves its shards; the drain waits, without a time limit, until none is
+     * left (its replicas are dropped only once their successors serve), so that stopping a drained node
+     * never takes a shard below R copies. `disable()` ends the wait.
+     */
+    shardsHeld?: () => number;
     /** Told when intake should stop (false) or resume (true). */
     onIntakeChange?: (accepting: boolean) => void;
     /**
@@ -69,7 +78,11 @@ export function createMaintenance(
   const inflight = () => counts.reduce((sum, count) => sum + count(), 0);
 
   const remaining = () => deps.partitions?.owned().size ?? 0;
-  const status = (): MaintenanceStatus => ({ status: state, partitions_remaining: remaining() });
+  const status = (): MaintenanceStatus => ({
+    status: state,
+    partitions_remaining: remaining(),
+    ...(deps.shardsHeld ? { shards_remaining: deps.shardsHeld() } : {}),
+  });
 
   const persist = (s: MaintenanceState) => {
     if (!deps.stateFile) return;
@@ -93,6 +106,11 @@ export function createMaintenance(
   const drain = async (id: number) => {
     await deps.partitions?.drain();
     if (id !== run) return;
+    if (deps.shardsHeld && deps.shardsHeld() > 0) {
+      log.info({ shards: deps.shardsHeld() }, 'Waiting for the shards of this node to move to other nodes.');
+      while (deps.shardsHeld() > 0 && id === run) await sleep(200);
+      if (id !== run) return;
+    }
     const until = Date.now() + config.drain_timeout_ms;
     while (inflight() > 0 && Date.now() < until && id === run) await sleep(50);
     if (id !== run) return;
@@ -100,7 +118,7 @@ export function createMaintenance(
       log.warn({ inflight: inflight() }, 'In-flight batches did not finish within drain_timeout_ms.');
     }
     await setState('drained');
-    log.info('This node is drained: it owns no partition and takes no intake.');
+    log.info('This node is drained: it owns no partition and no shard, and takes no intake.');
     for (const w of waiters.splice(0)) w.resolve();
   };
 

@@ -21,6 +21,26 @@ export const storeConfigSchema = z
     search_queue_per_user: z.number().int().min(0).max(10000).default(32),
     /** Longest a search waits in its user's queue before it answers 429 (bounded by query_timeout_ms too). */
     search_queue_timeout_ms: z.number().int().min(0).default(10000),
+    /**
+     * Cluster mode: shards of the events (S). Each event goes to shard murmurHash3_32(event id) % S and each
+     * shard is kept by `replicas` store nodes. 1: every store node keeps every event (no shard map). Every
+     * node of a cluster must agree on it, and it cannot change once events are stored.
+     */
+    shards: z.number().int().min(1).max(1024).default(1),
+    /** Cluster mode: store nodes that keep each shard (R); 0 means every store node. */
+    replicas: z.number().int().min(0).max(16).default(0),
+    /**
+     * Cluster mode, S > 1: how long a store node may be gone (its lease expired) before its shards are placed
+     * on other nodes. Shorter re-replicates sooner after a crash; longer spares a copy on a quick restart.
+     */
+    shard_grace_ms: z.number().int().min(0).default(60000),
+    /** Cluster mode, S > 1: a new replica serves searches once it is at most this many messages behind. */
+    shard_serve_lag_messages: z.number().int().min(0).default(10),
+    /**
+     * Cluster mode, S > 1: most replicas catching up at once in the cluster when shards move (a node joins,
+     * drains or died): each reads its whole shard from the stream, so more at once slows every node.
+     */
+    shard_max_catching_up: z.number().int().min(1).max(1024).default(4),
     /** Cluster mode: how this node's replica follows the replicated log. */
     materialize: materializeConfigSchema.prefault({}),
   })

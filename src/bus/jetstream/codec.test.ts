@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import type { NormalizedEvent } from '../../lib/event.ts';
+import { shardOf } from '../../cluster/shards/types.ts';
 import { batchId, decodeBatch, encodeBatches, MAX_DECODED_BYTES, tenantToken } from './codec.ts';
 
 function ev(i: number, tenant = 'default', rawBytes = 200): NormalizedEvent {
@@ -94,4 +95,32 @@ test('a gzip bomb is refused as bus_bad_message before it inflates past the boun
   const fine = gzipSync(Buffer.from('[]'));
   assert.deepEqual(decodeBatch('json+gzip', fine, 1024 * 1024), []);
   assert.equal(MAX_DECODED_BYTES, 256 * 1024 * 1024);
+});
+
+test('with shards, a message holds one shard of one tenant, on <prefix>.s<shard>.<tenant>, the same cut every time', () => {
+  const events = Array.from({ length: 400 }, (_, i) => ev(i, i % 3 === 0 ? 'a' : 'b', 100));
+  const out = encodeBatches(events, { subjectPrefix: 'vigil.events', maxBytes: 8192, compress: true, shards: 8 });
+  const seen = new Map<string, number>();
+  for (const b of out) {
+    const m = /^vigil\.events\.s(\d)\.(a|b)$/.exec(b.subject);
+    assert.ok(m, b.subject);
+    const decoded = decodeBatch(b.encoding, b.body);
+    assert.equal(decoded.length, b.events);
+    for (const e of decoded) {
+      assert.equal(shardOf(e.id, 8), Number(m[1]), `${e.id} on ${b.subject}`);
+      assert.equal(e.tenant, m[2]);
+      seen.set(e.id, (seen.get(e.id) ?? 0) + 1);
+    }
+  }
+  assert.equal(seen.size, 400);
+  assert.ok([...seen.values()].every((n) => n === 1));
+  assert.equal(new Set(out.map((b) => b.subject)).size, 16);
+  const again = encodeBatches(events, { subjectPrefix: 'vigil.events', maxBytes: 8192, compress: true, shards: 8 });
+  assert.deepEqual(
+    again.map((b) => [b.subject, b.id]),
+    out.map((b) => [b.subject, b.id]),
+  );
+  // One shard: the subjects of before shards existed.
+  const one = encodeBatches(events, { subjectPrefix: 'vigil.events', maxBytes: 1 << 20, compress: true, shards: 1 });
+  assert.deepEqual(one.map((b) => b.subject).sort(), ['vigil.events.a', 'vigil.events.b']);
 });

@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import type { NormalizedEvent } from '../../lib/event.ts';
+import { shardOf } from '../../cluster/shards/types.ts';
 import type { LogCodec, LogMessage } from './log.ts';
+import { shardSubject } from './names.ts';
 
 /** How a message body is encoded, as written in its `Vigil-Encoding` header. */
 export type BodyEncoding = 'json' | 'json+gzip';
@@ -36,26 +38,29 @@ export function batchId(events: readonly NormalizedEvent[]): string {
 
 /**
  * Splits events into messages of at most `maxBytes` on the wire, one subject per tenant (order is kept within
- * a tenant). Each message is a JSON array of NormalizedEvent, gzip'ed (level 1) when `compress` is set: logs
+ * a tenant), and with `shards` > 1 one per shard and tenant (`<prefix>.s<shard>.<tenant>`, shard = shardOf(event
+ * id)): a message never mixes shards, so each shard's consumer reads only its own events, and the same batch
+ * is always cut the same way (a retried publish has the same Nats-Msg-Ids). Each message is a JSON array of NormalizedEvent, gzip'ed (level 1) when `compress` is set: logs
  * compress 5-15x, which shrinks the replicated stream, and the compression costs a few percent of the
  * encoding time. Throws InputError when one event alone does not fit.
  */
 export function encodeBatches(
   events: readonly NormalizedEvent[],
-  opts: { subjectPrefix: string; maxBytes: number; compress: boolean },
+  opts: { subjectPrefix: string; maxBytes: number; compress: boolean; shards?: number },
 ): EncodedBatch[] {
-  const byTenant = new Map<string, NormalizedEvent[]>();
+  const shards = opts.shards ?? 1;
+  const bySubject = new Map<string, NormalizedEvent[]>();
   for (const e of events) {
-    const list = byTenant.get(e.tenant);
+    const subject = shardSubject(opts.subjectPrefix, shards, shardOf(e.id, shards), tenantToken(e.tenant));
+    const list = bySubject.get(subject);
     if (list) list.push(e);
-    else byTenant.set(e.tenant, [e]);
+    else bySubject.set(subject, [e]);
   }
   // Uncompressed chunks aim at a multiple of the limit when compressing; a chunk that still compresses too
   // large is halved until it fits.
   const target = opts.compress ? opts.maxBytes * 8 : opts.maxBytes;
   const out: EncodedBatch[] = [];
-  for (const [tenant, list] of byTenant) {
-    const subject = `${opts.subjectPrefix}.${tenantToken(tenant)}`;
+  for (const [subject, list] of bySubject) {
     const texts = list.map((e) => JSON.stringify(e));
     let start = 0;
     let size = 2;

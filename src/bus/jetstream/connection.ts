@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 /**
  * The NATS connection of a node: connects (retrying until stopped), follows reconnects, and holds the
  * JetStream client and manager that every log of the node shares (events, matches, alerts).
@@ -75,6 +76,9 @@ export function createJetStreamConnection(opts: JetStreamConnectionOptions, log:
   let lastError: string | undefined;
   let loop: Promise<void> | undefined;
   const halt = new AbortController();
+  // Every consumer of the node listens for the shutdown (one per shard kept, with store.shards > 1, plus
+  // detection's): more than Node's default 10 is expected, not a leak; each removes its listener when done.
+  setMaxListeners(0, halt.signal);
   const waiters = new Set<() => void>();
   const listeners: ((connected: boolean) => void)[] = [];
 

@@ -19,6 +19,7 @@ import { encodeBatches, eventsCodec, messageOf } from './codec.ts';
 import type { JetStreamBusConfig } from './config.ts';
 import { createJetStreamConnection, type JetStreamConnection } from './connection.ts';
 import { createSpoolForwarder, type PublishMode } from './forwarder.ts';
+import { shardFilter } from './names.ts';
 import {
   type ConsumeOptions,
   type ConsumerPosition,
@@ -87,6 +88,8 @@ export interface StreamConsumeOptions {
    * fewer than `batch_max_events`: fewer, larger writes for a handler whose cost is per call.
    */
   lingerMs?: number;
+  /** Only the messages of this subject (one shard's: `EventStream.shardFilter`); every message when unset. */
+  filterSubject?: string;
 }
 
 /** A running consumer. */
@@ -106,6 +109,8 @@ export interface EventStream {
   consumerPosition(name: string): Promise<ConsumerPosition | undefined>;
   /** Deletes a durable consumer (so that it is made again from a chosen sequence). */
   deleteConsumer(name: string): Promise<void>;
+  /** The filter subject of shard `shard`'s messages (the events are sharded when `shards` > 1). */
+  shardFilter(shard: number): string;
 }
 
 /** Where the publish path stands. */
@@ -158,7 +163,14 @@ interface ConsumerSlot {
  */
 export function createJetStreamBus(
   config: JetStreamBusConfig,
-  deps: { dataDir: string; metrics: Registry; logger: Logger; site?: BusSite },
+  deps: {
+    dataDir: string;
+    metrics: Registry;
+    logger: Logger;
+    site?: BusSite;
+    /** Shards of the events (`store.shards`): > 1 publishes each shard on subjects of its own. */
+    shards?: number;
+  },
 ): JetStreamBus {
   const log = deps.logger;
   const spool = createSpool(config.spool, {
@@ -280,6 +292,7 @@ export function createJetStreamBus(
     pullExpiresMs: config.consumer.pull_expires_ms,
     batchMaxWeight: config.consumer.batch_max_events,
     lingerMs: opts.lingerMs,
+    filterSubject: opts.filterSubject,
     retry: { initialMs: 100, maxMs: 5000 },
   });
 
@@ -374,6 +387,7 @@ export function createJetStreamBus(
         subjectPrefix,
         maxBytes: conn.maxPayload(),
         compress: config.compress,
+        shards: deps.shards ?? 1,
       });
       inflight += batch.length;
       pendingGauge.set(inflight);
@@ -463,5 +477,7 @@ export function createJetStreamBus(
       if (!conn.ready()) throw disconnected();
       await events.deleteConsumer(name);
     },
+
+    shardFilter: (shard) => shardFilter(config.subject_prefix, shard, deps.site !== undefined),
   };
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { streamNames } from './names.ts';
+import { shardFilter, shardSubject, streamNames } from './names.ts';
 
 test('record streams are named after the event stream, with subjects outside its prefix', () => {
   const cases = [
@@ -33,4 +33,26 @@ test("a site of a two-site deployment gets record subjects of its own, apart fro
   const b = streamNames({ stream: 'VIGIL_EVENTS', subject_prefix: 'vigil.events' }, 'b');
   assert.deepEqual(a.alerts, { name: 'VIGIL_ALERTS', subject: 'vigil.alerts.a' });
   assert.deepEqual(b.matches, { name: 'VIGIL_MATCHES', subject: 'vigil.matches.b' });
+});
+
+test('shard subjects and filters: a filter matches its shard only, on one site or two', () => {
+  const matches = (filter: string, subject: string) => {
+    const f = filter.split('.');
+    const s = subject.split('.');
+    for (let i = 0; i < f.length; i++) {
+      if (f[i] === '>') return s.length > i;
+      if (f[i] !== '*' && f[i] !== s[i]) return false;
+    }
+    return f.length === s.length;
+  };
+  assert.equal(shardSubject('vigil.events', 1, 0, 'acme'), 'vigil.events.acme');
+  assert.equal(shardSubject('vigil.events', 8, 3, 'acme'), 'vigil.events.s3.acme');
+  assert.ok(matches(shardFilter('vigil.events', 3, false), 'vigil.events.s3.acme'));
+  assert.ok(!matches(shardFilter('vigil.events', 3, false), 'vigil.events.s4.acme'));
+  assert.ok(!matches(shardFilter('vigil.events', 3, false), 'vigil.events.acme'));
+  // Two sites: the local prefix carries the site; the filter takes both sites' events of the shard.
+  assert.equal(shardSubject('vigil.events.a', 8, 3, 't'), 'vigil.events.a.s3.t');
+  assert.ok(matches(shardFilter('vigil.events', 3, true), 'vigil.events.a.s3.t'));
+  assert.ok(matches(shardFilter('vigil.events', 3, true), 'vigil.events.b.s3.t'));
+  assert.ok(!matches(shardFilter('vigil.events', 3, true), 'vigil.events.b.s33.t'));
 });

@@ -32,3 +32,21 @@ export function streamNames(
   });
   return { alerts: named('alerts'), matches: named('matches') };
 }
+
+/**
+ * The subject of tenant `tenantToken`'s events of shard `shard` when the events are sharded (S > 1):
+ * `<prefix>.s<shard>.<tenant>` (`prefix` already carries the site on a two-site deployment). With one
+ * shard the subject stays `<prefix>.<tenant>`, as before shards existed.
+ */
+export function shardSubject(prefix: string, shards: number, shard: number, tenantToken: string): string {
+  return shards > 1 ? `${prefix}.s${shard}.${tenantToken}` : `${prefix}.${tenantToken}`;
+}
+
+/**
+ * The filter subject of one shard's consumer (NATS 2.9 takes one filter subject per consumer, hence one
+ * consumer per shard and node): `<subject_prefix>.s<shard>.>`, or `<subject_prefix>.*.s<shard>.>` on a
+ * two-site deployment, which also matches the shard's events sourced from the peer site.
+ */
+export function shardFilter(subjectPrefix: string, shard: number, twoSites: boolean): string {
+  return twoSites ? `${subjectPrefix}.*.s${shard}.>` : `${subjectPrefix}.s${shard}.>`;
+}

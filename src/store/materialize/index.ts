@@ -12,10 +12,16 @@ import { backoffDelay, sleep } from '../../lib/retry.ts';
 
 export { type MaterializeConfig, materializeConfigSchema } from './config.ts';
 
+/** The durable consumer of one shard on one node: `<node consumer>-s<shard>`. */
+export function shardConsumerName(base: string, shard: number): string {
+  return `${base}-s${shard}`;
+}
+
 /** Table of applied stream positions, in the store's own database (written right after the events). */
 export const POSITIONS_TABLE = `${DATABASE}.positions`;
 
-const POSITIONS_DDL = `CREATE TABLE IF NOT EXISTS ${POSITIONS_TABLE} (
+/** The positions table (made by the materializer at start; the shard runner may read it first). */
+export const POSITIONS_DDL = `CREATE TABLE IF NOT EXISTS ${POSITIONS_TABLE} (
   stream String,
   consumer String,
   seq UInt64,
@@ -61,10 +67,23 @@ export interface Materializer extends Component {
  */
 export function createMaterializer(
   config: MaterializeConfig,
-  deps: { stream: EventStream; store: EventStore; nodeId: string; metrics: Registry; logger: Logger },
+  deps: {
+    stream: EventStream;
+    store: EventStore;
+    nodeId: string;
+    metrics: Registry;
+    logger: Logger;
+    /**
+     * One shard of sharded events (`store.shards` > 1): the consumer reads only the shard's subject and is
+     * named `<consumer>-s<shard>`; the node-wide lag gauges are left to the shard runner (sharded.ts).
+     */
+    shard?: number;
+  },
 ): Materializer {
   const log = deps.logger;
-  const consumer = config.consumer || `store-${deps.nodeId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+  const base = config.consumer || `store-${deps.nodeId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+  const consumer = deps.shard === undefined ? base : shardConsumerName(base, deps.shard);
+  const filterSubject = deps.shard === undefined ? undefined : deps.stream.shardFilter(deps.shard);
   let streamId = '';
   let appliedSeq = 0;
   let ackFloor = 0;
@@ -100,6 +119,7 @@ export function createMaterializer(
   );
 
   function updateLag(): void {
+    if (deps.shard !== undefined) return;
     lagGauge.set(lagMessages);
     appliedGauge.set(appliedSeq);
   }
@@ -193,6 +213,7 @@ export function createMaterializer(
           durable: true,
           startSequence: stored.ackFloor + 1,
           lingerMs: config.linger_ms,
+          ...(filterSubject ? { filterSubject } : {}),
         });
         updatedAt = Date.now();
         updateLag();

@@ -54,6 +54,7 @@ function fakeStream(init: { created: string; lastSeq: number; consumer?: Consume
       calls.deleted.push(name);
       consumer = undefined;
     },
+    shardFilter: (shard) => `S.s${shard}.>`,
   };
   return {
     stream,
@@ -78,11 +79,12 @@ function ev(tenant: string, i: number): NormalizedEvent {
   };
 }
 
-async function started(stream: EventStream, nodeId: string): Promise<Materializer> {
+async function started(stream: EventStream, nodeId: string, shard?: number): Promise<Materializer> {
   const m = createMaterializer(materializeConfigSchema.parse({ lag_poll_interval_ms: 60000 }), {
     stream,
     store,
     nodeId,
+    shard,
     metrics: new Registry(),
     logger: silentLogger,
   });
@@ -179,4 +181,21 @@ test('a consumer ahead of the replica (wiped or restored store) is deleted and m
   assert.equal(m2.lag().appliedSeq, 0);
   assert.deepEqual(g.calls.subscribed[0].opts, { durable: true, startSequence: 1, lingerMs: 1000 });
   await m2.stop(Date.now() + 1000);
+});
+
+test("a shard's materializer reads only its shard's subject with a consumer and position of its own", async () => {
+  const tenant = 'sharded';
+  const f = fakeStream({ created: 't5', lastSeq: 20 });
+  const m = await started(f.stream, 'd', 3);
+  assert.deepEqual(f.calls.subscribed, [
+    { name: 'store-d-s3', opts: { durable: true, startSequence: 1, lingerMs: 1000, filterSubject: 'S.s3.>' } },
+  ]);
+  await f.deliver(4, 9, [ev(tenant, 1), ev(tenant, 2)], 0);
+  assert.equal((await counts(tenant)).final, 2);
+  const [pos] = await store.query<{ seq: string }>(
+    `SELECT max(seq) AS seq FROM vigil.positions WHERE stream = 'S@t5' AND consumer = 'store-d-s3'`,
+    {},
+  );
+  assert.equal(Number(pos.seq), 9);
+  await m.stop(Date.now() + 1000);
 });

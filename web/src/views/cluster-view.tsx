@@ -64,8 +64,14 @@ export function ClusterView() {
             )}
             {missing(status.error) && <NotAvailable feature="Cluster status" />}
             {!status.data && status.loading && <Loading />}
-            {status.data && <Generic value={status.data} />}
+            {status.data && <Generic value={withoutShards(status.data)} />}
           </div>
+          {shardRows(status.data) && (
+            <div className="card">
+              <h2>Shards</h2>
+              <ShardTable rows={shardRows(status.data)!} current={nodeId} />
+            </div>
+          )}
           <div className="card">
             <h2>Nodes</h2>
             {nodes.error !== null && !missing(nodes.error) && <ErrorBox error={nodes.error} onRetry={nodes.reload} />}
@@ -125,6 +131,73 @@ export function ClusterView() {
         </div>
       )}
     </section>
+  );
+}
+
+interface ShardRow {
+  shard: number;
+  replicas: { node: string; state: string; lag_messages: number }[];
+}
+
+/** The `shards` section of the status when the events are sharded (null or absent otherwise). */
+function shardRows(status: Record<string, unknown> | undefined): ShardRow[] | undefined {
+  const v = status?.shards;
+  if (!Array.isArray(v)) return undefined;
+  const ok = v.every(
+    (a) => a !== null && typeof a === 'object' && typeof a.shard === 'number' && Array.isArray(a.replicas),
+  );
+  return ok ? (v as ShardRow[]) : undefined;
+}
+
+/** The status without the shard map, which has a card of its own. */
+function withoutShards(status: Record<string, unknown>): Record<string, unknown> {
+  if (!shardRows(status)) return status;
+  const { shards: _shards, ...rest } = status;
+  return rest;
+}
+
+const REPLICA_BADGE: Record<string, string> = { serving: 'ok', catching_up: 'warn', draining: 'info' };
+
+/** One row per shard, one cell per replica: node, state and lag; this node's replicas are marked. */
+function ShardTable({ rows, current }: { rows: ShardRow[]; current?: string }) {
+  const width = Math.max(1, ...rows.map((r) => r.replicas.length));
+  return (
+    <div className="table-wrap">
+      <table className="data-table">
+        <caption className="visually-hidden">Shards and their replicas</caption>
+        <thead>
+          <tr>
+            <th scope="col">shard</th>
+            {Array.from({ length: width }, (_, i) => (
+              <th key={`replica-${i + 1}`} scope="col">
+                replica {i + 1}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((r) => (
+            <tr key={r.shard}>
+              <td className="num">{r.shard}</td>
+              {Array.from({ length: width }, (_, i) => {
+                const x = r.replicas[i];
+                if (!x) return <td key={`${r.shard}-${i}`}>—</td>;
+                return (
+                  <td
+                    key={`${r.shard}-${x.node}`}
+                    className={x.node === current ? 'current' : undefined}
+                    aria-current={x.node === current ? 'true' : undefined}
+                  >
+                    {x.node} <Badge kind={REPLICA_BADGE[x.state] ?? 'info'}>{x.state.replace('_', ' ')}</Badge>{' '}
+                    <span className="muted">lag {x.lag_messages}</span>
+                  </td>
+                );
+              })}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
 

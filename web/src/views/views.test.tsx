@@ -52,6 +52,44 @@ describe('cluster view', () => {
   });
 });
 
+describe('cluster view with shards', () => {
+  test('the shard map is a table of its own: each replica with its node, state and lag', async () => {
+    serve({
+      'GET /health/ready': [200, { status: 'ready', checks: {} }],
+      'GET /admin/cluster/status': [
+        200,
+        {
+          node_id: 'vigil-1',
+          nodes: { total: 3, alive: 3, suspect: 0, dead: 0 },
+          shards: [
+            {
+              shard: 0,
+              replicas: [
+                { node: 'vigil-1', state: 'serving', lag_messages: 0 },
+                { node: 'vigil-2', state: 'draining', lag_messages: 2 },
+                { node: 'vigil-3', state: 'catching_up', lag_messages: 1500 },
+              ],
+            },
+            { shard: 1, replicas: [{ node: 'vigil-2', state: 'serving', lag_messages: 4 }] },
+          ],
+          sharding: { revision: 42, shards: 2, replicas: 2, coordinator_here: true },
+        },
+      ],
+      'GET /admin/cluster/nodes': [200, { nodes: [{ id: 'vigil-1', state: 'Alive' }] }],
+      'GET /admin/maintenance/status': [200, { status: 'active' }],
+    });
+    render(<ClusterView />);
+    await screen.findByRole('heading', { name: 'Shards' });
+    expect(screen.getByRole('columnheader', { name: 'replica 3' })).toBeTruthy();
+    expect(screen.getByText('catching up')).toBeTruthy();
+    expect(screen.getByText('lag 1500')).toBeTruthy();
+    expect(screen.getByText('draining')).toBeTruthy();
+    // Not also drawn by the generic status (as JSON in a cell).
+    expect(screen.queryByText(/"state":"serving"/)).toBeNull();
+    expect(screen.getByText('revision').nextElementSibling?.textContent).toBe('42');
+  });
+});
+
 describe('incidents view', () => {
   test('a server without incidents says so', async () => {
     serve({});

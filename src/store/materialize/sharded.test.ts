@@ -1,0 +1,225 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { Registry } from 'prom-client';
+import type { EventStream, StreamBatchHandler, StreamConsumeOptions } from '../../bus/jetstream/index.ts';
+import { type ShardMap, type ShardMapService, shardOf } from '../../cluster/shards/index.ts';
+import type { NormalizedEvent } from '../../lib/event.ts';
+import { silentLogger } from '../../lib/logger.ts';
+import { createEventStore, type EventStore, storeConfigSchema } from '../index.ts';
+import { materializeConfigSchema } from './index.ts';
+import { createShardReplicas } from './sharded.ts';
+
+const S = 4;
+let store: EventStore;
+let dir: string;
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'vigil-sharded-'));
+  store = createEventStore(storeConfigSchema.parse({ fsync: false }), {
+    dataDir: dir,
+    metrics: new Registry(),
+    logger: silentLogger,
+  });
+  await store.start();
+});
+after(async () => {
+  await store.stop(Date.now() + 1000);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A stream whose consumers the test feeds by hand, by consumer name. */
+function fakeStream() {
+  const handlers = new Map<string, StreamBatchHandler>();
+  const subscribed: { name: string; opts?: StreamConsumeOptions }[] = [];
+  const deleted: string[] = [];
+  const stream: EventStream = {
+    subscribeStream(name, h, opts) {
+      handlers.set(name, h);
+      subscribed.push({ name, opts });
+      return { name, stop: async () => void handlers.delete(name) };
+    },
+    async streamPosition() {
+      return { stream: 'E', created: 'c1', firstSeq: 1, lastSeq: 0, messages: 0 };
+    },
+    async consumerPosition() {
+      return undefined;
+    },
+    async deleteConsumer(name) {
+      deleted.push(name);
+    },
+    shardFilter: (shard) => `E.s${shard}.>`,
+  };
+  return { stream, handlers, subscribed, deleted };
+}
+
+/** A shard map the test sets by hand. */
+function fakeMap() {
+  let map: ShardMap = { revision: 0, shards: S, replicas: 1, assignment: [] };
+  const listeners = new Set<(m: ShardMap) => void>();
+  const reports: { lags: Map<number, number>; since: Map<number, number> }[] = [];
+  const service: ShardMapService = {
+    name: 'fake-map',
+    shards: S,
+    current: () => map,
+    onChange(l) {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+    report: (lags, since) => void reports.push({ lags: new Map(lags), since: new Map(since) }),
+    isCoordinator: () => false,
+    reconcile: async () => undefined,
+    start: async () => undefined,
+    stop: async () => undefined,
+    health: () => ({ ok: true }),
+  };
+  return {
+    service,
+    reports,
+    set(revision: number, mine: number[]) {
+      map = {
+        revision,
+        shards: S,
+        replicas: 1,
+        assignment: Array.from({ length: S }, (_, s) => ({
+          shard: s,
+          replicas: [{ node: mine.includes(s) ? 'n1' : 'n2', state: 'serving' as const, lag_messages: 0 }],
+        })),
+      };
+      for (const l of listeners) l(map);
+    },
+  };
+}
+
+/** `count` events of `tenant` whose ids fall in `shard`. */
+function eventsOf(tenant: string, shard: number, count: number): NormalizedEvent[] {
+  const out: NormalizedEvent[] = [];
+  for (let i = 0; out.length < count; i++) {
+    const id = `${tenant}-${i}`;
+    if (shardOf(id, S) !== shard) continue;
+    out.push({
+      id,
+      timestamp: 1700000000000 + i,
+      ingested: Date.now(),
+      tenant,
+      source: 'http',
+      layout: 'json',
+      raw: `event ${i}`,
+      fields: {},
+    });
+  }
+  return out;
+}
+
+async function countByShard(tenant: string): Promise<Map<number, number>> {
+  const rows = await store.query<{ s: number; n: string }>(
+    `SELECT murmurHash3_32(id) % ${S} AS s, count() AS n FROM vigil.events FINAL WHERE tenant = {t:String} GROUP BY s`,
+    { t: tenant },
+  );
+  return new Map(rows.map((r) => [Number(r.s), Number(r.n)]));
+}
+
+const waitFor = async (what: string, fn: () => boolean | Promise<boolean>) => {
+  for (let i = 0; i < 200; i++) {
+    if (await fn()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+};
+
+test('one filtered consumer per shard of the map; a shard taken away loses its consumer, rows and position', async () => {
+  const tenant = 'sharded-move';
+  const f = fakeStream();
+  const m = fakeMap();
+  const config = materializeConfigSchema.parse({ lag_poll_interval_ms: 100, consumer: 'store-n1' });
+  const r = createShardReplicas(config, {
+    map: m.service,
+    stream: f.stream,
+    store,
+    nodeId: 'n1',
+    metrics: new Registry(),
+    logger: silentLogger,
+  });
+  await r.start();
+  m.set(5, [1, 3]);
+  await waitFor('two consumers', () => f.handlers.has('store-n1-s1') && f.handlers.has('store-n1-s3'));
+  assert.deepEqual(f.subscribed.map((x) => [x.name, x.opts?.filterSubject]).sort(), [
+    ['store-n1-s1', 'E.s1.>'],
+    ['store-n1-s3', 'E.s3.>'],
+  ]);
+  await f.handlers.get('store-n1-s1')!({
+    events: eventsOf(tenant, 1, 20),
+    firstSeq: 1,
+    lastSeq: 4,
+    messages: 4,
+    pending: 0,
+  });
+  await f.handlers.get('store-n1-s3')!({
+    events: eventsOf(tenant, 3, 30),
+    firstSeq: 5,
+    lastSeq: 9,
+    messages: 5,
+    pending: 0,
+  });
+  assert.deepEqual(
+    await countByShard(tenant),
+    new Map([
+      [1, 20],
+      [3, 30],
+    ]),
+  );
+  // The lag of each shard goes to the map with the revision its consumer started from.
+  await waitFor('a report', () => m.reports.some((x) => x.since.get(1) === 5 && x.since.get(3) === 5));
+
+  m.set(7, [3]);
+  await waitFor('shard 1 dropped', async () => !f.handlers.has('store-n1-s1') && f.deleted.includes('store-n1-s1'));
+  await waitFor('its rows deleted', async () => !(await countByShard(tenant)).has(1));
+  assert.deepEqual(await countByShard(tenant), new Map([[3, 30]]), 'the shard kept is untouched');
+  const pos = await store.query<{ consumer: string }>(
+    `SELECT DISTINCT consumer FROM vigil.positions WHERE startsWith(consumer, 'store-n1-s')`,
+    {},
+  );
+  assert.deepEqual(
+    pos.map((p) => p.consumer),
+    ['store-n1-s3'],
+  );
+  assert.equal(r.shardLags().has(1), false);
+  await r.stop(Date.now() + 1000);
+});
+
+test('at start, rows of shards the map no longer gives this node (it was gone past the grace period) are deleted', async () => {
+  const tenant = 'sharded-leftover';
+  const config = materializeConfigSchema.parse({ lag_poll_interval_ms: 100, consumer: 'store-n9' });
+  const f = fakeStream();
+  const m = fakeMap();
+  const deps = { stream: f.stream, store, nodeId: 'n1', metrics: new Registry(), logger: silentLogger };
+  const first = createShardReplicas(config, { ...deps, map: m.service });
+  await first.start();
+  m.set(3, [0, 2]);
+  await waitFor('two consumers', () => f.handlers.has('store-n9-s0') && f.handlers.has('store-n9-s2'));
+  await f.handlers.get('store-n9-s0')!({
+    events: eventsOf(tenant, 0, 10),
+    firstSeq: 1,
+    lastSeq: 2,
+    messages: 2,
+    pending: 0,
+  });
+  await f.handlers.get('store-n9-s2')!({
+    events: eventsOf(tenant, 2, 10),
+    firstSeq: 3,
+    lastSeq: 4,
+    messages: 2,
+    pending: 0,
+  });
+  // The node dies (no drop) and comes back to a map that gave shard 0 away.
+  await first.stop(Date.now() + 1000);
+  const m2 = fakeMap();
+  const second = createShardReplicas(config, { ...deps, map: m2.service });
+  await second.start();
+  m2.set(9, [2]);
+  await waitFor('shard 0 rows deleted', async () => !(await countByShard(tenant)).has(0));
+  assert.deepEqual(await countByShard(tenant), new Map([[2, 10]]));
+  assert.ok(f.deleted.includes('store-n9-s0'));
+  await second.stop(Date.now() + 1000);
+});
