@@ -2,7 +2,8 @@ import type { Registry } from 'prom-client';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import { counter, histogram } from '../../lib/metrics.ts';
 import { compileQuery } from '../../query/index.ts';
-import { type EventRow, type EventStore, rowToEvent, type SearchScope } from '../../store/index.ts';
+import { countOf, eventsAnswer, type SearchAnswer, tableAnswer } from '../../search/answer.ts';
+import type { EventRow, EventStore, SearchScope } from '../../store/index.ts';
 import { parseIntParam } from '../params.ts';
 import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
@@ -11,10 +12,7 @@ import { parseTimeParam } from '../time.ts';
 /** Default search window when `from` is not given, as in Splunk's "last 24 hours". */
 const DEFAULT_WINDOW_MS = 24 * 3600e3;
 
-/** The answer of a search: events, or a table after stats/timechart. */
-export type SearchAnswer =
-  | { total: number; events: Record<string, unknown>[]; took_ms: number }
-  | { columns: string[]; rows: unknown[][]; took_ms: number };
+export type { SearchAnswer } from '../../search/answer.ts';
 
 /**
  * Runs a query for a set of tenants within one admitted search (`EventStore.search`); shared by the HTTP
@@ -30,28 +28,12 @@ export async function runSearch(
   if (compiled.kind === 'events') {
     const [rows, counted] = await Promise.all([
       store.query<EventRow>(compiled.sql, compiled.params),
-      store.query<{ total: string | number }>(compiled.countSql, compiled.params),
+      store.query<Record<string, unknown>>(compiled.countSql, compiled.params),
     ]);
-    let events = rows.map(rowToEvent);
-    if (compiled.fields) {
-      const keep = compiled.fields;
-      events = events.map((e) => Object.fromEntries(keep.filter((f) => f in e).map((f) => [f, e[f]])));
-    }
-    const total = Number(Object.values(counted[0] ?? { total: 0 })[0]);
-    return { total, events, took_ms: Math.round(performance.now() - started) };
+    return eventsAnswer(compiled, rows, countOf(counted), started);
   }
   const rows = await store.query<Record<string, unknown>>(compiled.sql, compiled.params);
-  return {
-    columns: compiled.columns,
-    rows: rows.map((r) => compiled.columns.map((c) => normalizeCell(r[c]))),
-    took_ms: Math.round(performance.now() - started),
-  };
-}
-
-/** 64-bit counts come back as strings (precision-safe); small ones are numbers for the client. */
-function normalizeCell(v: unknown): unknown {
-  if (typeof v === 'string' && /^-?\d{1,15}$/.test(v)) return Number(v);
-  return v;
+  return tableAnswer(compiled, rows, started);
 }
 
 /** The replicas a clustered search can use: this node's and the other store nodes'. */
