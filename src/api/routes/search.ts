@@ -2,11 +2,16 @@ import type { Registry } from 'prom-client';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import { counter, histogram } from '../../lib/metrics.ts';
 import { compileQuery } from '../../query/index.ts';
+import { z } from 'zod';
 import { countOf, eventsAnswer, type SearchAnswer, tableAnswer } from '../../search/answer.ts';
+import type { SearchCoordinator } from '../../search/coordinator.ts';
+import { planSearch, runShard } from '../../search/merge.ts';
+import { SHARD_SEARCH_PATH } from '../../search/transport.ts';
 import type { EventRow, EventStore, SearchScope } from '../../store/index.ts';
+import { parseJsonBody } from '../body.ts';
 import { parseIntParam } from '../params.ts';
 import { routeDocs } from '../schemas.ts';
-import { principalOf, type RouteGroup } from '../server.ts';
+import { CLUSTER_PEER, principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 
 /** Default search window when `from` is not given, as in Splunk's "last 24 hours". */
@@ -61,6 +66,11 @@ export function searchRoutes(deps: {
   maxLimit: number;
   replicas?: SearchReplicas;
   forwardTimeoutMs?: number;
+  /**
+   * Spreads searches over the store's shards when it is split (S > 1): this node asks one replica of each
+   * shard and merges. Unset or inactive (S = 1): the search is answered as above, with no extra hop.
+   */
+  coordinator?: SearchCoordinator;
 }): RouteGroup {
   const latency = histogram(deps.metrics, 'vigil_search_seconds', 'Search latency.', ['kind']);
   const forwarded = counter(
@@ -115,6 +125,17 @@ export function searchRoutes(deps: {
               { status: 503, retryable: true },
             );
           }
+          const coordinator = deps.coordinator;
+          if (coordinator?.active()) {
+            const answer = await coordinator.search(
+              principal.name,
+              q,
+              { from: fromMs, to: toMs, limit: lim, tenants: principal.tenants, maxLimit: deps.maxLimit },
+              (fn) => store.search(principal.name, fn),
+            );
+            end({ kind: 'events' in answer ? 'events' : 'table' });
+            return answer;
+          }
           const answer = await store.search(principal.name, (scope) =>
             runSearch(scope, q, { from: fromMs, to: toMs, limit: lim, tenants: principal.tenants }),
           );
@@ -129,5 +150,58 @@ export function searchRoutes(deps: {
         }
       },
     );
+  };
+}
+
+/** A shard call's body (see ShardRequest in search/coordinator.ts), each field bounded. */
+const shardRequestSchema = z
+  .object({
+    q: z.string().max(100_000),
+    from: z.number().finite(),
+    to: z.number().finite(),
+    limit: z.number().int().min(0),
+    maxLimit: z.number().int().min(1),
+    tenants: z.array(z.string().max(256)).max(10_000),
+    now: z.number().finite(),
+    user: z.string().min(1).max(256),
+    shard: z.number().int().min(0),
+    shards: z.number().int().min(1).max(65_536),
+  })
+  .strict()
+  .refine((r) => r.shard < r.shards, 'shard must be below shards');
+
+/**
+ * POST /internal/v1/search/shard: this node's part of one shard of a search another node coordinates
+ * (search/coordinator.ts). Only the cluster peer token reaches it (server.ts); the query is parsed and
+ * compiled here, never taken as SQL, and run as the user's search (admission, deadline).
+ */
+export function shardSearchRoutes(deps: {
+  store: EventStore;
+  /** This node's id and how far its replica is behind the stream. */
+  replica: () => { node: string; lag_messages: number };
+  maxLimit: number;
+}): RouteGroup {
+  return (app) => {
+    app.post(SHARD_SEARCH_PATH, routeDocs.shardSearch, async (req) => {
+      if (principalOf(req) !== CLUSTER_PEER) {
+        throw new VigilError('forbidden', 'a node-to-node route answers the cluster peer token only', { status: 403 });
+      }
+      const parsed = shardRequestSchema.safeParse(parseJsonBody(req.body));
+      if (!parsed.success) {
+        throw new InputError('bad_shard_request', `the shard request is malformed: ${parsed.error.issues[0]?.message}`);
+      }
+      const r = parsed.data;
+      const replica = deps.replica();
+      const plan = planSearch(r.q, {
+        from: r.from,
+        to: r.to,
+        limit: r.limit,
+        tenants: r.tenants,
+        now: r.now,
+        maxLimit: Math.min(r.maxLimit, deps.maxLimit),
+      });
+      const result = await deps.store.search(r.user, (scope) => runShard(scope, plan, r.shard, r.shards));
+      return { ...result, ...replica };
+    });
   };
 }
