@@ -149,8 +149,9 @@ export function createSearchCoordinator(
     request: ShardRequest,
     budget: ByteBudget,
     stop: AbortSignal,
-  ): Promise<ShardResponse | undefined> {
+  ): Promise<ShardResponse | { failed: unknown }> {
     return new Promise((resolve, reject) => {
+      let lastError: unknown = new VigilError('no_replica', 'the shard has no serving replica', { status: 503 });
       let next = 0;
       let inflight = 0;
       let done = false;
@@ -216,9 +217,10 @@ export function createSearchCoordinator(
               return;
             }
             calls.inc({ outcome: 'failed' });
+            lastError = err;
             if (!launch() && inflight === 0) {
               finish();
-              resolve(undefined);
+              resolve({ failed: lastError });
             }
           },
         );
@@ -226,7 +228,7 @@ export function createSearchCoordinator(
       };
       if (stop.aborted || !launch()) {
         done = true;
-        resolve(undefined);
+        resolve({ failed: lastError });
         return;
       }
       // The search failed elsewhere (a query error, too large): this shard's calls stop too.
@@ -235,7 +237,7 @@ export function createSearchCoordinator(
         () => {
           if (done) return;
           finish();
-          resolve(undefined);
+          resolve({ failed: stop.reason });
         },
         { once: true },
       );
@@ -277,7 +279,7 @@ export function createSearchCoordinator(
         const request: ShardRequest = { q, ...opts, now, user, shard, shards: map.shards };
         return { shard, answer: await askShard(candidates(replicas), request, budget, stop.signal) };
       });
-      let gathered: { shard: number; answer: ShardResponse | undefined }[];
+      let gathered: { shard: number; answer: ShardResponse | { failed: unknown } }[];
       try {
         gathered = await Promise.all(asked);
       } catch (err) {
@@ -286,9 +288,10 @@ export function createSearchCoordinator(
       } finally {
         endGather();
       }
-      const answered = gathered.filter((g) => g.answer !== undefined) as { shard: number; answer: ShardResponse }[];
-      const missing = gathered.filter((g) => g.answer === undefined).map((g) => g.shard);
-      if (answered.length === 0) throw new NoShardAnsweredError(missing);
+      const answered = gathered.filter((g) => !('failed' in g.answer)) as { shard: number; answer: ShardResponse }[];
+      const failed = gathered.flatMap((g) => ('failed' in g.answer ? [{ shard: g.shard, why: g.answer.failed }] : []));
+      const missing = failed.map((g) => g.shard);
+      if (answered.length === 0) throw new NoShardAnsweredError(missing, failed[0]?.why);
       const merged = await merge((scope) =>
         mergeShards(
           scope,

@@ -28,7 +28,8 @@ export class SearchTooLargeError extends VigilError {
 /** No shard of the search had a reachable replica. */
 export class NoShardAnsweredError extends VigilError {
   constructor(missing: number[], cause?: unknown) {
-    super('no_replica', `no replica of any shard answered (shards ${missing.join(', ')})`, {
+    const why = cause instanceof Error ? `; the last failure: ${cause.message}` : '';
+    super('no_replica', `no replica of any shard answered (shards ${missing.join(', ')})${why}`, {
       status: 503,
       retryable: true,
       cause,

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { errorMessage, VigilError } from '../lib/errors.ts';
 import type { ByteBudget, ShardRequest, ShardResponse, ShardTransport } from './coordinator.ts';
 import { SearchTooLargeError, ShardCallError } from './errors.ts';
@@ -113,4 +114,26 @@ export function peerTokenCheck(token: string): (authorization: string | undefine
   const want = createHash('sha256').update(`Bearer ${token}`).digest();
   return (authorization) =>
     authorization !== undefined && timingSafeEqual(createHash('sha256').update(authorization).digest(), want);
+}
+
+/** Shortest peer token accepted: it guards every node's `/internal/` routes. */
+export const MIN_PEER_TOKEN_CHARS = 32;
+
+/** Reads the peer token from `cluster.peer_token_file` (trimmed); a missing, unreadable or short one fails the start. */
+export function readPeerToken(file: string): string {
+  let token: string;
+  try {
+    token = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new VigilError('peer_token_invalid', `cannot read cluster.peer_token_file ${file}: ${errorMessage(err)}`, {
+      cause: err,
+    });
+  }
+  if (token.length < MIN_PEER_TOKEN_CHARS) {
+    throw new VigilError(
+      'peer_token_invalid',
+      `the peer token in ${file} (cluster.peer_token_file) has ${token.length} characters; at least ${MIN_PEER_TOKEN_CHARS} are needed`,
+    );
+  }
+  return token;
 }
