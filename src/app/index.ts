@@ -83,7 +83,7 @@ interface Modules {
   bus: Bus;
   /** The replica's materializer on JetStream; undefined on the in-process bus (the store subscribes). */
   materialize: Materializer | undefined;
-  search: Routes;
+  search: Routes & { coordinator?: SearchCoordinator };
   backup: Routes;
   parse: ReturnType<typeof createNormalizer>;
   postgres: { database: Database; audit: AuditLog };
@@ -310,7 +310,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         );
       }
       routes.unshift(searchRoutes({ store, metrics, maxLimit: 10000, replicas, coordinator }));
-      return { value: { routes } };
+      return { value: { routes, coordinator } };
     },
   }),
   mod({
@@ -379,7 +379,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
   mod({
     name: 'detector',
     deps: ['bus', 'event-store', 'postgres', 'cluster'],
-    optional: ['site'],
+    optional: ['site', 'search'],
     init({ config, metrics, logger: root }, view) {
       const store = view.get('event-store');
       const bus = view.get('bus');
@@ -428,6 +428,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         huntRoutes({
           detector,
           store,
+          coordinator: view.find('search')?.coordinator,
           maxEvents: config.detect.hunt_max_events,
           placeholders: config.detect.placeholders,
         }),

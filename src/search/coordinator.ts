@@ -1,7 +1,8 @@
 import type { Registry } from 'prom-client';
 import { VigilError } from '../lib/errors.ts';
 import { counter, histogram } from '../lib/metrics.ts';
-import type { SearchScope } from '../store/index.ts';
+import type { NormalizedEvent } from '../lib/event.ts';
+import { rowToNormalized, SCAN_PAGE, type ScanRow, type SearchScope } from '../store/index.ts';
 import type { SearchAnswer } from './answer.ts';
 import type { SearchConfig } from './config.ts';
 import { NoShardAnsweredError } from './errors.ts';
@@ -36,6 +37,11 @@ export interface ShardRequest {
   user: string;
   shard: number;
   shards: number;
+  /**
+   * A page of a scan (retro-hunts) instead of the query: the shard's next `page` events in (ts, id) order
+   * after the cursor; `q` is then `*`.
+   */
+  scan?: { afterTs: number; afterId: string; page: number };
 }
 
 /** A replica's answer: its rows and count, which node it is and how far behind the stream. */
@@ -96,6 +102,21 @@ export interface SearchCoordinator {
     opts: { from: number; to: number; limit: number; tenants: string[]; maxLimit: number },
     merge: <T>(fn: (scope: SearchScope) => Promise<T>) => Promise<T>,
   ): Promise<FanoutAnswer>;
+  /**
+   * Reads the stored events of a time range from every shard in (ts, id) order, merged: retro-hunts. Each
+   * shard is read a page at a time from one replica (the next one when a call fails, hedged as searches
+   * are); a shard with none left is left out and named by `missing()`.
+   */
+  scan(user: string, opts: { tenants: string[]; from: number; to: number; max: number }): FanoutScan;
+}
+
+/** A merged scan of every shard: the events, then who answered each shard and which had no replica. */
+export interface FanoutScan {
+  events: AsyncGenerator<NormalizedEvent>;
+  /** Shards none of whose replicas answered (after the scan ended). */
+  missing(): number[];
+  /** Per shard, the replica that answered its last page. */
+  shards(): ShardAnswered[];
 }
 
 /** Creates the coordinator; it holds no resources (calls and timers live within a search). */
@@ -247,7 +268,102 @@ export function createSearchCoordinator(
     });
   }
 
+  /** A budget of its own for each call of a scan: the buffered pages of all shards stay within the limit. */
+  function pageBudget(shards: number): ByteBudget {
+    let left = Math.floor(config.max_gathered_bytes / Math.max(1, shards));
+    return {
+      limit: config.max_gathered_bytes,
+      take: (n) => {
+        if (n > left) return false;
+        left -= n;
+        return true;
+      },
+      give: (n) => {
+        left += n;
+      },
+    };
+  }
+
   return {
+    scan(user, opts) {
+      const missing: number[] = [];
+      const answered = new Map<number, ShardAnswered>();
+      const map = deps.shardMap();
+      async function* events(): AsyncGenerator<NormalizedEvent> {
+        if (map === undefined) {
+          throw new VigilError('no_shard_map', 'the shard map is not known yet', { status: 503, retryable: true });
+        }
+        const now = Date.now();
+        // One cursor and buffer per shard: each row is read once, and the smallest head is yielded next.
+        const cursors = map.assignment.map(({ shard, replicas }) => ({
+          shard,
+          nodes: candidates(replicas),
+          buffer: [] as ScanRow[],
+          at: 0,
+          afterTs: opts.from - 1,
+          afterId: '',
+          done: false,
+        }));
+        const stop = new AbortController();
+        const refill = async (c: (typeof cursors)[number]) => {
+          const request: ShardRequest = {
+            q: '*',
+            from: opts.from,
+            to: opts.to,
+            limit: 0,
+            maxLimit: 1,
+            tenants: opts.tenants,
+            now,
+            user,
+            shard: c.shard,
+            shards: map.shards,
+            scan: { afterTs: c.afterTs, afterId: c.afterId, page: SCAN_PAGE },
+          };
+          const answer = await askShard(c.nodes, request, pageBudget(map.shards), stop.signal);
+          if ('failed' in answer) {
+            missing.push(c.shard);
+            c.done = true;
+            c.buffer = [];
+            c.at = 0;
+            return;
+          }
+          answered.set(c.shard, { shard: c.shard, node: answer.node, lag_messages: answer.lag_messages });
+          // Rows of a peer's scanPage (authenticated by the peer token), as the engine gave them.
+          c.buffer = answer.rows as unknown as ScanRow[];
+          c.at = 0;
+          if (c.buffer.length < SCAN_PAGE) c.done = true;
+          const last = c.buffer.at(-1);
+          if (last !== undefined) {
+            c.afterTs = Number(last.ts_ms);
+            c.afterId = last.id;
+          }
+        };
+        try {
+          await Promise.all(cursors.map(refill));
+          let yielded = 0;
+          while (yielded < opts.max) {
+            let best: (typeof cursors)[number] | undefined;
+            for (const c of cursors) {
+              if (c.at >= c.buffer.length) continue;
+              if (best === undefined || compareScanRows(c.buffer[c.at], best.buffer[best.at]) < 0) best = c;
+            }
+            if (best === undefined) return;
+            yield rowToNormalized(best.buffer[best.at++]);
+            yielded++;
+            // A shard's buffer ran out: its next page comes before any other row can be known to be next.
+            if (best.at >= best.buffer.length && !best.done) await refill(best);
+          }
+        } finally {
+          stop.abort();
+        }
+      }
+      return {
+        events: events(),
+        missing: () => [...missing].sort((a, b) => a - b),
+        shards: () => [...answered.values()].sort((a, b) => a.shard - b.shard),
+      };
+    },
+
     active() {
       const map = deps.shardMap();
       return map !== undefined && map.shards > 1;
@@ -310,4 +426,9 @@ export function createSearchCoordinator(
       return { ...merged, shards, partial: true, missing_shards: missing };
     },
   };
+}
+
+/** The order of a scan, as the engine sorts (ts, id): times, then ids byte by byte. */
+function compareScanRows(a: ScanRow, b: ScanRow): number {
+  return Number(a.ts_ms) - Number(b.ts_ms) || Buffer.compare(Buffer.from(a.id), Buffer.from(b.id));
 }

@@ -7,7 +7,7 @@ import { countOf, eventsAnswer, type SearchAnswer, tableAnswer } from '../../sea
 import type { SearchCoordinator } from '../../search/coordinator.ts';
 import { planSearch, runShard } from '../../search/merge.ts';
 import { SHARD_SEARCH_PATH } from '../../search/transport.ts';
-import type { EventRow, EventStore, SearchScope } from '../../store/index.ts';
+import { type EventRow, type EventStore, SCAN_PAGE, type SearchScope, scanPage } from '../../store/index.ts';
 import { parseJsonBody } from '../body.ts';
 import { parseIntParam } from '../params.ts';
 import { routeDocs } from '../schemas.ts';
@@ -166,6 +166,14 @@ const shardRequestSchema = z
     user: z.string().min(1).max(256),
     shard: z.number().int().min(0),
     shards: z.number().int().min(1).max(65_536),
+    scan: z
+      .object({
+        afterTs: z.number().int(),
+        afterId: z.string().max(4096),
+        page: z.number().int().min(1).max(SCAN_PAGE),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .refine((r) => r.shard < r.shards, 'shard must be below shards');
@@ -192,6 +200,23 @@ export function shardSearchRoutes(deps: {
       }
       const r = parsed.data;
       const replica = deps.replica();
+      const scan = r.scan;
+      if (scan !== undefined) {
+        // A page of a retro-hunt's scan: each page has store.query_timeout_ms of its own, as in a local hunt.
+        const rows = await deps.store.search(
+          r.user,
+          (scope) =>
+            scanPage(scope, {
+              tenants: r.tenants,
+              from: r.from,
+              to: r.to,
+              ...scan,
+              shard: { index: r.shard, count: r.shards },
+            }),
+          { perQuery: true },
+        );
+        return { rows, ...replica };
+      }
       const plan = planSearch(r.q, {
         from: r.from,
         to: r.to,
