@@ -170,6 +170,9 @@ export async function planDevCluster(opts: DevClusterOptions, binaries: Record<B
   const tokenFile = join(dir, 'admin-token');
   const token = newAdminToken();
   files.push({ path: tokenFile, content: `${token}\n`, mode: 0o600 });
+  // The nodes' own credential for node-to-node calls (a shard's part of a search); no client holds it.
+  const peerTokenFile = join(dir, 'peer-token');
+  files.push({ path: peerTokenFile, content: `${randomBytes(32).toString('hex')}\n`, mode: 0o600 });
 
   const nats: { name: string; client: number; route: number; monitor: number }[] = [];
   for (let i = 1; i <= natsCount; i++) {
@@ -280,7 +283,13 @@ export async function planDevCluster(opts: DevClusterOptions, binaries: Record<B
         http: { addr: `${host}:${http}` },
         syslog: { host, udp_port: syslog, tcp_port: syslog },
         bus: { kind: 'jetstream', jetstream: { servers: endpoints.nats, client_name: name } },
-        cluster: { enabled: true, node_id: name, etcd_endpoints: endpoints.etcd, advertise_addr: `${host}:${http}` },
+        cluster: {
+          enabled: true,
+          node_id: name,
+          etcd_endpoints: endpoints.etcd,
+          advertise_addr: `${host}:${http}`,
+          peer_token_file: peerTokenFile,
+        },
       },
       opts.vigilConfig ?? {},
     );

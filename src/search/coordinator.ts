@@ -327,7 +327,7 @@ export function createSearchCoordinator(
             c.at = 0;
             return;
           }
-          answered.set(c.shard, { shard: c.shard, node: answer.node, lag_messages: answer.lag_messages });
+          answered.set(c.shard, { shard: c.shard, node: answer.node, lag_messages: shardLag(map, c.shard, answer) });
           // Rows of a peer's scanPage (authenticated by the peer token), as the engine gave them.
           c.buffer = answer.rows as unknown as ScanRow[];
           c.at = 0;
@@ -419,7 +419,7 @@ export function createSearchCoordinator(
       const shards = answered.map(({ shard, answer }) => ({
         shard,
         node: answer.node,
-        lag_messages: answer.lag_messages,
+        lag_messages: shardLag(map, shard, answer),
       }));
       if (missing.length === 0) return { ...merged, shards };
       partials.inc();
@@ -431,4 +431,13 @@ export function createSearchCoordinator(
 /** The order of a scan, as the engine sorts (ts, id): times, then ids byte by byte. */
 function compareScanRows(a: ScanRow, b: ScanRow): number {
   return Number(a.ts_ms) - Number(b.ts_ms) || Buffer.compare(Buffer.from(a.id), Buffer.from(b.id));
+}
+
+/**
+ * A replica's lag on one shard: what its node last reported for the shard in the map, else what it answered
+ * (its whole replica's lag, which bounds the shard's).
+ */
+function shardLag(map: ShardMapView, shard: number, answer: ShardResponse): number {
+  const entry = map.assignment.find((a) => a.shard === shard)?.replicas.find((r) => r.node === answer.node);
+  return entry?.lag_messages ?? answer.lag_messages;
 }
