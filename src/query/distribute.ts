@@ -15,7 +15,7 @@ import {
  * bound as SHARD_ROWS_PARAM, see gatheredRows), and the merge's answer is the single node's answer.
  *
  * - `stats`/`timechart` (no `head` before them): shards return one row per group with the aggregates as
- *   partial states (`countState`, `uniqExactArrayState`, `avgArrayState`, ...; hex text), the merge groups
+ *   partial states (`countState`, `uniqExactArrayState`, `avgArrayState`, ...; base64 text), the merge groups
  *   them again with the `-Merge` combinators, then sorts, filters, limits and renames as a single node does.
  * - Events, and `head N | ...` before stats: shards return their first rows in the query's own order, up to
  *   the first `head` (or the page size) pushed down, which hold every row of the global first N; the merge
