@@ -76,10 +76,8 @@ async function readWithin(
   try {
     if (res.body) {
       for await (const chunk of res.body) {
-        if (!budget.take(chunk.byteLength)) {
-          await res.body.cancel();
-          throw new SearchTooLargeError(budget.limit);
-        }
+        // Leaving the loop cancels the body (the stream is locked to the loop: no cancel() here).
+        if (!budget.take(chunk.byteLength)) throw new SearchTooLargeError(budget.limit);
         bytes += chunk.byteLength;
         chunks.push(chunk);
       }

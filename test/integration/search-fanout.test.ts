@@ -20,7 +20,7 @@ import { silentLogger } from '../../src/lib/logger.ts';
 import { searchConfigSchema } from '../../src/search/config.ts';
 import { createSearchCoordinator, type SearchCoordinator, type ShardMapView } from '../../src/search/coordinator.ts';
 import { createHttpShardTransport, peerTokenCheck } from '../../src/search/transport.ts';
-import { type EventStore, scanEvents } from '../../src/store/index.ts';
+import { type EventStore, type SearchScope, scanEvents } from '../../src/store/index.ts';
 import { openTestStore } from '../harness/event-store.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'vigil-fanout-'));
@@ -235,6 +235,31 @@ describe('a fanned-out search', () => {
       body: JSON.stringify({ sql: 'SELECT 1', shard: 0, shards: 4 }),
     });
     assert.equal(sqlLike.status, 400);
+  });
+
+  test('the gathered answers are held within search.max_gathered_bytes: past it the search is refused', async () => {
+    const small = createSearchCoordinator(searchConfigSchema.parse({ max_gathered_bytes: 4096 }), {
+      nodeId: 'coordinator',
+      shardMap: () => shardMap,
+      transport: createHttpShardTransport({
+        addressOf: (node) => nodes.find((n) => n.id === node)?.url,
+        peerToken: () => PEER_TOKEN,
+      }),
+      metrics: new Registry(),
+    });
+    const opts = { ...RANGE, limit: 50, tenants: ['t1'], maxLimit: 10000 };
+    const merge = <T>(fn: (scope: SearchScope) => Promise<T>) => store.search('analyst', fn);
+    // 50 whole events from each of 4 shards are far more than 4 KiB; a count's states are a few bytes.
+    await assert.rejects(small.search('analyst', '*', opts, merge), (err: VigilError) => {
+      assert.equal(err.code, 'search_too_large');
+      assert.equal(err.status, 400);
+      return true;
+    });
+    const counted = await small.search('analyst', '* | stats count', opts, merge);
+    assert.deepEqual(
+      (counted as { rows: unknown[][] }).rows,
+      ((await single('* | stats count')) as { rows: unknown[][] }).rows,
+    );
   });
 
   test('a failing replica is replaced by the next one, and the answer stays complete', async () => {
