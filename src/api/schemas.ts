@@ -138,6 +138,17 @@ export const routeDocs = {
       rejected: z.array(z.looseObject({ index: z.number(), error: z.string() })),
     }),
   }),
+  ingestCollected: route({
+    tags: ['ingest'],
+    summary:
+      'Store events a collector (vigil collect) normalized, with its event ids; API keys with the collector scope only',
+    body: z.string().describe('NDJSON lines, each a normalized event without its tenant'),
+    bodyType: 'application/x-ndjson',
+    answer: z.looseObject({
+      accepted: z.number(),
+      rejected: z.array(z.looseObject({ line: z.number(), error: z.string() })),
+    }),
+  }),
   search: route({
     tags: ['search'],
     summary: 'Search events with the query language',

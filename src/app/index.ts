@@ -497,6 +497,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         normalizer: view.get('parse'),
         publish: (events) => bus.publish(events),
         admitting: cluster ? () => cluster.maintenance.accepting() : undefined,
+        parseMaxFields: config.parse.max_fields,
         metrics,
         keys: createIdempotencyKeys({
           dir: join(config.data_dir, 'ingest-keys'),
