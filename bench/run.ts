@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { backupBenchmark } from './backup.ts';
 import { clusterBenchmark } from './cluster.ts';
 import { collectBenchmark } from './collect.ts';
+import { fanoutBenchmark } from './fanout.ts';
 import { BENCH_DIR, type Benchmark, type BenchOptions, machine, progress } from './common.ts';
 import { ingestBenchmark } from './ingest.ts';
 import { searchBenchmark } from './search.ts';
@@ -26,6 +27,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   clusterBenchmark,
   backupBenchmark,
   collectBenchmark,
+  fanoutBenchmark,
 ];
 
 const USAGE = `usage: npm run bench -- [name ...] [--option value ...]
@@ -50,6 +52,7 @@ options (each benchmark reads the ones it knows):
   --query-budget-s N     search: stop a query's timed runs after N seconds (180)
   --token W, --host H    search: the word of query (a) (whoami), the host of query (d)
   --rebuild              search: rebuild the cached data set
+  --rows N, --shards S   fanout: synthetic events (1000000) and shards (4); --runs N timed runs (7)
   --rate N, --seconds N  cluster: events/s offered (3000), seconds measured after a 10 s warm-up (20)
   --events N, --incremental-pct N  backup: events loaded (200000), more events before the incremental (10)
   --events N, --clients N, --batch N  collect: events sent (100000), HTTP senders (4), events per request (1000)`;

@@ -118,6 +118,14 @@ const rule = z.looseObject({
 const replica = z
   .object({ node: z.string(), lag_messages: z.number() })
   .describe('cluster: the store replica that answered and how far behind the stream it was');
+const fanout = {
+  shards: z
+    .array(z.object({ shard: z.number(), node: z.string(), lag_messages: z.number() }))
+    .describe('sharded store: per shard, the replica that answered and how far behind the stream it was')
+    .optional(),
+  partial: z.literal(true).describe('sharded store: some shard had no replica that answered').optional(),
+  missing_shards: z.array(z.number()).describe('with partial: the shards missing from the answer').optional(),
+};
 const user = z.looseObject({ id: z.string(), username: z.string(), role: z.string(), tenants: z.array(z.string()) });
 const scope = z.object({ scope: str('global: the global scope (global admins); default: your tenant').optional() });
 
@@ -171,14 +179,39 @@ export const routeDocs = {
         events: z.array(z.record(z.string(), z.unknown())),
         took_ms: z.number(),
         replica: replica.optional(),
+        ...fanout,
       }),
       z.object({
         columns: z.array(z.string()),
         rows: z.array(z.array(z.unknown())),
         took_ms: z.number(),
         replica: replica.optional(),
+        ...fanout,
       }),
     ]),
+  }),
+  shardSearch: route({
+    tags: ['cluster'],
+    summary: "Node to node: one shard's part of a search (the cluster peer token only, never a client's)",
+    body: z.object({
+      q: str('the query as the client wrote it'),
+      from: z.number(),
+      to: z.number(),
+      limit: z.number(),
+      maxLimit: z.number(),
+      tenants: z.array(z.string()),
+      now: z.number(),
+      user: z.string(),
+      shard: z.number(),
+      shards: z.number(),
+    }),
+    bodyTypes: ['application/json'],
+    answer: z.object({
+      rows: z.array(z.record(z.string(), z.unknown())).describe('events, or groups with partial states'),
+      count: z.number().optional(),
+      node: z.string(),
+      lag_messages: z.number(),
+    }),
   }),
   alerts: route({
     tags: ['alerts'],

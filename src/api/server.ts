@@ -73,6 +73,19 @@ function unslotted(path: string): boolean {
   return path.startsWith('/health/') || path === '/metrics';
 }
 
+/** Node-to-node routes: authenticated with the cluster's peer token only, never with a client's. */
+export const INTERNAL_PREFIX = '/internal/';
+
+/**
+ * The principal of a node-to-node call (peer token): it may call `/internal/` routes only, which take the
+ * tenants and user from the calling node, which authenticated the client.
+ */
+export const CLUSTER_PEER: Principal = Object.freeze({
+  name: 'cluster-peer',
+  role: 'viewer',
+  tenants: [],
+}) as Principal;
+
 /** Returns the authenticated principal of a request (set by the server's auth hook). */
 export function principalOf(req: FastifyRequest): Principal {
   if (!req.principal) throw new VigilError('unauthorized', 'not authenticated', { status: 401 });
@@ -82,7 +95,14 @@ export function principalOf(req: FastifyRequest): Principal {
 /** Creates the API server; it listens on start() and closes (refusing new requests first) on stop(). */
 export function createApiServer(
   config: HttpConfig,
-  deps: { auth: Authenticator; metrics: Registry; logger: Logger; routes: RouteGroup[] },
+  deps: {
+    auth: Authenticator;
+    metrics: Registry;
+    logger: Logger;
+    routes: RouteGroup[];
+    /** Checks the peer token of a node-to-node call (`/internal/` routes); absent: those routes answer 401. */
+    peerAuth?: (authorization: string | undefined) => boolean;
+  },
 ): ApiServer {
   // Our pino is newer than Fastify's; the logger interface Fastify uses is the same.
   const loggerInstance = deps.logger.child({ component: 'http' }) as unknown as FastifyBaseLogger;
@@ -309,6 +329,14 @@ export function createApiServer(
       });
     }
     if (open || (path === '/metrics' && !config.metrics_auth)) return;
+    if (path.startsWith(INTERNAL_PREFIX)) {
+      if (!deps.peerAuth?.(req.headers.authorization)) {
+        refusedAuth.inc();
+        throw new VigilError('unauthorized', 'a node-to-node route needs the cluster peer token', { status: 401 });
+      }
+      req.principal = CLUSTER_PEER;
+      return;
+    }
     try {
       req.principal = await deps.auth.authenticate(req.headers.authorization);
     } catch (err) {

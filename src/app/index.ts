@@ -12,12 +12,14 @@ import { huntRoutes } from '../api/routes/hunt.ts';
 import { incidentRoutes, notificationRoutes } from '../api/routes/incidents.ts';
 import { ingestRoutes } from '../api/routes/ingest.ts';
 import { ruleRoutes } from '../api/routes/rules.ts';
-import { type SearchReplicas, searchRoutes } from '../api/routes/search.ts';
+import { type SearchReplicas, searchRoutes, shardSearchRoutes } from '../api/routes/search.ts';
 import { userRoutes } from '../api/routes/users.ts';
 import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.ts';
 import { createBackups, engineBackupArgs, parseSchedule } from '../backup/index.ts';
 import { type Bus, createJetStreamBus, createMemoryBus, type JetStreamBus, streamNames } from '../bus/index.ts';
 import { type Cluster, createCluster, storePeers } from '../cluster/index.ts';
+import { createSearchCoordinator, type SearchCoordinator, type ShardMapView } from '../search/coordinator.ts';
+import { createHttpShardTransport, peerTokenCheck, readPeerToken } from '../search/transport.ts';
 import { runWhileActive } from '../site/gate.ts';
 import { createSite, type Site } from '../site/index.ts';
 import type { VigilConfig } from '../config/schema.ts';
@@ -38,7 +40,7 @@ import { createIncidentService, type IncidentComponent } from '../incidents/inde
 import { createHttpIntake, createIdempotencyKeys } from '../intake/http/index.ts';
 import { createSyslogIntake } from '../intake/syslog/index.ts';
 import { type Component, componentGroup } from '../lib/component.ts';
-import { errorMessage } from '../lib/errors.ts';
+import { errorMessage, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { VERSION } from '../lib/version.ts';
 import { createNotifier, type Notifier } from '../notify/index.ts';
@@ -83,7 +85,7 @@ interface Modules {
   bus: Bus;
   /** The replica's materializer on JetStream; undefined on the in-process bus (the store subscribes). */
   materialize: Materializer | undefined;
-  search: Routes;
+  search: Routes & { coordinator?: SearchCoordinator };
   backup: Routes;
   parse: ReturnType<typeof createNormalizer>;
   postgres: { database: Database; audit: AuditLog };
@@ -302,16 +304,50 @@ const MODULES: ModuleDef<Base, Modules>[] = [
       const store = view.find('event-store');
       const materializer = view.find('materialize');
       let replicas: SearchReplicas | undefined;
+      const lag = () => (materializer ? materializer.lag().lagMessages : 0);
       if (cluster && (config.bus.kind === 'jetstream' || !store)) {
         replicas = {
           self: () => {
             if (!materializer) return undefined;
-            return { node: cluster.nodeId, lag_messages: materializer.lag().lagMessages };
+            return { node: cluster.nodeId, lag_messages: lag() };
           },
           peers: () => storePeers(cluster),
         };
       }
-      return { value: { routes: [searchRoutes({ store, metrics, maxLimit: 10000, replicas })] } };
+      // A sharded store (S > 1): a store node answers searches by asking one replica of each shard, and
+      // answers its own shards' parts to the other nodes. With one shard the coordinator stays inactive.
+      let coordinator: SearchCoordinator | undefined;
+      const routes = [];
+      if (cluster && store) {
+        const file = config.cluster.peer_token_file;
+        const token = file === undefined ? undefined : readPeerToken(file);
+        coordinator = createSearchCoordinator(config.search, {
+          nodeId: cluster.nodeId,
+          shardMap: () => shardMapOf(cluster),
+          transport: createHttpShardTransport({
+            addressOf: (node) => {
+              const n = cluster.membership.nodes().find((m) => m.id === node);
+              return n?.address && n.state !== 'Dead' ? `http://${n.address}` : undefined;
+            },
+            peerToken: () => {
+              if (token === undefined) {
+                throw new VigilError(
+                  'peer_token_missing',
+                  'cluster.peer_token_file is not set: a sharded store needs the peer token for its node-to-node searches',
+                  { status: 503 },
+                );
+              }
+              return token;
+            },
+          }),
+          metrics,
+        });
+        routes.push(
+          shardSearchRoutes({ store, replica: () => ({ node: cluster.nodeId, lag_messages: lag() }), maxLimit: 10000 }),
+        );
+      }
+      routes.unshift(searchRoutes({ store, metrics, maxLimit: 10000, replicas, coordinator }));
+      return { value: { routes, coordinator } };
     },
   }),
   mod({
@@ -380,7 +416,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
   mod({
     name: 'detector',
     deps: ['bus', 'event-store', 'postgres', 'cluster'],
-    optional: ['site'],
+    optional: ['site', 'search'],
     init({ config, metrics, logger: root }, view) {
       const store = view.get('event-store');
       const bus = view.get('bus');
@@ -429,6 +465,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         huntRoutes({
           detector,
           store,
+          coordinator: view.find('search')?.coordinator,
           maxEvents: config.detect.hunt_max_events,
           placeholders: config.detect.placeholders,
         }),
@@ -588,11 +625,26 @@ const MODULES: ModuleDef<Base, Modules>[] = [
       const routes: RouteGroup[] = [healthRoutes({ components, metrics })];
       for (const name of ROUTED) routes.push(...(view.find(name)?.routes ?? []));
       routes.push(consoleRoutes());
-      const server = createApiServer(config.http, { auth: view.get('users').auth, metrics, logger, routes });
+      const peerTokenFile = config.cluster.enabled ? config.cluster.peer_token_file : undefined;
+      const server = createApiServer(config.http, {
+        auth: view.get('users').auth,
+        metrics,
+        logger,
+        routes,
+        peerAuth: peerTokenFile === undefined ? undefined : peerTokenCheck(readPeerToken(peerTokenFile)),
+      });
       return { component: server, value: server };
     },
   }),
 ];
+
+/**
+ * The shard map, once cluster mode keeps one (`cluster.shards`, src/cluster/shards: issue 15, another
+ * branch); none, or one shard, leaves every search on the single-replica path.
+ */
+function shardMapOf(cluster: Cluster): ShardMapView | undefined {
+  return (cluster as Cluster & { shards?: { current(): ShardMapView } }).shards?.current();
+}
 
 /**
  * Detection over JetStream: alerts go through the replicated alert log, so every node stores and serves

@@ -73,6 +73,12 @@ export const clusterConfigSchema = z
     site_role_at_start: z.enum(['auto', 'active', 'standby']).default('auto'),
     /** Longest wait for the peer site's answer to a status request over NATS. */
     peer_timeout_ms: z.number().int().min(100).default(2000),
+    /**
+     * A file holding the cluster's peer token, the same on every node: node-to-node calls (`/internal/`
+     * routes) carry it and only they accept it, so no client credential reaches them and this one opens
+     * nothing else. Read at start; needed when the store is split into shards.
+     */
+    peer_token_file: z.string().min(1).optional(),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -10,6 +10,7 @@ import { parseConfigSchema } from '../parse/index.ts';
 import { incidentsConfigSchema } from '../incidents/config.ts';
 import { postgresConfigSchema } from '../db/config.ts';
 import { notifyConfigSchema } from '../notify/config.ts';
+import { searchConfigSchema } from '../search/config.ts';
 import { selfmonConfigSchema } from '../selfmon/config.ts';
 import { storeConfigSchema } from '../store/config.ts';
 import { usersConfigSchema } from '../users/config.ts';
@@ -40,6 +41,7 @@ export const configSchema = z
     parse: parseConfigSchema.prefault({}),
     bus: busConfigSchema.prefault({}),
     store: storeConfigSchema.prefault({}),
+    search: searchConfigSchema.prefault({}),
     detect: detectConfigSchema.prefault({}),
     cluster: clusterConfigSchema.prefault({}),
     postgres: postgresConfigSchema.prefault({}),

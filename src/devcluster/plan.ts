@@ -182,6 +182,9 @@ export async function planDevCluster(
   const tokenFile = join(dir, 'admin-token');
   const token = newAdminToken();
   files.push({ path: tokenFile, content: `${token}\n`, mode: 0o600 });
+  // The nodes' own credential for node-to-node calls (a shard's part of a search); no client holds it.
+  const peerTokenFile = join(dir, 'peer-token');
+  files.push({ path: peerTokenFile, content: `${randomBytes(32).toString('hex')}\n`, mode: 0o600 });
 
   const nats: { name: string; client: number; route: number; monitor: number }[] = [];
   for (let i = 1; i <= natsCount; i++) {
@@ -294,7 +297,13 @@ export async function planDevCluster(
         http: { addr: `${host}:${http}` },
         syslog: { host, udp_port: syslog, tcp_port: syslog, relp_port: relp },
         bus: { kind: 'jetstream', jetstream: { servers: endpoints.nats, client_name: name } },
-        cluster: { enabled: true, node_id: name, etcd_endpoints: endpoints.etcd, advertise_addr: `${host}:${http}` },
+        cluster: {
+          enabled: true,
+          node_id: name,
+          etcd_endpoints: endpoints.etcd,
+          advertise_addr: `${host}:${http}`,
+          peer_token_file: peerTokenFile,
+        },
       },
       opts.vigilConfig ?? {},
     );

@@ -75,6 +75,84 @@ export function compileAst(ast: QueryAst, opts: CompileOptions): CompiledQuery {
 }
 
 /**
+ * How a query is compiled for a search spread over shards (see distribute.ts): `source` is where events
+ * come from (the events table, or the shards' gathered event rows bound as SHARD_ROWS_PARAM); `aggregate`
+ * says whether `stats`/`timechart` give final values, partial states (a shard's part, as base64 text), or
+ * merge gathered states. `shard` restricts the events table to one shard of `count`.
+ */
+export interface CompileMode {
+  source: 'table' | 'gathered';
+  aggregate: 'final' | 'state' | 'merge';
+  shard?: { index: number; count: number };
+}
+
+/** The parameter that carries the shards' gathered rows (JSONEachRow text) to a merging query. */
+export const SHARD_ROWS_PARAM = 'shard_rows';
+
+/** Most groups one shard may return for a partial aggregate; past it the search fails, never answers less. */
+export const MAX_SHARD_GROUPS = 100_000;
+
+/**
+ * A column every gathered row lacks (so 0) and one extra row carries (1): the engine cannot read an empty
+ * JSONEachRow text, so the gathered rows always end with this row, which the merging query leaves out.
+ */
+export const SENTINEL_COLUMN = '$sentinel';
+
+/**
+ * A partial state as text that JSON carries: its bytes in base64 (a third over the bytes; hex doubled them:
+ * a `dc()` over 50 groups of 8,000 values each was 21 MB of hex and base64 states together).
+ */
+function stateText(state: string): string {
+  return `base64Encode(CAST(${state}, 'String'))`;
+}
+
+/** Compiles for one part of a distributed search; see CompileMode. */
+export function compileAstFor(ast: QueryAst, opts: CompileOptions, mode: CompileMode): CompiledQuery {
+  return new Compiler(opts, mode).compile(ast);
+}
+
+/** A SQL string literal of compiler-made text (structures, type names): never text from a client. */
+function literal(text: string): string {
+  return `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+/** The engine types of the stored columns a search reads, as in the events table (schema.ts). */
+const EVENT_COLUMN_TYPES: Record<(typeof EVENT_COLUMNS)[number], string> = {
+  ts: "DateTime64(3, 'UTC')",
+  ingested: "DateTime64(3, 'UTC')",
+  id: 'String',
+  tenant: 'LowCardinality(String)',
+  source: 'LowCardinality(String)',
+  layout: 'LowCardinality(String)',
+  host: 'LowCardinality(String)',
+  message: 'String',
+  raw: 'String',
+  parse_error: 'String',
+  fields: 'Map(LowCardinality(String), String)',
+};
+
+/** A table expression reading gathered rows of `structure` (name type, ...), the sentinel row left out. */
+function gathered(structure: string[], columns: string): string {
+  const all = [...structure, `\`${SENTINEL_COLUMN}\` UInt8`].join(', ');
+  return (
+    `(SELECT ${columns} FROM format(JSONEachRow, ${literal(all)}, {${SHARD_ROWS_PARAM}:String}) ` +
+    `WHERE \`${SENTINEL_COLUMN}\` = 0)`
+  );
+}
+
+/** Gathered events with their promoted columns computed as the table computes them at insert. */
+function gatheredEvents(): string {
+  const promoted = Object.entries(PROMOTED_FIELDS).map(
+    ([field, column]) =>
+      `CAST(if(mapContains(fields, ${literal(field)}), fields[${literal(field)}], NULL), 'LowCardinality(Nullable(String))') AS ${column}`,
+  );
+  return gathered(
+    EVENT_COLUMNS.map((c) => `${c} ${EVENT_COLUMN_TYPES[c]}`),
+    [...EVENT_COLUMNS, ...promoted].join(', '),
+  );
+}
+
+/**
  * What a field name resolves to. `string` is a non-null String where '' means missing; `json` is a stored
  * field (a key of the `fields` map, or its promoted column): `has` is true when the event has the field,
  * `str` its String ('' when missing), whose text may be a JSON array; `number` may be NULL; `array` is
@@ -94,6 +172,14 @@ type Resolver = (name: string, position: number) => Operand;
 interface OutputColumn {
   name: string;
   operand: Operand;
+}
+
+/** A stats/timechart SELECT; `partial` is the grouping SELECT and `stateColumns` its columns in state mode. */
+interface AggregateSelect {
+  select: Select;
+  columns: OutputColumn[];
+  partial: Select;
+  stateColumns: string[];
 }
 
 /** One SELECT being built. */
@@ -132,7 +218,10 @@ class Compiler {
   private readonly maxLimit: number;
   private readonly now: number;
 
-  constructor(private readonly opts: CompileOptions) {
+  constructor(
+    private readonly opts: CompileOptions,
+    private readonly mode: CompileMode = { source: 'table', aggregate: 'final' },
+  ) {
     const maxLimit = opts.maxLimit ?? DEFAULT_MAX_LIMIT;
     if (!Number.isFinite(opts.limit) || !Number.isFinite(maxLimit)) {
       throw new InputError('query_options', 'limit and maxLimit must be numbers', { limit: opts.limit, maxLimit });
@@ -157,10 +246,27 @@ class Compiler {
   }
 
   compile(ast: QueryAst): CompiledQuery {
-    let events = new Select(`${EVENTS_TABLE} FINAL`);
+    let events = new Select(this.mode.source === 'table' ? `${EVENTS_TABLE} FINAL` : gatheredEvents());
     events.columns = EVENT_SELECT;
     this.params.tenants = [...this.opts.tenants];
     events.where.push('tenant IN {tenants:Array(String)}');
+    const shard = this.mode.shard;
+    if (shard !== undefined) {
+      if (
+        !Number.isInteger(shard.index) ||
+        !Number.isInteger(shard.count) ||
+        shard.index < 0 ||
+        shard.index >= shard.count
+      ) {
+        throw new InputError('query_options', `shard ${shard.index} of ${shard.count} is not a shard`);
+      }
+      // The shard of an event is murmurHash3_32(id) % count (src/cluster/shards): a node holding several
+      // shards answers for the one asked only.
+      if (shard.count > 1)
+        events.where.push(
+          `murmurHash3_32(id) % ${this.param(shard.count, 'UInt32')} = ${this.param(shard.index, 'UInt32')}`,
+        );
+    }
     if (this.opts.from !== undefined) {
       this.params.from = Math.trunc(this.opts.from);
       events.where.push('ts >= fromUnixTimestamp64Milli({from:Int64})');
@@ -173,10 +279,11 @@ class Compiler {
     if (ast.filter !== null && ast.filter.type !== 'all') events.where.push(this.filter(ast.filter, eventField, true));
 
     let projection: string[] | undefined;
-    let table: { select: Select; columns: OutputColumn[] } | undefined;
+    let table: AggregateSelect | undefined;
     for (const pipe of ast.pipes) {
       if (table !== undefined) {
-        this.tablePipe(pipe, table);
+        // A shard's partial states: what follows stats runs on the merging node.
+        if (this.mode.aggregate !== 'state') this.tablePipe(pipe, table);
         continue;
       }
       switch (pipe.type) {
@@ -204,6 +311,12 @@ class Compiler {
       }
     }
 
+    if (table !== undefined && this.mode.aggregate === 'state') {
+      // A shard's part: every group with its states; the pipes after stats run where the parts are merged.
+      const { partial, stateColumns } = table;
+      partial.limit = this.param(MAX_SHARD_GROUPS + 1, 'UInt32');
+      return { kind: 'table', sql: partial.toSql() + QUERY_SETTINGS, params: this.params, columns: stateColumns };
+    }
     if (table !== undefined) {
       const { select, columns } = table;
       select.columns = columns.map((c) => `${sqlOf(c.operand)} AS ${quote(c.name)}`).join(', ');
@@ -260,12 +373,16 @@ class Compiler {
     select.limit = '{limit:UInt32}';
   }
 
-  private aggregate(
-    pipe: Extract<Pipe, { type: 'stats' | 'timechart' }>,
-    events: Select,
-  ): { select: Select; columns: OutputColumn[] } {
+  private aggregate(pipe: Extract<Pipe, { type: 'stats' | 'timechart' }>, events: Select): AggregateSelect {
+    const partial = this.mode.aggregate;
     let agg: Select;
-    if (events.head !== undefined) {
+    if (partial !== 'final' && events.head !== undefined) {
+      // distribute.ts runs `head N | stats` over gathered events, never as states.
+      throw new Error('internal: partial aggregates of a head');
+    }
+    if (partial === 'merge') {
+      agg = new Select(gathered(this.stateStructure(pipe), '*'));
+    } else if (events.head !== undefined) {
       // `head N | stats ...` aggregates the first N events only.
       agg = this.wrap(events);
     } else {
@@ -280,12 +397,13 @@ class Compiler {
       columns.push({ name, operand });
       selectList.push(`${sql} AS ${sqlOf(operand)}`);
     };
+    const stateColumns: string[] = [];
     const byFields = pipe.by.map((name, i) => this.eventField(name, pipe.byPositions[i]));
     // A stored field may be multi-valued, so its groups come from arrayJoin over its values. Made per event,
     // those arrays cost more than the rest of the query (10M events: 0.8 s of a `stats count() by Channel`):
     // the events are grouped by the stored text first, with aggregate states, and only those few groups are
     // expanded and merged.
-    const expand = byFields.some((f) => f.kind !== 'time' && f.kind !== 'string');
+    const expand = partial !== 'merge' && byFields.some((f) => f.kind !== 'time' && f.kind !== 'string');
     const inner: string[] = [];
     const innerKeys: string[] = [];
 
@@ -297,13 +415,29 @@ class Compiler {
         inner.push(`${bucket} AS \`$rt\``);
         innerKeys.push('`$rt`');
       }
-      add('_time', pipe.position, expand ? '`$rt`' : bucket, { kind: 'time', sql: '`$t`' });
+      add('_time', pipe.position, partial === 'merge' ? '`$t`' : expand ? '`$rt`' : bucket, {
+        kind: 'time',
+        sql: '`$t`',
+      });
       keys.push('`$t`');
+      stateColumns.push('$t');
     }
     pipe.by.forEach((name, i) => {
       const position = pipe.byPositions[i];
       const field = byFields[i];
       const alias = `\`$g${i}\``;
+      stateColumns.push(`$g${i}`);
+      if (partial === 'merge') {
+        // The shards grouped already: the key is final text (or time).
+        add(
+          name,
+          position,
+          alias,
+          field.kind === 'time' ? { kind: 'time', sql: alias } : { kind: 'string', sql: alias },
+        );
+        keys.push(alias);
+        return;
+      }
       // Splunk drops events without the by-field; an empty typed column is a missing field.
       agg.where.push(this.exists(field));
       let sql = field.kind === 'time' ? field.sql : field.kind === 'string' ? `toString(${field.sql})` : sqlOf(field);
@@ -321,15 +455,26 @@ class Compiler {
       keys.push(alias);
     });
     pipe.aggregates.forEach((a, i) => {
-      const { fn, params, args, wrap, kind } = this.aggregateSql(a);
+      const { fn, params, args: plainArgs, wrap, kind, argType } = this.aggregateSql(a);
+      // A state crosses the network: its arguments get fixed types, so the merging node names its type.
+      const args =
+        partial === 'final' || argType === undefined || plainArgs === ''
+          ? plainArgs
+          : `CAST(${plainArgs}, ${literal(argType)})`;
       const alias = `\`$a${i}\``;
+      stateColumns.push(`$a${i}`);
       let sql = `${fn}${params}(${args})`;
-      if (expand) {
+      if (partial === 'merge') {
+        const type = literal(`AggregateFunction(${fn}${params}${argType ? `, ${argType}` : ''})`);
+        sql = `${fn}Merge${params}(CAST(base64Decode(${alias}), ${type}))`;
+      } else if (expand) {
         const state = `\`$s${i}\``;
         inner.push(`${fn}State${params}(${args}) AS ${state}`);
-        sql = `${fn}Merge${params}(${state})`;
+        sql = partial === 'state' ? stateText(`${fn}MergeState${params}(${state})`) : `${fn}Merge${params}(${state})`;
+      } else if (partial === 'state') {
+        sql = stateText(`${fn}State${params}(${args})`);
       }
-      add(a.name, a.position, wrap ? `${wrap}(${sql})` : sql, { kind, sql: alias });
+      add(a.name, a.position, wrap && partial !== 'state' ? `${wrap}(${sql})` : sql, { kind, sql: alias });
     });
 
     if (expand) {
@@ -339,6 +484,7 @@ class Compiler {
     }
     agg.columns = selectList.join(', ');
     agg.groupBy = keys;
+    if (partial === 'state') return { select: agg, columns, partial: agg, stateColumns };
     const table = agg.wrap();
     table.orderBy = [...keys];
     const { from, to } = this.opts;
@@ -355,7 +501,22 @@ class Compiler {
         ` WITH FILL FROM toDateTime64(toStartOfInterval(fromUnixTimestamp64Milli({from:Int64}), toIntervalSecond(${span})), 3, 'UTC')` +
         ` TO fromUnixTimestamp64Milli({to:Int64}) STEP toIntervalSecond(${span})`;
     }
-    return { select: table, columns };
+    return { select: table, columns, partial: agg, stateColumns };
+  }
+
+  /** The gathered partial states' columns (see aggregate): keys as final values, states as base64 text. */
+  private stateStructure(pipe: Extract<Pipe, { type: 'stats' | 'timechart' }>): string[] {
+    const time = "DateTime64(3, 'UTC')";
+    const out: string[] = [];
+    if (pipe.type === 'timechart') out.push(`\`$t\` ${time}`);
+    pipe.by.forEach((name, i) => {
+      const field = this.eventField(name, pipe.byPositions[i]);
+      out.push(`\`$g${i}\` ${field.kind === 'time' ? time : 'String'}`);
+    });
+    pipe.aggregates.forEach((_, i) => {
+      out.push(`\`$a${i}\` String`);
+    });
+    return out;
   }
 
   /** An aggregate as `fn params (args)`, wrapped in `wrap` when given; `fn` takes -State and -Merge. */
@@ -365,32 +526,36 @@ class Compiler {
     args: string;
     wrap?: string;
     kind: 'number' | 'time' | 'array';
+    /** The type of `args`, which names the state's type (AggregateFunction(fn, argType)). */
+    argType?: string;
   } {
-    const call = (fn: string, args: string, kind: 'number' | 'time' | 'array', params = '', wrap?: string) => ({
-      fn,
-      params,
-      args,
-      wrap,
-      kind,
-    });
-    if (a.field === undefined) return call('count', '', 'number');
+    const call = (
+      fn: string,
+      args: string,
+      argType: string | undefined,
+      kind: 'number' | 'time' | 'array',
+      params = '',
+      wrap?: string,
+    ) => ({ fn, params, args, wrap, kind, argType });
+    if (a.field === undefined) return call('count', '', undefined, 'number');
     const field = this.eventField(a.field, a.position);
     const values = this.valuesOf(field);
     const numbers = `arrayMap(__v -> toFloat64OrNull(__v), ${values})`;
+    // Every state below is exact: uniqExact (not uniq's sketch), and sums, counts, minima and maxima.
     switch (a.fn) {
       case 'count':
-        return call('countIf', this.exists(field), 'number');
+        return call('countIf', this.exists(field), 'UInt8', 'number');
       case 'dc':
-        return call('uniqExactArray', values, 'number');
+        return call('uniqExactArray', values, 'Array(String)', 'number');
       case 'values':
-        return call('groupUniqArrayArray', values, 'array', `(${MAX_VALUES})`, 'arraySort');
+        return call('groupUniqArrayArray', values, 'Array(String)', 'array', `(${MAX_VALUES})`, 'arraySort');
       case 'min':
       case 'max':
-        if (field.kind === 'time') return call(a.fn, field.sql, 'time');
-        return call(`${a.fn}Array`, numbers, 'number');
+        if (field.kind === 'time') return call(a.fn, field.sql, "DateTime64(3, 'UTC')", 'time');
+        return call(`${a.fn}Array`, numbers, 'Array(Nullable(Float64))', 'number');
       case 'sum':
       case 'avg':
-        return call(`${a.fn}Array`, numbers, 'number');
+        return call(`${a.fn}Array`, numbers, 'Array(Nullable(Float64))', 'number');
     }
   }
 

@@ -14,7 +14,17 @@ export type {
   Value,
   ValuePart,
 } from './ast.ts';
-export type { CompiledQuery, CompileOptions, QueryParams } from './compiler.ts';
-export { compileAst, compileQuery, DEFAULT_MAX_LIMIT, EVENT_COLUMNS } from './compiler.ts';
+export type { CompiledQuery, CompileMode, CompileOptions, QueryParams } from './compiler.ts';
+export {
+  compileAst,
+  compileAstFor,
+  compileQuery,
+  DEFAULT_MAX_LIMIT,
+  EVENT_COLUMNS,
+  MAX_SHARD_GROUPS,
+  SHARD_ROWS_PARAM,
+} from './compiler.ts';
+export type { DistributedPlan, ShardQuery } from './distribute.ts';
+export { gatheredRows, mergeParams, planDistributed } from './distribute.ts';
 export { QuerySyntaxError } from './errors.ts';
 export { MAX_QUERY_LENGTH, MAX_TERMS, PIPE_COMMANDS, parseQuery } from './parser.ts';

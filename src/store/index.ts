@@ -401,7 +401,7 @@ export function createEventStore(
     },
   };
 }
-export { scanEvents } from './scan.ts';
+export { SCAN_PAGE, type ScanPage, type ScanRow, scanEvents, scanPage } from './scan.ts';
 
 const MIGRATION_TABLE = `${DATABASE}.events_migrating`;
 

@@ -2,6 +2,8 @@ import type { Detector } from '../../detect/index.ts';
 import { compileRuleText } from '../../detect/rule-set.ts';
 import type { Placeholders } from '../../detect/sigma/index.ts';
 import { InputError, NotFoundError } from '../../lib/errors.ts';
+import type { NormalizedEvent } from '../../lib/event.ts';
+import type { SearchCoordinator } from '../../search/coordinator.ts';
 import { type EventStore, scanEvents } from '../../store/index.ts';
 import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
@@ -18,6 +20,8 @@ export function huntRoutes(deps: {
   store: EventStore;
   maxEvents: number;
   placeholders: Placeholders;
+  /** A sharded store (S > 1): the events are read from every shard through the search fan-out. */
+  coordinator?: SearchCoordinator;
 }): RouteGroup {
   return (app) => {
     app.post<{ Body: unknown }>('/api/v1/hunt', routeDocs.hunt, async (req) => {
@@ -48,35 +52,43 @@ export function huntRoutes(deps: {
       }
       const matches: Record<string, unknown>[] = [];
       let scanned = 0;
-      // A hunt is a search: it takes a place among the user's searches, and each page read waits behind
-      // writes and has store.query_timeout_ms of its own.
-      await deps.store.search(
-        principal.name,
-        async (scope) => {
-          for await (const event of scanEvents(scope, { tenants: principal.tenants, from, to, max: deps.maxEvents })) {
-            scanned++;
-            for (const alert of deps.detector.evaluate([event], set)) {
-              if (ruleIds && !ruleIds.has(alert.rule.id)) continue;
-              if (matches.length < limit)
-                matches.push({
-                  ...alert,
-                  event: {
-                    '@timestamp': new Date(event.timestamp).toISOString(),
-                    'event.id': event.id,
-                    ...event.fields,
-                  },
-                });
-            }
+      const hunt = async (events: AsyncIterable<NormalizedEvent>) => {
+        for await (const event of events) {
+          scanned++;
+          for (const alert of deps.detector.evaluate([event], set)) {
+            if (ruleIds && !ruleIds.has(alert.rule.id)) continue;
+            if (matches.length < limit)
+              matches.push({
+                ...alert,
+                event: {
+                  '@timestamp': new Date(event.timestamp).toISOString(),
+                  'event.id': event.id,
+                  ...event.fields,
+                },
+              });
           }
-        },
-        { perQuery: true },
-      );
+        }
+      };
+      const range = { tenants: principal.tenants, from, to, max: deps.maxEvents };
+      let fanout: Record<string, unknown> = {};
+      if (deps.coordinator?.active()) {
+        // Every shard's events, merged in time order; each page a shard call the shard admits as a search.
+        const scan = deps.coordinator.scan(principal.name, range);
+        await hunt(scan.events);
+        const missing = scan.missing();
+        fanout = { shards: scan.shards(), ...(missing.length > 0 ? { partial: true, missing_shards: missing } : {}) };
+      } else {
+        // A hunt is a search: it takes a place among the user's searches, and each page read waits behind
+        // writes and has store.query_timeout_ms of its own.
+        await deps.store.search(principal.name, (scope) => hunt(scanEvents(scope, range)), { perQuery: true });
+      }
       return {
         scanned,
         truncated: scanned >= deps.maxEvents,
         total: matches.length,
         matches,
         took_ms: Math.round(performance.now() - started),
+        ...fanout,
       };
     });
   };

@@ -2,19 +2,22 @@ import type { Registry } from 'prom-client';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import { counter, histogram } from '../../lib/metrics.ts';
 import { compileQuery } from '../../query/index.ts';
-import { type EventRow, type EventStore, rowToEvent, type SearchScope } from '../../store/index.ts';
+import { z } from 'zod';
+import { countOf, eventsAnswer, type SearchAnswer, tableAnswer } from '../../search/answer.ts';
+import type { SearchCoordinator } from '../../search/coordinator.ts';
+import { planSearch, runShard } from '../../search/merge.ts';
+import { SHARD_SEARCH_PATH } from '../../search/transport.ts';
+import { type EventRow, type EventStore, SCAN_PAGE, type SearchScope, scanPage } from '../../store/index.ts';
+import { parseJsonBody } from '../body.ts';
 import { parseIntParam } from '../params.ts';
 import { routeDocs } from '../schemas.ts';
-import { principalOf, type RouteGroup } from '../server.ts';
+import { CLUSTER_PEER, principalOf, type RouteGroup } from '../server.ts';
 import { parseTimeParam } from '../time.ts';
 
 /** Default search window when `from` is not given, as in Splunk's "last 24 hours". */
 const DEFAULT_WINDOW_MS = 24 * 3600e3;
 
-/** The answer of a search: events, or a table after stats/timechart. */
-export type SearchAnswer =
-  | { total: number; events: Record<string, unknown>[]; took_ms: number }
-  | { columns: string[]; rows: unknown[][]; took_ms: number };
+export type { SearchAnswer } from '../../search/answer.ts';
 
 /**
  * Runs a query for a set of tenants within one admitted search (`EventStore.search`); shared by the HTTP
@@ -30,28 +33,12 @@ export async function runSearch(
   if (compiled.kind === 'events') {
     const [rows, counted] = await Promise.all([
       store.query<EventRow>(compiled.sql, compiled.params),
-      store.query<{ total: string | number }>(compiled.countSql, compiled.params),
+      store.query<Record<string, unknown>>(compiled.countSql, compiled.params),
     ]);
-    let events = rows.map(rowToEvent);
-    if (compiled.fields) {
-      const keep = compiled.fields;
-      events = events.map((e) => Object.fromEntries(keep.filter((f) => f in e).map((f) => [f, e[f]])));
-    }
-    const total = Number(Object.values(counted[0] ?? { total: 0 })[0]);
-    return { total, events, took_ms: Math.round(performance.now() - started) };
+    return eventsAnswer(compiled, rows, countOf(counted), started);
   }
   const rows = await store.query<Record<string, unknown>>(compiled.sql, compiled.params);
-  return {
-    columns: compiled.columns,
-    rows: rows.map((r) => compiled.columns.map((c) => normalizeCell(r[c]))),
-    took_ms: Math.round(performance.now() - started),
-  };
-}
-
-/** 64-bit counts come back as strings (precision-safe); small ones are numbers for the client. */
-function normalizeCell(v: unknown): unknown {
-  if (typeof v === 'string' && /^-?\d{1,15}$/.test(v)) return Number(v);
-  return v;
+  return tableAnswer(compiled, rows, started);
 }
 
 /** The replicas a clustered search can use: this node's and the other store nodes'. */
@@ -79,6 +66,11 @@ export function searchRoutes(deps: {
   maxLimit: number;
   replicas?: SearchReplicas;
   forwardTimeoutMs?: number;
+  /**
+   * Spreads searches over the store's shards when it is split (S > 1): this node asks one replica of each
+   * shard and merges. Unset or inactive (S = 1): the search is answered as above, with no extra hop.
+   */
+  coordinator?: SearchCoordinator;
 }): RouteGroup {
   const latency = histogram(deps.metrics, 'vigil_search_seconds', 'Search latency.', ['kind']);
   const forwarded = counter(
@@ -133,6 +125,17 @@ export function searchRoutes(deps: {
               { status: 503, retryable: true },
             );
           }
+          const coordinator = deps.coordinator;
+          if (coordinator?.active()) {
+            const answer = await coordinator.search(
+              principal.name,
+              q,
+              { from: fromMs, to: toMs, limit: lim, tenants: principal.tenants, maxLimit: deps.maxLimit },
+              (fn) => store.search(principal.name, fn),
+            );
+            end({ kind: 'events' in answer ? 'events' : 'table' });
+            return answer;
+          }
           const answer = await store.search(principal.name, (scope) =>
             runSearch(scope, q, { from: fromMs, to: toMs, limit: lim, tenants: principal.tenants }),
           );
@@ -147,5 +150,83 @@ export function searchRoutes(deps: {
         }
       },
     );
+  };
+}
+
+/** A shard call's body (see ShardRequest in search/coordinator.ts), each field bounded. */
+const shardRequestSchema = z
+  .object({
+    q: z.string().max(100_000),
+    from: z.number().finite(),
+    to: z.number().finite(),
+    limit: z.number().int().min(0),
+    maxLimit: z.number().int().min(1),
+    tenants: z.array(z.string().max(256)).max(10_000),
+    now: z.number().finite(),
+    user: z.string().min(1).max(256),
+    shard: z.number().int().min(0),
+    shards: z.number().int().min(1).max(65_536),
+    scan: z
+      .object({
+        afterTs: z.number().int(),
+        afterId: z.string().max(4096),
+        page: z.number().int().min(1).max(SCAN_PAGE),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .refine((r) => r.shard < r.shards, 'shard must be below shards');
+
+/**
+ * POST /internal/v1/search/shard: this node's part of one shard of a search another node coordinates
+ * (search/coordinator.ts). Only the cluster peer token reaches it (server.ts); the query is parsed and
+ * compiled here, never taken as SQL, and run as the user's search (admission, deadline).
+ */
+export function shardSearchRoutes(deps: {
+  store: EventStore;
+  /** This node's id and how far its replica is behind the stream. */
+  replica: () => { node: string; lag_messages: number };
+  maxLimit: number;
+}): RouteGroup {
+  return (app) => {
+    app.post(SHARD_SEARCH_PATH, routeDocs.shardSearch, async (req) => {
+      if (principalOf(req) !== CLUSTER_PEER) {
+        throw new VigilError('forbidden', 'a node-to-node route answers the cluster peer token only', { status: 403 });
+      }
+      const parsed = shardRequestSchema.safeParse(parseJsonBody(req.body));
+      if (!parsed.success) {
+        throw new InputError('bad_shard_request', `the shard request is malformed: ${parsed.error.issues[0]?.message}`);
+      }
+      const r = parsed.data;
+      const replica = deps.replica();
+      const scan = r.scan;
+      if (scan !== undefined) {
+        // A page of a retro-hunt's scan: each page has store.query_timeout_ms of its own, as in a local hunt.
+        const rows = await deps.store.search(
+          r.user,
+          (scope) =>
+            scanPage(scope, {
+              tenants: r.tenants,
+              from: r.from,
+              to: r.to,
+              ...scan,
+              shard: { index: r.shard, count: r.shards },
+            }),
+          { perQuery: true },
+        );
+        return { rows, ...replica };
+      }
+      const plan = planSearch(r.q, {
+        from: r.from,
+        to: r.to,
+        limit: r.limit,
+        tenants: r.tenants,
+        now: r.now,
+        maxLimit: Math.min(r.maxLimit, deps.maxLimit),
+      });
+      const result = await deps.store.search(r.user, (scope) => runShard(scope, plan, r.shard, r.shards));
+      return { ...result, ...replica };
+    });
   };
 }
