@@ -44,6 +44,7 @@ import { VERSION } from '../lib/version.ts';
 import { createNotifier, type Notifier } from '../notify/index.ts';
 import { createNormalizer } from '../parse/index.ts';
 import { createEventStore, type EventStore } from '../store/index.ts';
+import { createRangeCopy, type RangeCopy } from '../store/copy/index.ts';
 import { createMaterializer, type Materializer } from '../store/materialize/index.ts';
 import {
   type AuditLog,
@@ -81,6 +82,8 @@ interface Modules {
   bus: Bus;
   /** The replica's materializer on JetStream; undefined on the in-process bus (the store subscribes). */
   materialize: Materializer | undefined;
+  /** Copies of event ranges between store replicas over NATS; undefined off JetStream or when disabled. */
+  'range-copy': RangeCopy | undefined;
   search: Routes;
   backup: Routes;
   parse: ReturnType<typeof createNormalizer>;
@@ -129,7 +132,7 @@ const nodeId = (config: Readonly<VigilConfig>) => config.cluster.node_id ?? host
 const MODULES: ModuleDef<Base, Modules>[] = [
   // Roles (Loki's Read/Write/All): aliases whose dependencies are the modules a node of that role runs.
   alias('all', ['store', 'detect', 'ingest', 'api']),
-  alias('store', ['cluster', 'event-store', 'materialize', 'search', 'backup']),
+  alias('store', ['cluster', 'event-store', 'range-copy', 'materialize', 'search', 'backup']),
   alias('detect', ['cluster', 'site', 'detector', 'alert-path']),
   alias('ingest', ['cluster', 'site', 'intake-http', 'intake-syslog', 'server']),
   alias('api', ['cluster', 'search', 'incidents', 'notify', 'users', 'cluster-admin', 'server']),
@@ -234,10 +237,28 @@ const MODULES: ModuleDef<Base, Modules>[] = [
     },
   }),
   mod({
+    // Store replicas serve ranges of their events to each other over NATS, and copy from a peer what the
+    // stream no longer holds (a replica restored from an old backup, or new).
+    name: 'range-copy',
+    deps: ['bus', 'event-store'],
+    init({ config, metrics, logger }, view) {
+      if (config.bus.kind !== 'jetstream' || !config.store.copy.enabled) return { value: undefined };
+      const copy = createRangeCopy(config.store.copy, {
+        connection: (view.get('bus') as JetStreamBus).connection,
+        store: view.get('event-store'),
+        nodeId: nodeId(config),
+        metrics,
+        logger: logger.child({ component: 'range-copy' }),
+      });
+      return { component: copy, value: copy };
+    },
+  }),
+  mod({
     // Store nodes commit the log into their own replica: the materializer on JetStream, a durable
     // subscription (acknowledged after the write) on the in-process bus.
     name: 'materialize',
     deps: ['bus', 'event-store'],
+    optional: ['range-copy'],
     init({ config, metrics, logger }, view) {
       const bus = view.get('bus');
       const store = view.get('event-store');
@@ -251,6 +272,9 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         nodeId: nodeId(config),
         metrics,
         logger: logger.child({ component: 'materialize' }),
+        copy: view.find('range-copy'),
+        copyRetryMs: config.store.copy.retry_interval_ms,
+        retentionDays: config.store.retention_days,
       });
       return { component: materializer, value: materializer };
     },

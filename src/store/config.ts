@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { rangeCopyConfigSchema } from './copy/config.ts';
 import { materializeConfigSchema } from './materialize/config.ts';
 
 /** Settings of the event store (`store:` in the config file). */
@@ -23,6 +24,8 @@ export const storeConfigSchema = z
     search_queue_timeout_ms: z.number().int().min(0).default(10000),
     /** Cluster mode: how this node's replica follows the replicated log. */
     materialize: materializeConfigSchema.prefault({}),
+    /** Cluster mode: copies between replicas of what the event stream no longer holds. */
+    copy: rangeCopyConfigSchema.prefault({}),
   })
   .strict();
 
