@@ -104,8 +104,8 @@ export async function startVigil(opts: { env?: Record<string, string>; dataDir?:
     };
     proc.stdout?.on('data', collect);
     proc.stderr?.on('data', collect);
-    // VIGIL_TEST_READY_MS: a machine shared with other heavy work can take longer to start a node.
-    const readyMs = Number(process.env.VIGIL_TEST_READY_MS ?? 60000);
+    // TEST_VIGIL_READY_MS: a machine shared with other heavy work can take longer to start a node.
+    const readyMs = Number(process.env.TEST_VIGIL_READY_MS ?? 60000);
     const deadline = Date.now() + readyMs;
     while (Date.now() < deadline) {
       if (proc.exitCode !== null) throw new Error(`vigil exited with ${proc.exitCode}:\n${out}`);

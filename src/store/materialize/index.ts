@@ -8,7 +8,7 @@ import type { EventStore } from '../index.ts';
 import { DATABASE } from '../schema.ts';
 import type { MaterializeConfig } from './config.ts';
 import { settleBy } from '../../lib/deadline.ts';
-import { backoffDelay, sleep } from '../../lib/retry.ts';
+import { backoffDelay, shouldLog, sleep } from '../../lib/retry.ts';
 import { batchesDdl, CopyNoPeerError, type RangeCopy, recordBatch } from '../copy/index.ts';
 import { GAPS_DDL, type Gap, openGaps, saveGap } from './gaps.ts';
 
@@ -156,6 +156,7 @@ export function createMaterializer(
    * A filled gap is recorded as a batch too, so that this replica serves it to the next one.
    */
   async function fill(): Promise<void> {
+    const attempts = new Map<Gap, number>();
     while (running) {
       const next = gaps.find((g) => g.state !== 'copied');
       if (!next) return;
@@ -195,10 +196,13 @@ export function createMaterializer(
         next.detail =
           err instanceof CopyNoPeerError ? 'no peer replica holds it' : `the copy failed: ${errorMessage(err)}`;
         updateLag();
-        log.error(
-          { range, stream: next.stream, from_seq: next.fromSeq, to_seq: next.toSeq, reason: next.detail },
-          'Stream messages this replica never wrote are missing: the stream no longer holds them and no peer copy filled them.',
-        );
+        const failed = attempts.get(next) ?? 0;
+        attempts.set(next, failed + 1);
+        if (shouldLog(failed))
+          log.error(
+            { range, stream: next.stream, from_seq: next.fromSeq, to_seq: next.toSeq, reason: next.detail },
+            'Stream messages this replica never wrote are missing: the stream no longer holds them and no peer copy filled them.',
+          );
         try {
           await saveGap(deps.store, next);
         } catch (saveErr) {
