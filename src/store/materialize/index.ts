@@ -325,7 +325,8 @@ export function createMaterializer(
           );
           // Recorded before the consumer moves past them: a restart still knows the range.
           await saveGap(deps.store, gap);
-          gaps.push(gap);
+          // The same start recorded before (a restart before the copy): the new end replaces it.
+          gaps = [...gaps.filter((g) => g.fromSeq !== gap.fromSeq), gap];
         }
         updateLag();
         if (gaps.length > 0) filling = fill();
