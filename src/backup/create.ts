@@ -126,15 +126,12 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
       () => flushWhile(folder, engineBackup(deps.store, id, base?.id)),
       'engine',
     );
-    const known = new Map<string, HashedFile>();
-    await step(
-      'disk',
-      'hashing the parts',
-      async () => {
-        for (const [i, f] of (await prehash).entries()) if (f) known.set(parts.keys[i], f);
-      },
-      'prehash_wait',
-    );
+    // The engine counts its backup (reading it) while the rest goes on: the SQL export, the files, the
+    // wait for the part sums, the sums of what was not hashed yet and the flush. Measured with 500,000
+    // Mordor events: the count (0.36 to 0.74 s) came after a wait for the part sums of 0.5 to 0.6 s.
+    const counting = step('engine', 'counting the backup', () => engineContents(deps.store, id), 'count');
+    // Awaited below: a failure meanwhile must not count as an unhandled rejection.
+    counting.catch(() => {});
     const postgres = deps.db
       ? await step('postgres', 'the database export', () => exportDatabase(deps.db as Db, folder), 'postgres')
       : undefined;
@@ -151,13 +148,20 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
       },
       'files',
     );
-    // The engine reads its backup to count it while the threads hash what was not hashed yet and the rest is
-    // flushed: none waits for the others' disk reads.
-    const [engine, files] = await Promise.all([
-      step('engine', 'counting the backup', () => engineContents(deps.store, id), 'count'),
+    const known = new Map<string, HashedFile>();
+    await step(
+      'disk',
+      'hashing the parts',
+      async () => {
+        for (const [i, f] of (await prehash).entries()) if (f) known.set(parts.keys[i], f);
+      },
+      'prehash_wait',
+    );
+    const [files] = await Promise.all([
       step('disk', 'computing checksums', () => checksumFiles(folder, { known }), 'checksums'),
       step('disk', 'flushing the files to disk', () => flushFolder(folder), 'flush'),
     ]);
+    const engine = await counting;
     const finishedAt = Date.now();
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
