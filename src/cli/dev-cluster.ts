@@ -7,19 +7,22 @@ Runs a Vigil cluster on this machine, on loopback: 3 nats-server (one JetStream 
 N Vigil nodes (vigil-1..N, every role, cluster mode, the JetStream bus). Configs, data, logs
 (<dir>/logs/<member>.log) and state.json (PIDs, addresses) live in one folder. The processes are
 detached: they keep running after the command returns. Needs nats-server and etcd on PATH
-(Debian/Ubuntu: sudo apt-get install nats-server etcd-server).
+(Debian/Ubuntu: sudo apt-get install nats-server etcd-server; haproxy for --lb).
 
 Commands:
-  up [--nodes N]     create the cluster (or start its stopped members again) and wait until
-                     every Vigil node answers /health/ready
+  up [--nodes N] [--lb]
+                     create the cluster (or start its stopped members again) and wait until
+                     every Vigil node answers /health/ready; --lb also runs HAProxy (haproxy-1)
+                     in front of the nodes: HTTP, syslog TCP and RELP on addresses of its own
   status [--json]    every member: kind, name, PID, running or stopped, addresses
-  kill <member>      SIGKILL one member by PID (nats-2, etcd-1, vigil-3, ...)
+  kill <member>      SIGKILL one member by PID (nats-2, etcd-1, vigil-3, haproxy-1, ...)
   restart <member>   stop it if it runs, start it again with the same config, ports and data
   down               SIGTERM every member (Vigil nodes first), SIGKILL after a grace period
 
 Options:
   --dir DIR          the cluster's folder; default ./dev-cluster
   --nodes N          Vigil nodes (1 to 9) for a new cluster; default 3
+  --lb               a new cluster with HAProxy in front (src/devcluster/haproxy.ts)
   --json             status as JSON
   --timeout SECONDS  how long up and restart wait for readiness; default 180
 
@@ -31,6 +34,7 @@ Every API call needs the admin token in <dir>/admin-token, for example:
 export interface DevClusterFlags {
   dir?: string;
   nodes?: string;
+  lb?: boolean;
   json?: boolean;
   timeout?: string;
 }
@@ -96,10 +100,13 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
       case 'up': {
         const nodes = positiveInt('nodes', opts.nodes, 9);
         process.stderr.write(`Starting the dev cluster in ${dir} (logs in ${dir}/logs)...\n`);
-        const cluster = await upDevCluster({ dir, nodes, ...start });
+        const cluster = await upDevCluster({ dir, nodes, lb: opts.lb, ...start });
         printStatus(cluster, opts.json);
         if (!opts.json) {
-          const first = cluster.state().members.find((m) => m.kind === 'vigil');
+          // Through the balancer when there is one: that is the address clients should use.
+          const first =
+            cluster.state().members.find((m) => m.kind === 'haproxy') ??
+            cluster.state().members.find((m) => m.kind === 'vigil');
           process.stdout.write(
             `\nEvery Vigil node is ready. Admin token: ${cluster.state().admin_token_file}\n` +
               `  TOKEN=$(cat ${cluster.state().admin_token_file})\n` +
