@@ -249,16 +249,23 @@ const FLUSH_WHILE_MS = 200;
  */
 async function flushWhile<T>(folder: string, work: Promise<T>): Promise<T> {
   let done = false;
+  let wake = () => {};
   const flushing = (async () => {
     while (!done) {
       await flushFolder(folder);
-      await new Promise((r) => setTimeout(r, FLUSH_WHILE_MS));
+      if (done) break;
+      // Woken as soon as the work ends: no wait on a timer after it.
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, FLUSH_WHILE_MS);
+      });
     }
   })();
   try {
     return await work;
   } finally {
     done = true;
+    wake();
     await flushing;
   }
 }
