@@ -163,6 +163,9 @@ export const backupBenchmark: Benchmark = {
         },
       };
       const fullVsCopy = results.full.mb_per_s / results.raw_copy.mb_per_s;
+      progress(
+        `backup: full backup at ${round(fullVsCopy, 2)} of the raw copy rate (target >= 0.5: ${fullVsCopy >= 0.5 ? 'met' : 'NOT met'})`,
+      );
       return {
         params: { events, incremental_pct: pct },
         results: { ...results, full_rate_vs_raw_copy: round(fullVsCopy, 2) },

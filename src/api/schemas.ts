@@ -262,6 +262,26 @@ export const routeDocs = {
     status: 201,
   }),
   incident: route({ tags: ['incidents'], summary: 'One incident with its alerts', params: idParams, answer: incident }),
+  incidentComment: route({
+    tags: ['incidents'],
+    summary: 'Comment on an incident',
+    params: idParams,
+    body: looseObject('{"body": "the comment"}'),
+    answer: looseObject('the comment: id, author, body, createdAt'),
+    status: 201,
+  }),
+  backupCreate: route({
+    tags: ['backups'],
+    summary: 'Take a backup of this node now (global admin); answers once it is complete',
+    body: looseObject('{"full": true} forces a full backup; an empty body is {}'),
+    answer: looseObject('the backup: id, kind, base, size, cut time, counts'),
+    status: 201,
+  }),
+  backupList: route({
+    tags: ['backups'],
+    summary: 'Every backup in backup.dir, oldest first (global admin)',
+    answer: z.looseObject({ backups: z.array(z.looseObject({})) }),
+  }),
   incidentPatch: route({
     tags: ['incidents'],
     summary: 'Change status, severity, assignee or tags',

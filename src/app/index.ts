@@ -47,6 +47,7 @@ import { createNotifier, type Notifier } from '../notify/index.ts';
 import { createSelfmon } from '../selfmon/index.ts';
 import { createNormalizer } from '../parse/index.ts';
 import { createEventStore, type EventStore } from '../store/index.ts';
+import { createRangeCopy, type RangeCopy } from '../store/copy/index.ts';
 import { createMaterializer, type Materializer } from '../store/materialize/index.ts';
 import { createShardReplicas } from '../store/materialize/sharded.ts';
 import {
@@ -85,6 +86,8 @@ interface Modules {
   bus: Bus;
   /** The replica's materializer on JetStream; undefined on the in-process bus (the store subscribes). */
   materialize: Materializer | undefined;
+  /** Copies of event ranges between store replicas over NATS; undefined off JetStream or when disabled. */
+  'range-copy': RangeCopy | undefined;
   search: Routes & { coordinator?: SearchCoordinator };
   backup: Routes;
   parse: ReturnType<typeof createNormalizer>;
@@ -135,7 +138,7 @@ const nodeId = (config: Readonly<VigilConfig>) => config.cluster.node_id ?? host
 const MODULES: ModuleDef<Base, Modules>[] = [
   // Roles (Loki's Read/Write/All): aliases whose dependencies are the modules a node of that role runs.
   alias('all', ['store', 'detect', 'ingest', 'api']),
-  alias('store', ['cluster', 'event-store', 'materialize', 'search', 'backup', 'selfmon']),
+  alias('store', ['cluster', 'event-store', 'range-copy', 'materialize', 'search', 'backup', 'selfmon']),
   alias('detect', ['cluster', 'site', 'detector', 'alert-path', 'selfmon']),
   alias('ingest', ['cluster', 'site', 'intake-http', 'intake-syslog', 'server', 'selfmon']),
   alias('api', ['cluster', 'search', 'incidents', 'notify', 'users', 'cluster-admin', 'server']),
@@ -260,10 +263,28 @@ const MODULES: ModuleDef<Base, Modules>[] = [
     },
   }),
   mod({
+    // Store replicas serve ranges of their events to each other over NATS, and copy from a peer what the
+    // stream no longer holds (a replica restored from an old backup, or new).
+    name: 'range-copy',
+    deps: ['bus', 'event-store'],
+    init({ config, metrics, logger }, view) {
+      if (config.bus.kind !== 'jetstream' || !config.store.copy.enabled) return { value: undefined };
+      const copy = createRangeCopy(config.store.copy, {
+        connection: (view.get('bus') as JetStreamBus).connection,
+        store: view.get('event-store'),
+        nodeId: nodeId(config),
+        metrics,
+        logger: logger.child({ component: 'range-copy' }),
+      });
+      return { component: copy, value: copy };
+    },
+  }),
+  mod({
     // Store nodes commit the log into their own replica: the materializer on JetStream, a durable
     // subscription (acknowledged after the write) on the in-process bus.
     name: 'materialize',
     deps: ['bus', 'event-store', 'cluster'],
+    optional: ['range-copy'],
     init({ config, metrics, logger }, view) {
       const bus = view.get('bus');
       const store = view.get('event-store');
@@ -290,6 +311,9 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         nodeId: nodeId(config),
         metrics,
         logger: logger.child({ component: 'materialize' }),
+        copy: view.find('range-copy'),
+        copyRetryMs: config.store.copy.retry_interval_ms,
+        retentionDays: config.store.retention_days,
       });
       return { component: materializer, value: materializer };
     },

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { cp, mkdir, rm } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { Db } from '../db/index.ts';
@@ -10,14 +10,15 @@ import { DATABASE, type EventStore, SCHEMA_VERSION } from '../store/index.ts';
 import {
   type BackupEntry,
   checksumFiles,
-  ENGINE_FOLDER,
   flushFolder,
+  ENGINE_FOLDER,
   MANIFEST_FILE,
   MANIFEST_FORMAT,
   type Manifest,
   newBackupId,
   writeFileDurably,
 } from './manifest.ts';
+import { type HashedFile, hashFiles } from './hash-files.ts';
 import { exportDatabase } from './postgres.ts';
 
 /** Folders of the data directory a backup copies as they are: API-managed rules (global and per tenant) and the ingest keys. */
@@ -111,8 +112,26 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
         if (existsSync(from)) await cp(from, join(folder, name));
       }
     });
+    // The engine's part files are hashed while the engine copies them (see hashLiveParts); whatever the
+    // backup holds besides is hashed after.
+    // Without the listing every file is hashed after the engine: slower, as sure.
+    const parts = await liveParts(deps.store, base, deps.existing).catch(() => ({ files: [], keys: [] }));
     const cutAt = Date.now();
-    await step('engine', 'the engine backup', () => engineBackup(deps.store, id, base?.id), 'engine');
+    const prehash = hashFiles('/', parts.files, { skipFailed: true });
+    // Awaited after the engine: a failure meanwhile must not count as an unhandled rejection.
+    prehash.catch(() => {});
+    await step(
+      'engine',
+      'the engine backup',
+      () => flushWhile(folder, engineBackup(deps.store, id, base?.id)),
+      'engine',
+    );
+    // The engine counts its backup (reading it) while the rest goes on: the SQL export, the files, the
+    // wait for the part sums, the sums of what was not hashed yet and the flush. Measured with 500,000
+    // Mordor events: the count (0.36 to 0.74 s) came after a wait for the part sums of 0.5 to 0.6 s.
+    const counting = step('engine', 'counting the backup', () => engineContents(deps.store, id), 'count');
+    // Awaited below: a failure meanwhile must not count as an unhandled rejection.
+    counting.catch(() => {});
     const postgres = deps.db
       ? await step('postgres', 'the database export', () => exportDatabase(deps.db as Db, folder), 'postgres')
       : undefined;
@@ -129,12 +148,20 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
       },
       'files',
     );
-    await step('disk', 'flushing the files to disk', () => flushFolder(folder), 'flush');
-    // The engine reads its backup while Node hashes the files: one waits on the other's disk reads otherwise.
-    const [engine, files] = await Promise.all([
-      step('engine', 'counting the backup', () => engineContents(deps.store, id), 'count'),
-      step('disk', 'computing checksums', () => checksumFiles(folder), 'checksums'),
+    const known = new Map<string, HashedFile>();
+    await step(
+      'disk',
+      'hashing the parts',
+      async () => {
+        for (const [i, f] of (await prehash).entries()) if (f) known.set(parts.keys[i], f);
+      },
+      'prehash_wait',
+    );
+    const [files] = await Promise.all([
+      step('disk', 'computing checksums', () => checksumFiles(folder, { known }), 'checksums'),
+      step('disk', 'flushing the files to disk', () => flushFolder(folder), 'flush'),
     ]);
+    const engine = await counting;
     const finishedAt = Date.now();
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
@@ -161,6 +188,85 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
   } catch (err) {
     await rm(folder, { recursive: true, force: true }).catch(() => {});
     throw err;
+  }
+}
+
+/**
+ * The files of the engine's active parts (absolute paths) and where each lands in the backup's folder
+ * (`engine/data/<database>/<table>/<part>/<file>`), for the parts the backup will copy: those of no backup of
+ * its chain (an incremental copies only parts its bases lack). Why hash these and not the backup's copies:
+ * a part's files never change once it is active, the engine copies them byte for byte, and hashing them
+ * while the engine copies takes the checksums off the backup's critical path (measured below in
+ * bench/backup.ts). The sums are of what the engine read; `verify` re-reads every file of the backup
+ * against them, so a copy written wrong is found there. A part merged away meanwhile is hashed in vain, and
+ * a file the backup holds that is not listed here (metadata, a part made meanwhile) is hashed from the
+ * backup itself.
+ */
+async function liveParts(
+  store: EventStore,
+  base: Manifest | undefined,
+  existing: readonly BackupEntry[],
+): Promise<{ files: string[]; keys: string[] }> {
+  const inChain = new Set<string>();
+  if (base) {
+    const byId = new Map(existing.map((e) => [e.id, e.manifest]));
+    for (const id of base.chain) {
+      for (const f of byId.get(id)?.files ?? []) inChain.add(f.path.split('/').slice(0, 5).join('/'));
+    }
+  }
+  const rows = await store.query<{ table: string; name: string; path: string }>(
+    'SELECT table, name, path FROM system.parts WHERE database = {db:String} AND active',
+    { db: DATABASE },
+  );
+  const files: string[] = [];
+  const keys: string[] = [];
+  for (const r of rows) {
+    const prefix = `${ENGINE_FOLDER}/data/${DATABASE}/${r.table}/${r.name}`;
+    if (inChain.has(prefix)) continue;
+    let entries: { name: string; isFile(): boolean }[];
+    try {
+      entries = await readdir(r.path, { withFileTypes: true });
+    } catch {
+      continue; // Merged away and removed since the listing.
+    }
+    for (const e of entries) {
+      if (!e.isFile()) continue;
+      files.push(join(r.path, e.name));
+      keys.push(`${prefix}/${e.name}`);
+    }
+  }
+  return { files, keys };
+}
+
+/** How often the backup's folder is flushed while the engine writes it. */
+const FLUSH_WHILE_MS = 200;
+
+/**
+ * Flushes `folder` again and again until `work` ends, then returns its result: the disk writes out the
+ * engine's copy while the engine makes it, so the flush before the manifest has only the last part left.
+ * Measured with 500,000 Mordor events (271 MB) on a loaded 2-core machine: the final flush took 0.24 to
+ * 1.2 s after the engine, as long as a third of the engine's copy.
+ */
+async function flushWhile<T>(folder: string, work: Promise<T>): Promise<T> {
+  let done = false;
+  let wake = () => {};
+  const flushing = (async () => {
+    while (!done) {
+      await flushFolder(folder);
+      if (done) break;
+      // Woken as soon as the work ends: no wait on a timer after it.
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, FLUSH_WHILE_MS);
+      });
+    }
+  })();
+  try {
+    return await work;
+  } finally {
+    done = true;
+    wake();
+    await flushing;
   }
 }
 

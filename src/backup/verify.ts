@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VigilError } from '../lib/errors.ts';
-import { filesUnder, type Manifest, readManifest, sha256File } from './manifest.ts';
+import { hashFiles } from './hash-files.ts';
+import { filesUnder, type Manifest, readManifest } from './manifest.ts';
 
 /** What `verify` found wrong with one file of a backup. */
 export interface VerifyProblem {
@@ -52,18 +53,21 @@ export async function verifyBackup(dir: string, id: string): Promise<VerifyResul
       detail: `the manifest lists the chain ${own.chain.join(' <- ')}, the bases found are ${expectedChain.join(' <- ')}`,
     });
   }
+  // Files present with the listed size are hashed together, on worker threads (see hash-files.ts); the
+  // problems are listed in the order of the chain and of each manifest, the first one named by restore.
+  const found: (VerifyProblem | { backup: string; path: string; sha256: string; size: number })[] = [];
   for (const m of chain) {
     const folder = join(dir, m.id);
     const listed = new Set(m.files.map((f) => f.path));
     for (const f of m.files) {
       const path = join(folder, f.path);
       if (!existsSync(path)) {
-        result.problems.push({ backup: m.id, file: path, problem: 'missing', detail: 'the file is missing' });
+        found.push({ backup: m.id, file: path, problem: 'missing', detail: 'the file is missing' });
         continue;
       }
       const size = (await stat(path)).size;
       if (size !== f.size) {
-        result.problems.push({
+        found.push({
           backup: m.id,
           file: path,
           problem: 'size',
@@ -71,22 +75,11 @@ export async function verifyBackup(dir: string, id: string): Promise<VerifyResul
         });
         continue;
       }
-      const sum = await sha256File(path);
-      if (sum !== f.sha256) {
-        result.problems.push({
-          backup: m.id,
-          file: path,
-          problem: 'checksum',
-          detail: `SHA-256 ${sum} where the manifest says ${f.sha256}`,
-        });
-        continue;
-      }
-      result.files++;
-      result.bytes += size;
+      found.push({ backup: m.id, path: `${m.id}/${f.path}`, sha256: f.sha256, size });
     }
     for (const f of await filesUnder(folder)) {
       if (!listed.has(f)) {
-        result.problems.push({
+        found.push({
           backup: m.id,
           file: join(folder, f),
           problem: 'unexpected',
@@ -94,6 +87,33 @@ export async function verifyBackup(dir: string, id: string): Promise<VerifyResul
         });
       }
     }
+  }
+  const toHash = found.filter((f) => 'path' in f);
+  const sums = new Map(
+    (
+      await hashFiles(
+        dir,
+        toHash.map((f) => f.path),
+      )
+    ).map((s, i) => [toHash[i].path, s?.sha256]),
+  );
+  for (const f of found) {
+    if (!('path' in f)) {
+      result.problems.push(f);
+      continue;
+    }
+    const sum = sums.get(f.path);
+    if (sum !== f.sha256) {
+      result.problems.push({
+        backup: f.backup,
+        file: join(dir, f.path),
+        problem: 'checksum',
+        detail: `SHA-256 ${sum} where the manifest says ${f.sha256}`,
+      });
+      continue;
+    }
+    result.files++;
+    result.bytes += f.size;
   }
   return result;
 }

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { Session } from 'chdb';
 import fc from 'fast-check';
 import { fuzzParams } from '../../test/harness/fuzz.ts';
-import { runSearch } from '../api/routes/search.ts';
+import { runSearch } from './local.ts';
 import { EVENTS_TABLE, eventsTableDdl } from '../store/schema.ts';
 import type { SearchScope } from '../store/index.ts';
 import type { SearchAnswer } from './answer.ts';

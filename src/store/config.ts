@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { rangeCopyConfigSchema } from './copy/config.ts';
 import { materializeConfigSchema } from './materialize/config.ts';
 
 /** Settings of the event store (`store:` in the config file). */
@@ -43,6 +44,8 @@ export const storeConfigSchema = z
     shard_max_catching_up: z.number().int().min(1).max(1024).default(4),
     /** Cluster mode: how this node's replica follows the replicated log. */
     materialize: materializeConfigSchema.prefault({}),
+    /** Cluster mode: copies between replicas of what the event stream no longer holds. */
+    copy: rangeCopyConfigSchema.prefault({}),
   })
   .strict();
 

@@ -112,7 +112,9 @@ export async function startVigil(opts: { env?: Record<string, string>; dataDir?:
     };
     proc.stdout?.on('data', collect);
     proc.stderr?.on('data', collect);
-    const deadline = Date.now() + 60000;
+    // TEST_VIGIL_READY_MS: a machine shared with other heavy work can take longer to start a node.
+    const readyMs = Number(process.env.TEST_VIGIL_READY_MS ?? 60000);
+    const deadline = Date.now() + readyMs;
     while (Date.now() < deadline) {
       if (proc.exitCode !== null) throw new Error(`vigil exited with ${proc.exitCode}:\n${out}`);
       try {
@@ -124,7 +126,7 @@ export async function startVigil(opts: { env?: Record<string, string>; dataDir?:
       await new Promise((r) => setTimeout(r, 100));
     }
     proc.kill('SIGKILL');
-    throw new Error(`vigil did not become ready within 60 s:\n${out}`);
+    throw new Error(`vigil did not become ready within ${readyMs / 1000} s:\n${out}`);
   };
 
   const kill = (signal: NodeJS.Signals) =>

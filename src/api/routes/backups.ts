@@ -1,3 +1,4 @@
+import { routeDocs } from '../schemas.ts';
 import type { FastifyRequest } from 'fastify';
 import type { Backups } from '../../backup/index.ts';
 import { InputError } from '../../lib/errors.ts';
@@ -15,7 +16,7 @@ function requireAdmin(req: FastifyRequest): void {
  */
 export function backupRoutes(deps: { backups: Backups }): RouteGroup {
   return (app) => {
-    app.post('/admin/backups', async (req, reply) => {
+    app.post('/admin/backups', routeDocs.backupCreate, async (req, reply) => {
       requireAdmin(req);
       // An empty body means the defaults.
       const body = parseJsonBody(req.body, { emptyIsObject: true });
@@ -36,7 +37,7 @@ export function backupRoutes(deps: { backups: Backups }): RouteGroup {
         postgres: m.postgres.tables,
       });
     });
-    app.get('/admin/backups', async (req) => {
+    app.get('/admin/backups', routeDocs.backupList, async (req) => {
       requireAdmin(req);
       return { backups: deps.backups.list() };
     });

@@ -1,13 +1,11 @@
 import type { Registry } from 'prom-client';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import { counter, histogram } from '../../lib/metrics.ts';
-import { compileQuery } from '../../query/index.ts';
 import { z } from 'zod';
-import { countOf, eventsAnswer, type SearchAnswer, tableAnswer } from '../../search/answer.ts';
 import type { SearchCoordinator } from '../../search/coordinator.ts';
 import { planSearch, runShard } from '../../search/merge.ts';
 import { SHARD_SEARCH_PATH } from '../../search/transport.ts';
-import { type EventRow, type EventStore, SCAN_PAGE, type SearchScope, scanPage } from '../../store/index.ts';
+import { type EventStore, SCAN_PAGE, scanPage } from '../../store/index.ts';
 import { parseJsonBody } from '../body.ts';
 import { parseIntParam } from '../params.ts';
 import { routeDocs } from '../schemas.ts';
@@ -19,27 +17,9 @@ const DEFAULT_WINDOW_MS = 24 * 3600e3;
 
 export type { SearchAnswer } from '../../search/answer.ts';
 
-/**
- * Runs a query for a set of tenants within one admitted search (`EventStore.search`); shared by the HTTP
- * route and other components (hunting).
- */
-export async function runSearch(
-  store: SearchScope,
-  q: string,
-  opts: { from: number; to: number; limit: number; tenants: string[] },
-): Promise<SearchAnswer> {
-  const started = performance.now();
-  const compiled = compileQuery(q, opts);
-  if (compiled.kind === 'events') {
-    const [rows, counted] = await Promise.all([
-      store.query<EventRow>(compiled.sql, compiled.params),
-      store.query<Record<string, unknown>>(compiled.countSql, compiled.params),
-    ]);
-    return eventsAnswer(compiled, rows, countOf(counted), started);
-  }
-  const rows = await store.query<Record<string, unknown>>(compiled.sql, compiled.params);
-  return tableAnswer(compiled, rows, started);
-}
+import { runSearch } from '../../search/local.ts';
+
+export { runSearch };
 
 /** The replicas a clustered search can use: this node's and the other store nodes'. */
 export interface SearchReplicas {

@@ -8,7 +8,9 @@ import type { EventStore } from '../index.ts';
 import { DATABASE } from '../schema.ts';
 import type { MaterializeConfig } from './config.ts';
 import { settleBy } from '../../lib/deadline.ts';
-import { backoffDelay, sleep } from '../../lib/retry.ts';
+import { backoffDelay, shouldLog, sleep } from '../../lib/retry.ts';
+import { batchesDdl, CopyNoPeerError, type RangeCopy, recordBatch } from '../copy/index.ts';
+import { GAPS_DDL, type Gap, openGaps, saveGap } from './gaps.ts';
 
 export { type MaterializeConfig, materializeConfigSchema } from './config.ts';
 
@@ -49,6 +51,11 @@ export interface ReplicaLag {
   lagMessages: number;
   /** When the figures were last refreshed (epoch ms); 0 before the stream was first reached. */
   updatedAt: number;
+  /**
+   * Stream sequences this replica never wrote and the stream no longer holds, each until a peer's copy
+   * fills it: exactly which events a search here may lack.
+   */
+  missing: { from_seq: number; to_seq: number; state: Gap['state']; detail: string }[];
 }
 
 /** The store node's consumer: writes the replicated log into this node's chdb replica. */
@@ -78,6 +85,12 @@ export function createMaterializer(
      * named `<consumer>-s<shard>`; the node-wide lag gauges are left to the shard runner (sharded.ts).
      */
     shard?: number;
+    /** Copies from a peer what the stream no longer holds; without it such a range stays missing. */
+    copy?: RangeCopy;
+    /** How long a missing range waits before it is asked for again (store.copy.retry_interval_ms). */
+    copyRetryMs?: number;
+    /** store.retention_days: the batch index ages out with the events. */
+    retentionDays?: number;
   },
 ): Materializer {
   const log = deps.logger;
@@ -95,6 +108,8 @@ export function createMaterializer(
   let setup: Promise<void> | undefined;
   let poller: NodeJS.Timeout | undefined;
   let lastError: string | undefined;
+  let gaps: Gap[] = [];
+  let filling: Promise<void> | undefined;
   const halt = new AbortController();
 
   const lagGauge = gauge(
@@ -118,10 +133,100 @@ export function createMaterializer(
     'Time to write one batch from the stream.',
   );
 
+  const missingGauge = gauge(
+    deps.metrics,
+    'vigil_store_replica_missing_messages',
+    'Stream messages this replica never wrote and the stream no longer holds (until a peer copy fills them).',
+  );
+  const missingFirst = gauge(
+    deps.metrics,
+    'vigil_store_replica_missing_first_sequence',
+    'First stream sequence of the lowest missing range (0: none missing).',
+  );
+  const missingLast = gauge(
+    deps.metrics,
+    'vigil_store_replica_missing_last_sequence',
+    'Last stream sequence of the highest missing range (0: none missing).',
+  );
+
   function updateLag(): void {
     if (deps.shard !== undefined) return;
     lagGauge.set(lagMessages);
     appliedGauge.set(appliedSeq);
+    const open = gaps.filter((g) => g.state !== 'copied');
+    missingGauge.set(open.reduce((n, g) => n + g.toSeq - g.fromSeq + 1, 0));
+    missingFirst.set(open[0]?.fromSeq ?? 0);
+    missingLast.set(open[open.length - 1]?.toSeq ?? 0);
+  }
+
+  function missingText(): string | undefined {
+    const open = gaps.filter((g) => g.state !== 'copied');
+    if (open.length === 0) return undefined;
+    return `missing stream messages ${open.map((g) => `${g.fromSeq}-${g.toSeq} (${g.detail})`).join(', ')} of ${streamId}`;
+  }
+
+  /**
+   * Fills each open gap from a peer, oldest first, asking again every copyRetryMs while no peer holds one.
+   * A filled gap is recorded as a batch too, so that this replica serves it to the next one.
+   */
+  async function fill(): Promise<void> {
+    const attempts = new Map<Gap, number>();
+    while (running) {
+      const next = gaps.find((g) => g.state !== 'copied');
+      if (!next) return;
+      const range = `${next.fromSeq}-${next.toSeq}`;
+      if (!deps.copy) {
+        next.detail = 'no peer copy on this node (store.copy.enabled is off, or the bus is not jetstream)';
+        await saveGap(deps.store, next);
+        updateLag();
+        return;
+      }
+      try {
+        next.state = 'copying';
+        const result = await deps.copy.copy(
+          { stream: next.stream, fromSeq: next.fromSeq, toSeq: next.toSeq },
+          { signal: halt.signal },
+        );
+        if (result.fromIngested !== null && result.toIngested !== null) {
+          await recordBatch(deps.store, {
+            stream: next.stream,
+            firstSeq: next.fromSeq,
+            lastSeq: next.toSeq,
+            events: result.events,
+            minIngested: result.fromIngested,
+            maxIngested: result.toIngested,
+          });
+        }
+        next.state = 'copied';
+        next.detail = `copied from ${result.peer}: ${result.events} events in ${result.pages} pages`;
+        await saveGap(deps.store, next);
+        updateLag();
+        log.info(
+          { range, stream: next.stream, peer: result.peer, events: result.events },
+          'A missing range was copied from a peer replica.',
+        );
+      } catch (err) {
+        next.state = 'missing';
+        next.detail =
+          err instanceof CopyNoPeerError ? 'no peer replica holds it' : `the copy failed: ${errorMessage(err)}`;
+        updateLag();
+        const failed = attempts.get(next) ?? 0;
+        attempts.set(next, failed + 1);
+        if (shouldLog(failed))
+          log.error(
+            { range, stream: next.stream, from_seq: next.fromSeq, to_seq: next.toSeq, reason: next.detail },
+            'Stream messages this replica never wrote are missing: the stream no longer holds them and no peer copy filled them.',
+          );
+        try {
+          await saveGap(deps.store, next);
+        } catch (saveErr) {
+          log.warn({ err: errorMessage(saveErr) }, 'The missing range could not be recorded; it is kept in memory.');
+        }
+        await sleep(deps.copyRetryMs ?? 30_000, halt.signal).catch(() => {
+          // Stopped: the loop ends on `running`.
+        });
+      }
+    }
   }
 
   async function readPosition(id: string): Promise<{ seq: number; ackFloor: number }> {
@@ -135,10 +240,26 @@ export function createMaterializer(
   async function apply(batch: StreamBatch): Promise<void> {
     const end = seconds.startTimer();
     try {
+      let minIngested = 0;
+      let maxIngested = 0;
       if (batch.events.length > 0) {
         // The token lets the engine drop a batch redelivered exactly as it was.
         await deps.store.write(batch.events, { dedupToken: `${streamId}:${batch.firstSeq}-${batch.lastSeq}` });
+        minIngested = Number.POSITIVE_INFINITY;
+        for (const e of batch.events) {
+          if (e.ingested < minIngested) minIngested = e.ingested;
+          if (e.ingested > maxIngested) maxIngested = e.ingested;
+        }
       }
+      // After the events (the row says this replica holds them), before the position.
+      await recordBatch(deps.store, {
+        stream: streamId,
+        firstSeq: batch.firstSeq,
+        lastSeq: batch.lastSeq,
+        events: batch.events.length,
+        minIngested,
+        maxIngested,
+      });
       const seq = Math.max(appliedSeq, batch.lastSeq);
       await deps.store.insertRows(
         'positions',
@@ -203,12 +324,26 @@ export function createMaterializer(
           ackFloor = Math.max(ackFloor, Math.min(existing.ackFloor, stored.seq));
           lagMessages = existing.numPending + existing.numAckPending;
         }
+        gaps = await openGaps(deps.store, streamId);
         if (stored.ackFloor + 1 < s.firstSeq && (!existing || existing.ackFloor > stored.seq)) {
-          log.error(
-            { consumer, resume_seq: stored.ackFloor + 1, stream_first_seq: s.firstSeq },
-            'Messages this replica never wrote have aged out of the stream; the replica misses them.',
+          const gap: Gap = {
+            stream: streamId,
+            fromSeq: stored.ackFloor + 1,
+            toSeq: s.firstSeq - 1,
+            state: 'missing',
+            detail: 'to be copied from a peer replica',
+          };
+          log.warn(
+            { consumer, from_seq: gap.fromSeq, to_seq: gap.toSeq, stream_first_seq: s.firstSeq },
+            'Messages this replica never wrote have aged out of the stream; they are asked of a peer replica.',
           );
+          // Recorded before the consumer moves past them: a restart still knows the range.
+          await saveGap(deps.store, gap);
+          // The same start recorded before (a restart before the copy): the new end replaces it.
+          gaps = [...gaps.filter((g) => g.fromSeq !== gap.fromSeq), gap];
         }
+        updateLag();
+        if (gaps.length > 0) filling = fill();
         subscription = deps.stream.subscribeStream(consumer, apply, {
           durable: true,
           startSequence: stored.ackFloor + 1,
@@ -240,6 +375,8 @@ export function createMaterializer(
     name: 'materialize',
     async start() {
       await deps.store.exec(POSITIONS_DDL);
+      await deps.store.exec(GAPS_DDL);
+      await deps.store.exec(batchesDdl(deps.retentionDays ?? 30));
       running = true;
       setup = begin();
       poller = setInterval(() => void poll(), config.lag_poll_interval_ms);
@@ -250,14 +387,15 @@ export function createMaterializer(
       halt.abort();
       if (poller) clearInterval(poller);
       await settleBy(setup, deadline);
+      await settleBy(filling, deadline);
       await settleBy(subscription?.stop(), deadline);
       subscription = undefined;
     },
     health(): ComponentHealth {
       if (!running) return { ok: false, detail: 'stopped' };
       // Searches still work on what this replica holds: lagging is reported, not a reason to leave the pool.
-      const behind = `${lagMessages} messages behind the stream`;
-      return { ok: true, detail: lastError ? `${lastError}; ${behind}` : behind };
+      const behind = [lastError, `${lagMessages} messages behind the stream`, missingText()].filter(Boolean);
+      return { ok: true, detail: behind.join('; ') };
     },
     lag: () => ({
       stream: streamId,
@@ -267,6 +405,7 @@ export function createMaterializer(
       streamLastSeq,
       lagMessages,
       updatedAt,
+      missing: gaps.map((g) => ({ from_seq: g.fromSeq, to_seq: g.toSeq, state: g.state, detail: g.detail })),
     }),
   };
 }

@@ -14,6 +14,7 @@ import type {
 import type { NormalizedEvent } from '../../lib/event.ts';
 import { silentLogger } from '../../lib/logger.ts';
 import { createEventStore, type EventStore, storeConfigSchema } from '../index.ts';
+import { CopyNoPeerError, type CopyRange, coverage, type RangeCopy } from '../copy/index.ts';
 import { createMaterializer, type Materializer, materializeConfigSchema } from './index.ts';
 
 // One chdb session per process: every test here shares this store and uses its own tenant and stream id.
@@ -34,7 +35,7 @@ after(async () => {
 });
 
 /** An EventStream whose batches the test hands over by hand. */
-function fakeStream(init: { created: string; lastSeq: number; consumer?: ConsumerPosition }) {
+function fakeStream(init: { created: string; lastSeq: number; firstSeq?: number; consumer?: ConsumerPosition }) {
   const calls = { deleted: [] as string[], subscribed: [] as { name: string; opts?: StreamConsumeOptions }[] };
   let handler: StreamBatchHandler | undefined;
   let consumer = init.consumer;
@@ -45,7 +46,14 @@ function fakeStream(init: { created: string; lastSeq: number; consumer?: Consume
       return { name, stop: async () => undefined };
     },
     async streamPosition(): Promise<StreamPosition> {
-      return { stream: 'S', created: init.created, firstSeq: 1, lastSeq: init.lastSeq, messages: init.lastSeq };
+      const firstSeq = init.firstSeq ?? 1;
+      return {
+        stream: 'S',
+        created: init.created,
+        firstSeq,
+        lastSeq: init.lastSeq,
+        messages: init.lastSeq - firstSeq + 1,
+      };
     },
     async consumerPosition() {
       return consumer;
@@ -197,5 +205,69 @@ test("a shard's materializer reads only its shard's subject with a consumer and 
     {},
   );
   assert.equal(Number(pos.seq), 9);
+  await m.stop(Date.now() + 1000);
+});
+
+test('a range the stream no longer holds is named exactly, kept across a restart, and filled by a peer copy', async () => {
+  const asked: CopyRange[] = [];
+  let peerUp = false;
+  const copy: RangeCopy = {
+    name: 'range-copy',
+    start: async () => undefined,
+    stop: async () => undefined,
+    health: () => ({ ok: true }),
+    async copy(range) {
+      asked.push(range);
+      if (!peerUp) throw new CopyNoPeerError('them');
+      return { peer: 'node-2', fromIngested: 1_000_000, toIngested: 2_000_000, events: 7, pages: 2 };
+    },
+  };
+  const open = async (f: ReturnType<typeof fakeStream>, metrics = new Registry()) => {
+    const m = createMaterializer(materializeConfigSchema.parse({ lag_poll_interval_ms: 60000 }), {
+      stream: f.stream,
+      store,
+      nodeId: 'gap',
+      metrics,
+      logger: silentLogger,
+      copy,
+      copyRetryMs: 50,
+    });
+    await m.start();
+    return m;
+  };
+  const waitFor = async (what: string, check: () => boolean) => {
+    for (let i = 0; i < 400 && !check(); i++) await new Promise((r) => setTimeout(r, 25));
+    assert.ok(check(), what);
+  };
+  const gauge = async (metrics: Registry, name: string) =>
+    (await metrics.getSingleMetric(name)?.get())?.values[0]?.value;
+
+  // A new replica (nothing applied) on a stream that starts at 20: 1-19 are gone from the stream.
+  const metrics = new Registry();
+  let m = await open(fakeStream({ created: 't6', firstSeq: 20, lastSeq: 30 }), metrics);
+  await waitFor('the copy to be refused', () => m.lag().missing[0]?.detail === 'no peer replica holds it');
+  assert.deepEqual(m.lag().missing, [
+    { from_seq: 1, to_seq: 19, state: 'missing', detail: 'no peer replica holds it' },
+  ]);
+  assert.deepEqual(asked[0], { stream: 'S@t6', fromSeq: 1, toSeq: 19 });
+  assert.match(m.health().detail ?? '', /missing stream messages 1-19 \(no peer replica holds it\) of S@t6/);
+  assert.equal(m.health().ok, true);
+  assert.equal(await gauge(metrics, 'vigil_store_replica_missing_messages'), 19);
+  assert.equal(await gauge(metrics, 'vigil_store_replica_missing_first_sequence'), 1);
+  assert.equal(await gauge(metrics, 'vigil_store_replica_missing_last_sequence'), 19);
+  await m.stop(Date.now() + 1000);
+
+  // After a restart the range is still known (the stream alone would not tell), and a peer now serves it.
+  peerUp = true;
+  m = await open(fakeStream({ created: 't6', firstSeq: 1, lastSeq: 30 }), new Registry());
+  await waitFor('the range to be copied', () => m.lag().missing[0]?.state === 'copied');
+  assert.match(m.lag().missing[0].detail, /copied from node-2: 7 events in 2 pages/);
+  assert.doesNotMatch(m.health().detail ?? '', /missing/);
+  // Recorded as a batch: this replica now serves 1-19 to the next one.
+  assert.deepEqual(await coverage(store, 'S@t6', 1, 19), {
+    covered: true,
+    fromIngested: 1_000_000,
+    toIngested: 2_000_000,
+  });
   await m.stop(Date.now() + 1000);
 });

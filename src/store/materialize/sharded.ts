@@ -210,6 +210,7 @@ export function createShardReplicas(
         streamLastSeq: Math.max(0, ...all.map((l) => l.streamLastSeq)),
         lagMessages: all.reduce((n, l) => n + l.lagMessages, 0),
         updatedAt: Math.min(...all.map((l) => l.updatedAt), Date.now()),
+        missing: all.flatMap((l) => l.missing),
       };
     },
   };

@@ -41,6 +41,7 @@ export function ClusterView() {
         <h1 id="cluster-heading">Cluster</h1>
         {single && <Badge kind="info">single node</Badge>}
       </div>
+      <BackupWarning ready={ready.data} />
       {single ? (
         <div className="notice notice-info" role="status">
           <p className="notice-title">Single node</p>
@@ -197,6 +198,27 @@ function ShardTable({ rows, current }: { rows: ShardRow[]; current?: string }) {
           ))}
         </tbody>
       </table>
+    </div>
+  );
+}
+
+/**
+ * The backup component's warning from /health/ready: the last good backup is older than twice
+ * backup.schedule, or the last backup failed. The server decides (the same condition readiness reports);
+ * the console only shows it, prominently, since readiness stays true.
+ */
+function BackupWarning({ ready }: { ready?: Ready }) {
+  const detail = ready?.checks.backup?.detail;
+  if (!detail?.startsWith('warning:')) return null;
+  const overdue = /older than twice the schedule/.test(detail);
+  return (
+    <div className="notice notice-warn" role="alert" data-testid="backup-warning">
+      <p className="notice-title">{overdue ? 'Backups are overdue' : 'The last backup failed'}</p>
+      <p>{detail.replace(/^warning:\s*/, '')}.</p>
+      <p>
+        Take one with <code>vigil backup create</code>, and check this node's log and{' '}
+        <code>vigil_backup_failures_total</code>.
+      </p>
     </div>
   );
 }

@@ -90,6 +90,48 @@ describe('cluster view with shards', () => {
   });
 });
 
+describe('cluster view: backups', () => {
+  test('warns when the last good backup is older than twice the schedule, as /health/ready says', async () => {
+    serve({
+      'GET /health/ready': [
+        200,
+        {
+          status: 'ready',
+          checks: {
+            store: { ok: true },
+            backup: {
+              ok: true,
+              detail:
+                'warning: the last good backup (2026-12-01T00:00:00.000Z) is older than twice the schedule (0 * * * *)',
+            },
+          },
+        },
+      ],
+    });
+    render(<ClusterView />);
+    const warning = await screen.findByTestId('backup-warning');
+    expect(warning.getAttribute('role')).toBe('alert');
+    expect(warning.textContent).toContain('Backups are overdue');
+    expect(warning.textContent).toContain('2026-12-01T00:00:00.000Z');
+  });
+
+  test('a failed last backup is a warning too; a recent good one none', async () => {
+    serve({
+      'GET /health/ready': [
+        200,
+        { status: 'ready', checks: { backup: { ok: true, detail: 'warning: the last backup failed: disk full' } } },
+      ],
+    });
+    render(<ClusterView />);
+    expect((await screen.findByTestId('backup-warning')).textContent).toContain('The last backup failed');
+    cleanup();
+    serve({ 'GET /health/ready': [200, { status: 'ready', checks: { store: { ok: true }, backup: { ok: true } } }] });
+    render(<ClusterView />);
+    await screen.findByRole('cell', { name: 'backup' });
+    expect(screen.queryByTestId('backup-warning')).toBeNull();
+  });
+});
+
 describe('incidents view', () => {
   test('a server without incidents says so', async () => {
     serve({});

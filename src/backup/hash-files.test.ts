@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { hashFiles } from './hash-files.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'vigil-hash-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+// Above the size hashed on the calling thread, so that worker threads read these.
+const big = [randomBytes(6 << 20), randomBytes(5 << 20), randomBytes(1), Buffer.alloc(0)];
+mkdirSync(join(root, 'a/b'), { recursive: true });
+const paths = ['a/big0', 'a/b/big1', 'one', 'empty'];
+for (const [i, p] of paths.entries()) writeFileSync(join(root, p), big[i]);
+
+for (const sync of [false, true]) {
+  test(`every file's size and SHA-256, in the order asked, on threads and inline (sync: ${sync})`, async () => {
+    const threaded = await hashFiles(root, paths, { sync, folders: ['', 'a', 'a/b'] });
+    assert.deepEqual(
+      threaded,
+      paths.map((p, i) => ({ path: p, size: big[i].length, sha256: sha(big[i]) })),
+    );
+    assert.deepEqual(await hashFiles(root, paths.slice(2), { sync }), threaded.slice(2));
+  });
+}
+
+test('a known sum is used when the size matches, and the file is read again when it does not', async () => {
+  const known = new Map([
+    ['a/big0', { size: big[0].length, sha256: 'f'.repeat(64) }],
+    ['a/b/big1', { size: 3, sha256: 'e'.repeat(64) }],
+  ]);
+  const [first, second] = await hashFiles(root, ['a/big0', 'a/b/big1'], { known });
+  assert.equal(first?.sha256, 'f'.repeat(64), 'not read again');
+  assert.equal(second?.sha256, sha(big[1]), 'another size: hashed');
+  const [synced] = await hashFiles(root, ['a/big0'], { known, sync: true });
+  assert.equal(synced?.sha256, 'f'.repeat(64), 'only flushed');
+});
+
+test('a missing file fails naming it, or is left out with skipFailed', async () => {
+  await assert.rejects(hashFiles(root, ['one', 'gone']), /gone/);
+  await assert.rejects(hashFiles(root, ['a/big0', 'gone'], { sync: true }), /gone/);
+  const sums = await hashFiles(root, ['a/big0', 'gone', 'one'], { skipFailed: true });
+  assert.equal(sums[1], undefined);
+  assert.equal(sums[0]?.sha256, sha(big[0]));
+  assert.equal(sums[2]?.sha256, sha(big[2]));
+});

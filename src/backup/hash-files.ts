@@ -1,0 +1,160 @@
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+
+/** One file hashed by {@link hashFiles}: its size and SHA-256 (hex). */
+export interface HashedFile {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/** Options of {@link hashFiles}. */
+export interface HashFilesOptions {
+  /** Worker threads (each reads and hashes one file at a time); the cores of the machine, at most 4, by default. */
+  threads?: number;
+  /** Flush each file to disk after it is read, then each folder given in `folders` (a backup before its manifest). */
+  sync?: boolean;
+  /** Folders (relative to the root) to flush after their files, so that the files' names are durable too. */
+  folders?: readonly string[];
+  /**
+   * Sums already known (by path): such a file is not read again when its size is the one given, only
+   * flushed (with `sync`). A file of another size is hashed.
+   */
+  known?: ReadonlyMap<string, { size: number; sha256: string }>;
+  /** Leave out a file that cannot be read (gone meanwhile) instead of failing: its entry is undefined. */
+  skipFailed?: boolean;
+}
+
+/** Bytes to hash below which no thread is started. */
+const INLINE_BYTES = 8 << 20;
+
+interface Job {
+  id: number;
+  path: string;
+  directory?: boolean;
+  hash: boolean;
+  sync?: boolean;
+}
+
+interface Answer {
+  id: number;
+  size?: number;
+  sha256?: string;
+  error?: string;
+}
+
+/**
+ * Size and SHA-256 of each file of `paths` (relative to `root`), in the order given, read and hashed on worker
+ * threads. Why threads: Node hashes on the thread that calls `update`, so streams in parallel still hashed one
+ * file at a time on the main thread; measured on a 2-core machine with 500,000 Mordor events (271 MB, 897
+ * files) the backup's checksums took 2.0 to 4.3 s there, beside the engine's count on the same cores.
+ * Largest files go first, so that the threads end together. Rejects naming the first file that failed.
+ */
+export async function hashFiles(
+  root: string,
+  paths: readonly string[],
+  opts: HashFilesOptions = {},
+): Promise<(HashedFile | undefined)[]> {
+  const sizes = await Promise.all(
+    paths.map((p) =>
+      stat(join(root, p)).then(
+        (s) => s.size,
+        (err: unknown) => {
+          if (opts.skipFailed) return -1;
+          throw err;
+        },
+      ),
+    ),
+  );
+  const order = paths.map((_, i) => i).sort((a, b) => sizes[b] - sizes[a]);
+  const out: (HashedFile | undefined)[] = new Array(paths.length);
+  const jobs: Job[] = [];
+  for (const i of order) {
+    if (sizes[i] < 0) continue;
+    const known = opts.known?.get(paths[i]);
+    if (known && known.size === sizes[i]) {
+      out[i] = { path: paths[i], size: known.size, sha256: known.sha256 };
+      if (opts.sync) jobs.push({ id: i, path: join(root, paths[i]), hash: false, sync: true });
+    } else jobs.push({ id: i, path: join(root, paths[i]), hash: true, sync: opts.sync });
+  }
+  if (opts.sync) {
+    for (const [i, folder] of (opts.folders ?? []).entries()) {
+      jobs.push({ id: paths.length + i, path: join(root, folder), directory: true, hash: false, sync: true });
+    }
+  }
+  // A few small files (a backup's metadata) are hashed here: starting threads would cost more.
+  const bytes = jobs.reduce((n, j) => (j.hash ? n + sizes[j.id] : n), 0);
+  if (!opts.sync && bytes <= INLINE_BYTES) {
+    for (const job of jobs) {
+      try {
+        const data = await readFile(job.path);
+        out[job.id] = {
+          path: paths[job.id],
+          size: data.length,
+          sha256: createHash('sha256').update(data).digest('hex'),
+        };
+      } catch (err) {
+        if (!opts.skipFailed) throw err;
+      }
+    }
+    return out;
+  }
+  const threads = Math.max(1, Math.min(opts.threads ?? Math.min(4, availableParallelism()), jobs.length));
+  let next = 0;
+  const workers: Worker[] = [];
+  try {
+    await Promise.all(
+      Array.from({ length: threads }, async () => {
+        const worker = new Worker(new URL('./hash-worker.mjs', import.meta.url));
+        workers.push(worker);
+        while (next < jobs.length) {
+          const job = jobs[next++];
+          const answer = await ask(worker, job);
+          if (answer.error !== undefined) {
+            if (opts.skipFailed) continue;
+            throw new Error(answer.error);
+          }
+          if (job.directory) continue;
+          const known = out[job.id];
+          if (known && answer.size !== known.size) {
+            throw new Error(`${job.path} is ${answer.size} bytes, not the ${known.size} bytes its sum was taken over`);
+          }
+          if (job.hash) {
+            out[job.id] = { path: paths[job.id], size: answer.size as number, sha256: answer.sha256 as string };
+          }
+        }
+      }),
+    );
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+  return out;
+}
+
+/** Sends one job to a worker and waits for its answer (or its exit, which is an error). */
+function ask(worker: Worker, job: Job): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (answer: Answer) => {
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+      resolve(answer);
+    };
+    const onError = (err: Error) => {
+      worker.off('message', onMessage);
+      worker.off('exit', onExit);
+      reject(err);
+    };
+    const onExit = (code: number) => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      reject(new Error(`the hashing thread stopped (exit code ${code}) while reading ${job.path}`));
+    };
+    worker.once('message', onMessage);
+    worker.once('error', onError);
+    worker.once('exit', onExit);
+    worker.postMessage(job);
+  });
+}

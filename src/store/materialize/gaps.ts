@@ -1,0 +1,58 @@
+import type { EventStore } from '../index.ts';
+import { DATABASE } from '../schema.ts';
+
+/**
+ * Ranges of stream sequences this replica never wrote and the stream no longer holds (a replica restored
+ * from a backup older than the stream's retention, or new after it): kept in the store's database so that a
+ * restart still knows them, until a copy from a peer fills them.
+ */
+export const GAPS_TABLE = `${DATABASE}.stream_gaps`;
+
+export const GAPS_DDL = `CREATE TABLE IF NOT EXISTS ${GAPS_TABLE} (
+  stream String,
+  first_seq UInt64,
+  last_seq UInt64,
+  state LowCardinality(String),
+  detail String,
+  updated DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(updated)
+ORDER BY (stream, first_seq)`;
+
+/** A missing range: `missing` (no peer could serve it yet), `copying`, or `copied` (filled). */
+export interface Gap {
+  stream: string;
+  fromSeq: number;
+  toSeq: number;
+  state: 'missing' | 'copying' | 'copied';
+  /** Why it is still missing, or who filled it. */
+  detail: string;
+}
+
+/** Records a gap's state (the newest row of a range wins). */
+export async function saveGap(store: EventStore, gap: Gap): Promise<void> {
+  const row = {
+    stream: gap.stream,
+    first_seq: gap.fromSeq,
+    last_seq: gap.toSeq,
+    state: gap.state,
+    detail: gap.detail,
+    updated: Date.now(),
+  };
+  await store.insertRows('stream_gaps', Buffer.from(JSON.stringify(row)));
+}
+
+/** The gaps of `stream` not filled yet, oldest first. */
+export async function openGaps(store: EventStore, stream: string): Promise<Gap[]> {
+  const rows = await store.query<{ first_seq: string; last_seq: string; state: Gap['state']; detail: string }>(
+    `SELECT toString(first_seq) AS first_seq, toString(last_seq) AS last_seq, state, detail
+       FROM ${GAPS_TABLE} FINAL WHERE stream = {stream:String} AND state != 'copied' ORDER BY first_seq`,
+    { stream },
+  );
+  return rows.map((r) => ({
+    stream,
+    fromSeq: Number(r.first_seq),
+    toSeq: Number(r.last_seq),
+    state: 'missing',
+    detail: r.detail,
+  }));
+}
