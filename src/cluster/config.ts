@@ -73,6 +73,17 @@ export const clusterConfigSchema = z
     site_role_at_start: z.enum(['auto', 'active', 'standby']).default('auto'),
     /** Longest wait for the peer site's answer to a status request over NATS. */
     peer_timeout_ms: z.number().int().min(100).default(2000),
+    /**
+     * How often an active site asks its peer for its epoch: a site that hears a greater epoch (the peer was
+     * activated while this one was dead or cut off) turns standby by itself.
+     */
+    peer_poll_ms: z.number().int().min(200).default(2000),
+    /**
+     * At start, how long a site whose record says active waits to hear its peer before it detects: a
+     * returning old site learns the peer's greater epoch first and comes back standby. Past it (the peer is
+     * gone) the site runs as its record says.
+     */
+    start_peer_wait_ms: z.number().int().min(0).default(15000),
   })
   .strict()
   .superRefine((c, ctx) => {
