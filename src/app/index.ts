@@ -387,6 +387,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
       const site = view.find('site')?.site;
       if (jetstream && site) {
         const js = bus as JetStreamBus;
+        site.trackOutputs(() => (alerts as AlertLog).behind());
         runWhileActive(
           site,
           'detect',

@@ -98,8 +98,8 @@ export interface Site extends Component {
   /** The greatest epoch known of either site: an alert or notification of a lower epoch is stale. */
   highestEpoch(): number;
   /**
-   * Tells the site how many outputs (incident changes) of the peer are not applied here yet: the failback
-   * guard refuses while it is not 0. Without it, only events are checked.
+   * Adds a count of the peer's outputs (alert records, incident changes) not applied here yet: the failback
+   * guard refuses while any is not 0. Without one, only events are checked.
    */
   trackOutputs(behind: () => Promise<number>): void;
   /**
@@ -203,7 +203,12 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
   let poller: NodeJS.Timeout | undefined;
   let polling: Promise<void> | undefined;
   let lastPeerLag: number | null = null;
-  let outputsBehind: (() => Promise<number>) | undefined;
+  const trackers: (() => Promise<number>)[] = [];
+  const outputsBehind = async () => {
+    let n = 0;
+    for (const t of trackers) n += await t();
+    return n;
+  };
 
   const tell = () => {
     if (!settled || !record || told === record.role) return;
@@ -451,7 +456,7 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
       polling = (async () => {
         if (deps.connection.ready()) await askPeer();
         await lag();
-        await outputsBehind?.();
+        await outputsBehind();
       })()
         .catch((err) => log.warn({ err: errorMessage(err) }, 'Asking the peer site failed.'))
         .finally(() => {
@@ -514,7 +519,7 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     role: () => (settled ? (record?.role ?? 'standby') : 'standby'),
     epoch: () => record?.epoch ?? 0,
     trackOutputs(behind) {
-      outputsBehind = behind;
+      trackers.push(behind);
     },
     highestEpoch: () => Math.max(record?.epoch ?? 0, record?.peer_epoch ?? 0),
     onRole(listener) {
@@ -577,7 +582,7 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     async failback({ confirm }) {
       for (;;) {
         const [{ value, revision }, view] = await Promise.all([load(), peerView()]);
-        const behindOutputs = outputsBehind ? await outputsBehind().catch(() => null) : 0;
+        const behindOutputs = await outputsBehind().catch(() => null);
         const epochAfter = Math.max(value.epoch, value.peer_epoch, view.epoch ?? 0) + 1;
         const plan: ActivationPlan = {
           site: value.site,

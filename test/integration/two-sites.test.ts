@@ -16,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { stringify } from 'yaml';
+import { compareSites } from '../../src/cli/dr.ts';
 import { type EtcdCluster, startEtcdCluster } from '../harness/etcd.ts';
 import { type NatsCluster, startNatsCluster } from '../harness/nats.ts';
 import { type AlertJson, failedLogons, plantedRules } from '../harness/planted-rules.ts';
@@ -36,6 +37,8 @@ describe('two sites', { timeout: 900000 }, () => {
     await new Promise((r) => setTimeout(r, 1500));
     return hook.filter((h) => h.alert.id === alertId);
   };
+
+  const startedAt = Date.now();
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'vigil-sites-'));
@@ -276,7 +279,7 @@ describe('two sites', { timeout: 900000 }, () => {
     firstAlert = await detectedOnlyAt('b', 'a', 1);
   });
 
-  test('incidents and their changes made at the active site reach the standby with the same ids', async () => {
+  test('incidents and their changes made at the active site reach the standby with the same ids', async (t) => {
     const deadline = Date.now() + 30000;
     let incident: { id: string; alertIds: string[] } | undefined;
     while (!incident) {
@@ -304,6 +307,7 @@ describe('two sites', { timeout: 900000 }, () => {
     assert.deepEqual(copied.eventIds, (incident as unknown as { eventIds: string[] }).eventIds);
 
     // An analyst's changes at the active site follow: status, assignee, a comment.
+    const changedAt = Date.now();
     const patched = await api('a', 'PATCH', `/api/v1/incidents/${id}`, { status: 'acknowledged', assignee: 'alice' });
     assert.equal(patched.status, 200, JSON.stringify(patched.body));
     const commented = await api('a', 'POST', `/api/v1/incidents/${id}/comments`, { body: 'looked at it from site a' });
@@ -313,6 +317,7 @@ describe('two sites', { timeout: 900000 }, () => {
       'the status, assignee and comment',
     );
     assert.equal(changed.comments[0].body, 'looked at it from site a');
+    t.diagnostic(`figure: incident change at a visible at b after ${Date.now() - changedAt} ms (polled every 250 ms)`);
     const timeline = await get('b', `/api/v1/incidents/${id}/timeline`);
     assert.equal(timeline.status, 200);
     const actions = (timeline.body.entries ?? timeline.body.timeline ?? timeline.body).map((e: any) => e.action);
@@ -385,7 +390,7 @@ describe('two sites', { timeout: 900000 }, () => {
     await detectedOnlyAt('b', 'a', 3);
   });
 
-  test('the old active site, killed and replaced, comes back standby and alerts and notifies nothing', async () => {
+  test('the old active site, killed and replaced, comes back standby and alerts and notifies nothing', async (t) => {
     await node.a.kill('SIGKILL');
     const status = { body: await drStatus('b') };
     assert.deepEqual([status.body.role, status.body.peer.reachable], ['standby', false]);
@@ -394,6 +399,7 @@ describe('two sites', { timeout: 900000 }, () => {
     assert.equal(failback.code, 1, 'failback needs the peer');
     assert.match(failback.body.error.message, /peer site a is unreachable/);
     const activated = dr('b', 'activate', '--confirm');
+    const activatedAt = Date.now();
     assert.equal(activated.code, 0, activated.stderr);
     assert.deepEqual([activated.body.changed, activated.body.epoch_after], [true, 4]);
 
@@ -411,6 +417,8 @@ describe('two sites', { timeout: 900000 }, () => {
     };
     const raised = await Promise.all(users.map(raisedAtB));
     for (const r of raised) assert.equal(r.alert.epoch, 4);
+    const first = Math.min(...raised.map((r) => r.alert.created));
+    t.diagnostic(`figure: activate --confirm returned -> first alert created at b: ${first - activatedAt} ms`);
 
     const back = Date.now();
     await node.a.restart();
@@ -423,6 +431,7 @@ describe('two sites', { timeout: 900000 }, () => {
       a = await drStatus('a');
     }
     assert.deepEqual([a.epoch, a.peer.role, a.peer.epoch], [3, 'active', 4]);
+    t.diagnostic(`figure: old site restarted -> reports standby: ${Date.now() - back} ms (includes process start)`);
     // It holds b's alerts (replicated), with b's epoch, once each, and raised none of its own.
     for (const r of raised) {
       const deadline = Date.now() + 30000;
@@ -458,5 +467,74 @@ describe('two sites', { timeout: 900000 }, () => {
     assert.deepEqual([(await drStatus('a')).role, (await drStatus('a')).epoch], ['active', 5]);
     assert.equal((await drStatus('b')).role, 'standby');
     await detectedOnlyAt('b', 'a', 5);
+  });
+
+  test('compare: after failback both sites hold the same events and alerts, hour by hour; /metrics has the lags', async () => {
+    const from = new Date(startedAt - 3_600_000).toISOString();
+    const to = new Date(Date.now() + 3_600_000).toISOString();
+    const target = (site: string) => ({ url: node[site].url, token: node[site].token });
+    const until = Date.now() + 60000;
+    let r = await compareSites(target('a'), target('b'), from, to);
+    while (!r.equal) {
+      assert.ok(Date.now() < until, `the sites converge within 60 s: ${JSON.stringify(r.missing)}`);
+      await new Promise((res) => setTimeout(res, 1000));
+      r = await compareSites(target('a'), target('b'), from, to);
+    }
+    const cli = spawnSync(
+      BIN,
+      [
+        'dr',
+        'compare',
+        '--from',
+        from,
+        '--to',
+        to,
+        '--json',
+        '--url',
+        node.a.url,
+        '--token',
+        node.a.token,
+        '--peer-url',
+        node.b.url,
+        '--peer-token',
+        node.b.token,
+      ],
+      { encoding: 'utf8', timeout: 120000 },
+    );
+    assert.equal(cli.status, 0, cli.stderr);
+    const body = JSON.parse(cli.stdout);
+    assert.equal(body.equal, true);
+    assert.deepEqual(body.sites, ['a', 'b']);
+    const events = body.hours.filter((h: { kind: string }) => h.kind === 'events');
+    const total = events.reduce((n: number, h: { counts: Record<string, number> }) => n + h.counts.a, 0);
+    assert.ok(total >= 10, `the events of this suite are counted: ${total}`);
+    assert.ok(
+      body.hours.some((h: { kind: string; counts: Record<string, number> }) => h.kind === 'alerts' && h.counts.b > 0),
+    );
+
+    // Across switchover, failback, a kill and a second failback: each alert was notified once, by one site
+    // (a site activated again re-detects what arrived while it was standby: the same alerts, not sent again).
+    const perAlert = new Map<string, number>();
+    for (const h of hook) perAlert.set(h.alert.id, (perAlert.get(h.alert.id) ?? 0) + 1);
+    assert.deepEqual(
+      [...perAlert].filter(([, n]) => n > 1),
+      [],
+      'no alert notified twice',
+    );
+    assert.ok(perAlert.size >= 6, `the suite's alerts were notified: ${perAlert.size}`);
+
+    for (const site of ['a', 'b']) {
+      const metrics = await fetch(`${node[site].url}/metrics`, {
+        headers: { authorization: `Bearer ${node[site].token}` },
+      });
+      const text = await metrics.text();
+      for (const name of [
+        'vigil_site_replication_lag_events',
+        'vigil_site_replication_lag_to_peer_events',
+        'vigil_site_epoch',
+      ]) {
+        assert.match(text, new RegExp(`^${name} \\d`, 'm'), `${name} at ${site}`);
+      }
+    }
   });
 });

@@ -84,6 +84,8 @@ export interface AlertStore {
   /** Sets the status; `updated` (epoch ms, default now) orders concurrent changes the same on every replica. */
   setStatus(id: string, tenants: string[], status: AlertStatus, updated?: number): Promise<Alert>;
   onAlert(listener: (alerts: Alert[]) => void): void;
+  /** Which of `ids` are stored already (any tenant). */
+  known?(ids: string[]): Promise<Set<string>>;
 }
 
 /** A place in the alert log of a single node: see db/positions.ts, where consumers keep theirs. */
@@ -268,6 +270,14 @@ export function createAlertStore(
       }
       for (const l of listeners) l(toStore);
       return toStore;
+    },
+    async known(ids) {
+      if (ids.length === 0) return new Set();
+      const rows = await store.query<{ id: string }>(
+        `SELECT id FROM vigil.${ALERTS_TABLE} WHERE id IN {ids:Array(String)}`,
+        { ids },
+      );
+      return new Set(rows.map((r) => r.id));
     },
     async list(f) {
       const where = ['tenant IN {tenants:Array(String)}'];

@@ -29,6 +29,8 @@ export interface AlertLog extends AlertStore {
    * replica of both sites refuses the alerts of a lower epoch published after it.
    */
   fenceEpoch(epoch: number): Promise<void>;
+  /** Two sites: the peer's alert records not yet copied here or applied to this node's table. */
+  behind(): Promise<number>;
 }
 
 /** The site of a two-site deployment, as the alert log needs it. */
@@ -46,6 +48,8 @@ export function createAlertLog(
   const { records, site } = deps;
   // Two sites: correlation partitions and their fencing tokens are per site (each site's etcd counts its
   // own), so a partition is named with its site, and one site's fences never refuse the other's alerts.
+  // Consumer names allow letters, digits, - and _ only; a node id may be a dotted host name.
+  const consumerName = `alerts-${deps.nodeId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
   const scoped = (partition: string) => (site ? `${site.name}/${partition}` : partition);
   let consumer: RecordConsumer | undefined;
   let applied = 0;
@@ -99,9 +103,8 @@ export function createAlertLog(
   return {
     async start() {
       await local.start();
-      // Consumer names allow letters, digits, - and _ only; a node id may be a dotted host name.
       // With two sites the stream also holds the peer's records (sourced): the table applies both.
-      consumer = records.consume<AlertRecord>(`alerts-${deps.nodeId.replace(/[^A-Za-z0-9_-]/g, '_')}`, apply, {
+      consumer = records.consume<AlertRecord>(consumerName, apply, {
         filterSubject: site ? undefined : records.subject,
       });
     },
@@ -112,8 +115,14 @@ export function createAlertLog(
     applied: () => applied,
     async save(input) {
       const epoch = site?.epoch();
+      // Two sites: an alert this table holds already was raised by the peer before this site took over
+      // (a site activated again detects from its own position): ids are deterministic, so it is the same
+      // alert, linked and notified there; published again it would be notified twice.
+      const held = site && local.known ? await local.known(input.map((a) => a.id)) : undefined;
       const alerts = site
-        ? input.map((a) => ({ ...a, partition: scoped(a.partition), ...(epoch ? { epoch } : {}) }))
+        ? input
+            .filter((a) => !held?.has(a.id))
+            .map((a) => ({ ...a, partition: scoped(a.partition), ...(epoch ? { epoch } : {}) }))
         : input;
       // Concurrent publishes: their order does not matter, a fence was acknowledged before any of them.
       for (let i = 0; i < alerts.length; i += 256) {
@@ -149,6 +158,12 @@ export function createAlertLog(
       return { ...current, status };
     },
     onAlert: (listener) => local.onAlert(listener),
+    known: local.known ? (ids) => (local.known as (ids: string[]) => Promise<Set<string>>)(ids) : undefined,
+    async behind() {
+      const copy = (await records.sourceLags()).reduce((n, l) => n + l.lag, 0);
+      const pending = await records.consumerPending(consumerName);
+      return copy + (pending ?? 0);
+    },
   };
 }
 
