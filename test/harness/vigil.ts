@@ -73,7 +73,10 @@ export interface VigilNode {
 }
 
 /** Starts `bin/vigil start` and waits until /health/ready answers 200. */
-export async function startVigil(opts: { env?: Record<string, string>; dataDir?: string } = {}): Promise<VigilNode> {
+export async function startVigil(
+  opts: { env?: Record<string, string>; dataDir?: string /** Default 60 s. */; readyTimeoutMs?: number } = {},
+): Promise<VigilNode> {
+  const readyMs = opts.readyTimeoutMs ?? 60000;
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'vigil-test-'));
   const httpPort = await freePort();
   const syslogPort = await freePort();
@@ -104,7 +107,7 @@ export async function startVigil(opts: { env?: Record<string, string>; dataDir?:
     };
     proc.stdout?.on('data', collect);
     proc.stderr?.on('data', collect);
-    const deadline = Date.now() + 60000;
+    const deadline = Date.now() + readyMs;
     while (Date.now() < deadline) {
       if (proc.exitCode !== null) throw new Error(`vigil exited with ${proc.exitCode}:\n${out}`);
       try {
@@ -116,7 +119,7 @@ export async function startVigil(opts: { env?: Record<string, string>; dataDir?:
       await new Promise((r) => setTimeout(r, 100));
     }
     proc.kill('SIGKILL');
-    throw new Error(`vigil did not become ready within 60 s:\n${out}`);
+    throw new Error(`vigil did not become ready within ${readyMs / 1000} s:\n${out}`);
   };
 
   const kill = (signal: NodeJS.Signals) =>

@@ -86,7 +86,9 @@ describe('two sites', { timeout: 900000 }, () => {
             },
           }),
         );
+        // Two nodes and their servers start together on a machine that may be loaded: more than the default.
         node[site] = await startVigil({
+          readyTimeoutMs: 180000,
           env: { VIGIL_CONFIG: file, VIGIL_LOG_LEVEL: process.env.DEBUG_VIGIL_TESTS ? 'info' : 'warn' },
         });
       }),
