@@ -62,6 +62,7 @@ function fakeSite(
             want = rev;
             return e;
           },
+          // biome-ignore lint/suspicious/noThenProperty: etcd3's transaction builder names its branch then().
           then: () => e,
           put: () => ({
             value: (v: string) => {
