@@ -53,6 +53,7 @@ test('a two-site plan: per site one nats (its domain), one etcd, N nodes of that
       assert.deepEqual([config.cluster.site, config.cluster.peer_site], [m.site, m.site === 'a' ? 'b' : 'a']);
       const nats = plan.state.members.find((x) => x.name === `${m.site}-nats-1`)?.addresses.client;
       assert.deepEqual(config.bus.jetstream.servers, [nats], "a node uses its own site's NATS");
+      assert.equal(config.bus.jetstream.replicas, 1, 'one server per site: streams of one replica');
       const etcd = plan.state.members.find((x) => x.name === `${m.site}-etcd-1`)?.addresses.client;
       assert.deepEqual(config.cluster.etcd_endpoints, [etcd], "and its own site's etcd");
     }

@@ -68,7 +68,11 @@ export async function planSites(opts: DevClusterOptions, binaries: Record<Binary
         port,
         natsServers: 1,
         etcdMembers: 1,
-        vigilConfig: deepMerge({ cluster: { site, peer_site: peer } }, opts.vigilConfig ?? {}),
+        // One nats-server per site runs JetStream standalone: streams of one replica.
+        vigilConfig: deepMerge(
+          { cluster: { site, peer_site: peer }, bus: { jetstream: { replicas: 1 } } },
+          opts.vigilConfig ?? {},
+        ),
       },
       binaries,
     );

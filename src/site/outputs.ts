@@ -305,6 +305,7 @@ export function createOutputReplication(
       return lastFailure ? { ok: true, detail: `degraded: publishing incident changes: ${lastFailure}` } : { ok: true };
     },
     async behind() {
+      await records.ensure();
       const lags = await records.sourceLags();
       const copy = lags.find((l) => l.domain === site.peer)?.lag ?? 0;
       const position = await records.consumerPending(deps.durable.replace(/[^A-Za-z0-9_-]/g, '_'));

@@ -160,6 +160,7 @@ export function createAlertLog(
     onAlert: (listener) => local.onAlert(listener),
     known: local.known ? (ids) => (local.known as (ids: string[]) => Promise<Set<string>>)(ids) : undefined,
     async behind() {
+      await records.ensure();
       const copy = (await records.sourceLags()).reduce((n, l) => n + l.lag, 0);
       const pending = await records.consumerPending(consumerName);
       return copy + (pending ?? 0);
