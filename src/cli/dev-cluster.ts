@@ -116,7 +116,8 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
       case 'up': {
         const nodes = positiveInt('nodes', opts.nodes, 9);
         const sites = positiveInt('sites', opts.sites, 2);
-        process.stderr.write(`Starting the dev cluster in ${dir} (logs in ${dir}/logs)...\n`);
+        const logs = sites === 2 ? `${dir}/a/logs and ${dir}/b/logs` : `${dir}/logs`;
+        process.stderr.write(`Starting the dev cluster in ${dir} (logs in ${logs})...\n`);
         const cluster = await upDevCluster({ dir, nodes, ...(sites ? { sites } : {}), ...start });
         printStatus(cluster, opts.json);
         if (!opts.json) {
