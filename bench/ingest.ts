@@ -103,6 +103,23 @@ export const ingestBenchmark: Benchmark = {
       `HTTP durable: ${perCore.events_per_s} events/s (target ${TARGET_EVENTS_PER_S}), ${perCore.mb_per_s_per_core} MB/s per core, ` +
         `${perCore.ratio_to_warm_parse} of the warm parse rate (target ${TARGET_PARSE_RATIO}), peak RSS ${perCore.vigil_peak_rss_mb} MB`,
     );
+    // The same figures from the CPU the Vigil process used (engine threads included) rather than wall time:
+    // on a shared machine the wall rate falls with the other load, the CPU per event much less. Both cores
+    // busy with Vigil alone would give `events_per_cpu_s * cores` events/s.
+    const cpuPerEvent = http.vigil_cpu_s / Math.max(1, Number(http.accepted));
+    const perCpu = {
+      cpu_us_per_event: Math.round(cpuPerEvent * 1e6),
+      events_per_cpu_s: Math.round(1 / cpuPerEvent),
+      events_per_s_if_all_cores: Math.round(cores / cpuPerEvent),
+      mb_per_cpu_s: round(inputBytes / lines.length / 1e6 / cpuPerEvent, 2),
+      ratio_to_warm_parse: round(1 / cpuPerEvent / parseFloor.events_per_s, 4),
+    };
+    results.headline_cpu = perCpu;
+    progress(
+      `HTTP durable, by CPU: ${perCpu.cpu_us_per_event} µs an event, ${perCpu.events_per_cpu_s} events per CPU-second ` +
+        `(${perCpu.events_per_s_if_all_cores} events/s on ${cores} cores, target ${TARGET_EVENTS_PER_S}: ${perCpu.events_per_s_if_all_cores >= TARGET_EVENTS_PER_S ? 'met' : 'not met'}), ` +
+        `${perCpu.mb_per_cpu_s} MB per CPU-second, ${perCpu.ratio_to_warm_parse} of the warm parse rate (target ${TARGET_PARSE_RATIO}: ${perCpu.ratio_to_warm_parse >= TARGET_PARSE_RATIO ? 'met' : 'not met'})`,
+    );
 
     let during: Awaited<ReturnType<typeof searchDuringIngestPhase>> | undefined;
     if (params.search_during) {
@@ -147,6 +164,8 @@ export const ingestBenchmark: Benchmark = {
         http_events_per_s: http.events_per_s >= TARGET_EVENTS_PER_S,
         vigil_peak_rss_gb: peakGb === undefined ? null : peakGb <= TARGET_RSS_GB,
         http_ratio_to_warm_parse: perCore.ratio_to_warm_parse >= TARGET_PARSE_RATIO,
+        http_events_per_s_if_all_cores_by_cpu: perCpu.events_per_s_if_all_cores >= TARGET_EVENTS_PER_S,
+        http_ratio_to_warm_parse_by_cpu: perCpu.ratio_to_warm_parse >= TARGET_PARSE_RATIO,
         search_during_ingest_slowdown_max:
           during === undefined ? null : during.worst_slowdown <= TARGET_SEARCH_SLOWDOWN,
       },
@@ -582,6 +601,9 @@ async function searchDuringIngestPhase(
         `search ${name}: idle p50 ${idleS.p50_ms} p99 ${idleS.p99_ms} ms; during ingest p50 ${busyS?.p50_ms} p99 ${busyS?.p99_ms} ms (${busy.length} runs)`,
       );
     });
+    progress(
+      `searches during ingest: worst p50/p99 slowdown ${round(worst, 1)}x (target at most ${TARGET_SEARCH_SLOWDOWN}x: ${worst <= TARGET_SEARCH_SLOWDOWN ? 'met' : 'not met'})`,
+    );
     return {
       queries,
       ingest_events_per_s_with_searches: Math.round(accepted / wallS),

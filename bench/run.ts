@@ -13,6 +13,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { backupBenchmark } from './backup.ts';
 import { clusterBenchmark } from './cluster.ts';
+import { collectBenchmark } from './collect.ts';
 import { BENCH_DIR, type Benchmark, type BenchOptions, machine, progress } from './common.ts';
 import { ingestBenchmark } from './ingest.ts';
 import { searchBenchmark } from './search.ts';
@@ -24,6 +25,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   sigmaBenchmark,
   clusterBenchmark,
   backupBenchmark,
+  collectBenchmark,
 ];
 
 const USAGE = `usage: npm run bench -- [name ...] [--option value ...]
@@ -49,7 +51,8 @@ options (each benchmark reads the ones it knows):
   --token W, --host H    search: the word of query (a) (whoami), the host of query (d)
   --rebuild              search: rebuild the cached data set
   --rate N, --seconds N  cluster: events/s offered (3000), seconds measured after a 10 s warm-up (20)
-  --events N, --incremental-pct N  backup: events loaded (200000), more events before the incremental (10)`;
+  --events N, --incremental-pct N  backup: events loaded (200000), more events before the incremental (10)
+  --events N, --clients N, --batch N  collect: events sent (100000), HTTP senders (4), events per request (1000)`;
 
 function parseArgs(argv: readonly string[]): {
   names: string[];

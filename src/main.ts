@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { BACKUP_USAGE, type BackupFlags, backupCommand } from './cli/backup.ts';
+import { COLLECT_USAGE, collectCommand } from './cli/collect.ts';
 import { DR_USAGE, type DrFlags, drCommand } from './cli/dr.ts';
 import { DEV_CLUSTER_USAGE, type DevClusterFlags, devClusterCommand } from './cli/dev-cluster.ts';
 import { RULES_USAGE, rulesCommand } from './cli/rules.ts';
@@ -14,6 +15,7 @@ const USAGE = `Usage: vigil <command> [options]
 
 Commands:
   start            run a Vigil node (all roles by default)
+  collect          run a collector that forwards to the sites in order of preference
   search <query>   search events on a running node
   rules check DIR  load Sigma rules and report every rejected one
   rules import DIR import a rule corpus (SigmaHQ, ...) into the data folder; report what loaded and why not
@@ -37,6 +39,11 @@ const COMMANDS: Record<string, Command> = {
     usage: START_USAGE,
     options: { config: { type: 'string' }, roles: { type: 'string' } },
     run: (_p, v) => startCommand(v as { config?: string; roles?: string }),
+  },
+  collect: {
+    usage: COLLECT_USAGE,
+    options: { config: { type: 'string' } },
+    run: (_p, v) => collectCommand(v as { config?: string }),
   },
   search: {
     usage: SEARCH_USAGE,
@@ -97,6 +104,7 @@ const COMMANDS: Record<string, Command> = {
       nodes: { type: 'string' },
       sites: { type: 'string' },
       site: { type: 'string' },
+      lb: { type: 'boolean' },
       json: { type: 'boolean' },
       timeout: { type: 'string' },
     },

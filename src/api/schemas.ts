@@ -42,9 +42,12 @@ interface RouteDoc {
   querystring?: z.ZodObject;
   params?: Json;
   body?: z.ZodType;
-  bodyType?: string;
+  /** The body's media types (one schema for all: @fastify/swagger repeats it under each). */
+  bodyTypes?: string[];
   answer?: z.ZodType;
   status?: number;
+  /** Other statuses whose answer has the answer's schema (readiness answers 503 with its checks). */
+  sameAnswer?: number[];
 }
 
 /** Route options carrying the schema, for the OpenAPI document (never run: see the top of this file). */
@@ -62,9 +65,14 @@ function schemaOf(doc: RouteDoc): FastifySchema {
   if (doc.params) schema.params = doc.params;
   if (doc.body) {
     schema.body = jsonSchema(doc.body);
-    if (doc.bodyType) schema.consumes = [doc.bodyType];
+    if (doc.bodyTypes) schema.consumes = doc.bodyTypes;
   }
-  schema.response = { [doc.status ?? 200]: jsonSchema(doc.answer ?? looseObject('the answer')), ...errors };
+  const answer = jsonSchema(doc.answer ?? looseObject('the answer'));
+  schema.response = {
+    [doc.status ?? 200]: answer,
+    ...errors,
+    ...Object.fromEntries((doc.sameAnswer ?? []).map((status) => [status, answer])),
+  };
   return schema;
 }
 
@@ -123,11 +131,29 @@ export const routeDocs = {
       service: str('Sigma logsource service').optional(),
       category: str('Sigma logsource category').optional(),
     }),
-    body: z.string().describe('NDJSON lines or a JSON array of event objects'),
-    bodyType: 'application/x-ndjson',
+    body: z
+      .union([z.string(), z.array(z.unknown()), z.looseObject({})])
+      .describe(
+        'NDJSON lines (application/x-ndjson), or a JSON array of event objects or one event object (application/json)',
+      ),
+    bodyTypes: ['application/x-ndjson', 'application/json'],
     answer: z.looseObject({
       accepted: z.number(),
-      rejected: z.array(z.looseObject({ index: z.number(), error: z.string() })),
+      rejected: z
+        .array(z.looseObject({ line: z.number().describe('line of the element in the body'), error: z.string() }))
+        .describe('the first 1,000 elements refused'),
+      rejected_omitted: z.number().describe('refused elements past those listed').optional(),
+    }),
+  }),
+  ingestCollected: route({
+    tags: ['ingest'],
+    summary:
+      'Store events a collector (vigil collect) normalized, with its event ids; API keys with the collector scope only',
+    body: z.string().describe('NDJSON lines, each a normalized event without its tenant'),
+    bodyTypes: ['application/x-ndjson'],
+    answer: z.looseObject({
+      accepted: z.number(),
+      rejected: z.array(z.looseObject({ line: z.number(), error: z.string() })),
     }),
   }),
   search: route({
@@ -232,7 +258,7 @@ export const routeDocs = {
     summary: 'Add a Sigma rule, correlation or filter (YAML); applies without restart',
     querystring: scope,
     body: z.string().describe('one Sigma YAML document'),
-    bodyType: 'application/yaml',
+    bodyTypes: ['application/yaml'],
     answer: z.looseObject({ id: z.string(), kind: z.string(), title: z.string(), version: z.number() }),
     status: 201,
   }),
@@ -242,7 +268,7 @@ export const routeDocs = {
     params: idParams,
     querystring: scope,
     body: z.string().describe('one Sigma YAML document with the same id'),
-    bodyType: 'application/yaml',
+    bodyTypes: ['application/yaml'],
   }),
   ruleDelete: route({ tags: ['rules'], summary: 'Delete an API-managed rule', params: idParams, querystring: scope }),
   rulePatch: route({
@@ -305,6 +331,7 @@ export const routeDocs = {
   ready: route({
     tags: ['health'],
     summary: 'Every component is healthy (200) or not (503)',
+    sameAnswer: [503],
     answer: z.object({
       status: z.enum(['ready', 'not_ready']),
       checks: z.record(z.string(), z.object({ ok: z.boolean(), detail: z.string().optional() })),

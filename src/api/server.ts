@@ -3,12 +3,14 @@ import type { Socket } from 'node:net';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
+import { COLLECTED_PATH } from '../intake/http/index.ts';
 import { intakeMetrics, type RejectReason } from '../intake/metrics.ts';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { InputError, OverloadError, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { counter, gauge, histogram } from '../lib/metrics.ts';
 import type { Authenticator, Principal } from '../users/index.ts';
+import { isCollectorKey } from '../users/access.ts';
 import { type HttpConfig, splitAddr } from './config.ts';
 import { VERSION } from '../lib/version.ts';
 import { isConsolePath } from './routes/console.ts';
@@ -313,9 +315,18 @@ export function createApiServer(
       refusedAuth.inc();
       throw err;
     }
+    if (isCollectorKey(req.principal) && path !== COLLECTED_PATH) {
+      throw new VigilError('collector_key', 'a collector key only forwards events (POST /api/v1/ingest/collected)', {
+        status: 403,
+      });
+    }
     // After authentication, before the body is read: an ingest body's bytes are reserved from its
     // Content-Length, so concurrent large bodies are refused before they take memory.
-    if (path === INGEST_PATH && req.method === 'POST' && !takeBodyBytes(req.raw, reply.raw)) {
+    if (
+      (path === INGEST_PATH || path === COLLECTED_PATH) &&
+      req.method === 'POST' &&
+      !takeBodyBytes(req.raw, reply.raw)
+    ) {
       intake.rejected.inc({ source: 'http', reason: 'overloaded' });
       throw new OverloadError(
         `ingest bodies of more than ${config.max_inflight_body_bytes} bytes in flight (http.max_inflight_body_bytes); retry shortly`,

@@ -15,7 +15,7 @@ import { ruleRoutes } from '../api/routes/rules.ts';
 import { type SearchReplicas, searchRoutes } from '../api/routes/search.ts';
 import { userRoutes } from '../api/routes/users.ts';
 import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.ts';
-import { createBackups, engineBackupArgs } from '../backup/index.ts';
+import { createBackups, engineBackupArgs, parseSchedule } from '../backup/index.ts';
 import { type Bus, createJetStreamBus, createMemoryBus, type JetStreamBus, streamNames } from '../bus/index.ts';
 import { type Cluster, createCluster, storePeers } from '../cluster/index.ts';
 import { activeOnlyComponent, runWhileActive } from '../site/gate.ts';
@@ -43,6 +43,7 @@ import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { VERSION } from '../lib/version.ts';
 import { createNotifier, type Notifier } from '../notify/index.ts';
+import { createSelfmon } from '../selfmon/index.ts';
 import { createNormalizer } from '../parse/index.ts';
 import { createEventStore, type EventStore } from '../store/index.ts';
 import { createMaterializer, type Materializer } from '../store/materialize/index.ts';
@@ -101,6 +102,8 @@ interface Modules {
   'site-outputs': OutputReplication | undefined;
   'intake-http': Routes;
   'intake-syslog': undefined;
+  /** Vigil's own health as events of its pipeline (src/selfmon). */
+  selfmon: undefined;
   server: ApiServer;
   ingest: undefined;
   store: undefined;
@@ -132,9 +135,9 @@ const nodeId = (config: Readonly<VigilConfig>) => config.cluster.node_id ?? host
 const MODULES: ModuleDef<Base, Modules>[] = [
   // Roles (Loki's Read/Write/All): aliases whose dependencies are the modules a node of that role runs.
   alias('all', ['store', 'detect', 'ingest', 'api']),
-  alias('store', ['cluster', 'event-store', 'materialize', 'search', 'backup']),
-  alias('detect', ['cluster', 'site', 'detector', 'alert-path', 'site-outputs']),
-  alias('ingest', ['cluster', 'site', 'intake-http', 'intake-syslog', 'server']),
+  alias('store', ['cluster', 'event-store', 'materialize', 'search', 'backup', 'selfmon']),
+  alias('detect', ['cluster', 'site', 'detector', 'alert-path', 'site-outputs', 'selfmon']),
+  alias('ingest', ['cluster', 'site', 'intake-http', 'intake-syslog', 'server', 'selfmon']),
   alias('api', ['cluster', 'search', 'incidents', 'notify', 'users', 'cluster-admin', 'server']),
 
   mod({
@@ -478,7 +481,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
   }),
   mod({
     // Two sites: the active site's incident changes go to the peer as snapshots over its outputs stream
-    // (sourced by the peer's, like the events), and the peer's are applied here (ADR 0007).
+    // (sourced by the peer's, like the events), and the peer's are applied here (ADR 0008).
     name: 'site-outputs',
     deps: ['postgres', 'bus', 'incidents'],
     optional: ['site'],
@@ -529,6 +532,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         normalizer: view.get('parse'),
         publish: (events) => bus.publish(events),
         admitting: cluster ? () => cluster.maintenance.accepting() : undefined,
+        parseMaxFields: config.parse.max_fields,
         metrics,
         keys: createIdempotencyKeys({
           dir: join(config.data_dir, 'ingest-keys'),
@@ -578,6 +582,34 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         logger: base.logger,
       });
       return { component: backups, value: { routes: [backupRoutes({ backups })] } };
+    },
+  }),
+  mod({
+    // Vigil's own health, published on the node's bus like any event (stored, detected) into the health
+    // tenant; on every node with a bus (an api-only node has none). Started once the pipeline runs.
+    name: 'selfmon',
+    deps: ['bus', 'cluster'],
+    optional: ['backup', 'site'],
+    after: ['materialize', 'alert-path', 'intake-http', 'intake-syslog'],
+    init({ config, metrics, logger }, view) {
+      if (!config.selfmon.enabled) return { value: undefined };
+      const bus = view.get('bus');
+      const js = config.bus.kind === 'jetstream' ? (bus as JetStreamBus) : undefined;
+      const schedule =
+        view.find('backup') && config.backup.schedule ? parseSchedule(config.backup.schedule) : undefined;
+      const selfmon = createSelfmon(config.selfmon, {
+        publish: (events) => bus.publish(events),
+        tenant: healthTenant(config),
+        nodeId: nodeId(config),
+        site: config.cluster.enabled ? config.cluster.site : undefined,
+        dataDir: config.data_dir,
+        spool: js ? () => js.stats().spool : undefined,
+        peerLags: js && view.find('site')?.site ? () => js.replication() : undefined,
+        backupSchedule: schedule,
+        metrics,
+        logger,
+      });
+      return { component: selfmon, value: undefined };
     },
   }),
   mod({
@@ -656,8 +688,17 @@ function staleEpoch(site: Site, alert: Alert): boolean {
   return alert.epoch !== undefined && alert.epoch < site.epoch();
 }
 
+/**
+ * The tenant of Vigil's health events: `selfmon.tenant`, else the HTTP intake's tenant, the bootstrap admin's
+ * own. Tenants' users see it only when it is granted to them, as any tenant.
+ */
+function healthTenant(config: Readonly<VigilConfig>): string {
+  return config.selfmon.tenant ?? config.ingest.tenant;
+}
+
+/** The admin token's tenants: the intakes' and the health events' (the first is where it ingests). */
 function adminTenants(config: Readonly<VigilConfig>): string[] {
-  return [...new Set([config.ingest.tenant, config.syslog.tenant])];
+  return [...new Set([config.ingest.tenant, config.syslog.tenant, healthTenant(config)])];
 }
 
 /** The modules (roles included) that run for `roles`, in start order. */

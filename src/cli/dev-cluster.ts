@@ -7,16 +7,18 @@ Runs a Vigil cluster on this machine, on loopback: 3 nats-server (one JetStream 
 N Vigil nodes (vigil-1..N, every role, cluster mode, the JetStream bus). Configs, data, logs
 (<dir>/logs/<member>.log) and state.json (PIDs, addresses) live in one folder. The processes are
 detached: they keep running after the command returns. Needs nats-server and etcd on PATH
-(Debian/Ubuntu: sudo apt-get install nats-server etcd-server).
+(Debian/Ubuntu: sudo apt-get install nats-server etcd-server; haproxy for --lb).
 
 Commands:
-  up [--nodes N]     create the cluster (or start its stopped members again) and wait until
-                     every Vigil node answers /health/ready
+  up [--nodes N] [--lb]
+                     create the cluster (or start its stopped members again) and wait until
+                     every Vigil node answers /health/ready; --lb also runs HAProxy (haproxy-1)
+                     in front of the nodes: HTTP, syslog TCP and RELP on addresses of its own
   up --sites 2       two sites, a (active) and b (standby), each with one nats-server (its own
                      JetStream domain), one etcd and N Vigil nodes, the NATS servers linked by a
                      leafnode; members are named a-vigil-1, b-nats-1, ...
   status [--json]    every member: kind, name, site, PID, running or stopped, addresses
-  kill <member>      SIGKILL one member by PID (nats-2, etcd-1, vigil-3, ...)
+  kill <member>      SIGKILL one member by PID (nats-2, etcd-1, vigil-3, haproxy-1, ...)
   kill --site S      SIGKILL every process of site S (a lost data centre)
   restart <member>   stop it if it runs, start it again with the same config, ports and data
   restart --site S   the same for every member of site S
@@ -25,6 +27,7 @@ Commands:
 Options:
   --dir DIR          the cluster's folder; default ./dev-cluster
   --nodes N          Vigil nodes (1 to 9) for a new cluster (per site); default 3
+  --lb               a new cluster with HAProxy in front (src/devcluster/haproxy.ts)
   --sites N          1 (default) or 2 for a new cluster
   --site S           kill, restart or down one whole site
   --json             status as JSON
@@ -40,6 +43,7 @@ export interface DevClusterFlags {
   nodes?: string;
   sites?: string;
   site?: string;
+  lb?: boolean;
   json?: boolean;
   timeout?: string;
 }
@@ -118,10 +122,13 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
         const sites = positiveInt('sites', opts.sites, 2);
         const logs = sites === 2 ? `${dir}/a/logs and ${dir}/b/logs` : `${dir}/logs`;
         process.stderr.write(`Starting the dev cluster in ${dir} (logs in ${logs})...\n`);
-        const cluster = await upDevCluster({ dir, nodes, ...(sites ? { sites } : {}), ...start });
+        const cluster = await upDevCluster({ dir, nodes, lb: opts.lb, ...(sites ? { sites } : {}), ...start });
         printStatus(cluster, opts.json);
         if (!opts.json) {
-          const first = cluster.state().members.find((m) => m.kind === 'vigil');
+          // Through the balancer when there is one: that is the address clients should use.
+          const first =
+            cluster.state().members.find((m) => m.kind === 'haproxy') ??
+            cluster.state().members.find((m) => m.kind === 'vigil');
           process.stdout.write(
             `\nEvery Vigil node is ready. Admin token: ${cluster.state().admin_token_file}\n` +
               `  TOKEN=$(cat ${cluster.state().admin_token_file})\n` +

@@ -16,6 +16,11 @@ export function clusterMetrics(registry: Registry) {
       'vigil_cluster_failovers_total',
       'Partitions this node took over from an owner whose lease had expired.',
     ),
+    leaseLosses: counter(
+      registry,
+      'vigil_cluster_lease_losses_total',
+      'Times this node lost its etcd session (lease expired or revoked) and stopped acting on its leases.',
+    ),
     etcdErrors: counter(registry, 'vigil_cluster_etcd_errors_total', 'etcd calls that failed, by operation.', ['op']),
   };
 }

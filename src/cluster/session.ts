@@ -147,6 +147,7 @@ export function createEtcdSession(
     clearTimeout(deadlineTimer);
     clearTimeout(keepaliveTimer);
     metrics.leaseRemaining.set(0);
+    metrics.leaseLosses.inc();
     log.warn({ lease: old, reason }, 'The etcd session was lost; this node stops acting on its leases.');
     emit(downListeners, reason, 'down');
     // Revoking frees what the old lease held at once instead of after its TTL; it fails harmlessly when

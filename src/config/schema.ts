@@ -10,6 +10,7 @@ import { parseConfigSchema } from '../parse/index.ts';
 import { incidentsConfigSchema } from '../incidents/config.ts';
 import { postgresConfigSchema } from '../db/config.ts';
 import { notifyConfigSchema } from '../notify/config.ts';
+import { selfmonConfigSchema } from '../selfmon/config.ts';
 import { storeConfigSchema } from '../store/config.ts';
 import { usersConfigSchema } from '../users/config.ts';
 
@@ -46,6 +47,7 @@ export const configSchema = z
     users: usersConfigSchema.prefault({}),
     notify: notifyConfigSchema.prefault({}),
     backup: backupConfigSchema.prefault({}),
+    selfmon: selfmonConfigSchema.prefault({}),
   })
   .strict();
 

@@ -6,11 +6,16 @@ import { DevClusterError } from './errors.ts';
 export const BINARIES = {
   'nats-server': { env: 'NATS_SERVER_BIN', package: 'nats-server' },
   etcd: { env: 'ETCD_BIN', package: 'etcd-server' },
+  haproxy: { env: 'HAPROXY_BIN', package: 'haproxy' },
 } as const;
 
 export type BinaryName = keyof typeof BINARIES;
 
-// Debian installs nats-server in /usr/sbin, which is not on every user's PATH.
+/** What every dev cluster runs; HAProxy only with `--lb`. */
+export const CORE_BINARIES = ['nats-server', 'etcd'] as const;
+export type CoreBinary = (typeof CORE_BINARIES)[number];
+
+// Debian installs nats-server and haproxy in /usr/sbin, which is not on every user's PATH.
 const EXTRA_DIRS = ['/usr/sbin', '/usr/local/sbin'];
 
 function executable(file: string): boolean {
@@ -23,7 +28,7 @@ function executable(file: string): boolean {
 }
 
 /**
- * The absolute path of `name`: `$NATS_SERVER_BIN` / `$ETCD_BIN` when set, else the first match on PATH
+ * The absolute path of `name`: `$NATS_SERVER_BIN` / `$ETCD_BIN` / `$HAPROXY_BIN` when set, else the first match on PATH
  * (then /usr/sbin, /usr/local/sbin). Throws `binary_missing` saying how to install it.
  */
 export function findBinary(name: BinaryName, env: NodeJS.ProcessEnv = process.env): string {
@@ -41,11 +46,14 @@ export function findBinary(name: BinaryName, env: NodeJS.ProcessEnv = process.en
   throw new DevClusterError('binary_missing', missingMessage([name]));
 }
 
-/** Finds every binary the dev cluster needs; one error naming all that are missing. */
-export function findBinaries(env: NodeJS.ProcessEnv = process.env): Record<BinaryName, string> {
-  const found: Partial<Record<BinaryName, string>> = {};
-  const missing: BinaryName[] = [];
-  for (const name of Object.keys(BINARIES) as BinaryName[]) {
+/** Finds every binary of `names` (the core ones by default); one error naming all that are missing. */
+export function findBinaries<N extends BinaryName = CoreBinary>(
+  env: NodeJS.ProcessEnv = process.env,
+  names: readonly N[] = CORE_BINARIES as readonly BinaryName[] as readonly N[],
+): Record<N, string> {
+  const found: Partial<Record<N, string>> = {};
+  const missing: N[] = [];
+  for (const name of names) {
     try {
       found[name] = findBinary(name, env);
     } catch (err) {
@@ -54,7 +62,7 @@ export function findBinaries(env: NodeJS.ProcessEnv = process.env): Record<Binar
     }
   }
   if (missing.length > 0) throw new DevClusterError('binary_missing', missingMessage(missing));
-  return found as Record<BinaryName, string>;
+  return found as Record<N, string>;
 }
 
 function missingMessage(names: BinaryName[]): string {

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../config/load.ts';
 import { errorMessage } from '../lib/errors.ts';
-import { findBinaries } from './binaries.ts';
+import { CORE_BINARIES, findBinaries } from './binaries.ts';
 import { DevClusterError } from './errors.ts';
 import {
   type DevClusterOptions,
@@ -23,8 +23,9 @@ import {
 import { sleep } from '../lib/retry.ts';
 import { planSites } from './sites.ts';
 
-export { BINARIES, findBinaries, findBinary } from './binaries.ts';
+export { BINARIES, CORE_BINARIES, findBinaries, findBinary } from './binaries.ts';
 export { DevClusterError } from './errors.ts';
+export { balancerServerStates, HAPROXY_CHECK } from './haproxy.ts';
 export type { DevClusterOptions, DevClusterState, MemberKind, MemberRecord, NodeEndpoints } from './plan.ts';
 export type { StopOutcome } from './process.ts';
 export { SITES, siteMembers } from './sites.ts';
@@ -47,6 +48,11 @@ export interface StartOptions {
   readyTimeoutMs?: number;
   /** Wait for readiness (default true). A nats-server alone cannot be ready while its peers are down. */
   wait?: boolean;
+  /**
+   * restart only: start a Vigil node from this `bin/vigil` (another checkout: a rolling upgrade) from now on;
+   * the record keeps it.
+   */
+  vigilBin?: string;
 }
 
 /** A dev cluster on disk (`<dir>/state.json`) and the processes it records, acted on by PID. */
@@ -62,7 +68,7 @@ export interface DevCluster {
   adminToken(): string;
   /**
    * Starts the stopped members among `names` (all by default): etcd and NATS first, then the Vigil nodes,
-   * each waited for until ready. PIDs are recorded as soon as they are known.
+   * then HAProxy, each waited for until ready. PIDs are recorded as soon as they are known.
    */
   start(names?: string[], opts?: StartOptions): Promise<void>;
   /** Sends `signal` (SIGKILL by default) to a member's PID and waits for it to exit. */
@@ -76,7 +82,8 @@ export interface DevCluster {
   restart(name: string, opts?: StartOptions): Promise<StopOutcome>;
   /**
    * Stops the members among `names` (all by default): SIGTERM, then SIGKILL after the grace period (25 s for
-   * Vigil nodes, whose graceful stop commits pending events; 10 s for the others). Vigil nodes go first.
+   * Vigil nodes, whose graceful stop commits pending events; 10 s for the others). HAProxy goes first, then
+   * the Vigil nodes.
    * Resolves to how each member's stop ended (`killed`: it needed SIGKILL, or was sent it).
    */
   stop(names?: string[], opts?: { signal?: NodeJS.Signals }): Promise<Record<string, StopOutcome>>;
@@ -169,6 +176,19 @@ export function logTail(m: MemberRecord, lines = 30): string {
   }
 }
 
+/**
+ * Start order: Vigil nodes connect to etcd and NATS at start, so those come first; HAProxy is ready once a
+ * node is, so it comes last. Stop goes the other way, but NATS and etcd together.
+ */
+const START_PHASE: Record<MemberKind, number> = { nats: 0, etcd: 0, vigil: 1, haproxy: 2 };
+
+/** `m` started from `bin` instead of the `bin/vigil` it had (the command, or an argument of `ip netns exec`). */
+function withVigilBin(m: MemberRecord, bin: string): void {
+  const isVigil = (a: string) => a.endsWith('/bin/vigil');
+  if (isVigil(m.command)) m.command = bin;
+  else m.args = m.args.map((a) => (isVigil(a) ? bin : a));
+}
+
 async function waitReady(m: MemberRecord, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await probe(m))) {
@@ -245,13 +265,11 @@ export function openDevCluster(dir: string): DevCluster {
       const wait = async (group: MemberRecord[]) => {
         if (opts.wait !== false) await Promise.all(group.map((m) => waitReady(m, timeout)));
       };
-      // Vigil nodes connect to etcd and NATS at start: those come first.
-      const infra = members.filter((m) => m.kind !== 'vigil');
-      for (const m of infra) await launch(m);
-      await wait(infra);
-      const nodes = members.filter((m) => m.kind === 'vigil');
-      for (const m of nodes) await launch(m);
-      await wait(nodes);
+      for (const phase of [0, 1, 2]) {
+        const group = members.filter((m) => START_PHASE[m.kind] === phase);
+        for (const m of group) await launch(m);
+        await wait(group);
+      }
     },
 
     async kill(name, signal = 'SIGKILL') {
@@ -273,8 +291,12 @@ export function openDevCluster(dir: string): DevCluster {
 
     async restart(name, opts = {}) {
       const m = byName(name);
+      if (opts.vigilBin && m.kind !== 'vigil') {
+        throw new DevClusterError('not_vigil', `${name} is not a Vigil node: it cannot start from ${opts.vigilBin}`);
+      }
       const outcome = await stopProcess(refOf(m), { graceMs: m.kind === 'vigil' ? VIGIL_GRACE_MS : OTHER_GRACE_MS });
       markStopped(m);
+      if (opts.vigilBin) withVigilBin(m, opts.vigilBin);
       writeState(state);
       await cluster.start([name], opts);
       return outcome;
@@ -292,13 +314,18 @@ export function openDevCluster(dir: string): DevCluster {
         for (const m of list) markStopped(m);
         writeState(state);
       };
-      // Vigil nodes first: their graceful stop hands pending events to NATS and partitions over in etcd.
+      // The balancer first, so that no client is sent to a node that is stopping; then Vigil nodes: their
+      // graceful stop hands pending events to NATS and partitions over in etcd.
+      await group(
+        members.filter((m) => m.kind === 'haproxy'),
+        OTHER_GRACE_MS,
+      );
       await group(
         members.filter((m) => m.kind === 'vigil'),
         VIGIL_GRACE_MS,
       );
       await group(
-        members.filter((m) => m.kind !== 'vigil'),
+        members.filter((m) => m.kind === 'nats' || m.kind === 'etcd'),
         OTHER_GRACE_MS,
       );
       return outcomes;
@@ -317,8 +344,8 @@ export async function createDevCluster(opts: DevClusterOptions): Promise<DevClus
   if (existsSync(stateFile(dir))) {
     throw new DevClusterError('already_up', `${dir} already holds a dev cluster (${STATE_FILE})`);
   }
-  const plan =
-    (opts.sites ?? 1) > 1 ? await planSites(opts, findBinaries()) : await planDevCluster(opts, findBinaries());
+  const binaries = findBinaries(process.env, [...CORE_BINARIES, ...(opts.lb ? (['haproxy'] as const) : [])]);
+  const plan = (opts.sites ?? 1) > 1 ? await planSites(opts, binaries) : await planDevCluster(opts, binaries);
   mkdirSync(dir, { recursive: true });
   for (const d of plan.dirs) mkdirSync(d, { recursive: true });
   for (const f of plan.files) {
@@ -348,6 +375,12 @@ export async function createDevCluster(opts: DevClusterOptions): Promise<DevClus
 export async function upDevCluster(opts: DevClusterOptions & StartOptions): Promise<DevCluster> {
   const existing = existsSync(stateFile(opts.dir));
   const cluster = existing ? openDevCluster(opts.dir) : await createDevCluster(opts);
+  if (existing && opts.lb && !cluster.state().members.some((m) => m.kind === 'haproxy')) {
+    throw new DevClusterError(
+      'already_up',
+      `${cluster.dir} holds a cluster without a balancer: run down and remove the folder first to add --lb`,
+    );
+  }
   if (existing && opts.nodes !== undefined) {
     const have = cluster.state().members.filter((m) => m.kind === 'vigil').length;
     const sites = new Set(cluster.state().members.flatMap((m) => (m.site ? [m.site] : []))).size || 1;

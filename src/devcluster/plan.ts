@@ -3,10 +3,12 @@ import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import type { BinaryName } from './binaries.ts';
+import type { BinaryName, CoreBinary } from './binaries.ts';
+import { DevClusterError } from './errors.ts';
+import { type HaproxyCheck, type HaproxyServer, planBalancer } from './haproxy.ts';
 
 /** What a member of the dev cluster is. */
-export type MemberKind = 'nats' | 'etcd' | 'vigil';
+export type MemberKind = 'nats' | 'etcd' | 'vigil' | 'haproxy';
 
 /** One process of the dev cluster as recorded in `<dir>/state.json`: how to launch it and what runs now. */
 export interface MemberRecord {
@@ -22,7 +24,10 @@ export interface MemberRecord {
   log: string;
   /** Answers 200 (etcd: `{"health":"true"}`) once the member is ready. */
   ready_url: string;
-  /** Where to reach it: `client`, `cluster`, `monitor` (nats), `client`, `peer` (etcd), `http`, `syslog`, `admin_token_file`, `config` (vigil). */
+  /**
+   * Where to reach it: `client`, `cluster`, `monitor` (nats), `client`, `peer` (etcd), `http`, `syslog`,
+   * `relp`, `admin_token_file` (vigil), `http`, `syslog`, `relp`, `stats` (haproxy).
+   */
   addresses: Record<string, string>;
   /** Files the member owns (configuration, data): shown by status, kept by down. */
   files: Record<string, string>;
@@ -77,6 +82,10 @@ export interface DevClusterOptions {
    * `host` there. The fault harness places the node it partitions this way.
    */
   placementFor?: (node: string) => { netns: string; host: string } | undefined;
+  /** Also run HAProxy (`haproxy-1`) in front of the Vigil nodes: HTTP, syslog TCP and RELP (src/devcluster/haproxy.ts). */
+  lb?: boolean;
+  /** With `lb`: overrides of the balancer's health check timing (tests on an overloaded machine). */
+  lbCheck?: Partial<HaproxyCheck>;
 }
 
 /** The Vigil CLI of this checkout. */
@@ -164,7 +173,10 @@ function blank(
  * server (one JetStream cluster), etcd flags per member (one raft cluster), a Vigil YAML config per node
  * (all roles, cluster mode on etcd, the JetStream bus) and one shared admin token.
  */
-export async function planDevCluster(opts: DevClusterOptions, binaries: Record<BinaryName, string>): Promise<Plan> {
+export async function planDevCluster(
+  opts: DevClusterOptions,
+  binaries: Record<CoreBinary, string> & Partial<Record<BinaryName, string>>,
+): Promise<Plan> {
   const dir = resolve(opts.dir);
   const nodes = opts.nodes ?? 3;
   const natsCount = opts.natsServers ?? 3;
@@ -268,11 +280,13 @@ export async function planDevCluster(opts: DevClusterOptions, binaries: Record<B
     nats: nats.map((s) => `nats://127.0.0.1:${s.client}`),
     etcd: etcd.map((s) => `http://127.0.0.1:${s.client}`),
   };
+  const backends: HaproxyServer[] = [];
   for (let i = 1; i <= nodes; i++) {
     const name = `vigil-${i}`;
     const m = blank('vigil', name, dir);
     const http = await port();
     const syslog = await port();
+    const relp = await port();
     const dataDir = join(m.cwd, 'data');
     const configFile = join(m.cwd, 'vigil.yml');
     const endpoints = opts.endpointsFor ? await opts.endpointsFor(name, all) : all;
@@ -284,7 +298,7 @@ export async function planDevCluster(opts: DevClusterOptions, binaries: Record<B
         log: { level: opts.logLevel ?? 'info' },
         roles: ['all'],
         http: { addr: `${host}:${http}` },
-        syslog: { host, udp_port: syslog, tcp_port: syslog },
+        syslog: { host, udp_port: syslog, tcp_port: syslog, relp_port: relp },
         bus: { kind: 'jetstream', jetstream: { servers: endpoints.nats, client_name: name } },
         cluster: { enabled: true, node_id: name, etcd_endpoints: endpoints.etcd, advertise_addr: `${host}:${http}` },
       },
@@ -308,10 +322,20 @@ export async function planDevCluster(opts: DevClusterOptions, binaries: Record<B
       addresses: {
         http: `http://${host}:${http}`,
         syslog: `${host}:${syslog} (udp+tcp)`,
+        relp: `${host}:${relp}`,
         admin_token_file: tokenFile,
       },
       files: { config: configFile, data: dataDir },
     });
+    backends.push({ name, host, http_port: http, syslog_tcp_port: syslog, relp_port: relp });
+  }
+
+  if (opts.lb) {
+    if (!binaries.haproxy) throw new DevClusterError('binary_missing', 'a dev cluster with --lb needs haproxy');
+    const lb = await planBalancer({ dir, binary: binaries.haproxy, port, servers: backends, check: opts.lbCheck });
+    members.push(lb.member);
+    files.push(lb.file);
+    dirs.push(lb.dir);
   }
 
   return {

@@ -7,7 +7,7 @@ import { loadConfig } from '../config/load.ts';
 import type { DevClusterError } from './errors.ts';
 import { planSites, siteMembers } from './sites.ts';
 
-const BINARIES = { 'nats-server': '/usr/sbin/nats-server', etcd: '/usr/bin/etcd' };
+const BINARIES = { 'nats-server': '/usr/sbin/nats-server', etcd: '/usr/bin/etcd', haproxy: '/usr/sbin/haproxy' };
 
 test('a two-site plan: per site one nats (its domain), one etcd, N nodes of that site; b leafs into a', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-sites-plan-'));

@@ -14,7 +14,9 @@ export type RejectReason =
   | 'too_many_events'
   | 'empty'
   | 'request_too_large'
-  | 'unsupported_media_type';
+  | 'unsupported_media_type'
+  /** The event declares Vigil's own logsource product (`vigil`), which only Vigil emits (src/intake/reserved.ts). */
+  | 'reserved_logsource';
 
 /**
  * The metrics every intake shares, labelled by `source` (`syslog-udp`, `syslog-tcp`, `syslog-tls`, `http`).

@@ -68,12 +68,13 @@ export function splitJson(text: string): JsonElement[] {
 /**
  * {@link splitJson}, letting the event loop turn after every `perTurn` elements of NDJSON or concatenated
  * values: splitting 95,000 lines of 570 B takes about 0.8 s, which held every other request (health probes
- * included) that long. A top-level array is still parsed in one call.
+ * included) that long. 500 Mordor lines (2.7 KB) parse in about 5 ms, near TURN_BUDGET_MS (src/lib/turns.ts).
+ * A top-level array is still parsed in one call.
  */
 export async function splitJsonYielding(
   text: string,
   maxElements = Number.POSITIVE_INFINITY,
-  perTurn = 2000,
+  perTurn = 500,
 ): Promise<JsonElement[]> {
   const out: JsonElement[] = [];
   const start = openBody(text, out, maxElements);

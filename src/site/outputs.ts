@@ -1,5 +1,5 @@
 /**
- * The outputs of the active site replicated to the standby (ADR 0007): every change of an incident (opened,
+ * The outputs of the active site replicated to the standby (ADR 0008): every change of an incident (opened,
  * alert linked, status, assignee, comment) is published, as a snapshot of the incident with the rows that
  * changed, on the site's outputs stream (`<prefix>.outputs.<site>`), which the peer's stream sources over
  * the leafnode like the events; the peer applies it idempotently to its own PostgreSQL/PGlite, with the same

@@ -12,7 +12,7 @@ import { createEventStore, storeConfigSchema } from './index.ts';
 const dataDir = mkdtempSync(join(tmpdir(), 'vigil-store-pool-'));
 after(() => rmSync(dataDir, { recursive: true, force: true }));
 
-test('engine calls waiting their turn do not hold up file writes (libuv pool threads stay free)', async () => {
+test('engine calls waiting their turn, inserts and searches, do not hold up file writes (libuv pool threads stay free)', async () => {
   const store = createEventStore(storeConfigSchema.parse({ fsync: false }), {
     dataDir,
     metrics: new Registry(),
@@ -24,6 +24,9 @@ test('engine calls waiting their turn do not hold up file writes (libuv pool thr
     // runs one at a time: in chdb, each waiting insert would hold one of libuv's 4 threads.
     await store.exec('CREATE TABLE vigil.slow (x UInt8, s UInt8 DEFAULT sleepEachRow(1)) ENGINE = Memory');
     const inserts = Array.from({ length: 6 }, () => store.insertRows('slow', Buffer.from('{"x":1}')));
+    // And searches, on their own session: a slow one running and more waiting their turn.
+    const slowSearch = 'SELECT sum(sleepEachRow(0.05)) AS s FROM numbers(20) SETTINGS max_block_size = 1';
+    const searches = Array.from({ length: 4 }, () => store.search('analyst', (scope) => scope.query(slowSearch, {})));
     await new Promise((r) => setTimeout(r, 100));
     const started = performance.now();
     const fh = await open(join(dataDir, 'pool-probe'), 'a');
@@ -31,7 +34,7 @@ test('engine calls waiting their turn do not hold up file writes (libuv pool thr
     await fh.datasync();
     await fh.close();
     const ms = performance.now() - started;
-    await Promise.all(inserts);
+    await Promise.all([...inserts, ...searches]);
     assert.ok(ms < 500, `a file write and fdatasync took ${Math.round(ms)} ms behind the queued inserts`);
   } finally {
     await store.stop(Date.now() + 5000);

@@ -2,7 +2,9 @@ import { VigilError } from '../lib/errors.ts';
 
 /**
  * What a call into the engine is for. `write`: inserts and the store's own statements (alerts, bookkeeping),
- * which intake and detection wait on. `search`: a user's search, which waits behind every queued write.
+ * which intake and detection wait on. `search`: a user's search, which waits behind every queued write of
+ * the same gate. The store gives searches a session and a gate of their own (see index.ts), so there a
+ * search waits only behind other searches.
  */
 export type EngineLane = 'write' | 'search';
 
@@ -41,9 +43,10 @@ interface Waiter {
 }
 
 /**
- * Holds calls into the embedded engine in JavaScript, at most `limit` outstanding at once. chdb runs one
- * statement at a time per process, and each insert or plain query waiting its turn inside chdb holds one of
- * libuv's pool threads (4 by default; chdb queues parameterized queries itself), which file writes share:
+ * Holds calls into one session of the embedded engine in JavaScript, at most `limit` outstanding at once.
+ * chdb runs one statement at a time per session (connection), and each insert or plain query waiting its
+ * turn inside chdb holds one of libuv's pool threads (4 by default; chdb queues parameterized queries
+ * itself), which file writes share:
  * with six one-second inserts waiting, a write and fdatasync took 2.9 s instead of milliseconds
  * (engine-gate-pool.test.ts), and the disk spool and the ingest key log fdatasync every acknowledged batch.
  * Two outstanding keeps the next call ready when the engine frees up.

@@ -1,6 +1,7 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Session } from 'chdb';
+import { type ChdbResult, Session } from 'chdb';
 import type { Registry } from 'prom-client';
 import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
@@ -10,7 +11,7 @@ import { counter, histogram } from '../lib/metrics.ts';
 import { createSearchAdmission } from './admission.ts';
 import type { StoreConfig } from './config.ts';
 import { createEngineGate, queryTimeoutError } from './engine-gate.ts';
-import { eventsToRowsSliced } from './rows.ts';
+import { eventsToRowBinarySliced, ROW_BINARY_STRUCTURE } from './row-binary.ts';
 import {
   DATABASE,
   EVENTS_TABLE,
@@ -36,8 +37,51 @@ export const INSERT_CHUNK_EVENTS = 2500;
  */
 export const INSERT_CHUNK_RAW_BYTES = 6 * 1024 * 1024;
 
-/** Engine calls let out at once (see engine-gate.ts); the others wait in JavaScript. */
+/** Engine calls of the writing session let out at once (see engine-gate.ts); the others wait in JavaScript. */
 const ENGINE_CALLS_OUTSTANDING = 2;
+
+/**
+ * Searches let out at once into the search session. The session runs one statement at a time (and chdb one
+ * parameterized statement at a time in the process), so a second would only wait inside chdb, where its
+ * deadline no longer takes it out of the line.
+ */
+const SEARCH_CALLS_OUTSTANDING = 1;
+
+/** Folder (under the data directory) of the files the engine inserts rows from; emptied at every start. */
+const INSERT_FILES_DIR = 'store-insert';
+
+/**
+ * What the insert files' folder may be named with: it is written into the INSERT's SQL, where the engine's
+ * `file()` would read `*`, `?`, `{`, `}`, `[`, `]` as a glob and a quote or backslash would end the string.
+ */
+const SAFE_FILE_PATH = /^[\w/ .,:+=@%~-]+$/;
+
+/**
+ * The INSERT that reads one file of RowBinary rows (row-binary.ts) into the events table. Why a file: the
+ * engine reads RowBinary at a fifth of the CPU of JSONEachRow (see row-binary.ts), and chdb 3.4 takes
+ * only text formats in its insert call; binary data handed inline beside the statement lost a byte in
+ * some rows of Mordor events ("Cannot read all data"). The file is written to the page cache only: the
+ * table's part is what is fsynced, and the file is deleted once the INSERT ends. A dedup token of plain
+ * characters (the store's own, `<stream>:<first>-<last>#<chunk>`) goes in as it is, the same token as the
+ * text insert gave before, so a batch redelivered across an upgrade is still dropped; any other goes in as
+ * hex, so nothing of its text reaches the SQL.
+ */
+export function insertFromFileSql(path: string, dedupToken?: string): string {
+  const columns = ROW_BINARY_STRUCTURE.map(([name]) => name).join(', ');
+  const structure = ROW_BINARY_STRUCTURE.map(([name, type]) => `${name} ${type}`)
+    .join(', ')
+    .replace(/'/g, "\\'");
+  const token = dedupToken === undefined ? undefined : PLAIN_TOKEN.test(dedupToken) ? dedupToken : hexToken(dedupToken);
+  const settings = token === undefined ? '' : ` SETTINGS insert_deduplication_token = '${token}'`;
+  return `INSERT INTO ${EVENTS_TABLE} (${columns})${settings} SELECT * FROM file('${path}', 'RowBinary', '${structure}')`;
+}
+
+/** Dedup tokens written into the SQL as they are. */
+const PLAIN_TOKEN = /^[\w:.#-]{1,200}$/;
+
+function hexToken(token: string): string {
+  return `hex:${Buffer.from(token).toString('hex')}`;
+}
 
 /** The engine's answer to a statement stopped by max_execution_time (TIMEOUT_EXCEEDED). */
 const ENGINE_TIMEOUT = /\bCode: 159\b|TIMEOUT_EXCEEDED/;
@@ -87,8 +131,8 @@ export interface EventStore extends Component {
   query<T = Record<string, unknown>>(sql: string, params: Record<string, unknown>): Promise<T[]>;
   /**
    * Runs a user's search: `fn` gets a place among `user`'s searches (store.search_concurrency_per_user; more
-   * wait in a bounded queue, and past it answer 429 `too_many_searches`), and its reads wait behind every
-   * write and stop at the deadline (store.query_timeout_ms from the call, waiting included; per read with
+   * wait in a bounded queue, and past it answer 429 `too_many_searches`), and its reads run on a connection of
+   * their own (never behind a write, one search at a time) and stop at the deadline (store.query_timeout_ms from the call, waiting included; per read with
    * `perQuery`, for hunts that read page after page) with 503 `query_timeout`, the engine's work included.
    */
   search<T>(user: string, fn: (scope: SearchScope) => Promise<T>, opts?: { perQuery?: boolean }): Promise<T>;
@@ -119,7 +163,19 @@ export function createEventStore(
     engineArgs?: readonly string[];
   },
 ): EventStore {
+  /** Writes, the store's own reads and statements. */
   let session: Session | undefined;
+  const insertDir = join(deps.dataDir, INSERT_FILES_DIR);
+  /**
+   * Users' searches, on a connection of their own to the same data path. chdb runs one statement at a time
+   * per connection but the connections of one path run at once over the same tables: a 1 ms count waited
+   * 2 s behind a 2 s query on the same session, and took 2 ms beside it on a second one. So a search never
+   * waits behind an insert, and an insert never waits behind a search. Parameterized statements are the
+   * exception: chdb runs them one at a time in the whole process (its parameter state is not per
+   * connection), so a search can still wait for the writing session's own reads (detection positions,
+   * alerts), which are short, but never for an insert, which is not parameterized.
+   */
+  let searchSession: Session | undefined;
   let lastError: string | undefined;
   const writeSeconds = histogram(deps.metrics, 'vigil_store_write_seconds', 'Latency of one committed batch.');
   const written = counter(deps.metrics, 'vigil_store_events_written_total', 'Events committed to the store.');
@@ -140,6 +196,7 @@ export function createEventStore(
   );
 
   const engine = createEngineGate(ENGINE_CALLS_OUTSTANDING);
+  const searchEngine = createEngineGate(SEARCH_CALLS_OUTSTANDING, { searchPlaces: SEARCH_CALLS_OUTSTANDING });
   let purging = false;
   /**
    * Hands the engine's freed memory back to the system after a write. The engine's allocator (jemalloc)
@@ -164,29 +221,34 @@ export function createEventStore(
   }
 
   /**
-   * Runs a read. A search's read (`search` given) waits behind writes, leaves the line at its deadline, and
-   * runs with the engine's time limit set to what is left of it; any other read runs with the engine's time
-   * limit set to store.query_timeout_ms.
+   * Runs a read. A search's read (`search` given) runs on the search session, waits only behind other
+   * searches, leaves the line at its deadline, and runs with the engine's time limit set to what is left of
+   * it; any other read runs on the writing session with the engine's time limit set to store.query_timeout_ms.
    */
   async function read<T>(
     sql: string,
     params: Record<string, unknown>,
     search?: { deadline: number; timeoutMs: number },
   ): Promise<T[]> {
-    const s = open();
     const limitMs = search ? search.timeoutMs : config.query_timeout_ms;
     let text: string;
     try {
-      const result = await engine(
-        () => {
-          // A plain read (alerts, detection positions) gets the engine's time limit too, without a deadline.
-          if (!search) return s.queryBindAsync(withTimeLimit(sql, limitMs), params, { format: 'JSONEachRow' });
-          const left = search.deadline - Date.now();
-          if (left <= 0) throw queryTimeoutError(search.timeoutMs);
-          return s.queryBindAsync(withTimeLimit(sql, left), params, { format: 'JSONEachRow' });
-        },
-        search ? { lane: 'search', deadline: search.deadline } : undefined,
-      );
+      let result: ChdbResult;
+      if (!search) {
+        // A plain read (alerts, detection positions) gets the engine's time limit too, without a deadline.
+        const s = open();
+        result = await engine(() => s.queryBindAsync(withTimeLimit(sql, limitMs), params, { format: 'JSONEachRow' }));
+      } else {
+        const s = openSearch();
+        result = await searchEngine(
+          () => {
+            const left = search.deadline - Date.now();
+            if (left <= 0) throw queryTimeoutError(search.timeoutMs);
+            return s.queryBindAsync(withTimeLimit(sql, left), params, { format: 'JSONEachRow' });
+          },
+          { lane: 'search', deadline: search.deadline },
+        );
+      }
       text = result.text();
     } catch (err) {
       if (search && err instanceof VigilError && err.code === 'query_timeout') {
@@ -212,10 +274,30 @@ export function createEventStore(
       .map((line) => JSON.parse(line) as T);
   }
 
+  let insertFiles = 0;
+  /** Inserts RowBinary rows through a file of their own (see insertFromFileSql), deleted afterwards. */
+  async function insertFile(s: Session, rows: Buffer, dedupToken?: string): Promise<void> {
+    const path = join(insertDir, `${process.pid}-${insertFiles++}.bin`);
+    await writeFile(path, rows, { mode: 0o600 });
+    try {
+      await engine(() => s.queryAsync(insertFromFileSql(path, dedupToken)));
+    } finally {
+      // Awaited: a file left behind is only disk until the next start empties the folder, but a failure to
+      // delete it is reported by the write (the rows are committed by then; a retry is dropped by its token).
+      await rm(path, { force: true });
+    }
+  }
+
   function open(): Session {
     if (!session)
       throw new VigilError('store_closed', 'the event store is not running', { status: 503, retryable: true });
     return session;
+  }
+
+  function openSearch(): Session {
+    if (!searchSession)
+      throw new VigilError('store_closed', 'the event store is not running', { status: 503, retryable: true });
+    return searchSession;
   }
 
   return {
@@ -223,6 +305,17 @@ export function createEventStore(
     async start() {
       const dir = join(deps.dataDir, 'events');
       mkdirSync(dir, { recursive: true });
+      if (!SAFE_FILE_PATH.test(insertDir)) {
+        throw new VigilError(
+          'store_path',
+          `the data directory ${deps.dataDir} has a character the engine's file() reads as a glob or a quote (* ? { } [ ] ' \\): choose a data_dir without one`,
+          { retryable: false },
+        );
+      }
+      // Files of INSERTs a stopped process left: their rows were committed or never acknowledged.
+      rmSync(insertDir, { recursive: true, force: true });
+      // Event data: private like the rest of data_dir (src/lib/data-dir.ts).
+      mkdirSync(insertDir, { recursive: true, mode: 0o700 });
       session = new Session(dir, deps.engineArgs ? { connectionArgs: deps.engineArgs } : undefined);
       await session.queryAsync(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
       await ensureEventsTable(session, config.retention_days, deps.logger);
@@ -234,9 +327,13 @@ export function createEventStore(
       await session.queryAsync(
         `ALTER TABLE ${EVENTS_TABLE} MODIFY SETTING fsync_after_insert = ${fsync}, fsync_part_directory = ${fsync}, min_bytes_for_wide_part = ${WIDE_PART_BYTES}, ${FORCE_MERGE_SETTINGS}`,
       );
+      // Opened once the table is in its final layout: a search never sees a migration midway.
+      searchSession = new Session(dir, deps.engineArgs ? { connectionArgs: deps.engineArgs } : undefined);
       deps.logger.info({ dir, retention_days: config.retention_days, fsync: config.fsync }, 'The event store is open.');
     },
     async stop() {
+      searchSession?.close();
+      searchSession = undefined;
       session?.close();
       session = undefined;
     },
@@ -255,11 +352,11 @@ export function createEventStore(
         // FINAL collapses.
         let inserting: Promise<unknown> | undefined;
         for (const [i, end] of insertChunks(events)) {
-          const values = await eventsToRowsSliced(events.slice(i, end));
+          const values = await eventsToRowBinarySliced(events.slice(i, end));
           await inserting;
           // Chunks are cut the same way every time, so each has a token of its own.
-          const settings = opts.dedupToken ? { insert_deduplication_token: `${opts.dedupToken}#${i}` } : undefined;
-          inserting = engine(() => s.insert({ table: EVENTS_TABLE, values, format: 'JSONEachRow', settings }));
+          const token = opts.dedupToken ? `${opts.dedupToken}#${i}` : undefined;
+          inserting = insertFile(s, values, token);
           // Awaited below, after the next chunk's rows are built (turns of the event loop): a failure meanwhile
           // must not count as an unhandled rejection, which would end the process.
           inserting.catch(() => {});

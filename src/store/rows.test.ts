@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { eventLoopTurnsDuring } from '../../test/harness/event-loop.ts';
 import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
-import { eventsToRows, eventsToRowsSliced, ROWS_SLICE_EVENTS, rowToEvent } from './rows.ts';
+import { eventsToRows, rowToEvent } from './rows.ts';
 import { contentHash } from './schema.ts';
 
 function events(n: number): NormalizedEvent[] {
@@ -17,20 +16,6 @@ function events(n: number): NormalizedEvent[] {
     fields: { message: `line ${i} with "quotes"`, 'user.name': `u${i % 7}`, 'event.code': i, tags: ['a', `t${i}`] },
   }));
 }
-
-test('rows built in slices are the same bytes as in one go, and the event loop turns between slices', async () => {
-  const batch = events(2 * ROWS_SLICE_EVENTS + 17);
-  const { result: sliced, turns } = await eventLoopTurnsDuring(() => eventsToRowsSliced(batch));
-  assert.ok(sliced.equals(eventsToRows(batch)), 'same JSONEachRow text');
-  assert.equal(sliced.toString().split('\n').length, batch.length);
-  // Three slices: the loop turned between them (in one go, it would not have turned at all).
-  assert.ok(turns >= 2, `the event loop turned ${turns} times while the rows were built`);
-});
-
-test('a small batch is built in one go', async () => {
-  const batch = events(10);
-  assert.ok((await eventsToRowsSliced(batch)).equals(eventsToRows(batch)));
-});
 
 test("an event's own tenant.id, input.type or event.ingested fields never change what is shown for them", () => {
   const event = rowToEvent({

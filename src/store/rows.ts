@@ -2,36 +2,6 @@ import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
 import { setOwn } from '../lib/lookup.ts';
 import { COLUMN_FIELDS, contentHash } from './schema.ts';
 
-/** Events serialized between two turns of the event loop by `eventsToRowsSliced`. */
-export const ROWS_SLICE_EVENTS = 2000;
-
-/**
- * `eventsToRows`, letting the event loop turn every ROWS_SLICE_EVENTS events: an INSERT chunk holds up to
- * 20,000 small events, whose rows took a node's event loop for 0.5 s and more on a loaded host (HTTP answers
- * and lease renewals wait meanwhile).
- */
-export async function eventsToRowsSliced(events: readonly NormalizedEvent[]): Promise<Buffer> {
-  if (events.length <= ROWS_SLICE_EVENTS) return eventsToRows(events);
-  const parts: string[] = [];
-  let bytes = 0;
-  for (let i = 0; i < events.length; i += ROWS_SLICE_EVENTS) {
-    if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-    const part = rowsText(events.slice(i, i + ROWS_SLICE_EVENTS));
-    parts.push(part);
-    bytes += Buffer.byteLength(part) + 1;
-  }
-  // Each slice's text is encoded once, straight into the INSERT's buffer, newline-separated as rows are.
-  // A buffer per slice joined with Buffer.concat wrote every byte twice into fresh memory: the concat alone
-  // was 16% of the time a node spent building rows (cpu profile, 30,000 Mordor events over HTTP).
-  const out = Buffer.allocUnsafe(bytes - 1);
-  let at = 0;
-  for (let p = 0; p < parts.length; p++) {
-    if (p > 0) out[at++] = 0x0a;
-    at += out.write(parts[p], at, 'utf8');
-  }
-  return out;
-}
-
 /** Serializes events as JSONEachRow lines for the events table. */
 export function eventsToRows(events: readonly NormalizedEvent[]): Buffer {
   return Buffer.from(rowsText(events));
@@ -76,13 +46,14 @@ function rowsText(events: readonly NormalizedEvent[]): string {
   return lines.join('\n');
 }
 
-function stringOr(v: FieldValue | undefined): string {
+/** A field as the text of a String column: empty when missing or null, JSON for a non-string. */
+export function stringOr(v: FieldValue | undefined): string {
   if (v === undefined || v === null) return '';
   return typeof v === 'string' ? v : JSON.stringify(v);
 }
 
 /** Stored values are strings: scalars as their text, arrays as a JSON array of strings; null is not stored. */
-function storedValue(v: FieldValue): string | undefined {
+export function storedValue(v: FieldValue): string | undefined {
   if (v === null) return undefined;
   if (typeof v === 'string') return v;
   if (Array.isArray(v)) return JSON.stringify(v.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))));

@@ -123,3 +123,18 @@ test('a batch is cut into INSERTs by raw size, the same way every time', () => {
   ]);
   assert.deepEqual(insertChunks([]), []);
 });
+
+test('a data directory whose path the engine would read as a glob is refused at start, before the engine opens', async () => {
+  const odd = mkdtempSync(join(tmpdir(), 'vigil-store-{glob}-'));
+  try {
+    const store = openTestStore(odd);
+    await assert.rejects(store.start(), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'store_path');
+      assert.match(err.message, /data_dir/);
+      return true;
+    });
+    assert.equal(store.health().ok, false);
+  } finally {
+    rmSync(odd, { recursive: true, force: true });
+  }
+});

@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { keyRole, maxScope, requireRole, requireTenant, type Role, type Scope } from './access.ts';
+import {
+  isCollectorKey,
+  keyRole,
+  maxScope,
+  requireRole,
+  requireTenant,
+  type Role,
+  type Scope,
+  type UserPrincipal,
+} from './access.ts';
 import { hashPassword, verifyPassword } from './password.ts';
 
 test('an API key acts with the lower of its user role and its highest scope', () => {
@@ -14,6 +23,28 @@ test('an API key acts with the lower of its user role and its highest scope', ()
   ];
   for (const [role, scopes, want] of cases) assert.equal(keyRole(role, scopes), want, `${role} ${scopes}`);
   assert.deepEqual((['viewer', 'analyst', 'admin'] as const).map(maxScope), ['read', 'write', 'admin']);
+});
+
+test('a collector key has no role of its own (viewer, below every route that writes) and is told apart', () => {
+  assert.equal(keyRole('admin', ['collector']), 'viewer');
+  const key = (scopes: Scope[]): UserPrincipal => ({
+    name: 'c',
+    role: keyRole('analyst', scopes),
+    tenants: ['t'],
+    via: 'api_key',
+    scopes,
+  });
+  assert.equal(isCollectorKey(key(['collector'])), true);
+  assert.equal(isCollectorKey(key(['write'])), false);
+  assert.equal(
+    isCollectorKey({ name: 'admin', role: 'admin', tenants: ['t'], via: 'admin_token', global: true } as UserPrincipal),
+    false,
+  );
+  assert.equal(
+    isCollectorKey({ name: 'x', role: 'admin', tenants: ['t'] }),
+    false,
+    'a principal of another authenticator',
+  );
 });
 
 test('requireRole lets a role at or above the minimum through and refuses the others with 403', () => {

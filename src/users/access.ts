@@ -4,11 +4,16 @@ import { VigilError } from '../lib/errors.ts';
 export type Role = Principal['role'];
 export const ROLES: readonly Role[] = ['viewer', 'analyst', 'admin'];
 
-/** API key scopes; a key acts with the lower of its user's role and its highest scope's role. */
-export const SCOPES = ['read', 'write', 'admin'] as const;
+/**
+ * API key scopes; a key acts with the lower of its user's role and its highest scope's role. `collector` is
+ * apart: a key of that scope alone (it takes no other) only forwards collected events (`vigil collect`,
+ * POST /api/v1/ingest/collected, which takes the event ids the collector gave), and every other route refuses
+ * it, so a collector host that is taken over reads nothing.
+ */
+export const SCOPES = ['read', 'write', 'admin', 'collector'] as const;
 export type Scope = (typeof SCOPES)[number];
 
-const SCOPE_ROLE: Record<Scope, Role> = { read: 'viewer', write: 'analyst', admin: 'admin' };
+const SCOPE_ROLE: Record<Exclude<Scope, 'collector'>, Role> = { read: 'viewer', write: 'analyst', admin: 'admin' };
 
 /** viewer 0 < analyst 1 < admin 2. */
 export function roleRank(role: Role): number {
@@ -17,9 +22,17 @@ export function roleRank(role: Role): number {
 
 /** The role an API key with `scopes` acts with for a user of `userRole`. */
 export function keyRole(userRole: Role, scopes: readonly Scope[]): Role {
-  const scopeRank = Math.max(-1, ...scopes.map((s) => roleRank(SCOPE_ROLE[s])));
+  const scopeRank = Math.max(
+    -1,
+    ...scopes.filter((s): s is Exclude<Scope, 'collector'> => s !== 'collector').map((s) => roleRank(SCOPE_ROLE[s])),
+  );
   if (scopeRank < 0) return 'viewer';
   return ROLES[Math.min(roleRank(userRole), scopeRank)];
+}
+
+/** Whether a principal authenticated with a collector key (which only forwards collected events). */
+export function isCollectorKey(p: Principal): boolean {
+  return userPrincipal(p)?.scopes?.includes('collector') === true;
 }
 
 /** The highest scope a user of `role` may put on a key. */

@@ -305,8 +305,18 @@ export function createUserService(
       if (!Array.isArray(input.scopes) || input.scopes.length === 0 || !input.scopes.every((s) => SCOPES.includes(s))) {
         throw new InputError('bad_scopes', `scopes: a non-empty list of ${SCOPES.join(', ')}`);
       }
+      if (input.scopes.includes('collector')) {
+        // A collector key writes events with ids of its choosing: only alone (it never reads), and only for a
+        // user who may write events.
+        if (input.scopes.some((s) => s !== 'collector')) {
+          throw new InputError('bad_scopes', 'scopes: collector is given alone, without read, write or admin');
+        }
+        if (user.role === 'viewer') {
+          throw new InputError('scope_too_wide', 'a viewer may not have a collector key: it writes events');
+        }
+      }
       const allowed = maxScope(user.role);
-      const tooWide = input.scopes.filter((s) => SCOPES.indexOf(s) > SCOPES.indexOf(allowed));
+      const tooWide = input.scopes.filter((s) => s !== 'collector' && SCOPES.indexOf(s) > SCOPES.indexOf(allowed));
       if (tooWide.length > 0) {
         throw new InputError(
           'scope_too_wide',

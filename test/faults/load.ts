@@ -25,6 +25,11 @@ export interface LoadOptions {
   concurrency?: number;
   /** A request without an answer after this long is abandoned and retried (same key) on another node. */
   requestTimeoutMs?: number;
+  /**
+   * Wait the `Retry-After` of a 503 before retrying (a polite client behind a balancer), rather than the
+   * short backoff meant to move on to the next node at once. Default false.
+   */
+  honorRetryAfter?: boolean;
 }
 
 /** Events are counted per bucket of this many consecutive sequence numbers (`test.bucket`). */
@@ -37,7 +42,23 @@ interface Batch {
   key: string;
   body: string;
   attempts: number;
+  /** When its first attempt was sent. */
+  sentAt?: number;
   ackedAt?: number;
+  /** Reasons of its failed attempts other than a 503 with Retry-After (which the protocol asks to retry). */
+  hardFailures: string[];
+  /** Its attempts answered 503 with Retry-After. */
+  retryAfters: number;
+}
+
+/** One request as the client saw it. */
+export interface RequestRecord {
+  sentAt: number;
+  /** When it was acknowledged (after its retries); undefined if it never was. */
+  ackedAt?: number;
+  attempts: number;
+  hardFailures: string[];
+  retryAfters: number;
 }
 
 /** What happened between two marks. */
@@ -80,6 +101,8 @@ export interface LoadGen {
   ackedSeqs(bucket: number): number[];
   /** Sequence numbers sent but never acknowledged (after pause): they may or may not be stored. */
   unacknowledged(): number[];
+  /** Every request sent so far, as the client saw it. */
+  requests(): RequestRecord[];
   eventId(seq: number): string;
 }
 
@@ -147,7 +170,15 @@ export function createLoadGen(opts: LoadOptions): LoadGen {
         }),
       );
     }
-    return { first, count: batchSize, key: `${opts.run}-req-${first}`, body: `${lines.join('\n')}\n`, attempts: 0 };
+    return {
+      first,
+      count: batchSize,
+      key: `${opts.run}-req-${first}`,
+      body: `${lines.join('\n')}\n`,
+      attempts: 0,
+      hardFailures: [],
+      retryAfters: 0,
+    };
   }
 
   /** Sends one batch until it is acknowledged; node after node, same key and body. */
@@ -156,9 +187,11 @@ export function createLoadGen(opts: LoadOptions): LoadGen {
     let backoff = 50;
     while (!closing.signal.aborted) {
       const target = pick(last);
+      b.sentAt ??= Date.now();
       b.attempts++;
       if (b.attempts === 2) retried.push(Date.now());
       let reason: string;
+      let retryAfterS: number | undefined;
       try {
         const res = await fetch(`${target.url}/api/v1/ingest`, {
           method: 'POST',
@@ -184,12 +217,16 @@ export function createLoadGen(opts: LoadOptions): LoadGen {
           return;
         }
         reason = String(res.status);
+        const after = Number(res.headers.get('retry-after') ?? Number.NaN);
+        if (res.status === 503 && Number.isFinite(after) && after >= 0) retryAfterS = after;
       } catch (err) {
         reason = reasonOf(err);
       }
       failures.push({ at: Date.now(), reason: `${target.name}:${reason}` });
+      if (retryAfterS === undefined) b.hardFailures.push(reason);
+      else b.retryAfters++;
       last = target.name;
-      await sleep(backoff);
+      await sleep(opts.honorRetryAfter && retryAfterS !== undefined ? Math.min(5, retryAfterS) * 1000 : backoff);
       backoff = Math.min(1000, backoff * 2);
     }
   }
@@ -307,6 +344,17 @@ export function createLoadGen(opts: LoadOptions): LoadGen {
       for (const b of batches)
         if (b.ackedAt === undefined) for (let s = b.first; s < b.first + b.count; s++) out.push(s);
       return out;
+    },
+    requests() {
+      return batches
+        .filter((b) => b.sentAt !== undefined)
+        .map((b) => ({
+          sentAt: b.sentAt!,
+          ackedAt: b.ackedAt,
+          attempts: b.attempts,
+          hardFailures: [...b.hardFailures],
+          retryAfters: b.retryAfters,
+        }));
     },
     eventId,
   };

@@ -4,7 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { type DevCluster, type MemberRecord, openDevCluster, upDevCluster } from '../../src/devcluster/index.ts';
+import {
+  type DevCluster,
+  type DevClusterOptions,
+  type MemberRecord,
+  openDevCluster,
+  upDevCluster,
+} from '../../src/devcluster/index.ts';
 import { readReply } from './http.ts';
 import { createNodeNamespace, type NodeNamespace } from './netns.ts';
 import { freePort } from './ports.ts';
@@ -21,6 +27,8 @@ export interface TestDevCluster {
   token: string;
   /** The Vigil nodes, `vigil-1..N`, with their HTTP base URL. */
   nodes: { name: string; url: string }[];
+  /** HAProxy in front of the nodes (started with `lb`): its HTTP base URL and its stats page. */
+  balancer?: { name: string; url: string; stats: string };
   /** A member's record (PID, addresses). */
   member(name: string): MemberRecord;
   /** Calls a node's API with the admin token; the body is parsed JSON (or text). */
@@ -119,6 +127,10 @@ export async function startDevCluster(
     logLevel?: string;
     keepDir?: boolean;
     readyTimeoutMs?: number;
+    /** Also start HAProxy in front of the nodes (`vigil dev-cluster up --lb`). */
+    lb?: boolean;
+    /** Overrides of HAProxy's health check timing. */
+    lbCheck?: DevClusterOptions['lbCheck'];
   } = {},
 ): Promise<TestDevCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-devcluster-'));
@@ -135,11 +147,15 @@ export async function startDevCluster(
     cluster = await upDevCluster({
       dir,
       nodes: opts.nodes ?? 3,
+      lb: opts.lb,
+      lbCheck: opts.lbCheck,
       logLevel: opts.logLevel ?? 'warn',
       // Tests count the alerts of the rules they plant: the starter rules stay off unless a test asks.
       vigilConfig: {
         ...opts.vigilConfig,
         detect: { starter_rules: false, ...(opts.vigilConfig?.detect as Record<string, unknown> | undefined) },
+        // Nor do the nodes' own health events add to the events tests count, unless a test asks.
+        selfmon: { enabled: false, ...(opts.vigilConfig?.selfmon as Record<string, unknown> | undefined) },
       },
       readyTimeoutMs: opts.readyTimeoutMs ?? 120000,
       async endpointsFor(node, all) {
@@ -175,6 +191,7 @@ export async function startDevCluster(
     .state()
     .members.filter((m) => m.kind === 'vigil')
     .map((m) => ({ name: m.name, url: m.addresses.http }));
+  const lb = c.state().members.find((m) => m.kind === 'haproxy');
   const natsMembers = c.state().members.filter((m) => m.kind === 'nats');
   const etcdMembers = c.state().members.filter((m) => m.kind === 'etcd');
 
@@ -215,6 +232,7 @@ export async function startDevCluster(
     dir,
     token,
     nodes,
+    balancer: lb && { name: lb.name, url: lb.addresses.http, stats: lb.addresses.stats },
     member: (name) => c.member(name),
     async api(node, method, path, body) {
       const url = nodes.find((n) => n.name === node)?.url;

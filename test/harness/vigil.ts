@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { openPglite } from '../../src/db/pglite.ts';
 import { readReply } from './http.ts';
+import { watchNode } from './openapi.ts';
 import { freePort } from './ports.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/vigil');
@@ -68,6 +69,11 @@ export interface VigilNode {
   restart(): Promise<void>;
   /** Stops the node (SIGTERM, then SIGKILL) and removes its data unless keepData. */
   close(opts?: { keepData?: boolean }): Promise<void>;
+  /**
+   * The OpenAPI conformance of the test's exchanges with this node so far (test/harness/openapi.ts); under
+   * the test runner, close() fails when an exchange did not conform.
+   */
+  conformance(): { checked: number; problems: string[] };
   get(path: string): Promise<{ status: number; body: any }>;
   post(path: string, body: string, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
 }
@@ -97,6 +103,8 @@ export async function startVigil(
         VIGIL_LOG_LEVEL: 'warn',
         // Tests count the alerts of the rules they plant; a test of the starter rules turns them back on.
         VIGIL_DETECT__STARTER_RULES: 'false',
+        // And the events they send: the node's own health events stay off unless a test asks for them.
+        VIGIL_SELFMON__ENABLED: 'false',
         ...opts.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -143,6 +151,9 @@ export async function startVigil(
     cpSync(await pgliteTemplate(), join(dataDir, 'pg'), { recursive: true });
   }
   await launch();
+  // Under the test runner, every exchange of the test with this node is checked against its OpenAPI
+  // document (issue 18); benchmarks, run without it, are not slowed by the checks.
+  const conformance = process.env.NODE_TEST_CONTEXT === undefined ? undefined : watchNode(url);
   return {
     url,
     token,
@@ -154,11 +165,17 @@ export async function startVigil(
     output: () => out,
     kill,
     restart: launch,
+    conformance: () => ({ checked: conformance?.checked() ?? 0, problems: conformance?.problems() ?? [] }),
     async close(o = {}) {
+      await conformance?.unwatch();
       const timer = setTimeout(() => proc.kill('SIGKILL'), 25000);
       await kill('SIGTERM');
       clearTimeout(timer);
       if (!o.keepData && !opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      const problems = conformance?.problems() ?? [];
+      if (problems.length > 0) {
+        throw new Error(`exchanges with the node that do not match its OpenAPI document:\n${problems.join('\n')}`);
+      }
     },
     get: (path) => request('GET', path),
     post: (path, body, headers = { 'content-type': 'application/x-ndjson' }) => request('POST', path, body, headers),

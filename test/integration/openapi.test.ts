@@ -7,6 +7,7 @@ import { Ajv } from 'ajv';
 import { type App, createApp } from '../../src/app/index.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
+import { createConformance } from '../harness/openapi.ts';
 
 // GET /api/v1/openapi.json (issue 18): made by @fastify/swagger from the schemas routes declare; every route
 // the node mounts is in it, and the main routes document their parameters, bodies and answers.
@@ -29,6 +30,12 @@ before(async () => {
   await app.start();
   const addr = app.api!.address();
   url = `http://${addr.host}:${addr.port}`;
+  // Ready means the database answers (it opens in the background: seconds of CPU on a loaded machine).
+  const deadline = Date.now() + 120_000;
+  while ((await fetch(`${url}/health/ready`)).status !== 200) {
+    assert.ok(Date.now() < deadline, 'the node became ready within 120 s');
+    await new Promise((r) => setTimeout(r, 200));
+  }
 });
 
 after(async () => {
@@ -156,7 +163,8 @@ test('requests and answers of a session through the API validate against the doc
   await call('GET', '/api/v1/search', { path: '/api/v1/search?q=*%20%7C%20stats%20count()%20by%20host.name' });
   assert.equal((await call('GET', '/api/v1/search')).status, 400);
   // The starter rule on event 1102 raises an alert and an incident.
-  const deadline = Date.now() + 20000;
+  // Generous: on a loaded machine the database may still be opening (readiness waits for it at most 30 s).
+  const deadline = Date.now() + 60000;
   let incidents = { incidents: [] as { id: string }[] };
   while (Date.now() < deadline) {
     await call('GET', '/api/v1/alerts');
@@ -193,4 +201,44 @@ level: low
   await call('GET', '/health/ready');
   await call('GET', '/health/live');
   assert.ok(checked >= 15, `${checked} answers validated`);
+});
+
+// Every test that starts a node with test/harness/vigil.ts has each of its exchanges with it checked against
+// the node's document (its close fails otherwise). The checker itself:
+test('the harness conformance check reports what does not match the document, and only that', async () => {
+  const conformance = createConformance(url);
+  const ok = { method: 'GET', path: '/api/v1/alerts', status: 200, responseType: 'application/json' };
+  await conformance.check({ ...ok, responseBody: '{"alerts":[],"total":0}' });
+  await conformance.check({
+    ...ok,
+    path: '/api/v1/alerts/abc',
+    status: 404,
+    responseBody: '{"error":{"code":"not_found","message":"no alert abc"}}',
+  });
+  await conformance.check({ ...ok, path: '/nowhere/at/all', status: 404, responseBody: '' });
+  assert.deepEqual(conformance.problems(), []);
+  assert.equal(conformance.checked(), 2);
+  await conformance.check({ ...ok, responseBody: '{"alerts":"none"}' });
+  await conformance.check({ ...ok, responseBody: '{"alerts":"none"}' });
+  await conformance.check({ ...ok, status: 302, responseBody: '' });
+  await conformance.check({ ...ok, path: '/api/v1/not-a-route', status: 200, responseBody: '{}' });
+  await conformance.check({
+    method: 'POST',
+    path: '/api/v1/auth/login',
+    status: 200,
+    requestType: 'application/json',
+    requestBody: '{"username":42}',
+    responseType: 'application/json',
+    responseBody: '{}',
+  });
+  const problems = conformance.problems();
+  assert.equal(problems.length, 5, problems.join('\n'));
+  assert.match(
+    problems[0],
+    /GET \/api\/v1\/alerts -> 200: the answer does not match the document: .*alerts.* \(2 times\)/,
+  );
+  assert.match(problems[1], /GET \/api\/v1\/alerts -> 302: the status is not documented/);
+  assert.match(problems[2], /\/api\/v1\/not-a-route -> 200: the route is not in the OpenAPI document/);
+  assert.match(problems[3], /POST \/api\/v1\/auth\/login -> 200: the answer does not match the document: .*token/);
+  assert.match(problems[4], /POST \/api\/v1\/auth\/login -> 200: the accepted request does not match the document/);
 });

@@ -17,7 +17,7 @@ const run = promisify(execFile);
 
 test('promtool check rules accepts the alert rules', async () => {
   const { stdout } = await run('promtool', ['check', 'rules', RULES]);
-  assert.match(stdout, /SUCCESS: 5 rules found/);
+  assert.match(stdout, /SUCCESS: 11 rules found/);
 });
 
 test('promtool test rules: each alert fires past its threshold and not below it', async () => {

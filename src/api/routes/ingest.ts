@@ -1,8 +1,9 @@
 import type { Registry } from 'prom-client';
-import type { HttpIntake } from '../../intake/http/index.ts';
+import { COLLECTED_PATH, type HttpIntake } from '../../intake/http/index.ts';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import type { Logsource } from '../../lib/event.ts';
 import { intakeMetrics } from '../../intake/metrics.ts';
+import { userPrincipal } from '../../users/access.ts';
 import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 
@@ -36,6 +37,26 @@ export function ingestRoutes(deps: { intake: HttpIntake; metrics: Registry }): R
         logsource: Object.keys(logsource).length > 0 ? logsource : undefined,
         idempotencyKey: typeof key === 'string' ? key : undefined,
       });
+    });
+    // Only a key with the collector scope: it chooses event ids and receipt times, which no other client may
+    // (the store never lets a chosen id replace a stored event, but it would let a client shape its rows).
+    app.post(COLLECTED_PATH, routeDocs.ingestCollected, async (req) => {
+      const principal = principalOf(req);
+      if (!userPrincipal(principal)?.scopes?.includes('collector')) {
+        throw new VigilError(
+          'collector_scope_required',
+          'only an API key with the collector scope forwards collected events',
+          {
+            status: 403,
+          },
+        );
+      }
+      const body = req.body;
+      if (typeof body !== 'string') {
+        rejected.inc({ source: 'collector', reason: 'empty' });
+        throw new InputError('empty_body', 'the request has no body: send NDJSON lines of collected events');
+      }
+      return deps.intake.ingestCollected({ body, tenant: principal.tenants[0] });
     });
   };
 }

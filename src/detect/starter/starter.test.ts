@@ -1,9 +1,17 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { Registry } from 'prom-client';
+import { parseSchedule } from '../../backup/index.ts';
+import { clusterMetrics } from '../../cluster/metrics.ts';
+import { intakeMetrics } from '../../intake/metrics.ts';
 import type { EventLayout, NormalizedEvent } from '../../lib/event.ts';
+import { silentLogger } from '../../lib/logger.ts';
+import { gauge } from '../../lib/metrics.ts';
 import { createNormalizer } from '../../parse/index.ts';
+import { createSelfmon, type SelfmonDeps, selfmonConfigSchema } from '../../selfmon/index.ts';
 import type { CorrelationEngine } from '../correlation/index.ts';
 import { evaluateEvents } from '../evaluate.ts';
 import { compileRuleFolders } from '../rule-set.ts';
@@ -62,11 +70,52 @@ const sysmon = (image: string, commandLine: string) =>
   win({ EventID: 1, Channel: 'Microsoft-Windows-Sysmon/Operational', Image: image, CommandLine: commandLine });
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
+/**
+ * The health events a node sends (src/selfmon) once its metrics are as `setup` leaves them: the real
+ * component reads them and publishes its events here. The disk reads 40 % full unless `deps` says otherwise.
+ */
+async function health(
+  setup: (m: Registry) => void,
+  deps: Partial<Omit<SelfmonDeps, 'publish' | 'metrics'>> = {},
+): Promise<NormalizedEvent[]> {
+  const metrics = new Registry();
+  setup(metrics);
+  const out: NormalizedEvent[] = [];
+  const selfmon = createSelfmon(selfmonConfigSchema.parse({}), {
+    publish: async (events) => {
+      out.push(...events);
+    },
+    tenant: 'default',
+    nodeId: 'node-1',
+    dataDir: tmpdir(),
+    readDisk: () => ({ ratio: 0.4, free: 6e10 }),
+    metrics,
+    logger: silentLogger,
+    ...deps,
+  });
+  await selfmon.check();
+  return out;
+}
+const replicaLag = (n: number) => (m: Registry) => gauge(m, 'vigil_store_replica_lag_messages', 'lag').set(n);
+const alertsBacklog = (n: number) => (m: Registry) =>
+  gauge(m, 'vigil_alerts_consumer_backlog_alerts', 'backlog', ['consumer']).set({ consumer: 'incidents' }, n);
+const lastBackup = (agoMs: number) => (m: Registry) =>
+  gauge(m, 'vigil_backup_last_success_timestamp_seconds', 'last').set((Date.now() - agoMs) / 1000);
+const rejected = (source: string, reason: string, n: number) => (m: Registry) =>
+  intakeMetrics(m).rejected.inc({ source, reason }, n);
+const spool = (events: number, ageMs: number) => () => ({
+  events,
+  batches: events > 0 ? 1 : 0,
+  bytes: events * 500,
+  ...(events > 0 ? { oldestAt: Date.now() - ageMs } : {}),
+});
+const DAY = 86_400_000;
+
 interface Case {
   rule: string;
   file: string;
-  fires: () => NormalizedEvent[];
-  quiet: () => NormalizedEvent[];
+  fires: () => NormalizedEvent[] | Promise<NormalizedEvent[]>;
+  quiet: () => NormalizedEvent[] | Promise<NormalizedEvent[]>;
 }
 
 const cases: Case[] = [
@@ -220,6 +269,78 @@ const cases: Case[] = [
       ),
     ],
   },
+  {
+    rule: '7a1e5000-0000-4000-8000-000000000030',
+    file: 'vigil/consumer-lag.yml',
+    fires: async () => [...(await health(replicaLag(1500))), ...(await health(alertsBacklog(2000)))],
+    quiet: async () => [...(await health(replicaLag(1000))), ...(await health(alertsBacklog(12)))],
+  },
+  {
+    rule: '7a1e5000-0000-4000-8000-000000000031',
+    file: 'vigil/replication-lag.yml',
+    fires: () => health(() => {}, { peerLags: async () => [{ name: 'site-b', lag: 5000, activeAgoMs: 90_000 }] }),
+    // Behind by a few events for 20 s, and caught up.
+    quiet: async () => [
+      ...(await health(() => {}, { peerLags: async () => [{ name: 'site-b', lag: 30, activeAgoMs: 20_000 }] })),
+      ...(await health(() => {}, { peerLags: async () => [{ name: 'site-b', lag: 0, activeAgoMs: 600_000 }] })),
+    ],
+  },
+  {
+    rule: '7a1e5000-0000-4000-8000-000000000032',
+    file: 'vigil/backup-stale.yml',
+    fires: () => health(lastBackup(3 * DAY), { backupSchedule: parseSchedule('1d') }),
+    // A day-old backup on a daily schedule; an old one without a schedule (backups on request only).
+    quiet: async () => [
+      ...(await health(lastBackup(DAY), { backupSchedule: parseSchedule('1d') })),
+      ...(await health(lastBackup(30 * DAY))),
+    ],
+  },
+  {
+    rule: '7a1e5000-0000-4000-8000-000000000033',
+    file: 'vigil/disk-full.yml',
+    fires: () => health(() => {}, { readDisk: () => ({ ratio: 0.86, free: 1e9 }) }),
+    quiet: () => health(() => {}, { readDisk: () => ({ ratio: 0.8, free: 2e10 }) }),
+  },
+  {
+    rule: '7a1e5000-0000-4000-8000-000000000034',
+    file: 'vigil/spool-growing.yml',
+    fires: () => health(() => {}, { spool: spool(40_000, 400_000) }),
+    // Events spooled for 30 s (a short NATS restart), and an empty spool.
+    quiet: async () => [
+      ...(await health(() => {}, { spool: spool(5000, 30_000) })),
+      ...(await health(() => {}, { spool: spool(0, 0) })),
+    ],
+  },
+  {
+    rule: '7a1e5000-0000-4000-8000-000000000035',
+    file: 'vigil/lease-lost.yml',
+    fires: () => health((m) => clusterMetrics(m).leaseLosses.inc()),
+    // Cluster metrics registered, no loss: nothing to report.
+    quiet: () => health((m) => clusterMetrics(m)),
+  },
+  {
+    rule: '7a1e5000-0000-4000-8000-000000000036',
+    file: 'vigil/failover.yml',
+    fires: () => health((m) => clusterMetrics(m).failovers.inc(3)),
+    quiet: () => health((m) => clusterMetrics(m).leaseLosses.inc()),
+  },
+  {
+    rule: '7a1e5000-0000-4000-8000-000000000037',
+    file: 'vigil/intake-overloaded.yml',
+    fires: () => health(rejected('syslog-tcp', 'overloaded', 120)),
+    // The sender's own fault: malformed JSON and an oversize line.
+    quiet: () =>
+      health((m) => {
+        rejected('http', 'malformed_json', 3)(m);
+        rejected('syslog-udp', 'oversize', 1)(m);
+      }),
+  },
+  {
+    rule: '7a1e5000-0000-4000-8000-000000000038',
+    file: 'vigil/health-forgery.yml',
+    fires: () => health(rejected('http', 'reserved_logsource', 2)),
+    quiet: () => health(rejected('http', 'malformed_json', 2)),
+  },
 ];
 
 const set = compileRuleFolders([STARTER_RULES_DIR], {});
@@ -235,7 +356,9 @@ test('every starter rule loads, with ATT&CK tags, and has a test case', () => {
   assert.equal(set.rules.length, files.length);
   for (const file of files) {
     const text = readFileSync(join(STARTER_RULES_DIR, file), 'utf8');
-    assert.match(text, /- attack\.t\d{4}/, `${file} has an ATT&CK technique tag`);
+    // Rules over Vigil's own health (vigil/) are about the platform, not an attack technique.
+    if (file.startsWith('vigil')) assert.match(text, /- vigil\.health/, `${file} is tagged vigil.health`);
+    else assert.match(text, /- attack\.t\d{4}/, `${file} has an ATT&CK technique tag`);
     // Base rules of correlations raise no alert of their own; their correlations are tested.
     if (/^level: informational$/m.test(text)) continue;
     assert.ok(
@@ -246,10 +369,10 @@ test('every starter rule loads, with ATT&CK tags, and has a test case', () => {
 });
 
 for (const c of cases) {
-  test(`starter rule ${c.file}: fires on its events, not on the quiet ones`, () => {
-    const fired = alertsOf(c.fires());
+  test(`starter rule ${c.file}: fires on its events, not on the quiet ones`, async () => {
+    const fired = alertsOf(await c.fires());
     assert.ok(fired.includes(c.rule), `${c.file} fired: ${JSON.stringify(fired)}`);
-    const quiet = alertsOf(c.quiet());
+    const quiet = alertsOf(await c.quiet());
     assert.ok(!quiet.includes(c.rule), `${c.file} stayed quiet: ${JSON.stringify(quiet)}`);
   });
 }
@@ -257,4 +380,25 @@ for (const c of cases) {
 test('base rules of correlations raise no alert of their own', () => {
   const fired = alertsOf([failedLogon('bob', '10.0.0.1'), sshFailure('10.0.0.1', 1)]);
   assert.deepEqual(fired, []);
+});
+
+test('health rules read only events of the vigil logsource: the same fields sent by a client fire nothing', async () => {
+  const sent = await health(lastBackup(3 * DAY), { backupSchedule: parseSchedule('1d') });
+  const backup = sent.find((e) => e.fields['vigil.health.check'] === 'backup');
+  assert.ok(backup && alertsOf([backup]).includes('7a1e5000-0000-4000-8000-000000000032'));
+  // What a client could send through the JSON intake: the event's own fields, no declared logsource.
+  const forged = normalizer.fromJson(backup.fields, JSON.stringify(backup.fields), {
+    source: 'http',
+    receivedAt: base,
+    tenant: 'default',
+  });
+  assert.deepEqual(alertsOf([forged]), []);
+  assert.deepEqual(alertsOf([{ ...forged, logsource: { service: 'health' } }]), []);
+});
+
+test('the quiet health cases are events the node sends, below the thresholds', async () => {
+  const quiet = await health(replicaLag(1000), { spool: spool(5000, 30_000) });
+  const checks = quiet.map((e) => e.fields['vigil.health.check']).sort();
+  assert.deepEqual(checks, ['consumer_lag', 'disk', 'spool']);
+  assert.deepEqual(alertsOf(quiet), []);
 });

@@ -148,3 +148,49 @@ test('ingesting 95,000 bad lines or 95,000 events of 570 B leaves the event loop
   assert.ok(good.stallMs < 1000, `95,000 events held the event loop for ${Math.round(good.stallMs)} ms`);
   await intake.stop(Date.now() + 1000);
 });
+
+test("Vigil's own logsource product is refused: a declaring request whole, an element that claims it alone", async () => {
+  const metrics = new Registry();
+  const published: NormalizedEvent[][] = [];
+  const intake = createHttpIntake(httpIntakeConfigSchema.parse({}), {
+    normalizer: createNormalizer(parseConfigSchema.parse({})),
+    publish: async (events) => {
+      published.push(events);
+    },
+    metrics,
+    keys: createIdempotencyKeys({ dir: join(root, 'keys-reserved'), maxKeys: 100, metrics, logger: silentLogger }),
+  });
+  await intake.start();
+  const health = '{"vigil.health.check":"backup","vigil.health.backup.stale":false}\n{"message":"b"}\n';
+  for (const product of ['vigil', 'Vigil']) {
+    await assert.rejects(
+      intake.ingest({ body: health, tenant: 'default', logsource: { product, service: 'health' } }),
+      (err: unknown) =>
+        err instanceof VigilError &&
+        err.code === 'reserved_logsource' &&
+        err.status === 400 &&
+        /reserved for Vigil's own health events/.test(err.message),
+    );
+  }
+  assert.equal(published.length, 0);
+  // The stored logsource column, spelled flat or nested, is what a restart's catch-up reads back.
+  const result = await intake.ingest({
+    body: [
+      '{"vigil.logsource.product":"vigil","vigil.logsource.service":"health","vigil.health.check":"disk"}',
+      '{"vigil":{"logsource":{"product":"VIGIL","service":"health"}}}',
+      '{"message":"honest","vigil.logsource.service":"health"}',
+    ].join('\n'),
+    tenant: 'default',
+  });
+  assert.equal(result.accepted, 1);
+  assert.deepEqual(
+    result.rejected.map((r) => r.line),
+    [1, 2],
+  );
+  assert.match(result.rejected[0].error, /reserved for Vigil's own health events/);
+  assert.equal(published.length, 1);
+  assert.equal(published[0][0].fields.message, 'honest');
+  const rejected = await metrics.getSingleMetric('vigil_intake_events_rejected_total')?.get();
+  assert.equal(rejected?.values.find((v) => v.labels.reason === 'reserved_logsource')?.value, 2 * 2 + 2);
+  await intake.stop(Date.now() + 1000);
+});

@@ -2,10 +2,18 @@ import type { Registry } from 'prom-client';
 import type { Component } from '../../lib/component.ts';
 import { InputError, OverloadError, VigilError } from '../../lib/errors.ts';
 import type { Logsource, NormalizedEvent } from '../../lib/event.ts';
-import { type createNormalizer, notAnEvent, splitJsonYielding } from '../../parse/index.ts';
+import { createTurnTaker } from '../../lib/turns.ts';
+import { type createNormalizer, NORMALIZER_DEFAULTS, notAnEvent, splitJsonYielding } from '../../parse/index.ts';
 import { intakeMetrics, type RejectReason } from '../metrics.ts';
 import type { HttpIntakeConfig } from './config.ts';
 import type { IdempotencyKeys } from './idempotency.ts';
+import { decodeCollected } from './collected.ts';
+import {
+  claimsReservedLogsource,
+  isReservedLogsource,
+  RESERVED_LOGSOURCE_MESSAGE,
+  ReservedLogsourceError,
+} from '../reserved.ts';
 
 /** What an ingest request answers: accepted count and, per rejected element, its line and reason. */
 export interface IngestResult {
@@ -15,13 +23,6 @@ export interface IngestResult {
   /** Rejected elements past those listed (absent when none): the answer stays small whatever the body. */
   rejected_omitted?: number;
 }
-
-/**
- * Elements normalized between two turns of the event loop. 100,000 events of 570 B took 1.3-2.5 s in one
- * synchronous loop, stalling every other request (health probes included) that long; a slice of 1,000 takes
- * about 10-25 ms.
- */
-const ELEMENTS_PER_TURN = 1000;
 
 /** Rejected elements listed in an answer; a body of a million bad lines answers with a count, not a list. */
 export const MAX_REJECTION_DETAILS = 1000;
@@ -34,15 +35,34 @@ export interface IngestRequest {
   idempotencyKey?: string;
 }
 
+/** A batch a collector forwards: NDJSON of {@link CollectedEvent}, for the tenant of the collector's key. */
+export interface CollectedRequest {
+  body: string;
+  tenant: string;
+}
+
 /** The HTTP/JSON intake: NDJSON or a JSON array in, normalized events published, answered after commit. */
 export interface HttpIntake extends Component {
   ingest(req: IngestRequest): Promise<IngestResult>;
+  /**
+   * Stores events a collector already normalized, with the ids it gave them (only for keys with the
+   * `collector` scope: the route checks). Answers after commit, like `ingest`.
+   */
+  ingestCollected(req: CollectedRequest): Promise<IngestResult>;
 }
 
 export { type HttpIntakeConfig, httpIntakeConfigSchema } from './config.ts';
 export { createIdempotencyKeys, type IdempotencyKeys } from './idempotency.ts';
+export { COLLECTED_PATH, type CollectedEvent, decodeCollected, encodeCollected } from './collected.ts';
 
 const SOURCE = 'http';
+/** The metrics label of events forwarded by collectors (each event keeps the `source` its collector gave). */
+const COLLECTED_SOURCE = 'collector';
+/**
+ * A collected line holds the event's text and its parsed fields besides: it may be this many times
+ * `max_event_bytes`, while `raw` alone is bounded by `max_event_bytes`.
+ */
+const COLLECTED_LINE_FACTOR = 4;
 
 /** Creates the HTTP intake; it publishes through `publish`, which resolves once the events are durable. */
 export function createHttpIntake(
@@ -57,6 +77,8 @@ export function createHttpIntake(
      * with 503 `draining`, which sends the client (or its balancer) to another node. Default: always.
      */
     admitting?: () => boolean;
+    /** The normalizer's `parse.max_fields`: a collected event may have that many, plus the ECS fields. */
+    parseMaxFields?: number;
   },
 ): HttpIntake {
   const m = intakeMetrics(deps.metrics);
@@ -81,6 +103,13 @@ export function createHttpIntake(
         m.received.inc({ source: SOURCE }, lines);
         m.rejected.inc({ source: SOURCE, reason: 'draining' }, lines);
         throw new OverloadError('this node is in maintenance; send to another node', 1, 503, 'draining');
+      }
+      // Vigil's own health logsource: the whole request is refused, each of its events counted.
+      if (isReservedLogsource(req.logsource)) {
+        const lines = countLines(req.body);
+        m.received.inc({ source: SOURCE }, lines);
+        m.rejected.inc({ source: SOURCE, reason: 'reserved_logsource' }, lines);
+        throw new ReservedLogsourceError();
       }
       if (req.idempotencyKey !== undefined && !/^[\x21-\x7e]{1,255}$/.test(req.idempotencyKey)) {
         throw new InputError('bad_idempotency_key', 'Idempotency-Key must be 1 to 255 printable ASCII characters');
@@ -109,9 +138,12 @@ export function createHttpIntake(
           { status: 413 },
         );
       }
+      // 100,000 events of 570 B took 1.3-2.5 s in one synchronous loop, stalling every other request
+      // (health probes and searches included) that long: the loop turns every few milliseconds instead.
+      const turns = createTurnTaker();
       let index = 0;
       for (const element of elements) {
-        if (index > 0 && index % ELEMENTS_PER_TURN === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        if (turns.due()) await turns.take();
         index++;
         m.received.inc({ source: SOURCE });
         if ('error' in element) {
@@ -128,19 +160,24 @@ export function createHttpIntake(
           refuse(element.line, 'invalid_event', problem);
           continue;
         }
+        let event: NormalizedEvent;
         try {
-          events.push(
-            deps.normalizer.fromJson(element.value, element.raw, {
-              source: SOURCE,
-              receivedAt,
-              tenant: req.tenant,
-              logsource: req.logsource,
-              idSeed: req.idempotencyKey === undefined ? undefined : `${req.idempotencyKey}:${index}`,
-            }),
-          );
+          event = deps.normalizer.fromJson(element.value, element.raw, {
+            source: SOURCE,
+            receivedAt,
+            tenant: req.tenant,
+            logsource: req.logsource,
+            idSeed: req.idempotencyKey === undefined ? undefined : `${req.idempotencyKey}:${index}`,
+          });
         } catch (err) {
           refuse(element.line, 'invalid_event', (err as Error).message);
+          continue;
         }
+        if (claimsReservedLogsource(event)) {
+          refuse(element.line, 'reserved_logsource', RESERVED_LOGSOURCE_MESSAGE);
+          continue;
+        }
+        events.push(event);
       }
       if (index === 0) {
         m.rejected.inc({ source: SOURCE, reason: 'empty' });
@@ -158,8 +195,81 @@ export function createHttpIntake(
       m.accepted.inc({ source: SOURCE }, events.length);
       return { accepted: events.length, rejected: refused, ...(omitted > 0 ? { rejected_omitted: omitted } : {}) };
     },
+    async ingestCollected(req) {
+      if (deps.admitting && !deps.admitting()) {
+        const lines = countLines(req.body);
+        m.received.inc({ source: COLLECTED_SOURCE }, lines);
+        m.rejected.inc({ source: COLLECTED_SOURCE, reason: 'draining' }, lines);
+        throw new OverloadError('this node is in maintenance; send to another node', 1, 503, 'draining');
+      }
+      const limits = {
+        maxRawBytes: config.max_event_bytes,
+        maxFields: (deps.parseMaxFields ?? NORMALIZER_DEFAULTS.max_fields) + COLLECTED_ECS_FIELDS,
+      };
+      const events: NormalizedEvent[] = [];
+      const refused: IngestResult['rejected'] = [];
+      let omitted = 0;
+      const refuse = (line: number, reason: RejectReason, error: string) => {
+        if (refused.length < MAX_REJECTION_DETAILS) refused.push({ line, error });
+        else omitted++;
+        m.rejected.inc({ source: COLLECTED_SOURCE, reason });
+      };
+      const elements = await splitJsonYielding(req.body, config.max_events_per_request + 1);
+      if (elements.length > config.max_events_per_request) {
+        m.received.inc({ source: COLLECTED_SOURCE });
+        m.rejected.inc({ source: COLLECTED_SOURCE, reason: 'too_many_events' });
+        throw new VigilError(
+          'too_many_events',
+          `more than ${config.max_events_per_request} events in one request (ingest.max_events_per_request); nothing was stored: send them in smaller requests`,
+          { status: 413 },
+        );
+      }
+      const turns = createTurnTaker();
+      let index = 0;
+      for (const element of elements) {
+        if (turns.due()) await turns.take();
+        index++;
+        m.received.inc({ source: COLLECTED_SOURCE });
+        if ('error' in element) {
+          refuse(element.line, 'malformed_json', element.error);
+          continue;
+        }
+        if (Buffer.byteLength(element.raw) > COLLECTED_LINE_FACTOR * config.max_event_bytes) {
+          refuse(
+            element.line,
+            'oversize',
+            `collected event is larger than ${COLLECTED_LINE_FACTOR * config.max_event_bytes} bytes`,
+          );
+          continue;
+        }
+        const decoded = decodeCollected(element.value, req.tenant, limits);
+        if ('error' in decoded) refuse(element.line, 'invalid_event', decoded.error);
+        // A collector forwards what its sources sent: Vigil's own logsource is no more theirs than a client's.
+        else if (claimsReservedLogsource(decoded.event))
+          refuse(element.line, 'reserved_logsource', RESERVED_LOGSOURCE_MESSAGE);
+        else events.push(decoded.event);
+      }
+      if (index === 0) {
+        m.rejected.inc({ source: COLLECTED_SOURCE, reason: 'empty' });
+        throw new InputError('empty_body', 'the request has no events: send NDJSON lines of collected events');
+      }
+      try {
+        await deps.publish(events);
+      } catch (err) {
+        m.rejected.inc(
+          { source: COLLECTED_SOURCE, reason: err instanceof OverloadError ? rejectReason(err) : 'publish_error' },
+          events.length,
+        );
+        throw err;
+      }
+      m.accepted.inc({ source: COLLECTED_SOURCE }, events.length);
+      return { accepted: events.length, rejected: refused, ...(omitted > 0 ? { rejected_omitted: omitted } : {}) };
+    },
   };
 }
+
+/** Fields a collected event may have past `parse.max_fields`: the ECS fields the normalizer adds. */
+const COLLECTED_ECS_FIELDS = 256;
 
 /**
  * Non-blank lines of a body, without parsing it: what a draining node counts as refused (NDJSON has one

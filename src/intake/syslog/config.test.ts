@@ -93,3 +93,13 @@ test('metrics: refuses a name taken by another type or other labels', () => {
   new Counter({ name: 'vigil_intake_events_rejected_total', help: 'x', labelNames: ['source'], registers: [other] });
   assert.throws(() => intakeMetrics(other), { code: 'metric_conflict' });
 });
+
+test("config: a listener cannot declare Vigil's own logsource product (its health events)", () => {
+  for (const product of ['vigil', 'VIGIL', ' Vigil ']) {
+    const r = syslogConfigSchema.safeParse({ logsource: { product, service: 'health' } });
+    assert.equal(r.success, false, product);
+    assert.deepEqual(r.error?.issues[0].path, ['logsource', 'product']);
+    assert.match(r.error?.issues[0].message ?? '', /reserved for Vigil's own health events/);
+  }
+  assert.equal(syslogConfigSchema.safeParse({ logsource: { product: 'linux', service: 'health' } }).success, true);
+});

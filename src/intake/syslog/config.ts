@@ -2,6 +2,7 @@ import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULT_MAX_FUTURE_MS } from '../../parse/syslog.ts';
 import { isTimeZone } from '../../parse/time.ts';
+import { isReservedLogsource, RESERVED_LOGSOURCE_MESSAGE } from '../reserved.ts';
 
 const port = z.number().int().min(0).max(65535);
 const timeZone = z
@@ -147,6 +148,9 @@ export const syslogConfigSchema = z
       if (i < 2 || p === 0) continue;
       const other = streams.slice(0, i).find(([, q]) => q === p);
       if (other) ctx.addIssue({ code: 'custom', path: [name], message: `must differ from ${other[0]}` });
+    }
+    if (isReservedLogsource(c.logsource)) {
+      ctx.addIssue({ code: 'custom', path: ['logsource', 'product'], message: RESERVED_LOGSOURCE_MESSAGE });
     }
     for (const key of Object.keys(c.timezones)) {
       if (parseCidr(key) === undefined && !HOST_NAME.test(key)) {

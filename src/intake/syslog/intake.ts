@@ -15,6 +15,7 @@ import { Connection, type ConnectionHost } from './connection.ts';
 import { type Frame, trimEol } from './framing.ts';
 import { type IntakeMetrics, intakeMetrics } from '../metrics.ts';
 import { BatchPipeline, type Outcome } from './pipeline.ts';
+import { claimsReservedLogsource, RESERVED_LOGSOURCE_MESSAGE } from '../reserved.ts';
 import { type RelpHost, RelpSession } from './relp.ts';
 import { createZoneResolver, type ZoneResolver } from './timezones.ts';
 import { countUdpKernelDrops } from './udp-drops.ts';
@@ -111,6 +112,9 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
   readonly #waiting = new Set<Connection | RelpSession>();
   #refused = 0;
   #refusalLoggedAt = 0;
+  /** Events refused for claiming Vigil's logsource since the last log line about them. */
+  #reserved = 0;
+  #reservedLoggedAt = 0;
   #udpDropped = 0;
   /** The UDP socket's port while it is bound, for the kernel drop counter. */
   #udpPort: number | undefined;
@@ -483,6 +487,20 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
       event = unparsedEvent(text, ctx, err);
     }
     if (c.logsource && event.logsource === undefined) event.logsource = c.logsource;
+    // The listener's logsource cannot be Vigil's (the config refuses it); this stops any event whose parsed
+    // fields claim it, so that no sender forges a health event.
+    if (claimsReservedLogsource(event)) {
+      this.#metrics.rejected.inc({ source, reason: 'reserved_logsource' });
+      this.#reserved++;
+      const now = Date.now();
+      if (now - this.#reservedLoggedAt >= REFUSAL_LOG_INTERVAL_MS) {
+        this.#log.warn({ source, refused: this.#reserved }, `Syslog events refused: ${RESERVED_LOGSOURCE_MESSAGE}.`);
+        this.#reservedLoggedAt = now;
+        this.#reserved = 0;
+      }
+      settled?.('reserved');
+      return;
+    }
     this.#pipeline.enqueue(event, source, settled);
   }
 

@@ -20,7 +20,12 @@ export interface BatchPipelineOptions {
  * What became of an event: committed; dropped for good (a publish refused as not retryable); abandoned at
  * the stop deadline, uncommitted.
  */
-export type Outcome = 'committed' | 'dropped' | 'abandoned';
+/**
+ * What became of an event: committed; dropped (the pipeline gave it up); abandoned (the stop deadline passed
+ * first: unanswered, the client sends it again); reserved (refused before the pipeline: it claims Vigil's own
+ * logsource product, src/intake/reserved.ts).
+ */
+export type Outcome = 'committed' | 'dropped' | 'abandoned' | 'reserved';
 
 interface Entry {
   event: NormalizedEvent;

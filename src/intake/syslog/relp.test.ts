@@ -108,23 +108,28 @@ class GatedPublisher {
   }
 }
 
-async function startRelp(config: SyslogConfigInput = {}, publisher = new GatedPublisher()) {
+/** The test parser: every line is an event with its text as message, and `extra` fields of its own. */
+const plainParse =
+  (extra: (line: string) => NormalizedEvent['fields'] = () => ({})) =>
+  (line: string, ctx: SyslogParseContext): NormalizedEvent => ({
+    id: randomUUID(),
+    timestamp: ctx.receivedAt,
+    ingested: ctx.receivedAt,
+    tenant: ctx.tenant,
+    source: ctx.source,
+    layout: 'syslog',
+    raw: line,
+    fields: { message: line, ...extra(line) },
+  });
+
+async function startRelp(config: SyslogConfigInput = {}, publisher = new GatedPublisher(), parse = plainParse()) {
   const registry = new Registry();
   const relpPort = await freePort();
   const intake = createSyslogIntake(
     { udp_port: 0, tcp_port: 0, tls_port: 0, relp_port: relpPort, batch_max_wait_ms: 5, ...config },
     {
       publish: publisher.publish,
-      parse: (line: string, ctx: SyslogParseContext) => ({
-        id: randomUUID(),
-        timestamp: ctx.receivedAt,
-        ingested: ctx.receivedAt,
-        tenant: ctx.tenant,
-        source: ctx.source,
-        layout: 'syslog',
-        raw: line,
-        fields: { message: line },
-      }),
+      parse,
       metrics: registry,
       logger: silentLogger,
     },
@@ -356,4 +361,27 @@ test('RELP: any command but open before open ends the session without an answer'
     assert.match(String(h.errors[0]?.message), new RegExp(`${command} frame came before open`));
     h.close();
   }
+});
+
+test("RELP: an event that claims Vigil's own logsource is refused with a clear answer, counted, never published", async () => {
+  // A parser that lifts a sender's field into the stored logsource column, as a JSON-in-syslog parser could.
+  const parse = plainParse((line): NormalizedEvent['fields'] =>
+    line.includes('forged') ? { 'vigil.logsource.product': 'Vigil' } : {},
+  );
+  const h = await startRelp({}, undefined, parse);
+  h.publisher.release();
+  const c = await connectPlain(h.port);
+  c.send(1, 'open', OPEN);
+  c.send(2, 'syslog', '<13>Dec  6 02:13:39 h app: forged backup is fine');
+  c.send(3, 'syslog', '<13>Dec  6 02:13:39 h app: an honest line');
+  await c.waitFor('three answers', () => c.received.length === 3);
+  assert.match(c.received[1], /^2 rsp 500 logsource product 'vigil' is reserved for Vigil's own health events/);
+  assert.equal(c.received[2], '3 rsp 200 OK');
+  assert.deepEqual(
+    h.publisher.events.map((e) => e.raw),
+    ['<13>Dec  6 02:13:39 h app: an honest line'],
+  );
+  const rejected = await h.registry.getSingleMetric('vigil_intake_events_rejected_total')?.get();
+  assert.equal(rejected?.values.find((v) => v.labels.reason === 'reserved_logsource')?.value, 1);
+  c.socket.destroy();
 });

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { ByteQueue } from './byte-queue.ts';
 import type { Outcome } from './pipeline.ts';
+import { RESERVED_LOGSOURCE_MESSAGE } from '../reserved.ts';
 
 /**
  * RELP, the reliable event logging protocol of rsyslog (librelp), as a receiver. Every frame, either way, is
@@ -309,7 +310,7 @@ export class RelpSession {
     this.#inflight--;
     // An abandoned message (the stop deadline passed first) is not answered: the client sends it again.
     if (outcome !== 'abandoned') {
-      const answered = this.#answer(txnr, outcome === 'committed' ? '200 OK' : '500 the event could not be stored');
+      const answered = this.#answer(txnr, answerOf(outcome));
       if (!answered && outcome === 'committed') this.#host.unanswered(this, 1);
     }
     if (this.#inflight === 0) this.#closeIfSettled();
@@ -352,4 +353,11 @@ function parseOffers(text: string): Map<string, string> {
     else if (line.trim() !== '') offers.set(line.trim(), '');
   }
   return offers;
+}
+
+/** The RELP answer to a message, by what became of it. */
+function answerOf(outcome: Exclude<Outcome, 'abandoned'>): string {
+  if (outcome === 'committed') return '200 OK';
+  if (outcome === 'reserved') return `500 ${RESERVED_LOGSOURCE_MESSAGE}`;
+  return '500 the event could not be stored';
 }

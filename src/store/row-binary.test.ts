@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { Session } from 'chdb';
+import { eventLoopTurnsDuring } from '../../test/harness/event-loop.ts';
+import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
+import { insertFromFileSql } from './index.ts';
+import { eventsToRowBinary, eventsToRowBinarySliced, ROW_BINARY_STRUCTURE } from './row-binary.ts';
+import { eventsToRows } from './rows.ts';
+import { DATABASE, EVENTS_TABLE, eventsTableDdl } from './schema.ts';
+
+// chdb binds one data directory per process: this file has its own.
+const dataDir = mkdtempSync(join(tmpdir(), 'vigil-row-binary-'));
+after(() => rmSync(dataDir, { recursive: true, force: true }));
+
+const BASE = 1_795_000_000_000;
+
+/** Events with what a binary encoding can get wrong: lengths past one varint byte, multi-byte text, big maps. */
+function tricky(): NormalizedEvent[] {
+  const many: Record<string, FieldValue> = {};
+  for (let i = 0; i < 300; i++) many[`k${i}`] = `v${i}`;
+  const base = { tenant: 'default', source: 'http', layout: 'windows' as const };
+  return [
+    {
+      ...base,
+      id: 'plain',
+      timestamp: BASE,
+      ingested: BASE + 1,
+      raw: '{"EventID":4688}',
+      fields: { EventID: 4688, Channel: 'Security', 'host.name': 'dc01', message: 'a process was created' },
+    },
+    {
+      ...base,
+      id: 'long-and-wide',
+      timestamp: BASE + 2,
+      ingested: BASE + 3,
+      raw: `{"Message":"${'x'.repeat(20_000)}"}`,
+      parseError: 'e'.repeat(200),
+      fields: { ...many, Message: 'y'.repeat(20_000), 'host.name': 42 },
+    },
+    {
+      ...base,
+      id: 'text-é€😀',
+      timestamp: BASE + 4,
+      ingested: BASE + 5,
+      raw: 'café € 😀 \r\n\t\\ "quoted" \u0000 end',
+      fields: {
+        'user.name': 'Zoë',
+        emoji: '😀'.repeat(50),
+        crlf: 'a\r\nb\r\n',
+        nul: 'a\u0000b',
+        empty: '',
+        nothing: null,
+        yes: true,
+        num: 1.5,
+        list: ['a', 2, true],
+        __proto__key: 'x',
+        'vigil.logsource.product': 'from the event',
+      },
+      logsource: { product: 'windows', service: 'security' },
+    },
+    {
+      ...base,
+      id: 'old',
+      timestamp: -86_400_000 * 365 * 50 + 123,
+      ingested: BASE + 6,
+      raw: '{}',
+      fields: {},
+    },
+  ];
+}
+
+function mordorLike(n: number): NormalizedEvent[] {
+  return Array.from({ length: n }, (_, i) => ({
+    id: `e-${i}`,
+    timestamp: BASE + i,
+    ingested: BASE + i,
+    tenant: 'default',
+    source: 'http',
+    layout: 'ecs',
+    raw: `{"message":"line ${i}","user":{"name":"u${i % 7}"}}`,
+    fields: { message: `line ${i}`, 'user.name': `u${i % 7}`, 'event.code': i, tags: ['a', `t${i}`] },
+  }));
+}
+
+test('RowBinary rows store exactly what JSONEachRow rows store, promoted columns included', async () => {
+  const s = new Session(join(dataDir, 'engine'));
+  try {
+    await s.queryAsync(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
+    await s.queryAsync(eventsTableDdl(3650));
+    await s.queryAsync(eventsTableDdl(3650, `${DATABASE}.events_json`));
+    const events = tricky();
+    await s.insert({ table: `${DATABASE}.events_json`, values: eventsToRows(events), format: 'JSONEachRow' });
+    const file = join(dataDir, 'rows.bin');
+    writeFileSync(file, eventsToRowBinary(events));
+    await s.queryAsync(insertFromFileSql(file));
+    const read = async (table: string) =>
+      (
+        await s.queryAsync(
+          `SELECT *, ${['f_EventID', 'f_Channel', 'f_user_name'].join(', ')} FROM ${table} ORDER BY id FORMAT JSONEachRow`,
+        )
+      ).text();
+    const json = await read(`${DATABASE}.events_json`);
+    const binary = await read(EVENTS_TABLE);
+    assert.equal(json.trim().split('\n').length, events.length);
+    assert.equal(binary, json);
+    // The map of 300+ entries needed a varint of two bytes for its size.
+    const rows = binary
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string; fields: Record<string, string> });
+    const wide = rows.find((r) => r.id === 'long-and-wide');
+    assert.equal(Object.keys(wide?.fields ?? {}).length, 301);
+  } finally {
+    s.close();
+  }
+});
+
+test('the RowBinary structure is the events table columns and types, in the DDL', async () => {
+  const s = new Session(join(dataDir, 'engine'));
+  try {
+    const text = (
+      await s.queryAsync(
+        `SELECT name, type FROM system.columns WHERE database = '${DATABASE}' AND table = 'events' AND default_kind != 'MATERIALIZED' ORDER BY position FORMAT JSONEachRow`,
+      )
+    ).text();
+    const columns = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { name: string; type: string });
+    assert.deepEqual(
+      Object.fromEntries(columns.map((c) => [c.name, c.type])),
+      Object.fromEntries(ROW_BINARY_STRUCTURE),
+    );
+  } finally {
+    s.close();
+  }
+});
+
+test('rows built in slices are the same bytes as in one go, and the event loop turns between slices', async () => {
+  const batch = mordorLike(100);
+  // A budget of 0 turns at every look at the clock (every 16 rows).
+  const { result: sliced, turns } = await eventLoopTurnsDuring(() => eventsToRowBinarySliced(batch, 0));
+  assert.ok(sliced.equals(eventsToRowBinary(batch)), 'same RowBinary bytes');
+  assert.ok(turns >= 5, `the event loop turned ${turns} times while the rows were built`);
+  assert.ok((await eventsToRowBinarySliced(batch.slice(0, 10))).equals(eventsToRowBinary(batch.slice(0, 10))));
+});

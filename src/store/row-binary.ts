@@ -1,0 +1,206 @@
+import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
+import { createTurnTaker, TURN_BUDGET_MS } from '../lib/turns.ts';
+import { storedValue, stringOr } from './rows.ts';
+import { contentHash } from './schema.ts';
+
+/**
+ * The events table's written columns in the engine's RowBinary format: the order and types of a row here,
+ * as the `structure` of the engine's `file()` table function. The types are the table's own, so the
+ * engine converts nothing (LowCardinality is written as its inner type); store.test.ts checks them against
+ * the table the DDL makes.
+ */
+export const ROW_BINARY_STRUCTURE: readonly (readonly [name: string, type: string])[] = [
+  ['ts', "DateTime64(3, 'UTC')"],
+  ['ingested', "DateTime64(3, 'UTC')"],
+  ['id', 'String'],
+  ['content_hash', 'String'],
+  ['tenant', 'LowCardinality(String)'],
+  ['source', 'LowCardinality(String)'],
+  ['layout', 'LowCardinality(String)'],
+  ['host', 'LowCardinality(String)'],
+  ['message', 'String'],
+  ['raw', 'String'],
+  ['parse_error', 'String'],
+  ['fields', 'Map(LowCardinality(String), String)'],
+];
+
+const LOGSOURCE_KEYS = ['product', 'service', 'category'] as const;
+const LOGSOURCE_FIELDS = LOGSOURCE_KEYS.map((k) => `vigil.logsource.${k}`);
+
+/**
+ * Buffer's own UTF-8 writer, without `write`'s argument checks: those took more CPU than the copy itself
+ * (a cpu profile of HTTP ingest: `write` 4.5 s self against `utf8Write` 3.5 s; rows built in 35 µs an event
+ * through `write`, 21 µs through this). Node has had it on every Buffer since its first versions; the space
+ * is always there (RowBinaryWriter.ensure).
+ */
+type Utf8Writer = Buffer & { utf8Write(text: string, offset: number): number };
+
+/** A growing output buffer with the few RowBinary encodings the events table needs. */
+class RowBinaryWriter {
+  buf: Utf8Writer;
+  at = 0;
+
+  constructor(size: number) {
+    this.buf = Buffer.allocUnsafe(Math.max(1024, size)) as Utf8Writer;
+  }
+
+  ensure(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n)) as Utf8Writer;
+    this.buf.copy(next, 0, 0, this.at);
+    this.buf = next;
+  }
+
+  varint(n: number): void {
+    this.ensure(10);
+    const b = this.buf;
+    while (n >= 0x80) {
+      b[this.at++] = (n & 0x7f) | 0x80;
+      n = Math.floor(n / 128);
+    }
+    b[this.at++] = n;
+  }
+
+  /** Milliseconds since the epoch as DateTime64(3): an Int64 of ticks, little-endian. */
+  millis(ms: number): void {
+    this.ensure(8);
+    const t = Math.trunc(ms);
+    const hi = Math.floor(t / 2 ** 32);
+    this.buf.writeUInt32LE(t - hi * 2 ** 32, this.at);
+    this.buf.writeInt32LE(hi, this.at + 4);
+    this.at += 8;
+  }
+
+  /** A String: its UTF-8 length as a varint, then the bytes. */
+  string(s: string): void {
+    // A UTF-8 character takes at most 3 bytes per UTF-16 unit (a surrogate pair: 4 bytes for 2 units).
+    const most = s.length * 3;
+    this.ensure(most + 10);
+    if (most < 0x80) {
+      // The length fits one byte whatever the text is: written after the text, without measuring it first.
+      const at = this.at++;
+      const n = this.buf.utf8Write(s, this.at);
+      this.buf[at] = n;
+      this.at += n;
+      return;
+    }
+    // The engine reads only the shortest varint (a padded one misreads the row), so the length comes first.
+    this.varint(Buffer.byteLength(s));
+    this.at += this.buf.utf8Write(s, this.at);
+  }
+
+  /** Moves `[from, at)` forward by `by` bytes (room for a longer varint before it). */
+  shift(from: number, by: number): void {
+    this.ensure(by);
+    this.buf.copyWithin(from + by, from, this.at);
+    this.at += by;
+  }
+}
+
+function varintBytes(n: number): number {
+  let bytes = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    bytes++;
+  }
+  return bytes;
+}
+
+/**
+ * Serializes events as RowBinary rows of ROW_BINARY_STRUCTURE: the same values as the JSONEachRow rows of
+ * rows.ts (host and message as columns and not in the map, values as stored strings, the logsource as
+ * `vigil.logsource.*` keys), without any text format to escape or parse. Measured on 20,000 Mordor events
+ * (CPU per event, best of 5): 17 µs to build against 45 µs for JSONEachRow, and the engine read them into
+ * the events table in 39 µs against 120 µs (13 against 67 µs into a table that keeps nothing).
+ */
+export function eventsToRowBinary(events: readonly NormalizedEvent[]): Buffer {
+  const w = new RowBinaryWriter(estimate(events, 0, events.length));
+  writeRows(w, events, 0, events.length);
+  return w.buf.subarray(0, w.at);
+}
+
+/** Rows written between two looks at the clock by `eventsToRowBinarySliced`. */
+const ROWS_PER_CHECK = 16;
+
+/**
+ * `eventsToRowBinary`, letting the event loop turn every `budgetMs` of work (TURN_BUDGET_MS): an INSERT
+ * chunk holds up to 20,000 small events, whose rows took a node's event loop for 0.5 s and more on a loaded
+ * host (HTTP answers, searches and lease renewals wait meanwhile).
+ */
+export async function eventsToRowBinarySliced(
+  events: readonly NormalizedEvent[],
+  budgetMs: number = TURN_BUDGET_MS,
+): Promise<Buffer> {
+  const w = new RowBinaryWriter(estimate(events, 0, events.length));
+  const turns = createTurnTaker(budgetMs);
+  for (let i = 0; i < events.length; i += ROWS_PER_CHECK) {
+    if (i > 0 && turns.due()) await turns.take();
+    writeRows(w, events, i, Math.min(events.length, i + ROWS_PER_CHECK));
+  }
+  return w.buf.subarray(0, w.at);
+}
+
+/** About the bytes of the rows: the raw text about twice (raw, then its fields), plus a little per row. */
+function estimate(events: readonly NormalizedEvent[], from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) n += events[i].raw.length * 2 + 256;
+  return n;
+}
+
+function writeRows(w: RowBinaryWriter, events: readonly NormalizedEvent[], from: number, to: number): void {
+  for (let i = from; i < to; i++) {
+    const e = events[i];
+    w.millis(e.timestamp);
+    w.millis(e.ingested);
+    w.string(e.id);
+    w.string(contentHash(e.raw));
+    w.string(e.tenant);
+    w.string(e.source);
+    w.string(e.layout);
+    w.string(stringOr(e.fields['host.name']));
+    w.string(stringOr(e.fields.message));
+    w.string(e.raw);
+    w.string(e.parseError ?? '');
+    writeFields(w, e);
+  }
+}
+
+/** The `fields` map: its size, then key and value of each entry. */
+function writeFields(w: RowBinaryWriter, e: NormalizedEvent): void {
+  // The size goes first but is known last: one byte is kept for it (fewer than 128 entries, nearly always).
+  w.ensure(1);
+  const sizeAt = w.at++;
+  let n = 0;
+  const logsource = e.logsource;
+  for (const key in e.fields) {
+    // Carried by typed columns; not repeated in the map.
+    if (key === 'host.name' || key === 'message') continue;
+    // The event's logsource wins over a field of the same name (one key, as in the JSONEachRow rows).
+    if (logsource && isLogsourceKey(key) && logsource[key.slice(16) as (typeof LOGSOURCE_KEYS)[number]]) continue;
+    const value = storedValue(e.fields[key] as FieldValue);
+    if (value === undefined) continue;
+    w.string(key);
+    w.string(value);
+    n++;
+  }
+  if (logsource) {
+    for (let k = 0; k < LOGSOURCE_KEYS.length; k++) {
+      const v = logsource[LOGSOURCE_KEYS[k]];
+      if (!v) continue;
+      w.string(LOGSOURCE_FIELDS[k]);
+      w.string(v);
+      n++;
+    }
+  }
+  const bytes = varintBytes(n);
+  if (bytes > 1) w.shift(sizeAt + 1, bytes - 1);
+  let v = n;
+  for (let b = 0; b < bytes; b++) {
+    w.buf[sizeAt + b] = b < bytes - 1 ? (v & 0x7f) | 0x80 : v;
+    v = Math.floor(v / 128);
+  }
+}
+
+function isLogsourceKey(key: string): boolean {
+  return key.startsWith('vigil.logsource.') && LOGSOURCE_FIELDS.includes(key);
+}
