@@ -236,6 +236,14 @@ export const routeDocs = {
     body: looseObject('the fields to change'),
     answer: incident,
   }),
+  incidentComment: route({
+    tags: ['incidents'],
+    summary: 'Add a comment to an incident',
+    params: idParams,
+    body: z.object({ body: z.string().describe('the comment') }),
+    answer: z.looseObject({ id: z.number(), author: z.string(), body: z.string(), createdAt: z.number() }),
+    status: 201,
+  }),
   rules: route({
     tags: ['rules'],
     summary: 'List rules and the documents that could not be loaded',

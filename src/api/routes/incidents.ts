@@ -148,13 +148,19 @@ export function incidentRoutes(deps: { incidents: IncidentService }): RouteGroup
       },
     );
 
-    app.post<{ Params: { id: string }; Body: unknown }>('/api/v1/incidents/:id/comments', async (req, reply) => {
-      const p = principalOf(req);
-      requireRole(p, 'analyst');
-      const body = parseJsonBody(req.body);
-      onlyKeys(body, ['body']);
-      return reply.status(201).send(await incidents.addComment(req.params.id, p.tenants, body.body as string, p.name));
-    });
+    app.post<{ Params: { id: string }; Body: unknown }>(
+      '/api/v1/incidents/:id/comments',
+      routeDocs.incidentComment,
+      async (req, reply) => {
+        const p = principalOf(req);
+        requireRole(p, 'analyst');
+        const body = parseJsonBody(req.body);
+        onlyKeys(body, ['body']);
+        return reply
+          .status(201)
+          .send(await incidents.addComment(req.params.id, p.tenants, body.body as string, p.name));
+      },
+    );
 
     app.get<{ Params: { id: string } }>('/api/v1/incidents/:id/timeline', async (req) => {
       const timeline = await incidents.timeline(req.params.id, principalOf(req).tenants);
