@@ -196,6 +196,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         session: cluster.session,
         connection: bus.connection,
         replication: () => bus.replication(),
+        eventsLastSeq: async () => (await bus.streamPosition()).lastSeq,
         metrics,
         logger,
       });
@@ -399,10 +400,12 @@ const MODULES: ModuleDef<Base, Modules>[] = [
               await js.ready();
               // Every replica of both sites refuses alerts of an older epoch published after this fence.
               await (alerts as AlertLog).fenceEpoch(site.epoch());
-              const { lastSeq } = await js.streamPosition();
+              // Made now (the first activation): from the events stream's end at the activation command, so
+              // the events received since it answered are evaluated too.
+              const from = site.activatedAfterSeq() ?? (await js.streamPosition()).lastSeq;
               return js.subscribeStream('detect', (batch) => detector.handle(batch.events), {
                 durable: true,
-                startSequence: lastSeq + 1,
+                startSequence: from + 1,
               });
             },
           },

@@ -27,6 +27,11 @@ export interface SiteRecord {
   peer_epoch: number;
   /** When the role last changed (ISO time). */
   changed_at: string;
+  /**
+   * The last sequence of this site's events stream when it was last activated: a detection consumer made
+   * after the activation starts after it, so no event received once the command answered is missed.
+   */
+  activated_after_seq?: number;
 }
 
 /** The peer as this site sees it now. */
@@ -95,6 +100,8 @@ export interface Site extends Component {
   failback(opts: { confirm: boolean }): Promise<ActivationPlan>;
   /** The epoch of this site's record (0 before it is read). */
   epoch(): number;
+  /** The events stream's last sequence at the last activation (undefined: not recorded). */
+  activatedAfterSeq(): number | undefined;
   /** The greatest epoch known of either site: an alert or notification of a lower epoch is stale. */
   highestEpoch(): number;
   /**
@@ -115,6 +122,8 @@ export interface SiteDeps {
   connection: JetStreamConnection;
   /** The events stream's source lags (the bus's `replication()`). */
   replication: () => Promise<SourceLag[]>;
+  /** The last sequence of this site's events stream (recorded at each activation). */
+  eventsLastSeq?: () => Promise<number>;
 
   metrics: Registry;
   logger: Logger;
@@ -204,6 +213,16 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
   let polling: Promise<void> | undefined;
   let lastPeerLag: number | null = null;
   const trackers: (() => Promise<number>)[] = [];
+  /** The events stream's position for an activation's record; none when it cannot be read. */
+  const eventsSeq = async (): Promise<Pick<SiteRecord, 'activated_after_seq'>> => {
+    if (!deps.eventsLastSeq) return {};
+    try {
+      return { activated_after_seq: await deps.eventsLastSeq() };
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'The events stream position cannot be read for the activation.');
+      return {};
+    }
+  };
   const outputsBehind = async () => {
     let n = 0;
     for (const t of trackers) n += await t();
@@ -518,6 +537,7 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     },
     role: () => (settled ? (record?.role ?? 'standby') : 'standby'),
     epoch: () => record?.epoch ?? 0,
+    activatedAfterSeq: () => record?.activated_after_seq,
     trackOutputs(behind) {
       trackers.push(behind);
     },
@@ -568,6 +588,7 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
           epoch: epochAfter,
           peer_epoch: Math.max(value.peer_epoch, view.epoch ?? 0),
           changed_at: new Date().toISOString(),
+          ...(await eventsSeq()),
         };
         if (await write(next, revision)) {
           log.warn(
@@ -633,6 +654,7 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
           epoch: epochAfter,
           peer_epoch: Math.max(value.peer_epoch, view.epoch ?? 0),
           changed_at: new Date().toISOString(),
+          ...(await eventsSeq()),
         };
         if (await write(next, revision)) {
           log.warn({ epoch: next.epoch, peer }, 'This site failed back: it is active again.');
