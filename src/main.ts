@@ -22,7 +22,7 @@ Commands:
   sigma scan ...   run Sigma rules over event files, without a server
   dev-cluster ...  a cluster on this machine: up, status, kill, restart, down
   backup ...      create, list, verify and restore backups
-  dr ...           two sites: status, activate (guarded), demote
+  dr ...           two sites: status, activate and failback (guarded), demote, compare
 
 Run 'vigil <command> --help' for a command's options.
 `;
@@ -90,6 +90,10 @@ const COMMANDS: Record<string, Command> = {
       confirm: { type: 'boolean' },
       url: { type: 'string' },
       token: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      'peer-url': { type: 'string' },
+      'peer-token': { type: 'string' },
     },
     run: (p, v) => drCommand(p, v as DrFlags),
   },
@@ -98,6 +102,8 @@ const COMMANDS: Record<string, Command> = {
     options: {
       dir: { type: 'string' },
       nodes: { type: 'string' },
+      sites: { type: 'string' },
+      site: { type: 'string' },
       lb: { type: 'boolean' },
       shards: { type: 'string' },
       replicas: { type: 'string' },

@@ -262,14 +262,6 @@ export const routeDocs = {
     status: 201,
   }),
   incident: route({ tags: ['incidents'], summary: 'One incident with its alerts', params: idParams, answer: incident }),
-  incidentComment: route({
-    tags: ['incidents'],
-    summary: 'Comment on an incident',
-    params: idParams,
-    body: looseObject('{"body": "the comment"}'),
-    answer: looseObject('the comment: id, author, body, createdAt'),
-    status: 201,
-  }),
   backupCreate: route({
     tags: ['backups'],
     summary: 'Take a backup of this node now (global admin); answers once it is complete',
@@ -288,6 +280,14 @@ export const routeDocs = {
     params: idParams,
     body: looseObject('the fields to change'),
     answer: incident,
+  }),
+  incidentComment: route({
+    tags: ['incidents'],
+    summary: 'Add a comment to an incident',
+    params: idParams,
+    body: z.object({ body: z.string().describe('the comment') }),
+    answer: z.looseObject({ id: z.number(), author: z.string(), body: z.string(), createdAt: z.number() }),
+    status: 201,
   }),
   rules: route({
     tags: ['rules'],

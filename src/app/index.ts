@@ -20,12 +20,13 @@ import { type Bus, createJetStreamBus, createMemoryBus, type JetStreamBus, strea
 import { type Cluster, createCluster, storePeers } from '../cluster/index.ts';
 import { createSearchCoordinator, type SearchCoordinator, type ShardMapView } from '../search/coordinator.ts';
 import { createHttpShardTransport, peerTokenCheck, readPeerToken } from '../search/transport.ts';
-import { runWhileActive } from '../site/gate.ts';
+import { activeOnlyComponent, runWhileActive } from '../site/gate.ts';
 import { createSite, type Site } from '../site/index.ts';
+import { createOutputReplication, DEFAULT_OUTPUTS_OPTIONS, type OutputReplication } from '../site/outputs.ts';
 import type { VigilConfig } from '../config/schema.ts';
 import { createDatabase, type Database, dbPositionStore } from '../db/index.ts';
 import { createAlertConsumer } from '../detect/alerts/consumer.ts';
-import { createAlertLog, createAlertStreamConsumer } from '../detect/cluster/alert-log.ts';
+import { type AlertLog, createAlertLog, createAlertStreamConsumer } from '../detect/cluster/alert-log.ts';
 import { createPartitionedCorrelation } from '../detect/cluster/correlator.ts';
 import { createRecordStream } from '../detect/cluster/records.ts';
 import {
@@ -103,6 +104,8 @@ interface Modules {
     records?: ReturnType<typeof createRecordStream>;
   };
   'alert-path': undefined;
+  /** Two sites: incident changes replicated to and from the peer site. */
+  'site-outputs': OutputReplication | undefined;
   'intake-http': Routes;
   'intake-syslog': undefined;
   /** Vigil's own health as events of its pipeline (src/selfmon). */
@@ -139,7 +142,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
   // Roles (Loki's Read/Write/All): aliases whose dependencies are the modules a node of that role runs.
   alias('all', ['store', 'detect', 'ingest', 'api']),
   alias('store', ['cluster', 'event-store', 'range-copy', 'materialize', 'search', 'backup', 'selfmon']),
-  alias('detect', ['cluster', 'site', 'detector', 'alert-path', 'selfmon']),
+  alias('detect', ['cluster', 'site', 'detector', 'alert-path', 'site-outputs', 'selfmon']),
   alias('ingest', ['cluster', 'site', 'intake-http', 'intake-syslog', 'server', 'selfmon']),
   alias('api', ['cluster', 'search', 'incidents', 'notify', 'users', 'cluster-admin', 'server']),
 
@@ -201,6 +204,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
     // Site identity and role in its etcd, the peer's status over NATS; nothing without cluster.site.
     name: 'site',
     deps: ['cluster', 'bus'],
+    optional: ['event-store'],
     refuse({ config }) {
       if (config.cluster.site === undefined) return undefined;
       if (!config.cluster.enabled)
@@ -217,10 +221,11 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         session: cluster.session,
         connection: bus.connection,
         replication: () => bus.replication(),
+        eventsLastSeq: async () => (await bus.streamPosition()).lastSeq,
         metrics,
         logger,
       });
-      return { component: site, value: { site, routes: [drRoutes({ site })] } };
+      return { component: site, value: { site, routes: [drRoutes({ site, store: view.find('event-store') })] } };
     },
   }),
   mod({
@@ -410,14 +415,20 @@ const MODULES: ModuleDef<Base, Modules>[] = [
   mod({
     name: 'notify',
     deps: ['postgres'],
+    optional: ['site'],
     init({ config, metrics, logger }, view) {
       const { database, audit } = view.get('postgres');
+      const site = view.find('site')?.site;
       const notifier = createNotifier(config.notify, {
         db: database.db,
         metrics,
         logger,
         audit,
         nodeId: nodeId(config),
+        // Two sites: only the active site sends, and never an alert of an epoch older than its own.
+        ...(site
+          ? { gate: { sending: () => site.role() === 'active', stale: (a: Alert) => staleEpoch(site, a) } }
+          : {}),
       });
       return { component: notifier, value: { notifier, routes: [notificationRoutes({ notifier })] } };
     },
@@ -449,8 +460,15 @@ const MODULES: ModuleDef<Base, Modules>[] = [
       // On a single node the local alert table is the alert log that incidents and notify consume.
       const local = createAlertStore(store, { metrics, logger, outbox: !jetstream });
       const { alerts, correlation, records } = jetstream
-        ? clusterDetection(config, bus as JetStreamBus, view.get('cluster'), local, metrics, logger, () =>
-            detector.ruleSet(),
+        ? clusterDetection(
+            config,
+            bus as JetStreamBus,
+            view.get('cluster'),
+            local,
+            metrics,
+            logger,
+            () => detector.ruleSet(),
+            view.find('site')?.site,
           )
         : { alerts: local, correlation: undefined, records: undefined };
       const detector = createDetector(config.detect, {
@@ -467,16 +485,21 @@ const MODULES: ModuleDef<Base, Modules>[] = [
       const site = view.find('site')?.site;
       if (jetstream && site) {
         const js = bus as JetStreamBus;
+        site.trackOutputs(() => (alerts as AlertLog).behind());
         runWhileActive(
           site,
           'detect',
           {
             async start() {
               await js.ready();
-              const { lastSeq } = await js.streamPosition();
+              // Every replica of both sites refuses alerts of an older epoch published after this fence.
+              await (alerts as AlertLog).fenceEpoch(site.epoch());
+              // Made now (the first activation): from the events stream's end at the activation command, so
+              // the events received since it answered are evaluated too.
+              const from = site.activatedAfterSeq() ?? (await js.streamPosition()).lastSeq;
               return js.subscribeStream('detect', (batch) => detector.handle(batch.events), {
                 durable: true,
-                startSequence: lastSeq + 1,
+                startSequence: from + 1,
               });
             },
           },
@@ -502,6 +525,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
     // detection (single node) consumes the event log with its own (ADR 0004).
     name: 'alert-path',
     deps: ['detector', 'incidents', 'notify', 'postgres', 'bus', 'event-store'],
+    optional: ['site'],
     init({ config, metrics, logger: root }, view) {
       const { detector, local, records } = view.get('detector');
       const { incidents } = view.get('incidents');
@@ -514,9 +538,17 @@ const MODULES: ModuleDef<Base, Modules>[] = [
       if (records) {
         // One durable consumer per database: shared by the nodes of one PostgreSQL, per node with PGlite.
         const suffix = config.postgres.url ? '' : `-${nodeId(config)}`;
-        const consumers = targets.map((t) =>
-          createAlertStreamConsumer({ records, durable: `${t.name}${suffix}`, handle: t.handle }),
-        );
+        const site = view.find('site')?.site;
+        const consumers = targets.map((t) => {
+          const c = createAlertStreamConsumer({
+            records,
+            durable: `${t.name}${suffix}`,
+            handle: t.handle,
+            ...(site ? { stale: (a: Alert) => staleEpoch(site, a) } : {}),
+          });
+          // Two sites: the standby links and notifies nothing; its outputs come from the active site.
+          return site ? activeOnlyComponent(site, c, logger) : c;
+        });
         return { component: componentGroup('alert-path', consumers), value: undefined };
       }
       const db = view.get('postgres').database.db;
@@ -543,6 +575,46 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         logger,
       });
       return { component: componentGroup('alert-path', [...consumers, feed]), value: undefined };
+    },
+  }),
+  mod({
+    // Two sites: the active site's incident changes go to the peer as snapshots over its outputs stream
+    // (sourced by the peer's, like the events), and the peer's are applied here (ADR 0009).
+    name: 'site-outputs',
+    deps: ['postgres', 'bus', 'incidents'],
+    optional: ['site'],
+    init({ config, metrics, logger }, view) {
+      const site = view.find('site')?.site;
+      if (!site || config.bus.kind !== 'jetstream') return { value: undefined };
+      const bus = view.get('bus') as JetStreamBus;
+      const js = config.bus.jetstream;
+      const own = streamNames(js, site.siteName).outputs;
+      const peer = streamNames(js, site.peer).outputs;
+      const records = createRecordStream(
+        bus,
+        {
+          name: own.name,
+          subject: own.subject,
+          maxAgeMs: js.max_age_seconds * 1000,
+          duplicateWindowMs: js.duplicate_window_ms,
+          publishMaxWaitMs: Math.max(10_000, js.publish_max_wait_ms),
+          pullExpiresMs: js.consumer.pull_expires_ms,
+          sources: [{ name: peer.name, filterSubject: peer.subject, domain: site.peer }],
+        },
+        logger,
+      );
+      const outputs = createOutputReplication(DEFAULT_OUTPUTS_OPTIONS, {
+        db: view.get('postgres').database.db,
+        records,
+        peerSubject: peer.subject,
+        site,
+        // One applier per database: shared by the nodes of one PostgreSQL, per node with PGlite.
+        durable: `outputs${config.postgres.url ? '' : `-${nodeId(config)}`}`,
+        metrics,
+        logger,
+      });
+      site.trackOutputs(() => outputs.behind());
+      return { component: outputs, value: outputs };
     },
   }),
   mod({
@@ -682,9 +754,12 @@ function clusterDetection(
   metrics: Registry,
   logger: Logger,
   ruleSet: () => CompiledRuleSet,
+  site: Site | undefined,
 ) {
   const js = config.bus.jetstream;
   const names = streamNames(js, config.cluster.enabled ? config.cluster.site : undefined);
+  // Two sites: the alert stream sources the peer's alert records (only those it raised itself: no loop).
+  const peerAlerts = site ? streamNames(js, site.peer).alerts : undefined;
   const stream = (kind: 'alerts' | 'matches', maxAgeMs: number) =>
     createRecordStream(
       bus,
@@ -695,11 +770,19 @@ function clusterDetection(
         duplicateWindowMs: js.duplicate_window_ms,
         publishMaxWaitMs: Math.max(10_000, js.publish_max_wait_ms),
         pullExpiresMs: js.consumer.pull_expires_ms,
+        ...(kind === 'alerts' && peerAlerts && site
+          ? { sources: [{ name: peerAlerts.name, filterSubject: peerAlerts.subject, domain: site.peer }] }
+          : {}),
       },
       logger,
     );
   const records = stream('alerts', js.max_age_seconds * 1000);
-  const alerts = createAlertLog(local, { records, nodeId: nodeId(config), logger });
+  const alerts = createAlertLog(local, {
+    records,
+    nodeId: nodeId(config),
+    logger,
+    ...(site ? { site: { name: site.siteName, epoch: () => site.epoch() } } : {}),
+  });
   if (!cluster) return { alerts, correlation: undefined, records };
   const correlation = createPartitionedCorrelation({
     records: stream('matches', config.detect.match_retention_hours * 3_600_000),
@@ -711,6 +794,11 @@ function clusterDetection(
     logger,
   });
   return { alerts, correlation, records };
+}
+
+/** An alert raised at a site epoch older than this site's own: from before a failover, never to be handed on. */
+function staleEpoch(site: Site, alert: Alert): boolean {
+  return alert.epoch !== undefined && alert.epoch < site.epoch();
 }
 
 /**

@@ -1,4 +1,4 @@
-import { type DevCluster, type MemberStatus, openDevCluster, upDevCluster } from '../devcluster/index.ts';
+import { type DevCluster, type MemberStatus, openDevCluster, siteMembers, upDevCluster } from '../devcluster/index.ts';
 import { shardingConfig } from '../devcluster/sharding.ts';
 import { errorMessage } from '../lib/errors.ts';
 
@@ -15,18 +15,25 @@ Commands:
                      create the cluster (or start its stopped members again) and wait until
                      every Vigil node answers /health/ready; --lb also runs HAProxy (haproxy-1)
                      in front of the nodes: HTTP, syslog TCP and RELP on addresses of its own
-  status [--json]    every member: kind, name, PID, running or stopped, addresses
+  up --sites 2       two sites, a (active) and b (standby), each with one nats-server (its own
+                     JetStream domain), one etcd and N Vigil nodes, the NATS servers linked by a
+                     leafnode; members are named a-vigil-1, b-nats-1, ...
+  status [--json]    every member: kind, name, site, PID, running or stopped, addresses
   kill <member>      SIGKILL one member by PID (nats-2, etcd-1, vigil-3, haproxy-1, ...)
+  kill --site S      SIGKILL every process of site S (a lost data centre)
   restart <member>   stop it if it runs, start it again with the same config, ports and data
-  down               SIGTERM every member (Vigil nodes first), SIGKILL after a grace period
+  restart --site S   the same for every member of site S
+  down [--site S]    SIGTERM every member (of site S) (Vigil nodes first), SIGKILL after a grace period
 
 Options:
   --dir DIR          the cluster's folder; default ./dev-cluster
-  --nodes N          Vigil nodes (1 to 9) for a new cluster; default 3
+  --nodes N          Vigil nodes (1 to 9) for a new cluster (per site); default 3
   --lb               a new cluster with HAProxy in front (src/devcluster/haproxy.ts)
   --shards S         shards of the events (store.shards, 1 to 1024) for a new cluster; default 1
                      (every node keeps every event)
   --replicas R       nodes that keep each shard (store.replicas, at most N); default every node
+  --sites N          1 (default) or 2 for a new cluster
+  --site S           kill, restart or down one whole site
   --json             status as JSON
   --timeout SECONDS  how long up and restart wait for readiness; default 180
 
@@ -38,6 +45,8 @@ Every API call needs the admin token in <dir>/admin-token, for example:
 export interface DevClusterFlags {
   dir?: string;
   nodes?: string;
+  sites?: string;
+  site?: string;
   lb?: boolean;
   shards?: string;
   replicas?: string;
@@ -73,6 +82,12 @@ export function formatStatus(members: MemberStatus[]): string {
       .join(' '),
   ]);
   const head = ['KIND', 'NAME', 'PID', 'STATE', 'ADDRESSES'];
+  if (members.some((m) => m.site)) {
+    head.splice(2, 0, 'SITE');
+    members.forEach((m, i) => {
+      rows[i].splice(2, 0, m.site ?? '-');
+    });
+  }
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) =>
     r
@@ -102,6 +117,11 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
       if (args.length !== 1) throw new UsageError(`${sub} takes one member name (see status)`);
       return args[0];
     };
+    // --site S: every member of that site (kill, restart, down).
+    const ofSite = (cluster: DevCluster) => {
+      if (args.length > 0) throw new UsageError(`${sub} takes a member name or --site, not both`);
+      return siteMembers(cluster.state().members, opts.site as string);
+    };
     switch (sub) {
       case 'up': {
         const nodes = positiveInt('nodes', opts.nodes, 9);
@@ -115,11 +135,14 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
           if (err instanceof UsageError) throw err;
           throw new UsageError(errorMessage(err));
         }
-        process.stderr.write(`Starting the dev cluster in ${dir} (logs in ${dir}/logs)...\n`);
+        const sites = positiveInt('sites', opts.sites, 2);
+        const logs = sites === 2 ? `${dir}/a/logs and ${dir}/b/logs` : `${dir}/logs`;
+        process.stderr.write(`Starting the dev cluster in ${dir} (logs in ${logs})...\n`);
         const cluster = await upDevCluster({
           dir,
           nodes,
           lb: opts.lb,
+          ...(sites ? { sites } : {}),
           ...(sharding ? { vigilConfig: sharding } : {}),
           ...start,
         });
@@ -142,6 +165,14 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
         printStatus(openDevCluster(dir), opts.json);
         return 0;
       case 'kill': {
+        if (opts.site !== undefined) {
+          const cluster = openDevCluster(dir);
+          const names = ofSite(cluster);
+          // All at once, as a power cut would.
+          await Promise.all(names.map((n) => cluster.kill(n, 'SIGKILL')));
+          process.stdout.write(`site ${opts.site} killed: ${names.join(', ')}.\n`);
+          return 0;
+        }
         const name = one();
         const cluster = openDevCluster(dir);
         const pid = cluster.member(name).pid;
@@ -150,6 +181,14 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
         return 0;
       }
       case 'restart': {
+        if (opts.site !== undefined) {
+          const cluster = openDevCluster(dir);
+          const names = ofSite(cluster);
+          await cluster.stop(names);
+          await cluster.start(names, start);
+          process.stdout.write(`site ${opts.site} restarted: ${names.join(', ')}.\n`);
+          return 0;
+        }
         const name = one();
         const cluster = openDevCluster(dir);
         const outcome = await cluster.restart(name, start);
@@ -160,12 +199,13 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
       case 'down': {
         if (args.length > 0) throw new UsageError('down takes no argument');
         const cluster = openDevCluster(dir);
-        const outcomes = await cluster.stop();
+        const outcomes = await cluster.stop(opts.site === undefined ? undefined : ofSite(cluster));
         const killed = Object.entries(outcomes).filter(([, o]) => o === 'killed');
         for (const [name] of killed) {
           process.stderr.write(`${name} did not stop within its grace period after SIGTERM: it was sent SIGKILL.\n`);
         }
-        process.stdout.write(`Every member of ${cluster.dir} is stopped; configs, data and logs are kept.\n`);
+        const which = opts.site === undefined ? `Every member of ${cluster.dir}` : `Every member of site ${opts.site}`;
+        process.stdout.write(`${which} is stopped; configs, data and logs are kept.\n`);
         return 0;
       }
       default:

@@ -1,7 +1,8 @@
 import { errorMessage } from '../lib/errors.ts';
-import { apiTarget } from './client.ts';
+import { apiGet, apiTarget } from './client.ts';
+import { differingHours, type SiteSummary } from '../site/compare.ts';
 
-export const DR_USAGE = `Usage: vigil dr <status|activate|demote> [options]
+export const DR_USAGE = `Usage: vigil dr <status|activate|failback|demote|compare> [options]
 
 The site of a two-site deployment (cluster.site): its role (active or standby), its epoch, and the peer
 site with the replication lag from it. Roles change only by these commands, never by themselves.
@@ -11,11 +12,19 @@ site with the replication lag from it. Roles change only by these commands, neve
   vigil dr activate --confirm       make this site active (epoch + 1); refused while the peer is
                                     reachable and active: demote it first
   vigil dr demote --confirm         make this site standby (a planned switchover starts here)
+  vigil dr failback --dry-run       on the original site: what returning detection here would change
+  vigil dr failback --confirm       the active peer steps down and this site turns active (epoch + 1);
+                                    refused while the peer is unreachable or this site is behind it
+  vigil dr compare --from T1 --to T2 --peer-url URL [--peer-token TOKEN]
+                                    events and alerts of both sites per hour (counts, hash of ids),
+                                    and the ids missing on either side; exit 1 when they differ
 
 Options:
   --url URL      the site's API (default: VIGIL_URL, else http://127.0.0.1:8080)
   --token TOKEN  the global admin token (default: VIGIL_TOKEN)
   --json         print the answer as JSON
+  --peer-url URL, --peer-token TOKEN   the other site's API, for compare (default: VIGIL_PEER_URL,
+                 VIGIL_PEER_TOKEN; the token defaults to this site's)
 `;
 
 /** Flags of `vigil dr`. */
@@ -25,6 +34,68 @@ export interface DrFlags {
   json?: boolean;
   'dry-run'?: boolean;
   confirm?: boolean;
+  from?: string;
+  to?: string;
+  'peer-url'?: string;
+  'peer-token'?: string;
+}
+
+/** Ids listed per kind and side at most (the count of the rest is printed). */
+const MAX_LISTED_IDS = 1000;
+
+/** What `vigil dr compare` prints. */
+export interface CompareResult {
+  from: string;
+  to: string;
+  sites: [string, string];
+  equal: boolean;
+  hours: ReturnType<typeof differingHours>;
+  /** Per kind, the ids each site holds and the other does not (at most MAX_LISTED_IDS each). */
+  missing: Record<string, Record<string, string[]>>;
+  /** Ids found missing in all, per kind and site (the listed ones and the rest). */
+  missing_counts: Record<string, Record<string, number>>;
+}
+
+/** Compares two sites' summaries, then the ids of each hour that differs. */
+export async function compareSites(
+  a: { url: string; token: string },
+  b: { url: string; token: string },
+  from: string,
+  to: string,
+): Promise<CompareResult> {
+  const q = `from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
+  const [sa, sb] = (await Promise.all([apiGet(a, `/admin/dr/summary?${q}`), apiGet(b, `/admin/dr/summary?${q}`)])) as [
+    SiteSummary,
+    SiteSummary,
+  ];
+  const hours = differingHours(sa, sb);
+  const missing: CompareResult['missing'] = {};
+  const counts: CompareResult['missing_counts'] = {};
+  for (const h of hours.filter((x) => !x.equal)) {
+    const path = `/admin/dr/ids?kind=${h.kind}&hour=${encodeURIComponent(h.hour)}`;
+    const [ia, ib] = (await Promise.all([apiGet(a, path), apiGet(b, path)])) as { ids: string[] }[];
+    const [setA, setB] = [new Set(ia.ids), new Set(ib.ids)];
+    missing[h.kind] ??= { [`only_at_${sa.site}`]: [], [`only_at_${sb.site}`]: [] };
+    counts[h.kind] ??= { [`only_at_${sa.site}`]: 0, [`only_at_${sb.site}`]: 0 };
+    for (const [site, mine, theirs] of [
+      [sa.site, ia.ids, setB],
+      [sb.site, ib.ids, setA],
+    ] as const) {
+      const only = mine.filter((id) => !theirs.has(id));
+      const key = `only_at_${site}`;
+      counts[h.kind][key] += only.length;
+      missing[h.kind][key].push(...only.slice(0, Math.max(0, MAX_LISTED_IDS - missing[h.kind][key].length)));
+    }
+  }
+  return {
+    from: sa.from,
+    to: sa.to,
+    sites: [sa.site, sb.site],
+    equal: hours.every((h) => h.equal),
+    hours,
+    missing,
+    missing_counts: counts,
+  };
 }
 
 interface Answer {
@@ -88,12 +159,12 @@ export async function drCommand(positionals: string[], flags: DrFlags): Promise<
     print(flags, s, () => `site ${s.site}: ${s.role} (epoch ${s.epoch})\n${peerLine(s.peer)}`);
     return 0;
   }
-  if (sub === 'activate') {
+  if (sub === 'activate' || sub === 'failback') {
     if (flags['dry-run'] === flags.confirm) {
-      process.stderr.write(`vigil dr activate: give exactly one of --dry-run or --confirm\n\n${DR_USAGE}`);
+      process.stderr.write(`vigil dr ${sub}: give exactly one of --dry-run or --confirm\n\n${DR_USAGE}`);
       return 2;
     }
-    const a = await call(flags, 'POST', '/admin/dr/activate', { confirm: flags.confirm === true });
+    const a = await call(flags, 'POST', `/admin/dr/${sub}`, { confirm: flags.confirm === true });
     if (a.status !== 200) return fail(a);
     const p = a.body as unknown as {
       site: string;
@@ -115,6 +186,39 @@ export async function drCommand(positionals: string[], flags: DrFlags): Promise<
       ].join('\n'),
     );
     return p.refused && !p.dry_run ? 1 : 0;
+  }
+  if (sub === 'compare') {
+    if (!flags.from || !flags.to) {
+      process.stderr.write(`vigil dr compare: --from and --to are required\n\n${DR_USAGE}`);
+      return 2;
+    }
+    const here = apiTarget(flags);
+    const peerUrl = flags['peer-url'] ?? process.env.VIGIL_PEER_URL;
+    if (!peerUrl) {
+      process.stderr.write(`vigil dr compare: --peer-url (or VIGIL_PEER_URL) is required\n\n${DR_USAGE}`);
+      return 2;
+    }
+    const peer = {
+      url: peerUrl.replace(/\/$/, ''),
+      token: flags['peer-token'] ?? process.env.VIGIL_PEER_TOKEN ?? here.token,
+    };
+    const r = await compareSites(here, peer, flags.from, flags.to);
+    print(flags, r, () => {
+      const lines = [`${r.sites[0]} and ${r.sites[1]}, ${r.from} to ${r.to}: ${r.equal ? 'equal' : 'DIFFERENT'}`];
+      for (const h of r.hours) {
+        const c = r.sites.map((s) => `${s} ${h.counts[s]}`).join(', ');
+        lines.push(`  ${h.hour} ${h.kind.padEnd(6)} ${c}${h.equal ? '' : '  differs'}`);
+      }
+      for (const [kind, sides] of Object.entries(r.missing)) {
+        for (const [side, ids] of Object.entries(sides)) {
+          const n = r.missing_counts[kind][side];
+          if (n > 0)
+            lines.push(`${kind} ${side.replaceAll('_', ' ')} (${n}): ${ids.join(' ')}${n > ids.length ? ' ...' : ''}`);
+        }
+      }
+      return lines.join('\n');
+    });
+    return r.equal ? 0 : 1;
   }
   if (sub === 'demote') {
     if (!flags.confirm) {

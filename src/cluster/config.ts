@@ -79,6 +79,17 @@ export const clusterConfigSchema = z
      * nothing else. Read at start; needed when the store is split into shards.
      */
     peer_token_file: z.string().min(1).optional(),
+    /**
+     * How often an active site asks its peer for its epoch: a site that hears a greater epoch (the peer was
+     * activated while this one was dead or cut off) turns standby by itself.
+     */
+    peer_poll_ms: z.number().int().min(200).default(2000),
+    /**
+     * At start, how long a site whose record says active waits to hear its peer before it detects: a
+     * returning old site learns the peer's greater epoch first and comes back standby. Past it (the peer is
+     * gone) the site runs as its record says.
+     */
+    start_peer_wait_ms: z.number().int().min(0).default(15000),
   })
   .strict()
   .superRefine((c, ctx) => {

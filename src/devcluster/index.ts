@@ -21,17 +21,21 @@ import {
   waitExit,
 } from './process.ts';
 import { sleep } from '../lib/retry.ts';
+import { planSites } from './sites.ts';
 
 export { BINARIES, CORE_BINARIES, findBinaries, findBinary } from './binaries.ts';
 export { DevClusterError } from './errors.ts';
 export { balancerServerStates, HAPROXY_CHECK } from './haproxy.ts';
 export type { DevClusterOptions, DevClusterState, MemberKind, MemberRecord, NodeEndpoints } from './plan.ts';
 export type { StopOutcome } from './process.ts';
+export { SITES, siteMembers } from './sites.ts';
 
 /** A member as `status` shows it: its record with `state` read from its PID now. */
 export interface MemberStatus {
   kind: MemberKind;
   name: string;
+  /** Its site, in a two-site cluster. */
+  site?: string;
   pid: number | null;
   state: 'running' | 'stopped';
   addresses: Record<string, string>;
@@ -247,6 +251,7 @@ export function openDevCluster(dir: string): DevCluster {
       state.members.map((m) => ({
         kind: m.kind,
         name: m.name,
+        ...(m.site ? { site: m.site } : {}),
         pid: m.pid,
         state: isRunning(refOf(m)) ? 'running' : 'stopped',
         addresses: m.addresses,
@@ -339,10 +344,8 @@ export async function createDevCluster(opts: DevClusterOptions): Promise<DevClus
   if (existsSync(stateFile(dir))) {
     throw new DevClusterError('already_up', `${dir} already holds a dev cluster (${STATE_FILE})`);
   }
-  const plan = await planDevCluster(
-    opts,
-    findBinaries(process.env, [...CORE_BINARIES, ...(opts.lb ? (['haproxy'] as const) : [])]),
-  );
+  const binaries = findBinaries(process.env, [...CORE_BINARIES, ...(opts.lb ? (['haproxy'] as const) : [])]);
+  const plan = (opts.sites ?? 1) > 1 ? await planSites(opts, binaries) : await planDevCluster(opts, binaries);
   mkdirSync(dir, { recursive: true });
   for (const d of plan.dirs) mkdirSync(d, { recursive: true });
   for (const f of plan.files) {
@@ -380,10 +383,20 @@ export async function upDevCluster(opts: DevClusterOptions & StartOptions): Prom
   }
   if (existing && opts.nodes !== undefined) {
     const have = cluster.state().members.filter((m) => m.kind === 'vigil').length;
-    if (have !== opts.nodes) {
+    const sites = new Set(cluster.state().members.flatMap((m) => (m.site ? [m.site] : []))).size || 1;
+    if (have !== opts.nodes * sites) {
       throw new DevClusterError(
         'already_up',
-        `${cluster.dir} holds a cluster of ${have} Vigil nodes, not ${opts.nodes}: run down and remove the folder first`,
+        `${cluster.dir} holds a cluster of ${have} Vigil nodes, not ${opts.nodes * sites}: run down and remove the folder first`,
+      );
+    }
+  }
+  if (existing && opts.sites !== undefined) {
+    const sites = new Set(cluster.state().members.flatMap((m) => (m.site ? [m.site] : []))).size || 1;
+    if (sites !== opts.sites) {
+      throw new DevClusterError(
+        'already_up',
+        `${cluster.dir} holds a cluster of ${sites} site(s), not ${opts.sites}: run down and remove the folder first`,
       );
     }
   }

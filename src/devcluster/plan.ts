@@ -13,8 +13,10 @@ export type MemberKind = 'nats' | 'etcd' | 'vigil' | 'haproxy';
 /** One process of the dev cluster as recorded in `<dir>/state.json`: how to launch it and what runs now. */
 export interface MemberRecord {
   kind: MemberKind;
-  /** `nats-1`, `etcd-2`, `vigil-3`: the name the CLI takes. */
+  /** `nats-1`, `etcd-2`, `vigil-3`: the name the CLI takes (`a-vigil-1` in a two-site cluster). */
   name: string;
+  /** The site it belongs to, in a two-site cluster (`up --sites 2`). */
+  site?: string;
   command: string;
   args: string[];
   /** Working folder of the process (its own folder under the cluster's). */
@@ -56,8 +58,12 @@ export interface NodeEndpoints {
 export interface DevClusterOptions {
   /** Folder of configs, data, logs and state.json (created). */
   dir: string;
-  /** Vigil nodes, `vigil-1..N`; default 3. */
+  /** Vigil nodes, `vigil-1..N`; default 3 (per site with `sites`). */
   nodes?: number;
+  /** 2: two sites `a` and `b`, each a cluster of its own linked by a NATS leafnode (src/devcluster/sites.ts). */
+  sites?: number;
+  /** Port allocator shared by several plans (the sites of one cluster), so that no port is given twice. */
+  port?: () => Promise<number>;
   /** nats-server processes (one JetStream cluster); default 3. */
   natsServers?: number;
   /** etcd members; default 3. */
@@ -175,7 +181,7 @@ export async function planDevCluster(
   const nodes = opts.nodes ?? 3;
   const natsCount = opts.natsServers ?? 3;
   const etcdCount = opts.etcdMembers ?? 3;
-  const port = portAllocator();
+  const port = opts.port ?? portAllocator();
   const files: Plan['files'] = [];
   const dirs = [join(dir, 'logs')];
   const members: MemberRecord[] = [];

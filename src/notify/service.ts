@@ -103,6 +103,12 @@ export function destinationMatches(d: Destination, alert: Alert): boolean {
   return d.match === 'any' ? checks.some(Boolean) : checks.every(Boolean);
 }
 
+/** Two sites: whether this node's site may notify now, and which alerts are of a stale site epoch. */
+export interface NotifyGate {
+  sending(): boolean;
+  stale(alert: Alert): boolean;
+}
+
 /**
  * Creates the notifier (opens nothing; start() runs the worker when `worker_enabled`). `nodeId` names this
  * node across restarts (cluster.node_id or the host name): at start the worker takes back the deliveries an
@@ -111,7 +117,7 @@ export function destinationMatches(d: Destination, alert: Alert): boolean {
  */
 export function createNotifier(
   config: NotifyConfig,
-  deps: { db: Db; metrics: Registry; logger: Logger; audit?: AuditLog; nodeId?: string },
+  deps: { db: Db; metrics: Registry; logger: Logger; audit?: AuditLog; nodeId?: string; gate?: NotifyGate },
 ): Notifier {
   const { db } = deps;
   // One notifier is one incarnation of its node; node ids have no ':' (cluster.node_id's pattern, host names).
@@ -169,6 +175,12 @@ export function createNotifier(
     const started = process.hrtime.bigint();
     try {
       if (!d) throw new DeliveryError(`destination ${row.destination} is not configured`, false);
+      if (deps.gate?.stale(row.payload)) {
+        throw new DeliveryError(
+          `alert ${row.alert_id} was raised at site epoch ${row.payload.epoch}, older than this site's: not sent`,
+          false,
+        );
+      }
       await sender(d).send({ deliveryId: row.id, alert: row.payload, attempt: Number(row.attempts) }, abort.signal);
       outcome = { status: 'delivered', error: null, delay: 0 };
     } catch (err) {
@@ -233,6 +245,8 @@ export function createNotifier(
   };
 
   const runOnce = async (): Promise<number> => {
+    // A standby site sends nothing (its outbox waits for its activation).
+    if (deps.gate && !deps.gate.sending()) return 0;
     const t = Date.now();
     // Due pending rows, and rows whose worker died while sending (their lease ran out), of destinations
     // this node knows: a node with an older config leaves the others' deliveries alone.

@@ -1,3 +1,4 @@
+import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { Site, SiteRole } from './index.ts';
@@ -37,5 +38,47 @@ export function runWhileActive(site: Site, what: string, consumer: ActiveOnly, l
   return async () => {
     off();
     await chain;
+  };
+}
+
+/**
+ * A component that runs only while `site` is active (the alert consumers of incidents and notify: a standby
+ * links and notifies nothing; it resumes at its durable position when activated).
+ */
+export function activeOnlyComponent(site: Site, inner: Component, log: Logger): Component {
+  let off: (() => Promise<void>) | undefined;
+  let running = false;
+  return {
+    name: inner.name,
+    async start() {
+      off = runWhileActive(
+        site,
+        inner.name,
+        {
+          async start() {
+            await inner.start();
+            running = true;
+            return {
+              async stop() {
+                running = false;
+                await inner.stop(Date.now() + 10_000);
+              },
+            };
+          },
+        },
+        log,
+      );
+    },
+    async stop(deadline) {
+      await off?.();
+      off = undefined;
+      if (running) {
+        running = false;
+        await inner.stop(deadline);
+      }
+    },
+    health(): ComponentHealth {
+      return running ? inner.health() : { ok: true, detail: 'idle: this site is standby' };
+    },
   };
 }

@@ -40,16 +40,47 @@ test('a peer answer is a site status (role active|standby, a safe integer epoch 
 });
 
 /** A site over an in-memory etcd and NATS: counts the record reads, captures the status responder. */
-function fakeSite(peerAnswer: string) {
-  let stored: SiteRecord = { site: 'a', role: 'active', epoch: 4, peer_epoch: 2, changed_at: '2026-01-01T00:00:00Z' };
+function fakeSite(
+  peerAnswer: string,
+  start: SiteRecord = { site: 'a', role: 'active', epoch: 4, peer_epoch: 2, changed_at: '2026-01-01T00:00:00Z' },
+  over: Record<string, unknown> = {},
+) {
+  let stored = start;
+  let revision = 1;
   let reads = 0;
   let watch: { put(kv: { value: Buffer }): void } | undefined;
-  let responder: ((err: Error | null, msg: { respond(text: string): void }) => void) | undefined;
+  type Responder = (err: Error | null, msg: { respond(text: string): void }) => void;
+  let responder: Responder | undefined;
   const session = {
-    async run(name: string) {
+    async run(name: string, fn: (e: unknown) => unknown) {
+      if (name === 'site_write') {
+        // The compare-and-set of the record: if(key, 'Mod', '==', rev).then(put(key).value(v)).commit().
+        let want = '';
+        let value = '';
+        const e = {
+          if: (_k: string, _w: string, _op: string, rev: string) => {
+            want = rev;
+            return e;
+          },
+          // biome-ignore lint/suspicious/noThenProperty: etcd3's transaction builder names its branch then().
+          then: () => e,
+          put: () => ({
+            value: (v: string) => {
+              value = v;
+            },
+          }),
+          commit: async () => {
+            if (want !== String(revision)) return { succeeded: false };
+            stored = JSON.parse(value);
+            revision++;
+            return { succeeded: true };
+          },
+        };
+        return fn(e);
+      }
       if (name !== 'site_read') throw new Error(`unexpected etcd call ${name}`);
       reads++;
-      return { kvs: [{ value: Buffer.from(JSON.stringify(stored)), mod_revision: '1' }] };
+      return { kvs: [{ value: Buffer.from(JSON.stringify(stored)), mod_revision: String(revision) }] };
     },
     watchPrefix(_key: string, handlers: { put(kv: { value: Buffer }): void }) {
       watch = handlers;
@@ -57,8 +88,8 @@ function fakeSite(peerAnswer: string) {
     },
   };
   const nc = {
-    subscribe(_subject: string, opts: { callback: typeof responder }) {
-      responder = opts.callback;
+    subscribe(subject: string, opts: { callback: Responder }) {
+      if (subject.endsWith('.status')) responder = opts.callback;
       return { unsubscribe() {} };
     },
     async request() {
@@ -66,7 +97,7 @@ function fakeSite(peerAnswer: string) {
     },
   };
   const connection = { ready: () => true, wait: async () => {}, clients: () => ({ nc }) };
-  const site = createSite(clusterConfigSchema.parse({ site: 'a', peer_site: 'b' }), {
+  const site = createSite(clusterConfigSchema.parse({ site: 'a', peer_site: 'b', ...over }), {
     session: session as unknown as EtcdSession,
     connection: connection as unknown as JetStreamConnection,
     replication: async () => [],
@@ -76,6 +107,7 @@ function fakeSite(peerAnswer: string) {
   return {
     site,
     reads: () => reads,
+    stored: () => stored,
     change(next: SiteRecord) {
       stored = next;
       watch?.put({ value: Buffer.from(JSON.stringify(next)) });
@@ -100,12 +132,56 @@ test('a peer that answers something other than a site status counts as unreachab
 test("the peer's status requests are answered from the watched record, without an etcd read each", async () => {
   const f = fakeSite('{"role":"standby","epoch":2}');
   await f.site.start();
+  // The start check asks the peer once (and reads the record to compare epochs) in the background.
+  await new Promise((r) => setTimeout(r, 100));
   const readsAtStart = f.reads();
-  for (let i = 0; i < 20; i++) assert.deepEqual(await f.ask(), { site: 'a', role: 'active', epoch: 4 });
+  const answer = { site: 'a', role: 'active', epoch: 4, lag_events: null };
+  for (let i = 0; i < 20; i++) assert.deepEqual(await f.ask(), answer);
   assert.equal(f.reads(), readsAtStart, 'no etcd read per request');
   // A change seen by the watch is what the next answer says.
   f.change({ site: 'a', role: 'standby', epoch: 4, peer_epoch: 2, changed_at: '2026-01-02T00:00:00Z' });
-  assert.deepEqual(await f.ask(), { site: 'a', role: 'standby', epoch: 4 });
+  assert.deepEqual(await f.ask(), { ...answer, role: 'standby' });
   assert.equal(f.reads(), readsAtStart);
   await f.site.stop(Date.now() + 1000);
+});
+
+test('a site recorded active that hears a greater epoch from its peer at start comes back standby, never active', async () => {
+  const f = fakeSite('{"role":"active","epoch":5}', {
+    site: 'a',
+    role: 'active',
+    epoch: 3,
+    peer_epoch: 2,
+    changed_at: '2026-01-01T00:00:00Z',
+  });
+  const told: string[] = [];
+  f.site.onRole((r) => told.push(r));
+  await f.site.start();
+  assert.equal(f.site.role(), 'standby', 'not active while the start check runs');
+  for (let i = 0; i < 100 && told.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  await f.site.stop(Date.now() + 1000);
+  assert.deepEqual(told, ['standby'], 'the listeners (detection, notify) never heard active');
+  assert.deepEqual([f.stored().role, f.stored().epoch, f.stored().peer_epoch], ['standby', 3, 5]);
+  assert.equal(f.site.highestEpoch(), 5);
+});
+
+test('a site recorded active whose peer is behind (lower epoch) or silent runs active', async () => {
+  const behind = fakeSite('{"role":"standby","epoch":2}');
+  const told: string[] = [];
+  behind.site.onRole((r) => told.push(r));
+  await behind.site.start();
+  for (let i = 0; i < 100 && told.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  await behind.site.stop(Date.now() + 1000);
+  assert.deepEqual(told, ['active']);
+  assert.equal(behind.stored().role, 'active');
+
+  // A peer that never answers: the site waits start_peer_wait_ms, then follows its record.
+  const silent = fakeSite('not an answer', undefined, { start_peer_wait_ms: 300 });
+  const heard: string[] = [];
+  silent.site.onRole((r) => heard.push(r));
+  const t0 = Date.now();
+  await silent.site.start();
+  for (let i = 0; i < 300 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  await silent.site.stop(Date.now() + 1000);
+  assert.deepEqual(heard, ['active']);
+  assert.ok(Date.now() - t0 >= 300, 'it waited for the peer first');
 });

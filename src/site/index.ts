@@ -27,6 +27,11 @@ export interface SiteRecord {
   peer_epoch: number;
   /** When the role last changed (ISO time). */
   changed_at: string;
+  /**
+   * The last sequence of this site's events stream when it was last activated: a detection consumer made
+   * after the activation starts after it, so no event received once the command answered is missed.
+   */
+  activated_after_seq?: number;
 }
 
 /** The peer as this site sees it now. */
@@ -42,6 +47,11 @@ export interface PeerView {
   lag_seconds: number | null;
   /** The last event message copied from the peer: its sequence here and when it was stored here. */
   last_received: { seq: number; at: string } | null;
+  /**
+   * Events this site received that the peer's stream does not hold yet (the peer's source lag, as it
+   * answered): the replication lag towards the peer.
+   */
+  lag_to_peer_events?: number | null;
   /** Why the peer or the lag could not be read. */
   error?: string;
 }
@@ -83,6 +93,23 @@ export interface Site extends Component {
   /** Makes this site standby (a planned switchover starts here). */
   demote(): Promise<SiteRecord>;
   /**
+   * Returns detection to this site from its active peer: refused while the peer is unreachable or this site
+   * is behind it (events of the peer not yet here, or `behind()` says so); with `confirm`, asks the peer to
+   * turn standby, then activates this site (epoch above the peer's).
+   */
+  failback(opts: { confirm: boolean }): Promise<ActivationPlan>;
+  /** The epoch of this site's record (0 before it is read). */
+  epoch(): number;
+  /** The events stream's last sequence at the last activation (undefined: not recorded). */
+  activatedAfterSeq(): number | undefined;
+  /** The greatest epoch known of either site: an alert or notification of a lower epoch is stale. */
+  highestEpoch(): number;
+  /**
+   * Adds a count of the peer's outputs (alert records, incident changes) not applied here yet: the failback
+   * guard refuses while any is not 0. Without one, only events are checked.
+   */
+  trackOutputs(behind: () => Promise<number>): void;
+  /**
    * Told the role once the record is read at start, then at every change, made by any node of the site
    * (the record is watched in etcd). Returns a function that removes the listener.
    */
@@ -95,20 +122,27 @@ export interface SiteDeps {
   connection: JetStreamConnection;
   /** The events stream's source lags (the bus's `replication()`). */
   replication: () => Promise<SourceLag[]>;
+  /** The last sequence of this site's events stream (recorded at each activation). */
+  eventsLastSeq?: () => Promise<number>;
+
   metrics: Registry;
   logger: Logger;
 }
 
 const statusSubject = (site: string) => `vigil.dr.${site}.status`;
+/** A failback asks the active peer to step down over this subject (the body names the epoch it saw). */
+const handoverSubject = (site: string) => `vigil.dr.${site}.handover`;
 
 /** The peer's answer to a status request: anything else counts as no answer. */
 const peerAnswerSchema = z.object({
   role: z.enum(['active', 'standby']),
   epoch: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  /** The answering site's source lag of this site's events (older nodes do not send it). */
+  lag_events: z.number().int().min(0).nullable().optional(),
 });
 
 /** Reads the peer's answer to a status request; throws (with what is wrong) when it is not a valid one. */
-export function parsePeerAnswer(text: string): { role: SiteRole; epoch: number } {
+export function parsePeerAnswer(text: string): { role: SiteRole; epoch: number; lag_events?: number | null } {
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -146,6 +180,21 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     'vigil_site_replication_lag_events',
     "Events received by the peer site not yet in this site's events stream.",
   );
+  const lagToGauge = gauge(
+    deps.metrics,
+    'vigil_site_replication_lag_to_peer_events',
+    "Events received by this site not yet in the peer site's events stream (as the peer answered).",
+  );
+  const lagSecondsGauge = gauge(
+    deps.metrics,
+    'vigil_site_replication_lag_seconds',
+    'Seconds since the copy of events from the peer site last made progress while behind (0: caught up).',
+  );
+  const selfDemotions = counter(
+    deps.metrics,
+    'vigil_site_self_demotions_total',
+    'Times this site turned standby by itself on hearing a greater epoch from its peer.',
+  );
   const badAnswers = counter(
     deps.metrics,
     'vigil_site_peer_bad_answers_total',
@@ -157,19 +206,44 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
   let answering: { unsubscribe(): void } | undefined;
   let subscribing: Promise<void> | undefined;
   let stopped = false;
+  // Listeners hear the role only once the start check settled it (a returning old site may turn standby).
+  let settled = false;
+  let told: SiteRole | undefined;
+  let poller: NodeJS.Timeout | undefined;
+  let polling: Promise<void> | undefined;
+  let lastPeerLag: number | null = null;
+  const trackers: (() => Promise<number>)[] = [];
+  /** The events stream's position for an activation's record; none when it cannot be read. */
+  const eventsSeq = async (): Promise<Pick<SiteRecord, 'activated_after_seq'>> => {
+    if (!deps.eventsLastSeq) return {};
+    try {
+      return { activated_after_seq: await deps.eventsLastSeq() };
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'The events stream position cannot be read for the activation.');
+      return {};
+    }
+  };
+  const outputsBehind = async () => {
+    let n = 0;
+    for (const t of trackers) n += await t();
+    return n;
+  };
 
-  const remember = (r: SiteRecord) => {
-    const changed = record?.role !== r.role;
-    record = r;
-    if (changed) {
-      for (const l of roleListeners) {
-        try {
-          l(r.role);
-        } catch (err) {
-          log.error({ err: errorMessage(err) }, 'A site role listener failed.');
-        }
+  const tell = () => {
+    if (!settled || !record || told === record.role) return;
+    told = record.role;
+    for (const l of roleListeners) {
+      try {
+        l(record.role);
+      } catch (err) {
+        log.error({ err: errorMessage(err) }, 'A site role listener failed.');
       }
     }
+  };
+
+  const remember = (r: SiteRecord) => {
+    record = r;
+    tell();
     epochGauge.set(r.epoch);
     activeGauge.set(r.role === 'active' ? 1 : 0);
   };
@@ -227,16 +301,34 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
       while (!stopped && !deps.connection.ready()) await deps.connection.wait(1000, deps.connection.ready);
       if (stopped) return;
       const { nc } = deps.connection.clients();
-      answering = nc.subscribe(statusSubject(name as string), {
+      const status = nc.subscribe(statusSubject(name as string), {
         callback: (err, msg) => {
           if (err) return;
           void (record ? Promise.resolve(record) : read().then((r) => r?.value))
             .catch(() => record)
-            .then((r) => {
-              if (r) msg.respond(JSON.stringify({ site: r.site, role: r.role, epoch: r.epoch }));
+            .then(async (r) => {
+              if (!r) return;
+              // The peer learns from this answer how far this site's copy of its events is behind.
+              const l = await lag();
+              msg.respond(JSON.stringify({ site: r.site, role: r.role, epoch: r.epoch, lag_events: l.lag_events }));
             });
         },
       });
+      const handover = nc.subscribe(handoverSubject(name as string), {
+        callback: (err, msg) => {
+          if (err) return;
+          void handOver(msg.string()).then(
+            (r) => msg.respond(JSON.stringify(r)),
+            (e) => msg.respond(JSON.stringify({ error: errorMessage(e) })),
+          );
+        },
+      });
+      answering = {
+        unsubscribe() {
+          status.unsubscribe();
+          handover.unsubscribe();
+        },
+      };
     })()
       .catch((err) => log.error({ err: errorMessage(err) }, 'The site cannot answer status requests.'))
       .finally(() => {
@@ -244,12 +336,67 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
       });
   }
 
-  async function askPeer(): Promise<{ role?: SiteRole; epoch?: number; reachable: boolean; error?: string }> {
+  /**
+   * The peer's failback request: this site steps down if it is still active at the epoch the peer saw
+   * (a request made on an older view changes nothing).
+   */
+  async function handOver(text: string): Promise<{ site: string; role: SiteRole; epoch: number }> {
+    const want = z.object({ epoch: z.number().int().min(0) }).parse(JSON.parse(text));
+    for (;;) {
+      const { value, revision } = await load();
+      if (value.role !== 'active' || value.epoch !== want.epoch) {
+        return { site: value.site, role: value.role, epoch: value.epoch };
+      }
+      const next: SiteRecord = { ...value, role: 'standby', changed_at: new Date().toISOString() };
+      if (await write(next, revision)) {
+        log.warn({ epoch: next.epoch, peer }, 'This site stepped down: the peer site fails back.');
+        return { site: next.site, role: next.role, epoch: next.epoch };
+      }
+    }
+  }
+
+  /**
+   * Records an epoch heard from the peer: a greater one than this site's means the peer was activated after
+   * this site was (it was dead or cut off meanwhile), so an active site turns standby.
+   */
+  async function observe(peerEpoch: number): Promise<void> {
+    for (;;) {
+      const { value, revision } = await load();
+      const stale = value.role === 'active' && peerEpoch > value.epoch;
+      if (peerEpoch <= value.peer_epoch && !stale) return;
+      const next: SiteRecord = {
+        ...value,
+        peer_epoch: Math.max(value.peer_epoch, peerEpoch),
+        ...(stale ? { role: 'standby' as const, changed_at: new Date().toISOString() } : {}),
+      };
+      if (await write(next, revision)) {
+        if (stale) {
+          selfDemotions.inc();
+          log.warn(
+            { epoch: value.epoch, peer_epoch: peerEpoch, peer },
+            'The peer site was activated with a greater epoch: this site turned standby.',
+          );
+        }
+        return;
+      }
+    }
+  }
+
+  async function askPeer(): Promise<{
+    role?: SiteRole;
+    epoch?: number;
+    lag_events?: number | null;
+    reachable: boolean;
+    error?: string;
+  }> {
     try {
       const { nc } = deps.connection.clients();
       const msg = await nc.request(statusSubject(peer as string), '', { timeout: config.peer_timeout_ms });
       const body = parsePeerAnswer(msg.string());
-      return { reachable: true, role: body.role, epoch: body.epoch };
+      lastPeerLag = body.lag_events ?? null;
+      if (body.lag_events != null) lagToGauge.set(body.lag_events);
+      await observe(body.epoch);
+      return { reachable: true, role: body.role, epoch: body.epoch, lag_events: body.lag_events };
     } catch (err) {
       if (err instanceof VigilError && err.code === 'site_bad_peer_answer') {
         badAnswers.inc();
@@ -267,9 +414,11 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
       const src = (await deps.replication()).find((s) => s.domain === peer);
       if (!src) return { ...none, error: 'the events stream does not source the peer' };
       lagGauge.set(src.lag);
+      const seconds = src.lag === 0 ? 0 : src.activeAgoMs === undefined ? null : src.activeAgoMs / 1000;
+      if (seconds !== null) lagSecondsGauge.set(seconds);
       return {
         lag_events: src.lag,
-        lag_seconds: src.lag === 0 ? 0 : src.activeAgoMs === undefined ? null : src.activeAgoMs / 1000,
+        lag_seconds: seconds,
         last_received: src.lastReceived
           ? { seq: src.lastReceived.seq, at: new Date(src.lastReceived.time).toISOString() }
           : null,
@@ -289,8 +438,52 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
       lag_events: l.lag_events,
       lag_seconds: l.lag_seconds,
       last_received: l.last_received,
+      lag_to_peer_events: p.reachable ? (p.lag_events ?? lastPeerLag) : null,
       ...(error ? { error } : {}),
     };
+  }
+
+  /**
+   * Settles the role at start: a site recorded active waits (up to start_peer_wait_ms) to hear its peer, so
+   * a returning old site learns the greater epoch and comes back standby before anything detects.
+   */
+  async function settle(): Promise<void> {
+    const until = Date.now() + config.start_peer_wait_ms;
+    while (!stopped && record?.role === 'active' && Date.now() < until) {
+      if (deps.connection.ready()) {
+        const p = await askPeer();
+        if (p.reachable) break;
+      } else await deps.connection.wait(Math.min(1000, Math.max(0, until - Date.now())), deps.connection.ready);
+      if (!stopped && Date.now() < until) await new Promise((r) => setTimeout(r, 250));
+    }
+    if (stopped) return;
+    if (record?.role === 'active' && Date.now() >= until) {
+      log.warn(
+        { peer, waited_ms: config.start_peer_wait_ms },
+        'The peer site did not answer at start: this site runs active.',
+      );
+    }
+    settled = true;
+    tell();
+  }
+
+  /** Asks the peer's epoch and lag now and then (a greater epoch turns an active site standby). */
+  function poll(): void {
+    if (stopped) return;
+    poller = setTimeout(() => {
+      // Keeps the lag gauges of /metrics current both ways, and lets an active site hear a greater epoch.
+      polling = (async () => {
+        if (deps.connection.ready()) await askPeer();
+        await lag();
+        await outputsBehind();
+      })()
+        .catch((err) => log.warn({ err: errorMessage(err) }, 'Asking the peer site failed.'))
+        .finally(() => {
+          polling = undefined;
+          poll();
+        });
+    }, config.peer_poll_ms);
+    poller.unref();
   }
 
   return {
@@ -318,9 +511,21 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
         },
       });
       answer();
+      void settle()
+        .catch((err) => {
+          log.error(
+            { err: errorMessage(err) },
+            'Settling the site role at start failed; the record is followed as is.',
+          );
+          settled = true;
+          tell();
+        })
+        .finally(poll);
     },
     async stop() {
       stopped = true;
+      clearTimeout(poller);
+      await polling;
       await stopWatch?.();
       stopWatch = undefined;
       answering?.unsubscribe();
@@ -330,10 +535,16 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     health(): ComponentHealth {
       return { ok: true, ...(record ? {} : { detail: 'site record not read yet' }) };
     },
-    role: () => record?.role ?? 'standby',
+    role: () => (settled ? (record?.role ?? 'standby') : 'standby'),
+    epoch: () => record?.epoch ?? 0,
+    activatedAfterSeq: () => record?.activated_after_seq,
+    trackOutputs(behind) {
+      trackers.push(behind);
+    },
+    highestEpoch: () => Math.max(record?.epoch ?? 0, record?.peer_epoch ?? 0),
     onRole(listener) {
       roleListeners.add(listener);
-      if (record) listener(record.role);
+      if (settled && record && told) listener(told);
       return () => roleListeners.delete(listener);
     },
 
@@ -377,12 +588,76 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
           epoch: epochAfter,
           peer_epoch: Math.max(value.peer_epoch, view.epoch ?? 0),
           changed_at: new Date().toISOString(),
+          ...(await eventsSeq()),
         };
         if (await write(next, revision)) {
           log.warn(
             { epoch: next.epoch, peer_reachable: view.reachable, lag_events: view.lag_events },
             'This site was activated.',
           );
+          return { ...plan, changed: true };
+        }
+      }
+    },
+
+    async failback({ confirm }) {
+      for (;;) {
+        const [{ value, revision }, view] = await Promise.all([load(), peerView()]);
+        const behindOutputs = await outputsBehind().catch(() => null);
+        const epochAfter = Math.max(value.epoch, value.peer_epoch, view.epoch ?? 0) + 1;
+        const plan: ActivationPlan = {
+          site: value.site,
+          dry_run: !confirm,
+          changed: false,
+          role_before: value.role,
+          role_after: 'active',
+          epoch_before: value.epoch,
+          epoch_after: epochAfter,
+          peer: view,
+          data_at_risk: {
+            lag_events: view.lag_events,
+            lag_seconds: view.lag_seconds,
+            last_received: view.last_received,
+          },
+        };
+        const refuse = (why: string): ActivationPlan => ({
+          ...plan,
+          role_after: value.role,
+          epoch_after: value.epoch,
+          refused: why,
+        });
+        if (value.role === 'active') return refuse(`site ${value.site} is active already`);
+        if (!view.reachable) {
+          return refuse(`peer site ${peer} is unreachable: a failback needs it (use activate if it is lost)`);
+        }
+        if (view.lag_events !== 0) {
+          return refuse(`site ${value.site} is behind its peer: ${view.lag_events ?? '?'} events not copied yet`);
+        }
+        if (behindOutputs !== 0) {
+          return refuse(`site ${value.site} is behind its peer: ${behindOutputs ?? '?'} outputs not applied yet`);
+        }
+        if (!confirm) return plan;
+        // The peer steps down first (only if still at the epoch seen here), then this site activates.
+        if (view.role === 'active') {
+          const { nc } = deps.connection.clients();
+          const msg = await nc.request(handoverSubject(peer as string), JSON.stringify({ epoch: view.epoch }), {
+            timeout: config.peer_timeout_ms,
+          });
+          const answer = JSON.parse(msg.string()) as { role?: string; epoch?: number; error?: string };
+          if (answer.role !== 'standby') {
+            return refuse(`peer site ${peer} did not step down: ${answer.error ?? JSON.stringify(answer)}`);
+          }
+        }
+        const next: SiteRecord = {
+          ...value,
+          role: 'active',
+          epoch: epochAfter,
+          peer_epoch: Math.max(value.peer_epoch, view.epoch ?? 0),
+          changed_at: new Date().toISOString(),
+          ...(await eventsSeq()),
+        };
+        if (await write(next, revision)) {
+          log.warn({ epoch: next.epoch, peer }, 'This site failed back: it is active again.');
           return { ...plan, changed: true };
         }
       }

@@ -77,6 +77,8 @@ export interface AlertJson {
   matched: Record<string, unknown>;
   partition: string;
   fencingToken: number;
+  /** The epoch of the site that raised it (two sites). */
+  epoch?: number;
   /** When the alert was made (epoch ms). */
   created: number;
 }

@@ -79,7 +79,9 @@ export interface VigilNode {
 }
 
 /** Starts `bin/vigil start` and waits until /health/ready answers 200. */
-export async function startVigil(opts: { env?: Record<string, string>; dataDir?: string } = {}): Promise<VigilNode> {
+export async function startVigil(
+  opts: { env?: Record<string, string>; dataDir?: string /** Default 60 s. */; readyTimeoutMs?: number } = {},
+): Promise<VigilNode> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'vigil-test-'));
   const httpPort = await freePort();
   const syslogPort = await freePort();
@@ -113,7 +115,7 @@ export async function startVigil(opts: { env?: Record<string, string>; dataDir?:
     proc.stdout?.on('data', collect);
     proc.stderr?.on('data', collect);
     // TEST_VIGIL_READY_MS: a machine shared with other heavy work can take longer to start a node.
-    const readyMs = Number(process.env.TEST_VIGIL_READY_MS ?? 60000);
+    const readyMs = opts.readyTimeoutMs ?? Number(process.env.TEST_VIGIL_READY_MS ?? 60000);
     const deadline = Date.now() + readyMs;
     while (Date.now() < deadline) {
       if (proc.exitCode !== null) throw new Error(`vigil exited with ${proc.exitCode}:\n${out}`);

@@ -33,6 +33,7 @@ test("a site of a two-site deployment gets record subjects of its own, apart fro
   const b = streamNames({ stream: 'VIGIL_EVENTS', subject_prefix: 'vigil.events' }, 'b');
   assert.deepEqual(a.alerts, { name: 'VIGIL_ALERTS', subject: 'vigil.alerts.a' });
   assert.deepEqual(b.matches, { name: 'VIGIL_MATCHES', subject: 'vigil.matches.b' });
+  assert.deepEqual(a.outputs, { name: 'VIGIL_OUTPUTS', subject: 'vigil.outputs.a' });
 });
 
 test('shard subjects and filters: a filter matches its shard only, on one site or two', () => {

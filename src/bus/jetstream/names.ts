@@ -23,6 +23,8 @@ export function streamNames(
 ): {
   alerts: StreamName;
   matches: StreamName;
+  /** Two sites: the incident changes of the active site, replicated to the other (`vigil.outputs.<site>`). */
+  outputs: StreamName;
 } {
   const base = config.stream.replace(/_EVENTS$/, '');
   const prefix = config.subject_prefix;
@@ -30,7 +32,7 @@ export function streamNames(
     name: `${base}_${kind.toUpperCase()}`,
     subject: `${prefix.endsWith('.events') ? `${prefix.slice(0, -7)}.${kind}` : `${prefix}_${kind}`}${site ? `.${site}` : ''}`,
   });
-  return { alerts: named('alerts'), matches: named('matches') };
+  return { alerts: named('alerts'), matches: named('matches'), outputs: named('outputs') };
 }
 
 /**

@@ -7,7 +7,7 @@ import { counter } from '../../lib/metrics.ts';
 import type { EventStore } from '../../store/index.ts';
 import { engineTimeToIso } from '../../store/rows.ts';
 import type { Logger } from '../../lib/logger.ts';
-import { ALERTS_DDL, ALERTS_TABLE, FENCES_DDL, FENCES_TABLE } from './schema.ts';
+import { ALERTS_DDL, ALERTS_EPOCH_DDL, ALERTS_TABLE, FENCES_DDL, FENCES_TABLE } from './schema.ts';
 
 export const ALERT_STATUSES = ['new', 'acknowledged', 'closed'] as const;
 export type AlertStatus = (typeof ALERT_STATUSES)[number];
@@ -28,7 +28,18 @@ export interface Alert {
   /** Correlation partition that produced it and its owner's fencing token (0 in a single node). */
   partition: string;
   fencingToken: number;
+  /**
+   * The epoch of the site that raised it (two sites, `cluster.site`): an alert of an epoch lower than one
+   * fenced before it (EPOCH_FENCE) comes from a site that was replaced as active, and is refused.
+   */
+  epoch?: number;
 }
+
+/**
+ * The pseudo-partition whose fence is the greatest site epoch seen: an activated site fences it with its
+ * epoch before its first alert, so the alerts of a returning old site (a lower epoch) are refused after it.
+ */
+export const EPOCH_FENCE = '~site-epoch';
 
 /** Filters of GET /api/v1/alerts. */
 export interface AlertFilter {
@@ -73,6 +84,8 @@ export interface AlertStore {
   /** Sets the status; `updated` (epoch ms, default now) orders concurrent changes the same on every replica. */
   setStatus(id: string, tenants: string[], status: AlertStatus, updated?: number): Promise<Alert>;
   onAlert(listener: (alerts: Alert[]) => void): void;
+  /** Which of `ids` are stored already (any tenant). */
+  known?(ids: string[]): Promise<Set<string>>;
 }
 
 /** A place in the alert log of a single node: see db/positions.ts, where consumers keep theirs. */
@@ -109,6 +122,7 @@ interface AlertRow {
   event_ids: string[];
   partition: string;
   fencing_token: string | number;
+  epoch?: string | number;
 }
 
 /**
@@ -127,6 +141,11 @@ export function createAlertStore(
   const stored = counter(deps.metrics, 'vigil_alerts_stored_total', 'Alerts stored.', ['level']);
   const duplicates = counter(deps.metrics, 'vigil_alerts_duplicates_total', 'Alerts dropped as already stored.');
   const stale = counter(deps.metrics, 'vigil_alerts_stale_token_total', 'Alerts refused for a stale fencing token.');
+  const staleEpoch = counter(
+    deps.metrics,
+    'vigil_alerts_stale_epoch_total',
+    'Alerts refused for a site epoch lower than one fenced before them (a returning old site).',
+  );
 
   const remember = (id: string) => {
     recent.add(id);
@@ -151,6 +170,7 @@ export function createAlertStore(
       event_ids: a.eventIds,
       partition: a.partition,
       fencing_token: a.fencingToken,
+      epoch: a.epoch ?? 0,
     });
 
   const fromRow = (r: AlertRow): Alert => ({
@@ -166,12 +186,14 @@ export function createAlertStore(
     eventIds: r.event_ids,
     partition: r.partition,
     fencingToken: Number(r.fencing_token),
+    ...(Number(r.epoch ?? 0) > 0 ? { epoch: Number(r.epoch) } : {}),
   });
 
   return {
     async start() {
       await store.exec(ALERTS_DDL);
       await store.exec(FENCES_DDL);
+      await store.exec(ALERTS_EPOCH_DDL);
       const rows = await store.query<{ partition: string; t: string }>(
         `SELECT partition, max(t) AS t FROM (
            SELECT partition, max(fencing_token) AS t FROM vigil.${ALERTS_TABLE} GROUP BY partition
@@ -196,7 +218,16 @@ export function createAlertStore(
     async save(alerts) {
       const fresh: Alert[] = [];
       const seenInBatch = new Set<string>();
+      const epochFloor = highestToken.get(EPOCH_FENCE) ?? 0;
       for (const a of alerts) {
+        if (a.epoch !== undefined && a.epoch < epochFloor) {
+          staleEpoch.inc();
+          deps.logger?.warn(
+            { alert: a.id, epoch: a.epoch, highest_epoch: epochFloor },
+            'An alert of a stale site epoch was refused.',
+          );
+          continue;
+        }
         const highest = highestToken.get(a.partition) ?? 0;
         if (a.fencingToken < highest) {
           stale.inc();
@@ -239,6 +270,14 @@ export function createAlertStore(
       }
       for (const l of listeners) l(toStore);
       return toStore;
+    },
+    async known(ids) {
+      if (ids.length === 0) return new Set();
+      const rows = await store.query<{ id: string }>(
+        `SELECT id FROM vigil.${ALERTS_TABLE} WHERE id IN {ids:Array(String)}`,
+        { ids },
+      );
+      return new Set(rows.map((r) => r.id));
     },
     async list(f) {
       const where = ['tenant IN {tenants:Array(String)}'];

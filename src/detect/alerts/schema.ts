@@ -26,6 +26,9 @@ export const ALERTS_DDL = `CREATE TABLE IF NOT EXISTS vigil.${ALERTS_TABLE} (
 PARTITION BY toYYYYMM(created)
 ORDER BY (tenant, id)`;
 
+/** The site epoch of an alert (two sites); 0 on one site and for alerts stored before the column. */
+export const ALERTS_EPOCH_DDL = `ALTER TABLE vigil.${ALERTS_TABLE} ADD COLUMN IF NOT EXISTS epoch UInt64 DEFAULT 0`;
+
 /** The highest fencing token announced per partition (a new owner's fence comes before its first alert). */
 export const FENCES_TABLE = 'alert_fences';
 

@@ -9,12 +9,14 @@
 import type { ComponentHealth } from '../../lib/component.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
-import type { Alert, AlertStatus, AlertStore } from '../alerts/index.ts';
+import { type Alert, type AlertStatus, type AlertStore, EPOCH_FENCE } from '../alerts/index.ts';
 import type { RecordConsumer, RecordStream, StreamRecord } from './records.ts';
 
 type AlertRecord =
   | { type: 'alert'; alert: Alert }
   | { type: 'fence'; partition: string; token: number }
+  /** An activated site's epoch, published before its first alert: lower epochs are refused after it. */
+  | { type: 'epoch'; site: string; epoch: number }
   | { type: 'status'; id: string; tenants: string[]; status: AlertStatus; updated: number };
 
 /** The replicated alert store: writes go to the stream, reads to this node's table. */
@@ -22,14 +24,33 @@ export interface AlertLog extends AlertStore {
   stop(): Promise<void>;
   /** Stream sequence applied to this node's table. */
   applied(): number;
+  /**
+   * Two sites: publishes this site's epoch (after an activation, before the first alert), so that every
+   * replica of both sites refuses the alerts of a lower epoch published after it.
+   */
+  fenceEpoch(epoch: number): Promise<void>;
+  /** Two sites: the peer's alert records not yet copied here or applied to this node's table. */
+  behind(): Promise<number>;
+}
+
+/** The site of a two-site deployment, as the alert log needs it. */
+export interface AlertLogSite {
+  name: string;
+  /** The epoch stamped on this site's alerts. */
+  epoch(): number;
 }
 
 /** Creates it over the node's local alert table (`local`), consumed as `alerts-<nodeId>`. */
 export function createAlertLog(
   local: AlertStore,
-  deps: { records: RecordStream; nodeId: string; logger: Logger; applyTimeoutMs?: number },
+  deps: { records: RecordStream; nodeId: string; logger: Logger; applyTimeoutMs?: number; site?: AlertLogSite },
 ): AlertLog {
-  const { records } = deps;
+  const { records, site } = deps;
+  // Two sites: correlation partitions and their fencing tokens are per site (each site's etcd counts its
+  // own), so a partition is named with its site, and one site's fences never refuse the other's alerts.
+  // Consumer names allow letters, digits, - and _ only; a node id may be a dotted host name.
+  const consumerName = `alerts-${deps.nodeId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+  const scoped = (partition: string) => (site ? `${site.name}/${partition}` : partition);
   let consumer: RecordConsumer | undefined;
   let applied = 0;
   const waiters = new Set<{ seq: number; resolve: () => void }>();
@@ -49,6 +70,7 @@ export function createAlertLog(
       }
       await flush();
       if (v.type === 'fence') await local.fence(v.partition, v.token);
+      else if (v.type === 'epoch') await local.fence(EPOCH_FENCE, v.epoch);
       else if (v.type === 'status') {
         await local.setStatus(v.id, v.tenants, v.status, v.updated).catch((err: unknown) => {
           // An alert this replica never stored (removed by retention) cannot change status; nothing to do.
@@ -81,9 +103,9 @@ export function createAlertLog(
   return {
     async start() {
       await local.start();
-      // Consumer names allow letters, digits, - and _ only; a node id may be a dotted host name.
-      consumer = records.consume<AlertRecord>(`alerts-${deps.nodeId.replace(/[^A-Za-z0-9_-]/g, '_')}`, apply, {
-        filterSubject: records.subject,
+      // With two sites the stream also holds the peer's records (sourced): the table applies both.
+      consumer = records.consume<AlertRecord>(consumerName, apply, {
+        filterSubject: site ? undefined : records.subject,
       });
     },
     async stop() {
@@ -91,7 +113,17 @@ export function createAlertLog(
       consumer = undefined;
     },
     applied: () => applied,
-    async save(alerts) {
+    async save(input) {
+      const epoch = site?.epoch();
+      // Two sites: an alert this table holds already was raised by the peer before this site took over
+      // (a site activated again detects from its own position): ids are deterministic, so it is the same
+      // alert, linked and notified there; published again it would be notified twice.
+      const held = site && local.known ? await local.known(input.map((a) => a.id)) : undefined;
+      const alerts = site
+        ? input
+            .filter((a) => !held?.has(a.id))
+            .map((a) => ({ ...a, partition: scoped(a.partition), ...(epoch ? { epoch } : {}) }))
+        : input;
       // Concurrent publishes: their order does not matter, a fence was acknowledged before any of them.
       for (let i = 0; i < alerts.length; i += 256) {
         await Promise.all(
@@ -102,8 +134,13 @@ export function createAlertLog(
       }
       return alerts;
     },
-    async fence(partition, token) {
+    async fence(raw, token) {
+      const partition = scoped(raw);
       await records.publish(records.subject, { type: 'fence', partition, token }, `fence:${partition}:${token}`);
+    },
+    async fenceEpoch(epoch) {
+      if (!site) return;
+      await records.publish(records.subject, { type: 'epoch', site: site.name, epoch }, `epoch:${site.name}:${epoch}`);
     },
     list: (filter) => local.list(filter),
     get: (id, tenants) => local.get(id, tenants),
@@ -121,6 +158,13 @@ export function createAlertLog(
       return { ...current, status };
     },
     onAlert: (listener) => local.onAlert(listener),
+    known: local.known ? (ids) => (local.known as (ids: string[]) => Promise<Set<string>>)(ids) : undefined,
+    async behind() {
+      await records.ensure();
+      const copy = (await records.sourceLags()).reduce((n, l) => n + l.lag, 0);
+      const pending = await records.consumerPending(consumerName);
+      return copy + (pending ?? 0);
+    },
   };
 }
 
@@ -134,6 +178,11 @@ export function createAlertStreamConsumer(opts: {
   /** The durable name: shared by every node of one database, or one per node with a database per node. */
   durable: string;
   handle: (alerts: Alert[]) => Promise<unknown>;
+  /**
+   * Two sites: true for an alert this consumer must pass over (a lower epoch than this site's: raised
+   * before a failover and never handed over then, it would reach incidents or a receiver late, twice).
+   */
+  stale?: (alert: Alert) => boolean;
 }): { name: string; start(): Promise<void>; stop(): Promise<void>; health(): ComponentHealth } {
   let consumer: RecordConsumer | undefined;
   // The last failure of `handle` until a batch commits: health says degraded meanwhile (as the local
@@ -146,7 +195,9 @@ export function createAlertStreamConsumer(opts: {
       consumer = opts.records.consume<AlertRecord>(
         opts.durable.replace(/[^A-Za-z0-9_-]/g, '_'),
         async (batch) => {
-          const alerts = batch.flatMap((r) => (r.value.type === 'alert' ? [r.value.alert] : []));
+          const alerts = batch.flatMap((r) =>
+            r.value.type === 'alert' && !opts.stale?.(r.value.alert) ? [r.value.alert] : [],
+          );
           if (alerts.length > 0) {
             try {
               await opts.handle(alerts);

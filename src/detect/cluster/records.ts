@@ -10,6 +10,8 @@ import {
   type JetStreamLog,
   jsonCodec,
   type LogEntry,
+  type LogSource,
+  type SourceLag,
 } from '../../bus/jetstream/index.ts';
 import type { Logger } from '../../lib/logger.ts';
 
@@ -27,6 +29,8 @@ export interface RecordStreamOptions {
   publishMaxWaitMs: number;
   /** How long one pull request lives: a consumer whose server died notices within about this time. */
   pullExpiresMs: number;
+  /** Streams copied in by JetStream (the peer site's records, two sites). */
+  sources?: LogSource[];
 }
 
 /** Options of one durable consumer. */
@@ -55,9 +59,13 @@ export interface RecordStream {
     handler: (records: StreamRecord<T>[]) => Promise<void>,
     o?: DurableOptions,
   ): RecordConsumer;
+  /** How far this stream is behind each stream it sources (none without `sources`). */
+  sourceLags(): Promise<SourceLag[]>;
   /** A durable consumer's ack floor (every record up to it is handled); undefined when it does not exist. */
   ackFloor(durable: string): Promise<number | undefined>;
   deleteConsumer(durable: string): Promise<void>;
+  /** Records a durable consumer has not acknowledged yet (undelivered and in flight); undefined: no consumer. */
+  consumerPending(durable: string): Promise<number | undefined>;
   timeOf(seq: number): Promise<number | undefined>;
   replay<T>(subject: string, startTime: number, untilSeq: number, each: (r: StreamRecord<T>) => void): Promise<void>;
 }
@@ -71,6 +79,7 @@ export function createRecordStream(bus: JetStreamBus, opts: RecordStreamOptions,
       subjects: [opts.subject, `${opts.subject}.>`],
       maxAgeMs: opts.maxAgeMs,
       duplicateWindowMs: opts.duplicateWindowMs,
+      ...(opts.sources ? { sources: opts.sources } : {}),
     },
     jsonCodec<unknown>(),
     { logger, label: 'record stream' },
@@ -102,6 +111,12 @@ export function createRecordStream(bus: JetStreamBus, opts: RecordStreamOptions,
       return (await log.consumerPosition(durable))?.ackFloor;
     },
     deleteConsumer: (durable) => log.deleteConsumer(durable),
+    sourceLags: () => log.sourceLags(),
+    consumerPending: async (durable) => {
+      await log.ensure();
+      const p = await log.consumerPosition(durable);
+      return p ? p.numPending + p.numAckPending : undefined;
+    },
     timeOf: (seq) => log.timeOf(seq),
     replay: <T>(subject: string, startTime: number, untilSeq: number, each: (r: StreamRecord<T>) => void) =>
       log.replay(subject, startTime, untilSeq, each as (r: StreamRecord<unknown>) => void),

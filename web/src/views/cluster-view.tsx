@@ -10,6 +10,7 @@ import { roleNote, useAccess } from '../auth/access.tsx';
 import { Badge, ConfirmDialog, ErrorBox, Loading, NotAvailable } from '../components/feedback.tsx';
 import { ApiError, api } from '../lib/api.ts';
 import { useApi } from '../lib/use-api.ts';
+import { SitesCard } from './sites-card.tsx';
 
 const POLL_MS = 5000;
 
@@ -67,6 +68,7 @@ export function ClusterView() {
             {!status.data && status.loading && <Loading />}
             {status.data && <Generic value={withoutShards(status.data)} />}
           </div>
+          {admin && <SitesCard pollMs={POLL_MS} />}
           {shardRows(status.data) && (
             <div className="card">
               <h2>Shards</h2>

@@ -132,6 +132,43 @@ describe('cluster view: backups', () => {
   });
 });
 
+describe('cluster view of a two-site deployment', () => {
+  test('shows both sites, their roles, epochs and the replication lag each way', async () => {
+    serve({
+      'GET /health/ready': [200, { status: 'ready', checks: {} }],
+      'GET /admin/cluster/status': [200, { node_id: 'a-vigil-1' }],
+      'GET /admin/cluster/nodes': [200, { nodes: [{ id: 'a-vigil-1', state: 'Alive' }] }],
+      'GET /admin/maintenance/status': [200, { status: 'off' }],
+      'GET /admin/dr/status': [
+        200,
+        {
+          site: 'a',
+          role: 'standby',
+          epoch: 3,
+          peer: {
+            site: 'b',
+            reachable: true,
+            role: 'active',
+            epoch: 4,
+            lag_events: 17,
+            lag_seconds: 2.5,
+            lag_to_peer_events: 0,
+          },
+        },
+      ],
+    });
+    render(<ClusterView />);
+    const table = await screen.findByRole('table', { name: 'Sites' });
+    const rows = [...table.querySelectorAll('tbody tr')].map((r) =>
+      [...r.querySelectorAll('td')].map((c) => c.textContent),
+    );
+    expect(rows).toEqual([
+      ['a (this site)', 'standby', '3', 'yes', '0'],
+      ['b', 'active', '4', 'yes', '17 (2.5 s)'],
+    ]);
+  });
+});
+
 describe('incidents view', () => {
   test('a server without incidents says so', async () => {
     serve({});

@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { loadConfig } from '../config/load.ts';
+import type { DevClusterError } from './errors.ts';
+import { planSites, siteMembers } from './sites.ts';
+
+const BINARIES = { 'nats-server': '/usr/sbin/nats-server', etcd: '/usr/bin/etcd', haproxy: '/usr/sbin/haproxy' };
+
+test('a two-site plan: per site one nats (its domain), one etcd, N nodes of that site; b leafs into a', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-sites-plan-'));
+  try {
+    const plan = await planSites({ dir, nodes: 2, sites: 2 }, BINARIES);
+    assert.deepEqual(
+      plan.state.members.map((m) => [m.name, m.site]),
+      [
+        ['a-nats-1', 'a'],
+        ['a-etcd-1', 'a'],
+        ['a-vigil-1', 'a'],
+        ['a-vigil-2', 'a'],
+        ['b-nats-1', 'b'],
+        ['b-etcd-1', 'b'],
+        ['b-vigil-1', 'b'],
+        ['b-vigil-2', 'b'],
+      ],
+    );
+    const ports = plan.state.members.flatMap((m) =>
+      Object.values(m.addresses).flatMap((a) => [...a.matchAll(/127\.0\.0\.1:(\d+)/g)].map((x) => x[1])),
+    );
+    // a's leafnode address is listed once (on a-nats-1); every other port once.
+    assert.equal(new Set(ports).size, ports.length, `no port is used twice: ${ports}`);
+
+    const conf = (name: string) => {
+      const m = plan.state.members.find((x) => x.name === name);
+      return plan.files.find((f) => f.path === m?.files.config)?.content ?? '';
+    };
+    const leaf = plan.state.members.find((m) => m.name === 'a-nats-1')?.addresses.leafnode;
+    assert.match(leaf ?? '', /^nats-leaf:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(conf('a-nats-1'), /domain: "a"/);
+    assert.match(conf('a-nats-1'), new RegExp(`listen: "127.0.0.1:${leaf?.split(':').pop()}"`));
+    assert.match(conf('b-nats-1'), /domain: "b"/);
+    assert.ok(conf('b-nats-1').includes(`remotes: [ { urls: ["${leaf}"] } ]`));
+    assert.doesNotMatch(conf('a-nats-1'), /cluster \{/, 'one server per site runs JetStream standalone');
+
+    const tokens = new Set(plan.files.filter((f) => f.path.endsWith('admin-token')).map((f) => f.content));
+    assert.equal(tokens.size, 1, 'one admin token for both sites');
+    for (const m of plan.state.members.filter((x) => x.kind === 'vigil')) {
+      const path = join(dir, `${m.name}.yml`);
+      writeFileSync(path, conf(m.name));
+      const config = loadConfig({ file: path, env: {} });
+      assert.deepEqual([config.cluster.site, config.cluster.peer_site], [m.site, m.site === 'a' ? 'b' : 'a']);
+      const nats = plan.state.members.find((x) => x.name === `${m.site}-nats-1`)?.addresses.client;
+      assert.deepEqual(config.bus.jetstream.servers, [nats], "a node uses its own site's NATS");
+      assert.equal(config.bus.jetstream.replicas, 1, 'one server per site: streams of one replica');
+      const etcd = plan.state.members.find((x) => x.name === `${m.site}-etcd-1`)?.addresses.client;
+      assert.deepEqual(config.cluster.etcd_endpoints, [etcd], "and its own site's etcd");
+    }
+
+    assert.deepEqual(siteMembers(plan.state.members, 'b'), ['b-nats-1', 'b-etcd-1', 'b-vigil-1', 'b-vigil-2']);
+    assert.throws(
+      () => siteMembers(plan.state.members, 'c'),
+      (err: DevClusterError) => err.code === 'unknown_site' && /the sites are a, b/.test(err.message),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
