@@ -116,7 +116,13 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
           throw new UsageError(errorMessage(err));
         }
         process.stderr.write(`Starting the dev cluster in ${dir} (logs in ${dir}/logs)...\n`);
-        const cluster = await upDevCluster({ dir, nodes, lb: opts.lb, ...(sharding ? { vigilConfig: sharding } : {}), ...start });
+        const cluster = await upDevCluster({
+          dir,
+          nodes,
+          lb: opts.lb,
+          ...(sharding ? { vigilConfig: sharding } : {}),
+          ...start,
+        });
         printStatus(cluster, opts.json);
         if (!opts.json) {
           // Through the balancer when there is one: that is the address clients should use.
