@@ -9,6 +9,8 @@
  * (etcd calls timed out).
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { ShardAssignment } from '../../src/cluster/index.ts';
 import { startDevCluster, type TestDevCluster } from '../harness/dev-cluster.ts';
@@ -21,9 +23,13 @@ const GRACE_MS = 8000;
 /** Events per second offered: small, the point is placement, not throughput. */
 const RATE = 200;
 const BATCH = 100;
+/** Rows a shard may list per call: 5 buckets of 1,000 ids, twice over. */
+const ID_PAGE = 10000;
 
 let dc: TestDevCluster;
 let gen: LoadGen;
+/** The cluster's peer token (the dev cluster writes it to `<dir>/peer-token`): a node's own part of a search. */
+let peerToken: string;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -61,32 +67,70 @@ async function settledMap(asked: string, nodes: string[]): Promise<ShardAssignme
 }
 
 /**
- * How many times each event id of the run is stored on one node, read 5 buckets (5,000 ids) at a time so
- * that no answer comes near the search's row limit. Asked with `x-vigil-forwarded`, so the node answers from
- * its own replica or fails, and never passes the search to a peer (whose shards differ).
+ * How many times each event id of the run is stored on one node: the node's own part of a search
+ * (`POST /internal/v1/search/shard`, peer token), one call per shard, so that no search fans out over its
+ * peers. Every shard is asked, not only those the map gives the node: rows of a shard it no longer holds
+ * are stale, must be deleted (the return phase), and so count too. Events, not `stats ... by event.id`: a
+ * shard's aggregates are partial states; an event stored twice on the node is two rows. Read 5 buckets
+ * (5,000 ids) at a time so that no answer comes near the search's row limit (a cut list reads as missing ids).
  */
 async function idsOn(node: string, buckets: number): Promise<Map<string, number>> {
   const url = dc.nodes.find((n) => n.name === node)!.url;
   const out = new Map<string, number>();
-  for (let first = 0; first < buckets; first += 5) {
-    const group = Array.from({ length: Math.min(5, buckets - first) }, (_, i) => first + i).join(' OR ');
-    const params = new URLSearchParams({
-      q: `test.run:${RUN} AND test.bucket:(${group}) | stats count() as n by event.id`,
-      limit: '10000',
-      from: 'now-6h',
-      to: 'now+1h',
-    });
-    const res = await fetch(`${url}/api/v1/search?${params}`, {
-      headers: { authorization: `Bearer ${dc.token}`, 'x-vigil-forwarded': '1' },
-      signal: AbortSignal.timeout(90000),
-    });
-    const body = (await res.json()) as { rows?: unknown[][]; replica?: { node: string } };
-    if (res.status !== 200) throw new Error(`${node}: search answered ${res.status}: ${JSON.stringify(body)}`);
-    assert.equal(body.replica?.node, node, 'answered by the node asked');
-    assert.ok((body.rows ?? []).length < 10000, `${node}: an id list reached the search limit`);
-    for (const [id, n] of body.rows ?? []) out.set(String(id), Number(n));
+  const now = Date.now();
+  for (let shard = 0; shard < S; shard++) {
+    for (let first = 0; first < buckets; first += 5) {
+      const group = Array.from({ length: Math.min(5, buckets - first) }, (_, i) => first + i).join(' OR ');
+      const res = await fetch(`${url}/internal/v1/search/shard`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${peerToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          q: `test.run:${RUN} AND test.bucket:(${group})`,
+          from: now - 6 * 3600_000,
+          to: now + 3600_000,
+          limit: ID_PAGE,
+          maxLimit: ID_PAGE,
+          tenants: ['default'],
+          now,
+          user: 'shards-test',
+          shard,
+          shards: S,
+        }),
+        signal: AbortSignal.timeout(90000),
+      });
+      const body = (await res.json()) as { rows?: Record<string, unknown>[]; count?: number; node?: string };
+      if (res.status !== 200)
+        throw new Error(`${node} shard ${shard}: answered ${res.status}: ${JSON.stringify(body)}`);
+      assert.equal(body.node, node, 'answered by the node asked');
+      const rows = body.rows ?? [];
+      assert.ok(rows.length < ID_PAGE, `${node} shard ${shard}: an id list reached the search limit`);
+      assert.equal(rows.length, body.count, `${node} shard ${shard}: every matching event listed`);
+      for (const row of rows) {
+        const id = String(row.id);
+        out.set(id, (out.get(id) ?? 0) + 1);
+      }
+    }
   }
   return out;
+}
+
+/**
+ * Asks every one of `nodes` (as a client would: no forwarding header) to count the run's events, and checks
+ * that each answers exactly `acked`, complete: the search fans out over every shard and none is missing.
+ */
+async function checkSearchExact(nodes: string[], acked: number): Promise<void> {
+  for (const node of nodes) {
+    const url = dc.nodes.find((n) => n.name === node)!.url;
+    const params = new URLSearchParams({ q: `test.run:${RUN} | stats count()`, from: 'now-6h', to: 'now+1h' });
+    const res = await fetch(`${url}/api/v1/search?${params}`, {
+      headers: { authorization: `Bearer ${dc.token}` },
+      signal: AbortSignal.timeout(90000),
+    });
+    const body = (await res.json()) as { rows?: unknown[][]; partial?: boolean; missing_shards?: number[] };
+    assert.equal(res.status, 200, `${node}: ${JSON.stringify(body)}`);
+    assert.equal(body.partial, undefined, `${node}: a partial answer, missing ${JSON.stringify(body.missing_shards)}`);
+    assert.equal(Number(body.rows?.[0]?.[0]), acked, `${node}: the count of the run's events`);
+  }
 }
 
 /**
@@ -118,6 +162,7 @@ before(
       nodes: 4,
       vigilConfig: { store: { shards: S, replicas: R, shard_grace_ms: GRACE_MS } },
     });
+    peerToken = readFileSync(join(dc.dir, 'peer-token'), 'utf8').trim();
     gen = createLoadGen({ targets: dc.nodes, token: dc.token, run: RUN, rate: RATE, batch: BATCH, concurrency: 4 });
   },
   { timeout: 180000 },
@@ -146,6 +191,7 @@ test('4 nodes, S=8 R=2 under load: each node serves 4 shards and keeps 35-65 % o
     const share = n / acked.size;
     assert.ok(share >= 0.35 && share <= 0.65, `${node} keeps ${(share * 100).toFixed(1)} % of the events`);
   }
+  await checkSearchExact(names, acked.size);
   process.stdout.write(`# shards: ${acked.size} events; per node ${JSON.stringify(Object.fromEntries(perNode))}\n`);
 });
 
@@ -169,6 +215,8 @@ test('kill -9 a node: after the grace period its shards are re-replicated, nothi
   assert.ok(map.every((a) => !a.replicas.some((r) => r.node === victim)));
   const acked = new Set(Array.from({ length: gen.acked() }, (_, i) => gen.eventId(i)));
   const perNode = await checkExactlyR(rest, acked);
+  // The node still dead: every API node answers the whole count, from the shards' live replicas.
+  await checkSearchExact(rest, acked.size);
   process.stdout.write(
     `# shards after kill: ${acked.size} events; settled ${movedAfterMs} ms after the kill; per node ${JSON.stringify(Object.fromEntries(perNode))}\n`,
   );
