@@ -32,7 +32,12 @@ const error = z
   })
   .describe('An error answer');
 
-const errors = { '4XX': jsonSchema(error), '5XX': jsonSchema(error) };
+/** What Fastify itself answers to a request that arrives while the server closes (a node stopping). */
+const closing = z
+  .object({ error: z.literal('Service Unavailable'), message: z.string(), statusCode: z.literal(503) })
+  .describe('The answer to a request that arrived while the node was closing; retry on another node');
+
+const errors = { '4XX': jsonSchema(error), '5XX': jsonSchema(z.union([error, closing])) };
 const looseObject = (description: string) => z.looseObject({}).describe(description);
 const idParams = jsonSchema(z.object({ id: str('the id') }));
 
@@ -380,6 +385,29 @@ export const routeDocs = {
     answer: user,
   }),
   userDelete: route({ tags: ['users'], summary: 'Delete a user', params: idParams }),
+  keyCreate: route({
+    tags: ['users'],
+    summary: 'Create an API key (own; admins: for a user they manage); the answer is the only time its token is shown',
+    body: z.object({
+      name: z.string(),
+      scopes: z.array(z.string()).describe('read, write, admin; or collector alone'),
+      expiresInDays: z.number().optional(),
+      userId: z.string().optional().describe("another user's (admins); default the caller's own"),
+    }),
+    answer: looseObject('the key: id, userId, username, name, scopes, createdAt, expiresAt, revokedAt, and token'),
+    status: 201,
+  }),
+  keys: route({
+    tags: ['users'],
+    summary: 'List API keys (own; admins: of the users they manage), never their tokens',
+    answer: z.looseObject({ total: z.number(), keys: z.array(z.looseObject({})) }),
+  }),
+  keyRevoke: route({ tags: ['users'], summary: 'Revoke an API key', params: idParams, answer: looseObject('the key') }),
+  audit: route({
+    tags: ['users'],
+    summary: 'Audit log entries, newest first (admins)',
+    answer: z.looseObject({ total: z.number(), entries: z.array(z.looseObject({})) }),
+  }),
   live: route({ tags: ['health'], summary: 'The process answers', answer: z.object({ status: z.literal('live') }) }),
   ready: route({
     tags: ['health'],

@@ -153,7 +153,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       return { id: req.params.id, deleted: true };
     });
 
-    app.post<{ Body: unknown }>('/api/v1/keys', async (req, reply) => {
+    app.post<{ Body: unknown }>('/api/v1/keys', routeDocs.keyCreate, async (req, reply) => {
       const p = principalOf(req);
       const up = userPrincipal(p);
       // A key may mint keys only with the admin scope; sessions and the admin token may always.
@@ -179,7 +179,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       return reply.status(201).send({ ...created.key, token: created.token });
     });
 
-    app.get<{ Querystring: Query }>('/api/v1/keys', async (req) => {
+    app.get<{ Querystring: Query }>('/api/v1/keys', routeDocs.keys, async (req) => {
       const p = principalOf(req);
       const own = userPrincipal(p)?.userId;
       let userId = req.query.userId ?? own;
@@ -198,7 +198,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       return { total: keys.length, keys };
     });
 
-    app.delete<{ Params: { id: string } }>('/api/v1/keys/:id', async (req) => {
+    app.delete<{ Params: { id: string } }>('/api/v1/keys/:id', routeDocs.keyRevoke, async (req) => {
       const p = principalOf(req);
       const key = await users.getApiKey(req.params.id);
       const own = key !== undefined && key.userId === (userPrincipal(p) as UserPrincipal | undefined)?.userId;
@@ -214,7 +214,7 @@ export function userRoutes(deps: { users: UserService; audit: AuditLog }): Route
       return users.revokeApiKey(req.params.id, actorOf(p));
     });
 
-    app.get<{ Querystring: Query }>('/api/v1/audit', async (req) => {
+    app.get<{ Querystring: Query }>('/api/v1/audit', routeDocs.audit, async (req) => {
       const p = principalOf(req);
       requireRole(p, 'admin');
       const q = req.query;
