@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
-import type { JetStreamConnection } from '../bus/index.ts';
+import type { JetStreamConnection, SourceLag } from '../bus/index.ts';
 import { clusterConfigSchema } from '../cluster/config.ts';
 import type { EtcdSession } from '../cluster/index.ts';
 import { silentLogger } from '../lib/logger.ts';
@@ -44,6 +44,7 @@ function fakeSite(
   peerAnswer: string,
   start: SiteRecord = { site: 'a', role: 'active', epoch: 4, peer_epoch: 2, changed_at: '2026-01-01T00:00:00Z' },
   over: Record<string, unknown> = {},
+  replication: () => Promise<SourceLag[]> = async () => [],
 ) {
   let stored = start;
   let revision = 1;
@@ -100,7 +101,7 @@ function fakeSite(
   const site = createSite(clusterConfigSchema.parse({ site: 'a', peer_site: 'b', ...over }), {
     session: session as unknown as EtcdSession,
     connection: connection as unknown as JetStreamConnection,
-    replication: async () => [],
+    replication,
     metrics: new Registry(),
     logger: silentLogger,
   });
@@ -184,4 +185,34 @@ test('a site recorded active whose peer is behind (lower epoch) or silent runs a
   await silent.site.stop(Date.now() + 1000);
   assert.deepEqual(heard, ['active']);
   assert.ok(Date.now() - t0 >= 300, 'it waited for the peer first');
+});
+
+test('a failback whose outputs position cannot be read is refused with the reason, never taken as caught up', async () => {
+  const f = fakeSite(
+    '{"role":"active","epoch":5}',
+    {
+      site: 'a',
+      role: 'standby',
+      epoch: 4,
+      peer_epoch: 5,
+      changed_at: '2026-01-01T00:00:00Z',
+    },
+    {},
+    async () => [{ name: 'events-b', domain: 'b', lag: 0, activeAgoMs: 10 }],
+  );
+  f.site.trackOutputs(async () => {
+    throw new Error('outputs consumer info timed out');
+  });
+  await f.site.start();
+  try {
+    const plan = await f.site.failback({ confirm: true });
+    assert.equal(plan.changed, false);
+    assert.match(
+      plan.refused ?? '',
+      /cannot tell whether it applied its peer's outputs: outputs consumer info timed out/,
+    );
+    assert.equal(f.stored().role, 'standby');
+  } finally {
+    await f.site.stop(Date.now() + 1000);
+  }
 });
