@@ -11,7 +11,8 @@
  *    detection back (failback).
  * 2. One collector is killed with SIGKILL mid-load while its way to the sites is cut (so that it holds
  *    events it acknowledged and has not forwarded): its sender goes on with the other collector; restarted on
- *    the same queue folder, it forwards what it held.
+ *    the same queue folder, it forwards what it held. A batch sent to both collectors under one
+ *    Idempotency-Key (a resend after a lost answer) is stored once at each site.
  *
  * Printed and written to test/faults/results/two-sites.json: events acknowledged by the collectors, lost and
  * duplicated per site (all 0), the longest time a sender was refused, activate -> first alert on b (RTO of
@@ -55,7 +56,7 @@ const url = (site: string) => member(`${site}-vigil-1`).addresses.http;
 const balancer = (site: string) => member(`${site}-haproxy-1`).addresses.http;
 const target = (site: string) => ({ url: url(site), token: cluster.adminToken() });
 
-async function call(site: string, method: string, path: string, body?: unknown) {
+async function call(site: string, method: string, path: string, body?: unknown, timeoutMs = 30000) {
   const res = await fetch(`${url(site)}${path}`, {
     method,
     headers: {
@@ -63,7 +64,7 @@ async function call(site: string, method: string, path: string, body?: unknown) 
       ...(body === undefined ? {} : { 'content-type': 'application/json' }),
     },
     body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(30000),
+    signal: AbortSignal.timeout(timeoutMs),
   });
   return { status: res.status, body: (await res.json()) as any };
 }
@@ -131,13 +132,23 @@ const correlationAlerts = async (site: string, user: string, correlationId: stri
 
 /** A user and a key of the collector scope on `site` (each site has its own users and keys). */
 async function collectorKey(site: string): Promise<string> {
-  const user = await call(site, 'POST', '/api/v1/users', {
-    username: 'collector-branch',
-    password: 'a long passphrase for the branch collector',
-    role: 'analyst',
-  });
+  // Not retried (a second user of the name would be refused): one generous wait, as the first calls to a
+  // node that just started on this loaded machine took over 30 s.
+  const user = await call(
+    site,
+    'POST',
+    '/api/v1/users',
+    { username: 'collector-branch', password: 'a long passphrase for the branch collector', role: 'analyst' },
+    120000,
+  );
   assert.equal(user.status, 201, JSON.stringify(user.body));
-  const key = await call(site, 'POST', '/api/v1/keys', { userId: user.body.id, name: 'branch', scopes: ['collector'] });
+  const key = await call(
+    site,
+    'POST',
+    '/api/v1/keys',
+    { userId: user.body.id, name: 'branch', scopes: ['collector'] },
+    120000,
+  );
   assert.equal(key.status, 201, JSON.stringify(key.body));
   return key.body.token as string;
 }
@@ -185,7 +196,8 @@ async function setUp() {
     vigilConfig: { detect: { rules_dirs: [rules] }, cluster: { peer_poll_ms: 1000 } },
     readyTimeoutMs: 240000,
   });
-  const keys = { a: await collectorKey('a'), b: await collectorKey('b') };
+  const [ka, kb] = await Promise.all([collectorKey('a'), collectorKey('b')]);
+  const keys = { a: ka, b: kb };
   // c2 reaches the balancers through gates the second test cuts (its host's uplink); c1 directly.
   for (const site of ['a', 'b'] as const) gates.push(await tcpGate(balancer(site)));
   collectors.push(
@@ -305,7 +317,7 @@ test('site a killed: collectors fail over to b, b activated by hand, nothing los
   const rtoMs = onB.created - activatedAt;
   assert.equal(onB.epoch, 2);
   mark('correlation_on_b');
-  await new Promise((r) => setTimeout(r, 3000));
+  await new Promise((r) => setTimeout(r, 2000));
 
   // a comes back: standby (b's epoch is greater), and catches up; the collectors go back to it.
   const restartAt = Date.now();
@@ -321,10 +333,11 @@ test('site a killed: collectors fail over to b, b activated by hand, nothing los
     (await activeEndpoint(c1)) === 'a' && (await activeEndpoint(c2)) === 'a' ? true : undefined,
   );
   const collectorsBackOnA = Date.now() - restartAt;
-  await new Promise((r) => setTimeout(r, 2000));
+  mark('collectors_back_on_a');
   for (const s of senders) await s.stop();
   await syslog.stop();
-  await until('both collector queues empty', 120000, async () =>
+  // A site that just came back is slow to commit while it catches up: the collectors' queues absorb it.
+  await until('both collector queues empty', 240000, async () =>
     (await queued(c1)) === 0 && (await queued(c2)) === 0 ? true : undefined,
   );
   mark('queues_empty');
@@ -444,12 +457,26 @@ test('a collector killed mid-load: its sender moves to the other; restarted on i
   await until('c2 forwarded what it held', 120000, async () => ((await queued(c2)) === 0 ? true : undefined));
   const drainMs = Date.now() - openedAt;
   const forwardedAfterRestart = metricSum(await c2.metrics(), 'vigil_collect_forwarded_events_total');
-  await new Promise((r) => setTimeout(r, 3000));
+  await new Promise((r) => setTimeout(r, 1000));
   for (const s of senders) await s.stop();
   await until('both collector queues empty', 120000, async () =>
     (await queued(c1)) === 0 && (await queued(c2)) === 0 ? true : undefined,
   );
-  const acked = senders.flatMap((s) => s.seqs());
+  // A batch whose answer was lost is sent again to the other collector under the same key: both derive the
+  // same event ids from it, and the events carry their own time, so each site stores it once. Here on
+  // purpose, to both collectors, each acknowledging it.
+  const twice = Array.from({ length: 5 }, (_, i) => `twice-${i}`);
+  const at = new Date().toISOString();
+  for (const c of collectors) {
+    const res = await fetch(`${c.url}/api/v1/ingest`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson', 'idempotency-key': `${WORD}-twice` },
+      body: twice.map((seq) => JSON.stringify({ '@timestamp': at, message: `${WORD} seq=${seq}`, seq })).join('\n'),
+      signal: AbortSignal.timeout(30000),
+    });
+    assert.equal(res.status, 200, await res.text());
+  }
+  const acked = [...senders.flatMap((s) => s.seqs()), ...twice];
   const perSite = await tally(acked);
   const loss = {
     events_acknowledged: acked.length,
