@@ -6,7 +6,7 @@
  * the same events; plain TCP syslog).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -45,6 +45,7 @@ export async function collectorProc(dir: string, name: string, endpoints: Endpoi
   mkdirSync(home, { recursive: true });
   const [httpPort, syslogPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
   const configFile = join(home, 'collect.yml');
+  const logFile = join(home, 'collect.log');
   writeFileSync(
     configFile,
     stringify({
@@ -78,8 +79,11 @@ export async function collectorProc(dir: string, name: string, endpoints: Endpoi
     async start() {
       const p = spawn(BIN, ['collect', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
       proc = p;
+      appendFileSync(logFile, `--- ${new Date().toISOString()} starting ${name}\n`);
       const keep = (d: Buffer) => {
         out = (out + d).slice(-20000);
+        // Kept whole on disk too (KEEP_FAULT_DIR=1 keeps the folder), for a failure's post-mortem.
+        appendFileSync(logFile, d);
         if (process.env.DEBUG_VIGIL_TESTS) process.stderr.write(d);
       };
       p.stdout?.on('data', keep);

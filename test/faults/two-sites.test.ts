@@ -161,7 +161,7 @@ const activeEndpoint = async (c: CollectorProc) => {
 const queued = async (c: CollectorProc) => metricSum(await c.metrics(), 'vigil_collect_queue_events');
 
 /** The deepest queue each collector showed, sampled every 500 ms while the test runs. */
-const queuePeak = new Map<string, number>();
+const queuePeak = new Map<string, { events: number; at: number }>();
 let sampler: NodeJS.Timeout | undefined;
 
 const planted = plantedRules('7');
@@ -216,7 +216,9 @@ async function setUp() {
     for (const c of collectors) {
       // A collector killed on purpose has no metrics for a while: that sample is skipped.
       queued(c).then(
-        (n) => queuePeak.set(c.name, Math.max(queuePeak.get(c.name) ?? 0, n)),
+        (n) => {
+          if (n > (queuePeak.get(c.name)?.events ?? -1)) queuePeak.set(c.name, { events: n, at: Date.now() });
+        },
         () => undefined,
       );
     }
@@ -369,7 +371,8 @@ test('site a killed: collectors fail over to b, b activated by hand, nothing los
   for (const c of collectors) {
     const m = await c.metrics();
     figures[c.name] = {
-      queue_events_peak: queuePeak.get(c.name) ?? 0,
+      queue_events_peak: queuePeak.get(c.name)?.events ?? 0,
+      queue_events_peak_at_s: Math.round(((queuePeak.get(c.name)?.at ?? started) - started) / 100) / 10,
       forwarded: Object.fromEntries(
         ['a', 'b'].map((e) => [e, metricWith(m, 'vigil_collect_forwarded_events_total', { endpoint: e })]),
       ),
