@@ -18,7 +18,7 @@
  * duplicated per site (all 0), the longest time a sender was refused, activate -> first alert on b (RTO of
  * detection), the replication lag at the kill (RPO of the copy), compare's result after failback, the
  * collectors' own figures from their /metrics, and the collector loss's figures. The partition run (the
- * link cut instead of a site killed) is test/faults/two-sites-partition.test.ts.
+ * link cut instead of a site killed) is not in this file.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
