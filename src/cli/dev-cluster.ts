@@ -17,7 +17,8 @@ Commands:
                      in front of the nodes: HTTP, syslog TCP and RELP on addresses of its own
   up --sites 2       two sites, a (active) and b (standby), each with one nats-server (its own
                      JetStream domain), one etcd and N Vigil nodes, the NATS servers linked by a
-                     leafnode; members are named a-vigil-1, b-nats-1, ...
+                     leafnode; members are named a-vigil-1, b-nats-1, ...; with --lb each site
+                     has its own HAProxy (a-haproxy-1, b-haproxy-1) in front of its own nodes
   status [--json]    every member: kind, name, site, PID, running or stopped, addresses
   kill <member>      SIGKILL one member by PID (nats-2, etcd-1, vigil-3, haproxy-1, ...)
   kill --site S      SIGKILL every process of site S (a lost data centre)

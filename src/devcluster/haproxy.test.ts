@@ -7,6 +7,7 @@ import { parse } from 'yaml';
 import { checkHaproxyConfig } from '../../test/harness/haproxy.ts';
 import { HAPROXY_CHECK, HAPROXY_DOC_EXAMPLE, renderHaproxyConfig } from './haproxy.ts';
 import { planDevCluster } from './plan.ts';
+import { planSites } from './sites.ts';
 
 const BINARIES = { 'nats-server': '/usr/sbin/nats-server', etcd: '/usr/bin/etcd', haproxy: '/usr/sbin/haproxy' };
 const GUIDE = resolve(import.meta.dirname, '../../docs/deployment.md');
@@ -90,6 +91,31 @@ test('a dev cluster with lb: haproxy-1 in front of every node for HTTP, syslog T
 
     const without = await planDevCluster({ dir, nodes: 1 }, BINARIES);
     assert.ok(!without.state.members.some((m) => m.kind === 'haproxy'), 'no balancer unless asked');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('two sites with lb: each site its own balancer (a-haproxy-1, b-haproxy-1) in front of its own nodes only', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-plan-sites-lb-'));
+  try {
+    const plan = await planSites({ dir, nodes: 2, sites: 2, lb: true }, BINARIES);
+    for (const site of ['a', 'b']) {
+      const lbs = plan.state.members.filter((m) => m.kind === 'haproxy' && m.site === site);
+      assert.deepEqual(
+        lbs.map((m) => m.name),
+        [`${site}-haproxy-1`],
+      );
+      const config = plan.files.find((f) => f.path === lbs[0].files.config)!.content;
+      const servers = [...config.matchAll(/^ {2}server (\S+) (\S+) check$/gm)].map((m) => m[2]).sort();
+      const own = plan.state.members
+        .filter((m) => m.kind === 'vigil' && m.site === site)
+        .map((m) => m.addresses.http.replace('http://', ''))
+        .sort();
+      assert.deepEqual(servers, own, `site ${site}'s balancer sends HTTP to its own nodes only`);
+      const check = checkHaproxyConfig(config);
+      assert.ok(check.ok, check.output);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

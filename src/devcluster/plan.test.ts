@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -7,7 +7,7 @@ import { parse } from 'yaml';
 import { loadConfig } from '../config/load.ts';
 import { findBinaries } from './binaries.ts';
 import { DevClusterError } from './errors.ts';
-import { deepMerge, planDevCluster } from './plan.ts';
+import { deepMerge, planDevCluster, portAllocator } from './plan.ts';
 
 const BINARIES = { 'nats-server': '/usr/sbin/nats-server', etcd: '/usr/bin/etcd' };
 
@@ -98,4 +98,15 @@ test('a missing binary is named with the command that installs it', () => {
     () => findBinaries({ ...env, NATS_SERVER_BIN: '/nonexistent/nats-server' }),
     /NATS_SERVER_BIN=\/nonexistent\/nats-server is not an executable file/,
   );
+});
+
+test('planned ports lie below the kernel ephemeral range, where no outgoing connection takes them meanwhile', async () => {
+  const range = '/proc/sys/net/ipv4/ip_local_port_range';
+  const low = existsSync(range) ? Number(readFileSync(range, 'utf8').trim().split(/\s+/)[0]) : 60000;
+  const port = portAllocator();
+  const ports = [];
+  for (let i = 0; i < 30; i++) ports.push(await port());
+  assert.equal(new Set(ports).size, ports.length, 'never twice');
+  const below = low > 21024 ? low : 60000;
+  for (const p of ports) assert.ok(p >= 20000 && p < below, `${p} below ${below}`);
 });

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -107,12 +108,29 @@ function udpFree(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * The ports a plan picks from: below the kernel's ephemeral range (`ip_local_port_range`, 32768-60999 on
+ * Linux by default) when it starts high enough. A member binds its ports long after the plan (HAProxy once
+ * the nodes are ready), and a port in the ephemeral range can meanwhile be taken by any outgoing
+ * connection: on a loaded machine the two-site fault test's balancer failed to bind one (EADDRINUSE).
+ */
+export function plannablePorts(): { low: number; high: number } {
+  try {
+    const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(low) && low > 21024) return { low: 20000, high: low - 1 };
+  } catch {
+    // not Linux: the whole span below
+  }
+  return { low: 20000, high: 59999 };
+}
+
 /** Allocates loopback ports free for TCP and UDP alike (syslog uses one number for both), never twice. */
 export function portAllocator(): () => Promise<number> {
   const taken = new Set<number>();
+  const { low, high } = plannablePorts();
   return async () => {
     for (let i = 0; i < 500; i++) {
-      const port = 20000 + Math.floor(Math.random() * 40000);
+      const port = low + Math.floor(Math.random() * (high - low + 1));
       if (taken.has(port)) continue;
       if ((await tcpFree(port)) && (await udpFree(port))) {
         taken.add(port);
