@@ -3,7 +3,7 @@
  * the peak resident memory of the Vigil process, and the raw chdb insert rate of the same rows for scale.
  */
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,11 +16,13 @@ import {
   type Benchmark,
   type BenchOptions,
   boolOption,
+  clockTicks,
   intOption,
   procCmdline,
   procCpuSeconds,
   procStatusKb,
   progress,
+  ROOT,
   round,
   sleep,
   summarize,
@@ -40,6 +42,15 @@ const DURING_INGEST_QUERIES = [
   { name: 'token', q: 'whoami' },
   { name: 'stats_by', q: 'EventID:4688 | stats count() by Channel' },
 ] as const;
+
+/**
+ * The SigmaHQ folder whose Windows rules every Vigil of this bench loads (issue 12: detection runs on every
+ * event); `VIGIL_BENCH_SIGMA` overrides it. Beside the checkout, or beside a worktree's parent.
+ */
+const SIGMA_DIR =
+  process.env.VIGIL_BENCH_SIGMA ??
+  [join(ROOT, '../shared/sigma'), join(ROOT, '../../shared/sigma')].find((d) => existsSync(d)) ??
+  join(ROOT, '../shared/sigma');
 
 /** A time range that holds every Mordor event time (2019-2021) and receipt times. */
 const ALL_TIME = { from: '2000-01-01T00:00:00Z', to: '2100-01-01T00:00:00Z' };
@@ -67,10 +78,20 @@ export const ingestBenchmark: Benchmark = {
       syslog: boolOption(opts, 'syslog', true),
       fsync_compare: boolOption(opts, 'fsync-compare', true),
       raw: boolOption(opts, 'raw', true),
+      sigma: boolOption(opts, 'sigma', true),
       vigil_env: envOption(opts),
       search_during: boolOption(opts, 'search-during', true),
       search_runs: intOption(opts, 'search-runs', 20),
+      /** HTTP passes alternating `ingest.threads` 0 and this many (0: none), CPU per event compared. */
+      threads_compare: intOption(opts, 'threads-compare', 0),
+      threads_passes: intOption(opts, 'threads-passes', 2),
     };
+    if (params.sigma) {
+      const windows = join(SIGMA_DIR, 'rules/windows');
+      if (!existsSync(windows)) throw new Error(`no SigmaHQ rules at ${windows} (VIGIL_BENCH_SIGMA, or --sigma false)`);
+      // Set unless --vigil-env names other rules: the detection the targets are measured with.
+      params.vigil_env = { VIGIL_DETECT__RULES_DIRS: JSON.stringify([windows]), ...params.vigil_env };
+    }
     progress(`loading ${params.events} Mordor events`);
     const lines = [...mordorLines(params.events)];
     const bodies = httpBodies(lines, params.batch);
@@ -120,6 +141,11 @@ export const ingestBenchmark: Benchmark = {
         `(${perCpu.events_per_s_if_all_cores} events/s on ${cores} cores, target ${TARGET_EVENTS_PER_S}: ${perCpu.events_per_s_if_all_cores >= TARGET_EVENTS_PER_S ? 'met' : 'not met'}), ` +
         `${perCpu.mb_per_cpu_s} MB per CPU-second, ${perCpu.ratio_to_warm_parse} of the warm parse rate (target ${TARGET_PARSE_RATIO}: ${perCpu.ratio_to_warm_parse >= TARGET_PARSE_RATIO ? 'met' : 'not met'})`,
     );
+
+    if (params.threads_compare > 0) {
+      progress(`HTTP passes alternating ingest.threads 0 and ${params.threads_compare}, ${params.threads_passes} each`);
+      results.threads_compare = await threadsComparePhase(bodies, params);
+    }
 
     let during: Awaited<ReturnType<typeof searchDuringIngestPhase>> | undefined;
     if (params.search_during) {
@@ -209,6 +235,51 @@ async function startMeasuredVigil(env: Record<string, string>): Promise<{ vigil:
   return { vigil, pid };
 }
 
+/** CPU seconds of each live thread of a process: tid -> its name (`comm`) and user plus system seconds. */
+function threadCpu(pid: number): Map<number, { name: string; s: number }> {
+  const out = new Map<number, { name: string; s: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), { name, s: (Number(fields[11]) + Number(fields[12])) / clockTicks() });
+    } catch {
+      // The thread ended between the listing and the read: its time shows in `exited threads`.
+    }
+  }
+  return out;
+}
+
+/**
+ * Where the Vigil process's CPU went between two samples of its threads, grouped by thread name (the node's
+ * JavaScript is the thread named after the process; V8's helpers are `V8 Worker`, libuv's `libuv-worker`, and
+ * the engine's threads carry the engine's names): CPU seconds per group, and CPU µs per event. Time of threads
+ * that ended meanwhile is the process's total less the live threads', as `exited threads`.
+ */
+function cpuByThread(
+  pid: number,
+  before: Map<number, { name: string; s: number }>,
+  processCpuS: number,
+  events: number,
+): Record<string, { cpu_s: number; us_per_event: number }> {
+  const groups = new Map<string, number>();
+  let live = 0;
+  for (const [tid, t] of threadCpu(pid)) {
+    const s = t.s - (before.get(tid)?.s ?? 0);
+    live += s;
+    const name = tid === pid ? 'javascript (main thread)' : t.name.replace(/\d+$/, '').trim() || '?';
+    groups.set(name, (groups.get(name) ?? 0) + s);
+  }
+  groups.set('exited threads', Math.max(0, processCpuS - live));
+  const out: Record<string, { cpu_s: number; us_per_event: number }> = {};
+  for (const [name, s] of [...groups].sort((a, b) => b[1] - a[1])) {
+    if (s < 0.05) continue;
+    out[name] = { cpu_s: round(s, 2), us_per_event: Math.round((s / Math.max(1, events)) * 1e6) };
+  }
+  return out;
+}
+
 function memoryFigures(pid: number): {
   vigil_peak_rss_mb: number | undefined;
   vigil_rss_at_end_mb: number | undefined;
@@ -242,6 +313,7 @@ async function httpPhase(bodies: readonly Buffer<ArrayBuffer>[], clients: number
     let retries = 0;
     const latencies: number[] = [];
     const cpu0 = procCpuSeconds(pid);
+    const threads0 = threadCpu(pid);
     const client0 = process.cpuUsage();
     const t0 = performance.now();
     const client = async () => {
@@ -273,6 +345,7 @@ async function httpPhase(bodies: readonly Buffer<ArrayBuffer>[], clients: number
     const clientCpu = process.cpuUsage(client0);
     const vigilCpu = procCpuSeconds(pid) - cpu0;
     const memory = memoryFigures(pid);
+    const byThread = cpuByThread(pid, threads0, vigilCpu, accepted);
     const stored = await storedCount(vigil, 'input.type:http');
     const figures: PhaseFigures = {
       events_per_s: Math.round(accepted / wallS),
@@ -285,6 +358,7 @@ async function httpPhase(bodies: readonly Buffer<ArrayBuffer>[], clients: number
       ...memory,
       vigil_cpu_s: round(vigilCpu, 1),
       vigil_cpu_cores_busy: round(vigilCpu / wallS, 2),
+      vigil_cpu_by_thread: byThread,
       client_cpu_s: round((clientCpu.user + clientCpu.system) / 1e6, 1),
       loadavg_1m_at_end: round(loadavg()[0], 2),
     };
@@ -293,6 +367,55 @@ async function httpPhase(bodies: readonly Buffer<ArrayBuffer>[], clients: number
   } finally {
     await vigil.close();
   }
+}
+
+/**
+ * The same HTTP run with the requests normalized on the event loop (`ingest.threads` 0) and on threads,
+ * passes alternated so that both see the same load on a shared machine: CPU per event of the process and of
+ * its main thread (what one event loop can carry), the wall rate, and the ratios threads / loop of each pass pair.
+ */
+async function threadsComparePhase(
+  bodies: readonly Buffer<ArrayBuffer>[],
+  params: { clients: number; threads_compare: number; threads_passes: number; vigil_env: Record<string, string> },
+) {
+  const passes: { threads: number; figures: PhaseFigures }[] = [];
+  for (let p = 0; p < params.threads_passes; p++) {
+    for (const threads of [0, params.threads_compare]) {
+      const figures = await httpPhase(bodies, params.clients, {
+        ...params.vigil_env,
+        VIGIL_INGEST__THREADS: String(threads),
+      });
+      passes.push({ threads, figures });
+    }
+  }
+  const summary = passes.map(({ threads, figures }) => {
+    const events = Math.max(1, Number(figures.accepted));
+    const byThread = figures.vigil_cpu_by_thread as Record<string, { cpu_s: number }>;
+    return {
+      threads,
+      events_per_s: figures.events_per_s,
+      cpu_us_per_event: Math.round((figures.vigil_cpu_s / events) * 1e6),
+      main_thread_cpu_us_per_event: Math.round(((byThread['javascript (main thread)']?.cpu_s ?? 0) / events) * 1e6),
+      vigil_peak_rss_mb: figures.vigil_peak_rss_mb,
+      loadavg_1m_at_end: figures.loadavg_1m_at_end,
+    };
+  });
+  const ratios = [];
+  for (let i = 0; i + 1 < summary.length; i += 2) {
+    const [loop, threaded] = [summary[i], summary[i + 1]];
+    ratios.push({
+      events_per_s: round(threaded.events_per_s / loop.events_per_s, 2),
+      cpu_per_event: round(threaded.cpu_us_per_event / loop.cpu_us_per_event, 2),
+      main_thread_cpu_per_event: round(threaded.main_thread_cpu_us_per_event / loop.main_thread_cpu_us_per_event, 2),
+    });
+  }
+  for (const s of summary) {
+    progress(
+      `ingest.threads ${s.threads}: ${s.events_per_s} events/s, ${s.cpu_us_per_event} CPU-µs an event, main thread ${s.main_thread_cpu_us_per_event}, load ${s.loadavg_1m_at_end}`,
+    );
+  }
+  progress(`threads / loop, per pass pair: ${JSON.stringify(ratios)}`);
+  return { passes: summary, ratios_threads_to_loop: ratios, details: passes };
 }
 
 /** An RFC 5424 header: the event's time and host when it has usable ones, NILVALUE otherwise. */
