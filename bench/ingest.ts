@@ -3,12 +3,14 @@
  * the peak resident memory of the Vigil process, and the raw chdb insert rate of the same rows for scale.
  */
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Session } from 'chdb';
 import { createNormalizer, splitJson } from '../src/parse/index.ts';
+import { INSERT_CHUNK_EVENTS, insertFromFileSql } from '../src/store/index.ts';
+import { eventsToRowBinary } from '../src/store/row-binary.ts';
 import { eventsToRows } from '../src/store/rows.ts';
 import { DATABASE, EVENTS_TABLE, eventsTableDdl } from '../src/store/schema.ts';
 import { startVigil, type VigilNode } from '../test/harness/vigil.ts';
@@ -611,6 +613,7 @@ async function rawInsertPhase(bodies: readonly Buffer[]) {
       }
       return Math.round(events / (ms / 1000));
     };
+    const engineSplit = await engineInsertSplit(session, dir, bodies);
     const engineParseOnly = await insertRate('events_null', rows, 'JSONEachRow');
     progress(`engine, rows read and dropped (Null table): ${engineParseOnly} events/s`);
     // Less still: only the received text of each event, one String column (TSV, escaped), dropped.
@@ -626,6 +629,7 @@ async function rawInsertPhase(bodies: readonly Buffer[]) {
       normalize_and_rows_events_per_s: Math.round(events / normalizeS),
       fsync,
       no_fsync: noFsync,
+      engine_insert_cpu_by_table: engineSplit,
       ceilings: {
         note: 'one core each: V8 parsing the request lines and nothing else; the engine reading the rows into a table that keeps nothing',
         json_parse_only_events_per_s: Math.round(parsed / parseS),
@@ -638,6 +642,79 @@ async function rawInsertPhase(bodies: readonly Buffer[]) {
     session.close();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Passes of each table variant in {@link engineInsertSplit}, alternated; the least CPU counts. */
+const SPLIT_PASSES = 2;
+
+/**
+ * Where the engine's insert CPU goes: the store's RowBinary rows of the same events inserted as the store
+ * does (a file read by INSERT ... SELECT FROM file(), fsync on) into the events table as it is, and into
+ * variants without one part of its work: the text index on `raw`, the promoted columns, or the `fields` map
+ * (each event's fields stored a second time beside `raw`; here emptied). CPU of this process (the engine
+ * runs in it) per event, best of SPLIT_PASSES alternated passes.
+ */
+async function engineInsertSplit(session: Session, dir: string, bodies: readonly Buffer[]) {
+  const normalizer = createNormalizer();
+  const rows: Buffer[] = [];
+  const withoutFields: Buffer[] = [];
+  let events = 0;
+  for (const body of bodies) {
+    const batch = splitJson(body.toString('utf8')).flatMap((e) =>
+      'error' in e
+        ? []
+        : [normalizer.fromJson(e.value, e.raw, { source: 'http', receivedAt: Date.now(), tenant: 'default' })],
+    );
+    events += batch.length;
+    for (let i = 0; i < batch.length; i += INSERT_CHUNK_EVENTS) {
+      const chunk = batch.slice(i, i + INSERT_CHUNK_EVENTS);
+      rows.push(eventsToRowBinary(chunk));
+      withoutFields.push(
+        eventsToRowBinary(
+          chunk.map((e) => ({
+            ...e,
+            fields: { 'host.name': e.fields['host.name'] ?? null, message: e.fields.message ?? null },
+          })),
+        ),
+      );
+    }
+  }
+  const ddl = eventsTableDdl(30);
+  const variants: [string, string, Buffer[]][] = [
+    ['as_stored', ddl, rows],
+    ['no_text_index', ddl.replace(/\n\s*INDEX idx_raw_text[^\n]*/, ''), rows],
+    ['no_promoted_columns', ddl.replace(/\n\s*f_\w+ LowCardinality[^\n]*/g, ''), rows],
+    ['no_fields_map', ddl, withoutFields],
+  ];
+  const best: Record<string, number> = {};
+  for (let pass = 0; pass < SPLIT_PASSES; pass++) {
+    for (const [name, tableDdl, payloads] of variants) {
+      const table = `${DATABASE}.split_${name}`;
+      await session.queryAsync(`DROP TABLE IF EXISTS ${table} SYNC`);
+      await session.queryAsync(tableDdl.replace(EVENTS_TABLE, table));
+      await session.queryAsync(`ALTER TABLE ${table} MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1`);
+      const c0 = process.cpuUsage();
+      for (const [i, payload] of payloads.entries()) {
+        const file = join(dir, `split-${i}.bin`);
+        writeFileSync(file, payload);
+        await session.queryAsync(insertFromFileSql(file).replace(EVENTS_TABLE, table));
+        rmSync(file);
+      }
+      const c = process.cpuUsage(c0);
+      const us = Math.round((c.user + c.system) / events);
+      best[name] = Math.min(best[name] ?? Number.POSITIVE_INFINITY, us);
+      await session.queryAsync(`DROP TABLE ${table} SYNC`);
+    }
+  }
+  progress(
+    `engine insert CPU per event (RowBinary through file(), fsync on, best of ${SPLIT_PASSES}): ${JSON.stringify(best)}`,
+  );
+  return {
+    note: "CPU µs per event of the engine inserting the store's rows into the events table as it is and into variants without one part of its work",
+    events,
+    passes: SPLIT_PASSES,
+    cpu_us_per_event: best,
+  };
 }
 
 /**
