@@ -104,7 +104,8 @@ export function procCpuSeconds(pid: number): number {
 }
 
 let ticksPerSecond: number | undefined;
-function clockTicks(): number {
+/** Linux's USER_HZ, the unit of /proc's CPU times. */
+export function clockTicks(): number {
   ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
   return ticksPerSecond;
 }

@@ -3,12 +3,14 @@
  * the peak resident memory of the Vigil process, and the raw chdb insert rate of the same rows for scale.
  */
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Session } from 'chdb';
 import { createNormalizer, splitJson } from '../src/parse/index.ts';
+import { INSERT_CHUNK_EVENTS, insertFromFileSql } from '../src/store/index.ts';
+import { eventsToRowBinary } from '../src/store/row-binary.ts';
 import { eventsToRows } from '../src/store/rows.ts';
 import { DATABASE, EVENTS_TABLE, eventsTableDdl } from '../src/store/schema.ts';
 import { startVigil, type VigilNode } from '../test/harness/vigil.ts';
@@ -16,11 +18,13 @@ import {
   type Benchmark,
   type BenchOptions,
   boolOption,
+  clockTicks,
   intOption,
   procCmdline,
   procCpuSeconds,
   procStatusKb,
   progress,
+  ROOT,
   round,
   sleep,
   summarize,
@@ -40,6 +44,15 @@ const DURING_INGEST_QUERIES = [
   { name: 'token', q: 'whoami' },
   { name: 'stats_by', q: 'EventID:4688 | stats count() by Channel' },
 ] as const;
+
+/**
+ * The SigmaHQ folder whose Windows rules every Vigil of this bench loads (issue 12: detection runs on every
+ * event); `VIGIL_BENCH_SIGMA` overrides it. Beside the checkout, or beside a worktree's parent.
+ */
+const SIGMA_DIR =
+  process.env.VIGIL_BENCH_SIGMA ??
+  [join(ROOT, '../shared/sigma'), join(ROOT, '../../shared/sigma')].find((d) => existsSync(d)) ??
+  join(ROOT, '../shared/sigma');
 
 /** A time range that holds every Mordor event time (2019-2021) and receipt times. */
 const ALL_TIME = { from: '2000-01-01T00:00:00Z', to: '2100-01-01T00:00:00Z' };
@@ -67,10 +80,20 @@ export const ingestBenchmark: Benchmark = {
       syslog: boolOption(opts, 'syslog', true),
       fsync_compare: boolOption(opts, 'fsync-compare', true),
       raw: boolOption(opts, 'raw', true),
+      sigma: boolOption(opts, 'sigma', true),
       vigil_env: envOption(opts),
       search_during: boolOption(opts, 'search-during', true),
       search_runs: intOption(opts, 'search-runs', 20),
+      /** HTTP passes alternating `ingest.threads` 0 and this many (0: none), CPU per event compared. */
+      threads_compare: intOption(opts, 'threads-compare', 0),
+      threads_passes: intOption(opts, 'threads-passes', 2),
     };
+    if (params.sigma) {
+      const windows = join(SIGMA_DIR, 'rules/windows');
+      if (!existsSync(windows)) throw new Error(`no SigmaHQ rules at ${windows} (VIGIL_BENCH_SIGMA, or --sigma false)`);
+      // Set unless --vigil-env names other rules: the detection the targets are measured with.
+      params.vigil_env = { VIGIL_DETECT__RULES_DIRS: JSON.stringify([windows]), ...params.vigil_env };
+    }
     progress(`loading ${params.events} Mordor events`);
     const lines = [...mordorLines(params.events)];
     const bodies = httpBodies(lines, params.batch);
@@ -120,6 +143,11 @@ export const ingestBenchmark: Benchmark = {
         `(${perCpu.events_per_s_if_all_cores} events/s on ${cores} cores, target ${TARGET_EVENTS_PER_S}: ${perCpu.events_per_s_if_all_cores >= TARGET_EVENTS_PER_S ? 'met' : 'not met'}), ` +
         `${perCpu.mb_per_cpu_s} MB per CPU-second, ${perCpu.ratio_to_warm_parse} of the warm parse rate (target ${TARGET_PARSE_RATIO}: ${perCpu.ratio_to_warm_parse >= TARGET_PARSE_RATIO ? 'met' : 'not met'})`,
     );
+
+    if (params.threads_compare > 0) {
+      progress(`HTTP passes alternating ingest.threads 0 and ${params.threads_compare}, ${params.threads_passes} each`);
+      results.threads_compare = await threadsComparePhase(bodies, params);
+    }
 
     let during: Awaited<ReturnType<typeof searchDuringIngestPhase>> | undefined;
     if (params.search_during) {
@@ -209,6 +237,51 @@ async function startMeasuredVigil(env: Record<string, string>): Promise<{ vigil:
   return { vigil, pid };
 }
 
+/** CPU seconds of each live thread of a process: tid -> its name (`comm`) and user plus system seconds. */
+function threadCpu(pid: number): Map<number, { name: string; s: number }> {
+  const out = new Map<number, { name: string; s: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), { name, s: (Number(fields[11]) + Number(fields[12])) / clockTicks() });
+    } catch {
+      // The thread ended between the listing and the read: its time shows in `exited threads`.
+    }
+  }
+  return out;
+}
+
+/**
+ * Where the Vigil process's CPU went between two samples of its threads, grouped by thread name (the node's
+ * JavaScript is the thread named after the process; V8's helpers are `V8 Worker`, libuv's `libuv-worker`, and
+ * the engine's threads carry the engine's names): CPU seconds per group, and CPU µs per event. Time of threads
+ * that ended meanwhile is the process's total less the live threads', as `exited threads`.
+ */
+function cpuByThread(
+  pid: number,
+  before: Map<number, { name: string; s: number }>,
+  processCpuS: number,
+  events: number,
+): Record<string, { cpu_s: number; us_per_event: number }> {
+  const groups = new Map<string, number>();
+  let live = 0;
+  for (const [tid, t] of threadCpu(pid)) {
+    const s = t.s - (before.get(tid)?.s ?? 0);
+    live += s;
+    const name = tid === pid ? 'javascript (main thread)' : t.name.replace(/\d+$/, '').trim() || '?';
+    groups.set(name, (groups.get(name) ?? 0) + s);
+  }
+  groups.set('exited threads', Math.max(0, processCpuS - live));
+  const out: Record<string, { cpu_s: number; us_per_event: number }> = {};
+  for (const [name, s] of [...groups].sort((a, b) => b[1] - a[1])) {
+    if (s < 0.05) continue;
+    out[name] = { cpu_s: round(s, 2), us_per_event: Math.round((s / Math.max(1, events)) * 1e6) };
+  }
+  return out;
+}
+
 function memoryFigures(pid: number): {
   vigil_peak_rss_mb: number | undefined;
   vigil_rss_at_end_mb: number | undefined;
@@ -242,6 +315,7 @@ async function httpPhase(bodies: readonly Buffer<ArrayBuffer>[], clients: number
     let retries = 0;
     const latencies: number[] = [];
     const cpu0 = procCpuSeconds(pid);
+    const threads0 = threadCpu(pid);
     const client0 = process.cpuUsage();
     const t0 = performance.now();
     const client = async () => {
@@ -273,6 +347,7 @@ async function httpPhase(bodies: readonly Buffer<ArrayBuffer>[], clients: number
     const clientCpu = process.cpuUsage(client0);
     const vigilCpu = procCpuSeconds(pid) - cpu0;
     const memory = memoryFigures(pid);
+    const byThread = cpuByThread(pid, threads0, vigilCpu, accepted);
     const stored = await storedCount(vigil, 'input.type:http');
     const figures: PhaseFigures = {
       events_per_s: Math.round(accepted / wallS),
@@ -285,6 +360,7 @@ async function httpPhase(bodies: readonly Buffer<ArrayBuffer>[], clients: number
       ...memory,
       vigil_cpu_s: round(vigilCpu, 1),
       vigil_cpu_cores_busy: round(vigilCpu / wallS, 2),
+      vigil_cpu_by_thread: byThread,
       client_cpu_s: round((clientCpu.user + clientCpu.system) / 1e6, 1),
       loadavg_1m_at_end: round(loadavg()[0], 2),
     };
@@ -293,6 +369,55 @@ async function httpPhase(bodies: readonly Buffer<ArrayBuffer>[], clients: number
   } finally {
     await vigil.close();
   }
+}
+
+/**
+ * The same HTTP run with the requests normalized on the event loop (`ingest.threads` 0) and on threads,
+ * passes alternated so that both see the same load on a shared machine: CPU per event of the process and of
+ * its main thread (what one event loop can carry), the wall rate, and the ratios threads / loop of each pass pair.
+ */
+async function threadsComparePhase(
+  bodies: readonly Buffer<ArrayBuffer>[],
+  params: { clients: number; threads_compare: number; threads_passes: number; vigil_env: Record<string, string> },
+) {
+  const passes: { threads: number; figures: PhaseFigures }[] = [];
+  for (let p = 0; p < params.threads_passes; p++) {
+    for (const threads of [0, params.threads_compare]) {
+      const figures = await httpPhase(bodies, params.clients, {
+        ...params.vigil_env,
+        VIGIL_INGEST__THREADS: String(threads),
+      });
+      passes.push({ threads, figures });
+    }
+  }
+  const summary = passes.map(({ threads, figures }) => {
+    const events = Math.max(1, Number(figures.accepted));
+    const byThread = figures.vigil_cpu_by_thread as Record<string, { cpu_s: number }>;
+    return {
+      threads,
+      events_per_s: figures.events_per_s,
+      cpu_us_per_event: Math.round((figures.vigil_cpu_s / events) * 1e6),
+      main_thread_cpu_us_per_event: Math.round(((byThread['javascript (main thread)']?.cpu_s ?? 0) / events) * 1e6),
+      vigil_peak_rss_mb: figures.vigil_peak_rss_mb,
+      loadavg_1m_at_end: figures.loadavg_1m_at_end,
+    };
+  });
+  const ratios = [];
+  for (let i = 0; i + 1 < summary.length; i += 2) {
+    const [loop, threaded] = [summary[i], summary[i + 1]];
+    ratios.push({
+      events_per_s: round(threaded.events_per_s / loop.events_per_s, 2),
+      cpu_per_event: round(threaded.cpu_us_per_event / loop.cpu_us_per_event, 2),
+      main_thread_cpu_per_event: round(threaded.main_thread_cpu_us_per_event / loop.main_thread_cpu_us_per_event, 2),
+    });
+  }
+  for (const s of summary) {
+    progress(
+      `ingest.threads ${s.threads}: ${s.events_per_s} events/s, ${s.cpu_us_per_event} CPU-µs an event, main thread ${s.main_thread_cpu_us_per_event}, load ${s.loadavg_1m_at_end}`,
+    );
+  }
+  progress(`threads / loop, per pass pair: ${JSON.stringify(ratios)}`);
+  return { passes: summary, ratios_threads_to_loop: ratios, details: passes };
 }
 
 /** An RFC 5424 header: the event's time and host when it has usable ones, NILVALUE otherwise. */
@@ -488,6 +613,7 @@ async function rawInsertPhase(bodies: readonly Buffer[]) {
       }
       return Math.round(events / (ms / 1000));
     };
+    const engineSplit = await engineInsertSplit(session, dir, bodies);
     const engineParseOnly = await insertRate('events_null', rows, 'JSONEachRow');
     progress(`engine, rows read and dropped (Null table): ${engineParseOnly} events/s`);
     // Less still: only the received text of each event, one String column (TSV, escaped), dropped.
@@ -503,6 +629,7 @@ async function rawInsertPhase(bodies: readonly Buffer[]) {
       normalize_and_rows_events_per_s: Math.round(events / normalizeS),
       fsync,
       no_fsync: noFsync,
+      engine_insert_cpu_by_table: engineSplit,
       ceilings: {
         note: 'one core each: V8 parsing the request lines and nothing else; the engine reading the rows into a table that keeps nothing',
         json_parse_only_events_per_s: Math.round(parsed / parseS),
@@ -515,6 +642,79 @@ async function rawInsertPhase(bodies: readonly Buffer[]) {
     session.close();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Passes of each table variant in {@link engineInsertSplit}, alternated; the least CPU counts. */
+const SPLIT_PASSES = 2;
+
+/**
+ * Where the engine's insert CPU goes: the store's RowBinary rows of the same events inserted as the store
+ * does (a file read by INSERT ... SELECT FROM file(), fsync on) into the events table as it is, and into
+ * variants without one part of its work: the text index on `raw`, the promoted columns, or the `fields` map
+ * (each event's fields stored a second time beside `raw`; here emptied). CPU of this process (the engine
+ * runs in it) per event, best of SPLIT_PASSES alternated passes.
+ */
+async function engineInsertSplit(session: Session, dir: string, bodies: readonly Buffer[]) {
+  const normalizer = createNormalizer();
+  const rows: Buffer[] = [];
+  const withoutFields: Buffer[] = [];
+  let events = 0;
+  for (const body of bodies) {
+    const batch = splitJson(body.toString('utf8')).flatMap((e) =>
+      'error' in e
+        ? []
+        : [normalizer.fromJson(e.value, e.raw, { source: 'http', receivedAt: Date.now(), tenant: 'default' })],
+    );
+    events += batch.length;
+    for (let i = 0; i < batch.length; i += INSERT_CHUNK_EVENTS) {
+      const chunk = batch.slice(i, i + INSERT_CHUNK_EVENTS);
+      rows.push(eventsToRowBinary(chunk));
+      withoutFields.push(
+        eventsToRowBinary(
+          chunk.map((e) => ({
+            ...e,
+            fields: { 'host.name': e.fields['host.name'] ?? null, message: e.fields.message ?? null },
+          })),
+        ),
+      );
+    }
+  }
+  const ddl = eventsTableDdl(30);
+  const variants: [string, string, Buffer[]][] = [
+    ['as_stored', ddl, rows],
+    ['no_text_index', ddl.replace(/\n\s*INDEX idx_raw_text[^\n]*/, ''), rows],
+    ['no_promoted_columns', ddl.replace(/\n\s*f_\w+ LowCardinality[^\n]*/g, ''), rows],
+    ['no_fields_map', ddl, withoutFields],
+  ];
+  const best: Record<string, number> = {};
+  for (let pass = 0; pass < SPLIT_PASSES; pass++) {
+    for (const [name, tableDdl, payloads] of variants) {
+      const table = `${DATABASE}.split_${name}`;
+      await session.queryAsync(`DROP TABLE IF EXISTS ${table} SYNC`);
+      await session.queryAsync(tableDdl.replace(EVENTS_TABLE, table));
+      await session.queryAsync(`ALTER TABLE ${table} MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1`);
+      const c0 = process.cpuUsage();
+      for (const [i, payload] of payloads.entries()) {
+        const file = join(dir, `split-${i}.bin`);
+        writeFileSync(file, payload);
+        await session.queryAsync(insertFromFileSql(file).replace(EVENTS_TABLE, table));
+        rmSync(file);
+      }
+      const c = process.cpuUsage(c0);
+      const us = Math.round((c.user + c.system) / events);
+      best[name] = Math.min(best[name] ?? Number.POSITIVE_INFINITY, us);
+      await session.queryAsync(`DROP TABLE ${table} SYNC`);
+    }
+  }
+  progress(
+    `engine insert CPU per event (RowBinary through file(), fsync on, best of ${SPLIT_PASSES}): ${JSON.stringify(best)}`,
+  );
+  return {
+    note: "CPU µs per event of the engine inserting the store's rows into the events table as it is and into variants without one part of its work",
+    events,
+    passes: SPLIT_PASSES,
+    cpu_us_per_event: best,
+  };
 }
 
 /**

@@ -7,8 +7,13 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { join, relative } from 'node:path';
 import { BENCH_DIR, progress, ROOT } from './common.ts';
 
-/** Where the zips are; `VIGIL_BENCH_MORDOR` overrides it. */
-export const MORDOR_ZIPS = process.env.VIGIL_BENCH_MORDOR ?? join(ROOT, '../shared/datasets/mordor-windows');
+/** Where the zips are: beside the checkout, or beside a worktree's parent; `VIGIL_BENCH_MORDOR` overrides it. */
+export const MORDOR_ZIPS =
+  process.env.VIGIL_BENCH_MORDOR ??
+  [join(ROOT, '../shared/datasets/mordor-windows'), join(ROOT, '../../shared/datasets/mordor-windows')].find((d) =>
+    existsSync(d),
+  ) ??
+  join(ROOT, '../shared/datasets/mordor-windows');
 
 /** Where they are unpacked: one folder per zip, marked complete by a `.unpacked` file. */
 export const MORDOR_DIR = join(BENCH_DIR, 'mordor');

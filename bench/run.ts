@@ -46,6 +46,8 @@ options (each benchmark reads the ones it knows):
   --search-during false  ingest: skip timing searches idle and while the node ingests (a third Vigil)
   --search-runs N        ingest: timed runs of each search while idle (20)
   --vigil-env K=V,...    ingest: settings for every Vigil started (VIGIL_BUS__BATCH_MAX_EVENTS=5000)
+  --sigma false          ingest: leave out the SigmaHQ rules/windows folder (loaded by default; VIGIL_BENCH_SIGMA)
+  --threads-compare N    ingest: HTTP passes alternating ingest.threads 0 and N (--threads-passes P, 2 each)
   --rows N               search: stored events to search over (10000000)
   --build-minutes N      search: time the build may take in this run (15); a later run resumes it
   --runs N               search: timed runs per query (30), after --warmups N (3)

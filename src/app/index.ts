@@ -631,6 +631,10 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         publish: (events) => bus.publish(events),
         admitting: cluster ? () => cluster.maintenance.accepting() : undefined,
         parseMaxFields: config.parse.max_fields,
+        parse: config.parse,
+        // The in-process bus hands these very events to the store, which then writes the threads' rows.
+        buildRows: config.bus.kind !== 'jetstream',
+        logger: logger.child({ component: 'intake-http' }),
         metrics,
         keys: createIdempotencyKeys({
           dir: join(config.data_dir, 'ingest-keys'),

@@ -85,6 +85,8 @@ export function createCollector(config: CollectConfig, ctx: { metrics: Registry;
       max_event_bytes: config.http.max_event_bytes,
       max_events_per_request: config.http.max_events_per_request,
       idempotency_max_keys: config.http.idempotency_max_keys,
+      // A collector's events go to its spool, not to a store: its requests are normalized on the event loop.
+      threads: 0,
       tenant: LOCAL_TENANT,
     },
     {

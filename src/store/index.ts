@@ -11,7 +11,7 @@ import { counter, histogram } from '../lib/metrics.ts';
 import { createSearchAdmission } from './admission.ts';
 import type { StoreConfig } from './config.ts';
 import { createEngineGate, queryTimeoutError } from './engine-gate.ts';
-import { eventsToRowBinarySliced, ROW_BINARY_STRUCTURE } from './row-binary.ts';
+import { ROW_BINARY_STRUCTURE, rowsOf } from './row-binary.ts';
 import {
   DATABASE,
   EVENTS_TABLE,
@@ -352,7 +352,8 @@ export function createEventStore(
         // FINAL collapses.
         let inserting: Promise<unknown> | undefined;
         for (const [i, end] of insertChunks(events)) {
-          const values = await eventsToRowBinarySliced(events.slice(i, end));
+          // Rows the intake's threads built come as they are; the others are built here.
+          const values = await rowsOf(events.slice(i, end));
           await inserting;
           // Chunks are cut the same way every time, so each has a token of its own.
           const token = opts.dedupToken ? `${opts.dedupToken}#${i}` : undefined;

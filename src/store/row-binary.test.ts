@@ -7,7 +7,14 @@ import { Session } from 'chdb';
 import { eventLoopTurnsDuring } from '../../test/harness/event-loop.ts';
 import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
 import { insertFromFileSql } from './index.ts';
-import { eventsToRowBinary, eventsToRowBinarySliced, ROW_BINARY_STRUCTURE } from './row-binary.ts';
+import {
+  attachRows,
+  eventsToRowBinary,
+  eventsToRowBinarySliced,
+  eventsToRowBinaryWithEnds,
+  ROW_BINARY_STRUCTURE,
+  rowsOf,
+} from './row-binary.ts';
 import { eventsToRows } from './rows.ts';
 import { DATABASE, EVENTS_TABLE, eventsTableDdl } from './schema.ts';
 
@@ -146,4 +153,22 @@ test('rows built in slices are the same bytes as in one go, and the event loop t
   assert.ok(sliced.equals(eventsToRowBinary(batch)), 'same RowBinary bytes');
   assert.ok(turns >= 5, `the event loop turned ${turns} times while the rows were built`);
   assert.ok((await eventsToRowBinarySliced(batch.slice(0, 10))).equals(eventsToRowBinary(batch.slice(0, 10))));
+});
+
+test('rows built elsewhere are written as they are, cut event by event; an event without one has its rows built here', async () => {
+  const events = tricky();
+  const { rows, ends } = eventsToRowBinaryWithEnds(events);
+  assert.ok(rows.equals(eventsToRowBinary(events)));
+  assert.equal(ends.length, events.length);
+  assert.equal(ends[ends.length - 1], rows.length);
+  // Attached rows are what the store writes: marked here so that a rebuild would show.
+  const marked = Buffer.from(rows);
+  marked[0] ^= 0xff;
+  const copies = events.map((e) => ({ ...e }));
+  attachRows(copies, marked, ends);
+  assert.ok((await rowsOf(copies)).equals(marked));
+  assert.ok((await rowsOf(copies.slice(1))).equals(marked.subarray(ends[0])));
+  // One event without attached rows: the chunk's rows are built from the events.
+  assert.ok((await rowsOf([...copies, { ...events[0] }])).equals(eventsToRowBinary([...events, events[0]])));
+  assert.throws(() => attachRows(copies.slice(1), rows, ends), /rows of \d+ events/);
 });

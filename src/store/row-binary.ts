@@ -119,6 +119,57 @@ export function eventsToRowBinary(events: readonly NormalizedEvent[]): Buffer {
   return w.buf.subarray(0, w.at);
 }
 
+/**
+ * Events' rows with where each ends: `rows.subarray(ends[i - 1] ?? 0, ends[i])` is the row of `events[i]`, the
+ * bytes `eventsToRowBinary([events[i]])` gives. What a thread other than the store's builds (see
+ * {@link attachRows}).
+ */
+export function eventsToRowBinaryWithEnds(events: readonly NormalizedEvent[]): { rows: Buffer; ends: Uint32Array } {
+  const w = new RowBinaryWriter(estimate(events, 0, events.length));
+  const ends = new Uint32Array(events.length);
+  for (let i = 0; i < events.length; i++) {
+    writeRows(w, events, i, i + 1);
+    ends[i] = w.at;
+  }
+  return { rows: w.buf.subarray(0, w.at), ends };
+}
+
+/**
+ * Rows built for events before they reached the store (the HTTP intake's threads build them beside the
+ * normalization): the store writes these bytes instead of serializing the event again. Weak, so a row lives
+ * exactly as long as its event.
+ */
+const builtRows = new WeakMap<NormalizedEvent, Buffer>();
+
+/**
+ * Remembers the rows of `events` (as {@link eventsToRowBinaryWithEnds} gave them) for the store's write. The
+ * caller vouches that the events are the ones the rows were built from, unchanged.
+ */
+export function attachRows(events: readonly NormalizedEvent[], rows: Buffer, ends: Uint32Array): void {
+  if (ends.length !== events.length || (ends.length > 0 && ends[ends.length - 1] !== rows.length)) {
+    throw new Error(`rows of ${ends.length} events (${rows.length} bytes) given for ${events.length} events`);
+  }
+  let start = 0;
+  for (let i = 0; i < events.length; i++) {
+    builtRows.set(events[i], rows.subarray(start, ends[i]));
+    start = ends[i];
+  }
+}
+
+/**
+ * The rows of `events` in one buffer: the rows attached to them where every event has one (copied together),
+ * otherwise built here, letting the event loop turn every `budgetMs` (see {@link eventsToRowBinarySliced}).
+ */
+export async function rowsOf(events: readonly NormalizedEvent[], budgetMs: number = TURN_BUDGET_MS): Promise<Buffer> {
+  const parts: Buffer[] = new Array(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const row = builtRows.get(events[i]);
+    if (row === undefined) return eventsToRowBinarySliced(events, budgetMs);
+    parts[i] = row;
+  }
+  return Buffer.concat(parts);
+}
+
 /** Rows written between two looks at the clock by `eventsToRowBinarySliced`. */
 const ROWS_PER_CHECK = 16;
 

@@ -16,6 +16,11 @@ export const httpIntakeConfigSchema = z
      * the oldest are forgotten, counted by `vigil_ingest_idempotency_keys_evicted_total`. About 150 bytes each.
      */
     idempotency_max_keys: z.number().int().min(1000).default(1000000),
+    /**
+     * Threads that split and normalize HTTP ingest requests (and build the store's rows of their events)
+     * beside the event loop, one request at a time each; 0 does it on the event loop.
+     */
+    threads: z.number().int().min(0).max(16).default(0),
     /** Tenant of events sent with the admin token or a token without a tenant. */
     tenant: z.string().min(1).default('default'),
   })
