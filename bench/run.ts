@@ -54,7 +54,7 @@ options (each benchmark reads the ones it knows):
   --rebuild              search: rebuild the cached data set
   --rows N, --shards S   fanout: synthetic events (1000000) and shards (4); --runs N timed runs (7)
   --rate N, --seconds N  cluster: events/s offered (3000), seconds measured after a 10 s warm-up (20)
-  --idle-seconds N       cluster: seconds measured idle before the load (10)
+  --idle-seconds N       cluster: seconds measured idle before the load (10), after --settle-seconds N (20)
   --profile-dir D        cluster: run the Vigil nodes under node --cpu-prof, profiles written to D
   --vigil-config JSON    cluster: merged into every Vigil node's configuration
   --events N, --incremental-pct N  backup: events loaded (200000), more events before the incremental (10)
