@@ -151,7 +151,15 @@ export const clusterBenchmark: Benchmark = {
       const busyCores = total / busy.wallS;
       // The rate the whole cluster could carry on this machine's cores, idle cost included.
       const coresHere = 2;
-      const capacity = round((coresHere - idleTotal) / (marginal / 1e6), -2);
+      const capacity = marginal > 0 ? round((coresHere - idleTotal) / (marginal / 1e6), -2) : null;
+      // A cluster starved of CPU (other work on the machine) accepts less than offered: its figure is not one of
+      // a steady load, and its idle and busy CPU are both distorted (retries, lease renewals missed).
+      const steady = accepted >= 0.95 * params.rate;
+      if (!steady) {
+        progress(
+          `WARNING: ${Math.round(accepted)} events/s accepted of ${params.rate} offered (load average ${load1()}): not a steady load, the figure below is not comparable`,
+        );
+      }
       progress(
         `${Math.round(accepted)} events/s accepted; the cluster used ${round(busyCores, 2)} cores busy, ${round(idleTotal, 2)} idle: ` +
           `${msPer1000} CPU-ms per 1,000 events (target ${TARGET_CPU_MS_PER_1000}: ${msPer1000 <= TARGET_CPU_MS_PER_1000 ? 'met' : 'not met'}), ${marginal} of it growing with the load`,
@@ -165,6 +173,7 @@ export const clusterBenchmark: Benchmark = {
         params,
         results: {
           accepted_events_per_s: Math.round(accepted),
+          steady_load: steady,
           wall_s: round(busy.wallS, 1),
           loadavg_1m_during: loadAtStart,
           cluster_cores_busy: round(busyCores, 3),
@@ -181,8 +190,8 @@ export const clusterBenchmark: Benchmark = {
           fault_suite_events_per_s: TARGET_FAULT_RATE,
         },
         met: {
-          cluster_cpu_ms_per_1000_events: msPer1000 <= TARGET_CPU_MS_PER_1000,
-          fault_rate_fits_2_cores: capacity >= TARGET_FAULT_RATE,
+          cluster_cpu_ms_per_1000_events: steady ? msPer1000 <= TARGET_CPU_MS_PER_1000 : null,
+          fault_rate_fits_2_cores: steady && capacity !== null ? capacity >= TARGET_FAULT_RATE : null,
         },
       };
     } finally {
