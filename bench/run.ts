@@ -13,6 +13,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { backupBenchmark } from './backup.ts';
 import { clusterBenchmark } from './cluster.ts';
+import { clusterPartsBenchmark } from './cluster-parts.ts';
 import { collectBenchmark } from './collect.ts';
 import { fanoutBenchmark } from './fanout.ts';
 import { BENCH_DIR, type Benchmark, type BenchOptions, machine, progress } from './common.ts';
@@ -25,6 +26,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   searchBenchmark,
   sigmaBenchmark,
   clusterBenchmark,
+  clusterPartsBenchmark,
   backupBenchmark,
   collectBenchmark,
   fanoutBenchmark,
@@ -56,6 +58,10 @@ options (each benchmark reads the ones it knows):
   --rebuild              search: rebuild the cached data set
   --rows N, --shards S   fanout: synthetic events (1000000) and shards (4); --runs N timed runs (7)
   --rate N, --seconds N  cluster: events/s offered (3000), seconds measured after a 10 s warm-up (20)
+  --idle-seconds N       cluster: seconds measured idle before the load (10), after --settle-seconds N (20)
+  --profile-dir D        cluster: CPU profiles of the Vigil nodes' main threads over the measured window, into D
+  --vigil-config JSON    cluster: merged into every Vigil node's configuration
+  --rate N, --linger-ms N, --seconds N  cluster-parts: events/s (3000), a replica's batch interval (1000), seconds (30)
   --events N, --incremental-pct N  backup: events loaded (200000), more events before the incremental (10)
   --events N, --clients N, --batch N  collect: events sent (100000), HTTP senders (4), events per request (1000)`;
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { InputError, VigilError } from '../../lib/errors.ts';
@@ -67,6 +68,40 @@ test('big batches are split under the message limit, compressed or not, and noth
       events.map((e) => e.id),
     );
   }
+});
+
+test('a batch is cut at the same events whether it fits one message or not, so a retry gets the same ids', () => {
+  // The cut of the joined event texts, as the codec made it before a batch that fits took one JSON.stringify.
+  const cuts = (events: NormalizedEvent[], target: number) => {
+    const out: number[] = [];
+    let size = 2;
+    events.forEach((e, i) => {
+      const add = Buffer.byteLength(JSON.stringify(e)) + 1;
+      if (i > 0 && size + add > target && out.length === 0) out.push(i);
+      size += add;
+    });
+    return { size, first: out[0] };
+  };
+  const events = Array.from({ length: 40 }, (_, i) => ev(i, 'default', 100));
+  const { size } = cuts(events, Number.POSITIVE_INFINITY);
+  for (const [maxBytes, messages] of [
+    [size, 1],
+    [size - 1, 2],
+  ] as const) {
+    const out = encodeBatches(events, { subjectPrefix: 'p', maxBytes, compress: false });
+    assert.equal(out.length, messages, `limit ${maxBytes}`);
+    assert.equal(out[0].events, cuts(events, maxBytes).first ?? events.length);
+    assert.equal(Buffer.from(out[0].body).toString(), JSON.stringify(events.slice(0, out[0].events)));
+  }
+  // Compressed: what fits 8x the limit uncompressed but not the limit once gzip'ed is still halved until it fits.
+  const noisy = Array.from({ length: 64 }, (_, i) => ({ ...ev(i), raw: randomBytes(1500).toString('base64') }));
+  const out = encodeBatches(noisy, { subjectPrefix: 'p', maxBytes: 64 * 1024, compress: true });
+  assert.ok(out.length > 1);
+  for (const b of out) assert.ok(b.body.length <= 64 * 1024);
+  assert.deepEqual(
+    out.flatMap((b) => decodeBatch(b.encoding, b.body)),
+    noisy,
+  );
 });
 
 test('an event larger than the message limit on its own is refused with event_too_large', () => {
