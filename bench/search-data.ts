@@ -240,8 +240,10 @@ function copySelect(
   const range = hi <= SPAN_MS ? `o >= ${lo} AND o < ${hi}` : `(o >= ${lo} OR o < ${hi - SPAN_MS})`;
   const id = k === 0 ? 'id' : `concat(id, '#${k}')`;
   const where = [range, ...opts.where.map((w) => w.replaceAll('$id', id))].join(' AND ');
-  return `SELECT fromUnixTimestamp64Milli(toInt64(${opts.windowFrom} + (o + ${shift}) % ${SPAN_MS}), 'UTC') AS ts,
-  fromUnixTimestamp64Milli(toInt64(${opts.ingested}), 'UTC') AS ingested, ${id} AS id, content_hash, tenant, source, layout, host, message, raw, parse_error, fields
+  // Aliases of their own: an alias named as a column would stand for the column in WHERE (the shard of
+  // `concat(id, '#1')` computed on `id#1#1`).
+  return `SELECT fromUnixTimestamp64Milli(toInt64(${opts.windowFrom} + (o + ${shift}) % ${SPAN_MS}), 'UTC') AS copy_ts,
+  fromUnixTimestamp64Milli(toInt64(${opts.ingested}), 'UTC') AS copy_ingested, ${id} AS copy_id, content_hash, tenant, source, layout, host, message, raw, parse_error, fields
 FROM ${BASE_TABLE} WHERE ${where}`;
 }
 
@@ -336,6 +338,13 @@ WHERE database = '${DATABASE}' AND table = 'events' AND active`,
     await session.queryAsync(`DROP DATABASE ${BASE_DB} SYNC`);
     // Counted as searches see them: copy 0 holds the few Mordor events that share an id, which FINAL collapses.
     const rows = await scalar(`SELECT count() FROM ${EVENTS_TABLE} FINAL`);
+    if (opts.shard) {
+      const { index, count } = opts.shard;
+      const strays = await scalar(
+        `SELECT count() FROM ${EVENTS_TABLE} WHERE murmurHash3_32(id) % ${count} != ${index}`,
+      );
+      if (strays > 0) throw new Error(`the build of shard ${index} of ${count} holds ${strays} rows of other shards`);
+    }
     const state: BuildState = {
       schema_version: SCHEMA_VERSION,
       rows_target: opts.target,
