@@ -51,11 +51,12 @@ options (each benchmark reads the ones it knows):
   --sigma false          ingest: leave out the SigmaHQ rules/windows folder (loaded by default; VIGIL_BENCH_SIGMA)
   --threads-compare N    ingest: HTTP passes alternating ingest.threads 0 and N (--threads-passes P, 2 each)
   --rows N               search: stored events to search over (10000000)
-  --build-minutes N      search: time the build may take in this run (15); a later run resumes it
-  --runs N               search: timed runs per query (30), after --warmups N (3)
-  --query-budget-s N     search: stop a query's timed runs after N seconds (180)
+  --shards S, --nodes N  search: also S shards over N nodes of a dev cluster, R = 1 (4 and 4; --shards 0: one node only)
+  --chunk-hours N        search: target hours of events per INSERT of the build (6)
+  --runs N               search: timed rounds, each query once on each target (15), after --warmups N (2)
+  --query-budget-s N     search: stop starting rounds after N seconds (600)
   --token W, --host H    search: the word of query (a) (whoami), the host of query (d)
-  --rebuild              search: rebuild the cached data set
+  --rebuild              search: rebuild the cached data sets
   --rows N, --shards S   fanout: synthetic events (1000000) and shards (4); --runs N timed runs (7)
   --rate N, --seconds N  cluster: events/s offered (3000), seconds measured after a 10 s warm-up (20)
   --idle-seconds N       cluster: seconds measured idle before the load (10), after --settle-seconds N (20)

@@ -1,74 +1,131 @@
 /**
- * The data set of the search benchmark: Mordor events normalized once and stored in a chdb folder laid out
- * as Vigil's store (`<dir>/events`, table `vigil.events` from `eventsTableDdl`), then copied in the engine
- * (shifted times, new ids) up to the target row count, spread over 30 days.
+ * The data set of the search benchmarks: Mordor events normalized once, then multiplied inside the engine
+ * into a chdb folder laid out as Vigil's store (`<dir>/events`, table `vigil.events` from `eventsTableDdl`),
+ * spread over 30 days.
  *
- * The build runs in a child process (`buildSearchData`): chdb keeps engine threads (background merges)
- * after a Session is closed, and two engines must never work on one folder, so the builder exits before
- * Vigil opens the folder. Checkpointed in `build.json` after every copy: a build that runs out of its time
- * budget is measured as it is, and the next run carries on from there.
+ * Two steps, each cached under `.bench` with the events schema version (another version is redone):
+ * - the base (`ensureBase`): every Mordor event normalized as the HTTP intake does, written once as
+ *   RowBinary rows of the store's own insert format (`base.rowbinary`), so that no build parses JSON again;
+ * - a build (`buildSearchData`): the engine reads the base into a scratch table sorted by each event's time
+ *   offset in the 30-day window, then writes the events table with INSERT ... SELECT: copy k of the base has
+ *   its times shifted by a golden-ratio step around the window (distinct offsets, spread evenly) and ids
+ *   `id#k` (copy 0 keeps the Mordor ids). The inserts go in time order, `chunk_hours` of target time each
+ *   (each reads only its range of every copy from the sorted base), as continuous ingest writes events, so
+ *   the parts cover disjoint time ranges as they would under ingest; merges run as they please meanwhile,
+ *   and the folder is left as the last insert leaves it (no OPTIMIZE, no waiting for merges).
+ * - a shard build (`shard` given) keeps only the rows of shard k of S (murmurHash3_32 of the new id, as
+ *   `shardOf` routes an event), so the S shard folders together hold exactly the single-node set.
+ *
+ * Each build runs in a child process: chdb allows one data path per process and keeps engine threads after a
+ * Session is closed, and two engines must never work on one folder, so the builder exits before Vigil opens
+ * the folder. Measured on this 2-core machine: see the README's performance table.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Session } from 'chdb';
 import type { NormalizedEvent } from '../src/lib/event.ts';
 import { createNormalizer, splitJson } from '../src/parse/index.ts';
-import { eventsToRows } from '../src/store/rows.ts';
+import { eventsToRowBinary, ROW_BINARY_STRUCTURE } from '../src/store/row-binary.ts';
 import { DATABASE, EVENTS_TABLE, eventsTableDdl, SCHEMA_VERSION } from '../src/store/schema.ts';
-import { progress, round, sleep } from './common.ts';
+import { BENCH_DIR, progress, round } from './common.ts';
 import { mordorLines } from './mordor.ts';
 
 export const DAY_MS = 86_400_000;
-const SPAN_DAYS = 30;
+const HOUR_MS = 3_600_000;
+export const SPAN_DAYS = 30;
 const SPAN_MS = SPAN_DAYS * DAY_MS;
-/** Target days written by one INSERT of a copy (see copyBase). */
-const CHUNK_DAYS = 30;
-/** Events per insert while loading the base set. */
-const LOAD_BATCH = 20_000;
+/** Events normalized per RowBinary write of the base. */
+const BASE_BATCH = 20_000;
 /** A build older than this is redone: TTL counts from `ingested`, which is the build time. */
 const MAX_CACHE_AGE_DAYS = 20;
-/** The base events wait in a table of their own (same chdb path, another database) until the build ends. */
-const BASE_TABLE = 'bench_build.base';
+/** The scratch table of the base, in a database of its own dropped at the end of the build. */
+const BASE_DB = 'bench_build';
+const BASE_TABLE = `${BASE_DB}.base`;
+/** The last copy takes a hashed sample of the base: this much more than the rows still missing, for FINAL. */
+const SAMPLE_MARGIN = 1.003;
+/** Target hours written by one INSERT by default (see BuildOptions.chunkHours). */
+export const DEFAULT_CHUNK_HOURS = 6;
 
-/** The build's state in `build.json`, written after the base load and after every copy. */
+/** The normalized Mordor events, cached in `.bench/search-base/`. */
+export interface BaseSet {
+  file: string;
+  schema_version: number;
+  events: number;
+  bytes: number;
+  normalize_s: number;
+  made_at: string;
+}
+
+/** A build's state in `build.json`. */
 export interface BuildState {
   /** The events table layout (SCHEMA_VERSION) the build made; another one is rebuilt. */
-  schema_version?: number;
+  schema_version: number;
   rows_target: number;
+  /** This folder's shard, when it holds one shard of the set. */
+  shard?: { index: number; count: number };
   base_events: number;
-  copies_done: number;
-  /** Target days of the current copy already written (a copy interrupted midway resumes there). */
-  copy_days_done?: number;
+  /** Base events as FINAL counts them (a few Mordor events are in two captures). */
+  base_distinct: number;
+  copies: number;
+  chunk_hours: number;
+  /** Rows stored, as searches count them (FINAL). */
   rows: number;
   complete: boolean;
   window_from: string;
   window_to: string;
   ingested_at: string;
-  updated_at: string;
-  load_base_s: number;
+  /** Seconds: normalizing the base (0 when it was cached), reading it into the engine, writing the copies. */
+  normalize_base_s: number;
+  read_base_s: number;
   copy_s: number;
-  build_runs: number;
-  merge_settle_s?: number;
-  /** Files the engine could not open (EMFILE in merges) during this run's build and settling. */
-  cannot_open_file_errors_this_run?: number;
-  active_parts?: number;
-  partitions?: number;
-  table_bytes_on_disk_mb?: number;
-  table_uncompressed_mb?: number;
+  build_s: number;
+  /** CPU seconds of the builder process (the engine runs in it): the whole build, reading the base, the copies. */
+  build_cpu_s: number;
+  read_base_cpu_s: number;
+  copy_cpu_s: number;
+  inserts: number;
+  /** The table as the build left it: active parts, partitions, merges still running when it ended. */
+  active_parts: number;
+  partitions: number;
+  merges_running_at_end: number;
+  table_bytes_on_disk_mb: number;
+  table_uncompressed_mb: number;
 }
 
-/** What to build and how long this run may spend on it. */
+/** What to build. */
 export interface BuildOptions {
   dir: string;
   target: number;
   /** Mordor events in the base set; all when undefined. */
   events?: number;
   rebuild: boolean;
-  budgetMs: number;
+  /** Keep only this shard's rows. */
+  shard?: { index: number; count: number };
+  /** Target hours per INSERT (default DEFAULT_CHUNK_HOURS): smaller writes smaller, more numerous parts. */
+  chunkHours?: number;
 }
 
-/** Builds (or resumes, or reuses) the data set in a child process and returns its state. */
+/** The cache folder of a build of `target` rows over `events` base events (all when undefined). */
+export function searchDataDir(target: number, events?: number, shard?: { index: number; count: number }): string {
+  const set = join(BENCH_DIR, 'search-data', `rows-${target}-events-${events ?? 'all'}`);
+  return shard ? join(`${set}-shards-${shard.count}`, `shard-${shard.index}`) : set;
+}
+
+/**
+ * Builds the data set in a child process (or reuses the cached one) and returns its state. Exported for
+ * other benchmarks that need a large store (a backup of 10M events, for one).
+ */
 export async function buildSearchData(opts: BuildOptions): Promise<BuildState> {
   const child = spawn(process.execPath, [...process.execArgv, import.meta.filename, JSON.stringify(opts)], {
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -80,62 +137,192 @@ export async function buildSearchData(opts: BuildOptions): Promise<BuildState> {
   return JSON.parse(readFileSync(join(opts.dir, 'build.json'), 'utf8')) as BuildState;
 }
 
-/** Returns the cached build when complete and recent; otherwise builds, or resumes, within the budget. */
-async function ensureDataSet(opts: BuildOptions): Promise<BuildState> {
-  const dir = opts.dir;
-  const stateFile = join(dir, 'build.json');
-  let state: BuildState | undefined;
-  if (!opts.rebuild && existsSync(stateFile)) {
-    state = JSON.parse(readFileSync(stateFile, 'utf8')) as BuildState;
-    const ageDays = (Date.now() - Date.parse(state.ingested_at)) / DAY_MS;
-    if (ageDays > MAX_CACHE_AGE_DAYS) {
-      progress(`the cached data set is ${Math.round(ageDays)} days old: rebuilding`);
-      state = undefined;
-    } else if (state.schema_version !== SCHEMA_VERSION) {
-      progress(`the cached data set has events schema ${state.schema_version ?? 1}, not ${SCHEMA_VERSION}: rebuilding`);
-      state = undefined;
-    } else if (state.complete) {
-      progress(`using the data set cached in ${dir} (${state.rows} rows)`);
-      return state;
-    } else progress(`resuming the cached build in ${dir} at ${state.rows} rows`);
+/** The cached build in `dir` when it is complete, recent and of this schema; otherwise undefined (and why). */
+export function cachedBuild(dir: string, target: number): { state?: BuildState; why: string } {
+  const file = join(dir, 'build.json');
+  if (!existsSync(file)) return { why: 'no build yet' };
+  const state = JSON.parse(readFileSync(file, 'utf8')) as BuildState;
+  const ageDays = (Date.now() - Date.parse(state.ingested_at)) / DAY_MS;
+  if (state.schema_version !== SCHEMA_VERSION)
+    return { why: `the cached build has events schema ${state.schema_version ?? 1}, not ${SCHEMA_VERSION}` };
+  if (ageDays > MAX_CACHE_AGE_DAYS) return { why: `the cached build is ${Math.round(ageDays)} days old` };
+  if (!state.complete || state.rows_target !== target) return { why: 'the cached build is not complete' };
+  return { state, why: '' };
+}
+
+/** Normalizes the Mordor events once into RowBinary rows (cached by schema version and event count). */
+export function ensureBase(events: number | undefined): BaseSet {
+  const dir = join(BENCH_DIR, 'search-base', `schema-${SCHEMA_VERSION}-events-${events ?? 'all'}`);
+  const meta = join(dir, 'base.json');
+  if (existsSync(meta)) {
+    const base = JSON.parse(readFileSync(meta, 'utf8')) as BaseSet;
+    if (base.schema_version === SCHEMA_VERSION && existsSync(base.file)) return { ...base, normalize_s: 0 };
   }
-  if (state === undefined) {
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-  }
-  const save = (s: BuildState) => {
-    s.updated_at = new Date().toISOString();
-    writeFileSync(stateFile, `${JSON.stringify(s, null, 2)}\n`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  progress(`normalizing ${events ?? 'all'} Mordor events into the base set (once per schema version)`);
+  const started = performance.now();
+  const file = join(dir, 'base.rowbinary');
+  const fd = openSync(`${file}.tmp`, 'w');
+  const normalizer = createNormalizer();
+  const receivedAt = Date.now();
+  let count = 0;
+  let bytes = 0;
+  let pending: Buffer[] = [];
+  const flush = () => {
+    if (pending.length === 0) return;
+    const batch: NormalizedEvent[] = [];
+    for (const element of splitJson(Buffer.concat(pending).toString('utf8'))) {
+      if ('error' in element) continue;
+      try {
+        batch.push(normalizer.fromJson(element.value, element.raw, { source: 'http', receivedAt, tenant: 'default' }));
+      } catch {
+        // Not a JSON object: the intake would reject it too.
+      }
+    }
+    pending = [];
+    const rows = eventsToRowBinary(batch);
+    writeSync(fd, rows);
+    bytes += rows.length;
+    const before = count;
+    count += batch.length;
+    if (Math.floor(count / 100_000) > Math.floor(before / 100_000)) progress(`  ${count} base events normalized`);
   };
-  const deadline = Date.now() + opts.budgetMs;
-  const session = new Session(join(dir, 'events'));
+  const nl = Buffer.from('\n');
   try {
-    if (state === undefined) {
-      state = await loadBase(session, opts.target, opts.events);
-      save(state);
+    for (const line of mordorLines(events)) {
+      pending.push(line, nl);
+      if (pending.length >= BASE_BATCH * 2) flush();
     }
-    state.build_runs++;
-    // Merges run while copying: with the JSON column of schema 1 they had to be stopped (a wide part held
-    // a dozen files per JSON path, and merges next to the copies hit EMFILE); the map has a handful.
-    await copyBase(session, state, deadline, save);
-    if (state.rows >= state.rows_target) {
-      await session.queryAsync(`DROP DATABASE IF EXISTS ${BASE_TABLE.split('.')[0]} SYNC`);
-      state.complete = true;
-    } else {
-      progress(`build budget spent at ${state.rows} of ${state.rows_target} rows: measuring what there is`);
-    }
-    const settleStarted = performance.now();
-    const settleDeadline = Date.now() + 5 * 60_000;
-    // Settled: no merge running at three checks in a row (merges start a few seconds apart).
-    for (let idle = 0; idle < 3 && Date.now() < settleDeadline; ) {
-      await sleep(2000);
-      idle = (await scalar(session, 'SELECT count() FROM system.merges')) === 0 ? idle + 1 : 0;
-    }
-    state.merge_settle_s = round((performance.now() - settleStarted) / 1000, 1);
-    state.cannot_open_file_errors_this_run = await scalar(
-      session,
-      "SELECT sum(value) FROM system.errors WHERE name = 'CANNOT_OPEN_FILE'",
+    flush();
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(`${file}.tmp`, file);
+  const base: BaseSet = {
+    file,
+    schema_version: SCHEMA_VERSION,
+    events: count,
+    bytes,
+    normalize_s: round((performance.now() - started) / 1000, 1),
+    made_at: new Date().toISOString(),
+  };
+  writeFileSync(meta, `${JSON.stringify(base, null, 2)}\n`);
+  progress(`base set: ${count} events, ${Math.round(bytes / 2 ** 20)} MB of rows, in ${base.normalize_s} s`);
+  return base;
+}
+
+/** The SQL structure of the base file (the store's RowBinary insert structure). */
+function baseStructure(): string {
+  return ROW_BINARY_STRUCTURE.map(([name, type]) => `${name} ${type}`)
+    .join(', ')
+    .replace(/'/g, "\\'");
+}
+
+/** Copy k's shift around the window: golden-ratio steps, distinct and evenly spread. */
+function shiftOf(k: number): number {
+  return Math.round(SPAN_MS * ((k * 0.6180339887) % 1));
+}
+
+/**
+ * The SELECT of copy k's rows whose shifted offset falls in [from, to) of the window (ms), reading only that
+ * range of the base (sorted on `o`, the offset of copy 0).
+ */
+function copySelect(
+  k: number,
+  from: number,
+  to: number,
+  opts: { windowFrom: number; ingested: number; where: string[] },
+): string {
+  const shift = shiftOf(k);
+  const lo = (((from - shift) % SPAN_MS) + SPAN_MS) % SPAN_MS;
+  const hi = lo + (to - from);
+  const range = hi <= SPAN_MS ? `o >= ${lo} AND o < ${hi}` : `(o >= ${lo} OR o < ${hi - SPAN_MS})`;
+  const id = k === 0 ? 'id' : `concat(id, '#${k}')`;
+  const where = [range, ...opts.where.map((w) => w.replaceAll('$id', id))].join(' AND ');
+  // Aliases of their own: an alias named as a column would stand for the column in WHERE (the shard of
+  // `concat(id, '#1')` computed on `id#1#1`).
+  return `SELECT fromUnixTimestamp64Milli(toInt64(${opts.windowFrom} + (o + ${shift}) % ${SPAN_MS}), 'UTC') AS copy_ts,
+  fromUnixTimestamp64Milli(toInt64(${opts.ingested}), 'UTC') AS copy_ingested, ${id} AS copy_id, content_hash, tenant, source, layout, host, message, raw, parse_error, fields
+FROM ${BASE_TABLE} WHERE ${where}`;
+}
+
+function cpuSeconds(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1e6;
+}
+
+/** Builds the folder (the child process's work): base into the engine, then the copies in time order. */
+async function build(opts: BuildOptions): Promise<BuildState> {
+  const cached = opts.rebuild ? { why: 'a rebuild was asked' } : cachedBuild(opts.dir, opts.target);
+  if (cached.state) {
+    progress(`using the data set cached in ${opts.dir} (${cached.state.rows} rows)`);
+    return cached.state;
+  }
+  progress(`building ${opts.dir}: ${cached.why}`);
+  const cpu0 = process.cpuUsage();
+  const started = performance.now();
+  const base = ensureBase(opts.events);
+  rmSync(opts.dir, { recursive: true, force: true });
+  mkdirSync(opts.dir, { recursive: true });
+  const chunkHours = opts.chunkHours ?? DEFAULT_CHUNK_HOURS;
+  const windowTo = Math.floor(Date.now() / DAY_MS) * DAY_MS;
+  const windowFrom = windowTo - SPAN_MS;
+  const ingested = Date.now();
+  const session = new Session(join(opts.dir, 'events'));
+  try {
+    const scalar = async (sql: string) => Number((await session.queryAsync(sql, { format: 'CSV' })).text().trim());
+    await session.queryAsync(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
+    await session.queryAsync(eventsTableDdl(SPAN_DAYS));
+    await session.queryAsync(`CREATE DATABASE IF NOT EXISTS ${BASE_DB}`);
+    const readStarted = performance.now();
+    const readCpu = process.cpuUsage();
+    const columns = ROW_BINARY_STRUCTURE.map(([name]) => name).join(', ');
+    await session.queryAsync(
+      `CREATE TABLE ${BASE_TABLE} ENGINE = MergeTree ORDER BY o AS
+SELECT ((toUnixTimestamp64Milli(ts) - ${windowFrom}) % ${SPAN_MS} + ${SPAN_MS}) % ${SPAN_MS} AS o, ${columns}
+FROM file('${base.file}', 'RowBinary', '${baseStructure()}')`,
     );
+    if ((await scalar(`SELECT countIf(position(id, '#') > 0) FROM ${BASE_TABLE}`)) > 0) {
+      throw new Error('some base event ids contain #, the separator of copy ids');
+    }
+    const readBaseS = (performance.now() - readStarted) / 1000;
+    const readBaseCpu = cpuSeconds(readCpu);
+    // Rows a copy adds as searches count them: Mordor has events stored in two captures (same id, time and
+    // text), which FINAL shows once, in every copy.
+    const distinct = await scalar(`SELECT uniqExact(tenant, ts, id, content_hash) FROM ${BASE_TABLE}`);
+    const copies = Math.ceil(opts.target / distinct);
+    const lastShare = Math.min(1, ((opts.target - (copies - 1) * distinct) / distinct) * SAMPLE_MARGIN);
+    const shardWhere = opts.shard ? [`murmurHash3_32($id) % ${opts.shard.count} = ${opts.shard.index}`] : [];
+    progress(
+      `base read in ${round(readBaseS, 1)} s; writing ${copies} copies of ${base.events} events, ${chunkHours} h of target time per insert${opts.shard ? `, shard ${opts.shard.index} of ${opts.shard.count}` : ''}`,
+    );
+    const copyStarted = performance.now();
+    const copyCpu = process.cpuUsage();
+    let inserts = 0;
+    for (let from = 0; from < SPAN_MS; from += chunkHours * HOUR_MS) {
+      const to = Math.min(SPAN_MS, from + chunkHours * HOUR_MS);
+      const selects = [];
+      for (let k = 0; k < copies; k++) {
+        const sample =
+          k === copies - 1 && lastShare < 1 ? [`cityHash64(id) % 1000000 < ${Math.ceil(lastShare * 1_000_000)}`] : [];
+        selects.push(copySelect(k, from, to, { windowFrom, ingested, where: [...shardWhere, ...sample] }));
+      }
+      await session.queryAsync(
+        `INSERT INTO ${EVENTS_TABLE} (ts, ingested, id, content_hash, tenant, source, layout, host, message, raw, parse_error, fields)
+${selects.join('\nUNION ALL\n')}`,
+      );
+      inserts++;
+      if (Math.floor(to / (5 * DAY_MS)) > Math.floor(from / (5 * DAY_MS))) {
+        progress(
+          `  ${Math.round(to / DAY_MS)} of ${SPAN_DAYS} days written (${round((performance.now() - copyStarted) / 1000, 1)} s)`,
+        );
+      }
+    }
+    const copyS = (performance.now() - copyStarted) / 1000;
+    const copyCpuS = cpuSeconds(copyCpu);
+    const buildS = (performance.now() - started) / 1000;
+    // Measured before anything else touches the table: the state searches will find.
     const [parts, partitions, bytes, uncompressed] = (
       await session.queryAsync(
         `SELECT count(), uniqExact(partition), sum(bytes_on_disk), sum(data_uncompressed_bytes) FROM system.parts
@@ -147,141 +334,57 @@ WHERE database = '${DATABASE}' AND table = 'events' AND active`,
       .trim()
       .split(',')
       .map(Number);
-    Object.assign(state, {
+    const merges = await scalar(`SELECT count() FROM system.merges WHERE database = '${DATABASE}'`);
+    await session.queryAsync(`DROP DATABASE ${BASE_DB} SYNC`);
+    // Counted as searches see them: copy 0 holds the few Mordor events that share an id, which FINAL collapses.
+    const rows = await scalar(`SELECT count() FROM ${EVENTS_TABLE} FINAL`);
+    if (opts.shard) {
+      const { index, count } = opts.shard;
+      const strays = await scalar(
+        `SELECT count() FROM ${EVENTS_TABLE} WHERE murmurHash3_32(id) % ${count} != ${index}`,
+      );
+      if (strays > 0) throw new Error(`the build of shard ${index} of ${count} holds ${strays} rows of other shards`);
+    }
+    const state: BuildState = {
+      schema_version: SCHEMA_VERSION,
+      rows_target: opts.target,
+      ...(opts.shard ? { shard: opts.shard } : {}),
+      base_events: base.events,
+      base_distinct: distinct,
+      copies,
+      chunk_hours: chunkHours,
+      rows,
+      complete: true,
+      window_from: new Date(windowFrom).toISOString(),
+      window_to: new Date(windowTo).toISOString(),
+      ingested_at: new Date(ingested).toISOString(),
+      normalize_base_s: base.normalize_s,
+      read_base_s: round(readBaseS, 1),
+      copy_s: round(copyS, 1),
+      build_s: round(buildS, 1),
+      build_cpu_s: round(cpuSeconds(cpu0), 1),
+      read_base_cpu_s: round(readBaseCpu, 1),
+      copy_cpu_s: round(copyCpuS, 1),
+      inserts,
       active_parts: parts,
       partitions,
+      merges_running_at_end: merges,
       table_bytes_on_disk_mb: Math.round(bytes / 2 ** 20),
       table_uncompressed_mb: Math.round(uncompressed / 2 ** 20),
-    });
-    save(state);
+    };
+    writeFileSync(join(opts.dir, 'build.json'), `${JSON.stringify(state, null, 2)}\n`);
+    progress(
+      `built ${rows} rows in ${state.build_s} s (${state.build_cpu_s} CPU-s): ${parts} active parts in ${partitions} partitions, ${merges} merges running`,
+    );
     return state;
   } finally {
     session.close();
   }
 }
 
-/**
- * Normalizes the Mordor events as the HTTP intake does, maps their times into the 30-day window (each
- * capture keeps its minutes-long shape), and stores them in the base table; creates the events table.
- */
-async function loadBase(session: Session, target: number, events: number | undefined): Promise<BuildState> {
-  const started = performance.now();
-  const windowTo = Math.floor(Date.now() / DAY_MS) * DAY_MS;
-  const windowFrom = windowTo - SPAN_MS;
-  const receivedAt = Date.now();
-  await session.queryAsync(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
-  await session.queryAsync(eventsTableDdl(SPAN_DAYS));
-  await session.queryAsync(`CREATE DATABASE IF NOT EXISTS ${BASE_TABLE.split('.')[0]}`);
-  // Same columns, none of the indexes, sort or partitioning: the base is only read back whole.
-  await session.queryAsync(`CREATE TABLE ${BASE_TABLE} AS ${EVENTS_TABLE} ENGINE = MergeTree ORDER BY tuple()`);
-  for (const index of ['idx_raw_text', 'idx_host']) {
-    await session.queryAsync(`ALTER TABLE ${BASE_TABLE} DROP INDEX IF EXISTS ${index}`);
-  }
-
-  progress(`loading ${events ?? 'all'} Mordor events as the base set`);
-  const normalizer = createNormalizer();
-  let base = 0;
-  let pending: Buffer[] = [];
-  const flush = async () => {
-    if (pending.length === 0) return;
-    const batch: NormalizedEvent[] = [];
-    for (const element of splitJson(Buffer.concat(pending).toString('utf8'))) {
-      if ('error' in element) continue;
-      try {
-        const e = normalizer.fromJson(element.value, element.raw, { source: 'http', receivedAt, tenant: 'default' });
-        e.timestamp = windowFrom + ((((e.timestamp - windowFrom) % SPAN_MS) + SPAN_MS) % SPAN_MS);
-        batch.push(e);
-      } catch {
-        // Not a JSON object: the intake would reject it too.
-      }
-    }
-    pending = [];
-    await session.insert({ table: BASE_TABLE, values: eventsToRows(batch), format: 'JSONEachRow' });
-    const before = base;
-    base += batch.length;
-    if (Math.floor(base / 100_000) > Math.floor(before / 100_000)) progress(`  ${base} base events loaded`);
-  };
-  const nl = Buffer.from('\n');
-  for (const line of mordorLines(events)) {
-    pending.push(line, nl);
-    if (pending.length >= LOAD_BATCH * 2) await flush();
-  }
-  await flush();
-  if ((await scalar(session, `SELECT countIf(position(id, '#') > 0) FROM ${BASE_TABLE}`)) > 0) {
-    throw new Error('some base event ids contain #, the separator of copy ids');
-  }
-  const loadS = (performance.now() - started) / 1000;
-  progress(`base set: ${base} events in ${round(loadS, 1)} s`);
-  return {
-    schema_version: SCHEMA_VERSION,
-    rows_target: target,
-    base_events: base,
-    copies_done: 0,
-    rows: 0,
-    complete: false,
-    window_from: new Date(windowFrom).toISOString(),
-    window_to: new Date(windowTo).toISOString(),
-    ingested_at: new Date(receivedAt).toISOString(),
-    updated_at: '',
-    load_base_s: round(loadS, 1),
-    copy_s: 0,
-    build_runs: 0,
-  };
-}
-
-/**
- * Copies the base into the events table until it holds the target or the deadline passes: copy k has its
- * times shifted by a golden-ratio step around the window (distinct offsets, spread evenly) and ids `id#k`.
- * Each copy goes in chunks of CHUNK_DAYS target days: one INSERT writes a part per day it touches and
- * reads the whole base once. Schema 1 (a JSON column: a dozen files per path in a wide part) needed 1-day
- * chunks to stay under the descriptor limit, and so read the base 30 times a copy.
- */
-async function copyBase(
-  session: Session,
-  state: BuildState,
-  deadline: number,
-  save: (s: BuildState) => void,
-): Promise<void> {
-  const windowFrom = Date.parse(state.window_from);
-  while (state.rows < state.rows_target && Date.now() < deadline) {
-    const k = state.copies_done;
-    const shift = Math.round(SPAN_MS * ((k * 0.6180339887) % 1));
-    const offset = `((toUnixTimestamp64Milli(ts) - ${windowFrom} + ${shift}) % ${SPAN_MS})`;
-    // The last copy takes a hashed sample of the base, about the rows still missing.
-    const share = Math.min(1, (state.rows_target - state.rows) / state.base_events);
-    const sample = share < 1 ? ` AND cityHash64(id) % 1000000 < ${Math.ceil(share * 1_000_000)}` : '';
-    const t = performance.now();
-    for (let day = state.copy_days_done ?? 0; day < SPAN_DAYS; day += CHUNK_DAYS) {
-      await session.queryAsync(
-        `INSERT INTO ${EVENTS_TABLE} (ts, ingested, id, content_hash, tenant, source, layout, host, message, raw, parse_error, fields)
-SELECT fromUnixTimestamp64Milli(${windowFrom} + ${offset}, 'UTC') AS ts,
-  ingested, ${k === 0 ? 'id' : `concat(id, '#${k}')`} AS id, content_hash, tenant, source, layout, host, message, raw, parse_error, fields
-FROM ${BASE_TABLE}
-WHERE ${offset} >= ${day * DAY_MS} AND ${offset} < ${(day + CHUNK_DAYS) * DAY_MS}${sample}`,
-      );
-      state.copy_days_done = day + CHUNK_DAYS;
-      save(state);
-    }
-    const s = (performance.now() - t) / 1000;
-    state.copies_done++;
-    state.copy_days_done = 0;
-    state.copy_s = round(state.copy_s + s, 1);
-    // Counted as searches see them: copy 0 holds the few Mordor events that share an id, which FINAL collapses.
-    state.rows = await scalar(session, `SELECT count() FROM ${EVENTS_TABLE} FINAL`);
-    save(state);
-    progress(
-      `  copy ${k}: ${state.rows} rows (${round(s, 1)} s, ${Math.max(0, Math.round((state.rows_target - state.rows) / 1000))}k to go)`,
-    );
-  }
-}
-
-async function scalar(session: Session, sql: string): Promise<number> {
-  return Number((await session.queryAsync(sql, { format: 'CSV' })).text().trim());
-}
-
 if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) {
   // Exit explicitly: the engine's threads may keep the process alive, and its exit is what frees the folder.
-  ensureDataSet(JSON.parse(process.argv[2]) as BuildOptions).then(
+  build(JSON.parse(process.argv[2]) as BuildOptions).then(
     () => process.exit(0),
     (err: unknown) => {
       process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

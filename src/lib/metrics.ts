@@ -7,6 +7,7 @@ type MetricClass<M> = new (cfg: {
   labelNames: readonly string[];
   registers: Registry[];
   buckets?: number[];
+  collect?: () => void | Promise<void>;
 }) => M;
 
 /**
@@ -21,9 +22,10 @@ function shared<M extends object>(
   help: string,
   labelNames: readonly string[],
   buckets?: number[],
+  collect?: () => void | Promise<void>,
 ): M {
   const existing = registry.getSingleMetric(name);
-  if (existing === undefined) return new kind({ name, help, labelNames, registers: [registry], buckets });
+  if (existing === undefined) return new kind({ name, help, labelNames, registers: [registry], buckets, collect });
   // prom-client keeps the label names on the instance without declaring them in its types.
   const existingLabels = (existing as unknown as { labelNames?: readonly string[] }).labelNames ?? [];
   const sameLabels = existingLabels.length === labelNames.length && labelNames.every((l) => existingLabels.includes(l));
@@ -47,14 +49,18 @@ export function counter<L extends string = string>(
   return shared(registry, Counter, name, help, labelNames) as Counter<L>;
 }
 
-/** A shared gauge (see `shared`). */
+/**
+ * A shared gauge (see `shared`). `collect` runs at every scrape, before the value is read (a gauge read
+ * from elsewhere: the engine's own tables); only the first registration's is kept.
+ */
 export function gauge<L extends string = string>(
   registry: Registry,
   name: string,
   help: string,
   labelNames: readonly L[] = [],
+  collect?: (this: Gauge<L>) => void | Promise<void>,
 ): Gauge<L> {
-  return shared(registry, Gauge, name, help, labelNames) as Gauge<L>;
+  return shared(registry, Gauge, name, help, labelNames, undefined, collect as () => void | Promise<void>) as Gauge<L>;
 }
 
 /** A shared histogram (see `shared`); buckets are in seconds. */

@@ -7,7 +7,7 @@ import type { Component, ComponentHealth } from '../lib/component.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
 import type { NormalizedEvent } from '../lib/event.ts';
 import type { Logger } from '../lib/logger.ts';
-import { counter, histogram } from '../lib/metrics.ts';
+import { counter, gauge, histogram } from '../lib/metrics.ts';
 import { createSearchAdmission } from './admission.ts';
 import type { StoreConfig } from './config.ts';
 import { createEngineGate, queryTimeoutError } from './engine-gate.ts';
@@ -185,6 +185,33 @@ export function createEventStore(
     'vigil_store_search_timeouts_total',
     'Reads stopped at store.query_timeout_ms, by where: waiting for the engine (queue) or in it (engine).',
     ['where'],
+  );
+  /**
+   * Active parts of the events table, read from the engine at each scrape. Every search opens each part, and
+   * FINAL merges the rows of parts whose key ranges overlap: a count that keeps growing (merges falling
+   * behind inserts) is what slows searches first. A failed read keeps the last value and counts an error.
+   */
+  gauge(
+    deps.metrics,
+    'vigil_store_active_parts',
+    'Active parts of the events table (read from the engine at each scrape).',
+    [],
+    async function () {
+      const s = session;
+      if (!s) return;
+      try {
+        const result = await engine(() =>
+          s.queryAsync(
+            `SELECT count() FROM system.parts WHERE database = '${DATABASE}' AND table = 'events' AND active`,
+            { format: 'CSV' },
+          ),
+        );
+        this.set(Number(result.text().trim()));
+      } catch (err) {
+        errors.inc({ op: 'parts' });
+        deps.logger.warn({ err: errorMessage(err) }, 'Reading the count of active parts failed.');
+      }
+    },
   );
   const admission = createSearchAdmission(
     {

@@ -102,11 +102,16 @@ export const STORED_COLUMNS = [
 ] as const;
 
 /**
- * Inserted parts stay "compact" (one data file) below this size. A wide part writes (and fsyncs) one file
- * per column: measured 2.6x slower inserts with the JSON column, and fsync became nearly free with compact
- * parts. Merges still produce wide parts for large, long-lived data.
+ * Parts stay "compact" (one data file) below this size, uncompressed. A wide part writes (and fsyncs) one
+ * file per column: measured 2.6x slower inserts with the JSON column, and fsync became nearly free with
+ * compact parts. An insert is at most INSERT_CHUNK_RAW_BYTES of raw text (about 18 MB stored: raw, fields
+ * and message), so inserts stay compact; merged parts above it are wide. Why not higher: a compact part keeps
+ * every column of a granule together, so a scan of one column reads the whole file. Measured over 1.3M Mordor
+ * events as the search benchmark builds them (`* | stats count() by Channel`, one read of the table): in its
+ * compact parts 162 CPU-ns a row and 151 MB read from files for 0.82M rows, in its wide parts 46 CPU-ns a
+ * row and 0.16 MB for 0.45M rows. At 256 MB, parts of up to about 40,000 events were compact.
  */
-export const WIDE_PART_BYTES = 256 * 1024 * 1024;
+export const WIDE_PART_BYTES = 64 * 1024 * 1024;
 
 /**
  * A partition whose parts are all older than half an hour is merged into one part. `FINAL` then has nothing
