@@ -8,7 +8,8 @@ import { DevClusterError } from './errors.ts';
 import { type HaproxyCheck, type HaproxyServer, planBalancer } from './haproxy.ts';
 
 /** What a member of the dev cluster is. */
-export type MemberKind = 'nats' | 'etcd' | 'vigil' | 'haproxy';
+/** `link`: the relay between the two sites of `up --sites 2 --link-relay` (src/devcluster/link.ts). */
+export type MemberKind = 'nats' | 'etcd' | 'vigil' | 'haproxy' | 'link';
 
 /** One process of the dev cluster as recorded in `<dir>/state.json`: how to launch it and what runs now. */
 export interface MemberRecord {
@@ -26,7 +27,8 @@ export interface MemberRecord {
   ready_url: string;
   /**
    * Where to reach it: `client`, `cluster`, `monitor` (nats), `client`, `peer` (etcd), `http`, `syslog`,
-   * `relp`, `admin_token_file` (vigil), `http`, `syslog`, `relp`, `stats` (haproxy).
+   * `relp`, `admin_token_file` (vigil), `http`, `syslog`, `relp`, `stats` (haproxy), `leafnode`, `control`
+   * (link).
    */
   addresses: Record<string, string>;
   /** Files the member owns (configuration, data): shown by status, kept by down. */
@@ -62,6 +64,11 @@ export interface DevClusterOptions {
   nodes?: number;
   /** 2: two sites `a` and `b`, each a cluster of its own linked by a NATS leafnode (src/devcluster/sites.ts). */
   sites?: number;
+  /**
+   * With `sites: 2`: b's leafnode goes through a relay of its own (`link-1`), so that killing it cuts the
+   * sites apart and restarting it heals them (src/devcluster/link.ts).
+   */
+  linkRelay?: boolean;
   /** Port allocator shared by several plans (the sites of one cluster), so that no port is given twice. */
   port?: () => Promise<number>;
   /** nats-server processes (one JetStream cluster); default 3. */

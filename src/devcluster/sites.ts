@@ -3,11 +3,13 @@
  * (one nats-server with the JetStream domain of its name, one etcd member, N Vigil nodes with `cluster.site`
  * and `cluster.peer_site`), the NATS servers linked by a leafnode (b's server connects to a's), as in
  * docs/deployment.md, "Two sites". Members are named `<site>-<member>` and record their `site`; the whole
- * cluster shares one admin token.
+ * cluster shares one admin token. With `linkRelay`, b's leafnode goes through `link-1` (src/devcluster/link.ts),
+ * a member of neither site, whose kill is a partition between the sites.
  */
 import { join, resolve } from 'node:path';
 import type { BinaryName } from './binaries.ts';
 import { DevClusterError } from './errors.ts';
+import { planLink } from './link.ts';
 import {
   type DevClusterOptions,
   deepMerge,
@@ -58,6 +60,8 @@ export async function planSites(opts: DevClusterOptions, binaries: Record<Binary
   const dir = resolve(opts.dir);
   const port = opts.port ?? portAllocator();
   const leaf = await port();
+  // b connects to the relay, which joins it to a's leafnode port; without one, to a's port itself.
+  const relay = opts.linkRelay ? { leaf: await port(), control: await port() } : undefined;
   const plans: Plan[] = [];
   for (const site of SITES) {
     const peer = site === 'a' ? 'b' : 'a';
@@ -87,7 +91,9 @@ export async function planSites(opts: DevClusterOptions, binaries: Record<Binary
           client: m.addresses.client,
           monitor: m.addresses.monitor,
           storeDir: m.files.store,
-          ...(site === 'a' ? { leafListen: leaf } : { leafRemotes: [`nats-leaf://127.0.0.1:${leaf}`] }),
+          ...(site === 'a'
+            ? { leafListen: leaf }
+            : { leafRemotes: [`nats-leaf://127.0.0.1:${relay ? relay.leaf : leaf}`] }),
         });
         delete m.addresses.cluster;
         if (site === 'a') m.addresses.leafnode = `nats-leaf://127.0.0.1:${leaf}`;
@@ -106,10 +112,26 @@ export async function planSites(opts: DevClusterOptions, binaries: Record<Binary
   files.push({ path: tokenFile, content: token, mode: 0o600 });
   const members: MemberRecord[] = plans.flatMap((p) => p.state.members);
   for (const m of members) if (m.addresses.admin_token_file) m.addresses.admin_token_file = tokenFile;
+  const dirs = [dir, ...plans.flatMap((p) => p.dirs)];
+  if (relay) {
+    const link = planLink({
+      dir,
+      routes: [
+        {
+          name: 'leafnode',
+          listen: { host: '127.0.0.1', port: relay.leaf },
+          to: { host: '127.0.0.1', port: leaf },
+        },
+      ],
+      control: { host: '127.0.0.1', port: relay.control },
+    });
+    members.push(link);
+    dirs.push(link.cwd, join(dir, 'logs'));
+  }
   return {
     state: { version: 1, dir, created_at: new Date().toISOString(), admin_token_file: tokenFile, members },
     files,
-    dirs: [dir, ...plans.flatMap((p) => p.dirs)],
+    dirs,
   };
 }
 
