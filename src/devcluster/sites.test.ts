@@ -86,11 +86,19 @@ test('with a link relay, b leafs into link-1 (of neither site), which joins it t
     const bConf = plan.files.find((f) => f.path === b?.files.config)?.content ?? '';
     assert.ok(bConf.includes(`remotes: [ { urls: ["nats-leaf://127.0.0.1:${relayPort}"] } ]`), bConf);
     assert.ok(!bConf.includes(`:${aLeaf}"`), "b never dials a's leafnode port itself");
+    const a = plan.state.members.find((m) => m.name === 'a-nats-1');
+    const aConf = plan.files.find((f) => f.path === a?.files.config)?.content ?? '';
+    assert.ok(
+      aConf.includes(`advertise: "127.0.0.1:${relayPort}"`),
+      'nor learns it from a (it would reconnect around the relay)',
+    );
     assert.ok(link?.args.includes(`leafnode=127.0.0.1:${relayPort}->127.0.0.1:${aLeaf}`));
     assert.match(link?.ready_url ?? '', /^http:\/\/127\.0\.0\.1:\d+\/ready$/);
 
     const without = await planSites({ dir: join(dir, 'plain'), nodes: 1, sites: 2 }, BINARIES);
     assert.ok(!without.state.members.some((m) => m.kind === 'link'), 'no relay unless asked');
+    const plainA = without.state.members.find((m) => m.name === 'a-nats-1');
+    assert.doesNotMatch(without.files.find((f) => f.path === plainA?.files.config)?.content ?? '', /advertise/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
