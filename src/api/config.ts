@@ -1,3 +1,4 @@
+import proxyaddr from '@fastify/proxy-addr';
 import { z } from 'zod';
 
 /** Settings of the HTTP server (`http:` in the config file). */
@@ -26,8 +27,8 @@ export const httpConfigSchema = z
      */
     max_inflight_open_requests: z.number().int().min(1).default(32),
     /**
-     * Of those, the most from one client address (the socket's: a proxy in front shares one). 8: a browser
-     * opens up to 6 connections to a host while it loads the console.
+     * Of those, the most from one client address (the socket's, or the forwarded one when the socket's peer
+     * is a trusted proxy). 8: a browser opens up to 6 connections to a host while it loads the console.
      */
     max_inflight_open_requests_per_address: z.number().int().min(1).default(8),
     /**
@@ -40,6 +41,23 @@ export const httpConfigSchema = z
       .int()
       .min(1024)
       .default(256 * 1024 * 1024),
+    /**
+     * Addresses or CIDR ranges of the balancers in front (HAProxy with `option forwardfor`): from these
+     * peers only, the client address is read from X-Forwarded-For, so that per-address limits, the login
+     * limiter and the audit log see clients rather than the balancer. Empty: the header is ignored (a client
+     * could write it).
+     */
+    trusted_proxies: z
+      .array(z.string().max(64))
+      .max(64)
+      .default([])
+      .superRefine((list, ctx) => {
+        try {
+          proxyaddr.compile(list);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: `not an address or CIDR range: ${(err as Error).message}` });
+        }
+      }),
     /** Whether /metrics needs a token (health endpoints never do). */
     metrics_auth: z.boolean().default(false),
     /**

@@ -325,6 +325,45 @@ test('one client address holds at most http.max_inflight_open_requests_per_addre
   for (const c of conns) c.socket.destroy();
 });
 
+test('behind a trusted balancer the per-address bound counts forwarded clients; an untrusted peer cannot choose its address', {
+  timeout: 10_000,
+}, async () => {
+  const login = (port: number, client: string) =>
+    fetch(`http://127.0.0.1:${port}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': client },
+      body: '{}',
+    });
+  const stalled = (port: number, client: string) =>
+    raw(
+      port,
+      `POST /api/v1/auth/login HTTP/1.1\r\nHost: vigil\r\nX-Forwarded-For: ${client}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`,
+    );
+  const behind = await start({ max_inflight_open_requests_per_address: 2, trusted_proxies: ['127.0.0.1/32'] });
+  const held = [stalled(behind.port, '203.0.113.7'), stalled(behind.port, '203.0.113.7')];
+  await until(async () => (await behind.metric('vigil_http_inflight_open_requests')) === 2, 2000, 'two held logins');
+  const same = await login(behind.port, '203.0.113.7');
+  assert.equal(same.status, 429, 'the forwarded client is at its bound');
+  assert.match((await same.json()).error.message, /from 203\.0\.113\.7 /);
+  assert.equal((await login(behind.port, '198.51.100.9')).status, 200, 'another client behind the balancer is served');
+  for (const c of held) c.socket.destroy();
+
+  const open = await start({ max_inflight_open_requests_per_address: 2 });
+  const mine = [stalled(open.port, '203.0.113.1'), stalled(open.port, '203.0.113.2')];
+  await until(async () => (await open.metric('vigil_http_inflight_open_requests')) === 2, 2000, 'two held logins');
+  const spoofed = await login(open.port, '198.51.100.9');
+  assert.equal(spoofed.status, 429, 'without trusted_proxies the header is ignored: the socket address counts');
+  assert.match((await spoofed.json()).error.message, /from 127\.0\.0\.1 /);
+  for (const c of mine) c.socket.destroy();
+});
+
+test('http.trusted_proxies takes addresses and CIDR ranges only', () => {
+  assert.ok(httpConfigSchema.safeParse({ trusted_proxies: ['10.0.0.0/8', '127.0.0.1', '::1'] }).success);
+  const bad = httpConfigSchema.safeParse({ trusted_proxies: ['balancer.example'] });
+  assert.ok(!bad.success);
+  assert.match(JSON.stringify(bad.error.issues), /not an address or CIDR range/);
+});
+
 test('a login body past 8 KiB is refused with 413 from its Content-Length, before it is sent', {
   timeout: 10_000,
 }, async () => {

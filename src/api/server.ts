@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import proxyaddr from '@fastify/proxy-addr';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
@@ -109,8 +110,14 @@ export function createApiServer(
   // Node checks the header and request timeouts of every open connection once per interval, so a stalled
   // client is cut up to one interval late; a tenth of the shorter timeout, at most a second, keeps that small.
   const checkEveryMs = Math.min(1000, Math.max(50, Math.floor(config.headers_timeout_ms / 10)));
+  // The client's address: the socket's, or the one a trusted balancer forwarded (the same rule as Fastify's
+  // req.ip with trustProxy, so that the open pool, the login limiter and the logs agree).
+  const trusted = config.trusted_proxies.length > 0 ? proxyaddr.compile(config.trusted_proxies) : undefined;
+  const clientAddress = (raw: IncomingMessage): string =>
+    (trusted ? proxyaddr(raw, trusted) : raw.socket.remoteAddress) ?? 'unknown';
   const app = Fastify({
     loggerInstance,
+    trustProxy: trusted ?? false,
     bodyLimit: config.max_body_bytes,
     http: { headersTimeout: config.headers_timeout_ms, connectionsCheckingInterval: checkEveryMs },
     requestTimeout: config.request_timeout_ms,
@@ -193,7 +200,7 @@ export function createApiServer(
   };
   /** A slot of the open pool, within both its total and its per-address bound; the refusal says which. */
   const takeOpenSlot = (raw: IncomingMessage, res: ServerResponse): string | undefined => {
-    const address = raw.socket.remoteAddress ?? 'unknown';
+    const address = clientAddress(raw);
     const mine = openByAddress.get(address) ?? 0;
     if (raw.socket.destroyed) return 'the connection is closed';
     if (inflightOpen >= config.max_inflight_open_requests) {

@@ -136,6 +136,10 @@ export function renderHaproxyConfig(spec: HaproxySpec): string {
     'mode http',
     `bind ${spec.bind.http}`,
     'option httplog',
+    // The client's address for Vigil's per-address limits and logs (the nodes list this balancer in
+    // http.trusted_proxies); whatever X-Forwarded-For the client sent is dropped first.
+    'http-request del-header X-Forwarded-For',
+    'option forwardfor',
     'default_backend vigil_http',
   ]);
   section('backend vigil_http', [

@@ -307,7 +307,8 @@ export async function planDevCluster(
         data_dir: dataDir,
         log: { level: opts.logLevel ?? 'info' },
         roles: ['all'],
-        http: { addr: `${host}:${http}` },
+        // The balancer (--lb) forwards the client's address: on loopback it is the only proxy there is.
+        http: { addr: `${host}:${http}`, ...(opts.lb ? { trusted_proxies: ['127.0.0.1'] } : {}) },
         syslog: { host, udp_port: syslog, tcp_port: syslog, relp_port: relp },
         bus: { kind: 'jetstream', jetstream: { servers: endpoints.nats, client_name: name } },
         cluster: {

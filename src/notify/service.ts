@@ -206,12 +206,27 @@ export function createNotifier(
       inflight.delete(row.id);
       seconds.observe({ destination: row.destination }, Number(process.hrtime.bigint() - started) / 1e9);
     }
-    const t = Date.now();
-    const marked = await db.query(
-      `UPDATE deliveries SET status = $3, last_error = $4, lease_until = NULL, next_attempt_at = $5, updated_at = $6,
-         delivered_at = CASE WHEN $3 = 'delivered' THEN $6 ELSE delivered_at END
-       WHERE id = $1 AND status = 'sending' AND lease_until = $2 AND claimed_by = $7 RETURNING id`,
-      [row.id, lease, outcome.status, outcome.error, t + outcome.delay, t, claimer],
+    // The outcome is known only here: a database that is away for a moment must not leave a sent delivery
+    // 'sending' until its lease runs out (a minute by default), so the mark is retried while the lease holds.
+    const marked = await withDbRetry(
+      () => {
+        const t = Date.now();
+        return db.query(
+          `UPDATE deliveries SET status = $3, last_error = $4, lease_until = NULL, next_attempt_at = $5, updated_at = $6,
+             delivered_at = CASE WHEN $3 = 'delivered' THEN $6 ELSE delivered_at END
+           WHERE id = $1 AND status = 'sending' AND lease_until = $2 AND claimed_by = $7 RETURNING id`,
+          [row.id, lease, outcome.status, outcome.error, t + outcome.delay, t, claimer],
+        );
+      },
+      {
+        initialMs: 200,
+        maxMs: 2000,
+        deadline: () => lease - 1000,
+        onRetry: (err, attempt) => {
+          if (attempt === 1)
+            logger.warn({ delivery: row.id, err: errorMessage(err) }, 'A delivery outcome waits for the database.');
+        },
+      },
     );
     if (marked.length === 0) {
       logger.warn({ delivery: row.id }, 'A delivery outlived its lease; another worker owns it now.');

@@ -223,3 +223,33 @@ test('a site recorded active whose peer is behind (lower epoch) or silent runs a
   assert.deepEqual(heard, ['active']);
   assert.ok(Date.now() - t0 >= 300, 'it waited for the peer first');
 });
+
+test('a failback whose outputs position cannot be read is refused with the reason, never taken as caught up', async () => {
+  const f = fakeSite(
+    '{"role":"active","epoch":5}',
+    {
+      site: 'a',
+      role: 'standby',
+      epoch: 4,
+      peer_epoch: 5,
+      changed_at: '2026-01-01T00:00:00Z',
+    },
+    {},
+    async () => [{ name: 'events-b', domain: 'b', lag: 0, activeAgoMs: 10 }],
+  );
+  f.site.trackOutputs(async () => {
+    throw new Error('outputs consumer info timed out');
+  });
+  await f.site.start();
+  try {
+    const plan = await f.site.failback({ confirm: true });
+    assert.equal(plan.changed, false);
+    assert.match(
+      plan.refused ?? '',
+      /cannot tell whether it applied its peer's outputs: outputs consumer info timed out/,
+    );
+    assert.equal(f.stored().role, 'standby');
+  } finally {
+    await f.site.stop(Date.now() + 1000);
+  }
+});

@@ -618,7 +618,11 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     async failback({ confirm }) {
       for (;;) {
         const [{ value, revision }, view] = await Promise.all([load(), peerView()]);
-        const behindOutputs = await outputsBehind().catch(() => null);
+        // A failure to read the outputs' position refuses the failback with its reason (never as if caught up).
+        const behindOutputs = await outputsBehind().then(
+          (n) => ({ n, err: undefined }),
+          (err: unknown) => ({ n: undefined, err: errorMessage(err) }),
+        );
         const epochAfter = Math.max(value.epoch, value.peer_epoch, view.epoch ?? 0) + 1;
         const plan: ActivationPlan = {
           site: value.site,
@@ -648,8 +652,11 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
         if (view.lag_events !== 0) {
           return refuse(`site ${value.site} is behind its peer: ${view.lag_events ?? '?'} events not copied yet`);
         }
-        if (behindOutputs !== 0) {
-          return refuse(`site ${value.site} is behind its peer: ${behindOutputs ?? '?'} outputs not applied yet`);
+        if (behindOutputs.err !== undefined) {
+          return refuse(`site ${value.site} cannot tell whether it applied its peer's outputs: ${behindOutputs.err}`);
+        }
+        if (behindOutputs.n !== 0) {
+          return refuse(`site ${value.site} is behind its peer: ${behindOutputs.n} outputs not applied yet`);
         }
         if (!confirm) return plan;
         // The peer steps down first (only if still at the epoch seen here), then this site activates.

@@ -110,6 +110,36 @@ for (const backend of backends()) {
       assert.equal(await nf.runOnce(), 0, 'nothing is sent twice');
     });
 
+    test('a sent delivery whose outcome cannot be recorded (database away a moment) is marked once it returns, not re-sent after its lease', async () => {
+      const db = await backend.open();
+      const tn = tenant();
+      const rx = await receiver(() => ({ status: 204 }));
+      cleanup.push(rx.close);
+      let refused = 0;
+      // The database refuses the outcome's UPDATE twice, as a connection lost during a failover does.
+      const flaky: Db = Object.create(db, {
+        query: {
+          value: async (sql: string, params?: unknown[]) => {
+            if (sql.includes('delivered_at = CASE') && refused < 2) {
+              refused++;
+              throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+            }
+            return db.query(sql, params as never);
+          },
+        },
+      });
+      const nf = notifier(flaky, { destinations: [webhook(`mark${n}`, rx.url)], lease_ms: 60_000 });
+      const a = makeAlert({ tenant: tn });
+      await nf.enqueue([a]);
+      const started = Date.now();
+      assert.equal(await nf.runOnce(), 1);
+      assert.equal(refused, 2, 'the outcome was refused twice, then recorded');
+      assert.equal((await nf.get(deliveryId(a.id, `mark${n}`), [tn]))?.status, 'delivered');
+      assert.ok(Date.now() - started < 15_000, 'recorded within seconds, not after the 60 s lease');
+      assert.equal(rx.got.length, 1, 'sent once');
+      assert.equal(await nf.runOnce(), 0, 'nothing left to send');
+    });
+
     test('a failing webhook is retried with backoff under the same delivery id until it answers 2xx', async () => {
       const db = await backend.open();
       const tn = tenant();

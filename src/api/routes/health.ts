@@ -5,9 +5,12 @@ import type { RouteGroup } from '../server.ts';
 
 /** /health/live (the process answers), /health/ready (every component healthy) and /metrics. */
 export function healthRoutes(deps: { components: () => Component[]; metrics: Registry }): RouteGroup {
+  // Balancers and scrapers poll these every second or faster: their request lines would bury the node's
+  // log at info level. They are counted in vigil_http_requests_total like every route.
+  const quiet = { logLevel: 'warn' as const };
   return (app) => {
-    app.get('/health/live', routeDocs.live, async () => ({ status: 'live' }));
-    app.get('/health/ready', routeDocs.ready, async (_req, reply) => {
+    app.get('/health/live', { ...routeDocs.live, ...quiet }, async () => ({ status: 'live' }));
+    app.get('/health/ready', { ...routeDocs.ready, ...quiet }, async (_req, reply) => {
       const checks: Record<string, { ok: boolean; detail?: string }> = {};
       let ready = true;
       for (const c of deps.components()) {
@@ -17,7 +20,7 @@ export function healthRoutes(deps: { components: () => Component[]; metrics: Reg
       }
       return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks });
     });
-    app.get('/metrics', routeDocs.metrics, async (_req, reply) => {
+    app.get('/metrics', { ...routeDocs.metrics, ...quiet }, async (_req, reply) => {
       reply.header('Content-Type', deps.metrics.contentType);
       return deps.metrics.metrics();
     });
