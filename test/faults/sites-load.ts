@@ -138,16 +138,28 @@ export async function storedLoad(cluster: DevCluster, site: string): Promise<Map
   return out;
 }
 
+/** An alert as GET /api/v1/alerts answers it (the fields these tests read). */
+export interface AlertSummary {
+  id: string;
+  kind: string;
+  rule: { id: string };
+  matched: unknown;
+  partition: string;
+  created: number;
+  /** The epoch of the site that raised it. */
+  epoch?: number;
+}
+
 /** The correlation alerts `site` holds of rule `correlationId` for `user`. */
 export async function correlationAlerts(
   cluster: DevCluster,
   site: string,
   user: string,
   correlationId: string,
-): Promise<{ id: string; epoch?: number; partition: string; created: number }[]> {
+): Promise<AlertSummary[]> {
   const res = await siteApi(cluster).call(site, 'GET', '/api/v1/alerts?limit=1000');
   assert.equal(res.status, 200, JSON.stringify(res.body));
-  return (res.body.alerts as { kind: string; rule: { id: string }; matched: unknown }[]).filter(
+  return (res.body.alerts as AlertSummary[]).filter(
     (a) => a.kind === 'correlation' && a.rule.id === correlationId && JSON.stringify(a.matched).includes(user),
-  ) as never;
+  );
 }
