@@ -140,3 +140,21 @@ test('the link member: SIGKILL by PID cuts its connections and refuses new ones;
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a listen address still held when the relay starts is tried again until it is free', async () => {
+  const port = portAllocator();
+  const [listen, control] = [await port(), await port()];
+  const holder = createServer();
+  await new Promise<void>((r) => holder.listen(listen, '127.0.0.1', r));
+  const relay = createLinkRelay({
+    routes: [{ name: 'leafnode', listen: { host: '127.0.0.1', port: listen }, to: { host: '127.0.0.1', port: 1 } }],
+    control: { host: '127.0.0.1', port: control },
+  });
+  try {
+    setTimeout(() => holder.close(), 600);
+    await relay.start();
+    assert.equal(await refused(listen), false, 'the relay listens once the port is free');
+  } finally {
+    await relay.stop();
+  }
+});

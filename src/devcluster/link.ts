@@ -11,6 +11,7 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { errorMessage } from '../lib/errors.ts';
 import { DevClusterError } from './errors.ts';
 import type { MemberRecord } from './plan.ts';
 
@@ -41,10 +42,16 @@ export interface LinkLimits {
   max_connections: number;
   /** Longest wait for the upstream to accept a relayed connection. */
   connect_timeout_ms: number;
+  /** How long a listen address in use is tried again at start. */
+  listen_retry_ms: number;
 }
 
 /** A leafnode is one connection per remote server: 64 is far above what a dev cluster opens. */
-export const DEFAULT_LINK_LIMITS: LinkLimits = { max_connections: 64, connect_timeout_ms: 5000 };
+export const DEFAULT_LINK_LIMITS: LinkLimits = {
+  max_connections: 64,
+  connect_timeout_ms: 5000,
+  listen_retry_ms: 10000,
+};
 
 /** The relay of one process: every route and the control listener. */
 export interface LinkRelay {
@@ -148,13 +155,30 @@ export function createLinkRelay(opts: {
     up.pipe(down);
   };
 
-  const listen = (server: Server | HttpServer, at: { host: string; port: number }) =>
+  const listenOnce = (server: Server | HttpServer, at: { host: string; port: number }) =>
     new Promise<void>((resolve, reject) => {
-      server.once('error', (err) =>
-        reject(new DevClusterError('bad_link', `the link relay cannot listen on ${addr(at)}`, { cause: err })),
-      );
-      server.listen({ host: at.host, port: at.port, exclusive: true }, () => resolve());
+      server.once('error', reject);
+      server.listen({ host: at.host, port: at.port, exclusive: true }, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
+  // A port still held for a moment (a connection made to it while the relay was down) is tried again.
+  const listen = async (server: Server | HttpServer, at: { host: string; port: number }) => {
+    const deadline = Date.now() + limits.listen_retry_ms;
+    for (;;) {
+      try {
+        return await listenOnce(server, at);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || Date.now() >= deadline) {
+          throw new DevClusterError('bad_link', `the link relay cannot listen on ${addr(at)}: ${errorMessage(err)}`, {
+            cause: err,
+          });
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  };
 
   return {
     async start() {

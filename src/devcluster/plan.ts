@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -70,7 +71,7 @@ export interface DevClusterOptions {
    */
   linkRelay?: boolean;
   /** Port allocator shared by several plans (the sites of one cluster), so that no port is given twice. */
-  port?: () => Promise<number>;
+  port?: PortAllocator;
   /** nats-server processes (one JetStream cluster); default 3. */
   natsServers?: number;
   /** etcd members; default 3. */
@@ -114,12 +115,37 @@ function udpFree(port: number): Promise<boolean> {
   });
 }
 
+/** Ports to choose from, both included. */
+export interface PortRange {
+  min: number;
+  max: number;
+}
+
+/** A port allocator: each call gives a port not given before, within `range` (20000-59999 by default). */
+export type PortAllocator = (range?: PortRange) => Promise<number>;
+
+/**
+ * Ports below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`): no outgoing connection takes
+ * one as its source port. A listener that is down for a while and then listens again needs one: with a
+ * port in the range, the relay's readiness probe once connected to itself on it (TCP self-connect) while the
+ * relay was starting, and the relay could not listen.
+ */
+export function belowEphemeralPorts(): PortRange | undefined {
+  let low = 32768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+  } catch {
+    // not Linux: the kernel default of most systems
+  }
+  return Number.isInteger(low) && low > 21000 ? { min: 20000, max: low - 1 } : undefined;
+}
+
 /** Allocates loopback ports free for TCP and UDP alike (syslog uses one number for both), never twice. */
-export function portAllocator(): () => Promise<number> {
+export function portAllocator(): PortAllocator {
   const taken = new Set<number>();
-  return async () => {
+  return async (range = { min: 20000, max: 59999 }) => {
     for (let i = 0; i < 500; i++) {
-      const port = 20000 + Math.floor(Math.random() * 40000);
+      const port = range.min + Math.floor(Math.random() * (range.max - range.min + 1));
       if (taken.has(port)) continue;
       if ((await tcpFree(port)) && (await udpFree(port))) {
         taken.add(port);

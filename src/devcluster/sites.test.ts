@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../config/load.ts';
 import type { DevClusterError } from './errors.ts';
+import { belowEphemeralPorts } from './plan.ts';
 import { planSites, siteMembers } from './sites.ts';
 
 const BINARIES = { 'nats-server': '/usr/sbin/nats-server', etcd: '/usr/bin/etcd', haproxy: '/usr/sbin/haproxy' };
@@ -93,6 +94,12 @@ test('with a link relay, b leafs into link-1 (of neither site), which joins it t
       'nor learns it from a (it would reconnect around the relay)',
     );
     assert.ok(link?.args.includes(`leafnode=127.0.0.1:${relayPort}->127.0.0.1:${aLeaf}`));
+    const quiet = belowEphemeralPorts();
+    if (quiet) {
+      for (const p of [relayPort, link?.ready_url.match(/:(\d+)\//)?.[1]]) {
+        assert.ok(Number(p) <= quiet.max, `relay port ${p} below the ephemeral range: no outgoing connection takes it`);
+      }
+    }
     assert.match(link?.ready_url ?? '', /^http:\/\/127\.0\.0\.1:\d+\/ready$/);
 
     const without = await planSites({ dir: join(dir, 'plain'), nodes: 1, sites: 2 }, BINARIES);

@@ -14,6 +14,7 @@ import {
   type DevClusterOptions,
   deepMerge,
   type MemberRecord,
+  belowEphemeralPorts,
   type Plan,
   planDevCluster,
   portAllocator,
@@ -68,7 +69,10 @@ export async function planSites(opts: DevClusterOptions, binaries: Record<Binary
   const port = opts.port ?? portAllocator();
   const leaf = await port();
   // b connects to the relay, which joins it to a's leafnode port; without one, to a's port itself.
-  const relay = opts.linkRelay ? { leaf: await port(), control: await port() } : undefined;
+  // Its ports are dialled while it is down (b's leafnode every second, readiness probes): outside the
+  // ephemeral range, no such connection can hold one when it listens again.
+  const quiet = belowEphemeralPorts();
+  const relay = opts.linkRelay ? { leaf: await port(quiet), control: await port(quiet) } : undefined;
   const plans: Plan[] = [];
   for (const site of SITES) {
     const peer = site === 'a' ? 'b' : 'a';
