@@ -105,6 +105,7 @@ const COMMANDS: Record<string, Command> = {
       sites: { type: 'string' },
       site: { type: 'string' },
       lb: { type: 'boolean' },
+      'link-relay': { type: 'boolean' },
       shards: { type: 'string' },
       replicas: { type: 'string' },
       json: { type: 'boolean' },

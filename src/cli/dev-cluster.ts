@@ -19,11 +19,17 @@ Commands:
                      JetStream domain), one etcd and N Vigil nodes, the NATS servers linked by a
                      leafnode; members are named a-vigil-1, b-nats-1, ...; with --lb each site
                      has its own HAProxy (a-haproxy-1, b-haproxy-1) in front of its own nodes
+  up --sites 2 --link-relay
+                     the same, b's leafnode through a relay of its own (link-1, of neither
+                     site): every connection between the sites goes through it
   status [--json]    every member: kind, name, site, PID, running or stopped, addresses
   kill <member>      SIGKILL one member by PID (nats-2, etcd-1, vigil-3, haproxy-1, ...)
   kill --site S      SIGKILL every process of site S (a lost data centre)
+  kill link-1        cut the sites apart (a partition): the relay's connections close with it
+                     and new ones are refused; each site keeps running on its own
   restart <member>   stop it if it runs, start it again with the same config, ports and data
   restart --site S   the same for every member of site S
+  restart link-1     heal the partition: b's leafnode reconnects, the sites catch up
   down [--site S]    SIGTERM every member (of site S) (Vigil nodes first), SIGKILL after a grace period
 
 Options:
@@ -35,6 +41,7 @@ Options:
   --replicas R       nodes that keep each shard (store.replicas, at most N); default every node
   --sites N          1 (default) or 2 for a new cluster
   --site S           kill, restart or down one whole site
+  --link-relay       with --sites 2: run the link between the sites as a member (link-1)
   --json             status as JSON
   --timeout SECONDS  how long up and restart wait for readiness; default 180
 
@@ -49,6 +56,7 @@ export interface DevClusterFlags {
   sites?: string;
   site?: string;
   lb?: boolean;
+  'link-relay'?: boolean;
   shards?: string;
   replicas?: string;
   json?: boolean;
@@ -137,6 +145,7 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
           throw new UsageError(errorMessage(err));
         }
         const sites = positiveInt('sites', opts.sites, 2);
+        if (opts['link-relay'] && sites !== 2) throw new UsageError('--link-relay joins two sites: it needs --sites 2');
         const logs = sites === 2 ? `${dir}/a/logs and ${dir}/b/logs` : `${dir}/logs`;
         process.stderr.write(`Starting the dev cluster in ${dir} (logs in ${logs})...\n`);
         const cluster = await upDevCluster({
@@ -144,6 +153,7 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
           nodes,
           lb: opts.lb,
           ...(sites ? { sites } : {}),
+          ...(opts['link-relay'] ? { linkRelay: true } : {}),
           ...(sharding ? { vigilConfig: sharding } : {}),
           ...start,
         });
@@ -178,7 +188,8 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
         const cluster = openDevCluster(dir);
         const pid = cluster.member(name).pid;
         await cluster.kill(name, 'SIGKILL');
-        process.stdout.write(`${name} (PID ${pid ?? '-'}) killed.\n`);
+        const cut = cluster.member(name).kind === 'link' ? ': the sites are cut apart' : '';
+        process.stdout.write(`${name} (PID ${pid ?? '-'}) killed${cut}.\n`);
         return 0;
       }
       case 'restart': {
@@ -194,7 +205,8 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
         const cluster = openDevCluster(dir);
         const outcome = await cluster.restart(name, start);
         const how = outcome === 'killed' ? ' (it did not stop within its grace period: SIGKILL)' : '';
-        process.stdout.write(`${name} restarted (PID ${cluster.member(name).pid})${how}.\n`);
+        const healed = cluster.member(name).kind === 'link' ? ': the sites are linked again' : '';
+        process.stdout.write(`${name} restarted (PID ${cluster.member(name).pid})${how}${healed}.\n`);
         return 0;
       }
       case 'down': {

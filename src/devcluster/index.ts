@@ -180,7 +180,7 @@ export function logTail(m: MemberRecord, lines = 30): string {
  * Start order: Vigil nodes connect to etcd and NATS at start, so those come first; HAProxy is ready once a
  * node is, so it comes last. Stop goes the other way, but NATS and etcd together.
  */
-const START_PHASE: Record<MemberKind, number> = { nats: 0, etcd: 0, vigil: 1, haproxy: 2 };
+const START_PHASE: Record<MemberKind, number> = { nats: 0, etcd: 0, link: 0, vigil: 1, haproxy: 2 };
 
 /** `m` started from `bin` instead of the `bin/vigil` it had (the command, or an argument of `ip netns exec`). */
 function withVigilBin(m: MemberRecord, bin: string): void {
@@ -325,7 +325,7 @@ export function openDevCluster(dir: string): DevCluster {
         VIGIL_GRACE_MS,
       );
       await group(
-        members.filter((m) => m.kind === 'nats' || m.kind === 'etcd'),
+        members.filter((m) => m.kind === 'nats' || m.kind === 'etcd' || m.kind === 'link'),
         OTHER_GRACE_MS,
       );
       return outcomes;
@@ -345,6 +345,9 @@ export async function createDevCluster(opts: DevClusterOptions): Promise<DevClus
     throw new DevClusterError('already_up', `${dir} already holds a dev cluster (${STATE_FILE})`);
   }
   const binaries = findBinaries(process.env, [...CORE_BINARIES, ...(opts.lb ? (['haproxy'] as const) : [])]);
+  if (opts.linkRelay && opts.sites !== 2) {
+    throw new DevClusterError('bad_link', 'a link relay joins two sites: --link-relay needs --sites 2');
+  }
   const plan = (opts.sites ?? 1) > 1 ? await planSites(opts, binaries) : await planDevCluster(opts, binaries);
   mkdirSync(dir, { recursive: true });
   for (const d of plan.dirs) mkdirSync(d, { recursive: true });
@@ -379,6 +382,12 @@ export async function upDevCluster(opts: DevClusterOptions & StartOptions): Prom
     throw new DevClusterError(
       'already_up',
       `${cluster.dir} holds a cluster without a balancer: run down and remove the folder first to add --lb`,
+    );
+  }
+  if (existing && opts.linkRelay && !cluster.state().members.some((m) => m.kind === 'link')) {
+    throw new DevClusterError(
+      'already_up',
+      `${cluster.dir} holds a cluster without a link relay: run down and remove the folder first to add --link-relay`,
     );
   }
   if (existing && opts.nodes !== undefined) {

@@ -9,7 +9,8 @@ import { DevClusterError } from './errors.ts';
 import { type HaproxyCheck, type HaproxyServer, planBalancer } from './haproxy.ts';
 
 /** What a member of the dev cluster is. */
-export type MemberKind = 'nats' | 'etcd' | 'vigil' | 'haproxy';
+/** `link`: the relay between the two sites of `up --sites 2 --link-relay` (src/devcluster/link.ts). */
+export type MemberKind = 'nats' | 'etcd' | 'vigil' | 'haproxy' | 'link';
 
 /** One process of the dev cluster as recorded in `<dir>/state.json`: how to launch it and what runs now. */
 export interface MemberRecord {
@@ -27,7 +28,8 @@ export interface MemberRecord {
   ready_url: string;
   /**
    * Where to reach it: `client`, `cluster`, `monitor` (nats), `client`, `peer` (etcd), `http`, `syslog`,
-   * `relp`, `admin_token_file` (vigil), `http`, `syslog`, `relp`, `stats` (haproxy).
+   * `relp`, `admin_token_file` (vigil), `http`, `syslog`, `relp`, `stats` (haproxy), `leafnode`, `control`
+   * (link).
    */
   addresses: Record<string, string>;
   /** Files the member owns (configuration, data): shown by status, kept by down. */
@@ -63,8 +65,13 @@ export interface DevClusterOptions {
   nodes?: number;
   /** 2: two sites `a` and `b`, each a cluster of its own linked by a NATS leafnode (src/devcluster/sites.ts). */
   sites?: number;
+  /**
+   * With `sites: 2`: b's leafnode goes through a relay of its own (`link-1`), so that killing it cuts the
+   * sites apart and restarting it heals them (src/devcluster/link.ts).
+   */
+  linkRelay?: boolean;
   /** Port allocator shared by several plans (the sites of one cluster), so that no port is given twice. */
-  port?: () => Promise<number>;
+  port?: PortAllocator;
   /** nats-server processes (one JetStream cluster); default 3. */
   natsServers?: number;
   /** etcd members; default 3. */
@@ -108,29 +115,39 @@ function udpFree(port: number): Promise<boolean> {
   });
 }
 
+/** Ports to choose from, both included. */
+export interface PortRange {
+  min: number;
+  max: number;
+}
+
+/** A port allocator: each call gives a port not given before, within `range` (belowEphemeralPorts by default). */
+export type PortAllocator = (range?: PortRange) => Promise<number>;
+
 /**
- * The ports a plan picks from: below the kernel's ephemeral range (`ip_local_port_range`, 32768-60999 on
- * Linux by default) when it starts high enough. A member binds its ports long after the plan (HAProxy once
- * the nodes are ready), and a port in the ephemeral range can meanwhile be taken by any outgoing
- * connection: on a loaded machine the two-site fault test's balancer failed to bind one (EADDRINUSE).
+ * Ports below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`, 32768-60999 on Linux by default):
+ * no outgoing connection takes one as its source port meanwhile. A member binds its ports long after the plan
+ * (HAProxy once the nodes are ready; the link relay again after each cut): with ports in the range, the
+ * two-site test's balancer failed to bind one (EADDRINUSE), and the relay's readiness probe once connected to
+ * itself on its port (TCP self-connect). Undefined when the range starts too low to leave room below it.
  */
-export function plannablePorts(): { low: number; high: number } {
+export function belowEphemeralPorts(): PortRange | undefined {
+  let low = 32768;
   try {
-    const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    if (Number.isInteger(low) && low > 21024) return { low: 20000, high: low - 1 };
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
   } catch {
-    // not Linux: the whole span below
+    // not Linux: the kernel default of most systems
   }
-  return { low: 20000, high: 59999 };
+  return Number.isInteger(low) && low > 21024 ? { min: 20000, max: low - 1 } : undefined;
 }
 
 /** Allocates loopback ports free for TCP and UDP alike (syslog uses one number for both), never twice. */
-export function portAllocator(): () => Promise<number> {
+export function portAllocator(): PortAllocator {
   const taken = new Set<number>();
-  const { low, high } = plannablePorts();
-  return async () => {
+  const plannable = belowEphemeralPorts() ?? { min: 20000, max: 59999 };
+  return async (range = plannable) => {
     for (let i = 0; i < 500; i++) {
-      const port = low + Math.floor(Math.random() * (high - low + 1));
+      const port = range.min + Math.floor(Math.random() * (range.max - range.min + 1));
       if (taken.has(port)) continue;
       if ((await tcpFree(port)) && (await udpFree(port))) {
         taken.add(port);

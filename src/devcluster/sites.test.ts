@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../config/load.ts';
 import type { DevClusterError } from './errors.ts';
+import { belowEphemeralPorts } from './plan.ts';
 import { planSites, siteMembers } from './sites.ts';
 
 const BINARIES = { 'nats-server': '/usr/sbin/nats-server', etcd: '/usr/bin/etcd', haproxy: '/usr/sbin/haproxy' };
@@ -63,6 +64,48 @@ test('a two-site plan: per site one nats (its domain), one etcd, N nodes of that
       () => siteMembers(plan.state.members, 'c'),
       (err: DevClusterError) => err.code === 'unknown_site' && /the sites are a, b/.test(err.message),
     );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('with a link relay, b leafs into link-1 (of neither site), which joins it to a; only then', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-sites-link-'));
+  try {
+    const plan = await planSites({ dir, nodes: 1, sites: 2, linkRelay: true }, BINARIES);
+    const link = plan.state.members.find((m) => m.kind === 'link');
+    assert.equal(link?.name, 'link-1');
+    assert.equal(link?.site, undefined, 'the link belongs to neither site: kill --site leaves it alone');
+    assert.deepEqual(siteMembers(plan.state.members, 'a'), ['a-nats-1', 'a-etcd-1', 'a-vigil-1']);
+    const aLeaf = plan.state.members
+      .find((m) => m.name === 'a-nats-1')
+      ?.addresses.leafnode?.split(':')
+      .pop();
+    const [, relayPort, to] = /^127\.0\.0\.1:(\d+) -> (.+)$/.exec(link?.addresses.leafnode ?? '') ?? [];
+    assert.equal(to, `127.0.0.1:${aLeaf}`, 'the relay joins to a-nats-1 leafnode port');
+    const b = plan.state.members.find((m) => m.name === 'b-nats-1');
+    const bConf = plan.files.find((f) => f.path === b?.files.config)?.content ?? '';
+    assert.ok(bConf.includes(`remotes: [ { urls: ["nats-leaf://127.0.0.1:${relayPort}"] } ]`), bConf);
+    assert.ok(!bConf.includes(`:${aLeaf}"`), "b never dials a's leafnode port itself");
+    const a = plan.state.members.find((m) => m.name === 'a-nats-1');
+    const aConf = plan.files.find((f) => f.path === a?.files.config)?.content ?? '';
+    assert.ok(
+      aConf.includes(`advertise: "127.0.0.1:${relayPort}"`),
+      'nor learns it from a (it would reconnect around the relay)',
+    );
+    assert.ok(link?.args.includes(`leafnode=127.0.0.1:${relayPort}->127.0.0.1:${aLeaf}`));
+    const quiet = belowEphemeralPorts();
+    if (quiet) {
+      for (const p of [relayPort, link?.ready_url.match(/:(\d+)\//)?.[1]]) {
+        assert.ok(Number(p) <= quiet.max, `relay port ${p} below the ephemeral range: no outgoing connection takes it`);
+      }
+    }
+    assert.match(link?.ready_url ?? '', /^http:\/\/127\.0\.0\.1:\d+\/ready$/);
+
+    const without = await planSites({ dir: join(dir, 'plain'), nodes: 1, sites: 2 }, BINARIES);
+    assert.ok(!without.state.members.some((m) => m.kind === 'link'), 'no relay unless asked');
+    const plainA = without.state.members.find((m) => m.name === 'a-nats-1');
+    assert.doesNotMatch(without.files.find((f) => f.path === plainA?.files.config)?.content ?? '', /advertise/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

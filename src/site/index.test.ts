@@ -41,7 +41,8 @@ test('a peer answer is a site status (role active|standby, a safe integer epoch 
 
 /** A site over an in-memory etcd and NATS: counts the record reads, captures the status responder. */
 function fakeSite(
-  peerAnswer: string,
+  /** The peer's answer; an Error: the request fails with it (the peer is unreachable). */
+  peerAnswer: string | Error,
   start: SiteRecord = { site: 'a', role: 'active', epoch: 4, peer_epoch: 2, changed_at: '2026-01-01T00:00:00Z' },
   over: Record<string, unknown> = {},
   replication: () => Promise<SourceLag[]> = async () => [],
@@ -94,6 +95,7 @@ function fakeSite(
       return { unsubscribe() {} };
     },
     async request() {
+      if (peerAnswer instanceof Error) throw peerAnswer;
       return { string: () => peerAnswer };
     },
   };
@@ -128,6 +130,41 @@ test('a peer that answers something other than a site status counts as unreachab
   assert.equal(status.peer.reachable, false);
   assert.equal(status.peer.role, undefined);
   assert.match(status.peer.error ?? '', /peer site b answered badly/);
+});
+
+test('cut off from its peer, a site says the lag in events is unknown and the time since it last heard', async () => {
+  // What the server reports through a partition: the lag of the last contact (0), the silence growing.
+  const source: SourceLag = {
+    name: 'VIGIL_EVENTS',
+    domain: 'b',
+    lag: 0,
+    activeAgoMs: 25000,
+    lastReceived: { seq: 7, time: Date.parse('2026-12-06T11:00:00Z') },
+  };
+  const standby: SiteRecord = {
+    site: 'a',
+    role: 'standby',
+    epoch: 1,
+    peer_epoch: 1,
+    changed_at: '2026-01-01T00:00:00Z',
+  };
+  const cut = fakeSite(new Error("no responders: 'vigil.dr.b.status'"), standby, {}, async () => [source]);
+  await cut.site.start();
+  const plan = await cut.site.activate({ confirm: false });
+  await cut.site.stop(Date.now() + 1000);
+  assert.equal(plan.peer.reachable, false);
+  assert.equal(plan.refused, undefined);
+  assert.deepEqual(plan.data_at_risk, {
+    lag_events: null,
+    lag_seconds: 25,
+    last_received: { seq: 7, at: '2026-12-06T11:00:00.000Z' },
+  });
+  // Reachable, the same source is caught up: nothing at risk.
+  const linked = fakeSite('{"role":"standby","epoch":2}', undefined, {}, async () => [source]);
+  await linked.site.start();
+  const status = await linked.site.status();
+  await linked.site.stop(Date.now() + 1000);
+  assert.deepEqual([status.peer.lag_events, status.peer.lag_seconds], [0, 0]);
 });
 
 test("the peer's status requests are answered from the watched record, without an etcd read each", async () => {

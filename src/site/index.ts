@@ -41,9 +41,16 @@ export interface PeerView {
   /** The peer's role and epoch, when it answered. */
   role?: SiteRole;
   epoch?: number;
-  /** Events the peer received that this site's stream does not hold yet (the server's source lag). */
+  /**
+   * Events the peer received that this site's stream does not hold yet (the server's source lag); null while
+   * the peer is unreachable: the server's figure is the one of the last contact, and what the peer received
+   * since is unknown.
+   */
   lag_events: number | null;
-  /** 0 when nothing is behind; else seconds since the copy from the peer last made progress. */
+  /**
+   * 0 when nothing is behind; else seconds since the copy from the peer last made progress. While the peer is
+   * unreachable: seconds since the copy last heard from it (what it received since is at risk).
+   */
   lag_seconds: number | null;
   /** The last event message copied from the peer: its sequence here and when it was stored here. */
   last_received: { seq: number; at: string } | null;
@@ -407,7 +414,11 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     }
   }
 
-  type Lag = Pick<PeerView, 'lag_events' | 'lag_seconds' | 'last_received'> & { error?: string };
+  type Lag = Pick<PeerView, 'lag_events' | 'lag_seconds' | 'last_received'> & {
+    /** Seconds since the copy last heard from the peer (made progress or had its heartbeat). */
+    heard_seconds?: number;
+    error?: string;
+  };
   async function lag(): Promise<Lag> {
     const none = { lag_events: null, lag_seconds: null, last_received: null };
     try {
@@ -419,6 +430,7 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
       return {
         lag_events: src.lag,
         lag_seconds: seconds,
+        ...(src.activeAgoMs === undefined ? {} : { heard_seconds: src.activeAgoMs / 1000 }),
         last_received: src.lastReceived
           ? { seq: src.lastReceived.seq, at: new Date(src.lastReceived.time).toISOString() }
           : null,
@@ -435,8 +447,11 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
       site: peer as string,
       reachable: p.reachable,
       ...(p.role ? { role: p.role, epoch: p.epoch } : {}),
-      lag_events: l.lag_events,
-      lag_seconds: l.lag_seconds,
+      // Cut off, the server still reports the lag of its last contact with the peer (0 throughout the
+      // partition fault test, while the peer kept receiving): the count is unknown, and what the peer
+      // received since that contact is at risk.
+      lag_events: p.reachable ? l.lag_events : null,
+      lag_seconds: p.reachable ? l.lag_seconds : (l.heard_seconds ?? l.lag_seconds),
       last_received: l.last_received,
       lag_to_peer_events: p.reachable ? (p.lag_events ?? lastPeerLag) : null,
       ...(error ? { error } : {}),
