@@ -111,13 +111,18 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
         await new Promise((r) => setTimeout(r, 10));
       }
     })();
-    await new Promise((r) => setTimeout(r, 800));
+    // Two batches acknowledged first (bounded: a loaded machine took over 800 ms for the first one).
+    for (let waited = 0; acked.length < 2 && waited < 60_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
     const asked = Date.now();
-    const created = await vigilCli(['backup', 'create'], env);
+    let created: Awaited<ReturnType<typeof vigilCli>>;
+    try {
+      created = await vigilCli(['backup', 'create'], env);
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      stop = true;
+      await loop;
+    }
     assert.equal(created.code, 0, created.err);
-    await new Promise((r) => setTimeout(r, 300));
-    stop = true;
-    await loop;
     const id = created.out.trim();
     const manifest = read(id);
     manifests.push(manifest);
