@@ -106,7 +106,10 @@ test('the schedule runs backups by itself; a failure is counted by reason and sh
     );
     const h = backups.health();
     assert.equal(h.ok, true);
-    assert.match(h.detail ?? '', /warning: the last backup failed: backup .*: freezing the engine tables failed: disk full/);
+    assert.match(
+      h.detail ?? '',
+      /warning: the last backup failed: backup .*: freezing the engine tables failed: disk full/,
+    );
     // The failed backup's folder is gone.
     assert.deepEqual(readdirSync(dir), []);
   } finally {
