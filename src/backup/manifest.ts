@@ -53,7 +53,7 @@ export interface Manifest {
   cut_at: string;
   finished_at: string;
   duration_ms: number;
-  /** Where the time went: engine, postgres, files, count and checksums (the last two run together). */
+  /** Where the time went (ms): freeze, copy and count (together), postgres, files, checksums and flush (together). */
   timings_ms?: Record<string, number>;
   schema: { events: number; postgres: string[] };
   engine: {
