@@ -18,6 +18,11 @@ import { ENGINE_FOLDER, type Manifest, type PartRef } from './manifest.ts';
 
 /** The table whose freeze is the cut: frozen last, after every table that says something about it. */
 const CUT_TABLE = 'events';
+/**
+ * Tables frozen in this order after all others: the alert fences after the alerts (a new owner writes its
+ * fence before its first alert, so the backup holds the fence of every alert it holds), the events last.
+ */
+const FROZEN_LAST = ['alert_fences', CUT_TABLE];
 
 /** Names that go into SQL and paths as they are: the engine's table names and part names are of this form. */
 const TABLE_NAME = /^[A-Za-z0-9_]+$/;
@@ -88,7 +93,7 @@ export async function removeLeftoverFreezes(store: Pick<EventStore, 'query'>): P
 /**
  * Freezes every table of the store's database, the events table last. The order is the consistency: the
  * materializer writes a batch's events before its stream position and its batch record, detection stores
- * alerts after the events they match, a fence before its alerts. So a table frozen earlier never claims
+ * alerts after the events they match, a fence before its alerts (see FROZEN_LAST). So a table frozen earlier never claims
  * more than the events frozen after it hold: the positions in a backup are at or before its events (a
  * restored node applies the rest again, and the events table drops the duplicates), and each alert's fence
  * is frozen after the alert. The cut is read just before the events' freeze: a write acknowledged before it
@@ -110,7 +115,8 @@ export async function freezeEngine(store: EventStore, id: string): Promise<Froze
     }
     if (r.data_paths.length !== 1) throw new Error(`table ${DATABASE}.${r.name} has ${r.data_paths.length} data paths`);
   }
-  const ordered = [...rows.filter((r) => r.name !== CUT_TABLE), ...rows.filter((r) => r.name === CUT_TABLE)];
+  const rank = (name: string) => FROZEN_LAST.indexOf(name);
+  const ordered = [...rows].sort((a, b) => rank(a.name) - rank(b.name) || a.name.localeCompare(b.name));
   try {
     const tables: FrozenTable[] = [];
     let cutAt = Date.now();
