@@ -61,7 +61,7 @@ detection:
   condition: selection
 `;
 
-describe('backups: create while ingesting, verify, restore, retention', { timeout: 480_000 }, () => {
+describe('backups: create while ingesting, verify, restore, retention', { timeout: 600_000 }, () => {
   const root = mkdtempSync(join(tmpdir(), 'vigil-backup-'));
   const dir = join(root, 'backups');
   let node: VigilNode;
