@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { hashFiles } from './hash-files.ts';
+import { copyFiles, hashFiles } from './hash-files.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'vigil-hash-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -47,4 +47,20 @@ test('a missing file fails naming it, or is left out with skipFailed', async () 
   assert.equal(sums[1], undefined);
   assert.equal(sums[0]?.sha256, sha(big[0]));
   assert.equal(sums[2]?.sha256, sha(big[2]));
+});
+
+test('copyFiles writes byte-equal copies and returns their sums, in the order given; it never overwrites', async () => {
+  const out = join(root, 'copies');
+  mkdirSync(out);
+  const jobs = paths.map((p, i) => ({ from: join(root, p), to: join(out, `c${i}`), path: `c/${i}` }));
+  const sums = await copyFiles(jobs, { threads: 2 });
+  assert.deepEqual(
+    sums,
+    paths.map((_, i) => ({ path: `c/${i}`, size: big[i].length, sha256: sha(big[i]) })),
+  );
+  for (const [i, j] of jobs.entries()) assert.ok(readFileSync(j.to).equals(big[i]), `copy ${i} is byte-equal`);
+  // Twice in a row: the threads kept from the first call serve the second.
+  await assert.rejects(copyFiles([jobs[0]]), /copying .*big0 to .*c0: .*EEXIST/);
+  const again = await copyFiles([{ ...jobs[2], to: join(out, 'again') }]);
+  assert.equal(again[0].sha256, sha(big[2]));
 });

@@ -63,8 +63,16 @@ test('health warns, and stays ok, when the last good backup is older than twice 
 test('the schedule runs backups by itself; a failure is counted by reason and shown in health', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-backup-schedule-'));
   t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: Date.parse('2026-12-06T03:00:00Z') });
-  const statements: string[] = [];
+  let statements = [] as string[];
+  // The engine answers the listings, then fails the freeze.
   const store = {
+    query: async (sql: string) => {
+      if (sql.includes('system.databases')) return [];
+      statements.push(sql);
+      if (sql.includes('system.disks')) return [{ path: join(dir, 'engine-data/') }];
+      if (sql.includes('system.tables')) return [{ name: 'events', engine: 'ReplacingMergeTree', data_paths: ['x'] }];
+      return [{ statement: 'CREATE TABLE vigil.events (x UInt8) ENGINE = ReplacingMergeTree ORDER BY x' }];
+    },
     exec: async (sql: string) => {
       statements.push(sql);
       throw new Error('disk full');
@@ -81,14 +89,15 @@ test('the schedule runs backups by itself; a failure is counted by reason and sh
   });
   try {
     await backups.start();
+    statements = []; // Start's own clean-up reads.
     t.mock.timers.tick(59 * 60_000);
     assert.deepEqual(statements, [], 'nothing before the first run time');
     t.mock.timers.tick(60_000);
     // Timers are mocked; the backup's file work is real: wait for it by turns of the event loop.
     for (let i = 0; i < 100_000 && !backups.health().detail; i++) await new Promise((r) => setImmediate(r));
     assert.match(
-      statements[0] ?? '',
-      /^BACKUP DATABASE vigil TO File\('[0-9T]+Z-[0-9a-f]{4}\/engine'\) SETTINGS id = /,
+      statements.find((s: string) => s.includes('FREEZE')) ?? statements.join('; '),
+      /^ALTER TABLE vigil\.`events` FREEZE WITH NAME 'vigil_backup_[0-9T]+Z_[0-9a-f]{4}'$/,
     );
     const failures = await metrics.getSingleMetric('vigil_backup_failures_total')?.get();
     assert.deepEqual(
@@ -97,7 +106,10 @@ test('the schedule runs backups by itself; a failure is counted by reason and sh
     );
     const h = backups.health();
     assert.equal(h.ok, true);
-    assert.match(h.detail ?? '', /warning: the last backup failed: backup .*: the engine backup failed: disk full/);
+    assert.match(
+      h.detail ?? '',
+      /warning: the last backup failed: backup .*: freezing the engine tables failed: disk full/,
+    );
     // The failed backup's folder is gone.
     assert.deepEqual(readdirSync(dir), []);
   } finally {

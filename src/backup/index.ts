@@ -9,7 +9,8 @@ import type { Logger } from '../lib/logger.ts';
 import { counter, gauge } from '../lib/metrics.ts';
 import type { EventStore } from '../store/index.ts';
 import type { BackupConfig } from './config.ts';
-import { BackupError, CHECK_DATABASE_PREFIX, createBackup } from './create.ts';
+import { BackupError, createBackup } from './create.ts';
+import { CHECK_DATABASE_PREFIX, removeLeftoverFreezes } from './frozen.ts';
 import { type BackupEntry, listBackups, type Manifest } from './manifest.ts';
 import { planPrune } from './prune.ts';
 import { parseSchedule, type Schedule } from './schedule.ts';
@@ -114,8 +115,9 @@ export function createBackups(
   };
 
   /**
-   * Drops the read-only databases a backup opens over itself to count it (see create.ts), left behind when
-   * the process stopped during a count: the engine keeps them in its metadata across starts.
+   * Drops the databases a backup opens over its freeze to count it (see frozen.ts), left behind when the
+   * process stopped during a count (the engine keeps them in its metadata across starts), and the freezes
+   * of backups that did not end.
    */
   async function dropLeftoverChecks(): Promise<void> {
     try {
@@ -123,9 +125,11 @@ export function createBackups(
         `SELECT name FROM system.databases WHERE startsWith(name, {prefix:String})`,
         { prefix: CHECK_DATABASE_PREFIX },
       );
-      for (const { name } of rows) await deps.store.exec(`DROP DATABASE IF EXISTS \`${name}\``);
+      for (const { name } of rows) await deps.store.exec(`DROP DATABASE IF EXISTS \`${name}\` SYNC`);
+      const freezes = await removeLeftoverFreezes(deps.store);
+      if (freezes.length > 0) log.info({ freezes }, 'Removed the frozen parts left by an interrupted backup.');
     } catch (err) {
-      log.warn({ err: errorMessage(err) }, 'Could not drop the databases left by an interrupted backup count.');
+      log.warn({ err: errorMessage(err) }, 'Could not remove what an interrupted backup left.');
     }
   }
 

@@ -8,13 +8,19 @@ import { hashFiles } from './hash-files.ts';
 
 const execFileAsync = promisify(execFile);
 
-/** The version of the manifest's layout; a restore refuses a manifest newer than it knows. */
-export const MANIFEST_FORMAT = 1;
+/**
+ * The version of the manifest's layout; a restore refuses a manifest newer than it knows. 1: the engine's
+ * own BACKUP DATABASE under `engine/` (restored with RESTORE DATABASE; still restored). 2: frozen parts
+ * copied by Vigil (`parts`, ADR 0010).
+ */
+export const MANIFEST_FORMAT = 2;
+/** The first format whose engine data is frozen parts (`parts` lists them). */
+export const FROZEN_PARTS_FORMAT = 2;
 /** The manifest's file name in a backup's folder; a folder without it is a partial backup. */
 export const MANIFEST_FILE = 'manifest.json';
 /** Written by `vigil backup verify` beside the manifest (not part of the checksummed content). */
 export const VERIFIED_FILE = 'verified.json';
-/** The engine's backup inside a backup's folder (BACKUP DATABASE ... TO File('<id>/engine')). */
+/** The engine's data inside a backup's folder: DDL under `metadata/`, part folders under `data/`. */
 export const ENGINE_FOLDER = 'engine';
 
 /** One file of a backup, as the manifest lists it. */
@@ -22,6 +28,14 @@ export interface ManifestFile {
   path: string;
   size: number;
   sha256: string;
+}
+
+/** One part of a table at a backup's cut (format 2), and the backup of the chain whose folder holds its files. */
+export interface PartRef {
+  name: string;
+  /** SHA-256 of the part's checksums.txt: with the table and name, the part's identity across backups. */
+  checksums: string;
+  backup: string;
 }
 
 /** What a backup holds and how to check it (`<backup.dir>/<id>/manifest.json`). */
@@ -39,7 +53,7 @@ export interface Manifest {
   cut_at: string;
   finished_at: string;
   duration_ms: number;
-  /** Where the time went: engine, postgres, files, count and checksums (the last two run together). */
+  /** Where the time went (ms): freeze, copy and count (together), postgres, files, checksums and flush (together). */
   timings_ms?: Record<string, number>;
   schema: { events: number; postgres: string[] };
   engine: {
@@ -51,6 +65,11 @@ export interface Manifest {
     positions: { stream: string; consumer: string; seq: number; ack_floor: number }[];
   };
   postgres: { kind: 'pglite' | 'postgres' | 'none'; tables: Record<string, number> };
+  /**
+   * Format 2: every table of the engine's database and every part it had at the cut, each with the backup
+   * holding its files (this one, or one of its chain). Restore rebuilds each table from its DDL and these.
+   */
+  parts?: Record<string, PartRef[]>;
   files: ManifestFile[];
   /** Bytes of this backup's own files (what it adds to backup.dir). */
   size_bytes: number;
@@ -113,6 +132,9 @@ export function readManifest(dir: string, id: string): Manifest {
 
 /** A PostgreSQL table name as Vigil's migrations make them: it names a file and goes into SQL. */
 const TABLE = /^[a-z_][a-z0-9_]*$/;
+/** An engine table and a part name: each names a folder and the table goes into SQL. */
+const ENGINE_NAME = /^[A-Za-z0-9_]+$/;
+const PART = /^[A-Za-z0-9_-]+$/;
 
 /**
  * Refuses (`backup_corrupt`) a manifest whose names could lead outside backup.dir or into SQL: the base and
@@ -140,6 +162,19 @@ function checkManifestNames(m: Manifest, id: string, file: string): void {
       path.split(/[\\/]/).some((seg) => seg === '..')
     ) {
       refuse(`lists the file ${JSON.stringify(path)}: a file path must be relative and without '..'`);
+    }
+  }
+  const chain = new Set(Array.isArray(m.chain) ? m.chain : []);
+  for (const [table, refs] of Object.entries(m.parts ?? {})) {
+    if (!ENGINE_NAME.test(table)) refuse(`lists the engine table ${JSON.stringify(table)}, which is not a table name`);
+    if (!Array.isArray(refs)) refuse(`has no part list for the table ${table}`);
+    for (const p of refs) {
+      if (typeof p?.name !== 'string' || !PART.test(p.name)) {
+        refuse(`lists the part ${JSON.stringify(p?.name)} of ${table}, which is not a part name`);
+      }
+      if (!chain.has(p.backup)) {
+        refuse(`places the part ${table}/${p.name} in ${JSON.stringify(p.backup)}, which is not in its chain`);
+      }
     }
   }
   for (const t of Object.keys(m.postgres?.tables ?? {})) {

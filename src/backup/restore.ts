@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { cp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { constants, existsSync, readdirSync } from 'node:fs';
+import { copyFile, cp, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Session } from 'chdb';
 import { type Db, type Migration, migrate, openPglite, openPostgres } from '../db/index.ts';
@@ -8,7 +8,8 @@ import { createLogger } from '../lib/logger.ts';
 import { VigilError } from '../lib/errors.ts';
 import { DATABASE, SCHEMA_VERSION } from '../store/index.ts';
 import { COPIED_FOLDERS, PRE_CUT_FILES } from './create.ts';
-import { ENGINE_FOLDER, MANIFEST_FORMAT, type Manifest, readManifest } from './manifest.ts';
+import { ddlPath, partPath } from './frozen.ts';
+import { ENGINE_FOLDER, FROZEN_PARTS_FORMAT, MANIFEST_FORMAT, type Manifest, readManifest } from './manifest.ts';
 import { countRows, importDatabase } from './postgres.ts';
 import { assertVerified, verifyBackup } from './verify.ts';
 
@@ -143,7 +144,10 @@ export async function restoreBackup(
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
   try {
-    const tables = await restoreEngine(dir, id, join(staging, 'events'));
+    const tables =
+      manifest.format >= FROZEN_PARTS_FORMAT
+        ? await restoreParts(dir, manifest, join(staging, 'events'))
+        : await restoreEngine(dir, id, join(staging, 'events'));
     for (const name of [...COPIED_FOLDERS, ...PRE_CUT_FILES]) {
       const from = join(dir, id, name);
       if (existsSync(from)) await cp(from, join(staging, name), { recursive: true });
@@ -189,7 +193,79 @@ export async function restoreBackup(
   }
 }
 
-/** RESTORE DATABASE into a new engine folder; returns the rows of each restored table. */
+/**
+ * Rebuilds the engine's database from frozen parts (format 2) in a new engine folder: each table is made
+ * from the DDL its backup holds, detached, given copies of its parts (from whichever backup of the chain
+ * holds each, files copied several at once by the kernel), and attached again, which loads the parts found
+ * in its folder. Returns the rows of each restored table.
+ */
+async function restoreParts(dir: string, manifest: Manifest, eventsDir: string): Promise<Record<string, number>> {
+  await mkdir(eventsDir, { recursive: true });
+  const session = new Session(eventsDir);
+  const q = async (sql: string) => (await session.queryAsync(sql, { format: 'JSONEachRow' })).text();
+  try {
+    await q(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
+    const copies: { from: string; to: string }[] = [];
+    const attach: string[] = [];
+    for (const [table, parts] of Object.entries(manifest.parts ?? {})) {
+      const ddl = await readFile(join(dir, manifest.id, ddlPath(table)), 'utf8');
+      if (
+        !ddl.startsWith(`CREATE TABLE ${DATABASE}.${table}\n`) &&
+        !ddl.startsWith(`CREATE TABLE ${DATABASE}.${table} `)
+      ) {
+        throw new VigilError(
+          'backup_corrupt',
+          `backup ${manifest.id}: ${ddlPath(table)} does not create ${DATABASE}.${table}`,
+          {
+            status: 409,
+          },
+        );
+      }
+      await q(ddl);
+      const [{ data_paths }] = (
+        await q(`SELECT data_paths FROM system.tables WHERE database = '${DATABASE}' AND name = '${table}'`)
+      )
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { data_paths: string[] });
+      await q(`DETACH TABLE ${DATABASE}.\`${table}\``);
+      attach.push(table);
+      for (const p of parts) {
+        const from = join(dir, p.backup, partPath(table, p.name));
+        const to = join(data_paths[0], p.name);
+        await mkdir(to);
+        for (const f of await readdir(from)) copies.push({ from: join(from, f), to: join(to, f) });
+      }
+    }
+    await copyAll(copies);
+    for (const table of attach) await q(`ATTACH TABLE ${DATABASE}.\`${table}\``);
+    const out: Record<string, number> = {};
+    for (const table of attach) {
+      out[table] = Number(JSON.parse(await q(`SELECT toString(count()) AS n FROM ${DATABASE}.\`${table}\``)).n);
+    }
+    return out;
+  } finally {
+    session.close();
+  }
+}
+
+/** Files copied at once by a restore: the kernel copies (copy_file_range), so a few in flight keep the disk busy. */
+const RESTORE_COPIES_IN_FLIGHT = 8;
+
+/** Copies every file (new files; their folders exist), several at once. */
+async function copyAll(copies: readonly { from: string; to: string }[]): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(RESTORE_COPIES_IN_FLIGHT, copies.length) }, async () => {
+      while (next < copies.length) {
+        const c = copies[next++];
+        await copyFile(c.from, c.to, constants.COPYFILE_EXCL);
+      }
+    }),
+  );
+}
+
+/** RESTORE DATABASE (format 1: the engine's own backup) into a new engine folder; returns the rows of each restored table. */
 async function restoreEngine(dir: string, id: string, eventsDir: string): Promise<Record<string, number>> {
   await mkdir(eventsDir, { recursive: true });
   const session = new Session(eventsDir, { connectionArgs: engineBackupArgs(dir) });

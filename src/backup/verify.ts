@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VigilError } from '../lib/errors.ts';
+import { partPath } from './frozen.ts';
 import { hashFiles } from './hash-files.ts';
 import { filesUnder, type Manifest, readManifest } from './manifest.ts';
 
@@ -52,6 +53,22 @@ export async function verifyBackup(dir: string, id: string): Promise<VerifyResul
       problem: 'chain',
       detail: `the manifest lists the chain ${own.chain.join(' <- ')}, the bases found are ${expectedChain.join(' <- ')}`,
     });
+  }
+  // Every part the backup lists must be in the folder of the backup it names (format 2): a manifest that
+  // places a part in a base which does not hold it could not be restored, however sound each file is.
+  const byId = new Map(chain.map((m) => [m.id, new Set(m.files.map((f) => f.path))]));
+  for (const [table, parts] of Object.entries(own.parts ?? {})) {
+    for (const p of parts) {
+      const sums = `${partPath(table, p.name)}/checksums.txt`;
+      if (!byId.get(p.backup)?.has(sums)) {
+        result.problems.push({
+          backup: id,
+          file: join(dir, p.backup, sums),
+          problem: 'chain',
+          detail: `the part ${table}/${p.name} is not in the files of backup ${p.backup}, where the manifest places it`,
+        });
+      }
+    }
   }
   // Files present with the listed size are hashed together, on worker threads (see hash-files.ts); the
   // problems are listed in the order of the chain and of each manifest, the first one named by restore.

@@ -32,7 +32,7 @@ after(async () => {
 });
 
 test('a replica restored from a backup catches up from the stream position in the backup', {
-  timeout: 180_000,
+  timeout: 600_000,
 }, async () => {
   const dir = join(root, 'backups');
   const env = {

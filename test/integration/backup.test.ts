@@ -61,7 +61,7 @@ detection:
   condition: selection
 `;
 
-describe('backups: create while ingesting, verify, restore, retention', { timeout: 240_000 }, () => {
+describe('backups: create while ingesting, verify, restore, retention', { timeout: 600_000 }, () => {
   const root = mkdtempSync(join(tmpdir(), 'vigil-backup-'));
   const dir = join(root, 'backups');
   let node: VigilNode;
@@ -111,13 +111,19 @@ describe('backups: create while ingesting, verify, restore, retention', { timeou
         await new Promise((r) => setTimeout(r, 10));
       }
     })();
-    await new Promise((r) => setTimeout(r, 800));
+    // Three batches acknowledged first (bounded: a loaded machine took over 800 ms for the first one); the
+    // last may share its millisecond with the ask, the two before it are before.
+    for (let waited = 0; acked.length < 3 && waited < 60_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
     const asked = Date.now();
-    const created = await vigilCli(['backup', 'create'], env);
+    let created: Awaited<ReturnType<typeof vigilCli>>;
+    try {
+      created = await vigilCli(['backup', 'create'], env);
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      stop = true;
+      await loop;
+    }
     assert.equal(created.code, 0, created.err);
-    await new Promise((r) => setTimeout(r, 300));
-    stop = true;
-    await loop;
     const id = created.out.trim();
     const manifest = read(id);
     manifests.push(manifest);

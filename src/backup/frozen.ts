@@ -1,0 +1,276 @@
+import { createHash } from 'node:crypto';
+import { link, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import type { EventStore } from '../store/index.ts';
+import { DATABASE } from '../store/index.ts';
+import { type CopyJob, copyFiles, type HashedFile } from './hash-files.ts';
+import { ENGINE_FOLDER, type Manifest, type PartRef } from './manifest.ts';
+
+/**
+ * The engine's side of a backup by frozen parts (format 2, ADR 0010): `ALTER TABLE ... FREEZE WITH NAME`
+ * hard-links every active part of a table under `<engine data>/shadow/<name>/` at once, without copying a
+ * byte or stopping inserts; Vigil then copies the frozen parts itself (see {@link copyFrozenParts}) and
+ * counts them in a read-only database of its own (see {@link countFrozen}). Parts never change once written
+ * (a merge or a mutation makes new ones), so a part is known across backups by its table, name and the
+ * SHA-256 of its `checksums.txt` (which lists the engine's checksum of every file of the part): an
+ * incremental copies only the parts its base does not list.
+ */
+
+/** The table whose freeze is the cut: frozen last, after every table that says something about it. */
+const CUT_TABLE = 'events';
+/**
+ * Tables frozen in this order after all others: the alert fences after the alerts (a new owner writes its
+ * fence before its first alert, so the backup holds the fence of every alert it holds), the events last.
+ */
+const FROZEN_LAST = ['alert_fences', CUT_TABLE];
+
+/** Names that go into SQL and paths as they are: the engine's table names and part names are of this form. */
+const TABLE_NAME = /^[A-Za-z0-9_]+$/;
+export const PART_NAME = /^[A-Za-z0-9_-]+$/;
+
+/** A table of the store's database, frozen. */
+export interface FrozenTable {
+  name: string;
+  /** CREATE TABLE as the engine shows it (SHOW CREATE TABLE), written beside the parts. */
+  ddl: string;
+  /** The frozen copy of the table's data folder (hard links of its active parts at the freeze). */
+  shadow: string;
+  /** Part folders of `shadow`, each with the SHA-256 of its checksums.txt. */
+  parts: { name: string; checksums: string }[];
+}
+
+/** A frozen snapshot of the store's database (see {@link freezeEngine}). */
+export interface FrozenEngine {
+  /** The engine's folder holding this freeze's hard links (removed by {@link releaseFrozen}). */
+  shadowRoot: string;
+  /** ms since the epoch, taken just before the events table was frozen: every acknowledged write is in. */
+  cutAt: number;
+  tables: FrozenTable[];
+}
+
+/** Where a table's DDL lands in a backup's folder. */
+export function ddlPath(table: string): string {
+  return `${ENGINE_FOLDER}/metadata/${DATABASE}/${table}.sql`;
+}
+
+/** Where a part's folder lands in a backup's folder. */
+export function partPath(table: string, part: string): string {
+  return `${ENGINE_FOLDER}/data/${DATABASE}/${table}/${part}`;
+}
+
+/** Prefix of the freezes of backups (folders under `<engine data>/shadow/`). */
+const FREEZE_PREFIX = 'vigil_backup_';
+
+/** The freeze's name, made of the backup id (checked: digits, letters, `-`). */
+function freezeName(id: string): string {
+  return `${FREEZE_PREFIX}${id.replace(/[^0-9a-zA-Z]/g, '_')}`;
+}
+
+/** The engine's data folder (its default disk). */
+async function enginePath(store: Pick<EventStore, 'query'>): Promise<string> {
+  const [disk] = await store.query<{ path: string }>(`SELECT path FROM system.disks WHERE name = 'default'`, {});
+  if (!disk) throw new Error('the engine has no default disk');
+  return disk.path;
+}
+
+/**
+ * Removes the freezes of backups that did not end (the process stopped during one): their hard links
+ * would keep every part they hold on disk, merged away or not. Returns their names. Run before any backup.
+ */
+export async function removeLeftoverFreezes(store: Pick<EventStore, 'query'>): Promise<string[]> {
+  const shadow = join(await enginePath(store), 'shadow');
+  let names: string[];
+  try {
+    names = (await readdir(shadow)).filter((n) => n.startsWith(FREEZE_PREFIX));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  for (const n of names) await rm(join(shadow, n), { recursive: true, force: true });
+  return names;
+}
+
+/**
+ * Freezes every table of the store's database, the events table last. The order is the consistency: the
+ * materializer writes a batch's events before its stream position and its batch record, detection stores
+ * alerts after the events they match, a fence before its alerts (see FROZEN_LAST). So a table frozen earlier never claims
+ * more than the events frozen after it hold: the positions in a backup are at or before its events (a
+ * restored node applies the rest again, and the events table drops the duplicates), and each alert's fence
+ * is frozen after the alert. The cut is read just before the events' freeze: a write acknowledged before it
+ * is a committed part by then (the bus acknowledges after the store commits), so it is in the freeze.
+ * On failure the freeze's hard links are removed.
+ */
+export async function freezeEngine(store: EventStore, id: string): Promise<FrozenEngine> {
+  const name = freezeName(id);
+  const disk = { path: await enginePath(store) };
+  const shadowRoot = join(disk.path, 'shadow', name);
+  const rows = await store.query<{ name: string; engine: string; data_paths: string[] }>(
+    'SELECT name, engine, data_paths FROM system.tables WHERE database = {db:String} ORDER BY name',
+    { db: DATABASE },
+  );
+  for (const r of rows) {
+    if (!TABLE_NAME.test(r.name)) throw new Error(`the table name ${JSON.stringify(r.name)} cannot be backed up`);
+    if (!r.engine.endsWith('MergeTree')) {
+      throw new Error(`table ${DATABASE}.${r.name} has engine ${r.engine}: only MergeTree tables can be frozen`);
+    }
+    if (r.data_paths.length !== 1) throw new Error(`table ${DATABASE}.${r.name} has ${r.data_paths.length} data paths`);
+  }
+  const rank = (name: string) => FROZEN_LAST.indexOf(name);
+  const ordered = [...rows].sort((a, b) => rank(a.name) - rank(b.name) || a.name.localeCompare(b.name));
+  try {
+    const tables: FrozenTable[] = [];
+    let cutAt = Date.now();
+    for (const r of ordered) {
+      const [show] = await store.query<{ statement: string }>(`SHOW CREATE TABLE ${DATABASE}.\`${r.name}\``, {});
+      if (r.name === CUT_TABLE) cutAt = Date.now();
+      await store.exec(`ALTER TABLE ${DATABASE}.\`${r.name}\` FREEZE WITH NAME '${name}'`);
+      const shadow = join(shadowRoot, relative(disk.path, r.data_paths[0]));
+      tables.push({ name: r.name, ddl: show.statement, shadow, parts: await frozenParts(shadow) });
+    }
+    return { shadowRoot, cutAt, tables };
+  } catch (err) {
+    await rm(shadowRoot, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** The part folders of a frozen table (none when the table had no part), each with its checksums.txt's sum. */
+async function frozenParts(shadow: string): Promise<FrozenTable['parts']> {
+  let entries: { name: string; isDirectory(): boolean }[];
+  try {
+    entries = await readdir(shadow, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const parts: FrozenTable['parts'] = [];
+  for (const e of entries) {
+    if (!e.isDirectory() || e.name === 'detached') continue;
+    if (!PART_NAME.test(e.name)) throw new Error(`the frozen part ${join(shadow, e.name)} has an unexpected name`);
+    const sums = await readFile(join(shadow, e.name, 'checksums.txt'));
+    parts.push({ name: e.name, checksums: createHash('sha256').update(sums).digest('hex') });
+  }
+  return parts.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Removes a freeze's hard links (the engine keeps no other record of a freeze). */
+export async function releaseFrozen(frozen: FrozenEngine): Promise<void> {
+  await rm(frozen.shadowRoot, { recursive: true, force: true });
+}
+
+/**
+ * Copies into `folder` (the backup's) the DDL of every frozen table and the files of every part its base
+ * does not list, hashing them in the same read (see hash-files.ts), and returns the manifest's part list
+ * (every part at the cut, each with the backup holding its files) and the sums of the copied files.
+ */
+export async function copyFrozenParts(
+  frozen: FrozenEngine,
+  folder: string,
+  id: string,
+  base: Manifest | undefined,
+): Promise<{ parts: Record<string, PartRef[]>; files: HashedFile[] }> {
+  const inBase = new Map<string, string>();
+  for (const [table, refs] of Object.entries(base?.parts ?? {})) {
+    for (const p of refs) inBase.set(`${table}/${p.name}/${p.checksums}`, p.backup);
+  }
+  const parts: Record<string, PartRef[]> = {};
+  const jobs: CopyJob[] = [];
+  for (const t of frozen.tables) {
+    await mkdir(join(folder, ENGINE_FOLDER, 'metadata', DATABASE), { recursive: true });
+    await writeFile(join(folder, ddlPath(t.name)), `${t.ddl}\n`, { mode: 0o600 });
+    parts[t.name] = [];
+    for (const p of t.parts) {
+      const held = inBase.get(`${t.name}/${p.name}/${p.checksums}`);
+      parts[t.name].push({ name: p.name, checksums: p.checksums, backup: held ?? id });
+      if (held) continue;
+      const to = partPath(t.name, p.name);
+      await mkdir(join(folder, to), { recursive: true });
+      for (const e of await readdir(join(t.shadow, p.name), { withFileTypes: true })) {
+        if (!e.isFile()) throw new Error(`${join(t.shadow, p.name, e.name)} is not a file`);
+        const from = join(t.shadow, p.name, e.name);
+        jobs.push({ from, to: join(folder, to, e.name), path: `${to}/${e.name}`, size: (await stat(from)).size });
+      }
+    }
+  }
+  return { parts, files: await copyFiles(jobs) };
+}
+
+/** Names of the read-only databases a backup opens over its freeze to count it (dropped after, and at start). */
+export const CHECK_DATABASE_PREFIX = 'vigil_backup_check_';
+
+/**
+ * What the frozen snapshot holds, read by the engine from a database of its own whose tables are made like
+ * the live ones (CREATE TABLE ... AS) and given the frozen parts by hard links (same file system as the
+ * freeze; parts are never written in place, so the links cannot change the backup's source), so the counts
+ * are those of the backup and not of the live tables, which have moved on since the cut.
+ */
+export async function countFrozen(store: EventStore, frozen: FrozenEngine, id: string): Promise<Manifest['engine']> {
+  const check = `${CHECK_DATABASE_PREFIX}${id.replace(/[^0-9a-zA-Z]/g, '_')}`;
+  await store.exec(`CREATE DATABASE ${check}`);
+  try {
+    for (const t of frozen.tables) {
+      await store.exec(`CREATE TABLE ${check}.\`${t.name}\` AS ${DATABASE}.\`${t.name}\``);
+      const [row] = await store.query<{ data_paths: string[] }>(
+        'SELECT data_paths FROM system.tables WHERE database = {db:String} AND name = {name:String}',
+        { db: check, name: t.name },
+      );
+      await store.exec(`DETACH TABLE ${check}.\`${t.name}\``);
+      for (const p of t.parts) {
+        const to = join(row.data_paths[0], p.name);
+        await mkdir(to);
+        for (const f of await readdir(join(t.shadow, p.name))) await link(join(t.shadow, p.name, f), join(to, f));
+      }
+      await store.exec(`ATTACH TABLE ${check}.\`${t.name}\``);
+    }
+    return await countTables(store, check);
+  } finally {
+    await store.exec(`DROP DATABASE IF EXISTS ${check} SYNC`);
+  }
+}
+
+/**
+ * The manifest's `id_sum`: the sum modulo 2^64 of the first 8 bytes, read little-endian, of
+ * SHA-256(tenant + "\0" + event.id) over every event (as searches see them). Any client can compute it
+ * from a search's answers (see eventIdSum in create.ts); it is the same whatever the order of the events.
+ */
+const EVENT_ID_SUM = `sum(reinterpretAsUInt64(substring(SHA256(concat(tenant, '\\0', id)), 1, 8)))`;
+
+/** Rows of every table of database `db` (a copy of the store's), its events as searches see them, and positions. */
+export async function countTables(store: Pick<EventStore, 'query'>, db: string): Promise<Manifest['engine']> {
+  const names = (
+    await store.query<{ name: string }>('SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name', {
+      db,
+    })
+  ).map((r) => r.name);
+  const tables: Record<string, number> = {};
+  for (const name of names) {
+    const [row] = await store.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${db}.\`${name}\``, {});
+    tables[name] = Number(row.n);
+  }
+  let events: Manifest['engine']['events'] = { count: 0, first_ts: null, last_ts: null, id_sum: '0' };
+  if (names.includes('events')) {
+    const [row] = await store.query<{ n: string; first: string; last: string; id_sum: string }>(
+      `SELECT toString(count()) AS n, toString(toUnixTimestamp64Milli(min(ts))) AS first,
+              toString(toUnixTimestamp64Milli(max(ts))) AS last, toString(${EVENT_ID_SUM}) AS id_sum
+         FROM ${db}.events FINAL`,
+      {},
+    );
+    const n = Number(row.n);
+    events = {
+      count: n,
+      first_ts: n > 0 ? new Date(Number(row.first)).toISOString() : null,
+      last_ts: n > 0 ? new Date(Number(row.last)).toISOString() : null,
+      id_sum: row.id_sum,
+    };
+  }
+  const positions = names.includes('positions')
+    ? (
+        await store.query<{ stream: string; consumer: string; seq: string; ack_floor: string }>(
+          `SELECT stream, consumer, toString(max(seq)) AS seq, toString(max(ack_floor)) AS ack_floor
+             FROM ${db}.positions GROUP BY stream, consumer ORDER BY stream, consumer`,
+          {},
+        )
+      ).map((p) => ({ stream: p.stream, consumer: p.consumer, seq: Number(p.seq), ack_floor: Number(p.ack_floor) }))
+    : [];
+  return { tables, events, positions };
+}
