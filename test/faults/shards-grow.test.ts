@@ -26,7 +26,7 @@ const R = 2;
 /** The tagged set: acknowledged before any move, counted by every search during the moves. */
 const TAGGED = 600;
 /** Events per second of the steady load: small, the point is placement and answers, not throughput. */
-const RATE = 100;
+const RATE = 50;
 const BATCH = 50;
 /** Rows one shard call may list: the id lists are read a few buckets at a time, far below it. */
 const ID_PAGE = 10000;
@@ -167,8 +167,10 @@ async function checkExactlyR(
   const tagged: Record<string, number> = {};
   await waitFor(`every acknowledged event stored ${R} times`, 90000, async () => {
     const total = new Map<string, number>();
-    for (const node of nodes) {
-      const ids = await idsOn(node, idGroups());
+    // The nodes are read in parallel, each one shard call at a time.
+    const lists = await Promise.all(nodes.map((node) => idsOn(node, idGroups())));
+    for (const [k, node] of nodes.entries()) {
+      const ids = lists[k];
       rows[node] = 0;
       tagged[node] = 0;
       for (const [id, n] of ids) {
