@@ -19,7 +19,7 @@ import { createBackups, engineBackupArgs, parseSchedule } from '../backup/index.
 import { type Bus, createJetStreamBus, createMemoryBus, type JetStreamBus, streamNames } from '../bus/index.ts';
 import { type Cluster, createCluster, storePeers } from '../cluster/index.ts';
 import { createSearchCoordinator, type SearchCoordinator, type ShardMapView } from '../search/coordinator.ts';
-import { createHttpShardTransport, peerTokenCheck, readPeerToken } from '../search/transport.ts';
+import { createHttpShardTransport, lastKnownAddresses, peerTokenCheck, readPeerToken } from '../search/transport.ts';
 import { activeOnlyComponent, runWhileActive } from '../site/gate.ts';
 import { createSite, type Site } from '../site/index.ts';
 import { createOutputReplication, DEFAULT_OUTPUTS_OPTIONS, type OutputReplication } from '../site/outputs.ts';
@@ -354,10 +354,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
           nodeId: cluster.nodeId,
           shardMap: () => shardMapOf(cluster),
           transport: createHttpShardTransport({
-            addressOf: (node) => {
-              const n = cluster.membership.nodes().find((m) => m.id === node);
-              return n?.address && n.state !== 'Dead' ? `http://${n.address}` : undefined;
-            },
+            addressOf: lastKnownAddresses(() => cluster.membership.nodes()),
             peerToken: () => {
               if (token === undefined) {
                 throw new VigilError(

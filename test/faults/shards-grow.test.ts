@@ -158,13 +158,19 @@ function ackedIds(): Set<string> {
  * Waits until every acknowledged id (load and tagged) is stored exactly R times over `nodes`; returns
  * each node's rows (all of them, and of the tagged set). Fails with a sample of the ids stored otherwise.
  */
-async function checkExactlyR(
-  nodes: string[],
-): Promise<{ rows: Record<string, number>; tagged: Record<string, number>; events: number }> {
+async function checkExactlyR(nodes: string[]): Promise<{
+  rows: Record<string, number>;
+  tagged: Record<string, number>;
+  events: number;
+  lost: number;
+  duplicated: number;
+}> {
   const acked = ackedIds();
   let bad: string[] = [];
   const rows: Record<string, number> = {};
   const tagged: Record<string, number> = {};
+  let lost = 0;
+  let duplicated = 0;
   await waitFor(`every acknowledged event stored ${R} times`, 90000, async () => {
     const total = new Map<string, number>();
     // The nodes are read in parallel, each one shard call at a time.
@@ -180,6 +186,8 @@ async function checkExactlyR(
       }
     }
     bad = [...acked].filter((id) => total.get(id) !== R).map((id) => `${id}x${total.get(id) ?? 0}`);
+    lost = [...acked].filter((id) => !total.has(id)).length;
+    duplicated = [...acked].filter((id) => (total.get(id) ?? 0) > R).length;
     // Nothing stored that was not acknowledged (an unacknowledged request is retried until it is).
     const extra = [...total.keys()].filter((id) => !acked.has(id));
     bad.push(...extra.map((id) => `${id}(not acked)`));
@@ -187,7 +195,7 @@ async function checkExactlyR(
   }).catch((err) => {
     throw new Error(`${(err as Error).message}; ${bad.length} ids wrong, e.g. ${bad.slice(0, 10).join(' ')}`);
   });
-  return { rows, tagged, events: acked.size };
+  return { rows, tagged, events: acked.size, lost, duplicated };
 }
 
 interface SearchBody {
@@ -393,8 +401,8 @@ test('a fifth node joins under load: shards move to it, old nodes keep fewer row
     rows_before: before.rows,
     rows_after: afterGrow.rows,
     events_acked: afterGrow.events,
-    lost: 0,
-    duplicated: 0,
+    lost: afterGrow.lost,
+    duplicated: afterGrow.duplicated,
   };
   assert.ok(during.searches >= 10, `only ${during.searches} searches ran during the move`);
   assert.deepEqual(watch.failures, [], 'every search during the move exact and complete, every shard R copies');
@@ -461,8 +469,8 @@ test('a node drained with the maintenance API: its shards move first, then it re
     shards_held_after: Object.fromEntries(heldBy(settled)),
     rows_after: afterDrain.rows,
     events_acked: afterDrain.events,
-    lost: 0,
-    duplicated: 0,
+    lost: afterDrain.lost,
+    duplicated: afterDrain.duplicated,
   };
   assert.deepEqual(watch.failures, [], 'every search during the drain exact and complete, every shard R copies');
   assert.ok(during.samples >= 3, `the map was sampled ${during.samples} times`);
