@@ -102,6 +102,7 @@ const COMMANDS: Record<string, Command> = {
     options: {
       dir: { type: 'string' },
       nodes: { type: 'string' },
+      count: { type: 'string' },
       sites: { type: 'string' },
       site: { type: 'string' },
       lb: { type: 'boolean' },

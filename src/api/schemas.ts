@@ -209,6 +209,12 @@ export const routeDocs = {
       user: z.string(),
       shard: z.number(),
       shards: z.number(),
+      stale_ok: z
+        .boolean()
+        .optional()
+        .describe(
+          'answer from the rows of the shard this node holds even when it does not serve the shard (diagnostics: rows left behind); otherwise 503 shard_not_served',
+        ),
     }),
     bodyTypes: ['application/json'],
     answer: z.object({

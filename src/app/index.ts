@@ -19,7 +19,7 @@ import { createBackups, engineBackupArgs, parseSchedule } from '../backup/index.
 import { type Bus, createJetStreamBus, createMemoryBus, type JetStreamBus, streamNames } from '../bus/index.ts';
 import { type Cluster, createCluster, storePeers } from '../cluster/index.ts';
 import { createSearchCoordinator, type SearchCoordinator, type ShardMapView } from '../search/coordinator.ts';
-import { createHttpShardTransport, peerTokenCheck, readPeerToken } from '../search/transport.ts';
+import { createHttpShardTransport, lastKnownAddresses, peerTokenCheck, readPeerToken } from '../search/transport.ts';
 import { activeOnlyComponent, runWhileActive } from '../site/gate.ts';
 import { createSite, type Site } from '../site/index.ts';
 import { createOutputReplication, DEFAULT_OUTPUTS_OPTIONS, type OutputReplication } from '../site/outputs.ts';
@@ -50,7 +50,7 @@ import { createNormalizer } from '../parse/index.ts';
 import { createEventStore, type EventStore } from '../store/index.ts';
 import { createRangeCopy, type RangeCopy } from '../store/copy/index.ts';
 import { createMaterializer, type Materializer } from '../store/materialize/index.ts';
-import { createShardReplicas } from '../store/materialize/sharded.ts';
+import { createShardReplicas, type ShardReplicas } from '../store/materialize/sharded.ts';
 import {
   type AuditLog,
   createAuditLog,
@@ -86,7 +86,7 @@ interface Modules {
   'event-store': EventStore;
   bus: Bus;
   /** The replica's materializer on JetStream; undefined on the in-process bus (the store subscribes). */
-  materialize: Materializer | undefined;
+  materialize: Materializer | ShardReplicas | undefined;
   /** Copies of event ranges between store replicas over NATS; undefined off JetStream or when disabled. */
   'range-copy': RangeCopy | undefined;
   search: Routes & { coordinator?: SearchCoordinator };
@@ -354,10 +354,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
           nodeId: cluster.nodeId,
           shardMap: () => shardMapOf(cluster),
           transport: createHttpShardTransport({
-            addressOf: (node) => {
-              const n = cluster.membership.nodes().find((m) => m.id === node);
-              return n?.address && n.state !== 'Dead' ? `http://${n.address}` : undefined;
-            },
+            addressOf: lastKnownAddresses(() => cluster.membership.nodes()),
             peerToken: () => {
               if (token === undefined) {
                 throw new VigilError(
@@ -372,7 +369,12 @@ const MODULES: ModuleDef<Base, Modules>[] = [
           metrics,
         });
         routes.push(
-          shardSearchRoutes({ store, replica: () => ({ node: cluster.nodeId, lag_messages: lag() }), maxLimit: 10000 }),
+          shardSearchRoutes({
+            store,
+            replica: () => ({ node: cluster.nodeId, lag_messages: lag() }),
+            maxLimit: 10000,
+            ...(materializer && 'serves' in materializer ? { serves: materializer.serves } : {}),
+          }),
         );
       }
       routes.unshift(searchRoutes({ store, metrics, maxLimit: 10000, replicas, coordinator }));

@@ -22,6 +22,10 @@ Commands:
   up --sites 2 --link-relay
                      the same, b's leafnode through a relay of its own (link-1, of neither
                      site): every connection between the sites goes through it
+  add [--count N]    start N more Vigil nodes (default 1; vigil-5 after vigil-4...) with the
+                     cluster's configuration, and wait until each is ready: they join the running
+                     cluster (partitions; shards move to them when the events are sharded). The
+                     balancer of --lb is not changed: reach a new node at its own address
   status [--json]    every member: kind, name, site, PID, running or stopped, addresses
   kill <member>      SIGKILL one member by PID (nats-2, etcd-1, vigil-3, haproxy-1, ...)
   kill --site S      SIGKILL every process of site S (a lost data centre)
@@ -35,6 +39,7 @@ Commands:
 Options:
   --dir DIR          the cluster's folder; default ./dev-cluster
   --nodes N          Vigil nodes (1 to 9) for a new cluster (per site); default 3
+  --count N          add: how many Vigil nodes to add (1 to 8); default 1
   --lb               a new cluster with HAProxy in front (src/devcluster/haproxy.ts)
   --shards S         shards of the events (store.shards, 1 to 1024) for a new cluster; default 1
                      (every node keeps every event)
@@ -53,6 +58,7 @@ Every API call needs the admin token in <dir>/admin-token, for example:
 export interface DevClusterFlags {
   dir?: string;
   nodes?: string;
+  count?: string;
   sites?: string;
   site?: string;
   lb?: boolean;
@@ -115,7 +121,7 @@ function printStatus(cluster: DevCluster, json: boolean | undefined): void {
   process.stdout.write(`${formatStatus(members)}\n`);
 }
 
-/** `vigil dev-cluster up|status|kill|restart|down`. */
+/** `vigil dev-cluster up|add|status|kill|restart|down`. */
 export async function devClusterCommand(positionals: string[], opts: DevClusterFlags): Promise<number> {
   const [sub, ...args] = positionals;
   const dir = opts.dir ?? DEFAULT_DIR;
@@ -167,6 +173,21 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
             `\nEvery Vigil node is ready. Admin token: ${cluster.state().admin_token_file}\n` +
               `  TOKEN=$(cat ${cluster.state().admin_token_file})\n` +
               `  curl -s -H "Authorization: Bearer $TOKEN" ${first?.addresses.http}/admin/cluster/status\n`,
+          );
+        }
+        return 0;
+      }
+      case 'add': {
+        if (args.length > 0) throw new UsageError('add takes no argument (--count N)');
+        const count = positiveInt('count', opts.count, 8) ?? 1;
+        const cluster = openDevCluster(dir);
+        process.stderr.write(`Adding ${count} Vigil node(s) to the dev cluster in ${dir}...\n`);
+        const names = await cluster.add(count, start);
+        printStatus(cluster, opts.json);
+        if (!opts.json) {
+          const lb = cluster.state().members.some((m) => m.kind === 'haproxy');
+          process.stdout.write(
+            `\n${names.join(', ')} joined and ready.${lb ? ' The balancer does not send to them: use their own addresses.' : ''}\n`,
           );
         }
         return 0;

@@ -9,7 +9,9 @@ import {
   type DevClusterState,
   type MemberKind,
   type MemberRecord,
+  type Plan,
   planDevCluster,
+  portAllocator,
 } from './plan.ts';
 import {
   isRunning,
@@ -22,6 +24,7 @@ import {
 } from './process.ts';
 import { sleep } from '../lib/retry.ts';
 import { planSites } from './sites.ts';
+import { planAddedNodes } from './grow.ts';
 
 export { BINARIES, CORE_BINARIES, findBinaries, findBinary } from './binaries.ts';
 export { DevClusterError } from './errors.ts';
@@ -87,6 +90,13 @@ export interface DevCluster {
    * Resolves to how each member's stop ended (`killed`: it needed SIGKILL, or was sent it).
    */
   stop(names?: string[], opts?: { signal?: NodeJS.Signals }): Promise<Record<string, StopOutcome>>;
+  /**
+   * Adds `count` Vigil nodes (`vigil-<next>`...) with the cluster's configuration (src/devcluster/grow.ts),
+   * records them, and starts them, waiting until each is ready: they join the running cluster (membership,
+   * partitions, and shards when the events are sharded). A balancer (`--lb`) is not changed. Resolves to the
+   * new members' names. A node that does not become ready is stopped and stays recorded (its log kept).
+   */
+  add(count: number, opts?: StartOptions): Promise<string[]>;
 }
 
 const STATE_FILE = 'state.json';
@@ -330,8 +340,65 @@ export function openDevCluster(dir: string): DevCluster {
       );
       return outcomes;
     },
+
+    async add(count, opts = {}) {
+      // Ports recorded by stopped members are not listening now, but are theirs: never given twice.
+      const recorded = new Set(
+        state.members.flatMap((m) =>
+          Object.values(m.addresses).flatMap((a) => {
+            const port = /:(\d+)/.exec(a)?.[1];
+            return port ? [Number(port)] : [];
+          }),
+        ),
+      );
+      const free = portAllocator();
+      const port = async () => {
+        for (;;) {
+          const p = await free();
+          if (!recorded.has(p)) return p;
+        }
+      };
+      const plan = await planAddedNodes(state, count, { port, readConfig: (path) => readFileSync(path, 'utf8') });
+      writePlanFiles(plan);
+      const problems = invalidConfigs(plan.state.members);
+      if (problems.length > 0) {
+        throw new DevClusterError('config_invalid', `a generated configuration is invalid:\n${problems.join('\n')}`);
+      }
+      state.members.push(...plan.state.members);
+      writeState(state);
+      const names = plan.state.members.map((m) => m.name);
+      try {
+        await cluster.start(names, opts);
+      } catch (err) {
+        await cluster.stop(names, { signal: 'SIGKILL' }).catch(() => undefined);
+        throw err;
+      }
+      return names;
+    },
   };
   return cluster;
+}
+
+/** Writes a plan's folders and files (configs, tokens). */
+function writePlanFiles(plan: Plan): void {
+  for (const d of plan.dirs) mkdirSync(d, { recursive: true });
+  for (const f of plan.files) {
+    mkdirSync(resolve(f.path, '..'), { recursive: true });
+    writeFileSync(f.path, f.content, { mode: f.mode });
+  }
+}
+
+/** Each Vigil member's generated configuration checked as `vigil start` would: the problems found. */
+function invalidConfigs(members: readonly MemberRecord[]): string[] {
+  const problems: string[] = [];
+  for (const m of members.filter((x) => x.kind === 'vigil')) {
+    try {
+      loadConfig({ file: m.files.config, env: {} });
+    } catch (err) {
+      problems.push(`${m.name}: ${errorMessage(err)}`);
+    }
+  }
+  return problems;
 }
 
 /**
@@ -350,19 +417,8 @@ export async function createDevCluster(opts: DevClusterOptions): Promise<DevClus
   }
   const plan = (opts.sites ?? 1) > 1 ? await planSites(opts, binaries) : await planDevCluster(opts, binaries);
   mkdirSync(dir, { recursive: true });
-  for (const d of plan.dirs) mkdirSync(d, { recursive: true });
-  for (const f of plan.files) {
-    mkdirSync(resolve(f.path, '..'), { recursive: true });
-    writeFileSync(f.path, f.content, { mode: f.mode });
-  }
-  const problems: string[] = [];
-  for (const m of plan.state.members.filter((x) => x.kind === 'vigil')) {
-    try {
-      loadConfig({ file: m.files.config, env: {} });
-    } catch (err) {
-      problems.push(`${m.name}: ${errorMessage(err)}`);
-    }
-  }
+  writePlanFiles(plan);
+  const problems = invalidConfigs(plan.state.members);
   if (problems.length > 0) {
     throw new DevClusterError('config_invalid', `a generated configuration is invalid:\n${problems.join('\n')}`);
   }

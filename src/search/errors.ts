@@ -38,3 +38,19 @@ export class NoShardAnsweredError extends VigilError {
     this.name = 'NoShardAnsweredError';
   }
 }
+
+/**
+ * Node to node: this node does not serve the shard a search part asked for (it does not hold it, holds it
+ * still catching up, or began dropping it while reading). The asking node's map was older than this
+ * node's: it asks the shard's next replica.
+ */
+export class ShardNotServedError extends VigilError {
+  constructor(node: string, shard: number, why: string) {
+    super('shard_not_served', `node ${node} does not serve shard ${shard}: ${why}`, {
+      status: 503,
+      retryable: true,
+      details: { node, shard },
+    });
+    this.name = 'ShardNotServedError';
+  }
+}

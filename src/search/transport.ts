@@ -63,6 +63,24 @@ export function createHttpShardTransport(deps: {
   };
 }
 
+/**
+ * The base URL of each node for shard calls: the address it last registered in the membership, kept when its
+ * registration lapses. A node whose etcd lease expired for a moment (etcd slow, this node's session down) is
+ * often still serving; forgetting it made every search on such a node partial though every replica was up
+ * (the grow fault test, at load average 45). Asking a node that is really gone costs a refused connection or
+ * the hedge delay, and then the next replica is asked.
+ */
+export function lastKnownAddresses(
+  nodes: () => readonly { id: string; address?: string }[],
+): (node: string) => string | undefined {
+  const known = new Map<string, string>();
+  return (node) => {
+    for (const n of nodes()) if (n.address) known.set(n.id, n.address);
+    const address = known.get(node);
+    return address === undefined ? undefined : `http://${address}`;
+  };
+}
+
 /** Reads a response body within the budget: a body past it is cut and the search refused. */
 async function readWithin(
   res: Response,

@@ -49,6 +49,11 @@ export interface TestDevCluster {
   partition(node: string): void;
   /** Heals the partition: held traffic flows again, in order. */
   heal(node: string): void;
+  /**
+   * Adds `count` Vigil nodes (`vigil dev-cluster add`) and waits until each is ready; they are appended to
+   * `nodes`. Resolves to their names.
+   */
+  add(count?: number): Promise<string[]>;
   /** Stops every member by PID (SIGKILL when `hard`), closes proxies and removes the folder unless keepDir. */
   down(opts?: { hard?: boolean }): Promise<void>;
 }
@@ -282,6 +287,11 @@ export async function startDevCluster(
         }
         return undefined;
       }),
+    async add(count = 1) {
+      const names = await c.add(count, { readyTimeoutMs: opts.readyTimeoutMs ?? 120000 });
+      for (const name of names) nodes.push({ name, url: c.member(name).addresses.http });
+      return names;
+    },
     partition(node) {
       namespaceOf(node).cut();
     },

@@ -31,8 +31,11 @@ const N = 600;
 const S = 4;
 
 let store: EventStore;
-/** Per node: a delay before it answers a shard call, and whether it fails them. */
-const faults: Record<string, { delayMs: number; fail: boolean }> = {};
+/**
+ * Per node: a delay before it answers a shard call, whether it fails them, shards it no longer serves (its
+ * map is newer than the coordinator's) and shards whose drop begins while a part is read.
+ */
+const faults: Record<string, { delayMs: number; fail: boolean; notServed: Set<number>; dropping: Set<number> }> = {};
 const nodes: { id: string; server: ApiServer; url: string }[] = [];
 let coordinator: ApiServer;
 let coordinatorUrl = '';
@@ -96,14 +99,19 @@ before(async () => {
   await store.write(events());
   for (let i = 0; i < S; i++) {
     const id = `n${i}`;
-    faults[id] = { delayMs: 0, fail: false };
+    faults[id] = { delayMs: 0, fail: false, notServed: new Set(), dropping: new Set() };
     const server = createApiServer(httpConfigSchema.parse({ addr: '127.0.0.1:0' }), {
       auth,
       metrics: new Registry(),
       logger: silentLogger,
       peerAuth: peerTokenCheck(PEER_TOKEN),
       routes: [
-        shardSearchRoutes({ store: faulty(id), replica: () => ({ node: id, lag_messages: i }), maxLimit: 10000 }),
+        shardSearchRoutes({
+          store: faulty(id),
+          replica: () => ({ node: id, lag_messages: i }),
+          maxLimit: 10000,
+          serves: (shard) => (faults[id].notServed.has(shard) ? undefined : () => !faults[id].dropping.has(shard)),
+        }),
       ],
     });
     await server.start();
@@ -274,6 +282,51 @@ describe('a fanned-out search', () => {
       assert.equal(await metric('vigil_search_shard_calls_total', { outcome: 'failed' }), before + 1);
     } finally {
       faults.n1.fail = false;
+    }
+  });
+
+  test('a replica that no longer serves a shard, or drops it while reading, refuses: the next one answers, exact', async () => {
+    // The coordinator's map is older than n1's (n1 gave shard 1 away) and n2 begins dropping shard 2 while it
+    // reads: answering from their rows could count fewer events, a wrong answer that is not partial.
+    faults.n1.notServed.add(1);
+    faults.n2.dropping.add(2);
+    try {
+      const before = await metric('vigil_search_shard_calls_total', { outcome: 'failed' });
+      const { status, body } = await fanned('* | stats count');
+      assert.equal(status, 200, JSON.stringify(body));
+      assert.deepEqual(withoutFanout(body), await single('* | stats count'));
+      assert.equal(body.partial, undefined);
+      const by = new Map((body.shards as { shard: number; node: string }[]).map((s) => [s.shard, s.node]));
+      assert.equal(by.get(1), 'n2');
+      assert.equal(by.get(2), 'n3');
+      assert.equal(await metric('vigil_search_shard_calls_total', { outcome: 'failed' }), before + 2);
+      // The refusal itself: 503 shard_not_served; `stale_ok` (diagnostics) reads the rows held anyway.
+      const call = (extra: Record<string, unknown>) =>
+        fetch(`${nodes[1].url}/internal/v1/search/shard`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${PEER_TOKEN}`, 'content-type': 'application/json' },
+          body: JSON.stringify({
+            q: '*',
+            ...RANGE,
+            limit: 10,
+            maxLimit: 10,
+            tenants: ['t1'],
+            now: T0,
+            user: 'analyst',
+            shard: 1,
+            shards: S,
+            ...extra,
+          }),
+        });
+      const refused = await call({});
+      assert.equal(refused.status, 503);
+      assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'shard_not_served');
+      const stale = await call({ stale_ok: true });
+      assert.equal(stale.status, 200);
+      assert.equal(((await stale.json()) as { rows: unknown[] }).rows.length, 10);
+    } finally {
+      faults.n1.notServed.clear();
+      faults.n2.dropping.clear();
     }
   });
 

@@ -3,6 +3,7 @@ import { InputError, VigilError } from '../../lib/errors.ts';
 import { counter, histogram } from '../../lib/metrics.ts';
 import { z } from 'zod';
 import type { SearchCoordinator } from '../../search/coordinator.ts';
+import { ShardNotServedError } from '../../search/errors.ts';
 import { planSearch, runShard } from '../../search/merge.ts';
 import { SHARD_SEARCH_PATH } from '../../search/transport.ts';
 import { type EventStore, SCAN_PAGE, scanPage } from '../../store/index.ts';
@@ -146,6 +147,7 @@ const shardRequestSchema = z
     user: z.string().min(1).max(256),
     shard: z.number().int().min(0),
     shards: z.number().int().min(1).max(65_536),
+    stale_ok: z.boolean().optional(),
     scan: z
       .object({
         afterTs: z.number().int(),
@@ -168,6 +170,12 @@ export function shardSearchRoutes(deps: {
   /** This node's id and how far its replica is behind the stream. */
   replica: () => { node: string; lag_messages: number };
   maxLimit: number;
+  /**
+   * Whether this node serves a shard now (see ShardReplicas.serves): undefined refuses the part (503
+   * `shard_not_served`, the asker tries the next replica); the check returned is made again after the read.
+   * Absent: every shard is answered from the rows held (one shard, or a store without a shard map).
+   */
+  serves?: (shard: number) => (() => boolean) | undefined;
 }): RouteGroup {
   return (app) => {
     app.post(SHARD_SEARCH_PATH, routeDocs.shardSearch, async (req) => {
@@ -180,6 +188,16 @@ export function shardSearchRoutes(deps: {
       }
       const r = parsed.data;
       const replica = deps.replica();
+      // A part read from a shard this node does not serve (or drops meanwhile) could lack rows: a wrong count,
+      // not a partial one. Refused, so the asker tries another replica. `stale_ok` (diagnostics) reads anyway.
+      const still = r.stale_ok || !deps.serves ? () => true : deps.serves(r.shard);
+      if (still === undefined) {
+        throw new ShardNotServedError(replica.node, r.shard, 'its map does not give it the shard as serving');
+      }
+      const checked = <T>(answer: T): T => {
+        if (!still()) throw new ShardNotServedError(replica.node, r.shard, 'it began dropping the shard');
+        return answer;
+      };
       const scan = r.scan;
       if (scan !== undefined) {
         // A page of a retro-hunt's scan: each page has store.query_timeout_ms of its own, as in a local hunt.
@@ -195,7 +213,7 @@ export function shardSearchRoutes(deps: {
             }),
           { perQuery: true },
         );
-        return { rows, ...replica };
+        return checked({ rows, ...replica });
       }
       const plan = planSearch(r.q, {
         from: r.from,
@@ -206,7 +224,7 @@ export function shardSearchRoutes(deps: {
         maxLimit: Math.min(r.maxLimit, deps.maxLimit),
       });
       const result = await deps.store.search(r.user, (scope) => runShard(scope, plan, r.shard, r.shards));
-      return { ...result, ...replica };
+      return checked({ ...result, ...replica });
     });
   };
 }

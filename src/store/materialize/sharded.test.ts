@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
 import type { EventStream, StreamBatchHandler, StreamConsumeOptions } from '../../bus/jetstream/index.ts';
-import { type ShardMap, type ShardMapService, shardOf } from '../../cluster/shards/index.ts';
+import { type ReplicaState, type ShardMap, type ShardMapService, shardOf } from '../../cluster/shards/index.ts';
 import type { NormalizedEvent } from '../../lib/event.ts';
 import { silentLogger } from '../../lib/logger.ts';
 import { createEventStore, type EventStore, storeConfigSchema } from '../index.ts';
@@ -78,13 +78,17 @@ function fakeMap() {
     service,
     reports,
     set(revision: number, mine: number[]) {
+      this.setStates(revision, Object.fromEntries(mine.map((s) => [s, 'serving' as const])));
+    },
+    /** n1 holds the shards of `states` in those states; n2 serves the others. */
+    setStates(revision: number, states: Record<number, ReplicaState>) {
       map = {
         revision,
         shards: S,
         replicas: 1,
         assignment: Array.from({ length: S }, (_, s) => ({
           shard: s,
-          replicas: [{ node: mine.includes(s) ? 'n1' : 'n2', state: 'serving' as const, lag_messages: 0 }],
+          replicas: [{ node: states[s] ? 'n1' : 'n2', state: states[s] ?? 'serving', lag_messages: 0 }],
         })),
       };
       for (const l of listeners) l(map);
@@ -222,4 +226,43 @@ test('at start, rows of shards the map no longer gives this node (it was gone pa
   assert.deepEqual(await countByShard(tenant), new Map([[2, 10]]));
   assert.ok(f.deleted.includes('store-n9-s0'));
   await second.stop(Date.now() + 1000);
+});
+
+test('a search part is answered only from a shard this node serves, and not from one whose drop began meanwhile', async () => {
+  const f = fakeStream();
+  const m = fakeMap();
+  const config = materializeConfigSchema.parse({ lag_poll_interval_ms: 100, consumer: 'store-n3' });
+  const r = createShardReplicas(config, {
+    map: m.service,
+    stream: f.stream,
+    store,
+    nodeId: 'n1',
+    metrics: new Registry(),
+    logger: silentLogger,
+  });
+  await r.start();
+  m.setStates(4, { 0: 'catching_up', 1: 'serving', 2: 'draining' });
+  await waitFor('three consumers', () => ['s0', 's1', 's2'].every((s) => f.handlers.has(`store-n3-${s}`)));
+  const cases: [string, number, boolean][] = [
+    ['catching up: not complete', 0, false],
+    ['serving', 1, true],
+    ['draining: still complete', 2, true],
+    ['not held', 3, false],
+  ];
+  for (const [what, shard, served] of cases) assert.equal(r.serves(shard) !== undefined, served, what);
+
+  // A part being read from shard 1 when the map (newer here than on the asking node) takes it away.
+  const reading = r.serves(1)!;
+  const other = r.serves(2)!;
+  m.setStates(6, { 0: 'catching_up', 2: 'draining' });
+  assert.equal(reading(), false, 'the drop began: the part read must not be used');
+  assert.equal(r.serves(1), undefined, 'no new part from a shard being dropped');
+  assert.equal(other(), true, 'another shard is untouched');
+  await waitFor('shard 1 dropped', () => !f.handlers.has('store-n3-s1') && f.deleted.includes('store-n3-s1'));
+  assert.equal(r.serves(1), undefined);
+  // Given back later: served again once complete, and a check taken before the drop stays false.
+  m.setStates(8, { 0: 'catching_up', 1: 'serving', 2: 'draining' });
+  await waitFor('shard 1 again', () => f.handlers.has('store-n3-s1') && r.serves(1) !== undefined);
+  assert.equal(reading(), false);
+  await r.stop(Date.now() + 1000);
 });

@@ -22,6 +22,13 @@ import {
 export interface ShardReplicas extends Materializer {
   /** Shards this node consumes now, with their lag. */
   shardLags(): Map<number, number>;
+  /**
+   * Whether this node may answer a search's part for `shard` now: it consumes the shard, is not dropping it,
+   * and its own map gives it the shard as `serving` or `draining` (complete). Undefined when it may not;
+   * otherwise a check to make once the answer is read: false when the shard's drop began meanwhile (its
+   * rows may be gone from what was read), so the answer must not be used.
+   */
+  serves(shard: number): (() => boolean) | undefined;
 }
 
 /**
@@ -52,6 +59,12 @@ export function createShardReplicas(
   const running = new Map<number, Materializer>();
   /** The map revision each running shard was started from (the coordinator's proof of a fresh report). */
   const since = new Map<number, number>();
+  /**
+   * Per shard, how many drops began: a search part read while it changed may lack rows. A search node whose
+   * map is older than this node's may still ask it for a shard it is dropping; it must then ask another.
+   */
+  const drops = new Map<number, number>();
+  const dropping = new Set<number>();
   let started = false;
   let purged = false;
   let applying: Promise<void> | undefined;
@@ -97,6 +110,17 @@ export function createShardReplicas(
   };
 
   const drop = async (shard: number) => {
+    // Before any await: from here no search part is answered from this shard.
+    drops.set(shard, (drops.get(shard) ?? 0) + 1);
+    dropping.add(shard);
+    try {
+      await dropRows(shard);
+    } finally {
+      dropping.delete(shard);
+    }
+  };
+
+  const dropRows = async (shard: number) => {
     const m = running.get(shard);
     if (m) await m.stop(Date.now() + 10000);
     running.delete(shard);
@@ -171,9 +195,18 @@ export function createShardReplicas(
     return out;
   };
 
+  const serves = (shard: number): (() => boolean) | undefined => {
+    if (!running.has(shard) || dropping.has(shard)) return undefined;
+    const me = deps.map.current().assignment[shard]?.replicas.find((r) => r.node === deps.nodeId);
+    if (me?.state !== 'serving' && me?.state !== 'draining') return undefined;
+    const seen = drops.get(shard) ?? 0;
+    return () => (drops.get(shard) ?? 0) === seen && !dropping.has(shard) && running.has(shard);
+  };
+
   return {
     name: 'materialize',
     shardLags,
+    serves,
     async start() {
       started = true;
       off = deps.map.onChange(() => void apply());
