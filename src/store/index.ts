@@ -62,7 +62,7 @@ const SAFE_FILE_PATH = /^[\w/ .,:+=@%~-]+$/;
  * only text formats in its insert call; binary data handed inline beside the statement lost a byte in
  * some rows of Mordor events ("Cannot read all data"). The file is written to the page cache only: the
  * table's part is what is fsynced, and the file is deleted once the INSERT ends. A dedup token of plain
- * characters (the store's own, `<stream>:<first>-<last>#<chunk>`) goes in as it is, the same token as the
+ * characters (the store's own, `<stream>:<first>-<last>:<digest>#<chunk>`) goes in as it is, the same token as the
  * text insert gave before, so a batch redelivered across an upgrade is still dropped; any other goes in as
  * hex, so nothing of its text reaches the SQL.
  */

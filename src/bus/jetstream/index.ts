@@ -67,6 +67,11 @@ export interface StreamBatch {
   firstSeq: number;
   lastSeq: number;
   messages: number;
+  /**
+   * Stream sequence of each message, in delivery order: redeliveries (after ack_wait, or a nak) come mixed
+   * with new messages, so two batches with the same first and last sequence may hold different messages.
+   */
+  seqs: number[];
   /** Messages of the stream left for this consumer after the batch (as the server counted at delivery). */
   pending: number;
 }
@@ -306,6 +311,7 @@ export function createJetStreamBus(
           firstSeq: entries[0].seq,
           lastSeq: last.seq,
           messages: entries.length,
+          seqs: entries.map((e) => e.seq),
           pending: last.pending,
         });
       },

@@ -255,6 +255,16 @@ export function createJetStreamLog<T>(
   const failures = deps.metrics
     ? counter(deps.metrics, 'vigil_bus_consumer_failures_total', 'Batches a consumer failed.', ['consumer'])
     : undefined;
+  // A message delivered again (ack_wait passed, a nak, a consumer restarted): many of them mean batches that
+  // take longer than ack_wait, duplicates the store merges away, and batches cut out of sequence order.
+  const redelivered = deps.metrics
+    ? counter(
+        deps.metrics,
+        'vigil_bus_consumer_redelivered_total',
+        'Messages a consumer received again (not acknowledged in time, or handed back).',
+        ['consumer'],
+      )
+    : undefined;
   // Ensured once per log, as a stream survives reconnects; a publisher that keeps failing asks again (force).
   let ensuring: Promise<void> | undefined;
   let isEnsured = false;
@@ -435,6 +445,7 @@ export function createJetStreamLog<T>(
     const stopped = () => halt.signal.aborted || conn.stopping();
 
     function decode(m: JsMsg): Pulled<T> {
+      if (m.info.redelivered) redelivered?.inc({ consumer: name });
       const value = decodeOrSkip(m, name);
       if (value !== undefined) return { msg: m, value, weight: weightOf(value), at: Date.now() };
       // A message nobody can read would block the consumer forever: it is reported and set aside. Acknowledged,

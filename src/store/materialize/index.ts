@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { EventStream, StreamBatch, StreamSubscription } from '../../bus/jetstream/index.ts';
 import type { Component, ComponentHealth } from '../../lib/component.ts';
@@ -17,6 +18,17 @@ export { type MaterializeConfig, materializeConfigSchema } from './config.ts';
 /** The durable consumer of one shard on one node: `<node consumer>-s<shard>`. */
 export function shardConsumerName(base: string, shard: number): string {
   return `${base}-s${shard}`;
+}
+
+/**
+ * The dedup token of a batch's inserts: `<stream>:<first>-<last>:<digest of every sequence>`. Names the exact
+ * messages, not only the first and last: redeliveries come mixed with new messages, so a later batch with the
+ * same ends may hold a message the earlier one did not, and the engine would drop it whole (acknowledged,
+ * never written: an event stored once instead of R times).
+ */
+export function batchToken(streamId: string, batch: Pick<StreamBatch, 'firstSeq' | 'lastSeq' | 'seqs'>): string {
+  const digest = createHash('sha256').update(batch.seqs.join(',')).digest('base64url').slice(0, 22);
+  return `${streamId}:${batch.firstSeq}-${batch.lastSeq}:${digest}`;
 }
 
 /** Table of applied stream positions, in the store's own database (written right after the events). */
@@ -65,7 +77,7 @@ export interface Materializer extends Component {
 
 /**
  * Creates the materializer of one store replica. Each batch of messages is inserted with
- * `insert_deduplication_token = <stream>:<first seq>-<last seq>#<chunk>` on each of its inserts (the events table keeps a
+ * `insert_deduplication_token = <stream>:<first seq>-<last seq>:<digest of the seqs>#<chunk>` on each of its inserts (the events table keeps a
  * non-replicated de-duplication window, so a batch redelivered whole is dropped by the engine), and any
  * other duplicate (a batch redelivered cut differently) is hidden by ReplacingMergeTree + FINAL on the
  * event id. The position row follows the events; the consumer is acknowledged last. On start the durable
@@ -244,7 +256,7 @@ export function createMaterializer(
       let maxIngested = 0;
       if (batch.events.length > 0) {
         // The token lets the engine drop a batch redelivered exactly as it was.
-        await deps.store.write(batch.events, { dedupToken: `${streamId}:${batch.firstSeq}-${batch.lastSeq}` });
+        await deps.store.write(batch.events, { dedupToken: batchToken(streamId, batch) });
         minIngested = Number.POSITIVE_INFINITY;
         for (const e of batch.events) {
           if (e.ingested < minIngested) minIngested = e.ingested;
@@ -260,7 +272,8 @@ export function createMaterializer(
         minIngested,
         maxIngested,
       });
-      const seq = Math.max(appliedSeq, batch.lastSeq);
+      // The highest sequence, not the last delivered: a redelivery may come after a newer message.
+      const seq = batch.seqs.reduce((a, b) => Math.max(a, b), Math.max(appliedSeq, batch.lastSeq));
       await deps.store.insertRows(
         'positions',
         Buffer.from(JSON.stringify({ stream: streamId, consumer, seq, ack_floor: ackFloor, updated: Date.now() })),

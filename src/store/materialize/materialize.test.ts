@@ -67,9 +67,11 @@ function fakeStream(init: { created: string; lastSeq: number; firstSeq?: number;
   return {
     stream,
     calls,
-    async deliver(firstSeq: number, lastSeq: number, events: NormalizedEvent[], pending = 0) {
+    /** `seqs`: every message's sequence, in delivery order (by default first..last). */
+    async deliver(firstSeq: number, lastSeq: number, events: NormalizedEvent[], pending = 0, seqs?: number[]) {
       assert.ok(handler, 'subscribed');
-      await handler({ events, firstSeq, lastSeq, messages: lastSeq - firstSeq + 1, pending });
+      const all = seqs ?? Array.from({ length: lastSeq - firstSeq + 1 }, (_, i) => firstSeq + i);
+      await handler({ events, firstSeq, lastSeq, messages: all.length, seqs: all, pending });
     },
   };
 }
@@ -140,6 +142,26 @@ test('a batch delivered twice is written once; one cut differently is hidden by 
     {},
   );
   assert.equal(Number(pos.seq), 3);
+  await m.stop(Date.now() + 1000);
+});
+
+test('a redelivery with the same first and last message but one more in between is written, not dropped', async () => {
+  // Under load (issue 15), messages expire ack_wait while a slow batch is written or while they wait in the
+  // consumer's buffer: batch [5', 7] is written, then before its ack 5 and 7 expire again at different
+  // times, with new message 8 delivered in between: [5'', 8, 7']. Its ends are the same (5 and 7); keyed by
+  // them alone the engine dropped the insert whole, and 8 was acknowledged without being written here.
+  const tenant = 'same-ends';
+  const f = fakeStream({ created: 't-ends', lastSeq: 8 });
+  const m = await started(f.stream, 'ends');
+  await f.deliver(5, 7, [ev(tenant, 5), ev(tenant, 7)], 0, [5, 7]);
+  await f.deliver(5, 7, [ev(tenant, 5), ev(tenant, 8), ev(tenant, 7)], 0, [5, 8, 7]);
+  const c = await counts(tenant);
+  assert.equal(c.distinct, 3, 'the message only the second batch held is stored');
+  assert.equal(c.final, 3, 'FINAL shows each event once');
+  assert.equal(m.lag().appliedSeq, 8, 'the highest sequence written, not the last delivered');
+  // The same messages delivered again in the same order are still dropped by the engine.
+  await f.deliver(5, 7, [ev(tenant, 5), ev(tenant, 8), ev(tenant, 7)], 0, [5, 8, 7]);
+  assert.equal((await counts(tenant)).physical, c.physical, 'an identical batch is written once');
   await m.stop(Date.now() + 1000);
 });
 

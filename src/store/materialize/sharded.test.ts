@@ -156,6 +156,7 @@ test('one filtered consumer per shard of the map; a shard taken away loses its c
     events: eventsOf(tenant, 1, 20),
     firstSeq: 1,
     lastSeq: 4,
+    seqs: [1, 2, 3, 4],
     messages: 4,
     pending: 0,
   });
@@ -163,6 +164,7 @@ test('one filtered consumer per shard of the map; a shard taken away loses its c
     events: eventsOf(tenant, 3, 30),
     firstSeq: 5,
     lastSeq: 9,
+    seqs: [5, 6, 7, 8, 9],
     messages: 5,
     pending: 0,
   });
@@ -206,6 +208,7 @@ test('at start, rows of shards the map no longer gives this node (it was gone pa
     events: eventsOf(tenant, 0, 10),
     firstSeq: 1,
     lastSeq: 2,
+    seqs: [1, 2],
     messages: 2,
     pending: 0,
   });
@@ -213,6 +216,7 @@ test('at start, rows of shards the map no longer gives this node (it was gone pa
     events: eventsOf(tenant, 2, 10),
     firstSeq: 3,
     lastSeq: 4,
+    seqs: [3, 4],
     messages: 2,
     pending: 0,
   });
