@@ -180,6 +180,8 @@ export interface ConsumerPosition {
   numPending: number;
   /** Messages delivered and not yet acknowledged. */
   numAckPending: number;
+  /** When the consumer was made (RFC 3339): a consumer deleted and made again is another one. */
+  created?: string;
 }
 
 /** A typed log over one stream. */
@@ -705,6 +707,7 @@ export function createJetStreamLog<T>(
         delivered: info.delivered.stream_seq,
         numPending: info.num_pending,
         numAckPending: info.num_ack_pending,
+        created: info.created,
       };
     },
 

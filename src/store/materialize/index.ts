@@ -21,13 +21,22 @@ export function shardConsumerName(base: string, shard: number): string {
 }
 
 /**
- * The dedup token of a batch's inserts: `<stream>:<first>-<last>:<digest of every sequence>`. Names the exact
- * messages, not only the first and last: redeliveries come mixed with new messages, so a later batch with the
- * same ends may hold a message the earlier one did not, and the engine would drop it whole (acknowledged,
- * never written: an event stored once instead of R times).
+ * The dedup token of a batch's inserts: `<stream>:<first>-<last>:<digest>`, the digest over the consumer's
+ * creation time and every sequence in delivery order. Every sequence: redeliveries come mixed with new
+ * messages, so a later batch with the same ends may hold a message the earlier one did not, and the engine
+ * would drop it whole (acknowledged, never written: an event stored once instead of R times). The consumer's
+ * creation: the engine remembers a token after the rows are deleted, so a shard dropped and given back to
+ * this node (a new consumer) would have the same first batches dropped.
  */
-export function batchToken(streamId: string, batch: Pick<StreamBatch, 'firstSeq' | 'lastSeq' | 'seqs'>): string {
-  const digest = createHash('sha256').update(batch.seqs.join(',')).digest('base64url').slice(0, 22);
+export function batchToken(
+  streamId: string,
+  consumerCreated: string,
+  batch: Pick<StreamBatch, 'firstSeq' | 'lastSeq' | 'seqs'>,
+): string {
+  const digest = createHash('sha256')
+    .update(`${consumerCreated}\n${batch.seqs.join(',')}`)
+    .digest('base64url')
+    .slice(0, 22);
   return `${streamId}:${batch.firstSeq}-${batch.lastSeq}:${digest}`;
 }
 
@@ -110,6 +119,8 @@ export function createMaterializer(
   const consumer = deps.shard === undefined ? base : shardConsumerName(base, deps.shard);
   const filterSubject = deps.shard === undefined ? undefined : deps.stream.shardFilter(deps.shard);
   let streamId = '';
+  /** The durable consumer's creation time, part of each dedup token (see batchToken). */
+  let consumerCreated: string | undefined;
   let appliedSeq = 0;
   let ackFloor = 0;
   let streamLastSeq = 0;
@@ -255,8 +266,10 @@ export function createMaterializer(
       let minIngested = 0;
       let maxIngested = 0;
       if (batch.events.length > 0) {
+        // Asked once per run: the consumer exists, it delivered this batch.
+        if (consumerCreated === undefined) consumerCreated = (await deps.stream.consumerPosition(consumer))?.created;
         // The token lets the engine drop a batch redelivered exactly as it was.
-        await deps.store.write(batch.events, { dedupToken: batchToken(streamId, batch) });
+        await deps.store.write(batch.events, { dedupToken: batchToken(streamId, consumerCreated ?? '', batch) });
         minIngested = Number.POSITIVE_INFINITY;
         for (const e of batch.events) {
           if (e.ingested < minIngested) minIngested = e.ingested;

@@ -67,6 +67,10 @@ function fakeStream(init: { created: string; lastSeq: number; firstSeq?: number;
   return {
     stream,
     calls,
+    /** The consumer as the cluster has it now (made again: another `created`). */
+    setConsumer(c: ConsumerPosition | undefined) {
+      consumer = c;
+    },
     /** `seqs`: every message's sequence, in delivery order (by default first..last). */
     async deliver(firstSeq: number, lastSeq: number, events: NormalizedEvent[], pending = 0, seqs?: number[]) {
       assert.ok(handler, 'subscribed');
@@ -163,6 +167,36 @@ test('a redelivery with the same first and last message but one more in between 
   await f.deliver(5, 7, [ev(tenant, 5), ev(tenant, 8), ev(tenant, 7)], 0, [5, 8, 7]);
   assert.equal((await counts(tenant)).physical, c.physical, 'an identical batch is written once');
   await m.stop(Date.now() + 1000);
+});
+
+test("a shard dropped and given back re-reads the same batches into the replica (the engine's token memory outlives the rows)", async () => {
+  const tenant = 'given-back';
+  const made = (created: string): ConsumerPosition => ({
+    ackFloor: 0,
+    delivered: 0,
+    numPending: 0,
+    numAckPending: 0,
+    created,
+  });
+  const f = fakeStream({ created: 't-back', lastSeq: 3, consumer: made('2026-12-06T12:00:00Z') });
+  const first = await started(f.stream, 'back');
+  await f.deliver(3, 3, [ev(tenant, 3)], 0, [3]);
+  await first.stop(Date.now() + 1000);
+  assert.equal((await counts(tenant)).physical, 1);
+  // As sharded.ts drops a shard: consumer deleted, rows and position deleted. Then the shard comes back.
+  await f.stream.deleteConsumer('store-back');
+  await store.exec(`ALTER TABLE vigil.events DELETE WHERE tenant = {t:String} SETTINGS mutations_sync = 2`, {
+    t: tenant,
+  });
+  await store.exec(
+    `ALTER TABLE vigil.positions DELETE WHERE consumer = 'store-back' AND stream = 'S@t-back' SETTINGS mutations_sync = 2`,
+  );
+  f.setConsumer(made('2026-12-06T12:30:00Z'));
+  const again = await started(f.stream, 'back');
+  // The new consumer reads from the start, cut as before at the live edge: one message, seq 3.
+  await f.deliver(3, 3, [ev(tenant, 3)], 0, [3]);
+  assert.equal((await counts(tenant)).distinct, 1, 'the event is stored again');
+  await again.stop(Date.now() + 1000);
 });
 
 test('on restart the consumer resumes by itself; when it is gone it is made again from the recorded ack floor', async () => {
