@@ -167,6 +167,8 @@ test('a consumer stopped while its handler fails hands the batch back (nak) inst
   await until(() => got.length >= 1, 'the batch again', 4000);
   await next.stop();
   assert.deepEqual(got, [100], 'the next run of the consumer gets it at once, not after ack_wait');
+  const made = (await log.consumerPosition('c2'))?.created;
+  assert.ok(made && !Number.isNaN(Date.parse(made)), `the consumer's creation time is known (${made})`);
 });
 
 test('bad consumer names are refused before anything is sent', () => {

@@ -257,13 +257,14 @@ export function createJetStreamLog<T>(
   const failures = deps.metrics
     ? counter(deps.metrics, 'vigil_bus_consumer_failures_total', 'Batches a consumer failed.', ['consumer'])
     : undefined;
-  // A message delivered again (ack_wait passed, a nak, a consumer restarted): many of them mean batches that
-  // take longer than ack_wait, duplicates the store merges away, and batches cut out of sequence order.
+  // A message the server delivers again (its delivery count > 1): after ack_wait passed, mostly. Many of them
+  // mean batches slower than ack_wait, duplicates the store merges away, and batches cut out of sequence
+  // order. (nats-server 2.9.10 often sends a nak'd message again with a delivery count of 1: not counted.)
   const redelivered = deps.metrics
     ? counter(
         deps.metrics,
         'vigil_bus_consumer_redelivered_total',
-        'Messages a consumer received again (not acknowledged in time, or handed back).',
+        'Messages a consumer received again as the server counts them (mostly: not acknowledged within ack_wait).',
         ['consumer'],
       )
     : undefined;
@@ -433,7 +434,11 @@ export function createJetStreamLog<T>(
           ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start }
           : { deliver_policy: DeliverPolicy.All }),
       });
-      log.info({ stream: spec.name, consumer: name, start_seq: start || 1 }, 'A durable consumer was created.');
+      // From a recorded position (start > 1) it was lost or deleted while its reader kept a position: rare, and
+      // where a reader would skip messages if that position were wrong, so it is logged where operators look.
+      const where = { stream: spec.name, consumer: name, start_seq: start || 1 };
+      if (start > 1) log.warn(where, 'A durable consumer was made again from a recorded position.');
+      else log.info(where, 'A durable consumer was created.');
     }
     return name;
   }
