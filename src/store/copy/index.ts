@@ -5,7 +5,7 @@ import type { JetStreamConnection } from '../../bus/jetstream/index.ts';
 import type { Component, ComponentHealth } from '../../lib/component.ts';
 import { errorMessage, VigilError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
-import { counter, gauge } from '../../lib/metrics.ts';
+import { counter, gauge, histogram } from '../../lib/metrics.ts';
 import { backoffDelay, sleep } from '../../lib/retry.ts';
 import type { EventStore } from '../index.ts';
 import { coverage } from './batches.ts';
@@ -171,6 +171,13 @@ export function createRangeCopy(
     'Copies running on this replica now, by kind (range, shard).',
     ['kind'],
   );
+  const durations = histogram(
+    deps.metrics,
+    'vigil_store_copy_duration_seconds',
+    'Time a finished copy took, offer to last page, by kind (range, shard): rate-limited by store.copy.max_events_per_second and max_bytes_per_second.',
+    ['kind'],
+    [1, 5, 15, 60, 300, 900, 3600, 14400, 86400],
+  );
   const cursorGauge = gauge(
     deps.metrics,
     'vigil_store_copy_position_timestamp_seconds',
@@ -314,9 +321,11 @@ export function createRangeCopy(
         ? `${range.shard ? `shard ${range.shard.index} of ` : ''}stream messages ${range.fromSeq}-${range.toSeq} of ${range.stream}`
         : `the events ingested from ${new Date(range.fromIngested).toISOString()} to ${new Date(range.toIngested).toISOString()}`;
     inProgress.inc({ kind });
+    const begun = Date.now();
     try {
       const result = await copyFrom(await findPeer(range, what, opts.exclude ?? []), range, what, opts);
       copies.inc({ kind, result: 'done' });
+      durations.observe({ kind }, (Date.now() - begun) / 1000);
       return result;
     } catch (err) {
       copies.inc({ kind, result: 'failed' });

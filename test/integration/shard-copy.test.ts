@@ -1,0 +1,286 @@
+/**
+ * A new replica of a shard gets the shard's history the stream no longer holds from a serving replica
+ * (issue 15, ADR 0008): a sharded cluster (S = 2, R = 2) of two store nodes takes events, the stream's early
+ * messages are purged (as retention would drop them), more events come, then a third node joins and one shard
+ * moves to it. It copies the shard from a serving replica (filtered by shard, rate-limited), consumes the
+ * stream, and serves only then; events sent during the copy arrive through the stream. It ends with exactly
+ * the shard's events, each once, the same as the shard's other replica; searches from every node stay
+ * complete and exact throughout. Real nats-server and etcd.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { shardOf } from '../../src/cluster/shards/index.ts';
+import { type EtcdCluster, startEtcdCluster } from '../harness/etcd.ts';
+import { type NatsCluster, startNatsCluster } from '../harness/nats.ts';
+import { startVigil, type VigilNode } from '../harness/vigil.ts';
+
+const S = 2;
+const RUN = `sc${Date.now().toString(36)}`;
+const PEER_TOKEN = `peer-${'0123456789abcdef'.repeat(3)}`;
+/** The copy's rate limit in the test: slow enough to watch the replica catch up. */
+const COPY_EVENTS_PER_SECOND = 50;
+
+let nats: NatsCluster;
+let etcd: EtcdCluster;
+const root = mkdtempSync(join(tmpdir(), 'vigil-shard-copy-'));
+const tokenFile = join(root, 'peer-token');
+const nodes = new Map<string, VigilNode>();
+
+before(async () => {
+  writeFileSync(tokenFile, PEER_TOKEN, { mode: 0o600 });
+  nats = await startNatsCluster({ size: 1 });
+  etcd = await startEtcdCluster({ size: 1 });
+});
+after(async () => {
+  for (const n of nodes.values()) await n.close().catch((err) => console.error(err));
+  await nats?.stop();
+  await etcd?.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+const env = (id: string) => ({
+  VIGIL_BUS__KIND: 'jetstream',
+  VIGIL_BUS__JETSTREAM__SERVERS: JSON.stringify(nats.urls),
+  VIGIL_BUS__JETSTREAM__REPLICAS: '1',
+  VIGIL_CLUSTER__ENABLED: 'true',
+  VIGIL_CLUSTER__NODE_ID: id,
+  VIGIL_CLUSTER__ETCD_ENDPOINTS: JSON.stringify(etcd.endpoints),
+  VIGIL_CLUSTER__KEY_PREFIX: `${RUN}/`,
+  VIGIL_CLUSTER__PEER_TOKEN_FILE: tokenFile,
+  VIGIL_CLUSTER__REFRESH_INTERVAL_MS: '500',
+  VIGIL_CLUSTER__CONNECT_TIMEOUT_MS: '30000',
+  VIGIL_STORE__SHARDS: String(S),
+  VIGIL_STORE__REPLICAS: '2',
+  VIGIL_STORE__SHARD_SERVE_LAG_MESSAGES: '0',
+  VIGIL_STORE__MATERIALIZE__LINGER_MS: '100',
+  VIGIL_STORE__MATERIALIZE__LAG_POLL_INTERVAL_MS: '500',
+  VIGIL_STORE__COPY__MAX_EVENTS_PER_SECOND: String(COPY_EVENTS_PER_SECOND),
+  VIGIL_STORE__COPY__PAGE_MAX_EVENTS: '25',
+  VIGIL_STORE__COPY__RETRY_INTERVAL_MS: '1000',
+});
+
+async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ''}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+interface Replica {
+  node: string;
+  state: string;
+}
+type Assignment = { shard: number; replicas: Replica[] }[];
+
+async function shardMap(via: VigilNode): Promise<Assignment> {
+  const res = await via.get('/admin/cluster/status');
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return (res.body.shards ?? []) as Assignment;
+}
+
+/** Every shard has 2 serving replicas, on `on` only. */
+function settled(map: Assignment, on: string[]): boolean {
+  return (
+    map.length === S &&
+    map.every((a) => a.replicas.length === 2 && a.replicas.every((r) => r.state === 'serving' && on.includes(r.node)))
+  );
+}
+
+async function metric(node: VigilNode, series: string): Promise<number> {
+  const text = await (await fetch(`${node.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+/** `n` events of the run, in `posts` requests to `via`; returns their ids. */
+async function send(via: VigilNode, tag: string, n: number, posts: number): Promise<string[]> {
+  const ids: string[] = [];
+  const per = Math.ceil(n / posts);
+  for (let p = 0; p * per < n; p++) {
+    const lines: string[] = [];
+    for (let i = p * per; i < Math.min(n, (p + 1) * per); i++) {
+      const id = `${RUN}-${tag}-${i}`;
+      ids.push(id);
+      lines.push(JSON.stringify({ 'event.id': id, run: RUN, tag, n: i, message: `${tag} event ${i}` }));
+    }
+    const res = await via.post('/api/v1/ingest', lines.join('\n'));
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+  }
+  return ids;
+}
+
+/** The run's event ids one node holds of one shard (its own rows: the node-to-node shard route). */
+async function idsOn(node: VigilNode, shard: number): Promise<string[]> {
+  const now = Date.now();
+  const res = await fetch(`${node.url}/internal/v1/search/shard`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${PEER_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      q: `run:${RUN}`,
+      from: now - 6 * 3600_000,
+      to: now + 3600_000,
+      limit: 10000,
+      maxLimit: 10000,
+      tenants: ['default'],
+      now,
+      user: 'shard-copy-test',
+      shard,
+      shards: S,
+    }),
+    signal: AbortSignal.timeout(60_000),
+  });
+  const body = (await res.json()) as { rows?: { id: string }[]; count?: number };
+  assert.equal(res.status, 200, JSON.stringify(body));
+  const rows = body.rows ?? [];
+  assert.equal(rows.length, body.count, 'every matching event listed');
+  return rows.map((r) => String(r.id));
+}
+
+const digest = (ids: string[]) =>
+  createHash('sha256')
+    .update([...ids].sort().join('\n'))
+    .digest('hex');
+
+/** A client's search of the run from `via`: the count and distinct ids, and whether it was complete. */
+async function countFrom(via: VigilNode): Promise<{ n: number; ids: number; partial: boolean }> {
+  const q = new URLSearchParams({
+    q: `run:${RUN} | stats count() as n, dc(event.id) as ids`,
+    from: 'now-6h',
+    to: 'now+1h',
+  });
+  const res = await via.get(`/api/v1/search?${q}`);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  const row = (res.body.rows?.[0] ?? [0, 0]) as number[];
+  return { n: Number(row[0]), ids: Number(row[1]), partial: res.body.partial === true };
+}
+
+test('a node joins after the stream dropped early messages: the moved shard is copied from a serving replica, exactly', {
+  timeout: 900_000,
+}, async () => {
+  const a = await startVigil({ env: env('vigil-a') });
+  nodes.set('vigil-a', a);
+  const b = await startVigil({ env: env('vigil-b') });
+  nodes.set('vigil-b', b);
+  await until('both shards on a and b, serving', async () => settled(await shardMap(a), ['vigil-a', 'vigil-b']));
+
+  // Before the purge: 600 events in 24 requests (48 messages, one per shard and request).
+  const early = await send(a, 'early', 600, 24);
+  await until('a and b to hold the early events', async () => {
+    const [x, y] = [await countFrom(a), await countFrom(b)];
+    return x.n === 600 && y.n === 600;
+  });
+
+  // Retention drops the first half of the stream's messages (as max_age or max_msgs would).
+  const nc = await connect({ servers: nats.urls });
+  let firstSeq: number;
+  try {
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info('VIGIL_EVENTS');
+    const keepFrom = Math.floor((info.state.first_seq + info.state.last_seq) / 2);
+    await jsm.streams.purge('VIGIL_EVENTS', { seq: keepFrom });
+    firstSeq = (await jsm.streams.info('VIGIL_EVENTS')).state.first_seq;
+    assert.equal(firstSeq, keepFrom);
+  } finally {
+    await nc.close();
+  }
+  // After the purge: 200 more, which the stream holds.
+  const middle = await send(b, 'middle', 200, 8);
+  const total = early.length + middle.length;
+  await until(
+    'a and b to hold every event',
+    async () => (await countFrom(a)).n === total && (await countFrom(b)).n === total,
+  );
+
+  // A third node joins: one shard moves to it (2 x 2 replicas over 3 nodes: 2, 1, 1).
+  const c = await startVigil({ env: env('vigil-c') });
+  nodes.set('vigil-c', c);
+  const moving = await until('a shard to be given to c', async () => {
+    const map = await shardMap(a);
+    const mine = map.find((x) => x.replicas.some((r) => r.node === 'vigil-c'));
+    return mine ? mine.shard : undefined;
+  });
+  // Copied at 50 events/s: the replica is catching up for seconds, and the map and the metrics say so.
+  let sawCatchingUp = false;
+  let sawCopying = false;
+  const checks: { n: number; ids: number; partial: boolean; want: number; via: string }[] = [];
+  let late: string[] = [];
+  const startedAt = Date.now();
+  await until(
+    'c to serve its shard',
+    async () => {
+      const r = (await shardMap(a))[moving].replicas.find((x) => x.node === 'vigil-c');
+      if (r?.state === 'catching_up') sawCatchingUp = true;
+      if ((await metric(c, 'vigil_store_copies_in_progress{kind="shard"}')) > 0) sawCopying = true;
+      if (sawCopying && late.length === 0) {
+        // Events sent during the copy reach c through the stream: the copy's end and the stream's start meet.
+        late = await send(a, 'late', 100, 4);
+        await until('the serving replicas to hold the late events', async () => (await countFrom(a)).n === total + 100);
+      }
+      // Searches stay complete and exact while the shard moves (c is never asked before it serves).
+      for (const [id, n] of nodes) checks.push({ ...(await countFrom(n)), want: total + late.length, via: id });
+      return r?.state === 'serving';
+    },
+    240_000,
+  );
+  const catchUpMs = Date.now() - startedAt;
+  assert.ok(sawCatchingUp, 'the map showed c catching_up');
+  assert.ok(sawCopying, 'a shard copy was in progress on c');
+  assert.equal(late.length, 100, 'events were sent during the copy');
+  assert.ok(checks.length > 0);
+  for (const r of checks) assert.deepEqual(r, { n: r.want, ids: r.want, partial: false, want: r.want, via: r.via });
+
+  const all = [...early, ...middle, ...late];
+  const want = all.filter((id) => shardOf(id, S) === moving);
+  // The other replica of the moved shard (the one that stays), once the old one is gone.
+  const map = await until('the map settled on a, b and c', async () => {
+    const m = await shardMap(a);
+    return m.length === S && m.every((x) => x.replicas.length === 2 && x.replicas.every((r) => r.state === 'serving'))
+      ? m
+      : undefined;
+  });
+  const other = map[moving].replicas.find((r) => r.node !== 'vigil-c')!.node;
+  const onC = await until('c to hold the late events of its shard', async () => {
+    const ids = await idsOn(c, moving);
+    return ids.length >= want.length ? ids : undefined;
+  });
+  const onOther = await idsOn(nodes.get(other)!, moving);
+  // Exactly the shard's events, each once, as its serving replica holds them.
+  assert.equal(new Set(onC).size, onC.length, 'each event once on c');
+  assert.equal(onC.length, want.length);
+  assert.equal(digest(onC), digest(want));
+  assert.equal(onOther.length, onC.length);
+  assert.equal(digest(onOther), digest(onC));
+  assert.deepEqual(await idsOn(c, 1 - moving), [], 'nothing of the other shard on c');
+
+  // The copy brought what the stream no longer held: at least the moved shard's purged events.
+  const received = await metric(c, 'vigil_store_copy_events_total{direction="received"}');
+  const purgedOfShard = early.filter((id) => shardOf(id, S) === moving).length / 2;
+  assert.ok(received >= purgedOfShard, `copied ${received} events, the shard lost about ${purgedOfShard}`);
+  assert.ok((await metric(c, 'vigil_store_copy_bytes_total{direction="received"}')) > received * 50);
+  assert.equal(await metric(c, 'vigil_store_copies_total{kind="shard",result="done"}'), 1);
+  assert.equal(await metric(c, 'vigil_store_copies_in_progress{kind="shard"}'), 0);
+  // Rate-limited: no faster than store.copy.max_events_per_second (one second of budget at once).
+  const copySeconds = await metric(c, 'vigil_store_copy_duration_seconds_sum{kind="shard"}');
+  assert.ok(copySeconds >= received / COPY_EVENTS_PER_SECOND - 1.5, `${received} events in ${copySeconds} s`);
+
+  // Every node answers every event, once, complete.
+  const n = all.length;
+  for (const [id, node] of nodes) assert.deepEqual(await countFrom(node), { n, ids: n, partial: false }, id);
+  process.stdout.write(
+    `# shard-copy: shard ${moving} moved to c: ${onC.length} events (${received} rows copied from a serving replica, overlapping what the stream gave) in ${copySeconds.toFixed(1)} s; c served ${catchUpMs} ms after it was seen with the shard\n`,
+  );
+});
