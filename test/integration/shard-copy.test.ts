@@ -44,7 +44,7 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-const env = (id: string) => ({
+const env = (id: string, over: Record<string, string> = {}) => ({
   VIGIL_BUS__KIND: 'jetstream',
   VIGIL_BUS__JETSTREAM__SERVERS: JSON.stringify(nats.urls),
   VIGIL_BUS__JETSTREAM__REPLICAS: '1',
@@ -63,6 +63,7 @@ const env = (id: string) => ({
   VIGIL_STORE__COPY__MAX_EVENTS_PER_SECOND: String(COPY_EVENTS_PER_SECOND),
   VIGIL_STORE__COPY__PAGE_MAX_EVENTS: '25',
   VIGIL_STORE__COPY__RETRY_INTERVAL_MS: '1000',
+  ...over,
 });
 
 async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
@@ -107,15 +108,15 @@ async function metric(node: VigilNode, series: string): Promise<number> {
 }
 
 /** `n` events of the run, in `posts` requests to `via`; returns their ids. */
-async function send(via: VigilNode, tag: string, n: number, posts: number): Promise<string[]> {
+async function send(via: VigilNode, tag: string, n: number, posts: number, run = RUN): Promise<string[]> {
   const ids: string[] = [];
   const per = Math.ceil(n / posts);
   for (let p = 0; p * per < n; p++) {
     const lines: string[] = [];
     for (let i = p * per; i < Math.min(n, (p + 1) * per); i++) {
-      const id = `${RUN}-${tag}-${i}`;
+      const id = `${run}-${tag}-${i}`;
       ids.push(id);
-      lines.push(JSON.stringify({ 'event.id': id, run: RUN, tag, n: i, message: `${tag} event ${i}` }));
+      lines.push(JSON.stringify({ 'event.id': id, run, tag, n: i, message: `${tag} event ${i}` }));
     }
     const res = await via.post('/api/v1/ingest', lines.join('\n'));
     assert.equal(res.status, 200, JSON.stringify(res.body));
@@ -124,13 +125,13 @@ async function send(via: VigilNode, tag: string, n: number, posts: number): Prom
 }
 
 /** The run's event ids one node holds of one shard (its own rows: the node-to-node shard route). */
-async function idsOn(node: VigilNode, shard: number): Promise<string[]> {
+async function idsOn(node: VigilNode, shard: number, run = RUN): Promise<string[]> {
   const now = Date.now();
   const res = await fetch(`${node.url}/internal/v1/search/shard`, {
     method: 'POST',
     headers: { authorization: `Bearer ${PEER_TOKEN}`, 'content-type': 'application/json' },
     body: JSON.stringify({
-      q: `run:${RUN}`,
+      q: `run:${run}`,
       from: now - 6 * 3600_000,
       to: now + 3600_000,
       limit: 10000,
@@ -280,7 +281,92 @@ test('a node joins after the stream dropped early messages: the moved shard is c
   // Every node answers every event, once, complete.
   const n = all.length;
   for (const [id, node] of nodes) assert.deepEqual(await countFrom(node), { n, ids: n, partial: false }, id);
+  for (const id of [...nodes.keys()]) {
+    await nodes.get(id)?.close();
+    nodes.delete(id);
+  }
   process.stdout.write(
     `# shard-copy: shard ${moving} moved to c: ${onC.length} events (${received} rows copied from a serving replica, overlapping what the stream gave) in ${copySeconds.toFixed(1)} s; c served ${catchUpMs} ms after it was seen with the shard\n`,
   );
+});
+
+test('no serving replica holds the history of a shard: the new replica names the range, stays catching_up, and copies it once one is back', {
+  timeout: 900_000,
+}, async () => {
+  const run = `${RUN}b`;
+  // Another cluster on the same servers: its own keys, stream and subjects; R = 1, and a long grace period
+  // so that the dead node keeps its place.
+  const over = {
+    VIGIL_CLUSTER__KEY_PREFIX: `${run}/`,
+    VIGIL_BUS__JETSTREAM__STREAM: 'VIGIL_EVENTS_B',
+    VIGIL_BUS__JETSTREAM__SUBJECT_PREFIX: 'vigil.eventsb',
+    VIGIL_STORE__REPLICAS: '1',
+    VIGIL_STORE__SHARD_GRACE_MS: '600000',
+    VIGIL_STORE__COPY__MAX_EVENTS_PER_SECOND: '0',
+  };
+  const a = await startVigil({ env: env('vigil-a', over) });
+  nodes.set('vigil-a', a);
+  await until('both shards on a', async () => {
+    const m = await shardMap(a);
+    return m.length === S && m.every((x) => x.replicas.length === 1 && x.replicas[0].state === 'serving');
+  });
+  const sent = await send(a, 'e', 300, 10, run);
+  await until('a to hold them', async () => (await idsOn(a, 0, run)).length + (await idsOn(a, 1, run)).length === 300);
+  const nc = await connect({ servers: nats.urls });
+  let firstSeq: number;
+  try {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.purge('VIGIL_EVENTS_B');
+    firstSeq = (await jsm.streams.info('VIGIL_EVENTS_B')).state.first_seq;
+  } finally {
+    await nc.close();
+  }
+  // a dies; d joins and receives one of a's shards while a is gone: nobody can serve its history.
+  await a.kill('SIGKILL');
+  const d = await startVigil({ env: env('vigil-d', over) });
+  nodes.set('vigil-d', d);
+  const shard = await until('a shard to be given to d', async () => {
+    const m = await shardMap(d);
+    return m.find((x) => x.replicas.some((r) => r.node === 'vigil-d'))?.shard;
+  });
+  const detail = await until('d to name the missing range', async () => {
+    const h = await d.get('/health/ready');
+    const text = String(h.body.checks?.materialize?.detail ?? '');
+    return /no peer replica holds it/.test(text) ? text : undefined;
+  });
+  assert.match(
+    detail,
+    new RegExp(
+      `missing shard ${shard}'s stream messages 1-${firstSeq - 1} \\(no peer replica holds it\\) of VIGIL_EVENTS_B@`,
+    ),
+  );
+  const status = await d.get('/admin/cluster/status');
+  const mine = (status.body.replicas as { node: string; missing?: Record<string, unknown>[] }[]).find(
+    (r) => r.node === 'vigil-d',
+  );
+  assert.deepEqual(
+    mine?.missing?.map((g) => [g.shard, g.from_seq, g.to_seq, g.state]),
+    [[shard, 1, firstSeq - 1, 'missing']],
+  );
+  await until('the metrics to name it', async () => {
+    const first = await metric(d, `vigil_store_shard_missing_first_sequence{shard="${shard}"}`);
+    const last = await metric(d, `vigil_store_shard_missing_last_sequence{shard="${shard}"}`);
+    return first === 1 && last === firstSeq - 1;
+  });
+  assert.ok((await metric(d, 'vigil_store_copy_failures_total{reason="no_peer"}')) >= 1);
+  const replica = (await shardMap(d))[shard].replicas.find((r) => r.node === 'vigil-d');
+  assert.equal(replica?.state, 'catching_up', 'never serving without its history');
+
+  // a comes back: d copies the shard from it, serves, and holds exactly the shard's events.
+  await a.restart();
+  await until('d to serve its shard', async () => {
+    const r = (await shardMap(d))[shard].replicas.find((x) => x.node === 'vigil-d');
+    return r?.state === 'serving';
+  });
+  const onD = await idsOn(d, shard, run);
+  const want = sent.filter((id) => shardOf(id, S) === shard);
+  assert.equal(onD.length, want.length);
+  assert.equal(digest(onD), digest(want));
+  assert.equal(await metric(d, `vigil_store_shard_missing_last_sequence{shard="${shard}"}`), 0);
+  assert.doesNotMatch(String((await d.get('/health/ready')).body.checks?.materialize?.detail ?? ''), /missing/);
 });

@@ -66,6 +66,8 @@ export interface CopyOptions {
   signal?: AbortSignal;
   /** Peers not to ask (those whose copy just failed): another replica answers, if any holds the range. */
   exclude?: readonly string[];
+  /** Called when a peer offered the range, before the first page. */
+  onPeer?: (peer: string) => void;
 }
 
 /** No live peer replica holds the whole range (or none answered). */
@@ -343,6 +345,7 @@ export function createRangeCopy(
       events: 0,
       pages: 0,
     };
+    opts.onPeer?.(offer.node);
     if (offer.from_ingested === null || offer.to_ingested === null) return result;
     const shard = 'shard' in range ? range.shard : undefined;
     log.info(

@@ -225,7 +225,6 @@ export function createMaterializer(
         return;
       }
       try {
-        next.state = 'copying';
         const result = await deps.copy.copy(
           {
             stream: next.stream,
@@ -233,7 +232,14 @@ export function createMaterializer(
             toSeq: next.toSeq,
             ...(shardFilter ? { shard: shardFilter } : {}),
           },
-          { signal: halt.signal, exclude },
+          {
+            signal: halt.signal,
+            exclude,
+            onPeer: (peer) => {
+              next.state = 'copying';
+              next.detail = `copying from ${peer}`;
+            },
+          },
         );
         if (!shardFilter && result.fromIngested !== null && result.toIngested !== null) {
           await recordBatch(deps.store, {

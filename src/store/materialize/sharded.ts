@@ -262,8 +262,12 @@ export function createShardReplicas(
     health(): ComponentHealth {
       if (!started) return { ok: false, detail: 'stopped' };
       const lags = [...running].map(([s, m]) => `${s}:${m.lag().lagMessages}`).join(' ');
-      const detail = `shards ${lags || 'none'} (shard:lag)`;
-      return { ok: true, detail: lastError ? `${lastError}; ${detail}` : detail };
+      // What a shard's replica lacks (a history no peer could copy yet), in its own words.
+      const missing = [...running.values()]
+        .map((m) => m.health().detail ?? '')
+        .flatMap((d) => d.split('; ').filter((part) => part.startsWith('missing ')));
+      const detail = [lastError, `shards ${lags || 'none'} (shard:lag)`, ...missing].filter(Boolean).join('; ');
+      return { ok: true, detail };
     },
     /** The node's lag as one figure: the sum over its shards (0 with none). */
     lag(): ReplicaLag {
