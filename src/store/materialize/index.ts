@@ -354,7 +354,8 @@ export function createMaterializer(
   async function poll(): Promise<void> {
     try {
       const [s, c] = await Promise.all([deps.stream.streamPosition(), deps.stream.consumerPosition(consumer)]);
-      if (!streamId) return;
+      // Not before begin() has settled what is missing: a shard replica would report a lag without its gap.
+      if (!streamId || !subscription) return;
       streamLastSeq = s.lastSeq;
       if (c) ackFloor = c.ackFloor;
       lagMessages = c ? c.numPending + c.numAckPending : Math.max(0, s.lastSeq - ackFloor);
