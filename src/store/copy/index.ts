@@ -50,7 +50,8 @@ export interface CopyResult {
 export interface RangeCopy extends Component {
   /**
    * Copies `range` from a peer into this replica, page by page (store.copy.page_max_events and
-   * page_max_bytes), at most store.copy.max_events_per_second, and resolves once every page is committed.
+   * page_max_bytes), within store.copy.max_events_per_second and max_bytes_per_second (shared by all the
+   * copies of this node), and resolves once every page is committed.
    * Rows are written as the peer holds them: a row this replica holds already collapses with it (the
    * events table is a ReplacingMergeTree on tenant, @timestamp, id and content hash), so a copy may
    * overlap what the stream gives, and may be run again after an interruption. Rejects with
