@@ -24,7 +24,7 @@ const S = 2;
 const RUN = `sc${Date.now().toString(36)}`;
 const PEER_TOKEN = `peer-${'0123456789abcdef'.repeat(3)}`;
 /** The copy's rate limit in the test: slow enough to watch the replica catch up. */
-const COPY_EVENTS_PER_SECOND = 50;
+const COPY_EVENTS_PER_SECOND = 100;
 
 let nats: NatsCluster;
 let etcd: EtcdCluster;
@@ -37,8 +37,29 @@ before(async () => {
   nats = await startNatsCluster({ size: 1 });
   etcd = await startEtcdCluster({ size: 1 });
 });
+/** Starts a node of the test (closed by `closeAll`); once more when another process took one of its free ports first. */
+async function node(id: string, vars: Record<string, string>): Promise<VigilNode> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const n = await startVigil({ env: vars });
+      nodes.set(id, n);
+      return n;
+    } catch (err) {
+      if (attempt > 1 || !/EADDRINUSE/.test(String(err))) throw err;
+    }
+  }
+}
+
+/** Stops every node of the test by PID (its data removed). */
+async function closeAll(): Promise<void> {
+  for (const [id, n] of [...nodes]) {
+    nodes.delete(id);
+    await n.close();
+  }
+}
+
 after(async () => {
-  for (const n of nodes.values()) await n.close().catch((err) => console.error(err));
+  await closeAll().catch((err) => console.error(err));
   await nats?.stop();
   await etcd?.stop();
   rmSync(root, { recursive: true, force: true });
@@ -61,7 +82,7 @@ const env = (id: string, over: Record<string, string> = {}) => ({
   VIGIL_STORE__MATERIALIZE__LINGER_MS: '100',
   VIGIL_STORE__MATERIALIZE__LAG_POLL_INTERVAL_MS: '500',
   VIGIL_STORE__COPY__MAX_EVENTS_PER_SECOND: String(COPY_EVENTS_PER_SECOND),
-  VIGIL_STORE__COPY__PAGE_MAX_EVENTS: '25',
+  VIGIL_STORE__COPY__PAGE_MAX_EVENTS: '50',
   VIGIL_STORE__COPY__RETRY_INTERVAL_MS: '1000',
   ...over,
 });
@@ -171,11 +192,10 @@ async function countFrom(via: VigilNode): Promise<{ n: number; ids: number; part
 
 test('a node joins after the stream dropped early messages: the moved shard is copied from a serving replica, exactly', {
   timeout: 900_000,
-}, async () => {
-  const a = await startVigil({ env: env('vigil-a') });
-  nodes.set('vigil-a', a);
-  const b = await startVigil({ env: env('vigil-b') });
-  nodes.set('vigil-b', b);
+}, async (t) => {
+  t.after(closeAll);
+  const a = await node('vigil-a', env('vigil-a'));
+  const b = await node('vigil-b', env('vigil-b'));
   await until('both shards on a and b, serving', async () => settled(await shardMap(a), ['vigil-a', 'vigil-b']));
 
   // Before the purge: 600 events in 24 requests (48 messages, one per shard and request).
@@ -207,14 +227,13 @@ test('a node joins after the stream dropped early messages: the moved shard is c
   );
 
   // A third node joins: one shard moves to it (2 x 2 replicas over 3 nodes: 2, 1, 1).
-  const c = await startVigil({ env: env('vigil-c') });
-  nodes.set('vigil-c', c);
+  const c = await node('vigil-c', env('vigil-c'));
   const moving = await until('a shard to be given to c', async () => {
     const map = await shardMap(a);
     const mine = map.find((x) => x.replicas.some((r) => r.node === 'vigil-c'));
     return mine ? mine.shard : undefined;
   });
-  // Copied at 50 events/s: the replica is catching up for seconds, and the map and the metrics say so.
+  // Copied at 100 events/s: the replica is catching up for seconds, and the map and the metrics say so.
   let sawCatchingUp = false;
   let sawCopying = false;
   const checks: { n: number; ids: number; partial: boolean; want: number; via: string }[] = [];
@@ -235,8 +254,15 @@ test('a node joins after the stream dropped early messages: the moved shard is c
       for (const [id, n] of nodes) checks.push({ ...(await countFrom(n)), want: total + late.length, via: id });
       return r?.state === 'serving';
     },
-    240_000,
-  );
+    480_000,
+  ).catch(async (err) => {
+    // What c was doing: its readiness detail names a missing range, its map state, the copy's metrics.
+    const h = await c.get('/health/ready').catch(() => undefined);
+    const received = await metric(c, 'vigil_store_copy_events_total{direction="received"}').catch(() => -1);
+    throw new Error(
+      `${err}; c: ${JSON.stringify(h?.body?.checks?.materialize)}; copied ${received}; map ${JSON.stringify(await shardMap(a).catch(() => null))}`,
+    );
+  });
   const catchUpMs = Date.now() - startedAt;
   assert.ok(sawCatchingUp, 'the map showed c catching_up');
   assert.ok(sawCopying, 'a shard copy was in progress on c');
@@ -281,10 +307,6 @@ test('a node joins after the stream dropped early messages: the moved shard is c
   // Every node answers every event, once, complete.
   const n = all.length;
   for (const [id, node] of nodes) assert.deepEqual(await countFrom(node), { n, ids: n, partial: false }, id);
-  for (const id of [...nodes.keys()]) {
-    await nodes.get(id)?.close();
-    nodes.delete(id);
-  }
   process.stdout.write(
     `# shard-copy: shard ${moving} moved to c: ${onC.length} events (${received} rows copied from a serving replica, overlapping what the stream gave) in ${copySeconds.toFixed(1)} s; c served ${catchUpMs} ms after it was seen with the shard\n`,
   );
@@ -292,7 +314,7 @@ test('a node joins after the stream dropped early messages: the moved shard is c
 
 test('no serving replica holds the history of a shard: the new replica names the range, stays catching_up, and copies it once one is back', {
   timeout: 900_000,
-}, async () => {
+}, async (t) => {
   const run = `${RUN}b`;
   // Another cluster on the same servers: its own keys, stream and subjects; R = 1, and a long grace period
   // so that the dead node keeps its place.
@@ -304,8 +326,8 @@ test('no serving replica holds the history of a shard: the new replica names the
     VIGIL_STORE__SHARD_GRACE_MS: '600000',
     VIGIL_STORE__COPY__MAX_EVENTS_PER_SECOND: '0',
   };
-  const a = await startVigil({ env: env('vigil-a', over) });
-  nodes.set('vigil-a', a);
+  t.after(closeAll);
+  const a = await node('vigil-a', env('vigil-a', over));
   await until('both shards on a', async () => {
     const m = await shardMap(a);
     return m.length === S && m.every((x) => x.replicas.length === 1 && x.replicas[0].state === 'serving');
@@ -323,8 +345,7 @@ test('no serving replica holds the history of a shard: the new replica names the
   }
   // a dies; d joins and receives one of a's shards while a is gone: nobody can serve its history.
   await a.kill('SIGKILL');
-  const d = await startVigil({ env: env('vigil-d', over) });
-  nodes.set('vigil-d', d);
+  const d = await node('vigil-d', env('vigil-d', over));
   const shard = await until('a shard to be given to d', async () => {
     const m = await shardMap(d);
     return m.find((x) => x.replicas.some((r) => r.node === 'vigil-d'))?.shard;
@@ -369,4 +390,9 @@ test('no serving replica holds the history of a shard: the new replica names the
   assert.equal(digest(onD), digest(want));
   assert.equal(await metric(d, `vigil_store_shard_missing_last_sequence{shard="${shard}"}`), 0);
   assert.doesNotMatch(String((await d.get('/health/ready')).body.checks?.materialize?.detail ?? ''), /missing/);
+  const copied = await metric(d, 'vigil_store_copy_events_total{direction="received"}');
+  const seconds = await metric(d, 'vigil_store_copy_duration_seconds_sum{kind="shard"}');
+  process.stdout.write(
+    `# shard-copy: no peer, then a back: shard ${shard}'s ${copied} events copied without a rate limit in ${seconds.toFixed(2)} s\n`,
+  );
 });

@@ -267,7 +267,9 @@ export function createMaterializer(
         attempts.set(next, failed + 1);
         if (err instanceof CopyNoPeerError) {
           next.detail =
-            exclude.length > 0 ? `no peer replica but ${exclude.join(', ')} holds it` : 'no peer replica holds it';
+            exclude.length > 0
+              ? `no peer replica holds it but ${exclude.join(', ')}, whose copy failed`
+              : 'no peer replica holds it';
           // The peers left out may be the only ones: they are asked again next time.
           exclude = [];
         } else {
