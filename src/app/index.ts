@@ -307,6 +307,9 @@ const MODULES: ModuleDef<Base, Modules>[] = [
           nodeId: nodeId(config),
           metrics,
           logger: logger.child({ component: 'materialize' }),
+          copy: view.find('range-copy'),
+          copyRetryMs: config.store.copy.retry_interval_ms,
+          retentionDays: config.store.retention_days,
         });
         return { component: replicas, value: replicas };
       }

@@ -39,7 +39,8 @@ export const storeConfigSchema = z
     shard_serve_lag_messages: z.number().int().min(0).default(10),
     /**
      * Cluster mode, S > 1: most replicas catching up at once in the cluster when shards move (a node joins,
-     * drains or died): each reads its whole shard from the stream, so more at once slows every node.
+     * drains or died): each copies its shard's history from a serving replica (store.copy) and reads what the
+     * stream holds of it, so more at once slows every node.
      */
     shard_max_catching_up: z.number().int().min(1).max(1024).default(4),
     /** Cluster mode: how this node's replica follows the replicated log. */

@@ -5,24 +5,35 @@ import type { JetStreamConnection } from '../../bus/jetstream/index.ts';
 import type { Component, ComponentHealth } from '../../lib/component.ts';
 import { errorMessage, VigilError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
-import { counter, gauge } from '../../lib/metrics.ts';
+import { counter, gauge, histogram } from '../../lib/metrics.ts';
 import { backoffDelay, sleep } from '../../lib/retry.ts';
 import type { EventStore } from '../index.ts';
-import { EVENTS_TABLE, STORED_COLUMNS } from '../schema.ts';
 import { coverage } from './batches.ts';
 import type { RangeCopyConfig } from './config.ts';
+import { type Cursor, type PageAnswer, type PageRequest, readPage, type ShardFilter, shardExtent } from './pages.ts';
 
 export { BATCHES_TABLE, batchesDdl, coverage, recordBatch, type WrittenBatch } from './batches.ts';
 export { type RangeCopyConfig, rangeCopyConfigSchema } from './config.ts';
+export { readPage, type ShardFilter, shardExtent } from './pages.ts';
 
 /**
  * A range of events to copy: the stream sequences `fromSeq..toSeq` of `stream` (`<name>@<created>`, as the
  * materializer names it; only a peer whose batches cover all of them serves it), or the events ingested in
  * `fromIngested..toIngested` (epoch ms, both included; any peer serves it).
+ *
+ * With `shard`, the messages `fromSeq..toSeq` of one shard's subject: only a peer whose replica of the shard
+ * is complete up to `toSeq` (see {@link ShardSource}) serves it, and it sends every row of the shard it holds
+ * (a superset of those messages' events: the part the stream still holds collapses with what the stream gives).
  */
 export type CopyRange =
-  | { stream: string; fromSeq: number; toSeq: number }
+  | { stream: string; fromSeq: number; toSeq: number; shard?: ShardFilter }
   | { fromIngested: number; toIngested: number };
+
+/**
+ * Whether this node's replica of `shard` holds every event of the shard's messages of `stream` up to
+ * `toSeq` (the shard runner answers: a serving or draining replica, nothing missing, consumed past toSeq).
+ */
+export type ShardSource = (shard: ShardFilter, stream: string, toSeq: number) => boolean;
 
 /** What a finished copy did. */
 export interface CopyResult {
@@ -39,13 +50,25 @@ export interface CopyResult {
 export interface RangeCopy extends Component {
   /**
    * Copies `range` from a peer into this replica, page by page (store.copy.page_max_events and
-   * page_max_bytes), at most store.copy.max_events_per_second, and resolves once every page is committed.
+   * page_max_bytes), within store.copy.max_events_per_second and max_bytes_per_second (shared by all the
+   * copies of this node), and resolves once every page is committed.
    * Rows are written as the peer holds them: a row this replica holds already collapses with it (the
    * events table is a ReplacingMergeTree on tenant, @timestamp, id and content hash), so a copy may
    * overlap what the stream gives, and may be run again after an interruption. Rejects with
    * {@link CopyNoPeerError} when no peer holds the whole range, {@link CopyError} when a page fails.
    */
-  copy(range: CopyRange, opts?: { signal?: AbortSignal }): Promise<CopyResult>;
+  copy(range: CopyRange, opts?: CopyOptions): Promise<CopyResult>;
+  /** Serves shard copies to peers from this node's replicas of shards, as `source` says it holds them. */
+  serveShards(source: ShardSource): void;
+}
+
+/** Options of one copy. */
+export interface CopyOptions {
+  signal?: AbortSignal;
+  /** Peers not to ask (those whose copy just failed): another replica answers, if any holds the range. */
+  exclude?: readonly string[];
+  /** Called when a peer offered the range, before the first page. */
+  onPeer?: (peer: string) => void;
 }
 
 /** No live peer replica holds the whole range (or none answered). */
@@ -58,9 +81,12 @@ export class CopyNoPeerError extends VigilError {
 
 /** A copy that started failed on a page. */
 export class CopyError extends VigilError {
-  constructor(message: string, cause?: unknown) {
+  /** The peer that failed it (the next attempt asks another), when a peer did. */
+  readonly peer?: string;
+  constructor(message: string, cause?: unknown, peer?: string) {
     super('copy_failed', message, { status: 503, retryable: true, cause });
     this.name = 'CopyError';
+    if (peer !== undefined) this.peer = peer;
   }
 }
 
@@ -72,15 +98,6 @@ export class CopyError extends VigilError {
 const OFFER_SUBJECT = '_vigil.copy.offer';
 const pageSubject = (node: string) => `_vigil.copy.page.${node}`;
 
-/** The last row of a page: the next page starts after it (the sort order below). */
-interface Cursor {
-  ingested: number;
-  tenant: string;
-  ts: number;
-  id: string;
-  content_hash: string;
-}
-
 interface OfferRequest {
   from_node: string;
   stream?: string;
@@ -88,25 +105,18 @@ interface OfferRequest {
   to_seq?: number;
   from_ingested?: number;
   to_ingested?: number;
+  shard?: ShardFilter;
+  /** Nodes that must not answer (bounded by SERVE_EXCLUDE_MAX). */
+  exclude?: string[];
 }
+
+/** Most nodes an offer may exclude. */
+const SERVE_EXCLUDE_MAX = 64;
 
 interface OfferAnswer {
   node: string;
   from_ingested: number | null;
   to_ingested: number | null;
-}
-
-interface PageRequest {
-  from_ingested: number;
-  to_ingested: number;
-  after: Cursor | null;
-  max_events: number;
-}
-
-interface PageAnswer {
-  rows?: string[];
-  next?: Cursor | null;
-  error?: string;
 }
 
 /** Page requests a node answers at once; more wait for NATS to redeliver them (as timeouts on the asker). */
@@ -129,6 +139,9 @@ export function createRangeCopy(
   let subscribing: Promise<void> | undefined;
   let stopped = true;
   let serving = 0;
+  let shardSource: ShardSource | undefined;
+  /** Epoch ms from which the node's copies may take their next page (shared: the limit is the node's). */
+  let paceFrom = 0;
   const halt = new AbortController();
 
   const events = counter(
@@ -137,12 +150,37 @@ export function createRangeCopy(
     'Events copied between store replicas: received (written here) or served (read here for a peer).',
     ['direction'],
   );
+  const bytes = counter(
+    deps.metrics,
+    'vigil_store_copy_bytes_total',
+    'Bytes of rows (JSON, before gzip) copied between store replicas, by direction.',
+    ['direction'],
+  );
   const pages = counter(deps.metrics, 'vigil_store_copy_pages_total', 'Pages of a range copy, by direction.', [
     'direction',
   ]);
   const failures = counter(deps.metrics, 'vigil_store_copy_failures_total', 'Range copies that failed, by reason.', [
     'reason',
   ]);
+  const copies = counter(
+    deps.metrics,
+    'vigil_store_copies_total',
+    'Copies this replica ran, by kind (range: stream sequences or times; shard: a new replica of a shard) and result (done, failed).',
+    ['kind', 'result'],
+  );
+  const inProgress = gauge(
+    deps.metrics,
+    'vigil_store_copies_in_progress',
+    'Copies running on this replica now, by kind (range, shard).',
+    ['kind'],
+  );
+  const durations = histogram(
+    deps.metrics,
+    'vigil_store_copy_duration_seconds',
+    'Time a finished copy took, offer to last page, by kind (range, shard): rate-limited by store.copy.max_events_per_second and max_bytes_per_second.',
+    ['kind'],
+    [1, 5, 15, 60, 300, 900, 3600, 14400, 86400],
+  );
   const cursorGauge = gauge(
     deps.metrics,
     'vigil_store_copy_position_timestamp_seconds',
@@ -157,6 +195,19 @@ export function createRangeCopy(
   async function answerOffer(msg: Msg): Promise<void> {
     const req = msg.json<OfferRequest>();
     if (req.from_node === node) return;
+    if (Array.isArray(req.exclude) && req.exclude.slice(0, SERVE_EXCLUDE_MAX).includes(node)) return;
+    if (req.shard !== undefined) {
+      const shard = { index: Number(req.shard.index), count: Number(req.shard.count) };
+      const valid =
+        Number.isInteger(shard.index) && Number.isInteger(shard.count) && shard.index >= 0 && shard.index < shard.count;
+      // Silent unless this replica of the shard is complete up to to_seq: another one may be.
+      if (!valid || typeof req.stream !== 'string' || !shardSource?.(shard, req.stream, Number(req.to_seq))) return;
+      const extent = await shardExtent(deps.store, shard);
+      msg.respond(
+        JSON.stringify({ node, from_ingested: extent.fromIngested, to_ingested: extent.toIngested } as OfferAnswer),
+      );
+      return;
+    }
     if (req.stream !== undefined) {
       const c = await coverage(deps.store, req.stream, Number(req.from_seq), Number(req.to_seq));
       // Silent when it does not hold all of them: another peer may.
@@ -174,8 +225,9 @@ export function createRangeCopy(
     serving++;
     try {
       const req = msg.json<PageRequest>();
-      const page = await readPage(req);
+      const page = await readPage(deps.store, config, req);
       events.inc({ direction: 'served' }, page.rows?.length ?? 0);
+      bytes.inc({ direction: 'served' }, rowBytes(page.rows));
       pages.inc({ direction: 'served' });
       msg.respond(gzipSync(JSON.stringify(page), { level: 1 }));
     } catch (err) {
@@ -185,51 +237,6 @@ export function createRangeCopy(
     } finally {
       serving--;
     }
-  }
-
-  /** One page of rows in (ingested, tenant, ts, id, content_hash) order, bounded in events and bytes. */
-  async function readPage(req: PageRequest): Promise<PageAnswer> {
-    const max = Math.max(1, Math.min(config.page_max_events, Math.trunc(req.max_events)));
-    const after = req.after ?? { ingested: req.from_ingested - 1, tenant: '', ts: 0, id: '', content_hash: '' };
-    const rows = await deps.store.query<Record<string, unknown> & { i_ms: string; t_ms: string }>(
-      `SELECT ${STORED_COLUMNS.join(', ')}, content_hash,
-              toString(toUnixTimestamp64Milli(ingested)) AS i_ms, toString(toUnixTimestamp64Milli(ts)) AS t_ms
-         FROM ${EVENTS_TABLE}
-        WHERE ingested >= fromUnixTimestamp64Milli({from:Int64}) AND ingested <= fromUnixTimestamp64Milli({to:Int64})
-          AND (ingested, tenant, ts, id, content_hash) > (fromUnixTimestamp64Milli({a_i:Int64}), {a_tenant:String},
-               fromUnixTimestamp64Milli({a_ts:Int64}), {a_id:String}, {a_hash:String})
-        ORDER BY ingested, tenant, ts, id, content_hash
-        LIMIT {max:UInt32}`,
-      {
-        from: req.from_ingested,
-        to: req.to_ingested,
-        a_i: after.ingested,
-        a_tenant: after.tenant,
-        a_ts: after.ts,
-        a_id: after.id,
-        a_hash: after.content_hash,
-        max,
-      },
-    );
-    const out: string[] = [];
-    let bytes = 0;
-    let last: Cursor | null = null;
-    for (const r of rows) {
-      const { i_ms, t_ms, ...row } = r;
-      const line = JSON.stringify(row);
-      if (out.length > 0 && bytes + line.length > config.page_max_bytes) break;
-      out.push(line);
-      bytes += line.length;
-      last = {
-        ingested: Number(i_ms),
-        tenant: String(row.tenant),
-        ts: Number(t_ms),
-        id: String(row.id),
-        content_hash: String(row.content_hash),
-      };
-    }
-    const more = out.length < rows.length || rows.length === max;
-    return { rows: out, next: more ? last : null };
   }
 
   function serve(): void {
@@ -254,11 +261,18 @@ export function createRangeCopy(
       });
   }
 
-  async function findPeer(range: CopyRange, what: string): Promise<OfferAnswer> {
+  async function findPeer(range: CopyRange, what: string, exclude: readonly string[]): Promise<OfferAnswer> {
     const req: OfferRequest =
       'stream' in range
-        ? { from_node: node, stream: range.stream, from_seq: range.fromSeq, to_seq: range.toSeq }
+        ? {
+            from_node: node,
+            stream: range.stream,
+            from_seq: range.fromSeq,
+            to_seq: range.toSeq,
+            ...(range.shard ? { shard: range.shard } : {}),
+          }
         : { from_node: node, from_ingested: range.fromIngested, to_ingested: range.toIngested };
+    if (exclude.length > 0) req.exclude = exclude.slice(0, SERVE_EXCLUDE_MAX);
     try {
       const { nc } = deps.connection.clients();
       const msg = await nc.request(OFFER_SUBJECT, JSON.stringify(req), { timeout: config.request_timeout_ms });
@@ -284,15 +298,47 @@ export function createRangeCopy(
       }
     }
     failures.inc({ reason: 'page' });
-    throw new CopyError(`copying from ${peer} failed: ${errorMessage(last)}`, last);
+    throw new CopyError(`copying from ${peer} failed: ${errorMessage(last)}`, last, peer);
   }
 
-  async function copy(range: CopyRange, opts: { signal?: AbortSignal } = {}): Promise<CopyResult> {
+  /**
+   * Waits until the node's copies may go on after a page of `n` events and `size` bytes, so that all the
+   * copies of this node together stay within store.copy.max_events_per_second and max_bytes_per_second (one
+   * second of unused budget may be spent at once).
+   */
+  async function pace(n: number, size: number, signal?: AbortSignal): Promise<void> {
+    const costMs = Math.max(
+      config.max_events_per_second > 0 ? (n / config.max_events_per_second) * 1000 : 0,
+      config.max_bytes_per_second > 0 ? (size / config.max_bytes_per_second) * 1000 : 0,
+    );
+    if (costMs === 0) return;
+    const now = Date.now();
+    paceFrom = Math.max(paceFrom, now - 1000) + costMs;
+    if (paceFrom > now) await sleep(paceFrom - now, signal);
+  }
+
+  async function copy(range: CopyRange, opts: CopyOptions = {}): Promise<CopyResult> {
+    const kind = 'shard' in range && range.shard ? 'shard' : 'range';
     const what =
       'stream' in range
-        ? `stream messages ${range.fromSeq}-${range.toSeq} of ${range.stream}`
+        ? `${range.shard ? `shard ${range.shard.index} of ` : ''}stream messages ${range.fromSeq}-${range.toSeq} of ${range.stream}`
         : `the events ingested from ${new Date(range.fromIngested).toISOString()} to ${new Date(range.toIngested).toISOString()}`;
-    const offer = await findPeer(range, what);
+    inProgress.inc({ kind });
+    const begun = Date.now();
+    try {
+      const result = await copyFrom(await findPeer(range, what, opts.exclude ?? []), range, what, opts);
+      copies.inc({ kind, result: 'done' });
+      durations.observe({ kind }, (Date.now() - begun) / 1000);
+      return result;
+    } catch (err) {
+      copies.inc({ kind, result: 'failed' });
+      throw err;
+    } finally {
+      inProgress.dec({ kind });
+    }
+  }
+
+  async function copyFrom(offer: OfferAnswer, range: CopyRange, what: string, opts: CopyOptions): Promise<CopyResult> {
     const result: CopyResult = {
       peer: offer.node,
       fromIngested: offer.from_ingested,
@@ -300,7 +346,9 @@ export function createRangeCopy(
       events: 0,
       pages: 0,
     };
+    opts.onPeer?.(offer.node);
     if (offer.from_ingested === null || offer.to_ingested === null) return result;
+    const shard = 'shard' in range ? range.shard : undefined;
     log.info(
       {
         peer: offer.node,
@@ -310,7 +358,6 @@ export function createRangeCopy(
       },
       'Copying a range of events from a peer replica.',
     );
-    const started = Date.now();
     let after: Cursor | null = null;
     try {
       for (;;) {
@@ -322,23 +369,23 @@ export function createRangeCopy(
             to_ingested: offer.to_ingested,
             after,
             max_events: config.page_max_events,
+            ...(shard ? { shard } : {}),
           },
           opts.signal,
         );
         const rows = page.rows ?? [];
         if (rows.length > 0) await deps.store.insertRows('events', Buffer.from(rows.join('\n')));
+        const size = rowBytes(rows);
         result.events += rows.length;
         result.pages++;
         events.inc({ direction: 'received' }, rows.length);
+        bytes.inc({ direction: 'received' }, size);
         pages.inc({ direction: 'received' });
         if (!page.next) break;
         after = page.next;
         cursorGauge.set(after.ingested / 1000);
         remainingGauge.set(Math.max(0, offer.to_ingested - after.ingested) / 1000);
-        if (config.max_events_per_second > 0) {
-          const due = started + (result.events / config.max_events_per_second) * 1000;
-          if (due > Date.now()) await sleep(due - Date.now(), opts.signal);
-        }
+        await pace(rows.length, size, opts.signal);
       }
     } finally {
       cursorGauge.set(0);
@@ -363,5 +410,15 @@ export function createRangeCopy(
       return { ok: true, detail: subs.length > 0 ? 'serving peers' : 'not serving peers yet' };
     },
     copy,
+    serveShards(source) {
+      shardSource = source;
+    },
   };
+}
+
+/** Bytes of JSON rows (what the rate limit and the metrics count). */
+function rowBytes(rows: readonly string[] | undefined): number {
+  let n = 0;
+  for (const r of rows ?? []) n += r.length;
+  return n;
 }

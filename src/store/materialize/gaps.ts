@@ -21,6 +21,11 @@ ORDER BY (stream, first_seq)`;
 /** A missing range: `missing` (no peer could serve it yet), `copying`, or `copied` (filled). */
 export interface Gap {
   stream: string;
+  /**
+   * The shard consumer whose range it is (`<consumer>-s<k>`): a node keeping several shards has a gap of the
+   * same sequences for each. Unset for the consumer of every event.
+   */
+  consumer?: string;
   fromSeq: number;
   toSeq: number;
   state: 'missing' | 'copying' | 'copied';
@@ -28,10 +33,18 @@ export interface Gap {
   detail: string;
 }
 
+/**
+ * The `stream` column of a gap: the stream, and for a shard consumer `#<consumer>` (the table's sort key is
+ * (stream, first_seq): two shards' gaps of the same sequences must not replace each other).
+ */
+export function gapKey(stream: string, consumer?: string): string {
+  return consumer ? `${stream}#${consumer}` : stream;
+}
+
 /** Records a gap's state (the newest row of a range wins). */
 export async function saveGap(store: EventStore, gap: Gap): Promise<void> {
   const row = {
-    stream: gap.stream,
+    stream: gapKey(gap.stream, gap.consumer),
     first_seq: gap.fromSeq,
     last_seq: gap.toSeq,
     state: gap.state,
@@ -41,15 +54,16 @@ export async function saveGap(store: EventStore, gap: Gap): Promise<void> {
   await store.insertRows('stream_gaps', Buffer.from(JSON.stringify(row)));
 }
 
-/** The gaps of `stream` not filled yet, oldest first. */
-export async function openGaps(store: EventStore, stream: string): Promise<Gap[]> {
+/** The gaps of `stream` (of one shard consumer's, with `consumer`) not filled yet, oldest first. */
+export async function openGaps(store: EventStore, stream: string, consumer?: string): Promise<Gap[]> {
   const rows = await store.query<{ first_seq: string; last_seq: string; state: Gap['state']; detail: string }>(
     `SELECT toString(first_seq) AS first_seq, toString(last_seq) AS last_seq, state, detail
        FROM ${GAPS_TABLE} FINAL WHERE stream = {stream:String} AND state != 'copied' ORDER BY first_seq`,
-    { stream },
+    { stream: gapKey(stream, consumer) },
   );
   return rows.map((r) => ({
     stream,
+    ...(consumer ? { consumer } : {}),
     fromSeq: Number(r.first_seq),
     toSeq: Number(r.last_seq),
     state: 'missing',

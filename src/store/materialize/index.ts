@@ -10,7 +10,7 @@ import { DATABASE } from '../schema.ts';
 import type { MaterializeConfig } from './config.ts';
 import { settleBy } from '../../lib/deadline.ts';
 import { backoffDelay, shouldLog, sleep } from '../../lib/retry.ts';
-import { batchesDdl, CopyNoPeerError, type RangeCopy, recordBatch } from '../copy/index.ts';
+import { batchesDdl, CopyError, CopyNoPeerError, type RangeCopy, recordBatch } from '../copy/index.ts';
 import { GAPS_DDL, type Gap, openGaps, saveGap } from './gaps.ts';
 
 export { type MaterializeConfig, materializeConfigSchema } from './config.ts';
@@ -76,7 +76,7 @@ export interface ReplicaLag {
    * Stream sequences this replica never wrote and the stream no longer holds, each until a peer's copy
    * fills it: exactly which events a search here may lack.
    */
-  missing: { from_seq: number; to_seq: number; state: Gap['state']; detail: string }[];
+  missing: { from_seq: number; to_seq: number; state: Gap['state']; detail: string; shard?: number }[];
 }
 
 /** The store node's consumer: writes the replicated log into this node's chdb replica. */
@@ -106,6 +106,8 @@ export function createMaterializer(
      * named `<consumer>-s<shard>`; the node-wide lag gauges are left to the shard runner (sharded.ts).
      */
     shard?: number;
+    /** S, with `shard`: a missing range of the shard is copied from a peer replica of the shard, filtered by shard. */
+    shards?: number;
     /** Copies from a peer what the stream no longer holds; without it such a range stays missing. */
     copy?: RangeCopy;
     /** How long a missing range waits before it is asked for again (store.copy.retry_interval_ms). */
@@ -133,6 +135,13 @@ export function createMaterializer(
   let lastError: string | undefined;
   let gaps: Gap[] = [];
   let filling: Promise<void> | undefined;
+  /**
+   * A gap found at this start, before the consumer was made: its end is settled once the consumer exists
+   * (the stream may drop more messages in between, which the consumer then never sees).
+   */
+  let unsettled: Gap | undefined;
+  const shardFilter =
+    deps.shard !== undefined && deps.shards !== undefined ? { index: deps.shard, count: deps.shards } : undefined;
   const halt = new AbortController();
 
   const lagGauge = gauge(
@@ -185,15 +194,49 @@ export function createMaterializer(
   function missingText(): string | undefined {
     const open = gaps.filter((g) => g.state !== 'copied');
     if (open.length === 0) return undefined;
-    return `missing stream messages ${open.map((g) => `${g.fromSeq}-${g.toSeq} (${g.detail})`).join(', ')} of ${streamId}`;
+    const of = deps.shard === undefined ? '' : `shard ${deps.shard}'s `;
+    return `missing ${of}stream messages ${open.map((g) => `${g.fromSeq}-${g.toSeq} (${g.detail})`).join(', ')} of ${streamId}`;
   }
 
   /**
-   * Fills each open gap from a peer, oldest first, asking again every copyRetryMs while no peer holds one.
-   * A filled gap is recorded as a batch too, so that this replica serves it to the next one.
+   * Settles the end of a gap found before the consumer was made: once the consumer exists it starts at or
+   * before the stream's first message, so every message below that first one is in the gap (a superset:
+   * what the copy brings twice collapses with the stream's).
+   */
+  async function settle(gap: Gap): Promise<void> {
+    for (let attempt = 1; running; attempt++) {
+      try {
+        if (await deps.stream.consumerPosition(consumer)) {
+          const s = await deps.stream.streamPosition();
+          if (s.firstSeq - 1 > gap.toSeq) {
+            log.info(
+              { consumer, from_seq: gap.fromSeq, to_seq: s.firstSeq - 1, was_to_seq: gap.toSeq },
+              'The stream dropped more messages before the consumer was made; the missing range grows.',
+            );
+            gap.toSeq = s.firstSeq - 1;
+            await saveGap(deps.store, gap);
+            updateLag();
+          }
+          return;
+        }
+      } catch (err) {
+        if (shouldLog(attempt)) log.warn({ err: errorMessage(err) }, 'The missing range cannot be settled yet.');
+      }
+      await sleep(backoffDelay(attempt, { initialMs: 100, maxMs: 2000 }), halt.signal);
+    }
+  }
+
+  /**
+   * Fills each open gap from a peer, oldest first, asking again with backoff (up to copyRetryMs) while no
+   * peer holds one, and another peer than the one whose copy just failed. A filled gap of the whole stream is
+   * recorded as a batch too, so that this replica serves it to the next one (a shard's replica serves its
+   * shard to the next one from what it consumed, see ShardSource).
    */
   async function fill(): Promise<void> {
     const attempts = new Map<Gap, number>();
+    let exclude: string[] = [];
+    if (unsettled) await settle(unsettled);
+    unsettled = undefined;
     while (running) {
       const next = gaps.find((g) => g.state !== 'copied');
       if (!next) return;
@@ -205,12 +248,23 @@ export function createMaterializer(
         return;
       }
       try {
-        next.state = 'copying';
         const result = await deps.copy.copy(
-          { stream: next.stream, fromSeq: next.fromSeq, toSeq: next.toSeq },
-          { signal: halt.signal },
+          {
+            stream: next.stream,
+            fromSeq: next.fromSeq,
+            toSeq: next.toSeq,
+            ...(shardFilter ? { shard: shardFilter } : {}),
+          },
+          {
+            signal: halt.signal,
+            exclude,
+            onPeer: (peer) => {
+              next.state = 'copying';
+              next.detail = `copying from ${peer}`;
+            },
+          },
         );
-        if (result.fromIngested !== null && result.toIngested !== null) {
+        if (!shardFilter && result.fromIngested !== null && result.toIngested !== null) {
           await recordBatch(deps.store, {
             stream: next.stream,
             firstSeq: next.fromSeq,
@@ -223,21 +277,39 @@ export function createMaterializer(
         next.state = 'copied';
         next.detail = `copied from ${result.peer}: ${result.events} events in ${result.pages} pages`;
         await saveGap(deps.store, next);
+        exclude = [];
         updateLag();
         log.info(
-          { range, stream: next.stream, peer: result.peer, events: result.events },
+          { range, stream: next.stream, shard: deps.shard, peer: result.peer, events: result.events },
           'A missing range was copied from a peer replica.',
         );
       } catch (err) {
+        if (!running) return;
         next.state = 'missing';
-        next.detail =
-          err instanceof CopyNoPeerError ? 'no peer replica holds it' : `the copy failed: ${errorMessage(err)}`;
-        updateLag();
         const failed = attempts.get(next) ?? 0;
         attempts.set(next, failed + 1);
+        if (err instanceof CopyNoPeerError) {
+          next.detail =
+            exclude.length > 0
+              ? `no peer replica holds it but ${exclude.join(', ')}, whose copy failed`
+              : 'no peer replica holds it';
+          // The peers left out may be the only ones: they are asked again next time.
+          exclude = [];
+        } else {
+          next.detail = `the copy failed: ${errorMessage(err)}`;
+          if (err instanceof CopyError && err.peer && !exclude.includes(err.peer)) exclude.push(err.peer);
+        }
+        updateLag();
         if (shouldLog(failed))
           log.error(
-            { range, stream: next.stream, from_seq: next.fromSeq, to_seq: next.toSeq, reason: next.detail },
+            {
+              range,
+              stream: next.stream,
+              shard: deps.shard,
+              from_seq: next.fromSeq,
+              to_seq: next.toSeq,
+              reason: next.detail,
+            },
             'Stream messages this replica never wrote are missing: the stream no longer holds them and no peer copy filled them.',
           );
         try {
@@ -245,9 +317,8 @@ export function createMaterializer(
         } catch (saveErr) {
           log.warn({ err: errorMessage(saveErr) }, 'The missing range could not be recorded; it is kept in memory.');
         }
-        await sleep(deps.copyRetryMs ?? 30_000, halt.signal).catch(() => {
-          // Stopped: the loop ends on `running`.
-        });
+        const retryMs = deps.copyRetryMs ?? 30_000;
+        await sleep(backoffDelay(failed, { initialMs: Math.min(1000, retryMs), maxMs: retryMs }), halt.signal);
       }
     }
   }
@@ -311,7 +382,8 @@ export function createMaterializer(
   async function poll(): Promise<void> {
     try {
       const [s, c] = await Promise.all([deps.stream.streamPosition(), deps.stream.consumerPosition(consumer)]);
-      if (!streamId) return;
+      // Not before begin() has settled what is missing: a shard replica would report a lag without its gap.
+      if (!streamId || !subscription) return;
       streamLastSeq = s.lastSeq;
       if (c) ackFloor = c.ackFloor;
       lagMessages = c ? c.numPending + c.numAckPending : Math.max(0, s.lastSeq - ackFloor);
@@ -350,10 +422,11 @@ export function createMaterializer(
           ackFloor = Math.max(ackFloor, Math.min(existing.ackFloor, stored.seq));
           lagMessages = existing.numPending + existing.numAckPending;
         }
-        gaps = await openGaps(deps.store, streamId);
+        gaps = await openGaps(deps.store, streamId, shardFilter ? consumer : undefined);
         if (stored.ackFloor + 1 < s.firstSeq && (!existing || existing.ackFloor > stored.seq)) {
           const gap: Gap = {
             stream: streamId,
+            ...(shardFilter ? { consumer } : {}),
             fromSeq: stored.ackFloor + 1,
             toSeq: s.firstSeq - 1,
             state: 'missing',
@@ -367,6 +440,7 @@ export function createMaterializer(
           await saveGap(deps.store, gap);
           // The same start recorded before (a restart before the copy): the new end replaces it.
           gaps = [...gaps.filter((g) => g.fromSeq !== gap.fromSeq), gap];
+          unsettled = gap;
         }
         updateLag();
         if (gaps.length > 0) filling = fill();
@@ -431,7 +505,13 @@ export function createMaterializer(
       streamLastSeq,
       lagMessages,
       updatedAt,
-      missing: gaps.map((g) => ({ from_seq: g.fromSeq, to_seq: g.toSeq, state: g.state, detail: g.detail })),
+      missing: gaps.map((g) => ({
+        from_seq: g.fromSeq,
+        to_seq: g.toSeq,
+        state: g.state,
+        detail: g.detail,
+        ...(deps.shard !== undefined ? { shard: deps.shard } : {}),
+      })),
     }),
   };
 }

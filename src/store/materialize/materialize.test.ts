@@ -14,7 +14,15 @@ import type {
 import type { NormalizedEvent } from '../../lib/event.ts';
 import { silentLogger } from '../../lib/logger.ts';
 import { createEventStore, type EventStore, storeConfigSchema } from '../index.ts';
-import { CopyNoPeerError, type CopyRange, coverage, type RangeCopy } from '../copy/index.ts';
+import {
+  CopyError,
+  CopyNoPeerError,
+  type CopyRange,
+  type CopyResult,
+  coverage,
+  type RangeCopy,
+} from '../copy/index.ts';
+import { openGaps } from './gaps.ts';
 import { createMaterializer, type Materializer, materializeConfigSchema } from './index.ts';
 
 // One chdb session per process: every test here shares this store and uses its own tenant and stream id.
@@ -34,8 +42,17 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** An EventStream whose batches the test hands over by hand. */
-function fakeStream(init: { created: string; lastSeq: number; firstSeq?: number; consumer?: ConsumerPosition }) {
+/**
+ * An EventStream whose batches the test hands over by hand. With `makesConsumer`, subscribing makes the
+ * durable consumer as JetStream does (from the start sequence, or the stream's first message if later).
+ */
+function fakeStream(init: {
+  created: string;
+  lastSeq: number;
+  firstSeq?: number;
+  consumer?: ConsumerPosition;
+  makesConsumer?: boolean;
+}) {
   const calls = { deleted: [] as string[], subscribed: [] as { name: string; opts?: StreamConsumeOptions }[] };
   let handler: StreamBatchHandler | undefined;
   let consumer = init.consumer;
@@ -43,6 +60,10 @@ function fakeStream(init: { created: string; lastSeq: number; firstSeq?: number;
     subscribeStream(name, h, opts) {
       handler = h;
       calls.subscribed.push({ name, opts });
+      if (init.makesConsumer && !consumer) {
+        const floor = Math.max(opts?.startSequence ?? 1, init.firstSeq ?? 1) - 1;
+        consumer = { ackFloor: floor, delivered: floor, numPending: 0, numAckPending: 0 };
+      }
       return { name, stop: async () => undefined };
     },
     async streamPosition(): Promise<StreamPosition> {
@@ -70,6 +91,10 @@ function fakeStream(init: { created: string; lastSeq: number; firstSeq?: number;
     /** The consumer as the cluster has it now (made again: another `created`). */
     setConsumer(c: ConsumerPosition | undefined) {
       consumer = c;
+    },
+    /** Retention drops the stream's messages below `seq`. */
+    dropBelow(seq: number) {
+      init.firstSeq = seq;
     },
     /** `seqs`: every message's sequence, in delivery order (by default first..last). */
     async deliver(firstSeq: number, lastSeq: number, events: NormalizedEvent[], pending = 0, seqs?: number[]) {
@@ -277,6 +302,7 @@ test('a range the stream no longer holds is named exactly, kept across a restart
       if (!peerUp) throw new CopyNoPeerError('them');
       return { peer: 'node-2', fromIngested: 1_000_000, toIngested: 2_000_000, events: 7, pages: 2 };
     },
+    serveShards() {},
   };
   const open = async (f: ReturnType<typeof fakeStream>, metrics = new Registry()) => {
     const m = createMaterializer(materializeConfigSchema.parse({ lag_poll_interval_ms: 60000 }), {
@@ -300,7 +326,7 @@ test('a range the stream no longer holds is named exactly, kept across a restart
 
   // A new replica (nothing applied) on a stream that starts at 20: 1-19 are gone from the stream.
   const metrics = new Registry();
-  let m = await open(fakeStream({ created: 't6', firstSeq: 20, lastSeq: 30 }), metrics);
+  let m = await open(fakeStream({ created: 't6', firstSeq: 20, lastSeq: 30, makesConsumer: true }), metrics);
   await waitFor('the copy to be refused', () => m.lag().missing[0]?.detail === 'no peer replica holds it');
   assert.deepEqual(m.lag().missing, [
     { from_seq: 1, to_seq: 19, state: 'missing', detail: 'no peer replica holds it' },
@@ -326,4 +352,93 @@ test('a range the stream no longer holds is named exactly, kept across a restart
     toIngested: 2_000_000,
   });
   await m.stop(Date.now() + 1000);
+});
+
+test("a new replica of a shard asks a peer for the shard's history below the stream's first message, settled once its consumer exists", async () => {
+  const asked: { range: CopyRange; exclude: readonly string[] }[] = [];
+  const outcomes: (() => CopyResult)[] = [
+    () => {
+      throw new CopyError('copying from node-2 failed: timeout', undefined, 'node-2');
+    },
+    () => ({ peer: 'node-3', fromIngested: 1_000_000, toIngested: 2_000_000, events: 11, pages: 3 }),
+  ];
+  const copy: RangeCopy = {
+    name: 'range-copy',
+    start: async () => undefined,
+    stop: async () => undefined,
+    health: () => ({ ok: true }),
+    async copy(range, opts) {
+      asked.push({ range, exclude: [...(opts?.exclude ?? [])] });
+      return (outcomes.shift() ?? outcomes[0])();
+    },
+    serveShards() {},
+  };
+  // The stream starts at 20 when the replica looks, and has dropped up to 34 by the time its consumer is made.
+  const f = fakeStream({ created: 't7', firstSeq: 20, lastSeq: 60, makesConsumer: true });
+  const subscribe = f.stream.subscribeStream;
+  f.stream.subscribeStream = (name, h, opts) => {
+    f.dropBelow(35);
+    return subscribe(name, h, opts);
+  };
+  const m = createMaterializer(materializeConfigSchema.parse({ lag_poll_interval_ms: 60000 }), {
+    stream: f.stream,
+    store,
+    nodeId: 'shardgap',
+    metrics: new Registry(),
+    logger: silentLogger,
+    shard: 2,
+    shards: 4,
+    copy,
+    copyRetryMs: 50,
+  });
+  // Another shard's replica on the same node, with a gap of the same sequences: kept apart.
+  const other = fakeStream({ created: 't7', firstSeq: 20, lastSeq: 60, makesConsumer: true });
+  const blocked: RangeCopy = { ...copy, copy: async () => Promise.reject(new CopyNoPeerError('them')) };
+  const m3 = createMaterializer(materializeConfigSchema.parse({ lag_poll_interval_ms: 60000 }), {
+    stream: other.stream,
+    store,
+    nodeId: 'shardgap',
+    metrics: new Registry(),
+    logger: silentLogger,
+    shard: 3,
+    shards: 4,
+    copy: blocked,
+    copyRetryMs: 50,
+  });
+  await m.start();
+  await m3.start();
+  try {
+    for (let i = 0; i < 400 && m.lag().missing[0]?.state !== 'copied'; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.equal(asked.length, 2);
+    // Every message below the consumer's real start, of shard 2 only; the failed peer is left out next time.
+    assert.deepEqual(asked[0], {
+      range: { stream: 'S@t7', fromSeq: 1, toSeq: 34, shard: { index: 2, count: 4 } },
+      exclude: [],
+    });
+    assert.deepEqual(asked[1].exclude, ['node-2']);
+    assert.deepEqual(m.lag().missing, [
+      { from_seq: 1, to_seq: 34, state: 'copied', detail: 'copied from node-3: 11 events in 3 pages', shard: 2 },
+    ]);
+    // Shard 3's gap is its own, and named with its shard.
+    for (let i = 0; i < 400 && m3.lag().missing[0]?.detail !== 'no peer replica holds it'; i++)
+      await new Promise((r) => setTimeout(r, 25));
+    assert.deepEqual(m3.lag().missing, [
+      { from_seq: 1, to_seq: 19, state: 'missing', detail: 'no peer replica holds it', shard: 3 },
+    ]);
+    assert.match(
+      m3.health().detail ?? '',
+      /missing shard 3's stream messages 1-19 \(no peer replica holds it\) of S@t7/,
+    );
+    // A shard copy is not recorded as batches: this replica holds one shard of those sequences, not all.
+    assert.equal((await coverage(store, 'S@t7', 1, 34)).covered, false);
+  } finally {
+    await m.stop(Date.now() + 1000);
+    await m3.stop(Date.now() + 1000);
+  }
+  // Both gaps are in the table, each under its consumer, so that a restart finds each.
+  assert.deepEqual(
+    (await openGaps(store, 'S@t7', 'store-shardgap-s3')).map((g) => [g.fromSeq, g.toSeq, g.consumer]),
+    [[1, 19, 'store-shardgap-s3']],
+  );
+  assert.deepEqual(await openGaps(store, 'S@t7', 'store-shardgap-s2'), []);
 });

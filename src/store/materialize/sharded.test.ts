@@ -8,6 +8,7 @@ import type { EventStream, StreamBatchHandler, StreamConsumeOptions } from '../.
 import { type ReplicaState, type ShardMap, type ShardMapService, shardOf } from '../../cluster/shards/index.ts';
 import type { NormalizedEvent } from '../../lib/event.ts';
 import { silentLogger } from '../../lib/logger.ts';
+import { CopyNoPeerError, type CopyRange, type RangeCopy, type ShardSource } from '../copy/index.ts';
 import { createEventStore, type EventStore, storeConfigSchema } from '../index.ts';
 import { materializeConfigSchema } from './index.ts';
 import { createShardReplicas } from './sharded.ts';
@@ -269,4 +270,82 @@ test('a search part is answered only from a shard this node serves, and not from
   await waitFor('shard 1 again', () => f.handlers.has('store-n3-s1') && r.serves(1) !== undefined);
   assert.equal(reading(), false);
   await r.stop(Date.now() + 1000);
+});
+
+test('a shard whose history is being copied reports no lag (stays catching_up); a complete serving one serves copies', async () => {
+  // A stream that has dropped messages 1-9: each new replica of a shard lacks them until a peer copy fills them.
+  const f = fakeStream();
+  const consumers = new Map<
+    string,
+    { ackFloor: number; delivered: number; numPending: number; numAckPending: number }
+  >();
+  f.stream.streamPosition = async () => ({ stream: 'E', created: 'c2', firstSeq: 10, lastSeq: 40, messages: 31 });
+  const subscribe = f.stream.subscribeStream;
+  f.stream.subscribeStream = (name, h, opts) => {
+    consumers.set(name, { ackFloor: 9, delivered: 9, numPending: 0, numAckPending: 0 });
+    return subscribe(name, h, opts);
+  };
+  f.stream.consumerPosition = async (name) => consumers.get(name);
+  let peerUp = false;
+  let source: ShardSource | undefined;
+  const asked: CopyRange[] = [];
+  const copy: RangeCopy = {
+    name: 'range-copy',
+    start: async () => undefined,
+    stop: async () => undefined,
+    health: () => ({ ok: true }),
+    async copy(range) {
+      asked.push(range);
+      if (!peerUp) throw new CopyNoPeerError('them');
+      return { peer: 'n2', fromIngested: 1, toIngested: 2, events: 5, pages: 1 };
+    },
+    serveShards(s) {
+      source = s;
+    },
+  };
+  const m = fakeMap();
+  const r = createShardReplicas(materializeConfigSchema.parse({ lag_poll_interval_ms: 100, consumer: 'store-h1' }), {
+    map: m.service,
+    stream: f.stream,
+    store,
+    nodeId: 'n1',
+    metrics: new Registry(),
+    logger: silentLogger,
+    copy,
+    copyRetryMs: 100,
+  });
+  await r.start();
+  try {
+    m.set(4, [2]);
+    await waitFor('the copy to be asked', () => asked.length > 0);
+    assert.deepEqual(asked[0], { stream: 'E@c2', fromSeq: 1, toSeq: 9, shard: { index: 2, count: S } });
+    // Measured, yet not reported: the history is missing.
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(r.shardLags().has(2), false);
+    assert.ok(m.reports.every((x) => !x.lags.has(2)));
+    assert.match(r.health().detail ?? '', /missing shard 2's stream messages 1-9 \(no peer replica holds it\)/);
+    // Nor served to a peer, though the map says serving (the fake map's state): it lacks that history.
+    assert.ok(source);
+    assert.equal(source({ index: 2, count: S }, 'E@c2', 9), false);
+
+    peerUp = true;
+    await waitFor('the lag to be reported', () => r.shardLags().get(2) === 0);
+    await waitFor('the lag to reach the map', () => m.reports.some((x) => x.lags.get(2) === 0));
+    // Complete now: it serves its shard up to what its consumer acknowledged, of this stream and S only.
+    assert.equal(source({ index: 2, count: S }, 'E@c2', 9), true);
+    assert.equal(source({ index: 2, count: S }, 'E@c1', 9), false, 'another stream');
+    assert.equal(source({ index: 2, count: S + 1 }, 'E@c2', 9), false, 'another S');
+    assert.equal(source({ index: 1, count: S }, 'E@c2', 9), false, 'a shard it does not keep');
+    // Past its ack floor with messages pending: not yet.
+    consumers.set('store-h1-s2', { ackFloor: 9, delivered: 12, numPending: 3, numAckPending: 2 });
+    await waitFor('the lag to be measured', () => r.shardLags().get(2) === 5);
+    assert.equal(source({ index: 2, count: S }, 'E@c2', 30), false);
+    assert.equal(source({ index: 2, count: S }, 'E@c2', 9), true);
+    // Nothing pending: every message of the shard in the stream is written, whatever the ack floor says.
+    consumers.set('store-h1-s2', { ackFloor: 12, delivered: 12, numPending: 0, numAckPending: 0 });
+    await waitFor('caught up', () => r.shardLags().get(2) === 0);
+    assert.equal(source({ index: 2, count: S }, 'E@c2', 30), true);
+  } finally {
+    await r.stop(Date.now() + 1000);
+  }
 });

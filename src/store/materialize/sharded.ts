@@ -1,14 +1,16 @@
 import type { Registry } from 'prom-client';
 import type { EventStream } from '../../bus/jetstream/index.ts';
 import { type ShardMap, type ShardMapService, shardPredicate } from '../../cluster/shards/index.ts';
-import type { Component, ComponentHealth } from '../../lib/component.ts';
+import type { ComponentHealth } from '../../lib/component.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { counter, gauge } from '../../lib/metrics.ts';
 import { backoffDelay, sleep } from '../../lib/retry.ts';
+import type { RangeCopy } from '../copy/index.ts';
 import type { EventStore } from '../index.ts';
 import { EVENTS_TABLE } from '../schema.ts';
 import type { MaterializeConfig } from './config.ts';
+import { GAPS_DDL, GAPS_TABLE, gapKey } from './gaps.ts';
 import {
   createMaterializer,
   type Materializer,
@@ -20,7 +22,10 @@ import {
 
 /** A store node's replicas of the shards the map gives it. */
 export interface ShardReplicas extends Materializer {
-  /** Shards this node consumes now, with their lag. */
+  /**
+   * Shards this node consumes now, with their lag; a shard whose history is still being copied (or cannot
+   * be: no peer holds it) is left out, so its replica stays `catching_up`.
+   */
   shardLags(): Map<number, number>;
   /**
    * Whether this node may answer a search's part for `shard` now: it consumes the shard, is not dropping it,
@@ -31,6 +36,11 @@ export interface ShardReplicas extends Materializer {
   serves(shard: number): (() => boolean) | undefined;
 }
 
+/** Whether a replica of a shard holds all its history: no range of it is missing or being copied. */
+function complete(m: Materializer): boolean {
+  return m.lag().missing.every((g) => g.state === 'copied');
+}
+
 /**
  * Follows the shard map on a store node: one materializer (a durable consumer filtered on the shard's
  * subject) per shard the map gives this node, in any state; a shard taken away is stopped, its consumer
@@ -38,9 +48,10 @@ export interface ShardReplicas extends Materializer {
  * replicas serve). Reports each shard's lag to the map every lag poll, which is how a `catching_up` replica
  * becomes `serving`.
  *
- * History: a new replica reads its shard from the stream's first message. Events the stream no longer holds
- * (older than `bus.jetstream.max_age_seconds`) are not copied from a serving replica yet: the replica serves
- * once it has read what the stream holds (see docs/deployment.md, "Shards").
+ * History: a new replica reads its shard from the stream's first message; the shard's messages the stream no
+ * longer holds (older than `bus.jetstream.max_age_seconds`, or past its size) are copied from a serving
+ * replica of the shard (`copy`, filtered by shard), and the replica reports a lag, and so may serve, only once
+ * both are done (ADR 0008). This node serves its complete shards to new replicas the same way.
  */
 export function createShardReplicas(
   config: MaterializeConfig,
@@ -51,6 +62,12 @@ export function createShardReplicas(
     nodeId: string;
     metrics: Registry;
     logger: Logger;
+    /** Copies a new replica's history from a peer, and serves this node's shards to peers. */
+    copy?: RangeCopy;
+    /** store.copy.retry_interval_ms: the longest wait before a failed copy is tried again. */
+    copyRetryMs?: number;
+    /** store.retention_days. */
+    retentionDays?: number;
   },
 ): ShardReplicas {
   const log = deps.logger;
@@ -81,6 +98,18 @@ export function createShardReplicas(
     ['shard'],
   );
   const held = gauge(deps.metrics, 'vigil_store_shards_held', 'Shards this store node consumes.');
+  const missingFirst = gauge(
+    deps.metrics,
+    'vigil_store_shard_missing_first_sequence',
+    "First stream sequence of a shard's history this replica lacks, until a copy from a serving replica fills it (0: none).",
+    ['shard'],
+  );
+  const missingLast = gauge(
+    deps.metrics,
+    'vigil_store_shard_missing_last_sequence',
+    "Last stream sequence of a shard's history this replica lacks, until a copy from a serving replica fills it (0: none).",
+    ['shard'],
+  );
   const dropped = counter(
     deps.metrics,
     'vigil_store_shards_dropped_total',
@@ -135,7 +164,14 @@ export function createShardReplicas(
       `ALTER TABLE ${POSITIONS_TABLE} DELETE WHERE consumer = {consumer:String} SETTINGS mutations_sync = 2`,
       { consumer },
     );
+    // Its missing ranges too: a replica made again later finds its own.
+    await deps.store.exec(
+      `ALTER TABLE ${GAPS_TABLE} DELETE WHERE endsWith(stream, {key:String}) SETTINGS mutations_sync = 2`,
+      { key: gapKey('', consumer) },
+    );
     shardLag.remove({ shard: String(shard) });
+    missingFirst.remove({ shard: String(shard) });
+    missingLast.remove({ shard: String(shard) });
     dropped.inc();
     log.info({ shard, consumer }, 'This node no longer keeps a shard: its consumer and rows are deleted.');
   };
@@ -148,6 +184,10 @@ export function createShardReplicas(
       metrics: deps.metrics,
       logger: log.child({ shard }),
       shard,
+      shards: S,
+      ...(deps.copy ? { copy: deps.copy } : {}),
+      ...(deps.copyRetryMs !== undefined ? { copyRetryMs: deps.copyRetryMs } : {}),
+      ...(deps.retentionDays !== undefined ? { retentionDays: deps.retentionDays } : {}),
     });
     await m.start();
     running.set(shard, m);
@@ -169,6 +209,7 @@ export function createShardReplicas(
           // Once the map is known (revision > 0), and once per start.
           if (!purged && map.revision > 0) {
             await deps.store.exec(POSITIONS_DDL);
+            await deps.store.exec(GAPS_DDL);
             for (const s of await leftovers(want)) await drop(s);
             purged = true;
           }
@@ -190,8 +231,8 @@ export function createShardReplicas(
 
   const shardLags = () => {
     const out = new Map<number, number>();
-    // A replica that has not measured its lag yet reports nothing: it stays catching_up.
-    for (const [s, m] of running) if (m.lag().updatedAt > 0) out.set(s, m.lag().lagMessages);
+    // A replica that has not measured its lag yet, or lacks history, reports nothing: it stays catching_up.
+    for (const [s, m] of running) if (m.lag().updatedAt > 0 && complete(m)) out.set(s, m.lag().lagMessages);
     return out;
   };
 
@@ -203,17 +244,42 @@ export function createShardReplicas(
     return () => (drops.get(shard) ?? 0) === seen && !dropping.has(shard) && running.has(shard);
   };
 
+  /**
+   * Whether this node's replica of `shard` holds every event of the shard's messages of `stream` up to
+   * `toSeq`, so that it may serve them to a new replica: the map has it serving (or draining, still
+   * complete), nothing of it is missing, and its consumer acknowledged every message of the shard up to
+   * toSeq (the ack floor of a filtered consumer: every message of its subject at or below it is acknowledged,
+   * hence written), or it is fully caught up (no message of the shard pending: a shard without messages
+   * lately has an ack floor at its last message, which may be below toSeq).
+   */
+  const holds = (shard: { index: number; count: number }, stream: string, toSeq: number): boolean => {
+    if (shard.count !== S) return false;
+    const m = running.get(shard.index);
+    if (!m || !complete(m)) return false;
+    const state = deps.map.current().assignment[shard.index]?.replicas.find((r) => r.node === deps.nodeId)?.state;
+    if (state !== 'serving' && state !== 'draining') return false;
+    const l = m.lag();
+    if (l.stream !== stream || l.updatedAt === 0) return false;
+    return l.ackFloor >= toSeq || (l.lagMessages === 0 && l.streamLastSeq >= toSeq);
+  };
+
   return {
     name: 'materialize',
     shardLags,
     serves,
     async start() {
       started = true;
+      deps.copy?.serveShards(holds);
       off = deps.map.onChange(() => void apply());
       void apply();
       poller = setInterval(() => {
         const lags = shardLags();
         for (const [s, n] of lags) shardLag.set({ shard: String(s) }, n);
+        for (const [s, m] of running) {
+          const open = m.lag().missing.filter((g) => g.state !== 'copied');
+          missingFirst.set({ shard: String(s) }, open[0]?.from_seq ?? 0);
+          missingLast.set({ shard: String(s) }, open[open.length - 1]?.to_seq ?? 0);
+        }
         deps.map.report(lags, since);
       }, config.lag_poll_interval_ms);
       poller.unref();
@@ -229,8 +295,12 @@ export function createShardReplicas(
     health(): ComponentHealth {
       if (!started) return { ok: false, detail: 'stopped' };
       const lags = [...running].map(([s, m]) => `${s}:${m.lag().lagMessages}`).join(' ');
-      const detail = `shards ${lags || 'none'} (shard:lag)`;
-      return { ok: true, detail: lastError ? `${lastError}; ${detail}` : detail };
+      // What a shard's replica lacks (a history no peer could copy yet), in its own words.
+      const missing = [...running.values()]
+        .map((m) => m.health().detail ?? '')
+        .flatMap((d) => d.split('; ').filter((part) => part.startsWith('missing ')));
+      const detail = [lastError, `shards ${lags || 'none'} (shard:lag)`, ...missing].filter(Boolean).join('; ');
+      return { ok: true, detail };
     },
     /** The node's lag as one figure: the sum over its shards (0 with none). */
     lag(): ReplicaLag {
