@@ -123,6 +123,8 @@ export function createMaterializer(
   let streamId = '';
   /** The durable consumer's creation time, part of each dedup token (see batchToken). */
   let consumerCreated: string | undefined;
+  /** The highest consumer ack floor recorded in the positions table by poll(). */
+  let recordedFloor = 0;
   let appliedSeq = 0;
   let ackFloor = 0;
   let streamLastSeq = 0;
@@ -385,6 +387,17 @@ export function createMaterializer(
       // Not before begin() has settled what is missing: a shard replica would report a lag without its gap.
       if (!streamId || !subscription) return;
       streamLastSeq = s.lastSeq;
+      if (c && c.ackFloor > recordedFloor && c.ackFloor > appliedSeq) {
+        // Every message up to the floor was written here before it was acknowledged: recorded, so that a
+        // restart does not take a floor past this shard's last message for a wiped replica (see begin).
+        await deps.store.insertRows(
+          'positions',
+          Buffer.from(
+            JSON.stringify({ stream: streamId, consumer, seq: appliedSeq, ack_floor: c.ackFloor, updated: Date.now() }),
+          ),
+        );
+        recordedFloor = c.ackFloor;
+      }
       if (c) ackFloor = c.ackFloor;
       lagMessages = c ? c.numPending + c.numAckPending : Math.max(0, s.lastSeq - ackFloor);
       updatedAt = Date.now();
@@ -406,7 +419,11 @@ export function createMaterializer(
         streamLastSeq = s.lastSeq;
         const existing = await deps.stream.consumerPosition(consumer);
         lagMessages = Math.max(0, s.lastSeq - stored.ackFloor);
-        if (existing && existing.ackFloor > stored.seq) {
+        // What this replica holds: its highest written sequence, or the consumer floor it recorded (a shard's
+        // consumer floor passes the other shards' messages after its own last one, which it never writes).
+        const held = Math.max(stored.seq, stored.ackFloor);
+        const behind = existing !== undefined && existing.ackFloor > held;
+        if (existing && behind) {
           // The consumer says more was written than this replica holds: it lost data, so read it again.
           log.warn(
             {
@@ -419,11 +436,11 @@ export function createMaterializer(
           );
           await deps.stream.deleteConsumer(consumer);
         } else if (existing) {
-          ackFloor = Math.max(ackFloor, Math.min(existing.ackFloor, stored.seq));
+          ackFloor = Math.max(ackFloor, Math.min(existing.ackFloor, held));
           lagMessages = existing.numPending + existing.numAckPending;
         }
         gaps = await openGaps(deps.store, streamId, shardFilter ? consumer : undefined);
-        if (stored.ackFloor + 1 < s.firstSeq && (!existing || existing.ackFloor > stored.seq)) {
+        if (stored.ackFloor + 1 < s.firstSeq && (!existing || behind)) {
           const gap: Gap = {
             stream: streamId,
             ...(shardFilter ? { consumer } : {}),

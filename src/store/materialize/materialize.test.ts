@@ -224,6 +224,34 @@ test("a shard dropped and given back re-reads the same batches into the replica 
   await again.stop(Date.now() + 1000);
 });
 
+test("a shard's consumer floor past its last message (other shards' messages after it) is not taken for a wiped replica", async () => {
+  // Seen in test/integration/shard-copy.test.ts: a killed node's shard 1 replica held seq 19, its consumer's
+  // floor was 20 (seq 20 was shard 0's); on restart it re-made its consumer from 1 and named 1-20 missing.
+  const tenant = 'floor-past';
+  const f = fakeStream({
+    created: 't-floor',
+    lastSeq: 20,
+    consumer: { ackFloor: 0, delivered: 0, numPending: 1, numAckPending: 0, created: '2026-12-06T12:00:00Z' },
+  });
+  const config = materializeConfigSchema.parse({ lag_poll_interval_ms: 100 });
+  const deps = { stream: f.stream, store, nodeId: 'floor', shard: 1, metrics: new Registry(), logger: silentLogger };
+  const first = createMaterializer(config, deps);
+  await first.start();
+  for (let i = 0; i < 200 && first.lag().updatedAt === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  await f.deliver(19, 19, [ev(tenant, 19)], 0, [19]);
+  // The server acknowledged 19 and moved the floor past 20, a message of another shard.
+  f.setConsumer({ ackFloor: 20, delivered: 20, numPending: 0, numAckPending: 0, created: '2026-12-06T12:00:00Z' });
+  for (let i = 0; i < 250 && first.lag().ackFloor < 20; i++) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 200));
+  await first.stop(Date.now() + 1000);
+  const again = createMaterializer(config, deps);
+  await again.start();
+  for (let i = 0; i < 200 && again.lag().updatedAt === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(f.calls.deleted, [], 'the consumer is kept');
+  assert.deepEqual(again.lag().missing, [], 'nothing named missing');
+  await again.stop(Date.now() + 1000);
+});
+
 test('on restart the consumer resumes by itself; when it is gone it is made again from the recorded ack floor', async () => {
   const tenant = 'resume';
   let f = fakeStream({ created: 't2', lastSeq: 5 });
