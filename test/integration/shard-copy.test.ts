@@ -297,9 +297,11 @@ test('a node joins after the stream dropped early messages: the moved shard is c
   assert.ok((await metric(c, 'vigil_store_copy_bytes_total{direction="received"}')) > received * 50);
   assert.equal(await metric(c, 'vigil_store_copies_total{kind="shard",result="done"}'), 1);
   assert.equal(await metric(c, 'vigil_store_copies_in_progress{kind="shard"}'), 0);
-  // Rate-limited: no faster than store.copy.max_events_per_second (one second of budget at once).
+  // Rate-limited: no faster than store.copy.max_events_per_second. One second of budget may be spent at once,
+  // and `received` also counts pages of an attempt that failed before the copy that finished (CI saw 458
+  // events in 21.4 s at 20/s); unlimited, such a copy takes well under a second.
   const copySeconds = await metric(c, 'vigil_store_copy_duration_seconds_sum{kind="shard"}');
-  assert.ok(copySeconds >= received / COPY_EVENTS_PER_SECOND - 1.5, `${received} events in ${copySeconds} s`);
+  assert.ok(copySeconds >= received / COPY_EVENTS_PER_SECOND - 3, `${received} events in ${copySeconds} s`);
 
   // Every node answers every event, once, complete.
   const n = all.length;
