@@ -201,3 +201,13 @@ test('timeOf: undefined for a message that is not there, an error for any other 
   // A stream that does not exist is not "no message": the caller (a correlation takeover) must retry.
   await assert.rejects(missing.timeOf(1));
 });
+
+test("nextSeq: the first message of a subject at or after a sequence, from the server (a shard replica's restart check)", async () => {
+  const a1 = await log.publish('logtest.next.a', { n: 1 }, 'next-a1', publishOpts());
+  const b1 = await log.publish('logtest.next.b', { n: 2 }, 'next-b1', publishOpts());
+  const a2 = await log.publish('logtest.next.a', { n: 3 }, 'next-a2', publishOpts());
+  assert.equal(await log.nextSeq('logtest.next.a', a1), a1);
+  assert.equal(await log.nextSeq('logtest.next.a', a1 + 1), a2, "b's message in between is skipped");
+  assert.equal(await log.nextSeq('logtest.next.b', b1 + 1), undefined, 'none of b after its last');
+  assert.equal(await log.nextSeq('logtest.next.a', a2 + 1), undefined);
+});

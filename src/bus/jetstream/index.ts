@@ -114,6 +114,8 @@ export interface EventStream {
   consumerPosition(name: string): Promise<ConsumerPosition | undefined>;
   /** Deletes a durable consumer (so that it is made again from a chosen sequence). */
   deleteConsumer(name: string): Promise<void>;
+  /** The sequence of the first message of `subject` at or after `fromSeq`; undefined when there is none. */
+  nextSeq?(subject: string, fromSeq: number): Promise<number | undefined>;
   /** The filter subject of shard `shard`'s messages (the events are sharded when `shards` > 1). */
   shardFilter(shard: number): string;
 }
@@ -482,6 +484,11 @@ export function createJetStreamBus(
     async deleteConsumer(name) {
       if (!conn.ready()) throw disconnected();
       await events.deleteConsumer(name);
+    },
+
+    async nextSeq(subject, fromSeq) {
+      if (!conn.ready()) throw disconnected();
+      return events.nextSeq(subject, fromSeq);
     },
 
     shardFilter: (shard) => shardFilter(config.subject_prefix, shard, deps.site !== undefined),

@@ -210,6 +210,8 @@ export interface JetStreamLog<T> {
   deleteConsumer(name: string): Promise<void>;
   /** Time the stream stored message `seq`, epoch ms (undefined when it is gone; any other failure throws). */
   timeOf(seq: number): Promise<number | undefined>;
+  /** The sequence of the first message of `subject` at or after `fromSeq` (undefined: none now). */
+  nextSeq(subject: string, fromSeq: number): Promise<number | undefined>;
   /**
    * Reads the messages of `subject` from `startTime` (epoch ms) up to `untilSeq` inclusive, in order, with an
    * ordered consumer (nothing acknowledged, nothing left behind). A message that cannot be decoded is skipped,
@@ -722,6 +724,19 @@ export function createJetStreamLog<T>(
       } catch (err) {
         if (!isApiError(err, JetStreamApiCodes.ConsumerNotFound)) throw err;
       }
+    },
+
+    async nextSeq(subject, fromSeq) {
+      // STREAM.MSG.GET takes next_by_subj since nats-server 2.9; the client's type lists only seq and last_by_subj.
+      const query = { seq: fromSeq, next_by_subj: subject } as unknown as { seq: number };
+      const m = await conn
+        .clients()
+        .jsm.streams.getMessage(spec.name, query)
+        .catch((err) => {
+          if (isApiError(err, JetStreamApiCodes.NoMessageFound)) return null;
+          throw err;
+        });
+      return m ? m.seq : undefined;
     },
 
     async timeOf(seq) {

@@ -421,7 +421,14 @@ export function createMaterializer(
         lagMessages = Math.max(0, s.lastSeq - stored.ackFloor);
         // What this replica holds: its highest written sequence, or the consumer floor it recorded (a shard's
         // consumer floor passes the other shards' messages after its own last one, which it never writes).
-        const held = Math.max(stored.seq, stored.ackFloor);
+        let held = Math.max(stored.seq, stored.ackFloor);
+        // That recorded floor can be older than the consumer's (a kill before the lag poll recorded it): a
+        // shard's replica is behind only if a message of its shard lies between what it holds and the
+        // consumer's floor, which the stream tells while it still holds them all.
+        if (filterSubject && existing && existing.ackFloor > held && held + 1 >= s.firstSeq && deps.stream.nextSeq) {
+          const next = await deps.stream.nextSeq(filterSubject, held + 1);
+          if (next === undefined || next > existing.ackFloor) held = existing.ackFloor;
+        }
         const behind = existing !== undefined && existing.ackFloor > held;
         if (existing && behind) {
           // The consumer says more was written than this replica holds: it lost data, so read it again.

@@ -252,6 +252,43 @@ test("a shard's consumer floor past its last message (other shards' messages aft
   await again.stop(Date.now() + 1000);
 });
 
+test("a shard replica killed before it recorded its consumer's floor asks the stream whether a message of its shard lies below that floor", async () => {
+  // Seen in the CI check: shard 1's replica wrote 19, its consumer's floor moved to 20 (shard 0's message), the
+  // node was killed before the lag poll recorded 20; on restart it was taken for wiped and named 1-20 missing.
+  for (const [what, nextOfShard, wiped] of [
+    ['no message of the shard at or after 20', undefined, false],
+    ['a message of the shard at 21, past the floor', 21, false],
+    ['a message of the shard at 20 the replica never wrote', 20, true],
+  ] as const) {
+    const tenant = `floor-kill-${String(nextOfShard)}`;
+    const f = fakeStream({
+      created: `t-kill-${String(nextOfShard)}`,
+      lastSeq: 20,
+      consumer: { ackFloor: 0, delivered: 0, numPending: 1, numAckPending: 0, created: '2026-12-06T12:00:00Z' },
+    });
+    const asked: [string, number][] = [];
+    f.stream.nextSeq = async (subject, fromSeq) => {
+      asked.push([subject, fromSeq]);
+      return nextOfShard;
+    };
+    const config = materializeConfigSchema.parse({ lag_poll_interval_ms: 60_000 });
+    const deps = { stream: f.stream, store, nodeId: 'kill', shard: 1, metrics: new Registry(), logger: silentLogger };
+    const first = createMaterializer(config, deps);
+    await first.start();
+    for (let i = 0; i < 200 && first.lag().updatedAt === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await f.deliver(19, 19, [ev(tenant, 19)], 0, [19]);
+    await first.stop(Date.now() + 1000);
+    // The server moved the floor past 20 after the replica's last record of it.
+    f.setConsumer({ ackFloor: 20, delivered: 20, numPending: 0, numAckPending: 0, created: '2026-12-06T12:00:00Z' });
+    const again = createMaterializer(config, deps);
+    await again.start();
+    for (let i = 0; i < 200 && again.lag().updatedAt === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(asked, [[f.stream.shardFilter(1), 20]], what);
+    assert.deepEqual(f.calls.deleted.length > 0, wiped, `${what}: consumer made again`);
+    await again.stop(Date.now() + 1000);
+  }
+});
+
 test('on restart the consumer resumes by itself; when it is gone it is made again from the recorded ack floor', async () => {
   const tenant = 'resume';
   let f = fakeStream({ created: 't2', lastSeq: 5 });
