@@ -114,7 +114,10 @@ test('the link member: SIGKILL by PID cuts its connections and refuses new ones;
     control: { host: '127.0.0.1', port: control },
   });
   const start = async () => {
-    const ref = await spawnDetached({ ...m, cwd: dir, env: process.env, logFile: join(dir, 'link.log') });
+    // The relay runs in a folder of its own: NODE_OPTIONS of the test run (the clock-shift stage's relative
+    // --import) would not resolve there, and the relay's clock is not what this test is about.
+    const { NODE_OPTIONS: _, ...env } = process.env;
+    const ref = await spawnDetached({ ...m, cwd: dir, env, logFile: join(dir, 'link.log') });
     const deadline = Date.now() + 60000;
     for (;;) {
       const ok = await fetch(m.ready_url)
