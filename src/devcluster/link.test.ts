@@ -128,8 +128,10 @@ test('the link member: SIGKILL by PID cuts its connections and refuses new ones;
       await new Promise((r) => setTimeout(r, 100));
     }
   };
-  let ref = await start();
+  // Inside the try: a start that fails must still close the echo server, or the test file never exits.
+  let ref: Awaited<ReturnType<typeof start>> | undefined;
   try {
+    ref = await start();
     const conn = await roundTrip(listen, 'leaf');
     conn.on('error', () => undefined);
     await stopProcess(ref, { signal: 'SIGKILL' });
@@ -138,7 +140,7 @@ test('the link member: SIGKILL by PID cuts its connections and refuses new ones;
     ref = await start();
     (await roundTrip(listen, 'healed')).destroy();
   } finally {
-    await stopProcess(ref, { signal: 'SIGKILL' });
+    if (ref) await stopProcess(ref, { signal: 'SIGKILL' });
     await new Promise((r) => echo.close(r));
     rmSync(dir, { recursive: true, force: true });
   }
