@@ -497,8 +497,8 @@ const MODULES: ModuleDef<Base, Modules>[] = [
           {
             async start() {
               await js.ready();
-              // Every replica of both sites refuses alerts of an older epoch published after this fence.
-              await (alerts as AlertLog).fenceEpoch(site.epoch());
+              // Every replica of both sites refuses the alerts an older epoch raised since this one began.
+              await (alerts as AlertLog).fenceEpoch(site.epoch(), site.changedAt());
               // Made now (the first activation): from the events stream's end at the activation command, so
               // the events received since it answered are evaluated too.
               const from = site.activatedAfterSeq() ?? (await js.streamPosition()).lastSeq;

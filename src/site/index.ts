@@ -109,6 +109,8 @@ export interface Site extends Component {
   epoch(): number;
   /** The events stream's last sequence at the last activation (undefined: not recorded). */
   activatedAfterSeq(): number | undefined;
+  /** When this site's role last changed (epoch ms; for an active site, when its epoch began), 0 before read. */
+  changedAt(): number;
   /** The greatest epoch known of either site: an alert or notification of a lower epoch is stale. */
   highestEpoch(): number;
   /**
@@ -553,6 +555,7 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     role: () => (settled ? (record?.role ?? 'standby') : 'standby'),
     epoch: () => record?.epoch ?? 0,
     activatedAfterSeq: () => record?.activated_after_seq,
+    changedAt: () => (record ? Date.parse(record.changed_at) || 0 : 0),
     trackOutputs(behind) {
       trackers.push(behind);
     },

@@ -5,8 +5,10 @@
  * configured with two collector hosts), and one plain TCP syslog sender; every event a collector
  * acknowledged is recorded. Each collector forwards to site a's balancer, else b's.
  *
- * 1. A planted correlation fires on a. Every process of site a is killed with SIGKILL, b is activated (dry
- *    run, then confirm), the collectors fail over to b, the correlation fires once on b; a is restarted (it
+ * 1. The copy to b is paused (b's NATS server stopped) and a planted correlation fires on a, so that a
+ *    holds events and alerts b lacks. Every process of site a is killed with SIGKILL, b's copy resumes, b is
+ *    activated (dry run, then confirm), the collectors fail over to b, the correlation fires once on b; a is
+ *    restarted (it
  *    must come back standby and catch up), the collectors go back to it, the sites are compared, and a takes
  *    detection back (failback).
  * 2. One collector is killed with SIGKILL mid-load while its way to the sites is cut (so that it holds
@@ -16,7 +18,7 @@
  *
  * Printed and written to test/faults/results/two-sites.json: events acknowledged by the collectors, lost and
  * duplicated per site (all 0), the longest time a sender was refused, activate -> first alert on b (RTO of
- * detection), the replication lag at the kill (RPO of the copy), compare's result after failback, the
+ * detection), what was acknowledged while the copy was paused (at risk until a returns), compare's result after failback, the
  * collectors' own figures from their /metrics, and the collector loss's figures. The partition run (the
  * link cut instead of a site killed) is not in this file.
  */
@@ -46,6 +48,8 @@ let dir: string;
 let cluster: DevCluster;
 const collectors: CollectorProc[] = [];
 const gates: Awaited<ReturnType<typeof tcpGate>>[] = [];
+/** A NATS server stopped by SIGSTOP and not yet resumed (after() resumes it if a test failed meanwhile). */
+let paused: number | undefined;
 /** Every sender started, stopped by after() too (a failed assertion must not leave their loops running). */
 const running: { stop(): Promise<void> }[] = [];
 /** The figures, written after each test (the second adds its own). */
@@ -69,14 +73,20 @@ async function call(site: string, method: string, path: string, body?: unknown, 
   return { status: res.status, body: (await res.json()) as any };
 }
 
-const until = async <T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> => {
+/** Polls `fn` until it answers; a timeout's message carries `detail()` (what was seen last) and the collectors' output. */
+const until = async <T>(
+  what: string,
+  ms: number,
+  fn: () => Promise<T | undefined>,
+  detail: () => unknown = () => undefined,
+): Promise<T> => {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await fn().catch(() => undefined);
     if (v !== undefined) return v;
     assert.ok(
       Date.now() < deadline,
-      `${what} within ${ms / 1000} s\n${collectors.map((c) => `${c.name}: ${c.output().slice(-1500)}`).join('\n')}`,
+      `${what} within ${ms / 1000} s\nlast seen: ${JSON.stringify(detail())}\n${collectors.map((c) => `${c.name}: ${c.output().slice(-1500)}`).join('\n')}`,
     );
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -227,6 +237,7 @@ async function setUp() {
 
 after(async () => {
   clearInterval(sampler);
+  if (paused !== undefined) process.kill(paused, 'SIGCONT');
   await Promise.all(running.map((s) => s.stop()));
   await Promise.all(collectors.map((c) => c.stop()));
   await Promise.all(gates.map((g) => g.close()));
@@ -272,6 +283,14 @@ test('site a killed: collectors fail over to b, b activated by hand, nothing los
   running.push(...senders);
   const syslog = await tcpSyslogSender('t1', WORD, c1, 200);
   running.push(syslog);
+  // The copy to b is paused (its NATS server stopped by SIGSTOP) from before the planted logons until after
+  // the kill: a is lost holding events and alerts that b never received (the copy's RPO is not 0), and
+  // they must reach b once a is back, its alerts kept as raised before b took over.
+  const lagBeforePause = (await call('b', 'GET', '/admin/dr/status')).body.peer;
+  const bNats = member('b-nats-1').pid as number;
+  process.kill(bNats, 'SIGSTOP');
+  paused = bNats;
+  const ackedAtPause = senders.reduce((n, s) => n + s.seqs().length, 0) + syslog.seqs.length;
   // The planted correlation fires on a: three failed logons of one user, through a collector.
   const u1 = `victim-a-${Date.now()}`;
   await sendTo(c1, failedLogons(u1, 3));
@@ -284,12 +303,12 @@ test('site a killed: collectors fail over to b, b activated by hand, nothing los
   mark('correlation_on_a');
   await new Promise((r) => setTimeout(r, 2000));
 
-  // The kill: every process of site a at once, its balancer included. The replication lag just before it is
-  // the copy's RPO.
-  const lagAtKill = (await call('b', 'GET', '/admin/dr/status')).body.peer;
+  // The kill: every process of site a at once, its balancer included; then b's copy resumes.
   const ackedAtKill = senders.reduce((n, s) => n + s.seqs().length, 0) + syslog.seqs.length;
   await Promise.all(siteMembers(cluster.state().members, 'a').map((n) => cluster.kill(n, 'SIGKILL')));
   const killedAt = Date.now();
+  process.kill(bNats, 'SIGCONT');
+  paused = undefined;
 
   // The collectors move by reachability alone, before anyone acts.
   await until('both collectors send to b', 60000, async () =>
@@ -304,6 +323,8 @@ test('site a killed: collectors fail over to b, b activated by hand, nothing los
   assert.equal(dry.dry_run, true);
   assert.equal(dry.refused, undefined);
   assert.equal(dry.epoch_after, 2);
+  // What b last received of a is older than the kill: the events and alerts since are at risk until a returns.
+  assert.ok(dry.data_at_risk.lag_seconds > 0, JSON.stringify(dry.data_at_risk));
   const confirm = await call('b', 'POST', '/admin/dr/activate', { confirm: true });
   assert.equal(confirm.status, 200, JSON.stringify(confirm.body));
   const activatedAt = Date.now();
@@ -353,10 +374,17 @@ test('site a killed: collectors fail over to b, b activated by hand, nothing los
   mark('a_caught_up');
   const from = new Date(started - 3_600_000).toISOString();
   const to = new Date(Date.now() + 3_600_000).toISOString();
-  const compared = await until('the sites compare equal', 120000, async () => {
-    const r = await compareSites(target('a'), target('b'), from, to);
-    return r.equal ? r : undefined;
-  });
+  let lastCompare: unknown;
+  const compared = await until(
+    'the sites compare equal',
+    120000,
+    async () => {
+      const r = await compareSites(target('a'), target('b'), from, to);
+      lastCompare = { hours: r.hours.filter((h) => !h.equal), missing: r.missing };
+      return r.equal ? r : undefined;
+    },
+    () => lastCompare,
+  );
   const failback = await call('a', 'POST', '/admin/dr/failback', { confirm: true });
   assert.equal(failback.status, 200, JSON.stringify(failback.body));
   assert.equal((await call('a', 'GET', '/admin/dr/status')).body.role, 'active');
@@ -392,7 +420,9 @@ test('site a killed: collectors fail over to b, b activated by hand, nothing los
     per_site: perSite,
     longest_refusal_ms: Math.max(...senders.map((s) => s.longestRefusalMs())),
     rto_detection_ms: rtoMs,
-    replication_lag_at_kill: { events: lagAtKill.lag_events, seconds: lagAtKill.lag_seconds },
+    replication_lag_before_pause: { events: lagBeforePause.lag_events, seconds: lagBeforePause.lag_seconds },
+    events_acknowledged_while_copy_paused: ackedAtKill - ackedAtPause,
+    data_at_risk_at_activation: dry.data_at_risk,
     kill_to_collectors_on_b_ms: collectorsOnB,
     kill_to_activation_ms: activatedAt - killedAt,
     restart_to_standby_ms: restartToStandby,
@@ -415,6 +445,7 @@ test('site a killed: collectors fail over to b, b activated by hand, nothing los
     assert.ok(f.forwarded.a > 0 && f.forwarded.b > 0, `${c.name} forwarded to both sites`);
     assert.ok(f.failovers >= 1 && f.failbacks >= 1, `${c.name} failed over and back`);
   }
+  assert.equal(u1AtB.length, 1, "a's correlation alert, raised before the loss and not copied then, reached b once");
   assert.equal(u2AtA.length, 1, "b's correlation alert reached a, once");
   assert.equal((await correlationAlerts('b', u2, planted.correlationId)).length, 1, 'it fired once on b');
   assert.ok(compared.equal);

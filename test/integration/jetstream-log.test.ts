@@ -7,6 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
+import { nanos } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
 import {
   createJetStreamConnection,
@@ -210,4 +212,50 @@ test("nextSeq: the first message of a subject at or after a sequence, from the s
   assert.equal(await log.nextSeq('logtest.next.a', a1 + 1), a2, "b's message in between is skipped");
   assert.equal(await log.nextSeq('logtest.next.b', b1 + 1), undefined, 'none of b after its last');
   assert.equal(await log.nextSeq('logtest.next.a', a2 + 1), undefined);
+});
+
+test("a node's own consumer that holds messages delivered to a dead process and never acknowledged is made again from its floor: they come at once", async () => {
+  for (let i = 1; i <= 5; i++) await log.publish('logtest.r', { n: i }, `remake-${i}`, publishOpts());
+  const slow = { ...consumeOpts, ackWaitMs: 120_000, filterSubject: 'logtest.r' };
+  // A first run handled 1 and 2, then its process died holding 3 and 4 (delivered, never acknowledged).
+  const { js, jsm } = conn.clients();
+  await jsm.consumers.add('LOGTEST', {
+    durable_name: 'remake',
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(slow.ackWaitMs),
+    max_ack_pending: slow.maxAckPending,
+    max_deliver: -1,
+    filter_subject: 'logtest.r',
+    deliver_policy: DeliverPolicy.All,
+  });
+  const raw = await js.consumers.get('LOGTEST', 'remake');
+  const held = await raw.fetch({ max_messages: 4, expires: 2000 });
+  const delivered: number[] = [];
+  for await (const m of held) {
+    delivered.push(m.seq);
+    if (delivered.length <= 2) m.ack();
+  }
+  assert.equal(delivered.length, 4, 'four delivered, two acknowledged');
+  const before = await log.consumerPosition('remake');
+  assert.ok(before && before.delivered > before.ackFloor, JSON.stringify(before));
+
+  // The next start gets them at once, not after the 120 s ack wait, and the rest after them.
+  const next: number[] = [];
+  const startedAt = Date.now();
+  const c2 = log.consume(
+    'remake',
+    async (batch: LogEntry<Item>[]) => {
+      for (const e of batch) next.push(e.value.n);
+    },
+    { ...slow, remakeUnacked: true },
+  );
+  await until(() => next.length >= 3, 'the held messages and the rest', 20000);
+  await c2.stop();
+  assert.ok(Date.now() - startedAt < 20000);
+  assert.deepEqual(
+    next.filter((n) => n >= 3),
+    [3, 4, 5],
+  );
+  const after = await log.consumerPosition('remake');
+  assert.equal(after?.ackFloor, after?.delivered, 'everything acknowledged');
 });

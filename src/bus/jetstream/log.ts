@@ -148,6 +148,14 @@ export interface ConsumeOptions {
   lingerMs?: number;
   /** Wait between retries of a failed batch, and between attempts to reach the stream. */
   retry: Backoff;
+  /**
+   * A durable consumer only this process reads (named after its node): when this process first reaches it
+   * and it holds messages delivered but not acknowledged (to a process killed before it could), it is made
+   * again from its ack floor, so they come again at once. nats-server 2.9.10, killed with it, was seen to
+   * restore such a consumer without them pending: never delivered again, and passed over by the floor.
+   * Only for a handler that takes a record twice without harm.
+   */
+  remakeUnacked?: boolean;
 }
 
 /** A running consumer. */
@@ -404,7 +412,7 @@ export function createJetStreamLog<T>(
     return { seq: m.seq, subject: m.subject, time: m.time.getTime(), value, pending: m.info.pending };
   }
 
-  async function consumerName(name: string, o: ConsumeOptions): Promise<string> {
+  async function consumerName(name: string, o: ConsumeOptions, first = false): Promise<string> {
     const { jsm } = conn.clients();
     const base: Partial<ConsumerConfig> = {
       ack_policy: AckPolicy.Explicit,
@@ -423,7 +431,21 @@ export function createJetStreamLog<T>(
     }
     try {
       const info = await jsm.consumers.info(spec.name, name);
-      if (info.config.ack_wait !== base.ack_wait || info.config.max_ack_pending !== base.max_ack_pending) {
+      const floor = info.ack_floor.stream_seq;
+      if (first && o.remakeUnacked && info.delivered.stream_seq > floor) {
+        log.warn(
+          { stream: spec.name, consumer: name, ack_floor: floor, delivered: info.delivered.stream_seq },
+          'Messages delivered before this start were never acknowledged; the consumer is made again from its floor.',
+        );
+        await jsm.consumers.delete(spec.name, name);
+        await jsm.consumers.add(spec.name, {
+          ...base,
+          durable_name: name,
+          ...(floor > 0
+            ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 }
+            : { deliver_policy: DeliverPolicy.All }),
+        });
+      } else if (info.config.ack_wait !== base.ack_wait || info.config.max_ack_pending !== base.max_ack_pending) {
         await jsm.consumers.update(spec.name, name, { ack_wait: base.ack_wait, max_ack_pending: base.max_ack_pending });
       }
     } catch (err) {
@@ -516,9 +538,11 @@ export function createJetStreamLog<T>(
      * buffer holds. (The iterator's own getPending() also counts its internal callbacks, so it cannot tell
      * whether next() would block.)
      */
+    let reached = false;
     async function pump(onPulling: () => void): Promise<void> {
       const { js } = conn.clients();
-      const consumer = await js.consumers.get(spec.name, await consumerName(name, o));
+      const consumer = await js.consumers.get(spec.name, await consumerName(name, o, !reached));
+      reached = true;
       const messages = await consumer.consume({ max_messages: o.pullMaxMessages, expires: o.pullExpiresMs });
       onPulling();
       active = { stop: () => messages.stop() };

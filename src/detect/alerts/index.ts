@@ -30,7 +30,8 @@ export interface Alert {
   fencingToken: number;
   /**
    * The epoch of the site that raised it (two sites, `cluster.site`): an alert of an epoch lower than one
-   * fenced before it (EPOCH_FENCE) comes from a site that was replaced as active, and is refused.
+   * fenced before it (EPOCH_FENCE), raised at or after that epoch began, comes from a site that was replaced
+   * as active, and is refused. One raised before (a site lost with alerts not yet copied) is history: kept.
    */
   epoch?: number;
 }
@@ -40,6 +41,26 @@ export interface Alert {
  * epoch before its first alert, so the alerts of a returning old site (a lower epoch) are refused after it.
  */
 export const EPOCH_FENCE = '~site-epoch';
+
+/** The pseudo-partition whose token is when site epoch `epoch` began (epoch ms). */
+export function epochSincePartition(epoch: number): string {
+  return `${EPOCH_FENCE}-since/${epoch}`;
+}
+
+/**
+ * When the first epoch above `epoch` began, from the fences seen: an alert of `epoch` raised from then on
+ * is stale. 0 when no epoch above has a known start (fenced by older nodes): every such alert is stale.
+ */
+function replacedAt(highestToken: ReadonlyMap<string, number>, epoch: number): number {
+  const prefix = epochSincePartition(0).slice(0, -1);
+  let earliest = Number.POSITIVE_INFINITY;
+  for (const [partition, since] of highestToken) {
+    if (partition.startsWith(prefix) && Number(partition.slice(prefix.length)) > epoch) {
+      earliest = Math.min(earliest, since);
+    }
+  }
+  return Number.isFinite(earliest) ? earliest : 0;
+}
 
 /** Filters of GET /api/v1/alerts. */
 export interface AlertFilter {
@@ -146,6 +167,11 @@ export function createAlertStore(
     'vigil_alerts_stale_epoch_total',
     'Alerts refused for a site epoch lower than one fenced before them (a returning old site).',
   );
+  const lateEpoch = counter(
+    deps.metrics,
+    'vigil_alerts_late_epoch_total',
+    'Alerts of a replaced site epoch kept because they were raised before it was replaced (copied late).',
+  );
 
   const remember = (id: string) => {
     recent.add(id);
@@ -221,12 +247,21 @@ export function createAlertStore(
       const epochFloor = highestToken.get(EPOCH_FENCE) ?? 0;
       for (const a of alerts) {
         if (a.epoch !== undefined && a.epoch < epochFloor) {
-          staleEpoch.inc();
+          const since = replacedAt(highestToken, a.epoch);
+          if (a.created >= since) {
+            staleEpoch.inc();
+            deps.logger?.warn(
+              { alert: a.id, epoch: a.epoch, highest_epoch: epochFloor, created: a.created, replaced_at: since },
+              'An alert of a stale site epoch was refused.',
+            );
+            continue;
+          }
+          // Raised before its site was replaced, copied late (the site was lost with it in flight): history.
+          lateEpoch.inc();
           deps.logger?.warn(
-            { alert: a.id, epoch: a.epoch, highest_epoch: epochFloor },
-            'An alert of a stale site epoch was refused.',
+            { alert: a.id, epoch: a.epoch, highest_epoch: epochFloor, created: a.created, replaced_at: since },
+            'An alert raised before its site was replaced arrived late: kept.',
           );
-          continue;
         }
         const highest = highestToken.get(a.partition) ?? 0;
         if (a.fencingToken < highest) {

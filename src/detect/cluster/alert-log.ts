@@ -9,14 +9,17 @@
 import type { ComponentHealth } from '../../lib/component.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
-import { type Alert, type AlertStatus, type AlertStore, EPOCH_FENCE } from '../alerts/index.ts';
+import { type Alert, type AlertStatus, type AlertStore, EPOCH_FENCE, epochSincePartition } from '../alerts/index.ts';
 import type { RecordConsumer, RecordStream, StreamRecord } from './records.ts';
 
 type AlertRecord =
   | { type: 'alert'; alert: Alert }
   | { type: 'fence'; partition: string; token: number }
-  /** An activated site's epoch, published before its first alert: lower epochs are refused after it. */
-  | { type: 'epoch'; site: string; epoch: number }
+  /**
+   * An activated site's epoch, published before its first alert: a lower epoch's alerts raised at or after
+   * `since` (the activation, epoch ms) are refused; without `since` (older nodes), all that come after it.
+   */
+  | { type: 'epoch'; site: string; epoch: number; since?: number }
   | { type: 'status'; id: string; tenants: string[]; status: AlertStatus; updated: number };
 
 /** The replicated alert store: writes go to the stream, reads to this node's table. */
@@ -25,10 +28,10 @@ export interface AlertLog extends AlertStore {
   /** Stream sequence applied to this node's table. */
   applied(): number;
   /**
-   * Two sites: publishes this site's epoch (after an activation, before the first alert), so that every
-   * replica of both sites refuses the alerts of a lower epoch published after it.
+   * Two sites: publishes this site's epoch and when it began (after an activation, before the first alert),
+   * so that every replica of both sites refuses the alerts a lower epoch raised from then on.
    */
-  fenceEpoch(epoch: number): Promise<void>;
+  fenceEpoch(epoch: number, since: number): Promise<void>;
   /** Two sites: the peer's alert records not yet copied here or applied to this node's table. */
   behind(): Promise<number>;
 }
@@ -70,8 +73,11 @@ export function createAlertLog(
       }
       await flush();
       if (v.type === 'fence') await local.fence(v.partition, v.token);
-      else if (v.type === 'epoch') await local.fence(EPOCH_FENCE, v.epoch);
-      else if (v.type === 'status') {
+      else if (v.type === 'epoch') {
+        // The start first: an alert checked between the two records is judged by the start, not refused.
+        if (v.since) await local.fence(epochSincePartition(v.epoch), v.since);
+        await local.fence(EPOCH_FENCE, v.epoch);
+      } else if (v.type === 'status') {
         await local.setStatus(v.id, v.tenants, v.status, v.updated).catch((err: unknown) => {
           // An alert this replica never stored (removed by retention) cannot change status; nothing to do.
           deps.logger.warn({ alert: v.id, err: String(err) }, 'A status change names an unknown alert.');
@@ -104,7 +110,9 @@ export function createAlertLog(
     async start() {
       await local.start();
       // With two sites the stream also holds the peer's records (sourced): the table applies both.
+      // This node's own consumer, and applying a record twice is harmless (alerts by id, fences by max).
       consumer = records.consume<AlertRecord>(consumerName, apply, {
+        remakeUnacked: true,
         filterSubject: site ? undefined : records.subject,
       });
     },
@@ -138,9 +146,13 @@ export function createAlertLog(
       const partition = scoped(raw);
       await records.publish(records.subject, { type: 'fence', partition, token }, `fence:${partition}:${token}`);
     },
-    async fenceEpoch(epoch) {
+    async fenceEpoch(epoch, since) {
       if (!site) return;
-      await records.publish(records.subject, { type: 'epoch', site: site.name, epoch }, `epoch:${site.name}:${epoch}`);
+      await records.publish(
+        records.subject,
+        { type: 'epoch', site: site.name, epoch, since },
+        `epoch:${site.name}:${epoch}`,
+      );
     },
     list: (filter) => local.list(filter),
     get: (id, tenants) => local.get(id, tenants),

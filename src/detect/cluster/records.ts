@@ -41,6 +41,8 @@ export interface DurableOptions {
   ackWaitMs?: number;
   /** Records pulled, and handed over, at a time. */
   batch?: number;
+  /** Only this node reads the consumer (see ConsumeOptions.remakeUnacked). */
+  remakeUnacked?: boolean;
 }
 
 export interface RecordConsumer {
@@ -105,6 +107,7 @@ export function createRecordStream(bus: JetStreamBus, opts: RecordStreamOptions,
         pullExpiresMs: opts.pullExpiresMs,
         batchMaxWeight: o.batch ?? 256,
         retry: { initialMs: 100, maxMs: 2000 },
+        remakeUnacked: o.remakeUnacked,
       }),
     ackFloor: async (durable) => {
       await log.ensure();

@@ -430,7 +430,26 @@ export function createMaterializer(
           if (next === undefined || next > existing.ackFloor) held = existing.ackFloor;
         }
         const behind = existing !== undefined && existing.ackFloor > held;
-        if (existing && behind) {
+        // Delivered to a process that is gone, never acknowledged: nats-server 2.9.10, killed with the
+        // consumer, was seen to restore it without them pending (never delivered again, and passed over by the
+        // ack floor once a later message was acknowledged: acknowledged events missing from this replica). So
+        // the consumer is made again from its floor: they come again, and what this replica holds is deduped.
+        const inFlight = existing !== undefined && !behind && existing.delivered > existing.ackFloor;
+        let resumeSeq = stored.ackFloor + 1;
+        if (existing && inFlight) {
+          log.warn(
+            {
+              consumer,
+              consumer_ack_floor: existing.ackFloor,
+              consumer_delivered: existing.delivered,
+              acknowledgements_pending: existing.numAckPending,
+            },
+            'Messages delivered before this start were never acknowledged; the consumer is made again from its floor.',
+          );
+          await deps.stream.deleteConsumer(consumer);
+          resumeSeq = existing.ackFloor + 1;
+          ackFloor = Math.max(ackFloor, existing.ackFloor);
+        } else if (existing && behind) {
           // The consumer says more was written than this replica holds: it lost data, so read it again.
           log.warn(
             {
@@ -447,11 +466,11 @@ export function createMaterializer(
           lagMessages = existing.numPending + existing.numAckPending;
         }
         gaps = await openGaps(deps.store, streamId, shardFilter ? consumer : undefined);
-        if (stored.ackFloor + 1 < s.firstSeq && (!existing || behind)) {
+        if (resumeSeq < s.firstSeq && (!existing || behind || inFlight)) {
           const gap: Gap = {
             stream: streamId,
             ...(shardFilter ? { consumer } : {}),
-            fromSeq: stored.ackFloor + 1,
+            fromSeq: resumeSeq,
             toSeq: s.firstSeq - 1,
             state: 'missing',
             detail: 'to be copied from a peer replica',
@@ -470,7 +489,7 @@ export function createMaterializer(
         if (gaps.length > 0) filling = fill();
         subscription = deps.stream.subscribeStream(consumer, apply, {
           durable: true,
-          startSequence: stored.ackFloor + 1,
+          startSequence: resumeSeq,
           lingerMs: config.linger_ms,
           ...(filterSubject ? { filterSubject } : {}),
         });

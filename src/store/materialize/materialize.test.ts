@@ -507,3 +507,35 @@ test("a new replica of a shard asks a peer for the shard's history below the str
   );
   assert.deepEqual(await openGaps(store, 'S@t7', 'store-shardgap-s2'), []);
 });
+
+test('messages delivered before a restart and never acknowledged come again at once: the consumer is made again from its floor', async () => {
+  const tenant = 'inflight';
+  const first = fakeStream({ created: 't9', lastSeq: 23 });
+  const m0 = await started(first.stream, 'inflight');
+  await first.deliver(1, 23, [ev(tenant, 1)], 0);
+  await m0.stop(Date.now() + 1000);
+  const f = fakeStream({
+    created: 't9',
+    lastSeq: 30,
+    // What nats-server 2.9.10 restored after a kill: 24 delivered to the dead process, not acknowledged, and
+    // (as seen) no longer pending, so that it would never come again.
+    consumer: { ackFloor: 23, delivered: 24, numPending: 6, numAckPending: 0 },
+    makesConsumer: true,
+  });
+  const m = await started(f.stream, 'inflight');
+  assert.deepEqual(f.calls.deleted, ['store-inflight']);
+  assert.equal(f.calls.subscribed[0].opts?.startSequence, 24);
+  await f.deliver(24, 30, [ev(tenant, 24), ev(tenant, 25)], 0);
+  assert.equal((await counts(tenant)).final, 3);
+  await m.stop(Date.now() + 1000);
+
+  // Everything delivered was acknowledged: the consumer is kept and resumes by itself.
+  const g = fakeStream({
+    created: 't9',
+    lastSeq: 30,
+    consumer: { ackFloor: 30, delivered: 30, numPending: 0, numAckPending: 0 },
+  });
+  const m2 = await started(g.stream, 'inflight');
+  assert.deepEqual(g.calls.deleted, []);
+  await m2.stop(Date.now() + 1000);
+});
