@@ -11,7 +11,7 @@ import type { MaterializeConfig } from './config.ts';
 import { settleBy } from '../../lib/deadline.ts';
 import { backoffDelay, shouldLog, sleep } from '../../lib/retry.ts';
 import { batchesDdl, CopyError, CopyNoPeerError, type RangeCopy, recordBatch } from '../copy/index.ts';
-import { GAPS_DDL, type Gap, openGaps, saveGap } from './gaps.ts';
+import { ensureGapsTable, type Gap, openGaps, saveGap } from './gaps.ts';
 
 export { type MaterializeConfig, materializeConfigSchema } from './config.ts';
 
@@ -216,6 +216,8 @@ export function createMaterializer(
               'The stream dropped more messages before the consumer was made; the missing range grows.',
             );
             gap.toSeq = s.firstSeq - 1;
+            // Another range: what a copy of the old one reached says nothing of the messages added to it.
+            delete gap.progress;
             await saveGap(deps.store, gap);
             updateLag();
           }
@@ -260,9 +262,17 @@ export function createMaterializer(
           {
             signal: halt.signal,
             exclude,
+            ...(next.progress ? { resume: next.progress } : {}),
             onPeer: (peer) => {
               next.state = 'copying';
-              next.detail = `copying from ${peer}`;
+              next.detail = next.progress
+                ? `copying from ${peer}, after the ${next.progress.pages} pages already copied`
+                : `copying from ${peer}`;
+            },
+            // Recorded with the range before the next page is asked: a restart resumes after this page.
+            onPage: async (progress) => {
+              next.progress = progress;
+              await saveGap(deps.store, next);
             },
           },
         );
@@ -277,7 +287,9 @@ export function createMaterializer(
           });
         }
         next.state = 'copied';
-        next.detail = `copied from ${result.peer}: ${result.events} events in ${result.pages} pages`;
+        const resumed = result.resumedPages > 0 ? ` (resumed after page ${result.resumedPages})` : '';
+        next.detail = `copied from ${result.peer}: ${result.events} events in ${result.pages} pages${resumed}`;
+        delete next.progress;
         await saveGap(deps.store, next);
         exclude = [];
         updateLag();
@@ -460,9 +472,12 @@ export function createMaterializer(
             { consumer, from_seq: gap.fromSeq, to_seq: gap.toSeq, stream_first_seq: s.firstSeq },
             'Messages this replica never wrote have aged out of the stream; they are asked of a peer replica.',
           );
+          // The same start recorded before (a restart before the copy): the new end replaces it; a copy of
+          // the very same range goes on where it stopped.
+          const same = gaps.find((g) => g.fromSeq === gap.fromSeq && g.toSeq === gap.toSeq);
+          if (same?.progress) gap.progress = same.progress;
           // Recorded before the consumer moves past them: a restart still knows the range.
           await saveGap(deps.store, gap);
-          // The same start recorded before (a restart before the copy): the new end replaces it.
           gaps = [...gaps.filter((g) => g.fromSeq !== gap.fromSeq), gap];
           unsettled = gap;
         }
@@ -499,7 +514,7 @@ export function createMaterializer(
     name: 'materialize',
     async start() {
       await deps.store.exec(POSITIONS_DDL);
-      await deps.store.exec(GAPS_DDL);
+      await ensureGapsTable(deps.store);
       await deps.store.exec(batchesDdl(deps.retentionDays ?? 30));
       running = true;
       setup = begin();

@@ -17,12 +17,14 @@ import { createEventStore, type EventStore, storeConfigSchema } from '../index.t
 import {
   CopyError,
   CopyNoPeerError,
+  type CopyOptions,
+  type CopyProgress,
   type CopyRange,
   type CopyResult,
   coverage,
   type RangeCopy,
 } from '../copy/index.ts';
-import { openGaps } from './gaps.ts';
+import { ensureGapsTable, openGaps, saveGap } from './gaps.ts';
 import { createMaterializer, type Materializer, materializeConfigSchema } from './index.ts';
 
 // One chdb session per process: every test here shares this store and uses its own tenant and stream id.
@@ -365,7 +367,7 @@ test('a range the stream no longer holds is named exactly, kept across a restart
     async copy(range) {
       asked.push(range);
       if (!peerUp) throw new CopyNoPeerError('them');
-      return { peer: 'node-2', fromIngested: 1_000_000, toIngested: 2_000_000, events: 7, pages: 2 };
+      return { peer: 'node-2', fromIngested: 1_000_000, toIngested: 2_000_000, events: 7, pages: 2, resumedPages: 0 };
     },
     serveShards() {},
   };
@@ -425,7 +427,7 @@ test("a new replica of a shard asks a peer for the shard's history below the str
     () => {
       throw new CopyError('copying from node-2 failed: timeout', undefined, 'node-2');
     },
-    () => ({ peer: 'node-3', fromIngested: 1_000_000, toIngested: 2_000_000, events: 11, pages: 3 }),
+    () => ({ peer: 'node-3', fromIngested: 1_000_000, toIngested: 2_000_000, events: 11, pages: 3, resumedPages: 0 }),
   ];
   const copy: RangeCopy = {
     name: 'range-copy',
@@ -506,4 +508,122 @@ test("a new replica of a shard asks a peer for the shard's history below the str
     [[1, 19, 'store-shardgap-s3']],
   );
   assert.deepEqual(await openGaps(store, 'S@t7', 'store-shardgap-s2'), []);
+});
+
+test("a shard's history copy stopped half-way (a restart) resumes after its last recorded page; a range that grows starts over", async () => {
+  const cursor = (n: number) => ({ ingested: 1_000_000 + n, tenant: 'default', ts: n, id: `e${n}`, content_hash: 'h' });
+  const calls: { range: CopyRange; resume?: CopyProgress }[] = [];
+  let script: (opts: CopyOptions) => Promise<CopyResult> = async () => {
+    throw new CopyNoPeerError('them');
+  };
+  const copy: RangeCopy = {
+    name: 'range-copy',
+    start: async () => undefined,
+    stop: async () => undefined,
+    health: () => ({ ok: true }),
+    async copy(range, opts = {}) {
+      calls.push({ range, ...(opts.resume ? { resume: opts.resume } : {}) });
+      return script(opts);
+    },
+    serveShards() {},
+  };
+  const open = async (f: ReturnType<typeof fakeStream>) => {
+    const m = createMaterializer(materializeConfigSchema.parse({ lag_poll_interval_ms: 60000 }), {
+      stream: f.stream,
+      store,
+      nodeId: 'resume',
+      metrics: new Registry(),
+      logger: silentLogger,
+      shard: 1,
+      shards: 2,
+      copy,
+      copyRetryMs: 50,
+    });
+    await m.start();
+    return m;
+  };
+  const waitFor = async (what: string, check: () => boolean) => {
+    for (let i = 0; i < 400 && !check(); i++) await new Promise((r) => setTimeout(r, 25));
+    assert.ok(check(), what);
+  };
+
+  // The first run copies three pages, then is stopped (as a node killed half-way) before the fourth.
+  let stopped!: () => void;
+  const stopping = new Promise<void>((r) => {
+    stopped = r;
+  });
+  script = async (opts) => {
+    for (let page = 1; page <= 3; page++) {
+      await opts.onPage?.({ id: 'copy-1', after: cursor(page * 10), pages: page, events: page * 10 });
+    }
+    stopped();
+    await new Promise((r) => setTimeout(r, 60_000).unref());
+    throw new CopyError('copying was stopped');
+  };
+  const f = fakeStream({ created: 't9', firstSeq: 40, lastSeq: 60, makesConsumer: true });
+  let m = await open(f);
+  await stopping;
+  await m.stop(Date.now() + 1000);
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0].resume, undefined, 'the first attempt starts from the first page');
+  const [gap] = await openGaps(store, 'S@t9', 'store-resume-s1');
+  assert.deepEqual(
+    [gap.fromSeq, gap.toSeq, gap.progress],
+    [1, 39, { id: 'copy-1', after: cursor(30), pages: 3, events: 30 }],
+  );
+
+  // Restarted on the same replica: the copy goes on after page 3, under the same id.
+  script = async (opts) => {
+    await opts.onPage?.({ id: 'copy-1', after: cursor(40), pages: 4, events: 40 });
+    return { peer: 'n3', fromIngested: 1, toIngested: 2, events: 45, pages: 5, resumedPages: 3 };
+  };
+  m = await open(f);
+  await waitFor('the range to be copied', () => m.lag().missing[0]?.state === 'copied');
+  assert.deepEqual(calls[1], {
+    range: { stream: 'S@t9', fromSeq: 1, toSeq: 39, shard: { index: 1, count: 2 } },
+    resume: { id: 'copy-1', after: cursor(30), pages: 3, events: 30 },
+  });
+  assert.equal(m.lag().missing[0].detail, 'copied from n3: 45 events in 5 pages (resumed after page 3)');
+  await m.stop(Date.now() + 1000);
+  assert.deepEqual(await openGaps(store, 'S@t9', 'store-resume-s1'), [], 'filled: no open range left');
+
+  // A range recorded with progress, whose end grows before the copy (the stream dropped more meanwhile): the
+  // progress says nothing of the messages added, so that copy starts from the first page.
+  calls.length = 0;
+  const g = fakeStream({ created: 't10', firstSeq: 20, lastSeq: 60, makesConsumer: true });
+  const subscribe = g.stream.subscribeStream;
+  g.stream.subscribeStream = (name, h, opts) => {
+    g.dropBelow(30);
+    return subscribe(name, h, opts);
+  };
+  script = async () => ({ peer: 'n3', fromIngested: 1, toIngested: 2, events: 9, pages: 1, resumedPages: 0 });
+  await store.exec(
+    `INSERT INTO vigil.stream_gaps (stream, first_seq, last_seq, state, detail, progress, updated)
+     VALUES ('S@t10#store-resume-s1', 1, 19, 'copying', 'copying from n2', {p:String}, now64(3))`,
+    { p: JSON.stringify({ id: 'copy-2', after: cursor(5), pages: 1, events: 5 }) },
+  );
+  m = await open(g);
+  await waitFor('the grown range to be copied', () => m.lag().missing[0]?.state === 'copied');
+  assert.deepEqual(calls, [{ range: { stream: 'S@t10', fromSeq: 1, toSeq: 29, shard: { index: 1, count: 2 } } }]);
+  await m.stop(Date.now() + 1000);
+});
+
+test('a gaps table made before copies could resume gets its progress column; its ranges read as without progress', async () => {
+  await store.exec('DROP TABLE IF EXISTS vigil.stream_gaps SYNC');
+  await store.exec(`CREATE TABLE vigil.stream_gaps (
+  stream String, first_seq UInt64, last_seq UInt64, state LowCardinality(String), detail String,
+  updated DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(updated) ORDER BY (stream, first_seq)`);
+  await store.exec(
+    `INSERT INTO vigil.stream_gaps VALUES ('S@old#store-x-s0', 1, 9, 'missing', 'no peer replica holds it', now64(3))`,
+  );
+  await ensureGapsTable(store);
+  await ensureGapsTable(store);
+  const [gap] = await openGaps(store, 'S@old', 'store-x-s0');
+  assert.deepEqual([gap.fromSeq, gap.toSeq, gap.progress], [1, 9, undefined]);
+  await saveGap(store, {
+    ...gap,
+    progress: { id: 'c', after: { ingested: 1, tenant: 't', ts: 2, id: 'e', content_hash: 'h' }, pages: 1, events: 3 },
+  });
+  assert.equal((await openGaps(store, 'S@old', 'store-x-s0'))[0].progress?.events, 3);
 });
