@@ -13,7 +13,15 @@ import { coverage } from './batches.ts';
 import type { RangeCopyConfig } from './config.ts';
 import { type Cursor, type PageAnswer, type PageRequest, readPage, type ShardFilter, shardExtent } from './pages.ts';
 
-export { BATCHES_TABLE, batchesDdl, coverage, recordBatch, type WrittenBatch } from './batches.ts';
+export {
+  BATCHES_TABLE,
+  batchesDdl,
+  coverage,
+  recordBatch,
+  recordBatches,
+  sequenceRuns,
+  type WrittenBatch,
+} from './batches.ts';
 export { type RangeCopyConfig, rangeCopyConfigSchema } from './config.ts';
 export { type Cursor, readPage, type ShardFilter, shardExtent } from './pages.ts';
 

@@ -10,7 +10,15 @@ import { DATABASE } from '../schema.ts';
 import type { MaterializeConfig } from './config.ts';
 import { settleBy } from '../../lib/deadline.ts';
 import { backoffDelay, shouldLog, sleep } from '../../lib/retry.ts';
-import { batchesDdl, CopyError, CopyNoPeerError, type RangeCopy, recordBatch } from '../copy/index.ts';
+import {
+  batchesDdl,
+  CopyError,
+  CopyNoPeerError,
+  type RangeCopy,
+  recordBatch,
+  recordBatches,
+  sequenceRuns,
+} from '../copy/index.ts';
 import { ensureGapsTable, type Gap, openGaps, saveGap } from './gaps.ts';
 
 export { type MaterializeConfig, materializeConfigSchema } from './config.ts';
@@ -361,15 +369,24 @@ export function createMaterializer(
           if (e.ingested > maxIngested) maxIngested = e.ingested;
         }
       }
-      // After the events (the row says this replica holds them), before the position.
-      await recordBatch(deps.store, {
-        stream: streamId,
-        firstSeq: batch.firstSeq,
-        lastSeq: batch.lastSeq,
-        events: batch.events.length,
-        minIngested,
-        maxIngested,
-      });
+      // After the events (the rows say this replica holds them), before the position: one row per run of
+      // consecutive sequences the batch holds, never its first and last delivered (a redelivery after a
+      // newer message made rows of first_seq > last_seq). Each run is given the batch's ingestion times, a
+      // superset as the batch index allows. A shard's consumer records none: it holds its shard's messages
+      // only, never a run of the stream, and serves its shard by its ack floor (see ShardSource).
+      if (deps.shard === undefined) {
+        await recordBatches(
+          deps.store,
+          sequenceRuns(batch.seqs).map(([firstSeq, lastSeq]) => ({
+            stream: streamId,
+            firstSeq,
+            lastSeq,
+            events: batch.events.length,
+            minIngested,
+            maxIngested,
+          })),
+        );
+      }
       // The highest sequence, not the last delivered: a redelivery may come after a newer message.
       const seq = batch.seqs.reduce((a, b) => Math.max(a, b), Math.max(appliedSeq, batch.lastSeq));
       await deps.store.insertRows(

@@ -196,6 +196,51 @@ test('a redelivery with the same first and last message but one more in between 
   await m.stop(Date.now() + 1000);
 });
 
+test('the batch index records the runs of sequences a batch holds: a redelivery after a newer message never makes first_seq > last_seq', async () => {
+  const tenant = 'runs';
+  const f = fakeStream({ created: 't-runs', lastSeq: 20 });
+  const m = await started(f.stream, 'runs');
+  const rows = async (stream: string) =>
+    (
+      await store.query<{ f: string; l: string }>(
+        `SELECT toString(first_seq) AS f, toString(last_seq) AS l FROM vigil.stream_batches FINAL
+          WHERE stream = {stream:String} ORDER BY first_seq, last_seq`,
+        { stream },
+      )
+    ).map((r) => [Number(r.f), Number(r.l)]);
+  // 7 expired its ack_wait and comes again after 12, the newest: the batch's first delivered is 12, its last 7.
+  await f.deliver(12, 7, [ev(tenant, 12), ev(tenant, 7)], 0, [12, 7]);
+  assert.deepEqual(await rows('S@t-runs'), [
+    [7, 7],
+    [12, 12],
+  ]);
+  assert.equal((await coverage(store, 'S@t-runs', 7, 12)).covered, false, '8-11 were not written');
+  await f.deliver(8, 11, [ev(tenant, 8), ev(tenant, 9), ev(tenant, 10), ev(tenant, 11)], 0);
+  await f.deliver(13, 9, [ev(tenant, 13), ev(tenant, 14), ev(tenant, 9)], 0, [13, 14, 9]);
+  assert.deepEqual(await rows('S@t-runs'), [
+    [7, 7],
+    [8, 11],
+    [9, 9],
+    [12, 12],
+    [13, 14],
+  ]);
+  assert.equal((await coverage(store, 'S@t-runs', 7, 14)).covered, true);
+  const [inverted] = await store.query<{ n: string }>(
+    'SELECT toString(count()) AS n FROM vigil.stream_batches WHERE first_seq > last_seq',
+    {},
+  );
+  assert.equal(inverted.n, '0');
+  await m.stop(Date.now() + 1000);
+
+  // A shard's consumer holds its shard's messages only: it claims no run of the stream.
+  const g = fakeStream({ created: 't-runs-shard', lastSeq: 20 });
+  const s = await started(g.stream, 'runs', 0);
+  await g.deliver(3, 9, [ev('runs-shard', 3), ev('runs-shard', 9)], 0, [3, 9]);
+  assert.equal((await counts('runs-shard')).final, 2);
+  assert.deepEqual(await rows('S@t-runs-shard'), []);
+  await s.stop(Date.now() + 1000);
+});
+
 test("a shard dropped and given back re-reads the same batches into the replica (the engine's token memory outlives the rows)", async () => {
   const tenant = 'given-back';
   const made = (created: string): ConsumerPosition => ({
