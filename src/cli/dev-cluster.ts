@@ -24,8 +24,9 @@ Commands:
                      site): every connection between the sites goes through it
   add [--count N]    start N more Vigil nodes (default 1; vigil-5 after vigil-4...) with the
                      cluster's configuration, and wait until each is ready: they join the running
-                     cluster (partitions; shards move to them when the events are sharded). The
-                     balancer of --lb is not changed: reach a new node at its own address
+                     cluster (partitions; shards move to them when the events are sharded). With
+                     --lb, HAProxy's configuration is written again with every node and reloaded
+                     (SIGUSR2 to its master: same PID, open connections finish on the old worker)
   status [--json]    every member: kind, name, site, PID, running or stopped, addresses
   kill <member>      SIGKILL one member by PID (nats-2, etcd-1, vigil-3, haproxy-1, ...)
   kill --site S      SIGKILL every process of site S (a lost data centre)
@@ -185,9 +186,9 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
         const names = await cluster.add(count, start);
         printStatus(cluster, opts.json);
         if (!opts.json) {
-          const lb = cluster.state().members.some((m) => m.kind === 'haproxy');
+          const lb = cluster.state().members.find((m) => m.kind === 'haproxy');
           process.stdout.write(
-            `\n${names.join(', ')} joined and ready.${lb ? ' The balancer does not send to them: use their own addresses.' : ''}\n`,
+            `\n${names.join(', ')} joined and ready.${lb ? ` ${lb.name} sends to them too (${lb.addresses.stats}).` : ''}\n`,
           );
         }
         return 0;

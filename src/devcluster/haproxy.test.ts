@@ -62,7 +62,7 @@ test('a dev cluster with lb: haproxy-1 in front of every node for HTTP, syslog T
     assert.equal(lb.kind, 'haproxy');
     assert.equal(lb.name, 'haproxy-1');
     assert.equal(lb.command, BINARIES.haproxy);
-    assert.deepEqual(lb.args, ['-f', lb.files.config, '-db']);
+    assert.deepEqual(lb.args, ['-W', '-f', lb.files.config, '-db'], 'master-worker: reloaded by SIGUSR2 to its PID');
     assert.match(lb.addresses.http, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.match(lb.ready_url, /^http:\/\/127\.0\.0\.1:\d+\/ready$/);
     const config = plan.files.find((f) => f.path === lb.files.config)!.content;

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../config/load.ts';
@@ -25,6 +26,7 @@ import {
 import { sleep } from '../lib/retry.ts';
 import { planSites } from './sites.ts';
 import { planAddedNodes } from './grow.ts';
+import { BALANCER_MASTER_WORKER, balancerConfig, balancerServerStates } from './haproxy.ts';
 
 export { BINARIES, CORE_BINARIES, findBinaries, findBinary } from './binaries.ts';
 export { DevClusterError } from './errors.ts';
@@ -93,10 +95,19 @@ export interface DevCluster {
   /**
    * Adds `count` Vigil nodes (`vigil-<next>`...) with the cluster's configuration (src/devcluster/grow.ts),
    * records them, and starts them, waiting until each is ready: they join the running cluster (membership,
-   * partitions, and shards when the events are sharded). A balancer (`--lb`) is not changed. Resolves to the
-   * new members' names. A node that does not become ready is stopped and stays recorded (its log kept).
+   * partitions, and shards when the events are sharded). Then the balancer (`--lb`) sends to them too (see
+   * updateBalancers). Resolves to the new members' names. A node that does not become ready is stopped and
+   * stays recorded (its log kept); the balancer is then not changed.
    */
   add(count: number, opts?: StartOptions): Promise<string[]>;
+  /**
+   * Renders each balancer's configuration again from the template (src/devcluster/haproxy.ts) with every
+   * Vigil member recorded now, checks it with `haproxy -c`, replaces the file, and reloads a running balancer
+   * gracefully: SIGUSR2 to its master, whose PID stays the recorded one; the new worker serves new
+   * connections, the old one finishes those it has. Waits until the stats page lists exactly the new servers.
+   * Resolves to the names of the balancers whose configuration changed.
+   */
+  updateBalancers(opts?: { timeoutMs?: number }): Promise<string[]>;
 }
 
 const STATE_FILE = 'state.json';
@@ -373,10 +384,85 @@ export function openDevCluster(dir: string): DevCluster {
         await cluster.stop(names, { signal: 'SIGKILL' }).catch(() => undefined);
         throw err;
       }
+      await cluster.updateBalancers();
       return names;
+    },
+
+    async updateBalancers(opts = {}) {
+      const changed: string[] = [];
+      for (const lb of state.members.filter((m) => m.kind === 'haproxy')) {
+        const content = balancerConfig(lb, state.members);
+        const file = lb.files.config;
+        if (existsSync(file) && readFileSync(file, 'utf8') === content) continue;
+        checkBalancerConfig(lb, content);
+        renameSync(`${file}.next`, file);
+        changed.push(lb.name);
+        const running = isRunning(refOf(lb));
+        if (!lb.args.includes(BALANCER_MASTER_WORKER)) {
+          // Recorded before the dev cluster ran HAProxy in master-worker mode: SIGUSR2 would kill it.
+          lb.args = [BALANCER_MASTER_WORKER, ...lb.args];
+          writeState(state);
+          if (running) await cluster.restart(lb.name);
+          continue;
+        }
+        if (!running) continue;
+        signalProcess(refOf(lb), 'SIGUSR2');
+        const servers = state.members.filter((m) => m.kind === 'vigil' && m.site === lb.site).map((m) => m.name);
+        await waitReloaded(lb, servers, opts.timeoutMs ?? 30000);
+      }
+      return changed;
     },
   };
   return cluster;
+}
+
+/**
+ * `haproxy -c` on `content`, written beside the balancer's configuration as `<file>.next` (left there for
+ * the caller to rename into place): a configuration HAProxy refuses never replaces the one it runs.
+ */
+function checkBalancerConfig(lb: MemberRecord, content: string): void {
+  const next = `${lb.files.config}.next`;
+  writeFileSync(next, content, { mode: 0o644 });
+  const r = spawnSync(lb.command, ['-c', '-f', next], { encoding: 'utf8', timeout: 30000 });
+  if (r.status !== 0) {
+    const said = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() || (r.error?.message ?? `exit status ${r.status}`);
+    throw new DevClusterError(
+      'lb_config_invalid',
+      `haproxy -c refused the new configuration of ${lb.name} (${next}), which is not loaded: ${said}`,
+    );
+  }
+}
+
+/**
+ * Waits until the balancer's stats page (answered by the newest worker once the old one has let its
+ * listeners go) lists exactly `servers` in its HTTP backend. A master whose reload failed keeps the old
+ * worker and says so in its log ("Loading failure!"), which the error quotes.
+ */
+async function waitReloaded(lb: MemberRecord, servers: string[], timeoutMs: number): Promise<void> {
+  const want = [...servers].sort().join(',');
+  const deadline = Date.now() + timeoutMs;
+  let seen = '';
+  for (;;) {
+    if (!isRunning(refOf(lb))) {
+      throw new DevClusterError(
+        'lb_reload_failed',
+        `${lb.name} exited while reloading; log ${lb.log}:\n${logTail(lb)}`,
+      );
+    }
+    try {
+      seen = [...(await balancerServerStates(lb.addresses.stats)).keys()].sort().join(',');
+      if (seen === want) return;
+    } catch {
+      // between the old worker's listeners and the new one's: asked again
+    }
+    if (Date.now() > deadline) {
+      throw new DevClusterError(
+        'lb_reload_failed',
+        `${lb.name} did not serve its new configuration within ${Math.round(timeoutMs / 1000)} s (servers ${seen || 'unknown'}, not ${want}); log ${lb.log}:\n${logTail(lb)}`,
+      );
+    }
+    await sleep(200);
+  }
 }
 
 /** Writes a plan's folders and files (configs, tokens). */

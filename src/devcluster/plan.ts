@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import type { BinaryName, CoreBinary } from './binaries.ts';
 import { DevClusterError } from './errors.ts';
-import { type HaproxyCheck, type HaproxyServer, planBalancer } from './haproxy.ts';
+import { type BalancerSpec, type HaproxyCheck, type HaproxyServer, planBalancer } from './haproxy.ts';
 
 /** What a member of the dev cluster is. */
 /** `link`: the relay between the two sites of `up --sites 2 --link-relay` (src/devcluster/link.ts). */
@@ -40,6 +40,11 @@ export interface MemberRecord {
   state: 'running' | 'stopped';
   started_at: string | null;
   stopped_at: string | null;
+  /**
+   * haproxy: what its configuration is rendered from, but the servers, which are the Vigil members recorded
+   * at the time (`add` renders and reloads it again). Absent in a state written before `add` did so.
+   */
+  balancer?: BalancerSpec;
 }
 
 /** `<dir>/state.json`. */

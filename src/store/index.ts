@@ -138,8 +138,12 @@ export interface EventStore extends Component {
   search<T>(user: string, fn: (scope: SearchScope) => Promise<T>, opts?: { perQuery?: boolean }): Promise<T>;
   /** Runs a parameterized statement (DDL, inserts built by other components) with no result. */
   exec(sql: string, params?: Record<string, unknown>): Promise<void>;
-  /** Inserts JSONEachRow rows into a table of the store's database (alerts, bookkeeping). */
-  insertRows(table: string, rows: Buffer): Promise<void>;
+  /**
+   * Inserts JSONEachRow rows into a table of the store's database (alerts, bookkeeping, copied pages).
+   * `dedupToken` names the insert: the same rows inserted again with it are dropped by a table that keeps
+   * a deduplication window (the events table).
+   */
+  insertRows(table: string, rows: Buffer, opts?: { dedupToken?: string }): Promise<void>;
 }
 
 /** The reads of one admitted search (see {@link EventStore.search}). */
@@ -423,9 +427,18 @@ export function createEventStore(
       const s = open();
       await engine(() => s.queryBindAsync(sql, params, { format: 'JSONEachRow' }));
     },
-    async insertRows(table, rows) {
+    async insertRows(table, rows, opts = {}) {
       const s = open();
-      await engine(() => s.insert({ table: `${DATABASE}.${table}`, values: rows, format: 'JSONEachRow' }));
+      // A setting, never SQL text: the token reaches the engine as a value.
+      const settings = opts.dedupToken === undefined ? undefined : { insert_deduplication_token: opts.dedupToken };
+      await engine(() =>
+        s.insert({
+          table: `${DATABASE}.${table}`,
+          values: rows,
+          format: 'JSONEachRow',
+          ...(settings ? { settings } : {}),
+        }),
+      );
     },
   };
 }

@@ -1,7 +1,7 @@
 /**
  * `vigil dev-cluster` end to end, as an operator runs it: up (1 Vigil node, 3 nats-server, 3 etcd, HAProxy
- * in front with --lb), status, kill, restart on the same ports, down; every process is acted on by the PID
- * in state.json.
+ * in front with --lb), status, kill, restart on the same ports, add (the balancer reloaded: requests reach
+ * the new node), down; every process is acted on by the PID in state.json.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -38,7 +38,7 @@ function cli(...args: string[]): { status: number | null; stdout: string; stderr
           `import { parseArgs } from 'node:util';
            const { devClusterCommand } = await import(${JSON.stringify(join(ROOT, 'src/cli/dev-cluster.ts'))});
            const p = parseArgs({ args: process.argv.slice(1), allowPositionals: true, strict: true, options: {
-             dir: { type: 'string' }, nodes: { type: 'string' }, lb: { type: 'boolean' }, json: { type: 'boolean' }, timeout: { type: 'string' } } });
+             dir: { type: 'string' }, nodes: { type: 'string' }, count: { type: 'string' }, lb: { type: 'boolean' }, json: { type: 'boolean' }, timeout: { type: 'string' } } });
            process.exitCode = await devClusterCommand(p.positionals, p.values);`,
           ...args,
         ],
@@ -197,6 +197,25 @@ test('up, status, kill, restart, down: every member by PID, same ports after a r
   // restart waited for the balancer's readiness: a node is in rotation, so the API answers through it.
   const again = await fetch(`${lb.addresses.http}/health/ready`);
   assert.equal(again.status, 200);
+
+  // add: vigil-2 joins, and the balancer (reloaded, same master PID) sends requests to it too.
+  const lbPid = status().find((m) => m.name === 'haproxy-1')!.pid;
+  const added = cli('add', '--count', '1', '--dir', dir);
+  assert.equal(added.status, 0, `${added.stdout}\n${added.stderr}`);
+  assert.match(added.stdout, /vigil-2 joined and ready\. haproxy-1 sends to them too/);
+  const lbNow = status().find((m) => m.name === 'haproxy-1')!;
+  assert.equal(lbNow.pid, lbPid, 'the balancer was reloaded, not restarted: same PID');
+  const answered = new Set<string>();
+  const addDeadline = Date.now() + 60000;
+  while (!answered.has('vigil-2')) {
+    assert.ok(Date.now() < addDeadline, `through the balancer only ${[...answered]} answered within 60 s of add`);
+    const res = await fetch(`${lb.addresses.http}/admin/cluster/status`, {
+      headers: { authorization: `Bearer ${token}`, connection: 'close' },
+    });
+    if (res.status === 200) answered.add(((await res.json()) as { node_id: string }).node_id);
+    else await res.arrayBuffer();
+    await new Promise((r) => setTimeout(r, 100));
+  }
 
   assert.equal(cli('kill', 'vigil-9', '--dir', dir).status, 1);
   members = status();

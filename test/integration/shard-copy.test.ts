@@ -398,3 +398,76 @@ test('no serving replica holds the history of a shard: the new replica names the
     `# shard-copy: no peer, then a back: shard ${shard}'s ${copied} events copied without a rate limit in ${seconds.toFixed(2)} s\n`,
   );
 });
+
+test('a new replica killed half-way through its shard copy resumes after the last page it committed, and holds each event once', {
+  timeout: 900_000,
+}, async (t) => {
+  const run = `${RUN}c`;
+  // Another cluster on the same servers; R = 1 (one shard moves to the new node), a long grace period (the
+  // killed node keeps its place), and a slow copy: 10 events a second in pages of 10, one page a second.
+  const over = {
+    VIGIL_CLUSTER__KEY_PREFIX: `${run}/`,
+    VIGIL_BUS__JETSTREAM__STREAM: 'VIGIL_EVENTS_C',
+    VIGIL_BUS__JETSTREAM__SUBJECT_PREFIX: 'vigil.eventsc',
+    VIGIL_STORE__REPLICAS: '1',
+    VIGIL_STORE__SHARD_GRACE_MS: '600000',
+    VIGIL_STORE__COPY__MAX_EVENTS_PER_SECOND: '10',
+    VIGIL_STORE__COPY__PAGE_MAX_EVENTS: '10',
+  };
+  t.after(closeAll);
+  const a = await node('vigil-a', env('vigil-a', over));
+  await until('both shards on a', async () => {
+    const m = await shardMap(a);
+    return m.length === S && m.every((x) => x.replicas.length === 1 && x.replicas[0].state === 'serving');
+  });
+  const sent = await send(a, 'e', 600, 20, run);
+  await until('a to hold them', async () => (await idsOn(a, 0, run)).length + (await idsOn(a, 1, run)).length === 600);
+  const nc = await connect({ servers: nats.urls });
+  try {
+    await (await jetstreamManager(nc)).streams.purge('VIGIL_EVENTS_C');
+  } finally {
+    await nc.close();
+  }
+
+  // d joins: one shard moves to it, whose whole history only a holds (about 300 events: 30 s of copy).
+  const d = await node('vigil-d', env('vigil-d', over));
+  const shard = await until('a shard to be given to d', async () => {
+    const m = await shardMap(a);
+    return m.find((x) => x.replicas.some((r) => r.node === 'vigil-d'))?.shard;
+  });
+  const want = sent.filter((id) => shardOf(id, S) === shard);
+  const pagesBefore = await until('d to have copied a few pages', async () => {
+    const n = await metric(d, 'vigil_store_copy_pages_total{direction="received"}');
+    return n >= 3 ? n : undefined;
+  });
+  assert.ok(pagesBefore * 10 < want.length, `the copy was not over (${pagesBefore} pages of ${want.length} events)`);
+  await d.kill('SIGKILL');
+
+  await d.restart();
+  await until('d to serve its shard', async () => {
+    const r = (await shardMap(a))[shard].replicas.find((x) => x.node === 'vigil-d');
+    return r?.state === 'serving';
+  }).catch(async (err) => {
+    const h = await d.get('/health/ready').catch(() => undefined);
+    throw new Error(`${err}; d: ${JSON.stringify(h?.body?.checks?.materialize)}`);
+  });
+  // After the restart only what was left was asked: the pages committed before the kill were not.
+  const received = await metric(d, 'vigil_store_copy_events_total{direction="received"}');
+  assert.ok(
+    received <= want.length - (pagesBefore - 1) * 10,
+    `d copied ${received} events after its restart, of ${want.length}: it started over`,
+  );
+  const status = await d.get('/admin/cluster/status');
+  const mine = (status.body.replicas as { node: string; missing?: { detail: string }[] }[]).find(
+    (r) => r.node === 'vigil-d',
+  );
+  const resumed = /resumed after page (\d+)/.exec(mine?.missing?.[0]?.detail ?? '');
+  assert.ok(resumed && Number(resumed[1]) >= pagesBefore - 1, JSON.stringify(mine?.missing));
+  // Exactly the shard's events, each once.
+  const onD = await idsOn(d, shard, run);
+  assert.equal(new Set(onD).size, onD.length, 'each event once on d');
+  assert.equal(digest(onD), digest(want));
+  process.stdout.write(
+    `# shard-copy: killed after ${pagesBefore} pages, d resumed after page ${resumed[1]} and copied ${received} of ${want.length} events after its restart\n`,
+  );
+});

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { openTestStore } from '../../../test/harness/event-store.ts';
-import { batchesDdl, coverage, recordBatch } from './batches.ts';
+import { batchesDdl, coverage, recordBatch, recordBatches, sequenceRuns } from './batches.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'vigil-batches-'));
 after(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -40,6 +40,53 @@ test('a range of stream sequences is covered only when the batches hold all of i
     for (const [from, to, covered, fromIngested, toIngested] of cases) {
       assert.deepEqual(await coverage(store, 'S@1', from, to), { covered, fromIngested, toIngested }, `${from}-${to}`);
     }
+  } finally {
+    await store.stop(Date.now() + 5000);
+  }
+});
+
+test('a batch holds the runs of consecutive sequences among those delivered, whatever their order', () => {
+  const cases: [number[], [number, number][]][] = [
+    [[1, 2, 3], [[1, 3]]],
+    [
+      [12, 7],
+      [
+        [7, 7],
+        [12, 12],
+      ],
+    ],
+    [
+      [5, 8, 7],
+      [
+        [5, 5],
+        [7, 8],
+      ],
+    ],
+    [
+      [13, 14, 9, 9],
+      [
+        [9, 9],
+        [13, 14],
+      ],
+    ],
+    [[4], [[4, 4]]],
+    [[], []],
+  ];
+  for (const [seqs, runs] of cases) assert.deepEqual(sequenceRuns(seqs), runs, JSON.stringify(seqs));
+});
+
+test('a written range that runs downwards is refused, never recorded', async () => {
+  const store = openTestStore(dataDir);
+  await store.start();
+  try {
+    await store.exec(batchesDdl(30));
+    const b = { stream: 'S@down', events: 1, minIngested: 1, maxIngested: 2 };
+    await assert.rejects(recordBatches(store, [{ ...b, firstSeq: 12, lastSeq: 7 }]), RangeError);
+    const [row] = await store.query<{ n: string }>(
+      "SELECT toString(count()) AS n FROM vigil.stream_batches WHERE stream = 'S@down'",
+      {},
+    );
+    assert.equal(row.n, '0');
   } finally {
     await store.stop(Date.now() + 5000);
   }

@@ -24,7 +24,10 @@ ORDER BY (stream, first_seq, last_seq)
 TTL toDateTime(written) + INTERVAL ${Math.trunc(retentionDays)} DAY`;
 }
 
-/** One written batch: stream sequences first..last, and the ingestion times of its events (epoch ms). */
+/**
+ * Written stream sequences first..last (first <= last, every sequence between them written), and the
+ * ingestion times of their events (epoch ms).
+ */
 export interface WrittenBatch {
   stream: string;
   firstSeq: number;
@@ -36,16 +39,45 @@ export interface WrittenBatch {
 
 /** Records a written batch (after its events are committed: the row claims they are here). */
 export async function recordBatch(store: EventStore, b: WrittenBatch): Promise<void> {
-  const row = {
-    stream: b.stream,
-    first_seq: b.firstSeq,
-    last_seq: b.lastSeq,
-    events: b.events,
-    min_ingested: b.minIngested,
-    max_ingested: b.maxIngested,
-    written: Date.now(),
-  };
-  await store.insertRows('stream_batches', Buffer.from(JSON.stringify(row)));
+  await recordBatches(store, [b]);
+}
+
+/** Records written batches in one insert; a range with first > last is refused (it would claim nothing true). */
+export async function recordBatches(store: EventStore, list: readonly WrittenBatch[]): Promise<void> {
+  if (list.length === 0) return;
+  const written = Date.now();
+  const rows = list.map((b) => {
+    if (!(b.firstSeq <= b.lastSeq)) {
+      throw new RangeError(`a written batch of ${b.stream} cannot run from ${b.firstSeq} down to ${b.lastSeq}`);
+    }
+    return JSON.stringify({
+      stream: b.stream,
+      first_seq: b.firstSeq,
+      last_seq: b.lastSeq,
+      events: b.events,
+      min_ingested: b.minIngested,
+      max_ingested: b.maxIngested,
+      written,
+    });
+  });
+  await store.insertRows('stream_batches', Buffer.from(rows.join('\n')));
+}
+
+/**
+ * The runs of consecutive sequences among `seqs` (any order, repeats allowed), lowest first: what a batch
+ * delivered really holds. A batch's first and last delivered messages are not its ends: a redelivery (after
+ * ack_wait, or a failed batch) comes after newer messages, so `[12, 7]` is a batch whose first delivered is
+ * 12 and last 7, and `[7, 12]` holds neither 8 nor 11.
+ */
+export function sequenceRuns(seqs: readonly number[]): [number, number][] {
+  const sorted = [...new Set(seqs)].sort((a, b) => a - b);
+  const runs: [number, number][] = [];
+  for (const seq of sorted) {
+    const last = runs[runs.length - 1];
+    if (last && seq === last[1] + 1) last[1] = seq;
+    else runs.push([seq, seq]);
+  }
+  return runs;
 }
 
 /** What this replica holds of stream sequences from..to: all of them or not, and their events' ingestion times. */

@@ -1,3 +1,4 @@
+import { createHash, randomUUID } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { Registry } from 'prom-client';
@@ -12,9 +13,17 @@ import { coverage } from './batches.ts';
 import type { RangeCopyConfig } from './config.ts';
 import { type Cursor, type PageAnswer, type PageRequest, readPage, type ShardFilter, shardExtent } from './pages.ts';
 
-export { BATCHES_TABLE, batchesDdl, coverage, recordBatch, type WrittenBatch } from './batches.ts';
+export {
+  BATCHES_TABLE,
+  batchesDdl,
+  coverage,
+  recordBatch,
+  recordBatches,
+  sequenceRuns,
+  type WrittenBatch,
+} from './batches.ts';
 export { type RangeCopyConfig, rangeCopyConfigSchema } from './config.ts';
-export { readPage, type ShardFilter, shardExtent } from './pages.ts';
+export { type Cursor, readPage, type ShardFilter, shardExtent } from './pages.ts';
 
 /**
  * A range of events to copy: the stream sequences `fromSeq..toSeq` of `stream` (`<name>@<created>`, as the
@@ -44,6 +53,24 @@ export interface CopyResult {
   toIngested: number | null;
   events: number;
   pages: number;
+  /** Pages committed by an earlier attempt that this one resumed after (0: it started from the first page). */
+  resumedPages: number;
+}
+
+/**
+ * How far a copy got: its id, and the cursor after its last committed page. The caller records it with the
+ * range (the materializer, in the missing range's row), so that a copy interrupted by a failed page or a
+ * restart resumes after that page instead of from the first. A page committed but not yet recorded is read
+ * again on resume: its insert carries a token made of the copy's id and the page's start and rows, so the
+ * engine drops it when it is the same page (see pageToken).
+ */
+export interface CopyProgress {
+  /** The copy's own id, chosen at its first page: part of each page's dedup token. */
+  id: string;
+  after: Cursor;
+  /** Pages and events committed so far, over every attempt. */
+  pages: number;
+  events: number;
 }
 
 /** A copy of a range of events from a peer replica into this one; the peer side of the same. */
@@ -69,6 +96,13 @@ export interface CopyOptions {
   exclude?: readonly string[];
   /** Called when a peer offered the range, before the first page. */
   onPeer?: (peer: string) => void;
+  /** Where an earlier attempt of the same range stopped: the copy goes on after it (from any peer). */
+  resume?: CopyProgress;
+  /**
+   * Called after each committed page but the last, with the progress to record; the copy waits for it, and
+   * fails if it throws (the next attempt resumes from what was recorded before).
+   */
+  onPage?: (progress: CopyProgress) => Promise<void>;
 }
 
 /** No live peer replica holds the whole range (or none answered). */
@@ -339,26 +373,34 @@ export function createRangeCopy(
   }
 
   async function copyFrom(offer: OfferAnswer, range: CopyRange, what: string, opts: CopyOptions): Promise<CopyResult> {
+    const resume = opts.resume;
     const result: CopyResult = {
       peer: offer.node,
       fromIngested: offer.from_ingested,
       toIngested: offer.to_ingested,
-      events: 0,
-      pages: 0,
+      events: resume?.events ?? 0,
+      pages: resume?.pages ?? 0,
+      resumedPages: resume?.pages ?? 0,
     };
     opts.onPeer?.(offer.node);
     if (offer.from_ingested === null || offer.to_ingested === null) return result;
     const shard = 'shard' in range ? range.shard : undefined;
+    const id = resume?.id ?? randomUUID();
     log.info(
       {
         peer: offer.node,
         range: what,
         from_ingested: new Date(offer.from_ingested).toISOString(),
         to_ingested: new Date(offer.to_ingested).toISOString(),
+        ...(resume
+          ? { resumed_after_pages: resume.pages, resumed_after_ingested: new Date(resume.after.ingested).toISOString() }
+          : {}),
       },
-      'Copying a range of events from a peer replica.',
+      resume
+        ? 'Resuming the copy of a range of events from a peer replica after its last committed page.'
+        : 'Copying a range of events from a peer replica.',
     );
-    let after: Cursor | null = null;
+    let after: Cursor | null = resume?.after ?? null;
     try {
       for (;;) {
         if (opts.signal?.aborted || halt.signal.aborted) throw new CopyError(`copying ${what} was stopped`);
@@ -374,7 +416,11 @@ export function createRangeCopy(
           opts.signal,
         );
         const rows = page.rows ?? [];
-        if (rows.length > 0) await deps.store.insertRows('events', Buffer.from(rows.join('\n')));
+        if (rows.length > 0) {
+          await deps.store.insertRows('events', Buffer.from(rows.join('\n')), {
+            dedupToken: pageToken(id, after, rows),
+          });
+        }
         const size = rowBytes(rows);
         result.events += rows.length;
         result.pages++;
@@ -383,6 +429,7 @@ export function createRangeCopy(
         pages.inc({ direction: 'received' });
         if (!page.next) break;
         after = page.next;
+        await opts.onPage?.({ id, after, pages: result.pages, events: result.events });
         cursorGauge.set(after.ingested / 1000);
         remainingGauge.set(Math.max(0, offer.to_ingested - after.ingested) / 1000);
         await pace(rows.length, size, opts.signal);
@@ -414,6 +461,19 @@ export function createRangeCopy(
       shardSource = source;
     },
   };
+}
+
+/**
+ * The dedup token of a copied page: the copy's id, and a digest of where the page starts and of its rows.
+ * A page read again after an interruption (committed, not yet recorded) is the same page and is dropped by
+ * the engine; a page with other rows (the peer's data changed meanwhile, or another peer) is written, and
+ * FINAL hides what it repeats. Without a token the engine would drop a block by the hash of its rows, and it
+ * remembers those after the rows are deleted: a shard dropped and given back to this node would have the
+ * same pages of its new copy dropped, never written. The copy's id is new for each copy.
+ */
+export function pageToken(copyId: string, after: Cursor | null, rows: readonly string[]): string {
+  const digest = createHash('sha256').update(JSON.stringify(after)).update('\n').update(rows.join('\n'));
+  return `copy:${copyId}:${digest.digest('base64url').slice(0, 22)}`;
 }
 
 /** Bytes of JSON rows (what the rate limit and the metrics count). */

@@ -1,3 +1,4 @@
+import type { CopyProgress } from '../copy/index.ts';
 import type { EventStore } from '../index.ts';
 import { DATABASE } from '../schema.ts';
 
@@ -14,9 +15,16 @@ export const GAPS_DDL = `CREATE TABLE IF NOT EXISTS ${GAPS_TABLE} (
   last_seq UInt64,
   state LowCardinality(String),
   detail String,
+  progress String DEFAULT '',
   updated DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree(updated)
 ORDER BY (stream, first_seq)`;
+
+/** Makes the gaps table, and adds `progress` to one made before a copy could resume. */
+export async function ensureGapsTable(store: EventStore): Promise<void> {
+  await store.exec(GAPS_DDL);
+  await store.exec(`ALTER TABLE ${GAPS_TABLE} ADD COLUMN IF NOT EXISTS progress String DEFAULT '' AFTER detail`);
+}
 
 /** A missing range: `missing` (no peer could serve it yet), `copying`, or `copied` (filled). */
 export interface Gap {
@@ -31,6 +39,11 @@ export interface Gap {
   state: 'missing' | 'copying' | 'copied';
   /** Why it is still missing, or who filled it. */
   detail: string;
+  /**
+   * How far the copy of this very range (same first and last sequence) got: a copy interrupted goes on
+   * after its last committed page. Cleared when the range changes or is filled.
+   */
+  progress?: CopyProgress;
 }
 
 /**
@@ -49,6 +62,7 @@ export async function saveGap(store: EventStore, gap: Gap): Promise<void> {
     last_seq: gap.toSeq,
     state: gap.state,
     detail: gap.detail,
+    progress: gap.progress ? JSON.stringify(gap.progress) : '',
     updated: Date.now(),
   };
   await store.insertRows('stream_gaps', Buffer.from(JSON.stringify(row)));
@@ -56,17 +70,50 @@ export async function saveGap(store: EventStore, gap: Gap): Promise<void> {
 
 /** The gaps of `stream` (of one shard consumer's, with `consumer`) not filled yet, oldest first. */
 export async function openGaps(store: EventStore, stream: string, consumer?: string): Promise<Gap[]> {
-  const rows = await store.query<{ first_seq: string; last_seq: string; state: Gap['state']; detail: string }>(
-    `SELECT toString(first_seq) AS first_seq, toString(last_seq) AS last_seq, state, detail
+  const rows = await store.query<{
+    first_seq: string;
+    last_seq: string;
+    state: Gap['state'];
+    detail: string;
+    progress: string;
+  }>(
+    `SELECT toString(first_seq) AS first_seq, toString(last_seq) AS last_seq, state, detail, progress
        FROM ${GAPS_TABLE} FINAL WHERE stream = {stream:String} AND state != 'copied' ORDER BY first_seq`,
     { stream: gapKey(stream, consumer) },
   );
-  return rows.map((r) => ({
-    stream,
-    ...(consumer ? { consumer } : {}),
-    fromSeq: Number(r.first_seq),
-    toSeq: Number(r.last_seq),
-    state: 'missing',
-    detail: r.detail,
-  }));
+  return rows.map((r) => {
+    const progress = parseProgress(r.progress);
+    return {
+      stream,
+      ...(consumer ? { consumer } : {}),
+      fromSeq: Number(r.first_seq),
+      toSeq: Number(r.last_seq),
+      state: 'missing',
+      detail: r.detail,
+      ...(progress ? { progress } : {}),
+    };
+  });
+}
+
+/** A recorded progress, or undefined when there is none or it is not one (the copy then starts over). */
+function parseProgress(text: string): CopyProgress | undefined {
+  if (!text) return undefined;
+  try {
+    const p = JSON.parse(text) as CopyProgress;
+    const a = p.after;
+    const ok =
+      typeof p.id === 'string' &&
+      Number.isFinite(p.pages) &&
+      Number.isFinite(p.events) &&
+      typeof a === 'object' &&
+      a !== null &&
+      Number.isFinite(a.ingested) &&
+      Number.isFinite(a.ts) &&
+      typeof a.tenant === 'string' &&
+      typeof a.id === 'string' &&
+      typeof a.content_hash === 'string';
+    return ok ? p : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -10,8 +10,16 @@ import { DATABASE } from '../schema.ts';
 import type { MaterializeConfig } from './config.ts';
 import { settleBy } from '../../lib/deadline.ts';
 import { backoffDelay, shouldLog, sleep } from '../../lib/retry.ts';
-import { batchesDdl, CopyError, CopyNoPeerError, type RangeCopy, recordBatch } from '../copy/index.ts';
-import { GAPS_DDL, type Gap, openGaps, saveGap } from './gaps.ts';
+import {
+  batchesDdl,
+  CopyError,
+  CopyNoPeerError,
+  type RangeCopy,
+  recordBatch,
+  recordBatches,
+  sequenceRuns,
+} from '../copy/index.ts';
+import { ensureGapsTable, type Gap, openGaps, saveGap } from './gaps.ts';
 
 export { type MaterializeConfig, materializeConfigSchema } from './config.ts';
 
@@ -216,6 +224,8 @@ export function createMaterializer(
               'The stream dropped more messages before the consumer was made; the missing range grows.',
             );
             gap.toSeq = s.firstSeq - 1;
+            // Another range: what a copy of the old one reached says nothing of the messages added to it.
+            delete gap.progress;
             await saveGap(deps.store, gap);
             updateLag();
           }
@@ -260,9 +270,17 @@ export function createMaterializer(
           {
             signal: halt.signal,
             exclude,
+            ...(next.progress ? { resume: next.progress } : {}),
             onPeer: (peer) => {
               next.state = 'copying';
-              next.detail = `copying from ${peer}`;
+              next.detail = next.progress
+                ? `copying from ${peer}, after the ${next.progress.pages} pages already copied`
+                : `copying from ${peer}`;
+            },
+            // Recorded with the range before the next page is asked: a restart resumes after this page.
+            onPage: async (progress) => {
+              next.progress = progress;
+              await saveGap(deps.store, next);
             },
           },
         );
@@ -277,7 +295,9 @@ export function createMaterializer(
           });
         }
         next.state = 'copied';
-        next.detail = `copied from ${result.peer}: ${result.events} events in ${result.pages} pages`;
+        const resumed = result.resumedPages > 0 ? ` (resumed after page ${result.resumedPages})` : '';
+        next.detail = `copied from ${result.peer}: ${result.events} events in ${result.pages} pages${resumed}`;
+        delete next.progress;
         await saveGap(deps.store, next);
         exclude = [];
         updateLag();
@@ -349,15 +369,24 @@ export function createMaterializer(
           if (e.ingested > maxIngested) maxIngested = e.ingested;
         }
       }
-      // After the events (the row says this replica holds them), before the position.
-      await recordBatch(deps.store, {
-        stream: streamId,
-        firstSeq: batch.firstSeq,
-        lastSeq: batch.lastSeq,
-        events: batch.events.length,
-        minIngested,
-        maxIngested,
-      });
+      // After the events (the rows say this replica holds them), before the position: one row per run of
+      // consecutive sequences the batch holds, never its first and last delivered (a redelivery after a
+      // newer message made rows of first_seq > last_seq). Each run is given the batch's ingestion times, a
+      // superset as the batch index allows. A shard's consumer records none: it holds its shard's messages
+      // only, never a run of the stream, and serves its shard by its ack floor (see ShardSource).
+      if (deps.shard === undefined) {
+        await recordBatches(
+          deps.store,
+          sequenceRuns(batch.seqs).map(([firstSeq, lastSeq]) => ({
+            stream: streamId,
+            firstSeq,
+            lastSeq,
+            events: batch.events.length,
+            minIngested,
+            maxIngested,
+          })),
+        );
+      }
       // The highest sequence, not the last delivered: a redelivery may come after a newer message.
       const seq = batch.seqs.reduce((a, b) => Math.max(a, b), Math.max(appliedSeq, batch.lastSeq));
       await deps.store.insertRows(
@@ -479,9 +508,12 @@ export function createMaterializer(
             { consumer, from_seq: gap.fromSeq, to_seq: gap.toSeq, stream_first_seq: s.firstSeq },
             'Messages this replica never wrote have aged out of the stream; they are asked of a peer replica.',
           );
+          // The same start recorded before (a restart before the copy): the new end replaces it; a copy of
+          // the very same range goes on where it stopped.
+          const same = gaps.find((g) => g.fromSeq === gap.fromSeq && g.toSeq === gap.toSeq);
+          if (same?.progress) gap.progress = same.progress;
           // Recorded before the consumer moves past them: a restart still knows the range.
           await saveGap(deps.store, gap);
-          // The same start recorded before (a restart before the copy): the new end replaces it.
           gaps = [...gaps.filter((g) => g.fromSeq !== gap.fromSeq), gap];
           unsettled = gap;
         }
@@ -518,7 +550,7 @@ export function createMaterializer(
     name: 'materialize',
     async start() {
       await deps.store.exec(POSITIONS_DDL);
-      await deps.store.exec(GAPS_DDL);
+      await ensureGapsTable(deps.store);
       await deps.store.exec(batchesDdl(deps.retentionDays ?? 30));
       running = true;
       setup = begin();

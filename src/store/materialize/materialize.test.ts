@@ -17,12 +17,14 @@ import { createEventStore, type EventStore, storeConfigSchema } from '../index.t
 import {
   CopyError,
   CopyNoPeerError,
+  type CopyOptions,
+  type CopyProgress,
   type CopyRange,
   type CopyResult,
   coverage,
   type RangeCopy,
 } from '../copy/index.ts';
-import { openGaps } from './gaps.ts';
+import { ensureGapsTable, openGaps, saveGap } from './gaps.ts';
 import { createMaterializer, type Materializer, materializeConfigSchema } from './index.ts';
 
 // One chdb session per process: every test here shares this store and uses its own tenant and stream id.
@@ -192,6 +194,51 @@ test('a redelivery with the same first and last message but one more in between 
   await f.deliver(5, 7, [ev(tenant, 5), ev(tenant, 8), ev(tenant, 7)], 0, [5, 8, 7]);
   assert.equal((await counts(tenant)).physical, c.physical, 'an identical batch is written once');
   await m.stop(Date.now() + 1000);
+});
+
+test('the batch index records the runs of sequences a batch holds: a redelivery after a newer message never makes first_seq > last_seq', async () => {
+  const tenant = 'runs';
+  const f = fakeStream({ created: 't-runs', lastSeq: 20 });
+  const m = await started(f.stream, 'runs');
+  const rows = async (stream: string) =>
+    (
+      await store.query<{ f: string; l: string }>(
+        `SELECT toString(first_seq) AS f, toString(last_seq) AS l FROM vigil.stream_batches FINAL
+          WHERE stream = {stream:String} ORDER BY first_seq, last_seq`,
+        { stream },
+      )
+    ).map((r) => [Number(r.f), Number(r.l)]);
+  // 7 expired its ack_wait and comes again after 12, the newest: the batch's first delivered is 12, its last 7.
+  await f.deliver(12, 7, [ev(tenant, 12), ev(tenant, 7)], 0, [12, 7]);
+  assert.deepEqual(await rows('S@t-runs'), [
+    [7, 7],
+    [12, 12],
+  ]);
+  assert.equal((await coverage(store, 'S@t-runs', 7, 12)).covered, false, '8-11 were not written');
+  await f.deliver(8, 11, [ev(tenant, 8), ev(tenant, 9), ev(tenant, 10), ev(tenant, 11)], 0);
+  await f.deliver(13, 9, [ev(tenant, 13), ev(tenant, 14), ev(tenant, 9)], 0, [13, 14, 9]);
+  assert.deepEqual(await rows('S@t-runs'), [
+    [7, 7],
+    [8, 11],
+    [9, 9],
+    [12, 12],
+    [13, 14],
+  ]);
+  assert.equal((await coverage(store, 'S@t-runs', 7, 14)).covered, true);
+  const [inverted] = await store.query<{ n: string }>(
+    'SELECT toString(count()) AS n FROM vigil.stream_batches WHERE first_seq > last_seq',
+    {},
+  );
+  assert.equal(inverted.n, '0');
+  await m.stop(Date.now() + 1000);
+
+  // A shard's consumer holds its shard's messages only: it claims no run of the stream.
+  const g = fakeStream({ created: 't-runs-shard', lastSeq: 20 });
+  const s = await started(g.stream, 'runs', 0);
+  await g.deliver(3, 9, [ev('runs-shard', 3), ev('runs-shard', 9)], 0, [3, 9]);
+  assert.equal((await counts('runs-shard')).final, 2);
+  assert.deepEqual(await rows('S@t-runs-shard'), []);
+  await s.stop(Date.now() + 1000);
 });
 
 test("a shard dropped and given back re-reads the same batches into the replica (the engine's token memory outlives the rows)", async () => {
@@ -365,7 +412,7 @@ test('a range the stream no longer holds is named exactly, kept across a restart
     async copy(range) {
       asked.push(range);
       if (!peerUp) throw new CopyNoPeerError('them');
-      return { peer: 'node-2', fromIngested: 1_000_000, toIngested: 2_000_000, events: 7, pages: 2 };
+      return { peer: 'node-2', fromIngested: 1_000_000, toIngested: 2_000_000, events: 7, pages: 2, resumedPages: 0 };
     },
     serveShards() {},
   };
@@ -425,7 +472,7 @@ test("a new replica of a shard asks a peer for the shard's history below the str
     () => {
       throw new CopyError('copying from node-2 failed: timeout', undefined, 'node-2');
     },
-    () => ({ peer: 'node-3', fromIngested: 1_000_000, toIngested: 2_000_000, events: 11, pages: 3 }),
+    () => ({ peer: 'node-3', fromIngested: 1_000_000, toIngested: 2_000_000, events: 11, pages: 3, resumedPages: 0 }),
   ];
   const copy: RangeCopy = {
     name: 'range-copy',
@@ -538,4 +585,122 @@ test('messages delivered before a restart and never acknowledged come again at o
   const m2 = await started(g.stream, 'inflight');
   assert.deepEqual(g.calls.deleted, []);
   await m2.stop(Date.now() + 1000);
+});
+
+test("a shard's history copy stopped half-way (a restart) resumes after its last recorded page; a range that grows starts over", async () => {
+  const cursor = (n: number) => ({ ingested: 1_000_000 + n, tenant: 'default', ts: n, id: `e${n}`, content_hash: 'h' });
+  const calls: { range: CopyRange; resume?: CopyProgress }[] = [];
+  let script: (opts: CopyOptions) => Promise<CopyResult> = async () => {
+    throw new CopyNoPeerError('them');
+  };
+  const copy: RangeCopy = {
+    name: 'range-copy',
+    start: async () => undefined,
+    stop: async () => undefined,
+    health: () => ({ ok: true }),
+    async copy(range, opts = {}) {
+      calls.push({ range, ...(opts.resume ? { resume: opts.resume } : {}) });
+      return script(opts);
+    },
+    serveShards() {},
+  };
+  const open = async (f: ReturnType<typeof fakeStream>) => {
+    const m = createMaterializer(materializeConfigSchema.parse({ lag_poll_interval_ms: 60000 }), {
+      stream: f.stream,
+      store,
+      nodeId: 'resume',
+      metrics: new Registry(),
+      logger: silentLogger,
+      shard: 1,
+      shards: 2,
+      copy,
+      copyRetryMs: 50,
+    });
+    await m.start();
+    return m;
+  };
+  const waitFor = async (what: string, check: () => boolean) => {
+    for (let i = 0; i < 400 && !check(); i++) await new Promise((r) => setTimeout(r, 25));
+    assert.ok(check(), what);
+  };
+
+  // The first run copies three pages, then is stopped (as a node killed half-way) before the fourth.
+  let stopped!: () => void;
+  const stopping = new Promise<void>((r) => {
+    stopped = r;
+  });
+  script = async (opts) => {
+    for (let page = 1; page <= 3; page++) {
+      await opts.onPage?.({ id: 'copy-1', after: cursor(page * 10), pages: page, events: page * 10 });
+    }
+    stopped();
+    await new Promise((r) => setTimeout(r, 60_000).unref());
+    throw new CopyError('copying was stopped');
+  };
+  const f = fakeStream({ created: 't9', firstSeq: 40, lastSeq: 60, makesConsumer: true });
+  let m = await open(f);
+  await stopping;
+  await m.stop(Date.now() + 1000);
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0].resume, undefined, 'the first attempt starts from the first page');
+  const [gap] = await openGaps(store, 'S@t9', 'store-resume-s1');
+  assert.deepEqual(
+    [gap.fromSeq, gap.toSeq, gap.progress],
+    [1, 39, { id: 'copy-1', after: cursor(30), pages: 3, events: 30 }],
+  );
+
+  // Restarted on the same replica: the copy goes on after page 3, under the same id.
+  script = async (opts) => {
+    await opts.onPage?.({ id: 'copy-1', after: cursor(40), pages: 4, events: 40 });
+    return { peer: 'n3', fromIngested: 1, toIngested: 2, events: 45, pages: 5, resumedPages: 3 };
+  };
+  m = await open(f);
+  await waitFor('the range to be copied', () => m.lag().missing[0]?.state === 'copied');
+  assert.deepEqual(calls[1], {
+    range: { stream: 'S@t9', fromSeq: 1, toSeq: 39, shard: { index: 1, count: 2 } },
+    resume: { id: 'copy-1', after: cursor(30), pages: 3, events: 30 },
+  });
+  assert.equal(m.lag().missing[0].detail, 'copied from n3: 45 events in 5 pages (resumed after page 3)');
+  await m.stop(Date.now() + 1000);
+  assert.deepEqual(await openGaps(store, 'S@t9', 'store-resume-s1'), [], 'filled: no open range left');
+
+  // A range recorded with progress, whose end grows before the copy (the stream dropped more meanwhile): the
+  // progress says nothing of the messages added, so that copy starts from the first page.
+  calls.length = 0;
+  const g = fakeStream({ created: 't10', firstSeq: 20, lastSeq: 60, makesConsumer: true });
+  const subscribe = g.stream.subscribeStream;
+  g.stream.subscribeStream = (name, h, opts) => {
+    g.dropBelow(30);
+    return subscribe(name, h, opts);
+  };
+  script = async () => ({ peer: 'n3', fromIngested: 1, toIngested: 2, events: 9, pages: 1, resumedPages: 0 });
+  await store.exec(
+    `INSERT INTO vigil.stream_gaps (stream, first_seq, last_seq, state, detail, progress, updated)
+     VALUES ('S@t10#store-resume-s1', 1, 19, 'copying', 'copying from n2', {p:String}, now64(3))`,
+    { p: JSON.stringify({ id: 'copy-2', after: cursor(5), pages: 1, events: 5 }) },
+  );
+  m = await open(g);
+  await waitFor('the grown range to be copied', () => m.lag().missing[0]?.state === 'copied');
+  assert.deepEqual(calls, [{ range: { stream: 'S@t10', fromSeq: 1, toSeq: 29, shard: { index: 1, count: 2 } } }]);
+  await m.stop(Date.now() + 1000);
+});
+
+test('a gaps table made before copies could resume gets its progress column; its ranges read as without progress', async () => {
+  await store.exec('DROP TABLE IF EXISTS vigil.stream_gaps SYNC');
+  await store.exec(`CREATE TABLE vigil.stream_gaps (
+  stream String, first_seq UInt64, last_seq UInt64, state LowCardinality(String), detail String,
+  updated DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(updated) ORDER BY (stream, first_seq)`);
+  await store.exec(
+    `INSERT INTO vigil.stream_gaps VALUES ('S@old#store-x-s0', 1, 9, 'missing', 'no peer replica holds it', now64(3))`,
+  );
+  await ensureGapsTable(store);
+  await ensureGapsTable(store);
+  const [gap] = await openGaps(store, 'S@old', 'store-x-s0');
+  assert.deepEqual([gap.fromSeq, gap.toSeq, gap.progress], [1, 9, undefined]);
+  await saveGap(store, {
+    ...gap,
+    progress: { id: 'c', after: { ingested: 1, tenant: 't', ts: 2, id: 'e', content_hash: 'h' }, pages: 1, events: 3 },
+  });
+  assert.equal((await openGaps(store, 'S@old', 'store-x-s0'))[0].progress?.events, 3);
 });

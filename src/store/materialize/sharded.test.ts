@@ -297,7 +297,7 @@ test('a shard whose history is being copied reports no lag (stays catching_up); 
     async copy(range) {
       asked.push(range);
       if (!peerUp) throw new CopyNoPeerError('them');
-      return { peer: 'n2', fromIngested: 1, toIngested: 2, events: 5, pages: 1 };
+      return { peer: 'n2', fromIngested: 1, toIngested: 2, events: 5, pages: 1, resumedPages: 0 };
     },
     serveShards(s) {
       source = s;

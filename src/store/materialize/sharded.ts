@@ -10,7 +10,7 @@ import type { RangeCopy } from '../copy/index.ts';
 import type { EventStore } from '../index.ts';
 import { EVENTS_TABLE } from '../schema.ts';
 import type { MaterializeConfig } from './config.ts';
-import { GAPS_DDL, GAPS_TABLE, gapKey } from './gaps.ts';
+import { ensureGapsTable, GAPS_TABLE, gapKey } from './gaps.ts';
 import {
   createMaterializer,
   type Materializer,
@@ -209,7 +209,7 @@ export function createShardReplicas(
           // Once the map is known (revision > 0), and once per start.
           if (!purged && map.revision > 0) {
             await deps.store.exec(POSITIONS_DDL);
-            await deps.store.exec(GAPS_DDL);
+            await ensureGapsTable(deps.store);
             for (const s of await leftovers(want)) await drop(s);
             purged = true;
           }
