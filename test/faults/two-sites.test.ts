@@ -357,6 +357,11 @@ test('site a killed: collectors fail over to b, b activated by hand, nothing los
   );
   const collectorsBackOnA = Date.now() - restartAt;
   mark('collectors_back_on_a');
+  // A move back is counted when a batch goes there: the load goes on until each collector sent one.
+  await until('both collectors sent to a again', 60000, async () => {
+    for (const c of collectors) if (metricSum(await c.metrics(), 'vigil_collect_failbacks_total') < 1) return undefined;
+    return true;
+  });
   for (const s of senders) await s.stop();
   await syslog.stop();
   // A site that just came back is slow to commit while it catches up: the collectors' queues absorb it.
