@@ -125,6 +125,7 @@ export function createGroupingQueue(
        * alerts of a batch mostly share one partition and token; PGlite spends about 1 ms a statement).
        */
       const highestOf = new Map<string, number>();
+      const locked = new Set<ReturnType<typeof lockKey>>();
       for (const a of alerts) {
         if (known.has(alertKey(a.tenant, a.id))) {
           result.duplicates++;
@@ -161,8 +162,13 @@ export function createGroupingQueue(
           continue;
         }
         const key = groupKeyOf(a, config.group_by);
-        // Serializes grouping per key across nodes, so two nodes never open two incidents for one key.
-        await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [lockKey(a.tenant, key)]);
+        // Serializes grouping per key across nodes, so two nodes never open two incidents for one key. The lock
+        // is held until commit: taken once per key and transaction.
+        const lock = lockKey(a.tenant, key);
+        if (!locked.has(lock)) {
+          await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [lock]);
+          locked.add(lock);
+        }
         const rank = severityRank(a.rule.level);
         let incidentId = (
           await tx.query<{ id: string }>(
