@@ -171,6 +171,29 @@ for (const backend of backends()) {
       assert.equal(linked.length, 0);
     });
 
+    test('within one batch, a token raised by an earlier alert refuses the later alerts below it', async () => {
+      // The batch judges repeated tokens of a partition without a statement each: a rise mid-batch must still
+      // be seen by the alerts after it, and the partition keeps the highest token.
+      const db = await backend.open();
+      const { incidents } = await service(db);
+      const tn = tenant();
+      const partition = `p-${tn}`;
+      const batch = [6, 6, 5, 7, 6, 7].map((fencingToken) => makeAlert({ tenant: tn, partition, fencingToken }));
+      const r = await incidents.ingestAlerts(batch);
+      assert.equal(r.linked, 4, 'tokens 6, 6, 7, 7');
+      assert.deepEqual(
+        r.rejected.map((x) => [x.alertId, x.fencingToken, x.highestToken]),
+        [
+          [batch[2].id, 5, 6],
+          [batch[4].id, 6, 7],
+        ],
+      );
+      const [row] = await db.query<{ token: number }>('SELECT token FROM partition_tokens WHERE partition = $1', [
+        partition,
+      ]);
+      assert.equal(Number(row.token), 7);
+    });
+
     describe('status transitions', () => {
       const cases: { from: IncidentStatus; to: IncidentStatus; allowed: boolean }[] = [];
       for (const from of INCIDENT_STATUSES) {

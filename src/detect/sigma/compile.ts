@@ -411,19 +411,34 @@ export class Binder {
   private readonly table: AccessorTable;
   private readonly resolve: FieldResolver;
   private readonly placeholders: Placeholders | undefined;
+  private readonly accessors: Map<string, Accessor> | undefined;
 
-  constructor(table: AccessorTable, resolve: FieldResolver, placeholders?: Placeholders) {
+  /**
+   * `accessors`, when given, is shared by every binder of the same resolver: a field is resolved (its keys
+   * expanded from the mapping's templates) once for all rules instead of once per rule and use.
+   */
+  constructor(
+    table: AccessorTable,
+    resolve: FieldResolver,
+    placeholders?: Placeholders,
+    accessors?: Map<string, Accessor>,
+  ) {
     this.table = table;
     this.resolve = resolve;
     this.placeholders = placeholders;
+    this.accessors = accessors;
   }
 
   /** The accessor of a Sigma field; `@timestamp`/`timestamp` fall back to the event time. */
   accessor(field: string): Accessor {
+    const known = this.accessors?.get(field);
+    if (known) return known;
     const keys = this.resolve(field);
     const lf = field.toLowerCase();
     if (lf === '@timestamp' || lf === 'timestamp') keys.push('$event.timestamp');
-    return this.table.get(keys);
+    const acc = this.table.get(keys);
+    this.accessors?.set(field, acc);
+    return acc;
   }
 
   item(def: FieldItemDef): Pred {

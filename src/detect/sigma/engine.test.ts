@@ -155,6 +155,57 @@ describe('engine routing and field mapping', () => {
     assert.deepEqual(titles(e), ['Whoami']);
   });
 
+  it('rules sharing a field are each bound through their variant: fields are resolved once per variant, not shared across', () => {
+    // The engine resolves a field once per (layout, category, variant) for all rules; Sysmon 1 and Security
+    // 4688 name Image and ParentImage differently, and both rules must read the right key in each.
+    const engine = createSigmaEngine({
+      rules: loadSigmaText(
+        `title: A
+id: 00000000-0000-0000-0000-0000000000a1
+logsource: { category: process_creation, product: windows }
+detection:
+    selection:
+        Image|endswith: '\\whoami.exe'
+    condition: selection
+---
+title: B
+id: 00000000-0000-0000-0000-0000000000b1
+logsource: { category: process_creation, product: windows }
+detection:
+    selection:
+        Image|endswith: '\\whoami.exe'
+        ParentImage|endswith: '\\cmd.exe'
+    condition: selection
+`,
+        'shared.yml',
+      ).rules,
+    });
+    const names = (e: NormalizedEvent) => engine.match(e).map((m) => m.rule.title);
+    const sysmon = (parent: string) =>
+      ev('windows', {
+        Channel: 'Microsoft-Windows-Sysmon/Operational',
+        EventID: 1,
+        Image: 'C:\\Windows\\System32\\whoami.exe',
+        ParentImage: parent,
+      });
+    const security = (parent: string) =>
+      ev('windows', {
+        Channel: 'Security',
+        EventID: 4688,
+        NewProcessName: 'C:\\Windows\\System32\\whoami.exe',
+        ParentProcessName: parent,
+      });
+    for (const make of [sysmon, security, sysmon, security]) {
+      assert.deepEqual(names(make('C:\\Windows\\System32\\cmd.exe')), ['A', 'B']);
+      assert.deepEqual(names(make('C:\\Windows\\explorer.exe')), ['A']);
+    }
+    assert.deepEqual(
+      names(ev('windows', { Channel: 'Security', EventID: 4689, NewProcessName: 'C:\\x\\whoami.exe' })),
+      [],
+      'another EventID of the channel reaches neither rule',
+    );
+  });
+
   it('a rule only sees events of its logsource', () => {
     const e = ev('windows', {
       Channel: 'Microsoft-Windows-Sysmon/Operational',

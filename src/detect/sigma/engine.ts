@@ -24,9 +24,11 @@ import {
   type FieldResolver,
   logsourceCovers,
   type SigmaMappings,
+  type SourceLayoutMapping,
   type SourceMapping,
   sourceResolver,
   WINDOWS_LAYOUTS,
+  type WindowsLayoutMapping,
   type WindowsVariant,
   windowsResolver,
 } from './mapping.ts';
@@ -171,6 +173,15 @@ const MAX_DECLARED_ROUTES = 2_000;
 
 const EMPTY: Candidate[] = [];
 
+/** A field resolver and the accessors bound through it, shared by the binders of every rule that uses it. */
+interface SharedResolver {
+  readonly resolve: FieldResolver;
+  readonly accessors: Map<string, Accessor>;
+}
+
+/** The resolver key of rules bound without a source layout mapping (fields used as they are named). */
+const NO_SOURCE_LAYOUT = {};
+
 function ruleRef(r: SigmaRule): SigmaRuleRef {
   return Object.freeze({
     id: r.id,
@@ -230,6 +241,7 @@ class Engine implements SigmaEngine {
   } = {};
   private out: SigmaMatch[] | undefined;
   private readonly fieldKeys = new Map<string, string[]>();
+  private readonly resolvers = new Map<object, Map<string | undefined, Map<object | undefined, SharedResolver>>>();
 
   constructor(opts: SigmaEngineOptions) {
     this.mappings = opts.mappings ?? defaultSigmaMappings();
@@ -281,10 +293,51 @@ class Engine implements SigmaEngine {
     }
   }
 
+  /**
+   * The resolver of one mapping target (a Windows layout with a category and variant, or a source layout) with
+   * the accessors bound through it so far: binding a layout's thousands of rules resolves each field once.
+   * `key` is the mapping object the resolver reads; `sub` and `variant` refine it.
+   */
+  private resolver(
+    key: object,
+    sub: string | undefined,
+    variant: object | undefined,
+    make: () => FieldResolver,
+  ): SharedResolver {
+    let bySub = this.resolvers.get(key);
+    if (!bySub) {
+      bySub = new Map();
+      this.resolvers.set(key, bySub);
+    }
+    let byVariant = bySub.get(sub);
+    if (!byVariant) {
+      byVariant = new Map();
+      bySub.set(sub, byVariant);
+    }
+    let r = byVariant.get(variant);
+    if (!r) {
+      r = { resolve: make(), accessors: new Map() };
+      byVariant.set(variant, r);
+    }
+    return r;
+  }
+
+  private windowsResolverOf(
+    lm: WindowsLayoutMapping,
+    category: string | undefined,
+    variant: WindowsVariant | undefined,
+  ): SharedResolver {
+    return this.resolver(lm, category, variant, () => windowsResolver(lm, category, variant));
+  }
+
+  private sourceResolverOf(lm: SourceLayoutMapping | undefined): SharedResolver {
+    return this.resolver(lm ?? NO_SOURCE_LAYOUT, undefined, undefined, () => sourceResolver(lm));
+  }
+
   /** Binds one rule (with its filters and an optional variant guard) through a field resolver. */
-  private bind(index: number, resolve: FieldResolver, guard?: Record<string, unknown>): Candidate | undefined {
+  private bind(index: number, resolver: SharedResolver, guard?: Record<string, unknown>): Candidate | undefined {
     const rule = this.rules[index];
-    const binder = new Binder(this.table, resolve, this.placeholders);
+    const binder = new Binder(this.table, resolver.resolve, this.placeholders, resolver.accessors);
     try {
       const { pred: rulePred, searches } = binder.detection(rule.detection);
       let pred = rulePred;
@@ -397,13 +450,13 @@ class Engine implements SigmaEngine {
           if (!channels) continue;
           const ids = intersectIds(v, ruleIds);
           if (ids && ids.length === 0) continue;
-          const c = this.bind(i, windowsResolver(lm, ls.category, v), v.conditions);
+          const c = this.bind(i, this.windowsResolverOf(lm, ls.category, v), v.conditions);
           if (c) add(channels, ids, c);
         }
       } else if (ls.product === 'windows') {
         const channels = ls.service ? services[ls.service] : '*';
         if (!channels) continue;
-        const c = this.bind(i, windowsResolver(lm, undefined, undefined));
+        const c = this.bind(i, this.windowsResolverOf(lm, undefined, undefined));
         if (c) add(channels, ruleIds, c);
       }
     }
@@ -457,15 +510,16 @@ class Engine implements SigmaEngine {
   }
 
   /** The resolver for a rule routed by a declared logsource in a layout. */
-  private declaredResolver(layout: EventLayout, rule: SigmaRule, declared: Logsource): FieldResolver {
+  private declaredResolver(layout: EventLayout, rule: SigmaRule, declared: Logsource): SharedResolver {
     const lm = this.mappings.windows.layouts[layout as 'windows' | 'evtx' | 'ecs'];
-    if (lm && rule.logsource.product === 'windows') return windowsResolver(lm, rule.logsource.category, undefined);
+    if (lm && rule.logsource.product === 'windows')
+      return this.windowsResolverOf(lm, rule.logsource.category, undefined);
     let best: SourceMapping | undefined;
     for (const s of this.mappings.sources) {
       if (!s.layouts[layout] || !logsourceCovers(s.logsource, rule.logsource)) continue;
       if (!best || logsourceCovers(declared, s.logsource)) best = s;
     }
-    return sourceResolver(best?.layouts[layout]);
+    return this.sourceResolverOf(best?.layouts[layout]);
   }
 
   private declaredCandidates(layout: EventLayout, ls: Logsource): Candidate[] {
@@ -498,7 +552,7 @@ class Engine implements SigmaEngine {
       const candidates: Candidate[] = [];
       for (let i = 0; i < this.rules.length; i++) {
         if (!logsourceCovers(s.logsource, this.rules[i].logsource)) continue;
-        const c = this.bind(i, sourceResolver(lm));
+        const c = this.bind(i, this.sourceResolverOf(lm));
         if (c) candidates.push(c);
       }
       routes.push({ when: identity.when(lm.when), candidates });
