@@ -102,10 +102,12 @@ export const backupBenchmark: Benchmark = {
     const dir = join(root, 'backups');
     mkdirSync(dir, { recursive: true });
     const config = configSchema.parse({ data_dir: dataDir, backup: { dir } });
+    const metrics = new Registry();
+    const logger = createLogger('warn');
     const store = createEventStore(config.store, {
       dataDir,
-      metrics: new Registry(),
-      logger: createLogger('warn'),
+      metrics,
+      logger,
       engineArgs: engineBackupArgs(dir),
     });
     await store.start();
@@ -126,6 +128,8 @@ export const backupBenchmark: Benchmark = {
         config,
         includeSecrets: false,
         maxChain: 6,
+        logger,
+        metrics,
       };
       // The best of `passes` full backups (each a full one); the last one stays as the incremental's base.
       let full: Manifest | undefined;
