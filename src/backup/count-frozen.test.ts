@@ -58,7 +58,7 @@ test('the count is of the frozen parts: rows written after the freeze, a duplica
     await store.write([event('a-1', day + 1000), event('a-4', day + 4000)]);
     assert.equal(await rows('vigil.events FINAL'), 4);
     const { engine, copied } = await countFrozen(store, frozen, '20261206T120000000Z-0a01');
-    assert.deepEqual(copied, [], 'every frozen part was still active: read from the live table');
+    assert.deepEqual(copied, {}, 'every frozen part was still active: read from the live table');
     assert.equal(engine.events.count, 3);
     assert.equal(engine.events.id_sum, await eventIdSum(frozenEvents));
     assert.equal(engine.events.first_ts, new Date(day + 1000).toISOString());
@@ -74,40 +74,47 @@ test('the count is of the frozen parts: rows written after the freeze, a duplica
   }
 });
 
-test('frozen parts merged away before the count are read from a copy of the freeze, with the same result', async () => {
+test('a day whose frozen parts were merged away before the count is read from a copy of them; the other days from the live table', async () => {
   await store.exec('TRUNCATE TABLE vigil.events');
   await store.exec('SYSTEM STOP MERGES vigil.events');
   const day = Date.UTC(2026, 0, 20);
-  const frozenEvents = [event('b-1', day + 1000), event('b-2', day + 2000)];
+  const other = event('c-1', Date.UTC(2026, 0, 25) + 1000);
+  const frozenEvents = [event('b-1', day + 1000), event('b-2', day + 2000), other];
   let frozen: Awaited<ReturnType<typeof freezeEngine>> | undefined;
+  let merged: string[] = [];
   try {
-    // Two parts of one day: a merge replaces both.
+    // Two parts of one day (a merge replaces both), one part of another day (left alone).
     await store.write([frozenEvents[0]]);
     await store.write([frozenEvents[1], event('b-1', day + 1000)]);
+    await store.write([other]);
     frozen = await freezeEngine(store, '20261206T120000000Z-0b01');
     const parts = frozen.tables.find((t) => t.name === 'events')?.parts ?? [];
-    assert.equal(parts.length, 2);
-    // Rows stored: three (b-1 is in both parts); as searches see them: two.
+    assert.equal(parts.length, 3);
+    merged = parts.filter((p) => p.name.startsWith('20260120_')).map((p) => p.name);
+    assert.equal(merged.length, 2);
+    // Rows stored: four (b-1 is in both parts of its day); as searches see them: three.
     assert.equal(
       parts.reduce((n, p) => n + p.rows, 0),
-      3,
+      4,
     );
   } finally {
     await store.exec('SYSTEM START MERGES vigil.events');
   }
   try {
     await store.write([event('b-3', day + 3000)]);
-    await store.exec('OPTIMIZE TABLE vigil.events FINAL');
-    const [{ live }] = await store.query<{ live: string }>(
-      "SELECT toString(count()) AS live FROM system.parts WHERE database = 'vigil' AND table = 'events' AND active",
+    await store.exec("OPTIMIZE TABLE vigil.events PARTITION ID '20260120' FINAL");
+    const live = await store.query<{ name: string }>(
+      "SELECT name FROM system.parts WHERE database = 'vigil' AND table = 'events' AND active ORDER BY name",
       {},
     );
-    assert.equal(Number(live), 1, 'the frozen parts were merged away');
+    assert.equal(live.length, 2, 'the frozen parts of the first day were merged into one');
     const { engine, copied } = await countFrozen(store, frozen, '20261206T120000000Z-0b01');
-    assert.deepEqual(copied, ['events']);
-    assert.equal(engine.events.count, 2);
+    assert.deepEqual(copied, { events: merged }, 'only the merged day is read from a copy');
+    assert.equal(engine.events.count, 3);
     assert.equal(engine.events.id_sum, await eventIdSum(frozenEvents));
-    assert.equal(engine.tables.events, 3);
+    assert.equal(engine.events.first_ts, new Date(day + 1000).toISOString());
+    assert.equal(engine.events.last_ts, new Date(Date.UTC(2026, 0, 25) + 1000).toISOString());
+    assert.equal(engine.tables.events, 4);
     const [{ dropped }] = await store.query<{ dropped: string }>(
       "SELECT toString(count()) AS dropped FROM system.databases WHERE startsWith(name, 'vigil_backup_check_')",
       {},
@@ -123,7 +130,7 @@ test('an empty table counts zero without a read', async () => {
   const frozen = await freezeEngine(store, '20261206T120000000Z-0c01');
   try {
     const { engine, copied } = await countFrozen(store, frozen, '20261206T120000000Z-0c01');
-    assert.deepEqual(copied, []);
+    assert.deepEqual(copied, {});
     assert.deepEqual(engine.events, { count: 0, first_ts: null, last_ts: null, id_sum: '0' });
     assert.equal(engine.tables.events, 0);
   } finally {

@@ -196,10 +196,10 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
     ]);
     countAwaited = true;
     const { engine, copied: countedFromCopy } = await counting;
-    if (countedFromCopy.length > 0) {
+    if (Object.keys(countedFromCopy).length > 0) {
       deps.logger.info(
-        { backup: id, tables: countedFromCopy },
-        'Merges replaced frozen parts before the backup read them: those tables were read from a copy of the freeze.',
+        { backup: id, parts: countedFromCopy },
+        'Merges replaced frozen parts before the backup read them: their partitions were read from a copy of the freeze.',
       );
     }
     const finishedAt = Date.now();
