@@ -147,7 +147,8 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
     }
   };
   let frozen: FrozenEngine | undefined;
-  let counting: Promise<FrozenCount> | undefined;
+  /** The count's outcome, settled (never rejected): the count runs beside the copy, and either may fail first. */
+  let counting: Promise<{ ok: true; value: FrozenCount } | { ok: false; err: unknown }> | undefined;
   /** Whether the count was awaited where the backup needs it (its failure is then the backup's). */
   let countAwaited = false;
   try {
@@ -163,10 +164,12 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
     const snapshot = frozen;
     // The engine counts the snapshot while the parts are copied (the count reads the frozen parts, the copy
     // the same files: one read from disk serves both while they are in the page cache).
-    counting = step('engine', 'counting the backup', () => countFrozen(deps.store, snapshot, id), 'count');
-    // Observed now so that a rejection while the copy runs is not an unhandled one; it is awaited (and
-    // thrown) below, or, when the backup fails first, reported by the cleanup in `finally`.
-    counting.catch(() => undefined);
+    // Settled into a value at once, so that a failure while the copy runs is no unhandled rejection: it is
+    // thrown below, or, when the backup fails first, reported by the cleanup in `finally`.
+    counting = step('engine', 'counting the backup', () => countFrozen(deps.store, snapshot, id), 'count').then(
+      (value) => ({ ok: true as const, value }),
+      (err: unknown) => ({ ok: false as const, err }),
+    );
     const copied = await step(
       'disk',
       'copying the frozen parts',
@@ -195,7 +198,9 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
       step('disk', 'flushing the files to disk', () => flushFolder(folder), 'flush'),
     ]);
     countAwaited = true;
-    const { engine, copied: countedFromCopy } = await counting;
+    const counted = await counting;
+    if (!counted.ok) throw counted.err;
+    const { engine, copied: countedFromCopy } = counted.value;
     if (Object.keys(countedFromCopy).length > 0) {
       deps.logger.info(
         { backup: id, parts: countedFromCopy },
@@ -237,7 +242,12 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
     // The count may read the frozen files: it ends (and drops any database it made) before they are
     // removed. Not awaited yet means the backup failed before it: its own failure is logged and counted.
     const count = counting;
-    if (count && !countAwaited) await cleanup('count', 'nothing (the backup had failed already)', () => count);
+    if (count && !countAwaited) {
+      await cleanup('count', 'nothing (the backup had failed already)', async () => {
+        const counted = await count;
+        if (!counted.ok) throw counted.err;
+      });
+    }
     const snapshot = frozen;
     if (snapshot) {
       await cleanup(

@@ -243,8 +243,12 @@ export function createBackups(
       if (timer) clearTimeout(timer);
       const pending = running;
       if (pending) {
+        // Only waited for: a failure of the running backup is counted and logged by run(), and answered to its caller.
         await settleBy(
-          pending.catch(() => {}),
+          pending.then(
+            () => undefined,
+            () => undefined,
+          ),
           deadline,
         );
       }
