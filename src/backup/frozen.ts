@@ -251,7 +251,7 @@ export async function countFrozen(store: EventStore, frozen: FrozenEngine, id: s
   try {
     let ev = NO_EVENTS;
     if (events && events.parts.length > 0) {
-      const live = await readEvents(store, DATABASE, events.parts);
+      const live = await readEvents(store, `${DATABASE}.events`, events.parts);
       const missing = events.parts.filter((p) => !live.complete.has(partitionOf(p.name)));
       ev = live.sum;
       if (missing.length > 0) {
@@ -261,7 +261,7 @@ export async function countFrozen(store: EventStore, frozen: FrozenEngine, id: s
     }
     let pos: Manifest['engine']['positions'] = [];
     if (positions && positions.parts.length > 0) {
-      const live = await readPositions(store, DATABASE, positions.parts);
+      const live = await readPositions(store, `${DATABASE}.positions`, positions.parts);
       if (live) pos = live;
       else {
         copied.positions = positions.parts.map((p) => p.name);
@@ -320,7 +320,7 @@ function partitionOf(part: string): string {
 const EVENT_ID_SUM = `sum(reinterpretAsUInt64(substring(SHA256(concat(tenant, '\\0', id)), 1, 8)))`;
 
 /**
- * Events (FINAL) of `table` (`db.events`), summed; with `parts` (the live table), of those parts only, and
+ * Events (FINAL) of `table` (`vigil.events`, or a copy's), summed; with `parts` (the live table), of those parts only, and
  * `complete` names the partitions of which the engine read every part given (the others' sums are left out:
  * a part merged away since the freeze was not read). A frozen part always holds rows; under FINAL a part
  * whose every row is replaced by a later frozen one reads as missing too, and its partition is read from
@@ -343,7 +343,7 @@ async function readEvents(
     `SELECT _partition_id AS partition, toString(count()) AS n, toString(toUnixTimestamp64Milli(min(ts))) AS first,
             toString(toUnixTimestamp64Milli(max(ts))) AS last, toString(${EVENT_ID_SUM}) AS id_sum,
             groupUniqArray(_part) AS parts
-       FROM ${table === DATABASE ? `${DATABASE}.events` : table} FINAL
+       FROM ${table} FINAL
        ${names ? 'WHERE _part IN {parts:Array(String)}' : ''}
       GROUP BY partition`,
     names ? { parts: names } : {},
@@ -366,7 +366,7 @@ async function readEvents(
   return { sum, complete };
 }
 
-/** Stream positions of `table`; with `parts` (the live table), of those only, or undefined when one was not read. */
+/** Stream positions of `table` (`vigil.positions`, or a copy's); with `parts` (the live table), of those only, or undefined when one was not read. */
 async function readPositions(
   store: Pick<EventStore, 'query'>,
   table: string,
@@ -376,7 +376,7 @@ async function readPositions(
   const rows = await store.query<{ stream: string; consumer: string; seq: string; ack_floor: string; parts: string[] }>(
     `SELECT stream, consumer, toString(max(seq)) AS seq, toString(max(ack_floor)) AS ack_floor,
             groupUniqArray(_part) AS parts
-       FROM ${table === DATABASE ? `${DATABASE}.positions` : table} ${names ? 'WHERE _part IN {parts:Array(String)}' : ''}
+       FROM ${table} ${names ? 'WHERE _part IN {parts:Array(String)}' : ''}
       GROUP BY stream, consumer ORDER BY stream, consumer`,
     names ? { parts: names } : {},
   );
