@@ -1,17 +1,25 @@
 /**
  * `npm run bench -- backup`: backup and restore rates beside the disk's raw copy rate, measured in one run.
  *
- * Builds `--events` events (1,000,000 by default) into an event store opened as Vigil opens it: `--base-events`
- * Mordor events (50,000) written through the store, then copied in the engine with new ids, a day later each
- * copy (about 20 s of engine work per million on a 2-core machine, where writing each event through the store
- * took a minute per 200,000), merged to one part a day. Then times, `--passes` times each (3), the best
- * kept since the machine is shared: a raw copy of the engine's files (cp of the full backup's engine folder,
- * then one flush, as a backup flushes: the disk's limit) and a full backup; then an incremental after
- * `--incremental-pct` percent more events (10, on new days: new data lands in new parts), verify of the
- * chain, and a restore of the incremental (its chain: the full one and itself) into an empty folder. The SQL
- * state is left out (no database): its export is rows of incidents and users, small beside the events.
+ * The events, one of:
+ * - `--rows N`: the search benchmarks' data set of N events (bench/search-data.ts: 10,000,000 for issue 13's
+ *   figure; built and cached under `.bench/search-data/` when missing, or read from `--search-data DIR`, a
+ *   complete build of N rows, which is then only read). The build is copied into this run's folder, never
+ *   opened in place: the engine writes to the folder it opens (merges, its status file).
+ * - otherwise `--events` events (1,000,000 by default) made here: `--base-events` Mordor events (50,000)
+ *   written through the store, then copied in the engine with new ids, a day later each copy (about 20 s of
+ *   engine work per million on a 2-core machine, where writing each event through the store took a minute
+ *   per 200,000), merged to one part a day.
+ * The store is opened as Vigil opens it. Then, `--passes` times (3), alternated so that both see the same
+ * load: a full backup, then a raw copy of the same files (cp of that backup's engine folder, then one flush,
+ * as a backup flushes: the disk's limit); the best of each is kept since the machine is shared. Then an
+ * incremental after `--incremental-pct` percent more events (10, on new days: new data lands in new parts),
+ * verify of the chain, and a restore of the incremental (its chain: the full one and itself) into an empty
+ * folder. The SQL state is left out (no database): its export is rows of incidents and users, small beside
+ * the events.
  */
 import { cpSync, mkdirSync, rmSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { createBackup } from '../src/backup/create.ts';
@@ -26,6 +34,7 @@ import { createEventStore, type EventStore } from '../src/store/index.ts';
 import { STORED_COLUMNS } from '../src/store/schema.ts';
 import { BENCH_DIR, type Benchmark, intOption, progress, round } from './common.ts';
 import { mordorLines } from './mordor.ts';
+import { type BuildState, buildSearchData, cachedBuild, searchDataDir } from './search-data.ts';
 
 const BATCH = 5000;
 /** Days later than the stored events the incremental's new events are (past the Mordor span and its copies). */
@@ -76,14 +85,84 @@ async function copyInEngine(store: EventStore, firstCopy: number, copies: number
   return done;
 }
 
+/**
+ * New events for the incremental on a data set not made here: a sample of `pct` percent of the stored rows
+ * (by a hash of the id: no sort of the whole table), with new ids and NEW_DAYS days later.
+ */
+async function copySample(store: EventStore, pct: number): Promise<number> {
+  const cols = [...STORED_COLUMNS, 'content_hash'];
+  const select = cols.map((c) => {
+    if (c === 'id') return `concat(id, '~new') AS id`;
+    if (c === 'ts') return `ts + toIntervalDay(${NEW_DAYS}) AS ts`;
+    return c;
+  });
+  const where = `cityHash64(id) % 1000 < ${Math.round(pct * 10)}`;
+  await store.exec(
+    `INSERT INTO vigil.events (${cols.join(', ')}) SELECT ${select.join(', ')} FROM vigil.events WHERE ${where}`,
+  );
+  const [{ n }] = await store.query<{ n: string }>(
+    `SELECT toString(count()) AS n FROM vigil.events WHERE ts >= now64(3) + toIntervalDay(${NEW_DAYS - 100})`,
+    {},
+  );
+  return Number(n);
+}
+
+/** The search data set of `rows` events (cached or built; only read when `given` names a build), copied to `to`. */
+async function searchDataSet(
+  rows: number,
+  baseEvents: number | undefined,
+  given: string | undefined,
+  to: string,
+): Promise<BuildState> {
+  let from = given;
+  let state: BuildState;
+  if (given) {
+    const cached = cachedBuild(given, rows);
+    if (!cached.state) throw new Error(`--search-data ${given}: ${cached.why}`);
+    state = cached.state;
+  } else {
+    from = searchDataDir(rows, baseEvents);
+    state = await buildSearchData({ dir: from, target: rows, events: baseEvents, rebuild: false });
+  }
+  const t = performance.now();
+  cpSync(join(from as string, 'events'), join(to, 'events'), { recursive: true });
+  progress(
+    `backup: data set of ${state.rows} events copied from ${from} in ${round((performance.now() - t) / 1000, 1)} s`,
+  );
+  return state;
+}
+
+/** Waits until the engine runs no merge (or `maxMs` passed): the copy of the data set starts them all. */
+async function settleMerges(store: EventStore, maxMs: number): Promise<{ waited_s: number; merges_left: number }> {
+  const t = performance.now();
+  for (;;) {
+    const [{ n }] = await store.query<{ n: string }>(
+      `SELECT toString(count()) AS n FROM system.merges WHERE database = 'vigil'`,
+      {},
+    );
+    if (Number(n) === 0 || performance.now() - t > maxMs) {
+      return { waited_s: round((performance.now() - t) / 1000, 1), merges_left: Number(n) };
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 /** Copies `from` to `to` and flushes the copy (one syncfs, as a backup); returns the ms it took, and removes the copy. */
-async function rawCopy(from: string, to: string): Promise<number> {
+async function rawCopy(from: string, to: string): Promise<{ ms: number; cpu_ms: number }> {
+  const cpu = process.cpuUsage();
   const t = performance.now();
   cpSync(from, to, { recursive: true });
   await flushFolder(to);
   const ms = performance.now() - t;
+  const cpuMs = cpuMsSince(cpu);
   rmSync(to, { recursive: true, force: true });
-  return ms;
+  return { ms, cpu_ms: cpuMs };
+}
+
+/** CPU ms of this process (its threads: the engine's, the hashing workers') since `from`. */
+function cpuMsSince(from: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(from);
+  return round((used.user + used.system) / 1000);
 }
 
 const mbps = (bytes: number, ms: number) => round(bytes / 2 ** 20 / (ms / 1000), 1);
@@ -92,8 +171,14 @@ export const backupBenchmark: Benchmark = {
   name: 'backup',
   description: 'full and incremental backup, verify and restore rates beside the raw copy rate of the same files',
   async run(opts) {
+    const rows = opts.rows === undefined ? undefined : intOption(opts, 'rows', 10_000_000);
+    const given = typeof opts['search-data'] === 'string' ? opts['search-data'] : undefined;
+    if (given && rows === undefined) throw new Error('--search-data needs --rows (the rows of that build)');
     const events = intOption(opts, 'events', 1_000_000);
-    const baseEvents = Math.min(events, intOption(opts, 'base-events', 50_000));
+    const baseEvents =
+      rows === undefined
+        ? Math.min(events, intOption(opts, 'base-events', 50_000))
+        : intOption(opts, 'base-events', 50_000);
     const pct = intOption(opts, 'incremental-pct', 10);
     const passes = intOption(opts, 'passes', 3);
     const root = join(BENCH_DIR, 'backup');
@@ -101,22 +186,41 @@ export const backupBenchmark: Benchmark = {
     const dataDir = join(root, 'data');
     const dir = join(root, 'backups');
     mkdirSync(dir, { recursive: true });
-    const config = configSchema.parse({ data_dir: dataDir, backup: { dir } });
+    // Rows mode: the data set's Mordor base is every event unless --base-events says (a smaller, quicker build).
+    const setBase = opts['base-events'] === undefined ? undefined : baseEvents;
+    const dataSet = rows === undefined ? undefined : await searchDataSet(rows, setBase, given, dataDir);
+    // A count of 10M events FINAL takes longer than a search may on a loaded machine.
+    const config = configSchema.parse({ data_dir: dataDir, backup: { dir }, store: { query_timeout_ms: 3_600_000 } });
+    const metrics = new Registry();
+    const logger = createLogger('warn');
     const store = createEventStore(config.store, {
       dataDir,
-      metrics: new Registry(),
-      logger: createLogger('warn'),
+      metrics,
+      logger,
       engineArgs: engineBackupArgs(dir),
     });
     await store.start();
     try {
-      progress(`backup: loading ${baseEvents} Mordor events, then copying them in the engine up to ${events}`);
-      const tl = performance.now();
-      let loaded = await load(store, mordorLines(baseEvents));
-      const copies = Math.ceil(events / loaded) - 1;
-      loaded += await copyInEngine(store, 1, copies, events - loaded);
-      await store.exec('OPTIMIZE TABLE vigil.events FINAL');
-      progress(`backup: ${loaded} events stored in ${round((performance.now() - tl) / 1000)} s`);
+      let loaded: number;
+      let settled: { waited_s: number; merges_left: number } | undefined;
+      if (dataSet) {
+        loaded = dataSet.rows;
+        settled = await settleMerges(store, intOption(opts, 'settle-s', 300, 0) * 1000);
+        progress(`backup: merges settled for ${settled.waited_s} s, ${settled.merges_left} still running`);
+      } else {
+        progress(`backup: loading ${baseEvents} Mordor events, then copying them in the engine up to ${events}`);
+        const tl = performance.now();
+        loaded = await load(store, mordorLines(baseEvents));
+        const copies = Math.ceil(events / loaded) - 1;
+        loaded += await copyInEngine(store, 1, copies, events - loaded);
+        await store.exec('OPTIMIZE TABLE vigil.events FINAL');
+        progress(`backup: ${loaded} events stored in ${round((performance.now() - tl) / 1000)} s`);
+      }
+      const [parts] = await store.query<{ parts: string; mb: string }>(
+        `SELECT toString(count()) AS parts, toString(round(sum(bytes_on_disk) / 1048576)) AS mb FROM system.parts
+          WHERE database = 'vigil' AND table = 'events' AND active`,
+        {},
+      );
 
       const deps = {
         dir,
@@ -126,32 +230,54 @@ export const backupBenchmark: Benchmark = {
         config,
         includeSecrets: false,
         maxChain: 6,
+        logger,
+        metrics,
       };
-      // The best of `passes` full backups (each a full one); the last one stays as the incremental's base.
+      // `passes` rounds of a full backup, then a raw copy of the same files (that backup's engine folder,
+      // which holds the tables' active parts at its cut), from and to the same disk, flushed as a backup is:
+      // the disk's limit. Alternated, so that both meet the same load; the best of each is kept.
+      // CPU time of the process beside wall time: on a shared machine it carries over where wall time does not
+      // (it counts the engine's threads and the hashing workers, and the engine's background merges if any).
       let full: Manifest | undefined;
+      let fullCpuMs = Number.POSITIVE_INFINITY;
+      let copyMs = Number.POSITIVE_INFINITY;
+      let copyCpuMs = Number.POSITIVE_INFINITY;
+      let copyBytes = 0;
+      const rounds: { full_ms: number; full_cpu_ms: number; copy_ms: number; copy_cpu_ms: number; load_1m: number }[] =
+        [];
       for (let i = 0; i < passes; i++) {
+        const cpu = process.cpuUsage();
         const m = await createBackup({ ...deps, existing: listBackups(dir) }, { full: true });
+        const mCpuMs = cpuMsSince(cpu);
+        const bytes = m.files.filter((f) => f.path.startsWith('engine/')).reduce((n, f) => n + f.size, 0);
+        const copy = await rawCopy(join(dir, m.id, 'engine'), join(root, 'raw-copy'));
+        const ms = copy.ms;
+        rounds.push({
+          full_ms: m.duration_ms,
+          full_cpu_ms: mCpuMs,
+          copy_ms: round(ms),
+          copy_cpu_ms: copy.cpu_ms,
+          load_1m: round(loadavg()[0], 1),
+        });
         progress(
-          `backup: full ${round(m.size_bytes / 2 ** 20)} MB in ${m.duration_ms} ms ${JSON.stringify(m.timings_ms)}`,
+          `backup: full ${round(m.size_bytes / 2 ** 20)} MB in ${m.duration_ms} ms (${mCpuMs} CPU-ms) ${JSON.stringify(m.timings_ms)}; raw copy ${round(bytes / 2 ** 20)} MB in ${round(ms)} ms (${copy.cpu_ms} CPU-ms), load ${round(loadavg()[0], 1)}`,
         );
-        if (!full || m.duration_ms < full.duration_ms) full = m;
+        fullCpuMs = Math.min(fullCpuMs, mCpuMs);
+        copyCpuMs = Math.min(copyCpuMs, copy.cpu_ms);
+        if (!full || m.duration_ms < full.duration_ms) {
+          if (full) rmSync(join(dir, full.id), { recursive: true, force: true });
+          full = m;
+        } else rmSync(join(dir, m.id), { recursive: true, force: true });
+        copyMs = Math.min(copyMs, ms);
+        copyBytes = bytes;
       }
       if (!full) throw new Error('no full backup');
-      const best = full;
-      for (const e of listBackups(dir)) if (e.id !== best.id) rmSync(join(dir, e.id), { recursive: true, force: true });
-
-      // The disk's limit: a plain copy of the same files (the full backup's engine folder, which holds the
-      // table's active parts), from and to the same disk, flushed as a backup is.
-      const copyBytes = full.files.filter((f) => f.path.startsWith('engine/')).reduce((n, f) => n + f.size, 0);
-      let copyMs = Number.POSITIVE_INFINITY;
-      for (let i = 0; i < passes; i++) {
-        copyMs = Math.min(copyMs, await rawCopy(join(dir, full.id, 'engine'), join(root, 'raw-copy')));
-      }
-      progress(`backup: raw copy ${round(copyBytes / 2 ** 20)} MB in ${round(copyMs)} ms`);
 
       // New events on days after every stored one (copies NEW_DAYS days on), as new data arrives: new parts.
       const extra = Math.max(1, Math.round((events * pct) / 100));
-      const more = await copyInEngine(store, NEW_DAYS, Math.ceil(extra / baseEvents), extra);
+      const more = dataSet
+        ? await copySample(store, pct)
+        : await copyInEngine(store, NEW_DAYS, Math.ceil(extra / baseEvents), extra);
       const inc = await createBackup({ ...deps, existing: listBackups(dir) });
       progress(
         `backup: incremental (${more} new events) ${round(inc.size_bytes / 2 ** 20, 2)} MB in ${inc.duration_ms} ms`,
@@ -169,11 +295,23 @@ export const backupBenchmark: Benchmark = {
       progress(`backup: restore ${restored.events} events in ${restored.duration_ms} ms`);
       const results = {
         events_loaded: loaded,
-        raw_copy: { mb: round(copyBytes / 2 ** 20, 1), ms: round(copyMs), mb_per_s: mbps(copyBytes, copyMs) },
+        data_set: dataSet
+          ? { rows: dataSet.rows, built_parts: dataSet.active_parts, merges_settled: settled }
+          : { events, base_events: baseEvents },
+        active_parts_at_start: Number(parts.parts),
+        table_mb: Number(parts.mb),
+        rounds,
+        raw_copy: {
+          mb: round(copyBytes / 2 ** 20, 1),
+          ms: round(copyMs),
+          cpu_ms: copyCpuMs,
+          mb_per_s: mbps(copyBytes, copyMs),
+        },
         full: {
           events: full.engine.events.count,
           mb: round(full.size_bytes / 2 ** 20, 1),
           ms: full.duration_ms,
+          cpu_ms_best: fullCpuMs,
           mb_per_s: mbps(full.size_bytes, full.duration_ms),
           events_per_s: round(full.engine.events.count / (full.duration_ms / 1000)),
           timings_ms: full.timings_ms,
@@ -204,8 +342,17 @@ export const backupBenchmark: Benchmark = {
         `backup: full backup at ${round(fullVsCopy, 2)} of the raw copy rate (target >= 0.5: ${fullVsCopy >= 0.5 ? 'met' : 'NOT met'})`,
       );
       return {
-        params: { events, base_events: baseEvents, incremental_pct: pct, passes },
-        results: { ...results, full_rate_vs_raw_copy: round(fullVsCopy, 2) },
+        params: {
+          ...(rows === undefined ? { events, base_events: baseEvents } : { rows }),
+          incremental_pct: pct,
+          passes,
+        },
+        results: {
+          ...results,
+          full_rate_vs_raw_copy: round(fullVsCopy, 2),
+          // The same ratio in CPU time (best of each): raw copy CPU / full backup CPU.
+          full_cpu_rate_vs_raw_copy: round(copyCpuMs / fullCpuMs, 2),
+        },
         targets: {
           full_rate_vs_raw_copy: '>= 0.5',
           incremental_size: 'in proportion to the new events (size_vs_full about new_events_vs_full)',

@@ -63,7 +63,10 @@ options (each benchmark reads the ones it knows):
   --profile-dir D        cluster: CPU profiles of the Vigil nodes' main threads over the measured window, into D
   --vigil-config JSON    cluster: merged into every Vigil node's configuration
   --rate N, --linger-ms N, --seconds N  cluster-parts: events/s (3000), a replica's batch interval (1000), seconds (30)
-  --events N, --incremental-pct N  backup: events loaded (200000), more events before the incremental (10)
+  --events N, --incremental-pct N  backup: events loaded (1000000), more events before the incremental (10)
+  --rows N               backup: the search data set of N events instead (cached build; --base-events M: a base of M
+                         Mordor events; --search-data DIR: a complete build of N rows elsewhere, only read, copied;
+                         --settle-s S: wait up to S s for the copy's merges, 300)
   --events N, --clients N, --batch N  collect: events sent (100000), HTTP senders (4), events per request (1000)`;
 
 function parseArgs(argv: readonly string[]): {

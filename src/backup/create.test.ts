@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { eventIdSum, redactConfig } from './create.ts';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import type { EventStore } from '../store/index.ts';
+import { BackupError, createBackup, eventIdSum, redactConfig } from './create.ts';
 
 test('the backup copy of the configuration has no secrets unless asked', () => {
   const config = {
@@ -47,4 +53,58 @@ test('id_sum is the same whatever the order of the events, and differs when one 
   assert.equal(await eventIdSum([...events].reverse()), sum);
   assert.notEqual(await eventIdSum(events.slice(1)), sum);
   assert.notEqual(await eventIdSum(events.map((e) => ({ ...e, tenant: 'other' }))), sum);
+});
+
+test('a backup that fails while the count fails too: the backup fails, the count is logged and counted, the folder and freeze removed', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'vigil-create-'));
+  try {
+    const store = {
+      query: async (sql: string) => {
+        if (sql.includes('system.disks')) return [{ path: `${root}/` }];
+        if (sql.includes('system.tables')) {
+          return [{ name: 'events', engine: 'ReplacingMergeTree', data_paths: [`${root}/store/events/`] }];
+        }
+        if (sql.startsWith('SHOW CREATE')) return [{ statement: 'CREATE TABLE vigil.events (x UInt8)' }];
+        throw new Error('the engine went away');
+      },
+      exec: async (sql: string) => {
+        const name = /FREEZE WITH NAME '(\w+)'/.exec(sql)?.[1];
+        if (!name) return;
+        // A frozen part holding a folder where files are expected: the copy fails on it.
+        const part = join(root, 'shadow', name, 'store', 'events', '20260101_1_1_0');
+        mkdirSync(join(part, 'unexpected'), { recursive: true });
+        writeFileSync(join(part, 'checksums.txt'), 'sums');
+        writeFileSync(join(part, 'count.txt'), '1');
+      },
+    } as unknown as EventStore;
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+    const metrics = new Registry();
+    const dir = join(root, 'backups');
+    await assert.rejects(
+      createBackup({
+        dir,
+        dataDir: join(root, 'data'),
+        nodeId: 'n1',
+        store,
+        config: {},
+        includeSecrets: false,
+        maxChain: 6,
+        existing: [],
+        logger,
+        metrics,
+      }),
+      (err: unknown) => err instanceof BackupError && err.reason === 'disk' && /is not a file/.test(err.message),
+    );
+    assert.match(await metrics.metrics(), /vigil_backup_cleanup_failures_total\{step="count"\} 1/);
+    const logged = lines.map((l) => JSON.parse(l) as { step?: string; err?: string; msg: string });
+    assert.ok(
+      logged.some((l) => l.step === 'count' && /the engine went away/.test(l.err ?? '')),
+      `the count's failure is logged: ${lines.join('')}`,
+    );
+    assert.deepEqual(readdirSync(dir), [], 'the failed backup folder is removed');
+    assert.deepEqual(readdirSync(join(root, 'shadow')), [], 'the freeze is removed');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

@@ -1,13 +1,23 @@
 import { existsSync } from 'node:fs';
 import { cp, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Registry } from 'prom-client';
 import { stringify } from 'yaml';
 import type { Db } from '../db/index.ts';
 import { errorMessage, VigilError } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import { counter } from '../lib/metrics.ts';
 import { redactUrl } from '../lib/redact.ts';
 import { VERSION } from '../lib/version.ts';
 import { type EventStore, SCHEMA_VERSION } from '../store/index.ts';
-import { copyFrozenParts, countFrozen, type FrozenEngine, freezeEngine, releaseFrozen } from './frozen.ts';
+import {
+  copyFrozenParts,
+  countFrozen,
+  type FrozenCount,
+  type FrozenEngine,
+  freezeEngine,
+  releaseFrozen,
+} from './frozen.ts';
 import type { HashedFile } from './hash-files.ts';
 import {
   type BackupEntry,
@@ -36,6 +46,24 @@ export const CONFIG_FILE = 'config.yaml';
 /** Why a backup failed, as counted in vigil_backup_failures_total{reason}. */
 export type FailureReason = 'engine' | 'postgres' | 'files' | 'disk';
 
+/**
+ * Work after a backup's outcome is decided that can fail on its own, as counted in
+ * vigil_backup_cleanup_failures_total{step}: the count of a backup that had already failed (`count`), the
+ * removal of a failed backup's folder (`remove_partial`), the removal of the freeze's hard links
+ * (`release_freeze`).
+ */
+export type CleanupStep = 'count' | 'remove_partial' | 'release_freeze';
+
+/** vigil_backup_cleanup_failures_total{step} (see {@link CleanupStep}). */
+export function cleanupFailuresCounter(registry: Registry) {
+  return counter(
+    registry,
+    'vigil_backup_cleanup_failures_total',
+    "Work after a backup's outcome that failed on its own (a failed backup's count or folder, a freeze left on disk), by step.",
+    ['step'],
+  );
+}
+
 /** A failed backup: what failed, for the failure counter. */
 export class BackupError extends VigilError {
   readonly reason: FailureReason;
@@ -59,6 +87,10 @@ export interface CreateDeps {
   maxChain: number;
   /** The backups in `dir` now (the base is chosen among them). */
   existing: readonly BackupEntry[];
+  /** Where a failed cleanup is told (the backup's own failure is the caller's to report: it is thrown). */
+  logger: Logger;
+  /** Where vigil_backup_cleanup_failures_total is counted. */
+  metrics: Registry;
 }
 
 /**
@@ -82,6 +114,7 @@ export function chooseBase(existing: readonly BackupEntry[], nodeId: string, max
  * Vigil copies the parts its base lacks, hashing each file in the read that copies it, while the engine
  * counts the frozen snapshot. The manifest is written last: a folder without one is a partial backup that
  * nothing restores. On failure the folder is removed; the freeze's hard links are removed in every case.
+ * A failure of that cleanup does not change the outcome: it is logged and counted (see {@link CleanupStep}).
  */
 export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now?: number } = {}): Promise<Manifest> {
   const startedAt = opts.now ?? Date.now();
@@ -100,8 +133,24 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
       throw new BackupError(reason, `backup ${id}: ${what} failed: ${errorMessage(err)}`, err);
     }
   };
+  const cleanupFailures = cleanupFailuresCounter(deps.metrics);
+  /**
+   * Runs work whose failure does not change the backup's outcome (decided by then, and reported by the
+   * caller), and reports that failure here: logged with what it leaves behind, and counted.
+   */
+  const cleanup = async (what: CleanupStep, leaves: string, work: () => Promise<unknown>): Promise<void> => {
+    try {
+      await work();
+    } catch (err) {
+      cleanupFailures.inc({ step: what });
+      deps.logger.error({ backup: id, step: what, err: errorMessage(err) }, `A backup's cleanup failed: ${leaves}.`);
+    }
+  };
   let frozen: FrozenEngine | undefined;
-  let counting: Promise<Manifest['engine']> | undefined;
+  /** The count's outcome, settled (never rejected): the count runs beside the copy, and either may fail first. */
+  let counting: Promise<{ ok: true; value: FrozenCount } | { ok: false; err: unknown }> | undefined;
+  /** Whether the count was awaited where the backup needs it (its failure is then the backup's). */
+  let countAwaited = false;
   try {
     // Owner only: a backup holds password and API key hashes, sessions and every event.
     await step('disk', `creating ${folder}`, () => mkdir(folder, { recursive: true, mode: 0o700 }));
@@ -115,9 +164,12 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
     const snapshot = frozen;
     // The engine counts the snapshot while the parts are copied (the count reads the frozen parts, the copy
     // the same files: one read from disk serves both while they are in the page cache).
-    counting = step('engine', 'counting the backup', () => countFrozen(deps.store, snapshot, id), 'count');
-    // Awaited below: a failure meanwhile must not count as an unhandled rejection.
-    counting.catch(() => {});
+    // Settled into a value at once, so that a failure while the copy runs is no unhandled rejection: it is
+    // thrown below, or, when the backup fails first, reported by the cleanup in `finally`.
+    counting = step('engine', 'counting the backup', () => countFrozen(deps.store, snapshot, id), 'count').then(
+      (value) => ({ ok: true as const, value }),
+      (err: unknown) => ({ ok: false as const, err }),
+    );
     const copied = await step(
       'disk',
       'copying the frozen parts',
@@ -145,8 +197,16 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
       step('disk', 'computing checksums', () => checksumFiles(folder, { known }), 'checksums'),
       step('disk', 'flushing the files to disk', () => flushFolder(folder), 'flush'),
     ]);
-    const engine = await counting;
-    await releaseFrozen(snapshot);
+    countAwaited = true;
+    const counted = await counting;
+    if (!counted.ok) throw counted.err;
+    const { engine, copied: countedFromCopy } = counted.value;
+    if (Object.keys(countedFromCopy).length > 0) {
+      deps.logger.info(
+        { backup: id, parts: countedFromCopy },
+        'Merges replaced frozen parts before the backup read them: their partitions were read from a copy of the freeze.',
+      );
+    }
     const finishedAt = Date.now();
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
@@ -172,12 +232,30 @@ export async function createBackup(deps: CreateDeps, opts: { full?: boolean; now
     );
     return manifest;
   } catch (err) {
-    await rm(folder, { recursive: true, force: true }).catch(() => {});
+    await cleanup(
+      'remove_partial',
+      `the partial folder ${folder} stays (it has no manifest: nothing restores it)`,
+      () => rm(folder, { recursive: true, force: true }),
+    );
     throw err;
   } finally {
-    // The count links the frozen files: it ends (and drops its database) before they are removed.
-    await counting?.catch(() => {});
-    if (frozen) await releaseFrozen(frozen).catch(() => {});
+    // The count may read the frozen files: it ends (and drops any database it made) before they are
+    // removed. Not awaited yet means the backup failed before it: its own failure is logged and counted.
+    const count = counting;
+    if (count && !countAwaited) {
+      await cleanup('count', 'nothing (the backup had failed already)', async () => {
+        const counted = await count;
+        if (!counted.ok) throw counted.err;
+      });
+    }
+    const snapshot = frozen;
+    if (snapshot) {
+      await cleanup(
+        'release_freeze',
+        `the frozen parts under ${snapshot.shadowRoot} stay on disk until the node starts again`,
+        () => releaseFrozen(snapshot),
+      );
+    }
   }
 }
 

@@ -35,8 +35,8 @@ export interface FrozenTable {
   ddl: string;
   /** The frozen copy of the table's data folder (hard links of its active parts at the freeze). */
   shadow: string;
-  /** Part folders of `shadow`, each with the SHA-256 of its checksums.txt. */
-  parts: { name: string; checksums: string }[];
+  /** Part folders of `shadow`, each with the SHA-256 of its checksums.txt and its rows (its count.txt). */
+  parts: { name: string; checksums: string; rows: number }[];
 }
 
 /** A frozen snapshot of the store's database (see {@link freezeEngine}). */
@@ -148,9 +148,20 @@ async function frozenParts(shadow: string): Promise<FrozenTable['parts']> {
     if (!e.isDirectory() || e.name === 'detached') continue;
     if (!PART_NAME.test(e.name)) throw new Error(`the frozen part ${join(shadow, e.name)} has an unexpected name`);
     const sums = await readFile(join(shadow, e.name, 'checksums.txt'));
-    parts.push({ name: e.name, checksums: createHash('sha256').update(sums).digest('hex') });
+    parts.push({
+      name: e.name,
+      checksums: createHash('sha256').update(sums).digest('hex'),
+      rows: await partRows(join(shadow, e.name)),
+    });
   }
   return parts.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** A part's rows, from the count.txt the engine writes in every part it makes. */
+async function partRows(part: string): Promise<number> {
+  const text = (await readFile(join(part, 'count.txt'), 'utf8')).trim();
+  if (!/^[0-9]+$/.test(text)) throw new Error(`${join(part, 'count.txt')} holds no row count`);
+  return Number(text);
 }
 
 /** Removes a freeze's hard links (the engine keeps no other record of a freeze). */
@@ -185,47 +196,120 @@ export async function copyFrozenParts(
       if (held) continue;
       const to = partPath(t.name, p.name);
       await mkdir(join(folder, to), { recursive: true });
-      for (const e of await readdir(join(t.shadow, p.name), { withFileTypes: true })) {
+      const entries = await readdir(join(t.shadow, p.name), { withFileTypes: true });
+      for (const e of entries) {
         if (!e.isFile()) throw new Error(`${join(t.shadow, p.name, e.name)} is not a file`);
-        const from = join(t.shadow, p.name, e.name);
-        jobs.push({ from, to: join(folder, to, e.name), path: `${to}/${e.name}`, size: (await stat(from)).size });
       }
+      // The sizes of a part's files at once: a wide part has a hundred or more.
+      const sizes = await Promise.all(entries.map((e) => stat(join(t.shadow, p.name, e.name)).then((s) => s.size)));
+      entries.forEach((e, i) => {
+        const from = join(t.shadow, p.name, e.name);
+        jobs.push({ from, to: join(folder, to, e.name), path: `${to}/${e.name}`, size: sizes[i] });
+      });
     }
   }
   return { parts, files: await copyFiles(jobs) };
 }
 
-/** Names of the read-only databases a backup opens over its freeze to count it (dropped after, and at start). */
+/** Names of the read-only databases a backup opens over its freeze when it must (dropped after, and at start). */
 export const CHECK_DATABASE_PREFIX = 'vigil_backup_check_';
 
+/** What {@link countFrozen} found, and how. */
+export interface FrozenCount {
+  engine: Manifest['engine'];
+  /**
+   * Frozen parts read through a database of their own because a merge had replaced them (or a part of
+   * their partition) in the live table before the read (see {@link countFrozen}), by table; empty usually.
+   */
+  copied: Record<string, string[]>;
+}
+
 /**
- * What the frozen snapshot holds, read by the engine from a database of its own whose tables are made like
- * the live ones (CREATE TABLE ... AS) and given the frozen parts by hard links (same file system as the
- * freeze; parts are never written in place, so the links cannot change the backup's source), so the counts
- * are those of the backup and not of the live tables, which have moved on since the cut.
+ * What the frozen snapshot holds, as the manifest says it (see manifest.ts):
+ * - rows of each table: the sum of its frozen parts' `count.txt` (the engine writes each part's row count
+ *   there), read from disk without a query. It is what `count()` of the restored table gives: rows stored,
+ *   before `FINAL` collapses the duplicates a ReplacingMergeTree (events, alerts) may hold in several parts.
+ * - events as searches see them (`FINAL`: count, time range, `id_sum`) and the stream positions: read by the
+ *   engine from the live table restricted to the frozen parts (`_part IN`, which selects the parts before
+ *   `FINAL` merges, so rows of parts written after the cut neither count nor replace frozen ones). Parts
+ *   never change once written, so a frozen part still active holds what the backup copies. A merge may
+ *   have replaced some of them since the freeze (on an ingesting node, the newest parts of the day): the
+ *   read tells which parts it read, per partition, and a partition with a part missing is read again from
+ *   a database of its own given that partition's frozen parts by hard links (slower: a table to make and
+ *   parts to load). Partitions are independent under FINAL (the sort key holds `ts`, the partition is its
+ *   day), so their sums add up.
+ * Measured (bench/backup.ts, 300,000 events, 60 parts): the database over every frozen table, which this
+ * replaced, took 0.9 to 3.1 s to make and drop beside 0.3 to 0.9 s of reads on the loaded 2-core machine.
  */
-export async function countFrozen(store: EventStore, frozen: FrozenEngine, id: string): Promise<Manifest['engine']> {
-  const check = `${CHECK_DATABASE_PREFIX}${id.replace(/[^0-9a-zA-Z]/g, '_')}`;
-  await store.exec(`CREATE DATABASE ${check}`);
+export async function countFrozen(store: EventStore, frozen: FrozenEngine, id: string): Promise<FrozenCount> {
+  const tables: Record<string, number> = {};
+  for (const t of frozen.tables) tables[t.name] = t.parts.reduce((n, p) => n + p.rows, 0);
+  const events = frozen.tables.find((t) => t.name === 'events');
+  const positions = frozen.tables.find((t) => t.name === 'positions');
+  const copied: Record<string, string[]> = {};
+  const copy = new CopyDatabase(store, id);
   try {
-    for (const t of frozen.tables) {
-      await store.exec(`CREATE TABLE ${check}.\`${t.name}\` AS ${DATABASE}.\`${t.name}\``);
-      const [row] = await store.query<{ data_paths: string[] }>(
-        'SELECT data_paths FROM system.tables WHERE database = {db:String} AND name = {name:String}',
-        { db: check, name: t.name },
-      );
-      await store.exec(`DETACH TABLE ${check}.\`${t.name}\``);
-      for (const p of t.parts) {
-        const to = join(row.data_paths[0], p.name);
-        await mkdir(to);
-        for (const f of await readdir(join(t.shadow, p.name))) await link(join(t.shadow, p.name, f), join(to, f));
+    let ev = NO_EVENTS;
+    if (events && events.parts.length > 0) {
+      const live = await readEvents(store, `${DATABASE}.events`, events.parts);
+      const missing = events.parts.filter((p) => !live.complete.has(partitionOf(p.name)));
+      ev = live.sum;
+      if (missing.length > 0) {
+        copied.events = missing.map((p) => p.name);
+        ev = addEvents(ev, (await readEvents(store, await copy.table(events, missing))).sum);
       }
-      await store.exec(`ATTACH TABLE ${check}.\`${t.name}\``);
     }
-    return await countTables(store, check);
+    let pos: Manifest['engine']['positions'] = [];
+    if (positions && positions.parts.length > 0) {
+      const live = await readPositions(store, `${DATABASE}.positions`, positions.parts);
+      if (live) pos = live;
+      else {
+        copied.positions = positions.parts.map((p) => p.name);
+        pos = (await readPositions(store, await copy.table(positions, positions.parts))) ?? [];
+      }
+    }
+    return {
+      engine: {
+        tables,
+        events: {
+          count: ev.count,
+          first_ts: ev.count > 0 && ev.first !== null ? new Date(ev.first).toISOString() : null,
+          last_ts: ev.count > 0 && ev.last !== null ? new Date(ev.last).toISOString() : null,
+          id_sum: ev.idSum.toString(),
+        },
+        positions: pos,
+      },
+      copied,
+    };
   } finally {
-    await store.exec(`DROP DATABASE IF EXISTS ${check} SYNC`);
+    await copy.drop();
   }
+}
+
+/** Events as FINAL shows them, summed over partitions (`idSum` modulo 2^64). */
+interface EventSums {
+  count: number;
+  first: number | null;
+  last: number | null;
+  idSum: bigint;
+}
+
+const NO_EVENTS: EventSums = { count: 0, first: null, last: null, idSum: 0n };
+
+function addEvents(a: EventSums, b: EventSums): EventSums {
+  const pick = (x: number | null, y: number | null, f: (...n: number[]) => number) =>
+    x === null ? y : y === null ? x : f(x, y);
+  return {
+    count: a.count + b.count,
+    first: pick(a.first, b.first, Math.min),
+    last: pick(a.last, b.last, Math.max),
+    idSum: (a.idSum + b.idSum) & 0xffff_ffff_ffff_ffffn,
+  };
+}
+
+/** A part's partition id: its name is `<partition id>_<min block>_<max block>_<level>[_<mutation>]`. */
+function partitionOf(part: string): string {
+  return /^(.+?)_\d+_\d+_\d+(?:_\d+)?$/.exec(part)?.[1] ?? part;
 }
 
 /**
@@ -235,42 +319,114 @@ export async function countFrozen(store: EventStore, frozen: FrozenEngine, id: s
  */
 const EVENT_ID_SUM = `sum(reinterpretAsUInt64(substring(SHA256(concat(tenant, '\\0', id)), 1, 8)))`;
 
-/** Rows of every table of database `db` (a copy of the store's), its events as searches see them, and positions. */
-export async function countTables(store: Pick<EventStore, 'query'>, db: string): Promise<Manifest['engine']> {
-  const names = (
-    await store.query<{ name: string }>('SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name', {
-      db,
-    })
-  ).map((r) => r.name);
-  const tables: Record<string, number> = {};
-  for (const name of names) {
-    const [row] = await store.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${db}.\`${name}\``, {});
-    tables[name] = Number(row.n);
-  }
-  let events: Manifest['engine']['events'] = { count: 0, first_ts: null, last_ts: null, id_sum: '0' };
-  if (names.includes('events')) {
-    const [row] = await store.query<{ n: string; first: string; last: string; id_sum: string }>(
-      `SELECT toString(count()) AS n, toString(toUnixTimestamp64Milli(min(ts))) AS first,
-              toString(toUnixTimestamp64Milli(max(ts))) AS last, toString(${EVENT_ID_SUM}) AS id_sum
-         FROM ${db}.events FINAL`,
-      {},
-    );
-    const n = Number(row.n);
-    events = {
+/**
+ * Events (FINAL) of `table` (`vigil.events`, or a copy's), summed; with `parts` (the live table), of those parts only, and
+ * `complete` names the partitions of which the engine read every part given (the others' sums are left out:
+ * a part merged away since the freeze was not read). A frozen part always holds rows; under FINAL a part
+ * whose every row is replaced by a later frozen one reads as missing too, and its partition is read from
+ * the copy: slower, never wrong.
+ */
+async function readEvents(
+  store: Pick<EventStore, 'query'>,
+  table: string,
+  parts?: FrozenTable['parts'],
+): Promise<{ sum: EventSums; complete: Set<string> }> {
+  const names = parts?.map((p) => p.name);
+  const rows = await store.query<{
+    partition: string;
+    n: string;
+    first: string;
+    last: string;
+    id_sum: string;
+    parts: string[];
+  }>(
+    `SELECT _partition_id AS partition, toString(count()) AS n, toString(toUnixTimestamp64Milli(min(ts))) AS first,
+            toString(toUnixTimestamp64Milli(max(ts))) AS last, toString(${EVENT_ID_SUM}) AS id_sum,
+            groupUniqArray(_part) AS parts
+       FROM ${table} FINAL
+       ${names ? 'WHERE _part IN {parts:Array(String)}' : ''}
+      GROUP BY partition`,
+    names ? { parts: names } : {},
+  );
+  const wanted = new Map<string, number>();
+  for (const n of names ?? []) wanted.set(partitionOf(n), (wanted.get(partitionOf(n)) ?? 0) + 1);
+  let sum = NO_EVENTS;
+  const complete = new Set<string>();
+  for (const r of rows) {
+    if (names && r.parts.length !== wanted.get(r.partition)) continue;
+    complete.add(r.partition);
+    const n = Number(r.n);
+    sum = addEvents(sum, {
       count: n,
-      first_ts: n > 0 ? new Date(Number(row.first)).toISOString() : null,
-      last_ts: n > 0 ? new Date(Number(row.last)).toISOString() : null,
-      id_sum: row.id_sum,
-    };
+      first: n > 0 ? Number(r.first) : null,
+      last: n > 0 ? Number(r.last) : null,
+      idSum: BigInt(r.id_sum),
+    });
   }
-  const positions = names.includes('positions')
-    ? (
-        await store.query<{ stream: string; consumer: string; seq: string; ack_floor: string }>(
-          `SELECT stream, consumer, toString(max(seq)) AS seq, toString(max(ack_floor)) AS ack_floor
-             FROM ${db}.positions GROUP BY stream, consumer ORDER BY stream, consumer`,
-          {},
-        )
-      ).map((p) => ({ stream: p.stream, consumer: p.consumer, seq: Number(p.seq), ack_floor: Number(p.ack_floor) }))
-    : [];
-  return { tables, events, positions };
+  return { sum, complete };
+}
+
+/** Stream positions of `table` (`vigil.positions`, or a copy's); with `parts` (the live table), of those only, or undefined when one was not read. */
+async function readPositions(
+  store: Pick<EventStore, 'query'>,
+  table: string,
+  parts?: FrozenTable['parts'],
+): Promise<Manifest['engine']['positions'] | undefined> {
+  const names = parts?.map((p) => p.name);
+  const rows = await store.query<{ stream: string; consumer: string; seq: string; ack_floor: string; parts: string[] }>(
+    `SELECT stream, consumer, toString(max(seq)) AS seq, toString(max(ack_floor)) AS ack_floor,
+            groupUniqArray(_part) AS parts
+       FROM ${table} ${names ? 'WHERE _part IN {parts:Array(String)}' : ''}
+      GROUP BY stream, consumer ORDER BY stream, consumer`,
+    names ? { parts: names } : {},
+  );
+  if (names && new Set(rows.flatMap((r) => r.parts)).size !== names.length) return undefined;
+  return rows.map((p) => ({
+    stream: p.stream,
+    consumer: p.consumer,
+    seq: Number(p.seq),
+    ack_floor: Number(p.ack_floor),
+  }));
+}
+
+/**
+ * A database of a backup's own whose tables are made like the live ones (CREATE TABLE ... AS) and given
+ * frozen parts by hard links (same file system as the freeze; parts are never written in place, so the
+ * links cannot change the backup's source): what those parts held at the cut, whatever merged since. Made
+ * on first use, dropped by {@link CopyDatabase.drop} (and at start, see CHECK_DATABASE_PREFIX).
+ */
+class CopyDatabase {
+  private readonly name: string;
+  private made = false;
+  constructor(
+    private readonly store: EventStore,
+    id: string,
+  ) {
+    this.name = `${CHECK_DATABASE_PREFIX}${id.replace(/[^0-9a-zA-Z]/g, '_')}`;
+  }
+
+  /** A table like `t` holding `parts` of its freeze; returns its name (`db`.`table`). */
+  async table(t: FrozenTable, parts: FrozenTable['parts']): Promise<string> {
+    if (!this.made) {
+      this.made = true;
+      await this.store.exec(`CREATE DATABASE ${this.name}`);
+    }
+    await this.store.exec(`CREATE TABLE ${this.name}.\`${t.name}\` AS ${DATABASE}.\`${t.name}\``);
+    const [row] = await this.store.query<{ data_paths: string[] }>(
+      'SELECT data_paths FROM system.tables WHERE database = {db:String} AND name = {name:String}',
+      { db: this.name, name: t.name },
+    );
+    await this.store.exec(`DETACH TABLE ${this.name}.\`${t.name}\``);
+    for (const p of parts) {
+      const to = join(row.data_paths[0], p.name);
+      await mkdir(to);
+      for (const f of await readdir(join(t.shadow, p.name))) await link(join(t.shadow, p.name, f), join(to, f));
+    }
+    await this.store.exec(`ATTACH TABLE ${this.name}.\`${t.name}\``);
+    return `${this.name}.\`${t.name}\``;
+  }
+
+  async drop(): Promise<void> {
+    if (this.made) await this.store.exec(`DROP DATABASE IF EXISTS ${this.name} SYNC`);
+  }
 }

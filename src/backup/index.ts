@@ -9,7 +9,7 @@ import type { Logger } from '../lib/logger.ts';
 import { counter, gauge } from '../lib/metrics.ts';
 import type { EventStore } from '../store/index.ts';
 import type { BackupConfig } from './config.ts';
-import { BackupError, createBackup } from './create.ts';
+import { BackupError, cleanupFailuresCounter, createBackup } from './create.ts';
 import { CHECK_DATABASE_PREFIX, removeLeftoverFreezes } from './frozen.ts';
 import { type BackupEntry, listBackups, type Manifest } from './manifest.ts';
 import { planPrune } from './prune.ts';
@@ -99,6 +99,8 @@ export function createBackups(
   );
   const failures = counter(deps.metrics, 'vigil_backup_failures_total', 'Backups that failed, by reason.', ['reason']);
   const pruned = counter(deps.metrics, 'vigil_backup_pruned_total', 'Backups removed by retention.');
+  // Registered now (counted by createBackup) so that the series exists before the first backup.
+  cleanupFailuresCounter(deps.metrics);
   let running: Promise<Manifest> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let nextAt: number | undefined;
@@ -159,6 +161,8 @@ export function createBackups(
           includeSecrets: config.include_secrets,
           maxChain: config.max_chain,
           existing: listBackups(dir),
+          logger: log,
+          metrics: deps.metrics,
         },
         { full },
       );
@@ -239,8 +243,12 @@ export function createBackups(
       if (timer) clearTimeout(timer);
       const pending = running;
       if (pending) {
+        // Only waited for: a failure of the running backup is counted and logged by run(), and answered to its caller.
         await settleBy(
-          pending.catch(() => {}),
+          pending.then(
+            () => undefined,
+            () => undefined,
+          ),
           deadline,
         );
       }

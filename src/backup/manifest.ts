@@ -57,7 +57,11 @@ export interface Manifest {
   timings_ms?: Record<string, number>;
   schema: { events: number; postgres: string[] };
   engine: {
-    /** Rows of each table of the engine's database, as the backup holds them. */
+    /**
+     * Rows of each table of the engine's database, as the backup holds them: rows stored in its parts (the
+     * sum of their count.txt; what `count()` of the restored table gives), before FINAL collapses the
+     * duplicates a ReplacingMergeTree may hold in two parts (`events` below counts as searches do).
+     */
     tables: Record<string, number>;
     /** Events as searches see them (duplicates collapsed): count, time range, and a sum of their ids. */
     events: { count: number; first_ts: string | null; last_ts: string | null; id_sum: string };
