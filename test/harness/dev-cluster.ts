@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server, Socket } from 'node:net';
+import { type AddressInfo, createServer, type Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -13,7 +13,6 @@ import {
 } from '../../src/devcluster/index.ts';
 import { readReply } from './http.ts';
 import { createNodeNamespace, type NodeNamespace } from './netns.ts';
-import { freePort } from './ports.ts';
 
 /**
  * A dev cluster (`vigil dev-cluster`'s internals: 3 nats-server, 3 etcd, N Vigil nodes, each a process of
@@ -81,11 +80,12 @@ async function startForwarder(target: string, bindHost: string): Promise<Forward
     client.pipe(upstream);
     upstream.pipe(client);
   });
-  const port = await freePort();
+  // Port 0: the kernel picks one that is free on this address (a port chosen beforehand can be taken meanwhile).
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, bindHost, () => resolve());
+    server.listen(0, bindHost, () => resolve());
   });
+  const { port } = server.address() as AddressInfo;
   return {
     url: `${protocol}//${bindHost}:${port}`,
     async close() {
@@ -167,8 +167,14 @@ export async function startDevCluster(
         const ns = namespaces.get(node);
         if (!ns) return all;
         const via = async (urls: string[]) => {
-          const list = await Promise.all(urls.map((u) => startForwarder(u, ns.hostDataIp)));
-          forwarders.push(...list);
+          // Each kept as it starts: when one fails, the others are still closed by the cleanup below.
+          const list = await Promise.all(
+            urls.map(async (u) => {
+              const f = await startForwarder(u, ns.hostDataIp);
+              forwarders.push(f);
+              return f;
+            }),
+          );
           return list.map((f) => f.url);
         };
         return { nats: await via(all.nats), etcd: await via(all.etcd) };
