@@ -370,6 +370,7 @@ export function openDevCluster(dir: string): DevCluster {
       try {
         await cluster.start(names, opts);
       } catch (err) {
+        // Best effort after a failed start: the start's error is the one reported.
         await cluster.stop(names, { signal: 'SIGKILL' }).catch(() => undefined);
         throw err;
       }
@@ -468,6 +469,7 @@ export async function upDevCluster(opts: DevClusterOptions & StartOptions): Prom
   try {
     await cluster.start(undefined, opts);
   } catch (err) {
+    // Best effort after a failed start: the start's error is the one reported.
     await cluster.stop(undefined, { signal: 'SIGKILL' }).catch(() => undefined);
     throw err;
   }
