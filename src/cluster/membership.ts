@@ -323,7 +323,10 @@ export function createMembership(
           if (kv.key.toString() === selfKey && session.isUp()) void publish();
         },
         resync() {
-          void refresh().catch(() => undefined);
+          // Counted by session.run; the periodic refresh follows.
+          void refresh().catch((err: unknown) =>
+            log.debug({ err: errorMessage(err) }, 'Membership refresh after a watch resync failed.'),
+          );
         },
       });
       await publish();
@@ -335,6 +338,7 @@ export function createMembership(
       clearTimeout(refreshTimer);
       offUp?.();
       await stopWatch?.();
+      // Only waits: publish logs and retries its own failures.
       if (writing) await writing.catch(() => undefined);
       // Leaving on purpose: delete our key so others see us gone now rather than after the lease TTL.
       if (session.isUp()) {

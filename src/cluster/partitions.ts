@@ -152,6 +152,7 @@ export function createPartitionManager(
 
   const publishOwned = () => {
     metrics.partitionsOwned.set(owned.size);
+    // Only observes: membership's writer logs and retries its own failures.
     void membership.update({ partitions: [...owned.keys()] }).catch(() => undefined);
     if (owned.size === 0) for (const w of drainWaiters) w();
   };
@@ -268,7 +269,10 @@ export function createPartitionManager(
               .then(e.delete().key(keyOf(p)))
               .commit(),
           )
-          .catch(() => undefined);
+          .catch((err: unknown) =>
+            // Counted by session.run; the next pass reads the key again and retries.
+            log.warn({ partition: p, err: errorMessage(err) }, 'Freeing a stale partition key failed; retrying.'),
+          );
         keys.delete(p);
       }
     }

@@ -217,9 +217,12 @@ export function createEtcdSession(
           e.leaseClient.leaseGrant({ TTL: ttlSeconds }, { deadline: Date.now() + config.etcd_timeout_ms }),
         );
         if (stopped || g !== gen) {
+          // Best effort: an unused lease that is not revoked expires at its TTL.
           void client()
             .leaseClient.leaseRevoke({ ID: res.ID })
-            .catch(() => undefined);
+            .catch((err: unknown) =>
+              log.debug({ lease: res.ID, err: errorMessage(err) }, 'Revoking an unused etcd lease failed.'),
+            );
           return;
         }
         lease = res.ID;
@@ -271,6 +274,7 @@ export function createEtcdSession(
         w.on('error', (err) => {
           metrics.etcdErrors.inc({ op: 'watch' });
           log.warn({ prefix, err: errorMessage(err) }, 'An etcd watch failed; opening it again.');
+          // Best effort: the failure is logged above and a new watch opens.
           void w.cancel().catch(() => undefined);
           setTimeout(open, config.refresh_interval_ms);
         });
@@ -278,7 +282,12 @@ export function createEtcdSession(
       open();
       return async () => {
         closed = true;
-        if (current) await withTimeout(current.cancel(), config.etcd_timeout_ms, 'watch cancel').catch(() => undefined);
+        // Best effort: a watch that does not cancel in time ends with the client at stop.
+        if (current) {
+          await withTimeout(current.cancel(), config.etcd_timeout_ms, 'watch cancel').catch((err: unknown) =>
+            log.debug({ prefix, err: errorMessage(err) }, 'Cancelling an etcd watch failed.'),
+          );
+        }
       };
     },
     async start() {

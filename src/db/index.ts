@@ -78,7 +78,12 @@ export function createDatabase(
       if (applied.length > 0) logger.info({ applied, kind: d.kind }, 'Database migrations applied.');
       return d;
     } catch (err) {
-      await d.close().catch(() => {});
+      // Best effort: the migration's error is the one thrown.
+      await d
+        .close()
+        .catch((e: unknown) =>
+          logger.debug({ err: errorMessage(e) }, 'Closing the database after a failed migration failed.'),
+        );
       throw err;
     }
   };
@@ -89,7 +94,10 @@ export function createDatabase(
     if (inner && lost) {
       // PGlite's thread died (out of memory, a WebAssembly abort): a new one opens the same data folder.
       logger.warn({ err: lost }, 'The database connection is lost; opening it again.');
-      inner.close().catch(() => {});
+      // Best effort on a dead connection, not awaited: the next open must not wait for it.
+      inner
+        .close()
+        .catch((e: unknown) => logger.debug({ err: errorMessage(e) }, 'Closing the lost database connection failed.'));
       inner = undefined;
     }
     if (inner) return Promise.resolve(inner);
@@ -181,6 +189,7 @@ export function createDatabase(
       const pending = opening;
       if (pending) {
         await settleBy(
+          // Only waits: the open loop logs its own failures.
           pending.catch(() => {}),
           deadline,
         );

@@ -94,6 +94,7 @@ export async function openPglite(dataDir: string | undefined, opts: { workerUrl?
       try {
         result = await fn({ query: (sql, params) => run(sql, params, tx) });
       } catch (err) {
+        // Best effort: fn's error is the one thrown; a rollback fails only when the thread is lost (see lost()).
         await call('ROLLBACK', { op: 'end', tx, commit: false }).catch(() => {});
         throw err;
       }
@@ -103,6 +104,7 @@ export async function openPglite(dataDir: string | undefined, opts: { workerUrl?
     async close() {
       if (closed) return;
       closed = true;
+      // Best effort: the thread is terminated next in any case, and PGlite's files are consistent at each commit.
       if (!failure) await call('CLOSE', { op: 'close' }).catch(() => {});
       failure ??= new DbError('the database is closed', {});
       await worker.terminate();

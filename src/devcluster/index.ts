@@ -381,6 +381,7 @@ export function openDevCluster(dir: string): DevCluster {
       try {
         await cluster.start(names, opts);
       } catch (err) {
+        // Best effort after a failed start: the start's error is the one reported.
         await cluster.stop(names, { signal: 'SIGKILL' }).catch(() => undefined);
         throw err;
       }
@@ -554,6 +555,7 @@ export async function upDevCluster(opts: DevClusterOptions & StartOptions): Prom
   try {
     await cluster.start(undefined, opts);
   } catch (err) {
+    // Best effort after a failed start: the start's error is the one reported.
     await cluster.stop(undefined, { signal: 'SIGKILL' }).catch(() => undefined);
     throw err;
   }

@@ -319,6 +319,7 @@ export function createGroupingQueue(
       stopDeadline = deadline;
       // Queued alerts are grouped until the deadline; retries give up at it (reported, not dropped silently).
       await settleBy(
+        // Only waits: each batch's outcome goes to its own caller of ingestAlerts.
         chain.catch(() => {}),
         deadline,
       );

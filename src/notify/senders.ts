@@ -89,6 +89,7 @@ function webhookSender(d: WebhookDestination): Sender {
           signal: AbortSignal.any([signal, AbortSignal.timeout(d.timeout_ms)]),
           redirect: 'error',
         });
+        // The body is read only to free the connection: the status alone decides the delivery.
         await res.arrayBuffer().catch(() => undefined);
       } catch (err) {
         // The cause is redacted too: fetch's errors carry the URL, and a cause ends up in logs.

@@ -356,7 +356,12 @@ export function createNotifier(
       await loop;
       clearTimeout(timer);
       loop = undefined;
-      for (const s of senders.values()) await s.close().catch(() => {});
+      // Best effort at stop: every delivery has been marked or given back above; a sender only frees sockets.
+      for (const s of senders.values()) {
+        await s
+          .close()
+          .catch((err: unknown) => logger.debug({ err: errorMessage(err) }, 'Closing a notification sender failed.'));
+      }
       senders.clear();
     },
     health(): ComponentHealth {

@@ -15,6 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { partitionOf } from '../../src/cluster/index.ts';
 import { startDevCluster, type TestDevCluster } from '../harness/dev-cluster.ts';
 import { type AlertJson, failedLogons, plantedRules } from '../harness/planted-rules.ts';
+import * as wait from '../harness/wait.ts';
 import { createLoadGen, type LoadGen, type LoadWindow } from './load.ts';
 import { createPressureSampler } from './pressure.ts';
 import { readSlowCounts, slowBetween } from './slow-answers.ts';
@@ -77,30 +78,10 @@ const loadAtStart = loadavg();
 let clusterStartMs = 0;
 const pressure = createPressureSampler();
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `fn` until it returns something other than undefined; resolves to it and the time it took. */
-async function waitFor<T>(
-  what: string,
-  timeoutMs: number,
-  fn: () => Promise<T | undefined>,
-  intervalMs = 250,
-): Promise<{ value: T; ms: number }> {
-  const start = Date.now();
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return { value: v, ms: Date.now() - start };
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() - start > timeoutMs) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    }
-    await sleep(intervalMs);
-  }
-}
+const { sleep } = wait;
+/** Polls every 250 ms; resolves to the value and the time it took (the figures this test reports). */
+const waitFor = <T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>, everyMs = 250) =>
+  wait.waitForTimed(what, timeoutMs, fn, everyMs);
 
 async function clusterStatus(node: string): Promise<any> {
   const res = await dc.api(node, 'GET', '/admin/cluster/status');

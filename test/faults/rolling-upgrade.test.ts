@@ -44,6 +44,7 @@ import { VERSION } from '../../src/lib/version.ts';
 import { startDevCluster, type TestDevCluster } from '../harness/dev-cluster.ts';
 import { ensureHaproxy } from '../harness/haproxy.ts';
 import { type PostgresServer, startPostgres } from '../harness/postgres.ts';
+import * as wait from '../harness/wait.ts';
 import { createLoadGen, type LoadGen, type RequestRecord } from './load.ts';
 import { checkReplicas } from './verify.ts';
 
@@ -71,23 +72,10 @@ let summary: Record<string, unknown> | undefined;
 const startedAt = new Date();
 const loadAtStart = loadavg();
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `fn` until it returns something other than undefined; resolves to it. */
-async function waitFor<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>, everyMs = 250) {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${String(last)}`);
-    await sleep(everyMs);
-  }
-}
+const { sleep } = wait;
+/** Polls every 250 ms: the drain and rejoin times reported are measured from these waits. */
+const waitFor = <T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>, everyMs = 250) =>
+  wait.waitFor(what, timeoutMs, fn, everyMs);
 
 /** A built "new version" of Vigil: its CLI and what it reports. */
 interface NewVersion {

@@ -13,12 +13,13 @@
  * cluster's start, the id checks and the moves, all slowed by etcd calls timing out.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import type { ShardAssignment } from '../../src/cluster/index.ts';
 import { startDevCluster, type TestDevCluster } from '../harness/dev-cluster.ts';
+import { sleep, waitFor } from '../harness/wait.ts';
 import { BUCKET_SIZE, createLoadGen, type LoadGen } from './load.ts';
+import { bucketQueries, copiesOver, createShardProbe, heldBy, type ShardProbe, wrongCopies } from './shard-probe.ts';
 
 const STAMP = Date.now().toString(36);
 const RUN = `grow${STAMP}`;
@@ -30,8 +31,6 @@ const TAGGED = 600;
 /** Events per second of the steady load: small, the point is placement and answers, not throughput. */
 const RATE = 50;
 const BATCH = 50;
-/** Rows one shard call may list: the id lists are read a few buckets at a time, far below it. */
-const ID_PAGE = 10000;
 /** Load buckets per id query. */
 const PER_GROUP = 40;
 const RESULTS = join(import.meta.dirname, 'results');
@@ -40,8 +39,7 @@ let dc: TestDevCluster;
 /** Stops of the search and map loops still running (a test that times out leaves them to after()). */
 const watches = new Set<() => void>();
 let gen: LoadGen;
-let peerToken: string;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+let probe: ShardProbe;
 const T_START = Date.now();
 /** A progress line: where a slow run spent its time. */
 const progress = (what: string) =>
@@ -50,104 +48,12 @@ const progress = (what: string) =>
 /** What the test measured, written to results/shards-grow.json. */
 const result: Record<string, unknown> = { shards: S, replicas: R, tagged: TAGGED, rate_offered: RATE };
 
-async function waitFor<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what} (${String(last ?? '')})`);
-    await sleep(500);
-  }
-}
-
-async function mapOf(node: string): Promise<ShardAssignment[] | undefined> {
-  const res = await dc.api(node, 'GET', '/admin/cluster/status');
-  const shards = res.body?.shards as ShardAssignment[] | null;
-  return Array.isArray(shards) && shards.length === S ? shards : undefined;
-}
-
-/** Replicas each node holds in `map`, any state. */
-function heldBy(map: readonly ShardAssignment[]): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const a of map) for (const r of a.replicas) out.set(r.node, (out.get(r.node) ?? 0) + 1);
-  return out;
-}
-
-/** The map when settled on `nodes`: R serving replicas per shard, each node between floor and ceil of S*R/N. */
-async function settledMap(asked: string, nodes: string[]): Promise<ShardAssignment[] | undefined> {
-  const map = await mapOf(asked);
-  if (!map) return undefined;
-  for (const a of map) {
-    if (a.replicas.length !== R) return undefined;
-    if (a.replicas.some((r) => r.state !== 'serving' || !nodes.includes(r.node))) return undefined;
-  }
-  const held = heldBy(map);
-  const lo = Math.floor((S * R) / nodes.length);
-  const hi = Math.ceil((S * R) / nodes.length);
-  return nodes.every((n) => (held.get(n) ?? 0) >= lo && (held.get(n) ?? 0) <= hi) ? map : undefined;
-}
-
-/**
- * Each event id matching `q` stored on `node`, with how many times: the node's own rows of every shard, one
- * shard call per shard (peer token, `stale_ok`: rows of a shard the node no longer serves count too, since
- * they must be gone), never fanned out. `groups` split the query so no answer nears the row limit.
- */
-async function idsOn(node: string, groups: string[]): Promise<Map<string, number>> {
-  const url = dc.nodes.find((n) => n.name === node)!.url;
-  const out = new Map<string, number>();
-  const now = Date.now();
-  for (let shard = 0; shard < S; shard++) {
-    for (const q of groups) {
-      const res = await fetch(`${url}/internal/v1/search/shard`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${peerToken}`, 'content-type': 'application/json' },
-        body: JSON.stringify({
-          q,
-          from: now - 6 * 3600_000,
-          to: now + 3600_000,
-          limit: ID_PAGE,
-          maxLimit: ID_PAGE,
-          tenants: ['default'],
-          now,
-          user: 'shards-grow-test',
-          shard,
-          shards: S,
-          stale_ok: true,
-        }),
-        signal: AbortSignal.timeout(90000),
-      });
-      const body = (await res.json()) as { rows?: Record<string, unknown>[]; count?: number; node?: string };
-      if (res.status !== 200)
-        throw new Error(`${node} shard ${shard}: answered ${res.status}: ${JSON.stringify(body)}`);
-      const rows = body.rows ?? [];
-      assert.ok(rows.length < ID_PAGE, `${node} shard ${shard}: an id list reached the search limit`);
-      assert.equal(rows.length, body.count, `${node} shard ${shard}: every matching event listed`);
-      for (const row of rows) {
-        const id = String(row.id);
-        out.set(id, (out.get(id) ?? 0) + 1);
-      }
-    }
-  }
-  return out;
-}
-
 /**
  * Query groups covering the tagged set and the load's acknowledged events: 40 buckets per query, about
  * 40,000 / S = 5,000 rows per shard call at most, half the row limit.
  */
 function idGroups(): string[] {
-  const buckets = Math.ceil(gen.acked() / BUCKET_SIZE) + 1;
-  const out = [`test.run:${TAG}`];
-  for (let first = 0; first < buckets; first += PER_GROUP) {
-    const group = Array.from({ length: Math.min(PER_GROUP, buckets - first) }, (_, i) => first + i).join(' OR ');
-    out.push(`test.run:${RUN} AND test.bucket:(${group})`);
-  }
-  return out;
+  return [`test.run:${TAG}`, ...bucketQueries(RUN, Math.ceil(gen.acked() / BUCKET_SIZE) + 1, PER_GROUP)];
 }
 
 function ackedIds(): Set<string> {
@@ -174,20 +80,18 @@ async function checkExactlyR(nodes: string[]): Promise<{
   let lost = 0;
   let duplicated = 0;
   await waitFor(`every acknowledged event stored ${R} times`, 90000, async () => {
-    const total = new Map<string, number>();
     // The nodes are read in parallel, each one shard call at a time.
-    const lists = await Promise.all(nodes.map((node) => idsOn(node, idGroups())));
+    const lists = await Promise.all(nodes.map((node) => probe.idsOn(node, idGroups())));
     for (const [k, node] of nodes.entries()) {
-      const ids = lists[k];
       rows[node] = 0;
       tagged[node] = 0;
-      for (const [id, n] of ids) {
-        total.set(id, (total.get(id) ?? 0) + n);
+      for (const [id, n] of lists[k]) {
         rows[node] += n;
         if (id.startsWith(`${TAG}-`)) tagged[node] += n;
       }
     }
-    bad = [...acked].filter((id) => total.get(id) !== R).map((id) => `${id}x${total.get(id) ?? 0}`);
+    const total = copiesOver(lists);
+    bad = wrongCopies(acked, total, R);
     lost = [...acked].filter((id) => !total.has(id)).length;
     duplicated = [...acked].filter((id) => (total.get(id) ?? 0) > R).length;
     // Nothing stored that was not acknowledged (an unacknowledged request is retried until it is).
@@ -266,7 +170,7 @@ function watchMove(from: () => string[]) {
   };
   const sampler = async () => {
     while (running) {
-      const map = await mapOf('vigil-1').catch(() => undefined);
+      const map = await probe.mapOf('vigil-1').catch(() => undefined);
       if (map) {
         stats.samples++;
         for (const a of map) {
@@ -309,7 +213,7 @@ before(
         progress(`a port was taken before its member started; starting the cluster again (${attempt})`);
       }
     }
-    peerToken = readFileSync(join(dc.dir, 'peer-token'), 'utf8').trim();
+    probe = createShardProbe(dc, { shards: S, replicas: R, user: 'shards-grow-test' });
     gen = createLoadGen({ targets: dc.nodes, token: dc.token, run: RUN, rate: RATE, batch: BATCH, concurrency: 3 });
   },
   { timeout: 400000 },
@@ -329,7 +233,7 @@ test('a fifth node joins under load: shards move to it, old nodes keep fewer row
   timeout: 480000,
 }, async () => {
   const four = dc.nodes.map((n) => n.name);
-  await waitFor('a settled shard map on 4 nodes', 90000, () => settledMap('vigil-1', four));
+  await waitFor('a settled shard map on 4 nodes', 90000, () => probe.settledMap('vigil-1', four));
   progress('the map is settled on 4 nodes');
   gen.start();
   // The tagged set, acknowledged before anything moves.
@@ -373,7 +277,7 @@ test('a fifth node joins under load: shards move to it, old nodes keep fewer row
   progress(`${added} is ready after ${readyMs} ms`);
   gen.setInRotation(added, true);
   const five = dc.nodes.map((n) => n.name);
-  const settled = await waitFor('the map settled on 5 nodes', 150000, () => settledMap('vigil-1', five));
+  const settled = await waitFor('the map settled on 5 nodes', 150000, () => probe.settledMap('vigil-1', five));
   const moveMs = Date.now() - t0;
   progress(`the map is settled on 5 nodes after ${moveMs} ms: ${JSON.stringify(watch.stats)}`);
   // Keep searching while the old replicas drop their rows (each after it sees the settled map).
@@ -445,7 +349,7 @@ test('a node drained with the maintenance API: its shards move first, then it re
   });
   const drainMs = Date.now() - t0;
   progress(`${victim} drained after ${drainMs} ms: ${JSON.stringify(watch.stats)}`);
-  const map = await mapOf(victim);
+  const map = await probe.mapOf(victim);
   assert.ok(map, 'the drained node still answers the status');
   assert.equal(drained.shards_remaining, 0);
   assert.ok(!map.some((a) => a.replicas.some((r) => r.node === victim)), `${victim} still in the map`);
@@ -453,7 +357,7 @@ test('a node drained with the maintenance API: its shards move first, then it re
   const again = await dc.api(victim, 'POST', '/admin/maintenance/enable');
   assert.equal(again.status, 200, JSON.stringify(again.body));
   assert.equal(again.body.status, 'drained');
-  const settled = await waitFor('the map settled on 4 nodes', 60000, () => settledMap('vigil-1', rest));
+  const settled = await waitFor('the map settled on 4 nodes', 60000, () => probe.settledMap('vigil-1', rest));
   await sleep(3000);
   const during = await watch.stop();
   assert.equal(await gen.pause(60000), 0, 'every request acknowledged');

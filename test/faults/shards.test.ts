@@ -9,12 +9,11 @@
  * (etcd calls timed out).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import type { ShardAssignment } from '../../src/cluster/index.ts';
 import { startDevCluster, type TestDevCluster } from '../harness/dev-cluster.ts';
+import { sleep, waitFor } from '../harness/wait.ts';
 import { createLoadGen, type LoadGen } from './load.ts';
+import { bucketQueries, copiesOver, createShardProbe, type ShardProbe, wrongCopies } from './shard-probe.ts';
 
 const RUN = `shards${Date.now().toString(36)}`;
 const S = 8;
@@ -23,98 +22,17 @@ const GRACE_MS = 8000;
 /** Events per second offered: small, the point is placement, not throughput. */
 const RATE = 200;
 const BATCH = 100;
-/** Rows a shard may list per call: 5 buckets of 1,000 ids, twice over. */
-const ID_PAGE = 10000;
 
 let dc: TestDevCluster;
 let gen: LoadGen;
-/** The cluster's peer token (the dev cluster writes it to `<dir>/peer-token`): a node's own part of a search. */
-let peerToken: string;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what} (${String(last ?? '')})`);
-    await sleep(500);
-  }
-}
-
-/** The map from a node's status when it is settled on `nodes`: R serving replicas per shard, balanced. */
-async function settledMap(asked: string, nodes: string[]): Promise<ShardAssignment[] | undefined> {
-  const res = await dc.api(asked, 'GET', '/admin/cluster/status');
-  const shards = res.body?.shards as ShardAssignment[] | null;
-  if (!Array.isArray(shards) || shards.length !== S) return undefined;
-  const load = new Map(nodes.map((n) => [n, 0]));
-  for (const a of shards) {
-    if (a.replicas.length !== R) return undefined;
-    for (const r of a.replicas) {
-      if (r.state !== 'serving' || !load.has(r.node)) return undefined;
-      load.set(r.node, load.get(r.node)! + 1);
-    }
-  }
-  const lo = Math.floor((S * R) / nodes.length);
-  const hi = Math.ceil((S * R) / nodes.length);
-  return [...load.values()].every((c) => c >= lo && c <= hi) ? shards : undefined;
-}
+let probe: ShardProbe;
 
 /**
- * How many times each event id of the run is stored on one node: the node's own part of a search
- * (`POST /internal/v1/search/shard`, peer token, `stale_ok`), one call per shard, so that no search fans out over its
- * peers. Every shard is asked, not only those the map gives the node: rows of a shard it no longer holds
- * are stale, must be deleted (the return phase), and so count too. Events, not `stats ... by event.id`: a
- * shard's aggregates are partial states; an event stored twice on the node is two rows. Read 5 buckets
- * (5,000 ids) at a time so that no answer comes near the search's row limit (a cut list reads as missing ids).
+ * How many times each event id of the run is stored on one node (see ShardProbe.idsOn). Every shard is asked,
+ * not only those the map gives the node: rows of a shard it no longer holds are stale, must be deleted (the
+ * return phase), and so count too. Read 5 buckets (5,000 ids) at a time.
  */
-async function idsOn(node: string, buckets: number): Promise<Map<string, number>> {
-  const url = dc.nodes.find((n) => n.name === node)!.url;
-  const out = new Map<string, number>();
-  const now = Date.now();
-  for (let shard = 0; shard < S; shard++) {
-    for (let first = 0; first < buckets; first += 5) {
-      const group = Array.from({ length: Math.min(5, buckets - first) }, (_, i) => first + i).join(' OR ');
-      const res = await fetch(`${url}/internal/v1/search/shard`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${peerToken}`, 'content-type': 'application/json' },
-        body: JSON.stringify({
-          q: `test.run:${RUN} AND test.bucket:(${group})`,
-          from: now - 6 * 3600_000,
-          to: now + 3600_000,
-          limit: ID_PAGE,
-          maxLimit: ID_PAGE,
-          tenants: ['default'],
-          now,
-          user: 'shards-test',
-          shard,
-          shards: S,
-          // Rows of a shard the node no longer serves are read too (the shard route refuses them otherwise).
-          stale_ok: true,
-        }),
-        signal: AbortSignal.timeout(90000),
-      });
-      const body = (await res.json()) as { rows?: Record<string, unknown>[]; count?: number; node?: string };
-      if (res.status !== 200)
-        throw new Error(`${node} shard ${shard}: answered ${res.status}: ${JSON.stringify(body)}`);
-      assert.equal(body.node, node, 'answered by the node asked');
-      const rows = body.rows ?? [];
-      assert.ok(rows.length < ID_PAGE, `${node} shard ${shard}: an id list reached the search limit`);
-      assert.equal(rows.length, body.count, `${node} shard ${shard}: every matching event listed`);
-      for (const row of rows) {
-        const id = String(row.id);
-        out.set(id, (out.get(id) ?? 0) + 1);
-      }
-    }
-  }
-  return out;
-}
+const idsOn = (node: string, buckets: number) => probe.idsOn(node, bucketQueries(RUN, buckets, 5));
 
 /**
  * Asks every one of `nodes` (as a client would: no forwarding header) to count the run's events, and checks
@@ -143,14 +61,14 @@ async function checkExactlyR(nodes: string[], acked: Set<string>): Promise<Map<s
   let lastBad: string[] = [];
   const perNode = new Map<string, number>();
   await waitFor(`every acknowledged event stored ${R} times`, 90000, async () => {
-    const total = new Map<string, number>();
+    const lists: Map<string, number>[] = [];
     perNode.clear();
     for (const node of nodes) {
       const ids = await idsOn(node, Math.ceil(acked.size / 1000));
       perNode.set(node, ids.size);
-      for (const [id, n] of ids) total.set(id, (total.get(id) ?? 0) + n);
+      lists.push(ids);
     }
-    lastBad = [...acked].filter((id) => total.get(id) !== R).map((id) => `${id}x${total.get(id) ?? 0}`);
+    lastBad = wrongCopies(acked, copiesOver(lists), R);
     return lastBad.length === 0 ? true : undefined;
   }).catch((err) => {
     throw new Error(`${(err as Error).message}; ${lastBad.length} ids wrong, e.g. ${lastBad.slice(0, 10).join(' ')}`);
@@ -164,7 +82,7 @@ before(
       nodes: 4,
       vigilConfig: { store: { shards: S, replicas: R, shard_grace_ms: GRACE_MS } },
     });
-    peerToken = readFileSync(join(dc.dir, 'peer-token'), 'utf8').trim();
+    probe = createShardProbe(dc, { shards: S, replicas: R, user: 'shards-test' });
     gen = createLoadGen({ targets: dc.nodes, token: dc.token, run: RUN, rate: RATE, batch: BATCH, concurrency: 4 });
   },
   { timeout: 180000 },
@@ -179,7 +97,7 @@ test('4 nodes, S=8 R=2 under load: each node serves 4 shards and keeps 35-65 % o
   timeout: 240000,
 }, async () => {
   const names = dc.nodes.map((n) => n.name);
-  const map = await waitFor('a settled shard map', 90000, () => settledMap('vigil-1', names));
+  const map = await waitFor('a settled shard map', 90000, () => probe.settledMap('vigil-1', names));
   for (const n of names) {
     assert.equal(map.filter((a) => a.replicas.some((r) => r.node === n)).length, 4, `${n} serves 4 shards`);
   }
@@ -211,7 +129,7 @@ test('kill -9 a node: after the grace period its shards are re-replicated, nothi
   // lists stay under the search limit however slow the machine is.
   await sleep(GRACE_MS + 5000);
   assert.equal(await gen.pause(60000), 0, 'every request acknowledged');
-  const map = await waitFor('the map re-replicated on 3 nodes', 120000, () => settledMap('vigil-1', rest));
+  const map = await waitFor('the map re-replicated on 3 nodes', 120000, () => probe.settledMap('vigil-1', rest));
   const movedAfterMs = Date.now() - killedAt;
   assert.ok(movedAfterMs >= GRACE_MS, `re-replicated ${movedAfterMs} ms after the kill, before the grace period`);
   assert.ok(map.every((a) => !a.replicas.some((r) => r.node === victim)));
@@ -232,7 +150,7 @@ test('the killed node comes back: shards move back to it, its stale rows are del
   gen.start();
   await dc.cluster.start([victim], { readyTimeoutMs: 120000 });
   gen.setInRotation(victim, true);
-  const map = await waitFor('the map settled on 4 nodes again', 150000, () => settledMap('vigil-1', names));
+  const map = await waitFor('the map settled on 4 nodes again', 150000, () => probe.settledMap('vigil-1', names));
   for (const n of names) {
     assert.equal(map.filter((a) => a.replicas.some((r) => r.node === n)).length, 4, `${n} serves 4 shards`);
   }

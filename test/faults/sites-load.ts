@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import type { DevCluster } from '../../src/devcluster/index.ts';
+import { sleep, waitFor } from '../harness/wait.ts';
 
 /** The marker field of every load event (searched as `marker:site-load`). */
 export const LOAD_MARKER = 'site-load';
@@ -30,17 +31,6 @@ export function siteApi(cluster: DevCluster) {
       return { status: res.status, body: (await res.json()) as any };
     },
   };
-}
-
-/** Polls `fn` every 500 ms until it returns a value; fails the test with `what` after `ms`. */
-export async function until<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    assert.ok(Date.now() < deadline, `${what} within ${ms / 1000} s`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 /** A sender's record: every event a site acknowledged, with when. */
@@ -99,7 +89,7 @@ export function startSender(
         refusedSince ??= Date.now();
         // A batch not acknowledged when the test stops is not counted: nobody was told it was stored.
         if (stopped) return;
-        await new Promise((r) => setTimeout(r, 200));
+        await sleep(200);
       }
       if (refusedSince !== undefined) {
         longestRefusalMs = Math.max(longestRefusalMs, Date.now() - refusedSince);
@@ -107,7 +97,7 @@ export function startSender(
       }
       acked.push(...seqs);
       ackedAt.push(Date.now());
-      await new Promise((r) => setTimeout(r, o.everyMs));
+      await sleep(o.everyMs);
     }
   })();
   return {
@@ -136,6 +126,34 @@ export async function storedLoad(cluster: DevCluster, site: string): Promise<Map
   assert.equal(res.status, 200, JSON.stringify(res.body));
   for (const e of res.body.events as Record<string, string>[]) out.set(e.seq, (out.get(e.seq) ?? 0) + 1);
   return out;
+}
+
+/** What a site holds of the acknowledged load: events held, acknowledged ones missing, ones stored more than once. */
+export interface SiteTally {
+  held: number;
+  lost: number;
+  duplicated: number;
+}
+
+/**
+ * Waits (at most `timeoutMs`) until `site` holds every seq of `acked`, then tallies what it holds; when the
+ * wait times out, it tallies what the site holds then, and the loss shows in `lost`.
+ */
+export async function tallyAtSite(
+  cluster: DevCluster,
+  site: string,
+  acked: readonly string[],
+  timeoutMs: number,
+): Promise<SiteTally> {
+  const held = await waitFor(`every acknowledged event at ${site}`, timeoutMs, async () => {
+    const m = await storedLoad(cluster, site);
+    return acked.every((s) => m.has(s)) ? m : undefined;
+  }).catch(() => storedLoad(cluster, site));
+  return {
+    held: held.size,
+    lost: acked.filter((s) => !held.has(s)).length,
+    duplicated: [...held.values()].filter((n) => n > 1).length,
+  };
 }
 
 /** An alert as GET /api/v1/alerts answers it (the fields these tests read). */

@@ -20,8 +20,17 @@ import { after, before, test } from 'node:test';
 import { compareSites } from '../../src/cli/dr.ts';
 import { type DevCluster, upDevCluster } from '../../src/devcluster/index.ts';
 import type { LinkRouteStats } from '../../src/devcluster/link.ts';
-import { failedLogons, plantedRules } from '../harness/planted-rules.ts';
-import { correlationAlerts, type Sender, siteApi, startSender, storedLoad, until } from './sites-load.ts';
+import { failedLogons, plantedRules, writeRulesDir } from '../harness/planted-rules.ts';
+import { sleep, waitFor } from '../harness/wait.ts';
+import {
+  correlationAlerts,
+  type Sender,
+  type SiteTally,
+  siteApi,
+  startSender,
+  storedLoad,
+  tallyAtSite,
+} from './sites-load.ts';
 
 const RESULTS = join(import.meta.dirname, 'results');
 /** How long the link stays cut (at least; longer only while the correlation of the cut has not fired on a). */
@@ -35,9 +44,7 @@ const senders: Sender[] = [];
 before(
   async () => {
     dir = mkdtempSync(join(tmpdir(), 'vigil-two-sites-partition-'));
-    const rules = join(dir, 'rules');
-    mkdirSync(rules);
-    for (const [f, text] of Object.entries(planted.files)) writeFileSync(join(rules, f), text);
+    const rules = writeRulesDir(join(dir, 'rules'), planted.files);
     cluster = await upDevCluster({
       dir: join(dir, 'cluster'),
       nodes: 1,
@@ -117,7 +124,7 @@ test('the link between the sites cut and healed: no site changes role by itself,
       ['link-1', null, 'running'],
     ],
   );
-  await until('a active, b standby, each seeing the other', 90000, async () => {
+  await waitFor('a active, b standby, each seeing the other', 90000, async () => {
     const [a, b] = [await status('a'), await status('b')];
     return a.role === 'active' && b.role === 'standby' && a.peer.reachable && b.peer.reachable ? true : undefined;
   });
@@ -135,10 +142,10 @@ test('the link between the sites cut and healed: no site changes role by itself,
   // Before the cut: the correlation fires on a and its alert reaches b.
   const u1 = `part-u1-${Date.now()}`;
   await ingest('a', u1);
-  await until('the correlation fires on a and reaches b', 180000, async () =>
+  await waitFor('the correlation fires on a and reaches b', 180000, async () =>
     (await alerts('a', u1)).length === 1 && (await alerts('b', u1)).length === 1 ? true : undefined,
   );
-  await new Promise((r) => setTimeout(r, 3000));
+  await sleep(3000);
 
   // The cut.
   await cluster.kill('link-1', 'SIGKILL');
@@ -168,12 +175,12 @@ test('the link between the sites cut and healed: no site changes role by itself,
   // itself, a whole process start, took over a minute at a load of 50): peer unreachable, b standby, and
   // the data at risk of an activation.
   const [bStatus, dryRun] = await Promise.all([
-    until('dr status on b: peer unreachable', 60000, async () => {
+    waitFor('dr status on b: peer unreachable', 60000, async () => {
       const s = await status('b');
       return s.peer.reachable === false ? s : undefined;
     }),
     (async () => {
-      await until('b sees a unreachable', 60000, async () => ((await status('b')).peer.reachable ? undefined : true));
+      await waitFor('b sees a unreachable', 60000, async () => ((await status('b')).peer.reachable ? undefined : true));
       const dry = await api.call('b', 'POST', '/admin/dr/activate', {});
       assert.equal(dry.status, 200, JSON.stringify(dry.body));
       return dry.body;
@@ -181,11 +188,11 @@ test('the link between the sites cut and healed: no site changes role by itself,
     (async () => {
       while (Date.now() - cutAt < PARTITION_MS) {
         await observe();
-        await new Promise((r) => setTimeout(r, 1000));
+        await sleep(1000);
       }
     })(),
   ]);
-  const u2FiredCut = await until('the correlation fires on a during the cut', 90000, async () => {
+  const u2FiredCut = await waitFor('the correlation fires on a during the cut', 90000, async () => {
     await observe();
     const list = await alerts('a', u2);
     return list.length > 0 ? list : undefined;
@@ -207,37 +214,27 @@ test('the link between the sites cut and healed: no site changes role by itself,
   const healAt = Date.now();
   const partitionMs = healAt - cutAt;
   const ackedAtHeal = [...sa.acked, ...sb.acked];
-  await until('each site sees the other again', 90000, async () => {
+  await waitFor('each site sees the other again', 90000, async () => {
     const [a, b] = [await status('a'), await status('b')];
     return a.peer.reachable && b.peer.reachable ? true : undefined;
   });
-  await until('both sites hold every event acknowledged before the heal', 120000, async () => {
+  await waitFor('both sites hold every event acknowledged before the heal', 120000, async () => {
     const [a, b] = [await storedLoad(cluster, 'a'), await storedLoad(cluster, 'b')];
     return ackedAtHeal.every((s) => a.has(s) && b.has(s)) ? true : undefined;
   });
   const caughtUpMs = Date.now() - healAt;
   assert.equal((await linkStats()).connections_open, 1, 'the leafnode is back through the relay');
 
-  await new Promise((r) => setTimeout(r, 3000));
+  await sleep(3000);
   for (const s of senders) await s.stop();
   const acked = { a: sa.acked, b: sb.acked };
   const all = [...sa.acked, ...sb.acked];
-  const perSite: Record<string, { held: number; lost: number; duplicated: number }> = {};
-  for (const site of ['a', 'b']) {
-    const held = await until(`every acknowledged event at ${site}`, 90000, async () => {
-      const m = await storedLoad(cluster, site);
-      return all.every((s) => m.has(s)) ? m : undefined;
-    }).catch(() => storedLoad(cluster, site));
-    perSite[site] = {
-      held: held.size,
-      lost: all.filter((s) => !held.has(s)).length,
-      duplicated: [...held.values()].filter((n) => n > 1).length,
-    };
-  }
+  const perSite: Record<string, SiteTally> = {};
+  for (const site of ['a', 'b']) perSite[site] = await tallyAtSite(cluster, site, all, 90000);
 
   // Alerts: the correlation of the cut reaches b; the events b received during the cut are evaluated by a.
   const once = async (site: string, user: string) =>
-    until(`the ${user} alert at ${site}`, 120000, async () => {
+    waitFor(`the ${user} alert at ${site}`, 120000, async () => {
       const l = await alerts(site, user);
       return l.length > 0 ? l : undefined;
     });
@@ -251,7 +248,7 @@ test('the link between the sites cut and healed: no site changes role by itself,
   }
   const from = new Date(started - 3_600_000).toISOString();
   const to = new Date(Date.now() + 3_600_000).toISOString();
-  const compared = await until('the sites compare equal', 120000, async () => {
+  const compared = await waitFor('the sites compare equal', 120000, async () => {
     const r = await compareSites(api.target('a'), api.target('b'), from, to);
     return r.equal ? r : undefined;
   });
@@ -329,7 +326,7 @@ test('b activated by hand during a cut (split brain): on the heal a turns standb
   const api = siteApi(cluster);
   // Linked again, whatever the first test left.
   if (cluster.status().find((m) => m.name === 'link-1')?.state !== 'running') await cluster.start(['link-1']);
-  await until('a active, b standby, each seeing the other', 60000, async () => {
+  await waitFor('a active, b standby, each seeing the other', 60000, async () => {
     const [a, b] = [await status('a'), await status('b')];
     return a.role === 'active' && b.role === 'standby' && a.peer.reachable && b.peer.reachable ? true : undefined;
   });
@@ -338,11 +335,11 @@ test('b activated by hand during a cut (split brain): on the heal a turns standb
     startSender(cluster, { name: 'sb2', size: 5, everyMs: 500, sites: ['b'] }),
   ];
   senders.push(sa, sb);
-  await new Promise((r) => setTimeout(r, 2000));
+  await sleep(2000);
 
   await cluster.kill('link-1', 'SIGKILL');
   const cutAt = Date.now();
-  await until('b sees a unreachable', 30000, async () => ((await status('b')).peer.reachable ? undefined : true));
+  await waitFor('b sees a unreachable', 30000, async () => ((await status('b')).peer.reachable ? undefined : true));
   // The operator decides a is lost while it is in fact alive behind the cut: the guard cannot tell.
   const confirm = await api.call('b', 'POST', '/admin/dr/activate', { confirm: true });
   assert.equal(confirm.status, 200, JSON.stringify(confirm.body));
@@ -352,11 +349,11 @@ test('b activated by hand during a cut (split brain): on the heal a turns standb
   const [u4, u5] = [`split-u4-${Date.now()}`, `split-u5-${Date.now()}`];
   await ingest('b', u4);
   await ingest('a', u5);
-  const [onB] = await until('the correlation fires on b, activated', 120000, async () => {
+  const [onB] = await waitFor('the correlation fires on b, activated', 120000, async () => {
     const l = await alerts('b', u4);
     return l.length > 0 ? l : undefined;
   });
-  const [onA] = await until('the correlation fires on a, cut off and still active', 120000, async () => {
+  const [onA] = await waitFor('the correlation fires on a, cut off and still active', 120000, async () => {
     const l = await alerts('a', u5);
     return l.length > 0 ? l : undefined;
   });
@@ -366,12 +363,12 @@ test('b activated by hand during a cut (split brain): on the heal a turns standb
     ['active/1', 'active/2'],
     'two active sites: the split brain the activation made',
   );
-  await new Promise((r) => setTimeout(r, Math.max(0, 10000 - (Date.now() - cutAt))));
+  await sleep(Math.max(0, 10000 - (Date.now() - cutAt)));
 
   await cluster.restart('link-1');
   const healAt = Date.now();
   // a hears b's greater epoch within a poll (cluster.peer_poll_ms: 1 s) and writes itself standby.
-  const aAfter = await until('a turns standby by itself', 60000, async () => {
+  const aAfter = await waitFor('a turns standby by itself', 60000, async () => {
     const s = await status('a');
     return s.role === 'standby' ? s : undefined;
   });
@@ -386,27 +383,17 @@ test('b activated by hand during a cut (split brain): on the heal a turns standb
   await ingest('a', u6);
   const u6Alerts: Record<string, { epoch?: number; partition: string }[]> = {};
   for (const site of ['b', 'a']) {
-    u6Alerts[site] = await until(`the ${u6} alert at ${site}`, 120000, async () => {
+    u6Alerts[site] = await waitFor(`the ${u6} alert at ${site}`, 120000, async () => {
       const l = await alerts(site, u6);
       return l.length > 0 ? l : undefined;
     });
   }
-  await new Promise((r) => setTimeout(r, 3000));
+  await sleep(3000);
   for (const s of [sa, sb]) await s.stop();
 
   const all = senders.flatMap((s) => s.acked);
-  const perSite: Record<string, { held: number; lost: number; duplicated: number }> = {};
-  for (const site of ['a', 'b']) {
-    const held = await until(`every acknowledged event at ${site}`, 90000, async () => {
-      const m = await storedLoad(cluster, site);
-      return all.every((x) => m.has(x)) ? m : undefined;
-    }).catch(() => storedLoad(cluster, site));
-    perSite[site] = {
-      held: held.size,
-      lost: all.filter((x) => !held.has(x)).length,
-      duplicated: [...held.values()].filter((n) => n > 1).length,
-    };
-  }
+  const perSite: Record<string, SiteTally> = {};
+  for (const site of ['a', 'b']) perSite[site] = await tallyAtSite(cluster, site, all, 90000);
   const counts: Record<string, Record<string, { n: number; epochs: (number | undefined)[] }>> = {};
   for (const user of [u4, u5, u6]) {
     counts[user] = {};

@@ -1,4 +1,5 @@
 import type { TestDevCluster } from '../harness/dev-cluster.ts';
+import { sleep } from '../harness/wait.ts';
 import { BUCKET_SIZE, type LoadGen } from './load.ts';
 
 /** What one store replica holds of the run, against what the load generator had acknowledged. */
@@ -18,8 +19,6 @@ export interface ReplicaCheck {
   /** From `since` until the replica returned every acknowledged event; null when it never did. */
   caughtUpMs: number | null;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function search(dc: TestDevCluster, node: string, q: string): Promise<unknown[][]> {
   const params = new URLSearchParams({ q, limit: '10000', from: 'now-6h', to: 'now+1h' });

@@ -13,6 +13,7 @@ import {
 } from '../../src/devcluster/index.ts';
 import { readReply } from './http.ts';
 import { createNodeNamespace, type NodeNamespace } from './netns.ts';
+import { waitFor } from './wait.ts';
 
 /**
  * A dev cluster (`vigil dev-cluster`'s internals: 3 nats-server, 3 etcd, N Vigil nodes, each a process of
@@ -218,20 +219,6 @@ export async function startDevCluster(
     }
     return jetstreamManager(admin, { timeout: 2000 });
   };
-  const retry = async <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30000): Promise<T> => {
-    const deadline = Date.now() + timeoutMs;
-    let last: unknown;
-    for (;;) {
-      try {
-        const v = await fn();
-        if (v !== undefined) return v;
-      } catch (err) {
-        last = err;
-      }
-      if (Date.now() > deadline) throw new Error(`${what} within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  };
   const namespaceOf = (node: string) => {
     const ns = namespaces.get(node);
     if (!ns) throw new Error(`${node} was not started as partitionable`);
@@ -257,11 +244,16 @@ export async function startDevCluster(
       return readReply(res);
     },
     streamLeader: (stream = 'VIGIL_EVENTS') =>
-      retry(`stream ${stream} has no leader`, async () => {
-        const leader = (await (await jsm()).streams.info(stream)).cluster?.leader;
-        const m = natsMembers.find((x) => x.name === leader);
-        return m && c.status().find((s) => s.name === m.name)?.state === 'running' ? m.name : undefined;
-      }),
+      waitFor(
+        `a leader of stream ${stream}`,
+        30000,
+        async () => {
+          const leader = (await (await jsm()).streams.info(stream)).cluster?.leader;
+          const m = natsMembers.find((x) => x.name === leader);
+          return m && c.status().find((s) => s.name === m.name)?.state === 'running' ? m.name : undefined;
+        },
+        200,
+      ),
     async streamReplicas(stream = 'VIGIL_EVENTS') {
       const info = await (await jsm()).streams.info(stream);
       const leader = info.cluster?.leader;
@@ -276,23 +268,28 @@ export async function startDevCluster(
     },
     streamLastSeq: async (stream = 'VIGIL_EVENTS') => (await (await jsm()).streams.info(stream)).state.last_seq,
     etcdLeader: () =>
-      retry('no etcd member reports itself as leader', async () => {
-        for (const m of etcdMembers) {
-          try {
-            // The gRPC gateway answers Maintenance.Status over HTTP/JSON; ids are decimal strings.
-            const res = await fetch(`${m.addresses.client}/v3/maintenance/status`, {
-              method: 'POST',
-              body: '{}',
-              signal: AbortSignal.timeout(1000),
-            });
-            const body = (await res.json()) as { header?: { member_id?: string }; leader?: string };
-            if (body.leader && body.header?.member_id === body.leader) return m.name;
-          } catch {
-            // down or not answering: ask the next
+      waitFor(
+        'an etcd member that reports itself as leader',
+        30000,
+        async () => {
+          for (const m of etcdMembers) {
+            try {
+              // The gRPC gateway answers Maintenance.Status over HTTP/JSON; ids are decimal strings.
+              const res = await fetch(`${m.addresses.client}/v3/maintenance/status`, {
+                method: 'POST',
+                body: '{}',
+                signal: AbortSignal.timeout(1000),
+              });
+              const body = (await res.json()) as { header?: { member_id?: string }; leader?: string };
+              if (body.leader && body.header?.member_id === body.leader) return m.name;
+            } catch {
+              // down or not answering: ask the next
+            }
           }
-        }
-        return undefined;
-      }),
+          return undefined;
+        },
+        200,
+      ),
     async add(count = 1) {
       const names = await c.add(count, { readyTimeoutMs: opts.readyTimeoutMs ?? 120000 });
       for (const name of names) nodes.push({ name, url: c.member(name).addresses.http });

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { freePort } from './ports.ts';
+import { waitFor, waitUntil } from './wait.ts';
 
 /** One nats-server process of a test cluster, on loopback ports, with its own store folder. */
 export interface NatsNode {
@@ -57,20 +58,6 @@ export function natsServerVersion(): string {
     );
   }
   return r.stdout.trim();
-}
-
-async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what} within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
 }
 
 /**
@@ -178,7 +165,7 @@ export async function startNatsCluster(
         if (node.running()) throw new Error(`nats node ${s.name} is still running (pid ${node.pid()})`);
         node.start();
         if (o.wait === false) return;
-        await waitFor(`nats node ${s.name} did not become healthy\n${out}`, 20000, async () => healthy(node));
+        await waitUntil(`nats node ${s.name} to become healthy\n${out}`, 20000, () => healthy(node), 100);
       },
     };
     return node;
@@ -208,22 +195,29 @@ export async function startNatsCluster(
     urls: nodes.map((n) => n.url),
     leafUrls: specs.filter((s) => s.leaf).map((s) => `nats-leaf://127.0.0.1:${s.leaf}`),
     async waitHealthy(timeoutMs = 30000) {
-      await waitFor('the nats cluster did not become healthy', timeoutMs, async () => {
-        for (const n of nodes) if (n.running() && !(await healthy(n))) return false;
-        const jsm = await jetstreamManager(await adminConnection(), { timeout: 1000 });
-        await jsm.getAccountInfo();
-        return true;
-      });
+      await waitUntil(
+        'the nats cluster to become healthy',
+        timeoutMs,
+        async () => {
+          for (const n of nodes) if (n.running() && !(await healthy(n))) return false;
+          const jsm = await jetstreamManager(await adminConnection(), { timeout: 1000 });
+          await jsm.getAccountInfo();
+          return true;
+        },
+        100,
+      );
     },
     async streamLeader(stream) {
-      let found: NatsNode | undefined;
-      await waitFor(`stream ${stream} has no leader`, 20000, async () => {
-        const jsm = await jetstreamManager(await adminConnection(), { timeout: 1000 });
-        const leader = (await jsm.streams.info(stream)).cluster?.leader;
-        found = nodes.find((n) => n.name === leader && n.running());
-        return found !== undefined;
-      });
-      return found!;
+      return waitFor(
+        `a leader of stream ${stream}`,
+        20000,
+        async () => {
+          const jsm = await jetstreamManager(await adminConnection(), { timeout: 1000 });
+          const leader = (await jsm.streams.info(stream)).cluster?.leader;
+          return nodes.find((n) => n.name === leader && n.running());
+        },
+        100,
+      );
     },
     async stop() {
       const conn = admin;

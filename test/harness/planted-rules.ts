@@ -1,3 +1,5 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Alert, AlertStore } from '../../src/detect/index.ts';
 
 /**
@@ -30,6 +32,13 @@ export function memoryAlertStore(saved: Alert[]): AlertStore {
       return list;
     },
   } as unknown as AlertStore;
+}
+
+/** Writes rule `files` (name to text) to a new folder `dir`, for `detect.rules_dirs`; returns `dir`. */
+export function writeRulesDir(dir: string, files: Record<string, string>): string {
+  mkdirSync(dir);
+  for (const [f, text] of Object.entries(files)) writeFileSync(join(dir, f), text);
+  return dir;
 }
 
 /** The rule (name `failed_logon`) and the correlation by file name; `tag` is one hex digit of their UUIDs. */

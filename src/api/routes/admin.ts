@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { Cluster, PartitionOwner } from '../../cluster/index.ts';
-import { errorMessage, VigilError } from '../../lib/errors.ts';
+import { errorMessage } from '../../lib/errors.ts';
 import { requireGlobalAdmin } from '../../users/index.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
 

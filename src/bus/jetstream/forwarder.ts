@@ -89,7 +89,14 @@ export function createSpoolForwarder(deps: {
             );
           }
           // A stream removed by an operator is made again rather than blocking the spool forever.
-          if (attempt % 25 === 0) await log.ensure(true).catch(() => undefined);
+          if (attempt % 25 === 0) {
+            // A failure here is retried with the next round of publishing (and counted in its retries).
+            await log
+              .ensure(true)
+              .catch((e: unknown) =>
+                logger.warn({ err: errorMessage(e), attempt }, 'Making the JetStream stream again failed; retrying.'),
+              );
+          }
           await sleep(backoffDelay(attempt, { initialMs: 50, maxMs: 2000 }), conn.signal);
         }
       }

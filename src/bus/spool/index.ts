@@ -227,8 +227,18 @@ export function createSpool(config: SpoolConfig, deps: { dir: string; metrics: R
       if (config.fsync) await seg.fh.datasync();
     } catch (err) {
       // A partial write must not sit between acknowledged records: cut it, and write on in a new segment.
-      await truncate(segments.get(seg.no)!.path, start).catch(() => undefined);
-      await seg.fh.close().catch(() => undefined);
+      // Best effort, after the failure that is thrown below: an uncut tail is skipped as torn when read.
+      await truncate(segments.get(seg.no)!.path, start).catch((e: unknown) =>
+        deps.logger.warn(
+          { segment: seg.no, err: errorMessage(e) },
+          'A partial spool write could not be cut; it is skipped as a torn tail when read.',
+        ),
+      );
+      await seg.fh
+        .close()
+        .catch((e: unknown) =>
+          deps.logger.debug({ segment: seg.no, err: errorMessage(e) }, 'Closing a failed spool segment failed.'),
+        );
       if (active === seg) active = undefined;
       throw spoolError(`the spool could not write to ${dir}: ${errorMessage(err)}`, err);
     }

@@ -216,7 +216,12 @@ export function createPartitionedCorrelation(deps: {
       await w.consumer?.stop();
     },
     async start() {
-      await records.ensure().catch(() => undefined);
+      // Early creation only: a takeover ensures the stream again, and retries until it can.
+      await records
+        .ensure()
+        .catch((err: unknown) =>
+          log.warn({ err: errorMessage(err) }, 'Creating the correlation record stream failed; takeovers retry it.'),
+        );
       unsubscribe = partitions.subscribe(this);
     },
     async stop() {

@@ -578,6 +578,7 @@ class SyslogIntakeImpl implements SyslogIntake, ConnectionHost {
   }
 
   async #stop(deadline: number): Promise<void> {
+    // Only waits: a failed start is reported to start()'s caller.
     if (this.#starting) await this.#starting.catch(() => {});
     if (this.#state !== 'running') {
       this.#state = 'stopped';
