@@ -50,6 +50,7 @@ function fakeSite(
   let stored = start;
   let revision = 1;
   let reads = 0;
+  let readFailure: Error | undefined;
   let watch: { put(kv: { value: Buffer }): void } | undefined;
   type Responder = (err: Error | null, msg: { respond(text: string): void }) => void;
   let responder: Responder | undefined;
@@ -81,6 +82,7 @@ function fakeSite(
         return fn(e);
       }
       if (name !== 'site_read') throw new Error(`unexpected etcd call ${name}`);
+      if (readFailure) throw readFailure;
       reads++;
       return { kvs: [{ value: Buffer.from(JSON.stringify(stored)), mod_revision: String(revision) }] };
     },
@@ -111,6 +113,10 @@ function fakeSite(
     site,
     reads: () => reads,
     stored: () => stored,
+    /** etcd reads fail with `err` from now on (undefined: they work again). */
+    failReads(err: Error | undefined) {
+      readFailure = err;
+    },
     change(next: SiteRecord) {
       stored = next;
       watch?.put({ value: Buffer.from(JSON.stringify(next)) });
@@ -130,6 +136,19 @@ test('a peer that answers something other than a site status counts as unreachab
   assert.equal(status.peer.reachable, false);
   assert.equal(status.peer.role, undefined);
   assert.match(status.peer.error ?? '', /peer site b answered badly/);
+});
+
+test('etcd not answering, status shows the record last read and says so (the operator still sees the role)', async () => {
+  const f = fakeSite('{"role":"standby","epoch":2}');
+  await f.site.start();
+  f.failReads(new Error('deadline exceeded'));
+  const status = await f.site.status();
+  f.failReads(undefined);
+  const again = await f.site.status();
+  await f.site.stop(Date.now() + 1000);
+  assert.deepEqual([status.role, status.epoch], ['active', 4]);
+  assert.match(status.error ?? '', /could not be read again \(deadline exceeded\): the last one read is shown/);
+  assert.equal(again.error, undefined);
 });
 
 test('cut off from its peer, a site says the lag in events is unknown and the time since it last heard', async () => {

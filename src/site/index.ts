@@ -69,6 +69,8 @@ export interface SiteStatus {
   role: SiteRole;
   epoch: number;
   peer: PeerView;
+  /** Why the role and epoch shown are the last ones read rather than etcd's now (it did not answer). */
+  error?: string;
 }
 
 /** What an activation would do (dry run) or did. */
@@ -567,8 +569,27 @@ export function createSite(config: ClusterConfig, deps: SiteDeps): Site {
     },
 
     async status() {
-      const [{ value }, view] = await Promise.all([load(), peerView()]);
-      return { site: value.site, role: value.role, epoch: value.epoch, peer: view };
+      const [loaded, view] = await Promise.all([
+        load().then(
+          (r) => ({ value: r.value, error: undefined }),
+          (err: unknown) => ({ value: record, error: err }),
+        ),
+        peerView(),
+      ]);
+      // The operator's view during a fault: etcd slow or away answers with the record last read, saying so.
+      const value = loaded.value;
+      if (!value) throw loaded.error;
+      return {
+        site: value.site,
+        role: value.role,
+        epoch: value.epoch,
+        peer: view,
+        ...(loaded.error === undefined
+          ? {}
+          : {
+              error: `the site record could not be read again (${errorMessage(loaded.error)}): the last one read is shown`,
+            }),
+      };
     },
 
     async activate({ confirm }) {
