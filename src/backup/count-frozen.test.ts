@@ -1,30 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { Registry } from 'prom-client';
+import { test } from 'node:test';
+import { fileStore } from '../../test/harness/event-store.ts';
 import type { NormalizedEvent } from '../lib/event.ts';
-import { createLogger } from '../lib/logger.ts';
-import { createEventStore, type EventStore, storeConfigSchema } from '../store/index.ts';
 import { eventIdSum } from './create.ts';
 import { countFrozen, freezeEngine, releaseFrozen } from './frozen.ts';
 
 // chdb binds one data directory per process: this file has its own.
-const dataDir = mkdtempSync(join(tmpdir(), 'vigil-count-frozen-'));
-let store: EventStore;
-before(async () => {
-  store = createEventStore(storeConfigSchema.parse({ fsync: false }), {
-    dataDir,
-    metrics: new Registry(),
-    logger: createLogger('warn'),
-  });
-  await store.start();
-});
-after(async () => {
-  await store.stop(Date.now() + 10_000);
-  rmSync(dataDir, { recursive: true, force: true });
-});
+const testStore = fileStore('vigil-count-frozen-');
 
 /** An event of `timestamp` (each test uses a day of its own, and empties the table first). */
 function event(id: string, timestamp: number): NormalizedEvent {
@@ -41,23 +23,23 @@ function event(id: string, timestamp: number): NormalizedEvent {
 }
 
 async function rows(sql: string): Promise<number> {
-  const [{ n }] = await store.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${sql}`, {});
+  const [{ n }] = await testStore().query<{ n: string }>(`SELECT toString(count()) AS n FROM ${sql}`, {});
   return Number(n);
 }
 
 test('the count is of the frozen parts: rows written after the freeze, a duplicate of a frozen event among them, are not in it', async () => {
-  await store.exec('TRUNCATE TABLE vigil.events');
+  await testStore().exec('TRUNCATE TABLE vigil.events');
   const day = Date.UTC(2026, 0, 10);
   const frozenEvents = [event('a-1', day + 1000), event('a-2', day + 2000), event('a-3', day + 3000)];
-  await store.write(frozenEvents.slice(0, 2));
-  await store.write(frozenEvents.slice(2));
-  const frozen = await freezeEngine(store, '20261206T120000000Z-0a01');
+  await testStore().write(frozenEvents.slice(0, 2));
+  await testStore().write(frozenEvents.slice(2));
+  const frozen = await freezeEngine(testStore(), '20261206T120000000Z-0a01');
   try {
     // After the cut: a resend of a-1 (same id, time and text: FINAL keeps one of the two rows, the later
     // one) in a new part beside a new event. Read after FINAL, the frozen a-1 would lose to it.
-    await store.write([event('a-1', day + 1000), event('a-4', day + 4000)]);
+    await testStore().write([event('a-1', day + 1000), event('a-4', day + 4000)]);
     assert.equal(await rows('vigil.events FINAL'), 4);
-    const { engine, copied } = await countFrozen(store, frozen, '20261206T120000000Z-0a01');
+    const { engine, copied } = await countFrozen(testStore(), frozen, '20261206T120000000Z-0a01');
     assert.deepEqual(copied, {}, 'every frozen part was still active: read from the live table');
     assert.equal(engine.events.count, 3);
     assert.equal(engine.events.id_sum, await eventIdSum(frozenEvents));
@@ -75,8 +57,8 @@ test('the count is of the frozen parts: rows written after the freeze, a duplica
 });
 
 test('a day whose frozen parts were merged away before the count is read from a copy of them; the other days from the live table', async () => {
-  await store.exec('TRUNCATE TABLE vigil.events');
-  await store.exec('SYSTEM STOP MERGES vigil.events');
+  await testStore().exec('TRUNCATE TABLE vigil.events');
+  await testStore().exec('SYSTEM STOP MERGES vigil.events');
   const day = Date.UTC(2026, 0, 20);
   const other = event('c-1', Date.UTC(2026, 0, 25) + 1000);
   const frozenEvents = [event('b-1', day + 1000), event('b-2', day + 2000), other];
@@ -84,10 +66,10 @@ test('a day whose frozen parts were merged away before the count is read from a 
   let merged: string[] = [];
   try {
     // Two parts of one day (a merge replaces both), one part of another day (left alone).
-    await store.write([frozenEvents[0]]);
-    await store.write([frozenEvents[1], event('b-1', day + 1000)]);
-    await store.write([other]);
-    frozen = await freezeEngine(store, '20261206T120000000Z-0b01');
+    await testStore().write([frozenEvents[0]]);
+    await testStore().write([frozenEvents[1], event('b-1', day + 1000)]);
+    await testStore().write([other]);
+    frozen = await freezeEngine(testStore(), '20261206T120000000Z-0b01');
     const parts = frozen.tables.find((t) => t.name === 'events')?.parts ?? [];
     assert.equal(parts.length, 3);
     merged = parts.filter((p) => p.name.startsWith('20260120_')).map((p) => p.name);
@@ -98,24 +80,24 @@ test('a day whose frozen parts were merged away before the count is read from a 
       4,
     );
   } finally {
-    await store.exec('SYSTEM START MERGES vigil.events');
+    await testStore().exec('SYSTEM START MERGES vigil.events');
   }
   try {
-    await store.write([event('b-3', day + 3000)]);
-    await store.exec("OPTIMIZE TABLE vigil.events PARTITION ID '20260120' FINAL");
-    const live = await store.query<{ name: string }>(
+    await testStore().write([event('b-3', day + 3000)]);
+    await testStore().exec("OPTIMIZE TABLE vigil.events PARTITION ID '20260120' FINAL");
+    const live = await testStore().query<{ name: string }>(
       "SELECT name FROM system.parts WHERE database = 'vigil' AND table = 'events' AND active ORDER BY name",
       {},
     );
     assert.equal(live.length, 2, 'the frozen parts of the first day were merged into one');
-    const { engine, copied } = await countFrozen(store, frozen, '20261206T120000000Z-0b01');
+    const { engine, copied } = await countFrozen(testStore(), frozen, '20261206T120000000Z-0b01');
     assert.deepEqual(copied, { events: merged }, 'only the merged day is read from a copy');
     assert.equal(engine.events.count, 3);
     assert.equal(engine.events.id_sum, await eventIdSum(frozenEvents));
     assert.equal(engine.events.first_ts, new Date(day + 1000).toISOString());
     assert.equal(engine.events.last_ts, new Date(Date.UTC(2026, 0, 25) + 1000).toISOString());
     assert.equal(engine.tables.events, 4);
-    const [{ dropped }] = await store.query<{ dropped: string }>(
+    const [{ dropped }] = await testStore().query<{ dropped: string }>(
       "SELECT toString(count()) AS dropped FROM system.databases WHERE startsWith(name, 'vigil_backup_check_')",
       {},
     );
@@ -126,10 +108,10 @@ test('a day whose frozen parts were merged away before the count is read from a 
 });
 
 test('an empty table counts zero without a read', async () => {
-  await store.exec('TRUNCATE TABLE vigil.events');
-  const frozen = await freezeEngine(store, '20261206T120000000Z-0c01');
+  await testStore().exec('TRUNCATE TABLE vigil.events');
+  const frozen = await freezeEngine(testStore(), '20261206T120000000Z-0c01');
   try {
-    const { engine, copied } = await countFrozen(store, frozen, '20261206T120000000Z-0c01');
+    const { engine, copied } = await countFrozen(testStore(), frozen, '20261206T120000000Z-0c01');
     assert.deepEqual(copied, {});
     assert.deepEqual(engine.events, { count: 0, first_ts: null, last_ts: null, id_sum: '0' });
     assert.equal(engine.tables.events, 0);

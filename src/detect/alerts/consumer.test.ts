@@ -1,31 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Registry } from 'prom-client';
 import type { AlertPosition, PositionStore } from '../../db/index.ts';
+import { fileStore } from '../../../test/harness/event-store.ts';
 import { silentLogger } from '../../lib/logger.ts';
-import { createEventStore, type EventStore, storeConfigSchema } from '../../store/index.ts';
 import { createAlertConsumer } from './consumer.ts';
 import { type Alert, createAlertStore } from './index.ts';
 
-const dataDir = mkdtempSync(join(tmpdir(), 'vigil-alert-consumer-'));
-let store: EventStore;
-
-before(async () => {
-  store = createEventStore(storeConfigSchema.parse({ fsync: false }), {
-    dataDir,
-    metrics: new Registry(),
-    logger: silentLogger,
-  });
-  await store.start();
-});
-
-after(async () => {
-  await store?.stop(Date.now() + 3000);
-  rmSync(dataDir, { recursive: true, force: true });
-});
+const engine = fileStore('vigil-alert-consumer-');
 
 let seq = 0;
 function alert(created: number, timestamp = created): Alert {
@@ -48,8 +30,8 @@ function alert(created: number, timestamp = created): Alert {
 
 /** A fresh alert table per test: the outbox reads the whole table. */
 async function freshOutbox() {
-  await store.exec('DROP TABLE IF EXISTS vigil.alerts SYNC');
-  const outbox = createAlertStore(store, { metrics: new Registry(), outbox: true });
+  await engine().exec('DROP TABLE IF EXISTS vigil.alerts SYNC');
+  const outbox = createAlertStore(engine(), { metrics: new Registry(), outbox: true });
   await outbox.start();
   return outbox;
 }

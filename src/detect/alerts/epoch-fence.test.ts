@@ -1,29 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Registry } from 'prom-client';
-import { silentLogger } from '../../lib/logger.ts';
-import { createEventStore, type EventStore, storeConfigSchema } from '../../store/index.ts';
+import { fileStore } from '../../../test/harness/event-store.ts';
 import { type Alert, createAlertStore, EPOCH_FENCE, epochSincePartition } from './index.ts';
 
-const dataDir = mkdtempSync(join(tmpdir(), 'vigil-epoch-fence-'));
-let store: EventStore;
-
-before(async () => {
-  store = createEventStore(storeConfigSchema.parse({ fsync: false }), {
-    dataDir,
-    metrics: new Registry(),
-    logger: silentLogger,
-  });
-  await store.start();
-});
-
-after(async () => {
-  await store?.stop(Date.now() + 3000);
-  rmSync(dataDir, { recursive: true, force: true });
-});
+const engine = fileStore('vigil-epoch-fence-');
 
 const alert = (id: string, epoch: number, created: number): Alert => ({
   id,
@@ -42,9 +23,9 @@ const alert = (id: string, epoch: number, created: number): Alert => ({
 });
 
 async function freshStore(metrics = new Registry()) {
-  await store.exec('DROP TABLE IF EXISTS vigil.alerts SYNC');
-  await store.exec('DROP TABLE IF EXISTS vigil.alert_fences SYNC');
-  const alerts = createAlertStore(store, { metrics });
+  await engine().exec('DROP TABLE IF EXISTS vigil.alerts SYNC');
+  await engine().exec('DROP TABLE IF EXISTS vigil.alert_fences SYNC');
+  const alerts = createAlertStore(engine(), { metrics });
   await alerts.start();
   return alerts;
 }
@@ -69,7 +50,7 @@ test('an older epoch alert raised before the newer epoch began is kept (copied l
   assert.equal(await counted(metrics, 'vigil_alerts_stale_epoch_total'), 2);
 
   // A restarted replica reads the start of each epoch back from its table and judges the same.
-  const again = createAlertStore(store, { metrics: new Registry() });
+  const again = createAlertStore(engine(), { metrics: new Registry() });
   await again.start();
   const later = await again.save([alert('lost-site-before-2', 1, began - 1), alert('stale-after-2', 1, began + 1)]);
   assert.deepEqual(
