@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { collectDefaultMetrics, Registry } from 'prom-client';
@@ -15,7 +16,7 @@ import { ruleRoutes } from '../api/routes/rules.ts';
 import { type SearchReplicas, searchRoutes, shardSearchRoutes } from '../api/routes/search.ts';
 import { userRoutes } from '../api/routes/users.ts';
 import { type ApiServer, createApiServer, type RouteGroup } from '../api/server.ts';
-import { createBackups, engineBackupArgs, parseSchedule } from '../backup/index.ts';
+import { createBackups, engineBackupArgs, parseSchedule, RESTORED_MARKER } from '../backup/index.ts';
 import { type Bus, createJetStreamBus, createMemoryBus, type JetStreamBus, streamNames } from '../bus/index.ts';
 import { type Cluster, createCluster, storePeers } from '../cluster/index.ts';
 import { createSearchCoordinator, type SearchCoordinator, type ShardMapView } from '../search/coordinator.ts';
@@ -297,6 +298,8 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         bus.subscribe('store', (events) => store.write(events), { durable: true });
         return { value: undefined };
       }
+      // Written by `vigil backup restore` into the folder it rebuilt.
+      const restored = existsSync(join(config.data_dir, RESTORED_MARKER));
       const shardMap = view.get('cluster')?.shards;
       if (shardMap) {
         // Sharded events: one filtered consumer per shard the map gives this node.
@@ -310,6 +313,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
           copy: view.find('range-copy'),
           copyRetryMs: config.store.copy.retry_interval_ms,
           retentionDays: config.store.retention_days,
+          restored,
         });
         return { component: replicas, value: replicas };
       }
@@ -322,6 +326,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         copy: view.find('range-copy'),
         copyRetryMs: config.store.copy.retry_interval_ms,
         retentionDays: config.store.retention_days,
+        restored,
       });
       return { component: materializer, value: materializer };
     },

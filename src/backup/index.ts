@@ -20,7 +20,7 @@ export { type BackupConfig, backupConfigSchema } from './config.ts';
 export { eventIdSum, redactConfig } from './create.ts';
 export { checkBackupId, type Manifest, listBackups, readManifest } from './manifest.ts';
 export { planPrune } from './prune.ts';
-export { engineBackupArgs, restoreBackup } from './restore.ts';
+export { engineBackupArgs, RESTORED_MARKER, restoreBackup } from './restore.ts';
 export { parseSchedule } from './schedule.ts';
 export { assertVerified, verifyBackup } from './verify.ts';
 

@@ -8,6 +8,9 @@ import { createLogger } from '../lib/logger.ts';
 import { VigilError } from '../lib/errors.ts';
 import { DATABASE, SCHEMA_VERSION } from '../store/index.ts';
 import { COPIED_FOLDERS, PRE_CUT_FILES } from './create.ts';
+
+/** Written into a data folder a restore rebuilt: which backup, and when (the store's replica reads it at start). */
+export const RESTORED_MARKER = 'restored-from.json';
 import { ddlPath, partPath } from './frozen.ts';
 import { ENGINE_FOLDER, FROZEN_PARTS_FORMAT, MANIFEST_FORMAT, type Manifest, readManifest } from './manifest.ts';
 import { countRows, importDatabase } from './postgres.ts';
@@ -177,7 +180,7 @@ export async function restoreBackup(
       await rename(join(staging, name), join(target, name));
     }
     await writeFile(
-      join(target, 'restored-from.json'),
+      join(target, RESTORED_MARKER),
       `${JSON.stringify({ backup: id, cut_at: manifest.cut_at, restored_at: new Date().toISOString() })}\n`,
     );
     return {

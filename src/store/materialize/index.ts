@@ -116,6 +116,11 @@ export function createMaterializer(
     shard?: number;
     /** S, with `shard`: a missing range of the shard is copied from a peer replica of the shard, filtered by shard. */
     shards?: number;
+    /**
+     * The store's folder was rebuilt from a backup (`restored-from.json` in the data folder): its positions
+     * may be older than its consumer's, so what it cannot check against the stream it takes as missing.
+     */
+    restored?: boolean;
     /** Copies from a peer what the stream no longer holds; without it such a range stays missing. */
     copy?: RangeCopy;
     /** How long a missing range waits before it is asked for again (store.copy.retry_interval_ms). */
@@ -454,9 +459,16 @@ export function createMaterializer(
         // That recorded floor can be older than the consumer's (a kill before the lag poll recorded it): a
         // shard's replica is behind only if a message of its shard lies between what it holds and the
         // consumer's floor, which the stream tells while it still holds them all.
-        if (filterSubject && existing && existing.ackFloor > held && held + 1 >= s.firstSeq && deps.stream.nextSeq) {
-          const next = await deps.stream.nextSeq(filterSubject, held + 1);
-          if (next === undefined || next > existing.ackFloor) held = existing.ackFloor;
+        if (filterSubject && existing && existing.ackFloor > held) {
+          if (held + 1 >= s.firstSeq && deps.stream.nextSeq) {
+            const next = await deps.stream.nextSeq(filterSubject, held + 1);
+            if (next === undefined || next > existing.ackFloor) held = existing.ackFloor;
+          } else if (stored.seq > 0 && !deps.restored) {
+            // The stream no longer holds what lies between. This replica wrote the stream before and its folder
+            // was not rebuilt from a backup: it held all its consumer acknowledged (the acknowledgement follows
+            // the write), and the floor passed other shards' messages before the poll recorded it.
+            held = existing.ackFloor;
+          }
         }
         const behind = existing !== undefined && existing.ackFloor > held;
         // Delivered to a process that is gone, never acknowledged: nats-server 2.9.10, killed with the

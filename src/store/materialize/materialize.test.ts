@@ -336,6 +336,40 @@ test("a shard replica killed before it recorded its consumer's floor asks the st
   }
 });
 
+test('a shard replica killed before it recorded its floor, the stream purged below it: trusted unless its folder was restored from a backup', async () => {
+  // Seen in the CI check: as above, but retention had dropped 1-20 before the restart, so the stream could not
+  // be asked; the replica was taken for wiped, named 1-20 missing, and the only copy of the shard's history
+  // refused to serve it.
+  for (const restored of [false, true]) {
+    const tenant = `floor-purged-${restored}`;
+    const f = fakeStream({
+      created: `t-purged-${restored}`,
+      lastSeq: 20,
+      consumer: { ackFloor: 0, delivered: 0, numPending: 1, numAckPending: 0, created: '2026-12-06T12:00:00Z' },
+    });
+    f.stream.nextSeq = async () => assert.fail('the stream no longer holds 20: it is not asked');
+    const config = materializeConfigSchema.parse({ lag_poll_interval_ms: 60_000 });
+    const deps = { stream: f.stream, store, nodeId: 'purged', shard: 1, metrics: new Registry(), logger: silentLogger };
+    const first = createMaterializer(config, deps);
+    await first.start();
+    for (let i = 0; i < 200 && first.lag().updatedAt === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await f.deliver(19, 19, [ev(tenant, 19)], 0, [19]);
+    await first.stop(Date.now() + 1000);
+    f.setConsumer({ ackFloor: 20, delivered: 20, numPending: 0, numAckPending: 0, created: '2026-12-06T12:00:00Z' });
+    f.dropBelow(21);
+    const again = createMaterializer(config, { ...deps, restored });
+    await again.start();
+    for (let i = 0; i < 200 && again.lag().updatedAt === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(f.calls.deleted.length > 0, restored, `restored ${restored}: consumer made again`);
+    assert.equal(
+      again.lag().missing.length > 0,
+      restored,
+      `restored ${restored}: ${JSON.stringify(again.lag().missing)}`,
+    );
+    await again.stop(Date.now() + 1000);
+  }
+});
+
 test('on restart the consumer resumes by itself; when it is gone it is made again from the recorded ack floor', async () => {
   const tenant = 'resume';
   let f = fakeStream({ created: 't2', lastSeq: 5 });

@@ -68,6 +68,8 @@ export function createShardReplicas(
     copyRetryMs?: number;
     /** store.retention_days. */
     retentionDays?: number;
+    /** The store's folder was rebuilt from a backup (see createMaterializer). */
+    restored?: boolean;
   },
 ): ShardReplicas {
   const log = deps.logger;
@@ -188,6 +190,7 @@ export function createShardReplicas(
       ...(deps.copy ? { copy: deps.copy } : {}),
       ...(deps.copyRetryMs !== undefined ? { copyRetryMs: deps.copyRetryMs } : {}),
       ...(deps.retentionDays !== undefined ? { retentionDays: deps.retentionDays } : {}),
+      ...(deps.restored ? { restored: true } : {}),
     });
     await m.start();
     running.set(shard, m);
