@@ -299,6 +299,33 @@ test("a shard's consumer floor past its last message (other shards' messages aft
   await again.stop(Date.now() + 1000);
 });
 
+/**
+ * Shard 1's replica writes 19, is stopped, and its consumer's floor moves to 20 (another shard's message)
+ * before the lag poll recorded it; `before` changes the stream then; the restarted replica is returned.
+ */
+async function restartAfterFloorMoved(
+  f: ReturnType<typeof fakeStream>,
+  tenant: string,
+  nodeId: string,
+  opts: { restored?: boolean; before?: () => void } = {},
+): Promise<Materializer> {
+  const config = materializeConfigSchema.parse({ lag_poll_interval_ms: 60_000 });
+  const deps = { stream: f.stream, store, nodeId, shard: 1, metrics: new Registry(), logger: silentLogger };
+  const settled = async (m: Materializer) => {
+    await m.start();
+    for (let i = 0; i < 200 && m.lag().updatedAt === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    return m;
+  };
+  const first = await settled(createMaterializer(config, deps));
+  await f.deliver(19, 19, [ev(tenant, 19)], 0, [19]);
+  await first.stop(Date.now() + 1000);
+  f.setConsumer({ ackFloor: 20, delivered: 20, numPending: 0, numAckPending: 0, created: '2026-12-06T12:00:00Z' });
+  opts.before?.();
+  return settled(createMaterializer(config, { ...deps, restored: opts.restored }));
+}
+
+const floorAtZero = { ackFloor: 0, delivered: 0, numPending: 1, numAckPending: 0, created: '2026-12-06T12:00:00Z' };
+
 test("a shard replica killed before it recorded its consumer's floor asks the stream whether a message of its shard lies below that floor", async () => {
   // Seen in the CI check: shard 1's replica wrote 19, its consumer's floor moved to 20 (shard 0's message), the
   // node was killed before the lag poll recorded 20; on restart it was taken for wiped and named 1-20 missing.
@@ -307,29 +334,13 @@ test("a shard replica killed before it recorded its consumer's floor asks the st
     ['a message of the shard at 21, past the floor', 21, false],
     ['a message of the shard at 20 the replica never wrote', 20, true],
   ] as const) {
-    const tenant = `floor-kill-${String(nextOfShard)}`;
-    const f = fakeStream({
-      created: `t-kill-${String(nextOfShard)}`,
-      lastSeq: 20,
-      consumer: { ackFloor: 0, delivered: 0, numPending: 1, numAckPending: 0, created: '2026-12-06T12:00:00Z' },
-    });
+    const f = fakeStream({ created: `t-kill-${String(nextOfShard)}`, lastSeq: 20, consumer: floorAtZero });
     const asked: [string, number][] = [];
     f.stream.nextSeq = async (subject, fromSeq) => {
       asked.push([subject, fromSeq]);
       return nextOfShard;
     };
-    const config = materializeConfigSchema.parse({ lag_poll_interval_ms: 60_000 });
-    const deps = { stream: f.stream, store, nodeId: 'kill', shard: 1, metrics: new Registry(), logger: silentLogger };
-    const first = createMaterializer(config, deps);
-    await first.start();
-    for (let i = 0; i < 200 && first.lag().updatedAt === 0; i++) await new Promise((r) => setTimeout(r, 20));
-    await f.deliver(19, 19, [ev(tenant, 19)], 0, [19]);
-    await first.stop(Date.now() + 1000);
-    // The server moved the floor past 20 after the replica's last record of it.
-    f.setConsumer({ ackFloor: 20, delivered: 20, numPending: 0, numAckPending: 0, created: '2026-12-06T12:00:00Z' });
-    const again = createMaterializer(config, deps);
-    await again.start();
-    for (let i = 0; i < 200 && again.lag().updatedAt === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const again = await restartAfterFloorMoved(f, `floor-kill-${String(nextOfShard)}`, 'kill');
     assert.deepEqual(asked, [[f.stream.shardFilter(1), 20]], what);
     assert.deepEqual(f.calls.deleted.length > 0, wiped, `${what}: consumer made again`);
     await again.stop(Date.now() + 1000);
@@ -341,25 +352,12 @@ test('a shard replica killed before it recorded its floor, the stream purged bel
   // be asked; the replica was taken for wiped, named 1-20 missing, and the only copy of the shard's history
   // refused to serve it.
   for (const restored of [false, true]) {
-    const tenant = `floor-purged-${restored}`;
-    const f = fakeStream({
-      created: `t-purged-${restored}`,
-      lastSeq: 20,
-      consumer: { ackFloor: 0, delivered: 0, numPending: 1, numAckPending: 0, created: '2026-12-06T12:00:00Z' },
-    });
+    const f = fakeStream({ created: `t-purged-${restored}`, lastSeq: 20, consumer: floorAtZero });
     f.stream.nextSeq = async () => assert.fail('the stream no longer holds 20: it is not asked');
-    const config = materializeConfigSchema.parse({ lag_poll_interval_ms: 60_000 });
-    const deps = { stream: f.stream, store, nodeId: 'purged', shard: 1, metrics: new Registry(), logger: silentLogger };
-    const first = createMaterializer(config, deps);
-    await first.start();
-    for (let i = 0; i < 200 && first.lag().updatedAt === 0; i++) await new Promise((r) => setTimeout(r, 20));
-    await f.deliver(19, 19, [ev(tenant, 19)], 0, [19]);
-    await first.stop(Date.now() + 1000);
-    f.setConsumer({ ackFloor: 20, delivered: 20, numPending: 0, numAckPending: 0, created: '2026-12-06T12:00:00Z' });
-    f.dropBelow(21);
-    const again = createMaterializer(config, { ...deps, restored });
-    await again.start();
-    for (let i = 0; i < 200 && again.lag().updatedAt === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const again = await restartAfterFloorMoved(f, `floor-purged-${restored}`, 'purged', {
+      restored,
+      before: () => f.dropBelow(21),
+    });
     assert.equal(f.calls.deleted.length > 0, restored, `restored ${restored}: consumer made again`);
     assert.equal(
       again.lag().missing.length > 0,
