@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +62,17 @@ process.once('exit', () => {
 });
 
 /**
+ * Where members keep their data: /dev/shm when it exists. etcd fsyncs its WAL on every commit, a new
+ * leader's first one included. The suite runs two files at once, and the others fsync too (chdb, PGlite):
+ * in one CI run etcd refused lease grants for seconds after a leader kill, longer than a lease's renewal
+ * slack, and a node lost its session. Production etcd wants a disk of its own (fsync p99 under 10 ms); RAM
+ * stands in for it here, so the tests measure Vigil's handling of an election, not the neighbours' disks.
+ */
+function dataRoot(): string {
+  return existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+}
+
+/**
  * Starts an etcd cluster of `size` members (3 by default) on 127.0.0.1 with free client and peer ports
  * and data in a temporary folder; resolves when every member is healthy. Short raft timings keep leader
  * elections (after a kill) well under a second.
@@ -69,7 +80,7 @@ process.once('exit', () => {
 export async function startEtcdCluster(opts: { size?: number } = {}): Promise<EtcdCluster> {
   assertEtcdInstalled();
   const size = opts.size ?? 3;
-  const root = mkdtempSync(join(tmpdir(), 'vigil-etcd-'));
+  const root = mkdtempSync(join(dataRoot(), 'vigil-etcd-'));
   const token = `vigil-test-${process.pid}-${Date.now()}`;
   const specs: { name: string; clientPort: number; peerPort: number; dataDir: string }[] = [];
   for (let i = 0; i < size; i++) {
