@@ -20,7 +20,7 @@ Commands:
   rules check DIR  load Sigma rules and report every rejected one
   rules import DIR import a rule corpus (SigmaHQ, ...) into the data folder; report what loaded and why not
   sigma scan ...   run Sigma rules over event files, without a server
-  dev-cluster ...  a cluster on this machine: up, status, kill, restart, down
+  dev-cluster ...  a cluster on this machine: up, add, reload-balancer, status, kill, restart, down
   backup ...      create, list, verify and restore backups
   dr ...           two sites: status, activate and failback (guarded), demote, compare
 

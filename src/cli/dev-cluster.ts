@@ -1,4 +1,11 @@
-import { type DevCluster, type MemberStatus, openDevCluster, siteMembers, upDevCluster } from '../devcluster/index.ts';
+import {
+  type DevCluster,
+  DevClusterError,
+  type MemberStatus,
+  openDevCluster,
+  siteMembers,
+  upDevCluster,
+} from '../devcluster/index.ts';
 import { shardingConfig } from '../devcluster/sharding.ts';
 import { errorMessage } from '../lib/errors.ts';
 
@@ -27,6 +34,14 @@ Commands:
                      cluster (partitions; shards move to them when the events are sharded). With
                      --lb, HAProxy's configuration is written again with every node and reloaded
                      (SIGUSR2 to its master: same PID, open connections finish on the old worker)
+  add --site S [--count N]
+                     in a two-site cluster (--site is required there): the nodes (a-vigil-3...)
+                     join site S, copying its first node's configuration (its NATS, etcd, site
+                     settings); only S's balancer is reloaded
+  reload-balancer [--site S]
+                     bring HAProxy (of site S) in line with the recorded nodes: write its
+                     configuration again and reload it unless it already runs that one; retries
+                     a reload that failed (status shows the failure until one succeeds)
   status [--json]    every member: kind, name, site, PID, running or stopped, addresses
   kill <member>      SIGKILL one member by PID (nats-2, etcd-1, vigil-3, haproxy-1, ...)
   kill --site S      SIGKILL every process of site S (a lost data centre)
@@ -46,7 +61,7 @@ Options:
                      (every node keeps every event)
   --replicas R       nodes that keep each shard (store.replicas, at most N); default every node
   --sites N          1 (default) or 2 for a new cluster
-  --site S           kill, restart or down one whole site
+  --site S           kill, restart or down one whole site; the site add and reload-balancer act on
   --link-relay       with --sites 2: run the link between the sites as a member (link-1)
   --json             status as JSON
   --timeout SECONDS  how long up and restart wait for readiness; default 180
@@ -110,7 +125,15 @@ export function formatStatus(members: MemberStatus[]): string {
       .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i])))
       .join('  ')
       .trimEnd();
-  return [line(head), ...rows.map(line)].join('\n');
+  const failures = members.flatMap((m) =>
+    m.balancer_error
+      ? [
+          `${m.name}: its last update failed (${m.balancer_error.code}, ${m.balancer_error.at}): ${m.balancer_error.message}`,
+          `  vigil dev-cluster reload-balancer${m.site ? ` --site ${m.site}` : ''} tries again; its log: ${m.log}`,
+        ]
+      : [],
+  );
+  return [line(head), ...rows.map(line), ...(failures.length ? ['', ...failures] : [])].join('\n');
 }
 
 function printStatus(cluster: DevCluster, json: boolean | undefined): void {
@@ -122,7 +145,7 @@ function printStatus(cluster: DevCluster, json: boolean | undefined): void {
   process.stdout.write(`${formatStatus(members)}\n`);
 }
 
-/** `vigil dev-cluster up|add|status|kill|restart|down`. */
+/** `vigil dev-cluster up|add|reload-balancer|status|kill|restart|down`. */
 export async function devClusterCommand(positionals: string[], opts: DevClusterFlags): Promise<number> {
   const [sub, ...args] = positionals;
   const dir = opts.dir ?? DEFAULT_DIR;
@@ -179,17 +202,45 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
         return 0;
       }
       case 'add': {
-        if (args.length > 0) throw new UsageError('add takes no argument (--count N)');
+        if (args.length > 0) throw new UsageError('add takes no argument (--count N, --site S)');
         const count = positiveInt('count', opts.count, 8) ?? 1;
         const cluster = openDevCluster(dir);
-        process.stderr.write(`Adding ${count} Vigil node(s) to the dev cluster in ${dir}...\n`);
-        const names = await cluster.add(count, start);
+        const where = opts.site === undefined ? '' : ` (site ${opts.site})`;
+        process.stderr.write(`Adding ${count} Vigil node(s) to the dev cluster in ${dir}${where}...\n`);
+        const names = await cluster.add(count, { ...start, ...(opts.site === undefined ? {} : { site: opts.site }) });
         printStatus(cluster, opts.json);
         if (!opts.json) {
-          const lb = cluster.state().members.find((m) => m.kind === 'haproxy');
+          const lb = cluster.state().members.find((m) => m.kind === 'haproxy' && m.site === opts.site);
           process.stdout.write(
             `\n${names.join(', ')} joined and ready.${lb ? ` ${lb.name} sends to them too (${lb.addresses.stats}).` : ''}\n`,
           );
+        }
+        return 0;
+      }
+      case 'reload-balancer': {
+        // Its own command rather than a second add: retrying a failed reload must not grow the cluster.
+        if (args.length > 0) throw new UsageError('reload-balancer takes no argument (--site S)');
+        const cluster = openDevCluster(dir);
+        const lbs = cluster
+          .state()
+          .members.filter((m) => m.kind === 'haproxy' && (opts.site === undefined || m.site === opts.site));
+        if (opts.site !== undefined) siteMembers(cluster.state().members, opts.site);
+        if (lbs.length === 0) {
+          throw new DevClusterError('no_balancer', `${cluster.dir} runs no balancer: it was made without up --lb`);
+        }
+        const changed = await cluster.updateBalancers(opts.site === undefined ? {} : { site: opts.site });
+        for (const lb of lbs) {
+          const now = cluster.status().find((m) => m.name === lb.name);
+          const servers = cluster
+            .state()
+            .members.filter((m) => m.kind === 'vigil' && m.site === lb.site)
+            .map((m) => m.name);
+          const what = !changed.includes(lb.name)
+            ? 'already runs its configuration'
+            : now?.state === 'running'
+              ? 'reloaded'
+              : `configuration written; it is stopped and loads it when it starts (restart ${lb.name})`;
+          process.stdout.write(`${lb.name}: ${what}; servers ${servers.join(', ')}.\n`);
         }
         return 0;
       }

@@ -1,11 +1,23 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../config/load.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { CORE_BINARIES, findBinaries } from './binaries.ts';
 import { DevClusterError } from './errors.ts';
 import {
+  type BalancerError,
   type DevClusterOptions,
   type DevClusterState,
   type MemberKind,
@@ -24,14 +36,21 @@ import {
   waitExit,
 } from './process.ts';
 import { sleep } from '../lib/retry.ts';
-import { planSites } from './sites.ts';
+import { planSites, siteMembers } from './sites.ts';
 import { planAddedNodes } from './grow.ts';
 import { BALANCER_MASTER_WORKER, balancerConfig, balancerServerStates } from './haproxy.ts';
 
 export { BINARIES, CORE_BINARIES, findBinaries, findBinary } from './binaries.ts';
 export { DevClusterError } from './errors.ts';
 export { balancerServerStates, HAPROXY_CHECK } from './haproxy.ts';
-export type { DevClusterOptions, DevClusterState, MemberKind, MemberRecord, NodeEndpoints } from './plan.ts';
+export type {
+  BalancerError,
+  DevClusterOptions,
+  DevClusterState,
+  MemberKind,
+  MemberRecord,
+  NodeEndpoints,
+} from './plan.ts';
 export type { StopOutcome } from './process.ts';
 export { SITES, siteMembers } from './sites.ts';
 
@@ -45,6 +64,8 @@ export interface MemberStatus {
   state: 'running' | 'stopped';
   addresses: Record<string, string>;
   log: string;
+  /** A balancer whose last update failed (its configuration is written but not loaded): why, and when. */
+  balancer_error?: BalancerError;
 }
 
 /** Options of start and restart. */
@@ -93,21 +114,28 @@ export interface DevCluster {
    */
   stop(names?: string[], opts?: { signal?: NodeJS.Signals }): Promise<Record<string, StopOutcome>>;
   /**
-   * Adds `count` Vigil nodes (`vigil-<next>`...) with the cluster's configuration (src/devcluster/grow.ts),
-   * records them, and starts them, waiting until each is ready: they join the running cluster (membership,
-   * partitions, and shards when the events are sharded). Then the balancer (`--lb`) sends to them too (see
-   * updateBalancers). Resolves to the new members' names. A node that does not become ready is stopped and
-   * stays recorded (its log kept); the balancer is then not changed.
+   * Adds `count` Vigil nodes (`vigil-<next>`...; `<site>-vigil-<next>` to `site` of a two-site cluster,
+   * which must be named) with the configuration of the cluster's (the site's) first node
+   * (src/devcluster/grow.ts), records them, and starts them, waiting until each is ready: they join the
+   * running cluster (membership, partitions, and shards when the events are sharded). Then the balancer
+   * (`--lb`; the site's only) sends to them too (see updateBalancers). Resolves to the new members' names. A
+   * node that does not become ready is stopped and stays recorded (its log kept); the balancer is then not
+   * changed. When the balancer's update fails, the nodes stay running and recorded, the failure is recorded
+   * on the balancer, and the error says so: updateBalancers (`reload-balancer`, or the next `add`) retries.
    */
-  add(count: number, opts?: StartOptions): Promise<string[]>;
+  add(count: number, opts?: StartOptions & { site?: string }): Promise<string[]>;
   /**
-   * Renders each balancer's configuration again from the template (src/devcluster/haproxy.ts) with every
-   * Vigil member recorded now, checks it with `haproxy -c`, replaces the file, and reloads a running balancer
-   * gracefully: SIGUSR2 to its master, whose PID stays the recorded one; the new worker serves new
-   * connections, the old one finishes those it has. Waits until the stats page lists exactly the new servers.
-   * Resolves to the names of the balancers whose configuration changed.
+   * Brings each balancer (of `site` only, when given) in line with the Vigil members recorded now: renders
+   * its configuration again from the template (src/devcluster/haproxy.ts), checks a changed one with
+   * `haproxy -c` and replaces the file, and reloads a running balancer that has not loaded it (compared with
+   * what its master loaded, not with the file: a reload that failed after the file was written is tried
+   * again) gracefully: SIGUSR2 to its master, whose PID stays the recorded one; the new worker serves new
+   * connections, the old one finishes those it has. Waits until the master logs the reload's success and
+   * the stats page lists exactly the new servers. A failure is recorded on the balancer (`status` shows it)
+   * until a reload succeeds; every balancer is tried before the first failure is thrown. Resolves to the
+   * names of the balancers whose configuration was written or reloaded.
    */
-  updateBalancers(opts?: { timeoutMs?: number }): Promise<string[]>;
+  updateBalancers(opts?: { timeoutMs?: number; site?: string }): Promise<string[]>;
 }
 
 const STATE_FILE = 'state.json';
@@ -253,6 +281,11 @@ export function openDevCluster(dir: string): DevCluster {
     });
     m.pid = ref.pid;
     m.pid_start = ref.startTicks ?? null;
+    if (m.kind === 'haproxy') {
+      // It reads its configuration as it starts: that is the one it serves, whatever failed before.
+      m.balancer_loaded = fileDigest(m.files.config);
+      delete m.balancer_error;
+    }
     m.state = 'running';
     m.started_at = new Date().toISOString();
     m.stopped_at = null;
@@ -262,6 +295,38 @@ export function openDevCluster(dir: string): DevCluster {
   const markStopped = (m: MemberRecord) => {
     m.state = 'stopped';
     m.stopped_at = new Date().toISOString();
+  };
+
+  /** One balancer of updateBalancers: whether its file was written or it was reloaded. */
+  const bringInLine = async (lb: MemberRecord, timeoutMs: number): Promise<boolean> => {
+    const content = balancerConfig(lb, state.members);
+    const file = lb.files.config;
+    const written = existsSync(file) && readFileSync(file, 'utf8') === content;
+    const running = isRunning(refOf(lb));
+    // A state written before the digest was recorded: the file is taken for what it runs, as it was then.
+    const loaded = lb.balancer_loaded ?? fileDigest(file);
+    if (written && (!running || loaded === digest(content))) return false;
+    if (!written) {
+      checkBalancerConfig(lb, content);
+      renameSync(`${file}.next`, file);
+    }
+    if (!lb.args.includes(BALANCER_MASTER_WORKER)) {
+      // Recorded before the dev cluster ran HAProxy in master-worker mode: SIGUSR2 would kill it.
+      lb.args = [BALANCER_MASTER_WORKER, ...lb.args];
+      writeState(state);
+      if (running) await cluster.restart(lb.name);
+      return true;
+    }
+    // A stopped balancer reads the file when it starts again.
+    if (!running) return true;
+    const logFrom = fileSize(lb.log);
+    signalProcess(refOf(lb), 'SIGUSR2');
+    const servers = state.members.filter((m) => m.kind === 'vigil' && m.site === lb.site).map((m) => m.name);
+    await waitReloaded(lb, servers, timeoutMs, logFrom);
+    lb.balancer_loaded = digest(content);
+    delete lb.balancer_error;
+    writeState(state);
+    return true;
   };
 
   const cluster: DevCluster = {
@@ -277,6 +342,7 @@ export function openDevCluster(dir: string): DevCluster {
         state: isRunning(refOf(m)) ? 'running' : 'stopped',
         addresses: m.addresses,
         log: m.log,
+        ...(m.balancer_error ? { balancer_error: m.balancer_error } : {}),
       })),
     adminToken: () => readFileSync(state.admin_token_file, 'utf8').trim(),
 
@@ -353,6 +419,7 @@ export function openDevCluster(dir: string): DevCluster {
     },
 
     async add(count, opts = {}) {
+      const { site, ...startOpts } = opts;
       // Ports recorded by stopped members are not listening now, but are theirs: never given twice.
       const recorded = new Set(
         state.members.flatMap((m) =>
@@ -369,7 +436,11 @@ export function openDevCluster(dir: string): DevCluster {
           if (!recorded.has(p)) return p;
         }
       };
-      const plan = await planAddedNodes(state, count, { port, readConfig: (path) => readFileSync(path, 'utf8') });
+      const plan = await planAddedNodes(
+        state,
+        { count, site },
+        { port, readConfig: (path) => readFileSync(path, 'utf8') },
+      );
       writePlanFiles(plan);
       const problems = invalidConfigs(plan.state.members);
       if (problems.length > 0) {
@@ -379,38 +450,52 @@ export function openDevCluster(dir: string): DevCluster {
       writeState(state);
       const names = plan.state.members.map((m) => m.name);
       try {
-        await cluster.start(names, opts);
+        await cluster.start(names, startOpts);
       } catch (err) {
         // Best effort after a failed start: the start's error is the one reported.
         await cluster.stop(names, { signal: 'SIGKILL' }).catch(() => undefined);
         throw err;
       }
-      await cluster.updateBalancers();
+      try {
+        await cluster.updateBalancers({ site });
+      } catch (err) {
+        if (!(err instanceof DevClusterError)) throw err;
+        throw new DevClusterError(
+          err.code,
+          `${names.join(', ')} joined and are recorded, but the balancer does not send to them yet ` +
+            `(retry with \`vigil dev-cluster reload-balancer\`): ${err.message}`,
+          { cause: err, details: { added: names } },
+        );
+      }
       return names;
     },
 
     async updateBalancers(opts = {}) {
+      if (opts.site !== undefined) siteMembers(state.members, opts.site);
+      const lbs = state.members.filter(
+        (m) => m.kind === 'haproxy' && (opts.site === undefined || m.site === opts.site),
+      );
       const changed: string[] = [];
-      for (const lb of state.members.filter((m) => m.kind === 'haproxy')) {
-        const content = balancerConfig(lb, state.members);
-        const file = lb.files.config;
-        if (existsSync(file) && readFileSync(file, 'utf8') === content) continue;
-        checkBalancerConfig(lb, content);
-        renameSync(`${file}.next`, file);
-        changed.push(lb.name);
-        const running = isRunning(refOf(lb));
-        if (!lb.args.includes(BALANCER_MASTER_WORKER)) {
-          // Recorded before the dev cluster ran HAProxy in master-worker mode: SIGUSR2 would kill it.
-          lb.args = [BALANCER_MASTER_WORKER, ...lb.args];
+      const failed: DevClusterError[] = [];
+      for (const lb of lbs) {
+        try {
+          if (await bringInLine(lb, opts.timeoutMs ?? 30000)) changed.push(lb.name);
+        } catch (err) {
+          const e =
+            err instanceof DevClusterError
+              ? err
+              : new DevClusterError('lb_reload_failed', `${lb.name} was not updated: ${errorMessage(err)}`, {
+                  cause: err,
+                });
+          lb.balancer_error = { code: e.code, message: e.message.split('\n')[0], at: new Date().toISOString() };
           writeState(state);
-          if (running) await cluster.restart(lb.name);
-          continue;
+          failed.push(e);
         }
-        if (!running) continue;
-        signalProcess(refOf(lb), 'SIGUSR2');
-        const servers = state.members.filter((m) => m.kind === 'vigil' && m.site === lb.site).map((m) => m.name);
-        await waitReloaded(lb, servers, opts.timeoutMs ?? 30000);
       }
+      if (failed.length > 1) {
+        throw new DevClusterError(failed[0].code, failed.map((e) => e.message).join('\n'), { cause: failed[0] });
+      }
+      if (failed[0]) throw failed[0];
       return changed;
     },
   };
@@ -434,15 +519,52 @@ function checkBalancerConfig(lb: MemberRecord, content: string): void {
   }
 }
 
+const digest = (content: string | Buffer) => createHash('sha256').update(content).digest('hex');
+
+/** SHA-256 of a file's content; undefined when it cannot be read. */
+function fileDigest(path: string): string | undefined {
+  try {
+    return digest(readFileSync(path));
+  } catch {
+    return undefined;
+  }
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** At most `maxBytes` of a file from `offset` (what a process logged since then). */
+function readFrom(path: string, offset: number, maxBytes = 65536): string {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const buf = Buffer.alloc(maxBytes);
+    return buf.subarray(0, readSync(fd, buf, 0, maxBytes, offset)).toString('utf8');
+  } catch {
+    return '';
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
 /**
- * Waits until the balancer's stats page (answered by the newest worker once the old one has let its
- * listeners go) lists exactly `servers` in its HTTP backend. A master whose reload failed keeps the old
- * worker and says so in its log ("Loading failure!"), which the error quotes.
+ * Waits until the balancer's master logs (in its log file, after `logFrom`) that the reload succeeded and
+ * its stats page (answered by the newest worker once the old one has let its listeners go) lists exactly
+ * `servers` in its HTTP backend. A master whose reload failed (a listener it could not bind: `haproxy -c`
+ * binds nothing) keeps the old worker serving the old configuration and logs "Loading failure!" (HAProxy
+ * 2.5 and later; Debian 12 has 2.6), which ends the wait at once with its alerts quoted; the servers alone
+ * would not tell, when they are the same.
  */
-async function waitReloaded(lb: MemberRecord, servers: string[], timeoutMs: number): Promise<void> {
+async function waitReloaded(lb: MemberRecord, servers: string[], timeoutMs: number, logFrom: number): Promise<void> {
   const want = [...servers].sort().join(',');
   const deadline = Date.now() + timeoutMs;
   let seen = '';
+  let logged = '';
   for (;;) {
     if (!isRunning(refOf(lb))) {
       throw new DevClusterError(
@@ -450,16 +572,24 @@ async function waitReloaded(lb: MemberRecord, servers: string[], timeoutMs: numb
         `${lb.name} exited while reloading; log ${lb.log}:\n${logTail(lb)}`,
       );
     }
+    logged = readFrom(lb.log, logFrom);
+    if (logged.includes('Loading failure!')) {
+      const alerts = logged.split('\n').filter((l) => /\[ALERT\]|Loading failure/.test(l));
+      throw new DevClusterError(
+        'lb_reload_failed',
+        `${lb.name} refused to reload (its old worker still serves the previous configuration): ${alerts.join(' ')}; log ${lb.log}`,
+      );
+    }
     try {
       seen = [...(await balancerServerStates(lb.addresses.stats)).keys()].sort().join(',');
-      if (seen === want) return;
+      if (seen === want && logged.includes('Loading success.')) return;
     } catch {
       // between the old worker's listeners and the new one's: asked again
     }
     if (Date.now() > deadline) {
       throw new DevClusterError(
         'lb_reload_failed',
-        `${lb.name} did not serve its new configuration within ${Math.round(timeoutMs / 1000)} s (servers ${seen || 'unknown'}, not ${want}); log ${lb.log}:\n${logTail(lb)}`,
+        `${lb.name} did not serve its new configuration within ${Math.round(timeoutMs / 1000)} s (servers ${seen || 'unknown'}, not ${want}; reload ${logged.includes('Loading success.') ? 'logged' : 'not logged'}); log ${lb.log}:\n${logTail(lb)}`,
       );
     }
     await sleep(200);

@@ -45,6 +45,23 @@ export interface MemberRecord {
    * at the time (`add` renders and reloads it again). Absent in a state written before `add` did so.
    */
   balancer?: BalancerSpec;
+  /**
+   * haproxy: SHA-256 of the configuration its running master loaded: the file when it started, or the last
+   * reload whose success it logged. A configuration written but not loaded (a failed reload) differs, so the
+   * next `add` or `reload-balancer` reloads again. Absent in a state written before.
+   */
+  balancer_loaded?: string;
+  /** haproxy: the last failed update of its configuration, until a reload or a start succeeds. */
+  balancer_error?: BalancerError;
+}
+
+/** A failed balancer update as the state records it (and `status` shows it). */
+export interface BalancerError {
+  /** `lb_config_invalid` or `lb_reload_failed`. */
+  code: string;
+  /** The first line of the error (the balancer's log holds the rest). */
+  message: string;
+  at: string;
 }
 
 /** `<dir>/state.json`. */

@@ -9,6 +9,7 @@
 import { join, resolve } from 'node:path';
 import type { BinaryName } from './binaries.ts';
 import { DevClusterError } from './errors.ts';
+import { balancerConfig } from './haproxy.ts';
 import { planLink } from './link.ts';
 import {
   type DevClusterOptions,
@@ -111,6 +112,13 @@ export async function planSites(opts: DevClusterOptions, binaries: Record<Binary
       }
       m.name = `${site}-${m.name}`;
       m.site = site;
+    }
+    // The balancer's servers under the members' names (a-vigil-1), as `add` renders it again: a reload
+    // then changes only what changed, and the stats page names what `status` does.
+    for (const lb of plan.state.members.filter((m) => m.kind === 'haproxy')) {
+      const file = plan.files.find((f) => f.path === lb.files.config);
+      if (!file) throw new DevClusterError('plan_invalid', `no config planned for ${lb.name}`);
+      file.content = balancerConfig(lb, plan.state.members);
     }
     plans.push(plan);
   }
