@@ -7,12 +7,14 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { connect, createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ensureHaproxy } from '../../test/harness/haproxy.ts';
+import { formatStatus } from '../cli/dev-cluster.ts';
 import { DevClusterError } from './errors.ts';
-import { balancerServerStates, planBalancer } from './haproxy.ts';
+import { balancerConfig, balancerServerStates, planBalancer } from './haproxy.ts';
 import { type DevCluster, openDevCluster } from './index.ts';
 import type { DevClusterState, MemberRecord } from './plan.ts';
 import { portAllocator } from './plan.ts';
@@ -45,10 +47,11 @@ async function standIn(name: string, port: number): Promise<void> {
 }
 
 /** A Vigil member record at `http`, as `up` and `add` record one (never started: the stand-in serves it). */
-function vigilRecord(dir: string, name: string, http: number, syslog: number): MemberRecord {
+function vigilRecord(dir: string, name: string, http: number, syslog: number, site?: string): MemberRecord {
   return {
     kind: 'vigil',
     name,
+    ...(site ? { site } : {}),
     command: '/bin/false',
     args: [],
     cwd: join(dir, name),
@@ -203,4 +206,136 @@ test('a balancer recorded before master-worker mode is restarted in it; a config
   assert.equal(readFileSync(lb().files.config, 'utf8'), config);
   assert.ok(isRunning({ pid: lb().pid! }));
   await c.stop(['haproxy-1']);
+});
+
+/** Whether something accepts TCP connections at `port` on loopback. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      done(true);
+    });
+    s.once('error', () => done(false));
+  });
+}
+
+const servedBy = async (lb: MemberRecord) => [...(await balancerServerStates(lb.addresses.stats)).keys()].sort();
+
+test('a reload the master refuses is recorded (status shows it) and the next updateBalancers reloads; a stopped balancer gets the file and loads it at start', {
+  timeout: 120000,
+}, async () => {
+  const { c, lb } = await cluster();
+  const master = lb().pid!;
+  // A listener the new configuration needs, held by another process: `haproxy -c` binds nothing and
+  // accepts it; the master's reload then fails to bind it, and its old worker keeps serving.
+  const port = portAllocator();
+  const blocked = await port();
+  const holder = createTcpServer();
+  await new Promise<void>((r) => holder.listen(blocked, '127.0.0.1', r));
+  lb().balancer!.bind.syslog_tcp = `127.0.0.1:${blocked}`;
+  await assert.rejects(
+    c.updateBalancers({ timeoutMs: 30000 }),
+    (err: unknown) =>
+      err instanceof DevClusterError &&
+      err.code === 'lb_reload_failed' &&
+      /refused to reload/.test(err.message) &&
+      new RegExp(`cannot bind.*${blocked}`).test(err.message),
+  );
+  assert.match(readFileSync(lb().files.config, 'utf8'), /server vigil-2 /, 'the configuration is written');
+  assert.deepEqual(await servedBy(lb()), ['vigil-1'], 'the old worker serves the old one');
+  assert.equal(lb().pid, master);
+  assert.ok(isRunning({ pid: master }), 'the master runs on');
+  // Recorded in state.json: another `vigil dev-cluster status` shows it.
+  const [shown] = openDevCluster(c.dir)
+    .status()
+    .filter((m) => m.kind === 'haproxy');
+  assert.equal(shown.balancer_error?.code, 'lb_reload_failed');
+  assert.match(formatStatus([shown]), /haproxy-1: its last update failed \(lb_reload_failed, .*refused to reload/);
+  assert.match(formatStatus([shown]), /vigil dev-cluster reload-balancer tries again/);
+
+  // The file already says what is wanted: the retry compares with what the master loaded, and reloads.
+  await new Promise((r) => holder.close(r));
+  assert.deepEqual(await c.updateBalancers({ timeoutMs: 30000 }), ['haproxy-1']);
+  assert.deepEqual(await servedBy(lb()), ['vigil-1', 'vigil-2']);
+  assert.ok(await listening(blocked), 'the new worker listens where the new configuration says');
+  assert.equal(lb().pid, master, 'the same master');
+  assert.equal(
+    openDevCluster(c.dir)
+      .status()
+      .find((m) => m.kind === 'haproxy')?.balancer_error,
+    undefined,
+  );
+  assert.doesNotMatch(formatStatus(c.status()), /last update failed/);
+  assert.deepEqual(await c.updateBalancers(), [], 'in line: no reload');
+
+  // Stopped: the file is written, nothing is signalled; a start loads it.
+  await c.stop(['haproxy-1']);
+  c.state().members.push(vigilRecord(c.dir, 'vigil-3', await port(), await port()));
+  await standIn('vigil-3', Number(new URL(c.member('vigil-3').addresses.http).port));
+  assert.deepEqual(await c.updateBalancers(), ['haproxy-1']);
+  assert.match(readFileSync(lb().files.config, 'utf8'), /server vigil-3 /);
+  assert.deepEqual(await c.updateBalancers(), [], 'a stopped balancer with the file written is in line');
+  await c.start(['haproxy-1'], { readyTimeoutMs: 30000 });
+  assert.deepEqual(await servedBy(lb()), ['vigil-1', 'vigil-2', 'vigil-3']);
+  assert.deepEqual(await c.updateBalancers(), [], 'it loaded that file as it started');
+  await c.stop(['haproxy-1']);
+});
+
+test("in a two-site cluster only the named site's balancer is reloaded", { timeout: 120000 }, async () => {
+  const binary = ensureHaproxy();
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-lb-sites-'));
+  dirs.push(dir);
+  const port = portAllocator();
+  const members: MemberRecord[] = [];
+  for (const site of ['a', 'b']) {
+    mkdirSync(join(dir, site, 'logs'), { recursive: true });
+    const node = vigilRecord(join(dir, site), `${site}-vigil-1`, await port(), await port(), site);
+    await standIn(node.name, Number(new URL(node.addresses.http).port));
+    const plan = await planBalancer({
+      dir: join(dir, site),
+      binary,
+      port,
+      servers: [],
+      check: { inter_ms: 200, fastinter_ms: 100, rise: 1 },
+    });
+    const lb = { ...plan.member, name: `${site}-haproxy-1`, site };
+    mkdirSync(plan.dir);
+    // As up --sites 2 writes it: the site's own nodes under their member names.
+    writeFileSync(lb.files.config, balancerConfig(lb, [node]));
+    members.push(node, lb);
+  }
+  const state: DevClusterState = {
+    version: 1,
+    dir,
+    created_at: new Date().toISOString(),
+    admin_token_file: join(dir, 'admin-token'),
+    members,
+  };
+  writeFileSync(join(dir, 'state.json'), JSON.stringify(state));
+  const c = openDevCluster(dir);
+  clusters.push(c);
+  await c.start(['a-haproxy-1', 'b-haproxy-1'], { readyTimeoutMs: 30000 });
+  const aWorkers = children(c.member('a-haproxy-1').pid!);
+  assert.deepEqual(await c.updateBalancers(), [], 'both run what the members say');
+
+  // A node recorded in each site: only b's is announced to its balancer now.
+  for (const site of ['a', 'b']) {
+    const added = vigilRecord(join(dir, site), `${site}-vigil-2`, await port(), await port(), site);
+    await standIn(added.name, Number(new URL(added.addresses.http).port));
+    c.state().members.push(added);
+  }
+  await assert.rejects(
+    c.updateBalancers({ site: 'c' }),
+    (err: unknown) => err instanceof DevClusterError && err.code === 'unknown_site',
+  );
+  assert.deepEqual(await c.updateBalancers({ site: 'b' }), ['b-haproxy-1']);
+  assert.deepEqual(await servedBy(c.member('b-haproxy-1')), ['b-vigil-1', 'b-vigil-2']);
+  assert.deepEqual(await servedBy(c.member('a-haproxy-1')), ['a-vigil-1'], "a's balancer is left as it was");
+  assert.deepEqual(children(c.member('a-haproxy-1').pid!), aWorkers, 'and was not reloaded: the same one worker');
+  assert.doesNotMatch(readFileSync(c.member('a-haproxy-1').log, 'utf8'), /Reloading/);
+  assert.deepEqual(await c.updateBalancers(), ['a-haproxy-1'], "without a site: a's too");
+  assert.deepEqual(await servedBy(c.member('a-haproxy-1')), ['a-vigil-1', 'a-vigil-2']);
+  assert.deepEqual(await c.updateBalancers(), [], 'every site in line');
+  await c.stop(['a-haproxy-1', 'b-haproxy-1']);
 });

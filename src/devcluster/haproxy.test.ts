@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'yaml';
 import { checkHaproxyConfig } from '../../test/harness/haproxy.ts';
-import { HAPROXY_CHECK, HAPROXY_DOC_EXAMPLE, renderHaproxyConfig } from './haproxy.ts';
+import { balancerConfig, HAPROXY_CHECK, HAPROXY_DOC_EXAMPLE, renderHaproxyConfig } from './haproxy.ts';
 import { planDevCluster } from './plan.ts';
 import { planSites } from './sites.ts';
 
@@ -113,6 +113,13 @@ test('two sites with lb: each site its own balancer (a-haproxy-1, b-haproxy-1) i
         .map((m) => m.addresses.http.replace('http://', ''))
         .sort();
       assert.deepEqual(servers, own, `site ${site}'s balancer sends HTTP to its own nodes only`);
+      const names = [...config.matchAll(/^ {2}server (\S+) (\S+) check$/gm)].map((m) => m[1]).sort();
+      assert.deepEqual(names, [`${site}-vigil-1`, `${site}-vigil-2`], 'under the names status gives them');
+      assert.equal(
+        config,
+        balancerConfig(lbs[0], plan.state.members),
+        'what add renders: no reload until a node joins',
+      );
       const check = checkHaproxyConfig(config);
       assert.ok(check.ok, check.output);
     }
