@@ -129,7 +129,9 @@ export function formatStatus(members: MemberStatus[]): string {
     m.balancer_error
       ? [
           `${m.name}: its last update failed (${m.balancer_error.code}, ${m.balancer_error.at}): ${m.balancer_error.message}`,
-          `  vigil dev-cluster reload-balancer${m.site ? ` --site ${m.site}` : ''} tries again; its log: ${m.log}`,
+          m.state === 'running'
+            ? `  vigil dev-cluster reload-balancer${m.site ? ` --site ${m.site}` : ''} tries again; its log: ${m.log}`
+            : `  it is stopped: vigil dev-cluster restart ${m.name} starts it with its configuration; its log: ${m.log}`,
         ]
       : [],
   );
@@ -221,10 +223,10 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
         // Its own command rather than a second add: retrying a failed reload must not grow the cluster.
         if (args.length > 0) throw new UsageError('reload-balancer takes no argument (--site S)');
         const cluster = openDevCluster(dir);
+        if (opts.site !== undefined) siteMembers(cluster.state().members, opts.site);
         const lbs = cluster
           .state()
           .members.filter((m) => m.kind === 'haproxy' && (opts.site === undefined || m.site === opts.site));
-        if (opts.site !== undefined) siteMembers(cluster.state().members, opts.site);
         if (lbs.length === 0) {
           throw new DevClusterError('no_balancer', `${cluster.dir} runs no balancer: it was made without up --lb`);
         }
@@ -235,11 +237,12 @@ export async function devClusterCommand(positionals: string[], opts: DevClusterF
             .state()
             .members.filter((m) => m.kind === 'vigil' && m.site === lb.site)
             .map((m) => m.name);
-          const what = !changed.includes(lb.name)
-            ? 'already runs its configuration'
-            : now?.state === 'running'
-              ? 'reloaded'
-              : `configuration written; it is stopped and loads it when it starts (restart ${lb.name})`;
+          const what =
+            now?.state !== 'running'
+              ? `stopped, with its configuration written: it loads it when it starts (restart ${lb.name})`
+              : changed.includes(lb.name)
+                ? 'reloaded'
+                : 'already runs this configuration';
           process.stdout.write(`${lb.name}: ${what}; servers ${servers.join(', ')}.\n`);
         }
         return 0;

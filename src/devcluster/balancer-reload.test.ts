@@ -5,11 +5,13 @@
  * in front of two small HTTP servers that stand in for Vigil nodes and name themselves in each answer.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { connect, createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, test } from 'node:test';
 import { ensureHaproxy } from '../../test/harness/haproxy.ts';
 import { formatStatus } from '../cli/dev-cluster.ts';
@@ -220,6 +222,21 @@ function listening(port: number): Promise<boolean> {
   });
 }
 
+const execFileAsync = promisify(execFile);
+const VIGIL = join(import.meta.dirname, '../../bin/vigil');
+
+/** `vigil dev-cluster <args>` as an operator runs it (asynchronously: the stand-ins answer meanwhile). */
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await execFileAsync(VIGIL, ['dev-cluster', ...args], { encoding: 'utf8', timeout: 120000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    if (typeof e.code !== 'number') throw err;
+    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
 const servedBy = async (lb: MemberRecord) => [...(await balancerServerStates(lb.addresses.stats)).keys()].sort();
 
 test('a reload the master refuses is recorded (status shows it) and the next updateBalancers reloads; a stopped balancer gets the file and loads it at start', {
@@ -253,33 +270,39 @@ test('a reload the master refuses is recorded (status shows it) and the next upd
   assert.equal(shown.balancer_error?.code, 'lb_reload_failed');
   assert.match(formatStatus([shown]), /haproxy-1: its last update failed \(lb_reload_failed, .*refused to reload/);
   assert.match(formatStatus([shown]), /vigil dev-cluster reload-balancer tries again/);
+  const refused = await cli('reload-balancer', '--dir', c.dir);
+  assert.equal(refused.code, 1, 'the CLI fails while the port is held');
+  assert.match(refused.stderr, /vigil dev-cluster reload-balancer: .*refused to reload/);
+  assert.match((await cli('status', '--dir', c.dir)).stdout, /haproxy-1: its last update failed \(lb_reload_failed/);
 
   // The file already says what is wanted: the retry compares with what the master loaded, and reloads.
   await new Promise((r) => holder.close(r));
-  assert.deepEqual(await c.updateBalancers({ timeoutMs: 30000 }), ['haproxy-1']);
-  assert.deepEqual(await servedBy(lb()), ['vigil-1', 'vigil-2']);
+  const retried = await cli('reload-balancer', '--dir', c.dir);
+  assert.equal(retried.code, 0, retried.stderr);
+  assert.equal(retried.stdout, 'haproxy-1: reloaded; servers vigil-1, vigil-2.\n');
+  const now = openDevCluster(c.dir);
+  clusters.push(now);
+  const lbNow = () => now.member('haproxy-1');
+  assert.deepEqual(await servedBy(lbNow()), ['vigil-1', 'vigil-2']);
   assert.ok(await listening(blocked), 'the new worker listens where the new configuration says');
-  assert.equal(lb().pid, master, 'the same master');
-  assert.equal(
-    openDevCluster(c.dir)
-      .status()
-      .find((m) => m.kind === 'haproxy')?.balancer_error,
-    undefined,
-  );
-  assert.doesNotMatch(formatStatus(c.status()), /last update failed/);
-  assert.deepEqual(await c.updateBalancers(), [], 'in line: no reload');
+  assert.equal(lbNow().pid, master, 'the same master');
+  assert.equal(now.status().find((m) => m.kind === 'haproxy')?.balancer_error, undefined);
+  assert.doesNotMatch(formatStatus(now.status()), /last update failed/);
+  assert.deepEqual(await now.updateBalancers(), [], 'in line: no reload');
+  const again = await cli('reload-balancer', '--dir', c.dir);
+  assert.equal(again.stdout, 'haproxy-1: already runs this configuration; servers vigil-1, vigil-2.\n');
 
   // Stopped: the file is written, nothing is signalled; a start loads it.
-  await c.stop(['haproxy-1']);
-  c.state().members.push(vigilRecord(c.dir, 'vigil-3', await port(), await port()));
-  await standIn('vigil-3', Number(new URL(c.member('vigil-3').addresses.http).port));
-  assert.deepEqual(await c.updateBalancers(), ['haproxy-1']);
-  assert.match(readFileSync(lb().files.config, 'utf8'), /server vigil-3 /);
-  assert.deepEqual(await c.updateBalancers(), [], 'a stopped balancer with the file written is in line');
-  await c.start(['haproxy-1'], { readyTimeoutMs: 30000 });
-  assert.deepEqual(await servedBy(lb()), ['vigil-1', 'vigil-2', 'vigil-3']);
-  assert.deepEqual(await c.updateBalancers(), [], 'it loaded that file as it started');
-  await c.stop(['haproxy-1']);
+  await now.stop(['haproxy-1']);
+  now.state().members.push(vigilRecord(now.dir, 'vigil-3', await port(), await port()));
+  await standIn('vigil-3', Number(new URL(now.member('vigil-3').addresses.http).port));
+  assert.deepEqual(await now.updateBalancers(), ['haproxy-1']);
+  assert.match(readFileSync(lbNow().files.config, 'utf8'), /server vigil-3 /);
+  assert.deepEqual(await now.updateBalancers(), [], 'a stopped balancer with the file written is in line');
+  await now.start(['haproxy-1'], { readyTimeoutMs: 30000 });
+  assert.deepEqual(await servedBy(lbNow()), ['vigil-1', 'vigil-2', 'vigil-3']);
+  assert.deepEqual(await now.updateBalancers(), [], 'it loaded that file as it started');
+  await now.stop(['haproxy-1']);
 });
 
 test("in a two-site cluster only the named site's balancer is reloaded", { timeout: 120000 }, async () => {

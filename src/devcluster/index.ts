@@ -463,7 +463,7 @@ export function openDevCluster(dir: string): DevCluster {
         throw new DevClusterError(
           err.code,
           `${names.join(', ')} joined and are recorded, but the balancer does not send to them yet ` +
-            `(retry with \`vigil dev-cluster reload-balancer\`): ${err.message}`,
+            `(retry with \`vigil dev-cluster reload-balancer${site === undefined ? '' : ` --site ${site}`}\`): ${err.message}`,
           { cause: err, details: { added: names } },
         );
       }
