@@ -538,18 +538,33 @@ function fileSize(path: string): number {
   }
 }
 
-/** At most `maxBytes` of a file from `offset` (what a process logged since then). */
-function readFrom(path: string, offset: number, maxBytes = 65536): string {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, 'r');
-    const buf = Buffer.alloc(maxBytes);
-    return buf.subarray(0, readSync(fd, buf, 0, maxBytes, offset)).toString('utf8');
-  } catch {
-    return '';
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
+/**
+ * Reads what a process logs after `offset`, a bounded chunk per call, line by line: the lines that match
+ * `keep` are kept (bounded too), whatever the log's volume meanwhile (a balancer logs failed requests).
+ */
+function logFollower(path: string, offset: number, keep: RegExp) {
+  let at = offset;
+  let partial = '';
+  const kept: string[] = [];
+  const buf = Buffer.alloc(1 << 18);
+  return {
+    kept,
+    poll(): void {
+      let fd: number | undefined;
+      try {
+        fd = openSync(path, 'r');
+        const n = readSync(fd, buf, 0, buf.length, at);
+        at += n;
+        const lines = (partial + buf.subarray(0, n).toString('utf8')).split('\n');
+        partial = (lines.pop() ?? '').slice(-4096);
+        for (const l of lines) if (keep.test(l) && kept.length < 100) kept.push(l);
+      } catch {
+        // not written yet: asked again
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    },
+  };
 }
 
 /**
@@ -564,7 +579,7 @@ async function waitReloaded(lb: MemberRecord, servers: string[], timeoutMs: numb
   const want = [...servers].sort().join(',');
   const deadline = Date.now() + timeoutMs;
   let seen = '';
-  let logged = '';
+  const log = logFollower(lb.log, logFrom, /\[ALERT\]|Loading (failure!|success\.)/);
   for (;;) {
     if (!isRunning(refOf(lb))) {
       throw new DevClusterError(
@@ -572,9 +587,10 @@ async function waitReloaded(lb: MemberRecord, servers: string[], timeoutMs: numb
         `${lb.name} exited while reloading; log ${lb.log}:\n${logTail(lb)}`,
       );
     }
-    logged = readFrom(lb.log, logFrom);
-    if (logged.includes('Loading failure!')) {
-      const alerts = logged.split('\n').filter((l) => /\[ALERT\]|Loading failure/.test(l));
+    log.poll();
+    const loaded = log.kept.some((l) => l.includes('Loading success.'));
+    if (log.kept.some((l) => l.includes('Loading failure!'))) {
+      const alerts = log.kept.filter((l) => !l.includes('Loading success.'));
       throw new DevClusterError(
         'lb_reload_failed',
         `${lb.name} refused to reload (its old worker still serves the previous configuration): ${alerts.join(' ')}; log ${lb.log}`,
@@ -582,14 +598,14 @@ async function waitReloaded(lb: MemberRecord, servers: string[], timeoutMs: numb
     }
     try {
       seen = [...(await balancerServerStates(lb.addresses.stats)).keys()].sort().join(',');
-      if (seen === want && logged.includes('Loading success.')) return;
+      if (seen === want && loaded) return;
     } catch {
       // between the old worker's listeners and the new one's: asked again
     }
     if (Date.now() > deadline) {
       throw new DevClusterError(
         'lb_reload_failed',
-        `${lb.name} did not serve its new configuration within ${Math.round(timeoutMs / 1000)} s (servers ${seen || 'unknown'}, not ${want}; reload ${logged.includes('Loading success.') ? 'logged' : 'not logged'}); log ${lb.log}:\n${logTail(lb)}`,
+        `${lb.name} did not serve its new configuration within ${Math.round(timeoutMs / 1000)} s (servers ${seen || 'unknown'}, not ${want}; reload ${loaded ? 'logged' : 'not logged'}); log ${lb.log}:\n${logTail(lb)}`,
       );
     }
     await sleep(200);
