@@ -1,14 +1,23 @@
 /**
  * `vigil dev-cluster add --site b` on a real two-site dev cluster (`up --sites 2 --nodes 1 --lb`: per site
  * one nats-server, one etcd member, one Vigil node and HAProxy): the node added joins site b's cluster and
- * none of a's, takes b's site role, and only b's balancer is reloaded (same master) to send to it.
+ * none of a's, takes b's site role, and only b's balancer is reloaded (same master) to send to it. Then an
+ * add whose reload fails keeps its node and records the failure, and the retry reloads.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { balancerServerStates, type DevCluster, upDevCluster } from '../../src/devcluster/index.ts';
+import { createServer } from 'node:net';
+import {
+  balancerServerStates,
+  type DevCluster,
+  DevClusterError,
+  openDevCluster,
+  upDevCluster,
+} from '../../src/devcluster/index.ts';
+import { portAllocator } from '../../src/devcluster/plan.ts';
 import { ensureHaproxy } from '../harness/haproxy.ts';
 import { waitFor } from '../harness/wait.ts';
 
@@ -32,7 +41,7 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-test("add --site b: the node joins b's cluster only, with b's role, and only b's balancer is reloaded", {
+test("add --site b: the node joins b's cluster only, with b's role, and only b's balancer is reloaded; a failed reload is retried", {
   timeout: 900000,
 }, async () => {
   ensureHaproxy();
@@ -104,4 +113,41 @@ test("add --site b: the node joins b's cluster only, with b's role, and only b's
     const body = res.status === 200 ? ((await res.json()) as { node_id: string }) : await res.arrayBuffer();
     return 'node_id' in body && body.node_id === 'vigil-2' ? true : undefined;
   });
+
+  // A reload that fails after the nodes started (b's balancer moved to a listener another process holds,
+  // which `haproxy -c` does not try to bind): the node stays running and recorded, the failure is recorded
+  // on the balancer, and a retry once the port is free reloads it (the file was already written).
+  const holder = createServer();
+  const blocked = await portAllocator()();
+  await new Promise<void>((r) => holder.listen(blocked, '127.0.0.1', r));
+  lb('b').balancer!.bind.syslog_tcp = `127.0.0.1:${blocked}`;
+  await assert.rejects(
+    c.add(1, { site: 'b', readyTimeoutMs }),
+    (err: unknown) =>
+      err instanceof DevClusterError &&
+      err.code === 'lb_reload_failed' &&
+      /b-vigil-3 joined and are recorded.*reload-balancer --site b.*refused to reload/.test(err.message),
+  );
+  const recorded = openDevCluster(dir);
+  assert.equal(recorded.status().find((m) => m.name === 'b-vigil-3')?.state, 'running');
+  assert.equal(recorded.status().find((m) => m.name === 'b-haproxy-1')?.balancer_error?.code, 'lb_reload_failed');
+  assert.deepEqual([...(await balancerServerStates(lb('b').addresses.stats)).keys()].sort(), [
+    'b-vigil-1',
+    'b-vigil-2',
+  ]);
+  await new Promise((r) => holder.close(r));
+  assert.deepEqual(await c.updateBalancers({ site: 'b' }), ['b-haproxy-1']);
+  assert.equal(lb('b').pid, masters.b);
+  assert.deepEqual([...(await balancerServerStates(lb('b').addresses.stats)).keys()].sort(), [
+    'b-vigil-1',
+    'b-vigil-2',
+    'b-vigil-3',
+  ]);
+  assert.equal(
+    openDevCluster(dir)
+      .status()
+      .find((m) => m.name === 'b-haproxy-1')?.balancer_error,
+    undefined,
+  );
+  assert.doesNotMatch(readFileSync(lb('a').log, 'utf8').slice(aLog), /Reloading/, "a's balancer was never reloaded");
 });
