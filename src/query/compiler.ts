@@ -78,12 +78,13 @@ export function compileAst(ast: QueryAst, opts: CompileOptions): CompiledQuery {
  * How a query is compiled for a search spread over shards (see distribute.ts): `source` is where events
  * come from (the events table, or the shards' gathered event rows bound as SHARD_ROWS_PARAM); `aggregate`
  * says whether `stats`/`timechart` give final values, partial states (a shard's part, as base64 text), or
- * merge gathered states. `shard` restricts the events table to one shard of `count`.
+ * merge gathered states. `shard` restricts the events table to one shard of `count`, unless `sole` says the
+ * table holds rows of that shard only (ShardReplicas.holdsOnly), when the restriction would select every row.
  */
 export interface CompileMode {
   source: 'table' | 'gathered';
   aggregate: 'final' | 'state' | 'merge';
-  shard?: { index: number; count: number };
+  shard?: { index: number; count: number; sole?: boolean };
 }
 
 /** The parameter that carries the shards' gathered rows (JSONEachRow text) to a merging query. */
@@ -262,7 +263,7 @@ class Compiler {
       }
       // The shard of an event is murmurHash3_32(id) % count (src/cluster/shards): a node holding several
       // shards answers for the one asked only.
-      if (shard.count > 1)
+      if (shard.count > 1 && shard.sole !== true)
         events.where.push(
           `murmurHash3_32(id) % ${this.param(shard.count, 'UInt32')} = ${this.param(shard.index, 'UInt32')}`,
         );

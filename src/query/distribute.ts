@@ -22,8 +22,11 @@ import {
  *   runs the whole query again over the gathered rows (filters hold alike, so re-running them is harmless).
  */
 export interface DistributedPlan {
-  /** What each shard runs (the shard's index and count bound in by `shardQuery`). */
-  shard: (index: number, count: number) => ShardQuery;
+  /**
+   * What each shard runs; `sole`: the replica's table holds rows of this shard only, so no shard filter
+   * (see CompileMode.shard).
+   */
+  shard: (index: number, count: number, sole?: boolean) => ShardQuery;
   /** What the coordinator runs over the gathered rows. */
   merge: CompiledQuery;
   /**
@@ -52,8 +55,8 @@ export function planDistributed(ast: QueryAst, opts: CompileOptions): Distribute
   if (aggregateAt >= 0 && (headAt < 0 || headAt > aggregateAt)) {
     const merge = compileAstFor(ast, opts, { source: 'table', aggregate: 'merge' });
     return {
-      shard: (index, count) =>
-        strip(compileAstFor(ast, opts, { source: 'table', aggregate: 'state', shard: { index, count } })),
+      shard: (index, count, sole) =>
+        strip(compileAstFor(ast, opts, { source: 'table', aggregate: 'state', shard: { index, count, sole } })),
       merge,
       total: 'none',
       maxShardRows: MAX_SHARD_GROUPS,
@@ -71,9 +74,9 @@ export function planDistributed(ast: QueryAst, opts: CompileOptions): Distribute
   const countsHead = headAt >= 0 && ast.pipes.slice(headAt + 1).some((p) => p.type === 'where' || p.type === 'sort');
   const total = merge.kind === 'table' ? 'none' : countsHead ? 'merge' : 'shards';
   return {
-    shard: (index, count) =>
+    shard: (index, count, sole) =>
       strip(
-        compileAstFor(shardAst, shardOpts, { source: 'table', aggregate: 'final', shard: { index, count } }),
+        compileAstFor(shardAst, shardOpts, { source: 'table', aggregate: 'final', shard: { index, count, sole } }),
         total === 'shards',
       ),
     merge,

@@ -38,14 +38,18 @@ export function planSearch(q: string, opts: ShardSearchOptions): DistributedPlan
   return planDistributed(parseQuery(q), opts);
 }
 
-/** Runs one shard's part of a planned search on this node's store (the shard side of a fan-out). */
+/**
+ * Runs one shard's part of a planned search on this node's store (the shard side of a fan-out); `sole`:
+ * the store holds rows of this shard only (no shard filter).
+ */
 export async function runShard(
   scope: SearchScope,
   plan: DistributedPlan,
   shard: number,
   shards: number,
+  sole = false,
 ): Promise<ShardResult> {
-  const part = plan.shard(shard, shards);
+  const part = plan.shard(shard, shards, sole);
   const [rows, counted] = await Promise.all([
     scope.query<Record<string, unknown>>(part.sql, part.params),
     part.countSql === undefined ? undefined : scope.query<Record<string, unknown>>(part.countSql, part.params),
