@@ -6,13 +6,13 @@ import {
   DEFAULT_MAX_LIMIT,
   MAX_SHARD_GROUPS,
   SENTINEL_COLUMN,
-  SHARD_ROWS_PARAM,
 } from './compiler.ts';
 
 /**
  * A search planned over shards, as ClickHouse's Distributed engine plans one: each shard runs `shard` on its
  * own events, the coordinating node gathers the rows and runs `merge` over them in its own engine (the rows
- * bound as SHARD_ROWS_PARAM, see gatheredRows), and the merge's answer is the single node's answer.
+ * in a file whose path is bound as SHARD_ROWS_PARAM, see gatheredRows), and the merge's answer is the
+ * single node's answer.
  *
  * - `stats`/`timechart` (no `head` before them): shards return one row per group with the aggregates as
  *   partial states (`countState`, `uniqExactArrayState`, `avgArrayState`, ...; base64 text), the merge groups
@@ -93,17 +93,12 @@ function strip(compiled: CompiledQuery, withCount = false): ShardQuery {
 }
 
 /**
- * The gathered rows of every shard as the text bound to SHARD_ROWS_PARAM: JSONEachRow, ending with the
- * sentinel row (the engine reads no empty text), which the merging query leaves out.
+ * The gathered rows of every shard as the text of the file the merge reads (SHARD_ROWS_PARAM): JSONEachRow,
+ * ending with the sentinel row, which the merging query leaves out.
  */
 export function gatheredRows(shards: readonly (readonly Record<string, unknown>[])[]): string {
   const lines: string[] = [];
   for (const rows of shards) for (const row of rows) lines.push(JSON.stringify(row));
   lines.push(JSON.stringify({ [SENTINEL_COLUMN]: 1 }));
   return lines.join('\n');
-}
-
-/** The merge's parameters with the gathered rows bound. */
-export function mergeParams(plan: DistributedPlan, rowsText: string): Record<string, string | number | string[]> {
-  return { ...plan.merge.params, [SHARD_ROWS_PARAM]: rowsText };
 }
