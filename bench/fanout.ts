@@ -15,7 +15,7 @@ import { Session } from 'chdb';
 import { runSearch } from '../src/api/routes/search.ts';
 import { mergeShards, planSearch, runShard } from '../src/search/merge.ts';
 import { EVENTS_TABLE, eventsTableDdl } from '../src/store/schema.ts';
-import type { SearchScope } from '../src/store/index.ts';
+import { type SearchScope, sessionSearchScope } from '../src/store/index.ts';
 import { type Benchmark, intOption, progress, round, summarize } from './common.ts';
 
 const QUERIES = [
@@ -48,12 +48,7 @@ export const fanoutBenchmark: Benchmark = {
          FROM numbers(${rows})`,
       );
       await session.queryAsync(`OPTIMIZE TABLE ${EVENTS_TABLE} FINAL`);
-      const scope: SearchScope = {
-        async query<T>(sql: string, params: Record<string, unknown>): Promise<T[]> {
-          const text = (await session.queryBindAsync(sql, params, { format: 'JSONEachRow' })).text().trim();
-          return text === '' ? [] : (text.split('\n').map((l) => JSON.parse(l)) as T[]);
-        },
-      };
+      const scope: SearchScope = sessionSearchScope(session, dir);
       const range = { from: t0, to: t0 + 86400000 * 7, limit: 100, tenants: ['default'], now: t0 };
       const results: Record<string, unknown> = {};
       for (const q of QUERIES) {

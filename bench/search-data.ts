@@ -11,8 +11,15 @@
  *   its times shifted by a golden-ratio step around the window (distinct offsets, spread evenly) and ids
  *   `id#k` (copy 0 keeps the Mordor ids). The inserts go in time order, `chunk_hours` of target time each
  *   (each reads only its range of every copy from the sorted base), as continuous ingest writes events, so
- *   the parts cover disjoint time ranges as they would under ingest; merges run as they please meanwhile,
- *   and the folder is left as the last insert leaves it (no OPTIMIZE, no waiting for merges).
+ *   the parts cover disjoint time ranges as they would under ingest; merges run as they please meanwhile.
+ * - the end state (`endAsIngest`): the folder is left as continuous ingest leaves a table, by the rule the
+ *   table's force merge follows (FORCE_MERGE_AGE_S, `min_age_to_force_merge_seconds`): a partition whose
+ *   writes stopped at least that long ago is one part. Time here is the writes' own (an insert is made when
+ *   the window's clock reaches the end of its chunk), so at the end every day but the newest is merged into
+ *   one part, and the newest is left as its inserts and the engine's own merges left it (no waiting for
+ *   merges, no settling pause). The same rule for the single node's folder and every shard's: the builds
+ *   take from 2 to 50 minutes of wall time, and the force merge of a partition once acted or not by
+ *   accident of that time (a 3,000 s build had its first days merged, a 2-minute shard build none).
  * - a shard build (`shard` given) keeps only the rows of shard k of S (murmurHash3_32 of the new id, as
  *   `shardOf` routes an event), so the S shard folders together hold exactly the single-node set.
  *
@@ -37,7 +44,7 @@ import { Session } from 'chdb';
 import type { NormalizedEvent } from '../src/lib/event.ts';
 import { createNormalizer, splitJson } from '../src/parse/index.ts';
 import { eventsToRowBinary, ROW_BINARY_STRUCTURE } from '../src/store/row-binary.ts';
-import { DATABASE, EVENTS_TABLE, eventsTableDdl, SCHEMA_VERSION } from '../src/store/schema.ts';
+import { DATABASE, EVENTS_TABLE, eventsTableDdl, FORCE_MERGE_AGE_S, SCHEMA_VERSION } from '../src/store/schema.ts';
 import { BENCH_DIR, progress, round } from './common.ts';
 import { mordorLines } from './mordor.ts';
 
@@ -101,7 +108,30 @@ export interface BuildState {
   merges_running_at_end: number;
   table_bytes_on_disk_mb: number;
   table_uncompressed_mb: number;
+  /** How the build ended (see endAsIngest); absent in a build made before the rule, which is then ended so. */
+  end_state?: EndState;
 }
+
+/** The end state of a build, as `endAsIngest` left it. */
+export interface EndState {
+  /** END_STATE_VERSION: a cached build of another version is ended again. */
+  version: number;
+  rule: string;
+  /** The clock of the rule: the end of the newest insert's chunk (the window's end). */
+  clock: string;
+  /** Partitions merged into one part by the rule now, and those that already were one part. */
+  force_merged_partitions: number;
+  single_part_partitions: number;
+  force_merge_s: number;
+  force_merge_cpu_s: number;
+  /** Active parts before the rule acted (the build's inserts and the engine's own merges). */
+  active_parts_before: number;
+  ended_at: string;
+}
+
+/** The version of the end state's rule (see endAsIngest). */
+export const END_STATE_VERSION = 1;
+const END_STATE_RULE = `every partition whose last write is at least ${FORCE_MERGE_AGE_S} s (min_age_to_force_merge_seconds) before the newest write, as the writes' time counts, merged into one part, as the table's force merge does under continuous ingest; the newest partition as its inserts and the engine's own merges left it`;
 
 /** What to build. */
 export interface BuildOptions {
@@ -255,10 +285,11 @@ function cpuSeconds(since: NodeJS.CpuUsage): number {
 /** Builds the folder (the child process's work): base into the engine, then the copies in time order. */
 async function build(opts: BuildOptions): Promise<BuildState> {
   const cached = opts.rebuild ? { why: 'a rebuild was asked' } : cachedBuild(opts.dir, opts.target);
-  if (cached.state) {
+  if (cached.state?.end_state?.version === END_STATE_VERSION) {
     progress(`using the data set cached in ${opts.dir} (${cached.state.rows} rows)`);
     return cached.state;
   }
+  if (cached.state) return endCachedBuild(opts.dir, cached.state);
   progress(`building ${opts.dir}: ${cached.why}`);
   const cpu0 = process.cpuUsage();
   const started = performance.now();
@@ -321,20 +352,10 @@ ${selects.join('\nUNION ALL\n')}`,
     }
     const copyS = (performance.now() - copyStarted) / 1000;
     const copyCpuS = cpuSeconds(copyCpu);
+    const endState = await endAsIngest(session, { from: windowFrom, to: windowTo, chunkHours });
     const buildS = (performance.now() - started) / 1000;
     // Measured before anything else touches the table: the state searches will find.
-    const [parts, partitions, bytes, uncompressed] = (
-      await session.queryAsync(
-        `SELECT count(), uniqExact(partition), sum(bytes_on_disk), sum(data_uncompressed_bytes) FROM system.parts
-WHERE database = '${DATABASE}' AND table = 'events' AND active`,
-        { format: 'CSV' },
-      )
-    )
-      .text()
-      .trim()
-      .split(',')
-      .map(Number);
-    const merges = await scalar(`SELECT count() FROM system.merges WHERE database = '${DATABASE}'`);
+    const table = await tableState(session);
     await session.queryAsync(`DROP DATABASE ${BASE_DB} SYNC`);
     // Counted as searches see them: copy 0 holds the few Mordor events that share an id, which FINAL collapses.
     const rows = await scalar(`SELECT count() FROM ${EVENTS_TABLE} FINAL`);
@@ -366,15 +387,147 @@ WHERE database = '${DATABASE}' AND table = 'events' AND active`,
       read_base_cpu_s: round(readBaseCpu, 1),
       copy_cpu_s: round(copyCpuS, 1),
       inserts,
-      active_parts: parts,
-      partitions,
-      merges_running_at_end: merges,
-      table_bytes_on_disk_mb: Math.round(bytes / 2 ** 20),
-      table_uncompressed_mb: Math.round(uncompressed / 2 ** 20),
+      ...table,
+      end_state: endState,
     };
     writeFileSync(join(opts.dir, 'build.json'), `${JSON.stringify(state, null, 2)}\n`);
     progress(
-      `built ${rows} rows in ${state.build_s} s (${state.build_cpu_s} CPU-s): ${parts} active parts in ${partitions} partitions, ${merges} merges running`,
+      `built ${rows} rows in ${state.build_s} s (${state.build_cpu_s} CPU-s): ${table.active_parts} active parts in ${table.partitions} partitions, ${table.merges_running_at_end} merges running`,
+    );
+    return state;
+  } finally {
+    session.close();
+  }
+}
+
+/** The table's parts as searches will find them (BuildState's fields of the same names). */
+async function tableState(
+  session: Session,
+): Promise<
+  Pick<
+    BuildState,
+    'active_parts' | 'partitions' | 'merges_running_at_end' | 'table_bytes_on_disk_mb' | 'table_uncompressed_mb'
+  >
+> {
+  const [parts, partitions, bytes, uncompressed] = (
+    await session.queryAsync(
+      `SELECT count(), uniqExact(partition), sum(bytes_on_disk), sum(data_uncompressed_bytes) FROM system.parts
+WHERE database = '${DATABASE}' AND table = 'events' AND active`,
+      { format: 'CSV' },
+    )
+  )
+    .text()
+    .trim()
+    .split(',')
+    .map(Number);
+  const merges = Number(
+    (await session.queryAsync(`SELECT count() FROM system.merges WHERE database = '${DATABASE}'`, { format: 'CSV' }))
+      .text()
+      .trim(),
+  );
+  return {
+    active_parts: parts,
+    partitions,
+    merges_running_at_end: merges,
+    table_bytes_on_disk_mb: Math.round(bytes / 2 ** 20),
+    table_uncompressed_mb: Math.round(uncompressed / 2 ** 20),
+  };
+}
+
+/** Active parts per partition id of the events table. */
+async function partsByPartition(session: Session): Promise<Map<string, number>> {
+  const text = (
+    await session.queryAsync(
+      `SELECT partition_id, count() FROM system.parts WHERE database = '${DATABASE}' AND table = 'events' AND active
+GROUP BY partition_id`,
+      { format: 'CSV' },
+    )
+  ).text();
+  const out = new Map<string, number>();
+  for (const line of text.trim().split('\n')) {
+    if (line === '') continue;
+    const [id, n] = line.split(',');
+    out.set(id.replace(/"/g, ''), Number(n));
+  }
+  return out;
+}
+
+/** Attempts at merging a due partition into one part (a merge of the engine's own may hold some of its parts). */
+const FORCE_MERGE_ATTEMPTS = 5;
+
+/**
+ * Leaves the table as continuous ingest leaves it (see the module's comment): every day partition whose
+ * last write, on the writes' own clock, is at least FORCE_MERGE_AGE_S before the newest write is merged into
+ * one part, as the table's force merge would have merged it by then; the newest partition is left as it is.
+ * A day's last write is the end of the last `chunkHours` chunk that holds any of it (an insert is made when
+ * the clock reaches its chunk's end), and the newest write is the end of the window.
+ */
+async function endAsIngest(
+  session: Session,
+  window: { from: number; to: number; chunkHours: number },
+): Promise<EndState> {
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  const chunkMs = window.chunkHours * HOUR_MS;
+  const clock = window.to;
+  const due: string[] = [];
+  for (let day = window.from; day < window.to; day += DAY_MS) {
+    const lastWrite = Math.min(window.to, window.from + Math.ceil((day + DAY_MS - window.from) / chunkMs) * chunkMs);
+    if (lastWrite + FORCE_MERGE_AGE_S * 1000 <= clock)
+      due.push(new Date(day).toISOString().slice(0, 10).replace(/-/g, ''));
+  }
+  const before = await partsByPartition(session);
+  const activeBefore = [...before.values()].reduce((a, b) => a + b, 0);
+  let merged = 0;
+  let single = 0;
+  for (const id of due) {
+    if ((before.get(id) ?? 0) <= 1) {
+      single++;
+      continue;
+    }
+    for (let attempt = 1; ; attempt++) {
+      // Partition ids are the build's own digits (YYYYMMDD), never outside text.
+      await session.queryAsync(`OPTIMIZE TABLE ${EVENTS_TABLE} PARTITION ID '${id}' FINAL`);
+      const parts = (await partsByPartition(session)).get(id) ?? 0;
+      if (parts <= 1) break;
+      if (attempt >= FORCE_MERGE_ATTEMPTS) {
+        throw new Error(`partition ${id} still has ${parts} parts after ${attempt} force merges`);
+      }
+      await new Promise((res) => setTimeout(res, 1000 * attempt));
+    }
+    merged++;
+    if (merged % 5 === 0) progress(`  ${merged} partitions merged as the force merge would have`);
+  }
+  return {
+    version: END_STATE_VERSION,
+    rule: END_STATE_RULE,
+    clock: new Date(clock).toISOString(),
+    force_merged_partitions: merged,
+    single_part_partitions: single,
+    force_merge_s: round((performance.now() - started) / 1000, 1),
+    force_merge_cpu_s: round(cpuSeconds(cpu), 1),
+    active_parts_before: activeBefore,
+    ended_at: new Date().toISOString(),
+  };
+}
+
+/**
+ * A cached build made before the end-state rule (or by another version of it): ended by the rule in place,
+ * its build.json updated (the build's own figures kept).
+ */
+async function endCachedBuild(dir: string, cached: BuildState): Promise<BuildState> {
+  progress(`ending the build cached in ${dir} as continuous ingest leaves it (${END_STATE_RULE})`);
+  const session = new Session(join(dir, 'events'));
+  try {
+    const endState = await endAsIngest(session, {
+      from: Date.parse(cached.window_from),
+      to: Date.parse(cached.window_to),
+      chunkHours: cached.chunk_hours,
+    });
+    const state: BuildState = { ...cached, ...(await tableState(session)), end_state: endState };
+    writeFileSync(join(dir, 'build.json'), `${JSON.stringify(state, null, 2)}\n`);
+    progress(
+      `ended: ${endState.force_merged_partitions} partitions merged in ${endState.force_merge_s} s, ${endState.active_parts_before} -> ${state.active_parts} active parts`,
     );
     return state;
   } finally {

@@ -4,11 +4,13 @@
  *
  * The data set (search-data.ts) is built once and cached under `.bench/search-data/` with the events schema
  * version: Mordor events normalized once, multiplied in the engine with INSERT ... SELECT in time order,
- * left as the last insert leaves it. The build time is printed (this run's, and the cached build's own).
- * Each run measures fresh copies of the cached folders, so that every run finds the table as continuous
- * ingest leaves it (parts not merged to their end; the engine merges on while the searches run, and no
- * settling pause is taken): one node started on a copy of the whole set; the dev cluster's nodes on copies
- * of their shards' folders (search-cluster.ts explains how they start pre-filled).
+ * and left as continuous ingest leaves a table (search-data.ts, `endAsIngest`): every day whose writes
+ * stopped half an hour before the newest write merged into one part, as the table's force merge does, the
+ * newest day as its inserts and the engine's own merges left it; the same rule for the single node and each
+ * shard. The build time is printed (this run's, and the cached build's own). Each run measures fresh copies
+ * of the cached folders, so that every run finds the table in that state (the engine merges on while the
+ * searches run, and no settling pause is taken): one node started on a copy of the whole set; the dev
+ * cluster's nodes on copies of their shards' folders (search-cluster.ts explains how they start pre-filled).
  *
  * Searches alternate, query by query: one on the single node, one on the cluster (the order swapped every
  * round), so that the shared machine's load falls on both alike; p50 and p99 over the rounds. Every sharded
@@ -258,8 +260,7 @@ export const searchBenchmark: Benchmark = {
       met.rows_stored = single.state.rows >= params.rows;
 
       Object.assign(results, {
-        conditions:
-          'fresh copies of the cached build, searched as soon as the nodes answered (no settling pause, no OPTIMIZE); searches alternated single / sharded, order swapped every round',
+        conditions: `fresh copies of the cached build, each ended as continuous ingest leaves the table (${single.state.end_state?.rule ?? 'no end-state rule'}; the same rule for the single node and every shard), searched as soon as the nodes answered (no settling pause, no OPTIMIZE while searching); searches alternated single / sharded, order swapped every round`,
         rows: { single: single.state.rows, counted: counted },
         build: {
           single: { ...single.state, this_run_s: single.this_run_s },

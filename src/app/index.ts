@@ -381,7 +381,9 @@ const MODULES: ModuleDef<Base, Modules>[] = [
             store,
             replica: () => ({ node: cluster.nodeId, lag_messages: lag() }),
             maxLimit: 10000,
-            ...(materializer && 'serves' in materializer ? { serves: materializer.serves } : {}),
+            ...(materializer && 'serves' in materializer
+              ? { serves: materializer.serves, holdsOnly: materializer.holdsOnly }
+              : {}),
           }),
         );
       }

@@ -78,23 +78,28 @@ export function compileAst(ast: QueryAst, opts: CompileOptions): CompiledQuery {
  * How a query is compiled for a search spread over shards (see distribute.ts): `source` is where events
  * come from (the events table, or the shards' gathered event rows bound as SHARD_ROWS_PARAM); `aggregate`
  * says whether `stats`/`timechart` give final values, partial states (a shard's part, as base64 text), or
- * merge gathered states. `shard` restricts the events table to one shard of `count`.
+ * merge gathered states. `shard` restricts the events table to one shard of `count`, unless `sole` says the
+ * table holds rows of that shard only (ShardReplicas.holdsOnly), when the restriction would select every row.
  */
 export interface CompileMode {
   source: 'table' | 'gathered';
   aggregate: 'final' | 'state' | 'merge';
-  shard?: { index: number; count: number };
+  shard?: { index: number; count: number; sole?: boolean };
 }
 
-/** The parameter that carries the shards' gathered rows (JSONEachRow text) to a merging query. */
+/**
+ * The parameter that carries, to a merging query, the path of a file of the shards' gathered rows
+ * (JSONEachRow): see SearchScope.queryOverRows for why a file and not the text itself.
+ */
 export const SHARD_ROWS_PARAM = 'shard_rows';
 
 /** Most groups one shard may return for a partial aggregate; past it the search fails, never answers less. */
 export const MAX_SHARD_GROUPS = 100_000;
 
 /**
- * A column every gathered row lacks (so 0) and one extra row carries (1): the engine cannot read an empty
- * JSONEachRow text, so the gathered rows always end with this row, which the merging query leaves out.
+ * A column every gathered row lacks (so 0) and one extra row carries (1): the gathered rows are never empty
+ * (the engine could not read an empty JSONEachRow text when they were bound as one), so they always end
+ * with this row, which the merging query leaves out.
  */
 export const SENTINEL_COLUMN = '$sentinel';
 
@@ -135,7 +140,7 @@ const EVENT_COLUMN_TYPES: Record<(typeof EVENT_COLUMNS)[number], string> = {
 function gathered(structure: string[], columns: string): string {
   const all = [...structure, `\`${SENTINEL_COLUMN}\` UInt8`].join(', ');
   return (
-    `(SELECT ${columns} FROM format(JSONEachRow, ${literal(all)}, {${SHARD_ROWS_PARAM}:String}) ` +
+    `(SELECT ${columns} FROM file({${SHARD_ROWS_PARAM}:String}, JSONEachRow, ${literal(all)}) ` +
     `WHERE \`${SENTINEL_COLUMN}\` = 0)`
   );
 }
@@ -262,7 +267,7 @@ class Compiler {
       }
       // The shard of an event is murmurHash3_32(id) % count (src/cluster/shards): a node holding several
       // shards answers for the one asked only.
-      if (shard.count > 1)
+      if (shard.count > 1 && shard.sole !== true)
         events.where.push(
           `murmurHash3_32(id) % ${this.param(shard.count, 'UInt32')} = ${this.param(shard.index, 'UInt32')}`,
         );

@@ -6,13 +6,13 @@ import {
   DEFAULT_MAX_LIMIT,
   MAX_SHARD_GROUPS,
   SENTINEL_COLUMN,
-  SHARD_ROWS_PARAM,
 } from './compiler.ts';
 
 /**
  * A search planned over shards, as ClickHouse's Distributed engine plans one: each shard runs `shard` on its
  * own events, the coordinating node gathers the rows and runs `merge` over them in its own engine (the rows
- * bound as SHARD_ROWS_PARAM, see gatheredRows), and the merge's answer is the single node's answer.
+ * in a file whose path is bound as SHARD_ROWS_PARAM, see gatheredRows), and the merge's answer is the
+ * single node's answer.
  *
  * - `stats`/`timechart` (no `head` before them): shards return one row per group with the aggregates as
  *   partial states (`countState`, `uniqExactArrayState`, `avgArrayState`, ...; base64 text), the merge groups
@@ -22,8 +22,11 @@ import {
  *   runs the whole query again over the gathered rows (filters hold alike, so re-running them is harmless).
  */
 export interface DistributedPlan {
-  /** What each shard runs (the shard's index and count bound in by `shardQuery`). */
-  shard: (index: number, count: number) => ShardQuery;
+  /**
+   * What each shard runs; `sole`: the replica's table holds rows of this shard only, so no shard filter
+   * (see CompileMode.shard).
+   */
+  shard: (index: number, count: number, sole?: boolean) => ShardQuery;
   /** What the coordinator runs over the gathered rows. */
   merge: CompiledQuery;
   /**
@@ -52,8 +55,8 @@ export function planDistributed(ast: QueryAst, opts: CompileOptions): Distribute
   if (aggregateAt >= 0 && (headAt < 0 || headAt > aggregateAt)) {
     const merge = compileAstFor(ast, opts, { source: 'table', aggregate: 'merge' });
     return {
-      shard: (index, count) =>
-        strip(compileAstFor(ast, opts, { source: 'table', aggregate: 'state', shard: { index, count } })),
+      shard: (index, count, sole) =>
+        strip(compileAstFor(ast, opts, { source: 'table', aggregate: 'state', shard: { index, count, sole } })),
       merge,
       total: 'none',
       maxShardRows: MAX_SHARD_GROUPS,
@@ -71,9 +74,9 @@ export function planDistributed(ast: QueryAst, opts: CompileOptions): Distribute
   const countsHead = headAt >= 0 && ast.pipes.slice(headAt + 1).some((p) => p.type === 'where' || p.type === 'sort');
   const total = merge.kind === 'table' ? 'none' : countsHead ? 'merge' : 'shards';
   return {
-    shard: (index, count) =>
+    shard: (index, count, sole) =>
       strip(
-        compileAstFor(shardAst, shardOpts, { source: 'table', aggregate: 'final', shard: { index, count } }),
+        compileAstFor(shardAst, shardOpts, { source: 'table', aggregate: 'final', shard: { index, count, sole } }),
         total === 'shards',
       ),
     merge,
@@ -90,17 +93,12 @@ function strip(compiled: CompiledQuery, withCount = false): ShardQuery {
 }
 
 /**
- * The gathered rows of every shard as the text bound to SHARD_ROWS_PARAM: JSONEachRow, ending with the
- * sentinel row (the engine reads no empty text), which the merging query leaves out.
+ * The gathered rows of every shard as the text of the file the merge reads (SHARD_ROWS_PARAM): JSONEachRow,
+ * ending with the sentinel row, which the merging query leaves out.
  */
 export function gatheredRows(shards: readonly (readonly Record<string, unknown>[])[]): string {
   const lines: string[] = [];
   for (const rows of shards) for (const row of rows) lines.push(JSON.stringify(row));
   lines.push(JSON.stringify({ [SENTINEL_COLUMN]: 1 }));
   return lines.join('\n');
-}
-
-/** The merge's parameters with the gathered rows bound. */
-export function mergeParams(plan: DistributedPlan, rowsText: string): Record<string, string | number | string[]> {
-  return { ...plan.merge.params, [SHARD_ROWS_PARAM]: rowsText };
 }

@@ -25,6 +25,6 @@ export {
   SHARD_ROWS_PARAM,
 } from './compiler.ts';
 export type { DistributedPlan, ShardQuery } from './distribute.ts';
-export { gatheredRows, mergeParams, planDistributed } from './distribute.ts';
+export { gatheredRows, planDistributed } from './distribute.ts';
 export { QuerySyntaxError } from './errors.ts';
 export { MAX_QUERY_LENGTH, MAX_TERMS, PIPE_COMMANDS, parseQuery } from './parser.ts';

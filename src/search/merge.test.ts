@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { fuzzParams } from '../../test/harness/fuzz.ts';
 import { runSearch } from './local.ts';
 import { EVENTS_TABLE, eventsTableDdl } from '../store/schema.ts';
-import type { SearchScope } from '../store/index.ts';
+import { type SearchScope, sessionSearchScope } from '../store/index.ts';
 import type { SearchAnswer } from './answer.ts';
 import { mergeShards, planSearch, runShard, TooManyGroupsError } from './merge.ts';
 
@@ -77,12 +77,7 @@ before(async () => {
   await session.queryAsync('CREATE DATABASE IF NOT EXISTS vigil');
   await session.queryAsync(eventsTableDdl(3650));
   await session.insert({ table: EVENTS_TABLE, values: Buffer.from(eventsJson()), format: 'JSONEachRow' });
-  scope = {
-    async query<T>(sql: string, params: Record<string, unknown>): Promise<T[]> {
-      const text = (await session.queryBindAsync(sql, params, { format: 'JSONEachRow' })).text().trim();
-      return text === '' ? [] : (text.split('\n').map((l) => JSON.parse(l)) as T[]);
-    },
-  };
+  scope = sessionSearchScope(session, dir);
 });
 
 after(() => {

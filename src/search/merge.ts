@@ -3,9 +3,9 @@ import {
   type CompileOptions,
   type DistributedPlan,
   gatheredRows,
-  mergeParams,
   parseQuery,
   planDistributed,
+  SHARD_ROWS_PARAM,
 } from '../query/index.ts';
 import type { EventRow, SearchScope } from '../store/index.ts';
 import { countOf, eventsAnswer, type SearchAnswer, tableAnswer } from './answer.ts';
@@ -38,14 +38,18 @@ export function planSearch(q: string, opts: ShardSearchOptions): DistributedPlan
   return planDistributed(parseQuery(q), opts);
 }
 
-/** Runs one shard's part of a planned search on this node's store (the shard side of a fan-out). */
+/**
+ * Runs one shard's part of a planned search on this node's store (the shard side of a fan-out); `sole`:
+ * the store holds rows of this shard only (no shard filter).
+ */
 export async function runShard(
   scope: SearchScope,
   plan: DistributedPlan,
   shard: number,
   shards: number,
+  sole = false,
 ): Promise<ShardResult> {
-  const part = plan.shard(shard, shards);
+  const part = plan.shard(shard, shards, sole);
   const [rows, counted] = await Promise.all([
     scope.query<Record<string, unknown>>(part.sql, part.params),
     part.countSql === undefined ? undefined : scope.query<Record<string, unknown>>(part.countSql, part.params),
@@ -65,14 +69,20 @@ export async function mergeShards(
   startedMs: number,
 ): Promise<SearchAnswer> {
   for (const r of results) if (r.rows.length > plan.maxShardRows) throw new TooManyGroupsError(plan.maxShardRows);
-  const params = mergeParams(plan, gatheredRows(results.map((r) => r.rows)));
+  const gathered = { fileParam: SHARD_ROWS_PARAM, text: gatheredRows(results.map((r) => r.rows)) };
   const merge = plan.merge;
   if (merge.kind === 'table') {
-    return tableAnswer(merge, await scope.query<Record<string, unknown>>(merge.sql, params), startedMs);
+    return tableAnswer(
+      merge,
+      await scope.queryOverRows<Record<string, unknown>>(merge.sql, merge.params, gathered),
+      startedMs,
+    );
   }
   const [rows, counted] = await Promise.all([
-    scope.query<EventRow>(merge.sql, params),
-    plan.total === 'merge' ? scope.query<Record<string, unknown>>(merge.countSql, params) : undefined,
+    scope.queryOverRows<EventRow>(merge.sql, merge.params, gathered),
+    plan.total === 'merge'
+      ? scope.queryOverRows<Record<string, unknown>>(merge.countSql, merge.params, gathered)
+      : undefined,
   ]);
   const total = counted !== undefined ? countOf(counted) : results.reduce((n, r) => n + (r.count ?? 0), 0);
   return eventsAnswer(merge, rows, total, startedMs);

@@ -150,6 +150,41 @@ export interface EventStore extends Component {
 export interface SearchScope {
   /** Runs a parameterized read within the search's deadline and returns its JSONEachRow rows. */
   query<T = Record<string, unknown>>(sql: string, params: Record<string, unknown>): Promise<T[]>;
+  /**
+   * The same over rows of its own: `rows.text` is written to a private file of the store, whose path is bound
+   * as the parameter `rows.fileParam` (the SQL reads `file({<fileParam>:String}, ...)`), removed after. Why
+   * a file: chdb binds a string parameter at about 70 ns a byte; the 3.8 MB of 400 Mordor events gathered
+   * from 4 shards took 280 CPU-ms to bind, and the whole merge over them read from a file 32 CPU-ms.
+   */
+  queryOverRows<T = Record<string, unknown>>(
+    sql: string,
+    params: Record<string, unknown>,
+    rows: { fileParam: string; text: string },
+  ): Promise<T[]>;
+}
+
+/**
+ * A SearchScope over a bare engine session, with no admission or deadline: for tests and benchmarks that
+ * run the compiler's SQL on a table of their own. Row files go to `filesDir`.
+ */
+export function sessionSearchScope(session: Session, filesDir: string): SearchScope {
+  let files = 0;
+  const query = async <T>(sql: string, params: Record<string, unknown>): Promise<T[]> => {
+    const text = (await session.queryBindAsync(sql, params, { format: 'JSONEachRow' })).text().trim();
+    return text === '' ? [] : (text.split('\n').map((l) => JSON.parse(l)) as T[]);
+  };
+  return {
+    query,
+    async queryOverRows<T>(sql: string, params: Record<string, unknown>, rows: { fileParam: string; text: string }) {
+      const path = join(filesDir, `rows-${process.pid}-${files++}.json`);
+      await writeFile(path, rows.text, { mode: 0o600 });
+      try {
+        return await query<T>(sql, { ...params, [rows.fileParam]: path });
+      } finally {
+        await rm(path, { force: true });
+      }
+    },
+  };
 }
 
 export { type StoreConfig, storeConfigSchema } from './config.ts';
@@ -414,10 +449,19 @@ export function createEventStore(
         timeouts.inc({ where: 'queue' });
         throw queryTimeoutError(timeoutMs, err);
       });
+      const limits = () => ({ deadline: opts.perQuery ? Date.now() + timeoutMs : deadline, timeoutMs });
       try {
         return await fn({
-          query: (sql, params) =>
-            read(sql, params, { deadline: opts.perQuery ? Date.now() + timeoutMs : deadline, timeoutMs }),
+          query: (sql, params) => read(sql, params, limits()),
+          async queryOverRows(sql, params, rows) {
+            const path = join(insertDir, `${process.pid}-rows-${insertFiles++}.json`);
+            await writeFile(path, rows.text, { mode: 0o600 });
+            try {
+              return await read(sql, { ...params, [rows.fileParam]: path }, limits());
+            } finally {
+              await rm(path, { force: true });
+            }
+          },
         });
       } finally {
         release();

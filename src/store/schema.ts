@@ -119,8 +119,10 @@ export const WIDE_PART_BYTES = 64 * 1024 * 1024;
  * `stats count() by Channel` over 10M events in 213 parts (the engine's own merge choices had left 4 to 8
  * parts a day). Partitions still written to keep their parts until writes stop for half an hour.
  */
-export const FORCE_MERGE_SETTINGS =
-  'min_age_to_force_merge_seconds = 1800, min_age_to_force_merge_on_partition_only = 1';
+export const FORCE_MERGE_AGE_S = 1800;
+
+/** The table settings of the force merge (see FORCE_MERGE_AGE_S). */
+export const FORCE_MERGE_SETTINGS = `min_age_to_force_merge_seconds = ${FORCE_MERGE_AGE_S}, min_age_to_force_merge_on_partition_only = 1`;
 
 /**
  * The identity of an event's content among rows of the same (tenant, @timestamp, event.id): SHA-256 of the

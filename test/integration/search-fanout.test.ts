@@ -35,7 +35,10 @@ let store: EventStore;
  * Per node: a delay before it answers a shard call, whether it fails them, shards it no longer serves (its
  * map is newer than the coordinator's) and shards whose drop begins while a part is read.
  */
-const faults: Record<string, { delayMs: number; fail: boolean; notServed: Set<number>; dropping: Set<number> }> = {};
+const faults: Record<
+  string,
+  { delayMs: number; fail: boolean; notServed: Set<number>; dropping: Set<number>; soleThenAdded: Set<number> }
+> = {};
 const nodes: { id: string; server: ApiServer; url: string }[] = [];
 let coordinator: ApiServer;
 let coordinatorUrl = '';
@@ -99,7 +102,7 @@ before(async () => {
   await store.write(events());
   for (let i = 0; i < S; i++) {
     const id = `n${i}`;
-    faults[id] = { delayMs: 0, fail: false, notServed: new Set(), dropping: new Set() };
+    faults[id] = { delayMs: 0, fail: false, notServed: new Set(), dropping: new Set(), soleThenAdded: new Set() };
     const server = createApiServer(httpConfigSchema.parse({ addr: '127.0.0.1:0' }), {
       auth,
       metrics: new Registry(),
@@ -111,6 +114,8 @@ before(async () => {
           replica: () => ({ node: id, lag_messages: i }),
           maxLimit: 10000,
           serves: (shard) => (faults[id].notServed.has(shard) ? undefined : () => !faults[id].dropping.has(shard)),
+          // Claims its rows are of the shard only, then a shard is added while the part is read.
+          holdsOnly: (shard) => (faults[id].soleThenAdded.has(shard) ? () => false : undefined),
         }),
       ],
     });
@@ -327,6 +332,22 @@ describe('a fanned-out search', () => {
     } finally {
       faults.n1.notServed.clear();
       faults.n2.dropping.clear();
+    }
+  });
+
+  test('a part read without the shard filter while a shard was added is read again with it: exact', async () => {
+    // Every node here holds every shard's rows (one shared store): a part read without the filter and used
+    // would count all of them for shard 0.
+    faults.n0.soleThenAdded.add(0);
+    try {
+      for (const q of ['* | stats count', 'Failed']) {
+        const { status, body } = await fanned(q);
+        assert.equal(status, 200, JSON.stringify(body));
+        assert.deepEqual(withoutFanout(body), await single(q), q);
+        assert.equal((body.shards as { shard: number; node: string }[])[0].node, 'n0');
+      }
+    } finally {
+      faults.n0.soleThenAdded.clear();
     }
   });
 

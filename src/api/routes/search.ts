@@ -176,6 +176,11 @@ export function shardSearchRoutes(deps: {
    * Absent: every shard is answered from the rows held (one shard, or a store without a shard map).
    */
   serves?: (shard: number) => (() => boolean) | undefined;
+  /**
+   * Whether every stored row is of `shard` (see ShardReplicas.holdsOnly): the part is then read without the
+   * shard filter, and read again with it when the check returned fails after the read.
+   */
+  holdsOnly?: (shard: number) => (() => boolean) | undefined;
 }): RouteGroup {
   return (app) => {
     app.post(SHARD_SEARCH_PATH, routeDocs.shardSearch, async (req) => {
@@ -223,7 +228,14 @@ export function shardSearchRoutes(deps: {
         now: r.now,
         maxLimit: Math.min(r.maxLimit, deps.maxLimit),
       });
-      const result = await deps.store.search(r.user, (scope) => runShard(scope, plan, r.shard, r.shards));
+      const sole = deps.holdsOnly?.(r.shard);
+      const result = await deps.store.search(r.user, async (scope) => {
+        if (sole !== undefined) {
+          const unfiltered = await runShard(scope, plan, r.shard, r.shards, true);
+          if (sole()) return unfiltered;
+        }
+        return runShard(scope, plan, r.shard, r.shards);
+      });
       return checked({ ...result, ...replica });
     });
   };
