@@ -96,3 +96,20 @@ test('with skipFailed, a file the threads cannot read among many leaves only its
     else assert.equal(sums[i]?.sha256, sha(p === 'one' ? big[2] : big[0]), `entry ${i}`);
   }
 });
+
+test('copies of 1 MiB or more (written past the page cache, by whole blocks) are byte-equal whatever their size', async () => {
+  const out = join(root, 'direct');
+  mkdirSync(out);
+  // A block and one byte past a 4 MiB read, an odd size, exactly 1 MiB, one byte less.
+  const sizes = [(4 << 20) + 4097, (1 << 20) + 12_345, 1 << 20, (1 << 20) - 1];
+  const data = sizes.map((n) => randomBytes(n));
+  const jobs = data.map((d, i) => {
+    writeFileSync(join(root, `d${i}`), d);
+    return { from: join(root, `d${i}`), to: join(out, `d${i}`), path: `d/${i}`, size: d.length };
+  });
+  const sums = await copyFiles(jobs, { threads: 2 });
+  for (const [i, d] of data.entries()) {
+    assert.ok(readFileSync(jobs[i].to).equals(d), `copy ${i} (${d.length} bytes) is byte-equal`);
+    assert.deepEqual(sums[i], { path: `d/${i}`, size: d.length, sha256: sha(d) });
+  }
+});
