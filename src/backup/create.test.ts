@@ -7,6 +7,7 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import type { EventStore } from '../store/index.ts';
 import { BackupError, createBackup, eventIdSum, redactConfig } from './create.ts';
+import { listBackups } from './manifest.ts';
 
 test('the backup copy of the configuration has no secrets unless asked', () => {
   const config = {
@@ -104,6 +105,64 @@ test('a backup that fails while the count fails too: the backup fails, the count
     );
     assert.deepEqual(readdirSync(dir), [], 'the failed backup folder is removed');
     assert.deepEqual(readdirSync(join(root, 'shadow')), [], 'the freeze is removed');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a file copy that fails on a copy thread fails the backup: no folder is left, none is listed, the freeze is removed', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'vigil-create-'));
+  try {
+    const dir = join(root, 'backups');
+    const part = '20260101_1_1_0';
+    const store = {
+      query: async (sql: string) => {
+        if (sql.includes('system.disks')) return [{ path: `${root}/` }];
+        if (sql.includes('system.tables')) {
+          return [{ name: 'alerts', engine: 'ReplacingMergeTree', data_paths: [`${root}/store/alerts/`] }];
+        }
+        if (sql.startsWith('SHOW CREATE')) return [{ statement: 'CREATE TABLE vigil.alerts (x UInt8)' }];
+        throw new Error(`unexpected query ${sql}`);
+      },
+      exec: async (sql: string) => {
+        const name = /FREEZE WITH NAME '(\w+)'/.exec(sql)?.[1];
+        if (!name) return;
+        const frozen = join(root, 'shadow', name, 'store', 'alerts', part);
+        mkdirSync(frozen, { recursive: true });
+        writeFileSync(join(frozen, 'checksums.txt'), 'sums');
+        writeFileSync(join(frozen, 'count.txt'), '1');
+        for (let i = 0; i < 20; i++) writeFileSync(join(frozen, `c${i}.bin`), `column ${i}`);
+        // The backup's folder is made before the freeze: a file already where one copy goes makes that copy
+        // fail on its thread ('wx' never overwrites), among twenty that succeed.
+        const [id] = readdirSync(dir);
+        const to = join(dir, id, 'engine', 'data', 'vigil', 'alerts', part);
+        mkdirSync(to, { recursive: true });
+        writeFileSync(join(to, 'c7.bin'), 'in the way');
+      },
+    } as unknown as EventStore;
+    const metrics = new Registry();
+    await assert.rejects(
+      createBackup({
+        dir,
+        dataDir: join(root, 'data'),
+        nodeId: 'n1',
+        store,
+        config: {},
+        includeSecrets: false,
+        maxChain: 6,
+        existing: [],
+        logger: pino({ level: 'silent' }),
+        metrics,
+      }),
+      (err: unknown) =>
+        err instanceof BackupError &&
+        err.reason === 'disk' &&
+        /copying the frozen parts failed: copying .*c7\.bin to .*c7\.bin: .*EEXIST/.test(err.message),
+    );
+    assert.deepEqual(readdirSync(dir), [], 'the failed backup folder is removed');
+    assert.deepEqual(listBackups(dir), [], 'no backup is listed, partial or not');
+    assert.deepEqual(readdirSync(join(root, 'shadow')), [], 'the freeze is removed');
+    assert.doesNotMatch(await metrics.metrics(), /vigil_backup_cleanup_failures_total\{/, 'no cleanup failed');
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
