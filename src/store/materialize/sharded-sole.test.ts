@@ -4,14 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
-import type { EventStream, StreamBatchHandler } from '../../bus/jetstream/index.ts';
-import { type ShardMap, type ShardMapService, shardOf } from '../../cluster/shards/index.ts';
-import type { NormalizedEvent } from '../../lib/event.ts';
 import { silentLogger } from '../../lib/logger.ts';
 import { compileQuery, planDistributed } from '../../query/index.ts';
 import { parseQuery } from '../../query/parser.ts';
 import { createEventStore, type EventStore, storeConfigSchema } from '../index.ts';
 import { materializeConfigSchema } from './index.ts';
+import { eventsOf, fakeMap, fakeStream } from './shard-fixtures.ts';
 import { createShardReplicas } from './sharded.ts';
 
 // A store of its own: what a node knows of the shards of its rows comes from a scan of the whole table.
@@ -32,80 +30,6 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function fakeStream() {
-  const handlers = new Map<string, StreamBatchHandler>();
-  const stream: EventStream = {
-    subscribeStream(name, h) {
-      handlers.set(name, h);
-      return { name, stop: async () => void handlers.delete(name) };
-    },
-    async streamPosition() {
-      return { stream: 'E', created: 'c1', firstSeq: 1, lastSeq: 0, messages: 0 };
-    },
-    async consumerPosition() {
-      return undefined;
-    },
-    async deleteConsumer() {},
-    shardFilter: (shard) => `E.s${shard}.>`,
-  };
-  return { stream, handlers };
-}
-
-/** A map that gives node n1 the shards of `set` (serving), n2 the others. */
-function fakeMap() {
-  let map: ShardMap = { revision: 0, shards: S, replicas: 1, assignment: [] };
-  const listeners = new Set<(m: ShardMap) => void>();
-  const service: ShardMapService = {
-    name: 'fake-map',
-    shards: S,
-    current: () => map,
-    onChange(l) {
-      listeners.add(l);
-      return () => listeners.delete(l);
-    },
-    report: () => undefined,
-    isCoordinator: () => false,
-    reconcile: async () => undefined,
-    start: async () => undefined,
-    stop: async () => undefined,
-    health: () => ({ ok: true }),
-  };
-  return {
-    service,
-    set(revision: number, mine: number[]) {
-      map = {
-        revision,
-        shards: S,
-        replicas: 1,
-        assignment: Array.from({ length: S }, (_, s) => ({
-          shard: s,
-          replicas: [{ node: mine.includes(s) ? 'n1' : 'n2', state: 'serving' as const, lag_messages: 0 }],
-        })),
-      };
-      for (const l of listeners) l(map);
-    },
-  };
-}
-
-function eventsOf(shard: number, count: number, prefix = 'sole'): NormalizedEvent[] {
-  const out: NormalizedEvent[] = [];
-  for (let i = 0; out.length < count; i++) {
-    const id = `${prefix}-${i}`;
-    if (shardOf(id, S) !== shard) continue;
-    out.push({
-      id,
-      timestamp: 1700000000000 + i,
-      ingested: Date.now(),
-      tenant: 't1',
-      source: 'http',
-      layout: 'json',
-      raw: `event ${i}`,
-      fields: {},
-    });
-  }
-  return out;
-}
-
 const waitFor = async (what: string, fn: () => boolean | Promise<boolean>) => {
   for (let i = 0; i < 400; i++) {
     if (await fn()) return;
@@ -119,9 +43,9 @@ const sorted = (s: ReadonlySet<number> | undefined) => (s === undefined ? undefi
 test('a part is read without the shard filter only while every stored row is of that shard', async () => {
   // A row of shard 2 with no position row (a node that crashed between its first write of a shard and the
   // position, and lost the shard meanwhile): the leftovers' purge cannot know it, the scan finds it.
-  await store.write(eventsOf(2, 1, 'stray'));
+  await store.write(eventsOf('t1', 2, 1, S, 'stray'));
   const f = fakeStream();
-  const m = fakeMap();
+  const m = fakeMap(S);
   const r = createShardReplicas(materializeConfigSchema.parse({ lag_poll_interval_ms: 100, consumer: 'store-n1' }), {
     map: m.service,
     stream: f.stream,
@@ -136,7 +60,7 @@ test('a part is read without the shard filter only while every stored row is of 
     m.set(3, [1]);
     await waitFor('the consumer of shard 1', () => f.handlers.has('store-n1-s1'));
     await f.handlers.get('store-n1-s1')!({
-      events: eventsOf(1, 10),
+      events: eventsOf('t1', 1, 10, S, 'sole'),
       firstSeq: 1,
       lastSeq: 1,
       seqs: [1],

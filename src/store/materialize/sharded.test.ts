@@ -4,13 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
-import type { EventStream, StreamBatchHandler, StreamConsumeOptions } from '../../bus/jetstream/index.ts';
-import { type ReplicaState, type ShardMap, type ShardMapService, shardOf } from '../../cluster/shards/index.ts';
-import type { NormalizedEvent } from '../../lib/event.ts';
 import { silentLogger } from '../../lib/logger.ts';
 import { CopyNoPeerError, type CopyRange, type RangeCopy, type ShardSource } from '../copy/index.ts';
 import { createEventStore, type EventStore, storeConfigSchema } from '../index.ts';
 import { materializeConfigSchema } from './index.ts';
+import { eventsOf, fakeMap, fakeStream } from './shard-fixtures.ts';
 import { createShardReplicas } from './sharded.ts';
 
 const S = 4;
@@ -29,93 +27,6 @@ after(async () => {
   await store.stop(Date.now() + 1000);
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** A stream whose consumers the test feeds by hand, by consumer name. */
-function fakeStream() {
-  const handlers = new Map<string, StreamBatchHandler>();
-  const subscribed: { name: string; opts?: StreamConsumeOptions }[] = [];
-  const deleted: string[] = [];
-  const stream: EventStream = {
-    subscribeStream(name, h, opts) {
-      handlers.set(name, h);
-      subscribed.push({ name, opts });
-      return { name, stop: async () => void handlers.delete(name) };
-    },
-    async streamPosition() {
-      return { stream: 'E', created: 'c1', firstSeq: 1, lastSeq: 0, messages: 0 };
-    },
-    async consumerPosition() {
-      return undefined;
-    },
-    async deleteConsumer(name) {
-      deleted.push(name);
-    },
-    shardFilter: (shard) => `E.s${shard}.>`,
-  };
-  return { stream, handlers, subscribed, deleted };
-}
-
-/** A shard map the test sets by hand. */
-function fakeMap() {
-  let map: ShardMap = { revision: 0, shards: S, replicas: 1, assignment: [] };
-  const listeners = new Set<(m: ShardMap) => void>();
-  const reports: { lags: Map<number, number>; since: Map<number, number> }[] = [];
-  const service: ShardMapService = {
-    name: 'fake-map',
-    shards: S,
-    current: () => map,
-    onChange(l) {
-      listeners.add(l);
-      return () => listeners.delete(l);
-    },
-    report: (lags, since) => void reports.push({ lags: new Map(lags), since: new Map(since) }),
-    isCoordinator: () => false,
-    reconcile: async () => undefined,
-    start: async () => undefined,
-    stop: async () => undefined,
-    health: () => ({ ok: true }),
-  };
-  return {
-    service,
-    reports,
-    set(revision: number, mine: number[]) {
-      this.setStates(revision, Object.fromEntries(mine.map((s) => [s, 'serving' as const])));
-    },
-    /** n1 holds the shards of `states` in those states; n2 serves the others. */
-    setStates(revision: number, states: Record<number, ReplicaState>) {
-      map = {
-        revision,
-        shards: S,
-        replicas: 1,
-        assignment: Array.from({ length: S }, (_, s) => ({
-          shard: s,
-          replicas: [{ node: states[s] ? 'n1' : 'n2', state: states[s] ?? 'serving', lag_messages: 0 }],
-        })),
-      };
-      for (const l of listeners) l(map);
-    },
-  };
-}
-
-/** `count` events of `tenant` whose ids fall in `shard`. */
-function eventsOf(tenant: string, shard: number, count: number): NormalizedEvent[] {
-  const out: NormalizedEvent[] = [];
-  for (let i = 0; out.length < count; i++) {
-    const id = `${tenant}-${i}`;
-    if (shardOf(id, S) !== shard) continue;
-    out.push({
-      id,
-      timestamp: 1700000000000 + i,
-      ingested: Date.now(),
-      tenant,
-      source: 'http',
-      layout: 'json',
-      raw: `event ${i}`,
-      fields: {},
-    });
-  }
-  return out;
-}
 
 async function countByShard(tenant: string): Promise<Map<number, number>> {
   const rows = await store.query<{ s: number; n: string }>(
@@ -136,7 +47,7 @@ const waitFor = async (what: string, fn: () => boolean | Promise<boolean>) => {
 test('one filtered consumer per shard of the map; a shard taken away loses its consumer, rows and position', async () => {
   const tenant = 'sharded-move';
   const f = fakeStream();
-  const m = fakeMap();
+  const m = fakeMap(S);
   const config = materializeConfigSchema.parse({ lag_poll_interval_ms: 100, consumer: 'store-n1' });
   const r = createShardReplicas(config, {
     map: m.service,
@@ -154,7 +65,7 @@ test('one filtered consumer per shard of the map; a shard taken away loses its c
     ['store-n1-s3', 'E.s3.>'],
   ]);
   await f.handlers.get('store-n1-s1')!({
-    events: eventsOf(tenant, 1, 20),
+    events: eventsOf(tenant, 1, 20, S),
     firstSeq: 1,
     lastSeq: 4,
     seqs: [1, 2, 3, 4],
@@ -162,7 +73,7 @@ test('one filtered consumer per shard of the map; a shard taken away loses its c
     pending: 0,
   });
   await f.handlers.get('store-n1-s3')!({
-    events: eventsOf(tenant, 3, 30),
+    events: eventsOf(tenant, 3, 30, S),
     firstSeq: 5,
     lastSeq: 9,
     seqs: [5, 6, 7, 8, 9],
@@ -199,14 +110,14 @@ test('at start, rows of shards the map no longer gives this node (it was gone pa
   const tenant = 'sharded-leftover';
   const config = materializeConfigSchema.parse({ lag_poll_interval_ms: 100, consumer: 'store-n9' });
   const f = fakeStream();
-  const m = fakeMap();
+  const m = fakeMap(S);
   const deps = { stream: f.stream, store, nodeId: 'n1', metrics: new Registry(), logger: silentLogger };
   const first = createShardReplicas(config, { ...deps, map: m.service });
   await first.start();
   m.set(3, [0, 2]);
   await waitFor('two consumers', () => f.handlers.has('store-n9-s0') && f.handlers.has('store-n9-s2'));
   await f.handlers.get('store-n9-s0')!({
-    events: eventsOf(tenant, 0, 10),
+    events: eventsOf(tenant, 0, 10, S),
     firstSeq: 1,
     lastSeq: 2,
     seqs: [1, 2],
@@ -214,7 +125,7 @@ test('at start, rows of shards the map no longer gives this node (it was gone pa
     pending: 0,
   });
   await f.handlers.get('store-n9-s2')!({
-    events: eventsOf(tenant, 2, 10),
+    events: eventsOf(tenant, 2, 10, S),
     firstSeq: 3,
     lastSeq: 4,
     seqs: [3, 4],
@@ -223,7 +134,7 @@ test('at start, rows of shards the map no longer gives this node (it was gone pa
   });
   // The node dies (no drop) and comes back to a map that gave shard 0 away.
   await first.stop(Date.now() + 1000);
-  const m2 = fakeMap();
+  const m2 = fakeMap(S);
   const second = createShardReplicas(config, { ...deps, map: m2.service });
   await second.start();
   m2.set(9, [2]);
@@ -235,7 +146,7 @@ test('at start, rows of shards the map no longer gives this node (it was gone pa
 
 test('a search part is answered only from a shard this node serves, and not from one whose drop began meanwhile', async () => {
   const f = fakeStream();
-  const m = fakeMap();
+  const m = fakeMap(S);
   const config = materializeConfigSchema.parse({ lag_poll_interval_ms: 100, consumer: 'store-n3' });
   const r = createShardReplicas(config, {
     map: m.service,
@@ -303,7 +214,7 @@ test('a shard whose history is being copied reports no lag (stays catching_up); 
       source = s;
     },
   };
-  const m = fakeMap();
+  const m = fakeMap(S);
   const r = createShardReplicas(materializeConfigSchema.parse({ lag_poll_interval_ms: 100, consumer: 'store-h1' }), {
     map: m.service,
     stream: f.stream,
