@@ -76,6 +76,9 @@ function run(job) {
         if (err.code !== 'EINVAL') throw err;
         directWorks = false;
         direct = false;
+        // Some file systems (tmpfs before Linux 6.6) create the file, then refuse the flag: the file is ours
+        // (one that was there already answers EEXIST first), opened again without the flag.
+        out = openSync(job.copyTo, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
       }
     }
     if (job.copyTo && out === undefined) out = openSync(job.copyTo, 'wx', 0o600);
@@ -112,7 +115,12 @@ function copy(fd, out, direct) {
   const hash = createHash('sha256');
   let size = 0;
   for (;;) {
-    const n = readSync(fd, buffer, 0, buffer.length, size);
+    // The buffer filled whole before it is written (a short read, on NFS or FUSE, would leave the next direct
+    // write off a block boundary): only the file's end is a partial buffer.
+    let n = 0;
+    for (let got = -1; got !== 0 && n < buffer.length; n += got) {
+      got = readSync(fd, buffer, n, buffer.length - n, size + n);
+    }
     if (n === 0) break;
     hash.update(buffer.subarray(0, n));
     if (out !== undefined) {

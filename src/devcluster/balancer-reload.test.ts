@@ -14,13 +14,13 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, test } from 'node:test';
 import { ensureHaproxy } from '../../test/harness/haproxy.ts';
-import { formatStatus } from '../cli/dev-cluster.ts';
 import { DevClusterError } from './errors.ts';
 import { balancerConfig, balancerServerStates, planBalancer } from './haproxy.ts';
 import { type DevCluster, openDevCluster } from './index.ts';
 import type { DevClusterState, MemberRecord } from './plan.ts';
 import { portAllocator } from './plan.ts';
 import { isRunning } from './process.ts';
+import { formatStatus } from './status-table.ts';
 
 const servers: Server[] = [];
 const clusters: DevCluster[] = [];

@@ -305,7 +305,14 @@ export function openDevCluster(dir: string): DevCluster {
     const running = isRunning(refOf(lb));
     // A state written before the digest was recorded: the file is taken for what it runs, as it was then.
     const loaded = lb.balancer_loaded ?? fileDigest(file);
-    if (written && (!running || loaded === digest(content))) return false;
+    if (written && (!running || loaded === digest(content))) {
+      // In line again (the members changed back after a failure): an error recorded before no longer holds.
+      if (running && lb.balancer_error !== undefined) {
+        delete lb.balancer_error;
+        writeState(state);
+      }
+      return false;
+    }
     if (!written) {
       checkBalancerConfig(lb, content);
       renameSync(`${file}.next`, file);

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { createServer, type Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,9 +56,12 @@ export function assertEtcdInstalled(bin = ETCD_BIN): void {
 }
 
 const live = new Set<ChildProcess>();
-// A test that dies half-way must not leave etcd processes behind: kill what is left, by PID.
+/** Data folders not removed yet: in /dev/shm they would hold memory until the machine restarts. */
+const roots = new Set<string>();
+// A test that dies half-way must not leave etcd processes or their data behind: kill what is left, by PID.
 process.once('exit', () => {
   for (const p of live) if (p.pid !== undefined && p.exitCode === null) process.kill(p.pid, 'SIGKILL');
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
 });
 
 /**
@@ -69,8 +72,12 @@ process.once('exit', () => {
  * stands in for it here, so the tests measure Vigil's handling of an election, not the neighbours' disks.
  */
 function dataRoot(): string {
-  return existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  // Each member preallocates 64 MB of WAL: a small /dev/shm (a container's default is 64 MB) is not used.
+  if (!existsSync('/dev/shm')) return tmpdir();
+  const fs = statfsSync('/dev/shm');
+  return fs.bavail * fs.bsize >= SHM_NEEDED_BYTES ? '/dev/shm' : tmpdir();
 }
+const SHM_NEEDED_BYTES = 1024 ** 3;
 
 /**
  * Starts an etcd cluster of `size` members (3 by default) on 127.0.0.1 with free client and peer ports
@@ -81,6 +88,7 @@ export async function startEtcdCluster(opts: { size?: number } = {}): Promise<Et
   assertEtcdInstalled();
   const size = opts.size ?? 3;
   const root = mkdtempSync(join(dataRoot(), 'vigil-etcd-'));
+  roots.add(root);
   const token = `vigil-test-${process.pid}-${Date.now()}`;
   const specs: { name: string; clientPort: number; peerPort: number; dataDir: string }[] = [];
   for (let i = 0; i < size; i++) {
@@ -180,6 +188,7 @@ export async function startEtcdCluster(opts: { size?: number } = {}): Promise<Et
   } catch (err) {
     await Promise.all(specs.map((_, i) => stopOne(i)));
     rmSync(root, { recursive: true, force: true });
+    roots.delete(root);
     throw err;
   }
 
@@ -220,6 +229,7 @@ export async function startEtcdCluster(opts: { size?: number } = {}): Promise<Et
     async stop() {
       await Promise.all(specs.map((_, i) => stopOne(i)));
       rmSync(root, { recursive: true, force: true });
+      roots.delete(root);
     },
     output: () => out,
   };

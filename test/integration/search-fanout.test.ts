@@ -37,7 +37,14 @@ let store: EventStore;
  */
 const faults: Record<
   string,
-  { delayMs: number; fail: boolean; notServed: Set<number>; dropping: Set<number>; soleThenAdded: Set<number> }
+  {
+    delayMs: number;
+    fail: boolean;
+    notServed: Set<number>;
+    dropping: Set<number>;
+    /** Shards this node claims to hold only, and whether the claim still holds once the part is read. */
+    sole: Map<number, boolean>;
+  }
 > = {};
 const nodes: { id: string; server: ApiServer; url: string }[] = [];
 let coordinator: ApiServer;
@@ -102,7 +109,7 @@ before(async () => {
   await store.write(events());
   for (let i = 0; i < S; i++) {
     const id = `n${i}`;
-    faults[id] = { delayMs: 0, fail: false, notServed: new Set(), dropping: new Set(), soleThenAdded: new Set() };
+    faults[id] = { delayMs: 0, fail: false, notServed: new Set(), dropping: new Set(), sole: new Map() };
     const server = createApiServer(httpConfigSchema.parse({ addr: '127.0.0.1:0' }), {
       auth,
       metrics: new Registry(),
@@ -114,8 +121,11 @@ before(async () => {
           replica: () => ({ node: id, lag_messages: i }),
           maxLimit: 10000,
           serves: (shard) => (faults[id].notServed.has(shard) ? undefined : () => !faults[id].dropping.has(shard)),
-          // Claims its rows are of the shard only, then a shard is added while the part is read.
-          holdsOnly: (shard) => (faults[id].soleThenAdded.has(shard) ? () => false : undefined),
+          // Claims its rows are of the shard only; false after the read: a shard was added meanwhile.
+          holdsOnly: (shard) => {
+            const still = faults[id].sole.get(shard);
+            return still === undefined ? undefined : () => still;
+          },
         }),
       ],
     });
@@ -338,7 +348,7 @@ describe('a fanned-out search', () => {
   test('a part read without the shard filter while a shard was added is read again with it: exact', async () => {
     // Every node here holds every shard's rows (one shared store): a part read without the filter and used
     // would count all of them for shard 0.
-    faults.n0.soleThenAdded.add(0);
+    faults.n0.sole.set(0, false);
     try {
       for (const q of ['* | stats count', 'Failed']) {
         const { status, body } = await fanned(q);
@@ -347,7 +357,21 @@ describe('a fanned-out search', () => {
         assert.equal((body.shards as { shard: number; node: string }[])[0].node, 'n0');
       }
     } finally {
-      faults.n0.soleThenAdded.clear();
+      faults.n0.sole.clear();
+    }
+  });
+
+  test('a part whose node holds only that shard is answered without the filter (here a false claim shows it)', async () => {
+    // The shared store holds every shard's rows: the unfiltered part of shard 0 counts all of them, so the
+    // total passes the single node's. Proves the route uses the unfiltered read when the claim holds.
+    faults.n0.sole.set(0, true);
+    try {
+      const { status, body } = await fanned('* | stats count');
+      assert.equal(status, 200, JSON.stringify(body));
+      const count = (b: Record<string, unknown>) => Number((b.rows as unknown[][])[0][0]);
+      assert.ok(count(body) > count(await single('* | stats count')), JSON.stringify(withoutFanout(body)));
+    } finally {
+      faults.n0.sole.clear();
     }
   });
 

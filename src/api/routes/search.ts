@@ -180,7 +180,7 @@ export function shardSearchRoutes(deps: {
    * Whether every stored row is of `shard` (see ShardReplicas.holdsOnly): the part is then read without the
    * shard filter, and read again with it when the check returned fails after the read.
    */
-  holdsOnly?: (shard: number) => (() => boolean) | undefined;
+  holdsOnly?: (shard: number, shards: number) => (() => boolean) | undefined;
 }): RouteGroup {
   return (app) => {
     app.post(SHARD_SEARCH_PATH, routeDocs.shardSearch, async (req) => {
@@ -228,7 +228,7 @@ export function shardSearchRoutes(deps: {
         now: r.now,
         maxLimit: Math.min(r.maxLimit, deps.maxLimit),
       });
-      const sole = deps.holdsOnly?.(r.shard);
+      const sole = deps.holdsOnly?.(r.shard, r.shards);
       const result = await deps.store.search(r.user, async (scope) => {
         if (sole !== undefined) {
           const unfiltered = await runShard(scope, plan, r.shard, r.shards, true);

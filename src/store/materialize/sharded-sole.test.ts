@@ -5,8 +5,6 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { silentLogger } from '../../lib/logger.ts';
-import { compileQuery, planDistributed } from '../../query/index.ts';
-import { parseQuery } from '../../query/parser.ts';
 import { createEventStore, type EventStore, storeConfigSchema } from '../index.ts';
 import { materializeConfigSchema } from './index.ts';
 import { eventsOf, fakeMap, fakeStream } from './shard-fixtures.ts';
@@ -69,7 +67,7 @@ test('a part is read without the shard filter only while every stored row is of 
     });
     await waitFor('the scan', () => r.heldShards() !== undefined);
     assert.deepEqual(sorted(r.heldShards()), [1, 2]);
-    assert.equal(r.holdsOnly(1), undefined, 'the stray row of shard 2 keeps the filter on');
+    assert.equal(r.holdsOnly(1, S), undefined, 'the stray row of shard 2 keeps the filter on');
 
     // Shard 2 given to this node, then taken away: its rows (the stray one too) are deleted with it.
     m.set(4, [1, 2]);
@@ -82,15 +80,16 @@ test('a part is read without the shard filter only while every stored row is of 
       {},
     );
     assert.equal(Number(n), 0);
-    const check = r.holdsOnly(1);
+    const check = r.holdsOnly(1, S);
     assert.ok(check, 'every row is of shard 1');
     assert.equal(check(), true);
-    assert.equal(r.holdsOnly(0), undefined, 'not a shard it holds');
+    assert.equal(r.holdsOnly(0, S), undefined, 'not a shard it holds');
+    assert.equal(r.holdsOnly(1, S + 1), undefined, 'a part cut for another shard count');
 
     // A shard added while a part is read: the part read without the filter is not used.
     m.set(6, [1, 3]);
     assert.equal(check(), false, 'an add began');
-    assert.equal(r.holdsOnly(1), undefined, 'shard 3 may be written now');
+    assert.equal(r.holdsOnly(1, S), undefined, 'shard 3 may be written now');
     await waitFor('the consumer of shard 3', () => f.handlers.has('store-n1-s3'));
     assert.deepEqual(sorted(r.heldShards()), [1, 3]);
   } finally {
@@ -98,27 +97,61 @@ test('a part is read without the shard filter only while every stored row is of 
   }
 });
 
-test('a shard part compiled as the sole shard of its store has no shard filter, and counts the same there', async () => {
-  const opts = { from: 0, to: 2e12, limit: 100, tenants: ['t1'], now: Date.now() };
-  for (const q of ['* | stats count()', 'event']) {
-    const plan = planDistributed(parseQuery(q), opts);
-    assert.match(plan.shard(1, S).sql, /murmurHash3_32\(id\)/, q);
-    assert.doesNotMatch(plan.shard(1, S, true).sql, /murmurHash3_32/, q);
+test('a drop that fails keeps the shard filter on, and is tried again until the rows are gone', async () => {
+  // Independent of the tests above: its own rows of shards 0 and 3, deleted with the shards.
+  const f = fakeStream();
+  const m = fakeMap(S);
+  let natsDown = true;
+  const deleteConsumer = f.stream.deleteConsumer;
+  f.stream.deleteConsumer = async (name) => {
+    if (natsDown) throw new Error('not connected to NATS');
+    return deleteConsumer(name);
+  };
+  const r = createShardReplicas(materializeConfigSchema.parse({ lag_poll_interval_ms: 100, consumer: 'store-n1' }), {
+    map: m.service,
+    stream: f.stream,
+    store,
+    nodeId: 'n1',
+    metrics: new Registry(),
+    logger: silentLogger,
+  });
+  await r.start();
+  try {
+    m.set(7, [1, 0, 3]);
+    // Sequences of their own: the engine drops an insert whose dedup token (stream sequences) it has seen.
+    for (const [shard, seq] of [
+      [0, 101],
+      [3, 102],
+    ]) {
+      await waitFor(`the consumer of shard ${shard}`, () => f.handlers.has(`store-n1-s${shard}`));
+      await f.handlers.get(`store-n1-s${shard}`)!({
+        events: eventsOf('t1', shard, 5, S, 'failed-drop'),
+        firstSeq: seq,
+        lastSeq: seq,
+        seqs: [seq],
+        messages: 1,
+        pending: 0,
+      });
+    }
+    await waitFor('the scan', () => r.heldShards() !== undefined);
+    // Shards 0 and 3 taken away while NATS is down: their consumers cannot be deleted, nor their rows.
+    m.set(8, [1]);
+    await waitFor('shards 0 and 3 stopped', () => !f.handlers.has('store-n1-s0') && !f.handlers.has('store-n1-s3'));
+    await new Promise((res) => setTimeout(res, 300));
+    const others = async () => {
+      const [{ n }] = await store.query<{ n: string }>(
+        `SELECT count() AS n FROM vigil.events WHERE murmurHash3_32(id) % ${S} != 1`,
+        {},
+      );
+      return Number(n);
+    };
+    assert.equal(await others(), 10, 'their rows are still there');
+    assert.equal(r.holdsOnly(1, S), undefined, 'rows of shards 0 and 3 remain: the filter stays on');
+    natsDown = false;
+    await waitFor('the drops tried again', async () => (await others()) === 0);
+    await waitFor('only shard 1 left', () => sorted(r.heldShards())?.join() === '1');
+    assert.ok(r.holdsOnly(1, S), 'every row is of shard 1 again');
+  } finally {
+    await r.stop(Date.now() + 1000);
   }
-  // Here every row is of shard 1 (the test above): the part without the filter counts what a single node does.
-  const single = compileQuery('* | stats count()', opts);
-  const [whole] = await store.query<{ count: string }>(single.sql, single.params);
-  const part = planDistributed(parseQuery('* | stats count()'), opts).shard(1, S, true);
-  const filtered = planDistributed(parseQuery('* | stats count()'), opts).shard(1, S);
-  const states = await store.query<Record<string, string>>(
-    `SELECT countMerge(CAST(base64Decode(\`$a0\`), 'AggregateFunction(count)')) AS n FROM (${part.sql.replace(/\nSETTINGS[^\n]*$/, '')})`,
-    part.params,
-  );
-  const statesFiltered = await store.query<Record<string, string>>(
-    `SELECT countMerge(CAST(base64Decode(\`$a0\`), 'AggregateFunction(count)')) AS n FROM (${filtered.sql.replace(/\nSETTINGS[^\n]*$/, '')})`,
-    filtered.params,
-  );
-  assert.equal(Number(states[0].n), Number(whole.count));
-  assert.equal(Number(statesFiltered[0].n), Number(whole.count));
-  assert.equal(Number(whole.count), 10);
 });

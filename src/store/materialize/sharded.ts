@@ -42,7 +42,7 @@ export interface ShardReplicas extends Materializer {
    * check to make once the part is read: false when a shard was added or dropped meanwhile, so the part must
    * be read again with the filter.
    */
-  holdsOnly(shard: number): (() => boolean) | undefined;
+  holdsOnly(shard: number, shards: number): (() => boolean) | undefined;
   /**
    * The shards whose rows the events table may hold: those found by one scan of the table at start (after
    * leftovers are deleted) and those held, added or being dropped since. Undefined until the scan ended
@@ -101,6 +101,12 @@ export function createShardReplicas(
   const dropping = new Set<number>();
   /** Shards whose materializer is starting: their rows may be written before `running` has them. */
   const adding = new Set<number>();
+  /**
+   * Shards given a materializer since start whose rows are not known to be gone: one leaves only when its drop
+   * ended whole (its materializer stopped within the deadline, consumer and rows deleted) and no row of it is
+   * found after. A failed drop, or a materializer still writing past its stop, keeps the shard filter on.
+   */
+  const mayHold = new Set<number>();
   /** Shards found in the table by the scan at start, less those dropped since; undefined until it ended. */
   let scanned: Set<number> | undefined;
   let scanning = false;
@@ -173,12 +179,21 @@ export function createShardReplicas(
     changes++;
     dropping.add(shard);
     try {
-      await dropRows(shard);
-      // Its rows are gone (a synchronous mutation): the scan's finding no longer holds for it.
-      scanned?.delete(shard);
+      const settled = await dropRows(shard);
+      // Its rows are gone (a synchronous mutation) unless its materializer wrote past the delete: counted after.
+      if (settled && !(await holdsRowsOf(shard))) {
+        mayHold.delete(shard);
+        scanned?.delete(shard);
+      }
     } finally {
       dropping.delete(shard);
     }
+  };
+
+  /** Whether the table holds any row of `shard` (a check after its drop). */
+  const holdsRowsOf = async (shard: number): Promise<boolean> => {
+    const rows = await deps.store.query(`SELECT 1 FROM ${EVENTS_TABLE} WHERE ${shardPredicate(shard, S)} LIMIT 1`, {});
+    return rows.length > 0;
   };
 
   /**
@@ -192,9 +207,8 @@ export function createShardReplicas(
     if (scanning || scanned !== undefined) return;
     scanning = true;
     deps.store
-      .query<{ s: number }>(`SELECT DISTINCT murmurHash3_32(id) % {shards:UInt32} AS s FROM ${EVENTS_TABLE}`, {
-        shards: S,
-      })
+      // S inlined (a checked integer): chdb runs parameterized statements one at a time in the process.
+      .query<{ s: number }>(`SELECT DISTINCT murmurHash3_32(id) % ${S} AS s FROM ${EVENTS_TABLE}`, {})
       .then(
         (rows) => {
           scanned = new Set(rows.map((r) => Number(r.s)));
@@ -213,9 +227,13 @@ export function createShardReplicas(
       });
   };
 
-  const dropRows = async (shard: number) => {
+  /** Deletes a shard's consumer and rows; false when its materializer did not stop by the deadline. */
+  const dropRows = async (shard: number): Promise<boolean> => {
     const m = running.get(shard);
-    if (m) await m.stop(Date.now() + 10000);
+    const deadline = Date.now() + 10000;
+    if (m) await m.stop(deadline);
+    // stop() returns at the deadline while a write may still be under way: that write may land after the delete.
+    const settled = Date.now() < deadline;
     running.delete(shard);
     since.delete(shard);
     const consumer = shardConsumerName(base, shard);
@@ -238,11 +256,13 @@ export function createShardReplicas(
     missingLast.remove({ shard: String(shard) });
     dropped.inc();
     log.info({ shard, consumer }, 'This node no longer keeps a shard: its consumer and rows are deleted.');
+    return settled;
   };
 
   const add = async (shard: number, revision: number) => {
     changes++;
     adding.add(shard);
+    mayHold.add(shard);
     try {
       await addShard(shard, revision);
     } finally {
@@ -280,7 +300,8 @@ export function createShardReplicas(
         const map = deps.map.current();
         const want = mine(map);
         try {
-          for (const s of [...running.keys()]) if (!want.has(s)) await drop(s);
+          // Also a shard whose drop failed before (no longer running, its rows maybe still there): again.
+          for (const s of new Set([...running.keys(), ...mayHold])) if (!want.has(s)) await drop(s);
           // Once the map is known (revision > 0), and once per start.
           if (!purged && map.revision > 0) {
             await deps.store.exec(POSITIONS_DDL);
@@ -322,10 +343,12 @@ export function createShardReplicas(
 
   const heldShards = (): Set<number> | undefined => {
     if (scanned === undefined) return undefined;
-    return new Set([...scanned, ...running.keys(), ...adding, ...dropping]);
+    return new Set([...scanned, ...mayHold, ...running.keys(), ...adding, ...dropping]);
   };
 
-  const holdsOnly = (shard: number): (() => boolean) | undefined => {
+  const holdsOnly = (shard: number, shards: number): (() => boolean) | undefined => {
+    // A part cut for another shard count is not this node's to answer unfiltered.
+    if (shards !== S) return undefined;
     const held = heldShards();
     if (held === undefined || held.size !== 1 || !held.has(shard)) return undefined;
     const seen = changes;
