@@ -1,35 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { Registry } from 'prom-client';
-import { silentLogger } from '../lib/logger.ts';
-import { createEventStore, type EventStore, storeConfigSchema } from '../store/index.ts';
+import { test } from 'node:test';
+import { fileStore } from '../../test/harness/event-store.ts';
 import { eventsOf } from '../store/materialize/shard-fixtures.ts';
 import { compileQuery, planDistributed } from './index.ts';
 import { parseQuery } from './parser.ts';
 
 // A store whose rows are all of shard 1 of S: what a node that holds that shard only has.
 const S = 4;
-let store: EventStore;
-let dir: string;
-before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'vigil-sole-shard-'));
-  store = createEventStore(storeConfigSchema.parse({ fsync: false }), {
-    dataDir: dir,
-    metrics: new Registry(),
-    logger: silentLogger,
-  });
-  await store.start();
-  await store.write(eventsOf('t1', 1, 10, S, 'sole'));
-});
-after(async () => {
-  await store.stop(Date.now() + 1000);
-  rmSync(dir, { recursive: true, force: true });
-});
+const store = fileStore('vigil-sole-shard-');
 
 test('a shard part compiled as the sole shard of its store has no shard filter, and counts the same there', async () => {
+  await store().write(eventsOf('t1', 1, 10, S, 'sole'));
   const opts = { from: 0, to: 2e12, limit: 100, tenants: ['t1'], now: Date.now() };
   for (const q of ['* | stats count()', 'event']) {
     const plan = planDistributed(parseQuery(q), opts);
@@ -38,14 +19,14 @@ test('a shard part compiled as the sole shard of its store has no shard filter, 
   }
   // Every row of this store is of shard 1: the part without the filter counts what a single node does.
   const single = compileQuery('* | stats count()', opts);
-  const [whole] = await store.query<{ count: string }>(single.sql, single.params);
+  const [whole] = await store().query<{ count: string }>(single.sql, single.params);
   const part = planDistributed(parseQuery('* | stats count()'), opts).shard(1, S, true);
   const filtered = planDistributed(parseQuery('* | stats count()'), opts).shard(1, S);
-  const states = await store.query<Record<string, string>>(
+  const states = await store().query<Record<string, string>>(
     `SELECT countMerge(CAST(base64Decode(\`$a0\`), 'AggregateFunction(count)')) AS n FROM (${part.sql.replace(/\nSETTINGS[^\n]*$/, '')})`,
     part.params,
   );
-  const statesFiltered = await store.query<Record<string, string>>(
+  const statesFiltered = await store().query<Record<string, string>>(
     `SELECT countMerge(CAST(base64Decode(\`$a0\`), 'AggregateFunction(count)')) AS n FROM (${filtered.sql.replace(/\nSETTINGS[^\n]*$/, '')})`,
     filtered.params,
   );

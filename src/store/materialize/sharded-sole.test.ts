@@ -1,32 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Registry } from 'prom-client';
 import { silentLogger } from '../../lib/logger.ts';
-import { createEventStore, type EventStore, storeConfigSchema } from '../index.ts';
+import { fileStore } from '../../../test/harness/event-store.ts';
 import { materializeConfigSchema } from './index.ts';
 import { eventsOf, fakeMap, fakeStream } from './shard-fixtures.ts';
 import { createShardReplicas } from './sharded.ts';
 
 // A store of its own: what a node knows of the shards of its rows comes from a scan of the whole table.
 const S = 4;
-let store: EventStore;
-let dir: string;
-before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'vigil-sharded-sole-'));
-  store = createEventStore(storeConfigSchema.parse({ fsync: false }), {
-    dataDir: dir,
-    metrics: new Registry(),
-    logger: silentLogger,
-  });
-  await store.start();
-});
-after(async () => {
-  await store.stop(Date.now() + 1000);
-  rmSync(dir, { recursive: true, force: true });
-});
+const getStore = fileStore('vigil-sharded-sole-');
 
 const waitFor = async (what: string, fn: () => boolean | Promise<boolean>) => {
   for (let i = 0; i < 400; i++) {
@@ -39,6 +22,7 @@ const waitFor = async (what: string, fn: () => boolean | Promise<boolean>) => {
 const sorted = (s: ReadonlySet<number> | undefined) => (s === undefined ? undefined : [...s].sort());
 
 test('a part is read without the shard filter only while every stored row is of that shard', async () => {
+  const store = getStore();
   // A row of shard 2 with no position row (a node that crashed between its first write of a shard and the
   // position, and lost the shard meanwhile): the leftovers' purge cannot know it, the scan finds it.
   await store.write(eventsOf('t1', 2, 1, S, 'stray'));
@@ -98,6 +82,7 @@ test('a part is read without the shard filter only while every stored row is of 
 });
 
 test('a drop that fails keeps the shard filter on, and is tried again until the rows are gone', async () => {
+  const store = getStore();
   // Independent of the tests above: its own rows of shards 0 and 3, deleted with the shards.
   const f = fakeStream();
   const m = fakeMap(S);
