@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { lookup } from '../lib/lookup.ts';
 
 /**
@@ -135,8 +135,18 @@ export const FORCE_MERGE_SETTINGS = `min_age_to_force_merge_seconds = ${FORCE_ME
  * engine (for migrated rows).
  */
 export function contentHash(raw: string): string {
-  return createHash('sha256').update(raw).digest('hex').slice(0, 32);
+  return sha256Hex(raw).slice(0, 32);
 }
+
+/**
+ * SHA-256 in hex. Every store replica hashes every event it writes: Node's one-shot `hash` (20.12 and later)
+ * takes a third of the CPU of a `createHash` object for an event's raw text (0.57 against 1.7 µs for 300
+ * bytes); older Node 20 releases use the object.
+ */
+const sha256Hex: (text: string) => string =
+  typeof crypto.hash === 'function'
+    ? (text) => crypto.hash('sha256', text, 'hex')
+    : (text) => crypto.createHash('sha256').update(text).digest('hex');
 
 /** {@link contentHash} of the `raw` column, as an engine expression. */
 export const CONTENT_HASH_SQL = 'lower(hex(substring(SHA256(raw), 1, 16)))';
