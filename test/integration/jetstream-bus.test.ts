@@ -288,3 +288,46 @@ test('a consumer with lingerMs gets messages that arrive within the linger in on
   assert.ok(batches.lingering.length <= 2, `lingering batches: ${JSON.stringify(batches.lingering)}`);
   assert.ok(batches.direct.length >= 5, `direct batches: ${JSON.stringify(batches.direct)}`);
 });
+
+test('messages waiting out a linger longer than ack_wait are kept, not delivered again', async () => {
+  // ack_wait 1 s, linger 2.5 s: without working() on the buffered messages the server would send them again
+  // after 1 s, and the batch would hold them twice.
+  const { bus, metrics } = await startBus({ consumer: { ack_wait_ms: 1000 } });
+  const run = `keep${Date.now()}`;
+  const tenant = `t${run}`;
+  const seen: string[] = [];
+  let batches = 0;
+  bus.subscribeStream(
+    `keep-${run}`,
+    async (b) => {
+      const mine = b.events.filter((e) => e.tenant === tenant);
+      if (mine.length > 0) batches++;
+      seen.push(...mine.map((e) => e.id));
+    },
+    { durable: false, lingerMs: 2500 },
+  );
+  await new Promise((r) => setTimeout(r, 1000));
+  for (let i = 0; i < 3; i++) {
+    await bus.publish([ev(run, i, tenant)]);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const deadline = Date.now() + 20000;
+  while (seen.length < 3) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${JSON.stringify(seen)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  // Past two more ack_waits: a message the server thought lost would have come again by then.
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.deepEqual(
+    seen,
+    [0, 1, 2].map((i) => `${run}-${i}`),
+    'each message handed over once',
+  );
+  assert.equal(batches, 1, 'in one batch after the linger');
+  const redelivered = (await metrics.getSingleMetric('vigil_bus_consumer_redelivered_total')?.get())?.values ?? [];
+  assert.equal(
+    redelivered.filter((v) => String(v.labels.consumer).includes(run)).reduce((n, v) => n + v.value, 0),
+    0,
+    'nothing delivered again',
+  );
+});

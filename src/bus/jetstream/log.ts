@@ -252,6 +252,8 @@ interface Pulled<T> {
   weight: number;
   /** When it was pulled (epoch ms). */
   at: number;
+  /** When it was last kept ours with `working()` while it waited in the buffer (epoch ms). */
+  keptAt?: number;
 }
 
 /** Creates a log over the connection; nothing is sent until it is used. */
@@ -555,6 +557,18 @@ export function createJetStreamLog<T>(
       let decodedSinceYield = 0;
       // Set once the handler loop is done: the reader then stops at its next step instead of waiting for room.
       let closing = false;
+      // Messages waiting in the buffer (a linger, or behind a slow handler) are kept ours as the handler's are:
+      // past ack_wait the server would deliver them again and they would be written twice. Only those that
+      // have waited a third of it, so that a short linger sends nothing more.
+      const keepPeriodMs = Math.max(500, o.ackWaitMs / 3);
+      const keepBuffered = setInterval(() => {
+        const now = Date.now();
+        for (const p of buffer) {
+          if (p.value === undefined || now - (p.keptAt ?? p.at) < keepPeriodMs / 2) continue;
+          p.msg.working();
+          p.keptAt = now;
+        }
+      }, keepPeriodMs / 2);
       const reader = (async () => {
         try {
           for await (const m of messages) {
@@ -620,6 +634,7 @@ export function createJetStreamLog<T>(
           await handle(batch);
         }
       } finally {
+        clearInterval(keepBuffered);
         active = undefined;
         closing = true;
         messages.stop();
