@@ -558,13 +558,13 @@ export function createJetStreamLog<T>(
       // Set once the handler loop is done: the reader then stops at its next step instead of waiting for room.
       let closing = false;
       // Messages waiting in the buffer (a linger, or behind a slow handler) are kept ours as the handler's are:
-      // past ack_wait the server would deliver them again and they would be written twice. Only those that
-      // have waited a third of it, so that a short linger sends nothing more.
+      // past ack_wait the server would deliver them again and they would be written twice. Each is kept once
+      // it has waited a third of ack_wait (so by half of it at the latest): a short linger sends nothing more.
       const keepPeriodMs = Math.max(500, o.ackWaitMs / 3);
       const keepBuffered = setInterval(() => {
         const now = Date.now();
         for (const p of buffer) {
-          if (p.value === undefined || now - (p.keptAt ?? p.at) < keepPeriodMs / 2) continue;
+          if (p.value === undefined || now - (p.keptAt ?? p.at) < keepPeriodMs) continue;
           p.msg.working();
           p.keptAt = now;
         }
