@@ -249,7 +249,7 @@ async function writePlan(tx: Queryable, plan: GroupingPlan, t: number): Promise<
        WHERE i.id = u.id`,
       [
         g.map((x) => x.id),
-        g.map((x) => x.added),
+        g.map((x) => x.alertCount),
         g.map((x) => x.severity),
         g.map((x) => x.severityRank),
         g.map((x) => x.firstAlertAt),

@@ -121,8 +121,18 @@ export interface OpenIncident {
   severityRank: number;
 }
 
+/** An incident's values after the batch's alerts. */
+interface Tally {
+  severity: string;
+  severityRank: number;
+  firstAlertAt: number;
+  lastAlertAt: number;
+  /** An opened incident's alerts; for an incident open before, the alerts the batch adds. */
+  alertCount: number;
+}
+
 /** An incident the batch opens, with its values after all of the batch's alerts. */
-export interface OpenedIncident {
+export interface OpenedIncident extends Tally {
   id: string;
   tenant: string;
   title: string;
@@ -132,21 +142,11 @@ export interface OpenedIncident {
   host: string | null;
   windowStart: number;
   windowEnd: number;
-  severity: string;
-  severityRank: number;
-  firstAlertAt: number;
-  lastAlertAt: number;
-  alertCount: number;
 }
 
-/** What the batch adds to an incident that was open before it. */
-export interface IncidentGrowth {
+/** What the batch changes in an incident that was open before it (first/last are the batch's own). */
+export interface IncidentGrowth extends Tally {
   id: string;
-  added: number;
-  severity: string;
-  severityRank: number;
-  firstAlertAt: number;
-  lastAlertAt: number;
 }
 
 /** One timeline entry written by grouping (actor `system`). */
@@ -169,14 +169,14 @@ export interface GroupingPlan {
   incidentIds: string[];
 }
 
+/** An incident alerts may join: its window, its severity so far, and what the batch writes of it. */
 interface Working {
   id: string;
   windowStart: number;
   windowEnd: number;
   severity: string;
   severityRank: number;
-  opened?: OpenedIncident;
-  growth?: IncidentGrowth;
+  tally?: Tally;
 }
 
 /**
@@ -233,7 +233,14 @@ export function planIncidents(
         lastAlertAt: a.timestamp,
         alertCount: 0,
       };
-      target = { ...opened, opened };
+      target = {
+        id: opened.id,
+        windowStart: opened.windowStart,
+        windowEnd: opened.windowEnd,
+        severity: opened.severity,
+        severityRank: opened.severityRank,
+        tally: opened,
+      };
       candidates.push(target);
       plan.opened.push(opened);
       plan.incidentIds.push(opened.id);
@@ -250,31 +257,26 @@ export function planIncidents(
       target.severity = SEVERITIES[rank];
       target.severityRank = rank;
     }
-    if (target.opened) {
-      target.opened.alertCount++;
-      target.opened.severity = target.severity;
-      target.opened.severityRank = target.severityRank;
-      target.opened.lastAlertAt = Math.max(target.opened.lastAlertAt, a.timestamp);
-      target.opened.firstAlertAt = Math.min(target.opened.firstAlertAt, a.timestamp);
-    } else {
-      if (!target.growth) {
-        target.growth = {
-          id: target.id,
-          added: 0,
-          severity: '',
-          severityRank: 0,
-          firstAlertAt: a.timestamp,
-          lastAlertAt: a.timestamp,
-        };
-        plan.grown.push(target.growth);
-        plan.incidentIds.push(target.id);
-      }
-      target.growth.added++;
-      target.growth.severity = target.severity;
-      target.growth.severityRank = target.severityRank;
-      target.growth.lastAlertAt = Math.max(target.growth.lastAlertAt, a.timestamp);
-      target.growth.firstAlertAt = Math.min(target.growth.firstAlertAt, a.timestamp);
+    if (!target.tally) {
+      // Only an incident open before the batch is without one: an opened incident is its own.
+      const growth: IncidentGrowth = {
+        id: target.id,
+        severity: target.severity,
+        severityRank: target.severityRank,
+        firstAlertAt: a.timestamp,
+        lastAlertAt: a.timestamp,
+        alertCount: 0,
+      };
+      target.tally = growth;
+      plan.grown.push(growth);
+      plan.incidentIds.push(target.id);
     }
+    const tally = target.tally;
+    tally.alertCount++;
+    tally.severity = target.severity;
+    tally.severityRank = target.severityRank;
+    tally.firstAlertAt = Math.min(tally.firstAlertAt, a.timestamp);
+    tally.lastAlertAt = Math.max(tally.lastAlertAt, a.timestamp);
     plan.links.push({ alert: a, incidentId: target.id });
     for (const e of a.eventIds) {
       const ref = inTenant(target.id, e);
