@@ -17,6 +17,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Db, Queryable } from '../db/index.ts';
 import type { Alert } from '../detect/alerts/index.ts';
+import { VigilError } from '../lib/errors.ts';
 import type { IncidentsConfig } from './config.ts';
 import {
   firstTokens,
@@ -42,25 +43,29 @@ export function lockKey(tenant: string, key: string): bigint {
  * Some alerts of the batch were linked by another transaction after this one read the linked alerts (only
  * possible when nodes group with different keys, so that no advisory lock serialized them). The
  * transaction is rolled back and run again: the alerts are then known, counted as duplicates, and no
- * incident is opened for them.
+ * incident is opened for them. Reaches the queue only if the runs run out: the batch fails, and the alert
+ * log hands it over again.
  */
-class AlertsTakenMeanwhile extends Error {
-  constructor(readonly taken: number) {
-    super(`${taken} alerts were linked by another transaction meanwhile`);
-    this.name = 'AlertsTakenMeanwhile';
+export class AlertsTakenMeanwhileError extends VigilError {
+  constructor(taken: number) {
+    super('alerts_taken_meanwhile', `${taken} alerts of the batch were linked to incidents by another node meanwhile`, {
+      status: 503,
+      retryable: true,
+    });
+    this.name = 'AlertsTakenMeanwhileError';
   }
 }
 
 /**
- * Groups one batch in one transaction (run again when alerts were taken meanwhile: each run finds at least
- * one more alert linked, so the runs are bounded by the batch's size).
+ * Groups one batch in one transaction, run again when alerts were taken meanwhile: each run finds at least
+ * one more alert linked, so a batch needs at most one run more than it has alerts.
  */
 export async function groupBatch(db: Db, alerts: readonly Alert[], config: IncidentsConfig): Promise<IngestResult> {
-  for (;;) {
+  for (let run = 0; ; run++) {
     try {
       return await db.transaction((tx) => groupInTransaction(tx, alerts, config, Date.now()));
     } catch (err) {
-      if (!(err instanceof AlertsTakenMeanwhile)) throw err;
+      if (!(err instanceof AlertsTakenMeanwhileError) || run >= alerts.length) throw err;
     }
   }
 }
@@ -184,7 +189,7 @@ async function groupInTransaction(
   return result;
 }
 
-/** Writes a plan's rows: five statements at most. Throws AlertsTakenMeanwhile when a link was taken. */
+/** Writes a plan's rows: five statements at most. Throws AlertsTakenMeanwhileError when a link was taken. */
 async function writePlan(tx: Queryable, plan: GroupingPlan, t: number): Promise<void> {
   const o = plan.opened;
   if (o.length > 0) {
@@ -237,7 +242,7 @@ async function writePlan(tx: Queryable, plan: GroupingPlan, t: number): Promise<
       t,
     ],
   );
-  if (linked.length < l.length) throw new AlertsTakenMeanwhile(l.length - linked.length);
+  if (linked.length < l.length) throw new AlertsTakenMeanwhileError(l.length - linked.length);
   const g = plan.grown;
   if (g.length > 0) {
     await tx.query(
