@@ -16,6 +16,7 @@ import { clusterBenchmark } from './cluster.ts';
 import { clusterPartsBenchmark } from './cluster-parts.ts';
 import { collectBenchmark } from './collect.ts';
 import { fanoutBenchmark } from './fanout.ts';
+import { incidentsBenchmark } from './incidents.ts';
 import { BENCH_DIR, type Benchmark, type BenchOptions, machine, progress } from './common.ts';
 import { ingestBenchmark } from './ingest.ts';
 import { searchBenchmark } from './search.ts';
@@ -30,6 +31,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   backupBenchmark,
   collectBenchmark,
   fanoutBenchmark,
+  incidentsBenchmark,
 ];
 
 const USAGE = `usage: npm run bench -- [name ...] [--option value ...]
@@ -67,7 +69,9 @@ options (each benchmark reads the ones it knows):
   --rows N               backup: the search data set of N events instead (cached build; --base-events M: a base of M
                          Mordor events; --search-data DIR: a complete build of N rows elsewhere, only read, copied;
                          --settle-s S: wait up to S s for the copy's merges, 300)
-  --events N, --clients N, --batch N  collect: events sent (100000), HTTP senders (4), events per request (1000)`;
+  --events N, --clients N, --batch N  collect: events sent (100000), HTTP senders (4), events per request (1000)
+  --alerts N, --keys N, --batch N  incidents: alerts a round (500) over keys (50), alerts per call (50); --rounds N (3),
+                         --span-min N: minutes the alerts' times span (90, windows are 60)`;
 
 function parseArgs(argv: readonly string[]): {
   names: string[];

@@ -194,6 +194,124 @@ for (const backend of backends()) {
       assert.equal(Number(row.token), 7);
     });
 
+    test('one batch of one key spanning two windows opens two incidents, as alert-by-alert grouping did', async () => {
+      const db = await backend.open();
+      const { incidents } = await service(db);
+      const tn = tenant();
+      const t0 = Date.now() - 10 * HOUR;
+      const batch = [0, 20, 59, 60, 90, 10].map((m) => makeAlert({ tenant: tn, timestamp: t0 + m * 60_000 }));
+      const r = await incidents.ingestAlerts(batch);
+      assert.deepEqual([r.opened, r.linked, r.incidentIds.length], [2, 6, 2]);
+      const [first, second] = await Promise.all(r.incidentIds.map((id) => incidents.get(id, [tn])));
+      assert.ok(first && second);
+      assert.deepEqual(
+        [first.windowStart, first.windowEnd, first.alertCount, first.firstAlertAt, first.lastAlertAt],
+        [t0, t0 + HOUR, 4, t0, t0 + 59 * 60_000],
+      );
+      assert.deepEqual(first.alertIds.sort(), [batch[0].id, batch[1].id, batch[2].id, batch[5].id].sort());
+      assert.deepEqual([second.windowStart, second.windowEnd, second.alertCount], [t0 + HOUR, t0 + 2 * HOUR, 2]);
+      const timeline = await incidents.timeline(second.id, [tn]);
+      assert.deepEqual(
+        timeline.map((e) => [e.action, e.to]),
+        [
+          ['created', 'new'],
+          ['alert_linked', batch[3].id],
+          ['alert_linked', batch[4].id],
+        ],
+      );
+      // A later batch joins the windows the first one opened.
+      const r2 = await incidents.ingestAlerts([
+        makeAlert({ tenant: tn, timestamp: t0 + 30 * 60_000 }),
+        makeAlert({ tenant: tn, timestamp: t0 + 100 * 60_000 }),
+      ]);
+      assert.deepEqual([r2.opened, r2.incidentIds], [0, r.incidentIds]);
+      assert.equal((await incidents.get(first.id, [tn]))?.alertCount, 5);
+    });
+
+    test('severity rises within a batch and across batches, each rise on the timeline from the severity before it', async () => {
+      const db = await backend.open();
+      const { incidents } = await service(db);
+      const tn = tenant();
+      const levels = ['low', 'high', 'medium', 'critical'];
+      const batch = levels.map((level) => makeAlert({ tenant: tn, rule: { level } }));
+      const r = await incidents.ingestAlerts(batch);
+      const id = r.incidentIds[0];
+      await incidents.update(id, [tn], { severity: 'low' }, 'alice');
+      await incidents.ingestAlerts([
+        makeAlert({ tenant: tn, rule: { level: 'informational' } }),
+        makeAlert({ tenant: tn, rule: { level: 'medium' } }),
+        makeAlert({ tenant: tn, rule: { level: 'high' } }),
+      ]);
+      const timeline = await incidents.timeline(id, [tn]);
+      assert.deepEqual(
+        timeline.filter((e) => e.action !== 'alert_linked').map((e) => [e.action, e.actor, e.from, e.to]),
+        [
+          ['created', 'system', null, 'new'],
+          ['severity', 'system', 'low', 'high'],
+          ['severity', 'system', 'high', 'critical'],
+          ['severity', 'alice', 'critical', 'low'],
+          ['severity', 'system', 'low', 'medium'],
+          ['severity', 'system', 'medium', 'high'],
+        ],
+      );
+      const ids = timeline.map((e) => e.id);
+      assert.deepEqual(
+        ids,
+        [...ids].sort((a, b) => a - b),
+      );
+      assert.equal(timeline[1].to, batch[0].id, 'the first alert is linked right after the creation');
+      const inc = await incidents.get(id, [tn]);
+      assert.deepEqual([inc?.severity, inc?.alertCount], ['high', 7]);
+    });
+
+    test('duplicates within a batch and of earlier batches change nothing and are counted', async () => {
+      const db = await backend.open();
+      const { incidents, metrics } = await service(db);
+      const tn = tenant();
+      const [a, b, c] = [makeAlert({ tenant: tn }), makeAlert({ tenant: tn }), makeAlert({ tenant: tn })];
+      const r1 = await incidents.ingestAlerts([a, b, a]);
+      assert.deepEqual([r1.opened, r1.linked, r1.duplicates], [1, 2, 1]);
+      const r2 = await incidents.ingestAlerts([b, c, c, a]);
+      assert.deepEqual([r2.opened, r2.linked, r2.duplicates, r2.incidentIds], [0, 1, 3, r1.incidentIds]);
+      const inc = await incidents.get(r1.incidentIds[0], [tn]);
+      assert.equal(inc?.alertCount, 3);
+      assert.deepEqual(
+        (await incidents.timeline(r1.incidentIds[0], [tn])).map((e) => [e.action, e.to]),
+        [
+          ['created', 'new'],
+          ['alert_linked', a.id],
+          ['alert_linked', b.id],
+          ['alert_linked', c.id],
+        ],
+      );
+      assert.equal(await metricValue(metrics, 'vigil_incidents_alerts_total', { result: 'duplicate' }), 4);
+    });
+
+    test('a stale fencing token in the middle of a batch refuses that alert only; the others group as usual', async () => {
+      const db = await backend.open();
+      const { incidents } = await service(db);
+      const tn = tenant();
+      const partition = `p-${tn}`;
+      const batch = [
+        makeAlert({ tenant: tn, partition, fencingToken: 3 }),
+        makeAlert({ tenant: tn, partition, fencingToken: 3, host: 'web-2' }),
+        makeAlert({ tenant: tn, partition, fencingToken: 2, rule: { level: 'critical' } }),
+        makeAlert({ tenant: tn, partition, fencingToken: 3 }),
+      ];
+      const r = await incidents.ingestAlerts(batch);
+      assert.deepEqual([r.opened, r.linked], [2, 3]);
+      assert.deepEqual(
+        r.rejected.map((x) => [x.alertId, x.fencingToken, x.highestToken]),
+        [[batch[2].id, 2, 3]],
+      );
+      const inc = await incidents.get(r.incidentIds[0], [tn]);
+      assert.deepEqual([inc?.alertCount, inc?.severity], [2, 'medium'], 'the refused critical alert left no trace');
+      assert.deepEqual(
+        (await incidents.rejectedAlerts([tn], 10)).map((x) => [x.alertId, x.tenant]),
+        [[batch[2].id, tn]],
+      );
+    });
+
     describe('status transitions', () => {
       const cases: { from: IncidentStatus; to: IncidentStatus; allowed: boolean }[] = [];
       for (const from of INCIDENT_STATUSES) {
@@ -358,6 +476,84 @@ for (const backend of backends()) {
       assert.equal(page.total, 1);
       assert.equal(page.incidents[0].alertCount, 20);
     });
+
+    test('services grouping many keys at once, in opposite orders, open one incident per key without a deadlock', async () => {
+      const db = await backend.open();
+      const services = await Promise.all([service(db), service(db), service(db)]);
+      const tn = tenant();
+      const hosts = Array.from({ length: 12 }, (_, i) => `h${i}`);
+      // Each service its own partition, so that nothing but the keys' advisory locks orders them.
+      const calls = services.flatMap((s, i) =>
+        [0, 1, 2].map((round) => {
+          const order = i % 2 === 0 ? hosts : [...hosts].reverse();
+          const batch = order.flatMap((host) =>
+            [0, 1].map(() => makeAlert({ tenant: tn, host, partition: `p-${tn}-${i}`, fencingToken: round })),
+          );
+          return { s, batch };
+        }),
+      );
+      const results = await Promise.all(calls.map(({ s, batch }) => s.incidents.ingestAlerts(batch)));
+      assert.equal(
+        results.reduce((n, r) => n + r.linked, 0),
+        calls.length * hosts.length * 2,
+      );
+      assert.equal(
+        results.reduce((n, r) => n + r.opened, 0),
+        hosts.length,
+      );
+      const page = await services[0].incidents.list({ tenants: [tn], sort: 'created_at', descending: true, limit: 50 });
+      assert.equal(page.total, hosts.length, 'one incident per key');
+      assert.ok(page.incidents.every((i) => i.alertCount === calls.length * 2));
+      for (const s of services) {
+        assert.equal(await metricValue(s.metrics, 'vigil_incidents_ingest_retries_total'), 0, 'no deadlock to retry');
+      }
+    });
+
+    if (backend.name !== 'PGlite') {
+      // PGlite has one connection: its transactions never interleave.
+      test('alerts linked by another transaction after the batch read them count as duplicates, and leave no incident', async () => {
+        const db = await backend.open();
+        // Two nodes grouping by different keys: no advisory lock orders them, only the alerts' primary key.
+        const s1 = await service(db);
+        let proceed: () => void = () => {};
+        const gate = new Promise<void>((r) => {
+          proceed = r;
+        });
+        let knownReads = 0;
+        const paused: Db = {
+          ...db,
+          kind: db.kind,
+          query: db.query,
+          close: db.close,
+          transaction: (fn) =>
+            db.transaction((tx) =>
+              fn({
+                async query(sql, params) {
+                  const rows = await tx.query(sql, params);
+                  if (/^SELECT tenant, alert_id FROM incident_alerts/.test(sql) && ++knownReads === 1) await gate;
+                  return rows as never;
+                },
+              }),
+            ),
+        };
+        const s2 = await service(paused, { group_by: ['rule.id'] });
+        const tn = tenant();
+        const alerts = Array.from({ length: 5 }, () => makeAlert({ tenant: tn }));
+        const late = s2.incidents.ingestAlerts(alerts);
+        while (knownReads === 0) await new Promise((r) => setTimeout(r, 10));
+        const r1 = await s1.incidents.ingestAlerts(alerts);
+        proceed();
+        const r2 = await late;
+        assert.deepEqual([r1.opened, r1.linked], [1, 5]);
+        assert.deepEqual([r2.opened, r2.linked, r2.duplicates, r2.incidentIds], [0, 0, 5, []]);
+        assert.equal(knownReads, 2, 'the batch ran again after its links were refused');
+        const page = await s1.incidents.list({ tenants: [tn], sort: 'created_at', descending: true, limit: 10 });
+        assert.deepEqual(
+          page.incidents.map((i) => [i.groupKey, i.alertCount]),
+          [['rule.id=rule-1\u001fhost=web-1', 5]],
+        );
+      });
+    }
 
     test('intake retries through a lost database connection and commits every alert once', async () => {
       const server = backend.server();
