@@ -10,6 +10,14 @@ export const storeConfigSchema = z
     /** fsync every inserted part and its directory before acknowledging (survives power loss, not only kill -9). */
     fsync: z.boolean().default(true),
     /**
+     * OS nice value (0-19) of the engine's threads while they insert events and merge parts; searches, the
+     * store's own reads and the event loop keep 0. Under load the kernel then runs a search before ingest
+     * work, and ingest still gets the CPU searches leave (never stopped by them: a nice-10 thread has about a
+     * tenth of a nice-0 one's share while both want a core, all of it alone). 0 turns it off. Needs
+     * CAP_SYS_NICE (root has it); without it the engine leaves the threads as they are.
+     */
+    ingest_nice: z.number().int().min(0).max(19).default(10),
+    /**
      * Longest a search may take, from its arrival to its answer: waiting for a place among the user's
      * searches and for the engine included. The engine stops the statement itself at the deadline
      * (max_execution_time), so a timed-out search costs nothing more; the answer is 503 `query_timeout`.
