@@ -47,6 +47,14 @@ const ENGINE_CALLS_OUTSTANDING = 2;
  */
 const SEARCH_CALLS_OUTSTANDING = 1;
 
+/**
+ * The nice value of a search's engine threads while ingest's run at store.ingest_nice. Not 0 because the
+ * engine sets a thread's priority only for a statement that asks for one, and puts it back to 0 after it:
+ * a pool thread that an INSERT left at its nice value (seen with chdb 3.4, one thread after 12 niced INSERTs)
+ * then ran searches' pipelines at that value. -1 sets every search thread, and leaves it at 0.
+ */
+const SEARCH_NICE = -1;
+
 /** Folder (under the data directory) of the files the engine inserts rows from; emptied at every start. */
 const INSERT_FILES_DIR = 'store-insert';
 
@@ -109,10 +117,12 @@ const TRAILING_SETTINGS = /\sSETTINGS\s[^()']*$/i;
 /**
  * The statement with the engine's own time limit added: the engine stops it after `ms` (rounded up to a
  * millisecond) and fails it with TIMEOUT_EXCEEDED. chdb's `timeout` option only rejects the promise while
- * the engine goes on: 10 timed-out searches went on using 0.8 CPU-seconds after their answers.
+ * the engine goes on: 10 timed-out searches went on using 0.8 CPU-seconds after their answers. `nice`, when
+ * not 0, is the OS nice value of the statement's threads while it runs (see SEARCH_NICE).
  */
-export function withTimeLimit(sql: string, ms: number): string {
-  const limit = `max_execution_time = ${Math.max(1, Math.ceil(ms)) / 1000}, timeout_overflow_mode = 'throw'`;
+export function withTimeLimit(sql: string, ms: number, nice = 0): string {
+  const priority = nice === 0 ? '' : `, os_thread_priority = ${nice}`;
+  const limit = `max_execution_time = ${Math.max(1, Math.ceil(ms)) / 1000}, timeout_overflow_mode = 'throw'${priority}`;
   const trimmed = sql.trimEnd();
   return TRAILING_SETTINGS.test(trimmed) ? `${trimmed}, ${limit}` : `${trimmed}\nSETTINGS ${limit}`;
 }
@@ -327,7 +337,8 @@ export function createEventStore(
           () => {
             const left = search.deadline - Date.now();
             if (left <= 0) throw queryTimeoutError(search.timeoutMs);
-            return s.queryBindAsync(withTimeLimit(sql, left), params, { format: 'JSONEachRow' });
+            const nice = config.ingest_nice > 0 ? SEARCH_NICE : 0;
+            return s.queryBindAsync(withTimeLimit(sql, left, nice), params, { format: 'JSONEachRow' });
           },
           { lane: 'search', deadline: search.deadline },
         );
