@@ -330,7 +330,11 @@ export function createEventStore(
       if (!search) {
         // A plain read (alerts, detection positions) gets the engine's time limit too, without a deadline.
         const s = open();
-        result = await engine(() => s.queryBindAsync(withTimeLimit(sql, limitMs), params, { format: 'JSONEachRow' }));
+        // Exclusive: a parameterized statement let out behind an INSERT would hold the searches' ones
+        // (engine-gate.ts); measured, a token search waited up to 240 ms outside the engine that way.
+        result = await engine(() => s.queryBindAsync(withTimeLimit(sql, limitMs), params, { format: 'JSONEachRow' }), {
+          exclusive: true,
+        });
       } else {
         const s = openSearch();
         result = await searchEngine(
@@ -500,7 +504,8 @@ export function createEventStore(
     },
     async exec(sql, params = {}) {
       const s = open();
-      await engine(() => s.queryBindAsync(sql, params, { format: 'JSONEachRow' }));
+      // Parameterized, so exclusive (see read()).
+      await engine(() => s.queryBindAsync(sql, params, { format: 'JSONEachRow' }), { exclusive: true });
     },
     async insertRows(table, rows, opts = {}) {
       const s = open();
