@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -21,8 +21,10 @@ const store = createEventStore(storeConfigSchema.parse({ fsync: false, ingest_ni
 });
 before(() => store.start());
 after(async () => {
+  // The engine, which lives as long as the process, would go on merging the last parts into the folder.
+  await store.exec('SYSTEM STOP MERGES vigil.events');
   await store.stop(Date.now() + 5000);
-  rmSync(dataDir, { recursive: true, force: true });
+  rmSync(dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
 });
 
 /** Events of about 2 KB of raw text: 8,000 of them are three INSERTs (cut at 6 MB). */
@@ -78,6 +80,13 @@ parentPort.on('message', () => { go = false; });
   };
 }
 
+/**
+ * Whether this process may set its threads' priorities (CAP_SYS_NICE, bit 23 of the effective set): the
+ * engine changes them only then, and leaves them at 0 otherwise (docs/deployment.md).
+ */
+const MAY_NICE =
+  (BigInt(`0x${/^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0'}`) >> 23n) & 1n;
+
 const nicesOf = (seen: Map<string, Set<number>>) => new Set([...seen.values()].flatMap((s) => [...s]));
 
 test('the INSERTs of a write run at store.ingest_nice, the engine arguments nice merges, and 0 leaves both alone', () => {
@@ -95,10 +104,13 @@ test('engine threads run at the ingest nice value while events are written, and 
   const watch = watchThreads();
   await store.write(events('nice', 8000));
   const duringWrite = await watch.stop();
-  assert.ok(
-    nicesOf(duringWrite).has(NICE),
-    `no thread ran at nice ${NICE} during the write: ${JSON.stringify([...duringWrite].map(([k, v]) => [k, [...v]]))}`,
-  );
+  const seen = JSON.stringify([...duringWrite].map(([k, v]) => [k, [...v]]));
+  if (MAY_NICE === 0n) {
+    // Without CAP_SYS_NICE the engine leaves every thread as it is, and the write still commits.
+    assert.deepEqual(nicesOf(duringWrite), new Set([0]), `threads changed priority without CAP_SYS_NICE: ${seen}`);
+    return;
+  }
+  assert.ok(nicesOf(duringWrite).has(NICE), `no thread ran at nice ${NICE} during the write: ${seen}`);
 
   const search = watchThreads();
   for (let i = 0; i < 20; i++) {
@@ -114,7 +126,9 @@ test('engine threads run at the ingest nice value while events are written, and 
   // Merges of the write's parts may still run (niced): only the searches' own pipeline threads are checked.
   const pipeline = [...duringSearch].filter(([name]) => name.startsWith('Query')).flatMap(([, n]) => [...n]);
   assert.ok(pipeline.length > 0, 'no search pipeline thread was seen running');
-  assert.deepEqual(new Set(pipeline), new Set([-1]), `search threads ran at ${[...new Set(pipeline)]}`);
+  // -1 while a search runs; a pool thread seen just after it, put back, shows 0; never the ingest's value.
+  assert.ok(new Set(pipeline).has(-1), `no search thread ran at -1: ${[...new Set(pipeline)]}`);
+  assert.ok(!new Set(pipeline).has(NICE), `a search thread ran at the ingest's nice ${NICE}`);
 });
 
 test('writes keep committing while searches run back to back, and the searches see them land', async () => {
