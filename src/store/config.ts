@@ -10,6 +10,15 @@ export const storeConfigSchema = z
     /** fsync every inserted part and its directory before acknowledging (survives power loss, not only kill -9). */
     fsync: z.boolean().default(true),
     /**
+     * OS nice value (0-19) of the engine's threads while they insert events (and rows of other components)
+     * and merge parts; a search's threads run at -1, the store's own reads and the event loop at 0. Under
+     * load the kernel then runs a search before ingest work, and ingest still gets the CPU searches leave
+     * (never stopped by them: at 10 it has about a twelfth of a search's share of a contended core, all of
+     * it alone). 0 turns it off (searches then at 0 too). Needs CAP_SYS_NICE (root has it); without it the
+     * engine leaves every thread as it is. See docs/adr/0011-searches-first-on-the-cpu.md.
+     */
+    ingest_nice: z.number().int().min(0).max(19).default(10),
+    /**
      * Longest a search may take, from its arrival to its answer: waiting for a place among the user's
      * searches and for the engine included. The engine stops the statement itself at the deadline
      * (max_execution_time), so a timed-out search costs nothing more; the answer is 503 `query_timeout`.

@@ -84,3 +84,42 @@ test('a search still waiting at its deadline leaves with query_timeout and never
   // The line goes on without it.
   assert.equal(await gate(async () => 7, { lane: 'search' }), 7);
 });
+
+test('an exclusive call waits until the gate is empty, and nothing starts beside it', async () => {
+  const gate = createEngineGate(2);
+  const order: string[] = [];
+  const release = new Map<string, () => void>();
+  const call = (name: string, exclusive = false) =>
+    gate(
+      async () => {
+        order.push(`+${name}`);
+        await new Promise<void>((r) => release.set(name, r));
+        order.push(`-${name}`);
+      },
+      { exclusive },
+    );
+  const turn = () => new Promise((r) => setImmediate(r));
+  const calls = [call('insert1'), call('read', true), call('insert2')];
+  await turn();
+  // A place is free, but the exclusive read waits for insert1; insert2, behind it, waits too.
+  assert.deepEqual(order, ['+insert1']);
+  release.get('insert1')?.();
+  await turn();
+  assert.deepEqual(order, ['+insert1', '-insert1', '+read']);
+  calls.push(call('insert3'));
+  await turn();
+  // Nothing starts while the exclusive call runs, not even a newcomer.
+  assert.deepEqual(order, ['+insert1', '-insert1', '+read']);
+  release.get('read')?.();
+  await turn();
+  assert.deepEqual(order.slice(3), ['-read', '+insert2', '+insert3']);
+  release.get('insert2')?.();
+  release.get('insert3')?.();
+  await Promise.all(calls);
+  // A lone exclusive call starts at once.
+  const lone = call('alone', true);
+  await turn();
+  assert.equal(order.at(-1), '+alone');
+  release.get('alone')?.();
+  await lone;
+});

@@ -14,6 +14,13 @@ export interface EngineCallOptions {
   lane?: EngineLane;
   /** Epoch ms: a call still waiting for its turn then is refused with `query_timeout` and never runs. */
   deadline?: number;
+  /**
+   * Starts only when no other call of the gate is out, and none starts while it runs. For a parameterized
+   * statement: chdb runs those one at a time in the whole process, from the moment the call enters chdb, so
+   * one let out behind an INSERT on the same session would hold every other session's parameterized
+   * statements (the searches) for the whole INSERT.
+   */
+  exclusive?: boolean;
 }
 
 /** Runs `fn` when the engine has a place for it (see {@link createEngineGate}). */
@@ -38,6 +45,7 @@ export function queryTimeoutError(timeoutMs: number, cause?: unknown): VigilErro
 
 interface Waiter {
   lane: EngineLane;
+  exclusive: boolean;
   start: () => void;
   timer?: NodeJS.Timeout;
 }
@@ -62,35 +70,45 @@ export function createEngineGate(limit: number, opts: { searchPlaces?: number } 
   const searchPlaces = Math.max(1, Math.min(limit, opts.searchPlaces ?? limit - 1));
   let active = 0;
   let activeSearches = 0;
+  /** An exclusive call is out: nothing else starts until it ends. */
+  let exclusiveOut = false;
   const writes: Waiter[] = [];
   const searches: Waiter[] = [];
 
   /** Hands a freed place to the next waiter that may take it, if any. */
   function next(): void {
-    while (active < limit) {
-      const w = writes.length > 0 ? writes.shift() : activeSearches < searchPlaces ? searches.shift() : undefined;
-      if (!w) return;
+    while (active < limit && !exclusiveOut) {
+      const queue = writes.length > 0 ? writes : activeSearches < searchPlaces ? searches : undefined;
+      const w = queue?.[0];
+      // An exclusive call waits for the gate to empty, and the calls behind it wait with it (arrival order).
+      if (!queue || !w || (w.exclusive && active > 0)) return;
+      queue.shift();
       if (w.timer) clearTimeout(w.timer);
       active++;
       if (w.lane === 'search') activeSearches++;
+      if (w.exclusive) exclusiveOut = true;
       w.start();
     }
   }
 
   return async <T>(fn: () => Promise<T>, call: EngineCallOptions = {}): Promise<T> => {
     const lane = call.lane ?? 'write';
+    const exclusive = call.exclusive === true;
     const queue = lane === 'search' ? searches : writes;
     // A newcomer never slips in ahead of a waiter of its lane (or, for a search, of a write).
     const mayStart =
       active < limit &&
+      !exclusiveOut &&
+      (!exclusive || active === 0) &&
       queue.length === 0 &&
       (lane === 'write' || (writes.length === 0 && activeSearches < searchPlaces));
     if (mayStart) {
       active++;
       if (lane === 'search') activeSearches++;
+      if (exclusive) exclusiveOut = true;
     } else {
       await new Promise<void>((resolve, reject) => {
-        const w: Waiter = { lane, start: resolve };
+        const w: Waiter = { lane, exclusive, start: resolve };
         if (call.deadline !== undefined) {
           const wait = call.deadline - Date.now();
           w.timer = setTimeout(
@@ -110,6 +128,7 @@ export function createEngineGate(limit: number, opts: { searchPlaces?: number } 
     } finally {
       active--;
       if (lane === 'search') activeSearches--;
+      if (exclusive) exclusiveOut = false;
       next();
     }
   };

@@ -47,6 +47,14 @@ const ENGINE_CALLS_OUTSTANDING = 2;
  */
 const SEARCH_CALLS_OUTSTANDING = 1;
 
+/**
+ * The nice value of a search's engine threads while ingest's run at store.ingest_nice. Not 0 because the
+ * engine sets a thread's priority only for a statement that asks for one, and puts it back to 0 after it:
+ * a pool thread that an INSERT left at its nice value (seen with chdb 3.4, one thread after 12 niced INSERTs)
+ * then ran searches' pipelines at that value. -1 sets every search thread, and leaves it at 0.
+ */
+const SEARCH_NICE = -1;
+
 /** Folder (under the data directory) of the files the engine inserts rows from; emptied at every start. */
 const INSERT_FILES_DIR = 'store-insert';
 
@@ -66,14 +74,31 @@ const SAFE_FILE_PATH = /^[\w/ .,:+=@%~-]+$/;
  * text insert gave before, so a batch redelivered across an upgrade is still dropped; any other goes in as
  * hex, so nothing of its text reaches the SQL.
  */
-export function insertFromFileSql(path: string, dedupToken?: string): string {
+export function insertFromFileSql(path: string, dedupToken?: string, nice = 0): string {
   const columns = ROW_BINARY_STRUCTURE.map(([name]) => name).join(', ');
   const structure = ROW_BINARY_STRUCTURE.map(([name, type]) => `${name} ${type}`)
     .join(', ')
     .replace(/'/g, "\\'");
   const token = dedupToken === undefined ? undefined : PLAIN_TOKEN.test(dedupToken) ? dedupToken : hexToken(dedupToken);
-  const settings = token === undefined ? '' : ` SETTINGS insert_deduplication_token = '${token}'`;
+  const set = [
+    ...(token === undefined ? [] : [`insert_deduplication_token = '${token}'`]),
+    ...(nice > 0 ? [`os_thread_priority = ${niceValue(nice)}`] : []),
+  ];
+  const settings = set.length === 0 ? '' : ` SETTINGS ${set.join(', ')}`;
   return `INSERT INTO ${EVENTS_TABLE} (${columns})${settings} SELECT * FROM file('${path}', 'RowBinary', '${structure}')`;
+}
+
+/** A nice value as the engine takes it: an integer of 0-19 (store.ingest_nice), whatever the caller passed. */
+function niceValue(nice: number): number {
+  return Math.min(19, Math.max(0, Math.trunc(nice)));
+}
+
+/**
+ * The engine's arguments that make its merges run at `nice` (store.ingest_nice): merges are ingest's work too
+ * (each INSERT is a part, merged later), and they ran on both cores beside the searches.
+ */
+export function ingestNiceArgs(nice: number): string[] {
+  return nice > 0 ? [`--os_threads_nice_value_merge_mutate=${niceValue(nice)}`] : [];
 }
 
 /** Dedup tokens written into the SQL as they are. */
@@ -92,10 +117,12 @@ const TRAILING_SETTINGS = /\sSETTINGS\s[^()']*$/i;
 /**
  * The statement with the engine's own time limit added: the engine stops it after `ms` (rounded up to a
  * millisecond) and fails it with TIMEOUT_EXCEEDED. chdb's `timeout` option only rejects the promise while
- * the engine goes on: 10 timed-out searches went on using 0.8 CPU-seconds after their answers.
+ * the engine goes on: 10 timed-out searches went on using 0.8 CPU-seconds after their answers. `nice`, when
+ * not 0, is the OS nice value of the statement's threads while it runs (see SEARCH_NICE).
  */
-export function withTimeLimit(sql: string, ms: number): string {
-  const limit = `max_execution_time = ${Math.max(1, Math.ceil(ms)) / 1000}, timeout_overflow_mode = 'throw'`;
+export function withTimeLimit(sql: string, ms: number, nice = 0): string {
+  const priority = nice === 0 ? '' : `, os_thread_priority = ${nice}`;
+  const limit = `max_execution_time = ${Math.max(1, Math.ceil(ms)) / 1000}, timeout_overflow_mode = 'throw'${priority}`;
   const trimmed = sql.trimEnd();
   return TRAILING_SETTINGS.test(trimmed) ? `${trimmed}, ${limit}` : `${trimmed}\nSETTINGS ${limit}`;
 }
@@ -303,14 +330,19 @@ export function createEventStore(
       if (!search) {
         // A plain read (alerts, detection positions) gets the engine's time limit too, without a deadline.
         const s = open();
-        result = await engine(() => s.queryBindAsync(withTimeLimit(sql, limitMs), params, { format: 'JSONEachRow' }));
+        // Exclusive: a parameterized statement let out behind an INSERT would hold the searches' ones
+        // (engine-gate.ts); measured, a token search waited up to 240 ms outside the engine that way.
+        result = await engine(() => s.queryBindAsync(withTimeLimit(sql, limitMs), params, { format: 'JSONEachRow' }), {
+          exclusive: true,
+        });
       } else {
         const s = openSearch();
         result = await searchEngine(
           () => {
             const left = search.deadline - Date.now();
             if (left <= 0) throw queryTimeoutError(search.timeoutMs);
-            return s.queryBindAsync(withTimeLimit(sql, left), params, { format: 'JSONEachRow' });
+            const nice = config.ingest_nice > 0 ? SEARCH_NICE : 0;
+            return s.queryBindAsync(withTimeLimit(sql, left, nice), params, { format: 'JSONEachRow' });
           },
           { lane: 'search', deadline: search.deadline },
         );
@@ -346,7 +378,7 @@ export function createEventStore(
     const path = join(insertDir, `${process.pid}-${insertFiles++}.bin`);
     await writeFile(path, rows, { mode: 0o600 });
     try {
-      await engine(() => s.queryAsync(insertFromFileSql(path, dedupToken)));
+      await engine(() => s.queryAsync(insertFromFileSql(path, dedupToken, config.ingest_nice)));
     } finally {
       // Awaited: a file left behind is only disk until the next start empties the folder, but a failure to
       // delete it is reported by the write (the rows are committed by then; a retry is dropped by its token).
@@ -382,7 +414,10 @@ export function createEventStore(
       rmSync(insertDir, { recursive: true, force: true });
       // Event data: private like the rest of data_dir (src/lib/data-dir.ts).
       mkdirSync(insertDir, { recursive: true, mode: 0o700 });
-      session = new Session(dir, deps.engineArgs ? { connectionArgs: deps.engineArgs } : undefined);
+      // Both sessions share one engine (one data path): the first one's arguments are the engine's.
+      const engineArgs = [...(deps.engineArgs ?? []), ...ingestNiceArgs(config.ingest_nice)];
+      const sessionOpts = engineArgs.length > 0 ? { connectionArgs: engineArgs } : undefined;
+      session = new Session(dir, sessionOpts);
       await session.queryAsync(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
       await ensureEventsTable(session, config.retention_days, deps.logger);
       const fsync = config.fsync ? 1 : 0;
@@ -394,7 +429,7 @@ export function createEventStore(
         `ALTER TABLE ${EVENTS_TABLE} MODIFY SETTING fsync_after_insert = ${fsync}, fsync_part_directory = ${fsync}, min_bytes_for_wide_part = ${WIDE_PART_BYTES}, ${FORCE_MERGE_SETTINGS}`,
       );
       // Opened once the table is in its final layout: a search never sees a migration midway.
-      searchSession = new Session(dir, deps.engineArgs ? { connectionArgs: deps.engineArgs } : undefined);
+      searchSession = new Session(dir, sessionOpts);
       deps.logger.info({ dir, retention_days: config.retention_days, fsync: config.fsync }, 'The event store is open.');
     },
     async stop() {
@@ -469,18 +504,23 @@ export function createEventStore(
     },
     async exec(sql, params = {}) {
       const s = open();
-      await engine(() => s.queryBindAsync(sql, params, { format: 'JSONEachRow' }));
+      // Parameterized, so exclusive (see read()).
+      await engine(() => s.queryBindAsync(sql, params, { format: 'JSONEachRow' }), { exclusive: true });
     },
     async insertRows(table, rows, opts = {}) {
       const s = open();
       // A setting, never SQL text: the token reaches the engine as a value.
-      const settings = opts.dedupToken === undefined ? undefined : { insert_deduplication_token: opts.dedupToken };
+      // Bulk rows (a copy's pages) are ingest's work: niced like the events' INSERTs (store.ingest_nice).
+      const settings = {
+        ...(opts.dedupToken === undefined ? {} : { insert_deduplication_token: opts.dedupToken }),
+        ...(config.ingest_nice > 0 ? { os_thread_priority: niceValue(config.ingest_nice) } : {}),
+      };
       await engine(() =>
         s.insert({
           table: `${DATABASE}.${table}`,
           values: rows,
           format: 'JSONEachRow',
-          ...(settings ? { settings } : {}),
+          ...(Object.keys(settings).length > 0 ? { settings } : {}),
         }),
       );
     },

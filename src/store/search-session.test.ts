@@ -87,3 +87,28 @@ test('a batch written again with its dedup token is dropped by the engine, whate
     assert.deepEqual(rows, [{ n: '2' }], `token ${token}`);
   }
 });
+
+test("a search is not held behind an insert by the writing session's parameterized read waiting for that insert", async () => {
+  // chdb runs parameterized statements one at a time in the whole process: a store read let into the busy
+  // writing session would hold the search's (parameterized) read for the whole insert.
+  await store.exec(
+    'CREATE TABLE IF NOT EXISTS vigil.slow2 (x UInt8, s UInt8 DEFAULT sleepEachRow(0.05)) ENGINE = Memory',
+  );
+  const rows = Buffer.from(Array.from({ length: 40 }, () => '{"x":1}').join('\n'));
+  const slow = timed(store.insertRows('slow2', rows));
+  await new Promise((r) => setTimeout(r, 100));
+  const ownRead = timed(store.query<{ n: string }>('SELECT toString({n:UInt8}) AS n', { n: 5 }));
+  await new Promise((r) => setTimeout(r, 50));
+  const search = await timed(
+    store.search('analyst', (scope) => scope.query<{ n: string }>('SELECT toString({n:UInt8}) AS n', { n: 7 })),
+  );
+  const { ms: slowMs } = await slow;
+  const own = await ownRead;
+  assert.ok(slowMs >= 1500, `the slow insert took only ${Math.round(slowMs)} ms`);
+  assert.deepEqual(own.value, [{ n: '5' }]);
+  assert.deepEqual(search.value, [{ n: '7' }]);
+  assert.ok(
+    search.ms < QUICK_MS,
+    `the search took ${Math.round(search.ms)} ms behind a ${Math.round(slowMs)} ms insert and a read waiting for it`,
+  );
+});
