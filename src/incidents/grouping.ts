@@ -14,6 +14,7 @@ import { errorMessage, OverloadError, VigilError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { counter, gauge } from '../lib/metrics.ts';
 import type { IncidentsConfig } from './config.ts';
+import { pgSafeAlert } from './pg-text.ts';
 import { groupBatch } from './group-batch.ts';
 import type { IngestResult } from './model.ts';
 
@@ -162,7 +163,7 @@ export function createGroupingQueue(
       }
       pending += alerts.length;
       pendingGauge.set(pending);
-      const batch = [...alerts];
+      const batch = alerts.map(pgSafeAlert);
       const run = chain.then(() => process(batch));
       const settle = () => {
         pending -= batch.length;

@@ -103,6 +103,29 @@ for (const backend of backends()) {
       );
     });
 
+    test('an alert with a NUL or a lone surrogate from an event is grouped (as U+FFFD) and blocks no later alert', async () => {
+      const db = await backend.open();
+      const { incidents } = await service(db, { group_by: ['rule.id', 'host', 'matched.User'] });
+      const tn = tenant();
+      const host = 'web\ud800-\u0000-\udc00';
+      const dirty = () =>
+        makeAlert({ tenant: tn, host, matched: { User: ['a\u0000b', 'c\udfff'] }, rule: { title: 'Logon \ud83d' } });
+      const first = await incidents.ingestAlerts([dirty()]);
+      assert.equal(first.opened, 1);
+      const again = await incidents.ingestAlerts([dirty(), makeAlert({ tenant: tn })]);
+      assert.equal(again.linked, 2);
+      assert.equal(
+        again.opened,
+        1,
+        'the second dirty alert joins the incident of the first; the clean one opens its own',
+      );
+      const detail = await incidents.get(first.incidentIds[0], [tn]);
+      assert.ok(detail);
+      assert.equal(detail.alertCount, 2);
+      assert.equal(detail.host, 'web\ufffd-\ufffd-\ufffd');
+      assert.equal(detail.title, 'Logon \ufffd on web\ufffd-\ufffd-\ufffd');
+    });
+
     test('an alert of a closed incident key opens a new incident', async () => {
       const db = await backend.open();
       const { incidents } = await service(db);

@@ -476,6 +476,27 @@ export function createJetStreamLog<T>(
     conn.signal.addEventListener('abort', onShutdown);
     let active: { stop(): void } | undefined;
     const stopped = () => halt.signal.aborted || conn.stopping();
+    // How often a message waiting for its handler (or in it) is kept ours with working(): a third of ack_wait.
+    const keepPeriodMs = Math.max(500, o.ackWaitMs / 3);
+    let keepFailed = false;
+    /**
+     * Keeps a message ours. working() throws when the connection is closing: the message is then delivered
+     * again after ack_wait and written again idempotently, so this is said once and not thrown in a timer.
+     */
+    const keep = (p: Pulled<T>) => {
+      try {
+        p.msg.working();
+        p.keptAt = Date.now();
+      } catch (err) {
+        if (!keepFailed) {
+          keepFailed = true;
+          log.warn(
+            { stream: spec.name, consumer: name, err: errorMessage(err) },
+            'A log consumer could not keep its messages (the connection is closing): they will be delivered again.',
+          );
+        }
+      }
+    };
 
     function decode(m: JsMsg): Pulled<T> {
       if (m.info.redelivered) redelivered?.inc({ consumer: name });
@@ -492,14 +513,15 @@ export function createJetStreamLog<T>(
       const good = pulled.filter((p) => p.value !== undefined);
       if (good.length === 0) return;
       const batch = good.map((p) => entryOf(p.msg, p.value as T));
+      // A message kept while it waited is kept again now unless that was recent, so the gap between two
+      // keeps stays under ack_wait across the hand-over from the buffer to the handler.
+      const now = Date.now();
+      for (const p of good) if (now - (p.keptAt ?? p.at) >= keepPeriodMs / 2) keep(p);
       for (let attempt = 0; ; attempt++) {
         // Keeps the messages ours while the handler runs or retries, so that they are not sent elsewhere.
-        const keepAlive = setInterval(
-          () => {
-            for (const p of good) p.msg.working();
-          },
-          Math.max(500, o.ackWaitMs / 3),
-        );
+        const keepAlive = setInterval(() => {
+          for (const p of good) keep(p);
+        }, keepPeriodMs);
         try {
           await handler(batch);
           for (const p of good) p.msg.ack();
@@ -560,14 +582,9 @@ export function createJetStreamLog<T>(
       // Messages waiting in the buffer (a linger, or behind a slow handler) are kept ours as the handler's are:
       // past ack_wait the server would deliver them again and they would be written twice. Each is kept once
       // it has waited a third of ack_wait (so by half of it at the latest): a short linger sends nothing more.
-      const keepPeriodMs = Math.max(500, o.ackWaitMs / 3);
       const keepBuffered = setInterval(() => {
         const now = Date.now();
-        for (const p of buffer) {
-          if (p.value === undefined || now - (p.keptAt ?? p.at) < keepPeriodMs) continue;
-          p.msg.working();
-          p.keptAt = now;
-        }
+        for (const p of buffer) if (p.value !== undefined && now - (p.keptAt ?? p.at) >= keepPeriodMs) keep(p);
       }, keepPeriodMs / 2);
       const reader = (async () => {
         try {
