@@ -125,6 +125,39 @@ test('RowBinary rows store exactly what JSONEachRow rows store, promoted columns
   }
 });
 
+test('a promoted column holds the value, an empty value as empty, and NULL only when the field is absent', async () => {
+  const s = new Session(join(dataDir, 'engine'));
+  try {
+    await s.queryAsync(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
+    await s.queryAsync(eventsTableDdl(3650, `${DATABASE}.events_promoted`));
+    const base = tricky()[0];
+    const events = [
+      { ...base, id: 'p-value', fields: { Channel: 'Security' } },
+      { ...base, id: 'p-empty', fields: { Channel: '' } },
+      { ...base, id: 'p-absent', fields: { Other: 'x' } },
+    ];
+    const file = join(dataDir, 'promoted.bin');
+    writeFileSync(file, eventsToRowBinary(events));
+    await s.queryAsync(insertFromFileSql(file).replace(EVENTS_TABLE, `${DATABASE}.events_promoted`));
+    const text = (
+      await s.queryAsync(`SELECT id, f_Channel FROM ${DATABASE}.events_promoted ORDER BY id FORMAT JSONEachRow`)
+    ).text();
+    assert.deepEqual(
+      text
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+      [
+        { id: 'p-absent', f_Channel: null },
+        { id: 'p-empty', f_Channel: '' },
+        { id: 'p-value', f_Channel: 'Security' },
+      ],
+    );
+  } finally {
+    s.close();
+  }
+});
+
 test('the RowBinary structure is the events table columns and types, in the DDL', async () => {
   const s = new Session(join(dataDir, 'engine'));
   try {

