@@ -58,6 +58,13 @@ function tricky(): NormalizedEvent[] {
         emoji: '😀'.repeat(50),
         crlf: 'a\r\nb\r\n',
         nul: 'a\u0000b',
+        // Around the length the writer copies itself while ASCII, and non-ASCII text first, last and alone.
+        ascii64: 'a'.repeat(64),
+        ascii65: 'b'.repeat(65),
+        lateAccent: `${'c'.repeat(63)}é`,
+        firstAccent: `é${'d'.repeat(20)}`,
+        onlyAccent: 'é',
+        del: '\u007f\u0080',
         empty: '',
         nothing: null,
         yes: true,
