@@ -76,23 +76,6 @@ class RowBinaryWriter {
     // A UTF-8 character takes at most 3 bytes per UTF-16 unit (a surrogate pair: 4 bytes for 2 units).
     const most = s.length * 3;
     this.ensure(most + 10);
-    if (s.length <= ASCII_LOOP_MAX) {
-      // Short text (field names, most values) copied here while it is ASCII: a call of utf8Write costs about
-      // 0.1 µs whatever its length, more than this loop; at the first other character utf8Write writes it all.
-      const b = this.buf;
-      const start = this.at + 1;
-      let i = 0;
-      for (; i < s.length; i++) {
-        const c = s.charCodeAt(i);
-        if (c >= 0x80) break;
-        b[start + i] = c;
-      }
-      if (i === s.length) {
-        b[this.at] = i;
-        this.at = start + i;
-        return;
-      }
-    }
     if (most < 0x80) {
       // The length fits one byte whatever the text is: written after the text, without measuring it first.
       const at = this.at++;
@@ -113,9 +96,6 @@ class RowBinaryWriter {
     this.at += by;
   }
 }
-
-/** Longest text {@link RowBinaryWriter.string} copies in a loop of its own (its length fits one varint byte). */
-const ASCII_LOOP_MAX = 64;
 
 function varintBytes(n: number): number {
   let bytes = 1;
@@ -213,8 +193,8 @@ export async function eventsToRowBinarySliced(
 
 /**
  * At least the bytes of the rows, nearly always: the raw text about twice (raw, then its fields, whose names
- * add more), with room to spare. A short estimate doubled the buffer and copied it (a sixth of the rows' CPU
- * on Mordor events, whose fields and names came to 2.8 times the raw length); untouched space costs no memory.
+ * add more), with room to spare: Mordor events' rows came to 2.8 times their raw length, so the buffer was
+ * doubled and copied once per chunk. Untouched space costs no resident memory.
  */
 function estimate(events: readonly NormalizedEvent[], from: number, to: number): number {
   let n = 0;
