@@ -58,6 +58,14 @@ function tricky(): NormalizedEvent[] {
         emoji: '😀'.repeat(50),
         crlf: 'a\r\nb\r\n',
         nul: 'a\u0000b',
+        // Around the length past which the writer measures text before writing it (42 UTF-16 units), and
+        // non-ASCII text first, last and alone.
+        ascii42: 'a'.repeat(42),
+        ascii43: 'b'.repeat(43),
+        lateAccent: `${'c'.repeat(41)}é`,
+        firstAccent: `é${'d'.repeat(20)}`,
+        onlyAccent: 'é',
+        del: '\u007f\u0080',
         empty: '',
         nothing: null,
         yes: true,
