@@ -139,7 +139,7 @@ test('a promoted column holds the value, an empty value as empty, and NULL only 
     await s.queryAsync(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
     await s.queryAsync(eventsTableDdl(3650, `${DATABASE}.events_promoted`));
     const base = tricky()[0];
-    const events = [
+    const events: NormalizedEvent[] = [
       { ...base, id: 'p-value', fields: { Channel: 'Security' } },
       { ...base, id: 'p-empty', fields: { Channel: '' } },
       { ...base, id: 'p-absent', fields: { Other: 'x' } },
