@@ -256,6 +256,13 @@ test("a node's own consumer that holds messages delivered to a dead process and 
     next.filter((n) => n >= 3),
     [3, 4, 5],
   );
-  const after = await log.consumerPosition('remake');
+  // Acknowledgements are messages the server takes in on its own time: on a loaded machine the position read
+  // right after the stop can come before the last of them (seen in CI: floor 18 of 23 delivered).
+  let after = await log.consumerPosition('remake');
+  const ackedBy = Date.now() + 5000;
+  while (after?.ackFloor !== after?.delivered && Date.now() < ackedBy) {
+    await new Promise((r) => setTimeout(r, 100));
+    after = await log.consumerPosition('remake');
+  }
   assert.equal(after?.ackFloor, after?.delivered, 'everything acknowledged');
 });
