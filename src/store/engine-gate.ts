@@ -115,6 +115,8 @@ export function createEngineGate(limit: number, opts: { searchPlaces?: number } 
             () => {
               const i = queue.indexOf(w);
               if (i >= 0) queue.splice(i, 1);
+              // An exclusive head leaving lets the calls behind it start now, not at the next call's end.
+              next();
               reject(queryTimeoutError(Math.max(0, wait)));
             },
             Math.max(0, wait),

@@ -238,10 +238,18 @@ export function createEventStore(
    * 2 s behind a 2 s query on the same session, and took 2 ms beside it on a second one. So a search never
    * waits behind an insert, and an insert never waits behind a search. Parameterized statements are the
    * exception: chdb runs them one at a time in the whole process (its parameter state is not per
-   * connection), so a search can still wait for the writing session's own reads (detection positions,
-   * alerts), which are short, but never for an insert, which is not parameterized.
+   * connection), so a search can still wait for the store's own reads (detection positions, alerts), which
+   * are short, but never for an insert, which is not parameterized.
    */
   let searchSession: Session | undefined;
+  /**
+   * The store's own parameterized reads (alerts, detection positions), on a third connection. On the writing
+   * session such a read waited for the running INSERT while it held chdb's process-wide line of
+   * parameterized statements (a search waited up to 240 ms for it); made to wait for the session to be idle
+   * instead, it held the INSERTs behind it while it waited in that line for a search (up to the search's
+   * time limit). Here it waits for neither: only for the parameterized statements ahead of it.
+   */
+  let readSession: Session | undefined;
   let lastError: string | undefined;
   const writeSeconds = histogram(deps.metrics, 'vigil_store_write_seconds', 'Latency of one committed batch.');
   const written = counter(deps.metrics, 'vigil_store_events_written_total', 'Events committed to the store.');
@@ -290,6 +298,8 @@ export function createEventStore(
 
   const engine = createEngineGate(ENGINE_CALLS_OUTSTANDING);
   const searchEngine = createEngineGate(SEARCH_CALLS_OUTSTANDING, { searchPlaces: SEARCH_CALLS_OUTSTANDING });
+  /** One statement at a time on the read session (chdb runs one at a time per connection anyway). */
+  const readEngine = createEngineGate(1);
   let purging = false;
   /**
    * Hands the engine's freed memory back to the system after a write. The engine's allocator (jemalloc)
@@ -328,13 +338,12 @@ export function createEventStore(
     try {
       let result: ChdbResult;
       if (!search) {
-        // A plain read (alerts, detection positions) gets the engine's time limit too, without a deadline.
-        const s = open();
-        // Exclusive: a parameterized statement let out behind an INSERT would hold the searches' ones
-        // (engine-gate.ts); measured, a token search waited up to 240 ms outside the engine that way.
-        result = await engine(() => s.queryBindAsync(withTimeLimit(sql, limitMs), params, { format: 'JSONEachRow' }), {
-          exclusive: true,
-        });
+        // A plain read (alerts, detection positions) gets the engine's time limit too, without a deadline, on
+        // the read session: it never waits for an INSERT, and no INSERT waits for it (see readSession).
+        const s = openRead();
+        result = await readEngine(() =>
+          s.queryBindAsync(withTimeLimit(sql, limitMs), params, { format: 'JSONEachRow' }),
+        );
       } else {
         const s = openSearch();
         result = await searchEngine(
@@ -392,6 +401,12 @@ export function createEventStore(
     return session;
   }
 
+  function openRead(): Session {
+    if (!readSession)
+      throw new VigilError('store_closed', 'the event store is not running', { status: 503, retryable: true });
+    return readSession;
+  }
+
   function openSearch(): Session {
     if (!searchSession)
       throw new VigilError('store_closed', 'the event store is not running', { status: 503, retryable: true });
@@ -430,11 +445,14 @@ export function createEventStore(
       );
       // Opened once the table is in its final layout: a search never sees a migration midway.
       searchSession = new Session(dir, sessionOpts);
+      readSession = new Session(dir, sessionOpts);
       deps.logger.info({ dir, retention_days: config.retention_days, fsync: config.fsync }, 'The event store is open.');
     },
     async stop() {
       searchSession?.close();
       searchSession = undefined;
+      readSession?.close();
+      readSession = undefined;
       session?.close();
       session = undefined;
     },
@@ -504,7 +522,8 @@ export function createEventStore(
     },
     async exec(sql, params = {}) {
       const s = open();
-      // Parameterized, so exclusive (see read()).
+      // Parameterized and on the writing session (tables the writes use), so exclusive: let out behind an
+      // INSERT it would hold chdb's line of parameterized statements, the searches' included (readSession).
       await engine(() => s.queryBindAsync(sql, params, { format: 'JSONEachRow' }), { exclusive: true });
     },
     async insertRows(table, rows, opts = {}) {

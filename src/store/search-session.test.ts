@@ -112,3 +112,21 @@ test("a search is not held behind an insert by the writing session's parameteriz
     `the search took ${Math.round(search.ms)} ms behind a ${Math.round(slowMs)} ms insert and a read waiting for it`,
   );
 });
+
+test("a write is not held behind the store's own read waiting in chdb's line for a running search", async () => {
+  // The search is parameterized (it holds chdb's process-wide line for 2 s); the store's read waits in that
+  // line, and the write must go on beside both.
+  const slow = timed(store.search('analyst', (scope) => scope.query(`${SLOW.replace('40', '{n:UInt8}')}`, { n: 40 })));
+  await new Promise((r) => setTimeout(r, 100));
+  const ownRead = timed(store.query<{ n: string }>('SELECT toString({n:UInt8}) AS n', { n: 3 }));
+  await new Promise((r) => setTimeout(r, 50));
+  const write = await timed(store.write([event('beside-a-waiting-read')]));
+  const { ms: slowMs } = await slow;
+  const own = await ownRead;
+  assert.ok(slowMs >= 1500, `the slow search took only ${Math.round(slowMs)} ms`);
+  assert.deepEqual(own.value, [{ n: '3' }]);
+  assert.ok(
+    write.ms < QUICK_MS,
+    `the write took ${Math.round(write.ms)} ms behind a read waiting for a ${Math.round(slowMs)} ms search`,
+  );
+});

@@ -487,6 +487,7 @@ export function createJetStreamLog<T>(
       try {
         p.msg.working();
         p.keptAt = Date.now();
+        keepFailed = false;
       } catch (err) {
         if (!keepFailed) {
           keepFailed = true;
