@@ -3,7 +3,8 @@
  * from imported YAML): a NUL or a lone UTF-16 surrogate in one of them makes PostgreSQL refuse the whole
  * statement (text cannot hold NUL; jsonb refuses `\u0000` and unpaired `\ud800`), an error no retry clears,
  * so one crafted event would stop every later alert from reaching its incident. Such characters become
- * U+FFFD before grouping, so the key computed here and the key read back are the same text.
+ * U+FFFD before grouping, so the key computed here and the key read back are the same text. Ids too: an
+ * event id with one is linked as its U+FFFD form, which the store's copy of the event does not match.
  */
 import type { Alert } from '../detect/alerts/index.ts';
 import type { FieldValue } from '../lib/event.ts';

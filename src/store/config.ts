@@ -11,7 +11,8 @@ export const storeConfigSchema = z
     fsync: z.boolean().default(true),
     /**
      * OS nice value (0-19) of the engine's threads while they insert events (and rows of other components)
-     * and merge parts; a search's threads run at -1, the store's own reads and the event loop at 0. Under
+     * and merge parts; a search's threads run at -1, the event loop at 0 (the store's own reads set none: a pool thread an INSERT
+     * left niced may run one at this value). Under
      * load the kernel then runs a search before ingest work, and ingest still gets the CPU searches leave
      * (never stopped by them: at 10 it has about a twelfth of a search's share of a contended core, all of
      * it alone). 0 (the default) turns it off, searches then at 0 too: measured on a loaded 2-core machine it

@@ -121,6 +121,7 @@ const TRAILING_SETTINGS = /\sSETTINGS\s[^()']*$/i;
  * not 0, is the OS nice value of the statement's threads while it runs (see SEARCH_NICE).
  */
 export function withTimeLimit(sql: string, ms: number, nice = 0): string {
+  if (!Number.isInteger(nice) || nice < -20 || nice > 19) throw new RangeError(`nice ${nice} is not an OS nice value`);
   const priority = nice === 0 ? '' : `, os_thread_priority = ${nice}`;
   const limit = `max_execution_time = ${Math.max(1, Math.ceil(ms)) / 1000}, timeout_overflow_mode = 'throw'${priority}`;
   const trimmed = sql.trimEnd();
