@@ -42,9 +42,8 @@ export function lockKey(tenant: string, key: string): bigint {
 /**
  * Some alerts of the batch were linked by another transaction after this one read the linked alerts (the
  * read comes before the locks: nodes grouping with different keys, or one alert handed to two nodes at
- * once). The
- * transaction is rolled back and run again: the alerts are then known, counted as duplicates, and no
- * incident is opened for them. Reaches the queue only if the runs run out: the batch fails, and the alert
+ * once). The transaction is rolled back and run again: the alerts are then known, counted as duplicates,
+ * and no incident is opened for them. Reaches the queue only if the runs run out: the batch fails, and the alert
  * log hands it over again.
  */
 export class AlertsTakenMeanwhileError extends VigilError {
