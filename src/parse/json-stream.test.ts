@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { type JsonElement, type JsonErrorElement, splitJson } from './json-stream.ts';
+import { eventLoopTurnsDuring } from '../../test/harness/event-loop.ts';
+import { type JsonElement, type JsonErrorElement, splitJson, splitJsonYielding } from './json-stream.ts';
 
 /** A concatenated, pretty-printed evtx_dump file of the Sigma regression set: three events. */
 const REGRESSION_FILE =
@@ -236,4 +237,18 @@ test('an absurdly deep array element is split by its text (JSON.stringify would 
   const els = splitJson(`[{"a":1},${deep}]`);
   assert.equal(els.length, 2);
   assert.equal(els[1].raw, deep);
+});
+
+test('split with turns: the same elements as in one go, the event loop turning between budgets, none when told never', async () => {
+  const body = `${Array.from({ length: 1000 }, (_, i) => `{"n":${i}}`).join('\n')}\nnot json\n{"n":1000}\n`;
+  const whole = splitJson(body);
+  // A budget of 0 turns at every look at the clock (every 32 elements).
+  const { result: sliced, turns } = await eventLoopTurnsDuring(() => splitJsonYielding(body, Infinity, 0));
+  assert.deepEqual(summary(sliced), summary(whole));
+  assert.ok(turns >= 30, `the event loop turned ${turns} times`);
+  const limited = await splitJsonYielding(body, 101, 0);
+  assert.deepEqual(summary(limited), summary(whole.slice(0, 101)));
+  const never = await eventLoopTurnsDuring(() => splitJsonYielding(body, Infinity, Infinity));
+  assert.deepEqual(summary(never.result), summary(whole));
+  assert.equal(never.turns, 0);
 });

@@ -47,7 +47,6 @@ export {
   type ConsumeOptions,
   type ConsumerPosition,
   createJetStreamLog,
-  DECODE_SLICE_EVENTS,
   type JetStreamLog,
   type LogCodec,
   type LogConsumer,

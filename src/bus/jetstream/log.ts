@@ -33,6 +33,7 @@ import { errorMessage, VigilError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { counter } from '../../lib/metrics.ts';
 import { type Backoff, backoffDelay, shouldLog, sleep } from '../../lib/retry.ts';
+import { TURN_BUDGET_MS, takeTurn } from '../../lib/turns.ts';
 import type { JetStreamConnection } from './connection.ts';
 
 /** The stream a log lives in. */
@@ -227,9 +228,6 @@ export interface JetStreamLog<T> {
    */
   replay(subject: string, startTime: number, untilSeq: number, each: (entry: LogEntry<T>) => void): Promise<void>;
 }
-
-/** Weight decoded before a consumer lets the event loop turn (tens of milliseconds of gunzip and JSON). */
-export const DECODE_SLICE_EVENTS = 2000;
 
 /** Waits of a consumer that cannot reach its stream (a server restart, an election). */
 const RECONNECT_BACKOFF: Backoff = { initialMs: 100, maxMs: 2000 };
@@ -577,7 +575,8 @@ export function createJetStreamLog<T>(
       let space: (() => void) | undefined;
       let ended = false;
       let readError: unknown;
-      let decodedSinceYield = 0;
+      // Milliseconds spent decoding since the last turn (waits for the server not counted).
+      let decodingMs = 0;
       // Set once the handler loop is done: the reader then stops at its next step instead of waiting for room.
       let closing = false;
       // Messages waiting in the buffer (a linger, or behind a slow handler) are kept ours as the handler's are:
@@ -591,15 +590,16 @@ export function createJetStreamLog<T>(
         try {
           for await (const m of messages) {
             // Decoded here, so that decoding the next messages overlaps the handler's (asynchronous) write.
+            const t = performance.now();
             const pulled = decode(m);
+            decodingMs += performance.now() - t;
             buffer.push(pulled);
             wake?.();
             // Messages the client already holds come without a turn of the event loop in between: a backlog
             // (after a failover) would be decoded in one go, holding HTTP answers and lease renewals.
-            decodedSinceYield += Math.max(1, pulled.weight);
-            if (decodedSinceYield >= DECODE_SLICE_EVENTS) {
-              decodedSinceYield = 0;
-              await new Promise<void>((resolve) => setImmediate(resolve));
+            if (decodingMs >= TURN_BUDGET_MS) {
+              decodingMs = 0;
+              await takeTurn();
             }
             // Pushed ones are handed back by the handler loop's `finally`.
             if (closing) break;

@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { createTurnTaker, takeTurn, turnsWaiting } from './turns.ts';
+
+/** Busy loops of the test: each spins its budget, then takes a turn, until `endAt`. Slices taken per loop. */
+async function busyLoops(loops: number, budgetMs: number, endAt: number): Promise<number[]> {
+  const slices = new Array<number>(loops).fill(0);
+  await Promise.all(
+    slices.map(async (_, i) => {
+      const turns = createTurnTaker(budgetMs);
+      while (performance.now() < endAt) {
+        while (!turns.due()) {
+          // Spinning: the CPU work of an ingest loop.
+        }
+        slices[i]++;
+        await turns.take();
+      }
+    }),
+  );
+  return slices;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+test('a timer and a socket wait about one budget, not one per busy loop, and every loop gets its slices', async () => {
+  const loops = 6;
+  const budgetMs = 10;
+  const server = createServer((s) => s.pipe(s));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
+  await once(client, 'connect');
+  try {
+    const endAt = performance.now() + 1500;
+    const timerDelays: number[] = [];
+    const roundTrips: number[] = [];
+    const timers = (async () => {
+      while (performance.now() < endAt - 50) {
+        const t = performance.now();
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        timerDelays.push(performance.now() - t - 1);
+      }
+    })();
+    const echoes = (async () => {
+      while (performance.now() < endAt - 50) {
+        const t = performance.now();
+        client.write('x');
+        await once(client, 'data');
+        roundTrips.push(performance.now() - t);
+      }
+    })();
+    const slices = await busyLoops(loops, budgetMs, endAt);
+    await Promise.all([timers, echoes]);
+    // With one pass of the event loop running every waiting loop's slice (k x budget = 60 ms), a timer
+    // waited about 60 ms and a round trip (two polls) about 120 ms. One slice per pass: about 10 and 20.
+    assert.ok(timerDelays.length >= 10, `only ${timerDelays.length} timer probes`);
+    assert.ok(median(timerDelays) < 3 * budgetMs, `timer delay median ${median(timerDelays)} ms`);
+    assert.ok(median(roundTrips) < 4 * budgetMs, `socket round trip median ${median(roundTrips)} ms`);
+    assert.ok(Math.min(...slices) >= Math.max(...slices) / 2, `slices per loop ${slices.join(', ')}`);
+    assert.equal(turnsWaiting(), 0);
+  } finally {
+    client.destroy();
+    server.close();
+  }
+});
+
+test('loops resume in the order they asked, and one asking again goes behind those waiting', async () => {
+  const order: string[] = [];
+  const ask = async (name: string) => {
+    await takeTurn();
+    order.push(name);
+    // Asks again while the others still wait: goes behind them.
+    await takeTurn();
+    order.push(`${name} again`);
+  };
+  await Promise.all([ask('a'), ask('b'), ask('c')]);
+  assert.deepEqual(order, ['a', 'b', 'c', 'a again', 'b again', 'c again']);
+  assert.equal(turnsWaiting(), 0);
+});
+
+test('a turn taker is due once its budget has passed, and a turn starts a new budget', async () => {
+  const turns = createTurnTaker(20);
+  assert.equal(turns.due(), false);
+  const t = performance.now();
+  while (performance.now() - t < 25) {
+    // Spinning past the budget.
+  }
+  assert.equal(turns.due(), true);
+  await turns.take();
+  assert.equal(turns.due(), false);
+  assert.equal(createTurnTaker(0).due(), true);
+});
