@@ -12,6 +12,7 @@ import type { Logger } from '../lib/logger.ts';
 import { counter, gauge, histogram } from '../lib/metrics.ts';
 import type { Authenticator, Principal } from '../users/index.ts';
 import { isCollectorKey } from '../users/access.ts';
+import { readBodyText } from './body-text.ts';
 import { type HttpConfig, splitAddr } from './config.ts';
 import { VERSION } from '../lib/version.ts';
 import { isConsolePath } from './routes/console.ts';
@@ -296,10 +297,10 @@ export function createApiServer(
 
   app.removeAllContentTypeParsers();
   // Bodies stay text: the ingest route splits NDJSON itself (a JSON object per line, not one document).
+  // Decoded as they arrive (body-text.ts), not in one call at the end: that call stalled the event loop.
   app.addContentTypeParser(
     ['application/json', 'application/x-ndjson', 'application/ndjson', 'text/plain'],
-    { parseAs: 'string' },
-    (_req, body, done) => done(null, body),
+    (req, payload, done) => readBodyText(payload, req.routeOptions.bodyLimit, req.headers['content-length'], done),
   );
 
   // A connection idle past idle_timeout_ms (or, holding no request, past keep_alive_timeout_ms: Node uses
