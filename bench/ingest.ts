@@ -762,12 +762,15 @@ async function searchDuringIngestPhase(
   runs: number,
   env: Record<string, string>,
 ) {
-  const { vigil } = await startMeasuredVigil(env);
+  const { vigil, pid } = await startMeasuredVigil(env);
   try {
     const half = Math.max(1, Math.floor(bodies.length / 2));
     await postAll(vigil, bodies.slice(0, half), clients);
     const idle: Record<string, number[]> = {};
     for (const { name, q } of DURING_INGEST_QUERIES) idle[name] = await timeSearches(vigil, q, runs);
+    // Read once before: the event-loop delay histogram restarts at each read, and GC figures are totals.
+    const loopBefore = await loopFigures(vigil);
+    const cpu0 = procCpuSeconds(pid);
     let ingesting = true;
     const t0 = performance.now();
     const ingest = postAll(vigil, bodies.slice(half), clients).finally(() => {
@@ -780,6 +783,30 @@ async function searchDuringIngestPhase(
     }
     const accepted = await ingest;
     const wallS = (performance.now() - t0) / 1000;
+    const cpuS = procCpuSeconds(pid) - cpu0;
+    const loopAfter = await loopFigures(vigil);
+    const loop = {
+      note: "the Vigil event loop's delay (monitorEventLoopDelay, 10 ms resolution) and V8's GC pauses while it ingested beside the searches",
+      delay_p50_ms: loopAfter.delay_p50_ms,
+      delay_p99_ms: loopAfter.delay_p99_ms,
+      delay_max_ms: loopAfter.delay_max_ms,
+      gc: Object.fromEntries(
+        Object.entries(loopAfter.gc).map(([kind, g]) => {
+          const b = loopBefore.gc[kind] ?? { count: 0, total_ms: 0, over_10_ms: 0 };
+          return [
+            kind,
+            {
+              count: g.count - b.count,
+              total_ms: round(g.total_ms - b.total_ms),
+              over_10_ms: g.over_10_ms - b.over_10_ms,
+            },
+          ];
+        }),
+      ),
+    };
+    progress(
+      `event loop while ingesting with searches: delay p50 ${loop.delay_p50_ms} p99 ${loop.delay_p99_ms} max ${loop.delay_max_ms} ms; GC ${JSON.stringify(loop.gc)}`,
+    );
     const queries: Record<string, unknown> = {};
     let worst = 0;
     DURING_INGEST_QUERIES.forEach(({ name, q }, i) => {
@@ -806,13 +833,55 @@ async function searchDuringIngestPhase(
     );
     return {
       queries,
+      event_loop: loop,
       ingest_events_per_s_with_searches: Math.round(accepted / wallS),
+      ingest_cpu_us_per_event_with_searches: Math.round((cpuS / Math.max(1, accepted)) * 1e6),
       worst_slowdown: round(worst, 1),
       target_slowdown_max: TARGET_SEARCH_SLOWDOWN,
     };
   } finally {
     await vigil.close();
   }
+}
+
+/** GC pause totals of one kind (minor, major, incremental, weakcb) from the node's metrics. */
+interface GcFigures {
+  count: number;
+  total_ms: number;
+  over_10_ms: number;
+}
+
+/**
+ * The node's event-loop delay since the last read of /metrics (prom-client restarts its histogram at each
+ * read) and its GC pause totals by kind since start.
+ */
+async function loopFigures(vigil: VigilNode) {
+  const res = await fetch(`${vigil.url}/metrics`, { headers: { authorization: `Bearer ${vigil.token}` } });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`/metrics answered ${res.status}: ${text.slice(0, 300)}`);
+  const value = (name: string) => {
+    const m = new RegExp(`^vigil_process_${name} (\\S+)$`, 'm').exec(text);
+    return m ? round(Number(m[1]) * 1000, 1) : null;
+  };
+  const gc: Record<string, GcFigures> = {};
+  const gcLine = /^vigil_process_nodejs_gc_duration_seconds_(sum|count|bucket)\{([^}]*)\} (\S+)$/gm;
+  for (const [, part, labels, sample] of text.matchAll(gcLine)) {
+    const kind = /kind="(\w+)"/.exec(labels)?.[1] ?? 'unknown';
+    const g = gc[kind] ?? { count: 0, total_ms: 0, over_10_ms: 0 };
+    gc[kind] = g;
+    const v = Number(sample);
+    if (part === 'sum') g.total_ms = v * 1000;
+    else if (part === 'count') g.count = v;
+    // Pauses over 10 ms: all of them less those in the 0.01 s bucket.
+    else if (labels.includes('le="0.01"')) g.over_10_ms = -v;
+  }
+  for (const g of Object.values(gc)) g.over_10_ms += g.count;
+  return {
+    delay_p50_ms: value('nodejs_eventloop_lag_p50_seconds'),
+    delay_p99_ms: value('nodejs_eventloop_lag_p99_seconds'),
+    delay_max_ms: value('nodejs_eventloop_lag_max_seconds'),
+    gc,
+  };
 }
 
 /** Posts the bodies with `clients` concurrent clients (429/503 retried after Retry-After); events accepted. */
