@@ -95,3 +95,18 @@ test('a turn taker is due once its budget has passed, and a turn starts a new bu
   assert.equal(turns.due(), false);
   assert.equal(createTurnTaker(0).due(), true);
 });
+
+test('a loop that starts while others wait for their turn goes behind them at its first look at the clock', async () => {
+  const order: string[] = [];
+  const waiting = takeTurn().then(() => order.push('waiting'));
+  const fresh = createTurnTaker(1000);
+  assert.equal(fresh.due(), true, 'due before its budget: another loop waits');
+  await fresh.take();
+  order.push('fresh');
+  await waiting;
+  assert.deepEqual(order, ['waiting', 'fresh']);
+  // Once it has had a turn, only its budget counts.
+  const behind = takeTurn();
+  assert.equal(fresh.due(), false);
+  await behind;
+});
