@@ -30,6 +30,12 @@ test('text cut inside multi-byte characters decodes as the whole body would', as
     assert.equal(got.err, undefined);
     assert.equal(got.text, text, `chunks of ${size} bytes`);
   }
+  // Longer than one decoded piece (a mebibyte), cut at odd places: pieces end inside characters too.
+  const long = `${'aé€𝄞'.repeat(300_000)}\n`;
+  const longBytes = Buffer.from(long);
+  const cut: Buffer[] = [];
+  for (let i = 0; i < longBytes.length; i += 65_537) cut.push(longBytes.subarray(i, i + 65_537));
+  assert.equal((await read(cut, { limit: 1 << 23, contentLength: String(longBytes.length) })).text, long);
   // Invalid UTF-8 becomes U+FFFD as Buffer#toString makes it, a cut sequence at the end included.
   const bad = Buffer.from([0x61, 0xff, 0x62, 0xe2, 0x82]);
   assert.equal((await read([bad.subarray(0, 2), bad.subarray(2)])).text, bad.toString('utf8'));
