@@ -1,20 +1,22 @@
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { errorCodes } from 'fastify';
+import { createTurnTaker } from '../lib/turns.ts';
 
 /** A request body as Fastify hands it to a content type parser (a preParsing hook may report its encoded size). */
 export type BodyStream = Readable & { receivedEncodedLength?: number };
 
-/** Bytes decoded at a time: about a millisecond of decoding, and strings that V8 keeps out of its young generation. */
+/** Bytes decoded at a time: about a millisecond, and strings that V8 allocates beside its young generation. */
 const DECODE_BYTES = 1 << 20;
 
 /**
- * Reads a request body as UTF-8 text, decoding it while it arrives, a mebibyte at a time. Fastify's
- * `parseAs: 'string'` joins the chunks and decodes the whole body at the end, in one call: for the bench's
- * 13 MB ingest bodies that held the event loop 50 to 140 ms (a Buffer.concat and a toString of 13 MB), the
- * longest stalls a search met during ingest. Decoding each 64 KB chunk instead put 13 MB of short-lived
- * strings in the young generation, which every scavenge copied (more and longer minor GC pauses); strings
- * of a mebibyte are allocated beside it. Only the final join is left, a copy of the text. Refuses as
+ * Reads a request body as UTF-8 text. Fastify's `parseAs: 'string'` decodes the whole body in one call at
+ * its end: for the bench's 13 MB ingest bodies that held the event loop 50 to 140 ms (a Buffer.concat and a
+ * toString of 13 MB), the longest stalls a search met during ingest. Here the chunks are kept as they come
+ * (outside V8's heap) and decoded at the end a mebibyte at a time, taking turns of the event loop
+ * (src/lib/turns.ts). Decoding as they came was tried: per 64 KB chunk it put 13 MB of short strings per
+ * body through the young generation (longer scavenges), and per mebibyte a poll phase that read several
+ * sockets decoded several mebibytes at once. The final join, one copy of the text, is left. Refuses as
  * Fastify does: past `limitBytes` (as soon as it is passed), or a length other than the Content-Length.
  */
 export function readBodyText(
@@ -28,17 +30,8 @@ export function readBodyText(
     done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
     return;
   }
-  const decoder = new StringDecoder('utf8');
-  const parts: string[] = [];
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
+  const chunks: Buffer[] = [];
   let received = 0;
-  const decode = () => {
-    const text = decoder.write(pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes));
-    if (text.length > 0) parts.push(text);
-    pending = [];
-    pendingBytes = 0;
-  };
   const stop = () => {
     payload.removeListener('data', onData);
     payload.removeListener('end', onEnd);
@@ -54,9 +47,7 @@ export function readBodyText(
       done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
       return;
     }
-    pending.push(bytes);
-    pendingBytes += bytes.length;
-    if (pendingBytes >= DECODE_BYTES) decode();
+    chunks.push(bytes);
   }
   function onEnd(err?: Error & { statusCode?: number }) {
     stop();
@@ -69,13 +60,35 @@ export function readBodyText(
       done(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
       return;
     }
-    if (pendingBytes > 0) decode();
-    const rest = decoder.end();
-    if (rest.length > 0) parts.push(rest);
-    done(null, parts.length === 1 ? parts[0] : parts.join(''));
+    decodeInTurns(chunks).then(
+      (text) => done(null, text),
+      (e: unknown) => done(e instanceof Error ? e : new Error(String(e))),
+    );
   }
   payload.on('data', onData);
   payload.on('end', onEnd);
   payload.on('error', onEnd);
   payload.resume();
+}
+
+/** The chunks decoded as UTF-8 a mebibyte at a time, letting the event loop turn between budgets. */
+async function decodeInTurns(chunks: Buffer[]): Promise<string> {
+  const decoder = new StringDecoder('utf8');
+  const parts: string[] = [];
+  const turns = createTurnTaker();
+  let group: Buffer[] = [];
+  let groupBytes = 0;
+  for (let i = 0; i < chunks.length; i++) {
+    group.push(chunks[i]);
+    groupBytes += chunks[i].length;
+    if (groupBytes < DECODE_BYTES && i < chunks.length - 1) continue;
+    if (turns.due()) await turns.take();
+    const text = decoder.write(group.length === 1 ? group[0] : Buffer.concat(group, groupBytes));
+    if (text.length > 0) parts.push(text);
+    group = [];
+    groupBytes = 0;
+  }
+  const rest = decoder.end();
+  if (rest.length > 0) parts.push(rest);
+  return parts.length === 1 ? parts[0] : parts.join('');
 }
