@@ -19,7 +19,10 @@ const FROM_CONDITION = 'ts >= fromUnixTimestamp64Milli({from:Int64})';
 const TO_CONDITION = 'ts < fromUnixTimestamp64Milli({to:Int64})';
 
 const DAY_MS = 86_400_000;
-/** The last day a `Date` holds (2149-06-06): `toDate` gives it to every later time, so it is never whole. */
+/**
+ * The last day a `Date` holds (2149-06-06). Later times are never stored (MAX_EVENT_TIME_MS): `toDate` wraps
+ * them onto earlier days here, whose whole-day branch would then count them.
+ */
 const LAST_DATE_DAY = 65_535;
 
 /**
@@ -430,7 +433,7 @@ class Compiler {
     if (from === undefined || to === undefined) return undefined;
     const first = Math.ceil(Math.trunc(from) / DAY_MS);
     const last = Math.floor(Math.trunc(to) / DAY_MS) - 1;
-    // Day 0 (1970-01-01) and LAST_DATE_DAY also hold the times `toDate` clamps to them: never whole.
+    // Day 0 (1970-01-01) and the last day are left to the time condition, as edges, whatever is stored there.
     if (first > last || first < 1 || last >= LAST_DATE_DAY) return undefined;
     const id = (day: number) => new Date(day * DAY_MS).toISOString().slice(0, 10).replaceAll('-', '');
     return { first: id(first), last: id(last) };

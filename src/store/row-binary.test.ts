@@ -133,6 +133,58 @@ test('RowBinary rows store exactly what JSONEachRow rows store, promoted columns
   }
 });
 
+test('an event whose time is past the last day a Date holds is stored at its receipt time, by both writers', async () => {
+  // toDate(ts) would put it in a partition of another day (2200-01-01 in 2020-07-27's), which searches read
+  // whole by partition.
+  const s = new Session(join(dataDir, 'engine'));
+  try {
+    await s.queryAsync(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
+    const table = `${DATABASE}.far_future`;
+    await s.queryAsync(eventsTableDdl(3650, table));
+    const event = (id: string, timestamp: number): NormalizedEvent => ({
+      tenant: 'default',
+      source: 'http',
+      layout: 'json',
+      id,
+      timestamp,
+      ingested: BASE,
+      raw: `{"@timestamp":${timestamp}}`,
+      fields: {},
+    });
+    const far = Date.UTC(2200, 0, 1);
+    const last = Date.UTC(2149, 5, 6, 23, 59, 59, 999);
+    await s.insert({
+      table,
+      values: eventsToRows([event('json-far', far), event('json-last', last)]),
+      format: 'JSONEachRow',
+    });
+    const file = join(dataDir, 'far.bin');
+    writeFileSync(file, eventsToRowBinary([event('binary-far', far), event('binary-last', last)]));
+    await s.queryAsync(insertFromFileSql(file).replace(EVENTS_TABLE, table));
+    const stored = (
+      await s.queryAsync(
+        `SELECT id, toUnixTimestamp64Milli(ts) AS ms, _partition_id AS p FROM ${table} ORDER BY id FORMAT JSONEachRow`,
+      )
+    )
+      .text()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string; ms: string; p: string });
+    const day = new Date(BASE).toISOString().slice(0, 10).replaceAll('-', '');
+    assert.deepEqual(
+      stored.map((r) => [r.id, Number(r.ms), r.p]),
+      [
+        ['binary-far', BASE, day],
+        ['binary-last', last, '21490606'],
+        ['json-far', BASE, day],
+        ['json-last', last, '21490606'],
+      ],
+    );
+  } finally {
+    s.close();
+  }
+});
+
 test('a promoted column holds the value, an empty value as empty, and NULL only when the field is absent', async () => {
   const s = new Session(join(dataDir, 'engine'));
   try {

@@ -1,4 +1,4 @@
-import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
+import { type FieldValue, type NormalizedEvent, storedTime } from '../lib/event.ts';
 import { createTurnTaker, TURN_BUDGET_MS } from '../lib/turns.ts';
 import { storedValue, stringOr } from './rows.ts';
 import { contentHash } from './schema.ts';
@@ -205,7 +205,7 @@ function estimate(events: readonly NormalizedEvent[], from: number, to: number):
 function writeRows(w: RowBinaryWriter, events: readonly NormalizedEvent[], from: number, to: number): void {
   for (let i = from; i < to; i++) {
     const e = events[i];
-    w.millis(e.timestamp);
+    w.millis(storedTime(e));
     w.millis(e.ingested);
     w.string(e.id);
     w.string(contentHash(e.raw));
