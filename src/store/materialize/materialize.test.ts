@@ -736,3 +736,45 @@ test('a gaps table made before copies could resume gets its progress column; its
   });
   assert.equal((await openGaps(store, 'S@old', 'store-x-s0'))[0].progress?.events, 3);
 });
+
+test('the lag poll slows down while nothing moves, and still sees the stream and the consumer move', async () => {
+  const tenant = 'quiet-poll';
+  const init = {
+    created: 't-quiet',
+    lastSeq: 0,
+    consumer: { ackFloor: 0, delivered: 0, numPending: 0, numAckPending: 0, created: '2026-12-07T00:00:00Z' },
+  };
+  const f = fakeStream(init);
+  let polls = 0;
+  const position = f.stream.streamPosition.bind(f.stream);
+  f.stream.streamPosition = async () => {
+    polls++;
+    return position();
+  };
+  const m = createMaterializer(materializeConfigSchema.parse({ lag_poll_interval_ms: 100 }), {
+    stream: f.stream,
+    store,
+    nodeId: 'quiet',
+    metrics: new Registry(),
+    logger: silentLogger,
+  });
+  const waitFor = async (what: string, check: () => boolean) => {
+    for (let i = 0; i < 250 && !check(); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(check(), `waited for ${what}`);
+  };
+  await m.start();
+  await waitFor('the first poll', () => m.lag().updatedAt > 0);
+  // Two polls that see nothing change, then one every QUIET_POLL_FACTOR x 100 ms: about 6 in 3 s, not 30.
+  await new Promise((r) => setTimeout(r, 1000));
+  polls = 0;
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.ok(polls >= 2 && polls <= 12, `${polls} polls in 3 s of an idle stream`);
+  // The stream grows and a batch is written: the lag figures follow.
+  init.lastSeq = 2;
+  f.setConsumer({ ...init.consumer, delivered: 1, numPending: 1, numAckPending: 1 });
+  await f.deliver(1, 1, [ev(tenant, 1)], 1);
+  f.setConsumer({ ...init.consumer, ackFloor: 1, delivered: 1, numPending: 1, numAckPending: 0 });
+  await waitFor('the new floor and lag', () => m.lag().ackFloor === 1 && m.lag().streamLastSeq === 2);
+  assert.equal(m.lag().lagMessages, 1);
+  await m.stop(Date.now() + 1000);
+});
