@@ -8,10 +8,7 @@ export const materializeConfigSchema = z
       .string()
       .regex(/^[A-Za-z0-9_-]*$/)
       .default(''),
-    /**
-     * How often the stream's end and the consumer's ack floor are asked for (replica lag when idle); while
-     * neither moves, QUIET_POLL_FACTOR times less often (index.ts).
-     */
+    /** How often the stream's end and the consumer's ack floor are asked for (replica lag when idle). */
     lag_poll_interval_ms: z.number().int().min(100).default(1000),
     /**
      * How long stream messages may wait to be written together (0: at once), as Elasticsearch's 1 s refresh

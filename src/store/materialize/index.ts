@@ -48,15 +48,6 @@ export function batchToken(
   return `${streamId}:${batch.firstSeq}-${batch.lastSeq}:${digest}`;
 }
 
-/**
- * How many times longer the lag poll waits while neither the stream nor this replica's consumer moves (after
- * two polls that saw nothing change). Each poll is two JetStream API calls answered by the stream's and the
- * consumer's leaders; at 1 s on each of 3 idle nodes they were a sixth of nats-server's idle traffic. A
- * batch written, or any change a poll sees, brings the poll back to `lag_poll_interval_ms`; a figure can be
- * this many intervals old only while nothing at all happens on the stream.
- */
-export const QUIET_POLL_FACTOR = 5;
-
 /** Table of applied stream positions, in the store's own database (written right after the events). */
 export const POSITIONS_TABLE = `${DATABASE}.positions`;
 
@@ -156,10 +147,6 @@ export function createMaterializer(
   let running = false;
   let setup: Promise<void> | undefined;
   let poller: NodeJS.Timeout | undefined;
-  /** What the last poll saw of the stream and the consumer, and how many polls in a row saw it unchanged. */
-  let lastSeen = '';
-  let quietPolls = 0;
-  let pollInFlight = false;
   let lastError: string | undefined;
   let gaps: Gap[] = [];
   let filling: Promise<void> | undefined;
@@ -414,7 +401,6 @@ export function createMaterializer(
       appliedSeq = seq;
       streamLastSeq = Math.max(streamLastSeq, batch.lastSeq + batch.pending);
       materialized.inc(batch.events.length);
-      wakePoller();
       lastError = undefined;
       updateLag();
       log.trace(
@@ -450,40 +436,9 @@ export function createMaterializer(
       lagMessages = c ? c.numPending + c.numAckPending : Math.max(0, s.lastSeq - ackFloor);
       updatedAt = Date.now();
       updateLag();
-      const seen = c
-        ? `${s.lastSeq}/${c.delivered}/${c.ackFloor}/${c.numPending}/${c.numAckPending}/${c.created}`
-        : `${s.lastSeq}/-`;
-      quietPolls = seen === lastSeen ? quietPolls + 1 : 0;
-      lastSeen = seen;
     } catch (err) {
-      quietPolls = 0;
       log.debug({ err: errorMessage(err) }, 'The replica lag could not be refreshed.');
     }
-  }
-
-  /** Polls every `lag_poll_interval_ms`, QUIET_POLL_FACTOR times less often while nothing moves. */
-  function schedulePoll(): void {
-    const quiet = quietPolls >= 2;
-    poller = setTimeout(
-      async () => {
-        pollInFlight = true;
-        await poll();
-        pollInFlight = false;
-        if (running) schedulePoll();
-      },
-      config.lag_poll_interval_ms * (quiet ? QUIET_POLL_FACTOR : 1),
-    );
-    poller.unref();
-  }
-
-  /** Back to the short interval once something moved (a batch written). */
-  function wakePoller(): void {
-    if (quietPolls < 2) return;
-    quietPolls = 0;
-    // A poll under way schedules the next one itself, at the short interval now.
-    if (!running || pollInFlight) return;
-    clearTimeout(poller);
-    schedulePoll();
   }
 
   /** Finds the stream, decides where the consumer starts, and subscribes; retries until the stream answers. */
@@ -611,12 +566,13 @@ export function createMaterializer(
       await deps.store.exec(batchesDdl(deps.retentionDays ?? 30));
       running = true;
       setup = begin();
-      schedulePoll();
+      poller = setInterval(() => void poll(), config.lag_poll_interval_ms);
+      poller.unref();
     },
     async stop(deadline) {
       running = false;
       halt.abort();
-      clearTimeout(poller);
+      if (poller) clearInterval(poller);
       await settleBy(setup, deadline);
       await settleBy(filling, deadline);
       await settleBy(subscription?.stop(), deadline);
