@@ -25,5 +25,5 @@ kill -INT "$perf_pid"
 wait "$perf_pid" || true
 wait "$bench"
 perf script -i "$out/perf.data" -F comm,tid,ip,sym 2>/dev/null >"$out/perf.txt"
-python3 "$here/bench/perf-threads.py" "$out/perf.txt" "$pid" "$out/bench.log"
+node --import tsx "$here/bench/perf-threads.ts" "$out/perf.txt" "$pid" "$out/bench.log"
 echo "profile in $out"
