@@ -314,4 +314,10 @@ test('RowBuffers keeps at most two buffers, never a slice of the shared pool of 
     'the same buffer handed back twice is kept once; a third is left to the collector',
   );
   assert.equal(kept[1]?.length, 128 * 1024, 'a kept buffer is whole, whatever slice of it came back');
+  // After a burst of large events, a small chunk's rows in a large buffer do not keep it.
+  const large = Buffer.alloc(28 * 1024 * 1024);
+  buffers.give(large.subarray(0, 272));
+  assert.equal(buffers.take(), undefined, 'a buffer far larger than its rows is left to the collector');
+  buffers.give(large.subarray(0, 4 * 1024 * 1024));
+  assert.equal(buffers.take()?.buffer, large.buffer, 'one its rows fill enough is kept');
 });

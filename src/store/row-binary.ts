@@ -188,6 +188,12 @@ const ROW_BUFFERS_KEPT = 2;
 const ROW_BUFFER_MAX_BYTES = 64 * 1024 * 1024;
 /** Buffers below this size may be slices of Node's shared allocation pool: never kept, so never written over. */
 const ROW_BUFFER_MIN_BYTES = 64 * 1024;
+/**
+ * A buffer more than this many times larger than the rows just written in it (or than ROW_BUFFER_MIN_BYTES) is
+ * not kept: after a burst of large events, small chunks would otherwise hold tens of MB for good (the builder
+ * sizes a buffer at about 1.5 times the rows of Mordor events, 3 times those of short syslog lines).
+ */
+const ROW_BUFFER_SLACK = 8;
 
 /**
  * The buffers that INSERT chunks' rows are built in, kept for the next chunks. Why: V8 counts every Buffer it
@@ -213,6 +219,7 @@ export class RowBuffers {
   give(rows: Buffer): void {
     const whole = rows.buffer;
     if (whole.byteLength < ROW_BUFFER_MIN_BYTES || whole.byteLength > ROW_BUFFER_MAX_BYTES) return;
+    if (whole.byteLength > ROW_BUFFER_SLACK * Math.max(rows.length, ROW_BUFFER_MIN_BYTES)) return;
     if (this.#free.length >= ROW_BUFFERS_KEPT) return;
     if (this.#free.some((b) => b.buffer === whole)) return;
     this.#free.push(Buffer.from(whole, 0, whole.byteLength));
