@@ -237,6 +237,15 @@ async function startMeasuredVigil(env: Record<string, string>): Promise<{ vigil:
   return { vigil, pid };
 }
 
+/**
+ * Writes `start <pid>` and `end <pid>` of each measured HTTP phase into the file named by BENCH_PHASE_FILE, so
+ * that a profiler (bench/perf-ingest.sh) records the measured phase only, not the node's start.
+ */
+function markPhase(what: string): void {
+  const file = process.env.BENCH_PHASE_FILE;
+  if (file) writeFileSync(file, `${what}\n`);
+}
+
 /** CPU seconds of each live thread of a process: tid -> its name (`comm`) and user plus system seconds. */
 function threadCpu(pid: number): Map<number, { name: string; s: number }> {
   const out = new Map<number, { name: string; s: number }>();
@@ -318,6 +327,7 @@ async function httpPhase(bodies: readonly Buffer<ArrayBuffer>[], clients: number
     const threads0 = threadCpu(pid);
     const client0 = process.cpuUsage();
     const t0 = performance.now();
+    markPhase(`start ${pid}`);
     const client = async () => {
       for (let i = next++; i < bodies.length; i = next++) {
         for (;;) {
@@ -343,6 +353,7 @@ async function httpPhase(bodies: readonly Buffer<ArrayBuffer>[], clients: number
       }
     };
     await Promise.all(Array.from({ length: clients }, client));
+    markPhase(`end ${pid}`);
     const wallS = (performance.now() - t0) / 1000;
     const clientCpu = process.cpuUsage(client0);
     const vigilCpu = procCpuSeconds(pid) - cpu0;

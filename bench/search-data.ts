@@ -25,7 +25,7 @@
  *
  * Each build runs in a child process: chdb allows one data path per process and keeps engine threads after a
  * Session is closed, and two engines must never work on one folder, so the builder exits before Vigil opens
- * the folder. Measured on this 2-core machine: see the README's performance table.
+ * the folder. Measured on this 2-core machine: see docs/performance.md.
  */
 import { spawn } from 'node:child_process';
 import {

@@ -7,7 +7,7 @@ import type { Logger } from '../lib/logger.ts';
 import { redactUrl } from '../lib/redact.ts';
 import type { ClusterConfig } from './config.ts';
 import { ClusterError } from './errors.ts';
-import { type ClusterMetrics, clusterMetrics } from './metrics.ts';
+import { type ClusterMetrics, clusterMetrics, reportLeaseRemaining } from './metrics.ts';
 import { withTimeout as timeout } from '../lib/deadline.ts';
 import { backoffDelay, sleep } from '../lib/retry.ts';
 
@@ -84,7 +84,6 @@ export function createEtcdSession(
   let stopped = false;
   let deadlineTimer: NodeJS.Timeout | undefined;
   let keepaliveTimer: NodeJS.Timeout | undefined;
-  let gaugeTimer: NodeJS.Timeout | undefined;
   let lastKeepaliveError = 0;
 
   const client = (): Etcd3 => {
@@ -323,12 +322,10 @@ export function createEtcdSession(
           { cause: err },
         );
       }
-      gaugeTimer = setInterval(() => metrics.leaseRemaining.set(Math.max(0, (validUntil - now()) / 1000)), 250);
-      gaugeTimer.unref();
+      reportLeaseRemaining(deps.metrics, () => Math.max(0, (validUntil - now()) / 1000));
     },
     async stop(deadline) {
       stopped = true;
-      clearInterval(gaugeTimer);
       clearTimeout(keepaliveTimer);
       clearTimeout(deadlineTimer);
       const old = lease;

@@ -95,4 +95,13 @@ export const INCIDENT_MIGRATIONS: readonly Migration[] = [
       'ALTER TABLE incident_alerts ADD PRIMARY KEY (tenant, alert_id)',
     ],
   },
+  {
+    // The same for refusals: keyed without the tenant, one tenant's refusal of an alert id (ON CONFLICT DO
+    // NOTHING) hid another tenant's refusal of the same id and token from that tenant's list.
+    id: 'incidents/0003_rejected_alert_key_per_tenant',
+    statements: [
+      'ALTER TABLE rejected_alerts DROP CONSTRAINT rejected_alerts_pkey',
+      'ALTER TABLE rejected_alerts ADD PRIMARY KEY (tenant, alert_id, fencing_token)',
+    ],
+  },
 ];

@@ -35,3 +35,19 @@ export interface NormalizedEvent {
   parseError?: string;
   fields: Record<string, FieldValue>;
 }
+
+/**
+ * The latest event time Vigil keeps, 2149-06-06T23:59:59.999Z: the last day of the engine's `Date`. The events
+ * table is partitioned by `toDate(ts)`, which in this engine wraps later times onto days of the 1970s to 2020s
+ * (2200-01-01 lands in 2020-07-27's partition), and searches read whole days by partition (src/query). A time
+ * read past it is no time: the receipt time is used, as for any unreadable time.
+ */
+export const MAX_EVENT_TIME_MS = Date.UTC(2149, 5, 6, 23, 59, 59, 999);
+
+/**
+ * The `ts` an event is stored under: its time, or its receipt time when its time is past MAX_EVENT_TIME_MS
+ * (an event from a node that read times up to 9999, or from a collector).
+ */
+export function storedTime(e: Pick<NormalizedEvent, 'timestamp' | 'ingested'>): number {
+  return e.timestamp <= MAX_EVENT_TIME_MS ? e.timestamp : e.ingested;
+}

@@ -497,6 +497,13 @@ describe('event time', () => {
     { name: 'a small number is a duration, not a time', event: { time: 250 }, expected: undefined },
     { name: 'an impossible date', event: { timestamp: '2024-02-30T00:00:00Z' }, expected: undefined },
     {
+      name: 'the last millisecond of the last day the store partitions by',
+      event: { '@timestamp': '2149-06-06T23:59:59.999Z' },
+      expected: Date.UTC(2149, 5, 6, 23, 59, 59, 999),
+    },
+    { name: 'a time past it is no time (ISO)', event: { '@timestamp': '2200-01-01T00:00:00Z' }, expected: undefined },
+    { name: 'a time past it is no time (epoch ms)', event: { timestamp: Date.UTC(2149, 5, 7) }, expected: undefined },
+    {
       name: 'text without a zone that is not ISO is refused',
       event: { time: 'Jan 1 2024 10:00' },
       expected: undefined,

@@ -1,5 +1,7 @@
-/** Latest instant accepted as an event time: the end of year 9999. */
-const MAX_TIME_MS = 253402300799999;
+import { MAX_EVENT_TIME_MS } from '../lib/event.ts';
+
+/** Latest instant accepted as an event time (2149-06-06, see MAX_EVENT_TIME_MS). */
+const MAX_TIME_MS = MAX_EVENT_TIME_MS;
 
 const ISO_TIME =
   /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?\s*(?:([Zz])|([+-])(\d{2}):?(\d{2})?|\s*UTC)?$/;

@@ -654,3 +654,90 @@ describe('injection attempts are matched literally or rejected, never executed',
     assert.equal(Number(row.n), EVENTS.length + 1);
   });
 });
+
+describe("a range's whole days are read without its time condition, the days at its ends with it", () => {
+  const TABLE = 'vigil.whole_days';
+  const DAY = 86_400_000;
+  const D0 = Date.UTC(2024, 4, 10);
+  // Events at each day's first and last millisecond, at noon, and one a millisecond before the first day.
+  const TIMES = [
+    -1,
+    0,
+    12 * 3_600_000,
+    DAY - 1,
+    DAY,
+    DAY + 1,
+    1.5 * DAY,
+    2 * DAY - 1,
+    2 * DAY,
+    3 * DAY - 1,
+    3 * DAY,
+  ].map((t) => D0 + t);
+  const onTable = (sql: string) => sql.replaceAll(`FROM ${EVENTS_TABLE} FINAL`, `FROM ${TABLE} FINAL`);
+
+  before(async () => {
+    await session.queryAsync(eventsTableDdl(3650, TABLE));
+    const lines = TIMES.map((ts, i) =>
+      JSON.stringify({
+        ts,
+        ingested: ts + 1,
+        id: `w${i}`,
+        content_hash: 'h',
+        tenant: i === 5 ? 't2' : 't1',
+        source: 'http',
+        layout: 'json',
+        host: i % 2 === 0 ? 'even' : 'odd',
+        message: 'whole day test',
+        raw: i % 3 === 0 ? 'needle in the day' : 'hay',
+        parse_error: '',
+        fields: { Channel: i % 2 === 0 ? 'even' : 'odd' },
+      }),
+    );
+    await session.insert({ table: TABLE, values: Buffer.from(lines.join('\n')), format: 'JSONEachRow' });
+  });
+
+  const ranges: [string, number, number][] = [
+    ['exact days', D0, D0 + 3 * DAY],
+    ['ends inside days', D0 + 1, D0 + 3 * DAY - 1],
+    ['from the last millisecond of a day to the first of another', D0 - 1, D0 + 2 * DAY + 1],
+    ['one whole day between two partial ones', D0 + 12 * 3_600_000, D0 + 2.5 * DAY],
+    ['within one day (no whole day)', D0 + 1, D0 + DAY - 1],
+    ['one exact day', D0 + DAY, D0 + 2 * DAY],
+    ['an empty range', D0 + DAY, D0 + DAY],
+  ];
+  for (const [name, from, to] of ranges) {
+    test(`${name}: counts and groups match the events in [from, to)`, async () => {
+      const opts: CompileOptions = { ...BASE, from, to, tenants: ['t1'] };
+      const inRange = TIMES.map((ts, i) => ({ ts, i })).filter(({ ts, i }) => ts >= from && ts < to && i !== 5);
+      const count = compileQuery('* | stats count()', opts);
+      assert.equal(count.kind, 'table');
+      assert.deepEqual(await rows(onTable(count.sql), count.params), [{ count: inRange.length }]);
+      const byChannel = compileQuery('* | stats count() by Channel', opts);
+      const expected = ['even', 'odd']
+        .map((c) => ({ Channel: c, count: inRange.filter(({ i }) => (i % 2 === 0 ? 'even' : 'odd') === c).length }))
+        .filter((r) => r.count > 0);
+      assert.deepEqual(await rows(onTable(byChannel.sql), byChannel.params), expected);
+      const token = compileQuery('needle', opts);
+      if (token.kind !== 'events') throw new Error('an events query');
+      const needles = inRange.filter(({ i }) => i % 3 === 0);
+      assert.deepEqual(await rows(onTable(token.countSql), token.params), [{ count: needles.length }]);
+      const listed = await rows<{ id: string }>(onTable(token.sql), token.params);
+      assert.deepEqual(listed.map((r) => r.id).sort(), needles.map(({ i }) => `w${i}`).sort());
+      const whole = Math.floor(to / DAY) - Math.ceil(from / DAY) >= 1;
+      assert.equal(count.sql.includes('UNION ALL'), whole, 'split exactly when a whole day is in the range');
+      assert.equal(token.sql.includes('UNION ALL'), false, 'events themselves are never split');
+    });
+  }
+
+  test('without both ends of the range, or over the days a Date cannot tell apart, nothing is split', () => {
+    for (const opts of [
+      { ...BASE, from: undefined, to: D0 },
+      { ...BASE, from: D0, to: undefined },
+      { ...BASE, from: -5 * DAY, to: 5 * DAY },
+      { ...BASE, from: Date.UTC(2149, 0, 1), to: Date.UTC(2150, 0, 1) },
+    ]) {
+      const compiled = compileQuery('* | stats count()', opts);
+      assert.equal(compiled.sql.includes('UNION ALL'), false, JSON.stringify(opts));
+    }
+  });
+});

@@ -13,6 +13,18 @@ const EVENT_SELECT = EVENT_COLUMNS.join(', ');
 /** An events SELECT that another one wraps also passes on the promoted columns, which filters outside read. */
 const WRAPPED_EVENT_SELECT = [...EVENT_COLUMNS, ...Object.values(PROMOTED_FIELDS)].join(', ');
 
+/** The events table as compiled queries read it. */
+const TABLE_SOURCE = `${EVENTS_TABLE} FINAL`;
+const FROM_CONDITION = 'ts >= fromUnixTimestamp64Milli({from:Int64})';
+const TO_CONDITION = 'ts < fromUnixTimestamp64Milli({to:Int64})';
+
+const DAY_MS = 86_400_000;
+/**
+ * The last day a `Date` holds (2149-06-06). Later times are never stored (MAX_EVENT_TIME_MS): `toDate` wraps
+ * them onto earlier days here, whose whole-day branch would then count them.
+ */
+const LAST_DATE_DAY = 65_535;
+
 /**
  * Settings of every compiled query. With FINAL the engine by default widens what a skip index selects to
  * every granule that could hold another version of a selected row (exact mode), which here meant reading
@@ -222,6 +234,8 @@ class Compiler {
   private readonly limit: number;
   private readonly maxLimit: number;
   private readonly now: number;
+  /** The leading conditions of every scan of the table: tenants, shard and time range (see scanOf). */
+  private scope: string[] = [];
 
   constructor(
     private readonly opts: CompileOptions,
@@ -251,7 +265,7 @@ class Compiler {
   }
 
   compile(ast: QueryAst): CompiledQuery {
-    let events = new Select(this.mode.source === 'table' ? `${EVENTS_TABLE} FINAL` : gatheredEvents());
+    let events = new Select(this.mode.source === 'table' ? TABLE_SOURCE : gatheredEvents());
     events.columns = EVENT_SELECT;
     this.params.tenants = [...this.opts.tenants];
     events.where.push('tenant IN {tenants:Array(String)}');
@@ -274,12 +288,13 @@ class Compiler {
     }
     if (this.opts.from !== undefined) {
       this.params.from = Math.trunc(this.opts.from);
-      events.where.push('ts >= fromUnixTimestamp64Milli({from:Int64})');
+      events.where.push(FROM_CONDITION);
     }
     if (this.opts.to !== undefined) {
       this.params.to = Math.trunc(this.opts.to);
-      events.where.push('ts < fromUnixTimestamp64Milli({to:Int64})');
+      events.where.push(TO_CONDITION);
     }
+    this.scope = [...events.where];
     const eventField: Resolver = (name, position) => this.eventField(name, position);
     if (ast.filter !== null && ast.filter.type !== 'all') events.where.push(this.filter(ast.filter, eventField, true));
 
@@ -334,9 +349,8 @@ class Compiler {
       };
     }
     if (events.orderBy.length === 0) events.orderBy = ['ts DESC'];
-    const count = new Select(events.from);
+    const count = this.scanOf(events);
     count.columns = 'count() AS count';
-    count.where = events.where;
     this.finishLimit(events);
     const compiled: CompiledQuery = {
       kind: 'events',
@@ -369,6 +383,62 @@ class Compiler {
     return select.wrap();
   }
 
+  /**
+   * A new SELECT over what `events` selects, for a count or an aggregate (not for events themselves). Days
+   * wholly inside the time range are read without the time condition: the engine otherwise reads `ts` for
+   * every row of them (80 MB over 10M events) only to find each inside. They are the partitions (one a UTC
+   * day, `toDate(ts)`) between two `_partition_id`s, which select parts without reading a row; the days at
+   * the range's ends keep the condition, in a second branch of a UNION ALL. Copies of a row have the same
+   * `ts`, so FINAL still sees them together. Measured over 10M events (30 days, best of 7 interleaved
+   * passes): `stats count() by Channel` 204 -> 181 CPU-ms, a token's count 51 -> 41. Rows are not split:
+   * newest first with a limit, the engine reads whole events for only the rows it keeps from one scan, and
+   * over a UNION it read them all (10 times slower).
+   */
+  private scanOf(events: Select): Select {
+    const plain = (): Select => {
+      const select = new Select(events.from);
+      select.where = [...events.where];
+      return select;
+    };
+    const days = this.wholeDays();
+    const scope = this.scope;
+    if (
+      days === undefined ||
+      events.from !== TABLE_SOURCE ||
+      scope.some((c, i) => events.where[i] !== c) ||
+      !scope.includes(FROM_CONDITION) ||
+      !scope.includes(TO_CONDITION)
+    ) {
+      return plain();
+    }
+    this.params.day_first = days.first;
+    this.params.day_last = days.last;
+    const owned = scope.filter((c) => c !== FROM_CONDITION && c !== TO_CONDITION);
+    const branch = (where: string[]) => {
+      const select = new Select(TABLE_SOURCE);
+      select.columns = WRAPPED_EVENT_SELECT;
+      select.where = where;
+      return indent(select.toSql());
+    };
+    const whole = branch([...owned, '_partition_id >= {day_first:String}', '_partition_id <= {day_last:String}']);
+    const ends = branch([...scope, '(_partition_id < {day_first:String} OR _partition_id > {day_last:String})']);
+    const select = new Select(`(\n${whole}\n  UNION ALL\n${ends}\n)`);
+    select.where = events.where.slice(scope.length);
+    return select;
+  }
+
+  /** The partition ids (YYYYMMDD) of the first and last UTC day wholly inside [from, to), if there is one. */
+  private wholeDays(): { first: string; last: string } | undefined {
+    const { from, to } = this.opts;
+    if (from === undefined || to === undefined) return undefined;
+    const first = Math.ceil(Math.trunc(from) / DAY_MS);
+    const last = Math.floor(Math.trunc(to) / DAY_MS) - 1;
+    // Day 0 (1970-01-01) and the last day are left to the time condition, as edges, whatever is stored there.
+    if (first > last || first < 1 || last >= LAST_DATE_DAY) return undefined;
+    const id = (day: number) => new Date(day * DAY_MS).toISOString().slice(0, 10).replaceAll('-', '');
+    return { first: id(first), last: id(last) };
+  }
+
   private applyHead(select: Select, count: number): void {
     select.head = Math.min(count, select.head ?? count);
   }
@@ -391,8 +461,7 @@ class Compiler {
       // `head N | stats ...` aggregates the first N events only.
       agg = this.wrap(events);
     } else {
-      agg = new Select(events.from);
-      agg.where = [...events.where];
+      agg = this.scanOf(events);
     }
     const columns: OutputColumn[] = [];
     const selectList: string[] = [];

@@ -13,6 +13,7 @@ import {
   eventsToRowBinarySliced,
   eventsToRowBinaryWithEnds,
   ROW_BINARY_STRUCTURE,
+  RowBuffers,
   rowsOf,
 } from './row-binary.ts';
 import { eventsToRows } from './rows.ts';
@@ -133,6 +134,58 @@ test('RowBinary rows store exactly what JSONEachRow rows store, promoted columns
   }
 });
 
+test('an event whose time is past the last day a Date holds is stored at its receipt time, by both writers', async () => {
+  // toDate(ts) would put it in a partition of another day (2200-01-01 in 2020-07-27's), which searches read
+  // whole by partition.
+  const s = new Session(join(dataDir, 'engine'));
+  try {
+    await s.queryAsync(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
+    const table = `${DATABASE}.far_future`;
+    await s.queryAsync(eventsTableDdl(3650, table));
+    const event = (id: string, timestamp: number): NormalizedEvent => ({
+      tenant: 'default',
+      source: 'http',
+      layout: 'json',
+      id,
+      timestamp,
+      ingested: BASE,
+      raw: `{"@timestamp":${timestamp}}`,
+      fields: {},
+    });
+    const far = Date.UTC(2200, 0, 1);
+    const last = Date.UTC(2149, 5, 6, 23, 59, 59, 999);
+    await s.insert({
+      table,
+      values: eventsToRows([event('json-far', far), event('json-last', last)]),
+      format: 'JSONEachRow',
+    });
+    const file = join(dataDir, 'far.bin');
+    writeFileSync(file, eventsToRowBinary([event('binary-far', far), event('binary-last', last)]));
+    await s.queryAsync(insertFromFileSql(file).replace(EVENTS_TABLE, table));
+    const stored = (
+      await s.queryAsync(
+        `SELECT id, toUnixTimestamp64Milli(ts) AS ms, _partition_id AS p FROM ${table} ORDER BY id FORMAT JSONEachRow`,
+      )
+    )
+      .text()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string; ms: string; p: string });
+    const day = new Date(BASE).toISOString().slice(0, 10).replaceAll('-', '');
+    assert.deepEqual(
+      stored.map((r) => [r.id, Number(r.ms), r.p]),
+      [
+        ['binary-far', BASE, day],
+        ['binary-last', last, '21490606'],
+        ['json-far', BASE, day],
+        ['json-last', last, '21490606'],
+      ],
+    );
+  } finally {
+    s.close();
+  }
+});
+
 test('a promoted column holds the value, an empty value as empty, and NULL only when the field is absent', async () => {
   const s = new Session(join(dataDir, 'engine'));
   try {
@@ -212,4 +265,59 @@ test('rows built elsewhere are written as they are, cut event by event; an event
   // One event without attached rows: the chunk's rows are built from the events.
   assert.ok((await rowsOf([...copies, { ...events[0] }])).equals(eventsToRowBinary([...events, events[0]])));
   assert.throws(() => attachRows(copies.slice(1), rows, ends), /rows of \d+ events/);
+});
+
+test('chunks built with RowBuffers are written over a buffer handed back, grown when too small, with the same bytes', async () => {
+  const buffers = new RowBuffers();
+  const chunks = [mordorLike(400), mordorLike(300).map((e) => ({ ...e, id: `b-${e.id}` })), tricky()];
+  const first = await rowsOf(chunks[0], 0, buffers);
+  assert.ok(first.equals(eventsToRowBinary(chunks[0])));
+  buffers.give(first);
+  const second = await rowsOf(chunks[1], 0, buffers);
+  assert.equal(second.buffer, first.buffer, 'the buffer handed back is reused');
+  assert.ok(second.equals(eventsToRowBinary(chunks[1])), 'only the rows of this chunk, nothing of the first left');
+  // Not handed back yet: the next chunk gets a buffer of its own.
+  const third = await rowsOf(chunks[2], 0, buffers);
+  assert.notEqual(third.buffer, second.buffer);
+  assert.ok(third.equals(eventsToRowBinary(chunks[2])));
+  // Too small for the chunk: grown (a new buffer), the rows whole.
+  buffers.give(Buffer.alloc(64 * 1024));
+  const grown = await rowsOf(mordorLike(2000), 0, buffers);
+  assert.ok(grown.buffer.byteLength > 64 * 1024);
+  assert.ok(grown.equals(eventsToRowBinary(mordorLike(2000))));
+  // Rows built elsewhere are copied into a kept buffer too.
+  const { rows, ends } = eventsToRowBinaryWithEnds(chunks[1]);
+  const copies = chunks[1].map((e) => ({ ...e }));
+  attachRows(copies, rows, ends);
+  buffers.give(grown);
+  const attached = await rowsOf(copies, 0, buffers);
+  assert.equal(attached.buffer, grown.buffer);
+  assert.ok(attached.equals(rows));
+});
+
+test('RowBuffers keeps at most two buffers, never a slice of the shared pool of Node nor one past 64 MB', () => {
+  const buffers = new RowBuffers();
+  // Small allocUnsafe buffers share Node's pool with unrelated data: written over, they would corrupt it.
+  buffers.give(Buffer.allocUnsafe(100));
+  buffers.give(Buffer.allocUnsafe(65 * 1024 * 1024));
+  assert.equal(buffers.take(), undefined);
+  const a = Buffer.alloc(128 * 1024);
+  const b = Buffer.alloc(128 * 1024);
+  buffers.give(a.subarray(0, 10));
+  buffers.give(a);
+  buffers.give(b);
+  buffers.give(Buffer.alloc(128 * 1024));
+  const kept = [buffers.take(), buffers.take(), buffers.take()];
+  assert.deepEqual(
+    kept.map((k) => k?.buffer),
+    [b.buffer, a.buffer, undefined],
+    'the same buffer handed back twice is kept once; a third is left to the collector',
+  );
+  assert.equal(kept[1]?.length, 128 * 1024, 'a kept buffer is whole, whatever slice of it came back');
+  // After a burst of large events, a small chunk's rows in a large buffer do not keep it.
+  const large = Buffer.alloc(28 * 1024 * 1024);
+  buffers.give(large.subarray(0, 272));
+  assert.equal(buffers.take(), undefined, 'a buffer far larger than its rows is left to the collector');
+  buffers.give(large.subarray(0, 4 * 1024 * 1024));
+  assert.equal(buffers.take()?.buffer, large.buffer, 'one its rows fill enough is kept');
 });

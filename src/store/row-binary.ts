@@ -1,4 +1,4 @@
-import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
+import { type FieldValue, type NormalizedEvent, storedTime } from '../lib/event.ts';
 import { createTurnTaker, TURN_BUDGET_MS } from '../lib/turns.ts';
 import { storedValue, stringOr } from './rows.ts';
 import { contentHash } from './schema.ts';
@@ -40,8 +40,9 @@ class RowBinaryWriter {
   buf: Utf8Writer;
   at = 0;
 
-  constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(Math.max(1024, size)) as Utf8Writer;
+  /** Writes into `scratch` when given (grown like any other buffer), else into a new buffer of `size` bytes. */
+  constructor(size: number, scratch?: Buffer) {
+    this.buf = (scratch ?? Buffer.allocUnsafe(Math.max(1024, size))) as Utf8Writer;
   }
 
   ensure(n: number): void {
@@ -159,15 +160,70 @@ export function attachRows(events: readonly NormalizedEvent[], rows: Buffer, end
 /**
  * The rows of `events` in one buffer: the rows attached to them where every event has one (copied together),
  * otherwise built here, letting the event loop turn every `budgetMs` (see {@link eventsToRowBinarySliced}).
+ * With `buffers`, in a buffer taken from them, to be handed back once the rows are written.
  */
-export async function rowsOf(events: readonly NormalizedEvent[], budgetMs: number = TURN_BUDGET_MS): Promise<Buffer> {
+export async function rowsOf(
+  events: readonly NormalizedEvent[],
+  budgetMs: number = TURN_BUDGET_MS,
+  buffers?: RowBuffers,
+): Promise<Buffer> {
   const parts: Buffer[] = new Array(events.length);
+  let bytes = 0;
   for (let i = 0; i < events.length; i++) {
     const row = builtRows.get(events[i]);
-    if (row === undefined) return eventsToRowBinarySliced(events, budgetMs);
+    if (row === undefined) return eventsToRowBinarySliced(events, budgetMs, buffers?.take());
     parts[i] = row;
+    bytes += row.length;
   }
-  return Buffer.concat(parts);
+  const scratch = buffers?.take();
+  if (scratch === undefined || scratch.length < bytes) return Buffer.concat(parts, bytes);
+  let at = 0;
+  for (const part of parts) at += part.copy(scratch, at);
+  return scratch.subarray(0, at);
+}
+
+/** Most buffers a {@link RowBuffers} keeps for reuse: two INSERT chunks in flight, one built while the other is written. */
+const ROW_BUFFERS_KEPT = 2;
+/** A buffer past this size is left to the garbage collector rather than kept: a rare huge chunk is not held for good. */
+const ROW_BUFFER_MAX_BYTES = 64 * 1024 * 1024;
+/** Buffers below this size may be slices of Node's shared allocation pool: never kept, so never written over. */
+const ROW_BUFFER_MIN_BYTES = 64 * 1024;
+/**
+ * A buffer more than this many times larger than the rows just written in it (or than ROW_BUFFER_MIN_BYTES) is
+ * not kept: after a burst of large events, small chunks would otherwise hold tens of MB for good (the builder
+ * sizes a buffer at about 1.5 times the rows of Mordor events, 3 times those of short syslog lines).
+ */
+const ROW_BUFFER_SLACK = 8;
+
+/**
+ * The buffers that INSERT chunks' rows are built in, kept for the next chunks. Why: V8 counts every Buffer it
+ * allocates as external memory and starts a full marking of the JavaScript heap each time 64 MB more of it has
+ * been allocated since the last one. The rows of a chunk of Mordor events took about 12 KB an event (the
+ * builder's estimate, about 4x the raw text; untouched, it costs no resident memory but counts all the same),
+ * so HTTP ingest marked its 250 MB heap every 5,000 events or so, every one of them started by "external
+ * memory pressure": V8's helper threads spent 26 to 32 CPU-µs an event marking, more than the engine's merges.
+ * Reused, a buffer is counted once.
+ */
+export class RowBuffers {
+  readonly #free: Buffer[] = [];
+
+  /** A buffer to build rows in (its whole length is free), or undefined when none is kept. */
+  take(): Buffer | undefined {
+    return this.#free.pop();
+  }
+
+  /**
+   * Hands back the buffer under `rows` (rows that {@link rowsOf} returned) once nothing reads them any more:
+   * the next chunk's rows are written over them.
+   */
+  give(rows: Buffer): void {
+    const whole = rows.buffer;
+    if (whole.byteLength < ROW_BUFFER_MIN_BYTES || whole.byteLength > ROW_BUFFER_MAX_BYTES) return;
+    if (whole.byteLength > ROW_BUFFER_SLACK * Math.max(rows.length, ROW_BUFFER_MIN_BYTES)) return;
+    if (this.#free.length >= ROW_BUFFERS_KEPT) return;
+    if (this.#free.some((b) => b.buffer === whole)) return;
+    this.#free.push(Buffer.from(whole, 0, whole.byteLength));
+  }
 }
 
 /** Rows written between two looks at the clock by `eventsToRowBinarySliced`. */
@@ -176,13 +232,15 @@ const ROWS_PER_CHECK = 16;
 /**
  * `eventsToRowBinary`, letting the event loop turn every `budgetMs` of work (TURN_BUDGET_MS): an INSERT
  * chunk holds up to 20,000 small events, whose rows took a node's event loop for 0.5 s and more on a loaded
- * host (HTTP answers, searches and lease renewals wait meanwhile).
+ * host (HTTP answers, searches and lease renewals wait meanwhile). Written into `scratch` when given (see
+ * {@link RowBuffers}).
  */
 export async function eventsToRowBinarySliced(
   events: readonly NormalizedEvent[],
   budgetMs: number = TURN_BUDGET_MS,
+  scratch?: Buffer,
 ): Promise<Buffer> {
-  const w = new RowBinaryWriter(estimate(events, 0, events.length));
+  const w = new RowBinaryWriter(estimate(events, 0, events.length), scratch);
   const turns = createTurnTaker(budgetMs);
   for (let i = 0; i < events.length; i += ROWS_PER_CHECK) {
     if (i > 0 && turns.due()) await turns.take();
@@ -205,7 +263,7 @@ function estimate(events: readonly NormalizedEvent[], from: number, to: number):
 function writeRows(w: RowBinaryWriter, events: readonly NormalizedEvent[], from: number, to: number): void {
   for (let i = from; i < to; i++) {
     const e = events[i];
-    w.millis(e.timestamp);
+    w.millis(storedTime(e));
     w.millis(e.ingested);
     w.string(e.id);
     w.string(contentHash(e.raw));

@@ -1,4 +1,4 @@
-import type { FieldValue, NormalizedEvent } from '../lib/event.ts';
+import { type FieldValue, type NormalizedEvent, storedTime } from '../lib/event.ts';
 import { setOwn } from '../lib/lookup.ts';
 import { COLUMN_FIELDS, contentHash } from './schema.ts';
 
@@ -29,7 +29,7 @@ function rowsText(events: readonly NormalizedEvent[]): string {
     // One JSON.stringify of the row: measured faster than building the line from pieces, and than
     // writing `raw` as a JSON object (which the engine would store as its text) to spare its escaping.
     lines[i] = JSON.stringify({
-      ts: e.timestamp,
+      ts: storedTime(e),
       ingested: e.ingested,
       id: e.id,
       content_hash: contentHash(e.raw),

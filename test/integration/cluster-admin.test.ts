@@ -130,6 +130,10 @@ test('GET /admin/cluster/status: nodes summary, partition owners with tokens, an
   assert.equal(body.node_id, 'n1');
   assert.equal(body.etcd.connected, true);
   assert.ok(body.etcd.lease_remaining_ms > 0);
+  // The lease gauge is read at the scrape (no timer sets it): it shows the lease's time left, at most its TTL.
+  const scrape = await api.app.inject({ method: 'GET', url: '/metrics' });
+  const left = /^vigil_cluster_lease_remaining_seconds ([\d.]+)$/m.exec(scrape.body);
+  assert.ok(left && Number(left[1]) > 0 && Number(left[1]) <= 3, `lease gauge: ${left?.[0]}`);
   assert.deepEqual(body.maintenance, { status: 'active', partitions_remaining: nodes[0].partitions.owned().size });
   assert.deepEqual(body.nodes, { total: 2, alive: 2, suspect: 0, dead: 0 });
   assert.equal(body.partitions.count, 8);

@@ -194,6 +194,27 @@ for (const backend of backends()) {
       assert.equal(linked.length, 0);
     });
 
+    test('the same alert id refused in two tenants is listed in each, and only there', async () => {
+      const db = await backend.open();
+      const { incidents } = await service(db);
+      const [a, b] = [tenant(), tenant()];
+      const partition = `p-${a}`;
+      await incidents.ingestAlerts([makeAlert({ tenant: a, partition, fencingToken: 5 })]);
+      const id = `shared-${a}`;
+      const r = await incidents.ingestAlerts([
+        makeAlert({ id, tenant: a, partition, fencingToken: 4 }),
+        makeAlert({ id, tenant: b, partition, fencingToken: 4 }),
+      ]);
+      assert.equal(r.rejected.length, 2);
+      for (const tn of [a, b]) {
+        assert.deepEqual(
+          (await incidents.rejectedAlerts([tn], 10)).map((x) => [x.alertId, x.tenant]),
+          [[id, tn]],
+          `${tn}'s refusals`,
+        );
+      }
+    });
+
     test('within one batch, a token raised by an earlier alert refuses the later alerts below it', async () => {
       // The batch judges repeated tokens of a partition without a statement each: a rise mid-batch must still
       // be seen by the alerts after it, and the partition keeps the highest token.

@@ -582,10 +582,19 @@ export function createJetStreamLog<T>(
       // Messages waiting in the buffer (a linger, or behind a slow handler) are kept ours as the handler's are:
       // past ack_wait the server would deliver them again and they would be written twice. Each is kept once
       // it has waited a third of ack_wait (so by half of it at the latest): a short linger sends nothing more.
-      const keepBuffered = setInterval(() => {
-        const now = Date.now();
-        for (const p of buffer) if (p.value !== undefined && now - (p.keptAt ?? p.at) >= keepPeriodMs) keep(p);
-      }, keepPeriodMs / 2);
+      // The timer runs only while the buffer holds messages: an idle node has a dozen consumers, and a timer
+      // each, always armed, woke its event loop about ten times a second for nothing.
+      let keepBuffered: NodeJS.Timeout | undefined;
+      const armKeep = () => {
+        keepBuffered ??= setInterval(() => {
+          const now = Date.now();
+          for (const p of buffer) if (p.value !== undefined && now - (p.keptAt ?? p.at) >= keepPeriodMs) keep(p);
+        }, keepPeriodMs / 2);
+      };
+      const disarmKeep = () => {
+        clearInterval(keepBuffered);
+        keepBuffered = undefined;
+      };
       const reader = (async () => {
         try {
           for await (const m of messages) {
@@ -594,6 +603,7 @@ export function createJetStreamLog<T>(
             const pulled = decode(m);
             decodingMs += performance.now() - t;
             buffer.push(pulled);
+            armKeep();
             wake?.();
             // Messages the client already holds come without a turn of the event loop in between: a backlog
             // (after a failover) would be decoded in one go, holding HTTP answers and lease renewals.
@@ -647,17 +657,19 @@ export function createJetStreamLog<T>(
           let weight = 0;
           while (take < buffer.length && (take === 0 || weight < o.batchMaxWeight)) weight += buffer[take++].weight;
           const batch = buffer.splice(0, take);
+          if (buffer.length === 0) disarmKeep();
           space?.();
           space = undefined;
           await handle(batch);
         }
       } finally {
-        clearInterval(keepBuffered);
         active = undefined;
         closing = true;
         messages.stop();
         space?.();
         await reader;
+        // After the reader: a message it pushed meanwhile armed the timer again.
+        disarmKeep();
         // Pulled but not handled: handed back now rather than after ack_wait, to whoever consumes next.
         for (const p of buffer.splice(0)) if (p.value !== undefined) p.msg.nak();
       }
