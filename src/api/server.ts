@@ -297,7 +297,8 @@ export function createApiServer(
 
   app.removeAllContentTypeParsers();
   // Bodies stay text: the ingest route splits NDJSON itself (a JSON object per line, not one document).
-  // Decoded as they arrive (body-text.ts), not in one call at the end: that call stalled the event loop.
+  // Kept as their chunks and decoded at the end a mebibyte at a time, taking turns of the event loop
+  // (body-text.ts), not in one call: that call stalled the event loop.
   app.addContentTypeParser(
     ['application/json', 'application/x-ndjson', 'application/ndjson', 'text/plain'],
     (req, payload, done) => readBodyText(payload, req.routeOptions.bodyLimit, req.headers['content-length'], done),
