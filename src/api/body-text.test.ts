@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
+import { eventLoopTurnsDuring } from '../../test/harness/event-loop.ts';
 import { readBodyText } from './body-text.ts';
 
 /** Feeds `chunks` to readBodyText, with `contentLength` as the header; the text, or the error it gave. */
@@ -85,4 +86,21 @@ test('a stream that fails answers 400 with its error', async () => {
   const got = await read(['ab'], { fail: new Error('aborted') });
   assert.equal(got.err?.message, 'aborted');
   assert.equal(got.err?.statusCode, 400);
+});
+
+test('a large body is decoded a mebibyte at a time with turns of the event loop between, not in one call', async () => {
+  const text = `${'é'.repeat(4 << 20)}\n`;
+  const bytes = Buffer.from(text);
+  const stream = new PassThrough();
+  for (let i = 0; i < bytes.length; i += 65_536) stream.write(bytes.subarray(i, i + 65_536));
+  stream.end();
+  const { result, turns } = await eventLoopTurnsDuring(
+    () =>
+      new Promise<string | undefined>((resolve, reject) =>
+        readBodyText(stream, 1 << 24, String(bytes.length), (err, body) => (err ? reject(err) : resolve(body)), 0),
+      ),
+  );
+  assert.equal(result, text);
+  // 8 MiB in pieces of a mebibyte: a turn before each piece.
+  assert.ok(turns >= 7, `the event loop turned ${turns} times while the body was decoded`);
 });

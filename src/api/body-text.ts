@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { errorCodes } from 'fastify';
-import { createTurnTaker } from '../lib/turns.ts';
+import { createTurnTaker, TURN_BUDGET_MS } from '../lib/turns.ts';
 
 /** A request body as Fastify hands it to a content type parser (a preParsing hook may report its encoded size). */
 export type BodyStream = Readable & { receivedEncodedLength?: number };
@@ -18,12 +18,14 @@ const DECODE_BYTES = 1 << 20;
  * body through the young generation (longer scavenges), and per mebibyte a poll phase that read several
  * sockets decoded several mebibytes at once. The final join, one copy of the text, is left. Refuses as
  * Fastify does: past `limitBytes` (as soon as it is passed), or a length other than the Content-Length.
+ * `budgetMs` is the decode's CPU slice between two turns (0 turns after every piece: tests).
  */
 export function readBodyText(
   payload: BodyStream,
   limitBytes: number,
   contentLength: string | undefined,
   done: (err: Error | null, body?: string) => void,
+  budgetMs: number = TURN_BUDGET_MS,
 ): void {
   const declared = Number(contentLength);
   if (declared > limitBytes) {
@@ -60,7 +62,7 @@ export function readBodyText(
       done(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
       return;
     }
-    decodeInTurns(chunks).then(
+    decodeInTurns(chunks, budgetMs).then(
       (text) => done(null, text),
       (e: unknown) => done(e instanceof Error ? e : new Error(String(e))),
     );
@@ -76,10 +78,10 @@ export function readBodyText(
  * let go once taken into a group, so the bytes shrink as the text grows: at the join, two copies of the text
  * are alive, not the bytes as well (a 48 MiB body peaked at 145 MiB above the baseline, 110 to 113 so).
  */
-async function decodeInTurns(chunks: (Buffer | undefined)[]): Promise<string> {
+async function decodeInTurns(chunks: (Buffer | undefined)[], budgetMs: number): Promise<string> {
   const decoder = new StringDecoder('utf8');
   const parts: string[] = [];
-  const turns = createTurnTaker();
+  const turns = createTurnTaker(budgetMs);
   let group: Buffer[] = [];
   let groupBytes = 0;
   for (let i = 0; i < chunks.length; i++) {

@@ -402,13 +402,8 @@ class Compiler {
     };
     const days = this.wholeDays();
     const scope = this.scope;
-    if (
-      days === undefined ||
-      events.from !== TABLE_SOURCE ||
-      scope.some((c, i) => events.where[i] !== c) ||
-      !scope.includes(FROM_CONDITION) ||
-      !scope.includes(TO_CONDITION)
-    ) {
+    // Whole days imply both ends of the range, so the scope holds both time conditions.
+    if (days === undefined || events.from !== TABLE_SOURCE || scope.some((c, i) => events.where[i] !== c)) {
       return plain();
     }
     this.params.day_first = days.first;
