@@ -159,7 +159,8 @@ export function createDetector(
         // A backlog comes in batches of up to 20,000 events; evaluated in one go, such a batch would hold HTTP
         // answers and lease renewals for its whole duration. Slices, with a turn of the event loop once a
         // budget of them has run (fixed 500-event slices took 4 to 8 ms each, warm).
-        const turns = createTurnTaker();
+        // In the background: no acknowledgement waits on detection, and the store's commits wait on their rows.
+        const turns = createTurnTaker(undefined, { background: true });
         for (let i = 0; i < batch.length; i += EVALUATE_SLICE) {
           if (i > 0 && turns.due()) await turns.take();
           const slice = batch.length <= EVALUATE_SLICE ? batch : batch.slice(i, i + EVALUATE_SLICE);
