@@ -77,6 +77,7 @@ class RowBinaryWriter {
     // UTF-8 takes 1 to 3 bytes per UTF-16 unit (a surrogate pair: 4 bytes for 2 units).
     const most = s.length * 3;
     this.ensure(most + 10);
+    if (s.length <= SHORT_STRING && this.ascii(s)) return;
     const width = varintBytes(s.length);
     if (width === varintBytes(most)) {
       // The length's varint has this width whatever the text is (1 byte below 43 units, 2 from 128 to 5,461):
@@ -97,6 +98,24 @@ class RowBinaryWriter {
     this.at += this.buf.utf8Write(s, this.at);
   }
 
+  /**
+   * Writes a short string (room ensured) byte by byte when it is ASCII, as most field names and values are,
+   * and answers whether it did: for a few bytes, the call into Node's UTF-8 writer costs more than the copy.
+   */
+  ascii(s: string): boolean {
+    const b = this.buf;
+    const start = this.at;
+    let at = start + 1;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) return false;
+      b[at++] = c;
+    }
+    b[start] = s.length;
+    this.at = at;
+    return true;
+  }
+
   /** Moves `[from, at)` forward by `by` bytes (room for a longer varint before it). */
   shift(from: number, by: number): void {
     this.ensure(by);
@@ -104,6 +123,9 @@ class RowBinaryWriter {
     this.at += by;
   }
 }
+
+/** Strings up to this many UTF-16 units are tried as ASCII first (see RowBinaryWriter.ascii); below 128. */
+const SHORT_STRING = 32;
 
 function varintBytes(n: number): number {
   let bytes = 1;
