@@ -31,7 +31,7 @@ function createBus(batchMaxEvents = 1) {
 }
 
 test('the store commits the next batch while detection evaluates one, at most one batch ahead, in order', async () => {
-  const { bus } = createBus();
+  const { bus, metrics } = createBus();
   const committed: string[] = [];
   const evaluated: string[] = [];
   const holds = new Map<string, ReturnType<typeof gate>>();
@@ -66,6 +66,9 @@ test('the store commits the next batch while detection evaluates one, at most on
   holds.get('a0')?.open();
   await settle();
   await c;
+  const waited = await metrics.getSingleMetric('vigil_bus_consumer_wait_seconds_total')?.get();
+  const detectWait = waited?.values.find((v) => v.labels.consumer === 'detect')?.value ?? 0;
+  assert.ok(detectWait >= 0.015, `the writer's wait for detection is counted (${detectWait} s)`);
   assert.deepEqual(committed, ['a0', 'b0', 'c0']);
   assert.deepEqual(evaluated, ['a0']);
   holds.get('b0')?.open();

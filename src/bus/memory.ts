@@ -54,6 +54,12 @@ export function createMemoryBus(config: BusConfig, deps: { metrics: Registry; lo
   const failures = counter(deps.metrics, 'vigil_bus_consumer_failures_total', 'Batches a consumer failed.', [
     'consumer',
   ]);
+  const consumerWait = counter(
+    deps.metrics,
+    'vigil_bus_consumer_wait_seconds_total',
+    'Time the in-process bus writer waited for a consumer (detection) to finish its batch before handing it the next.',
+    ['consumer'],
+  );
 
   async function run(): Promise<void> {
     while (running || queue.length > 0) {
@@ -99,7 +105,9 @@ export function createMemoryBus(config: BusConfig, deps: { metrics: Registry; lo
       for (const sub of subscribers) {
         if (sub.durable) continue;
         // One batch in each consumer's hands: it gets this one once it is done with the one before (in order).
+        const waitFrom = performance.now();
         await sub.handling;
+        consumerWait.inc({ consumer: sub.name }, (performance.now() - waitFrom) / 1000);
         sub.handling = handOver(sub, batch);
       }
     }
