@@ -21,9 +21,10 @@ function gate(): { promise: Promise<void>; open: () => void } {
 /** Lets every pending callback and promise run (the bus loop's steps are promise turns). */
 const settle = () => new Promise<void>((r) => setTimeout(r, 20));
 
-function createBus(batchMaxEvents = 1) {
+function createBus(detectionOverlap = true) {
   const metrics = new Registry();
-  const bus = createMemoryBus(busConfigSchema.parse({ batch_max_events: batchMaxEvents }), {
+  const config = busConfigSchema.parse({ batch_max_events: 1, detection_overlap: detectionOverlap });
+  const bus = createMemoryBus(config, {
     metrics,
     logger: silentLogger,
   });
@@ -125,5 +126,34 @@ test('a batch the store fails is refused to its publishers and never reaches det
   await bus.publish(events('c'));
   await settle();
   assert.deepEqual(evaluated, ['a0', 'c0']);
+  await bus.stop(Date.now() + 5000);
+});
+
+test('without bus.detection_overlap, the next batch is committed only once detection has evaluated the one before', async () => {
+  const { bus } = createBus(false);
+  const committed: string[] = [];
+  const hold = gate();
+  bus.subscribe(
+    'store',
+    async (batch) => {
+      committed.push(tags(batch));
+    },
+    { durable: true },
+  );
+  bus.subscribe('detect', async (batch) => {
+    if (tags(batch) === 'a0') await hold.promise;
+  });
+  await bus.start();
+  await bus.publish(events('a'));
+  let bDone = false;
+  const b = bus.publish(events('b')).then(() => {
+    bDone = true;
+  });
+  await settle();
+  assert.deepEqual(committed, ['a0']);
+  assert.equal(bDone, false);
+  hold.open();
+  await b;
+  assert.deepEqual(committed, ['a0', 'b0']);
   await bus.stop(Date.now() + 5000);
 });

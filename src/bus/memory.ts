@@ -31,9 +31,10 @@ interface Subscriber {
  * The in-process bus of the embedded default: a bounded queue whose single writer loop commits batches
  * to the durable subscribers (group commit: concurrent publishers share one write), answers the
  * publishers, then hands the batch to each of the other subscribers (detection), which handle batches in
- * order in a loop of their own: the store commits the next batch while detection evaluates this one.
- * A subscriber holds one batch at a time; the writer waits for it to finish the previous one before
- * handing it the next, so a slow consumer slows intake instead of growing memory.
+ * order. With `detection_overlap` they do so in a loop of their own: the store commits the next batch
+ * while detection evaluates this one; without it the writer waits for them before the next batch. A
+ * subscriber holds one batch at a time; the writer waits for it to finish the previous one before handing
+ * it the next, so a slow consumer slows intake instead of growing memory.
  */
 export function createMemoryBus(config: BusConfig, deps: { metrics: Registry; logger: Logger }): Bus {
   const queue: Waiting[] = [];
@@ -107,8 +108,10 @@ export function createMemoryBus(config: BusConfig, deps: { metrics: Registry; lo
         // One batch in each consumer's hands: it gets this one once it is done with the one before (in order).
         const waitFrom = performance.now();
         await sub.handling;
-        consumerWait.inc({ consumer: sub.name }, (performance.now() - waitFrom) / 1000);
         sub.handling = handOver(sub, batch);
+        // Without bus.detection_overlap the next batch waits for this one's consumers, as it did before.
+        if (!config.detection_overlap) await sub.handling;
+        consumerWait.inc({ consumer: sub.name }, (performance.now() - waitFrom) / 1000);
       }
     }
     // Stopping: the consumers finish the batches already committed.
