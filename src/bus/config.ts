@@ -14,8 +14,8 @@ export const busConfigSchema = z
     /**
      * In-process bus: detection evaluates a committed batch while the store commits the next one (one batch
      * behind at most), instead of between two commits. Off by default: in the ingest bench (2026-12-07, a
-     * machine at load 4 to 13) it moved the rate from 0.84x to 1.64x in 5 alternated pairs and raised the
-     * peak RSS by about 90 MB (over 1.5 GB in every run); see docs/performance.md.
+     * shared machine at load 3 to 13) it gave 0.84x to 1.64x the rate in 7 alternated pairs, about 8 CPU-µs
+     * an event more (merges) and 90 to 220 MB more peak RSS; see docs/performance.md.
      */
     detection_overlap: z.boolean().default(false),
   })
