@@ -110,3 +110,27 @@ test('a loop that starts while others wait for their turn goes behind them at it
   assert.equal(fresh.due(), false);
   await behind;
 });
+
+test('a background loop gets a slice only in a pass where no foreground loop waits, and gives way to one', async () => {
+  const order: string[] = [];
+  const background = createTurnTaker(1000, { background: true });
+  // Asked first, served last: the foreground loops asking after it go ahead, one pass each.
+  const bg = background.take().then(() => order.push('background'));
+  const fg = Promise.all([
+    takeTurn().then(() => order.push('a')),
+    takeTurn().then(async () => {
+      order.push('b');
+      await takeTurn();
+      order.push('b again');
+    }),
+  ]);
+  await Promise.all([bg, fg]);
+  assert.deepEqual(order, ['a', 'b', 'b again', 'background']);
+  // Within its budget, a background loop is due as soon as a foreground loop waits (after its turns too).
+  assert.equal(background.due(), false);
+  const waiting = takeTurn();
+  assert.equal(background.due(), true);
+  await waiting;
+  assert.equal(background.due(), false);
+  assert.equal(turnsWaiting(), 0);
+});
