@@ -12,9 +12,10 @@ import { PGlite } from '@electric-sql/pglite';
 /**
  * PostgreSQL's settings for this embedded database. PGlite touches all of shared_buffers when it opens (128 MB
  * by default): 16 MB took 120 MB off the resident size of an open instance (289 -> 170 MB) and suits what it
- * holds (incidents, users, sessions); its files are read through the system's page cache beyond that.
+ * holds (incidents, users, sessions); its files are read through the system's page cache beyond that. Given
+ * on the command line: PGlite's `postgresqlconf` would replace the folder's postgresql.conf for good.
  */
-const CONF = { postgresqlconf: ['shared_buffers = 16MB'] };
+const CONF = { startParams: [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB'] };
 
 /** @type {PGlite | undefined} */
 let pg;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -32,6 +32,8 @@ test('creating the data folder leaves the event loop free (PGlite runs in its ow
     // with initdb's instance left in the same thread and PGlite's default 128 MB of shared buffers.
     assert.ok(grewMb < 420, `a fresh data folder opened with ${Math.round(grewMb)} MB more resident`);
     assert.deepEqual(await db.query('SHOW shared_buffers'), [{ shared_buffers: '16MB' }]);
+    // Set for the process only: the folder's postgresql.conf stays as initdb wrote it (a rollback reads it).
+    assert.match(readFileSync(join(root, 'fresh', 'postgresql.conf'), 'utf8'), /^shared_buffers = 128MB/m);
     assert.ok(existsSync(join(root, 'fresh', 'PG_VERSION')), 'initdb made the data folder');
     assert.ok(!existsSync(join(root, 'fresh.init')), 'the temporary folder was renamed');
     // initdb is seconds of WebAssembly: in the main thread, no timer fired until it ended.
