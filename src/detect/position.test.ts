@@ -69,3 +69,24 @@ test('the position never rises past a batch committed and not evaluated yet, nor
   assert.equal(onDisk(dir), t0 + 58_000);
   assert.ok(start <= t0 + 1_500);
 });
+
+test('one array committed twice counts as two batches: each evaluation lets go of one, oldest first', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-position-'));
+  const p = createDetectionPosition(dir);
+  const t0 = Date.now();
+  p.load();
+  // A publisher that sends the same array again (after a failed commit, or by mistake) while the first is unevaluated.
+  const a = [event(t0 - 1_000)];
+  p.beforeCommit(a);
+  p.handedOver(a);
+  p.beforeCommit(a);
+  p.handedOver(a);
+  p.evaluated(a, t0 + 30_000);
+  assert.equal(onDisk(dir) <= t0 - 1_000, true, 'the second copy still holds the position');
+  p.evaluated(a, t0 + 31_000);
+  const b = [event(t0 + 40_000)];
+  p.beforeCommit(b);
+  p.handedOver(b);
+  p.evaluated(b, t0 + 60_000);
+  assert.equal(onDisk(dir), t0 + 55_000, 'nothing left behind: the position rises to now less the margin');
+});

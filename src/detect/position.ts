@@ -47,6 +47,8 @@ export interface DetectionPosition {
 
 /** A batch between beforeCommit and its evaluation. */
 interface Unevaluated {
+  /** The batch itself: found by identity, the first entry of it in commit order (an array sent twice is two). */
+  events: readonly NormalizedEvent[];
   oldest: number;
   handedOver: boolean;
 }
@@ -58,7 +60,6 @@ export function createDetectionPosition(dataDir: string): DetectionPosition {
   let raisedAt = 0;
   /** Batches given to beforeCommit and not evaluated yet, in commit order (at most about three). */
   let unevaluated: Unevaluated[] = [];
-  const batches = new WeakMap<readonly NormalizedEvent[], Unevaluated>();
 
   const persist = (ingested: number) => {
     const tmp = `${file}.tmp`;
@@ -101,18 +102,16 @@ export function createDetectionPosition(dataDir: string): DetectionPosition {
       for (const e of events) if (e.ingested < oldest) oldest = e.ingested;
       // Every batch before this one has been handed over or has failed its commit (see beforeCommit's doc).
       unevaluated = unevaluated.filter((b) => b.handedOver);
-      const batch = { oldest, handedOver: false };
-      unevaluated.push(batch);
-      batches.set(events, batch);
+      unevaluated.push({ events, oldest, handedOver: false });
       if (oldest < position) persist(oldest);
     },
     handedOver(events) {
-      const batch = batches.get(events);
+      const batch = unevaluated.find((b) => b.events === events && !b.handedOver);
       if (batch) batch.handedOver = true;
     },
     evaluated(events, now = Date.now()) {
-      const batch = batches.get(events);
-      if (batch) unevaluated = unevaluated.filter((b) => b !== batch);
+      const i = unevaluated.findIndex((b) => b.events === events && b.handedOver);
+      if (i >= 0) unevaluated.splice(i, 1);
       if (position === undefined || now - raisedAt < RAISE_EVERY_MS) return;
       let next = now - RAISE_MARGIN_MS;
       for (const b of unevaluated) if (b.oldest < next) next = b.oldest;

@@ -14,10 +14,16 @@ const waiting: (() => void)[] = [];
  * work that no acknowledgement waits on (detection of committed events), so that the work a store commit
  * waits on (its rows, requests' normalization) is not slowed by it: evaluated with equal turns, detection
  * slowed the store's row building from 505 to 1,098 ms per 15,000 events while the engine sat idle.
- * Background work cannot starve for long: its backlog is bounded (the bus hands detection one batch at a
- * time), and the loops ahead of it stop when the commits they feed wait for it.
+ * It is not starved: after {@link BACKGROUND_AFTER_SLICES} foreground slices in a row while it waits, it
+ * gets the next one. The loops ahead of it do not stop by themselves: requests refused while the bus waits
+ * for detection have taken their turns all the same, and clients that retry kept a foreground loop waiting
+ * at every pass (found in review: detection evaluated 1 batch in 3 s, intake refused nearly everything).
  */
 const waitingBackground: (() => void)[] = [];
+/** Foreground slices in a row after which a waiting background loop gets the next one. */
+export const BACKGROUND_AFTER_SLICES = 4;
+/** Foreground slices handed out in a row while a background loop waited. */
+let passedOver = 0;
 /** Whether a `setImmediate(nextSlice)` is pending. */
 let scheduled = false;
 
@@ -52,7 +58,14 @@ export function createTurnTaker(budgetMs: number = TURN_BUDGET_MS, opts: { backg
 
 /** Hands the next slice to the loop that has waited longest; one per pass of the event loop. */
 function nextSlice(): void {
-  const resume = waiting.shift() ?? waitingBackground.shift();
+  let resume: (() => void) | undefined;
+  if (waitingBackground.length > 0 && (waiting.length === 0 || passedOver >= BACKGROUND_AFTER_SLICES)) {
+    resume = waitingBackground.shift();
+    passedOver = 0;
+  } else {
+    resume = waiting.shift();
+    if (waitingBackground.length > 0) passedOver++;
+  }
   // Set before the loop resumes: an immediate scheduled from the check phase runs in the NEXT pass of
   // the event loop, after its poll phase has run the I/O (a search's request, the engine's answer) that
   // came meanwhile.
@@ -67,7 +80,7 @@ function nextSlice(): void {
  * resumed in the same check phase, so k busy loops (requests' normalization, a store INSERT's rows,
  * detection) made one pass of k budgets, and a search's I/O waited for all of them (src/lib/turns.test.ts:
  * behind 6 loops of 10 ms, a timer waited 60 ms, now 10). Loops take slices in turn, first come first served;
- * a `background` one only in a pass where no other loop waits.
+ * a `background` one only in a pass where no other loop waits, or after BACKGROUND_AFTER_SLICES others.
  */
 export function takeTurn(background = false): Promise<void> {
   return new Promise<void>((resolve) => {
