@@ -14,7 +14,7 @@
  * preloaded through NODE_OPTIONS, which the dev cluster passes on): one `<pid>.cpuprofile` per node in D.
  * `--vigil-config '<json>'` is merged into every node's configuration (to compare settings in one build).
  */
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { createLoadGen } from '../test/faults/load.ts';
@@ -65,6 +65,15 @@ async function measure(members: Member[], seconds: number): Promise<{ used: Map<
   return { used, wallS };
 }
 
+/**
+ * Writes `start <pid>` and `end <pid>` of the measured window (the first Vigil node's pid) into the file named
+ * by BENCH_PHASE_FILE, so that a profiler (bench/perf-cluster.sh) records that window only.
+ */
+function markPhase(what: string): void {
+  const file = process.env.BENCH_PHASE_FILE;
+  if (file) writeFileSync(file, `${what}\n`);
+}
+
 const cores = (cpuS: number, wallS: number) => round(cpuS / wallS, 3);
 const load1 = () => round(loadavg()[0], 2);
 
@@ -113,7 +122,9 @@ export const clusterBenchmark: Benchmark = {
       progress(`measuring ${params.seconds} s at ${params.rate} events/s offered (load average ${loadAtStart})`);
       const profiled = profileDir ? members.filter((m) => m.kind === 'vigil') : [];
       for (const m of profiled) process.kill(m.pid, 'SIGUSR2');
+      markPhase(`start ${node.pid}`);
       const busy = await measure(members, params.seconds);
+      markPhase(`end ${node.pid}`);
       for (const m of profiled) process.kill(m.pid, 'SIGUSR2');
       const accepted = gen.window(mark).rate;
       const byThread: Record<string, number> = {};
