@@ -49,6 +49,12 @@ function threadSeconds(pid: number): Map<string, number> {
   return out;
 }
 
+/** Resident set size of a process in MB, from /proc. */
+function residentMb(pid: number): number {
+  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Math.round(Number(kb ?? 0) / 1024);
+}
+
 interface Member {
   name: string;
   kind: string;
@@ -116,7 +122,8 @@ export const clusterBenchmark: Benchmark = {
       const gen = createLoadGen({ targets: dc.nodes, token: dc.token, run: `bench${Date.now()}`, rate: params.rate });
       gen.start();
       await new Promise((r) => setTimeout(r, params.warmup_s * 1000));
-      const threadsBefore = threadSeconds(node.pid);
+      const vigils = members.filter((m) => m.kind === 'vigil');
+      const threadsBefore = new Map(vigils.map((m) => [m.name, threadSeconds(m.pid)]));
       const mark = gen.mark();
       const loadAtStart = load1();
       progress(`measuring ${params.seconds} s at ${params.rate} events/s offered (load average ${loadAtStart})`);
@@ -127,10 +134,18 @@ export const clusterBenchmark: Benchmark = {
       markPhase(`end ${node.pid}`);
       for (const m of profiled) process.kill(m.pid, 'SIGUSR2');
       const accepted = gen.window(mark).rate;
-      const byThread: Record<string, number> = {};
-      for (const [name, s] of threadSeconds(node.pid)) {
-        const c = cores(s - (threadsBefore.get(name) ?? 0), busy.wallS);
-        if (c >= 0.01) byThread[name] = c;
+      // Every Vigil node's threads (nodes differ: one holds the shared detect's work at a time) and its RSS.
+      const byThread: Record<string, Record<string, number>> = {};
+      const rssMb: Record<string, number> = {};
+      for (const m of vigils) {
+        const before = threadsBefore.get(m.name)!;
+        const split: Record<string, number> = {};
+        for (const [name, s] of threadSeconds(m.pid)) {
+          const c = cores(s - (before.get(name) ?? 0), busy.wallS);
+          if (c >= 0.01) split[name] = c;
+        }
+        byThread[m.name] = split;
+        rssMb[m.name] = residentMb(m.pid);
       }
       await gen.close();
 
@@ -193,7 +208,8 @@ export const clusterBenchmark: Benchmark = {
           marginal_cpu_ms_per_1000_events: marginal,
           by_kind: byKind,
           by_member: byMember,
-          [`${node.name}_cores_busy_by_thread`]: byThread,
+          vigil_cores_busy_by_thread: byThread,
+          vigil_rss_mb_after: rssMb,
           events_per_s_on_2_cores: capacity,
         },
         targets: {
