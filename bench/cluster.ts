@@ -34,14 +34,14 @@ function cpuSeconds(statPath: string): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
 }
 
-/** CPU seconds of a process's threads, summed by thread name without its trailing number. */
-function threadSeconds(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
+/** CPU seconds of each of a process's threads, by thread id, with its name without its trailing number. */
+function threadSeconds(pid: number): Map<string, { name: string; s: number }> {
+  const out = new Map<string, { name: string; s: number }>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/[0-9]+$/, '');
-      out.set(name, (out.get(name) ?? 0) + cpuSeconds(`/proc/${pid}/task/${tid}/stat`));
+      out.set(tid, { name, s: cpuSeconds(`/proc/${pid}/task/${tid}/stat`) });
     } catch {
       // The thread ended between the listing and the read.
     }
@@ -123,13 +123,13 @@ export const clusterBenchmark: Benchmark = {
       gen.start();
       await new Promise((r) => setTimeout(r, params.warmup_s * 1000));
       const vigils = members.filter((m) => m.kind === 'vigil');
-      const threadsBefore = new Map(vigils.map((m) => [m.name, threadSeconds(m.pid)]));
       const mark = gen.mark();
       const loadAtStart = load1();
       progress(`measuring ${params.seconds} s at ${params.rate} events/s offered (load average ${loadAtStart})`);
       const profiled = profileDir ? members.filter((m) => m.kind === 'vigil') : [];
       for (const m of profiled) process.kill(m.pid, 'SIGUSR2');
       markPhase(`start ${node.pid}`);
+      const threadsBefore = new Map(vigils.map((m) => [m.name, threadSeconds(m.pid)]));
       const busy = await measure(members, params.seconds);
       markPhase(`end ${node.pid}`);
       for (const m of profiled) process.kill(m.pid, 'SIGUSR2');
@@ -139,9 +139,19 @@ export const clusterBenchmark: Benchmark = {
       const rssMb: Record<string, number> = {};
       for (const m of vigils) {
         const before = threadsBefore.get(m.name)!;
+        // By thread id, named as the thread is at the end: the engine's pool threads change names (ThreadPool,
+        // QueryPipelineEx) with the work they take, and come and go; what ended in the window is the rest.
+        const seconds = new Map<string, number>();
+        let counted = 0;
+        for (const [tid, t] of threadSeconds(m.pid)) {
+          const used = t.s - (before.get(tid)?.s ?? 0);
+          seconds.set(t.name, (seconds.get(t.name) ?? 0) + used);
+          counted += used;
+        }
+        seconds.set('(threads ended in the window)', Math.max(0, busy.used.get(m.name)! - counted));
         const split: Record<string, number> = {};
-        for (const [name, s] of threadSeconds(m.pid)) {
-          const c = cores(s - (before.get(name) ?? 0), busy.wallS);
+        for (const [name, used] of seconds) {
+          const c = cores(used, busy.wallS);
           if (c >= 0.01) split[name] = c;
         }
         byThread[m.name] = split;
