@@ -39,11 +39,11 @@ export const INSERT_CHUNK_RAW_BYTES = 6 * 1024 * 1024;
 
 /**
  * Least time between two releases of the engine's freed memory after paced writes (a store replica's, see
- * releaseMemory). Each release hands every freed page back, and the next INSERT faults them in again:
- * measured on a 3-node cluster at 6,000 events/s (a store replica writes once a second), a release after
- * every write cost a node 0.02 to 0.035 core of the engine's insert threads (page faults, and the release's
- * madvise) against none. A single node's writes (one per request) still release after each: its peak RSS
- * (issue 12: at most 1.5 GB) was measured so, and it is not measured with paced releases.
+ * releaseMemory). Each release hands every freed page back, and the next INSERT faults them in again: on a
+ * 3-node cluster at 6,000 events/s (a store replica writes once a second), page faults were 15 % of the
+ * insert threads' perf samples with a release after every write (docs/performance.md). A single node's
+ * writes (one per request) still release after each: its peak RSS (issue 12: at most 1.5 GB) was measured
+ * so, and it is not measured with paced releases.
  */
 export const RELEASE_MEMORY_INTERVAL_MS = 5000;
 
