@@ -49,17 +49,18 @@ export function batchToken(
   return `${streamId}:${batch.firstSeq}-${batch.lastSeq}:${digest}`;
 }
 
-/** Table of applied stream positions, in the store's own database (written right after the events). */
+/** Table of applied stream positions, in the store's own database (written after the events, see POSITION_INTERVAL_MS). */
 export const POSITIONS_TABLE = `${DATABASE}.positions`;
 
 /**
  * Least time between two position rows of a replica of the whole stream (a shard's replica writes one after
  * every batch). Each row is an INSERT, a part of about ten files and later a merge: at 6,000 events/s a
  * replica wrote one events INSERT a second and two of bookkeeping (this and the batch index), and creating
- * files was a fifth of the insert threads' perf samples (docs/performance.md). What a row would say is not lost in between: the
- * batch index, written after every batch, holds the highest sequence written (see readPosition); the row's
- * ack floor is then at most this much older, which is where a consumer made again would resume (what it
- * reads twice, the events table drops). A row is also written by the lag poll when the batches stop, and at stop.
+ * files was a fifth of the insert threads' perf samples (docs/performance.md). What a row would say is not
+ * lost in between: the batch index, written after every batch, holds the highest sequence written (see
+ * readPosition); the row's ack floor is then at most this much older, which is where a consumer made again
+ * would resume (what it reads twice, the events table drops). A row is also written by the lag poll when
+ * the batches stop, and at stop.
  */
 export const POSITION_INTERVAL_MS = 5000;
 
