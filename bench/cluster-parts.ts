@@ -185,7 +185,12 @@ async function natsPart(
   });
   const stops: (() => void)[] = [];
   try {
-    const nc = await connect({ servers: ports.map((p) => `nats://127.0.0.1:${p.client}`), maxReconnectAttempts: -1 });
+    // The servers may not listen yet: the first connect waits for them.
+    const nc = await connect({
+      servers: ports.map((p) => `nats://127.0.0.1:${p.client}`),
+      maxReconnectAttempts: -1,
+      waitOnFirstConnect: true,
+    });
     let jsm: Awaited<ReturnType<typeof jetstreamManager>> | undefined;
     for (let attempt = 0; !jsm; attempt++) {
       try {
