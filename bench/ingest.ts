@@ -79,7 +79,7 @@ export const ingestBenchmark: Benchmark = {
        * a node that has run a while has built its rules' routes per layout and compiled its hot code (V8's
        * optimizing compiler, PGlite's WebAssembly), one-off costs that a short run would count per event.
        */
-      warmup: intOption(opts, 'warmup', 10_000),
+      warmup: intOption(opts, 'warmup', 10_000, 0),
       clients: intOption(opts, 'clients', 4),
       batch: intOption(opts, 'batch', 5_000),
       syslog_connections: intOption(opts, 'syslog-connections', 2),
