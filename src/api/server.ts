@@ -21,12 +21,6 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
   }
-}
-
-/** A group of routes for one resource, mounted by the API server. */
-export type RouteGroup = (app: FastifyInstance) => void;
-
-declare module 'fastify' {
   interface FastifyContextConfig {
     /**
      * The body parser hands the route its body as the parse module's JsonPieces (decoded pieces, never
@@ -35,6 +29,9 @@ declare module 'fastify' {
     jsonPieces?: boolean;
   }
 }
+
+/** A group of routes for one resource, mounted by the API server. */
+export type RouteGroup = (app: FastifyInstance) => void;
 
 /**
  * Turns off Fastify's validation and response serialization on `app`, as the API server has them: bodies
