@@ -166,6 +166,7 @@ async function natsPart(
   bytes: Uint8Array,
   seconds: number,
   consumers: number,
+  ackEvery = 1,
 ): Promise<Record<string, number>> {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-nats-'));
   const ports: { client: number; route: number }[] = [];
@@ -184,7 +185,12 @@ async function natsPart(
   });
   const stops: (() => void)[] = [];
   try {
-    const nc = await connect({ servers: ports.map((p) => `nats://127.0.0.1:${p.client}`), maxReconnectAttempts: -1 });
+    // The servers may not listen yet: the first connect waits for them.
+    const nc = await connect({
+      servers: ports.map((p) => `nats://127.0.0.1:${p.client}`),
+      maxReconnectAttempts: -1,
+      waitOnFirstConnect: true,
+    });
     let jsm: Awaited<ReturnType<typeof jetstreamManager>> | undefined;
     for (let attempt = 0; !jsm; attempt++) {
       try {
@@ -201,7 +207,8 @@ async function natsPart(
     for (let k = 0; k < consumers; k++) {
       await jsm.consumers.add('BENCH', {
         durable_name: `c${k}`,
-        ack_policy: AckPolicy.Explicit,
+        // Acknowledging every ackEvery-th message only: one ack covers those before it (AckPolicy.All).
+        ack_policy: ackEvery > 1 ? AckPolicy.All : AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
         ack_wait: 5e9,
         max_ack_pending: 1000,
@@ -210,7 +217,8 @@ async function natsPart(
       const messages = await (await js.consumers.get('BENCH', `c${k}`)).consume({ max_messages: 64, expires: 2000 });
       stops.push(() => messages.stop());
       void (async () => {
-        for await (const m of messages) m.ack();
+        let n = 0;
+        for await (const m of messages) if (++n % ackEvery === 0) m.ack();
       })();
     }
     await sleep(3000);
@@ -228,6 +236,7 @@ async function natsPart(
     await nc.close();
     return {
       consumers,
+      ack_every: ackEvery,
       messages: sent,
       cores: round(used / wallS, 3),
       cpu_ms_per_message: round((used / sent) * 1000, 2),
@@ -246,7 +255,28 @@ export const clusterPartsBenchmark: Benchmark = {
       rate: intOption(opts, 'rate', 3000),
       linger_ms: intOption(opts, 'linger-ms', 1000),
       seconds: intOption(opts, 'seconds', 30),
+      // `--ack-every N`: the NATS part also measured with consumers acknowledging every Nth message (AckPolicy.All).
+      ack_every: intOption(opts, 'ack-every', 1),
+      // `--nats-only true`: the NATS parts only.
+      nats_only: opts['nats-only'] === 'true' || opts['nats-only'] === true,
     };
+    if (params.nats_only) {
+      const msgsPerS = params.rate / REQUEST_EVENTS;
+      const body = encodeBatches(loadEvents(REQUEST_EVENTS), {
+        subjectPrefix: 'bench',
+        maxBytes: 1024 * 1024,
+        compress: true,
+      })[0].body;
+      const runs: Record<string, number>[] = [];
+      // Alternated, twice: the machine is shared.
+      for (let pass = 0; pass < 2; pass++) {
+        for (const every of params.ack_every > 1 ? [1, params.ack_every] : [1]) {
+          progress(`NATS: ${msgsPerS} messages/s, ${CONSUMERS} consumers acknowledging every ${every}`);
+          runs.push(await natsPart(msgsPerS, body, params.seconds, CONSUMERS, every));
+        }
+      }
+      return { params, results: { nats_with_consumers: runs }, targets: {}, met: {} };
+    }
     progress('bus codec: encode and decode of 500-event messages');
     const codec = codecParts();
     progress(`one store replica written at ${params.rate} events/s, a batch every ${params.linger_ms} ms`);

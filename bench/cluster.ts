@@ -14,7 +14,7 @@
  * preloaded through NODE_OPTIONS, which the dev cluster passes on): one `<pid>.cpuprofile` per node in D.
  * `--vigil-config '<json>'` is merged into every node's configuration (to compare settings in one build).
  */
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { createLoadGen } from '../test/faults/load.ts';
@@ -34,19 +34,25 @@ function cpuSeconds(statPath: string): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
 }
 
-/** CPU seconds of a process's threads, summed by thread name without its trailing number. */
-function threadSeconds(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
+/** CPU seconds of each of a process's threads, by thread id, with its name without its trailing number. */
+function threadSeconds(pid: number): Map<string, { name: string; s: number }> {
+  const out = new Map<string, { name: string; s: number }>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/[0-9]+$/, '');
-      out.set(name, (out.get(name) ?? 0) + cpuSeconds(`/proc/${pid}/task/${tid}/stat`));
+      out.set(tid, { name, s: cpuSeconds(`/proc/${pid}/task/${tid}/stat`) });
     } catch {
       // The thread ended between the listing and the read.
     }
   }
   return out;
+}
+
+/** Resident set size of a process in MB, from /proc. */
+function residentMb(pid: number): number {
+  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Math.round(Number(kb ?? 0) / 1024);
 }
 
 interface Member {
@@ -63,6 +69,15 @@ async function measure(members: Member[], seconds: number): Promise<{ used: Map<
   const wallS = (performance.now() - t0) / 1000;
   const used = new Map(members.map((m) => [m.name, cpuSeconds(`/proc/${m.pid}/stat`) - before.get(m.name)!]));
   return { used, wallS };
+}
+
+/**
+ * Writes `start <pid>` and `end <pid>` of the measured window (the first Vigil node's pid) into the file named
+ * by BENCH_PHASE_FILE, so that a profiler (bench/perf-cluster.sh) records that window only.
+ */
+function markPhase(what: string): void {
+  const file = process.env.BENCH_PHASE_FILE;
+  if (file) writeFileSync(file, `${what}\n`);
 }
 
 const cores = (cpuS: number, wallS: number) => round(cpuS / wallS, 3);
@@ -107,19 +122,40 @@ export const clusterBenchmark: Benchmark = {
       const gen = createLoadGen({ targets: dc.nodes, token: dc.token, run: `bench${Date.now()}`, rate: params.rate });
       gen.start();
       await new Promise((r) => setTimeout(r, params.warmup_s * 1000));
-      const threadsBefore = threadSeconds(node.pid);
+      const vigils = members.filter((m) => m.kind === 'vigil');
       const mark = gen.mark();
       const loadAtStart = load1();
       progress(`measuring ${params.seconds} s at ${params.rate} events/s offered (load average ${loadAtStart})`);
       const profiled = profileDir ? members.filter((m) => m.kind === 'vigil') : [];
       for (const m of profiled) process.kill(m.pid, 'SIGUSR2');
+      markPhase(`start ${node.pid}`);
+      const threadsBefore = new Map(vigils.map((m) => [m.name, threadSeconds(m.pid)]));
       const busy = await measure(members, params.seconds);
+      markPhase(`end ${node.pid}`);
       for (const m of profiled) process.kill(m.pid, 'SIGUSR2');
       const accepted = gen.window(mark).rate;
-      const byThread: Record<string, number> = {};
-      for (const [name, s] of threadSeconds(node.pid)) {
-        const c = cores(s - (threadsBefore.get(name) ?? 0), busy.wallS);
-        if (c >= 0.01) byThread[name] = c;
+      // Every Vigil node's threads (nodes differ: one holds the shared detect's work at a time) and its RSS.
+      const byThread: Record<string, Record<string, number>> = {};
+      const rssMb: Record<string, number> = {};
+      for (const m of vigils) {
+        const before = threadsBefore.get(m.name)!;
+        // By thread id, named as the thread is at the end: the engine's pool threads change names (ThreadPool,
+        // QueryPipelineEx) with the work they take, and come and go; what ended in the window is the rest.
+        const seconds = new Map<string, number>();
+        let counted = 0;
+        for (const [tid, t] of threadSeconds(m.pid)) {
+          const used = t.s - (before.get(tid)?.s ?? 0);
+          seconds.set(t.name, (seconds.get(t.name) ?? 0) + used);
+          counted += used;
+        }
+        seconds.set('(threads ended in the window)', Math.max(0, busy.used.get(m.name)! - counted));
+        const split: Record<string, number> = {};
+        for (const [name, used] of seconds) {
+          const c = cores(used, busy.wallS);
+          if (c >= 0.01) split[name] = c;
+        }
+        byThread[m.name] = split;
+        rssMb[m.name] = residentMb(m.pid);
       }
       await gen.close();
 
@@ -182,7 +218,8 @@ export const clusterBenchmark: Benchmark = {
           marginal_cpu_ms_per_1000_events: marginal,
           by_kind: byKind,
           by_member: byMember,
-          [`${node.name}_cores_busy_by_thread`]: byThread,
+          vigil_cores_busy_by_thread: byThread,
+          vigil_rss_mb_after: rssMb,
           events_per_s_on_2_cores: capacity,
         },
         targets: {

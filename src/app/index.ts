@@ -489,6 +489,7 @@ const MODULES: ModuleDef<Base, Modules>[] = [
         metrics,
         logger,
         correlation,
+        backgroundTurns: !jetstream && config.bus.detection_overlap,
       });
       // In a cluster every detect node shares the durable `detect` consumer, acknowledged once the alerts are
       // in the alert stream; in-process, the alert-path module subscribes it with a committed position.

@@ -13,7 +13,8 @@ export interface Bus extends Component {
   publish(events: NormalizedEvent[]): Promise<void>;
   /**
    * Adds a consumer. In-process bus: a durable one commits before publishers are answered (the store);
-   * the others (detection) receive each batch after it is committed, one batch at a time, in order.
+   * the others (detection) receive each batch after it is committed, one batch at a time, in order (with
+   * `bus.detection_overlap`, while the durable ones commit the next batch, at most one batch ahead of them).
    * JetStream bus: a durable consumer survives restarts and is shared by every node subscribing by its name.
    * `first` (in-process bus): runs before the consumers subscribed earlier, e.g. detection recording where it
    * stands before the store commits a batch.

@@ -18,13 +18,23 @@ interface Subscriber {
   name: string;
   handler: BatchHandler;
   durable: boolean;
+  /**
+   * A non-durable subscriber's handling of the last batch handed to it, settled (failures are counted and
+   * logged inside it). Measured with HTTP ingest of Mordor events and the SigmaHQ Windows rules: evaluated
+   * in the writer loop, detection took 30% of that loop (2.2 of 7.4 s), during which the engine inserted
+   * nothing and publishers waited.
+   */
+  handling: Promise<void>;
 }
 
 /**
  * The in-process bus of the embedded default: a bounded queue whose single writer loop commits batches
  * to the durable subscribers (group commit: concurrent publishers share one write), answers the
- * publishers, then hands the batch to the other subscribers before taking the next one, so a slow
- * consumer slows intake instead of growing memory.
+ * publishers, then hands the batch to each of the other subscribers (detection), which handle batches in
+ * order. With `detection_overlap` they do so in a loop of their own: the store commits the next batch
+ * while detection evaluates this one; without it the writer waits for them before the next batch. A
+ * subscriber holds one batch at a time; the writer waits for it to finish the previous one before handing
+ * it the next, so a slow consumer slows intake instead of growing memory.
  */
 export function createMemoryBus(config: BusConfig, deps: { metrics: Registry; logger: Logger }): Bus {
   const queue: Waiting[] = [];
@@ -45,6 +55,12 @@ export function createMemoryBus(config: BusConfig, deps: { metrics: Registry; lo
   const failures = counter(deps.metrics, 'vigil_bus_consumer_failures_total', 'Batches a consumer failed.', [
     'consumer',
   ]);
+  const consumerWait = counter(
+    deps.metrics,
+    'vigil_bus_consumer_wait_seconds_total',
+    'Time the in-process bus writer waited for a consumer (detection) to finish its batch before handing it the next.',
+    ['consumer'],
+  );
 
   async function run(): Promise<void> {
     while (running || queue.length > 0) {
@@ -89,13 +105,26 @@ export function createMemoryBus(config: BusConfig, deps: { metrics: Registry; lo
       pendingGauge.set(pendingEvents);
       for (const sub of subscribers) {
         if (sub.durable) continue;
-        try {
-          await sub.handler(batch);
-        } catch (err) {
-          failures.inc({ consumer: sub.name });
-          deps.logger.error({ consumer: sub.name, err: errorMessage(err) }, 'A bus consumer failed a batch.');
-        }
+        // One batch in each consumer's hands: it gets this one once it is done with the one before (in order).
+        const waitFrom = performance.now();
+        await sub.handling;
+        sub.handling = handOver(sub, batch);
+        // Without bus.detection_overlap the next batch waits for this one's consumers, as it did before.
+        if (!config.detection_overlap) await sub.handling;
+        consumerWait.inc({ consumer: sub.name }, (performance.now() - waitFrom) / 1000);
       }
+    }
+    // Stopping: the consumers finish the batches already committed.
+    await Promise.all(subscribers.map((s) => s.handling));
+  }
+
+  /** Runs a non-durable subscriber on a committed batch; a failure is counted and logged, never thrown. */
+  async function handOver(sub: Subscriber, batch: NormalizedEvent[]): Promise<void> {
+    try {
+      await sub.handler(batch);
+    } catch (err) {
+      failures.inc({ consumer: sub.name });
+      deps.logger.error({ consumer: sub.name, err: errorMessage(err) }, 'A bus consumer failed a batch.');
     }
   }
 
@@ -132,7 +161,7 @@ export function createMemoryBus(config: BusConfig, deps: { metrics: Registry; lo
       });
     },
     subscribe(name, handler, opts = {}) {
-      const sub = { name, handler, durable: opts.durable ?? false };
+      const sub = { name, handler, durable: opts.durable ?? false, handling: Promise.resolve() };
       if (opts.first) subscribers.unshift(sub);
       else subscribers.push(sub);
     },

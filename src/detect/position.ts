@@ -29,10 +29,28 @@ export interface DetectionPosition {
   /** Epoch ms; undefined before load(). */
   value(): number | undefined;
   load(): void;
-  /** Called before the store commits `events`: the position drops to their oldest receipt time if needed. */
+  /**
+   * Called before the store commits `events`: the position drops to their oldest receipt time if needed, and
+   * the batch counts as not yet evaluated until {@link DetectionPosition.evaluated} names it (the same array).
+   * The bus hands every committed batch to detection before it commits the next one: a batch given here
+   * earlier and never handed over ({@link DetectionPosition.handedOver}) failed its commit and no longer counts.
+   */
   beforeCommit(events: readonly NormalizedEvent[]): void;
-  /** Called when every committed event has been evaluated: the position may move up. */
-  evaluated(now?: number): void;
+  /** Called when the bus hands the committed batch `events` to detection, before its evaluation starts. */
+  handedOver(events: readonly NormalizedEvent[]): void;
+  /**
+   * Called when `events` has been evaluated: the position may move up, never past a batch committed and not
+   * evaluated yet (the bus commits the next batch while detection evaluates one).
+   */
+  evaluated(events: readonly NormalizedEvent[], now?: number): void;
+}
+
+/** A batch between beforeCommit and its evaluation. */
+interface Unevaluated {
+  /** The batch itself: found by identity, the first entry of it in commit order (an array sent twice is two). */
+  events: readonly NormalizedEvent[];
+  oldest: number;
+  handedOver: boolean;
 }
 
 /** The position kept in `<dataDir>/detect-position.json` (written to a temporary file, fsynced, renamed). */
@@ -40,6 +58,8 @@ export function createDetectionPosition(dataDir: string): DetectionPosition {
   const file = join(dataDir, 'detect-position.json');
   let position: number | undefined;
   let raisedAt = 0;
+  /** Batches given to beforeCommit and not evaluated yet, in commit order (at most about three). */
+  let unevaluated: Unevaluated[] = [];
 
   const persist = (ingested: number) => {
     const tmp = `${file}.tmp`;
@@ -80,11 +100,21 @@ export function createDetectionPosition(dataDir: string): DetectionPosition {
       if (position === undefined || events.length === 0) return;
       let oldest = events[0].ingested;
       for (const e of events) if (e.ingested < oldest) oldest = e.ingested;
+      // Every batch before this one has been handed over or has failed its commit (see beforeCommit's doc).
+      unevaluated = unevaluated.filter((b) => b.handedOver);
+      unevaluated.push({ events, oldest, handedOver: false });
       if (oldest < position) persist(oldest);
     },
-    evaluated(now = Date.now()) {
+    handedOver(events) {
+      const batch = unevaluated.find((b) => b.events === events && !b.handedOver);
+      if (batch) batch.handedOver = true;
+    },
+    evaluated(events, now = Date.now()) {
+      const i = unevaluated.findIndex((b) => b.events === events && b.handedOver);
+      if (i >= 0) unevaluated.splice(i, 1);
       if (position === undefined || now - raisedAt < RAISE_EVERY_MS) return;
-      const next = now - RAISE_MARGIN_MS;
+      let next = now - RAISE_MARGIN_MS;
+      for (const b of unevaluated) if (b.oldest < next) next = b.oldest;
       if (next <= position) return;
       raisedAt = now;
       persist(next);
@@ -194,6 +224,7 @@ export function createLocalDetectionFeed(deps: {
     },
   );
   deps.bus.subscribe('detect', async (events) => {
+    position.handedOver(events);
     await ready;
     if (stopping) held = true;
     try {
@@ -202,7 +233,7 @@ export function createLocalDetectionFeed(deps: {
       held = true;
       throw err;
     }
-    if (!held) position.evaluated();
+    if (!held) position.evaluated(events);
   });
 
   return {

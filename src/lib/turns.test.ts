@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { createTurnTaker, takeTurn, turnsWaiting } from './turns.ts';
+import { BACKGROUND_AFTER_SLICES, createTurnTaker, takeTurn, turnsWaiting } from './turns.ts';
 
 /** Busy loops of the test: each spins its budget, then takes a turn, until `endAt`. Slices taken per loop. */
 async function busyLoops(loops: number, budgetMs: number, endAt: number): Promise<number[]> {
@@ -109,4 +109,52 @@ test('a loop that starts while others wait for their turn goes behind them at it
   const behind = takeTurn();
   assert.equal(fresh.due(), false);
   await behind;
+});
+
+test('a background loop gets a slice only in a pass where no foreground loop waits, and gives way to one', async () => {
+  const order: string[] = [];
+  const background = createTurnTaker(1000, { background: true });
+  // Asked first, served last: the foreground loops asking after it go ahead, one pass each.
+  const bg = background.take().then(() => order.push('background'));
+  const fg = Promise.all([
+    takeTurn().then(() => order.push('a')),
+    takeTurn().then(async () => {
+      order.push('b');
+      await takeTurn();
+      order.push('b again');
+    }),
+  ]);
+  await Promise.all([bg, fg]);
+  assert.deepEqual(order, ['a', 'b', 'b again', 'background']);
+  // Within its budget, a background loop is due as soon as a foreground loop waits (after its turns too).
+  assert.equal(background.due(), false);
+  const waiting = takeTurn();
+  assert.equal(background.due(), true);
+  await waiting;
+  assert.equal(background.due(), false);
+  assert.equal(turnsWaiting(), 0);
+});
+
+test('a background loop beside foreground loops that never stop waiting still gets every fifth slice', async () => {
+  // Two foreground loops that always ask again (requests refused and retried) beside detection's loop.
+  const slices: string[] = [];
+  let stop = false;
+  const loop = async (name: string, background: boolean) => {
+    while (!stop) {
+      await takeTurn(background);
+      slices.push(name);
+    }
+  };
+  const loops = [loop('a', false), loop('b', false), loop('detection', true)];
+  await new Promise((r) => setTimeout(r, 200));
+  stop = true;
+  await Promise.all(loops);
+  const fg = slices.filter((s) => s !== 'detection').length;
+  const bg = slices.length - fg;
+  assert.ok(slices.length > 50, `${slices.length} slices in 200 ms`);
+  assert.ok(
+    bg >= Math.floor(fg / BACKGROUND_AFTER_SLICES) - 1,
+    `detection got ${bg} slices beside ${fg} foreground ones`,
+  );
+  assert.equal(turnsWaiting(), 0);
 });

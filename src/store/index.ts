@@ -37,6 +37,16 @@ export const INSERT_CHUNK_EVENTS = 2500;
  */
 export const INSERT_CHUNK_RAW_BYTES = 6 * 1024 * 1024;
 
+/**
+ * Least time between two releases of the engine's freed memory after paced writes (a store replica's, see
+ * releaseMemory). Each release hands every freed page back, and the next INSERT faults them in again: on a
+ * 3-node cluster at 6,000 events/s (a store replica writes once a second), page faults were 15 % of the
+ * insert threads' perf samples with a release after every write (docs/performance.md). A single node's
+ * writes (one per request) still release after each: its peak RSS (issue 12: at most 1.5 GB) was measured
+ * so, and it is not measured with paced releases.
+ */
+export const RELEASE_MEMORY_INTERVAL_MS = 5000;
+
 /** Engine calls of the writing session let out at once (see engine-gate.ts); the others wait in JavaScript. */
 const ENGINE_CALLS_OUTSTANDING = 2;
 
@@ -150,8 +160,10 @@ export interface EventStore extends Component {
   /**
    * Commits the events; resolves once the engine has written them (and fsynced them when configured).
    * `dedupToken` names the batch: written again with the same token (a redelivery), the engine drops it.
+   * `pacedRelease`: the engine's freed memory is released at most once per RELEASE_MEMORY_INTERVAL_MS
+   * instead of after this write (see releaseMemory).
    */
-  write(events: readonly NormalizedEvent[], opts?: { dedupToken?: string }): Promise<void>;
+  write(events: readonly NormalizedEvent[], opts?: { dedupToken?: string; pacedRelease?: boolean }): Promise<void>;
   /**
    * Runs a parameterized read for the store's own users (alerts, bookkeeping) and returns its JSONEachRow
    * rows; the engine stops it after store.query_timeout_ms (503 `query_timeout`).
@@ -255,6 +267,11 @@ export function createEventStore(
   const writeSeconds = histogram(deps.metrics, 'vigil_store_write_seconds', 'Latency of one committed batch.');
   const written = counter(deps.metrics, 'vigil_store_events_written_total', 'Events committed to the store.');
   const errors = counter(deps.metrics, 'vigil_store_errors_total', 'Failed store operations.', ['op']);
+  const releases = counter(
+    deps.metrics,
+    'vigil_store_memory_releases_total',
+    "Releases of the engine's freed memory to the system after writes (SYSTEM JEMALLOC PURGE).",
+  );
   const timeouts = counter(
     deps.metrics,
     'vigil_store_search_timeouts_total',
@@ -302,16 +319,31 @@ export function createEventStore(
   /** One statement at a time on the read session (chdb runs one at a time per connection anyway). */
   const readEngine = createEngineGate(1);
   let purging = false;
+  let lastReleaseAt = 0;
+  let trailingRelease: NodeJS.Timeout | undefined;
   /**
-   * Hands the engine's freed memory back to the system after a write. The engine's allocator (jemalloc)
-   * keeps what an INSERT freed for reuse: measured with 5,000-event inserts of Mordor events, the process
-   * stayed at 1.7 GB resident after the inserts, of which the engine still used 16 MB; purged after each
-   * insert, the peak was 1.45 GB and the resident size between inserts 0.7 GB, for about 5% of the rate.
-   * Runs after the write is acknowledged, one at a time.
+   * Hands the engine's freed memory back to the system after a write; after a paced one at most once per
+   * RELEASE_MEMORY_INTERVAL_MS (a write within it leaves the release to a timer at its end). The engine's
+   * allocator (jemalloc) keeps what an INSERT freed for reuse: measured with 5,000-event inserts of Mordor
+   * events, the process stayed at 1.7 GB resident after the inserts, of which the engine still used 16 MB;
+   * purged after each insert, the peak was 1.45 GB and the resident size between inserts 0.7 GB, for about
+   * 5% of the rate. Runs after the write is acknowledged, one at a time.
    */
-  function releaseMemory(s: Session): void {
-    if (purging) return;
+  function releaseMemory(paced: boolean): void {
+    const waitMs = lastReleaseAt + RELEASE_MEMORY_INTERVAL_MS - Date.now();
+    if (paced && waitMs > 0) {
+      trailingRelease ??= setTimeout(() => {
+        trailingRelease = undefined;
+        releaseMemory(true);
+      }, waitMs);
+      trailingRelease.unref();
+      return;
+    }
+    const s = session;
+    if (purging || !s) return;
     purging = true;
+    lastReleaseAt = Date.now();
+    releases.inc();
     engine(() => s.queryAsync('SYSTEM JEMALLOC PURGE')).then(
       () => {
         purging = false;
@@ -459,6 +491,8 @@ export function createEventStore(
       deps.logger.info({ dir, retention_days: config.retention_days, fsync: config.fsync }, 'The event store is open.');
     },
     async stop() {
+      clearTimeout(trailingRelease);
+      trailingRelease = undefined;
       searchSession?.close();
       searchSession = undefined;
       readSession?.close();
@@ -493,7 +527,7 @@ export function createEventStore(
         }
         await inserting;
         lastError = undefined;
-        releaseMemory(s);
+        releaseMemory(opts.pacedRelease === true);
       } catch (err) {
         errors.inc({ op: 'write' });
         lastError = `write failed: ${errorMessage(err)}`;

@@ -64,6 +64,13 @@ function tricky(): NormalizedEvent[] {
         ascii42: 'a'.repeat(42),
         ascii43: 'b'.repeat(43),
         lateAccent: `${'c'.repeat(41)}é`,
+        // Where the length's varint width is known without measuring (128 to 5,461 units: 2 bytes) and past it.
+        ascii127: 'f'.repeat(127),
+        ascii128: 'g'.repeat(128),
+        euro5461: '€'.repeat(5461),
+        euro5462: '€'.repeat(5462),
+        accents5461: `${'é'.repeat(5460)}h`,
+        emoji2730: `${'😀'.repeat(2730)}i`,
         firstAccent: `é${'d'.repeat(20)}`,
         onlyAccent: 'é',
         del: '\u007f\u0080',

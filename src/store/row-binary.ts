@@ -74,20 +74,46 @@ class RowBinaryWriter {
 
   /** A String: its UTF-8 length as a varint, then the bytes. */
   string(s: string): void {
-    // A UTF-8 character takes at most 3 bytes per UTF-16 unit (a surrogate pair: 4 bytes for 2 units).
+    // UTF-8 takes 1 to 3 bytes per UTF-16 unit (a surrogate pair: 4 bytes for 2 units).
     const most = s.length * 3;
     this.ensure(most + 10);
-    if (most < 0x80) {
-      // The length fits one byte whatever the text is: written after the text, without measuring it first.
-      const at = this.at++;
-      const n = this.buf.utf8Write(s, this.at);
-      this.buf[at] = n;
-      this.at += n;
+    if (s.length <= SHORT_STRING && this.ascii(s)) return;
+    const width = varintBytes(s.length);
+    if (width === varintBytes(most)) {
+      // The length's varint has this width whatever the text is (1 byte below 43 units, 2 from 128 to 5,461):
+      // written after the text, without measuring it first. Measuring was a second pass over every raw text.
+      const at = this.at;
+      const n = this.buf.utf8Write(s, at + width);
+      let v = n;
+      for (let b = 0; b < width - 1; b++) {
+        this.buf[at + b] = (v & 0x7f) | 0x80;
+        v = Math.floor(v / 128);
+      }
+      this.buf[at + width - 1] = v;
+      this.at = at + width + n;
       return;
     }
     // The engine reads only the shortest varint (a padded one misreads the row), so the length comes first.
     this.varint(Buffer.byteLength(s));
     this.at += this.buf.utf8Write(s, this.at);
+  }
+
+  /**
+   * Writes a short string (room ensured) byte by byte when it is ASCII, as most field names and values are,
+   * and answers whether it did: for a few bytes, the call into Node's UTF-8 writer costs more than the copy.
+   */
+  ascii(s: string): boolean {
+    const b = this.buf;
+    const start = this.at;
+    let at = start + 1;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) return false;
+      b[at++] = c;
+    }
+    b[start] = s.length;
+    this.at = at;
+    return true;
   }
 
   /** Moves `[from, at)` forward by `by` bytes (room for a longer varint before it). */
@@ -97,6 +123,9 @@ class RowBinaryWriter {
     this.at += by;
   }
 }
+
+/** Strings up to this many UTF-16 units are tried as ASCII first (see RowBinaryWriter.ascii); below 128. */
+const SHORT_STRING = 32;
 
 function varintBytes(n: number): number {
   let bytes = 1;

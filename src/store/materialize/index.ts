@@ -11,6 +11,7 @@ import type { MaterializeConfig } from './config.ts';
 import { settleBy } from '../../lib/deadline.ts';
 import { backoffDelay, shouldLog, sleep } from '../../lib/retry.ts';
 import {
+  BATCHES_TABLE,
   batchesDdl,
   CopyError,
   CopyNoPeerError,
@@ -48,8 +49,20 @@ export function batchToken(
   return `${streamId}:${batch.firstSeq}-${batch.lastSeq}:${digest}`;
 }
 
-/** Table of applied stream positions, in the store's own database (written right after the events). */
+/** Table of applied stream positions, in the store's own database (written after the events, see POSITION_INTERVAL_MS). */
 export const POSITIONS_TABLE = `${DATABASE}.positions`;
+
+/**
+ * Least time between two position rows of a replica of the whole stream (a shard's replica writes one after
+ * every batch). Each row is an INSERT, a part of about ten files and later a merge: at 6,000 events/s a
+ * replica wrote one events INSERT a second and two of bookkeeping (this and the batch index), and creating
+ * files was a fifth of the insert threads' perf samples (docs/performance.md). What a row would say is not
+ * lost in between: the batch index, written after every batch, holds the highest sequence written (see
+ * readPosition); the row's ack floor is then at most this much older, which is where a consumer made again
+ * would resume (what it reads twice, the events table drops). A row is also written by the lag poll when
+ * the batches stop, and at stop.
+ */
+export const POSITION_INTERVAL_MS = 5000;
 
 /** The positions table (made by the materializer at start; the shard runner may read it first). */
 export const POSITIONS_DDL = `CREATE TABLE IF NOT EXISTS ${POSITIONS_TABLE} (
@@ -138,6 +151,9 @@ export function createMaterializer(
   let consumerCreated: string | undefined;
   /** The highest consumer ack floor recorded in the positions table by poll(). */
   let recordedFloor = 0;
+  /** When a position row was last written (epoch ms), and its sequence. */
+  let positionAt = 0;
+  let positionSeq = 0;
   let appliedSeq = 0;
   let ackFloor = 0;
   let streamLastSeq = 0;
@@ -350,12 +366,37 @@ export function createMaterializer(
     }
   }
 
+  /**
+   * What this replica recorded of the stream: the highest sequence it wrote and the consumer ack floor it
+   * last recorded. A replica of the whole stream writes its position row at most every POSITION_INTERVAL_MS,
+   * so its highest sequence is read from the batch index as well, written after every batch's events (a
+   * range copied from a peer is in it too: this replica holds it).
+   */
   async function readPosition(id: string): Promise<{ seq: number; ackFloor: number }> {
+    const params = { stream: id, consumer };
     const rows = await deps.store.query<{ seq: string | number; ack_floor: string | number }>(
       `SELECT max(seq) AS seq, max(ack_floor) AS ack_floor FROM ${POSITIONS_TABLE} WHERE stream = {stream:String} AND consumer = {consumer:String}`,
-      { stream: id, consumer },
+      params,
     );
-    return { seq: Number(rows[0]?.seq ?? 0), ackFloor: Number(rows[0]?.ack_floor ?? 0) };
+    let seq = Number(rows[0]?.seq ?? 0);
+    if (deps.shard === undefined) {
+      const batches = await deps.store.query<{ seq: string | number }>(
+        `SELECT max(last_seq) AS seq FROM ${BATCHES_TABLE} WHERE stream = {stream:String}`,
+        params,
+      );
+      seq = Math.max(seq, Number(batches[0]?.seq ?? 0));
+    }
+    return { seq, ackFloor: Number(rows[0]?.ack_floor ?? 0) };
+  }
+
+  async function writePosition(seq: number): Promise<void> {
+    const at = Date.now();
+    await deps.store.insertRows(
+      'positions',
+      Buffer.from(JSON.stringify({ stream: streamId, consumer, seq, ack_floor: ackFloor, updated: at })),
+    );
+    positionAt = at;
+    positionSeq = Math.max(positionSeq, seq);
   }
 
   async function apply(batch: StreamBatch): Promise<void> {
@@ -367,7 +408,12 @@ export function createMaterializer(
         // Asked once per run: the consumer exists, it delivered this batch.
         if (consumerCreated === undefined) consumerCreated = (await deps.stream.consumerPosition(consumer))?.created;
         // The token lets the engine drop a batch redelivered exactly as it was.
-        await deps.store.write(batch.events, { dedupToken: batchToken(streamId, consumerCreated ?? '', batch) });
+        // Paced releases of the engine's memory: a replica writes once per linger, and each release after a
+        // write was paid in page faults by the next one (see RELEASE_MEMORY_INTERVAL_MS).
+        await deps.store.write(batch.events, {
+          dedupToken: batchToken(streamId, consumerCreated ?? '', batch),
+          pacedRelease: true,
+        });
         minIngested = Number.POSITIVE_INFINITY;
         for (const e of batch.events) {
           if (e.ingested < minIngested) minIngested = e.ingested;
@@ -394,10 +440,8 @@ export function createMaterializer(
       }
       // The highest sequence, not the last delivered: a redelivery may come after a newer message.
       const seq = batch.seqs.reduce((a, b) => Math.max(a, b), Math.max(appliedSeq, batch.lastSeq));
-      await deps.store.insertRows(
-        'positions',
-        Buffer.from(JSON.stringify({ stream: streamId, consumer, seq, ack_floor: ackFloor, updated: Date.now() })),
-      );
+      // A shard's consumer records no batch index: its position row is its only record of what it holds.
+      if (deps.shard !== undefined || Date.now() - positionAt >= POSITION_INTERVAL_MS) await writePosition(seq);
       appliedSeq = seq;
       streamLastSeq = Math.max(streamLastSeq, batch.lastSeq + batch.pending);
       materialized.inc(batch.events.length);
@@ -433,6 +477,8 @@ export function createMaterializer(
         recordedFloor = c.ackFloor;
       }
       if (c) ackFloor = c.ackFloor;
+      // Batches written since the last row, none for an interval: the row catches up.
+      if (appliedSeq > positionSeq && Date.now() - positionAt >= POSITION_INTERVAL_MS) await writePosition(appliedSeq);
       lagMessages = c ? c.numPending + c.numAckPending : Math.max(0, s.lastSeq - ackFloor);
       updatedAt = Date.now();
       updateLag();
@@ -577,6 +623,15 @@ export function createMaterializer(
       await settleBy(filling, deadline);
       await settleBy(subscription?.stop(), deadline);
       subscription = undefined;
+      // The last batches' position, for the next start (the batch index holds their highest sequence already).
+      if (streamId && appliedSeq > positionSeq) {
+        await settleBy(
+          writePosition(appliedSeq).catch((err: unknown) =>
+            log.warn({ err: errorMessage(err) }, 'The last stream position could not be recorded at stop.'),
+          ),
+          deadline,
+        );
+      }
     },
     health(): ComponentHealth {
       if (!running) return { ok: false, detail: 'stopped' };

@@ -168,12 +168,46 @@ test('a batch delivered twice is written once; one cut differently is hidden by 
     // Lag counts from the consumer's ack floor (0 here: the fake never acknowledges), not from the applied seq.
     { applied: 3, lag: 10, consumer: 'store-a', stream: 'S@t1' },
   );
-  const [pos] = await store.query<{ seq: string }>(
-    `SELECT max(seq) AS seq FROM vigil.positions WHERE stream = 'S@t1' AND consumer = 'store-a'`,
+  const position = async () =>
+    Number(
+      (
+        await store.query<{ seq: string }>(
+          `SELECT max(seq) AS seq FROM vigil.positions WHERE stream = 'S@t1' AND consumer = 'store-a'`,
+          {},
+        )
+      )[0].seq,
+    );
+  // One position row per POSITION_INTERVAL_MS: the first batch's; the stop records the last one.
+  assert.equal(await position(), 2);
+  await m.stop(Date.now() + 1000);
+  assert.equal(await position(), 3);
+});
+
+test('position rows are written at most once per interval; a replica killed in between resumes from its batch index, not taken for one behind its consumer', async () => {
+  const tenant = 'paced';
+  const f = fakeStream({ created: 't-paced', lastSeq: 30 });
+  const m = await started(f.stream, 'paced');
+  for (let i = 1; i <= 3; i++) await f.deliver(i, i, [ev(tenant, i)]);
+  const rows = await store.query<{ n: string; seq: string }>(
+    `SELECT count() AS n, max(seq) AS seq FROM vigil.positions WHERE stream = 'S@t-paced' AND consumer = 'store-paced'`,
     {},
   );
-  assert.equal(Number(pos.seq), 3);
-  await m.stop(Date.now() + 1000);
+  assert.deepEqual(
+    rows.map((r) => [Number(r.n), Number(r.seq)]),
+    [[1, 1]],
+    'one row, for the first batch, within the interval',
+  );
+  assert.equal(m.lag().appliedSeq, 3);
+  // Killed: no stop, so no last row. The consumer acknowledged all three (the acknowledgement follows the write).
+  const g = fakeStream({
+    created: 't-paced',
+    lastSeq: 30,
+    consumer: { ackFloor: 3, delivered: 3, numPending: 27, numAckPending: 0 },
+  });
+  const again = await started(g.stream, 'paced');
+  assert.equal(again.lag().appliedSeq, 3, 'the highest sequence written, from the batch index');
+  assert.deepEqual(g.calls.deleted, [], 'not taken for a replica behind its consumer: the consumer is kept');
+  await again.stop(Date.now() + 1000);
 });
 
 test('a redelivery with the same first and last message but one more in between is written, not dropped', async () => {
