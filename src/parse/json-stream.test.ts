@@ -2,13 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { eventLoopTurnsDuring } from '../../test/harness/event-loop.ts';
-import {
-  type JsonElement,
-  type JsonErrorElement,
-  splitJson,
-  splitJsonSteps,
-  splitJsonYielding,
-} from './json-stream.ts';
+import { type JsonElement, type JsonErrorElement, splitJson, splitJsonYielding } from './json-stream.ts';
 
 /** A concatenated, pretty-printed evtx_dump file of the Sigma regression set: three events. */
 const REGRESSION_FILE =
@@ -257,56 +251,4 @@ test('split with turns: the same elements as in one go, the event loop turning b
   const never = await eventLoopTurnsDuring(() => splitJsonYielding(body, Infinity, Infinity));
   assert.deepEqual(summary(never.result), summary(whole));
   assert.equal(never.turns, 0);
-});
-
-/** Every way of cutting `body` into pieces at the starts of its lines that begin with `{` (up to 2^10). */
-function piecings(body: string): string[][] {
-  const cuts: number[] = [];
-  for (let i = 0; i + 1 < body.length; i++) if (body[i] === '\n' && body[i + 1] === '{') cuts.push(i + 1);
-  const out: string[][] = [];
-  for (let mask = 0; mask < 1 << Math.min(cuts.length, 10); mask++) {
-    const pieces: string[] = [];
-    let last = 0;
-    cuts.forEach((cut, i) => {
-      if (mask & (1 << i)) {
-        pieces.push(body.slice(last, cut));
-        last = cut;
-      }
-    });
-    pieces.push(body.slice(last));
-    out.push(pieces);
-  }
-  return out;
-}
-
-test('a body in pieces splits into the same elements as the whole body, however it is cut and stepped', () => {
-  const bodies = {
-    ndjson: '{"a":1}\n{"a":2}\n\n{"a":3}\n',
-    'malformed lines': '{"a":1}\n{"b":}\nhello world\n{"c":"oops}\n{"d":1\n{"e":2}\n',
-    'pretty objects, one malformed': '{\n  "a": 1\n}\n{\n  "b": ,\n  "c": 2\n}\n{\n  "d": 4\n}\n',
-    'an object left open': '{\n  "a": {\n    "b": 1\n}\n{\n  "c": 3\n}\n',
-    // Its first object extends over the next `{` lines, so a piece cut there must wait for the next piece.
-    'an unindented nested object': '{\n"a":\n{\n"b": 1\n}\n}\n{"c":2}\n{\n"d":\n{\n"e":}\n}\n{"f":3}',
-    'values side by side, one cut short at a cut': '{"a":1}{"b":2} {"c":3}\n{"d":1}{"e":\n{"f":1}',
-    'a byte order mark, then CRLF': '\uFEFF{"a":1}\r\n{"x":}\r\n{"b":2}',
-    'more open objects than a value may extend over': `${'{\n'.repeat(20)}{"ok":true}\n`,
-    'an array': '[{"a":1},\n{"a":2},\n{"b":}]',
-    'arrays on lines of their own, then objects': '[1,2]\n[3]\n{"a":1}\n{"b":2}\n',
-    'whitespace only': ' \n\t',
-  };
-  for (const [name, body] of Object.entries(bodies)) {
-    const whole = splitJson(body);
-    for (const pieces of piecings(body)) {
-      for (const step of [1, 2, 32]) {
-        const steps = [...splitJsonSteps({ pieces }, Number.POSITIVE_INFINITY, step)];
-        assert.ok(
-          steps.every((s) => s.length > 0 && s.length <= step),
-          `${name}: steps of 1 to ${step} elements`,
-        );
-        assert.deepEqual(steps.flat(), whole, `${name} in ${pieces.length} pieces, steps of ${step}`);
-      }
-      assert.deepEqual([...splitJsonSteps({ pieces }, 2)].flat(), whole.slice(0, 2), `${name}: at most 2 elements`);
-    }
-  }
-  assert.deepEqual([...splitJsonSteps({ pieces: [] })], []);
 });
