@@ -7,21 +7,12 @@ import { readBodyText } from './body-text.ts';
 /** Feeds `chunks` to readBodyText, with `contentLength` as the header; the text, or the error it gave. */
 function read(
   chunks: (Buffer | string)[],
-  opts: { limit?: number; contentLength?: string; fail?: Error; open?: boolean; pieces?: boolean } = {},
-): Promise<{ text?: string; pieces?: readonly string[]; err?: Error & { code?: string; statusCode?: number } }> {
+  opts: { limit?: number; contentLength?: string; fail?: Error; open?: boolean } = {},
+): Promise<{ text?: string; err?: Error & { code?: string; statusCode?: number } }> {
   const stream = new PassThrough();
   return new Promise((resolve) => {
-    readBodyText(
-      stream,
-      opts.limit ?? 1 << 20,
-      opts.contentLength,
-      (err, body) =>
-        resolve(
-          typeof body === 'object'
-            ? { text: body.pieces.join(''), pieces: body.pieces, err: err ?? undefined }
-            : { text: body, err: err ?? undefined },
-        ),
-      { pieces: opts.pieces },
+    readBodyText(stream, opts.limit ?? 1 << 20, opts.contentLength, (err, text) =>
+      resolve({ text, err: err ?? undefined }),
     );
     for (const c of chunks) stream.write(c);
     if (opts.fail) stream.destroy(opts.fail);
@@ -106,15 +97,7 @@ test('a large body is decoded a mebibyte at a time with turns of the event loop 
   const { result, turns } = await eventLoopTurnsDuring(
     () =>
       new Promise<string | undefined>((resolve, reject) =>
-        readBodyText(
-          stream,
-          1 << 24,
-          String(bytes.length),
-          (err, body) => (err ? reject(err) : resolve(body as string)),
-          {
-            budgetMs: 0,
-          },
-        ),
+        readBodyText(stream, 1 << 24, String(bytes.length), (err, body) => (err ? reject(err) : resolve(body)), 0),
       ),
   );
   assert.equal(result, text);

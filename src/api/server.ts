@@ -21,13 +21,6 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
   }
-  interface FastifyContextConfig {
-    /**
-     * The body parser hands the route its body as the parse module's JsonPieces (decoded pieces, never
-     * joined into one string) rather than as text.
-     */
-    jsonPieces?: boolean;
-  }
 }
 
 /** A group of routes for one resource, mounted by the API server. */
@@ -305,14 +298,10 @@ export function createApiServer(
   app.removeAllContentTypeParsers();
   // Bodies stay text: the ingest route splits NDJSON itself (a JSON object per line, not one document).
   // Kept as their chunks and decoded at the end a mebibyte at a time, taking turns of the event loop
-  // (body-text.ts), not in one call: that call stalled the event loop. A route whose config has
-  // `jsonPieces` gets the text in pieces cut before lines starting with `{`, never joined (ingest).
+  // (body-text.ts), not in one call: that call stalled the event loop.
   app.addContentTypeParser(
     ['application/json', 'application/x-ndjson', 'application/ndjson', 'text/plain'],
-    (req, payload, done) =>
-      readBodyText(payload, req.routeOptions.bodyLimit, req.headers['content-length'], done, {
-        pieces: req.routeOptions.config?.jsonPieces === true,
-      }),
+    (req, payload, done) => readBodyText(payload, req.routeOptions.bodyLimit, req.headers['content-length'], done),
   );
 
   // A connection idle past idle_timeout_ms (or, holding no request, past keep_alive_timeout_ms: Node uses

@@ -10,12 +10,8 @@ export { NORMALIZER_DEFAULTS, type ParseConfig, type ParseConfigInput, parseConf
 export {
   type JsonElement,
   type JsonErrorElement,
-  type JsonPieces,
   type JsonValueElement,
-  isJsonPieces,
-  jsonText,
   splitJson,
-  splitJsonSteps,
   splitJsonYielding,
 } from './json-stream.ts';
 export { newEventId } from './event-id.ts';

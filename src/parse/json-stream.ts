@@ -62,12 +62,7 @@ export function splitJson(text: string): JsonElement[] {
   const out: JsonElement[] = [];
   const start = openBody(text, out, Number.POSITIVE_INFINITY);
   if (start !== undefined)
-    splitSequence(
-      text,
-      { p: start, line: 1, index: 0, failedChunkEnd: -1, final: true, short: false },
-      out,
-      Number.POSITIVE_INFINITY,
-    );
+    splitSequence(text, { p: start, line: 1, index: 0, failedChunkEnd: -1 }, out, Number.POSITIVE_INFINITY);
   return out;
 }
 
@@ -85,7 +80,7 @@ export async function splitJsonYielding(
   const out: JsonElement[] = [];
   const start = openBody(text, out, maxElements);
   if (start === undefined) return out;
-  const state: SequenceState = { p: start, line: 1, index: 0, failedChunkEnd: -1, final: true, short: false };
+  const state: SequenceState = { p: start, line: 1, index: 0, failedChunkEnd: -1 };
   const turns = createTurnTaker(budgetMs);
   // Without turns, one call splits it all; with them, a look at the clock every SPLIT_CHECK_ELEMENTS.
   const step = budgetMs === Number.POSITIVE_INFINITY ? maxElements : SPLIT_CHECK_ELEMENTS;
@@ -98,92 +93,6 @@ export async function splitJsonYielding(
 
 /** Elements split between two looks at the clock: 32 Mordor lines (2.7 KB) parse in about 0.3 ms. */
 const SPLIT_CHECK_ELEMENTS = 32;
-
-/**
- * A body's text as decoded pieces whose concatenation is the body (src/api/body-text.ts makes them). Every
- * piece but the last ends with a line feed and the next one begins with `{`: a cut where {@link splitJson}
- * starts a new chunk anyway, so the pieces split into the same elements as the whole text would, and no
- * string of the whole body is made (joining a 13 MB body held the event loop 20 to 25 ms).
- */
-export interface JsonPieces {
-  readonly pieces: readonly string[];
-}
-
-/** Whether a request body is {@link JsonPieces} (routes get text otherwise). */
-export function isJsonPieces(body: unknown): body is JsonPieces {
-  return typeof body === 'object' && body !== null && Array.isArray((body as JsonPieces).pieces);
-}
-
-/** The whole text of a body, whole or in pieces (for a consumer that needs one string: the intake threads). */
-export function jsonText(body: string | JsonPieces): string {
-  if (typeof body === 'string') return body;
-  return body.pieces.length === 1 ? body.pieces[0] : body.pieces.join('');
-}
-
-/**
- * {@link splitJson} handing over the elements `step` at a time, over a body whole or in pieces: the caller
- * can let the event loop turn between steps and be done with each step's parsed values before the next is
- * parsed (normalizing a request's elements as they are split, not after all of them, keeps fewer objects
- * alive through V8's scavenges). The same elements as {@link splitJson}, at most `maxElements`. A top-level
- * array is parsed in one call, its pieces joined.
- */
-export function* splitJsonSteps(
-  body: string | JsonPieces,
-  maxElements = Number.POSITIVE_INFINITY,
-  step = SPLIT_CHECK_ELEMENTS,
-): Generator<JsonElement[], void, undefined> {
-  const pieces = typeof body === 'string' ? [body] : body.pieces;
-  if (pieces.length === 0) return;
-  const head = pieces[0];
-  const start = head.charCodeAt(0) === 0xfeff ? 1 : 0;
-  const first = skipSpace(head, start);
-  // A first piece of whitespace only is the last one (any other ends before a `{`): the body is empty.
-  if (first >= head.length) return;
-  let texts: readonly string[] = pieces;
-  if (head.charCodeAt(first) === LBRACKET) {
-    const text = jsonText(body);
-    const out: JsonElement[] = [];
-    if (openBody(text, out, maxElements) === undefined) {
-      for (let i = 0; i < out.length; i += step) yield out.slice(i, i + step);
-      return;
-    }
-    // Top-level values after the array: a sequence, read from the whole text.
-    texts = [text];
-  }
-  yield* sequenceSteps(texts, start, maxElements, step);
-}
-
-/** NDJSON or concatenated values over pieces (see {@link JsonPieces}), `step` elements at a time. */
-function* sequenceSteps(
-  pieces: readonly string[],
-  start: number,
-  maxElements: number,
-  step: number,
-): Generator<JsonElement[], void, undefined> {
-  const state: SequenceState = { p: start, line: 1, index: 0, failedChunkEnd: -1, final: false, short: false };
-  let text = pieces[0];
-  let next = 1;
-  let count = 0;
-  for (;;) {
-    state.final = next >= pieces.length;
-    const out: JsonElement[] = [];
-    splitSequence(text, state, out, Math.min(step, maxElements - count));
-    count += out.length;
-    if (out.length > 0) yield out;
-    if (count >= maxElements) return;
-    if (state.p < text.length && !state.short) continue;
-    if (state.final) return;
-    // An element that needs the next piece to be judged is read again with it, from the start of its line
-    // (an error's column counts from there). Only a malformed object in this piece's last chunks gets here.
-    const from = state.short ? lineStart(text, state.p) : text.length;
-    text = from < text.length ? text.slice(from) + pieces[next] : pieces[next];
-    next++;
-    state.p -= from;
-    // Positions follow the text; a chunk end that fell before it can no longer match.
-    state.failedChunkEnd -= from;
-    state.short = false;
-  }
-}
 
 /**
  * The opening both splitters share: skips a BOM, and splits a body that is one top-level array. Returns
@@ -267,10 +176,6 @@ interface SequenceState {
   line: number;
   index: number;
   failedChunkEnd: number;
-  /** Whether the text ends where the body does; if not, it ends at a piece's cut (see {@link JsonPieces}). */
-  final: boolean;
-  /** Set when the element at `p` may run past the end of a text that is not final: it needs the next piece. */
-  short: boolean;
 }
 
 /** NDJSON and concatenated values, in one loop: see {@link splitJson}. Stops at `max` elements in `out`. */
@@ -308,13 +213,7 @@ function splitSequence(text: string, state: SequenceState, out: JsonElement[], m
       failedChunkEnd = q;
       triedSpanEnd = chunkEnd;
     }
-    const limit = c === LBRACE ? extendChunks(text, q) : q;
-    // Cut short by the piece's end, where the whole body has more chunks to extend into: wait for them.
-    if (c === LBRACE && extendRanOut && !state.final) {
-      state.short = true;
-      break;
-    }
-    const e = valueEnd(text, p, limit);
+    const e = valueEnd(text, p, c === LBRACE ? extendChunks(text, q) : q);
     // An unbalanced value, or the very span the fast path just failed on, cannot parse: skip the attempt.
     const hopeless = !valueClosed || e === triedSpanEnd;
     const piece = hopeless ? '' : text.slice(p, e);
@@ -379,14 +278,9 @@ function lineEnd(text: string, p: number): number {
   return nl < 0 ? text.length : nl + 1;
 }
 
-/** Whether the last {@link extendChunks} call stopped at the end of the text before its chunk bound. */
-let extendRanOut = false;
-
 function extendChunks(text: string, q: number): number {
   let end = q;
-  let k = 0;
-  for (; k < MAX_EXTEND_CHUNKS && end < text.length; k++) end = nextChunk(text, end);
-  extendRanOut = end >= text.length && k < MAX_EXTEND_CHUNKS;
+  for (let k = 0; k < MAX_EXTEND_CHUNKS && end < text.length; k++) end = nextChunk(text, end);
   return end;
 }
 

@@ -4,25 +4,20 @@ import { InputError, VigilError } from '../../lib/errors.ts';
 import type { Logsource } from '../../lib/event.ts';
 import { intakeMetrics } from '../../intake/metrics.ts';
 import { userPrincipal } from '../../users/access.ts';
-import { isJsonPieces } from '../../parse/index.ts';
 import { routeDocs } from '../schemas.ts';
 import { principalOf, type RouteGroup } from '../server.ts';
-
-/** The ingest route's body in pieces (server.ts): split and normalized piece by piece, never one string. */
-const PIECES = { config: { jsonPieces: true } };
 
 /** POST /api/v1/ingest: NDJSON or a JSON array; answers after the events are committed. */
 export function ingestRoutes(deps: { intake: HttpIntake; metrics: Registry }): RouteGroup {
   const { rejected } = intakeMetrics(deps.metrics);
   return (app) => {
-    const options = { ...routeDocs.ingest, ...PIECES };
-    app.post<{ Querystring: Record<string, string | undefined> }>('/api/v1/ingest', options, async (req) => {
+    app.post<{ Querystring: Record<string, string | undefined> }>('/api/v1/ingest', routeDocs.ingest, async (req) => {
       const principal = principalOf(req);
       if (principal.role === 'viewer') {
         throw new VigilError('forbidden', 'viewers cannot ingest events', { status: 403 });
       }
       const body = req.body;
-      if (typeof body !== 'string' && !isJsonPieces(body)) {
+      if (typeof body !== 'string') {
         rejected.inc({ source: 'http', reason: 'empty' });
         throw new InputError('empty_body', 'the request has no body: send NDJSON lines or a JSON array');
       }

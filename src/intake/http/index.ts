@@ -6,12 +6,9 @@ import { createTurnTaker } from '../../lib/turns.ts';
 import { type Logger, silentLogger } from '../../lib/logger.ts';
 import {
   type createNormalizer,
-  type JsonPieces,
-  jsonText,
   NORMALIZER_DEFAULTS,
   type ParseConfig,
   parseConfigSchema,
-  splitJsonSteps,
   splitJsonYielding,
 } from '../../parse/index.ts';
 import { attachRows } from '../../store/row-binary.ts';
@@ -19,7 +16,7 @@ import { intakeMetrics, type RejectReason } from '../metrics.ts';
 import type { HttpIntakeConfig } from './config.ts';
 import type { IdempotencyKeys } from './idempotency.ts';
 import { decodeCollected } from './collected.ts';
-import { emptyPrepared, MAX_REJECTION_DETAILS, type PrepareContext, prepareElements } from './prepare.ts';
+import { MAX_REJECTION_DETAILS, type PrepareContext, prepareOnLoop } from './prepare.ts';
 import { createPreparePool, type PrepareResult } from './prepare-pool.ts';
 import {
   claimsReservedLogsource,
@@ -40,8 +37,7 @@ export interface IngestResult {
 export { MAX_REJECTION_DETAILS } from './prepare.ts';
 
 export interface IngestRequest {
-  /** NDJSON, concatenated objects or a JSON array: whole, or in pieces as the API server decodes it. */
-  body: string | JsonPieces;
+  body: string;
   tenant: string;
   logsource?: Logsource;
   /** The request's Idempotency-Key: a retry with the same key and body stores nothing twice. */
@@ -116,25 +112,12 @@ export function createHttpIntake(
         )
       : undefined;
 
-  /**
-   * Splits and normalizes a body on the event loop, turning it every few milliseconds. Each step of split
-   * elements is normalized before the next is parsed, so that a request's parsed values are let go as it
-   * goes rather than all kept alive through V8's scavenges until the last line is split. A request past
-   * the limit is refused once its element past the limit is split (its earlier elements were normalized
-   * by then, for nothing: at most the work of a request within the limit).
-   */
-  const prepareHere = async (body: string | JsonPieces, ctx: PrepareContext): Promise<PrepareResult> => {
-    const turns = createTurnTaker();
-    const prepared = emptyPrepared();
-    let split = 0;
+  /** Splits and normalizes a body on the event loop, turning it every few milliseconds. */
+  const prepareHere = async (body: string, ctx: PrepareContext): Promise<PrepareResult> => {
     // One element past the limit is enough to refuse the request: the rest of the body is never split.
-    for (const elements of splitJsonSteps(body, config.max_events_per_request + 1)) {
-      split += elements.length;
-      if (split > config.max_events_per_request) return { tooMany: true };
-      await prepareElements(elements, ctx, deps.normalizer, config.max_event_bytes, turns, prepared);
-      if (turns.due()) await turns.take();
-    }
-    return { prepared };
+    const elements = await splitJsonYielding(body, config.max_events_per_request + 1);
+    if (elements.length > config.max_events_per_request) return { tooMany: true };
+    return { prepared: await prepareOnLoop(elements, ctx, deps.normalizer, config.max_event_bytes) };
   };
 
   return {
@@ -182,7 +165,7 @@ export function createHttpIntake(
       };
       const prepared = pool
         ? await pool.prepare({
-            body: jsonText(req.body),
+            body: req.body,
             ctx,
             maxEvents: config.max_events_per_request,
             maxEventBytes: config.max_event_bytes,
@@ -298,9 +281,7 @@ const COLLECTED_ECS_FIELDS = 256;
  * Non-blank lines of a body, without parsing it: what a draining node counts as refused (NDJSON has one
  * event a line; a JSON array counts as its lines).
  */
-function countLines(body: string | JsonPieces): number {
-  // Pieces are cut at line ends: their lines are the body's.
-  if (typeof body !== 'string') return body.pieces.reduce((n, piece) => n + countLines(piece), 0);
+function countLines(body: string): number {
   let count = 0;
   let start = 0;
   while (start < body.length) {
