@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
-import { learnShape, MAX_SHAPE_KEYS, shapeKeysHeld } from './field-shapes.ts';
+import { learnShape, MAX_SHAPE_FIELDS, MAX_SHAPE_KEY_CHARS, MAX_SHAPE_KEYS, shapeKeysHeld } from './field-shapes.ts';
 import { createNormalizer } from './index.ts';
 
 // V8's own test of an object's mode; the flag only lets the function below be compiled.
@@ -51,17 +51,48 @@ test('a key named __proto__ stays an own field, whether or not its shape is lear
   assert.equal(Object.getPrototypeOf(shaped), Object.prototype);
 });
 
-test('the shapes kept are bounded: past MAX_SHAPE_KEYS keys, new shapes are not learned', () => {
+test('a shape with a key longer than MAX_SHAPE_KEY_CHARS or more than MAX_SHAPE_FIELDS keys is not learned', () => {
   const start = shapeKeysHeld();
-  // Shapes of 100 keys never seen before, enough to pass the bound.
-  const shapes = Math.ceil((MAX_SHAPE_KEYS - start) / 100) + 20;
+  const long: Record<string, unknown> = { a: 1, [`k${'x'.repeat(MAX_SHAPE_KEY_CHARS)}`]: 2 };
+  learnShape(long);
+  const wide: Record<string, unknown> = {};
+  for (let i = 0; i <= MAX_SHAPE_FIELDS; i++) wide[`wide${i}`] = i;
+  learnShape(wide);
+  assert.equal(shapeKeysHeld(), start, 'nothing kept for either');
+  // Normalized all the same.
+  const normalizer = createNormalizer();
+  const body = JSON.stringify(long);
+  assert.deepEqual(normalizer.fromJson(JSON.parse(body), body, ctx).fields[`k${'x'.repeat(MAX_SHAPE_KEY_CHARS)}`], 2);
+  // A shape at both limits is learned, and counted once per trie key and once per key of its object.
+  const edge: Record<string, unknown> = {};
+  for (let i = 0; i < MAX_SHAPE_FIELDS; i++)
+    edge[`${'e'.repeat(MAX_SHAPE_KEY_CHARS - 3)}${String(i).padStart(3, '0')}`] = i;
+  learnShape(edge);
+  assert.equal(shapeKeysHeld(), start + 2 * MAX_SHAPE_FIELDS);
+  learnShape({ ...edge });
+  assert.equal(shapeKeysHeld(), start + 2 * MAX_SHAPE_FIELDS, 'a shape seen again costs nothing more');
+});
+
+test('the shapes kept are bounded: past MAX_SHAPE_KEYS, new shapes are not learned', () => {
+  const start = shapeKeysHeld();
+  // Shapes of 100 keys never seen before (200 each: trie keys and the shape's object), enough to pass the bound.
+  const shapes = Math.ceil((MAX_SHAPE_KEYS - start) / 200) + 20;
   for (let s = 0; s < shapes; s++) {
     const fields: Record<string, unknown> = {};
     for (let i = 0; i < 100; i++) fields[`bound${s}_${i}`] = i;
     learnShape(fields);
     assert.ok(shapeKeysHeld() <= MAX_SHAPE_KEYS);
   }
-  assert.equal(shapeKeysHeld(), MAX_SHAPE_KEYS);
+  assert.ok(shapeKeysHeld() > MAX_SHAPE_KEYS - 200, `${shapeKeysHeld()} held`);
+  // Shapes sharing all keys but one cost a trie key and the shape's keys each: bounded the same way.
+  const held = shapeKeysHeld();
+  for (let s = 0; s < 50; s++) {
+    const fields: Record<string, unknown> = {};
+    for (let i = 0; i < 99; i++) fields[`bound0_${i}`] = i;
+    fields[`tail${s}`] = s;
+    learnShape(fields);
+  }
+  assert.equal(shapeKeysHeld(), held, 'none learned past the bound');
   // A new shape past the bound is still normalized, its fields a hash table as before.
   const normalizer = createNormalizer();
   normalizer.fromJson(event(30, 'Late', 'x'), '{}', ctx);
