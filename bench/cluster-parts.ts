@@ -260,13 +260,14 @@ export const clusterPartsBenchmark: Benchmark = {
       // `--nats-only true`: the NATS parts only.
       nats_only: opts['nats-only'] === 'true' || opts['nats-only'] === true,
     };
+    // One request's events as the suite's bus message: what the NATS parts publish.
+    const msgsPerS = params.rate / REQUEST_EVENTS;
+    const body = encodeBatches(loadEvents(REQUEST_EVENTS), {
+      subjectPrefix: 'bench',
+      maxBytes: 1024 * 1024,
+      compress: true,
+    })[0].body;
     if (params.nats_only) {
-      const msgsPerS = params.rate / REQUEST_EVENTS;
-      const body = encodeBatches(loadEvents(REQUEST_EVENTS), {
-        subjectPrefix: 'bench',
-        maxBytes: 1024 * 1024,
-        compress: true,
-      })[0].body;
       const runs: Record<string, number>[] = [];
       // Alternated, twice: the machine is shared.
       for (let pass = 0; pass < 2; pass++) {
@@ -281,12 +282,6 @@ export const clusterPartsBenchmark: Benchmark = {
     const codec = codecParts();
     progress(`one store replica written at ${params.rate} events/s, a batch every ${params.linger_ms} ms`);
     const replica = await replicaPart(params.rate, params.linger_ms, params.seconds);
-    const msgsPerS = params.rate / REQUEST_EVENTS;
-    const body = encodeBatches(loadEvents(REQUEST_EVENTS), {
-      subjectPrefix: 'bench',
-      maxBytes: 1024 * 1024,
-      compress: true,
-    })[0].body;
     progress(`NATS: ${msgsPerS} messages/s of ${body.length} bytes to an R3 stream, no consumer`);
     const publishOnly = await natsPart(msgsPerS, body, params.seconds, 0);
     progress(`NATS: the same with ${CONSUMERS} consumers`);

@@ -31,11 +31,9 @@ function createBus(detectionOverlap = true) {
   return { bus, metrics };
 }
 
-test('the store commits the next batch while detection evaluates one, at most one batch ahead, in order', async () => {
-  const { bus, metrics } = createBus();
+/** A durable consumer standing for the store: the tags of the batches it committed, in order. */
+function recordingStore(bus: ReturnType<typeof createBus>['bus']): string[] {
   const committed: string[] = [];
-  const evaluated: string[] = [];
-  const holds = new Map<string, ReturnType<typeof gate>>();
   bus.subscribe(
     'store',
     async (batch) => {
@@ -43,6 +41,14 @@ test('the store commits the next batch while detection evaluates one, at most on
     },
     { durable: true },
   );
+  return committed;
+}
+
+test('the store commits the next batch while detection evaluates one, at most one batch ahead, in order', async () => {
+  const { bus, metrics } = createBus();
+  const committed = recordingStore(bus);
+  const evaluated: string[] = [];
+  const holds = new Map<string, ReturnType<typeof gate>>();
   bus.subscribe('detect', async (batch) => {
     const hold = gate();
     holds.set(tags(batch), hold);
@@ -131,15 +137,8 @@ test('a batch the store fails is refused to its publishers and never reaches det
 
 test('without bus.detection_overlap, the next batch is committed only once detection has evaluated the one before', async () => {
   const { bus } = createBus(false);
-  const committed: string[] = [];
+  const committed = recordingStore(bus);
   const hold = gate();
-  bus.subscribe(
-    'store',
-    async (batch) => {
-      committed.push(tags(batch));
-    },
-    { durable: true },
-  );
   bus.subscribe('detect', async (batch) => {
     if (tags(batch) === 'a0') await hold.promise;
   });
