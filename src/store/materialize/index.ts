@@ -389,11 +389,11 @@ export function createMaterializer(
     return { seq, ackFloor: Number(rows[0]?.ack_floor ?? 0) };
   }
 
-  async function writePosition(seq: number): Promise<void> {
+  async function writePosition(seq: number, floor: number = ackFloor): Promise<void> {
     const at = Date.now();
     await deps.store.insertRows(
       'positions',
-      Buffer.from(JSON.stringify({ stream: streamId, consumer, seq, ack_floor: ackFloor, updated: at })),
+      Buffer.from(JSON.stringify({ stream: streamId, consumer, seq, ack_floor: floor, updated: at })),
     );
     positionAt = at;
     positionSeq = Math.max(positionSeq, seq);
@@ -468,12 +468,7 @@ export function createMaterializer(
       if (c && c.ackFloor > recordedFloor && c.ackFloor > appliedSeq) {
         // Every message up to the floor was written here before it was acknowledged: recorded, so that a
         // restart does not take a floor past this shard's last message for a wiped replica (see begin).
-        await deps.store.insertRows(
-          'positions',
-          Buffer.from(
-            JSON.stringify({ stream: streamId, consumer, seq: appliedSeq, ack_floor: c.ackFloor, updated: Date.now() }),
-          ),
-        );
+        await writePosition(appliedSeq, c.ackFloor);
         recordedFloor = c.ackFloor;
       }
       if (c) ackFloor = c.ackFloor;
