@@ -51,3 +51,20 @@ export const MAX_EVENT_TIME_MS = Date.UTC(2149, 5, 6, 23, 59, 59, 999);
 export function storedTime(e: Pick<NormalizedEvent, 'timestamp' | 'ingested'>): number {
   return e.timestamp <= MAX_EVENT_TIME_MS ? e.timestamp : e.ingested;
 }
+
+/**
+ * The parsed JSON value of each event normalized from JSON in this process (the intake's own `JSON.parse` of
+ * `raw`), so that the store's writer need not parse the text again (src/store/original-fields.ts). Weak: an
+ * event that goes away takes it along; an event decoded from the bus has none.
+ */
+const parsedTexts = new WeakMap<NormalizedEvent, object>();
+
+/** Keeps `value`, which must be `raw` as parsed, beside the event (see parsedTexts). */
+export function keepParsedText(event: NormalizedEvent, value: object): void {
+  parsedTexts.set(event, value);
+}
+
+/** The parsed `raw` of an event normalized in this process, if kept. */
+export function parsedTextOf(event: NormalizedEvent): object | undefined {
+  return parsedTexts.get(event);
+}

@@ -1,4 +1,4 @@
-import type { FieldValue, Logsource, NormalizedEvent } from '../lib/event.ts';
+import { type FieldValue, keepParsedText, type Logsource, type NormalizedEvent } from '../lib/event.ts';
 import { type ParseConfigInput, parseConfigSchema } from './config.ts';
 import { acceptedEventId, newEventId, seededEventId, windowsEventId } from './event-id.ts';
 import { learnShape } from './field-shapes.ts';
@@ -82,6 +82,8 @@ export function createNormalizer(config: ParseConfigInput = {}): Normalizer {
         } else id = newEventId(ctx.receivedAt);
       }
       const event = finish(id, n.timestamp, n.layout, raw, n.error, fields, ctx);
+      // The store's writer reads string fields' values in it instead of parsing `raw` again.
+      keepParsedText(event, value as object);
       // The next events of this shape are built fast: smaller, so V8's scavenges copy less (field-shapes.ts).
       learnShape(event.fields);
       return event;

@@ -169,7 +169,7 @@ async function table(query: string, opts: Partial<CompileOptions> = {}): Promise
 const sorted = (ids: string[]) => [...ids].sort();
 
 /** The compiler writes only these string literals itself; any other would be user text in the SQL. */
-const OWN_LITERALS = new Set(["''", "'['", "'::'", "'UTC'", "'Array(String)'"]);
+const OWN_LITERALS = new Set(["''", "'\"'", "'['", "'::'", "'UTC'", "'Array(String)'"]);
 
 function assertOnlyOwnLiterals(sql: string): void {
   for (const literal of sql.match(/'[^']*'/g) ?? []) assert.ok(OWN_LITERALS.has(literal), `literal ${literal} in SQL`);

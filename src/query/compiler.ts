@@ -1,4 +1,5 @@
 import { InputError } from '../lib/errors.ts';
+import { OMITTED_MARK_SQL, rawPath } from '../store/original-fields.ts';
 import { COLUMN_FIELDS, EVENTS_TABLE, FULL_TEXT_COLUMN, PROMOTED_FIELDS, STORED_COLUMNS } from '../store/schema.ts';
 import type { Aggregate, Bound, FilterNode, Pipe, QueryAst, SortKey, Value } from './ast.ts';
 import { QuerySyntaxError } from './errors.ts';
@@ -696,7 +697,17 @@ class Compiler {
       key = this.param(name, 'String');
       this.paths.set(name, key);
     }
-    return { kind: 'json', has: `mapContains(fields, ${key})`, str: `fields[${key}]` };
+    const path = rawPath(name);
+    if (path === undefined) return { kind: 'json', has: `mapContains(fields, ${key})`, str: `fields[${key}]` };
+    // A string field may be stored in `raw` only, in a row whose map carries the mark (original-fields.ts):
+    // its value is then the string at its path there (any other JSON value there is no such field).
+    const text = `JSONExtractRaw(${FULL_TEXT_COLUMN}, ${path.map((p) => this.param(p, 'String')).join(', ')})`;
+    const inRaw = `(mapContains(fields, ${OMITTED_MARK_SQL}) AND startsWith(${text}, '"'))`;
+    return {
+      kind: 'json',
+      has: `(mapContains(fields, ${key}) OR ${inRaw})`,
+      str: `if(mapContains(fields, ${key}), fields[${key}], if(${inRaw}, JSONExtractString(${text}), ''))`,
+    };
   }
 
   /** Every value of a field as Array(String): empty when missing, the elements of a JSON array. */

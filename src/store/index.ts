@@ -19,6 +19,7 @@ import {
   FORCE_MERGE_SETTINGS,
   migrateFromV1Sql,
   migrateFromV2Sql,
+  migrateFromV3Sql,
   SCHEMA_VERSION,
   WIDE_PART_BYTES,
 } from './schema.ts';
@@ -608,6 +609,11 @@ async function ensureEventsTable(session: Session, retentionDays: number, logger
     return;
   }
   if (version === SCHEMA_VERSION) return;
+  if (version === 3) {
+    await session.queryAsync(migrateFromV3Sql());
+    logger.info({ from: 3, to: SCHEMA_VERSION }, 'The events table stores original string fields once, in the text.');
+    return;
+  }
   if (version === 2) {
     await session.queryAsync(migrateFromV2Sql());
     logger.info({ from: 2, to: SCHEMA_VERSION }, 'The events table keys rows by their content too.');

@@ -1,5 +1,6 @@
 import { type FieldValue, type NormalizedEvent, storedTime } from '../lib/event.ts';
 import { setOwn } from '../lib/lookup.ts';
+import { restoreOmitted } from './original-fields.ts';
 import { COLUMN_FIELDS, contentHash } from './schema.ts';
 
 /** Serializes events as JSONEachRow lines for the events table. */
@@ -93,9 +94,16 @@ export function rowToEvent(row: EventRow): Record<string, unknown> {
   if (row.host) out['host.name'] = row.host;
   if (row.message) out.message = row.message;
   if (row.parse_error) out['error.message'] = row.parse_error;
-  if (row.fields) flattenInto(out, row.fields, '', COLUMN_FIELDS);
+  if (row.fields) flattenInto(out, storedFields(row), '', COLUMN_FIELDS);
   out['event.original'] = row.raw;
   return out;
+}
+
+/** A row's map with the string fields its writer left in `raw` put back (original-fields.ts). */
+function storedFields(row: EventRow): Record<string, unknown> {
+  const fields = row.fields as Record<string, unknown>;
+  restoreOmitted(fields, row.raw);
+  return fields;
 }
 
 function flattenInto(
@@ -133,7 +141,7 @@ export function engineTimeToIso(text: string): string {
 /** Rebuilds the normalized event a stored row came from (for retro-hunts): values come back as strings. */
 export function rowToNormalized(row: EventRow): NormalizedEvent {
   const fields: Record<string, FieldValue> = {};
-  if (row.fields) flattenInto(fields as Record<string, unknown>, row.fields, '');
+  if (row.fields) flattenInto(fields as Record<string, unknown>, storedFields(row), '');
   if (row.host) fields['host.name'] = row.host;
   if (row.message) fields.message = row.message;
   const logsource: NonNullable<NormalizedEvent['logsource']> = {};

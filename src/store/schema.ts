@@ -5,7 +5,8 @@ import { lookup } from '../lib/lookup.ts';
  * The event table of the ClickHouse-engine store, and the names of its columns as search fields.
  *
  * Core ECS fields are typed columns (fast filters, group-bys and time scans); every other field, ECS or
- * original, is a key of the `fields` map under its flat dotted name. Values in `fields` are strings:
+ * original, is a key of the `fields` map under its flat dotted name, except the original string fields that
+ * the engine reads back from `raw` by their path, which are stored there only (original-fields.ts, ADR 12). Values in `fields` are strings:
  * numbers and booleans are stored as their JSON text, arrays as a JSON array of strings (text beginning
  * with `[`). The hottest fields of Windows and ECS events (PROMOTED_FIELDS) are also computed at insert
  * into typed columns of their own, so that a filter or a group-by on them reads one small column.
@@ -29,8 +30,10 @@ export const EVENTS_TABLE = `${DATABASE}.events`;
  * The version of the events table layout, kept in the table's comment. 1 (no comment): `fields` was
  * JSON(max_dynamic_paths = 1024). 2: `fields` is Map(LowCardinality(String), String) with promoted columns.
  * 3: `content_hash` ends the sort key, so a replayed event.id with other content no longer replaces a row.
+ * 4: the string fields the engine reads back from `raw` may be left out of `fields` (original-fields.ts, ADR
+ * 12); the table is the same, its rows are not readable by a Vigil that does not know it.
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 export const SCHEMA_COMMENT = `vigil events schema ${SCHEMA_VERSION}`;
 
 /** Search field name -> typed column. Anything else is a key of `fields` (or a promoted column). */
@@ -212,6 +215,11 @@ FROM ${source}`;
  * have an empty `content_hash`; they were already one row per (tenant, ts, id), and a later resend of
  * one of them is stored beside it once (the one duplicate the migration can leave).
  */
+/** Version 3 to 4: only the rows written from now on differ (see SCHEMA_VERSION). */
+export function migrateFromV3Sql(table: string = EVENTS_TABLE): string {
+  return `ALTER TABLE ${table} MODIFY COMMENT ${sqlString(SCHEMA_COMMENT)}`;
+}
+
 export function migrateFromV2Sql(table: string = EVENTS_TABLE): string {
   return `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS content_hash String AFTER id, MODIFY ORDER BY ${SORT_KEY}, MODIFY COMMENT ${sqlString(SCHEMA_COMMENT)}`;
 }

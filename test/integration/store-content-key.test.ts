@@ -8,7 +8,7 @@ import type { NormalizedEvent } from '../../src/lib/event.ts';
 import { compileQuery } from '../../src/query/index.ts';
 import type { EventRow, EventStore } from '../../src/store/index.ts';
 import { eventsToRows } from '../../src/store/rows.ts';
-import { eventsTableDdl } from '../../src/store/schema.ts';
+import { eventsTableDdl, SCHEMA_VERSION } from '../../src/store/schema.ts';
 import { openTestStore, withEngineSession } from '../harness/event-store.ts';
 
 // The store's content key seen through the query language (a search by id or by words): it lives here, not
@@ -67,7 +67,7 @@ test('a schema 2 table is keyed by content at start; a replayed event.id with ot
       "SELECT comment, sorting_key AS key FROM system.tables WHERE database = 'vigil' AND name = 'events'",
       {},
     );
-    assert.deepEqual(layout, { comment: 'vigil events schema 3', key: 'tenant, ts, id, content_hash' });
+    assert.deepEqual(layout, { comment: `vigil events schema ${SCHEMA_VERSION}`, key: 'tenant, ts, id, content_hash' });
     assert.deepEqual(await search(store, 'event.id:old-1'), ['stored before the migration']);
 
     // The attacker's replay: the same event.id and @timestamp, other text, in a batch of its own.

@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { Session } from 'chdb';
+import type { NormalizedEvent } from '../lib/event.ts';
+import { createNormalizer } from '../parse/index.ts';
+import { compileQuery } from './index.ts';
+import { isFieldName } from './parser.ts';
+import { insertFromFileSql } from '../store/index.ts';
+import { OMITTED_MARK, omitted, parseRaw } from '../store/original-fields.ts';
+import { eventsToRowBinary } from '../store/row-binary.ts';
+import { type EventRow, rowToEvent, rowToNormalized, storedValue } from '../store/rows.ts';
+import { COLUMN_FIELDS, EVENTS_TABLE, eventsTableDdl } from '../store/schema.ts';
+
+const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
+
+test('parseRaw: the text as V8 reads it, or nothing when the engine may read it otherwise', () => {
+  const parsed = parseRaw(
+    '{"EventID":4688,"Image":"C:\\\\Windows\\\\cmd.exe","a":{"b":"x","c.d":"y"},"k\\u0065y":"z"}',
+  );
+  assert.ok(parsed);
+  assert.ok(omitted(parsed, 'Image', 'C:\\Windows\\cmd.exe'));
+  assert.ok(omitted(parsed, 'a.b', 'x') && omitted(parsed, 'key', 'z'));
+  // A number, another value, a dotted key, a promoted field or a column's: never left out.
+  assert.ok(!omitted(parsed, 'EventID', 4688) && !omitted(parsed, 'Image', 'other'));
+  assert.ok(!omitted(parsed, 'a.c.d', 'y') && !omitted(parsed, 'c.d', 'y'));
+  assert.ok(!omitted(parseRaw('{"EventID":"4688","host":{"name":"h"}}') ?? {}, 'EventID', '4688'));
+  assert.ok(!omitted(parseRaw('{"host":{"name":"h"}}') ?? {}, 'host.name', 'h'));
+  // -2^63 and 2^64 - 1 are read; one more is not, and the engine then finds no field of the text at all.
+  assert.ok(parseRaw('{"Keywords":-9223372036854775808,"s":"v"}'));
+  assert.ok(parseRaw('{"n":18446744073709551615,"s":"v"}'));
+  assert.ok(parseRaw('{"f":1e300,"g":123456789012345678901234567890.5,"s":"v"}'));
+  for (const text of [
+    '{"n":18446744073709551616,"s":"v"}',
+    '{"n":-9223372036854775809,"s":"v"}',
+    '{"n":[1,99999999999999999999],"s":"v"}',
+    '{"n":1e400,"s":"v"}',
+    '{"s":"\\ud800"}',
+    '{"\\udc00":"v"}',
+    '{"l":["\\ud800"]}',
+    ' {"s":"v"}',
+    '["s"]',
+    '{"s":"v"',
+    `${'{"a":'.repeat(70)}"v"${'}'.repeat(70)}`,
+  ]) {
+    assert.equal(parseRaw(text), undefined, text);
+  }
+});
+
+// Events whose fields the writer leaves in `raw` in part, in whole or not at all; every one must be found
+// by every one of its fields, and read back with the fields it was normalized with.
+const TEXTS = [
+  '{"EventID":4688,"Channel":"Security","CommandLine":"cmd.exe /c whoami","Keywords":-9223372036854775808,"Image":"C:\\\\Windows\\\\cmd.exe","Hostname":"ws1"}',
+  '{"a":{"b":"x","c":{"d":"y"}},"msg":"hi","t":true,"n":12,"list":["p","q"]}',
+  '{"a.b":"flat first","a":{"b":"nested second"},"z":"v"}',
+  '{"a":{"b":"nested first"},"a.b":"flat second","z":"v"}',
+  '{"k\\u0065y":"escaped key","other":"w","\\u00e9t\\u00e9":"\\u00e9t\\u00e9 \\ud83d\\ude00"}',
+  '{"big":18446744073709551616,"s":"beside a big integer"}',
+  '{"max":18446744073709551615,"s":"beside the largest integer read"}',
+  '{"s":"123","t":"true","e":"","arr":[{"x":"in an array"}]}',
+  '{"s":"line1\\nline2\\t\\"q\\" \\\\ end","p":"a\\/b","a/b":"slash key"}',
+  '{"s":"café ☕ 𝄞","tenant":{"id":"not the tenant"},"input":{"type":"not the input"}}',
+  '{"__proto__":"p","constructor":"c","toString":"s","":"an empty key","e":{"":"under an empty key"}}',
+  `{"deep":${'{"a":'.repeat(70)}"v"${'}'.repeat(70)},"s":"beside deep nesting"}`,
+];
+
+const dir = mkdtempSync(join(tmpdir(), 'vigil-original-fields-'));
+let session: Session;
+let events: NormalizedEvent[];
+
+before(async () => {
+  const normalizer = createNormalizer({ max_depth: 100 });
+  events = TEXTS.map((raw, i) =>
+    normalizer.fromJson(JSON.parse(raw), raw, { source: 'http', receivedAt: T0 + i, tenant: 't1', idSeed: 'k' }),
+  );
+  session = new Session(dir);
+  await session.queryAsync('CREATE DATABASE IF NOT EXISTS vigil');
+  await session.queryAsync(eventsTableDdl(3650));
+  const file = join(dir, 'rows.bin');
+  writeFileSync(file, eventsToRowBinary(events));
+  await session.queryAsync(insertFromFileSql(file));
+});
+
+after(() => {
+  session.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function select(query: string): Promise<EventRow[]> {
+  const compiled = compileQuery(query, {
+    from: T0 - 3600_000,
+    to: T0 + 3600_000,
+    limit: 100,
+    tenants: ['t1'],
+    now: T0,
+  });
+  if (compiled.kind !== 'events') throw new Error(`${query} selects no events`);
+  const text = (await session.queryBindAsync(compiled.sql, compiled.params, { format: 'JSONEachRow' })).text().trim();
+  return text === '' ? [] : text.split('\n').map((l) => JSON.parse(l) as EventRow);
+}
+
+const quoted = (v: string) => `"${v.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+
+test('the writer leaves string fields in raw only where the engine reads them back, and marks those rows', async () => {
+  const text = (
+    await session.queryAsync(`SELECT id, mapKeys(fields) AS keys FROM ${EVENTS_TABLE} ORDER BY ts`, {
+      format: 'JSONEachRow',
+    })
+  )
+    .text()
+    .trim();
+  const keys = text.split('\n').map((l) => (JSON.parse(l) as { keys: string[] }).keys);
+  // The Windows event: its strings in raw, its promoted and ECS fields and numbers in the map.
+  assert.ok(keys[0].includes(OMITTED_MARK) && !keys[0].includes('CommandLine') && !keys[0].includes('Image'));
+  assert.ok(keys[0].includes('Channel') && keys[0].includes('EventID') && keys[0].includes('process.command_line'));
+  assert.ok(keys[0].includes('Keywords'));
+  // The big integer and the deep nesting keep every field in the map, unmarked; an escaped key is read unescaped.
+  for (const i of [5, 11]) assert.ok(!keys[i].includes(OMITTED_MARK), TEXTS[i]);
+  assert.ok(keys[4].includes(OMITTED_MARK) && !keys[4].includes('key'));
+  // Of two spellings of one key, the one the text's path reaches is left out; the other stays.
+  assert.ok(keys[2].includes('a.b'));
+  assert.ok(keys[3].includes(OMITTED_MARK) && !keys[3].includes('a.b'));
+});
+
+test('every field of every event finds it, with its value, and the row reads back as it was normalized', async () => {
+  let checked = 0;
+  for (const e of events) {
+    for (const [key, field] of Object.entries(e.fields)) {
+      // Columns' names search the column (rows.ts): a field of the same name is only in the map and the text.
+      if (!isFieldName(key) || COLUMN_FIELDS[key] !== undefined || key === 'message') continue;
+      const value = storedValue(field);
+      if (value === undefined || value.startsWith('[')) continue;
+      const found = await select(`event.id:${quoted(e.id)} AND ${key}:${quoted(value)}`);
+      assert.deepEqual(
+        found.map((r) => r.id),
+        [e.id],
+        `${key}:${value} in ${e.raw}`,
+      );
+      const missing = await select(`event.id:${quoted(e.id)} AND NOT ${key}:*`);
+      assert.deepEqual(missing, [], `${key} exists in ${e.raw}`);
+      checked++;
+    }
+    const [row] = await select(`event.id:${quoted(e.id)}`);
+    const expected: Record<string, string> = Object.create(null);
+    for (const [key, field] of Object.entries(e.fields)) {
+      const value = storedValue(field);
+      if (value !== undefined) expected[key] = value;
+    }
+    const back = rowToNormalized(structuredClone(row)).fields;
+    for (const key of Object.keys(expected)) {
+      if (expected[key].startsWith('[')) assert.deepEqual(back[key], JSON.parse(expected[key]), key);
+      else assert.equal(back[key], expected[key], `${key} of ${e.raw}`);
+    }
+    assert.deepEqual(Object.keys(back).sort(), Object.keys(expected).sort(), e.raw);
+    assert.ok(!(OMITTED_MARK in rowToEvent(structuredClone(row))));
+  }
+  assert.ok(checked > 40, `${checked} fields checked`);
+});
+
+test('a field absent from an event is not found in its raw text: objects, numbers and Vigil columns there', async () => {
+  // `a` is an object in the text, `n` a number, `tenant.id` a column's name: none is a string field to find.
+  assert.deepEqual(await select('a:*'), []);
+  assert.deepEqual(await select('n:"12"').then((r) => r.length), 1);
+  assert.deepEqual(await select('tenant.id:"not the tenant"'), []);
+  assert.deepEqual(await select('deep.a:*'), []);
+});
+
+test('two equal keys in one object: the event and detection hold the last value, a field search the first (ADR 12)', async () => {
+  const normalizer = createNormalizer();
+  const raw = '{"dup":"first","dup":"last","s":"v"}';
+  const e = normalizer.fromJson(JSON.parse(raw), raw, { source: 'http', receivedAt: T0, tenant: 't2', idSeed: 'd' });
+  const file = join(dir, 'dup.bin');
+  writeFileSync(file, eventsToRowBinary([e]));
+  await session.queryAsync(insertFromFileSql(file));
+  const q = (query: string) =>
+    compileQuery(query, { from: T0 - 3600_000, to: T0 + 3600_000, limit: 10, tenants: ['t2'], now: T0 });
+  const run = async (query: string) => {
+    const c = q(query);
+    if (c.kind !== 'events') throw new Error('unreachable');
+    return (await session.queryBindAsync(c.sql, c.params, { format: 'JSONEachRow' })).text().trim();
+  };
+  assert.equal(e.fields.dup, 'last');
+  assert.notEqual(await run('dup:"first"'), '');
+  assert.equal(await run('dup:"last"'), '');
+  // Both values are words of the text: a word search finds the event by either.
+  assert.notEqual(await run('last'), '');
+  const row = JSON.parse(await run('dup:"first"')) as EventRow;
+  assert.equal(rowToEvent(row).dup, 'last');
+});
