@@ -20,6 +20,7 @@ import {
   RelpSession,
   relpFrame,
 } from './relp.ts';
+import { freePort } from '../../../test/harness/ports.ts';
 
 // The decoder -----------------------------------------------------------------------------------------------
 
@@ -83,15 +84,6 @@ const running: SyslogIntake[] = [];
 after(async () => {
   await Promise.all(running.map((i) => i.stop(Date.now() + 1000)));
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A publisher whose commits the test releases: `release()` lets every publish so far and later commit. */
 class GatedPublisher {
