@@ -34,6 +34,13 @@ export interface NormalizedEvent {
   /** Why parsing failed; the event is still stored raw. Empty when it parsed. */
   parseError?: string;
   fields: Record<string, FieldValue>;
+  /**
+   * JSON events: the first `count` keys of `fields` (in their own order) are original fields found at
+   * their paths in `raw` (the key split on dots) with these same values as the store's engine reads them, the
+   * last of them named `last`, so that the store keeps their strings in `raw` only (src/store/original-fields.ts,
+   * ADR 12). Absent when there are none or the engine might read the text otherwise. Travels on the bus.
+   */
+  inRaw?: readonly [count: number, last: string];
 }
 
 /**
@@ -50,21 +57,4 @@ export const MAX_EVENT_TIME_MS = Date.UTC(2149, 5, 6, 23, 59, 59, 999);
  */
 export function storedTime(e: Pick<NormalizedEvent, 'timestamp' | 'ingested'>): number {
   return e.timestamp <= MAX_EVENT_TIME_MS ? e.timestamp : e.ingested;
-}
-
-/**
- * The parsed JSON value of each event normalized from JSON in this process (the intake's own `JSON.parse` of
- * `raw`), so that the store's writer need not parse the text again (src/store/original-fields.ts). Weak: an
- * event that goes away takes it along; an event decoded from the bus has none.
- */
-const parsedTexts = new WeakMap<NormalizedEvent, object>();
-
-/** Keeps `value`, which must be `raw` as parsed, beside the event (see parsedTexts). */
-export function keepParsedText(event: NormalizedEvent, value: object): void {
-  parsedTexts.set(event, value);
-}
-
-/** The parsed `raw` of an event normalized in this process, if kept. */
-export function parsedTextOf(event: NormalizedEvent): object | undefined {
-  return parsedTexts.get(event);
 }

@@ -55,6 +55,8 @@ describe('fromJson', () => {
       logsource: { product: 'linux' },
       raw,
       fields: { 'event.kind': 'event', 'host.name': 'h', message: 'm' },
+      // The three fields are strings of the text at their paths: the store keeps them there only (ADR 12).
+      inRaw: [3, 'message'],
     });
   });
 

@@ -1,9 +1,10 @@
-import { type FieldValue, keepParsedText, type Logsource, type NormalizedEvent } from '../lib/event.ts';
+import type { FieldValue, Logsource, NormalizedEvent } from '../lib/event.ts';
 import { type ParseConfigInput, parseConfigSchema } from './config.ts';
 import { acceptedEventId, newEventId, seededEventId, windowsEventId } from './event-id.ts';
 import { learnShape } from './field-shapes.ts';
 import { normalizeJson } from './json.ts';
 import { ParseError } from './parse-error.ts';
+import { integersRead } from './raw-paths.ts';
 import { parseSyslog, type SyslogTimeOptions } from './syslog.ts';
 
 export { NORMALIZER_DEFAULTS, type ParseConfig, type ParseConfigInput, parseConfigSchema } from './config.ts';
@@ -38,7 +39,8 @@ export interface NormalizeContext {
 /** Turns received input into normalized events. Stateless and synchronous; one instance serves every intake. */
 export interface Normalizer {
   /**
-   * Normalizes one parsed JSON element (see `splitJson`); `raw` is its text as received. Throws
+   * Normalizes one parsed JSON element (see `splitJson`); `raw` is its text as received, which the store
+   * reads string fields back from (`inRaw`): never another text. Throws
    * {@link ParseError} when the value is not a JSON object. Hitting a size limit still gives an event,
    * with `parseError` saying what was left out.
    */
@@ -82,8 +84,11 @@ export function createNormalizer(config: ParseConfigInput = {}): Normalizer {
         } else id = newEventId(ctx.receivedAt);
       }
       const event = finish(id, n.timestamp, n.layout, raw, n.error, fields, ctx);
-      // The store's writer reads string fields' values in it instead of parsing `raw` again.
-      keepParsedText(event, value as object);
+      // The store keeps these fields' strings in `raw` only (ADR 12); `raw` must be the object's own text.
+      const inRaw = n.inRaw;
+      if (inRaw && n.error === undefined && raw.charCodeAt(0) === 0x7b && (!inRaw.large || integersRead(raw))) {
+        event.inRaw = [inRaw.count, inRaw.last];
+      }
       // The next events of this shape are built fast: smaller, so V8's scavenges copy less (field-shapes.ts).
       learnShape(event.fields);
       return event;

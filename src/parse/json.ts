@@ -1,5 +1,6 @@
 import type { EventLayout, FieldValue } from '../lib/event.ts';
 import { setOwn } from '../lib/lookup.ts';
+import { LARGE_NUMBER, MAX_RAW_DEPTH, numberRead, plainSegment, wellFormed } from './raw-paths.ts';
 import { parseTime } from './time.ts';
 import { addWindowsFields, type EventData, type WindowsSystem } from './windows.ts';
 
@@ -24,6 +25,12 @@ export interface JsonNormalized {
   record: { computer: string; channel: string; recordId: string } | undefined;
   /** Why the event is incomplete (a limit was hit); the fields kept are still valid. */
   error?: string;
+  /**
+   * The first `count` fields (in the fields' own order) are originals at plain paths of the text (every
+   * step a non-empty key without a dot), the last of them named `last`; undefined when there are none, or
+   * when the engine might read the text otherwise than V8 did (raw-paths.ts). See NormalizedEvent.inRaw.
+   */
+  inRaw?: { count: number; last: string; large: boolean };
 }
 
 /**
@@ -114,7 +121,9 @@ export function normalizeJson(obj: Record<string, unknown>, limits: JsonLimits):
     const v = fields[TIME_KEYS[i]];
     if (v !== undefined && Object.hasOwn(fields, TIME_KEYS[i])) timestamp = parseTime(v);
   }
-  return { layout, fields, timestamp, eventId: st.eventId, record, error: st.error };
+  const inRaw =
+    st.plainCount > 0 && st.readable ? { count: st.plainCount, last: st.plainLast, large: st.large } : undefined;
+  return { layout, fields, timestamp, eventId: st.eventId, record, error: st.error, inRaw };
 }
 
 interface FlattenState {
@@ -126,6 +135,15 @@ interface FlattenState {
   eventId: FieldValue | undefined;
   ecsHint: boolean;
   error: string | undefined;
+  /** Fields inserted so far at plain paths, before the first that is not; see JsonNormalized.inRaw. */
+  plainCount: number;
+  plainLast: string;
+  /** Still counting: no field at a path that is not plain inserted yet. */
+  plainOpen: boolean;
+  /** The engine reads the text as V8 did, as far as seen (raw-paths.ts). */
+  readable: boolean;
+  /** A number of LARGE_NUMBER magnitude was seen: the text's integers must be checked. */
+  large: boolean;
 }
 
 function flatten(obj: Record<string, unknown>, limits: JsonLimits): FlattenState {
@@ -138,28 +156,58 @@ function flatten(obj: Record<string, unknown>, limits: JsonLimits): FlattenState
     eventId: undefined,
     ecsHint: false,
     error: undefined,
+    plainCount: 0,
+    plainLast: '',
+    plainOpen: true,
+    readable: true,
+    large: false,
   };
-  walk(st, obj, '', 1);
+  walk(st, obj, '', 1, true);
   return st;
 }
 
-function walk(st: FlattenState, obj: Record<string, unknown>, prefix: string, depth: number): void {
+function walk(st: FlattenState, obj: Record<string, unknown>, prefix: string, depth: number, plain: boolean): void {
+  if (depth > MAX_RAW_DEPTH) st.readable = false;
   for (const k in obj) {
     const v = obj[k];
     const key = prefix === '' ? k : `${prefix}.${k}`;
+    const plainKey = plain && plainSegment(k);
+    if (!wellFormed(k)) st.readable = false;
     if (v === null || typeof v !== 'object') {
+      if (typeof v === 'string') {
+        if (!wellFormed(v)) st.readable = false;
+      } else if (typeof v === 'number') {
+        noteNumber(st, v);
+      }
       const scalar = toScalar(v);
-      if (scalar !== undefined) put(st, key, scalar);
+      if (scalar !== undefined) put(st, key, scalar, plainKey);
     } else if (Array.isArray(v)) {
-      if (scalarArray(v)) put(st, key, v as FieldValue[]);
-      else putJson(st, key, v);
+      if (scalarArray(v)) {
+        for (const x of v) {
+          if (typeof x === 'string') {
+            if (!wellFormed(x)) st.readable = false;
+          } else if (typeof x === 'number') noteNumber(st, x);
+        }
+        put(st, key, v as FieldValue[], plainKey);
+      } else {
+        // Its elements are not walked: whether the engine reads them is not known.
+        st.readable = false;
+        putJson(st, key, v);
+      }
     } else if (depth >= st.maxDepth) {
       st.error ??= `field ${JSON.stringify(key)} nests deeper than max_depth ${st.maxDepth}: kept as JSON text`;
       putJson(st, key, v);
     } else {
-      walk(st, v as Record<string, unknown>, key, depth + 1);
+      walk(st, v as Record<string, unknown>, key, depth + 1, plainKey);
     }
   }
+}
+
+/** Notes a number the engine may refuse (raw-paths.ts). */
+function noteNumber(st: FlattenState, v: number): void {
+  if (Math.abs(v) < LARGE_NUMBER) return;
+  st.large = true;
+  if (!numberRead(v)) st.readable = false;
 }
 
 /** Stores a value as its JSON text; JSON.stringify recurses, so absurdly deep values are left out instead. */
@@ -171,10 +219,10 @@ function putJson(st: FlattenState, key: string, v: unknown): void {
     st.error ??= `field ${JSON.stringify(key)} is nested too deeply to keep: it is only in event.original`;
     return;
   }
-  put(st, key, json);
+  put(st, key, json, false);
 }
 
-function put(st: FlattenState, key: string, value: FieldValue): void {
+function put(st: FlattenState, key: string, value: FieldValue, plain: boolean): void {
   if (key === TIMESTAMP) {
     st.timestamp ??= value;
     return;
@@ -197,6 +245,12 @@ function put(st: FlattenState, key: string, value: FieldValue): void {
   }
   st.count++;
   setOwn(st.fields, key, value);
+  if (st.plainOpen) {
+    if (plain) {
+      st.plainCount = st.count;
+      st.plainLast = key;
+    } else st.plainOpen = false;
+  }
 }
 
 /** JSON values are already scalars; values built in code (bigint, undefined, functions) are coerced or left out. */

@@ -9,29 +9,28 @@ import { createNormalizer } from '../parse/index.ts';
 import { compileQuery } from './index.ts';
 import { isFieldName } from './parser.ts';
 import { insertFromFileSql } from '../store/index.ts';
-import { OMITTED_MARK, omitted, parseRaw } from '../store/original-fields.ts';
+import { OMITTED_MARK } from '../store/original-fields.ts';
 import { eventsToRowBinary } from '../store/row-binary.ts';
 import { type EventRow, rowToEvent, rowToNormalized, storedValue } from '../store/rows.ts';
 import { COLUMN_FIELDS, EVENTS_TABLE, eventsTableDdl } from '../store/schema.ts';
 
 const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
 
-test('parseRaw: the text as V8 reads it, or nothing when the engine may read it otherwise', () => {
-  const parsed = parseRaw(
-    '{"EventID":4688,"Image":"C:\\\\Windows\\\\cmd.exe","a":{"b":"x","c.d":"y"},"k\\u0065y":"z"}',
-  );
-  assert.ok(parsed);
-  assert.ok(omitted(parsed, 'Image', 'C:\\Windows\\cmd.exe'));
-  assert.ok(omitted(parsed, 'a.b', 'x') && omitted(parsed, 'key', 'z'));
-  // A number, another value, a dotted key, a promoted field or a column's: never left out.
-  assert.ok(!omitted(parsed, 'EventID', 4688) && !omitted(parsed, 'Image', 'other'));
-  assert.ok(!omitted(parsed, 'a.c.d', 'y') && !omitted(parsed, 'c.d', 'y'));
-  assert.ok(!omitted(parseRaw('{"EventID":"4688","host":{"name":"h"}}') ?? {}, 'EventID', '4688'));
-  assert.ok(!omitted(parseRaw('{"host":{"name":"h"}}') ?? {}, 'host.name', 'h'));
+test('the normalizer names the leading original fields found at plain paths, unless the engine may read the text otherwise', () => {
+  const normalizer = createNormalizer({ max_depth: 100 });
+  const inRaw = (raw: string) =>
+    normalizer.fromJson(JSON.parse(raw), raw, { source: 'http', receivedAt: T0, tenant: 't' }).inRaw;
+  assert.deepEqual(inRaw('{"EventID":4688,"Image":"C:\\\\Windows\\\\cmd.exe","a":{"b":"x"},"k\\u0065y":"z"}'), [
+    4,
+    'key',
+  ]);
+  // A dotted key is no path: counting stops at it (the fields after it stay in the map).
+  assert.deepEqual(inRaw('{"c":"y","a.b":"x","d":"z"}'), [1, 'c']);
+  assert.equal(inRaw('{"a.b":"x","c":"y"}'), undefined);
   // -2^63 and 2^64 - 1 are read; one more is not, and the engine then finds no field of the text at all.
-  assert.ok(parseRaw('{"Keywords":-9223372036854775808,"s":"v"}'));
-  assert.ok(parseRaw('{"n":18446744073709551615,"s":"v"}'));
-  assert.ok(parseRaw('{"f":1e300,"g":123456789012345678901234567890.5,"s":"v"}'));
+  assert.ok(inRaw('{"Keywords":-9223372036854775808,"s":"v"}'));
+  assert.ok(inRaw('{"n":18446744073709551615,"s":"v"}'));
+  assert.ok(inRaw('{"f":1e300,"g":123456789012345678901234567890.5,"s":"v"}'));
   for (const text of [
     '{"n":18446744073709551616,"s":"v"}',
     '{"n":-9223372036854775809,"s":"v"}',
@@ -40,13 +39,14 @@ test('parseRaw: the text as V8 reads it, or nothing when the engine may read it 
     '{"s":"\\ud800"}',
     '{"\\udc00":"v"}',
     '{"l":["\\ud800"]}',
-    ' {"s":"v"}',
-    '["s"]',
-    '{"s":"v"',
+    '{"l":[{"x":"y"}],"s":"v"}',
     `${'{"a":'.repeat(70)}"v"${'}'.repeat(70)}`,
   ]) {
-    assert.equal(parseRaw(text), undefined, text);
+    assert.equal(inRaw(text), undefined, text);
   }
+  // The text must be the object's own: one that is not leaves nothing out.
+  const e = normalizer.fromJson({ s: 'v' }, ' {"s":"v"}', { source: 'http', receivedAt: T0, tenant: 't' });
+  assert.equal(e.inRaw, undefined);
 });
 
 // Events whose fields the writer leaves in `raw` in part, in whole or not at all; every one must be found

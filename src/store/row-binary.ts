@@ -1,6 +1,6 @@
 import { type FieldValue, type NormalizedEvent, storedTime } from '../lib/event.ts';
 import { createTurnTaker, TURN_BUDGET_MS } from '../lib/turns.ts';
-import { OMITTED_MARK, omitted, parsedRaw } from './original-fields.ts';
+import { OMITTED_MARK, omittable, omitted } from './original-fields.ts';
 import { storedValue, stringOr } from './rows.ts';
 import { contentHash } from './schema.ts';
 
@@ -315,22 +315,20 @@ function writeFields(w: RowBinaryWriter, e: NormalizedEvent): void {
   const sizeAt = w.at++;
   let n = 0;
   const logsource = e.logsource;
-  // String fields the engine reads back from `raw` are stored there only (original-fields.ts, ADR 12).
-  const parsed =
-    e.layout !== 'syslog' && e.parseError === undefined && !Object.hasOwn(e.fields, OMITTED_MARK)
-      ? parsedRaw(e)
-      : undefined;
+  // Original string fields the engine reads back from `raw` are stored there only (original-fields.ts, ADR 12).
+  const inRaw = omittable(e);
+  let index = 0;
   let left = false;
   for (const key in e.fields) {
+    const field = e.fields[key] as FieldValue;
+    if (index++ < inRaw && omitted(key, field)) {
+      left = true;
+      continue;
+    }
     // Carried by typed columns; not repeated in the map.
     if (key === 'host.name' || key === 'message') continue;
     // The event's logsource wins over a field of the same name (one key, as in the JSONEachRow rows).
     if (logsource && isLogsourceKey(key) && logsource[key.slice(16) as (typeof LOGSOURCE_KEYS)[number]]) continue;
-    const field = e.fields[key] as FieldValue;
-    if (parsed !== undefined && omitted(parsed, key, field)) {
-      left = true;
-      continue;
-    }
     const value = storedValue(field);
     if (value === undefined) continue;
     w.string(key);

@@ -44,7 +44,8 @@ export interface CollectedLimits {
 
 /** One line of the wire form. */
 export function encodeCollected(event: NormalizedEvent): string {
-  const { tenant: _tenant, ...wire } = event;
+  // `inRaw` lets the store leave fields out of its map: the site does not take a collector's word for it.
+  const { tenant: _tenant, inRaw: _inRaw, ...wire } = event;
   return JSON.stringify(wire);
 }
 

@@ -1,0 +1,48 @@
+/**
+ * What the engine's JSON reader (chdb's `JSONExtract*` over `raw`) reads as V8's `JSON.parse` does, measured in
+ * chdb (ADR 12). The store leaves a JSON event's original string fields out of its `fields` map when the engine
+ * finds the same strings at their paths in the event's text; these are the conditions for that.
+ */
+
+/**
+ * Deepest nesting of a text whose fields may be left out. The engine refuses documents nested deeper than
+ * about a thousand levels, and then finds no field of the text at all, as it does for a lone surrogate
+ * (`\ud800`) anywhere in it. Keys written with escapes it reads unescaped, as V8 does.
+ */
+export const MAX_RAW_DEPTH = 64;
+
+/**
+ * Numbers of this magnitude or more are checked in the text ({@link integersRead}): the engine refuses an
+ * integer written outside [-2^63, 2^64 - 1] (and then finds no field of the text), while one written with a
+ * fraction or an exponent is any double to it. Windows events carry -2^63 (`Keywords`) often.
+ */
+export const LARGE_NUMBER = 2 ** 63;
+
+const INT64_MIN = -(2n ** 63n);
+const UINT64_MAX = 2n ** 64n - 1n;
+/** Integer literals of 19 digits or more, in the text or in its strings alike (a string's digits only cost a check). */
+const LONG_INTEGER = /-?\d{19,}(?![\d.eE])/g;
+
+/** Whether every long integer literal of the text is one the engine reads. */
+export function integersRead(raw: string): boolean {
+  for (const m of raw.matchAll(LONG_INTEGER)) {
+    const n = BigInt(m[0]);
+    if (n < INT64_MIN || n > UINT64_MAX) return false;
+  }
+  return true;
+}
+
+/** Whether the engine reads a number as V8 did: false for one V8 read as infinite (1e400). */
+export function numberRead(v: number): boolean {
+  return Math.abs(v) < LARGE_NUMBER || Number.isFinite(v);
+}
+
+/** String.prototype.isWellFormed (Node 20 has it; the compiler's library target does not name it yet). */
+export function wellFormed(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** A key the engine's path finds as one step: not empty, and no dot (the path separator). */
+export function plainSegment(key: string): boolean {
+  return key.length > 0 && !key.includes('.');
+}
