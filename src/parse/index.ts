@@ -4,7 +4,7 @@ import { acceptedEventId, newEventId, seededEventId, windowsEventId } from './ev
 import { learnShape } from './field-shapes.ts';
 import { normalizeJson } from './json.ts';
 import { ParseError } from './parse-error.ts';
-import { integersRead } from './raw-paths.ts';
+import { integersRead, keysWritten } from './raw-paths.ts';
 import { parseSyslog, type SyslogTimeOptions } from './syslog.ts';
 
 export { NORMALIZER_DEFAULTS, type ParseConfig, type ParseConfigInput, parseConfigSchema } from './config.ts';
@@ -86,7 +86,13 @@ export function createNormalizer(config: ParseConfigInput = {}): Normalizer {
       const event = finish(id, n.timestamp, n.layout, raw, n.error, fields, ctx);
       // The store keeps these fields' strings in `raw` only (ADR 12); `raw` must be the object's own text.
       const inRaw = n.inRaw;
-      if (inRaw && n.error === undefined && raw.charCodeAt(0) === 0x7b && (!inRaw.large || integersRead(raw))) {
+      if (
+        inRaw &&
+        n.error === undefined &&
+        raw.charCodeAt(0) === 0x7b &&
+        (!inRaw.large || integersRead(raw)) &&
+        keysWritten(raw) === inRaw.keys
+      ) {
         event.inRaw = [inRaw.count, inRaw.last];
       }
       // The next events of this shape are built fast: smaller, so V8's scavenges copy less (field-shapes.ts).

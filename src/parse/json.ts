@@ -30,7 +30,7 @@ export interface JsonNormalized {
    * step a non-empty key without a dot), the last of them named `last`; undefined when there are none, or
    * when the engine might read the text otherwise than V8 did (raw-paths.ts). See NormalizedEvent.inRaw.
    */
-  inRaw?: { count: number; last: string; large: boolean };
+  inRaw?: { count: number; last: string; large: boolean; keys: number };
 }
 
 /**
@@ -122,7 +122,9 @@ export function normalizeJson(obj: Record<string, unknown>, limits: JsonLimits):
     if (v !== undefined && Object.hasOwn(fields, TIME_KEYS[i])) timestamp = parseTime(v);
   }
   const inRaw =
-    st.plainCount > 0 && st.readable ? { count: st.plainCount, last: st.plainLast, large: st.large } : undefined;
+    st.plainCount > 0 && st.readable
+      ? { count: st.plainCount, last: st.plainLast, large: st.large, keys: st.keys }
+      : undefined;
   return { layout, fields, timestamp, eventId: st.eventId, record, error: st.error, inRaw };
 }
 
@@ -144,6 +146,8 @@ interface FlattenState {
   readable: boolean;
   /** A number of LARGE_NUMBER magnitude was seen: the text's integers must be checked. */
   large: boolean;
+  /** Keys walked: fewer than the text holds when it repeats a key (see raw-paths.ts keysWritten). */
+  keys: number;
 }
 
 function flatten(obj: Record<string, unknown>, limits: JsonLimits): FlattenState {
@@ -161,6 +165,7 @@ function flatten(obj: Record<string, unknown>, limits: JsonLimits): FlattenState
     plainOpen: true,
     readable: true,
     large: false,
+    keys: 0,
   };
   walk(st, obj, '', 1, true);
   return st;
@@ -169,6 +174,7 @@ function flatten(obj: Record<string, unknown>, limits: JsonLimits): FlattenState
 function walk(st: FlattenState, obj: Record<string, unknown>, prefix: string, depth: number, plain: boolean): void {
   if (depth > MAX_RAW_DEPTH) st.readable = false;
   for (const k in obj) {
+    st.keys++;
     const v = obj[k];
     const key = prefix === '' ? k : `${prefix}.${k}`;
     const plainKey = plain && plainSegment(k);
@@ -238,7 +244,11 @@ function put(st: FlattenState, key: string, value: FieldValue, plain: boolean): 
     st.ecsHint = true;
   }
   // The nested and the dotted spelling of one ECS field flatten to the same key: the first one stays.
-  if (Object.hasOwn(st.fields, key)) return;
+  if (Object.hasOwn(st.fields, key)) {
+    // The field keeps a value the text's path may not give: nothing is left out of the map (ADR 12).
+    st.readable = false;
+    return;
+  }
   if (st.count >= st.maxFields) {
     st.error ??= `more than max_fields ${st.maxFields} fields: the rest are kept only in event.original`;
     return;

@@ -325,8 +325,9 @@ function writeFields(w: RowBinaryWriter, e: NormalizedEvent): void {
       left = true;
       continue;
     }
-    // Carried by typed columns; not repeated in the map.
-    if (key === 'host.name' || key === 'message') continue;
+    // Carried by typed columns; not repeated in the map. A field named as the mark is not stored: it would
+    // make the row read as one whose fields were left out (its text still holds it).
+    if (key === 'host.name' || key === 'message' || key === OMITTED_MARK) continue;
     // The event's logsource wins over a field of the same name (one key, as in the JSONEachRow rows).
     if (logsource && isLogsourceKey(key) && logsource[key.slice(16) as (typeof LOGSOURCE_KEYS)[number]]) continue;
     const value = storedValue(field);

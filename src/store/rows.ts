@@ -1,6 +1,6 @@
 import { type FieldValue, type NormalizedEvent, storedTime } from '../lib/event.ts';
 import { setOwn } from '../lib/lookup.ts';
-import { restoreOmitted } from './original-fields.ts';
+import { OMITTED_MARK, restoreOmitted } from './original-fields.ts';
 import { COLUMN_FIELDS, contentHash } from './schema.ts';
 
 /** Serializes events as JSONEachRow lines for the events table. */
@@ -16,8 +16,8 @@ function rowsText(events: readonly NormalizedEvent[]): string {
     // Without a prototype, a map key `__proto__` is an own key like any other (JSON.stringify writes it).
     const fields: Record<string, string> = Object.create(null);
     for (const key in e.fields) {
-      // Carried by typed columns; not repeated in the map.
-      if (key === 'host.name' || key === 'message') continue;
+      // Carried by typed columns; not repeated in the map. Nor a field named as the mark (row-binary.ts).
+      if (key === 'host.name' || key === 'message' || key === OMITTED_MARK) continue;
       const value = storedValue(e.fields[key]);
       if (value !== undefined) fields[key] = value;
     }
