@@ -1,6 +1,6 @@
 import type { EventLayout, FieldValue } from '../lib/event.ts';
 import { setOwn } from '../lib/lookup.ts';
-import { LARGE_NUMBER, MAX_RAW_DEPTH, numberRead, plainSegment, wellFormed } from './raw-paths.ts';
+import { LARGE_NUMBER, MAX_RAW_DEPTH, plainSegment, wellFormed } from './raw-paths.ts';
 import { parseTime } from './time.ts';
 import { addWindowsFields, type EventData, type WindowsSystem } from './windows.ts';
 
@@ -213,7 +213,8 @@ function walk(st: FlattenState, obj: Record<string, unknown>, prefix: string, de
 function noteNumber(st: FlattenState, v: number): void {
   if (Math.abs(v) < LARGE_NUMBER) return;
   st.large = true;
-  if (!numberRead(v)) st.readable = false;
+  // V8 reads 1e400 as Infinity; the engine refuses it.
+  if (!Number.isFinite(v)) st.readable = false;
 }
 
 /** Stores a value as its JSON text; JSON.stringify recurses, so absurdly deep values are left out instead. */

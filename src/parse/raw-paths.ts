@@ -20,21 +20,25 @@ export const LARGE_NUMBER = 2 ** 63;
 
 const INT64_MIN = -(2n ** 63n);
 const UINT64_MAX = 2n ** 64n - 1n;
-/** Integer literals of 19 digits or more, in the text or in its strings alike (a string's digits only cost a check). */
-const LONG_INTEGER = /-?\d{19,}(?![\d.eE])/g;
+/**
+ * Runs of 19 digits or more, in the text or in its strings alike (a string's digits only cost a check). Matched
+ * whole and looked around in code: a lookahead in the pattern made a long run followed by `.` backtrack once
+ * per digit from every start, quadratic in the run's length.
+ */
+const LONG_DIGITS = /\d{19,}/g;
+/** More digits than any integer the engine reads has (2^64 - 1 has 20). */
+const MAX_INTEGER_DIGITS = 20;
 
-/** Whether every long integer literal of the text is one the engine reads. */
+/** Whether every long integer literal of the text is one the engine reads (digits a fraction or exponent follows make a double). */
 export function integersRead(raw: string): boolean {
-  for (const m of raw.matchAll(LONG_INTEGER)) {
-    const n = BigInt(m[0]);
+  for (const m of raw.matchAll(LONG_DIGITS)) {
+    const next = raw.charCodeAt(m.index + m[0].length);
+    if (next === 0x2e /* . */ || next === 0x65 /* e */ || next === 0x45 /* E */) continue;
+    if (m[0].length > MAX_INTEGER_DIGITS) return false;
+    const n = raw.charCodeAt(m.index - 1) === 0x2d /* - */ ? -BigInt(m[0]) : BigInt(m[0]);
     if (n < INT64_MIN || n > UINT64_MAX) return false;
   }
   return true;
-}
-
-/** Whether the engine reads a number as V8 did: false for one V8 read as infinite (1e400). */
-export function numberRead(v: number): boolean {
-  return Math.abs(v) < LARGE_NUMBER || Number.isFinite(v);
 }
 
 /** String.prototype.isWellFormed (Node 20 has it; the compiler's library target does not name it yet). */

@@ -58,6 +58,24 @@ test('the normalizer names the leading original fields found at plain paths, unl
   assert.equal(e.inRaw, undefined);
 });
 
+test('the check of long integers costs linear time: a long digit run before a dot in a string', () => {
+  const normalizer = createNormalizer();
+  // A number of 2^63 or more makes the text's digit runs checked; this run, a regular expression with a
+  // lookahead walked back digit by digit from every start (about 10^11 steps here).
+  const raw = `{"big":1e19,"s":"${'1'.repeat(500_000)}.","t":"v"}`;
+  const started = performance.now();
+  const e = normalizer.fromJson(JSON.parse(raw), raw, { source: 'http', receivedAt: T0, tenant: 't' });
+  assert.deepEqual(e.inRaw, [3, 't'], 'digits a dot follows are no integer to the engine');
+  assert.ok(performance.now() - started < 2000, `took ${performance.now() - started} ms`);
+  const long = `{"big":1e19,"s":"${'1'.repeat(500_000)}"}`;
+  assert.equal(
+    normalizer.fromJson(JSON.parse(long), long, { source: 'http', receivedAt: T0, tenant: 't' }).inRaw,
+    undefined,
+  );
+  const ok = '{"big":1e19,"n":-9223372036854775808,"f":1234567890123456789012.5,"s":"v"}';
+  assert.ok(normalizer.fromJson(JSON.parse(ok), ok, { source: 'http', receivedAt: T0, tenant: 't' }).inRaw);
+});
+
 // Events whose fields the writer leaves in `raw` in part, in whole or not at all; every one must be found
 // by every one of its fields, and read back with the fields it was normalized with.
 const TEXTS = [
