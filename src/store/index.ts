@@ -39,12 +39,11 @@ export const INSERT_CHUNK_EVENTS = 2500;
 export const INSERT_CHUNK_RAW_BYTES = 6 * 1024 * 1024;
 
 /**
- * Least time between two releases of the engine's freed memory after paced writes (a store replica's, see
- * releaseMemory). Each release hands every freed page back, and the next INSERT faults them in again: on a
- * 3-node cluster at 6,000 events/s (a store replica writes once a second), page faults were 15 % of the
- * insert threads' perf samples with a release after every write (docs/performance.md). A single node's
- * writes (one per request) still release after each: its peak RSS (issue 12: at most 1.5 GB) was measured
- * so, and it is not measured with paced releases.
+ * Least time between two releases of the engine's freed memory after writes (see releaseMemory). Each release
+ * hands every freed page back, and the next INSERT faults them in again: on a 3-node cluster at 6,000
+ * events/s (a store replica writes once a second), page faults were 15 % of the insert threads' perf samples
+ * with a release after every write; on a single node, releases after every write (one a request) cost 20 to 40
+ * CPU-µs an event of HTTP ingest more than releases paced so, for no lower peak RSS (docs/performance.md).
  */
 export const RELEASE_MEMORY_INTERVAL_MS = 5000;
 
@@ -161,10 +160,8 @@ export interface EventStore extends Component {
   /**
    * Commits the events; resolves once the engine has written them (and fsynced them when configured).
    * `dedupToken` names the batch: written again with the same token (a redelivery), the engine drops it.
-   * `pacedRelease`: the engine's freed memory is released at most once per RELEASE_MEMORY_INTERVAL_MS
-   * instead of after this write (see releaseMemory).
    */
-  write(events: readonly NormalizedEvent[], opts?: { dedupToken?: string; pacedRelease?: boolean }): Promise<void>;
+  write(events: readonly NormalizedEvent[], opts?: { dedupToken?: string }): Promise<void>;
   /**
    * Runs a parameterized read for the store's own users (alerts, bookkeeping) and returns its JSONEachRow
    * rows; the engine stops it after store.query_timeout_ms (503 `query_timeout`).
@@ -323,19 +320,19 @@ export function createEventStore(
   let lastReleaseAt = 0;
   let trailingRelease: NodeJS.Timeout | undefined;
   /**
-   * Hands the engine's freed memory back to the system after a write; after a paced one at most once per
+   * Hands the engine's freed memory back to the system after a write, at most once per
    * RELEASE_MEMORY_INTERVAL_MS (a write within it leaves the release to a timer at its end). The engine's
    * allocator (jemalloc) keeps what an INSERT freed for reuse: measured with 5,000-event inserts of Mordor
    * events, the process stayed at 1.7 GB resident after the inserts, of which the engine still used 16 MB;
    * purged after each insert, the peak was 1.45 GB and the resident size between inserts 0.7 GB, for about
    * 5% of the rate. Runs after the write is acknowledged, one at a time.
    */
-  function releaseMemory(paced: boolean): void {
+  function releaseMemory(): void {
     const waitMs = lastReleaseAt + RELEASE_MEMORY_INTERVAL_MS - Date.now();
-    if (paced && waitMs > 0) {
+    if (waitMs > 0) {
       trailingRelease ??= setTimeout(() => {
         trailingRelease = undefined;
-        releaseMemory(true);
+        releaseMemory();
       }, waitMs);
       trailingRelease.unref();
       return;
@@ -528,7 +525,7 @@ export function createEventStore(
         }
         await inserting;
         lastError = undefined;
-        releaseMemory(opts.pacedRelease === true);
+        releaseMemory();
       } catch (err) {
         errors.inc({ op: 'write' });
         lastError = `write failed: ${errorMessage(err)}`;

@@ -215,11 +215,11 @@ FROM ${source}`;
  * have an empty `content_hash`; they were already one row per (tenant, ts, id), and a later resend of
  * one of them is stored beside it once (the one duplicate the migration can leave).
  */
+export function migrateFromV2Sql(table: string = EVENTS_TABLE): string {
+  return `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS content_hash String AFTER id, MODIFY ORDER BY ${SORT_KEY}, MODIFY COMMENT ${sqlString(SCHEMA_COMMENT)}`;
+}
+
 /** Version 3 to 4: only the rows written from now on differ (see SCHEMA_VERSION). */
 export function migrateFromV3Sql(table: string = EVENTS_TABLE): string {
   return `ALTER TABLE ${table} MODIFY COMMENT ${sqlString(SCHEMA_COMMENT)}`;
-}
-
-export function migrateFromV2Sql(table: string = EVENTS_TABLE): string {
-  return `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS content_hash String AFTER id, MODIFY ORDER BY ${SORT_KEY}, MODIFY COMMENT ${sqlString(SCHEMA_COMMENT)}`;
 }

@@ -408,12 +408,7 @@ export function createMaterializer(
         // Asked once per run: the consumer exists, it delivered this batch.
         if (consumerCreated === undefined) consumerCreated = (await deps.stream.consumerPosition(consumer))?.created;
         // The token lets the engine drop a batch redelivered exactly as it was.
-        // Paced releases of the engine's memory: a replica writes once per linger, and each release after a
-        // write was paid in page faults by the next one (see RELEASE_MEMORY_INTERVAL_MS).
-        await deps.store.write(batch.events, {
-          dedupToken: batchToken(streamId, consumerCreated ?? '', batch),
-          pacedRelease: true,
-        });
+        await deps.store.write(batch.events, { dedupToken: batchToken(streamId, consumerCreated ?? '', batch) });
         minIngested = Number.POSITIVE_INFINITY;
         for (const e of batch.events) {
           if (e.ingested < minIngested) minIngested = e.ingested;
