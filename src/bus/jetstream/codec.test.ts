@@ -71,12 +71,12 @@ test('big batches are split under the message limit, compressed or not, and noth
 });
 
 test('a batch is cut at the same events whether it fits one message or not, so a retry gets the same ids', () => {
-  // The cut of the joined event texts, as the codec made it before a batch that fits took one JSON.stringify.
+  // The cut of the event texts, one a line: `[\n`, each text and `,\n` (the last one `\n]`).
   const cuts = (events: NormalizedEvent[], target: number) => {
     const out: number[] = [];
     let size = 2;
     events.forEach((e, i) => {
-      const add = Buffer.byteLength(JSON.stringify(e)) + 1;
+      const add = Buffer.byteLength(JSON.stringify(e)) + 2;
       if (i > 0 && size + add > target && out.length === 0) out.push(i);
       size += add;
     });
@@ -91,7 +91,15 @@ test('a batch is cut at the same events whether it fits one message or not, so a
     const out = encodeBatches(events, { subjectPrefix: 'p', maxBytes, compress: false });
     assert.equal(out.length, messages, `limit ${maxBytes}`);
     assert.equal(out[0].events, cuts(events, maxBytes).first ?? events.length);
-    assert.equal(Buffer.from(out[0].body).toString(), JSON.stringify(events.slice(0, out[0].events)));
+    const text = Buffer.from(out[0].body).toString();
+    assert.equal(text.length, out.length === 1 ? size : text.length);
+    assert.equal(
+      text,
+      `[\n${events
+        .slice(0, out[0].events)
+        .map((e) => JSON.stringify(e))
+        .join(',\n')}\n]`,
+    );
   }
   // Compressed: what fits 8x the limit uncompressed but not the limit once gzip'ed is still halved until it fits.
   const noisy = Array.from({ length: 64 }, (_, i) => ({ ...ev(i), raw: randomBytes(1500).toString('base64') }));
@@ -102,6 +110,36 @@ test('a batch is cut at the same events whether it fits one message or not, so a
     out.flatMap((b) => decodeBatch(b.encoding, b.body)),
     noisy,
   );
+});
+
+test('a message holds one event a line; bodies in that layout or any other JSON array decode to the same events', () => {
+  const events = [ev(0), { ...ev(1), raw: 'line one\nline two, "quoted" \u2028 é 😀 \ud800' }, ev(2)];
+  const [plain] = encodeBatches(events, { subjectPrefix: 'p', maxBytes: 1 << 20, compress: false });
+  const text = Buffer.from(plain.body).toString();
+  assert.equal(text.split('\n').length, events.length + 2, 'one line an event, besides the brackets');
+  assert.deepEqual(JSON.parse(text), events, 'any JSON parser reads it (an older node)');
+  assert.deepEqual(decodeBatch('json', plain.body), events);
+  // An older node's one-line array, other spacing, and texts that look like the layout but are not, decode whole.
+  const other = [
+    JSON.stringify(events),
+    JSON.stringify(events, null, 2),
+    `[\n${JSON.stringify(events[0])},${JSON.stringify(events[1])}\n]`,
+    `[\n${JSON.stringify(events[0])}\n,\n${JSON.stringify(events[1])}\n]`,
+    '[\n\n]',
+    '[\n1,\n[2,3],\n"x"\n]',
+  ];
+  for (const body of other) {
+    assert.deepEqual(decodeBatch('json', Buffer.from(body)), JSON.parse(body), body.slice(0, 40));
+    assert.deepEqual(decodeBatch('json+gzip', gzipSync(body)), JSON.parse(body), body.slice(0, 40));
+  }
+  // What is not a JSON array is refused as before, in the layout or not.
+  for (const bad of ['[\n{"a":1},\n\n]', '[\n{"a":1},\n{"b":\n]', '[\n{"a":1}\n', '{"a":1}']) {
+    assert.throws(
+      () => decodeBatch('json', Buffer.from(bad)),
+      (err: Error) => err instanceof SyntaxError || err instanceof VigilError,
+      bad,
+    );
+  }
 });
 
 test('an event larger than the message limit on its own is refused with event_too_large', () => {
