@@ -75,13 +75,14 @@ export const ingestBenchmark: Benchmark = {
     const params = {
       events: intOption(opts, 'events', 300_000),
       /**
-       * Events posted to the measured node before its clock starts (the Mordor events after the measured ones):
-       * a node that has run a while has built its rules' routes per layout and compiled its hot code (V8's
-       * optimizing compiler, PGlite's WebAssembly), one-off costs that a short run counts per event. 0 by
-       * default, as the figures of earlier runs were measured: 10,000 gave 188 and 170 CPU-µs an event against
-       * 194 without (2026-12-07, load 2 to 3), the warm-up's own events 280.
+       * Events posted to the measured node before its clock starts (the Mordor events after the measured ones),
+       * so that the figures are a running node's: a node pays once, at its first events, for binding its rules
+       * to each layout (0.5 to 0.7 CPU-s for the SigmaHQ Windows rules), V8's optimizing compiles and PGlite's
+       * WebAssembly compiles, which a 50,000-event run would count at 20 to 30 CPU-µs an event (2026-12-07:
+       * 10,000 gave 188 and 170 against 194 without; the warm-up's own events 280). 10,000 by default since
+       * 2026-12-07 (session 14); `--warmup 0` measures a fresh node, as the figures before that date were.
        */
-      warmup: intOption(opts, 'warmup', 0, 0),
+      warmup: intOption(opts, 'warmup', 10_000, 0),
       clients: intOption(opts, 'clients', 4),
       batch: intOption(opts, 'batch', 5_000),
       syslog_connections: intOption(opts, 'syslog-connections', 2),
