@@ -42,8 +42,9 @@ export const INSERT_CHUNK_RAW_BYTES = 6 * 1024 * 1024;
  * Least time between two releases of the engine's freed memory after writes (see releaseMemory). Each release
  * hands every freed page back, and the next INSERT faults them in again: on a 3-node cluster at 6,000
  * events/s (a store replica writes once a second), page faults were 15 % of the insert threads' perf samples
- * with a release after every write; on a single node, releases after every write (one a request) cost 20 to 40
- * CPU-µs an event of HTTP ingest more than releases paced so, for no lower peak RSS (docs/performance.md).
+ * with a release after every write; a single node's HTTP ingest (one write a request) faulted about 10 % less
+ * and its engine insert threads took 45 to 58 CPU-µs an event against 56 to 75 with paced releases
+ * (docs/performance.md, 2026-12-07, session 14).
  */
 export const RELEASE_MEMORY_INTERVAL_MS = 5000;
 
@@ -317,7 +318,10 @@ export function createEventStore(
   /** One statement at a time on the read session (chdb runs one at a time per connection anyway). */
   const readEngine = createEngineGate(1);
   let purging = false;
-  let lastReleaseAt = 0;
+  /** A release asked for while one ran: made once that one ends (the writes since are not released yet). */
+  let releaseAgain = false;
+  /** performance.now() of the last release: the wall clock may step back. */
+  let lastReleaseAt = Number.NEGATIVE_INFINITY;
   let trailingRelease: NodeJS.Timeout | undefined;
   /**
    * Hands the engine's freed memory back to the system after a write, at most once per
@@ -328,7 +332,7 @@ export function createEventStore(
    * 5% of the rate. Runs after the write is acknowledged, one at a time.
    */
   function releaseMemory(): void {
-    const waitMs = lastReleaseAt + RELEASE_MEMORY_INTERVAL_MS - Date.now();
+    const waitMs = lastReleaseAt + RELEASE_MEMORY_INTERVAL_MS - performance.now();
     if (waitMs > 0) {
       trailingRelease ??= setTimeout(() => {
         trailingRelease = undefined;
@@ -338,20 +342,25 @@ export function createEventStore(
       return;
     }
     const s = session;
-    if (purging || !s) return;
+    if (!s) return;
+    if (purging) {
+      releaseAgain = true;
+      return;
+    }
     purging = true;
-    lastReleaseAt = Date.now();
+    lastReleaseAt = performance.now();
     releases.inc();
-    engine(() => s.queryAsync('SYSTEM JEMALLOC PURGE')).then(
-      () => {
-        purging = false;
-      },
-      (err: unknown) => {
-        purging = false;
-        errors.inc({ op: 'purge' });
-        deps.logger.warn({ err: errorMessage(err) }, 'Releasing the engine memory failed.');
-      },
-    );
+    const ended = () => {
+      purging = false;
+      if (!releaseAgain) return;
+      releaseAgain = false;
+      releaseMemory();
+    };
+    engine(() => s.queryAsync('SYSTEM JEMALLOC PURGE')).then(ended, (err: unknown) => {
+      errors.inc({ op: 'purge' });
+      deps.logger.warn({ err: errorMessage(err) }, 'Releasing the engine memory failed.');
+      ended();
+    });
   }
 
   /**

@@ -5,7 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import type { NormalizedEvent } from '../../lib/event.ts';
 import { shardOf } from '../../cluster/shards/types.ts';
-import { batchId, decodeBatch, encodeBatches, MAX_DECODED_BYTES, tenantToken } from './codec.ts';
+import { batchId, decodeBatch, encodeBatches, eventsOfLines, MAX_DECODED_BYTES, tenantToken } from './codec.ts';
 
 function ev(i: number, tenant = 'default', rawBytes = 200): NormalizedEvent {
   return {
@@ -91,8 +91,9 @@ test('a batch is cut at the same events whether it fits one message or not, so a
     const out = encodeBatches(events, { subjectPrefix: 'p', maxBytes, compress: false });
     assert.equal(out.length, messages, `limit ${maxBytes}`);
     assert.equal(out[0].events, cuts(events, maxBytes).first ?? events.length);
+    for (const b of out) assert.ok(b.body.length <= maxBytes, `${b.body.length} <= ${maxBytes}`);
+    if (messages === 1) assert.equal(out[0].body.length, size, "the size counted is the body's");
     const text = Buffer.from(out[0].body).toString();
-    assert.equal(text.length, out.length === 1 ? size : text.length);
     assert.equal(
       text,
       `[\n${events
@@ -119,6 +120,7 @@ test('a message holds one event a line; bodies in that layout or any other JSON 
   assert.equal(text.split('\n').length, events.length + 2, 'one line an event, besides the brackets');
   assert.deepEqual(JSON.parse(text), events, 'any JSON parser reads it (an older node)');
   assert.deepEqual(decodeBatch('json', plain.body), events);
+  assert.deepEqual(eventsOfLines(Buffer.from(plain.body)), events, 'decoded a line at a time');
   // An older node's one-line array, other spacing, and texts that look like the layout but are not, decode whole.
   const other = [
     JSON.stringify(events),
@@ -129,6 +131,8 @@ test('a message holds one event a line; bodies in that layout or any other JSON 
     '[\n1,\n[2,3],\n"x"\n]',
   ];
   for (const body of other) {
+    const inLayout = body === '[\n\n]' || body.startsWith('[\n1,');
+    assert.equal(eventsOfLines(Buffer.from(body)) !== undefined, inLayout, `line layout: ${body.slice(0, 40)}`);
     assert.deepEqual(decodeBatch('json', Buffer.from(body)), JSON.parse(body), body.slice(0, 40));
     assert.deepEqual(decodeBatch('json+gzip', gzipSync(body)), JSON.parse(body), body.slice(0, 40));
   }

@@ -40,7 +40,9 @@ export function batchId(events: readonly NormalizedEvent[]): string {
  * Splits events into messages of at most `maxBytes` on the wire, one subject per tenant (order is kept within
  * a tenant), and with `shards` > 1 one per shard and tenant (`<prefix>.s<shard>.<tenant>`, shard = shardOf(event
  * id)): a message never mixes shards, so each shard's consumer reads only its own events, and the same batch
- * is always cut the same way (a retried publish has the same Nats-Msg-Ids). Each message is a JSON array of
+ * is always cut the same way by the same version (a retried publish has the same Nats-Msg-Ids; a retry to a
+ * node of another version may be cut otherwise, and its events stored twice in the stream, which every
+ * consumer writes and evaluates idempotently: docs/deployment.md). Each message is a JSON array of
  * NormalizedEvent, one event a line (see {@link eventLines}), gzip'ed (level 1) when `compress` is set: logs
  * compress 5-15x, which shrinks the replicated stream, and the compression costs a few percent of the
  * encoding time. Throws InputError when one event alone does not fit.
@@ -100,23 +102,25 @@ interface EventTexts {
 
 /**
  * Where texts to be gzip'ed are written, reused from message to message (gzip copies what it reads): a fresh
- * buffer of a message's size is fresh memory, faulted in page by page, each time. It keeps the size of the
- * largest message text written, at most 8x `max_message_bytes` (encodeBatches' target) or one event.
+ * buffer of a message's size is fresh memory, faulted in page by page, each time. It grows to the largest
+ * text written, up to SCRATCH_MAX_BYTES (8x the default `max_message_bytes`, encodeBatches' target); a larger
+ * text gets a buffer of its own.
  */
 let scratch = Buffer.alloc(0);
+const SCRATCH_MAX_BYTES = 8 * 1024 * 1024;
 
 /**
  * A message's text: a JSON array with each event on a line of its own (`[\n{...},\n{...}\n]`), which any JSON
  * parser reads as before, and which {@link decodeBatch} decodes a line at a time: no string of the whole message
  * is made. Such a string of 0.3 to 8 MB is a large object of V8's heap, a fresh mapping of memory each time:
  * decoding it took 1.6 of a store replica's 20 CPU-seconds on a 3-node cluster at 6,000 events/s, more than
- * parsing it (docs/performance.md). JSON.stringify escapes every line feed inside strings, so a line is an event.
+ * parsing it (docs/performance.md, 2026-12-07, session 14). JSON.stringify escapes every line feed inside strings, so a line is an event.
  */
 function eventLines(events: EventTexts, from: number, to: number, reuse: boolean): Buffer {
   let size = LINES_OVERHEAD;
   for (let i = from; i < to; i++) size += events.bytes[i] + LINE_SEPARATOR.length;
   let out: Buffer;
-  if (!reuse) out = Buffer.allocUnsafe(size);
+  if (!reuse || size > SCRATCH_MAX_BYTES) out = Buffer.allocUnsafe(size);
   else {
     if (scratch.length < size) scratch = Buffer.allocUnsafe(size);
     out = scratch.subarray(0, size);
@@ -213,7 +217,7 @@ export function decodeBatch(
   } else if (encoding === 'json' || encoding === undefined)
     json = Buffer.from(body.buffer, body.byteOffset, body.length);
   else throw new VigilError('bus_bad_message', `unknown message encoding ${JSON.stringify(encoding)}`);
-  const events = linesOf(json) ?? JSON.parse(json.toString('utf8'));
+  const events = eventsOfLines(json) ?? JSON.parse(json.toString('utf8'));
   if (!Array.isArray(events)) throw new VigilError('bus_bad_message', 'a bus message is not a JSON array of events');
   return events as NormalizedEvent[];
 }
@@ -224,11 +228,11 @@ const OPEN = 0x5b;
 const CLOSE = 0x5d;
 
 /**
- * The elements of a message written as {@link eventLines}, each line parsed alone; undefined when the text is
+ * The elements of a message text written as {@link eventLines}, each line parsed alone; undefined when the text is
  * not in that layout (an older node's one-line array) or a line is not one element, which the caller then
  * parses whole: any JSON array decodes to the same elements either way.
  */
-function linesOf(json: Buffer): unknown[] | undefined {
+export function eventsOfLines(json: Buffer): unknown[] | undefined {
   const n = json.length;
   if (n < 4 || json[0] !== OPEN || json[1] !== LF || json[n - 1] !== CLOSE || json[n - 2] !== LF) return undefined;
   const out: unknown[] = [];
@@ -237,8 +241,8 @@ function linesOf(json: Buffer): unknown[] | undefined {
   // After a line with a comma, another element must follow: `[\n{...},\n\n]` is no array.
   let more = false;
   while (p < last) {
-    let nl = json.indexOf(LF, p);
-    if (nl < 0 || nl > last) nl = last;
+    // The text ends with a line feed at `last`, so one is always found.
+    const nl = json.indexOf(LF, p);
     const end = nl < last ? nl - 1 : nl;
     // Every line but the last ends with the array's comma; the last has none.
     if (nl < last ? json[end] !== COMMA : json[end - 1] === COMMA) return undefined;
