@@ -68,10 +68,19 @@ before(async () => {
     jsonCodec<Item>(),
     { logger: silentLogger, metrics },
   );
-  await log.ensure().catch(async () => {
-    while (!conn.ready()) await conn.wait(200, conn.ready);
-    await log.ensure();
-  });
+  // A cluster just elected may time out the stream's creation on a loaded machine (CI saw two 2 s timeouts in a
+  // row): retried until it is made, for 30 s at most.
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await log.ensure();
+      break;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      while (!conn.ready()) await conn.wait(200, conn.ready);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
 });
 
 after(async () => {
