@@ -12,7 +12,7 @@ function read(
   const stream = new PassThrough();
   return new Promise((resolve) => {
     readBodyText(stream, opts.limit ?? 1 << 20, opts.contentLength, (err, text) =>
-      resolve({ text, err: err ?? undefined }),
+      resolve({ text: text as string | undefined, err: err ?? undefined }),
     );
     for (const c of chunks) stream.write(c);
     if (opts.fail) stream.destroy(opts.fail);
@@ -97,7 +97,13 @@ test('a large body is decoded a mebibyte at a time with turns of the event loop 
   const { result, turns } = await eventLoopTurnsDuring(
     () =>
       new Promise<string | undefined>((resolve, reject) =>
-        readBodyText(stream, 1 << 24, String(bytes.length), (err, body) => (err ? reject(err) : resolve(body)), 0),
+        readBodyText(
+          stream,
+          1 << 24,
+          String(bytes.length),
+          (err, body) => (err ? reject(err) : resolve(body as string)),
+          0,
+        ),
       ),
   );
   assert.equal(result, text);

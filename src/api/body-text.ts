@@ -1,13 +1,10 @@
 import type { Readable } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import { errorCodes } from 'fastify';
-import { createTurnTaker, TURN_BUDGET_MS } from '../lib/turns.ts';
+import { BodyBytes, bodyText } from '../lib/body-bytes.ts';
+import { TURN_BUDGET_MS } from '../lib/turns.ts';
 
 /** A request body as Fastify hands it to a content type parser (a preParsing hook may report its encoded size). */
 export type BodyStream = Readable & { receivedEncodedLength?: number };
-
-/** Bytes decoded at a time: about a millisecond, and strings that V8 allocates beside its young generation. */
-const DECODE_BYTES = 1 << 20;
 
 /**
  * Reads a request body as UTF-8 text. Fastify's `parseAs: 'string'` decodes the whole body in one call at
@@ -18,14 +15,16 @@ const DECODE_BYTES = 1 << 20;
  * body through the young generation (longer scavenges), and per mebibyte a poll phase that read several
  * sockets decoded several mebibytes at once. The final join, one copy of the text, is left. Refuses as
  * Fastify does: past `limitBytes` (as soon as it is passed), or a length other than the Content-Length.
- * `budgetMs` is the decode's CPU slice between two turns (0 turns after every piece: tests).
+ * `budgetMs` is the decode's CPU slice between two turns (0 turns after every piece: tests). With `asBytes`
+ * (routes that split NDJSON from bytes, src/parse/json-bytes.ts) the body is handed over undecoded.
  */
 export function readBodyText(
   payload: BodyStream,
   limitBytes: number,
   contentLength: string | undefined,
-  done: (err: Error | null, body?: string) => void,
+  done: (err: Error | null, body?: string | BodyBytes) => void,
   budgetMs: number = TURN_BUDGET_MS,
+  asBytes = false,
 ): void {
   const declared = Number(contentLength);
   if (declared > limitBytes) {
@@ -62,7 +61,12 @@ export function readBodyText(
       done(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
       return;
     }
-    decodeInTurns(chunks, budgetMs).then(
+    const body = new BodyBytes(chunks, received);
+    if (asBytes) {
+      done(null, body);
+      return;
+    }
+    bodyText(body, budgetMs).then(
       (text) => done(null, text),
       (e: unknown) => done(e instanceof Error ? e : new Error(String(e))),
     );
@@ -71,32 +75,4 @@ export function readBodyText(
   payload.on('end', onEnd);
   payload.on('error', onEnd);
   payload.resume();
-}
-
-/**
- * The chunks decoded as UTF-8 a mebibyte at a time, letting the event loop turn between budgets. Each chunk is
- * let go once taken into a group, so the bytes shrink as the text grows: at the join, two copies of the text
- * are alive, not the bytes as well (a 48 MiB body peaked at 145 MiB above the baseline, 110 to 113 so).
- */
-async function decodeInTurns(chunks: (Buffer | undefined)[], budgetMs: number): Promise<string> {
-  const decoder = new StringDecoder('utf8');
-  const parts: string[] = [];
-  const turns = createTurnTaker(budgetMs);
-  let group: Buffer[] = [];
-  let groupBytes = 0;
-  for (let i = 0; i < chunks.length; i++) {
-    const chunk = chunks[i] as Buffer;
-    chunks[i] = undefined;
-    group.push(chunk);
-    groupBytes += chunk.length;
-    if (groupBytes < DECODE_BYTES && i < chunks.length - 1) continue;
-    if (turns.due()) await turns.take();
-    const text = decoder.write(group.length === 1 ? group[0] : Buffer.concat(group, groupBytes));
-    if (text.length > 0) parts.push(text);
-    group = [];
-    groupBytes = 0;
-  }
-  const rest = decoder.end();
-  if (rest.length > 0) parts.push(rest);
-  return parts.length === 1 ? parts[0] : parts.join('');
 }

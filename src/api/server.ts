@@ -12,6 +12,7 @@ import type { Logger } from '../lib/logger.ts';
 import { counter, gauge, histogram } from '../lib/metrics.ts';
 import type { Authenticator, Principal } from '../users/index.ts';
 import { isCollectorKey } from '../users/access.ts';
+import { TURN_BUDGET_MS } from '../lib/turns.ts';
 import { readBodyText } from './body-text.ts';
 import { type HttpConfig, splitAddr } from './config.ts';
 import { VERSION } from '../lib/version.ts';
@@ -20,6 +21,10 @@ import { isConsolePath } from './routes/console.ts';
 declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
+  }
+  interface FastifyContextConfig {
+    /** The route takes its body undecoded, as a BodyBytes (src/lib/body-bytes.ts), not as text. */
+    bodyAsBytes?: boolean;
   }
 }
 
@@ -301,7 +306,15 @@ export function createApiServer(
   // (body-text.ts), not in one call: that call stalled the event loop.
   app.addContentTypeParser(
     ['application/json', 'application/x-ndjson', 'application/ndjson', 'text/plain'],
-    (req, payload, done) => readBodyText(payload, req.routeOptions.bodyLimit, req.headers['content-length'], done),
+    (req, payload, done) =>
+      readBodyText(
+        payload,
+        req.routeOptions.bodyLimit,
+        req.headers['content-length'],
+        done,
+        TURN_BUDGET_MS,
+        req.routeOptions.config.bodyAsBytes === true,
+      ),
   );
 
   // A connection idle past idle_timeout_ms (or, holding no request, past keep_alive_timeout_ms: Node uses

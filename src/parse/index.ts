@@ -15,6 +15,7 @@ export {
   splitJson,
   splitJsonYielding,
 } from './json-stream.ts';
+export { splitJsonBytes } from './json-bytes.ts';
 export { newEventId } from './event-id.ts';
 export { ParseError } from './parse-error.ts';
 export type { SyslogTimeOptions } from './syslog.ts';

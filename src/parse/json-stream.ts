@@ -80,19 +80,46 @@ export async function splitJsonYielding(
   const out: JsonElement[] = [];
   const start = openBody(text, out, maxElements);
   if (start === undefined) return out;
-  const state: SequenceState = { p: start, line: 1, index: 0, failedChunkEnd: -1 };
+  await splitSequenceYielding(text, { p: start, line: 1, index: 0, failedChunkEnd: -1 }, out, maxElements, budgetMs);
+  return out;
+}
+
+/**
+ * Goes on with {@link splitJsonYielding} over `text`, the rest of a body from the start of its line `line`
+ * (1-based), after the elements already in `out`, as if the splitter had reached that line itself: it has when
+ * every element before it was one line that parsed alone and the next value starts a line with `{`
+ * (src/parse/json-bytes.ts). Appends to `out` and returns it.
+ */
+export async function splitRestYielding(
+  text: string,
+  line: number,
+  out: JsonElement[],
+  maxElements = Number.POSITIVE_INFINITY,
+  budgetMs = TURN_BUDGET_MS,
+): Promise<JsonElement[]> {
+  await splitSequenceYielding(text, { p: 0, line, index: out.length, failedChunkEnd: -1 }, out, maxElements, budgetMs);
+  return out;
+}
+
+async function splitSequenceYielding(
+  text: string,
+  state: SequenceState,
+  out: JsonElement[],
+  maxElements: number,
+  budgetMs: number,
+): Promise<void> {
   const turns = createTurnTaker(budgetMs);
   // Without turns, one call splits it all; with them, a look at the clock every SPLIT_CHECK_ELEMENTS.
   const step = budgetMs === Number.POSITIVE_INFINITY ? maxElements : SPLIT_CHECK_ELEMENTS;
   for (;;) {
     splitSequence(text, state, out, Math.min(maxElements, out.length + step));
-    if (state.p >= text.length || out.length >= maxElements) return out;
+    if (state.p >= text.length || out.length >= maxElements) return;
     if (turns.due()) await turns.take();
   }
 }
 
 /** Elements split between two looks at the clock: 32 Mordor lines (2.7 KB) parse in about 0.3 ms. */
-const SPLIT_CHECK_ELEMENTS = 32;
+export const SPLIT_CHECK_ELEMENTS = 32;
 
 /**
  * The opening both splitters share: skips a BOM, and splits a body that is one top-level array. Returns

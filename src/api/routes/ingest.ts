@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
 import { COLLECTED_PATH, type HttpIntake } from '../../intake/http/index.ts';
+import { BodyBytes } from '../../lib/body-bytes.ts';
 import { InputError, VigilError } from '../../lib/errors.ts';
 import type { Logsource } from '../../lib/event.ts';
 import { intakeMetrics } from '../../intake/metrics.ts';
@@ -11,13 +12,15 @@ import { principalOf, type RouteGroup } from '../server.ts';
 export function ingestRoutes(deps: { intake: HttpIntake; metrics: Registry }): RouteGroup {
   const { rejected } = intakeMetrics(deps.metrics);
   return (app) => {
-    app.post<{ Querystring: Record<string, string | undefined> }>('/api/v1/ingest', routeDocs.ingest, async (req) => {
+    // The body comes as its bytes: NDJSON is split from them without a text of the whole body (json-bytes.ts).
+    const options = { ...routeDocs.ingest, config: { bodyAsBytes: true } };
+    app.post<{ Querystring: Record<string, string | undefined> }>('/api/v1/ingest', options, async (req) => {
       const principal = principalOf(req);
       if (principal.role === 'viewer') {
         throw new VigilError('forbidden', 'viewers cannot ingest events', { status: 403 });
       }
       const body = req.body;
-      if (typeof body !== 'string') {
+      if (typeof body !== 'string' && !(body instanceof BodyBytes)) {
         rejected.inc({ source: 'http', reason: 'empty' });
         throw new InputError('empty_body', 'the request has no body: send NDJSON lines or a JSON array');
       }

@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import { type BodyBytes, bodyText } from '../../lib/body-bytes.ts';
 import type { Component } from '../../lib/component.ts';
 import { InputError, OverloadError, VigilError } from '../../lib/errors.ts';
 import type { Logsource, NormalizedEvent } from '../../lib/event.ts';
@@ -9,6 +10,7 @@ import {
   NORMALIZER_DEFAULTS,
   type ParseConfig,
   parseConfigSchema,
+  splitJsonBytes,
   splitJsonYielding,
 } from '../../parse/index.ts';
 import { attachRows } from '../../store/row-binary.ts';
@@ -37,7 +39,8 @@ export interface IngestResult {
 export { MAX_REJECTION_DETAILS } from './prepare.ts';
 
 export interface IngestRequest {
-  body: string;
+  /** The body as text, or as its bytes (the ingest route's: split from the bytes, see src/parse/json-bytes.ts). */
+  body: string | BodyBytes;
   tenant: string;
   logsource?: Logsource;
   /** The request's Idempotency-Key: a retry with the same key and body stores nothing twice. */
@@ -113,9 +116,10 @@ export function createHttpIntake(
       : undefined;
 
   /** Splits and normalizes a body on the event loop, turning it every few milliseconds. */
-  const prepareHere = async (body: string, ctx: PrepareContext): Promise<PrepareResult> => {
+  const prepareHere = async (body: string | BodyBytes, ctx: PrepareContext): Promise<PrepareResult> => {
     // One element past the limit is enough to refuse the request: the rest of the body is never split.
-    const elements = await splitJsonYielding(body, config.max_events_per_request + 1);
+    const max = config.max_events_per_request + 1;
+    const elements = typeof body === 'string' ? await splitJsonYielding(body, max) : await splitJsonBytes(body, max);
     if (elements.length > config.max_events_per_request) return { tooMany: true };
     return { prepared: await prepareOnLoop(elements, ctx, deps.normalizer, config.max_event_bytes) };
   };
@@ -138,14 +142,14 @@ export function createHttpIntake(
       // Checked before anything is read or recorded (the Idempotency-Key included): a draining node spends
       // nothing on a body it will not take.
       if (deps.admitting && !deps.admitting()) {
-        const lines = countLines(req.body);
+        const lines = countLines(await textOf(req.body));
         m.received.inc({ source: SOURCE }, lines);
         m.rejected.inc({ source: SOURCE, reason: 'draining' }, lines);
         throw new OverloadError('this node is in maintenance; send to another node', 1, 503, 'draining');
       }
       // Vigil's own health logsource: the whole request is refused, each of its events counted.
       if (isReservedLogsource(req.logsource)) {
-        const lines = countLines(req.body);
+        const lines = countLines(await textOf(req.body));
         m.received.inc({ source: SOURCE }, lines);
         m.rejected.inc({ source: SOURCE, reason: 'reserved_logsource' }, lines);
         throw new ReservedLogsourceError();
@@ -165,7 +169,7 @@ export function createHttpIntake(
       };
       const prepared = pool
         ? await pool.prepare({
-            body: req.body,
+            body: await textOf(req.body),
             ctx,
             maxEvents: config.max_events_per_request,
             maxEventBytes: config.max_event_bytes,
@@ -276,6 +280,11 @@ export function createHttpIntake(
 
 /** Fields a collected event may have past `parse.max_fields`: the ECS fields the normalizer adds. */
 const COLLECTED_ECS_FIELDS = 256;
+
+/** A body as text: a body still in bytes is decoded (taking turns of the event loop). */
+function textOf(body: string | BodyBytes): Promise<string> | string {
+  return typeof body === 'string' ? body : bodyText(body);
+}
 
 /**
  * Non-blank lines of a body, without parsing it: what a draining node counts as refused (NDJSON has one
