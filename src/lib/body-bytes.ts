@@ -9,7 +9,8 @@ const DECODE_BYTES = 1 << 20;
  * bytes (src/parse/json-bytes.ts), so no text of the whole body is ever made. A Mordor body of 5,000 events
  * holds a few non-ASCII characters, which made its whole text two bytes a character (21.6 MB for 10.8 MB of
  * UTF-8): decoding it in pieces, then joining them, cost 22 CPU-µs an event on a machine whose page faults
- * are dear, against 4 for parsing its lines. Chunks are let go as they are decoded ({@link bodyText}).
+ * are dear, against 4 for parsing its lines. Chunks are let go as they are read ({@link bodyText},
+ * `splitJsonBytes`): a body is read once.
  */
 export class BodyBytes {
   /** The chunks, in order; an entry is undefined once decoded. */

@@ -18,9 +18,14 @@ function chunked(bytes: Buffer, size: number): BodyBytes {
 }
 
 /** Splits `bytes` both ways, cut at each size, and asserts the same elements. */
-async function assertSameSplit(bytes: Buffer, name: string, max = Number.POSITIVE_INFINITY): Promise<void> {
+async function assertSameSplit(
+  bytes: Buffer,
+  name: string,
+  max = Number.POSITIVE_INFINITY,
+  sizes = [1, 3, 7, 64, Math.max(1, bytes.length)],
+): Promise<void> {
   const expected = await splitJsonYielding(bytes.toString('utf8'), max);
-  for (const size of [1, 3, 7, 64, Math.max(1, bytes.length)]) {
+  for (const size of sizes) {
     const got = await splitJsonBytes(chunked(bytes, size), max);
     assert.deepEqual(got, expected, `${name}, chunks of ${size} bytes, at most ${max} elements`);
   }
@@ -118,22 +123,32 @@ describe('the same elements as the text splitter', () => {
   });
 });
 
-test('NDJSON is split without decoding the body; anything else decodes it, letting the chunks go', async () => {
+test("the body's chunks are let go as they are read, whichever way it is split", async () => {
   const ndjson = new BodyBytes([Buffer.from('{"a":1}\n{"a"'), Buffer.from(':2}\n')], 16);
   assert.equal((await splitJsonBytes(ndjson)).length, 2);
-  assert.ok(
-    ndjson.chunks.every((c) => c !== undefined),
-    'the chunks are untouched',
-  );
+  assert.ok(ndjson.chunks.every((c) => c === undefined));
   const pretty = new BodyBytes([Buffer.from('{"a":1}\n{\n'), Buffer.from('"b":2\n}\n')], 18);
   assert.deepEqual(
     (await splitJsonBytes(pretty)).map((e) => ('value' in e ? e.value : e.error)),
     [{ a: 1 }, { b: 2 }],
   );
-  assert.ok(
-    pretty.chunks.every((c) => c === undefined),
-    'decoded, and let go',
+  assert.ok(pretty.chunks.every((c) => c === undefined));
+});
+
+test('bodies past a group of lines (a mebibyte) split as the text splitter splits them', async () => {
+  const line = (i: number) => `{"i":${i},"m":"${i % 7 === 0 ? 'é€' : 'x'}${'y'.repeat(300)}"}`;
+  const lines = Array.from({ length: 9_000 }, (_, i) => line(i));
+  const ndjson = Buffer.from(`${lines.join('\n')}\n`);
+  await assertSameSplit(ndjson, 'NDJSON of 2.8 MB', Number.POSITIVE_INFINITY, [65_536, 1 << 20, 3_000_000]);
+  // A pretty-printed object, a malformed line and blank lines far past the first group.
+  const mixed = Buffer.from(
+    `${lines.slice(0, 4_000).join('\n')}\n\n\n{\n "p": 1\n}\n{"bad":\n${lines.slice(4_000).join('\n')}`,
   );
+  await assertSameSplit(mixed, 'mixed, 2.8 MB', Number.POSITIVE_INFINITY, [65_536, 1 << 20]);
+  const blank = Buffer.from(`${'\n'.repeat(1_500_000)}[{"a":1}]`);
+  await assertSameSplit(blank, 'an array after 1.5 MB of blank lines', Number.POSITIVE_INFINITY, [65_536]);
+  const blankThenObjects = Buffer.from(`${'\n'.repeat(1_500_000)}{"a":1}\n  {"b":2}\n`);
+  await assertSameSplit(blankThenObjects, 'objects after 1.5 MB of blank lines', Number.POSITIVE_INFINITY, [65_536]);
 });
 
 test('a large body is split taking turns of the event loop, blank lines too', async () => {
