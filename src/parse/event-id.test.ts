@@ -79,3 +79,8 @@ describe('event.id sent with the event', () => {
   ];
   for (const c of cases) test(c.name, () => assert.equal(acceptedEventId(c.value), c.expected));
 });
+
+test('deterministic ids never change across versions (a retry through a node of another version stores nothing twice)', () => {
+  assert.equal(windowsEventId('t', 'HOST', 'Security', '123'), '767f126a2ba7e9e68a59dfe97a1425b0');
+  assert.equal(seededEventId('t1', 'key-1:1', '{"a":1}'), '4069239a40fc11035e5f5d18002a2cf6');
+});

@@ -1,5 +1,6 @@
-import { createHash, randomFillSync } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { FieldValue } from '../lib/event.ts';
+import { sha256Hex } from '../lib/sha256.ts';
 
 const PRINTABLE_ID = /^[\x20-\x7e]{1,128}$/;
 
@@ -28,15 +29,15 @@ export function windowsEventId(tenant: string, computer: string, channel: string
   return digest('winlog', [tenant, computer.toLowerCase(), channel.toLowerCase()], recordId);
 }
 
-/** SHA-256 truncated to 128 bits, as 32 lowercase hex digits, over length-prefixed parts and a final tail. */
+/**
+ * SHA-256 truncated to 128 bits, as 32 lowercase hex digits, over length-prefixed parts and a final tail: one
+ * text hashed at once (a hash object and five updates took about three times the CPU; the bytes are the same).
+ */
 function digest(kind: string, parts: string[], tail: string): string {
-  const h = createHash('sha256');
-  h.update(kind);
+  let text = kind;
   // Length prefixes keep ("ab", "c") and ("a", "bc") apart; the tail needs none, it is last.
-  for (const p of parts) h.update(`\n${p.length}:${p}`);
-  h.update('\n');
-  h.update(tail);
-  return h.digest('hex').slice(0, 32);
+  for (const p of parts) text += `\n${p.length}:${p}`;
+  return sha256Hex(`${text}\n${tail}`).slice(0, 32);
 }
 
 const POOL_SIZE = 4096;
