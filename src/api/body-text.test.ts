@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { eventLoopTurnsDuring } from '../../test/harness/event-loop.ts';
+import { BodyBytes } from '../lib/body-bytes.ts';
 import { readBodyText } from './body-text.ts';
 
 /** Feeds `chunks` to readBodyText, with `contentLength` as the header; the text, or the error it gave. */
@@ -102,11 +103,38 @@ test('a large body is decoded a mebibyte at a time with turns of the event loop 
           1 << 24,
           String(bytes.length),
           (err, body) => (err ? reject(err) : resolve(body as string)),
-          0,
+          { budgetMs: 0 },
         ),
       ),
   );
   assert.equal(result, text);
   // 8 MiB in pieces of a mebibyte: a turn before each piece.
   assert.ok(turns >= 7, `the event loop turned ${turns} times while the body was decoded`);
+});
+
+test('small chunks are gathered into pieces in order, and asBytes hands the bytes over undecoded', async () => {
+  const text = `${'{"a":"é"}\n'.repeat(10_000)}`;
+  const bytes = Buffer.from(text);
+  const cuts: Buffer[] = [];
+  // A byte a chunk, then a chunk large enough to be kept as it is, then a byte a chunk again.
+  for (let i = 0; i < 50_000; i++) cuts.push(bytes.subarray(i, i + 1));
+  cuts.push(bytes.subarray(50_000, 90_000));
+  for (let i = 90_000; i < bytes.length; i++) cuts.push(bytes.subarray(i, i + 1));
+  const readAs = (asBytes: boolean) => {
+    const stream = new PassThrough();
+    const got = new Promise<string | BodyBytes | undefined>((resolve, reject) =>
+      readBodyText(stream, 1 << 20, String(bytes.length), (err, body) => (err ? reject(err) : resolve(body)), {
+        asBytes,
+      }),
+    );
+    for (const c of cuts) stream.write(c);
+    stream.end();
+    return got;
+  };
+  const body = await readAs(true);
+  assert.ok(body instanceof BodyBytes);
+  const chunks = body.chunks as Buffer[];
+  assert.ok(chunks.length <= 4, `${cuts.length} chunks kept as ${chunks.length}`);
+  assert.ok(Buffer.concat(chunks).equals(bytes));
+  assert.equal(await readAs(false), text);
 });

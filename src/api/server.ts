@@ -12,7 +12,6 @@ import type { Logger } from '../lib/logger.ts';
 import { counter, gauge, histogram } from '../lib/metrics.ts';
 import type { Authenticator, Principal } from '../users/index.ts';
 import { isCollectorKey } from '../users/access.ts';
-import { TURN_BUDGET_MS } from '../lib/turns.ts';
 import { readBodyText } from './body-text.ts';
 import { type HttpConfig, splitAddr } from './config.ts';
 import { VERSION } from '../lib/version.ts';
@@ -301,20 +300,15 @@ export function createApiServer(
   let bound = splitAddr(config.addr);
 
   app.removeAllContentTypeParsers();
-  // Bodies stay text: the ingest route splits NDJSON itself (a JSON object per line, not one document).
-  // Kept as their chunks and decoded at the end a mebibyte at a time, taking turns of the event loop
-  // (body-text.ts), not in one call: that call stalled the event loop.
+  // Bodies stay text, or bytes for the ingest route, which splits NDJSON itself (a JSON object per line, not
+  // one document) from the bytes (`bodyAsBytes`). Kept as their chunks and decoded at the end a mebibyte at
+  // a time, taking turns of the event loop (body-text.ts), not in one call: that call stalled the event loop.
   app.addContentTypeParser(
     ['application/json', 'application/x-ndjson', 'application/ndjson', 'text/plain'],
     (req, payload, done) =>
-      readBodyText(
-        payload,
-        req.routeOptions.bodyLimit,
-        req.headers['content-length'],
-        done,
-        TURN_BUDGET_MS,
-        req.routeOptions.config.bodyAsBytes === true,
-      ),
+      readBodyText(payload, req.routeOptions.bodyLimit, req.headers['content-length'], done, {
+        asBytes: req.routeOptions.config.bodyAsBytes === true,
+      }),
   );
 
   // A connection idle past idle_timeout_ms (or, holding no request, past keep_alive_timeout_ms: Node uses

@@ -13,14 +13,11 @@ const DECODE_BYTES = 1 << 20;
  * `splitJsonBytes`): a body is read once.
  */
 export class BodyBytes {
-  /** The chunks, in order; an entry is undefined once decoded. */
+  /** The chunks, in order; an entry is undefined once read. */
   readonly chunks: (Buffer | undefined)[];
-  /** The body's length in bytes. */
-  readonly bytes: number;
 
-  constructor(chunks: Buffer[], bytes: number) {
+  constructor(chunks: Buffer[]) {
     this.chunks = chunks;
-    this.bytes = bytes;
   }
 }
 

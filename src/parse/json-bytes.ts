@@ -40,6 +40,7 @@ export async function splitJsonBytes(
   budgetMs = TURN_BUDGET_MS,
 ): Promise<JsonElement[]> {
   const out: JsonElement[] = [];
+  if (!(maxElements > 0)) return out;
   const turns = createTurnTaker(budgetMs);
   const source = groups(body);
   // A line that parsed alone as an object, kept until the line after it shows it was a whole element.
@@ -66,6 +67,12 @@ export async function splitJsonBytes(
         if (turns.due()) await turns.take();
       }
       const start = pos;
+      if (group[start] === NL) {
+        // An empty line, without a call to find its end.
+        pos++;
+        lineNumber++;
+        continue;
+      }
       const nl = group.indexOf(NL, start);
       const end = nl < 0 ? group.length : nl;
       pos = end + 1;
@@ -139,13 +146,7 @@ function remaining(source: Generator<Buffer>): Buffer[] {
 
 /** The pieces' text, decoded as UTF-8 in turns (src/lib/body-bytes.ts). */
 function textOf(pieces: Buffer[], budgetMs: number): Promise<string> {
-  return bodyText(
-    new BodyBytes(
-      pieces,
-      pieces.reduce((n, b) => n + b.length, 0),
-    ),
-    budgetMs,
-  );
+  return bodyText(new BodyBytes(pieces), budgetMs);
 }
 
 /** A line's text (`latin1` is the group's Latin-1 text) and its value, or undefined when it is not one JSON value. */
