@@ -21,35 +21,22 @@ export class BodyBytes {
   }
 }
 
-/** Where a decode starts: a chunk, and a byte in it (a line's start, so never inside a character). */
-export interface BytePosition {
-  chunk: number;
-  offset: number;
-}
-
 /**
- * The body's text from `from` to its end, decoded as UTF-8 (invalid bytes as U+FFFD, as Buffer#toString
- * makes them) a mebibyte at a time, letting the event loop turn between budgets (src/lib/turns.ts). Each chunk
- * is let go once taken (those before `from` at once), so the bytes shrink as the text grows: the body cannot
- * be read again afterwards.
+ * The body's text, decoded as UTF-8 (invalid bytes as U+FFFD, as Buffer#toString makes them) a mebibyte at a
+ * time, letting the event loop turn between budgets (src/lib/turns.ts). Each chunk is let go once taken, so the
+ * bytes shrink as the text grows: the body cannot be read again afterwards.
  * `budgetMs` 0 turns after every piece (tests).
  */
-export async function bodyText(
-  body: BodyBytes,
-  budgetMs: number = TURN_BUDGET_MS,
-  from: BytePosition = { chunk: 0, offset: 0 },
-): Promise<string> {
+export async function bodyText(body: BodyBytes, budgetMs: number = TURN_BUDGET_MS): Promise<string> {
   const { chunks } = body;
-  for (let i = 0; i < from.chunk; i++) chunks[i] = undefined;
   const decoder = new StringDecoder('utf8');
   const parts: string[] = [];
   const turns = createTurnTaker(budgetMs);
   let group: Buffer[] = [];
   let groupBytes = 0;
-  for (let i = from.chunk; i < chunks.length; i++) {
-    const whole = chunks[i];
-    if (whole === undefined) throw new Error('a request body was decoded twice');
-    const chunk = i === from.chunk && from.offset > 0 ? whole.subarray(from.offset) : whole;
+  for (let i = 0; i < chunks.length; i++) {
+    const chunk = chunks[i];
+    if (chunk === undefined) throw new Error('a request body was decoded twice');
     chunks[i] = undefined;
     group.push(chunk);
     groupBytes += chunk.length;
