@@ -17,6 +17,7 @@ import {
   EVENTS_TABLE,
   eventsTableDdl,
   FORCE_MERGE_SETTINGS,
+  FULL_TEXT_INDEX,
   migrateFromV1Sql,
   migrateFromV2Sql,
   migrateFromV3Sql,
@@ -93,9 +94,10 @@ export function insertFromFileSql(path: string, dedupToken?: string, nice = 0): 
   const token = dedupToken === undefined ? undefined : PLAIN_TOKEN.test(dedupToken) ? dedupToken : hexToken(dedupToken);
   const set = [
     ...(token === undefined ? [] : [`insert_deduplication_token = '${token}'`]),
+    `exclude_materialize_skip_indexes_on_insert = '${FULL_TEXT_INDEX}'`,
     ...(nice > 0 ? [`os_thread_priority = ${niceValue(nice)}`] : []),
   ];
-  const settings = set.length === 0 ? '' : ` SETTINGS ${set.join(', ')}`;
+  const settings = ` SETTINGS ${set.join(', ')}`;
   return `INSERT INTO ${EVENTS_TABLE} (${columns})${settings} SELECT * FROM file('${path}', 'RowBinary', '${structure}')`;
 }
 
