@@ -95,6 +95,10 @@ export function insertFromFileSql(path: string, dedupToken?: string, nice = 0): 
   const set = [
     ...(token === undefined ? [] : [`insert_deduplication_token = '${token}'`]),
     `exclude_materialize_skip_indexes_on_insert = '${FULL_TEXT_INDEX}'`,
+    // Rows of the same sort key within one INSERT stay two rows until a merge (FINAL, in every search, shows
+    // one), rather than being collapsed in a copy of the whole block: 20.4 to 24.4 -> 17.0 to 18.5 CPU-µs a
+    // Mordor event (in-process, fsync on, best of 5; the engine's MergingBlocks time was 8 µs an event).
+    'optimize_on_insert = 0',
     ...(nice > 0 ? [`os_thread_priority = ${niceValue(nice)}`] : []),
   ];
   const settings = ` SETTINGS ${set.join(', ')}`;

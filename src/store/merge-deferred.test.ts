@@ -5,9 +5,9 @@ import type { NormalizedEvent } from '../lib/event.ts';
 import { compileQuery } from '../query/index.ts';
 import { FULL_TEXT_INDEX } from './schema.ts';
 
-// The events' INSERTs leave the text index on `raw` to the first merge (schema.ts, FULL_TEXT_INDEX): the
-// same words are found in a part without it (read from `raw`) as after the merge that builds it.
-const store = fileStore('vigil-text-index-at-merge-');
+// Work the events' INSERTs leave to the first merge (insertFromFileSql): the text index on `raw` (schema.ts,
+// FULL_TEXT_INDEX) and the collapse of rows of the same sort key. Searches answer the same before and after.
+const store = fileStore('vigil-merge-deferred-');
 
 const NOW = Date.now();
 
@@ -70,4 +70,23 @@ test('an INSERT writes its part without the text index; words are found in it, a
   assert.ok(merged.bytes > 0, 'the merge built the text index');
   const after = await counts();
   assert.deepEqual(after, before);
+});
+
+test('an event twice in one INSERT is two rows until a merge, and one event to a search before and after it', async () => {
+  await store().exec('SYSTEM STOP MERGES vigil.events');
+  const twice = event(500, 'netstat');
+  await store().write([twice, event(501, 'netstat'), { ...twice }]);
+  const rows = async () => {
+    const [row] = await store().query<{ n: string }>("SELECT count() AS n FROM vigil.events WHERE id = 'e500'", {});
+    return Number(row.n);
+  };
+  assert.equal(await rows(), 2, 'the INSERT kept both rows');
+  assert.equal(await countOf('netstat'), 2);
+  const c = compileQuery('netstat', { from: 0, to: 2e12, limit: 100, tenants: ['t1'], now: NOW });
+  const found = await store().query<{ id: string }>(c.sql, c.params);
+  assert.deepEqual(found.map((r) => r.id).sort(), ['e500', 'e501']);
+  await store().exec('SYSTEM START MERGES vigil.events');
+  await store().exec('OPTIMIZE TABLE vigil.events FINAL');
+  assert.equal(await rows(), 1);
+  assert.equal(await countOf('netstat'), 2);
 });
