@@ -12,10 +12,12 @@ import { createSearchAdmission } from './admission.ts';
 import type { StoreConfig } from './config.ts';
 import { createEngineGate, queryTimeoutError } from './engine-gate.ts';
 import { ROW_BINARY_STRUCTURE, RowBuffers, rowsOf } from './row-binary.ts';
+import { ActiveDays } from './active-days.ts';
 import {
   DATABASE,
   EVENTS_TABLE,
   eventsTableDdl,
+  FORCE_MERGE_AGE_S,
   FORCE_MERGE_SETTINGS,
   FULL_TEXT_INDEX,
   migrateFromV1Sql,
@@ -85,8 +87,18 @@ const SAFE_FILE_PATH = /^[\w/ .,:+=@%~-]+$/;
  * characters (the store's own, `<stream>:<first>-<last>:<digest>#<chunk>`) goes in as it is, the same token as the
  * text insert gave before, so a batch redelivered across an upgrade is still dropped; any other goes in as
  * hex, so nothing of its text reaches the SQL.
+ *
+ * `deferToMerges` (rows of partitions this store keeps writing, see ActiveDays): the INSERT leaves two pieces
+ * of work to the merges that follow, which redo them from the merged rows in any case. The text index
+ * on `raw` (FULL_TEXT_INDEX): 32 to 37 -> 21 to 24 CPU-µs a Mordor event, and a part without it is searched by
+ * reading `raw` (the same answers; 20,000 events in 8 parts: 14 ms a one-word count, 7 ms with it). And the
+ * collapse of rows of the same sort key within the INSERT (`optimize_on_insert`; FINAL, in every search, shows
+ * one): 20.4 to 24.4 -> 17.0 to 18.5 (in-process, fsync on, best of 5; the engine's MergingBlocks time was 8 µs
+ * an event). The first INSERT into a partition (an import, a late event, the first after a start) indexes and
+ * collapses at insert: a partition that only ever gets one INSERT never merges, and its part would otherwise
+ * stay unindexed and be merged by every FINAL that reads it.
  */
-export function insertFromFileSql(path: string, dedupToken?: string, nice = 0): string {
+export function insertFromFileSql(path: string, dedupToken?: string, nice = 0, deferToMerges = false): string {
   const columns = ROW_BINARY_STRUCTURE.map(([name]) => name).join(', ');
   const structure = ROW_BINARY_STRUCTURE.map(([name, type]) => `${name} ${type}`)
     .join(', ')
@@ -94,14 +106,12 @@ export function insertFromFileSql(path: string, dedupToken?: string, nice = 0): 
   const token = dedupToken === undefined ? undefined : PLAIN_TOKEN.test(dedupToken) ? dedupToken : hexToken(dedupToken);
   const set = [
     ...(token === undefined ? [] : [`insert_deduplication_token = '${token}'`]),
-    `exclude_materialize_skip_indexes_on_insert = '${FULL_TEXT_INDEX}'`,
-    // Rows of the same sort key within one INSERT stay two rows until a merge (FINAL, in every search, shows
-    // one), rather than being collapsed in a copy of the whole block: 20.4 to 24.4 -> 17.0 to 18.5 CPU-µs a
-    // Mordor event (in-process, fsync on, best of 5; the engine's MergingBlocks time was 8 µs an event).
-    'optimize_on_insert = 0',
+    ...(deferToMerges
+      ? [`exclude_materialize_skip_indexes_on_insert = '${FULL_TEXT_INDEX}'`, 'optimize_on_insert = 0']
+      : []),
     ...(nice > 0 ? [`os_thread_priority = ${niceValue(nice)}`] : []),
   ];
-  const settings = ` SETTINGS ${set.join(', ')}`;
+  const settings = set.length === 0 ? '' : ` SETTINGS ${set.join(', ')}`;
   return `INSERT INTO ${EVENTS_TABLE} (${columns})${settings} SELECT * FROM file('${path}', 'RowBinary', '${structure}')`;
 }
 
@@ -428,13 +438,20 @@ export function createEventStore(
   }
 
   let insertFiles = 0;
+  /** The days this store wrote to lately: their INSERTs may leave work to merges (see insertFromFileSql). */
+  const activeDays = new ActiveDays(FORCE_MERGE_AGE_S * 1000);
   /** The buffers chunks' rows are built in, reused (see RowBuffers: fewer full markings of the heap). */
   const rowBuffers = new RowBuffers();
   /**
    * Inserts RowBinary rows through a file of their own (see insertFromFileSql), deleted afterwards. `rows` go
    * back to rowBuffers once written to the file, before the engine reads it.
    */
-  async function insertFile(s: Session, rows: Buffer, dedupToken?: string): Promise<void> {
+  async function insertFile(
+    s: Session,
+    rows: Buffer,
+    dedupToken: string | undefined,
+    days: number[] | undefined,
+  ): Promise<void> {
     const path = join(insertDir, `${process.pid}-${insertFiles++}.bin`);
     try {
       await writeFile(path, rows, { mode: 0o600 });
@@ -442,7 +459,9 @@ export function createEventStore(
       rowBuffers.give(rows);
     }
     try {
-      await engine(() => s.queryAsync(insertFromFileSql(path, dedupToken, config.ingest_nice)));
+      const defer = activeDays.allActive(days, Date.now());
+      await engine(() => s.queryAsync(insertFromFileSql(path, dedupToken, config.ingest_nice, defer)));
+      activeDays.written(days, Date.now());
     } finally {
       // Awaited: a file left behind is only disk until the next start empties the folder, but a failure to
       // delete it is reported by the write (the rows are committed by then; a retry is dropped by its token).
@@ -533,7 +552,7 @@ export function createEventStore(
           await inserting;
           // Chunks are cut the same way every time, so each has a token of its own.
           const token = opts.dedupToken ? `${opts.dedupToken}#${i}` : undefined;
-          inserting = insertFile(s, values, token);
+          inserting = insertFile(s, values, token, activeDays.daysOf(events, i, end));
           // Awaited below, after the next chunk's rows are built (turns of the event loop): a failure meanwhile
           // must not count as an unhandled rejection, which would end the process.
           inserting.catch(() => {});

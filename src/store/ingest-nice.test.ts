@@ -92,9 +92,9 @@ const nicesOf = (seen: Map<string, Set<number>>) => new Set([...seen.values()].f
 test('the INSERTs of a write run at store.ingest_nice, the engine arguments nice merges, and 0 leaves both alone', () => {
   assert.match(
     insertFromFileSql('/tmp/x.bin', 'events:1-2', NICE),
-    / SETTINGS insert_deduplication_token = 'events:1-2', .*, os_thread_priority = 7 SELECT /,
+    / SETTINGS insert_deduplication_token = 'events:1-2', os_thread_priority = 7 SELECT /,
   );
-  assert.match(insertFromFileSql('/tmp/x.bin', undefined, 25), / SETTINGS .*os_thread_priority = 19 SELECT /);
+  assert.match(insertFromFileSql('/tmp/x.bin', undefined, 25), / SETTINGS os_thread_priority = 19 SELECT /);
   assert.doesNotMatch(insertFromFileSql('/tmp/x.bin', 'events:1-2', 0), /os_thread_priority/);
   assert.deepEqual(ingestNiceArgs(NICE), ['--os_threads_nice_value_merge_mutate=7']);
   assert.deepEqual(ingestNiceArgs(0), []);

@@ -5,17 +5,18 @@ import type { NormalizedEvent } from '../lib/event.ts';
 import { compileQuery } from '../query/index.ts';
 import { FULL_TEXT_INDEX } from './schema.ts';
 
-// Work the events' INSERTs leave to the first merge (insertFromFileSql): the text index on `raw` (schema.ts,
-// FULL_TEXT_INDEX) and the collapse of rows of the same sort key. Searches answer the same before and after.
+// Work an INSERT into a day the store wrote to lately leaves to the merges (insertFromFileSql's
+// `deferToMerges`, active-days.ts): the text index on `raw` (schema.ts, FULL_TEXT_INDEX) and the collapse of
+// rows of the same sort key. Searches answer the same before and after; the first INSERT into a day does both.
 const store = fileStore('vigil-merge-deferred-');
 
 const NOW = Date.now();
 
-function event(i: number, word: string): NormalizedEvent {
+function event(i: number, word: string, at = NOW - 1000 + i): NormalizedEvent {
   const raw = JSON.stringify({ n: i, CommandLine: `cmd.exe /c ${word} --Flag${i}` });
   return {
     id: `e${i}`,
-    timestamp: NOW - 1000 + i,
+    timestamp: at,
     ingested: NOW,
     tenant: 't1',
     source: 'http',
@@ -52,14 +53,18 @@ const counts = async () => ({
   flag7: await countOf('flag7'),
 });
 
-test('an INSERT writes its part without the text index; words are found in it, and after the merge that builds the index', async () => {
+test('an INSERT into a day written lately leaves the text index to the merge; words are found before and after it', async () => {
   assert.equal(FULL_TEXT_INDEX, 'idx_raw_text');
   await store().exec('SYSTEM STOP MERGES vigil.events');
+  // The day's first INSERT builds the index; the next, into a partition that now has a part, leaves it.
   await store().write(Array.from({ length: 30 }, (_, i) => event(i, i % 3 === 0 ? 'whoami' : 'ipconfig')));
+  const first = await indexBytes();
+  assert.equal(first.parts, 1);
+  assert.ok(first.bytes > 0, "the day's first INSERT built the text index");
   await store().write(Array.from({ length: 20 }, (_, i) => event(100 + i, 'WhoAmI')));
-  const fresh = await indexBytes();
-  assert.equal(fresh.parts, 2);
-  assert.equal(fresh.bytes, 0, 'the INSERTs built no text index');
+  const second = await indexBytes();
+  assert.equal(second.parts, 2);
+  assert.equal(second.bytes, first.bytes, 'the second INSERT built no text index');
   const before = await counts();
   assert.deepEqual(before, { whoami: 30, ipconfig: 20, flag7: 1 });
 
@@ -67,13 +72,14 @@ test('an INSERT writes its part without the text index; words are found in it, a
   await store().exec('OPTIMIZE TABLE vigil.events FINAL');
   const merged = await indexBytes();
   assert.equal(merged.parts, 1);
-  assert.ok(merged.bytes > 0, 'the merge built the text index');
+  assert.ok(merged.bytes > first.bytes, 'the merge built the text index of every row');
   const after = await counts();
   assert.deepEqual(after, before);
 });
 
 test('an event twice in one INSERT is two rows until a merge, and one event to a search before and after it', async () => {
   await store().exec('SYSTEM STOP MERGES vigil.events');
+  await store().write([event(499, 'route')]); // the day written lately, whatever ran before
   const twice = event(500, 'netstat');
   await store().write([twice, event(501, 'netstat'), { ...twice }]);
   const rows = async () => {
@@ -89,4 +95,22 @@ test('an event twice in one INSERT is two rows until a merge, and one event to a
   await store().exec('OPTIMIZE TABLE vigil.events FINAL');
   assert.equal(await rows(), 1);
   assert.equal(await countOf('netstat'), 2);
+});
+
+test("a day's first INSERT indexes and collapses its rows at insert: a lone part of an old day is final", async () => {
+  const old = Date.UTC(2026, 0, 10, 12);
+  const twice = event(900, 'tasklist', old);
+  const indexedBefore = (await indexBytes()).bytes;
+  await store().write([twice, event(901, 'tasklist', old + 1), { ...twice }]);
+  const [part] = await store().query<{ rows: string; level: number }>(
+    `SELECT toString(rows) AS rows, level FROM system.parts
+      WHERE active AND database = 'vigil' AND table = 'events' AND partition_id = '20260110'`,
+    {},
+  );
+  // Level 1: the engine's FINAL reads a partition of one such part as it is, without merging it.
+  assert.deepEqual(part, { rows: '2', level: 1 });
+  assert.ok((await indexBytes()).bytes > indexedBefore, 'the INSERT built the text index');
+  const c = compileQuery('tasklist | stats count()', { from: 0, to: 2e12, limit: 100, tenants: ['t1'], now: NOW });
+  const [row] = await store().query<{ count: string }>(c.sql, c.params);
+  assert.equal(Number(row.count), 2);
 });

@@ -80,21 +80,16 @@ export const PROMOTED_FIELDS: Readonly<Record<string, string>> = lookup({
 /**
  * The column searched by bare words. Its text (inverted) index on `lower(raw)` splits on what `hasToken`
  * splits on, so the engine answers `hasToken(lower(raw), t)` from the index alone ("direct read"), without
- * reading `raw`: over 10M Mordor events a one-word count took 129 ms, against 738 ms with the token bloom
+ * reading `raw`, in every part that has it (a part of today's INSERTs gets it at its first merge, see
+ * FULL_TEXT_INDEX): over 10M Mordor events a one-word count took 129 ms, against 738 ms with the token bloom
  * filter of schema 1 (which still had to read and scan `raw` in the 5% of granules it kept). It costs about
  * as much at insert, and six times the bloom filter's disk (705 MB for 10M events, 3,990 MB the table).
  */
 export const FULL_TEXT_COLUMN = 'raw';
 
 /**
- * The name of that text index. The events' INSERTs leave it out of the parts they write
- * (`exclude_materialize_skip_indexes_on_insert`); every merge builds it, as it rebuilds it from the merged
- * rows in any case, so each event's words are tokenized once less: 20,000 Mordor events in 2,500-event
- * INSERTs (fsync on, best of 3) took 32 to 37 CPU-µs an event with it and 21 to 24 without, and a merge of
- * the parts the same either way. A part without it is searched by reading `raw` (same answers): 20,000
- * such events in 8 parts 14 ms a one-word count, 7 ms with it. Parts stay so until their first merge,
- * seconds under ingest; a partition that only ever got one INSERT (a late event of an old day) keeps its
- * one small part unindexed. Bulk copies (insertRows) still build it at insert: their pages fill old days.
+ * The name of that text index. INSERTs of the days live ingest writes leave it out of their parts, and the
+ * merges that follow build it (insertFromFileSql's `recent`); until then a part is searched by reading `raw`.
  */
 export const FULL_TEXT_INDEX = 'idx_raw_text';
 
