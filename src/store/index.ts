@@ -88,15 +88,15 @@ const SAFE_FILE_PATH = /^[\w/ .,:+=@%~-]+$/;
  * text insert gave before, so a batch redelivered across an upgrade is still dropped; any other goes in as
  * hex, so nothing of its text reaches the SQL.
  *
- * `deferToMerges` (rows of partitions this store keeps writing, see ActiveDays): the INSERT leaves two pieces
- * of work to the merges that follow, which redo them from the merged rows in any case. The text index
- * on `raw` (FULL_TEXT_INDEX): 32 to 37 -> 21 to 24 CPU-µs a Mordor event, and a part without it is searched by
- * reading `raw` (the same answers; 20,000 events in 8 parts: 14 ms a one-word count, 7 ms with it). And the
- * collapse of rows of the same sort key within the INSERT (`optimize_on_insert`; FINAL, in every search, shows
- * one): 20.4 to 24.4 -> 17.0 to 18.5 (in-process, fsync on, best of 5; the engine's MergingBlocks time was 8 µs
- * an event). The first INSERT into a partition (an import, a late event, the first after a start) indexes and
- * collapses at insert: a partition that only ever gets one INSERT never merges, and its part would otherwise
- * stay unindexed and be merged by every FINAL that reads it.
+ * `deferToMerges` (rows of partitions this store keeps writing, see ActiveDays; ADR 13): the INSERT leaves
+ * two pieces of work to the merges that follow, which redo them from the merged rows in any case. The text
+ * index on `raw` (FULL_TEXT_INDEX): 32 to 37 -> 21 to 24 CPU-µs a Mordor event, and a part without it is
+ * searched by reading `raw` (the same answers; 20,000 events in 8 parts: 14 ms a one-word count, 7 ms with
+ * it). And the collapse of rows of the same sort key within the INSERT (`optimize_on_insert`; FINAL, in every
+ * search, shows one): 20.4 to 24.4 -> 17.0 to 18.5 (in-process, fsync on, best of 5; the engine's
+ * MergingBlocks time was 8 µs an event). The first INSERT into a partition (an import, a late event, the first
+ * after a start) indexes and collapses at insert: a partition that only ever gets one INSERT never merges, and
+ * its part would otherwise stay unindexed and be merged by every FINAL that reads it.
  */
 export function insertFromFileSql(path: string, dedupToken?: string, nice = 0, deferToMerges = false): string {
   const columns = ROW_BINARY_STRUCTURE.map(([name]) => name).join(', ');
