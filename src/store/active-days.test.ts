@@ -39,3 +39,14 @@ test('at most 256 days are remembered, the least lately written forgotten first'
   assert.equal(days.allActive([44], 1000), false, 'forgotten');
   assert.equal(days.allActive([46], 1000), true);
 });
+
+test('days are those the rows are stored in: a time past the last the engine keeps is stored at its receipt', () => {
+  const days = new ActiveDays(1000);
+  const late = { timestamp: Date.UTC(2200, 0, 1), ingested: D + 5 } as NormalizedEvent;
+  assert.deepEqual(days.daysOf([late], 0, 1), [D / DAY]);
+  assert.equal(days.daysOf(at(-1), 0, 1), undefined, 'before 1970');
+  days.written([D / DAY], 0);
+  assert.equal(days.allActive([D / DAY], 10), true);
+  days.forget();
+  assert.equal(days.allActive([D / DAY], 10), false, 'forgotten after rows were deleted');
+});

@@ -13,6 +13,7 @@ import type { StoreConfig } from './config.ts';
 import { createEngineGate, queryTimeoutError } from './engine-gate.ts';
 import { ROW_BINARY_STRUCTURE, RowBuffers, rowsOf } from './row-binary.ts';
 import { ActiveDays } from './active-days.ts';
+import { mergeLoneParts } from './lone-parts.ts';
 import {
   DATABASE,
   EVENTS_TABLE,
@@ -155,6 +156,12 @@ export function withTimeLimit(sql: string, ms: number, nice = 0): string {
   return TRAILING_SETTINGS.test(trimmed) ? `${trimmed}, ${limit}` : `${trimmed}\nSETTINGS ${limit}`;
 }
 
+/** How often the store merges partitions left with one unmerged part (lone-parts.ts): the force merge's age. */
+const LONE_PARTS_SWEEP_MS = FORCE_MERGE_AGE_S * 1000;
+
+/** Statements that take rows or parts out of a table. */
+const REMOVES_ROWS = /\b(DELETE|DROP|TRUNCATE|DETACH|MOVE|REPLACE)\b/i;
+
 /** Where a batch is cut into INSERTs: by raw size, at most 8x INSERT_CHUNK_EVENTS each; the same cut for the same batch. */
 export function insertChunks(events: readonly NormalizedEvent[]): [number, number][] {
   const out: [number, number][] = [];
@@ -286,6 +293,11 @@ export function createEventStore(
     deps.metrics,
     'vigil_store_memory_releases_total',
     "Releases of the engine's freed memory to the system after writes (SYSTEM JEMALLOC PURGE).",
+  );
+  const loneMerged = counter(
+    deps.metrics,
+    'vigil_store_lone_partitions_merged_total',
+    'Partitions left with one unmerged part (its word index not built) that the store merged (lone-parts.ts).',
   );
   const timeouts = counter(
     deps.metrics,
@@ -440,6 +452,31 @@ export function createEventStore(
   let insertFiles = 0;
   /** The days this store wrote to lately: their INSERTs may leave work to merges (see insertFromFileSql). */
   const activeDays = new ActiveDays(FORCE_MERGE_AGE_S * 1000);
+  let sweepTimer: NodeJS.Timeout | undefined;
+  let sweeping: Promise<void> | undefined;
+  /**
+   * Merges the partitions left with one unmerged part (lone-parts.ts), every LONE_PARTS_SWEEP_MS; a failure is
+   * counted and logged, and the next sweep tries again.
+   */
+  async function sweepLoneParts(): Promise<void> {
+    try {
+      const merged = await mergeLoneParts(
+        {
+          query: (sql, params) => read(sql, params),
+          exec: async (sql) => {
+            await engine(() => open().queryAsync(sql));
+          },
+        },
+        FORCE_MERGE_AGE_S,
+      );
+      if (merged.length === 0) return;
+      loneMerged.inc(merged.length);
+      deps.logger.info({ partitions: merged }, 'Partitions left with one unmerged part were merged.');
+    } catch (err) {
+      errors.inc({ op: 'sweep' });
+      deps.logger.warn({ err: errorMessage(err) }, 'Merging partitions left with one unmerged part failed.');
+    }
+  }
   /** The buffers chunks' rows are built in, reused (see RowBuffers: fewer full markings of the heap). */
   const rowBuffers = new RowBuffers();
   /**
@@ -520,11 +557,20 @@ export function createEventStore(
       // Opened once the table is in its final layout: a search never sees a migration midway.
       searchSession = new Session(dir, sessionOpts);
       readSession = new Session(dir, sessionOpts);
+      sweepTimer = setInterval(() => {
+        sweeping ??= sweepLoneParts().finally(() => {
+          sweeping = undefined;
+        });
+      }, LONE_PARTS_SWEEP_MS);
+      sweepTimer.unref();
       deps.logger.info({ dir, retention_days: config.retention_days, fsync: config.fsync }, 'The event store is open.');
     },
     async stop() {
       clearTimeout(trailingRelease);
       trailingRelease = undefined;
+      clearInterval(sweepTimer);
+      sweepTimer = undefined;
+      await sweeping;
       searchSession?.close();
       searchSession = undefined;
       readSession?.close();
@@ -598,6 +644,8 @@ export function createEventStore(
     },
     async exec(sql, params = {}) {
       const s = open();
+      // Rows of the events table deleted: a day's earlier part may go without a merge (see ActiveDays).
+      if (sql.includes(EVENTS_TABLE) && REMOVES_ROWS.test(sql)) activeDays.forget();
       // Parameterized and on the writing session (tables the writes use), so exclusive: let out behind an
       // INSERT it would hold chdb's line of parameterized statements, the searches' included (readSession).
       await engine(() => s.queryBindAsync(sql, params, { format: 'JSONEachRow' }), { exclusive: true });

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { fileStore } from '../../test/harness/event-store.ts';
 import type { NormalizedEvent } from '../lib/event.ts';
 import { compileQuery } from '../query/index.ts';
+import { mergeLoneParts } from './lone-parts.ts';
 import { FULL_TEXT_INDEX } from './schema.ts';
 
 // Work an INSERT into a day the store wrote to lately leaves to the merges (insertFromFileSql's
@@ -11,8 +12,10 @@ import { FULL_TEXT_INDEX } from './schema.ts';
 const store = fileStore('vigil-merge-deferred-');
 
 const NOW = Date.now();
+/** Noon (UTC) of today: the tests' events of one day, whatever the time of the run. */
+const NOON = Math.floor(NOW / 86_400_000) * 86_400_000 + 43_200_000;
 
-function event(i: number, word: string, at = NOW - 1000 + i): NormalizedEvent {
+function event(i: number, word: string, at = NOON + i): NormalizedEvent {
   const raw = JSON.stringify({ n: i, CommandLine: `cmd.exe /c ${word} --Flag${i}` });
   return {
     id: `e${i}`,
@@ -113,4 +116,40 @@ test("a day's first INSERT indexes and collapses its rows at insert: a lone part
   const c = compileQuery('tasklist | stats count()', { from: 0, to: 2e12, limit: 100, tenants: ['t1'], now: NOW });
   const [row] = await store().query<{ count: string }>(c.sql, c.params);
   assert.equal(Number(row.count), 2);
+});
+
+test('a part left alone unmerged (its earlier part dropped) is merged by the sweep; a drop makes the store forget its days', async () => {
+  const day = Date.UTC(2026, 0, 20, 12);
+  const parts = () =>
+    store().query<{ name: string; level: number }>(
+      `SELECT name, level FROM system.parts WHERE active AND database = 'vigil' AND table = 'events'
+        AND partition_id = '20260120' ORDER BY level`,
+      {},
+    );
+  const levels = async () => (await parts()).map((p) => p.level);
+  await store().exec('SYSTEM STOP MERGES vigil.events');
+  await store().write([event(700, 'hostname', day), event(701, 'hostname', day + 1)]);
+  await store().write([event(702, 'whoami', day + 2), event(702, 'whoami', day + 2)]);
+  assert.deepEqual(await levels(), [0, 1], "the day's second INSERT left its work to a merge");
+  const first = (await parts()).find((p) => p.level === 1)?.name;
+  await store().exec(`ALTER TABLE vigil.events DROP PART '${first}'`);
+  assert.deepEqual(await levels(), [0], 'the unmerged part is alone in its day');
+  await store().exec('SYSTEM START MERGES vigil.events');
+  const indexed = (await indexBytes()).bytes;
+  assert.deepEqual(await mergeLoneParts(store(), 0), ['20260120']);
+  const [merged] = await levels();
+  assert.ok(merged >= 1, 'merged');
+  assert.ok((await indexBytes()).bytes > indexed, 'its word index built');
+  const [row] = await store().query<{ n: string }>(
+    "SELECT toString(count()) AS n FROM vigil.events WHERE id = 'e702'",
+    {},
+  );
+  assert.equal(row.n, '1', 'its two rows of one event collapsed');
+  assert.deepEqual(await mergeLoneParts(store(), 0), [], 'nothing left to merge');
+  // The drop made the store forget the day: its next INSERT does all its work again.
+  await store().write([event(703, 'arp', day + 3)]);
+  assert.ok(
+    (await levels()).every((l) => l >= 1),
+    'no unmerged part',
+  );
 });

@@ -89,7 +89,7 @@ export const FULL_TEXT_COLUMN = 'raw';
 
 /**
  * The name of that text index. INSERTs of the days live ingest writes leave it out of their parts, and the
- * merges that follow build it (insertFromFileSql's `recent`); until then a part is searched by reading `raw`.
+ * merges that follow build it (insertFromFileSql's `deferToMerges`); until then a part is searched by reading `raw`.
  */
 export const FULL_TEXT_INDEX = 'idx_raw_text';
 
