@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { fileStore } from '../../test/harness/event-store.ts';
-import type { NormalizedEvent } from '../lib/event.ts';
-import { compileQuery } from '../query/index.ts';
-import { mergeLoneParts } from './lone-parts.ts';
-import { FULL_TEXT_INDEX } from './schema.ts';
+import { fileStore } from '../harness/event-store.ts';
+import type { NormalizedEvent } from '../../src/lib/event.ts';
+import { compileQuery } from '../../src/query/index.ts';
+import { mergeLoneParts } from '../../src/store/lone-parts.ts';
+import { FULL_TEXT_INDEX } from '../../src/store/schema.ts';
 
 // Work an INSERT into a day the store wrote to lately leaves to the merges (insertFromFileSql's
 // `deferToMerges`, active-days.ts): the text index on `raw` (schema.ts, FULL_TEXT_INDEX) and the collapse of
