@@ -21,6 +21,7 @@ import type { DevClusterState, MemberRecord } from './plan.ts';
 import { portAllocator } from './plan.ts';
 import { isRunning } from './process.ts';
 import { formatStatus } from './status-table.ts';
+import { waitUntil } from '../../test/harness/wait.ts';
 
 const servers: Server[] = [];
 const clusters: DevCluster[] = [];
@@ -303,6 +304,28 @@ test('a reload the master refuses is recorded (status shows it) and the next upd
   assert.deepEqual(await servedBy(lbNow()), ['vigil-1', 'vigil-2', 'vigil-3']);
   assert.deepEqual(await now.updateBalancers(), [], 'it loaded that file as it started');
   await now.stop(['haproxy-1']);
+});
+
+test('a retry sent the moment a reload was refused still reloads (the master, re-executing itself to wait, loses a signal sent meanwhile)', {
+  timeout: 120000,
+}, async () => {
+  const { c, lb } = await cluster();
+  const blocked = await portAllocator()();
+  const holder = createTcpServer();
+  await new Promise<void>((r) => holder.listen(blocked, '127.0.0.1', r));
+  lb().balancer!.bind.syslog_tcp = `127.0.0.1:${blocked}`;
+  await assert.rejects(c.updateBalancers({ timeoutMs: 30000 }), /refused to reload/);
+  // Refused once more, this time watched closely: the retry goes out within milliseconds of the master
+  // logging its failure, while it is still replacing itself (here about 10 to 20 ms; more on a loaded machine).
+  const failures = () => (readFileSync(lb().log, 'utf8').match(/Loading failure!/g) ?? []).length;
+  const before = failures();
+  process.kill(lb().pid!, 'SIGUSR2');
+  await waitUntil('the second refusal', 30000, () => failures() > before, 1);
+  holder.close();
+  assert.deepEqual(await c.updateBalancers({ timeoutMs: 30000 }), ['haproxy-1']);
+  assert.deepEqual(await servedBy(lb()), ['vigil-1', 'vigil-2']);
+  assert.ok(await listening(blocked), 'the new worker listens where the new configuration says');
+  await c.stop(['haproxy-1']);
 });
 
 test("in a two-site cluster only the named site's balancer is reloaded", { timeout: 120000 }, async () => {

@@ -327,7 +327,6 @@ export function openDevCluster(dir: string): DevCluster {
     // A stopped balancer reads the file when it starts again.
     if (!running) return true;
     const logFrom = fileSize(lb.log);
-    signalProcess(refOf(lb), 'SIGUSR2');
     const servers = state.members.filter((m) => m.kind === 'vigil' && m.site === lb.site).map((m) => m.name);
     await waitReloaded(lb, servers, timeoutMs, logFrom);
     lb.balancer_loaded = digest(content);
@@ -545,6 +544,9 @@ function fileSize(path: string): number {
   }
 }
 
+/** How long a balancer's master has to log that it took a reload signal before it is sent another. */
+const RESIGNAL_MS = 2000;
+
 /**
  * Reads what a process logs after `offset`, a bounded chunk per call, line by line: the lines that match
  * `keep` are kept (bounded too), whatever the log's volume meanwhile (a balancer logs failed requests).
@@ -580,13 +582,17 @@ function logFollower(path: string, offset: number, keep: RegExp) {
  * `servers` in its HTTP backend. A master whose reload failed (a listener it could not bind: `haproxy -c`
  * binds nothing) keeps the old worker serving the old configuration and logs "Loading failure!" (HAProxy
  * 2.5 and later; Debian 12 has 2.6), which ends the wait at once with its alerts quoted; the servers alone
- * would not tell, when they are the same.
+ * would not tell, when they are the same. A master re-executing itself (to wait after a refused reload)
+ * loses a SIGUSR2 sent meanwhile: one not followed by "Reloading HAProxy" within RESIGNAL_MS is sent again
+ * (a reload more of the same file changes nothing).
  */
 async function waitReloaded(lb: MemberRecord, servers: string[], timeoutMs: number, logFrom: number): Promise<void> {
   const want = [...servers].sort().join(',');
   const deadline = Date.now() + timeoutMs;
   let seen = '';
-  const log = logFollower(lb.log, logFrom, /\[ALERT\]|Loading (failure!|success\.)/);
+  const log = logFollower(lb.log, logFrom, /\[ALERT\]|Loading (failure!|success\.)|Reloading HAProxy/);
+  signalProcess(refOf(lb), 'SIGUSR2');
+  let signalled = Date.now();
   for (;;) {
     if (!isRunning(refOf(lb))) {
       throw new DevClusterError(
@@ -595,9 +601,13 @@ async function waitReloaded(lb: MemberRecord, servers: string[], timeoutMs: numb
       );
     }
     log.poll();
+    if (!log.kept.some((l) => l.includes('Reloading HAProxy')) && Date.now() - signalled >= RESIGNAL_MS) {
+      signalProcess(refOf(lb), 'SIGUSR2');
+      signalled = Date.now();
+    }
     const loaded = log.kept.some((l) => l.includes('Loading success.'));
     if (log.kept.some((l) => l.includes('Loading failure!'))) {
-      const alerts = log.kept.filter((l) => !l.includes('Loading success.'));
+      const alerts = log.kept.filter((l) => /\[ALERT\]|Loading failure!/.test(l));
       throw new DevClusterError(
         'lb_reload_failed',
         `${lb.name} refused to reload (its old worker still serves the previous configuration): ${alerts.join(' ')}; log ${lb.log}`,
