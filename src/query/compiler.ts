@@ -71,7 +71,15 @@ export type QueryParams = Record<string, string | number | string[]>;
  * still returns whole events). `table`: rows keyed by `columns` (from `stats` or `timechart`).
  */
 export type CompiledQuery =
-  | { kind: 'events'; sql: string; countSql: string; params: QueryParams; fields?: string[] }
+  | {
+      kind: 'events';
+      sql: string;
+      countSql: string;
+      params: QueryParams;
+      /** The page's LIMIT: a page shorter than it holds every matching event. */
+      limit: number;
+      fields?: string[];
+    }
   | { kind: 'table'; sql: string; params: QueryParams; columns: string[] };
 
 /**
@@ -358,6 +366,7 @@ class Compiler {
       sql: events.toSql() + QUERY_SETTINGS,
       countSql: count.toSql() + QUERY_SETTINGS,
       params: this.params,
+      limit: Number(this.params.limit),
     };
     if (projection !== undefined) compiled.fields = projection;
     return compiled;

@@ -43,6 +43,8 @@ export interface ShardQuery {
   sql: string;
   countSql?: string;
   params: Record<string, string | number | string[]>;
+  /** The LIMIT of `sql` (events). */
+  limit?: number;
 }
 
 /** Plans a parsed query over shards; throws QuerySyntaxError for a bad query, as compileAst does. */
@@ -87,7 +89,7 @@ export function planDistributed(ast: QueryAst, opts: CompileOptions): Distribute
 
 function strip(compiled: CompiledQuery, withCount = false): ShardQuery {
   if (compiled.kind === 'events' && withCount) {
-    return { sql: compiled.sql, countSql: compiled.countSql, params: compiled.params };
+    return { sql: compiled.sql, countSql: compiled.countSql, params: compiled.params, limit: compiled.limit };
   }
   return { sql: compiled.sql, params: compiled.params };
 }

@@ -44,3 +44,18 @@ export function normalizeCell(v: unknown): unknown {
 export function countOf(rows: readonly Record<string, unknown>[]): number {
   return Number(Object.values(rows[0] ?? { total: 0 })[0]);
 }
+
+/**
+ * The page of an events query, then its total: a page shorter than its limit holds every matching event,
+ * so its length is the total and the count is not run. The engine runs a process's statements one at a
+ * time, so the two never overlapped; under ingest each waits its turn for the cores, and a search of a
+ * rare word (the common hunt) now pays for one.
+ */
+export async function pageAndTotal<T>(
+  query: <R>(sql: string, params: Record<string, unknown>) => Promise<R[]>,
+  q: { sql: string; countSql: string; params: Record<string, unknown>; limit: number },
+): Promise<{ rows: T[]; total: number }> {
+  const rows = await query<T>(q.sql, q.params);
+  if (rows.length < q.limit) return { rows, total: rows.length };
+  return { rows, total: countOf(await query<Record<string, unknown>>(q.countSql, q.params)) };
+}

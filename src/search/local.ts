@@ -1,6 +1,6 @@
 import { compileQuery } from '../query/index.ts';
 import type { EventRow, SearchScope } from '../store/index.ts';
-import { countOf, eventsAnswer, type SearchAnswer, tableAnswer } from './answer.ts';
+import { eventsAnswer, pageAndTotal, type SearchAnswer, tableAnswer } from './answer.ts';
 
 /**
  * Runs a query for a set of tenants within one admitted search (`EventStore.search`) on this node's own
@@ -14,11 +14,8 @@ export async function runSearch(
   const started = performance.now();
   const compiled = compileQuery(q, opts);
   if (compiled.kind === 'events') {
-    const [rows, counted] = await Promise.all([
-      store.query<EventRow>(compiled.sql, compiled.params),
-      store.query<Record<string, unknown>>(compiled.countSql, compiled.params),
-    ]);
-    return eventsAnswer(compiled, rows, countOf(counted), started);
+    const { rows, total } = await pageAndTotal<EventRow>((sql, params) => store.query(sql, params), compiled);
+    return eventsAnswer(compiled, rows, total, started);
   }
   const rows = await store.query<Record<string, unknown>>(compiled.sql, compiled.params);
   return tableAnswer(compiled, rows, started);

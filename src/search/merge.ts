@@ -8,7 +8,7 @@ import {
   SHARD_ROWS_PARAM,
 } from '../query/index.ts';
 import type { EventRow, SearchScope } from '../store/index.ts';
-import { countOf, eventsAnswer, type SearchAnswer, tableAnswer } from './answer.ts';
+import { countOf, eventsAnswer, pageAndTotal, type SearchAnswer, tableAnswer } from './answer.ts';
 
 /** What one shard answered: its rows as the engine gave them, and its count of matching events (events). */
 export interface ShardResult {
@@ -50,12 +50,19 @@ export async function runShard(
   sole = false,
 ): Promise<ShardResult> {
   const part = plan.shard(shard, shards, sole);
-  const [rows, counted] = await Promise.all([
-    scope.query<Record<string, unknown>>(part.sql, part.params),
-    part.countSql === undefined ? undefined : scope.query<Record<string, unknown>>(part.countSql, part.params),
-  ]);
+  const { countSql, limit } = part;
+  if (countSql === undefined || limit === undefined) {
+    const rows = await scope.query<Record<string, unknown>>(part.sql, part.params);
+    if (rows.length > plan.maxShardRows) throw new TooManyGroupsError(plan.maxShardRows);
+    return { rows };
+  }
+  const { rows, total } = await pageAndTotal<Record<string, unknown>>((sql, params) => scope.query(sql, params), {
+    ...part,
+    countSql,
+    limit,
+  });
   if (rows.length > plan.maxShardRows) throw new TooManyGroupsError(plan.maxShardRows);
-  return counted === undefined ? { rows } : { rows, count: countOf(counted) };
+  return { rows, count: total };
 }
 
 /**

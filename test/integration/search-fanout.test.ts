@@ -221,6 +221,31 @@ describe('a fanned-out search', () => {
     });
   }
 
+  test('the total is the number of matching events whether the page is full (counted) or not (its length)', async () => {
+    const counted = async (q: string) => {
+      const t = (await single(`${q} | stats count`)) as { rows: number[][] };
+      return t.rows[0][0];
+    };
+    const totals = new Set<string>();
+    for (const q of [
+      '*',
+      'Failed',
+      'user.name:bob',
+      'user.name:bob bytes:>900',
+      '* | head 500 | where user.name:bob',
+    ]) {
+      const n = await counted(q);
+      totals.add(n > 50 ? 'full' : n > 0 ? 'short' : 'none');
+      const one = (await single(q)) as { total: number; events: unknown[] };
+      assert.equal(one.total, n, `${q}: single node`);
+      assert.equal(one.events.length, Math.min(n, 50));
+      const { status, body } = await fanned(q);
+      assert.equal(status, 200);
+      assert.equal(body.total, n, `${q}: fanned out`);
+    }
+    assert.deepEqual([...totals].sort(), ['full', 'short'], 'both kinds of page were tried');
+  });
+
   test('a query error is the client error of a single node, never a partial answer', async () => {
     const { status, body } = await fanned('user.name:(bob');
     assert.equal(status, 400);
