@@ -317,10 +317,24 @@ test('a retry sent the moment a reload was refused still reloads (the master, re
   await assert.rejects(c.updateBalancers({ timeoutMs: 30000 }), /refused to reload/);
   // Refused once more, this time watched closely: the retry goes out within milliseconds of the master
   // logging its failure, while it is still replacing itself (here about 10 to 20 ms; more on a loaded machine).
-  const failures = () => (readFileSync(lb().log, 'utf8').match(/Loading failure!/g) ?? []).length;
-  const before = failures();
-  process.kill(lb().pid!, 'SIGUSR2');
-  await waitUntil('the second refusal', 30000, () => failures() > before, 1);
+  const count = (line: RegExp) => (readFileSync(lb().log, 'utf8').match(line) ?? []).length;
+  const before = { reloads: count(/Reloading HAProxy/g), failures: count(/Loading failure!/g) };
+  // Sent again while not taken (the master may still be re-executing itself after the first refusal); the
+  // log is read every millisecond, so the retry below follows the refusal closely.
+  let sentAt = 0;
+  await waitUntil(
+    'the second refusal',
+    30000,
+    () => {
+      if (count(/Loading failure!/g) > before.failures) return true;
+      if (count(/Reloading HAProxy/g) === before.reloads && Date.now() - sentAt > 3000) {
+        process.kill(lb().pid!, 'SIGUSR2');
+        sentAt = Date.now();
+      }
+      return false;
+    },
+    1,
+  );
   holder.close();
   assert.deepEqual(await c.updateBalancers({ timeoutMs: 30000 }), ['haproxy-1']);
   assert.deepEqual(await servedBy(lb()), ['vigil-1', 'vigil-2']);

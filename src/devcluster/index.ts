@@ -547,17 +547,25 @@ function fileSize(path: string): number {
 /** How long a balancer's master has to log that it took a reload signal before it is sent another. */
 const RESIGNAL_MS = 2000;
 
+/** What HAProxy's master logs as it takes a reload signal, once the reload loaded, and once it failed. */
+const RELOADING = 'Reloading HAProxy';
+const LOADED = 'Loading success.';
+const REFUSED = 'Loading failure!';
+
 /**
  * Reads what a process logs after `offset`, a bounded chunk per call, line by line: the lines that match
- * `keep` are kept (bounded too), whatever the log's volume meanwhile (a balancer logs failed requests).
+ * `keep` are kept (bounded too), whatever the log's volume meanwhile (a balancer logs failed requests), and
+ * each of `marks` found in some line is noted, past that bound too.
  */
-function logFollower(path: string, offset: number, keep: RegExp) {
+function logFollower(path: string, offset: number, keep: RegExp, marks: readonly string[] = []) {
   let at = offset;
   let partial = '';
   const kept: string[] = [];
+  const seen = new Set<string>();
   const buf = Buffer.alloc(1 << 18);
   return {
     kept,
+    seen,
     poll(): void {
       let fd: number | undefined;
       try {
@@ -566,7 +574,11 @@ function logFollower(path: string, offset: number, keep: RegExp) {
         at += n;
         const lines = (partial + buf.subarray(0, n).toString('utf8')).split('\n');
         partial = (lines.pop() ?? '').slice(-4096);
-        for (const l of lines) if (keep.test(l) && kept.length < 100) kept.push(l);
+        for (const l of lines) {
+          if (!keep.test(l)) continue;
+          if (kept.length < 100) kept.push(l);
+          for (const m of marks) if (l.includes(m)) seen.add(m);
+        }
       } catch {
         // not written yet: asked again
       } finally {
@@ -590,7 +602,11 @@ async function waitReloaded(lb: MemberRecord, servers: string[], timeoutMs: numb
   const want = [...servers].sort().join(',');
   const deadline = Date.now() + timeoutMs;
   let seen = '';
-  const log = logFollower(lb.log, logFrom, /\[ALERT\]|Loading (failure!|success\.)|Reloading HAProxy/);
+  const log = logFollower(lb.log, logFrom, /\[ALERT\]|Loading (failure!|success\.)|Reloading HAProxy/, [
+    RELOADING,
+    LOADED,
+    REFUSED,
+  ]);
   signalProcess(refOf(lb), 'SIGUSR2');
   let signalled = Date.now();
   for (;;) {
@@ -601,13 +617,13 @@ async function waitReloaded(lb: MemberRecord, servers: string[], timeoutMs: numb
       );
     }
     log.poll();
-    if (!log.kept.some((l) => l.includes('Reloading HAProxy')) && Date.now() - signalled >= RESIGNAL_MS) {
+    if (!log.seen.has(RELOADING) && Date.now() - signalled >= RESIGNAL_MS) {
       signalProcess(refOf(lb), 'SIGUSR2');
       signalled = Date.now();
     }
-    const loaded = log.kept.some((l) => l.includes('Loading success.'));
-    if (log.kept.some((l) => l.includes('Loading failure!'))) {
-      const alerts = log.kept.filter((l) => /\[ALERT\]|Loading failure!/.test(l));
+    const loaded = log.seen.has(LOADED);
+    if (log.seen.has(REFUSED)) {
+      const alerts = log.kept.filter((l) => l.includes('[ALERT]') || l.includes(REFUSED));
       throw new DevClusterError(
         'lb_reload_failed',
         `${lb.name} refused to reload (its old worker still serves the previous configuration): ${alerts.join(' ')}; log ${lb.log}`,
