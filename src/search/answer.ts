@@ -47,8 +47,8 @@ export function countOf(rows: readonly Record<string, unknown>[]): number {
 
 /**
  * The page of an events query, then its total: a page shorter than its limit holds every matching event,
- * so its length is the total and the count is not run. The engine runs a process's statements one at a
- * time, so the two never overlapped; under ingest each waits its turn for the cores, and a search of a
+ * so its length is the total and the count is not run. The engine runs a process's parameterized statements
+ * one at a time, so the two never overlapped; under ingest each waits its turn for the cores, and a search of a
  * rare word (the common hunt) now pays for one.
  */
 export async function pageAndTotal<T>(
